@@ -1,0 +1,114 @@
+// Package syncer is the agent's core: it applies each app's desired bundle to the cluster
+// (server-side apply, staged), keeps its inventory, prunes, watches health and drift, and
+// reports back through a Reporter. Proto types never reach this package: hubclient maps them.
+package syncer
+
+import (
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+// Desired is the latest desired state of one app on this cluster, as the hub sent it.
+type Desired struct {
+	App        string
+	Generation uint64
+	Revision   string
+	// Digest is "sha256:<hex>" of the canonical bundle (shared/bundle).
+	Digest string
+	// Namespace is the destination namespace: namespaced objects without one go there.
+	Namespace string
+	Objects   []*unstructured.Unstructured
+	// Bundle is the canonical bundle data the objects were decoded from (kept in state).
+	Bundle        []byte
+	Policy        SyncPolicy
+	Health        HealthPolicy
+	CommitTime    time.Time
+	SyncRequested bool // an operator asked for a sync (apps without automated sync)
+}
+
+// SyncPolicy mirrors the Application's syncPolicy.
+type SyncPolicy struct {
+	Automated       bool
+	Prune           bool
+	SelfHeal        bool
+	AllowEmpty      bool
+	CreateNamespace bool
+	PruneLast       bool
+	Retry           Retry
+}
+
+// Retry governs failed syncs.
+type Retry struct {
+	Limit       int
+	Duration    time.Duration
+	Factor      float64
+	MaxDuration time.Duration
+}
+
+// HealthPolicy is the Application's health policy.
+type HealthPolicy struct {
+	ProgressDeadline time.Duration
+	AutoRollback     bool
+}
+
+// Held is what the agent holds for an app; sent in Hello so the hub sends only differences.
+type Held struct {
+	App        string
+	Generation uint64
+	Revision   string
+	Digest     string
+}
+
+// ObjectRef names one object.
+type ObjectRef struct {
+	Group     string
+	Version   string
+	Kind      string
+	Namespace string
+	Name      string
+}
+
+// Sync states reported for an app.
+const (
+	SyncSynced    = "Synced"
+	SyncOutOfSync = "OutOfSync"
+	SyncUnknown   = "Unknown"
+)
+
+// DriftItem is one object that differs from what the app declares.
+type DriftItem struct {
+	Object ObjectRef
+	Type   string // "missing" or "modified"
+	Diff   string // Secret values masked
+}
+
+// ResourceStatus is the health of one object.
+type ResourceStatus struct {
+	Object  ObjectRef
+	Health  string
+	Message string
+}
+
+// AppStatus is the agent's report on one app.
+type AppStatus struct {
+	App             string
+	Sync            string
+	Health          string
+	Message         string
+	Generation      uint64
+	AppliedRevision string
+	AppliedDigest   string
+	HealthyRevision string
+	AppliedAt       time.Time
+	Drift           []DriftItem
+	Resources       []ResourceStatus
+}
+
+// Reporter carries the agent's answers to the hub. Implementations never block for long: the
+// hub client queues and coalesces (latest status per app wins).
+type Reporter interface {
+	Ack(app string, generation uint64, revision, digest string)
+	Nack(app string, generation uint64, reason string)
+	Status(s AppStatus)
+}

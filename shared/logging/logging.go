@@ -1,0 +1,68 @@
+// Package logging sets up log/slog for both binaries, bridges klog into it, and holds the
+// attribute keys every package uses.
+package logging
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"k8s.io/klog/v2"
+)
+
+// Attribute keys: constant, shared, so logs can be queried the same way on hub and agent.
+const (
+	KeyCluster    = "cluster"
+	KeyApp        = "app"
+	KeyRevision   = "revision"
+	KeyGeneration = "generation"
+	KeyDigest     = "digest"
+	KeyRepo       = "repo"
+	KeyPath       = "path"
+	KeyObject     = "object"
+	KeyAddr       = "addr"
+	KeyErr        = "err"
+	KeyDuration   = "duration"
+	KeyCount      = "count"
+	KeyFile       = "file"
+	KeyPeer       = "peer"
+)
+
+// Options are the logging flags of both binaries.
+type Options struct {
+	Level  string // debug, info, warn, error
+	Format string // text or json
+}
+
+// New returns a logger writing to w and makes it the default for slog and klog.
+func New(w io.Writer, o Options) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(orDefault(o.Level, "info"))); err != nil {
+		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", o.Level)
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler
+	switch strings.ToLower(orDefault(o.Format, "text")) {
+	case "text":
+		h = slog.NewTextHandler(w, hopts)
+	case "json":
+		h = slog.NewJSONHandler(w, hopts)
+	default:
+		return nil, fmt.Errorf("log format %q: want text or json", o.Format)
+	}
+	l := slog.New(h)
+	slog.SetDefault(l)
+	klog.SetSlogLogger(l.With("source", "klog"))
+	return l, nil
+}
+
+// Err is the attribute for an error.
+func Err(err error) slog.Attr { return slog.Any(KeyErr, err) }
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
