@@ -48,11 +48,11 @@ func TestDeploymentsBecomeAvailable(t *testing.T) {
 	if len(clusters) != 2 {
 		t.Fatalf("want 2 clusters, got %d", len(clusters))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
 	for _, c := range clusters {
 		t.Run(c.Name, func(t *testing.T) {
 			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
 			client, err := c.Client()
 			if err != nil {
 				t.Fatal(err)
