@@ -72,7 +72,7 @@ type Cluster struct {
 	// StartupTime is how long Start took until the cluster could run pods.
 	StartupTime time.Duration
 
-	procs []*process
+	procs []*Process
 }
 
 // BinDir returns where `make k8s-bins` puts the binaries: $FLOTILLA_K8S_BIN_DIR, else
@@ -185,7 +185,7 @@ func start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if err != nil {
 		return c, err
 	}
-	ports, err := freePorts(3)
+	ports, err := FreePorts(3)
 	if err != nil {
 		return c, err
 	}
@@ -330,7 +330,7 @@ func (c *Cluster) Stop() {
 func (c *Cluster) StopProcesses() {
 	// Reverse order: clients of the API server first, etcd last.
 	for i := len(c.procs) - 1; i >= 0; i-- {
-		c.procs[i].stop(10 * time.Second)
+		c.procs[i].Stop(10 * time.Second)
 	}
 }
 
@@ -340,13 +340,13 @@ func (c *Cluster) Logs() string { return c.logTails(8192) }
 func (c *Cluster) logTails(n int64) string {
 	var b strings.Builder
 	for _, p := range c.procs {
-		fmt.Fprintf(&b, "\n--- %s/%s (%s) ---\n%s", c.Name, p.name, p.logPath, p.tail(n))
+		fmt.Fprintf(&b, "\n--- %s/%s (%s) ---\n%s", c.Name, p.name, p.LogPath, p.Tail(n))
 	}
 	return b.String()
 }
 
 func (c *Cluster) run(name, bin string, args, env []string, logDir string) error {
-	p, err := startProcess(name, bin, args, env, logDir)
+	p, err := StartProcess(name, bin, args, env, logDir)
 	if err != nil {
 		return err
 	}
@@ -357,8 +357,8 @@ func (c *Cluster) run(name, bin string, args, env []string, logDir string) error
 // checkAlive fails when a process of the cluster has exited.
 func (c *Cluster) checkAlive() error {
 	for _, p := range c.procs {
-		if done, err := p.exited(); done {
-			msg := p.tail(1024)
+		if done, err := p.Exited(); done {
+			msg := p.Tail(1024)
 			if strings.Contains(msg, "address already in use") {
 				return fmt.Errorf("%s: address already in use", p.name)
 			}
@@ -460,8 +460,8 @@ func writeKubeconfig(path, name string, cfg *rest.Config) error {
 	return clientcmd.WriteToFile(*kc, path)
 }
 
-// freePorts asks the kernel for n distinct free loopback ports.
-func freePorts(n int) ([]int, error) {
+// FreePorts asks the kernel for n distinct free loopback ports.
+func FreePorts(n int) ([]int, error) {
 	var ports []int
 	var ls []net.Listener
 	defer func() {
@@ -503,7 +503,7 @@ func sweepStale(base string) {
 func (c *Cluster) RSS() (int64, error) {
 	var total int64
 	for _, p := range c.procs {
-		n, err := p.rss()
+		n, err := p.RSS()
 		if err != nil {
 			return 0, err
 		}

@@ -12,17 +12,18 @@ import (
 	"time"
 )
 
-// process is one child of a control plane. It dies with its parent (Pdeathsig), runs in its
-// own process group, and writes its output to a log file kept until the cluster is removed.
-type process struct {
+// Process is a child process of the harness. It dies with its parent (Pdeathsig), runs in its
+// own process group, and writes its output to a log file.
+type Process struct {
 	name    string
 	cmd     *exec.Cmd
-	logPath string
+	LogPath string
 	done    chan struct{}
 	err     error
 }
 
-func startProcess(name, bin string, args []string, env []string, logDir string) (*process, error) {
+// StartProcess starts bin with args and extra env, logging to logDir/name.log.
+func StartProcess(name, bin string, args []string, env []string, logDir string) (*Process, error) {
 	logPath := filepath.Join(logDir, name+".log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
@@ -37,7 +38,7 @@ func startProcess(name, bin string, args []string, env []string, logDir string) 
 		logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &process{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	p := &Process{name: name, cmd: cmd, LogPath: logPath, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		logFile.Close()
@@ -46,8 +47,8 @@ func startProcess(name, bin string, args []string, env []string, logDir string) 
 	return p, nil
 }
 
-// exited reports whether the process has ended, and how.
-func (p *process) exited() (bool, error) {
+// Exited reports whether the process has ended, and how.
+func (p *Process) Exited() (bool, error) {
 	select {
 	case <-p.done:
 		return true, p.err
@@ -56,9 +57,9 @@ func (p *process) exited() (bool, error) {
 	}
 }
 
-// stop sends SIGTERM to the process group, then SIGKILL after grace.
-func (p *process) stop(grace time.Duration) {
-	if ok, _ := p.exited(); ok {
+// Stop sends SIGTERM to the process group, then SIGKILL after grace.
+func (p *Process) Stop(grace time.Duration) {
+	if ok, _ := p.Exited(); ok {
 		return
 	}
 	pgid := -p.cmd.Process.Pid
@@ -71,9 +72,9 @@ func (p *process) stop(grace time.Duration) {
 	}
 }
 
-// tail returns the last n bytes of the process log.
-func (p *process) tail(n int64) string {
-	f, err := os.Open(p.logPath)
+// Tail returns the last n bytes of the process log.
+func (p *Process) Tail(n int64) string {
+	f, err := os.Open(p.LogPath)
 	if err != nil {
 		return err.Error()
 	}
@@ -93,8 +94,8 @@ func (p *process) tail(n int64) string {
 
 var errExited = errors.New("process exited")
 
-// rss returns the resident set size of the process in bytes, from /proc.
-func (p *process) rss() (int64, error) {
+// RSS returns the resident set size of the process in bytes, from /proc.
+func (p *Process) RSS() (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
 	if err != nil {
 		return 0, err
@@ -107,3 +108,18 @@ func (p *process) rss() (int64, error) {
 	}
 	return 0, fmt.Errorf("no VmRSS for %s", p.name)
 }
+
+// Kill sends SIGKILL to the process group and waits for the process to end.
+func (p *Process) Kill() {
+	if ok, _ := p.Exited(); ok {
+		return
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
+}
+
+// Pid is the process id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Name is the name the process was started with.
+func (p *Process) Name() string { return p.name }

@@ -1,0 +1,212 @@
+// Package app builds the `flotilla-agent` command: options, wiring and run.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"golang.org/x/sync/errgroup"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/flotilla-dev/flotilla/agent/internal/hubclient"
+	"github.com/flotilla-dev/flotilla/agent/internal/identity"
+	"github.com/flotilla-dev/flotilla/agent/internal/syncer"
+	"github.com/flotilla-dev/flotilla/shared/logging"
+	"github.com/flotilla-dev/flotilla/shared/version"
+)
+
+// IdentitySecret is the Secret in the agent's namespace holding its key and certificate.
+const IdentitySecret = "flotilla-agent-identity"
+
+// Options are the agent's flags. Defaults live here.
+type Options struct {
+	Hubs         []string
+	JoinToken    string
+	Kubeconfig   string
+	Namespace    string
+	HTTPListen   string
+	FieldManager string
+	Log          logging.Options
+}
+
+// NewOptions returns the defaults.
+func NewOptions() *Options {
+	return &Options{
+		Namespace:    "flotilla-system",
+		HTTPListen:   "127.0.0.1:8081",
+		FieldManager: "flotilla-agent",
+		Log:          logging.Options{Level: "info", Format: "text"},
+	}
+}
+
+// AddFlags binds the options to flags.
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	fs.StringSliceVar(&o.Hubs, "hub", o.Hubs, "hub address host:port; repeat or comma-separate for several hub replicas")
+	fs.StringVar(&o.JoinToken, "join-token", o.JoinToken, "single-use join token from `flotilla cluster add` (needed on first start only)")
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig of the cluster to manage (in-cluster config when empty)")
+	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "namespace where the agent keeps its identity and state Secrets (created if missing)")
+	fs.StringVar(&o.HTTPListen, "http-listen", o.HTTPListen, "address for /healthz and /readyz (empty disables)")
+	fs.StringVar(&o.FieldManager, "field-manager", o.FieldManager, "server-side apply field manager")
+	fs.StringVar(&o.Log.Level, "log-level", o.Log.Level, "debug, info, warn or error")
+	fs.StringVar(&o.Log.Format, "log-format", o.Log.Format, "text or json")
+}
+
+// Validate checks the options.
+func (o *Options) Validate() error {
+	var errs []error
+	if len(o.Hubs) == 0 {
+		errs = append(errs, errors.New("--hub is required"))
+	}
+	for _, h := range o.Hubs {
+		if _, _, err := net.SplitHostPort(h); err != nil {
+			errs = append(errs, fmt.Errorf("--hub %q: want host:port", h))
+		}
+	}
+	if o.Namespace == "" {
+		errs = append(errs, errors.New("--namespace is required"))
+	}
+	return errors.Join(errs...)
+}
+
+// NewRootCommand returns the `flotilla-agent` command.
+func NewRootCommand() *cobra.Command {
+	o := NewOptions()
+	cmd := &cobra.Command{
+		Use:   "flotilla-agent",
+		Short: "The Flotilla agent: applies what the hub sends to this cluster and reports back",
+		Long: `The Flotilla agent runs in each cluster. It dials the hub (outbound only), receives each
+app's desired state, applies it with server-side apply, and reports sync status and health.
+On first start it enrols with --join-token; its key and certificate then live in a Secret in
+--namespace.`,
+		Version:       version.String(),
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args:          cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			log, err := logging.New(cmd.ErrOrStderr(), o.Log)
+			if err != nil {
+				return err
+			}
+			return run(cmd.Context(), o, log)
+		},
+	}
+	o.AddFlags(cmd.Flags())
+	return cmd
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig: %w", err)
+	}
+	cfg.QPS, cfg.Burst = 50, 100
+	cfg.UserAgent = "flotilla-agent/" + version.Version
+	return cfg, nil
+}
+
+func run(ctx context.Context, o *Options, log *slog.Logger) error {
+	cfg, err := restConfig(o.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	id, err := loadOrJoin(ctx, o, client, log)
+	if err != nil {
+		return err
+	}
+	log = log.With(logging.KeyCluster, id.Cluster)
+	hc := hubclient.New(hubclient.Config{Addrs: o.Hubs, TLS: id.TLSConfig, Logger: log})
+	ctrl, err := syncer.NewController(syncer.Config{
+		RESTConfig: cfg, Namespace: o.Namespace, FieldManager: o.FieldManager, Reporter: hc, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	// Restore what this agent applied before: it keeps serving it, and prunes nothing, until the
+	// hub answers.
+	if err := ctrl.Load(ctx); err != nil {
+		return fmt.Errorf("restore state: %w", err)
+	}
+	hc.SetController(ctrl)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return ctrl.Run(gctx) })
+	g.Go(func() error { return hc.Run(gctx) })
+	if o.HTTPListen != "" {
+		l, err := net.Listen("tcp", o.HTTPListen)
+		if err != nil {
+			return fmt.Errorf("--http-listen: %w", err)
+		}
+		g.Go(func() error { return serveHealth(gctx, l) })
+	}
+	log.Info("agent started", "version", version.String(), "hubs", strings.Join(o.Hubs, ","))
+	return g.Wait()
+}
+
+// loadOrJoin returns the identity kept in the cluster, or enrols with the join token.
+func loadOrJoin(ctx context.Context, o *Options, client kubernetes.Interface, log *slog.Logger) (*identity.Identity, error) {
+	if err := identity.EnsureNamespace(ctx, client, o.Namespace); err != nil {
+		return nil, fmt.Errorf("namespace %s: %w", o.Namespace, err)
+	}
+	st := identity.NewStore(client, o.Namespace, IdentitySecret)
+	id, found, err := st.Load(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load identity: %w", err)
+	}
+	if found {
+		if o.JoinToken != "" {
+			log.Info("identity found in the cluster; --join-token ignored", logging.KeyCluster, id.Cluster)
+		}
+		return id, nil
+	}
+	if o.JoinToken == "" {
+		return nil, fmt.Errorf("no identity in secret %s/%s: pass --join-token from `flotilla cluster add`", o.Namespace, IdentitySecret)
+	}
+	var errs []error
+	for _, addr := range o.Hubs {
+		id, err := hubclient.Join(ctx, addr, o.JoinToken)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := st.Save(ctx, id); err != nil {
+			return nil, fmt.Errorf("save identity: %w", err)
+		}
+		log.Info("joined hub", logging.KeyAddr, addr, logging.KeyCluster, id.Cluster)
+		return id, nil
+	}
+	return nil, errors.Join(errs...)
+}
+
+func serveHealth(ctx context.Context, l net.Listener) error {
+	mux := http.NewServeMux()
+	ok := func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) }
+	mux.HandleFunc("GET /healthz", ok)
+	mux.HandleFunc("GET /readyz", ok)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,87 @@
+package hubclient
+
+import (
+	"bytes"
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/flotilla-dev/flotilla/agent/internal/syncer"
+	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
+	"github.com/flotilla-dev/flotilla/shared/bundle"
+)
+
+// assembly collects the chunks of one app's bundle for one generation.
+type assembly struct {
+	head   *flotillav1.Desired
+	chunks [][]byte
+}
+
+// assemble takes one Desired message. It returns the complete desired state once the last
+// chunk of a generation arrived and the digest checked out, nil while chunks are missing, and
+// an error for a bundle that must not be applied.
+func (c *Client) assemble(m *flotillav1.Desired) (*syncer.Desired, error) {
+	if m.ChunkCount == 0 || m.ChunkIndex >= m.ChunkCount {
+		return nil, fmt.Errorf("chunk %d of %d is malformed", m.ChunkIndex, m.ChunkCount)
+	}
+	c.mu.Lock()
+	a := c.partial[m.App]
+	if m.ChunkIndex == 0 {
+		a = &assembly{head: m}
+		c.partial[m.App] = a
+	}
+	if a == nil || a.head.Generation != m.Generation || a.head.ChunkCount != m.ChunkCount || int(m.ChunkIndex) != len(a.chunks) {
+		delete(c.partial, m.App)
+		c.mu.Unlock()
+		return nil, fmt.Errorf("chunk %d of %d arrived out of order", m.ChunkIndex, m.ChunkCount)
+	}
+	a.chunks = append(a.chunks, m.BundleChunk)
+	if len(a.chunks) < int(m.ChunkCount) {
+		c.mu.Unlock()
+		return nil, nil
+	}
+	delete(c.partial, m.App)
+	c.mu.Unlock()
+
+	data, err := bundle.Decompress(bytes.Join(a.chunks, nil), maxBundleSize)
+	if err != nil {
+		return nil, err
+	}
+	if got := bundle.Digest(data); got != a.head.Digest {
+		return nil, fmt.Errorf("bundle digest %s does not match the announced %s", got, a.head.Digest)
+	}
+	objs, err := bundle.Decode(data)
+	if err != nil {
+		return nil, err
+	}
+	return desiredFromProto(a.head, objs, data), nil
+}
+
+func desiredFromProto(h *flotillav1.Desired, objs []*unstructured.Unstructured, data []byte) *syncer.Desired {
+	d := &syncer.Desired{
+		App: h.App, Generation: h.Generation, Revision: h.Revision, Digest: h.Digest, Namespace: h.Namespace,
+		Objects: objs, Bundle: data, SyncRequested: h.SyncRequested,
+	}
+	if p := h.SyncPolicy; p != nil {
+		d.Policy = syncer.SyncPolicy{
+			Automated: p.Automated, Prune: p.Prune, SelfHeal: p.SelfHeal, AllowEmpty: p.AllowEmpty,
+			CreateNamespace: p.CreateNamespace, PruneLast: p.PruneLast,
+		}
+		if r := p.Retry; r != nil {
+			d.Policy.Retry = syncer.Retry{
+				Limit: int(r.Limit), Duration: time.Duration(r.BackoffDurationMs) * time.Millisecond,
+				Factor: r.BackoffFactor, MaxDuration: time.Duration(r.BackoffMaxDurationMs) * time.Millisecond,
+			}
+		}
+	}
+	if hp := h.HealthPolicy; hp != nil {
+		d.Health = syncer.HealthPolicy{
+			ProgressDeadline: time.Duration(hp.ProgressDeadlineMs) * time.Millisecond, AutoRollback: hp.AutoRollback,
+		}
+	}
+	if h.CommitTimeUnixMs > 0 {
+		d.CommitTime = time.UnixMilli(h.CommitTimeUnixMs)
+	}
+	return d
+}

@@ -1,0 +1,330 @@
+// Package hubclient is the agent's gRPC edge: enrolment with a join token, and the one
+// long-lived stream to the hub (Hello, Desired/Remove in; Ack/Nack/Status/Heartbeat out),
+// reconnecting with jittered backoff. Proto types stop here: the syncer sees its own types.
+package hubclient
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
+
+	"github.com/flotilla-dev/flotilla/agent/internal/syncer"
+	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
+	"github.com/flotilla-dev/flotilla/shared/logging"
+	"github.com/flotilla-dev/flotilla/shared/version"
+)
+
+// MaxMessageSize bounds every gRPC message in either direction.
+const MaxMessageSize = 4 << 20
+
+// maxBundleSize bounds a decompressed bundle.
+const maxBundleSize = 512 << 20
+
+// maxQueued bounds the ACK/NACK queue kept while the hub is unreachable; statuses are
+// coalesced per app and need no bound beyond the number of apps.
+const maxQueued = 1024
+
+type controller interface {
+	Held() []syncer.Held
+	SetDesired(d *syncer.Desired)
+	Remove(app string, generation uint64)
+	ReportAll()
+}
+
+// Config wires the client.
+type Config struct {
+	// Addrs are the hub addresses, host:port; the client tries them in turn.
+	Addrs []string
+	// TLS returns the client TLS config for a server name; called for every connection so a
+	// rotated certificate is picked up.
+	TLS       func(serverName string) (*tls.Config, error)
+	Heartbeat time.Duration
+	Logger    *slog.Logger
+}
+
+// Client is the agent's link to the hub. It implements syncer.Reporter.
+type Client struct {
+	cfg  Config
+	log  *slog.Logger
+	ctrl controller
+
+	mu       sync.Mutex
+	queue    []*flotillav1.AgentMessage          // ACKs and NACKs, in order
+	statuses map[string]*flotillav1.AgentMessage // latest status per app
+	order    []string                            // apps in the order their status changed
+	wake     chan struct{}
+	partial  map[string]*assembly // bundles arriving in chunks, per app
+}
+
+var _ syncer.Reporter = (*Client)(nil)
+
+// New returns a client; SetController must be called before Run.
+func New(cfg Config) *Client {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 10 * time.Second
+	}
+	return &Client{
+		cfg: cfg, log: cfg.Logger, statuses: map[string]*flotillav1.AgentMessage{},
+		wake: make(chan struct{}, 1), partial: map[string]*assembly{},
+	}
+}
+
+// SetController attaches the syncer the client feeds.
+func (c *Client) SetController(ctrl controller) { c.ctrl = ctrl }
+
+// Run keeps a stream to the hub open until ctx ends, reconnecting with jittered exponential
+// backoff (0.5s doubling to 30s, reset after a stream that lasted a minute).
+func (c *Client) Run(ctx context.Context) error {
+	if c.ctrl == nil {
+		return errors.New("hubclient: no controller")
+	}
+	backoff := 500 * time.Millisecond
+	for i := 0; ; i++ {
+		addr := c.cfg.Addrs[i%len(c.cfg.Addrs)]
+		start := time.Now()
+		err := c.session(ctx, addr)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(start) > time.Minute {
+			backoff = 500 * time.Millisecond
+		}
+		wait := time.Duration(float64(backoff) * (0.5 + rand.Float64()))
+		c.log.Warn("hub stream ended; reconnecting", logging.KeyAddr, addr, logging.Err(err), "retryIn", wait.Round(time.Millisecond))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+}
+
+func dialOptions(creds credentials.TransportCredentials) []grpc.DialOption {
+	return []grpc.DialOption{
+		grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize+64<<10), grpc.MaxCallSendMsgSize(MaxMessageSize)),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
+	}
+}
+
+func (c *Client) session(ctx context.Context, addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("hub address %q: %w", addr, err)
+	}
+	tlsCfg, err := c.cfg.TLS(host)
+	if err != nil {
+		return err
+	}
+	conn, err := grpc.NewClient(addr, dialOptions(credentials.NewTLS(tlsCfg))...)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := flotillav1.NewAgentServiceClient(conn).Connect(ctx)
+	if err != nil {
+		return err
+	}
+	hello := &flotillav1.Hello{AgentVersion: version.Version, ProtocolVersion: version.Protocol}
+	for _, h := range c.ctrl.Held() {
+		hello.Apps = append(hello.Apps, &flotillav1.HeldApp{App: h.App, Generation: h.Generation, Revision: h.Revision, Digest: h.Digest})
+	}
+	if err := stream.Send(&flotillav1.AgentMessage{Msg: &flotillav1.AgentMessage_Hello{Hello: hello}}); err != nil {
+		return err
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		if status.Code(err) == codes.FailedPrecondition {
+			c.log.Error("hub refused this agent; the last applied state stays", logging.Err(err))
+		}
+		return err
+	}
+	welcome := first.GetWelcome()
+	if welcome == nil {
+		return errors.New("hub did not answer Hello with Welcome")
+	}
+	heartbeat := c.cfg.Heartbeat
+	if welcome.HeartbeatSeconds > 0 {
+		heartbeat = time.Duration(welcome.HeartbeatSeconds) * time.Second
+	}
+	c.log.Info("connected to hub", logging.KeyAddr, addr, logging.KeyCluster, welcome.Cluster, "hubVersion", welcome.HubVersion)
+	c.ctrl.ReportAll()
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return c.receive(gctx, stream) })
+	g.Go(func() error { return c.sendLoop(gctx, stream, heartbeat) })
+	return g.Wait()
+}
+
+func (c *Client) receive(ctx context.Context, stream flotillav1.AgentService_ConnectClient) error {
+	for {
+		msg, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		switch m := msg.Msg.(type) {
+		case *flotillav1.HubMessage_Desired:
+			d, err := c.assemble(m.Desired)
+			if err != nil {
+				c.log.Warn("bundle rejected", logging.KeyApp, m.Desired.App, logging.KeyGeneration, m.Desired.Generation, logging.Err(err))
+				c.Nack(m.Desired.App, m.Desired.Generation, err.Error())
+				continue
+			}
+			if d != nil {
+				c.ctrl.SetDesired(d)
+			}
+		case *flotillav1.HubMessage_Remove:
+			c.ctrl.Remove(m.Remove.App, m.Remove.Generation)
+		case *flotillav1.HubMessage_Heartbeat, *flotillav1.HubMessage_Welcome:
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+}
+
+// sendLoop drains the outbox: queued ACKs/NACKs first, in order, then the latest status of
+// each app; heartbeats keep the stream alive.
+func (c *Client) sendLoop(ctx context.Context, stream flotillav1.AgentService_ConnectClient, heartbeat time.Duration) error {
+	t := time.NewTicker(heartbeat)
+	defer t.Stop()
+	for {
+		for {
+			msg := c.next()
+			if msg == nil {
+				break
+			}
+			if err := stream.Send(msg); err != nil {
+				c.requeue(msg)
+				return err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.wake:
+		case <-t.C:
+			if err := stream.Send(&flotillav1.AgentMessage{Msg: &flotillav1.AgentMessage_Heartbeat{
+				Heartbeat: &flotillav1.Heartbeat{SentUnixMs: time.Now().UnixMilli()},
+			}}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (c *Client) next() *flotillav1.AgentMessage {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.queue) > 0 {
+		m := c.queue[0]
+		c.queue = c.queue[1:]
+		return m
+	}
+	for len(c.order) > 0 {
+		app := c.order[0]
+		c.order = c.order[1:]
+		if m, ok := c.statuses[app]; ok {
+			delete(c.statuses, app)
+			return m
+		}
+	}
+	return nil
+}
+
+// requeue puts back a message whose send failed, to go out on the next stream.
+func (c *Client) requeue(m *flotillav1.AgentMessage) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s := m.GetStatus(); s != nil {
+		if _, newer := c.statuses[s.App]; !newer {
+			c.statuses[s.App] = m
+			c.order = append([]string{s.App}, c.order...)
+		}
+		return
+	}
+	c.queue = append([]*flotillav1.AgentMessage{m}, c.queue...)
+}
+
+func (c *Client) enqueue(m *flotillav1.AgentMessage) {
+	c.mu.Lock()
+	if len(c.queue) >= maxQueued {
+		c.queue = c.queue[1:] // the hub re-learns applied state from Hello and statuses
+	}
+	c.queue = append(c.queue, m)
+	c.mu.Unlock()
+	c.signal()
+}
+
+func (c *Client) signal() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Ack reports that a generation was applied.
+func (c *Client) Ack(app string, generation uint64, revision, digest string) {
+	c.enqueue(&flotillav1.AgentMessage{Msg: &flotillav1.AgentMessage_Ack{Ack: &flotillav1.Ack{
+		App: app, Generation: generation, Revision: revision, Digest: digest,
+	}}})
+}
+
+// Nack reports that a generation failed; reason is already scrubbed by the caller.
+func (c *Client) Nack(app string, generation uint64, reason string) {
+	c.enqueue(&flotillav1.AgentMessage{Msg: &flotillav1.AgentMessage_Nack{Nack: &flotillav1.Nack{
+		App: app, Generation: generation, Error: reason,
+	}}})
+}
+
+// Status queues an app's status; an older queued status of the same app is replaced.
+func (c *Client) Status(s syncer.AppStatus) {
+	m := &flotillav1.AgentMessage{Msg: &flotillav1.AgentMessage_Status{Status: statusToProto(s)}}
+	c.mu.Lock()
+	if _, queued := c.statuses[s.App]; !queued {
+		c.order = append(c.order, s.App)
+	}
+	c.statuses[s.App] = m
+	c.mu.Unlock()
+	c.signal()
+}
+
+func statusToProto(s syncer.AppStatus) *flotillav1.AppStatus {
+	p := &flotillav1.AppStatus{
+		App: s.App, Sync: s.Sync, Health: s.Health, Message: s.Message, Generation: s.Generation,
+		AppliedRevision: s.AppliedRevision, AppliedDigest: s.AppliedDigest, HealthyRevision: s.HealthyRevision,
+	}
+	if !s.AppliedAt.IsZero() {
+		p.AppliedAtUnixMs = s.AppliedAt.UnixMilli()
+	}
+	for _, d := range s.Drift {
+		p.Drift = append(p.Drift, &flotillav1.DriftItem{Object: refToProto(d.Object), Type: d.Type, Diff: d.Diff})
+	}
+	for _, r := range s.Resources {
+		p.Resources = append(p.Resources, &flotillav1.ResourceStatus{Object: refToProto(r.Object), Health: r.Health, Message: r.Message})
+	}
+	return p
+}
+
+func refToProto(r syncer.ObjectRef) *flotillav1.ObjectRef {
+	return &flotillav1.ObjectRef{Group: r.Group, Version: r.Version, Kind: r.Kind, Namespace: r.Namespace, Name: r.Name}
+}

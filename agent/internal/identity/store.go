@@ -1,0 +1,150 @@
+package identity
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
+)
+
+// Keys of the identity Secret, besides tls.crt and tls.key of type kubernetes.io/tls.
+const (
+	KeyCA      = "ca.crt"
+	KeyCluster = "cluster"
+)
+
+// managedBy labels the Secrets the agent owns.
+var managedBy = map[string]string{"app.kubernetes.io/managed-by": "flotilla-agent"}
+
+// Store keeps the identity in a Secret of type kubernetes.io/tls (tls.crt, tls.key, plus
+// ca.crt and cluster) in the agent's namespace.
+type Store struct {
+	client    kubernetes.Interface
+	namespace string
+	name      string
+}
+
+// NewStore returns a Store for the Secret namespace/secretName.
+func NewStore(client kubernetes.Interface, namespace, secretName string) *Store {
+	return &Store{client: client, namespace: namespace, name: secretName}
+}
+
+// Load reads the identity. ok is false, with no error, when the Secret does not exist; a
+// Secret that exists but lacks a key is an error.
+func (s *Store) Load(ctx context.Context) (id *Identity, ok bool, err error) {
+	sec, err := s.client.CoreV1().Secrets(s.namespace).Get(ctx, s.name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("get identity secret %s/%s: %w", s.namespace, s.name, err)
+	}
+	var missing []string
+	for _, k := range []string{corev1.TLSCertKey, corev1.TLSPrivateKeyKey, KeyCA, KeyCluster} {
+		if len(sec.Data[k]) == 0 {
+			missing = append(missing, k)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, false, fmt.Errorf("identity secret %s/%s: missing %s", s.namespace, s.name, strings.Join(missing, ", "))
+	}
+	return &Identity{
+		KeyPEM:  sec.Data[corev1.TLSPrivateKeyKey],
+		CertPEM: sec.Data[corev1.TLSCertKey],
+		CAPEM:   sec.Data[KeyCA],
+		Cluster: string(sec.Data[KeyCluster]),
+	}, true, nil
+}
+
+// Save writes the identity, creating the Secret or updating it in place (other keys and
+// metadata of an existing Secret are kept). The identity must be complete and its certificate
+// and key must match.
+func (s *Store) Save(ctx context.Context, id *Identity) error {
+	if err := validate(id); err != nil {
+		return fmt.Errorf("save identity to secret %s/%s: %w", s.namespace, s.name, err)
+	}
+	data := map[string][]byte{
+		corev1.TLSCertKey:       id.CertPEM,
+		corev1.TLSPrivateKeyKey: id.KeyPEM,
+		KeyCA:                   id.CAPEM,
+		KeyCluster:              []byte(id.Cluster),
+	}
+	secrets := s.client.CoreV1().Secrets(s.namespace)
+	create := func() error {
+		_, err := secrets.Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: s.name, Namespace: s.namespace, Labels: maps.Clone(managedBy)},
+			Type:       corev1.SecretTypeTLS,
+			Data:       data,
+		}, metav1.CreateOptions{})
+		return err
+	}
+	err := create()
+	if apierrors.IsAlreadyExists(err) {
+		err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			cur, err := secrets.Get(ctx, s.name, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				return create()
+			}
+			if err != nil {
+				return err
+			}
+			if cur.Type != corev1.SecretTypeTLS {
+				// The type of a Secret is immutable; do not delete what someone else made.
+				return fmt.Errorf("existing secret has type %s, want %s", cur.Type, corev1.SecretTypeTLS)
+			}
+			if cur.Data == nil {
+				cur.Data = map[string][]byte{}
+			}
+			maps.Copy(cur.Data, data)
+			if cur.Labels == nil {
+				cur.Labels = map[string]string{}
+			}
+			maps.Copy(cur.Labels, managedBy)
+			_, err = secrets.Update(ctx, cur, metav1.UpdateOptions{})
+			return err
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("save identity to secret %s/%s: %w", s.namespace, s.name, err)
+	}
+	return nil
+}
+
+// validate checks that the identity is complete and usable before it is persisted.
+func validate(id *Identity) error {
+	if id == nil {
+		return errors.New("no identity")
+	}
+	if id.Cluster == "" {
+		return errors.New("identity has no cluster name")
+	}
+	if _, err := id.TLSConfig(""); err != nil {
+		return err
+	}
+	return nil
+}
+
+// EnsureNamespace creates namespace if it does not exist.
+func EnsureNamespace(ctx context.Context, client kubernetes.Interface, namespace string) error {
+	_, err := client.CoreV1().Namespaces().Get(ctx, namespace, metav1.GetOptions{})
+	if err == nil {
+		return nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return fmt.Errorf("get namespace %s: %w", namespace, err)
+	}
+	_, err = client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{
+		ObjectMeta: metav1.ObjectMeta{Name: namespace, Labels: maps.Clone(managedBy)},
+	}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create namespace %s: %w", namespace, err)
+	}
+	return nil
+}

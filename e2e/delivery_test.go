@@ -1,0 +1,138 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/flotilla-dev/flotilla/e2e/localfleet"
+	"github.com/flotilla-dev/flotilla/e2e/localkube"
+)
+
+// allAt reports whether every app on every cluster is Synced and Healthy at revision rev.
+func allAt(rev string, want int) func([]localfleet.StatusItem) bool {
+	return func(items []localfleet.StatusItem) bool {
+		if len(items) != want {
+			return false
+		}
+		for _, it := range items {
+			if it.Sync != "Synced" || it.Health != "Healthy" || it.AppliedRevision != rev || it.DesiredRevision != rev {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+// TestDeliveryEndToEnd is the whole path: Git → hub → agents → clusters → `flotilla status`.
+func TestDeliveryEndToEnd(t *testing.T) {
+	e := newEnv(t, "1.0.0")
+	staging, production := e.clusters[0], e.clusters[1]
+	rev1, err := e.repo.Head()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Initial sync: both apps Synced and Healthy on both clusters, replicas 1 and 5.
+	if _, err := e.fleet.WaitStatus(e.ctx, 3*time.Minute, allAt(rev1, 4)); err != nil {
+		t.Fatal(err)
+	}
+	assertAPI(t, e.ctx, staging, 1, "registry.example/api:1.0.0")
+	assertAPI(t, e.ctx, production, 5, "registry.example/api:1.0.0")
+
+	// A new commit changing the image tag in base/api reaches both clusters.
+	committed := time.Now()
+	rev2, err := e.repo.Commit("api: 1.1.0", map[string]string{"base/api/kustomization.yaml": localfleet.BaseAPIKustomization("1.1.0")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	items, err := e.fleet.WaitStatus(e.ctx, 2*time.Minute, func(items []localfleet.StatusItem) bool {
+		for _, it := range items {
+			if it.App == "api" && it.AppliedRevision != rev2 {
+				return false
+			}
+		}
+		return len(items) == 4
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("commit to applied on both clusters: %s (poll interval 2s)", time.Since(committed).Round(time.Millisecond))
+	for _, it := range items {
+		if it.App == "api" {
+			t.Logf("  %s: hub-measured commit-to-applied %dms", it.Cluster, it.CommitToAppliedMs)
+		}
+	}
+	assertAPI(t, e.ctx, staging, 1, "registry.example/api:1.1.0")
+	assertAPI(t, e.ctx, production, 5, "registry.example/api:1.1.0")
+	if _, err := e.fleet.WaitStatus(e.ctx, 2*time.Minute, allAt(rev2, 4)); err != nil {
+		t.Fatal(err)
+	}
+
+	// A hub restarted with the same data dir keeps its CA and clusters; the agents reconnect
+	// on their own and the fleet is still Synced and Healthy at rev2.
+	caBefore, err := os.ReadFile(filepath.Join(e.fleet.DataDir, "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.fleet.Hub.Stop(10 * time.Second)
+	if err := e.fleet.StartHub(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	caAfter, err := os.ReadFile(filepath.Join(e.fleet.DataDir, "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(caBefore) != string(caAfter) {
+		t.Fatal("the hub's CA changed across a restart")
+	}
+	out, err := e.fleet.CLI(e.ctx, "clusters", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"staging", "production"} {
+		if !strings.Contains(string(out), `"name": "`+name+`"`) {
+			t.Fatalf("cluster %s lost across the restart:\n%s", name, out)
+		}
+	}
+	if _, err := e.fleet.WaitStatus(e.ctx, time.Minute, func(items []localfleet.StatusItem) bool {
+		return allAt(rev2, 4)(items) && items[0].LastSeen != nil && time.Since(*items[0].LastSeen) < 5*time.Second
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func assertAPI(t *testing.T, ctx context.Context, c *localkube.Cluster, replicas int32, image string) {
+	t.Helper()
+	client, err := c.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d *appsv1.Deployment
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		d, err = client.AppsV1().Deployments("api").Get(ctx, "api", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		return *d.Spec.Replicas == replicas && d.Spec.Template.Spec.Containers[0].Image == image &&
+			d.Status.ReadyReplicas == replicas && d.Status.UpdatedReplicas == replicas, nil
+	})
+	if err != nil {
+		got := "none"
+		if d != nil {
+			got = d.Spec.Template.Spec.Containers[0].Image
+		}
+		t.Fatalf("cluster %s: want api with %d ready replicas of %s, got image %s: %v", c.Name, replicas, image, got, err)
+	}
+}

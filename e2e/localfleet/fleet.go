@@ -1,0 +1,267 @@
+// Package localfleet runs the whole system on one machine: local Kubernetes clusters
+// (localkube), a Git repository served by `git daemon`, the hub and one agent per cluster, all
+// as real processes built from this repository. The end-to-end tests, the demo and the
+// benchmarks drive it.
+package localfleet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/flotilla-dev/flotilla/e2e/localkube"
+)
+
+// Member is a cluster of the fleet and the labels it is registered with.
+type Member struct {
+	Cluster *localkube.Cluster
+	Labels  map[string]string
+}
+
+// Options configure a fleet.
+type Options struct {
+	// Dir holds the hub's data dir, the apps dir, logs and the git repositories.
+	Dir string
+	// BinDir holds flotilla and flotilla-agent (see Build).
+	BinDir  string
+	Members []Member
+	// AppsDir is the directory of Application manifests the hub reads.
+	AppsDir      string
+	PollInterval time.Duration
+	Heartbeat    time.Duration
+	// HubArgs are extra flags for `flotilla hub`.
+	HubArgs []string
+}
+
+// Fleet is a running hub with its agents.
+type Fleet struct {
+	opts        Options
+	HubAddr     string
+	HTTPAddr    string
+	DataDir     string
+	AdminConfig string
+	LogDir      string
+	Hub         *localkube.Process
+	Agents      map[string]*localkube.Process
+	tokens      map[string]string
+}
+
+// RepoRoot finds the repository root from the working directory (the directory with go.mod
+// declaring the flotilla module).
+func RepoRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", errors.New("not inside the flotilla module")
+	}
+	return filepath.Dir(mod), nil
+}
+
+// Build compiles flotilla and flotilla-agent into outDir, with the race detector when race is
+// set.
+func Build(ctx context.Context, outDir string, race bool) error {
+	root, err := RepoRoot()
+	if err != nil {
+		return err
+	}
+	for bin, pkg := range map[string]string{"flotilla": "./hub/cmd/flotilla", "flotilla-agent": "./agent/cmd/flotilla-agent"} {
+		args := []string{"build", "-o", filepath.Join(outDir, bin)}
+		if race {
+			args = append(args, "-race")
+		}
+		cmd := exec.CommandContext(ctx, "go", append(args, pkg)...)
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
+		}
+	}
+	return nil
+}
+
+// Start starts the hub, registers every member and starts its agent.
+func Start(ctx context.Context, opts Options) (*Fleet, error) {
+	if opts.PollInterval == 0 {
+		opts.PollInterval = 2 * time.Second
+	}
+	if opts.Heartbeat == 0 {
+		opts.Heartbeat = time.Second
+	}
+	f := &Fleet{
+		opts: opts, DataDir: filepath.Join(opts.Dir, "hub-data"), LogDir: filepath.Join(opts.Dir, "logs"),
+		Agents: map[string]*localkube.Process{}, tokens: map[string]string{},
+	}
+	f.AdminConfig = filepath.Join(f.DataDir, "admin.yaml")
+	if err := os.MkdirAll(f.LogDir, 0o700); err != nil {
+		return nil, err
+	}
+	ports, err := localkube.FreePorts(2)
+	if err != nil {
+		return nil, err
+	}
+	f.HubAddr = "127.0.0.1:" + strconv.Itoa(ports[0])
+	f.HTTPAddr = "127.0.0.1:" + strconv.Itoa(ports[1])
+	if err := f.StartHub(ctx); err != nil {
+		return nil, err
+	}
+	for _, m := range opts.Members {
+		if err := f.Register(ctx, m.Cluster.Name, m.Labels); err != nil {
+			f.Stop()
+			return nil, err
+		}
+		if err := f.StartAgent(m.Cluster); err != nil {
+			f.Stop()
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+// StartHub starts (or restarts) the hub process and waits until the CLI can reach it.
+func (f *Fleet) StartHub(ctx context.Context) error {
+	args := []string{"hub", "--data-dir", f.DataDir, "--listen", f.HubAddr, "--http-listen", f.HTTPAddr,
+		"--apps-dir", f.opts.AppsDir, "--poll-interval", f.opts.PollInterval.String(),
+		"--heartbeat", f.opts.Heartbeat.String(), "--allow-local-repos", "--log-level", "debug"}
+	hub, err := localkube.StartProcess("hub", filepath.Join(f.opts.BinDir, "flotilla"), append(args, f.opts.HubArgs...), nil, f.LogDir)
+	if err != nil {
+		return err
+	}
+	f.Hub = hub
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		if done, err := hub.Exited(); done {
+			return false, fmt.Errorf("hub exited: %v\n%s", err, hub.Tail(4096))
+		}
+		_, err := f.CLI(ctx, "clusters")
+		return err == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("hub did not come up: %w", err)
+	}
+	return nil
+}
+
+// Register adds a cluster to the hub and keeps its join token for StartAgent.
+func (f *Fleet) Register(ctx context.Context, name string, labels map[string]string) error {
+	var parts []string
+	for k, v := range labels {
+		parts = append(parts, k+"="+v)
+	}
+	out, err := f.CLI(ctx, "cluster", "add", name, "--labels", strings.Join(parts, ","))
+	if err != nil {
+		return err
+	}
+	f.tokens[name] = strings.TrimSpace(string(out))
+	return nil
+}
+
+// StartAgent starts (or restarts) the agent of a cluster. The join token is passed on every
+// start; after the first, the agent uses the identity it keeps in the cluster.
+func (f *Fleet) StartAgent(c *localkube.Cluster) error {
+	args := []string{"--hub", f.HubAddr, "--join-token", f.tokens[c.Name], "--kubeconfig", c.Kubeconfig,
+		"--http-listen", "", "--log-level", "debug"}
+	p, err := localkube.StartProcess("agent-"+c.Name, filepath.Join(f.opts.BinDir, "flotilla-agent"), args, nil, f.LogDir)
+	if err != nil {
+		return err
+	}
+	f.Agents[c.Name] = p
+	return nil
+}
+
+// CLI runs `flotilla` with the operator config and returns its standard output.
+func (f *Fleet) CLI(ctx context.Context, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(f.opts.BinDir, "flotilla"), append([]string{"--config", f.AdminConfig}, args...)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return out, fmt.Errorf("flotilla %s: %w: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	return out, nil
+}
+
+// StatusItem is one row of `flotilla status -o json`.
+type StatusItem struct {
+	Cluster           string            `json:"cluster"`
+	App               string            `json:"app"`
+	Sync              string            `json:"sync"`
+	Health            string            `json:"health"`
+	DesiredRevision   string            `json:"desiredRevision"`
+	AppliedRevision   string            `json:"appliedRevision"`
+	HealthyRevision   string            `json:"healthyRevision"`
+	LastSeen          *time.Time        `json:"lastSeen"`
+	Drift             []json.RawMessage `json:"drift"`
+	Message           string            `json:"message"`
+	CommitToAppliedMs int64             `json:"commitToAppliedMs"`
+}
+
+// Status returns `flotilla status -o json`.
+func (f *Fleet) Status(ctx context.Context) ([]StatusItem, error) {
+	out, err := f.CLI(ctx, "status", "-o", "json")
+	if err != nil {
+		return nil, err
+	}
+	var resp struct {
+		Items []StatusItem `json:"items"`
+	}
+	if err := json.Unmarshal(out, &resp); err != nil {
+		return nil, fmt.Errorf("status -o json: %w: %s", err, out)
+	}
+	return resp.Items, nil
+}
+
+// WaitStatus polls `flotilla status` until cond holds for the rows, or the timeout passes; the
+// error then shows the last rows.
+func (f *Fleet) WaitStatus(ctx context.Context, timeout time.Duration, cond func([]StatusItem) bool) ([]StatusItem, error) {
+	var last []StatusItem
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		items, err := f.Status(ctx)
+		if err != nil {
+			return false, nil
+		}
+		last = items
+		return cond(items), nil
+	})
+	if err != nil {
+		b, _ := json.MarshalIndent(last, "", "  ")
+		return last, fmt.Errorf("fleet status did not converge in %s: %w\n%s", timeout, err, b)
+	}
+	return last, nil
+}
+
+// Logs returns the tail of the hub's and every agent's log.
+func (f *Fleet) Logs() string {
+	var b strings.Builder
+	procs := []*localkube.Process{f.Hub}
+	for _, a := range f.Agents {
+		procs = append(procs, a)
+	}
+	for _, p := range procs {
+		if p != nil {
+			fmt.Fprintf(&b, "\n--- %s (%s) ---\n%s", p.Name(), p.LogPath, p.Tail(16384))
+		}
+	}
+	return b.String()
+}
+
+// Stop stops the agents and the hub.
+func (f *Fleet) Stop() {
+	for _, a := range f.Agents {
+		a.Stop(5 * time.Second)
+	}
+	if f.Hub != nil {
+		f.Hub.Stop(5 * time.Second)
+	}
+}

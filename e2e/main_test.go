@@ -1,0 +1,96 @@
+// Package e2e holds the end-to-end tests: real local clusters, a Git server, the hub and the
+// agents as separate processes built from this repository.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/flotilla-dev/flotilla/e2e/localfleet"
+	"github.com/flotilla-dev/flotilla/e2e/localkube"
+)
+
+// clusters are shared by the package's tests; each test runs its own hub and agents.
+var clusters = localkube.NewShared(localkube.Options{Name: "staging"}, localkube.Options{Name: "production"})
+
+// binDir holds the flotilla and flotilla-agent binaries built for this run (with -race).
+var binDir string
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "flotilla-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	binDir = dir
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	start := time.Now()
+	if err := localfleet.Build(ctx, binDir, true); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Fprintf(os.Stderr, "e2e: built flotilla and flotilla-agent (-race) in %s\n", time.Since(start).Round(time.Millisecond))
+	return clusters.Main(m)
+}
+
+// env is one test's fleet: the shared clusters labelled env=staging and env=production, a Git
+// repository with the demo layout served by git daemon, the hub and two agents.
+type env struct {
+	t        *testing.T
+	ctx      context.Context
+	repo     *localfleet.Repo
+	git      *localfleet.GitDaemon
+	appsDir  string
+	fleet    *localfleet.Fleet
+	clusters []*localkube.Cluster
+}
+
+func newEnv(t *testing.T, apiTag string) *env {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	t.Cleanup(cancel)
+	cs := clusters.Clusters(t)
+	dir := t.TempDir()
+	e := &env{t: t, ctx: ctx, clusters: cs, appsDir: filepath.Join(dir, "apps")}
+	var err error
+	e.repo, err = localfleet.NewRepo(filepath.Join(dir, "git", "manifests"), localfleet.DemoManifests(apiTag))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.git, err = localfleet.ServeGit(ctx, filepath.Join(dir, "git"), filepath.Join(dir, "logs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.git.Stop)
+	if err := localfleet.WriteFiles(e.appsDir, localfleet.DemoApplications(e.git.URL(e.repo.Dir))); err != nil {
+		t.Fatal(err)
+	}
+	e.fleet, err = localfleet.Start(ctx, localfleet.Options{
+		Dir: dir, BinDir: binDir, AppsDir: e.appsDir, PollInterval: 2 * time.Second, Heartbeat: time.Second,
+		Members: []localfleet.Member{
+			{Cluster: cs[0], Labels: map[string]string{"env": "staging"}},
+			{Cluster: cs[1], Labels: map[string]string{"env": "production"}},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(e.fleet.Logs())
+		}
+		e.fleet.Stop()
+		cleanupClusters(t, cs)
+	})
+	return e
+}

@@ -1,0 +1,196 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/flotilla-dev/flotilla/hub/internal/cli"
+	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
+	"github.com/flotilla-dev/flotilla/hub/internal/pki"
+	"github.com/flotilla-dev/flotilla/hub/internal/render"
+	"github.com/flotilla-dev/flotilla/hub/internal/server"
+	"github.com/flotilla-dev/flotilla/hub/internal/source"
+	"github.com/flotilla-dev/flotilla/hub/internal/store"
+	"github.com/flotilla-dev/flotilla/shared/logging"
+	"github.com/flotilla-dev/flotilla/shared/version"
+)
+
+func newHubCmd() *cobra.Command {
+	o := NewOptions()
+	cmd := &cobra.Command{
+		Use:   "hub",
+		Short: "Run the hub: pull Git, render every app for every cluster, stream it to the agents",
+		Long: `Run the hub server.
+
+On first start the hub creates its CA and serving certificate in --data-dir and writes
+DATA_DIR/admin.yaml, the operator config the other flotilla commands use
+(flotilla --config DATA_DIR/admin.yaml status, or FLOTILLA_CONFIG=DATA_DIR/admin.yaml).
+Register clusters with "flotilla cluster add NAME --labels k=v"; each gets a join token for
+its agent.`,
+		Example: `  flotilla hub --data-dir /var/lib/flotilla --apps-dir ./apps
+  flotilla hub --apps-repo https://git.example.com/org/fleet.git --apps-path apps --listen 0.0.0.0:7443 --tls-san hub.example.com`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			log, err := logging.New(cmd.ErrOrStderr(), o.Log)
+			if err != nil {
+				return err
+			}
+			return runHub(cmd.Context(), o, log)
+		},
+	}
+	o.AddFlags(cmd.Flags())
+	return cmd
+}
+
+func runHub(ctx context.Context, o *Options, log *slog.Logger) error {
+	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	ca, err := pki.LoadOrCreate(o.DataDir)
+	if err != nil {
+		return fmt.Errorf("certificate authority: %w", err)
+	}
+	advHost, _, _ := net.SplitHostPort(o.Advertise)
+	hosts := append([]string{"localhost", "127.0.0.1", advHost}, o.TLSSANs...)
+	serving, err := ca.ServingCert(o.DataDir, hosts)
+	if err != nil {
+		return fmt.Errorf("serving certificate: %w", err)
+	}
+	st, err := store.Open(filepath.Join(o.DataDir, "flotilla.db"))
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	defer st.Close()
+	if err := writeAdminConfig(o, ca); err != nil {
+		return fmt.Errorf("operator config: %w", err)
+	}
+
+	fl := fleet.New(3 * o.Heartbeat)
+	restoreReports(fl, st, log)
+	fl.OnReport(func(cluster string, r *fleet.Report) {
+		data, err := json.Marshal(r)
+		if err == nil {
+			err = st.PutStatus(cluster, r.App, data)
+		}
+		if err != nil {
+			log.Warn("status snapshot not saved", logging.KeyCluster, cluster, logging.KeyApp, r.App, logging.Err(err))
+		}
+	})
+	fetcher, err := source.New(source.Options{CacheDir: filepath.Join(o.DataDir, "git"), AllowLocal: o.AllowLocalRepos})
+	if err != nil {
+		return err
+	}
+	rec := fleet.NewReconciler(fleet.ReconcilerConfig{
+		AppsDir: o.AppsDir, AppsRepo: o.AppsRepo, AppsRevision: o.AppsRevision, AppsPath: o.AppsPath,
+		PollInterval: o.PollInterval, Fetcher: fetcher, Renderer: render.New(render.Options{}),
+		Cache: render.NewCache(0), Clusters: clusterLister(st), Logger: log,
+	}, fl)
+	srv := server.New(server.Config{
+		Fleet: fl, Store: st, CA: ca, Serving: serving, Reconcile: rec, Heartbeat: o.Heartbeat,
+		AgentCertTTL: o.AgentCertTTL, HubVersion: version.Version, Logger: log,
+	})
+
+	lis, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return srv.Serve(gctx, lis) })
+	g.Go(func() error { return rec.Run(gctx) })
+	if o.HTTPListen != "" {
+		hl, err := net.Listen("tcp", o.HTTPListen)
+		if err != nil {
+			return fmt.Errorf("--http-listen: %w", err)
+		}
+		g.Go(func() error { return serveHTTP(gctx, hl, healthMux()) })
+	}
+	log.Info("hub started", logging.KeyAddr, lis.Addr().String(), "advertise", o.Advertise,
+		"version", version.String(), "adminConfig", filepath.Join(o.DataDir, "admin.yaml"))
+	return g.Wait()
+}
+
+// clusterLister lists the registered, non-revoked clusters for the reconciler.
+func clusterLister(st *store.Store) func() ([]fleet.ClusterVars, error) {
+	return func() ([]fleet.ClusterVars, error) {
+		list, err := st.ListClusters()
+		if err != nil {
+			return nil, err
+		}
+		out := make([]fleet.ClusterVars, 0, len(list))
+		for _, c := range list {
+			if !c.Revoked {
+				out = append(out, fleet.ClusterVars{Name: c.Name, Labels: c.Labels})
+			}
+		}
+		return out, nil
+	}
+}
+
+func restoreReports(fl *fleet.Fleet, st *store.Store, log *slog.Logger) {
+	recs, err := st.ListStatus()
+	if err != nil {
+		log.Warn("status snapshots not restored", logging.Err(err))
+		return
+	}
+	for _, rec := range recs {
+		var r fleet.Report
+		if err := json.Unmarshal(rec.Data, &r); err != nil {
+			continue
+		}
+		fl.RestoreReport(rec.Cluster, &r)
+	}
+}
+
+// writeAdminConfig writes DATA_DIR/admin.yaml with a fresh operator certificate unless one
+// exists for the same hub address.
+func writeAdminConfig(o *Options, ca *pki.CA) error {
+	path := filepath.Join(o.DataDir, "admin.yaml")
+	if c, err := cli.LoadConfig(path); err == nil && c.Hub == o.Advertise && c.CA == string(ca.CertPEM()) {
+		return nil
+	}
+	cert, key, err := ca.IssueAdmin("admin", 365*24*time.Hour)
+	if err != nil {
+		return err
+	}
+	return cli.WriteConfig(path, &cli.Config{Hub: o.Advertise, CA: string(ca.CertPEM()), Cert: string(cert), Key: string(key)})
+}
+
+func healthMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	ok := func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) }
+	mux.HandleFunc("GET /healthz", ok)
+	mux.HandleFunc("GET /readyz", ok)
+	return mux
+}
+
+// serveHTTP serves h on l until ctx ends.
+func serveHTTP(ctx context.Context, l net.Listener, h http.Handler) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	}
+}

@@ -1,0 +1,102 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/flotilla-dev/flotilla/shared/logging"
+)
+
+// Options are the flags of `flotilla hub`. Defaults live here and nowhere else.
+type Options struct {
+	DataDir         string
+	Listen          string
+	HTTPListen      string
+	Advertise       string
+	TLSSANs         []string
+	AppsDir         string
+	AppsRepo        string
+	AppsRevision    string
+	AppsPath        string
+	PollInterval    time.Duration
+	AllowLocalRepos bool
+	Heartbeat       time.Duration
+	AgentCertTTL    time.Duration
+	Log             logging.Options
+}
+
+// NewOptions returns the defaults.
+func NewOptions() *Options {
+	return &Options{
+		DataDir:      "flotilla-data",
+		Listen:       "127.0.0.1:7443",
+		HTTPListen:   "127.0.0.1:7480",
+		AppsRevision: "HEAD",
+		PollInterval: 3 * time.Minute,
+		Heartbeat:    10 * time.Second,
+		AgentCertTTL: 24 * time.Hour,
+		Log:          logging.Options{Level: "info", Format: "text"},
+	}
+}
+
+// AddFlags binds the options to flags.
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.DataDir, "data-dir", o.DataDir, "directory for the hub's store, CA, certificates and git cache")
+	fs.StringVar(&o.Listen, "listen", o.Listen, "gRPC address for agents and the CLI (TLS)")
+	fs.StringVar(&o.HTTPListen, "http-listen", o.HTTPListen, "HTTP address for health (/healthz, /readyz), metrics and webhooks")
+	fs.StringVar(&o.Advertise, "advertise-address", o.Advertise, "host:port agents and the CLI use to reach the hub (default: --listen, with 127.0.0.1 for an unspecified host); written to DATA_DIR/admin.yaml")
+	fs.StringSliceVar(&o.TLSSANs, "tls-san", o.TLSSANs, "extra DNS names or IPs for the hub's serving certificate (localhost and 127.0.0.1 are always included)")
+	fs.StringVar(&o.AppsDir, "apps-dir", o.AppsDir, "directory of Application manifests")
+	fs.StringVar(&o.AppsRepo, "apps-repo", o.AppsRepo, "Git repository holding Application manifests (app of apps), instead of --apps-dir")
+	fs.StringVar(&o.AppsRevision, "apps-revision", o.AppsRevision, "branch, tag or commit of --apps-repo")
+	fs.StringVar(&o.AppsPath, "apps-path", o.AppsPath, "directory inside --apps-repo holding the manifests")
+	fs.DurationVar(&o.PollInterval, "poll-interval", o.PollInterval, "how often repositories are fetched (±20% jitter)")
+	fs.BoolVar(&o.AllowLocalRepos, "allow-local-repos", o.AllowLocalRepos, "allow file paths and file:// URLs as repoURL (development only)")
+	fs.DurationVar(&o.Heartbeat, "heartbeat", o.Heartbeat, "heartbeat interval on agent streams; a cluster silent for three intervals is Stale")
+	fs.DurationVar(&o.AgentCertTTL, "agent-cert-ttl", o.AgentCertTTL, "validity of the client certificates issued to agents")
+	fs.StringVar(&o.Log.Level, "log-level", o.Log.Level, "debug, info, warn or error")
+	fs.StringVar(&o.Log.Format, "log-format", o.Log.Format, "text or json")
+}
+
+// Validate checks the options and fills derived defaults.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.DataDir == "" {
+		errs = append(errs, errors.New("--data-dir is required"))
+	}
+	if (o.AppsDir == "") == (o.AppsRepo == "") {
+		errs = append(errs, errors.New("exactly one of --apps-dir and --apps-repo is required"))
+	}
+	if o.AppsDir != "" {
+		if st, err := os.Stat(o.AppsDir); err != nil || !st.IsDir() {
+			errs = append(errs, fmt.Errorf("--apps-dir %q: not a directory", o.AppsDir))
+		}
+	}
+	if _, _, err := net.SplitHostPort(o.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("--listen %q: %w", o.Listen, err))
+	}
+	if o.HTTPListen != "" {
+		if _, _, err := net.SplitHostPort(o.HTTPListen); err != nil {
+			errs = append(errs, fmt.Errorf("--http-listen %q: %w", o.HTTPListen, err))
+		}
+	}
+	if o.PollInterval < time.Second {
+		errs = append(errs, fmt.Errorf("--poll-interval %s: at least 1s", o.PollInterval))
+	}
+	if o.Heartbeat < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("--heartbeat %s: at least 100ms", o.Heartbeat))
+	}
+	if o.Advertise == "" {
+		host, port, _ := net.SplitHostPort(o.Listen)
+		if host == "" || host == "0.0.0.0" || host == "::" {
+			host = "127.0.0.1"
+		}
+		o.Advertise = net.JoinHostPort(host, port)
+	}
+	return errors.Join(errs...)
+}

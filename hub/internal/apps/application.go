@@ -1,0 +1,198 @@
+// Package apps reads Application manifests (Flotilla's own and Argo CD's) from files and
+// directories, validates them, and answers which clusters an application targets and which
+// repository path it renders for each of them.
+package apps
+
+import (
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+	"text/template"
+	"text/template/parse"
+	"time"
+
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+// Defaults applied while parsing.
+const (
+	DefaultTargetRevision   = "HEAD"
+	DefaultProgressDeadline = 5 * time.Minute
+	// A retry block without a backoff gets Argo CD's backoff.
+	DefaultRetryDuration    = 5 * time.Second
+	DefaultRetryFactor      = 2.0
+	DefaultRetryMaxDuration = 3 * time.Minute
+)
+
+// Application is one application: where its manifests come from, which clusters receive them,
+// and how they are synced and judged healthy.
+type Application struct {
+	Name        string
+	SourceFile  string // the file it was read from, for errors and `flotilla apps`
+	Source      Source
+	Destination Destination
+	SyncPolicy  SyncPolicy
+	Health      HealthPolicy
+	// Warnings report accepted manifests fields that Flotilla does not honour (mostly Argo CD
+	// fields); they are never silently ignored.
+	Warnings []string
+
+	pathTmpl *template.Template // Source.Path parsed; nil until first needed
+}
+
+// Source is the Git location of an application's manifests.
+type Source struct {
+	RepoURL        string
+	TargetRevision string // branch, tag, commit or "HEAD"
+	// Path is a Go text/template over the cluster variables: {{ .name }} and {{ .labels.KEY }}.
+	Path string
+}
+
+// Destination names the clusters an application goes to: Clusters by name or Selector over
+// cluster labels, exactly one of the two.
+type Destination struct {
+	Clusters  []string
+	Selector  labels.Selector
+	Namespace string
+}
+
+// SyncPolicy says when and how an application is synced.
+type SyncPolicy struct {
+	Automated       bool
+	Prune           bool
+	SelfHeal        bool
+	AllowEmpty      bool
+	CreateNamespace bool
+	PruneLast       bool
+	Retry           Retry
+}
+
+// Retry bounds the retries of a failed sync. Limit 0 means no retries, a negative Limit
+// retries forever.
+type Retry struct {
+	Limit       int
+	Duration    time.Duration
+	Factor      float64
+	MaxDuration time.Duration
+}
+
+// HealthPolicy says how long a revision may take to become healthy and what happens if it
+// does not.
+type HealthPolicy struct {
+	ProgressDeadline time.Duration
+	AutoRollback     bool
+}
+
+// ClusterVars are the variables of one cluster that an application's path may use.
+type ClusterVars struct {
+	Name   string
+	Labels map[string]string
+}
+
+// Targets reports whether the application goes to cluster c: c is named in Clusters or its
+// labels match Selector.
+func (a *Application) Targets(c ClusterVars) bool {
+	if len(a.Destination.Clusters) > 0 {
+		return slices.Contains(a.Destination.Clusters, c.Name)
+	}
+	return a.Destination.Selector != nil && a.Destination.Selector.Matches(labels.Set(c.Labels))
+}
+
+// PathFor renders the source path for cluster c. A label the path uses but c lacks is an
+// error naming it. The result is cleaned, relative and stays inside the repository.
+func (a *Application) PathFor(c ClusterVars) (string, error) {
+	t := a.pathTmpl
+	if t == nil {
+		var err error
+		if t, err = parsePath(a.Source.Path); err != nil {
+			return "", fmt.Errorf("application %q: %w", a.Name, err)
+		}
+	}
+	for _, key := range labelKeys(t) {
+		if _, ok := c.Labels[key]; !ok {
+			return "", fmt.Errorf("application %q: path %q: cluster %q has no label %q", a.Name, a.Source.Path, c.Name, key)
+		}
+	}
+	var b strings.Builder
+	data := map[string]any{"name": c.Name, "labels": c.Labels}
+	if err := t.Execute(&b, data); err != nil {
+		return "", fmt.Errorf("application %q: path %q for cluster %q: %w", a.Name, a.Source.Path, c.Name, err)
+	}
+	p, err := cleanPath(b.String())
+	if err != nil {
+		return "", fmt.Errorf("application %q: path %q for cluster %q: %w", a.Name, a.Source.Path, c.Name, err)
+	}
+	return p, nil
+}
+
+func parsePath(p string) (*template.Template, error) {
+	t, err := template.New("path").Option("missingkey=error").Parse(p)
+	if err != nil {
+		return nil, fmt.Errorf("path %q: %w", p, err)
+	}
+	return t, nil
+}
+
+// cleanPath cleans a rendered path and refuses absolute paths and paths leaving the
+// repository.
+func cleanPath(p string) (string, error) {
+	if strings.HasPrefix(p, "/") {
+		return "", fmt.Errorf("%q must be relative to the repository root", p)
+	}
+	c := path.Clean(p)
+	if c == ".." || strings.HasPrefix(c, "../") {
+		return "", fmt.Errorf("%q leaves the repository", p)
+	}
+	return c, nil
+}
+
+// labelKeys lists the KEYs of every {{ .labels.KEY }} in t.
+func labelKeys(t *template.Template) []string {
+	var keys []string
+	var walk func(n parse.Node)
+	walk = func(n parse.Node) {
+		switch n := n.(type) {
+		case *parse.ListNode:
+			if n == nil {
+				return
+			}
+			for _, c := range n.Nodes {
+				walk(c)
+			}
+		case *parse.ActionNode:
+			walk(n.Pipe)
+		case *parse.PipeNode:
+			if n == nil {
+				return
+			}
+			for _, c := range n.Cmds {
+				walk(c)
+			}
+		case *parse.CommandNode:
+			for _, a := range n.Args {
+				walk(a)
+			}
+		case *parse.FieldNode:
+			if len(n.Ident) >= 2 && n.Ident[0] == "labels" && !slices.Contains(keys, n.Ident[1]) {
+				keys = append(keys, n.Ident[1])
+			}
+		case *parse.IfNode:
+			walk(n.Pipe)
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.WithNode:
+			walk(n.Pipe)
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.RangeNode:
+			walk(n.Pipe)
+			walk(n.List)
+			walk(n.ElseList)
+		}
+	}
+	if t.Tree != nil {
+		walk(t.Root)
+	}
+	return keys
+}

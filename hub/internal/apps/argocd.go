@@ -1,0 +1,127 @@
+package apps
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// argoDoc is the part of an argoproj.io/v1alpha1 Application that Flotilla honours. It is
+// decoded leniently: every other field becomes a warning (see argoKnown).
+type argoDoc struct {
+	Metadata struct {
+		Name string `json:"name"`
+	} `json:"metadata"`
+	Spec struct {
+		Project string `json:"project"`
+		Source  struct {
+			RepoURL        string `json:"repoURL"`
+			TargetRevision string `json:"targetRevision"`
+			Path           string `json:"path"`
+		} `json:"source"`
+		Destination struct {
+			Server    string `json:"server"`
+			Name      string `json:"name"`
+			Namespace string `json:"namespace"`
+		} `json:"destination"`
+		SyncPolicy *syncPolicyDoc `json:"syncPolicy"`
+	} `json:"spec"`
+}
+
+// known is a tree of field names; a nil subtree accepts anything below it.
+type known map[string]known
+
+// argoKnown lists the Argo CD fields Flotilla reads or may ignore without a word.
+var argoKnown = known{
+	"apiVersion": nil, "kind": nil, "metadata": nil, "status": nil, "operation": nil,
+	"spec": {
+		"project":     nil,
+		"source":      {"repoURL": nil, "targetRevision": nil, "path": nil},
+		"destination": {"server": nil, "name": nil, "namespace": nil},
+		"syncPolicy": {
+			"automated":   {"prune": nil, "selfHeal": nil, "allowEmpty": nil, "enabled": nil},
+			"syncOptions": nil,
+			"retry": {
+				"limit":   nil,
+				"backoff": {"duration": nil, "factor": nil, "maxDuration": nil},
+			},
+		},
+	},
+}
+
+// argoSyncOptions Flotilla accepts without doing anything: it always applies server-side.
+var argoSyncOptions = []string{"ServerSideApply=true"}
+
+func parseArgoCD(file string, doc []byte, h header, errAt errorf) (*Application, []error) {
+	var d argoDoc
+	if err := json.Unmarshal(doc, &d); err != nil {
+		return nil, []error{errAt("", fmt.Errorf("decode: %w", err))}
+	}
+	var generic map[string]any
+	if err := json.Unmarshal(doc, &generic); err != nil {
+		return nil, []error{errAt("", fmt.Errorf("decode: %w", err))}
+	}
+	a := &Application{
+		Name:       d.Metadata.Name,
+		SourceFile: file,
+		Source: Source{
+			RepoURL:        d.Spec.Source.RepoURL,
+			TargetRevision: d.Spec.Source.TargetRevision,
+			Path:           d.Spec.Source.Path,
+		},
+		Destination: Destination{Namespace: d.Spec.Destination.Namespace},
+		Health:      HealthPolicy{ProgressDeadline: DefaultProgressDeadline},
+		Warnings:    unknownFields(generic, argoKnown, ""),
+	}
+	if p := d.Spec.Project; p != "" && p != "default" {
+		a.Warnings = append(a.Warnings, fmt.Sprintf("spec.project %q is ignored: Flotilla has no projects", p))
+	}
+	var errs []error
+	dst := d.Spec.Destination
+	if dst.Server != "" {
+		a.Warnings = append(a.Warnings, "destination.server is not supported, use destination.name")
+	}
+	switch {
+	case dst.Name == "" && dst.Server != "":
+		errs = append(errs, errAt("spec.destination.name", fmt.Errorf("%w (destination.server is not supported)", ErrRequired)))
+	case dst.Name == "":
+		errs = append(errs, errAt("spec.destination.name", ErrRequired))
+	default:
+		a.Destination.Clusters = []string{dst.Name}
+	}
+	sp, spErrs := syncPolicy(d.Spec.SyncPolicy, errAt, func(i int, opt string) {
+		if !slices.Contains(argoSyncOptions, opt) {
+			a.Warnings = append(a.Warnings, fmt.Sprintf("spec.syncPolicy.syncOptions %q is not supported and is ignored", opt))
+		}
+	})
+	a.SyncPolicy = sp
+	errs = append(errs, spErrs...)
+	errs = append(errs, validate(a, errAt)...)
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return a, nil
+}
+
+// unknownFields warns about every field of obj that k does not list, in sorted order.
+func unknownFields(obj map[string]any, k known, prefix string) []string {
+	keys := make([]string, 0, len(obj))
+	for key := range obj {
+		keys = append(keys, key)
+	}
+	slices.Sort(keys)
+	var warnings []string
+	for _, key := range keys {
+		field := strings.TrimPrefix(prefix+"."+key, ".")
+		sub, ok := k[key]
+		if !ok {
+			warnings = append(warnings, field+" is not supported and is ignored")
+			continue
+		}
+		if child, isMap := obj[key].(map[string]any); isMap && sub != nil {
+			warnings = append(warnings, unknownFields(child, sub, field)...)
+		}
+	}
+	return warnings
+}

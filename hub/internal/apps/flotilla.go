@@ -1,0 +1,119 @@
+package apps
+
+import (
+	"fmt"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	sigsjson "sigs.k8s.io/json"
+)
+
+// flotillaDoc is the flotilla.dev/v1alpha1 Application, decoded strictly.
+type flotillaDoc struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name        string            `json:"name"`
+		Labels      map[string]string `json:"labels,omitempty"`
+		Annotations map[string]string `json:"annotations,omitempty"`
+	} `json:"metadata"`
+	Spec struct {
+		Source struct {
+			RepoURL        string `json:"repoURL"`
+			TargetRevision string `json:"targetRevision,omitempty"`
+			Path           string `json:"path,omitempty"`
+		} `json:"source"`
+		Destination struct {
+			Clusters        []string              `json:"clusters,omitempty"`
+			ClusterSelector *metav1.LabelSelector `json:"clusterSelector,omitempty"`
+			Namespace       string                `json:"namespace,omitempty"`
+		} `json:"destination"`
+		SyncPolicy *syncPolicyDoc `json:"syncPolicy,omitempty"`
+		Health     *struct {
+			ProgressDeadline *duration `json:"progressDeadline,omitempty"`
+			Rollback         string    `json:"rollback,omitempty"`
+		} `json:"health,omitempty"`
+	} `json:"spec"`
+}
+
+func parseFlotilla(file string, doc []byte, h header, errAt errorf) (*Application, []error) {
+	var d flotillaDoc
+	strict, err := sigsjson.UnmarshalStrict(doc, &d, sigsjson.DisallowUnknownFields)
+	if err != nil {
+		return nil, []error{errAt("", fmt.Errorf("decode: %w", trimJSONPrefix(err)))}
+	}
+	var errs []error
+	for _, e := range strict {
+		errs = append(errs, errAt("", trimJSONPrefix(e)))
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	a := &Application{
+		Name:       d.Metadata.Name,
+		SourceFile: file,
+		Source: Source{
+			RepoURL:        d.Spec.Source.RepoURL,
+			TargetRevision: d.Spec.Source.TargetRevision,
+			Path:           d.Spec.Source.Path,
+		},
+		Destination: Destination{
+			Clusters:  d.Spec.Destination.Clusters,
+			Namespace: d.Spec.Destination.Namespace,
+		},
+		Health: HealthPolicy{ProgressDeadline: DefaultProgressDeadline},
+	}
+	dst := d.Spec.Destination
+	switch {
+	case len(dst.Clusters) == 0 && dst.ClusterSelector == nil:
+		errs = append(errs, errAt("spec.destination", fmt.Errorf("clusters or clusterSelector: %w", ErrRequired)))
+	case len(dst.Clusters) > 0 && dst.ClusterSelector != nil:
+		errs = append(errs, errAt("spec.destination", fmt.Errorf("clusters and clusterSelector are exclusive, set one")))
+	case dst.ClusterSelector != nil:
+		sel, err := metav1.LabelSelectorAsSelector(dst.ClusterSelector)
+		if err != nil {
+			errs = append(errs, errAt("spec.destination.clusterSelector", err))
+		}
+		a.Destination.Selector = sel
+	}
+	sp, spErrs := syncPolicy(d.Spec.SyncPolicy, errAt, func(i int, opt string) {
+		errs = append(errs, errAt(fmt.Sprintf("spec.syncPolicy.syncOptions[%d]", i),
+			fmt.Errorf("%q is not supported (want CreateNamespace=true or PruneLast=true)", opt)))
+	})
+	a.SyncPolicy = sp
+	errs = append(errs, spErrs...)
+	if hp := d.Spec.Health; hp != nil {
+		if hp.ProgressDeadline != nil {
+			v, err := hp.ProgressDeadline.parse("spec.health.progressDeadline", errAt)
+			switch {
+			case err != nil:
+				errs = append(errs, err)
+			case v == 0:
+				errs = append(errs, errAt("spec.health.progressDeadline", fmt.Errorf("must be more than 0")))
+			default:
+				a.Health.ProgressDeadline = v
+			}
+		}
+		switch hp.Rollback {
+		case "", "none":
+		case "auto":
+			a.Health.AutoRollback = true
+		default:
+			errs = append(errs, errAt("spec.health.rollback", fmt.Errorf("%q must be auto or none", hp.Rollback)))
+		}
+	}
+	errs = append(errs, validate(a, errAt)...)
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return a, nil
+}
+
+// trimJSONPrefix drops the "json: " that encoding/json puts before its messages.
+func trimJSONPrefix(err error) error {
+	msg := err.Error()
+	if s, ok := strings.CutPrefix(msg, "json: "); ok {
+		return fmt.Errorf("%s", s)
+	}
+	return err
+}

@@ -1,0 +1,210 @@
+// Package fleet holds the hub's view of the fleet: per cluster×app the latest desired state
+// (level-triggered: only the latest is kept) and what each agent reports back, plus presence.
+// It is the meeting point of the reconciler (which sets desired state) and the server (which
+// streams it to agents and records their answers). Everything here is in memory; durable
+// pieces are written through to the store by the caller.
+package fleet
+
+import (
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/flotilla-dev/flotilla/hub/internal/apps"
+	"github.com/flotilla-dev/flotilla/shared/bundle"
+)
+
+// Desired is the desired state of one app on one cluster.
+type Desired struct {
+	Cluster       string
+	App           string
+	Generation    uint64
+	Revision      string
+	Bundle        *bundle.Bundle
+	Namespace     string
+	Policy        apps.SyncPolicy
+	Health        apps.HealthPolicy
+	CommitTime    time.Time
+	Author        string
+	Message       string
+	SyncRequested bool
+}
+
+// Digest is the bundle's digest.
+func (d *Desired) Digest() string { return d.Bundle.Digest }
+
+// same reports whether d and o would make the agent do the same thing.
+func (d *Desired) same(o *Desired) bool {
+	return d.Bundle.Digest == o.Bundle.Digest && d.Revision == o.Revision && d.Namespace == o.Namespace &&
+		d.Policy == o.Policy && d.Health == o.Health
+}
+
+// Held is what an agent says it holds for an app.
+type Held struct {
+	App        string
+	Generation uint64
+	Revision   string
+	Digest     string
+}
+
+// Fleet is safe for concurrent use.
+type Fleet struct {
+	mu       sync.Mutex
+	now      func() time.Time
+	staleAge time.Duration
+	// known is true once a reconcile round loaded the full list of apps: only then may an
+	// agent be told to remove an app (never because the hub just started).
+	known    bool
+	targets  map[string]map[string]bool // cluster → apps targeting it (last complete load)
+	apps     map[string]*AppInfo
+	desired  map[string]map[string]*Desired // cluster → app
+	status   map[string]map[string]*Report  // cluster → app
+	presence map[string]*Presence
+	subs     map[string]chan struct{}
+	onReport func(cluster string, r *Report)
+}
+
+// New returns an empty fleet. A cluster that has sent nothing for staleAge is Stale.
+func New(staleAge time.Duration) *Fleet {
+	return &Fleet{
+		now:      time.Now,
+		staleAge: staleAge,
+		apps:     map[string]*AppInfo{},
+		desired:  map[string]map[string]*Desired{},
+		status:   map[string]map[string]*Report{},
+		presence: map[string]*Presence{},
+		subs:     map[string]chan struct{}{},
+	}
+}
+
+// OnReport registers a callback run (outside the lock) whenever an agent's report for an app
+// changes, so the caller can persist it.
+func (f *Fleet) OnReport(fn func(cluster string, r *Report)) { f.onReport = fn }
+
+// SetDesired records the desired state of an app on a cluster. The generation moves on only when
+// something the agent acts on changed; an unchanged desired state wakes nobody.
+func (f *Fleet) SetDesired(d Desired) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	byApp := f.desired[d.Cluster]
+	if byApp == nil {
+		byApp = map[string]*Desired{}
+		f.desired[d.Cluster] = byApp
+	}
+	old := byApp[d.App]
+	if old != nil && old.same(&d) {
+		old.CommitTime, old.Author, old.Message = d.CommitTime, d.Author, d.Message
+		return
+	}
+	if old != nil {
+		d.Generation = old.Generation + 1
+	} else if d.Generation == 0 {
+		d.Generation = 1
+	}
+	if old != nil && old.Revision == d.Revision {
+		d.SyncRequested = old.SyncRequested
+	}
+	byApp[d.App] = &d
+	f.wake(d.Cluster)
+}
+
+// RequestSync marks the app's desired state on the cluster as explicitly requested by an
+// operator (for apps without automated sync). It returns false when nothing is desired there.
+func (f *Fleet) RequestSync(cluster, app string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d := f.desired[cluster][app]
+	if d == nil {
+		return false
+	}
+	nd := *d
+	nd.Generation++
+	nd.SyncRequested = true
+	f.desired[cluster][app] = &nd
+	f.wake(cluster)
+	return true
+}
+
+// RemoveDesired drops an app from a cluster's desired state.
+func (f *Fleet) RemoveDesired(cluster, app string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.desired[cluster][app]; ok {
+		delete(f.desired[cluster], app)
+		f.wake(cluster)
+	}
+}
+
+// DesiredApps lists the apps desired on a cluster.
+func (f *Fleet) DesiredApps(cluster string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for app := range f.desired[cluster] {
+		out = append(out, app)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Snapshot returns the cluster's desired state by app.
+func (f *Fleet) Snapshot(cluster string) map[string]*Desired {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make(map[string]*Desired, len(f.desired[cluster]))
+	for app, d := range f.desired[cluster] {
+		out[app] = d
+	}
+	return out
+}
+
+// Align is called when an agent says hello: for each app it holds whose digest equals what is
+// desired, the hub adopts the agent's generation (nothing needs sending); for the others, the
+// hub's generation moves past the agent's so the agent does not take the new state for an old
+// one (generations restart when the hub does).
+func (f *Fleet) Align(cluster string, held []Held) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, h := range held {
+		d := f.desired[cluster][h.App]
+		if d == nil {
+			continue
+		}
+		nd := *d
+		switch {
+		case d.Bundle.Digest == h.Digest && d.Revision == h.Revision && d.Generation <= h.Generation:
+			nd.Generation = h.Generation
+		case d.Generation <= h.Generation:
+			nd.Generation = h.Generation + 1
+		default:
+			continue
+		}
+		f.desired[cluster][h.App] = &nd
+	}
+}
+
+// Subscribe returns a channel that receives a value whenever the cluster's desired state
+// changes. Each cluster has one channel (one agent stream at a time).
+func (f *Fleet) Subscribe(cluster string) <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ch := f.subs[cluster]
+	if ch == nil {
+		ch = make(chan struct{}, 1)
+		f.subs[cluster] = ch
+	}
+	return ch
+}
+
+// wake signals the cluster's subscriber without blocking. Called with f.mu held.
+func (f *Fleet) wake(cluster string) {
+	ch := f.subs[cluster]
+	if ch == nil {
+		ch = make(chan struct{}, 1)
+		f.subs[cluster] = ch
+	}
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}

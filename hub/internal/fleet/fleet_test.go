@@ -1,0 +1,128 @@
+package fleet
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/flotilla-dev/flotilla/hub/internal/apps"
+	"github.com/flotilla-dev/flotilla/shared/bundle"
+)
+
+func testBundle(t *testing.T, name string) *bundle.Bundle {
+	t.Helper()
+	b, err := bundle.New([]*unstructured.Unstructured{{Object: map[string]any{
+		"apiVersion": "v1", "kind": "ConfigMap", "metadata": map[string]any{"name": name},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestSetDesiredMovesGenerationOnlyOnChange(t *testing.T) {
+	f := New(time.Minute)
+	wake := f.Subscribe("c1")
+	b1, b2 := testBundle(t, "a"), testBundle(t, "b")
+	f.SetDesired(Desired{Cluster: "c1", App: "api", Revision: "r1", Bundle: b1})
+	if got := f.Snapshot("c1")["api"].Generation; got != 1 {
+		t.Fatalf("first generation = %d, want 1", got)
+	}
+	<-wake
+	f.SetDesired(Desired{Cluster: "c1", App: "api", Revision: "r1", Bundle: b1})
+	select {
+	case <-wake:
+		t.Fatal("an unchanged desired state woke the stream")
+	default:
+	}
+	if got := f.Snapshot("c1")["api"].Generation; got != 1 {
+		t.Fatalf("unchanged desired state moved the generation to %d", got)
+	}
+	f.SetDesired(Desired{Cluster: "c1", App: "api", Revision: "r2", Bundle: b2})
+	if got := f.Snapshot("c1")["api"].Generation; got != 2 {
+		t.Fatalf("generation after a change = %d, want 2", got)
+	}
+	f.SetDesired(Desired{Cluster: "c1", App: "api", Revision: "r2", Bundle: b2, Policy: apps.SyncPolicy{Automated: true}})
+	if got := f.Snapshot("c1")["api"].Generation; got != 3 {
+		t.Fatalf("generation after a policy change = %d, want 3", got)
+	}
+}
+
+func TestAlignAfterHubRestart(t *testing.T) {
+	b1, b2 := testBundle(t, "a"), testBundle(t, "b")
+	tests := []struct {
+		name    string
+		held    Held
+		desired *bundle.Bundle
+		want    uint64
+	}{
+		{"agent holds the desired digest: adopt its generation", Held{App: "api", Generation: 7, Revision: "r1", Digest: b1.Digest}, b1, 7},
+		{"agent holds an older digest: move past its generation", Held{App: "api", Generation: 7, Revision: "r0", Digest: b2.Digest}, b1, 8},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := New(time.Minute)
+			f.SetDesired(Desired{Cluster: "c1", App: "api", Revision: "r1", Bundle: tt.desired})
+			f.Align("c1", []Held{tt.held})
+			if got := f.Snapshot("c1")["api"].Generation; got != tt.want {
+				t.Fatalf("generation = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestShouldRemoveOnlyWhenAppsAreKnown(t *testing.T) {
+	f := New(time.Minute)
+	if f.ShouldRemove("c1", "old") {
+		t.Fatal("a hub that has not loaded its apps removed an app")
+	}
+	f.SetDesired(Desired{Cluster: "c1", App: "api", Revision: "r1", Bundle: testBundle(t, "a")})
+	f.SetTargets(map[string]map[string]bool{"c1": {"api": true, "broken": true}})
+	if f.ShouldRemove("c1", "api") {
+		t.Fatal("a desired app would be removed")
+	}
+	if f.ShouldRemove("c1", "broken") {
+		t.Fatal("an app that targets the cluster but failed to render would be removed")
+	}
+	if !f.ShouldRemove("c1", "old") {
+		t.Fatal("an app no longer targeting the cluster is not removed")
+	}
+}
+
+func TestRowsNeverShowStaleClustersHealthy(t *testing.T) {
+	now := time.Now()
+	f := New(3 * time.Second)
+	f.now = func() time.Time { return now }
+	b := testBundle(t, "a")
+	f.SetDesired(Desired{Cluster: "c1", App: "api", Revision: "r1", Bundle: b})
+	f.Seen("c1", "v1", true)
+	f.Ack("c1", "api", 1, "r1", b.Digest)
+	f.Status("c1", Report{App: "api", Sync: SyncSynced, Health: "Healthy", AppliedRevision: "r1", AppliedDigest: b.Digest})
+	if r := f.Rows()[0]; r.Health != "Healthy" || r.Sync != SyncSynced {
+		t.Fatalf("connected row = %+v", r)
+	}
+	now = now.Add(10 * time.Second)
+	r := f.Rows()[0]
+	if r.Health != HealthUnknown || !strings.Contains(r.Message, "Stale: silent for 10s") {
+		t.Fatalf("stale row = %+v", r)
+	}
+	f.Seen("c1", "", false)
+	if r := f.Rows()[0]; r.Health != HealthUnknown || !strings.Contains(r.Message, "Disconnected") {
+		t.Fatalf("disconnected row = %+v", r)
+	}
+}
+
+func TestRowsShowOutOfSyncWhileANewRevisionIsPending(t *testing.T) {
+	f := New(time.Minute)
+	b1, b2 := testBundle(t, "a"), testBundle(t, "b")
+	f.Seen("c1", "v1", true)
+	f.SetDesired(Desired{Cluster: "c1", App: "api", Revision: "r1", Bundle: b1})
+	f.Status("c1", Report{App: "api", Sync: SyncSynced, Health: "Healthy", AppliedRevision: "r1", AppliedDigest: b1.Digest})
+	f.SetDesired(Desired{Cluster: "c1", App: "api", Revision: "r2", Bundle: b2})
+	r := f.Rows()[0]
+	if r.Sync != SyncOutOfSync || r.DesiredRevision != "r2" || r.AppliedRevision != "r1" {
+		t.Fatalf("row = %+v", r)
+	}
+}

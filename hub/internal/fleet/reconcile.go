@@ -1,0 +1,285 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+
+	"github.com/flotilla-dev/flotilla/hub/internal/apps"
+	"github.com/flotilla-dev/flotilla/hub/internal/source"
+	"github.com/flotilla-dev/flotilla/shared/bundle"
+	"github.com/flotilla-dev/flotilla/shared/logging"
+)
+
+type fetcher interface {
+	Fetch(ctx context.Context, repoURL, rev string) (*source.Snapshot, error)
+}
+
+type renderer interface {
+	Render(ctx context.Context, fsys filesys.FileSystem, path string) ([]*unstructured.Unstructured, error)
+}
+
+type bundleCache interface {
+	Get(key string) (*bundle.Bundle, bool)
+	Put(key string, b *bundle.Bundle)
+}
+
+// ClusterVars is a registered cluster as the reconciler sees it.
+type ClusterVars = apps.ClusterVars
+
+// ReconcilerConfig wires the reconciler.
+type ReconcilerConfig struct {
+	// AppsDir is a directory of Application manifests; or AppsRepo/AppsRevision/AppsPath name
+	// them in Git (app of apps).
+	AppsDir      string
+	AppsRepo     string
+	AppsRevision string
+	AppsPath     string
+	PollInterval time.Duration
+	// RenderTimeout bounds one render.
+	RenderTimeout time.Duration
+	Fetcher       fetcher
+	Renderer      renderer
+	Cache         bundleCache
+	// Clusters lists the registered, non-revoked clusters.
+	Clusters func() ([]ClusterVars, error)
+	Logger   *slog.Logger
+}
+
+// Reconciler turns Git into desired state: each round it loads the Applications, fetches
+// their repositories, renders each app once per distinct (tree, path) and records the result
+// per target cluster in the Fleet. A failed fetch or render changes nothing (invariant 1).
+type Reconciler struct {
+	cfg     ReconcilerConfig
+	fleet   *Fleet
+	trigger chan struct{}
+}
+
+// NewReconciler returns a reconciler feeding fleet.
+func NewReconciler(cfg ReconcilerConfig, fleet *Fleet) *Reconciler {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.RenderTimeout == 0 {
+		cfg.RenderTimeout = time.Minute
+	}
+	if cfg.AppsRevision == "" {
+		cfg.AppsRevision = "HEAD"
+	}
+	return &Reconciler{cfg: cfg, fleet: fleet, trigger: make(chan struct{}, 1)}
+}
+
+// Trigger asks for a round now (a webhook, a new cluster, an operator).
+func (r *Reconciler) Trigger() {
+	select {
+	case r.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// Run reconciles until ctx ends: at once, then every poll interval (±20% jitter) or when
+// triggered.
+func (r *Reconciler) Run(ctx context.Context) error {
+	for {
+		r.Round(ctx)
+		wait := r.cfg.PollInterval
+		if wait <= 0 {
+			wait = 3 * time.Minute
+		}
+		wait = time.Duration(float64(wait) * (0.8 + 0.4*rand.Float64()))
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-r.trigger:
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}
+
+// Round runs one reconcile round.
+func (r *Reconciler) Round(ctx context.Context) {
+	log := r.cfg.Logger
+	start := time.Now()
+	list, loadErrs := r.loadApps(ctx)
+	for _, err := range loadErrs {
+		log.Warn("application manifest rejected", logging.Err(err))
+	}
+	clusters, err := r.cfg.Clusters()
+	if err != nil {
+		log.Error("list clusters", logging.Err(err))
+		return
+	}
+	snaps := map[string]*source.Snapshot{}
+	snapErrs := map[string]error{}
+	infos := make([]*AppInfo, 0, len(list))
+	targets := map[string]map[string]bool{}
+	for _, app := range list {
+		info := &AppInfo{
+			Name: app.Name, SourceFile: app.SourceFile, RepoURL: app.Source.RepoURL,
+			TargetRevision: app.Source.TargetRevision, Path: app.Source.Path, Warnings: app.Warnings,
+		}
+		infos = append(infos, info)
+		key := app.Source.RepoURL + "@" + app.Source.TargetRevision
+		snap, ok := snaps[key]
+		if !ok && snapErrs[key] == nil {
+			snap, err = r.cfg.Fetcher.Fetch(ctx, app.Source.RepoURL, app.Source.TargetRevision)
+			if err != nil {
+				snapErrs[key] = err
+			} else {
+				snaps[key] = snap
+			}
+		}
+		var errs []string
+		for _, c := range clusters {
+			if !app.Targets(c) {
+				r.fleet.RemoveDesired(c.Name, app.Name)
+				continue
+			}
+			if targets[c.Name] == nil {
+				targets[c.Name] = map[string]bool{}
+			}
+			targets[c.Name][app.Name] = true
+			info.Clusters = append(info.Clusters, c.Name)
+			if snap == nil {
+				continue
+			}
+			if err := r.renderFor(ctx, app, c, snap); err != nil {
+				errs = append(errs, fmt.Sprintf("%s: %v", c.Name, err))
+				log.Warn("render failed; last good state kept", logging.KeyApp, app.Name, logging.KeyCluster, c.Name, logging.Err(err))
+			}
+		}
+		if err := snapErrs[key]; err != nil {
+			info.Error = "fetch: " + err.Error()
+			log.Warn("fetch failed; last good state kept", logging.KeyApp, app.Name, logging.KeyRepo, app.Source.RepoURL, logging.Err(err))
+		} else {
+			info.Revision = snap.Commit
+			if len(errs) > 0 {
+				info.Error = "render: " + strings.Join(errs, "; ")
+			}
+		}
+	}
+	for _, err := range loadErrs {
+		infos = append(infos, loadErrorInfo(err))
+	}
+	r.fleet.SetApps(infos)
+	if len(loadErrs) == 0 {
+		// The full list of apps is known: apps that target no cluster any more go away.
+		r.fleet.SetTargets(targets)
+	}
+	log.Debug("reconcile round done", logging.KeyCount, len(list), logging.KeyDuration, time.Since(start))
+}
+
+func (r *Reconciler) renderFor(ctx context.Context, app *apps.Application, c ClusterVars, snap *source.Snapshot) error {
+	path, err := app.PathFor(c)
+	if err != nil {
+		return err
+	}
+	key := snap.RepoURL + "@" + snap.TreeHash + ":" + path
+	b, ok := r.cfg.Cache.Get(key)
+	if !ok {
+		fsys, err := snap.FileSystem()
+		if err != nil {
+			return err
+		}
+		rctx, cancel := context.WithTimeout(ctx, r.cfg.RenderTimeout)
+		objs, err := r.cfg.Renderer.Render(rctx, fsys, path)
+		cancel()
+		if err != nil {
+			return err
+		}
+		b, err = bundle.New(objs)
+		if err != nil {
+			return fmt.Errorf("path %q: %w", path, err)
+		}
+		r.cfg.Cache.Put(key, b)
+	}
+	r.fleet.SetDesired(Desired{
+		Cluster: c.Name, App: app.Name, Revision: snap.Commit, Bundle: b,
+		Namespace: app.Destination.Namespace, Policy: app.SyncPolicy, Health: app.Health,
+		CommitTime: snap.Time, Author: snap.Author, Message: snap.Message,
+	})
+	return nil
+}
+
+func (r *Reconciler) loadApps(ctx context.Context) ([]*apps.Application, []error) {
+	if r.cfg.AppsDir != "" {
+		return apps.LoadDir(r.cfg.AppsDir)
+	}
+	if r.cfg.AppsRepo == "" {
+		return nil, nil
+	}
+	snap, err := r.cfg.Fetcher.Fetch(ctx, r.cfg.AppsRepo, r.cfg.AppsRevision)
+	if err != nil {
+		return nil, []error{fmt.Errorf("apps repository: %w", err)}
+	}
+	fsys, err := snap.FS()
+	if err != nil {
+		return nil, []error{fmt.Errorf("apps repository: %w", err)}
+	}
+	root := strings.Trim(r.cfg.AppsPath, "/")
+	if root == "" {
+		root = "."
+	}
+	if _, err := fs.Stat(fsys, root); err != nil {
+		return nil, []error{fmt.Errorf("apps repository: path %q: %w", r.cfg.AppsPath, errors.Unwrap(err))}
+	}
+	return apps.LoadFS(fsys, root)
+}
+
+func loadErrorInfo(err error) *AppInfo {
+	var ae *apps.Error
+	if errors.As(err, &ae) {
+		return &AppInfo{Name: ae.App, SourceFile: ae.File, Error: err.Error()}
+	}
+	return &AppInfo{Error: err.Error()}
+}
+
+// SetTargets records, per cluster, every app that targets it according to a complete load of
+// the apps. An app the agent holds that is neither targeted nor desired is then removed.
+func (f *Fleet) SetTargets(targets map[string]map[string]bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.targets = targets
+	f.known = true
+	for c := range f.subs {
+		f.wake(c)
+	}
+}
+
+// ShouldRemove reports whether an app an agent holds is to be removed from its cluster: only
+// when the hub knows the complete list of apps and none of them targets the cluster with it.
+func (f *Fleet) ShouldRemove(cluster, app string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.known {
+		return false
+	}
+	if f.desired[cluster][app] != nil {
+		return false
+	}
+	return !f.targets[cluster][app]
+}
+
+// ClusterNames returns the names of clusters with any desired state, sorted.
+func (f *Fleet) ClusterNames() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]string, 0, len(f.desired))
+	for c := range f.desired {
+		out = append(out, c)
+	}
+	sort.Strings(out)
+	return out
+}

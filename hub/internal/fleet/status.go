@@ -1,0 +1,308 @@
+package fleet
+
+import (
+	"fmt"
+	"sort"
+	"time"
+)
+
+// Sync and health values shown to operators.
+const (
+	SyncSynced    = "Synced"
+	SyncOutOfSync = "OutOfSync"
+	SyncUnknown   = "Unknown"
+
+	HealthUnknown = "Unknown"
+
+	StateConnected    = "Connected"
+	StateStale        = "Stale"
+	StateDisconnected = "Disconnected"
+	StateNeverSeen    = "NeverConnected"
+)
+
+// Report is the latest an agent said about one app, plus the hub's delivery bookkeeping.
+type Report struct {
+	App             string      `json:"app"`
+	Sync            string      `json:"sync"`
+	Health          string      `json:"health"`
+	Message         string      `json:"message,omitempty"`
+	Generation      uint64      `json:"generation"`
+	AppliedRevision string      `json:"appliedRevision,omitempty"`
+	AppliedDigest   string      `json:"appliedDigest,omitempty"`
+	HealthyRevision string      `json:"healthyRevision,omitempty"`
+	AppliedAt       time.Time   `json:"appliedAt,omitempty"`
+	Drift           []DriftItem `json:"drift,omitempty"`
+	// LastError is the latest NACK reason, cleared by the next ACK.
+	LastError string `json:"lastError,omitempty"`
+	// CommitToApplied is how long the applied revision took from commit to ACK.
+	CommitToApplied time.Duration `json:"commitToApplied,omitempty"`
+	// Reported is when the hub last heard about this app.
+	Reported time.Time `json:"reported"`
+}
+
+// DriftItem is one drifted object.
+type DriftItem struct {
+	Group     string `json:"group,omitempty"`
+	Version   string `json:"version,omitempty"`
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name"`
+	Type      string `json:"type"`
+	Diff      string `json:"diff,omitempty"`
+}
+
+// Presence is what the hub knows about a cluster's agent link.
+type Presence struct {
+	Connected    bool
+	LastSeen     time.Time
+	AgentVersion string
+}
+
+// AppInfo is the hub's view of one Application.
+type AppInfo struct {
+	Name           string
+	SourceFile     string
+	RepoURL        string
+	TargetRevision string
+	Path           string
+	Revision       string
+	Clusters       []string
+	Error          string
+	Warnings       []string
+}
+
+// Row is one line of `flotilla status`: an app on a cluster.
+type Row struct {
+	Cluster         string
+	App             string
+	Sync            string
+	Health          string
+	DesiredRevision string
+	AppliedRevision string
+	HealthyRevision string
+	LastSeen        time.Time
+	Drift           []DriftItem
+	Message         string
+	CommitToApplied time.Duration
+}
+
+// RestoreReport puts back a report persisted before a restart.
+func (f *Fleet) RestoreReport(cluster string, r *Report) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.status[cluster] == nil {
+		f.status[cluster] = map[string]*Report{}
+	}
+	f.status[cluster][r.App] = r
+}
+
+// Seen records that the cluster's agent said something now.
+func (f *Fleet) Seen(cluster, agentVersion string, connected bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p := f.presence[cluster]
+	if p == nil {
+		p = &Presence{}
+		f.presence[cluster] = p
+	}
+	p.Connected = connected
+	p.LastSeen = f.now()
+	if agentVersion != "" {
+		p.AgentVersion = agentVersion
+	}
+}
+
+// Presence returns what is known of the cluster's link and its state name.
+func (f *Fleet) Presence(cluster string) (Presence, string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.presenceLocked(cluster)
+}
+
+func (f *Fleet) presenceLocked(cluster string) (Presence, string) {
+	p := f.presence[cluster]
+	if p == nil {
+		return Presence{}, StateNeverSeen
+	}
+	switch {
+	case !p.Connected:
+		return *p, StateDisconnected
+	case f.now().Sub(p.LastSeen) > f.staleAge:
+		return *p, StateStale
+	default:
+		return *p, StateConnected
+	}
+}
+
+// Ack records that the agent applied a generation. first is true when this applied a new
+// revision or digest (not a duplicate).
+func (f *Fleet) Ack(cluster, app string, generation uint64, revision, digest string) (r2 *Report, first bool) {
+	f.mu.Lock()
+	r := f.reportLocked(cluster, app)
+	first = r.AppliedDigest != digest || r.AppliedRevision != revision
+	r.Generation = generation
+	r.AppliedRevision = revision
+	r.AppliedDigest = digest
+	r.LastError = ""
+	now := f.now()
+	r.Reported = now
+	if d := f.desired[cluster][app]; d != nil && d.Revision == revision && first && !d.CommitTime.IsZero() {
+		r.CommitToApplied = now.Sub(d.CommitTime)
+	}
+	out := *r
+	f.mu.Unlock()
+	f.notify(cluster, &out)
+	return &out, first
+}
+
+// Nack records that the agent failed to apply a generation.
+func (f *Fleet) Nack(cluster, app string, generation uint64, reason string) {
+	f.mu.Lock()
+	r := f.reportLocked(cluster, app)
+	r.LastError = fmt.Sprintf("generation %d: %s", generation, reason)
+	r.Reported = f.now()
+	out := *r
+	f.mu.Unlock()
+	f.notify(cluster, &out)
+}
+
+// Status records an agent's status report for an app.
+func (f *Fleet) Status(cluster string, s Report) {
+	f.mu.Lock()
+	r := f.reportLocked(cluster, s.App)
+	lastErr, c2a := r.LastError, r.CommitToApplied
+	if s.AppliedDigest != "" && s.AppliedDigest == r.AppliedDigest && s.Generation < r.Generation {
+		s.Generation = r.Generation
+	}
+	*r = s
+	r.LastError, r.CommitToApplied = lastErr, c2a
+	r.Reported = f.now()
+	out := *r
+	f.mu.Unlock()
+	f.notify(cluster, &out)
+}
+
+// Forget drops the reports of an app on a cluster (after it was removed there).
+func (f *Fleet) Forget(cluster, app string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.status[cluster], app)
+}
+
+func (f *Fleet) reportLocked(cluster, app string) *Report {
+	if f.status[cluster] == nil {
+		f.status[cluster] = map[string]*Report{}
+	}
+	r := f.status[cluster][app]
+	if r == nil {
+		r = &Report{App: app, Sync: SyncUnknown, Health: HealthUnknown}
+		f.status[cluster][app] = r
+	}
+	return r
+}
+
+func (f *Fleet) notify(cluster string, r *Report) {
+	if f.onReport != nil {
+		f.onReport(cluster, r)
+	}
+}
+
+// SetApps replaces the hub's list of apps (for `flotilla apps`).
+func (f *Fleet) SetApps(list []*AppInfo) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.apps = make(map[string]*AppInfo, len(list))
+	for _, a := range list {
+		f.apps[a.Name] = a
+	}
+}
+
+// Apps lists the apps, sorted by name.
+func (f *Fleet) Apps() []AppInfo {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]AppInfo, 0, len(f.apps))
+	for _, a := range f.apps {
+		out = append(out, *a)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Rows returns one row per cluster×app that is desired or reported, sorted by cluster and
+// app. A cluster whose agent is not connected, or stale, never shows Healthy: its health is
+// Unknown and the message says since when it has been silent.
+func (f *Fleet) Rows() []Row {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	keys := map[[2]string]bool{}
+	for c, byApp := range f.desired {
+		for a := range byApp {
+			keys[[2]string{c, a}] = true
+		}
+	}
+	for c, byApp := range f.status {
+		for a := range byApp {
+			keys[[2]string{c, a}] = true
+		}
+	}
+	rows := make([]Row, 0, len(keys))
+	for k := range keys {
+		rows = append(rows, f.rowLocked(k[0], k[1]))
+	}
+	sort.Slice(rows, func(i, j int) bool {
+		if rows[i].Cluster != rows[j].Cluster {
+			return rows[i].Cluster < rows[j].Cluster
+		}
+		return rows[i].App < rows[j].App
+	})
+	return rows
+}
+
+func (f *Fleet) rowLocked(cluster, app string) Row {
+	row := Row{Cluster: cluster, App: app, Sync: SyncUnknown, Health: HealthUnknown}
+	d := f.desired[cluster][app]
+	if d != nil {
+		row.DesiredRevision = d.Revision
+	}
+	p, state := f.presenceLocked(cluster)
+	row.LastSeen = p.LastSeen
+	r := f.status[cluster][app]
+	if r != nil {
+		row.Sync, row.Health = r.Sync, r.Health
+		row.AppliedRevision, row.HealthyRevision = r.AppliedRevision, r.HealthyRevision
+		row.Drift = r.Drift
+		row.Message = r.Message
+		row.CommitToApplied = r.CommitToApplied
+		if r.LastError != "" {
+			row.Message = r.LastError
+		}
+		if d != nil && r.AppliedDigest != d.Bundle.Digest && row.Sync == SyncSynced {
+			row.Sync = SyncOutOfSync
+			if row.Message == "" {
+				row.Message = "waiting for the agent to apply " + shortRev(d.Revision)
+			}
+		}
+	}
+	if d == nil && r != nil {
+		row.Message = "no longer desired on this cluster"
+	}
+	if state != StateConnected {
+		row.Health = HealthUnknown
+		row.Sync = SyncUnknown
+		switch state {
+		case StateNeverSeen:
+			row.Message = "agent has never connected"
+		default:
+			row.Message = fmt.Sprintf("cluster %s: silent for %s", state, f.now().Sub(p.LastSeen).Round(time.Second))
+		}
+	}
+	return row
+}
+
+func shortRev(rev string) string {
+	if len(rev) > 12 {
+		return rev[:12]
+	}
+	return rev
+}

@@ -1,0 +1,286 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
+	"github.com/flotilla-dev/flotilla/hub/internal/store"
+	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
+	"github.com/flotilla-dev/flotilla/shared/bundle"
+	"github.com/flotilla-dev/flotilla/shared/logging"
+	"github.com/flotilla-dev/flotilla/shared/version"
+)
+
+// agentStream is one connected agent. A newer stream of the same cluster replaces it.
+type agentStream struct {
+	cancel context.CancelFunc
+}
+
+// Connect serves one agent's stream: Hello, then the differences between what the agent holds
+// and what is desired, then the latest desired state whenever it changes; the agent's ACKs,
+// NACKs, status reports and heartbeats flow the other way.
+func (s *Server) Connect(stream flotillav1.AgentService_ConnectServer) error {
+	cluster := callerFrom(stream.Context()).Name
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	me := &agentStream{cancel: cancel}
+	s.mu.Lock()
+	if old := s.streams[cluster]; old != nil {
+		old.cancel() // one stream per cluster: the newest wins
+	}
+	s.streams[cluster] = me
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		if s.streams[cluster] == me {
+			delete(s.streams, cluster)
+			s.cfg.Fleet.Seen(cluster, "", false)
+		}
+		s.mu.Unlock()
+	}()
+	log := s.log.With(logging.KeyCluster, cluster)
+
+	hello, err := recvHello(ctx, stream, 15*time.Second)
+	if err != nil {
+		return err
+	}
+	if hello.ProtocolVersion < version.MinProtocol {
+		return status.Errorf(codes.FailedPrecondition,
+			"agent protocol %d is older than this hub supports (%d..%d): upgrade the agent", hello.ProtocolVersion, version.MinProtocol, version.Protocol)
+	}
+	if hello.ProtocolVersion > version.Protocol {
+		return status.Errorf(codes.FailedPrecondition,
+			"agent protocol %d is newer than this hub supports (%d..%d): upgrade the hub", hello.ProtocolVersion, version.MinProtocol, version.Protocol)
+	}
+	held := make([]fleet.Held, 0, len(hello.Apps))
+	for _, h := range hello.Apps {
+		held = append(held, fleet.Held{App: h.App, Generation: h.Generation, Revision: h.Revision, Digest: h.Digest})
+	}
+	s.cfg.Fleet.Align(cluster, held)
+	s.cfg.Fleet.Seen(cluster, hello.AgentVersion, true)
+	s.recordAgentVersion(cluster, hello.AgentVersion)
+	log.Info("agent connected", "agentVersion", hello.AgentVersion, logging.KeyCount, len(held))
+	if err := stream.Send(&flotillav1.HubMessage{Msg: &flotillav1.HubMessage_Welcome{Welcome: &flotillav1.Welcome{
+		Cluster: cluster, HubVersion: s.cfg.HubVersion, ProtocolVersion: version.Protocol,
+		HeartbeatSeconds: uint32(s.cfg.Heartbeat / time.Second),
+	}}}); err != nil {
+		return err
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.receive(gctx, stream, cluster) })
+	g.Go(func() error { return s.send(gctx, stream, cluster, held) })
+	err = g.Wait()
+	log.Info("agent disconnected", logging.Err(err))
+	if errors.Is(err, io.EOF) || errors.Is(err, context.Canceled) || status.Code(err) == codes.Canceled {
+		return nil
+	}
+	return err
+}
+
+func recvHello(ctx context.Context, stream flotillav1.AgentService_ConnectServer, timeout time.Duration) (*flotillav1.Hello, error) {
+	type result struct {
+		msg *flotillav1.AgentMessage
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		m, err := stream.Recv()
+		ch <- result{m, err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return nil, r.err
+		}
+		h := r.msg.GetHello()
+		if h == nil {
+			return nil, status.Error(codes.InvalidArgument, "the first message must be Hello")
+		}
+		return h, nil
+	case <-time.After(timeout):
+		return nil, status.Error(codes.DeadlineExceeded, "no Hello received")
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// send keeps the agent's copy equal to the latest desired state. sent holds, per app, the
+// generation the agent has (from Hello) or was sent; only newer generations go out, so a slow
+// agent never gets a backlog: it gets the latest.
+func (s *Server) send(ctx context.Context, stream flotillav1.AgentService_ConnectServer, cluster string, held []fleet.Held) error {
+	sent := map[string]uint64{}
+	for _, h := range held {
+		sent[h.App] = h.Generation
+	}
+	wake := s.cfg.Fleet.Subscribe(cluster)
+	heartbeat := time.NewTicker(s.cfg.Heartbeat)
+	defer heartbeat.Stop()
+	for {
+		if err := s.sendDiff(stream, cluster, sent); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-wake:
+		case <-heartbeat.C:
+			if err := stream.Send(&flotillav1.HubMessage{Msg: &flotillav1.HubMessage_Heartbeat{
+				Heartbeat: &flotillav1.Heartbeat{SentUnixMs: time.Now().UnixMilli()},
+			}}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (s *Server) sendDiff(stream flotillav1.AgentService_ConnectServer, cluster string, sent map[string]uint64) error {
+	desired := s.cfg.Fleet.Snapshot(cluster)
+	for app, d := range desired {
+		if sent[app] >= d.Generation {
+			continue
+		}
+		if err := sendDesired(stream, d); err != nil {
+			return err
+		}
+		sent[app] = d.Generation
+		s.log.Debug("desired sent", logging.KeyCluster, cluster, logging.KeyApp, app,
+			logging.KeyGeneration, d.Generation, logging.KeyRevision, d.Revision)
+	}
+	for app, gen := range sent {
+		if _, ok := desired[app]; ok || !s.cfg.Fleet.ShouldRemove(cluster, app) {
+			continue
+		}
+		if err := stream.Send(&flotillav1.HubMessage{Msg: &flotillav1.HubMessage_Remove{
+			Remove: &flotillav1.Remove{App: app, Generation: gen + 1},
+		}}); err != nil {
+			return err
+		}
+		delete(sent, app)
+		s.cfg.Fleet.Forget(cluster, app)
+		s.log.Info("app removed from cluster", logging.KeyCluster, cluster, logging.KeyApp, app)
+	}
+	return nil
+}
+
+// sendDesired sends d, split into chunks of the compressed bundle when it is large.
+func sendDesired(stream flotillav1.AgentService_ConnectServer, d *fleet.Desired) error {
+	chunks := bundle.Split(bundle.Compress(d.Bundle.Data), ChunkSize)
+	for i, c := range chunks {
+		msg := &flotillav1.Desired{
+			App: d.App, Generation: d.Generation, Revision: d.Revision, Digest: d.Bundle.Digest,
+			Namespace: d.Namespace, ChunkIndex: uint32(i), ChunkCount: uint32(len(chunks)), BundleChunk: c,
+			SyncRequested: d.SyncRequested,
+		}
+		if i == 0 {
+			msg.SyncPolicy = syncPolicyToProto(d)
+			msg.HealthPolicy = &flotillav1.HealthPolicy{
+				ProgressDeadlineMs: d.Health.ProgressDeadline.Milliseconds(), AutoRollback: d.Health.AutoRollback,
+			}
+			if !d.CommitTime.IsZero() {
+				msg.CommitTimeUnixMs = d.CommitTime.UnixMilli()
+			}
+		}
+		if err := stream.Send(&flotillav1.HubMessage{Msg: &flotillav1.HubMessage_Desired{Desired: msg}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func syncPolicyToProto(d *fleet.Desired) *flotillav1.SyncPolicy {
+	p := d.Policy
+	return &flotillav1.SyncPolicy{
+		Automated: p.Automated, Prune: p.Prune, SelfHeal: p.SelfHeal, AllowEmpty: p.AllowEmpty,
+		CreateNamespace: p.CreateNamespace, PruneLast: p.PruneLast,
+		Retry: &flotillav1.Retry{
+			Limit: int32(p.Retry.Limit), BackoffDurationMs: p.Retry.Duration.Milliseconds(),
+			BackoffFactor: p.Retry.Factor, BackoffMaxDurationMs: p.Retry.MaxDuration.Milliseconds(),
+		},
+	}
+}
+
+// receive records what the agent says. The cluster is the stream's, never a message field.
+func (s *Server) receive(ctx context.Context, stream flotillav1.AgentService_ConnectServer, cluster string) error {
+	for {
+		msg, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		s.cfg.Fleet.Seen(cluster, "", true)
+		switch m := msg.Msg.(type) {
+		case *flotillav1.AgentMessage_Ack:
+			a := m.Ack
+			r, first := s.cfg.Fleet.Ack(cluster, a.App, a.Generation, a.Revision, a.Digest)
+			if first {
+				s.recordHistory(cluster, a.App, a.Revision, "Synced", r)
+			}
+		case *flotillav1.AgentMessage_Nack:
+			n := m.Nack
+			s.cfg.Fleet.Nack(cluster, n.App, n.Generation, n.Error)
+			s.recordHistory(cluster, n.App, "", "Failed: "+n.Error, nil)
+		case *flotillav1.AgentMessage_Status:
+			s.cfg.Fleet.Status(cluster, reportFromProto(m.Status))
+		case *flotillav1.AgentMessage_Heartbeat:
+		case *flotillav1.AgentMessage_Hello:
+			return status.Error(codes.InvalidArgument, "Hello sent twice")
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+}
+
+func reportFromProto(p *flotillav1.AppStatus) fleet.Report {
+	r := fleet.Report{
+		App: p.App, Sync: p.Sync, Health: p.Health, Message: p.Message, Generation: p.Generation,
+		AppliedRevision: p.AppliedRevision, AppliedDigest: p.AppliedDigest, HealthyRevision: p.HealthyRevision,
+	}
+	if p.AppliedAtUnixMs > 0 {
+		r.AppliedAt = time.UnixMilli(p.AppliedAtUnixMs)
+	}
+	for _, d := range p.Drift {
+		o := d.GetObject()
+		r.Drift = append(r.Drift, fleet.DriftItem{
+			Group: o.GetGroup(), Version: o.GetVersion(), Kind: o.GetKind(), Namespace: o.GetNamespace(),
+			Name: o.GetName(), Type: d.Type, Diff: d.Diff,
+		})
+	}
+	return r
+}
+
+func (s *Server) recordAgentVersion(cluster, agentVersion string) {
+	c, ok, err := s.cfg.Store.GetCluster(cluster)
+	if err != nil || !ok {
+		return
+	}
+	c.AgentVersion = agentVersion
+	c.LastSeen = time.Now()
+	if err := s.cfg.Store.PutCluster(c); err != nil {
+		s.log.Warn("record agent version", logging.KeyCluster, cluster, logging.Err(err))
+	}
+}
+
+// recordHistory writes a history record when a revision was applied or failed.
+func (s *Server) recordHistory(cluster, app, revision, result string, r *fleet.Report) {
+	snap := s.cfg.Fleet.Snapshot(cluster)
+	d := snap[app]
+	rec := store.HistoryRecord{Time: time.Now(), Cluster: cluster, App: app, Revision: revision, Result: result}
+	if d != nil && (revision == "" || d.Revision == revision) {
+		rec.Revision, rec.Author, rec.Message = d.Revision, d.Author, d.Message
+	}
+	if r != nil && r.CommitToApplied > 0 {
+		rec.Result = fmt.Sprintf("%s (%s after commit)", result, r.CommitToApplied.Round(time.Millisecond))
+	}
+	if err := s.cfg.Store.AddHistory(rec); err != nil {
+		s.log.Warn("record history", logging.KeyCluster, cluster, logging.KeyApp, app, logging.Err(err))
+	}
+}

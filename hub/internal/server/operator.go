@@ -1,0 +1,219 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
+	"github.com/flotilla-dev/flotilla/hub/internal/store"
+	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
+	"github.com/flotilla-dev/flotilla/shared/jointoken"
+	"github.com/flotilla-dev/flotilla/shared/logging"
+)
+
+// Join trades a single-use join token and a CSR for the cluster's client certificate. The
+// cluster is the one the token was issued for; nothing the agent says names it.
+func (s *Server) Join(ctx context.Context, req *flotillav1.JoinRequest) (*flotillav1.JoinResponse, error) {
+	tok, err := jointoken.Parse(req.Token)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "join token: %v", err)
+	}
+	if tok.CAFingerprint != s.cfg.CA.Fingerprint() {
+		return nil, status.Error(codes.PermissionDenied, "join token was issued by another hub")
+	}
+	cluster, err := s.cfg.Store.RedeemToken(tok.ID, tok.Secret, time.Now())
+	switch {
+	case errors.Is(err, store.ErrTokenExpired):
+		return nil, status.Error(codes.PermissionDenied, "join token expired: create a new one with `flotilla token create`")
+	case errors.Is(err, store.ErrTokenUsed):
+		return nil, status.Error(codes.PermissionDenied, "join token already used: create a new one with `flotilla token create`")
+	case err != nil:
+		return nil, status.Error(codes.PermissionDenied, "join token invalid")
+	}
+	c, found, err := s.cfg.Store.GetCluster(cluster)
+	if err != nil || !found || c.Revoked {
+		return nil, status.Errorf(codes.PermissionDenied, "cluster %q is not registered or is revoked", cluster)
+	}
+	cert, err := s.cfg.CA.SignAgent(req.CsrPem, cluster, s.cfg.AgentCertTTL)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "certificate request: %v", err)
+	}
+	s.audit("agent:"+cluster, "join", cluster, "agent "+req.AgentVersion)
+	s.log.Info("agent joined", logging.KeyCluster, cluster)
+	return &flotillav1.JoinResponse{Cluster: cluster, CertificatePem: cert, CaPem: s.cfg.CA.CertPEM()}, nil
+}
+
+// Status lists every cluster×app, optionally filtered.
+func (s *Server) Status(ctx context.Context, req *flotillav1.StatusRequest) (*flotillav1.StatusResponse, error) {
+	resp := &flotillav1.StatusResponse{}
+	for _, r := range s.cfg.Fleet.Rows() {
+		if (req.App != "" && r.App != req.App) || (req.Cluster != "" && r.Cluster != req.Cluster) {
+			continue
+		}
+		item := &flotillav1.AppClusterStatus{
+			Cluster: r.Cluster, App: r.App, Sync: r.Sync, Health: r.Health,
+			DesiredRevision: r.DesiredRevision, AppliedRevision: r.AppliedRevision, HealthyRevision: r.HealthyRevision,
+			Message: r.Message, CommitToAppliedMs: r.CommitToApplied.Milliseconds(),
+		}
+		if !r.LastSeen.IsZero() {
+			item.LastSeenUnixMs = r.LastSeen.UnixMilli()
+		}
+		for _, d := range r.Drift {
+			item.Drift = append(item.Drift, &flotillav1.DriftItem{
+				Object: &flotillav1.ObjectRef{Group: d.Group, Version: d.Version, Kind: d.Kind, Namespace: d.Namespace, Name: d.Name},
+				Type:   d.Type, Diff: d.Diff,
+			})
+		}
+		resp.Items = append(resp.Items, item)
+	}
+	return resp, nil
+}
+
+// ListClusters lists the registered clusters with their link state.
+func (s *Server) ListClusters(ctx context.Context, _ *flotillav1.ListClustersRequest) (*flotillav1.ListClustersResponse, error) {
+	list, err := s.cfg.Store.ListClusters()
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "list clusters: %v", err)
+	}
+	resp := &flotillav1.ListClustersResponse{}
+	for _, c := range list {
+		p, state := s.cfg.Fleet.Presence(c.Name)
+		item := &flotillav1.Cluster{
+			Name: c.Name, Labels: c.Labels, Connected: state == fleet.StateConnected, State: state,
+			AgentVersion: c.AgentVersion,
+		}
+		if p.AgentVersion != "" {
+			item.AgentVersion = p.AgentVersion
+		}
+		if c.Revoked {
+			item.State = "Revoked"
+		}
+		last := p.LastSeen
+		if last.IsZero() {
+			last = c.LastSeen
+		}
+		if !last.IsZero() {
+			item.LastSeenUnixMs = last.UnixMilli()
+		}
+		resp.Items = append(resp.Items, item)
+	}
+	return resp, nil
+}
+
+// ListApps lists the Applications the hub knows, with their errors and warnings.
+func (s *Server) ListApps(ctx context.Context, _ *flotillav1.ListAppsRequest) (*flotillav1.ListAppsResponse, error) {
+	resp := &flotillav1.ListAppsResponse{}
+	for _, a := range s.cfg.Fleet.Apps() {
+		resp.Items = append(resp.Items, &flotillav1.App{
+			Name: a.Name, RepoUrl: a.RepoURL, TargetRevision: a.TargetRevision, Path: a.Path,
+			Revision: a.Revision, Clusters: a.Clusters, Error: a.Error, Warnings: a.Warnings, SourceFile: a.SourceFile,
+		})
+	}
+	return resp, nil
+}
+
+// AddCluster registers a cluster and returns a join token for its agent.
+func (s *Server) AddCluster(ctx context.Context, req *flotillav1.AddClusterRequest) (*flotillav1.AddClusterResponse, error) {
+	if errs := validation.IsDNS1123Label(req.Name); len(errs) > 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "cluster name %q: %s", req.Name, errs[0])
+	}
+	for k, v := range req.Labels {
+		if errs := validation.IsQualifiedName(k); len(errs) > 0 {
+			return nil, status.Errorf(codes.InvalidArgument, "label %q: %s", k, errs[0])
+		}
+		if errs := validation.IsValidLabelValue(v); len(errs) > 0 {
+			return nil, status.Errorf(codes.InvalidArgument, "label %s=%q: %s", k, v, errs[0])
+		}
+	}
+	if _, found, err := s.cfg.Store.GetCluster(req.Name); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "cluster registry: %v", err)
+	} else if found {
+		return nil, status.Errorf(codes.AlreadyExists, "cluster %q already exists: use `flotilla token create --cluster %s` for a new join token", req.Name, req.Name)
+	}
+	if err := s.cfg.Store.PutCluster(store.Cluster{Name: req.Name, Labels: req.Labels, CreatedAt: time.Now()}); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "register cluster: %v", err)
+	}
+	token, expires, err := s.newToken(req.Name, time.Duration(req.TokenTtlSeconds)*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	s.audit(callerFrom(ctx).Name, "cluster.add", req.Name, fmt.Sprintf("labels=%v", req.Labels))
+	if s.cfg.Reconcile != nil {
+		s.cfg.Reconcile.Trigger()
+	}
+	return &flotillav1.AddClusterResponse{JoinToken: token, ExpiresUnixMs: expires.UnixMilli()}, nil
+}
+
+// CreateToken issues a new join token for a registered cluster.
+func (s *Server) CreateToken(ctx context.Context, req *flotillav1.CreateTokenRequest) (*flotillav1.CreateTokenResponse, error) {
+	c, found, err := s.cfg.Store.GetCluster(req.Cluster)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "cluster registry: %v", err)
+	}
+	if !found {
+		return nil, status.Errorf(codes.NotFound, "cluster %q is not registered: use `flotilla cluster add`", req.Cluster)
+	}
+	if c.Revoked {
+		return nil, status.Errorf(codes.FailedPrecondition, "cluster %q is revoked", req.Cluster)
+	}
+	token, expires, err := s.newToken(req.Cluster, time.Duration(req.TtlSeconds)*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	s.audit(callerFrom(ctx).Name, "token.create", req.Cluster, "")
+	return &flotillav1.CreateTokenResponse{JoinToken: token, ExpiresUnixMs: expires.UnixMilli()}, nil
+}
+
+func (s *Server) newToken(cluster string, ttl time.Duration) (string, time.Time, error) {
+	if ttl <= 0 {
+		ttl = s.cfg.DefaultTokenTTL
+	}
+	tok, err := jointoken.Generate(s.cfg.CA.Fingerprint())
+	if err != nil {
+		return "", time.Time{}, status.Errorf(codes.Internal, "generate token: %v", err)
+	}
+	expires := time.Now().Add(ttl)
+	if err := s.cfg.Store.PutToken(store.JoinToken{
+		ID: tok.ID, SecretHash: jointoken.HashSecret(tok.Secret), Cluster: cluster, ExpiresAt: expires,
+	}); err != nil {
+		return "", time.Time{}, status.Errorf(codes.Unavailable, "store token: %v", err)
+	}
+	return tok.String(), expires, nil
+}
+
+// Sync asks the agents to apply an app now (for apps without automated sync, or to retry).
+func (s *Server) Sync(ctx context.Context, req *flotillav1.SyncRequest) (*flotillav1.SyncResponse, error) {
+	if req.App == "" {
+		return nil, status.Error(codes.InvalidArgument, "app is required")
+	}
+	resp := &flotillav1.SyncResponse{}
+	for _, cluster := range s.cfg.Fleet.ClusterNames() {
+		if req.Cluster != "" && cluster != req.Cluster {
+			continue
+		}
+		if s.cfg.Fleet.RequestSync(cluster, req.App) {
+			resp.Clusters = append(resp.Clusters, cluster)
+		}
+	}
+	if len(resp.Clusters) == 0 {
+		where := "any cluster"
+		if req.Cluster != "" {
+			where = "cluster " + req.Cluster
+		}
+		return nil, status.Errorf(codes.NotFound, "app %q has no rendered desired state on %s", req.App, where)
+	}
+	s.audit(callerFrom(ctx).Name, "sync", req.App, fmt.Sprintf("clusters=%v", resp.Clusters))
+	return resp, nil
+}
+
+func (s *Server) audit(actor, action, target, detail string) {
+	if err := s.cfg.Store.Audit(store.AuditRecord{Time: time.Now(), Actor: actor, Action: action, Target: target, Detail: detail}); err != nil {
+		s.log.Warn("audit record not written", "action", action, logging.Err(err))
+	}
+}

@@ -1,0 +1,139 @@
+// Package server is the hub's gRPC edge: agent enrolment, the agent stream and the operator
+// service, all over TLS, with identities taken only from verified client certificates. Proto
+// types stop here; the rest of the hub works with fleet and store types.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
+	"github.com/flotilla-dev/flotilla/hub/internal/store"
+	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
+)
+
+// MaxMessageSize bounds every gRPC message in either direction.
+const MaxMessageSize = 4 << 20
+
+// ChunkSize is the largest bundle slice sent in one Desired message.
+const ChunkSize = 1 << 20
+
+type registry interface {
+	GetCluster(name string) (store.Cluster, bool, error)
+	PutCluster(c store.Cluster) error
+	ListClusters() ([]store.Cluster, error)
+	PutToken(t store.JoinToken) error
+	RedeemToken(id, secret string, now time.Time) (string, error)
+	Audit(r store.AuditRecord) error
+	AddHistory(r store.HistoryRecord) error
+	ListHistory(app, cluster string, limit int) ([]store.HistoryRecord, error)
+}
+
+type authority interface {
+	SignAgent(csrPEM []byte, cluster string, ttl time.Duration) ([]byte, error)
+	CertPEM() []byte
+	Fingerprint() string
+	Pool() *x509.CertPool
+}
+
+type trigger interface{ Trigger() }
+
+// Config wires the server.
+type Config struct {
+	Fleet     *fleet.Fleet
+	Store     registry
+	CA        authority
+	Serving   tls.Certificate
+	Reconcile trigger
+	// Heartbeat is how often both sides send heartbeats; a cluster silent for three is Stale.
+	Heartbeat time.Duration
+	// AgentCertTTL is the validity of issued agent certificates.
+	AgentCertTTL time.Duration
+	// DefaultTokenTTL is the validity of join tokens when the operator gives none.
+	DefaultTokenTTL time.Duration
+	HubVersion      string
+	Logger          *slog.Logger
+}
+
+// Server implements the three gRPC services.
+type Server struct {
+	flotillav1.UnimplementedEnrollmentServer
+	flotillav1.UnimplementedAgentServiceServer
+	flotillav1.UnimplementedOperatorServer
+
+	cfg Config
+	log *slog.Logger
+
+	mu      sync.Mutex
+	streams map[string]*agentStream // cluster → its current stream
+}
+
+// New returns a server; call Serve to run it.
+func New(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Heartbeat == 0 {
+		cfg.Heartbeat = 10 * time.Second
+	}
+	if cfg.AgentCertTTL == 0 {
+		cfg.AgentCertTTL = 24 * time.Hour
+	}
+	if cfg.DefaultTokenTTL == 0 {
+		cfg.DefaultTokenTTL = time.Hour
+	}
+	return &Server{cfg: cfg, log: cfg.Logger, streams: map[string]*agentStream{}}
+}
+
+// GRPCServer builds the gRPC server with TLS (client certificates verified when given; each
+// method then requires the role it serves), message limits and keepalive.
+func (s *Server) GRPCServer() *grpc.Server {
+	tlsCfg := &tls.Config{
+		Certificates: []tls.Certificate{s.cfg.Serving},
+		ClientCAs:    s.cfg.CA.Pool(),
+		ClientAuth:   tls.VerifyClientCertIfGiven,
+		MinVersion:   tls.VersionTLS13,
+	}
+	gs := grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(tlsCfg)),
+		grpc.MaxRecvMsgSize(MaxMessageSize),
+		grpc.MaxSendMsgSize(MaxMessageSize+64<<10),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.UnaryInterceptor(s.unaryAuth),
+		grpc.StreamInterceptor(s.streamAuth),
+	)
+	flotillav1.RegisterEnrollmentServer(gs, s)
+	flotillav1.RegisterAgentServiceServer(gs, s)
+	flotillav1.RegisterOperatorServer(gs, s)
+	return gs
+}
+
+// Serve serves on lis until ctx ends, then stops gracefully (bounded).
+func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
+	gs := s.GRPCServer()
+	errc := make(chan error, 1)
+	go func() { errc <- gs.Serve(lis) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	done := make(chan struct{})
+	go func() { gs.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		gs.Stop()
+	}
+	return nil
+}

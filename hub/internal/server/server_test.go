@@ -1,0 +1,353 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
+	"github.com/flotilla-dev/flotilla/hub/internal/pki"
+	"github.com/flotilla-dev/flotilla/hub/internal/store"
+	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
+	"github.com/flotilla-dev/flotilla/shared/bundle"
+	"github.com/flotilla-dev/flotilla/shared/version"
+)
+
+type hubUnderTest struct {
+	ca    *pki.CA
+	store *store.Store
+	fleet *fleet.Fleet
+	lis   *bufconn.Listener
+}
+
+func startHub(t *testing.T) *hubUnderTest {
+	t.Helper()
+	dir := t.TempDir()
+	ca, err := pki.LoadOrCreate(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serving, err := ca.ServingCert(dir, []string{"localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(filepath.Join(dir, "flotilla.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	h := &hubUnderTest{ca: ca, store: st, fleet: fleet.New(time.Minute), lis: bufconn.Listen(8 << 20)}
+	srv := New(Config{Fleet: h.fleet, Store: st, CA: ca, Serving: serving, Heartbeat: time.Hour, HubVersion: "test"})
+	gs := srv.GRPCServer()
+	go func() { _ = gs.Serve(h.lis) }()
+	t.Cleanup(gs.Stop)
+	return h
+}
+
+// dial connects with the given client certificate (none when cert is nil).
+func (h *hubUnderTest) dial(t *testing.T, cert *tls.Certificate) *grpc.ClientConn {
+	t.Helper()
+	cfg := &tls.Config{RootCAs: h.ca.Pool(), ServerName: "localhost", MinVersion: tls.VersionTLS13}
+	if cert != nil {
+		cfg.Certificates = []tls.Certificate{*cert}
+	}
+	conn, err := grpc.NewClient("passthrough:///localhost",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return h.lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+func (h *hubUnderTest) agentCert(t *testing.T, cluster string) *tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "ignored"}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, err := h.ca.SignAgent(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr}), cluster, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(certPEM)
+	return &tls.Certificate{Certificate: [][]byte{block.Bytes}, PrivateKey: key}
+}
+
+func (h *hubUnderTest) adminCert(t *testing.T) *tls.Certificate {
+	t.Helper()
+	certPEM, keyPEM, err := h.ca.IssueAdmin("admin", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &c
+}
+
+func (h *hubUnderTest) register(t *testing.T, name string) {
+	t.Helper()
+	if err := h.store.PutCluster(store.Cluster{Name: name, CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func configMapBundle(t *testing.T, name, data string) *bundle.Bundle {
+	t.Helper()
+	b, err := bundle.New([]*unstructured.Unstructured{{Object: map[string]any{
+		"apiVersion": "v1", "kind": "ConfigMap", "metadata": map[string]any{"name": name},
+		"data": map[string]any{"blob": data},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// connect opens the agent stream and completes Hello/Welcome.
+func connect(t *testing.T, conn *grpc.ClientConn, held ...*flotillav1.HeldApp) flotillav1.AgentService_ConnectClient {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	stream, err := flotillav1.NewAgentServiceClient(conn).Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&flotillav1.AgentMessage{Msg: &flotillav1.AgentMessage_Hello{Hello: &flotillav1.Hello{
+		AgentVersion: "test", ProtocolVersion: version.Protocol, Apps: held,
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.GetWelcome() == nil {
+		t.Fatalf("first message %v, want Welcome", m)
+	}
+	return stream
+}
+
+func TestIdentityIsRequired(t *testing.T) {
+	h := startHub(t)
+	h.register(t, "c1")
+	ctx := context.Background()
+
+	_, err := flotillav1.NewOperatorClient(h.dial(t, nil)).Status(ctx, &flotillav1.StatusRequest{})
+	if status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("operator call without certificate: %v, want Unauthenticated", err)
+	}
+	_, err = flotillav1.NewOperatorClient(h.dial(t, h.agentCert(t, "c1"))).Status(ctx, &flotillav1.StatusRequest{})
+	if status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("operator call with an agent certificate: %v, want PermissionDenied", err)
+	}
+	stream, err := flotillav1.NewAgentServiceClient(h.dial(t, h.agentCert(t, "unknown"))).Connect(ctx)
+	if err == nil {
+		_, err = stream.Recv()
+	}
+	if status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("stream for an unregistered cluster: %v, want PermissionDenied", err)
+	}
+	stream, err = flotillav1.NewAgentServiceClient(h.dial(t, h.adminCert(t))).Connect(ctx)
+	if err == nil {
+		_, err = stream.Recv()
+	}
+	if status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("agent stream with an operator certificate: %v, want PermissionDenied", err)
+	}
+}
+
+func TestJoinTokenIsSingleUse(t *testing.T) {
+	h := startHub(t)
+	ctx := context.Background()
+	op := flotillav1.NewOperatorClient(h.dial(t, h.adminCert(t)))
+	resp, err := op.AddCluster(ctx, &flotillav1.AddClusterRequest{Name: "edge-1", Labels: map[string]string{"env": "staging"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csrDER, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "other-cluster"}}, key)
+	csr := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER})
+	enroll := flotillav1.NewEnrollmentClient(h.dial(t, nil))
+	joined, err := enroll.Join(ctx, &flotillav1.JoinRequest{Token: resp.JoinToken, CsrPem: csr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(joined.CertificatePem)
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if role, name, err := pki.Identity(cert); err != nil || role != pki.RoleAgent || name != "edge-1" || joined.Cluster != "edge-1" {
+		t.Fatalf("issued identity = %s %s %v (cluster %q), want the token's cluster edge-1", role, name, err, joined.Cluster)
+	}
+	_, err = enroll.Join(ctx, &flotillav1.JoinRequest{Token: resp.JoinToken, CsrPem: csr})
+	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "already used") {
+		t.Fatalf("replayed token: %v, want PermissionDenied already used", err)
+	}
+	if strings.Contains(err.Error(), resp.JoinToken) {
+		t.Fatal("the error repeats the token")
+	}
+}
+
+func TestStreamSendsOnlyOwnClusterAndOnlyDifferences(t *testing.T) {
+	h := startHub(t)
+	h.register(t, "c1")
+	h.register(t, "c2")
+	held := configMapBundle(t, "held", "x")
+	h.fleet.SetDesired(fleet.Desired{Cluster: "c1", App: "kept", Revision: "r1", Bundle: held})
+	h.fleet.SetDesired(fleet.Desired{Cluster: "c2", App: "other", Revision: "r1", Bundle: configMapBundle(t, "secret-of-c2", "y")})
+
+	// The agent already holds "kept" at the desired digest: nothing is sent for it.
+	stream := connect(t, h.dial(t, h.agentCert(t, "c1")), &flotillav1.HeldApp{App: "kept", Generation: 4, Revision: "r1", Digest: held.Digest})
+	fresh := configMapBundle(t, "fresh", "z")
+	h.fleet.SetDesired(fleet.Desired{Cluster: "c1", App: "new", Revision: "r2", Bundle: fresh})
+	m, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := m.GetDesired()
+	if d == nil || d.App != "new" || d.Digest != fresh.Digest || d.Generation != 1 {
+		t.Fatalf("first message = %v, want Desired for app new only", m)
+	}
+
+	// ACK and status land on the stream's cluster, whatever the message says.
+	if err := stream.Send(&flotillav1.AgentMessage{Msg: &flotillav1.AgentMessage_Ack{Ack: &flotillav1.Ack{App: "new", Generation: 1, Revision: "r2", Digest: fresh.Digest}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&flotillav1.AgentMessage{Msg: &flotillav1.AgentMessage_Status{Status: &flotillav1.AppStatus{App: "other", Sync: "Synced", Health: "Healthy"}}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		for _, r := range h.fleet.Rows() {
+			if r.Cluster == "c1" && r.App == "new" && r.AppliedRevision == "r2" {
+				return true
+			}
+		}
+		return false
+	})
+	waitFor(t, func() bool {
+		for _, r := range h.fleet.Rows() {
+			if r.App == "other" && r.Cluster == "c1" {
+				return true
+			}
+		}
+		return false
+	})
+	for _, r := range h.fleet.Rows() {
+		if r.Cluster == "c2" && r.Health != fleet.HealthUnknown {
+			t.Fatalf("c1's agent changed c2's status: %+v", r)
+		}
+	}
+}
+
+func TestLargeBundleIsChunked(t *testing.T) {
+	h := startHub(t)
+	h.register(t, "c1")
+	noise := make([]byte, 3<<20)
+	_, _ = rand.Read(noise)
+	big := configMapBundle(t, "big", string(pemLike(noise)))
+	h.fleet.SetDesired(fleet.Desired{Cluster: "c1", App: "big", Revision: "r1", Bundle: big})
+	stream := connect(t, h.dial(t, h.agentCert(t, "c1")))
+	var chunks [][]byte
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := m.GetDesired()
+		if d == nil {
+			continue
+		}
+		if int(d.ChunkIndex) != len(chunks) || d.Digest != big.Digest {
+			t.Fatalf("chunk %d/%d out of order or with another digest", d.ChunkIndex, d.ChunkCount)
+		}
+		chunks = append(chunks, d.BundleChunk)
+		if len(chunks) == int(d.ChunkCount) {
+			break
+		}
+	}
+	if len(chunks) < 2 {
+		t.Fatalf("a %d-byte bundle went in %d chunk(s)", len(big.Data), len(chunks))
+	}
+	data, err := bundle.Decompress(bytes.Join(chunks, nil), 64<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bundle.Digest(data) != big.Digest {
+		t.Fatal("reassembled bundle has another digest")
+	}
+}
+
+func TestRemoveWaitsUntilAppsAreKnown(t *testing.T) {
+	h := startHub(t)
+	h.register(t, "c1")
+	stream := connect(t, h.dial(t, h.agentCert(t, "c1")), &flotillav1.HeldApp{App: "gone", Generation: 3, Revision: "r1", Digest: "sha256:x"})
+	// A hub that has not loaded its apps yet sends nothing for "gone". Once the full list is
+	// known and "gone" targets no cluster, it is removed.
+	h.fleet.SetTargets(map[string]map[string]bool{"c1": {}})
+	m, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := m.GetRemove(); r == nil || r.App != "gone" || r.Generation != 4 {
+		t.Fatalf("message = %v, want Remove gone generation 4", m)
+	}
+}
+
+func TestProtocolVersionMismatchSaysWhichSideToUpgrade(t *testing.T) {
+	h := startHub(t)
+	h.register(t, "c1")
+	stream, err := flotillav1.NewAgentServiceClient(h.dial(t, h.agentCert(t, "c1"))).Connect(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&flotillav1.AgentMessage{Msg: &flotillav1.AgentMessage_Hello{Hello: &flotillav1.Hello{ProtocolVersion: version.Protocol + 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = stream.Recv()
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "upgrade the hub") {
+		t.Fatalf("newer agent: %v, want FailedPrecondition telling to upgrade the hub", err)
+	}
+}
+
+// pemLike makes random bytes printable (a ConfigMap value must be a string) while keeping them
+// incompressible enough to need several chunks.
+func pemLike(b []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "NOISE", Bytes: b})
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(context.Background(), 10*time.Millisecond, 10*time.Second, true,
+		func(context.Context) (bool, error) { return cond(), nil })
+	if err != nil {
+		t.Fatal("condition not met within 10s")
+	}
+}
