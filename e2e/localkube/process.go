@@ -24,6 +24,9 @@ type Process struct {
 
 // StartProcess starts bin with args and extra env, logging to logDir/name.log.
 func StartProcess(name, bin string, args []string, env []string, logDir string) (*Process, error) {
+	if err := os.MkdirAll(logDir, 0o700); err != nil {
+		return nil, err
+	}
 	logPath := filepath.Join(logDir, name+".log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
