@@ -15,7 +15,7 @@ import (
 )
 
 // clusters are shared by the package's tests; each test runs its own hub and agents.
-var clusters = localkube.NewShared(localkube.Options{Name: "staging"}, localkube.Options{Name: "production"})
+var clusters = localkube.NewShared(localkube.Options{Name: "staging", AuditLog: true}, localkube.Options{Name: "production", AuditLog: true})
 
 // binDir holds the flotilla and flotilla-agent binaries built for this run (with -race).
 var binDir string
@@ -51,19 +51,33 @@ type env struct {
 	repo     *localfleet.Repo
 	git      *localfleet.GitDaemon
 	appsDir  string
+	dir      string
 	fleet    *localfleet.Fleet
 	clusters []*localkube.Cluster
 }
 
-func newEnv(t *testing.T, apiTag string) *env {
+// envOptions vary a test's fleet.
+type envOptions struct {
+	apiTag       string
+	pollInterval time.Duration
+	hubArgs      []string
+}
+
+func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
+	if o.apiTag == "" {
+		o.apiTag = "1.0.0"
+	}
+	if o.pollInterval == 0 {
+		o.pollInterval = 2 * time.Second
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	t.Cleanup(cancel)
 	cs := clusters.Clusters(t)
 	dir := t.TempDir()
-	e := &env{t: t, ctx: ctx, clusters: cs, appsDir: filepath.Join(dir, "apps")}
+	e := &env{t: t, ctx: ctx, clusters: cs, appsDir: filepath.Join(dir, "apps"), dir: dir}
 	var err error
-	e.repo, err = localfleet.NewRepo(filepath.Join(dir, "git", "manifests"), localfleet.DemoManifests(apiTag))
+	e.repo, err = localfleet.NewRepo(filepath.Join(dir, "git", "manifests"), localfleet.DemoManifests(o.apiTag))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +90,7 @@ func newEnv(t *testing.T, apiTag string) *env {
 		t.Fatal(err)
 	}
 	e.fleet, err = localfleet.Start(ctx, localfleet.Options{
-		Dir: dir, BinDir: binDir, AppsDir: e.appsDir, PollInterval: 2 * time.Second, Heartbeat: time.Second,
+		Dir: dir, BinDir: binDir, AppsDir: e.appsDir, PollInterval: o.pollInterval, Heartbeat: time.Second, HubArgs: o.hubArgs,
 		Members: []localfleet.Member{
 			{Cluster: cs[0], Labels: map[string]string{"env": "staging"}},
 			{Cluster: cs[1], Labels: map[string]string{"env": "production"}},

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -22,6 +23,7 @@ import (
 	"github.com/flotilla-dev/flotilla/hub/internal/server"
 	"github.com/flotilla-dev/flotilla/hub/internal/source"
 	"github.com/flotilla-dev/flotilla/hub/internal/store"
+	"github.com/flotilla-dev/flotilla/hub/internal/webhook"
 	"github.com/flotilla-dev/flotilla/shared/logging"
 	"github.com/flotilla-dev/flotilla/shared/version"
 )
@@ -116,7 +118,11 @@ func runHub(ctx context.Context, o *Options, log *slog.Logger) error {
 		if err != nil {
 			return fmt.Errorf("--http-listen: %w", err)
 		}
-		g.Go(func() error { return serveHTTP(gctx, hl, healthMux()) })
+		mux, err := httpMux(o, fl, rec, log)
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { return serveHTTP(gctx, hl, mux) })
 	}
 	log.Info("hub started", logging.KeyAddr, lis.Addr().String(), "advertise", o.Advertise,
 		"version", version.String(), "adminConfig", filepath.Join(o.DataDir, "admin.yaml"))
@@ -169,12 +175,46 @@ func writeAdminConfig(o *Options, ca *pki.CA) error {
 	return cli.WriteConfig(path, &cli.Config{Hub: o.Advertise, CA: string(ca.CertPEM()), Cert: string(cert), Key: string(key)})
 }
 
-func healthMux() *http.ServeMux {
+// httpMux serves health and, with a webhook secret, POST /api/webhook.
+func httpMux(o *Options, fl *fleet.Fleet, rec *fleet.Reconciler, log *slog.Logger) (*http.ServeMux, error) {
 	mux := http.NewServeMux()
 	ok := func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) }
 	mux.HandleFunc("GET /healthz", ok)
 	mux.HandleFunc("GET /readyz", ok)
-	return mux
+	if o.WebhookSecret == "" {
+		mux.HandleFunc("/api/webhook", func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "webhooks are off: start the hub with --webhook-secret-file", http.StatusNotFound)
+		})
+		return mux, nil
+	}
+	secret, err := os.ReadFile(o.WebhookSecret)
+	if err != nil {
+		return nil, fmt.Errorf("--webhook-secret-file: %w", err)
+	}
+	secret = []byte(strings.TrimSpace(string(secret)))
+	if len(secret) == 0 {
+		return nil, fmt.Errorf("--webhook-secret-file %s is empty", o.WebhookSecret)
+	}
+	mux.Handle("/api/webhook", webhook.New(secret, func(p webhook.Push) int {
+		pushed := map[string]bool{}
+		for _, u := range p.URLs {
+			pushed[webhook.Normalize(u)] = true
+		}
+		n := 0
+		for _, a := range fl.Apps() {
+			if pushed[webhook.Normalize(a.RepoURL)] {
+				n++
+			}
+		}
+		if o.AppsRepo != "" && pushed[webhook.Normalize(o.AppsRepo)] {
+			n++
+		}
+		if n > 0 {
+			rec.Trigger()
+		}
+		return n
+	}, log))
+	return mux, nil
 }
 
 // serveHTTP serves h on l until ctx ends.

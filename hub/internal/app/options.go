@@ -27,6 +27,7 @@ type Options struct {
 	AllowLocalRepos bool
 	Heartbeat       time.Duration
 	AgentCertTTL    time.Duration
+	WebhookSecret   string
 	Log             logging.Options
 }
 
@@ -59,6 +60,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.AllowLocalRepos, "allow-local-repos", o.AllowLocalRepos, "allow file paths and file:// URLs as repoURL (development only)")
 	fs.DurationVar(&o.Heartbeat, "heartbeat", o.Heartbeat, "heartbeat interval on agent streams; a cluster silent for three intervals is Stale")
 	fs.DurationVar(&o.AgentCertTTL, "agent-cert-ttl", o.AgentCertTTL, "validity of the client certificates issued to agents")
+	fs.StringVar(&o.WebhookSecret, "webhook-secret-file", o.WebhookSecret, "file holding the shared secret that signs Git push webhooks on POST /api/webhook (GitHub, GitLab, Gitea, Bitbucket); without it the endpoint is off")
 	fs.StringVar(&o.Log.Level, "log-level", o.Log.Level, "debug, info, warn or error")
 	fs.StringVar(&o.Log.Format, "log-format", o.Log.Format, "text or json")
 }

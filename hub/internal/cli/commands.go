@@ -219,32 +219,44 @@ func newAppsCmd(o *rootOptions) *cobra.Command {
 				}
 				if out == "json" {
 					type item struct {
-						Name           string   `json:"name"`
-						SourceFile     string   `json:"sourceFile"`
-						RepoURL        string   `json:"repoURL"`
-						TargetRevision string   `json:"targetRevision"`
-						Path           string   `json:"path"`
-						Revision       string   `json:"revision"`
-						Clusters       []string `json:"clusters"`
-						Error          string   `json:"error"`
-						Warnings       []string `json:"warnings"`
+						Name           string     `json:"name"`
+						SourceFile     string     `json:"sourceFile"`
+						RepoURL        string     `json:"repoURL"`
+						TargetRevision string     `json:"targetRevision"`
+						Path           string     `json:"path"`
+						Revision       string     `json:"revision"`
+						Clusters       []string   `json:"clusters"`
+						RepoState      string     `json:"repoState"`
+						LastFetched    *time.Time `json:"lastFetched"`
+						Error          string     `json:"error"`
+						Warnings       []string   `json:"warnings"`
 					}
 					list := []item{}
 					for _, a := range resp.Items {
-						list = append(list, item{a.Name, a.SourceFile, a.RepoUrl, a.TargetRevision, a.Path, a.Revision,
-							nonNil(a.Clusters), a.Error, nonNil(a.Warnings)})
+						it := item{Name: a.Name, SourceFile: a.SourceFile, RepoURL: a.RepoUrl, TargetRevision: a.TargetRevision,
+							Path: a.Path, Revision: a.Revision, Clusters: nonNil(a.Clusters), RepoState: a.RepoState,
+							Error: a.Error, Warnings: nonNil(a.Warnings)}
+						if a.LastFetchedUnixMs > 0 {
+							t := time.UnixMilli(a.LastFetchedUnixMs).UTC()
+							it.LastFetched = &t
+						}
+						list = append(list, it)
 					}
 					return printJSON(cmd.OutOrStdout(), list)
 				}
 				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "NAME\tREPO\tTARGET\tPATH\tREVISION\tCLUSTERS\tPROBLEMS")
+				fmt.Fprintln(tw, "NAME\tREPO\tTARGET\tPATH\tREVISION\tFETCHED\tCLUSTERS\tPROBLEMS")
 				for _, a := range resp.Items {
 					problems := append([]string{}, a.Warnings...)
 					if a.Error != "" {
 						problems = append([]string{"error: " + a.Error}, problems...)
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", orDash(a.Name), orDash(a.RepoUrl), orDash(a.TargetRevision),
-						orDash(a.Path), short(a.Revision), orDash(strings.Join(a.Clusters, ",")), orDash(strings.Join(problems, "; ")))
+					fetched := ago(a.LastFetchedUnixMs)
+					if a.RepoState == "Stale" {
+						fetched = "Stale, last good " + fetched
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", orDash(a.Name), orDash(a.RepoUrl), orDash(a.TargetRevision),
+						orDash(a.Path), short(a.Revision), fetched, orDash(strings.Join(a.Clusters, ",")), orDash(strings.Join(problems, "; ")))
 				}
 				return tw.Flush()
 			})

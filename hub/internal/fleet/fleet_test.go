@@ -109,7 +109,7 @@ func TestRowsNeverShowStaleClustersHealthy(t *testing.T) {
 		t.Fatalf("stale row = %+v", r)
 	}
 	f.Seen("c1", "", false)
-	if r := f.Rows()[0]; r.Health != HealthUnknown || !strings.Contains(r.Message, "Disconnected") {
+	if r := f.Rows()[0]; r.Health != HealthUnknown || !strings.Contains(r.Message, "agent disconnected") {
 		t.Fatalf("disconnected row = %+v", r)
 	}
 }

@@ -62,6 +62,8 @@ type Reconciler struct {
 	cfg     ReconcilerConfig
 	fleet   *Fleet
 	trigger chan struct{}
+	// lastFetched is the last successful fetch per repo@revision (owned by Run's goroutine).
+	lastFetched map[string]time.Time
 }
 
 // NewReconciler returns a reconciler feeding fleet.
@@ -75,7 +77,7 @@ func NewReconciler(cfg ReconcilerConfig, fleet *Fleet) *Reconciler {
 	if cfg.AppsRevision == "" {
 		cfg.AppsRevision = "HEAD"
 	}
-	return &Reconciler{cfg: cfg, fleet: fleet, trigger: make(chan struct{}, 1)}
+	return &Reconciler{cfg: cfg, fleet: fleet, trigger: make(chan struct{}, 1), lastFetched: map[string]time.Time{}}
 }
 
 // Trigger asks for a round now (a webhook, a new cluster, an operator).
@@ -139,6 +141,7 @@ func (r *Reconciler) Round(ctx context.Context) {
 				snapErrs[key] = err
 			} else {
 				snaps[key] = snap
+				r.lastFetched[key] = time.Now()
 			}
 		}
 		var errs []string
@@ -160,7 +163,10 @@ func (r *Reconciler) Round(ctx context.Context) {
 				log.Warn("render failed; last good state kept", logging.KeyApp, app.Name, logging.KeyCluster, c.Name, logging.Err(err))
 			}
 		}
+		info.LastFetched = r.lastFetched[key]
+		info.RepoState = RepoCurrent
 		if err := snapErrs[key]; err != nil {
+			info.RepoState = RepoStale
 			info.Error = "fetch: " + err.Error()
 			log.Warn("fetch failed; last good state kept", logging.KeyApp, app.Name, logging.KeyRepo, app.Source.RepoURL, logging.Err(err))
 		} else {

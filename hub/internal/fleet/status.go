@@ -14,10 +14,11 @@ const (
 
 	HealthUnknown = "Unknown"
 
-	StateConnected    = "Connected"
-	StateStale        = "Stale"
-	StateDisconnected = "Disconnected"
-	StateNeverSeen    = "NeverConnected"
+	// A cluster is Connected while its agent's stream is open and heard from within the stale
+	// bound; Stale when the stream closed or went silent; NeverConnected before its first stream.
+	StateConnected = "Connected"
+	StateStale     = "Stale"
+	StateNeverSeen = "NeverConnected"
 )
 
 // Report is the latest an agent said about one app, plus the hub's delivery bookkeeping.
@@ -69,7 +70,17 @@ type AppInfo struct {
 	Clusters       []string
 	Error          string
 	Warnings       []string
+	// RepoState is RepoCurrent, or RepoStale when the latest fetch failed; LastFetched is the
+	// last successful fetch.
+	RepoState   string
+	LastFetched time.Time
 }
+
+// Repository states.
+const (
+	RepoCurrent = "Current"
+	RepoStale   = "Stale"
+)
 
 // Row is one line of `flotilla status`: an app on a cluster.
 type Row struct {
@@ -125,9 +136,7 @@ func (f *Fleet) presenceLocked(cluster string) (Presence, string) {
 		return Presence{}, StateNeverSeen
 	}
 	switch {
-	case !p.Connected:
-		return *p, StateDisconnected
-	case f.now().Sub(p.LastSeen) > f.staleAge:
+	case !p.Connected, f.now().Sub(p.LastSeen) > f.staleAge:
 		return *p, StateStale
 	default:
 		return *p, StateConnected
@@ -290,11 +299,13 @@ func (f *Fleet) rowLocked(cluster, app string) Row {
 	if state != StateConnected {
 		row.Health = HealthUnknown
 		row.Sync = SyncUnknown
-		switch state {
-		case StateNeverSeen:
+		switch {
+		case state == StateNeverSeen:
 			row.Message = "agent has never connected"
+		case !p.Connected:
+			row.Message = fmt.Sprintf("cluster Stale: agent disconnected, silent for %s", f.now().Sub(p.LastSeen).Round(time.Second))
 		default:
-			row.Message = fmt.Sprintf("cluster %s: silent for %s", state, f.now().Sub(p.LastSeen).Round(time.Second))
+			row.Message = fmt.Sprintf("cluster Stale: silent for %s", f.now().Sub(p.LastSeen).Round(time.Second))
 		}
 	}
 	return row

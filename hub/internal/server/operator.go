@@ -110,10 +110,15 @@ func (s *Server) ListClusters(ctx context.Context, _ *flotillav1.ListClustersReq
 func (s *Server) ListApps(ctx context.Context, _ *flotillav1.ListAppsRequest) (*flotillav1.ListAppsResponse, error) {
 	resp := &flotillav1.ListAppsResponse{}
 	for _, a := range s.cfg.Fleet.Apps() {
-		resp.Items = append(resp.Items, &flotillav1.App{
+		item := &flotillav1.App{
 			Name: a.Name, RepoUrl: a.RepoURL, TargetRevision: a.TargetRevision, Path: a.Path,
 			Revision: a.Revision, Clusters: a.Clusters, Error: a.Error, Warnings: a.Warnings, SourceFile: a.SourceFile,
-		})
+			RepoState: a.RepoState,
+		}
+		if !a.LastFetched.IsZero() {
+			item.LastFetchedUnixMs = a.LastFetched.UnixMilli()
+		}
+		resp.Items = append(resp.Items, item)
 	}
 	return resp, nil
 }

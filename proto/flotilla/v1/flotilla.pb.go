@@ -1962,8 +1962,11 @@ type App struct {
 	Error          string                 `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
 	Warnings       []string               `protobuf:"bytes,8,rep,name=warnings,proto3" json:"warnings,omitempty"`
 	SourceFile     string                 `protobuf:"bytes,9,opt,name=source_file,json=sourceFile,proto3" json:"source_file,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// "Current", or "Stale" when the latest fetch failed (the last good render is still served).
+	RepoState         string `protobuf:"bytes,10,opt,name=repo_state,json=repoState,proto3" json:"repo_state,omitempty"`
+	LastFetchedUnixMs int64  `protobuf:"varint,11,opt,name=last_fetched_unix_ms,json=lastFetchedUnixMs,proto3" json:"last_fetched_unix_ms,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *App) Reset() {
@@ -2057,6 +2060,20 @@ func (x *App) GetSourceFile() string {
 		return x.SourceFile
 	}
 	return ""
+}
+
+func (x *App) GetRepoState() string {
+	if x != nil {
+		return x.RepoState
+	}
+	return ""
+}
+
+func (x *App) GetLastFetchedUnixMs() int64 {
+	if x != nil {
+		return x.LastFetchedUnixMs
+	}
+	return 0
 }
 
 type AddClusterRequest struct {
@@ -2536,7 +2553,7 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x11\n" +
 	"\x0fListAppsRequest\":\n" +
 	"\x10ListAppsResponse\x12&\n" +
-	"\x05items\x18\x01 \x03(\v2\x10.flotilla.v1.AppR\x05items\"\xfc\x01\n" +
+	"\x05items\x18\x01 \x03(\v2\x10.flotilla.v1.AppR\x05items\"\xcc\x02\n" +
 	"\x03App\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x19\n" +
 	"\brepo_url\x18\x02 \x01(\tR\arepoUrl\x12'\n" +
@@ -2547,7 +2564,11 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x05error\x18\a \x01(\tR\x05error\x12\x1a\n" +
 	"\bwarnings\x18\b \x03(\tR\bwarnings\x12\x1f\n" +
 	"\vsource_file\x18\t \x01(\tR\n" +
-	"sourceFile\"\xd2\x01\n" +
+	"sourceFile\x12\x1d\n" +
+	"\n" +
+	"repo_state\x18\n" +
+	" \x01(\tR\trepoState\x12/\n" +
+	"\x14last_fetched_unix_ms\x18\v \x01(\x03R\x11lastFetchedUnixMs\"\xd2\x01\n" +
 	"\x11AddClusterRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12B\n" +
 	"\x06labels\x18\x02 \x03(\v2*.flotilla.v1.AddClusterRequest.LabelsEntryR\x06labels\x12*\n" +
