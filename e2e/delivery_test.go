@@ -77,6 +77,30 @@ func TestDeliveryEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The operator CLI: filters, history, a sync that waits for every cluster.
+	out, err := e.fleet.CLI(e.ctx, "status", "--selector", "env=production", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), `"cluster": "staging"`) || !strings.Contains(string(out), `"cluster": "production"`) {
+		t.Fatalf("status --selector env=production:\n%s", out)
+	}
+	out, err = e.fleet.CLI(e.ctx, "history", "api", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{rev1, rev2, `"author": "Flotilla Demo`, `"message": "api: 1.1.0`, `"cluster": "staging"`, `"cluster": "production"`} {
+		if !strings.Contains(string(out), want) {
+			t.Fatalf("history api lacks %q:\n%s", want, out)
+		}
+	}
+	if out, err := e.fleet.CLI(e.ctx, "sync", "worker", "--selector", "env=staging", "--wait", "--timeout", "1m"); err != nil {
+		t.Fatalf("sync --wait: %v\n%s", err, out)
+	}
+	if _, err := e.fleet.CLI(e.ctx, "status", "--selector", "env in (staging"); err == nil || !strings.Contains(err.Error(), "selector") {
+		t.Fatalf("a bad selector: %v, want an error naming the selector", err)
+	}
+
 	// A hub restarted with the same data dir keeps its CA and clusters; the agents reconnect
 	// on their own and the fleet is still Synced and Healthy at rev2.
 	caBefore, err := os.ReadFile(filepath.Join(e.fleet.DataDir, "ca.crt"))
@@ -94,7 +118,7 @@ func TestDeliveryEndToEnd(t *testing.T) {
 	if string(caBefore) != string(caAfter) {
 		t.Fatal("the hub's CA changed across a restart")
 	}
-	out, err := e.fleet.CLI(e.ctx, "clusters", "-o", "json")
+	out, err = e.fleet.CLI(e.ctx, "clusters", "-o", "json")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,6 +25,9 @@ type Desired struct {
 	Health        HealthPolicy
 	CommitTime    time.Time
 	SyncRequested bool // an operator asked for a sync (apps without automated sync)
+	// PruneConfirmed: an operator confirmed the deletions a prune would otherwise hold (a large
+	// share of the inventory, Namespaces, PersistentVolumeClaims, CustomResourceDefinitions).
+	PruneConfirmed bool
 }
 
 // SyncPolicy mirrors the Application's syncPolicy.
@@ -111,4 +114,22 @@ type Reporter interface {
 	Ack(app string, generation uint64, revision, digest string)
 	Nack(app string, generation uint64, reason string)
 	Status(s AppStatus)
+}
+
+// String names the object for people, like shared/bundle.Ref: "Deployment.apps/api/web",
+// "Namespace/api".
+func (r ObjectRef) String() string {
+	kind := r.Kind
+	if r.Group != "" {
+		kind += "." + r.Group
+	}
+	if r.Namespace != "" {
+		return kind + "/" + r.Namespace + "/" + r.Name
+	}
+	return kind + "/" + r.Name
+}
+
+// key identifies the object regardless of its API version.
+func (r ObjectRef) key() string {
+	return r.Group + "/" + r.Kind + "/" + r.Namespace + "/" + r.Name
 }

@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/status"
+	"sigs.k8s.io/yaml"
 
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
 )
@@ -26,7 +29,7 @@ func AddCommands(root *cobra.Command) {
 	o := &rootOptions{}
 	root.PersistentFlags().StringVar(&o.configPath, "config", "", "operator config file (default $FLOTILLA_CONFIG, else ~/.config/flotilla/config; the hub writes one to DATA_DIR/admin.yaml)")
 	root.PersistentFlags().DurationVar(&o.timeout, "request-timeout", 30*time.Second, "time limit for one request to the hub")
-	root.AddCommand(newStatusCmd(o), newClustersCmd(o), newAppsCmd(o), newClusterCmd(o), newTokenCmd(o), newSyncCmd(o))
+	root.AddCommand(newStatusCmd(o), newClustersCmd(o), newAppsCmd(o), newClusterCmd(o), newTokenCmd(o), newSyncCmd(o), newHistoryCmd(o))
 }
 
 // run calls fn with a connected client and a bounded context, and makes gRPC errors readable.
@@ -38,25 +41,30 @@ func (o *rootOptions) run(cmd *cobra.Command, fn func(ctx context.Context, c *cl
 	defer c.conn.Close()
 	ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
 	defer cancel()
-	if err := fn(ctx, c); err != nil {
-		if s, ok := status.FromError(err); ok {
-			return fmt.Errorf("%s", s.Message())
-		}
-		return err
+	return grpcMessage(fn(ctx, c))
+}
+
+// grpcMessage turns a gRPC status error into its message, for people.
+func grpcMessage(err error) error {
+	if err == nil {
+		return nil
 	}
-	return nil
+	if s, ok := status.FromError(err); ok {
+		return errors.New(s.Message())
+	}
+	return err
 }
 
 func addOutputFlag(cmd *cobra.Command, out *string) {
-	cmd.Flags().StringVarP(out, "output", "o", "table", "output format: table, wide or json")
+	cmd.Flags().StringVarP(out, "output", "o", "table", "output format: table, wide, json or yaml")
 }
 
 func checkOutput(out string) error {
 	switch out {
-	case "table", "wide", "json":
+	case "table", "wide", "json", "yaml":
 		return nil
 	}
-	return fmt.Errorf("--output %q: want table, wide or json", out)
+	return fmt.Errorf("--output %q: want table, wide, json or yaml", out)
 }
 
 // statusItem is the JSON form of one status row.
@@ -84,34 +92,89 @@ type driftItem struct {
 }
 
 func newStatusCmd(o *rootOptions) *cobra.Command {
-	var app, cluster, out string
+	var out string
+	var watch bool
+	req := &flotillav1.StatusRequest{}
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Show every app on every cluster: sync, health, desired and applied revision",
+		Short: "Show every app on every cluster: sync, health, desired and applied revision, drift",
 		Example: `  flotilla status
-  flotilla status --app api -o json`,
+  flotilla status --app api --selector env=production -o wide
+  flotilla status --stale
+  flotilla status --drifted -o json
+  flotilla status --revision 3f2a9c1 --watch`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkOutput(out); err != nil {
 				return err
 			}
-			return o.run(cmd, func(ctx context.Context, c *client) error {
-				resp, err := c.op.Status(ctx, &flotillav1.StatusRequest{App: app, Cluster: cluster})
+			get := func(ctx context.Context, c *client) ([]byte, error) {
+				resp, err := c.op.Status(ctx, req)
 				if err != nil {
-					return err
+					return nil, err
 				}
-				return printStatus(cmd.OutOrStdout(), resp.Items, out)
-			})
+				var b bytes.Buffer
+				err = printStatus(&b, resp.Items, out)
+				return b.Bytes(), err
+			}
+			if !watch {
+				return o.run(cmd, func(ctx context.Context, c *client) error {
+					b, err := get(ctx, c)
+					if err == nil {
+						_, err = cmd.OutOrStdout().Write(b)
+					}
+					return err
+				})
+			}
+			return o.watch(cmd, get)
 		},
 	}
-	cmd.Flags().StringVar(&app, "app", "", "only this app")
-	cmd.Flags().StringVar(&cluster, "cluster", "", "only this cluster")
+	cmd.Flags().StringVar(&req.App, "app", "", "only this app")
+	cmd.Flags().StringVar(&req.Cluster, "cluster", "", "only this cluster")
+	cmd.Flags().StringVarP(&req.Selector, "selector", "l", "", "only clusters whose labels match, e.g. env=production")
+	cmd.Flags().BoolVar(&req.Stale, "stale", false, "only clusters that are Stale or never connected")
+	cmd.Flags().BoolVar(&req.Drifted, "drifted", false, "only apps with drift")
+	cmd.Flags().StringVar(&req.Revision, "revision", "", "only rows whose desired or applied revision starts with this")
+	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "redraw whenever the fleet changes (Ctrl-C to stop)")
 	addOutputFlag(cmd, &out)
 	return cmd
 }
 
+// watch redraws the output of get every second when it changed, until interrupted.
+func (o *rootOptions) watch(cmd *cobra.Command, get func(context.Context, *client) ([]byte, error)) error {
+	c, err := o.client()
+	if err != nil {
+		return err
+	}
+	defer c.conn.Close()
+	var last []byte
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
+		b, err := get(ctx, c)
+		cancel()
+		if err != nil {
+			if s, ok := status.FromError(err); ok {
+				b = []byte("error: " + s.Message() + "\n")
+			} else {
+				b = []byte("error: " + err.Error() + "\n")
+			}
+		}
+		if !bytes.Equal(b, last) {
+			fmt.Fprint(cmd.OutOrStdout(), "\033[H\033[2J", time.Now().Format("15:04:05"), "\n", string(b))
+			last = b
+		}
+		select {
+		case <-cmd.Context().Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
 func printStatus(w io.Writer, items []*flotillav1.AppClusterStatus, out string) error {
-	if out == "json" {
+	if out == "json" || out == "yaml" {
 		list := make([]statusItem, 0, len(items))
 		for _, s := range items {
 			it := statusItem{
@@ -131,7 +194,7 @@ func printStatus(w io.Writer, items []*flotillav1.AppClusterStatus, out string) 
 			}
 			list = append(list, it)
 		}
-		return printJSON(w, list)
+		return printItems(w, list, out)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	header := "CLUSTER\tAPP\tSYNC\tHEALTH\tDESIRED\tAPPLIED\tDRIFT\tLAST SEEN"
@@ -169,7 +232,7 @@ func newClustersCmd(o *rootOptions) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if out == "json" {
+				if out == "json" || out == "yaml" {
 					type item struct {
 						Name         string            `json:"name"`
 						Labels       map[string]string `json:"labels"`
@@ -187,7 +250,7 @@ func newClustersCmd(o *rootOptions) *cobra.Command {
 						}
 						list = append(list, it)
 					}
-					return printJSON(cmd.OutOrStdout(), list)
+					return printItems(cmd.OutOrStdout(), list, out)
 				}
 				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "NAME\tSTATE\tLABELS\tAGENT\tLAST SEEN")
@@ -242,7 +305,7 @@ func newAppsCmd(o *rootOptions) *cobra.Command {
 						}
 						list = append(list, it)
 					}
-					return printJSON(cmd.OutOrStdout(), list)
+					return printItems(cmd.OutOrStdout(), list, out)
 				}
 				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "NAME\tREPO\tTARGET\tPATH\tREVISION\tFETCHED\tCLUSTERS\tPROBLEMS")
@@ -266,10 +329,20 @@ func newAppsCmd(o *rootOptions) *cobra.Command {
 	return cmd
 }
 
-func printJSON(w io.Writer, items any) error {
+// printItems prints {"items": items} as JSON or YAML.
+func printItems(w io.Writer, items any, out string) error {
+	doc := map[string]any{"items": items}
+	if out == "yaml" {
+		b, err := yaml.Marshal(doc)
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(b)
+		return err
+	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(map[string]any{"items": items})
+	return enc.Encode(doc)
 }
 
 func short(rev string) string {

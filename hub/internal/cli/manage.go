@@ -3,7 +3,9 @@ package cli
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -81,25 +83,150 @@ func newTokenCmd(o *rootOptions) *cobra.Command {
 }
 
 func newSyncCmd(o *rootOptions) *cobra.Command {
-	var cluster string
+	var cluster, selector string
+	var wait bool
+	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "sync APP",
 		Short: "Apply an app's desired revision now (needed for apps without automated sync)",
 		Example: `  flotilla sync api --cluster prod-eu-1
+  flotilla sync api --selector env=production --wait
   flotilla sync api   # every cluster the app targets`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			defer c.conn.Close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
+			resp, err := c.op.Sync(ctx, &flotillav1.SyncRequest{App: args[0], Cluster: cluster, Selector: selector})
+			cancel()
+			if err != nil {
+				return grpcMessage(err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "sync of %s requested on %s\n", args[0], strings.Join(resp.Clusters, ", "))
+			if !wait {
+				return nil
+			}
+			return waitSynced(cmd, c, args[0], resp.Clusters, timeout)
+		},
+	}
+	cmd.Flags().StringVar(&cluster, "cluster", "", "only this cluster")
+	cmd.Flags().StringVarP(&selector, "selector", "l", "", "only clusters whose labels match, e.g. env=production")
+	cmd.Flags().BoolVar(&wait, "wait", false, "wait until every cluster is Synced and Healthy at the desired revision; exit non-zero if any fails")
+	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long --wait waits")
+	return cmd
+}
+
+// waitSynced polls the app's status on clusters, drawing a progress bar on stderr, until every
+// cluster is Synced and Healthy at its desired revision. A cluster whose sync was refused (NACK)
+// or whose app turned Degraded fails; any failure or the timeout is an error.
+func waitSynced(cmd *cobra.Command, c *client, app string, clusters []string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+	defer cancel()
+	want := map[string]bool{}
+	for _, cl := range clusters {
+		want[cl] = true
+	}
+	errw := cmd.ErrOrStderr()
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		resp, err := c.op.Status(ctx, &flotillav1.StatusRequest{App: app})
+		if err == nil {
+			done, failed := map[string]bool{}, map[string]string{}
+			for _, s := range resp.Items {
+				if !want[s.Cluster] {
+					continue
+				}
+				switch {
+				case s.LastError != "":
+					failed[s.Cluster] = s.LastError
+				case s.Health == "Degraded":
+					failed[s.Cluster] = "Degraded: " + s.Message
+				case s.Sync == "Synced" && s.Health == "Healthy" && s.AppliedRevision == s.DesiredRevision && s.DesiredRevision != "":
+					done[s.Cluster] = true
+				}
+			}
+			fmt.Fprintf(errw, "\r%s %d/%d synced, %d failed", bar(len(done)+len(failed), len(want), 30), len(done), len(want), len(failed))
+			if len(done)+len(failed) == len(want) {
+				fmt.Fprintln(errw)
+				if len(failed) == 0 {
+					return nil
+				}
+				var lines []string
+				for cl, why := range failed {
+					lines = append(lines, fmt.Sprintf("  %s: %s", cl, why))
+				}
+				sort.Strings(lines)
+				return fmt.Errorf("sync of %s failed on %d of %d clusters:\n%s", app, len(failed), len(want), strings.Join(lines, "\n"))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(errw)
+			return fmt.Errorf("sync of %s: not done on every cluster within %s", app, timeout)
+		case <-t.C:
+		}
+	}
+}
+
+func bar(n, total, width int) string {
+	if total == 0 {
+		return "[" + strings.Repeat("#", width) + "]"
+	}
+	full := n * width / total
+	return "[" + strings.Repeat("#", full) + strings.Repeat(".", width-full) + "]"
+}
+
+func newHistoryCmd(o *rootOptions) *cobra.Command {
+	var cluster, out string
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "history APP",
+		Short: "List the revisions applied for an app: time, cluster, revision, commit author and message, result",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(out); err != nil {
+				return err
+			}
 			return o.run(cmd, func(ctx context.Context, c *client) error {
-				resp, err := c.op.Sync(ctx, &flotillav1.SyncRequest{App: args[0], Cluster: cluster})
+				resp, err := c.op.History(ctx, &flotillav1.HistoryRequest{App: args[0], Cluster: cluster, Limit: int32(limit)})
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "sync of %s requested on %s\n", args[0], strings.Join(resp.Clusters, ", "))
-				return nil
+				if out == "json" || out == "yaml" {
+					type item struct {
+						Time     time.Time `json:"time"`
+						Cluster  string    `json:"cluster"`
+						App      string    `json:"app"`
+						Revision string    `json:"revision"`
+						Author   string    `json:"author"`
+						Message  string    `json:"message"`
+						Result   string    `json:"result"`
+						Health   string    `json:"health"`
+					}
+					list := []item{}
+					for _, h := range resp.Items {
+						list = append(list, item{time.UnixMilli(h.TimeUnixMs).UTC(), h.Cluster, h.App, h.Revision, h.Author, h.Message, h.Result, h.Health})
+					}
+					return printItems(cmd.OutOrStdout(), list, out)
+				}
+				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "TIME\tCLUSTER\tREVISION\tAUTHOR\tMESSAGE\tRESULT")
+				for _, h := range resp.Items {
+					msg, _, _ := strings.Cut(h.Message, "\n")
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", time.UnixMilli(h.TimeUnixMs).Local().Format("2006-01-02 15:04:05"),
+						h.Cluster, short(h.Revision), orDash(h.Author), orDash(msg), h.Result)
+				}
+				return tw.Flush()
 			})
 		},
 	}
 	cmd.Flags().StringVar(&cluster, "cluster", "", "only this cluster")
+	cmd.Flags().IntVar(&limit, "limit", 50, "at most this many entries")
+	addOutputFlag(cmd, &out)
 	return cmd
 }
 

@@ -94,6 +94,7 @@ type Row struct {
 	LastSeen        time.Time
 	Drift           []DriftItem
 	Message         string
+	LastError       string
 	CommitToApplied time.Duration
 }
 
@@ -285,6 +286,7 @@ func (f *Fleet) rowLocked(cluster, app string) Row {
 		row.CommitToApplied = r.CommitToApplied
 		if r.LastError != "" {
 			row.Message = r.LastError
+			row.LastError = r.LastError
 		}
 		if d != nil && r.AppliedDigest != d.Bundle.Digest && row.Sync == SyncSynced {
 			row.Sync = SyncOutOfSync

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
@@ -51,15 +53,33 @@ func (s *Server) Join(ctx context.Context, req *flotillav1.JoinRequest) (*flotil
 
 // Status lists every cluster×app, optionally filtered.
 func (s *Server) Status(ctx context.Context, req *flotillav1.StatusRequest) (*flotillav1.StatusResponse, error) {
+	inSelector, err := s.selectClusters(req.Selector)
+	if err != nil {
+		return nil, err
+	}
 	resp := &flotillav1.StatusResponse{}
 	for _, r := range s.cfg.Fleet.Rows() {
 		if (req.App != "" && r.App != req.App) || (req.Cluster != "" && r.Cluster != req.Cluster) {
 			continue
 		}
+		if inSelector != nil && !inSelector[r.Cluster] {
+			continue
+		}
+		if req.Stale {
+			if _, state := s.cfg.Fleet.Presence(r.Cluster); state == fleet.StateConnected {
+				continue
+			}
+		}
+		if req.Drifted && len(r.Drift) == 0 {
+			continue
+		}
+		if req.Revision != "" && !strings.HasPrefix(r.DesiredRevision, req.Revision) && !strings.HasPrefix(r.AppliedRevision, req.Revision) {
+			continue
+		}
 		item := &flotillav1.AppClusterStatus{
 			Cluster: r.Cluster, App: r.App, Sync: r.Sync, Health: r.Health,
 			DesiredRevision: r.DesiredRevision, AppliedRevision: r.AppliedRevision, HealthyRevision: r.HealthyRevision,
-			Message: r.Message, CommitToAppliedMs: r.CommitToApplied.Milliseconds(),
+			Message: r.Message, CommitToAppliedMs: r.CommitToApplied.Milliseconds(), LastError: r.LastError,
 		}
 		if !r.LastSeen.IsZero() {
 			item.LastSeenUnixMs = r.LastSeen.UnixMilli()
@@ -197,9 +217,13 @@ func (s *Server) Sync(ctx context.Context, req *flotillav1.SyncRequest) (*flotil
 	if req.App == "" {
 		return nil, status.Error(codes.InvalidArgument, "app is required")
 	}
+	inSelector, err := s.selectClusters(req.Selector)
+	if err != nil {
+		return nil, err
+	}
 	resp := &flotillav1.SyncResponse{}
 	for _, cluster := range s.cfg.Fleet.ClusterNames() {
-		if req.Cluster != "" && cluster != req.Cluster {
+		if (req.Cluster != "" && cluster != req.Cluster) || (inSelector != nil && !inSelector[cluster]) {
 			continue
 		}
 		if s.cfg.Fleet.RequestSync(cluster, req.App) {
@@ -215,6 +239,49 @@ func (s *Server) Sync(ctx context.Context, req *flotillav1.SyncRequest) (*flotil
 	}
 	s.audit(callerFrom(ctx).Name, "sync", req.App, fmt.Sprintf("clusters=%v", resp.Clusters))
 	return resp, nil
+}
+
+// History lists what was applied, newest first.
+func (s *Server) History(ctx context.Context, req *flotillav1.HistoryRequest) (*flotillav1.HistoryResponse, error) {
+	limit := int(req.Limit)
+	if limit <= 0 {
+		limit = 50
+	}
+	recs, err := s.cfg.Store.ListHistory(req.App, req.Cluster, limit)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "history: %v", err)
+	}
+	resp := &flotillav1.HistoryResponse{}
+	for _, r := range recs {
+		resp.Items = append(resp.Items, &flotillav1.HistoryEntry{
+			TimeUnixMs: r.Time.UnixMilli(), Cluster: r.Cluster, App: r.App, Revision: r.Revision,
+			Author: r.Author, Message: r.Message, Result: r.Result, Health: r.Health,
+		})
+	}
+	return resp, nil
+}
+
+// selectClusters returns the names of registered clusters matching a label selector, or nil
+// when the selector is empty.
+func (s *Server) selectClusters(selector string) (map[string]bool, error) {
+	if strings.TrimSpace(selector) == "" {
+		return nil, nil
+	}
+	sel, err := labels.Parse(selector)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "selector %q: %v", selector, err)
+	}
+	list, err := s.cfg.Store.ListClusters()
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "list clusters: %v", err)
+	}
+	out := map[string]bool{}
+	for _, c := range list {
+		if sel.Matches(labels.Set(c.Labels)) {
+			out[c.Name] = true
+		}
+	}
+	return out, nil
 }
 
 func (s *Server) audit(actor, action, target, detail string) {

@@ -10,6 +10,8 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
+	"log/slog"
 	"net"
 	"path/filepath"
 	"strings"
@@ -39,7 +41,7 @@ type hubUnderTest struct {
 	lis   *bufconn.Listener
 }
 
-func startHub(t *testing.T) *hubUnderTest {
+func startHub(t testing.TB) *hubUnderTest {
 	t.Helper()
 	dir := t.TempDir()
 	ca, err := pki.LoadOrCreate(dir)
@@ -55,8 +57,9 @@ func startHub(t *testing.T) *hubUnderTest {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	h := &hubUnderTest{ca: ca, store: st, fleet: fleet.New(time.Minute), lis: bufconn.Listen(8 << 20)}
-	srv := New(Config{Fleet: h.fleet, Store: st, CA: ca, Serving: serving, Heartbeat: time.Hour, HubVersion: "test"})
+	h := &hubUnderTest{ca: ca, store: st, fleet: fleet.New(time.Minute), lis: bufconn.Listen(256 << 10)}
+	srv := New(Config{Fleet: h.fleet, Store: st, CA: ca, Serving: serving, Heartbeat: time.Hour, HubVersion: "test",
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	gs := srv.GRPCServer()
 	go func() { _ = gs.Serve(h.lis) }()
 	t.Cleanup(gs.Stop)
@@ -64,7 +67,7 @@ func startHub(t *testing.T) *hubUnderTest {
 }
 
 // dial connects with the given client certificate (none when cert is nil).
-func (h *hubUnderTest) dial(t *testing.T, cert *tls.Certificate) *grpc.ClientConn {
+func (h *hubUnderTest) dial(t testing.TB, cert *tls.Certificate) *grpc.ClientConn {
 	t.Helper()
 	cfg := &tls.Config{RootCAs: h.ca.Pool(), ServerName: "localhost", MinVersion: tls.VersionTLS13}
 	if cert != nil {
@@ -80,7 +83,7 @@ func (h *hubUnderTest) dial(t *testing.T, cert *tls.Certificate) *grpc.ClientCon
 	return conn
 }
 
-func (h *hubUnderTest) agentCert(t *testing.T, cluster string) *tls.Certificate {
+func (h *hubUnderTest) agentCert(t testing.TB, cluster string) *tls.Certificate {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -111,14 +114,14 @@ func (h *hubUnderTest) adminCert(t *testing.T) *tls.Certificate {
 	return &c
 }
 
-func (h *hubUnderTest) register(t *testing.T, name string) {
+func (h *hubUnderTest) register(t testing.TB, name string) {
 	t.Helper()
 	if err := h.store.PutCluster(store.Cluster{Name: name, CreatedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func configMapBundle(t *testing.T, name, data string) *bundle.Bundle {
+func configMapBundle(t testing.TB, name, data string) *bundle.Bundle {
 	t.Helper()
 	b, err := bundle.New([]*unstructured.Unstructured{{Object: map[string]any{
 		"apiVersion": "v1", "kind": "ConfigMap", "metadata": map[string]any{"name": name},
@@ -131,7 +134,7 @@ func configMapBundle(t *testing.T, name, data string) *bundle.Bundle {
 }
 
 // connect opens the agent stream and completes Hello/Welcome.
-func connect(t *testing.T, conn *grpc.ClientConn, held ...*flotillav1.HeldApp) flotillav1.AgentService_ConnectClient {
+func connect(t testing.TB, conn *grpc.ClientConn, held ...*flotillav1.HeldApp) flotillav1.AgentService_ConnectClient {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)

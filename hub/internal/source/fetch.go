@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
-	"github.com/go-git/go-git/v5/plumbing/transport"
 )
 
 // Defaults of Options.
@@ -35,6 +33,9 @@ type Options struct {
 	MaxFileSize  int64 // largest file in a tree
 	MaxRepoFiles int   // most files in a tree, symlinked copies included
 	MaxTotalSize int64 // most bytes in a tree, symlinked copies included
+	// Credentials are matched to repository URLs by prefix; nil has none, and then ssh
+	// repositories cannot be fetched.
+	Credentials *Credentials
 }
 
 // withDefaults fills in the zero values.
@@ -108,18 +109,11 @@ func (r *repository) acquire(ctx context.Context) error {
 
 func (r *repository) release() { <-r.lock }
 
-// The references a fetch writes into the bare repository: every branch and tag under its own
-// name, and the remote's HEAD under headRef.
-const headRef = "refs/flotilla/HEAD"
-
-var refSpecs = []config.RefSpec{
-	"+refs/heads/*:refs/heads/*",
-	"+refs/tags/*:refs/tags/*",
-	"+HEAD:" + headRef,
-}
-
-// Fetch updates the local copy of repoURL and resolves rev (a branch, a tag, a full or short
-// commit SHA, or "HEAD" or "" for the remote's default branch) to a commit.
+// Fetch updates the local copy of repoURL and resolves rev (a branch, a tag, a full reference
+// name, a full or short commit SHA, or "HEAD" or "" for the remote's default branch) to a
+// commit. A branch, tag, reference or HEAD is fetched alone and shallow; a SHA fetches every
+// branch and tag with their whole history. The credentials of Options.Credentials that
+// match repoURL are read now; ssh repositories need them.
 func (f *Fetcher) Fetch(ctx context.Context, repoURL, rev string) (*Snapshot, error) {
 	r, err := parseRemote(repoURL, f.opts.AllowLocal)
 	if err != nil {
@@ -135,26 +129,15 @@ func (f *Fetcher) Fetch(ctx context.Context, repoURL, rev string) (*Snapshot, er
 		return nil, fmt.Errorf("fetch repository %q: waiting for another fetch: %w", r.display, err)
 	}
 	defer repo.release()
+	deadline, _ := ctx.Deadline()
+	auth, r, err := f.opts.Credentials.auth(r, deadline)
+	if err != nil {
+		return nil, fmt.Errorf("fetch repository %q: %w", r.display, r.scrub(err))
+	}
 	if err := repo.open(r); err != nil {
 		return nil, fmt.Errorf("repository %q: cache %s: %w", r.display, repo.dir, r.scrub(err))
 	}
-	err = repo.repo.FetchContext(ctx, &git.FetchOptions{
-		RemoteURL: r.url,
-		RefSpecs:  refSpecs,
-		Tags:      git.NoTags, // tags come with the refspec
-		Force:     true,
-		Prune:     true,
-	})
-	switch {
-	case err == nil, errors.Is(err, git.NoErrAlreadyUpToDate):
-	case errors.Is(err, transport.ErrEmptyRemoteRepository):
-		return nil, fmt.Errorf("fetch repository %q: repository is empty: %w", r.display, err)
-	case ctx.Err() != nil:
-		return nil, fmt.Errorf("fetch repository %q: %w: %w", r.display, ctx.Err(), r.scrub(err))
-	default:
-		return nil, fmt.Errorf("fetch repository %q: %w", r.display, r.scrub(err))
-	}
-	return repo.snapshot(r, rev, f.opts)
+	return repo.fetchRevision(ctx, r, auth, rev, f.opts)
 }
 
 // open opens the bare repository, making it on first use or when it is unreadable.

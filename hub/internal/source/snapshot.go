@@ -40,12 +40,9 @@ type Snapshot struct {
 
 var hexSHA = regexp.MustCompile(`^[0-9a-fA-F]{4,40}$`)
 
-// snapshot resolves rev in the freshly fetched repository; the caller holds r's lock.
-func (r *repository) snapshot(rem remote, rev string, opts Options) (*Snapshot, error) {
-	hash, ref, err := r.resolve(rev)
-	if err != nil {
-		return nil, fmt.Errorf("repository %q: %w", rem.display, err)
-	}
+// snapshot makes the Snapshot of commit hash, which rev named through ref; the caller holds
+// r's lock.
+func (r *repository) snapshot(rem remote, rev string, hash plumbing.Hash, ref string, opts Options) (*Snapshot, error) {
 	c, err := r.repo.CommitObject(hash)
 	if err != nil {
 		return nil, fmt.Errorf("repository %q: revision %q: commit %s: %w", rem.display, rev, hash, err)
@@ -63,45 +60,6 @@ func (r *repository) snapshot(rem remote, rev string, opts Options) (*Snapshot, 
 		display:  rem.display,
 		opts:     opts,
 	}, nil
-}
-
-// resolve finds the commit rev names: HEAD, then a branch, a tag or a full reference name,
-// then a full or abbreviated commit SHA.
-func (r *repository) resolve(rev string) (plumbing.Hash, string, error) {
-	var candidates []plumbing.ReferenceName
-	switch {
-	case rev == "HEAD":
-		candidates = []plumbing.ReferenceName{headRef, "refs/heads/main", "refs/heads/master"}
-	case strings.HasPrefix(rev, "refs/"):
-		candidates = []plumbing.ReferenceName{plumbing.ReferenceName(rev)}
-	default:
-		candidates = []plumbing.ReferenceName{plumbing.NewBranchReferenceName(rev), plumbing.NewTagReferenceName(rev)}
-	}
-	for _, name := range candidates {
-		ref, err := r.repo.Reference(name, true)
-		if errors.Is(err, plumbing.ErrReferenceNotFound) {
-			continue
-		}
-		if err != nil {
-			return plumbing.ZeroHash, "", fmt.Errorf("revision %q: %w", rev, err)
-		}
-		h, err := r.peel(ref.Hash())
-		if err != nil {
-			return plumbing.ZeroHash, "", fmt.Errorf("revision %q: %w", rev, err)
-		}
-		if name == headRef {
-			return h, "HEAD", nil
-		}
-		return h, name.String(), nil
-	}
-	if !hexSHA.MatchString(rev) {
-		return plumbing.ZeroHash, "", fmt.Errorf("revision %q: %w", rev, ErrRevisionNotFound)
-	}
-	h, err := r.expandSHA(strings.ToLower(rev))
-	if err != nil {
-		return plumbing.ZeroHash, "", fmt.Errorf("revision %q: %w", rev, err)
-	}
-	return h, "", nil
 }
 
 // peel follows annotated tags to the commit they name.

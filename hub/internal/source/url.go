@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -79,6 +80,12 @@ func parseRemote(raw string, allowLocal bool) (remote, error) {
 	return remote{url: abs, display: abs}, nil
 }
 
+// withSecrets returns r with more secrets for scrub to remove.
+func (r remote) withSecrets(secrets ...string) remote {
+	r.secrets = append(slices.Clip(r.secrets), secrets...)
+	return r
+}
+
 // redact drops the userinfo of u.
 func redact(u *url.URL) string {
 	c := *u
@@ -105,7 +112,10 @@ func (r remote) scrub(err error) error {
 		return nil
 	}
 	msg := strings.ReplaceAll(err.Error(), r.url, r.display)
-	for _, s := range r.secrets {
+	// Longest first, so that no part of a secret that holds another is left.
+	secrets := slices.Clone(r.secrets)
+	slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
+	for _, s := range secrets {
 		if s != "" {
 			msg = strings.ReplaceAll(msg, s, "***")
 		}

@@ -24,7 +24,7 @@ func (s *Store) PutCluster(c Cluster) error {
 	if err := checkName("cluster", c.Name); err != nil {
 		return fmt.Errorf("put cluster: %w", err)
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.db.Batch(func(tx *bolt.Tx) error {
 		return putJSON(tx.Bucket(bucketClusters), []byte(c.Name), c)
 	})
 	if err != nil {

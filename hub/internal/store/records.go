@@ -36,7 +36,7 @@ func (s *Store) Audit(r AuditRecord) error {
 	if r.Time.IsZero() {
 		r.Time = time.Now()
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.db.Batch(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketAudit)
 		seq, err := b.NextSequence()
 		if err != nil {
@@ -81,7 +81,7 @@ func (s *Store) AddHistory(r HistoryRecord) error {
 	if r.Time.IsZero() {
 		r.Time = time.Now()
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.db.Batch(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketHistory)
 		seq, err := b.NextSequence()
 		if err != nil {

@@ -20,7 +20,7 @@ func (s *Store) PutStatus(cluster, app string, data []byte) error {
 	if err != nil {
 		return fmt.Errorf("put status: %w", err)
 	}
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.db.Batch(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketStatus).Put(key, bytes.Clone(data))
 	})
 	if err != nil {

@@ -1488,9 +1488,17 @@ func (x *ResourceStatus) GetMessage() string {
 }
 
 type StatusRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	App           string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
-	Cluster       string                 `protobuf:"bytes,2,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	App     string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	Cluster string                 `protobuf:"bytes,2,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	// A label selector over cluster labels, e.g. "env=production,region in (eu,us)".
+	Selector string `protobuf:"bytes,3,opt,name=selector,proto3" json:"selector,omitempty"`
+	// Only clusters that are Stale (or never connected).
+	Stale bool `protobuf:"varint,4,opt,name=stale,proto3" json:"stale,omitempty"`
+	// Only apps with drift.
+	Drifted bool `protobuf:"varint,5,opt,name=drifted,proto3" json:"drifted,omitempty"`
+	// Only rows whose desired or applied revision starts with this.
+	Revision      string `protobuf:"bytes,6,opt,name=revision,proto3" json:"revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1535,6 +1543,34 @@ func (x *StatusRequest) GetApp() string {
 func (x *StatusRequest) GetCluster() string {
 	if x != nil {
 		return x.Cluster
+	}
+	return ""
+}
+
+func (x *StatusRequest) GetSelector() string {
+	if x != nil {
+		return x.Selector
+	}
+	return ""
+}
+
+func (x *StatusRequest) GetStale() bool {
+	if x != nil {
+		return x.Stale
+	}
+	return false
+}
+
+func (x *StatusRequest) GetDrifted() bool {
+	if x != nil {
+		return x.Drifted
+	}
+	return false
+}
+
+func (x *StatusRequest) GetRevision() string {
+	if x != nil {
+		return x.Revision
 	}
 	return ""
 }
@@ -1596,8 +1632,10 @@ type AppClusterStatus struct {
 	Drift             []*DriftItem           `protobuf:"bytes,9,rep,name=drift,proto3" json:"drift,omitempty"`
 	Message           string                 `protobuf:"bytes,10,opt,name=message,proto3" json:"message,omitempty"`
 	CommitToAppliedMs int64                  `protobuf:"varint,11,opt,name=commit_to_applied_ms,json=commitToAppliedMs,proto3" json:"commit_to_applied_ms,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The latest NACK reason for this app on this cluster, cleared by the next ACK.
+	LastError     string `protobuf:"bytes,12,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AppClusterStatus) Reset() {
@@ -1705,6 +1743,13 @@ func (x *AppClusterStatus) GetCommitToAppliedMs() int64 {
 		return x.CommitToAppliedMs
 	}
 	return 0
+}
+
+func (x *AppClusterStatus) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
 }
 
 type ListClustersRequest struct {
@@ -2296,6 +2341,7 @@ type SyncRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	App           string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
 	Cluster       string                 `protobuf:"bytes,2,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	Selector      string                 `protobuf:"bytes,3,opt,name=selector,proto3" json:"selector,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2344,6 +2390,13 @@ func (x *SyncRequest) GetCluster() string {
 	return ""
 }
 
+func (x *SyncRequest) GetSelector() string {
+	if x != nil {
+		return x.Selector
+	}
+	return ""
+}
+
 type SyncResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Clusters      []string               `protobuf:"bytes,1,rep,name=clusters,proto3" json:"clusters,omitempty"`
@@ -2386,6 +2439,210 @@ func (x *SyncResponse) GetClusters() []string {
 		return x.Clusters
 	}
 	return nil
+}
+
+type HistoryRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	App           string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	Cluster       string                 `protobuf:"bytes,2,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	Limit         int32                  `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HistoryRequest) Reset() {
+	*x = HistoryRequest{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryRequest) ProtoMessage() {}
+
+func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
+func (*HistoryRequest) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *HistoryRequest) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+func (x *HistoryRequest) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *HistoryRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type HistoryResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Items         []*HistoryEntry        `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HistoryResponse) Reset() {
+	*x = HistoryResponse{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryResponse) ProtoMessage() {}
+
+func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
+func (*HistoryResponse) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *HistoryResponse) GetItems() []*HistoryEntry {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+type HistoryEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TimeUnixMs    int64                  `protobuf:"varint,1,opt,name=time_unix_ms,json=timeUnixMs,proto3" json:"time_unix_ms,omitempty"`
+	Cluster       string                 `protobuf:"bytes,2,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	App           string                 `protobuf:"bytes,3,opt,name=app,proto3" json:"app,omitempty"`
+	Revision      string                 `protobuf:"bytes,4,opt,name=revision,proto3" json:"revision,omitempty"`
+	Author        string                 `protobuf:"bytes,5,opt,name=author,proto3" json:"author,omitempty"`
+	Message       string                 `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
+	Result        string                 `protobuf:"bytes,7,opt,name=result,proto3" json:"result,omitempty"`
+	Health        string                 `protobuf:"bytes,8,opt,name=health,proto3" json:"health,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HistoryEntry) Reset() {
+	*x = HistoryEntry{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryEntry) ProtoMessage() {}
+
+func (x *HistoryEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryEntry.ProtoReflect.Descriptor instead.
+func (*HistoryEntry) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *HistoryEntry) GetTimeUnixMs() int64 {
+	if x != nil {
+		return x.TimeUnixMs
+	}
+	return 0
+}
+
+func (x *HistoryEntry) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *HistoryEntry) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+func (x *HistoryEntry) GetRevision() string {
+	if x != nil {
+		return x.Revision
+	}
+	return ""
+}
+
+func (x *HistoryEntry) GetAuthor() string {
+	if x != nil {
+		return x.Author
+	}
+	return ""
+}
+
+func (x *HistoryEntry) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *HistoryEntry) GetResult() string {
+	if x != nil {
+		return x.Result
+	}
+	return ""
+}
+
+func (x *HistoryEntry) GetHealth() string {
+	if x != nil {
+		return x.Health
+	}
+	return ""
 }
 
 var File_flotilla_v1_flotilla_proto protoreflect.FileDescriptor
@@ -2519,12 +2776,16 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x0eResourceStatus\x12.\n" +
 	"\x06object\x18\x01 \x01(\v2\x16.flotilla.v1.ObjectRefR\x06object\x12\x16\n" +
 	"\x06health\x18\x02 \x01(\tR\x06health\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage\";\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"\xa3\x01\n" +
 	"\rStatusRequest\x12\x10\n" +
 	"\x03app\x18\x01 \x01(\tR\x03app\x12\x18\n" +
-	"\acluster\x18\x02 \x01(\tR\acluster\"E\n" +
+	"\acluster\x18\x02 \x01(\tR\acluster\x12\x1a\n" +
+	"\bselector\x18\x03 \x01(\tR\bselector\x12\x14\n" +
+	"\x05stale\x18\x04 \x01(\bR\x05stale\x12\x18\n" +
+	"\adrifted\x18\x05 \x01(\bR\adrifted\x12\x1a\n" +
+	"\brevision\x18\x06 \x01(\tR\brevision\"E\n" +
 	"\x0eStatusResponse\x123\n" +
-	"\x05items\x18\x01 \x03(\v2\x1d.flotilla.v1.AppClusterStatusR\x05items\"\x8f\x03\n" +
+	"\x05items\x18\x01 \x03(\v2\x1d.flotilla.v1.AppClusterStatusR\x05items\"\xae\x03\n" +
 	"\x10AppClusterStatus\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x10\n" +
 	"\x03app\x18\x02 \x01(\tR\x03app\x12\x12\n" +
@@ -2537,7 +2798,9 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x05drift\x18\t \x03(\v2\x16.flotilla.v1.DriftItemR\x05drift\x12\x18\n" +
 	"\amessage\x18\n" +
 	" \x01(\tR\amessage\x12/\n" +
-	"\x14commit_to_applied_ms\x18\v \x01(\x03R\x11commitToAppliedMs\"\x15\n" +
+	"\x14commit_to_applied_ms\x18\v \x01(\x03R\x11commitToAppliedMs\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\f \x01(\tR\tlastError\"\x15\n" +
 	"\x13ListClustersRequest\"B\n" +
 	"\x14ListClustersResponse\x12*\n" +
 	"\x05items\x18\x01 \x03(\v2\x14.flotilla.v1.ClusterR\x05items\"\x96\x02\n" +
@@ -2587,17 +2850,34 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x13CreateTokenResponse\x12\x1d\n" +
 	"\n" +
 	"join_token\x18\x01 \x01(\tR\tjoinToken\x12&\n" +
-	"\x0fexpires_unix_ms\x18\x02 \x01(\x03R\rexpiresUnixMs\"9\n" +
+	"\x0fexpires_unix_ms\x18\x02 \x01(\x03R\rexpiresUnixMs\"U\n" +
 	"\vSyncRequest\x12\x10\n" +
 	"\x03app\x18\x01 \x01(\tR\x03app\x12\x18\n" +
-	"\acluster\x18\x02 \x01(\tR\acluster\"*\n" +
+	"\acluster\x18\x02 \x01(\tR\acluster\x12\x1a\n" +
+	"\bselector\x18\x03 \x01(\tR\bselector\"*\n" +
 	"\fSyncResponse\x12\x1a\n" +
-	"\bclusters\x18\x01 \x03(\tR\bclusters2I\n" +
+	"\bclusters\x18\x01 \x03(\tR\bclusters\"R\n" +
+	"\x0eHistoryRequest\x12\x10\n" +
+	"\x03app\x18\x01 \x01(\tR\x03app\x12\x18\n" +
+	"\acluster\x18\x02 \x01(\tR\acluster\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\x05R\x05limit\"B\n" +
+	"\x0fHistoryResponse\x12/\n" +
+	"\x05items\x18\x01 \x03(\v2\x19.flotilla.v1.HistoryEntryR\x05items\"\xda\x01\n" +
+	"\fHistoryEntry\x12 \n" +
+	"\ftime_unix_ms\x18\x01 \x01(\x03R\n" +
+	"timeUnixMs\x12\x18\n" +
+	"\acluster\x18\x02 \x01(\tR\acluster\x12\x10\n" +
+	"\x03app\x18\x03 \x01(\tR\x03app\x12\x1a\n" +
+	"\brevision\x18\x04 \x01(\tR\brevision\x12\x16\n" +
+	"\x06author\x18\x05 \x01(\tR\x06author\x12\x18\n" +
+	"\amessage\x18\x06 \x01(\tR\amessage\x12\x16\n" +
+	"\x06result\x18\a \x01(\tR\x06result\x12\x16\n" +
+	"\x06health\x18\b \x01(\tR\x06health2I\n" +
 	"\n" +
 	"Enrollment\x12;\n" +
 	"\x04Join\x12\x18.flotilla.v1.JoinRequest\x1a\x19.flotilla.v1.JoinResponse2Q\n" +
 	"\fAgentService\x12A\n" +
-	"\aConnect\x12\x19.flotilla.v1.AgentMessage\x1a\x17.flotilla.v1.HubMessage(\x010\x012\xc9\x03\n" +
+	"\aConnect\x12\x19.flotilla.v1.AgentMessage\x1a\x17.flotilla.v1.HubMessage(\x010\x012\x8f\x04\n" +
 	"\bOperator\x12A\n" +
 	"\x06Status\x12\x1a.flotilla.v1.StatusRequest\x1a\x1b.flotilla.v1.StatusResponse\x12S\n" +
 	"\fListClusters\x12 .flotilla.v1.ListClustersRequest\x1a!.flotilla.v1.ListClustersResponse\x12G\n" +
@@ -2605,7 +2885,8 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\n" +
 	"AddCluster\x12\x1e.flotilla.v1.AddClusterRequest\x1a\x1f.flotilla.v1.AddClusterResponse\x12P\n" +
 	"\vCreateToken\x12\x1f.flotilla.v1.CreateTokenRequest\x1a .flotilla.v1.CreateTokenResponse\x12;\n" +
-	"\x04Sync\x12\x18.flotilla.v1.SyncRequest\x1a\x19.flotilla.v1.SyncResponseB?Z=github.com/flotilla-dev/flotilla/proto/flotilla/v1;flotillav1b\x06proto3"
+	"\x04Sync\x12\x18.flotilla.v1.SyncRequest\x1a\x19.flotilla.v1.SyncResponse\x12D\n" +
+	"\aHistory\x12\x1b.flotilla.v1.HistoryRequest\x1a\x1c.flotilla.v1.HistoryResponseB?Z=github.com/flotilla-dev/flotilla/proto/flotilla/v1;flotillav1b\x06proto3"
 
 var (
 	file_flotilla_v1_flotilla_proto_rawDescOnce sync.Once
@@ -2619,7 +2900,7 @@ func file_flotilla_v1_flotilla_proto_rawDescGZIP() []byte {
 	return file_flotilla_v1_flotilla_proto_rawDescData
 }
 
-var file_flotilla_v1_flotilla_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_flotilla_v1_flotilla_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_flotilla_v1_flotilla_proto_goTypes = []any{
 	(*JoinRequest)(nil),          // 0: flotilla.v1.JoinRequest
 	(*JoinResponse)(nil),         // 1: flotilla.v1.JoinResponse
@@ -2655,8 +2936,11 @@ var file_flotilla_v1_flotilla_proto_goTypes = []any{
 	(*CreateTokenResponse)(nil),  // 31: flotilla.v1.CreateTokenResponse
 	(*SyncRequest)(nil),          // 32: flotilla.v1.SyncRequest
 	(*SyncResponse)(nil),         // 33: flotilla.v1.SyncResponse
-	nil,                          // 34: flotilla.v1.Cluster.LabelsEntry
-	nil,                          // 35: flotilla.v1.AddClusterRequest.LabelsEntry
+	(*HistoryRequest)(nil),       // 34: flotilla.v1.HistoryRequest
+	(*HistoryResponse)(nil),      // 35: flotilla.v1.HistoryResponse
+	(*HistoryEntry)(nil),         // 36: flotilla.v1.HistoryEntry
+	nil,                          // 37: flotilla.v1.Cluster.LabelsEntry
+	nil,                          // 38: flotilla.v1.AddClusterRequest.LabelsEntry
 }
 var file_flotilla_v1_flotilla_proto_depIdxs = []int32{
 	4,  // 0: flotilla.v1.AgentMessage.hello:type_name -> flotilla.v1.Hello
@@ -2679,30 +2963,33 @@ var file_flotilla_v1_flotilla_proto_depIdxs = []int32{
 	21, // 17: flotilla.v1.StatusResponse.items:type_name -> flotilla.v1.AppClusterStatus
 	17, // 18: flotilla.v1.AppClusterStatus.drift:type_name -> flotilla.v1.DriftItem
 	24, // 19: flotilla.v1.ListClustersResponse.items:type_name -> flotilla.v1.Cluster
-	34, // 20: flotilla.v1.Cluster.labels:type_name -> flotilla.v1.Cluster.LabelsEntry
+	37, // 20: flotilla.v1.Cluster.labels:type_name -> flotilla.v1.Cluster.LabelsEntry
 	27, // 21: flotilla.v1.ListAppsResponse.items:type_name -> flotilla.v1.App
-	35, // 22: flotilla.v1.AddClusterRequest.labels:type_name -> flotilla.v1.AddClusterRequest.LabelsEntry
-	0,  // 23: flotilla.v1.Enrollment.Join:input_type -> flotilla.v1.JoinRequest
-	2,  // 24: flotilla.v1.AgentService.Connect:input_type -> flotilla.v1.AgentMessage
-	19, // 25: flotilla.v1.Operator.Status:input_type -> flotilla.v1.StatusRequest
-	22, // 26: flotilla.v1.Operator.ListClusters:input_type -> flotilla.v1.ListClustersRequest
-	25, // 27: flotilla.v1.Operator.ListApps:input_type -> flotilla.v1.ListAppsRequest
-	28, // 28: flotilla.v1.Operator.AddCluster:input_type -> flotilla.v1.AddClusterRequest
-	30, // 29: flotilla.v1.Operator.CreateToken:input_type -> flotilla.v1.CreateTokenRequest
-	32, // 30: flotilla.v1.Operator.Sync:input_type -> flotilla.v1.SyncRequest
-	1,  // 31: flotilla.v1.Enrollment.Join:output_type -> flotilla.v1.JoinResponse
-	3,  // 32: flotilla.v1.AgentService.Connect:output_type -> flotilla.v1.HubMessage
-	20, // 33: flotilla.v1.Operator.Status:output_type -> flotilla.v1.StatusResponse
-	23, // 34: flotilla.v1.Operator.ListClusters:output_type -> flotilla.v1.ListClustersResponse
-	26, // 35: flotilla.v1.Operator.ListApps:output_type -> flotilla.v1.ListAppsResponse
-	29, // 36: flotilla.v1.Operator.AddCluster:output_type -> flotilla.v1.AddClusterResponse
-	31, // 37: flotilla.v1.Operator.CreateToken:output_type -> flotilla.v1.CreateTokenResponse
-	33, // 38: flotilla.v1.Operator.Sync:output_type -> flotilla.v1.SyncResponse
-	31, // [31:39] is the sub-list for method output_type
-	23, // [23:31] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	38, // 22: flotilla.v1.AddClusterRequest.labels:type_name -> flotilla.v1.AddClusterRequest.LabelsEntry
+	36, // 23: flotilla.v1.HistoryResponse.items:type_name -> flotilla.v1.HistoryEntry
+	0,  // 24: flotilla.v1.Enrollment.Join:input_type -> flotilla.v1.JoinRequest
+	2,  // 25: flotilla.v1.AgentService.Connect:input_type -> flotilla.v1.AgentMessage
+	19, // 26: flotilla.v1.Operator.Status:input_type -> flotilla.v1.StatusRequest
+	22, // 27: flotilla.v1.Operator.ListClusters:input_type -> flotilla.v1.ListClustersRequest
+	25, // 28: flotilla.v1.Operator.ListApps:input_type -> flotilla.v1.ListAppsRequest
+	28, // 29: flotilla.v1.Operator.AddCluster:input_type -> flotilla.v1.AddClusterRequest
+	30, // 30: flotilla.v1.Operator.CreateToken:input_type -> flotilla.v1.CreateTokenRequest
+	32, // 31: flotilla.v1.Operator.Sync:input_type -> flotilla.v1.SyncRequest
+	34, // 32: flotilla.v1.Operator.History:input_type -> flotilla.v1.HistoryRequest
+	1,  // 33: flotilla.v1.Enrollment.Join:output_type -> flotilla.v1.JoinResponse
+	3,  // 34: flotilla.v1.AgentService.Connect:output_type -> flotilla.v1.HubMessage
+	20, // 35: flotilla.v1.Operator.Status:output_type -> flotilla.v1.StatusResponse
+	23, // 36: flotilla.v1.Operator.ListClusters:output_type -> flotilla.v1.ListClustersResponse
+	26, // 37: flotilla.v1.Operator.ListApps:output_type -> flotilla.v1.ListAppsResponse
+	29, // 38: flotilla.v1.Operator.AddCluster:output_type -> flotilla.v1.AddClusterResponse
+	31, // 39: flotilla.v1.Operator.CreateToken:output_type -> flotilla.v1.CreateTokenResponse
+	33, // 40: flotilla.v1.Operator.Sync:output_type -> flotilla.v1.SyncResponse
+	35, // 41: flotilla.v1.Operator.History:output_type -> flotilla.v1.HistoryResponse
+	33, // [33:42] is the sub-list for method output_type
+	24, // [24:33] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_flotilla_v1_flotilla_proto_init() }
@@ -2729,7 +3016,7 @@ func file_flotilla_v1_flotilla_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotilla_v1_flotilla_proto_rawDesc), len(file_flotilla_v1_flotilla_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   36,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

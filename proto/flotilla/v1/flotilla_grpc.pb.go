@@ -238,6 +238,7 @@ const (
 	Operator_AddCluster_FullMethodName   = "/flotilla.v1.Operator/AddCluster"
 	Operator_CreateToken_FullMethodName  = "/flotilla.v1.Operator/CreateToken"
 	Operator_Sync_FullMethodName         = "/flotilla.v1.Operator/Sync"
+	Operator_History_FullMethodName      = "/flotilla.v1.Operator/History"
 )
 
 // OperatorClient is the client API for Operator service.
@@ -252,6 +253,7 @@ type OperatorClient interface {
 	AddCluster(ctx context.Context, in *AddClusterRequest, opts ...grpc.CallOption) (*AddClusterResponse, error)
 	CreateToken(ctx context.Context, in *CreateTokenRequest, opts ...grpc.CallOption) (*CreateTokenResponse, error)
 	Sync(ctx context.Context, in *SyncRequest, opts ...grpc.CallOption) (*SyncResponse, error)
+	History(ctx context.Context, in *HistoryRequest, opts ...grpc.CallOption) (*HistoryResponse, error)
 }
 
 type operatorClient struct {
@@ -322,6 +324,16 @@ func (c *operatorClient) Sync(ctx context.Context, in *SyncRequest, opts ...grpc
 	return out, nil
 }
 
+func (c *operatorClient) History(ctx context.Context, in *HistoryRequest, opts ...grpc.CallOption) (*HistoryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HistoryResponse)
+	err := c.cc.Invoke(ctx, Operator_History_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OperatorServer is the server API for Operator service.
 // All implementations must embed UnimplementedOperatorServer
 // for forward compatibility.
@@ -334,6 +346,7 @@ type OperatorServer interface {
 	AddCluster(context.Context, *AddClusterRequest) (*AddClusterResponse, error)
 	CreateToken(context.Context, *CreateTokenRequest) (*CreateTokenResponse, error)
 	Sync(context.Context, *SyncRequest) (*SyncResponse, error)
+	History(context.Context, *HistoryRequest) (*HistoryResponse, error)
 	mustEmbedUnimplementedOperatorServer()
 }
 
@@ -361,6 +374,9 @@ func (UnimplementedOperatorServer) CreateToken(context.Context, *CreateTokenRequ
 }
 func (UnimplementedOperatorServer) Sync(context.Context, *SyncRequest) (*SyncResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Sync not implemented")
+}
+func (UnimplementedOperatorServer) History(context.Context, *HistoryRequest) (*HistoryResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method History not implemented")
 }
 func (UnimplementedOperatorServer) mustEmbedUnimplementedOperatorServer() {}
 func (UnimplementedOperatorServer) testEmbeddedByValue()                  {}
@@ -491,6 +507,24 @@ func _Operator_Sync_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Operator_History_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HistoryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServer).History(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Operator_History_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServer).History(ctx, req.(*HistoryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Operator_ServiceDesc is the grpc.ServiceDesc for Operator service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -521,6 +555,10 @@ var Operator_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Sync",
 			Handler:    _Operator_Sync_Handler,
+		},
+		{
+			MethodName: "History",
+			Handler:    _Operator_History_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,478 @@
+package syncer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+)
+
+// Labels and annotations the agent reads or writes on applied objects.
+const (
+	// LabelApp names the app an object belongs to; set on every applied object.
+	LabelApp = "flotilla.dev/app"
+	// AnnotationPrune set to "disabled" keeps an object from ever being deleted by a prune.
+	AnnotationPrune = "flotilla.dev/prune"
+	// AnnotationArgoSyncOptions containing "Prune=false" does the same (Argo CD compatible).
+	AnnotationArgoSyncOptions = "argocd.argoproj.io/sync-options"
+	// DefaultFieldManager is the server-side apply field manager.
+	DefaultFieldManager = "flotilla-agent"
+)
+
+// crdWait bounds the wait for a CustomResourceDefinition to be Established and served.
+const crdWait = time.Minute
+
+var (
+	crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+	nsGVR  = schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}
+)
+
+// Result is what an Apply, Prune or Delete did.
+type Result struct {
+	// Inventory is every object the app now owns: the applied ones plus those it still owns
+	// but did not delete (held, stale, failed deletions). Sorted.
+	Inventory []ObjectRef
+	Applied   []ObjectRef // written
+	Unchanged []ObjectRef // live state already matched: no write
+	Pruned    []ObjectRef // deleted
+	// Held are deletions awaiting confirmation (Desired.PruneConfirmed); still in Inventory.
+	Held []ObjectRef
+	// Orphaned are objects no longer rendered that were left in the cluster because of a keep
+	// annotation or because another app claims them; dropped from Inventory.
+	Orphaned []ObjectRef
+	// Stale are objects no longer rendered and not deleted because prune is off, the render
+	// is empty without AllowEmpty, or PruneLast defers the prune; still in Inventory.
+	Stale []ObjectRef
+	// Warnings are things a person should see: field manager conflicts taken over, holds,
+	// failed deletions.
+	Warnings []string
+
+	written []ObjectRef // inventory objects written so far
+}
+
+// Applier applies desired bundles with server-side apply and prunes what they no longer hold.
+type Applier struct {
+	dyn          dynamic.Interface
+	mapper       *restmapper.DeferredDiscoveryRESTMapper
+	fieldManager string
+
+	mu            sync.Mutex
+	lastDiscovery time.Time // last refresh of the discovery cache
+}
+
+// NewApplier returns an Applier for the cluster of cfg, applying as fieldManager
+// (DefaultFieldManager when empty).
+func NewApplier(cfg *rest.Config, fieldManager string) (*Applier, error) {
+	if fieldManager == "" {
+		fieldManager = DefaultFieldManager
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("dynamic client: %w", err)
+	}
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("discovery client: %w", err)
+	}
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
+	return &Applier{dyn: dyn, mapper: mapper, fieldManager: fieldManager}, nil
+}
+
+// item is one object of a revision on its way to the cluster.
+type item struct {
+	obj     *unstructured.Unstructured // what is applied: a labelled, namespaced copy
+	ref     ObjectRef
+	mapping *meta.RESTMapping // nil while its CRD is still to come
+	stage   int               // 0: Namespaces and CRDs; 1: the rest
+	order   int               // within the stage
+	// deferred: dry-run only after stage 0 (its CRD or namespace arrives in this revision).
+	deferred bool
+	// inventory: part of the app (false for a namespace made by CreateNamespace).
+	inventory bool
+	changed   bool // dry-run differs from live: write it
+}
+
+// Apply applies d in stages (Namespaces and CRDs, then the rest), each object dry-run before
+// anything is written, unchanged objects skipped, and then prunes from prevInventory what d no
+// longer holds, as its policy allows. On error nothing of a later stage is written and nothing
+// is pruned; the error is an *ObjectError or *NamespaceError when an object is at fault. When
+// objects were written before the failure, the Result is returned too, its Inventory being
+// prevInventory plus those objects.
+func (a *Applier) Apply(ctx context.Context, d *Desired, prevInventory []ObjectRef) (*Result, error) {
+	items, err := a.prepare(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{}
+	// Dry-run everything whose type and namespace exist before the first write.
+	for _, it := range items {
+		if !it.deferred {
+			if err := a.dryRun(ctx, it, res); err != nil {
+				return nil, err
+			}
+		}
+	}
+	// From the first write on, a failure returns what was written too: the caller must keep
+	// those objects in the inventory.
+	failed := func(err error) (*Result, error) {
+		if len(res.written) == 0 {
+			return nil, err
+		}
+		res.Inventory = dedupe(append(slices.Clone(prevInventory), res.written...))
+		sortRefs(res.Inventory)
+		return res, err
+	}
+	if err := a.write(ctx, items, 0, res); err != nil {
+		return failed(err)
+	}
+	if err := a.waitCRDs(ctx, items); err != nil {
+		return failed(err)
+	}
+	if err := a.resolveDeferred(ctx, items); err != nil {
+		return failed(err)
+	}
+	for _, it := range items {
+		if it.deferred {
+			if err := a.dryRun(ctx, it, res); err != nil {
+				return failed(err)
+			}
+		}
+	}
+	if err := a.write(ctx, items, 1, res); err != nil {
+		return failed(err)
+	}
+
+	desired := map[string]bool{}
+	for _, it := range items {
+		if it.inventory {
+			desired[it.ref.key()] = true
+			res.Inventory = append(res.Inventory, it.ref)
+		}
+	}
+	a.prune(ctx, d, prevInventory, desired, false, res)
+	sortRefs(res.Inventory)
+	return res, nil
+}
+
+// prepare copies, labels and namespaces d's objects, resolves their types, checks their
+// namespaces and orders them.
+func (a *Applier) prepare(ctx context.Context, d *Desired) ([]*item, error) {
+	crds := bundleCRDs(d.Objects)
+	bundleNS := map[string]bool{}
+	for _, o := range d.Objects {
+		if isNamespace(o.GroupVersionKind()) {
+			bundleNS[o.GetName()] = true
+		}
+	}
+	nsExists := map[string]bool{}
+	exists := func(ns string) (bool, error) {
+		if ok, seen := nsExists[ns]; seen {
+			return ok, nil
+		}
+		_, err := a.dyn.Resource(nsGVR).Get(ctx, ns, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			nsExists[ns] = false
+		case err != nil:
+			return false, objectError("get", ObjectRef{Version: "v1", Kind: "Namespace", Name: ns}, err)
+		default:
+			nsExists[ns] = true
+		}
+		return nsExists[ns], nil
+	}
+
+	var items []*item
+	fresh := false
+	for _, o := range d.Objects {
+		obj := prepareObject(o, d.App)
+		gvk := obj.GroupVersionKind()
+		it := &item{obj: obj, inventory: true}
+		namespaced, known, err := a.scope(ctx, gvk, crds, it, &fresh)
+		if err != nil {
+			return nil, err
+		}
+		if !known {
+			it.deferred = true
+		}
+		if namespaced && obj.GetNamespace() == "" {
+			if d.Namespace == "" {
+				return nil, &ObjectError{Object: refOf(obj), Op: "resolve", Rejected: true,
+					Err: errors.New("namespaced object without a namespace, and the app has no destination namespace")}
+			}
+			obj.SetNamespace(d.Namespace)
+		}
+		if !namespaced {
+			obj.SetNamespace("")
+		}
+		it.ref = refOf(obj)
+		it.stage, it.order = stageOf(gvk)
+		items = append(items, it)
+	}
+
+	// Namespaces the objects go to must exist or come with the revision.
+	if d.Policy.CreateNamespace && d.Namespace != "" && !bundleNS[d.Namespace] {
+		ok, err := exists(d.Namespace)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			ns := &unstructured.Unstructured{}
+			ns.SetAPIVersion("v1")
+			ns.SetKind("Namespace")
+			ns.SetName(d.Namespace)
+			it := &item{obj: ns, ref: refOf(ns), stage: 0}
+			it.mapping, err = a.lookup(ctx, ns.GroupVersionKind())
+			if err != nil {
+				return nil, objectError("resolve", it.ref, err)
+			}
+			items = append(items, it)
+			bundleNS[d.Namespace] = true
+		}
+	}
+	for _, it := range items {
+		ns := it.obj.GetNamespace()
+		if ns == "" {
+			continue
+		}
+		ok, err := exists(ns)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case ok:
+		case bundleNS[ns]:
+			it.deferred = true // dry-run once its namespace exists
+		default:
+			return nil, &NamespaceError{Namespace: ns, Destination: ns == d.Namespace}
+		}
+	}
+	sort.SliceStable(items, func(i, j int) bool {
+		if items[i].stage != items[j].stage {
+			return items[i].stage < items[j].stage
+		}
+		if items[i].order != items[j].order {
+			return items[i].order < items[j].order
+		}
+		return items[i].ref.key() < items[j].ref.key()
+	})
+	return items, nil
+}
+
+// scope resolves it's type: whether it is namespaced and whether the cluster serves it now.
+// A type the cluster does not serve yet is fine when a CRD of the bundle defines it. Discovery
+// is refreshed for an unknown type once per *fresh (one Apply), or when fresh is nil at most
+// every rediscoverEvery.
+func (a *Applier) scope(ctx context.Context, gvk schema.GroupVersionKind, crds map[schema.GroupKind]string, it *item, fresh *bool) (namespaced, known bool, err error) {
+	m, err := a.lookup(ctx, gvk)
+	if err != nil && meta.IsNoMatchError(err) {
+		if scope, ok := crds[gvk.GroupKind()]; ok {
+			return scope != "Cluster", false, nil
+		}
+		switch {
+		case fresh == nil:
+			m, err = a.restMapping(ctx, gvk)
+		case !*fresh:
+			*fresh = true
+			a.rediscover(ctx, 0)
+			m, err = a.lookup(ctx, gvk)
+		}
+	}
+	if err != nil {
+		return false, false, objectError("resolve", refOf(it.obj), err)
+	}
+	it.mapping = m
+	return m.Scope.Name() == meta.RESTScopeNameNamespace, true, nil
+}
+
+// rediscoverEvery bounds how often a lookup of an unknown type refreshes discovery.
+const rediscoverEvery = 5 * time.Second
+
+// restMapping maps gvk, refreshing discovery when it does not know the type (at most every
+// rediscoverEvery: a type that really is missing must not cost a discovery on every call).
+func (a *Applier) restMapping(ctx context.Context, gvk schema.GroupVersionKind) (*meta.RESTMapping, error) {
+	m, err := a.lookup(ctx, gvk)
+	if err != nil && meta.IsNoMatchError(err) && a.rediscover(ctx, rediscoverEvery) {
+		m, err = a.lookup(ctx, gvk)
+	}
+	return m, err
+}
+
+func (a *Applier) lookup(ctx context.Context, gvk schema.GroupVersionKind) (*meta.RESTMapping, error) {
+	return a.mapper.RESTMappingWithContext(ctx, gvk.GroupKind(), gvk.Version)
+}
+
+// rediscover drops the cached discovery unless it was refreshed less than minAge ago.
+func (a *Applier) rediscover(ctx context.Context, minAge time.Duration) bool {
+	a.mu.Lock()
+	if minAge > 0 && time.Since(a.lastDiscovery) < minAge {
+		a.mu.Unlock()
+		return false
+	}
+	a.lastDiscovery = time.Now()
+	a.mu.Unlock()
+	a.mapper.ResetWithContext(ctx)
+	return true
+}
+
+func (a *Applier) resource(m *meta.RESTMapping, ns string) dynamic.ResourceInterface {
+	if m.Scope.Name() == meta.RESTScopeNameNamespace {
+		return a.dyn.Resource(m.Resource).Namespace(ns)
+	}
+	return a.dyn.Resource(m.Resource)
+}
+
+// dryRun server-side applies it with DryRun=All and decides whether it needs a write. A
+// conflict with another field manager is reported as a warning and then forced.
+func (a *Applier) dryRun(ctx context.Context, it *item, res *Result) error {
+	ri := a.resource(it.mapping, it.obj.GetNamespace())
+	opts := metav1.ApplyOptions{FieldManager: a.fieldManager, DryRun: []string{metav1.DryRunAll}}
+	dry, err := ri.Apply(ctx, it.obj.GetName(), it.obj, opts)
+	if apierrors.IsConflict(err) {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("%s: %v; taking the fields over", it.ref, err))
+		opts.Force = true
+		dry, err = ri.Apply(ctx, it.obj.GetName(), it.obj, opts)
+	}
+	if err != nil {
+		return objectError("dry-run", it.ref, err)
+	}
+	live, err := ri.Get(ctx, it.obj.GetName(), metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		it.changed = true
+	case err != nil:
+		return objectError("get", it.ref, err)
+	default:
+		it.changed = !a.owns(live) || !sameObject(dry, live)
+	}
+	return nil
+}
+
+// owns reports whether live has fields applied by this Applier's field manager.
+func (a *Applier) owns(live *unstructured.Unstructured) bool {
+	for _, mf := range live.GetManagedFields() {
+		if mf.Manager == a.fieldManager && mf.Operation == metav1.ManagedFieldsOperationApply {
+			return true
+		}
+	}
+	return false
+}
+
+// write applies the changed items of stage.
+func (a *Applier) write(ctx context.Context, items []*item, stage int, res *Result) error {
+	for _, it := range items {
+		if it.stage != stage {
+			continue
+		}
+		if !it.changed {
+			res.Unchanged = append(res.Unchanged, it.ref)
+			continue
+		}
+		ri := a.resource(it.mapping, it.obj.GetNamespace())
+		_, err := ri.Apply(ctx, it.obj.GetName(), it.obj, metav1.ApplyOptions{FieldManager: a.fieldManager, Force: true})
+		if err != nil {
+			return objectError("apply", it.ref, err)
+		}
+		res.Applied = append(res.Applied, it.ref)
+		if it.inventory {
+			res.written = append(res.written, it.ref)
+		}
+	}
+	return nil
+}
+
+// waitCRDs waits until every CRD of the revision is Established.
+func (a *Applier) waitCRDs(ctx context.Context, items []*item) error {
+	for _, it := range items {
+		if !isCRD(it.obj.GroupVersionKind()) {
+			continue
+		}
+		var last string
+		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, crdWait, true, func(ctx context.Context) (bool, error) {
+			crd, err := a.dyn.Resource(crdGVR).Get(ctx, it.obj.GetName(), metav1.GetOptions{})
+			if err != nil {
+				last = err.Error()
+				return false, nil
+			}
+			conds, _, _ := unstructured.NestedSlice(crd.Object, "status", "conditions")
+			for _, c := range conds {
+				cm, _ := c.(map[string]any)
+				if cm["type"] == "Established" && cm["status"] == "True" {
+					return true, nil
+				}
+			}
+			last = "not Established"
+			return false, nil
+		})
+		if err != nil {
+			return &ObjectError{Object: it.ref, Op: "wait", Err: fmt.Errorf("%s: %w", last, err)}
+		}
+	}
+	return nil
+}
+
+// resolveDeferred maps the items whose types arrived with this revision's CRDs, waiting
+// (bounded) for discovery to serve them.
+func (a *Applier) resolveDeferred(ctx context.Context, items []*item) error {
+	fresh := false
+	for _, it := range items {
+		if it.mapping != nil {
+			continue
+		}
+		gvk := it.obj.GroupVersionKind()
+		var last error
+		err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, crdWait, true, func(ctx context.Context) (bool, error) {
+			if !fresh {
+				a.rediscover(ctx, 0) // new types: discovery may lag a moment behind Established
+			}
+			it.mapping, last = a.lookup(ctx, gvk)
+			fresh = last == nil
+			return last == nil, nil
+		})
+		if err != nil {
+			if last == nil {
+				last = err
+			}
+			return objectError("resolve", it.ref, last)
+		}
+		if it.mapping.Scope.Name() != meta.RESTScopeNameNamespace {
+			it.obj.SetNamespace("")
+			it.ref = refOf(it.obj)
+		}
+	}
+	return nil
+}
+
+// get reads the live object ref names; nil, nil when it does not exist.
+func (a *Applier) get(ctx context.Context, ref ObjectRef) (*unstructured.Unstructured, error) {
+	m, err := a.restMapping(ctx, schema.GroupVersionKind{Group: ref.Group, Version: ref.Version, Kind: ref.Kind})
+	if meta.IsNoMatchError(err) {
+		return nil, nil // its type is gone, so is it
+	}
+	if err != nil {
+		return nil, err
+	}
+	obj, err := a.resource(m, ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	return obj, err
+}
+
+func sortRefs(refs []ObjectRef) {
+	sort.Slice(refs, func(i, j int) bool { return refs[i].key() < refs[j].key() })
+}

@@ -1,0 +1,362 @@
+package syncer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/flotilla-dev/flotilla/agent/internal/health"
+	"github.com/flotilla-dev/flotilla/agent/internal/state"
+	"github.com/flotilla-dev/flotilla/shared/logging"
+)
+
+// Defaults for Config.
+const (
+	DefaultHealthInterval = 2 * time.Second
+	DefaultWorkers        = 2
+	// Retry backoff when the sync policy sets none (Argo CD's defaults).
+	defaultRetryDuration    = 5 * time.Second
+	defaultRetryFactor      = 2
+	defaultRetryMaxDuration = 3 * time.Minute
+)
+
+// Log attribute keys of this package, next to shared/logging's.
+const (
+	keyApplied   = "applied"
+	keyUnchanged = "unchanged"
+	keyPruned    = "pruned"
+	keyHeld      = "held"
+	keyKept      = "kept"
+	keyDeleted   = "deleted"
+	keyAttempt   = "attempt"
+	keyRetry     = "retry"
+	keyWarning   = "warning"
+)
+
+// Config configures a Controller.
+type Config struct {
+	RESTConfig *rest.Config
+	// Namespace is the agent's own namespace, where app state is kept.
+	Namespace string
+	// FieldManager is the server-side apply field manager (DefaultFieldManager).
+	FieldManager string
+	Reporter     Reporter
+	Logger       *slog.Logger
+	// HealthInterval is how often app health is assessed (DefaultHealthInterval).
+	HealthInterval time.Duration
+	// Workers is how many apps sync at once (DefaultWorkers).
+	Workers int
+}
+
+// Controller is the agent's per-app loop: it applies each app's latest desired state, keeps
+// its state in the cluster, assesses health and reports to the hub.
+type Controller struct {
+	cfg     Config
+	log     *slog.Logger
+	applier *Applier
+	store   *state.Store
+	queue   workqueue.TypedDelayingInterface[string]
+	watch   *watcher
+
+	mu   sync.Mutex
+	apps map[string]*app
+	// removed keeps the generation each removed app was removed at, so a stale Desired
+	// delivered afterwards does not bring it back.
+	removed map[string]uint64
+}
+
+// app is the controller's record of one app. Fields below op are guarded by Controller.mu;
+// applied is replaced, never modified, so a copy of the pointer can be read without the lock.
+type app struct {
+	name string
+	op   sync.Mutex // held while syncing, removing or assessing: serialises state writes
+	pub  sync.Mutex // serialises status reports
+
+	desired   *Desired
+	applied   *state.AppState // what the cluster holds; nil until something was applied
+	remove    uint64          // generation of a pending Remove, 0 if none
+	acked     uint64          // generation last acked
+	synced    uint64          // generation last applied (a sync request is done)
+	attempts  int             // failed sync attempts at desired.Generation
+	gaveUp    uint64          // generation whose retries are exhausted
+	syncErr   string          // scrubbed, for the status message
+	notes     string          // held / stale / orphaned objects of the last sync
+	pending   bool            // objects await pruning or confirmation: not Synced
+	stale     int             // objects no longer rendered, kept (for PruneLast: until healthy)
+	health    health.Status
+	healthMsg string
+	healthFor *state.AppState // the applied state health was assessed for
+	resources []ResourceStatus
+	drift     []DriftItem
+	driftDue  bool // an object changed: compare with the cluster
+	reported  *AppStatus
+}
+
+// NewController returns a Controller; Load, then Run it.
+func NewController(cfg Config) (*Controller, error) {
+	if cfg.RESTConfig == nil || cfg.Namespace == "" || cfg.Reporter == nil {
+		return nil, errors.New("syncer: RESTConfig, Namespace and Reporter are required")
+	}
+	if cfg.FieldManager == "" {
+		cfg.FieldManager = DefaultFieldManager
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.HealthInterval <= 0 {
+		cfg.HealthInterval = DefaultHealthInterval
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = DefaultWorkers
+	}
+	applier, err := NewApplier(cfg.RESTConfig, cfg.FieldManager)
+	if err != nil {
+		return nil, err
+	}
+	client, err := kubernetes.NewForConfig(cfg.RESTConfig)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	c := &Controller{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		applier: applier,
+		store:   state.NewStore(client, cfg.Namespace),
+		queue:   workqueue.NewTypedDelayingQueueWithConfig(workqueue.TypedDelayingQueueConfig[string]{Name: "syncer"}),
+		apps:    map[string]*app{},
+		removed: map[string]uint64{},
+	}
+	c.watch = newWatcher(applier, c.noteChange)
+	return c, nil
+}
+
+// Load restores every app's state from the cluster. It applies and prunes nothing: each app
+// keeps what it holds until the hub sends something newer (invariant 4).
+func (c *Controller) Load(ctx context.Context) error {
+	states, err := c.store.Load(ctx)
+	if states == nil && err != nil {
+		return err
+	}
+	if err != nil {
+		c.log.Warn("some app state could not be read; those apps start empty", logging.Err(err))
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name, st := range states {
+		a := c.apps[name]
+		if a == nil {
+			a = &app{name: name}
+			c.apps[name] = a
+		}
+		if a.desired != nil && a.desired.Generation > st.Generation {
+			a.applied = st // the hub already sent something newer; keep it
+			continue
+		}
+		a.applied, a.acked, a.synced = st, st.Generation, st.Generation
+		if st.Digest == "" {
+			continue // only the inventory of a sync that failed half-way: nothing is held
+		}
+		d, err := desiredFromState(st)
+		if err != nil {
+			c.log.Warn("app state holds an unreadable bundle", logging.KeyApp, name, logging.Err(err))
+		}
+		a.desired = d
+	}
+	c.log.Info("app state loaded", logging.KeyCount, len(states))
+	return nil
+}
+
+// Held returns what the agent holds for each app, sorted by app.
+func (c *Controller) Held() []Held {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []Held
+	for _, a := range c.apps {
+		if st := a.applied; st != nil && st.Digest != "" {
+			out = append(out, Held{App: st.App, Generation: st.Generation, Revision: st.Revision, Digest: st.Digest})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].App < out[j].App })
+	return out
+}
+
+// SetDesired records d as its app's desired state and schedules a sync. It never blocks. A
+// generation not newer than the app's latest is ignored (duplicates and stale deliveries).
+func (c *Controller) SetDesired(d *Desired) {
+	if d == nil || d.App == "" {
+		return
+	}
+	c.mu.Lock()
+	a := c.apps[d.App]
+	if a == nil {
+		if d.Generation <= c.removed[d.App] {
+			c.mu.Unlock()
+			return
+		}
+		a = &app{name: d.App}
+		c.apps[d.App] = a
+	}
+	if d.Generation <= a.latest() {
+		c.mu.Unlock()
+		return
+	}
+	a.desired, a.remove, a.attempts, a.syncErr = d, 0, 0, ""
+	c.mu.Unlock()
+	c.queue.Add(d.App)
+}
+
+// Remove stops managing app: its state is deleted, and its objects too when its policy prunes
+// (never Namespaces, PersistentVolumeClaims or CRDs). It never blocks; a generation older than
+// the app's desired state is ignored.
+func (c *Controller) Remove(app string, generation uint64) {
+	c.mu.Lock()
+	a := c.apps[app]
+	if a == nil || (a.desired != nil && generation < a.desired.Generation) || (a.remove != 0 && generation < a.remove) {
+		c.mu.Unlock()
+		return
+	}
+	a.remove = max(generation, 1)
+	c.mu.Unlock()
+	c.queue.Add(app)
+}
+
+// ReportAll sends every app's status again (after a reconnect).
+func (c *Controller) ReportAll() {
+	for _, a := range c.snapshot() {
+		c.publish(a, true)
+	}
+}
+
+// Run syncs apps and assesses their health until ctx ends.
+func (c *Controller) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	for range c.cfg.Workers {
+		g.Go(func() error {
+			for c.processNext(ctx) {
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		c.healthLoop(ctx)
+		return nil
+	})
+	g.Go(func() error {
+		for _, a := range c.snapshot() {
+			c.mu.Lock()
+			st := a.applied
+			c.mu.Unlock()
+			if st != nil {
+				c.watch.watch(ctx, c.applier, fromStateRefs(st.Inventory))
+			}
+		}
+		c.watch.run(ctx)
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		c.queue.ShutDown()
+		return nil
+	})
+	return g.Wait()
+}
+
+func (c *Controller) processNext(ctx context.Context) bool {
+	name, shutdown := c.queue.Get()
+	if shutdown {
+		return false
+	}
+	defer c.queue.Done(name)
+	if ctx.Err() == nil {
+		c.reconcile(ctx, name)
+	}
+	return true
+}
+
+// latest is the newest generation the app has seen. Caller holds Controller.mu.
+func (a *app) latest() uint64 {
+	g := a.remove
+	if a.desired != nil {
+		g = max(g, a.desired.Generation)
+	}
+	if a.applied != nil {
+		g = max(g, a.applied.Generation)
+	}
+	return g
+}
+
+func (c *Controller) snapshot() []*app {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]*app, 0, len(c.apps))
+	for _, a := range c.apps {
+		out = append(out, a)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+// reconcile brings one app to its desired state: level-triggered, it reads what is desired
+// and what is applied and acts on the difference.
+func (c *Controller) reconcile(ctx context.Context, name string) {
+	c.mu.Lock()
+	a := c.apps[name]
+	c.mu.Unlock()
+	if a == nil {
+		return
+	}
+	a.op.Lock()
+	defer a.op.Unlock()
+
+	c.mu.Lock()
+	d, applied, removing := a.desired, a.applied, a.remove != 0
+	c.mu.Unlock()
+	switch {
+	case removing:
+		c.removeApp(ctx, a, applied)
+		return
+	case d == nil:
+		return
+	}
+	c.pruneLast(ctx, a)
+
+	c.mu.Lock()
+	applied = a.applied
+	forced := d.SyncRequested && a.synced < d.Generation
+	if applied != nil && applied.Digest == d.Digest && !forced {
+		// Same content: acknowledge without touching the cluster. The state catches up on its
+		// next write.
+		ack := a.acked < d.Generation
+		if ack {
+			st := *applied
+			st.Generation, st.Revision = d.Generation, d.Revision
+			st.Policy = toStatePolicy(d.Policy, d.Health)
+			a.applied, a.acked, a.synced = &st, d.Generation, d.Generation
+			applied = &st
+		}
+		c.mu.Unlock()
+		if ack {
+			c.cfg.Reporter.Ack(name, d.Generation, d.Revision, d.Digest)
+		}
+		c.checkDrift(ctx, a, d, applied)
+		c.publish(a, false)
+		return
+	}
+	skip := (!d.Policy.Automated && !d.SyncRequested) || a.gaveUp == d.Generation
+	c.mu.Unlock()
+	if skip {
+		c.checkDrift(ctx, a, d, applied)
+	} else {
+		c.sync(ctx, a, d, applied)
+	}
+	c.publish(a, false)
+}

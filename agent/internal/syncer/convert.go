@@ -1,0 +1,110 @@
+package syncer
+
+import (
+	"encoding/base64"
+	"sort"
+	"strings"
+
+	"github.com/flotilla-dev/flotilla/agent/internal/state"
+	"github.com/flotilla-dev/flotilla/shared/bundle"
+)
+
+// Conversions between the syncer's types and the state package's (which cannot import syncer).
+
+func toStateRefs(refs []ObjectRef) []state.ObjectRef {
+	out := make([]state.ObjectRef, len(refs))
+	for i, r := range refs {
+		out[i] = state.ObjectRef(r)
+	}
+	return out
+}
+
+func fromStateRefs(refs []state.ObjectRef) []ObjectRef {
+	out := make([]ObjectRef, len(refs))
+	for i, r := range refs {
+		out[i] = ObjectRef(r)
+	}
+	return out
+}
+
+func toStatePolicy(p SyncPolicy, h HealthPolicy) state.Policy {
+	return state.Policy{
+		Automated: p.Automated, Prune: p.Prune, SelfHeal: p.SelfHeal, AllowEmpty: p.AllowEmpty,
+		CreateNamespace: p.CreateNamespace, PruneLast: p.PruneLast,
+		RetryLimit: p.Retry.Limit, RetryDuration: p.Retry.Duration, RetryFactor: p.Retry.Factor,
+		RetryMaxDuration: p.Retry.MaxDuration,
+		ProgressDeadline: h.ProgressDeadline, AutoRollback: h.AutoRollback,
+	}
+}
+
+func fromStatePolicy(p state.Policy) (SyncPolicy, HealthPolicy) {
+	return SyncPolicy{
+			Automated: p.Automated, Prune: p.Prune, SelfHeal: p.SelfHeal, AllowEmpty: p.AllowEmpty,
+			CreateNamespace: p.CreateNamespace, PruneLast: p.PruneLast,
+			Retry: Retry{Limit: p.RetryLimit, Duration: p.RetryDuration, Factor: p.RetryFactor, MaxDuration: p.RetryMaxDuration},
+		},
+		HealthPolicy{ProgressDeadline: p.ProgressDeadline, AutoRollback: p.AutoRollback}
+}
+
+// desiredFromState rebuilds the Desired an app's state was applied from, so that an agent that
+// restarts keeps managing what it holds until the hub says otherwise.
+func desiredFromState(st *state.AppState) (*Desired, error) {
+	objs, err := bundle.Decode(st.Bundle)
+	if err != nil {
+		return nil, err
+	}
+	policy, hp := fromStatePolicy(st.Policy)
+	return &Desired{
+		App: st.App, Generation: st.Generation, Revision: st.Revision, Digest: st.Digest,
+		Namespace: st.Namespace, Objects: objs, Bundle: st.Bundle, Policy: policy, Health: hp,
+	}, nil
+}
+
+// scrubber masks the values of a revision's Secrets in text bound for logs and the hub
+// (invariant 7): the API server may quote a rejected value back.
+type scrubber []string
+
+const mask = "***"
+
+func newScrubber(d *Desired) scrubber {
+	var values []string
+	add := func(v string) {
+		if len(v) >= 3 {
+			values = append(values, v)
+		}
+	}
+	for _, o := range d.Objects {
+		gvk := o.GroupVersionKind()
+		if gvk.Group != "" || gvk.Kind != "Secret" {
+			continue
+		}
+		data, _ := o.Object["data"].(map[string]any)
+		for _, v := range data {
+			s, _ := v.(string)
+			add(s)
+			if dec, err := base64.StdEncoding.DecodeString(s); err == nil {
+				add(string(dec))
+			}
+		}
+		sd, _ := o.Object["stringData"].(map[string]any)
+		for _, v := range sd {
+			s, _ := v.(string)
+			add(s)
+			add(base64.StdEncoding.EncodeToString([]byte(s)))
+		}
+	}
+	// Longest first, so a value containing another is masked whole.
+	sort.Slice(values, func(i, j int) bool { return len(values[i]) > len(values[j]) })
+	return values
+}
+
+func (s scrubber) scrub(text string) string {
+	for _, v := range s {
+		text = strings.ReplaceAll(text, v, mask)
+	}
+	const limit = 4096
+	if len(text) > limit {
+		text = text[:limit] + "…"
+	}
+	return text
+}

@@ -1,0 +1,192 @@
+package syncer
+
+import (
+	"context"
+	"fmt"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// Prune deletes from inventory what d no longer holds, as d's policy allows, without applying
+// anything: the deferred prune of PruneLast, once the revision is healthy. The Result's
+// Inventory is what the app owns afterwards.
+func (a *Applier) Prune(ctx context.Context, d *Desired, inventory []ObjectRef) (*Result, error) {
+	desired, err := a.desiredKeys(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{}
+	for _, r := range inventory {
+		if desired[r.key()] {
+			res.Inventory = append(res.Inventory, r)
+		}
+	}
+	a.prune(ctx, d, inventory, desired, true, res)
+	sortRefs(res.Inventory)
+	return res, nil
+}
+
+// DeleteInventory deletes an app's objects when the app leaves the cluster. It never deletes
+// Namespaces, PersistentVolumeClaims or CRDs, objects with a keep annotation, or objects
+// another app's label claims; those are reported as Orphaned. Objects whose deletion failed
+// stay in the Result's Inventory.
+func (a *Applier) DeleteInventory(ctx context.Context, app string, inventory []ObjectRef) *Result {
+	res := &Result{}
+	for _, r := range dedupe(inventory) {
+		if protected(r) {
+			res.Orphaned = append(res.Orphaned, r)
+			continue
+		}
+		live, ok := a.claim(ctx, app, r, res)
+		if ok {
+			a.deleteObject(ctx, r, live, res)
+		}
+	}
+	sortRefs(res.Inventory)
+	return res
+}
+
+// prune handles the objects of prev that desired lacks. Objects kept are appended to
+// res.Inventory. finalPass is false during Apply, where PruneLast defers the deletions.
+func (a *Applier) prune(ctx context.Context, d *Desired, prev []ObjectRef, desired map[string]bool, finalPass bool, res *Result) {
+	var stale []ObjectRef
+	for _, r := range dedupe(prev) {
+		if !desired[r.key()] {
+			stale = append(stale, r)
+		}
+	}
+	if len(stale) == 0 {
+		return
+	}
+	keep := func() {
+		res.Stale = append(res.Stale, stale...)
+		res.Inventory = append(res.Inventory, stale...)
+	}
+	switch {
+	case !d.Policy.Prune:
+		keep()
+		return
+	case len(d.Objects) == 0 && !d.Policy.AllowEmpty:
+		keep()
+		res.Warnings = append(res.Warnings, fmt.Sprintf("the render has no objects: nothing pruned (allowEmpty is off), %d objects kept", len(stale)))
+		return
+	case d.Policy.PruneLast && !finalPass:
+		keep() // pruned once the revision is healthy
+		return
+	}
+
+	type doomed struct {
+		ref  ObjectRef
+		live *unstructured.Unstructured
+	}
+	var del, held []doomed
+	for _, r := range stale {
+		live, ok := a.claim(ctx, d.App, r, res)
+		if !ok {
+			continue
+		}
+		if protected(r) && !d.PruneConfirmed {
+			held = append(held, doomed{r, live})
+			continue
+		}
+		del = append(del, doomed{r, live})
+	}
+	total := len(dedupe(prev))
+	if n := len(del) + len(held); !d.PruneConfirmed && n > 0 && 2*n > total {
+		held, del = append(held, del...), nil
+		res.Warnings = append(res.Warnings, fmt.Sprintf("prune would delete %d of %d objects: held awaiting confirmation", n, total))
+	} else if len(held) > 0 {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("deleting %d Namespaces, PersistentVolumeClaims or CRDs: held awaiting confirmation", len(held)))
+	}
+	for _, h := range held {
+		res.Held = append(res.Held, h.ref)
+		res.Inventory = append(res.Inventory, h.ref)
+	}
+	for _, x := range del {
+		a.deleteObject(ctx, x.ref, x.live, res)
+	}
+}
+
+// claim reads the live object for a deletion and decides whether it may go: it must exist, be
+// labelled for app and carry no keep annotation. Objects that stay for a reason are recorded
+// in res; ok is true only for an object to delete.
+func (a *Applier) claim(ctx context.Context, app string, r ObjectRef, res *Result) (*unstructured.Unstructured, bool) {
+	live, err := a.get(ctx, r)
+	switch {
+	case err != nil:
+		res.Inventory = append(res.Inventory, r)
+		res.Warnings = append(res.Warnings, fmt.Sprintf("prune %s: %v; kept", r, err))
+		return nil, false
+	case live == nil:
+		return nil, false // already gone
+	case live.GetLabels()[LabelApp] != app:
+		res.Orphaned = append(res.Orphaned, r)
+		res.Warnings = append(res.Warnings, fmt.Sprintf("prune %s: not deleted, labelled %s=%q", r, LabelApp, live.GetLabels()[LabelApp]))
+		return nil, false
+	case keepAnnotated(live):
+		res.Orphaned = append(res.Orphaned, r)
+		return nil, false
+	}
+	return live, true
+}
+
+// deleteObject deletes live (the object r names) in the background, only if it is still the
+// same object (UID). A failure keeps r in the inventory.
+func (a *Applier) deleteObject(ctx context.Context, r ObjectRef, live *unstructured.Unstructured, res *Result) {
+	m, err := a.restMapping(ctx, schema.GroupVersionKind{Group: r.Group, Version: r.Version, Kind: r.Kind})
+	if err == nil {
+		uid := types.UID(live.GetUID())
+		policy := metav1.DeletePropagationBackground
+		err = a.resource(m, r.Namespace).Delete(ctx, r.Name, metav1.DeleteOptions{
+			Preconditions:     &metav1.Preconditions{UID: &uid},
+			PropagationPolicy: &policy,
+		})
+	}
+	if err != nil && !apierrors.IsNotFound(err) && !meta.IsNoMatchError(err) {
+		res.Inventory = append(res.Inventory, r)
+		res.Warnings = append(res.Warnings, objectError("delete", r, err).Error())
+		return
+	}
+	res.Pruned = append(res.Pruned, r)
+}
+
+// desiredKeys returns the keys of d's objects as Apply would name them (namespace defaulted).
+func (a *Applier) desiredKeys(ctx context.Context, d *Desired) (map[string]bool, error) {
+	crds := bundleCRDs(d.Objects)
+	keys := map[string]bool{}
+	fresh := false
+	for _, o := range d.Objects {
+		obj := o.DeepCopy()
+		gvk := obj.GroupVersionKind()
+		namespaced, _, err := a.scope(ctx, gvk, crds, &item{obj: obj}, &fresh)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case !namespaced:
+			obj.SetNamespace("")
+		case obj.GetNamespace() == "":
+			obj.SetNamespace(d.Namespace)
+		}
+		keys[refOf(obj).key()] = true
+	}
+	return keys, nil
+}
+
+// dedupe drops repeated objects (by key; the first version wins).
+func dedupe(refs []ObjectRef) []ObjectRef {
+	seen := map[string]bool{}
+	out := make([]ObjectRef, 0, len(refs))
+	for _, r := range refs {
+		if !seen[r.key()] {
+			seen[r.key()] = true
+			out = append(out, r)
+		}
+	}
+	return out
+}

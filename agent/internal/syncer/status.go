@@ -1,0 +1,262 @@
+package syncer
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/flotilla-dev/flotilla/agent/internal/health"
+	"github.com/flotilla-dev/flotilla/agent/internal/state"
+	"github.com/flotilla-dev/flotilla/shared/logging"
+)
+
+// healthLoop assesses every app each HealthInterval. It only reads the app's objects and
+// records a revision that became healthy in the app's state; the deletions PruneLast defers
+// until then are left to a worker.
+func (c *Controller) healthLoop(ctx context.Context) {
+	t := time.NewTicker(c.cfg.HealthInterval)
+	defer t.Stop()
+	for {
+		for _, a := range c.snapshot() {
+			if ctx.Err() != nil {
+				return
+			}
+			if !a.op.TryLock() {
+				continue // syncing: assessed next round
+			}
+			c.assess(ctx, a)
+			a.op.Unlock()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// assess reads the app's objects, folds their health and reports a change. Caller holds a.op.
+func (c *Controller) assess(ctx context.Context, a *app) {
+	c.mu.Lock()
+	st, d, gone := a.applied, a.desired, c.apps[a.name] != a
+	c.mu.Unlock()
+	if gone {
+		return
+	}
+	var refs []ObjectRef
+	switch {
+	case st != nil:
+		refs = fromStateRefs(st.Inventory)
+	case d != nil:
+		refs = c.applier.refs(ctx, d)
+	default:
+		return
+	}
+	resources := make([]ResourceStatus, 0, len(refs))
+	statuses := make([]health.Status, 0, len(refs))
+	for _, r := range refs {
+		var s health.Status
+		var msg string
+		live, err := c.applier.get(ctx, r)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			s, msg = health.Unknown, fmt.Sprintf("cannot read: %v", err)
+		} else {
+			s, msg = health.Assess(live)
+		}
+		statuses = append(statuses, s)
+		resources = append(resources, ResourceStatus{Object: r, Health: string(s), Message: msg})
+	}
+	slices.SortFunc(resources, func(x, y ResourceStatus) int { return strings.Compare(x.Object.key(), y.Object.key()) })
+	worst := health.Worst(statuses...)
+	var msg string
+	for _, r := range resources {
+		if worst != health.Healthy && r.Health == string(worst) {
+			msg = r.Object.String() + ": " + r.Message
+			break
+		}
+	}
+	policy, hp := SyncPolicy{}, HealthPolicy{}
+	if st != nil {
+		policy, hp = fromStatePolicy(st.Policy)
+	}
+	if d != nil && st != nil && d.Digest == st.Digest {
+		policy, hp = d.Policy, d.Health
+	}
+	if dl := hp.ProgressDeadline; dl > 0 && st != nil && worst == health.Progressing && time.Since(st.AppliedAt) > dl {
+		worst, msg = health.Degraded, fmt.Sprintf("not healthy within %s of the sync: %s", dl, msg)
+	}
+
+	if st != nil && worst == health.Healthy {
+		c.recordHealthy(ctx, a, st) // before reporting Healthy: whoever sees it sees it recorded
+	}
+	c.mu.Lock()
+	a.health, a.healthMsg, a.resources = worst, msg, resources
+	a.healthFor = a.applied // st, or its copy recordHealthy just saved
+	follow := st != nil && worst == health.Healthy && policy.PruneLast && policy.Prune && a.stale > 0
+	// Objects gone that the last drift check did not see gone (deleted while the agent was
+	// down, or an event missed): check again.
+	if st != nil && countMissing(resources) != countDrift(a.drift, DriftMissing) {
+		a.driftDue, follow = true, true
+	}
+	c.mu.Unlock()
+	c.publish(a, false)
+	if follow {
+		c.queue.Add(a.name)
+	}
+}
+
+// recordHealthy records the applied revision, now healthy, as the last healthy one (with its
+// bundle: the rollback target). It writes only the app's state. Caller holds a.op.
+func (c *Controller) recordHealthy(ctx context.Context, a *app, st *state.AppState) {
+	if st.HealthyRevision == st.Revision && st.HealthyDigest == st.Digest {
+		return
+	}
+	next := *st
+	next.HealthyRevision, next.HealthyDigest, next.HealthyBundle = st.Revision, st.Digest, st.Bundle
+	if err := c.store.Save(ctx, &next); err != nil {
+		c.log.Warn("saving healthy revision failed", logging.KeyApp, a.name, logging.Err(err))
+		return
+	}
+	c.mu.Lock()
+	if a.applied == st {
+		a.applied, a.healthFor = &next, &next
+	}
+	c.mu.Unlock()
+	c.log.Info("revision healthy", logging.KeyApp, a.name, logging.KeyRevision, st.Revision)
+}
+
+// pruneLast runs the prune PruneLast deferred, once the revision is healthy. Caller holds a.op.
+func (c *Controller) pruneLast(ctx context.Context, a *app) {
+	c.mu.Lock()
+	st, d := a.applied, a.desired
+	due := st != nil && a.healthFor == st && a.health == health.Healthy && a.stale > 0 &&
+		d != nil && d.Digest == st.Digest && d.Policy.PruneLast && d.Policy.Prune
+	c.mu.Unlock()
+	if !due {
+		return
+	}
+	log := c.log.With(logging.KeyApp, a.name, logging.KeyRevision, st.Revision)
+	res, err := c.applier.Prune(ctx, d, fromStateRefs(st.Inventory))
+	if err != nil {
+		log.Warn("prune after healthy failed", logging.Err(err))
+		return
+	}
+	log.Info("pruned after healthy", keyPruned, len(res.Pruned), keyHeld, len(res.Held))
+	next := *st
+	next.Inventory = toStateRefs(res.Inventory)
+	if err := c.store.Save(ctx, &next); err != nil {
+		log.Warn("saving state after prune failed", logging.Err(err))
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if a.applied == st {
+		a.applied, a.healthFor = &next, &next
+		a.notes, a.pending = summarize(res)
+		a.stale = len(res.Stale)
+	}
+}
+
+// publish reports the app's status when it changed since the last report, or always when
+// force is set.
+func (c *Controller) publish(a *app, force bool) {
+	a.pub.Lock()
+	defer a.pub.Unlock()
+	c.mu.Lock()
+	if c.apps[a.name] != a {
+		c.mu.Unlock()
+		return // removed
+	}
+	s := c.statusOf(a)
+	if !force && a.reported != nil && reflect.DeepEqual(*a.reported, s) {
+		c.mu.Unlock()
+		return
+	}
+	a.reported = &s
+	c.mu.Unlock()
+	c.cfg.Reporter.Status(s)
+}
+
+// statusOf builds the app's status. Caller holds Controller.mu.
+func (c *Controller) statusOf(a *app) AppStatus {
+	d, st := a.desired, a.applied
+	s := AppStatus{App: a.name, Health: string(a.health), Resources: slices.Clone(a.resources)}
+	if s.Health == "" {
+		s.Health = string(health.Unknown)
+	}
+	if st != nil {
+		s.Generation, s.AppliedRevision, s.AppliedDigest = st.Generation, st.Revision, st.Digest
+		s.HealthyRevision, s.AppliedAt = st.HealthyRevision, st.AppliedAt
+	}
+	var msgs []string
+	s.Drift = slices.Clone(a.drift)
+	switch {
+	case d == nil:
+		s.Sync = SyncUnknown
+	case st != nil && st.Digest == d.Digest && !a.pending && len(a.drift) == 0:
+		s.Sync = SyncSynced
+	default:
+		s.Sync = SyncOutOfSync
+	}
+	if d != nil {
+		s.Generation = d.Generation
+		if (st == nil || st.Digest != d.Digest) && !d.Policy.Automated && !d.SyncRequested {
+			msgs = append(msgs, fmt.Sprintf("revision %s not applied: automated sync is off", d.Revision))
+		}
+	}
+	if n := len(a.drift); n > 0 && st != nil {
+		msgs = append(msgs, fmt.Sprintf("%d objects differ from revision %s", n, st.Revision))
+	}
+	for _, m := range []string{a.syncErr, a.notes, a.healthMsg} {
+		if m != "" {
+			msgs = append(msgs, m)
+		}
+	}
+	s.Message = strings.Join(msgs, "; ")
+	return s
+}
+
+func countMissing(rs []ResourceStatus) int {
+	n := 0
+	for _, r := range rs {
+		if r.Health == string(health.Missing) {
+			n++
+		}
+	}
+	return n
+}
+
+func countDrift(items []DriftItem, typ string) int {
+	n := 0
+	for _, d := range items {
+		if d.Type == typ {
+			n++
+		}
+	}
+	return n
+}
+
+// refs names d's objects as Apply would (namespace defaulted), for assessing an app that has
+// nothing applied yet.
+func (a *Applier) refs(ctx context.Context, d *Desired) []ObjectRef {
+	crds := bundleCRDs(d.Objects)
+	out := make([]ObjectRef, 0, len(d.Objects))
+	for _, o := range d.Objects {
+		obj := o.DeepCopy()
+		namespaced, _, err := a.scope(ctx, obj.GroupVersionKind(), crds, &item{obj: obj}, nil)
+		switch {
+		case err == nil && !namespaced:
+			obj.SetNamespace("")
+		case obj.GetNamespace() == "" && (err != nil || namespaced):
+			obj.SetNamespace(d.Namespace)
+		}
+		out = append(out, refOf(obj))
+	}
+	return out
+}

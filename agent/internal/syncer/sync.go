@@ -1,0 +1,193 @@
+package syncer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"time"
+
+	"github.com/flotilla-dev/flotilla/agent/internal/state"
+	"github.com/flotilla-dev/flotilla/shared/logging"
+)
+
+// sync applies d, saves the new state and acks; or nacks and schedules a retry.
+func (c *Controller) sync(ctx context.Context, a *app, d *Desired, applied *state.AppState) {
+	log := c.log.With(logging.KeyApp, d.App, logging.KeyRevision, d.Revision, logging.KeyGeneration, d.Generation)
+	start := time.Now()
+	var prev []ObjectRef
+	if applied != nil {
+		prev = fromStateRefs(applied.Inventory)
+	}
+	res, err := c.applier.Apply(ctx, d, prev)
+	var st *state.AppState
+	if err == nil {
+		st = &state.AppState{
+			App: d.App, Generation: d.Generation, Revision: d.Revision, Digest: d.Digest,
+			Bundle: d.Bundle, Namespace: d.Namespace, Policy: toStatePolicy(d.Policy, d.Health),
+			Inventory: toStateRefs(res.Inventory), AppliedAt: time.Now().UTC().Truncate(time.Millisecond),
+		}
+		if applied != nil {
+			st.HealthyRevision, st.HealthyDigest, st.HealthyBundle = applied.HealthyRevision, applied.HealthyDigest, applied.HealthyBundle
+		}
+		err = c.store.Save(ctx, st)
+	}
+	if ctx.Err() != nil {
+		return // shutting down: not the revision's fault
+	}
+	if err != nil {
+		if res != nil && st == nil {
+			c.keepWritten(ctx, a, d, applied, res, log)
+		}
+		c.failed(a, d, err, log)
+		return
+	}
+	notes, pending := summarize(res)
+	c.mu.Lock()
+	a.applied, a.acked, a.synced = st, d.Generation, d.Generation
+	a.attempts, a.syncErr, a.notes, a.pending = 0, "", notes, pending
+	a.stale, a.drift, a.driftDue = len(res.Stale), nil, false
+	c.mu.Unlock()
+	c.watch.watch(ctx, c.applier, res.Inventory)
+	c.cfg.Reporter.Ack(d.App, d.Generation, d.Revision, d.Digest)
+	log.Info("app synced", keyApplied, len(res.Applied), keyUnchanged, len(res.Unchanged),
+		keyPruned, len(res.Pruned), keyHeld, len(res.Held), logging.KeyDuration, time.Since(start))
+	for _, w := range res.Warnings {
+		log.Warn("sync warning", keyWarning, newScrubber(d).scrub(w))
+	}
+}
+
+// keepWritten records the objects a failed sync wrote before failing in the app's inventory,
+// so that they are pruned when no longer rendered; the rest of the state stays as it was.
+func (c *Controller) keepWritten(ctx context.Context, a *app, d *Desired, applied *state.AppState, res *Result, log *slog.Logger) {
+	var st state.AppState
+	if applied != nil {
+		st = *applied
+	} else {
+		st = state.AppState{App: d.App, Namespace: d.Namespace, Policy: toStatePolicy(d.Policy, d.Health)}
+	}
+	st.Inventory = toStateRefs(res.Inventory)
+	if err := c.store.Save(ctx, &st); err != nil {
+		log.Warn("saving the inventory of a failed sync failed", logging.Err(err))
+		return
+	}
+	c.mu.Lock()
+	a.applied = &st
+	c.mu.Unlock()
+}
+
+// failed records a failed sync, nacks it and schedules a retry as the policy allows. A
+// rejected revision is retried only within Retry.Limit (negative: without end); a transient
+// failure is retried until it succeeds, with the same backoff.
+func (c *Controller) failed(a *app, d *Desired, err error, log *slog.Logger) {
+	reason := newScrubber(d).scrub(err.Error())
+	r := d.Policy.Retry
+	c.mu.Lock()
+	a.attempts++
+	n := a.attempts
+	retry := !IsRejected(err) || r.Limit < 0 || n <= r.Limit
+	delay := backoff(r, n)
+	of := ""
+	if r.Limit >= 0 && IsRejected(err) {
+		of = fmt.Sprintf("/%d", r.Limit+1)
+	}
+	if retry {
+		a.syncErr = fmt.Sprintf("sync of revision %s failed (attempt %d%s, retrying in %s): %s", d.Revision, n, of, delay.Round(time.Second), reason)
+	} else {
+		a.gaveUp = d.Generation
+		a.syncErr = fmt.Sprintf("sync of revision %s failed (attempt %d%s, giving up): %s", d.Revision, n, of, reason)
+	}
+	c.mu.Unlock()
+	log.Warn("sync failed", logging.Err(errors.New(reason)), keyAttempt, n, keyRetry, retry)
+	c.cfg.Reporter.Nack(d.App, d.Generation, reason)
+	if retry {
+		c.queue.AddAfter(d.App, delay)
+	}
+}
+
+// backoff is the delay before retry attempt n (1-based): duration × factor^(n-1), capped, with
+// ±10% jitter.
+func backoff(r Retry, n int) time.Duration {
+	base, factor, ceiling := r.Duration, r.Factor, r.MaxDuration
+	if base <= 0 {
+		base = defaultRetryDuration
+	}
+	if factor < 1 {
+		factor = defaultRetryFactor
+	}
+	if ceiling <= 0 {
+		ceiling = defaultRetryMaxDuration
+	}
+	d := float64(base) * math.Pow(factor, float64(n-1))
+	d = min(d, float64(ceiling))
+	return time.Duration(d * (0.9 + 0.2*rand.Float64()))
+}
+
+// summarize turns what a sync left behind into a status note; pending is true when objects
+// await pruning or confirmation.
+func summarize(res *Result) (notes string, pending bool) {
+	var parts []string
+	if n := len(res.Held); n > 0 {
+		parts = append(parts, fmt.Sprintf("%d deletions awaiting confirmation", n))
+	}
+	if n := len(res.Stale); n > 0 {
+		parts = append(parts, fmt.Sprintf("%d objects no longer rendered and not pruned", n))
+	}
+	if n := len(res.Orphaned); n > 0 {
+		parts = append(parts, fmt.Sprintf("%d objects left in the cluster (kept from pruning)", n))
+	}
+	for i, p := range parts {
+		if i == 0 {
+			notes = p
+		} else {
+			notes += "; " + p
+		}
+	}
+	return notes, len(res.Held)+len(res.Stale) > 0
+}
+
+// removeApp deletes an app's objects (when its policy prunes) and its state.
+func (c *Controller) removeApp(ctx context.Context, a *app, applied *state.AppState) {
+	log := c.log.With(logging.KeyApp, a.name)
+	c.mu.Lock()
+	prune := applied != nil && applied.Policy.Prune
+	if a.desired != nil {
+		prune = applied != nil && a.desired.Policy.Prune
+	}
+	c.mu.Unlock()
+	if prune {
+		res := c.applier.DeleteInventory(ctx, a.name, fromStateRefs(applied.Inventory))
+		log.Info("app objects deleted", keyDeleted, len(res.Pruned), keyKept, len(res.Orphaned))
+		if len(res.Inventory) > 0 {
+			// Some deletions failed: keep what is left in state and try again.
+			st := *applied
+			st.Inventory = toStateRefs(res.Inventory)
+			if err := c.store.Save(ctx, &st); err != nil {
+				log.Warn("saving state of a removed app failed", logging.Err(err))
+			} else {
+				c.mu.Lock()
+				a.applied = &st
+				c.mu.Unlock()
+			}
+			c.queue.AddAfter(a.name, backoff(Retry{}, 1))
+			return
+		}
+	}
+	if err := c.store.Delete(ctx, a.name); err != nil {
+		log.Warn("deleting state of a removed app failed", logging.Err(err))
+		c.queue.AddAfter(a.name, backoff(Retry{}, 1))
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if a.remove == 0 { // a newer desired state arrived meanwhile: start over with it
+		a.applied = nil
+		c.queue.Add(a.name)
+		return
+	}
+	delete(c.apps, a.name)
+	c.removed[a.name] = a.remove
+	log.Info("app removed")
+}

@@ -1,0 +1,242 @@
+package charts
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/lint"
+	"helm.sh/helm/v3/pkg/lint/support"
+	"helm.sh/helm/v3/pkg/strvals"
+	"sigs.k8s.io/yaml"
+)
+
+// The flags each binary has today (hub/internal/app/options.go, agent/internal/app/app.go).
+// A chart must not pass any other flag by default: the binary would refuse to start.
+var (
+	hubFlags = []string{"data-dir", "listen", "http-listen", "advertise-address", "tls-san",
+		"apps-dir", "apps-repo", "apps-revision", "apps-path", "poll-interval", "allow-local-repos",
+		"heartbeat", "agent-cert-ttl", "webhook-secret-file", "log-level", "log-format"}
+	agentFlags = []string{"hub", "join-token", "kubeconfig", "namespace", "http-listen",
+		"field-manager", "log-level", "log-format"}
+)
+
+// agentRequired are the values without which the agent chart does not render.
+func agentRequired() map[string]any {
+	return map[string]any{
+		"clusterName": "c1",
+		"hub":         map[string]any{"address": "hub.example.com:443"},
+		"joinToken":   "x",
+	}
+}
+
+// with returns base with the dotted-path values of set (helm's --set syntax) merged over it.
+func with(t *testing.T, base map[string]any, set string) map[string]any {
+	t.Helper()
+	vals := base
+	if vals == nil {
+		vals = map[string]any{}
+	}
+	if set != "" {
+		if err := strvals.ParseInto(set, vals); err != nil {
+			t.Fatalf("--set %s: %v", set, err)
+		}
+	}
+	return vals
+}
+
+// fromYAML parses a values document.
+func fromYAML(t *testing.T, doc string) map[string]any {
+	t.Helper()
+	vals := map[string]any{}
+	if err := yaml.Unmarshal([]byte(doc), &vals); err != nil {
+		t.Fatalf("values: %v", err)
+	}
+	return vals
+}
+
+func TestLint(t *testing.T) {
+	kv, err := chartutil.ParseKubeVersion(KubeVersion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		chart  string
+		values map[string]any
+	}{
+		{"agent required values", AgentChart, agentRequired()},
+		{"agent namespaced rbac", AgentChart, with(t, agentRequired(), "rbac.scope=namespaces,rbac.namespaces={team-a,team-b}")},
+		{"agent full control", AgentChart, with(t, agentRequired(), "rbac.fullControl=true")},
+		{"hub defaults", HubChart, nil},
+		{"hub replicas and ingress", HubChart, with(t, nil, "replicas=3,ingress.enabled=true,apps.repo=https://git.example.com/fleet.git")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := lint.AllWithKubeVersion(tt.chart, tt.values, DefaultNamespace, kv)
+			for _, m := range l.Messages {
+				// INFO ("icon is recommended") is advice; warnings and errors fail.
+				if m.Severity >= support.WarningSev {
+					t.Errorf("lint %s: %s", tt.chart, m)
+				}
+			}
+		})
+	}
+}
+
+func TestSchemaRejects(t *testing.T) {
+	tests := []struct {
+		name   string
+		chart  string
+		values map[string]any
+		want   []string // substrings of the error, naming the field
+	}{
+		{"agent missing hub.address", AgentChart, with(t, nil, "joinToken=x"), []string{"/hub", "missing property 'address'"}},
+		{"agent empty hub.addresses", AgentChart, with(t, nil, "hub.addresses=null"), []string{"/hub", "address"}},
+		{"agent bad hub.address", AgentChart, with(t, nil, "hub.address=hub.example.com"), []string{"/hub/address", "does not match"}},
+		{"agent bad hub.addresses item", AgentChart, with(t, nil, "hub.addresses={a:1,nope}"), []string{"/hub/addresses/1"}},
+		{"agent two replicas", AgentChart, with(t, agentRequired(), "replicas=2"), []string{"/replicas", "maximum"}},
+		{"agent loud", AgentChart, with(t, agentRequired(), "logLevel=loud"), []string{"/logLevel", "'debug', 'info', 'warn', 'error'"}},
+		{"agent log format", AgentChart, with(t, agentRequired(), "logFormat=xml"), []string{"/logFormat"}},
+		{"agent rbac scope", AgentChart, with(t, agentRequired(), "rbac.scope=namespace"), []string{"/rbac/scope", "'cluster', 'namespaces'"}},
+		{"agent scope namespaces without namespaces", AgentChart, with(t, agentRequired(), "rbac.scope=namespaces"), []string{"/rbac/namespaces", "minItems"}},
+		{"agent rule without verbs", AgentChart, with(t, agentRequired(), "rbac.extraRules[0].resources={pods}"), []string{"/rbac/extraRules/0", "verbs"}},
+		{"agent cluster name", AgentChart, with(t, agentRequired(), "clusterName=Prod_1"), []string{"/clusterName"}},
+		{"agent typo", AgentChart, with(t, agentRequired(), "logLevl=debug"), []string{"logLevl", "not allowed"}},
+		{"agent extra arg", AgentChart, with(t, agentRequired(), "extraArgs={debug}"), []string{"/extraArgs/0"}},
+		{"hub apps repo and manifests", HubChart, fromYAML(t, "apps: {repo: 'https://x/y.git', manifests: {a.yaml: 'kind: Application'}}"), []string{"/apps/manifests"}},
+		{"hub manifest file name", HubChart, fromYAML(t, "apps: {manifests: {'a/b.yaml': x}}"), []string{"a/b.yaml"}},
+		{"hub ingress without hosts", HubChart, fromYAML(t, "ingress: {enabled: true, hosts: []}"), []string{"/ingress/hosts", "minItems"}},
+		{"hub gossip key", HubChart, with(t, nil, "gossip.key=short"), []string{"/gossip/key"}},
+		{"hub duration", HubChart, with(t, nil, "pollInterval=3 minutes"), []string{"/pollInterval"}},
+		{"hub log level", HubChart, with(t, nil, "logLevel=loud"), []string{"/logLevel"}},
+		{"hub service type", HubChart, with(t, nil, "service.type=External"), []string{"/service/type"}},
+		{"hub advertise address", HubChart, with(t, nil, "advertiseAddress=hub.example.com"), []string{"/advertiseAddress"}},
+		{"hub replicas", HubChart, with(t, nil, "replicas=-1"), []string{"/replicas"}},
+		{"hub pvc size", HubChart, with(t, nil, "persistence.size=lots"), []string{"/persistence/size"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Render(tt.chart, Release{Name: "r", Namespace: DefaultNamespace}, tt.values)
+			if err == nil {
+				t.Fatal("rendered; want the schema to reject the values")
+			}
+			if !strings.Contains(err.Error(), "values don't meet the specifications of the schema") {
+				t.Errorf("not a schema error: %v", err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestNotes renders NOTES.txt, which Render drops, for the common cases.
+func TestNotes(t *testing.T) {
+	tests := []struct {
+		chart  string
+		values map[string]any
+		want   string
+	}{
+		{AgentChart, agentRequired(), "hub.example.com:443"},
+		{AgentChart, with(t, agentRequired(), "joinToken="), "No join token was given"},
+		{HubChart, nil, "cluster add NAME"},
+		{HubChart, with(t, nil, "replicas=2"), "WARNING: replicas=2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.chart+" "+tt.want, func(t *testing.T) {
+			ch, err := Load(tt.chart)
+			if err != nil {
+				t.Fatal(err)
+			}
+			files, err := RenderFiles(ch, Release{Name: "r", Namespace: DefaultNamespace}, tt.values)
+			if err != nil {
+				t.Fatal(err)
+			}
+			notes := files[ch.Name()+"/templates/NOTES.txt"]
+			if !strings.Contains(notes, tt.want) {
+				t.Errorf("NOTES.txt lacks %q:\n%s", tt.want, notes)
+			}
+		})
+	}
+}
+
+// TestReadmeDocumentsEveryValue checks that each chart's README.md names every value of its
+// values.yaml and of its schema.
+func TestReadmeDocumentsEveryValue(t *testing.T) {
+	for _, name := range []string{AgentChart, HubChart} {
+		t.Run(name, func(t *testing.T) {
+			ch, err := Load(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var readme string
+			for _, f := range ch.Files {
+				if f.Name == "README.md" {
+					readme = string(f.Data)
+				}
+			}
+			if readme == "" {
+				t.Fatal("no README.md")
+			}
+			var schema struct {
+				Properties map[string]struct {
+					Properties map[string]any `json:"properties"`
+				} `json:"properties"`
+			}
+			if err := yaml.Unmarshal(ch.Schema, &schema); err != nil {
+				t.Fatalf("values.schema.json: %v", err)
+			}
+			paths := leafPaths("", ch.Values)
+			for top, p := range schema.Properties {
+				if top == "global" {
+					continue
+				}
+				if len(p.Properties) == 0 {
+					paths = append(paths, top)
+				}
+				for sub := range p.Properties {
+					paths = append(paths, top+"."+sub)
+				}
+			}
+			slices.Sort(paths)
+			for _, p := range slices.Compact(paths) {
+				if !strings.Contains(readme, "`"+p+"`") {
+					t.Errorf("README.md does not document `%s`", p)
+				}
+			}
+			for _, p := range leafPaths("", ch.Values) {
+				top, _, _ := strings.Cut(p, ".")
+				if _, ok := schema.Properties[top]; !ok {
+					t.Errorf("values.yaml has %s, which the schema does not describe", p)
+				}
+			}
+		})
+	}
+}
+
+// leafPaths lists the dotted paths of values: maps are walked, anything else (lists, empty
+// maps, scalars) is a leaf.
+func leafPaths(prefix string, values map[string]any) []string {
+	var out []string
+	for k, v := range values {
+		p := k
+		if prefix != "" {
+			p = prefix + "." + k
+		}
+		if m, ok := v.(map[string]any); ok && len(m) > 0 && !freeForm[p] {
+			out = append(out, leafPaths(p, m)...)
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// freeForm are values that are Kubernetes objects or free maps, documented as a whole.
+var freeForm = map[string]bool{
+	"resources": true, "podSecurityContext": true, "securityContext": true,
+}

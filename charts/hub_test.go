@@ -1,0 +1,342 @@
+package charts
+
+import (
+	"encoding/base64"
+	"maps"
+	"slices"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
+)
+
+func TestHub(t *testing.T) {
+	tests := []struct {
+		name   string
+		values map[string]any
+		check  func(t *testing.T, objs []*unstructured.Unstructured)
+	}{{
+		name: "defaults",
+		check: func(t *testing.T, objs []*unstructured.Unstructured) {
+			s := statefulSet(t, objs)
+			if *s.Spec.Replicas != 1 {
+				t.Errorf("replicas = %d, want 1", *s.Spec.Replicas)
+			}
+			c := s.Spec.Template.Spec.Containers[0]
+			want := []string{"hub", "--data-dir=/var/lib/flotilla", "--listen=0.0.0.0:7443", "--http-listen=0.0.0.0:7480",
+				"--advertise-address=flotilla-hub.flotilla-system.svc:7443",
+				"--tls-san=flotilla-hub", "--tls-san=flotilla-hub.flotilla-system", "--tls-san=flotilla-hub.flotilla-system.svc",
+				"--tls-san=flotilla-hub.flotilla-system.svc.cluster.local",
+				"--apps-dir=/etc/flotilla/apps", "--poll-interval=3m", "--heartbeat=10s", "--agent-cert-ttl=24h",
+				"--webhook-secret-file=/etc/flotilla/webhook/secret", "--log-level=info", "--log-format=json"}
+			if !slices.Equal(c.Args, want) {
+				t.Errorf("args =\n%q\nwant\n%q", c.Args, want)
+			}
+			if c.Image != "ghcr.io/flotilla-dev/flotilla-hub:"+appVersion(t, HubChart) {
+				t.Errorf("image = %q, want the chart's appVersion as tag", c.Image)
+			}
+			checkMount(t, s, "data", "/var/lib/flotilla")
+			checkMount(t, s, "apps", "/etc/flotilla/apps")
+			checkMount(t, s, "gossip", "/etc/flotilla/gossip")
+			checkMount(t, s, "webhook", "/etc/flotilla/webhook")
+			if n := len(s.Spec.VolumeClaimTemplates); n != 1 {
+				t.Fatalf("%d volumeClaimTemplates, want 1", n)
+			}
+			pvc := s.Spec.VolumeClaimTemplates[0]
+			if pvc.Name != "data" || pvc.Spec.Resources.Requests.Storage().String() != "1Gi" ||
+				!slices.Equal(pvc.Spec.AccessModes, []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}) || pvc.Spec.StorageClassName != nil {
+				t.Errorf("volumeClaimTemplate %+v", pvc)
+			}
+			if volume(s, "data") != nil {
+				t.Error("data is both a volume and a volumeClaimTemplate")
+			}
+
+			grpc := typed[corev1.Service](t, find(t, objs, "Service", "flotilla-hub"))
+			if grpc.Spec.Type != corev1.ServiceTypeClusterIP || len(grpc.Spec.Ports) != 1 ||
+				grpc.Spec.Ports[0].Port != 7443 || grpc.Spec.Ports[0].TargetPort.String() != "grpc" {
+				t.Errorf("grpc Service %+v", grpc.Spec)
+			}
+			httpSvc := typed[corev1.Service](t, find(t, objs, "Service", "flotilla-hub-http"))
+			if len(httpSvc.Spec.Ports) != 1 || httpSvc.Spec.Ports[0].Port != 7480 || httpSvc.Spec.Ports[0].Name != "http" {
+				t.Errorf("http Service %+v", httpSvc.Spec)
+			}
+			peers := typed[corev1.Service](t, find(t, objs, "Service", "flotilla-hub-peers"))
+			if peers.Spec.ClusterIP != corev1.ClusterIPNone || !peers.Spec.PublishNotReadyAddresses {
+				t.Errorf("peers Service is not headless with publishNotReadyAddresses: %+v", peers.Spec)
+			}
+			if len(peers.Spec.Ports) == 0 || peers.Spec.Ports[0].Name != "gossip" || peers.Spec.Ports[0].Port != 7946 {
+				t.Errorf("peers ports %+v, want gossip 7946", peers.Spec.Ports)
+			}
+			if s.Spec.ServiceName != "flotilla-hub-peers" {
+				t.Errorf("serviceName = %q, want the headless peers Service", s.Spec.ServiceName)
+			}
+
+			gossip := typed[corev1.Secret](t, find(t, objs, "Secret", "flotilla-hub-gossip"))
+			key, err := base64.StdEncoding.DecodeString(string(gossip.Data["key"]))
+			if err != nil || len(key) != 32 {
+				t.Errorf("generated gossip key %q: %d bytes, %v; want base64 of 32 bytes", gossip.Data["key"], len(key), err)
+			}
+			webhook := typed[corev1.Secret](t, find(t, objs, "Secret", "flotilla-hub-webhook"))
+			if len(webhook.Data["secret"]) < 32 {
+				t.Errorf("generated webhook secret has %d bytes", len(webhook.Data["secret"]))
+			}
+			cm := typed[corev1.ConfigMap](t, find(t, objs, "ConfigMap", "flotilla-hub-apps"))
+			if len(cm.Data) != 0 {
+				t.Errorf("apps ConfigMap %v, want empty", cm.Data)
+			}
+			pdb := typed[policyv1.PodDisruptionBudget](t, find(t, objs, "PodDisruptionBudget", "flotilla-hub"))
+			if pdb.Spec.MaxUnavailable == nil || pdb.Spec.MaxUnavailable.IntValue() != 1 || pdb.Spec.MinAvailable != nil {
+				t.Errorf("PDB %+v", pdb.Spec)
+			}
+			if has(objs, "Ingress", "flotilla-hub") {
+				t.Error("Ingress rendered by default")
+			}
+			sa := typed[corev1.ServiceAccount](t, find(t, objs, "ServiceAccount", "flotilla-hub"))
+			if sa.AutomountServiceAccountToken == nil || *sa.AutomountServiceAccountToken {
+				t.Error("the hub's ServiceAccount mounts a token; the hub does not use the Kubernetes API")
+			}
+		},
+	}, {
+		name: "three replicas with ingress",
+		values: fromYAML(t, `
+replicas: 3
+ingress:
+  enabled: true
+  className: nginx
+  annotations: {nginx.ingress.kubernetes.io/proxy-body-size: 1m}
+  hosts:
+    - host: flotilla.example.com
+      paths: [{path: /, pathType: Prefix}]
+  tls: [{hosts: [flotilla.example.com], secretName: flotilla-tls}]
+advertiseAddress: hub.example.com:443
+tlsSANs: [hub.example.com, 203.0.113.7]
+service: {type: LoadBalancer, loadBalancerSourceRanges: [10.0.0.0/8]}
+podDisruptionBudget: {minAvailable: 2}
+`),
+		check: func(t *testing.T, objs []*unstructured.Unstructured) {
+			s := statefulSet(t, objs)
+			if *s.Spec.Replicas != 3 || s.Spec.PodManagementPolicy != appsv1.ParallelPodManagement {
+				t.Errorf("replicas %d policy %q", *s.Spec.Replicas, s.Spec.PodManagementPolicy)
+			}
+			args := s.Spec.Template.Spec.Containers[0].Args
+			if got := flagValues(args, "advertise-address"); !slices.Equal(got, []string{"hub.example.com:443"}) {
+				t.Errorf("--advertise-address = %q", got)
+			}
+			sans := flagValues(args, "tls-san")
+			for _, want := range []string{"hub.example.com", "203.0.113.7", "flotilla-hub.flotilla-system.svc"} {
+				if !slices.Contains(sans, want) {
+					t.Errorf("--tls-san %q lacks %s", sans, want)
+				}
+			}
+			ing := typed[networkingv1.Ingress](t, find(t, objs, "Ingress", "flotilla-hub"))
+			if ing.Spec.IngressClassName == nil || *ing.Spec.IngressClassName != "nginx" {
+				t.Errorf("ingressClassName %v", ing.Spec.IngressClassName)
+			}
+			if len(ing.Spec.Rules) != 1 || ing.Spec.Rules[0].Host != "flotilla.example.com" {
+				t.Fatalf("rules %+v", ing.Spec.Rules)
+			}
+			b := ing.Spec.Rules[0].HTTP.Paths[0].Backend.Service
+			if b.Name != "flotilla-hub-http" || b.Port.Name != "http" {
+				t.Errorf("backend %+v, want flotilla-hub-http:http", b)
+			}
+			if len(ing.Spec.TLS) != 1 || ing.Spec.TLS[0].SecretName != "flotilla-tls" {
+				t.Errorf("tls %+v", ing.Spec.TLS)
+			}
+			svc := typed[corev1.Service](t, find(t, objs, "Service", "flotilla-hub"))
+			if svc.Spec.Type != corev1.ServiceTypeLoadBalancer || !slices.Equal(svc.Spec.LoadBalancerSourceRanges, []string{"10.0.0.0/8"}) {
+				t.Errorf("Service %+v", svc.Spec)
+			}
+			pdb := typed[policyv1.PodDisruptionBudget](t, find(t, objs, "PodDisruptionBudget", "flotilla-hub"))
+			if pdb.Spec.MinAvailable == nil || pdb.Spec.MinAvailable.IntValue() != 2 || pdb.Spec.MaxUnavailable != nil {
+				t.Errorf("PDB %+v, want minAvailable 2 only", pdb.Spec)
+			}
+		},
+	}, {
+		name:   "apps from git",
+		values: with(t, nil, "apps.repo=https://git.example.com/org/fleet.git,apps.revision=main,apps.path=apps"),
+		check: func(t *testing.T, objs []*unstructured.Unstructured) {
+			s := statefulSet(t, objs)
+			args := s.Spec.Template.Spec.Containers[0].Args
+			for flag, want := range map[string]string{
+				"apps-repo": "https://git.example.com/org/fleet.git", "apps-revision": "main", "apps-path": "apps",
+			} {
+				if got := flagValues(args, flag); !slices.Equal(got, []string{want}) {
+					t.Errorf("--%s = %q, want %q", flag, got, want)
+				}
+			}
+			if len(flagValues(args, "apps-dir")) != 0 {
+				t.Errorf("--apps-dir passed with apps.repo: %q", args)
+			}
+			if has(objs, "ConfigMap", "flotilla-hub-apps") || volume(s, "apps") != nil {
+				t.Error("apps ConfigMap rendered or mounted with apps.repo")
+			}
+		},
+	}, {
+		name: "apps from values",
+		values: fromYAML(t, `
+apps:
+  manifests:
+    guestbook.yaml:
+      apiVersion: flotilla.dev/v1alpha1
+      kind: Application
+      metadata: {name: guestbook}
+      spec:
+        source: {repoURL: "https://git.example.com/org/apps.git", path: guestbook}
+        destination: {namespace: guestbook, clusters: [c1]}
+    api.yaml: |
+      apiVersion: flotilla.dev/v1alpha1
+      kind: Application
+      metadata:
+        name: api
+`),
+		check: func(t *testing.T, objs []*unstructured.Unstructured) {
+			s := statefulSet(t, objs)
+			if got := flagValues(s.Spec.Template.Spec.Containers[0].Args, "apps-dir"); !slices.Equal(got, []string{"/etc/flotilla/apps"}) {
+				t.Errorf("--apps-dir = %q", got)
+			}
+			cm := typed[corev1.ConfigMap](t, find(t, objs, "ConfigMap", "flotilla-hub-apps"))
+			if got := slices.Sorted(maps.Keys(cm.Data)); !slices.Equal(got, []string{"api.yaml", "guestbook.yaml"}) {
+				t.Fatalf("ConfigMap files %q", got)
+			}
+			for file, name := range map[string]string{"guestbook.yaml": "guestbook", "api.yaml": "api"} {
+				var app map[string]any
+				if err := yaml.Unmarshal([]byte(cm.Data[file]), &app); err != nil {
+					t.Fatalf("%s: %v", file, err)
+				}
+				md, _ := app["metadata"].(map[string]any)
+				if app["kind"] != "Application" || md["name"] != name {
+					t.Errorf("%s = %v", file, app)
+				}
+			}
+			v := volume(s, "apps")
+			if v == nil || v.ConfigMap == nil || v.ConfigMap.Name != "flotilla-hub-apps" {
+				t.Errorf("apps volume %+v", v)
+			}
+		},
+	}, {
+		name:   "existing secrets",
+		values: with(t, nil, "gossip.existingSecret=hub-gossip,gossip.existingSecretKey=gossip.key,webhook.existingSecret=hub-webhook"),
+		check: func(t *testing.T, objs []*unstructured.Unstructured) {
+			if n := len(ofKind(objs, "Secret")); n != 0 {
+				t.Errorf("%d Secrets rendered with existing secrets", n)
+			}
+			s := statefulSet(t, objs)
+			for name, want := range map[string][2]string{
+				"gossip": {"hub-gossip", "gossip.key"}, "webhook": {"hub-webhook", "secret"},
+			} {
+				v := volume(s, name)
+				if v == nil || v.Secret == nil || v.Secret.SecretName != want[0] || len(v.Secret.Items) != 1 || v.Secret.Items[0].Key != want[1] {
+					t.Errorf("%s volume %+v, want secret %s key %s", name, v, want[0], want[1])
+				}
+			}
+		},
+	}, {
+		name:   "given secrets",
+		values: with(t, nil, "gossip.key=c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTMyYiE=,webhook.secret=hook"),
+		check: func(t *testing.T, objs []*unstructured.Unstructured) {
+			g := typed[corev1.Secret](t, find(t, objs, "Secret", "flotilla-hub-gossip"))
+			if got := string(g.Data["key"]); got != "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTMyYiE=" {
+				t.Errorf("gossip key %q", got)
+			}
+			w := typed[corev1.Secret](t, find(t, objs, "Secret", "flotilla-hub-webhook"))
+			if got := string(w.Data["secret"]); got != "hook" {
+				t.Errorf("webhook secret %q", got)
+			}
+		},
+	}, {
+		name:   "no persistence, extra args",
+		values: with(t, nil, "persistence.enabled=false,podDisruptionBudget.enabled=false,extraArgs={--allow-local-repos},logLevel=debug"),
+		check: func(t *testing.T, objs []*unstructured.Unstructured) {
+			s := statefulSet(t, objs)
+			if len(s.Spec.VolumeClaimTemplates) != 0 {
+				t.Error("volumeClaimTemplates with persistence.enabled=false")
+			}
+			if v := volume(s, "data"); v == nil || v.EmptyDir == nil {
+				t.Errorf("data volume %+v, want emptyDir", v)
+			}
+			args := s.Spec.Template.Spec.Containers[0].Args
+			if args[len(args)-1] != "--allow-local-repos" || !slices.Contains(args, "--log-level=debug") {
+				t.Errorf("args %q", args)
+			}
+			if n := len(ofKind(objs, "PodDisruptionBudget")); n != 0 {
+				t.Error("PDB rendered when disabled")
+			}
+		},
+	}, {
+		name:   "storage class",
+		values: with(t, nil, "persistence.storageClassName=fast,persistence.size=10Gi"),
+		check: func(t *testing.T, objs []*unstructured.Unstructured) {
+			pvc := statefulSet(t, objs).Spec.VolumeClaimTemplates[0]
+			if pvc.Spec.StorageClassName == nil || *pvc.Spec.StorageClassName != "fast" || pvc.Spec.Resources.Requests.Storage().String() != "10Gi" {
+				t.Errorf("volumeClaimTemplate %+v", pvc.Spec)
+			}
+		},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			objs, err := RenderHub(tt.values)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkCommon(t, objs, DefaultNamespace)
+			s := statefulSet(t, objs)
+			if n := len(s.Spec.Template.Spec.Containers); n != 1 {
+				t.Fatalf("%d containers, want 1", n)
+			}
+			c := s.Spec.Template.Spec.Containers[0]
+			if len(c.Args) == 0 || c.Args[0] != "hub" {
+				t.Errorf("args %q do not start with the hub subcommand", c.Args)
+			}
+			checkFlags(t, c.Args[1:], hubFlags)
+			if (len(flagValues(c.Args, "apps-dir")) == 1) == (len(flagValues(c.Args, "apps-repo")) == 1) {
+				t.Errorf("want exactly one of --apps-dir and --apps-repo: %q", c.Args)
+			}
+			checkEnvExpansion(t, c)
+			checkSecurity(t, s.Spec.Template.Spec)
+			checkProbes(t, c, 7480)
+			checkMount(t, s, "tmp", "/tmp")
+			// --webhook-secret-file names the file the webhook Secret volume provides.
+			if v := volume(s, "webhook"); v == nil || v.Secret == nil || len(v.Secret.Items) != 1 {
+				t.Errorf("webhook volume %+v, want one Secret item", v)
+			} else {
+				checkMount(t, s, "webhook", "/etc/flotilla/webhook")
+				want := "/etc/flotilla/webhook/" + v.Secret.Items[0].Path
+				if got := flagValues(c.Args, "webhook-secret-file"); !slices.Equal(got, []string{want}) {
+					t.Errorf("--webhook-secret-file = %q, want %s", got, want)
+				}
+			}
+			tt.check(t, objs)
+		})
+	}
+}
+
+func checkMount(t *testing.T, s *appsv1.StatefulSet, volumeName, path string) {
+	t.Helper()
+	for _, m := range s.Spec.Template.Spec.Containers[0].VolumeMounts {
+		if m.Name == volumeName {
+			if m.MountPath != path {
+				t.Errorf("volume %s mounted at %s, want %s", volumeName, m.MountPath, path)
+			}
+			return
+		}
+	}
+	t.Errorf("volume %s not mounted", volumeName)
+}
+
+func volume(s *appsv1.StatefulSet, name string) *corev1.Volume {
+	for i := range s.Spec.Template.Spec.Volumes {
+		if v := &s.Spec.Template.Spec.Volumes[i]; v.Name == name {
+			return v
+		}
+	}
+	return nil
+}
+
+func statefulSet(t *testing.T, objs []*unstructured.Unstructured) *appsv1.StatefulSet {
+	t.Helper()
+	return typed[appsv1.StatefulSet](t, find(t, objs, "StatefulSet", "flotilla-hub"))
+}
