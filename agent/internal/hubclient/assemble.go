@@ -61,7 +61,7 @@ func (c *Client) assemble(m *flotillav1.Desired) (*syncer.Desired, error) {
 func desiredFromProto(h *flotillav1.Desired, objs []*unstructured.Unstructured, data []byte) *syncer.Desired {
 	d := &syncer.Desired{
 		App: h.App, Generation: h.Generation, Revision: h.Revision, Digest: h.Digest, Namespace: h.Namespace,
-		Objects: objs, Bundle: data, SyncRequested: h.SyncRequested,
+		Objects: objs, Bundle: data, SyncRequested: h.SyncRequested, PruneConfirmed: h.PruneConfirmed,
 	}
 	if p := h.SyncPolicy; p != nil {
 		d.Policy = syncer.SyncPolicy{

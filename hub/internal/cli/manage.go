@@ -84,13 +84,14 @@ func newTokenCmd(o *rootOptions) *cobra.Command {
 
 func newSyncCmd(o *rootOptions) *cobra.Command {
 	var cluster, selector string
-	var wait bool
+	var wait, confirmPrune bool
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "sync APP",
 		Short: "Apply an app's desired revision now (needed for apps without automated sync)",
 		Example: `  flotilla sync api --cluster prod-eu-1
   flotilla sync api --selector env=production --wait
+  flotilla sync api --cluster prod-eu-1 --confirm-prune   # allow the deletions a prune held
   flotilla sync api   # every cluster the app targets`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -100,7 +101,7 @@ func newSyncCmd(o *rootOptions) *cobra.Command {
 			}
 			defer c.conn.Close()
 			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
-			resp, err := c.op.Sync(ctx, &flotillav1.SyncRequest{App: args[0], Cluster: cluster, Selector: selector})
+			resp, err := c.op.Sync(ctx, &flotillav1.SyncRequest{App: args[0], Cluster: cluster, Selector: selector, ConfirmPrune: confirmPrune})
 			cancel()
 			if err != nil {
 				return grpcMessage(err)
@@ -114,6 +115,7 @@ func newSyncCmd(o *rootOptions) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&cluster, "cluster", "", "only this cluster")
 	cmd.Flags().StringVarP(&selector, "selector", "l", "", "only clusters whose labels match, e.g. env=production")
+	cmd.Flags().BoolVar(&confirmPrune, "confirm-prune", false, "confirm deletions held for confirmation (more than half of the app's objects, or any Namespace, PVC or CRD)")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until every cluster is Synced and Healthy at the desired revision; exit non-zero if any fails")
 	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long --wait waits")
 	return cmd

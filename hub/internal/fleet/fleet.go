@@ -28,6 +28,8 @@ type Desired struct {
 	Author        string
 	Message       string
 	SyncRequested bool
+	// PruneConfirmed carries an operator's confirmation of held deletions, for one sync.
+	PruneConfirmed bool
 }
 
 // Digest is the bundle's digest.
@@ -109,8 +111,9 @@ func (f *Fleet) SetDesired(d Desired) {
 }
 
 // RequestSync marks the app's desired state on the cluster as explicitly requested by an
-// operator (for apps without automated sync). It returns false when nothing is desired there.
-func (f *Fleet) RequestSync(cluster, app string) bool {
+// operator (for apps without automated sync), confirming held deletions when confirmPrune is
+// set. It returns false when nothing is desired there.
+func (f *Fleet) RequestSync(cluster, app string, confirmPrune bool) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	d := f.desired[cluster][app]
@@ -120,6 +123,7 @@ func (f *Fleet) RequestSync(cluster, app string) bool {
 	nd := *d
 	nd.Generation++
 	nd.SyncRequested = true
+	nd.PruneConfirmed = confirmPrune
 	f.desired[cluster][app] = &nd
 	f.wake(cluster)
 	return true

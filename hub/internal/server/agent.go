@@ -178,7 +178,7 @@ func sendDesired(stream flotillav1.AgentService_ConnectServer, d *fleet.Desired)
 		msg := &flotillav1.Desired{
 			App: d.App, Generation: d.Generation, Revision: d.Revision, Digest: d.Bundle.Digest,
 			Namespace: d.Namespace, ChunkIndex: uint32(i), ChunkCount: uint32(len(chunks)), BundleChunk: c,
-			SyncRequested: d.SyncRequested,
+			SyncRequested: d.SyncRequested, PruneConfirmed: d.PruneConfirmed,
 		}
 		if i == 0 {
 			msg.SyncPolicy = syncPolicyToProto(d)

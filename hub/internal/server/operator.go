@@ -226,7 +226,7 @@ func (s *Server) Sync(ctx context.Context, req *flotillav1.SyncRequest) (*flotil
 		if (req.Cluster != "" && cluster != req.Cluster) || (inSelector != nil && !inSelector[cluster]) {
 			continue
 		}
-		if s.cfg.Fleet.RequestSync(cluster, req.App) {
+		if s.cfg.Fleet.RequestSync(cluster, req.App, req.ConfirmPrune) {
 			resp.Clusters = append(resp.Clusters, cluster)
 		}
 	}
@@ -237,7 +237,7 @@ func (s *Server) Sync(ctx context.Context, req *flotillav1.SyncRequest) (*flotil
 		}
 		return nil, status.Errorf(codes.NotFound, "app %q has no rendered desired state on %s", req.App, where)
 	}
-	s.audit(callerFrom(ctx).Name, "sync", req.App, fmt.Sprintf("clusters=%v", resp.Clusters))
+	s.audit(callerFrom(ctx).Name, "sync", req.App, fmt.Sprintf("clusters=%v confirmPrune=%v", resp.Clusters, req.ConfirmPrune))
 	return resp, nil
 }
 

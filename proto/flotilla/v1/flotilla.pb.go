@@ -608,8 +608,10 @@ type Desired struct {
 	CommitTimeUnixMs int64 `protobuf:"varint,11,opt,name=commit_time_unix_ms,json=commitTimeUnixMs,proto3" json:"commit_time_unix_ms,omitempty"`
 	// Set when an operator asked for a sync of an app without automated sync.
 	SyncRequested bool `protobuf:"varint,12,opt,name=sync_requested,json=syncRequested,proto3" json:"sync_requested,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Set when an operator confirmed the deletions a prune held (flotilla sync --confirm-prune).
+	PruneConfirmed bool `protobuf:"varint,13,opt,name=prune_confirmed,json=pruneConfirmed,proto3" json:"prune_confirmed,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Desired) Reset() {
@@ -722,6 +724,13 @@ func (x *Desired) GetCommitTimeUnixMs() int64 {
 func (x *Desired) GetSyncRequested() bool {
 	if x != nil {
 		return x.SyncRequested
+	}
+	return false
+}
+
+func (x *Desired) GetPruneConfirmed() bool {
+	if x != nil {
+		return x.PruneConfirmed
 	}
 	return false
 }
@@ -2338,10 +2347,12 @@ func (x *CreateTokenResponse) GetExpiresUnixMs() int64 {
 }
 
 type SyncRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	App           string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
-	Cluster       string                 `protobuf:"bytes,2,opt,name=cluster,proto3" json:"cluster,omitempty"`
-	Selector      string                 `protobuf:"bytes,3,opt,name=selector,proto3" json:"selector,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	App      string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	Cluster  string                 `protobuf:"bytes,2,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	Selector string                 `protobuf:"bytes,3,opt,name=selector,proto3" json:"selector,omitempty"`
+	// Confirm the deletions held for confirmation (more than half the app, Namespaces, PVCs, CRDs).
+	ConfirmPrune  bool `protobuf:"varint,4,opt,name=confirm_prune,json=confirmPrune,proto3" json:"confirm_prune,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2395,6 +2406,13 @@ func (x *SyncRequest) GetSelector() string {
 		return x.Selector
 	}
 	return ""
+}
+
+func (x *SyncRequest) GetConfirmPrune() bool {
+	if x != nil {
+		return x.ConfirmPrune
+	}
+	return false
 }
 
 type SyncResponse struct {
@@ -2688,7 +2706,7 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\vhub_version\x18\x02 \x01(\tR\n" +
 	"hubVersion\x12)\n" +
 	"\x10protocol_version\x18\x03 \x01(\rR\x0fprotocolVersion\x12+\n" +
-	"\x11heartbeat_seconds\x18\x04 \x01(\rR\x10heartbeatSeconds\"\xc2\x03\n" +
+	"\x11heartbeat_seconds\x18\x04 \x01(\rR\x10heartbeatSeconds\"\xeb\x03\n" +
 	"\aDesired\x12\x10\n" +
 	"\x03app\x18\x01 \x01(\tR\x03app\x12\x1e\n" +
 	"\n" +
@@ -2707,7 +2725,8 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\fbundle_chunk\x18\n" +
 	" \x01(\fR\vbundleChunk\x12-\n" +
 	"\x13commit_time_unix_ms\x18\v \x01(\x03R\x10commitTimeUnixMs\x12%\n" +
-	"\x0esync_requested\x18\f \x01(\bR\rsyncRequested\"\xf2\x01\n" +
+	"\x0esync_requested\x18\f \x01(\bR\rsyncRequested\x12'\n" +
+	"\x0fprune_confirmed\x18\r \x01(\bR\x0epruneConfirmed\"\xf2\x01\n" +
 	"\n" +
 	"SyncPolicy\x12\x1c\n" +
 	"\tautomated\x18\x01 \x01(\bR\tautomated\x12\x14\n" +
@@ -2850,11 +2869,12 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x13CreateTokenResponse\x12\x1d\n" +
 	"\n" +
 	"join_token\x18\x01 \x01(\tR\tjoinToken\x12&\n" +
-	"\x0fexpires_unix_ms\x18\x02 \x01(\x03R\rexpiresUnixMs\"U\n" +
+	"\x0fexpires_unix_ms\x18\x02 \x01(\x03R\rexpiresUnixMs\"z\n" +
 	"\vSyncRequest\x12\x10\n" +
 	"\x03app\x18\x01 \x01(\tR\x03app\x12\x18\n" +
 	"\acluster\x18\x02 \x01(\tR\acluster\x12\x1a\n" +
-	"\bselector\x18\x03 \x01(\tR\bselector\"*\n" +
+	"\bselector\x18\x03 \x01(\tR\bselector\x12#\n" +
+	"\rconfirm_prune\x18\x04 \x01(\bR\fconfirmPrune\"*\n" +
 	"\fSyncResponse\x12\x1a\n" +
 	"\bclusters\x18\x01 \x03(\tR\bclusters\"R\n" +
 	"\x0eHistoryRequest\x12\x10\n" +

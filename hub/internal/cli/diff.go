@@ -1,0 +1,66 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
+)
+
+func newDiffCmd(o *rootOptions) *cobra.Command {
+	var cluster string
+	cmd := &cobra.Command{
+		Use:   "diff APP --cluster C",
+		Short: "Show how the live objects of an app differ from Git (drift), field by field, Secret values masked",
+		Example: `  flotilla diff api --cluster prod-eu-1
+  flotilla diff api            # every cluster`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return o.run(cmd, func(ctx context.Context, c *client) error {
+				resp, err := c.op.Status(ctx, &flotillav1.StatusRequest{App: args[0], Cluster: cluster})
+				if err != nil {
+					return err
+				}
+				if len(resp.Items) == 0 {
+					return fmt.Errorf("app %q has no status on %s", args[0], orAll(cluster))
+				}
+				w := cmd.OutOrStdout()
+				drifted := 0
+				for _, s := range resp.Items {
+					for _, d := range s.Drift {
+						drifted++
+						o := d.Object
+						kind := o.GetKind()
+						if g := o.GetGroup(); g != "" {
+							kind += "." + g
+						}
+						name := o.GetName()
+						if ns := o.GetNamespace(); ns != "" {
+							name = ns + "/" + name
+						}
+						fmt.Fprintf(w, "=== %s: %s %s (%s)\n", s.Cluster, kind, name, d.Type)
+						if d.Diff != "" {
+							fmt.Fprintln(w, strings.TrimRight(d.Diff, "\n"))
+						}
+					}
+				}
+				if drifted == 0 {
+					fmt.Fprintf(w, "no drift: the live objects of %s match Git on %s\n", args[0], orAll(cluster))
+				}
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&cluster, "cluster", "", "only this cluster")
+	return cmd
+}
+
+func orAll(cluster string) string {
+	if cluster == "" {
+		return "any cluster"
+	}
+	return "cluster " + cluster
+}
