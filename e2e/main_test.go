@@ -61,6 +61,7 @@ type envOptions struct {
 	apiTag       string
 	pollInterval time.Duration
 	hubArgs      []string
+	skipAgents   bool
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -90,7 +91,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		t.Fatal(err)
 	}
 	e.fleet, err = localfleet.Start(ctx, localfleet.Options{
-		Dir: dir, BinDir: binDir, AppsDir: e.appsDir, PollInterval: o.pollInterval, Heartbeat: time.Second, HubArgs: o.hubArgs,
+		Dir: dir, BinDir: binDir, AppsDir: e.appsDir, PollInterval: o.pollInterval, Heartbeat: time.Second, HubArgs: o.hubArgs, SkipAgents: o.skipAgents,
 		Members: []localfleet.Member{
 			{Cluster: cs[0], Labels: map[string]string{"env": "staging"}},
 			{Cluster: cs[1], Labels: map[string]string{"env": "production"}},

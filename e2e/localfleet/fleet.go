@@ -40,6 +40,9 @@ type Options struct {
 	Heartbeat    time.Duration
 	// HubArgs are extra flags for `flotilla hub`.
 	HubArgs []string
+	// SkipAgents registers the members but starts no agents (a test starts them its own way,
+	// with Token).
+	SkipAgents bool
 }
 
 // Fleet is a running hub with its agents.
@@ -120,6 +123,9 @@ func Start(ctx context.Context, opts Options) (*Fleet, error) {
 			f.Stop()
 			return nil, err
 		}
+		if opts.SkipAgents {
+			continue
+		}
 		if err := f.StartAgent(m.Cluster); err != nil {
 			f.Stop()
 			return nil, err
@@ -164,6 +170,9 @@ func (f *Fleet) Register(ctx context.Context, name string, labels map[string]str
 	f.tokens[name] = strings.TrimSpace(string(out))
 	return nil
 }
+
+// Token is the join token the hub issued for a registered cluster.
+func (f *Fleet) Token(cluster string) string { return f.tokens[cluster] }
 
 // StartAgent starts (or restarts) the agent of a cluster. The join token is passed on every
 // start; after the first, the agent uses the identity it keeps in the cluster.

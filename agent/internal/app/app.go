@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -27,6 +28,10 @@ import (
 
 // IdentitySecret is the Secret in the agent's namespace holding its key and certificate.
 const IdentitySecret = "flotilla-agent-identity"
+
+// EnvJoinToken is the environment variable the join token is read from when --join-token is
+// not given (the Helm chart sets it from a Secret).
+const EnvJoinToken = "FLOTILLA_JOIN_TOKEN"
 
 // Options are the agent's flags. Defaults live here.
 type Options struct {
@@ -52,7 +57,7 @@ func NewOptions() *Options {
 // AddFlags binds the options to flags.
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.Hubs, "hub", o.Hubs, "hub address host:port; repeat or comma-separate for several hub replicas")
-	fs.StringVar(&o.JoinToken, "join-token", o.JoinToken, "single-use join token from `flotilla cluster add` (needed on first start only)")
+	fs.StringVar(&o.JoinToken, "join-token", o.JoinToken, "single-use join token from `flotilla cluster add` (needed on first start only; default $"+EnvJoinToken+", which keeps it off the command line)")
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig of the cluster to manage (in-cluster config when empty)")
 	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "namespace where the agent keeps its identity and state Secrets (created if missing)")
 	fs.StringVar(&o.HTTPListen, "http-listen", o.HTTPListen, "address for /healthz and /readyz (empty disables)")
@@ -93,6 +98,9 @@ On first start it enrols with --join-token; its key and certificate then live in
 		SilenceErrors: true,
 		Args:          cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.JoinToken == "" {
+				o.JoinToken = os.Getenv(EnvJoinToken)
+			}
 			if err := o.Validate(); err != nil {
 				return err
 			}
