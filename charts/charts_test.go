@@ -17,7 +17,7 @@ import (
 var (
 	hubFlags = []string{"data-dir", "listen", "http-listen", "advertise-address", "tls-san",
 		"apps-dir", "apps-repo", "apps-revision", "apps-path", "poll-interval", "allow-local-repos",
-		"heartbeat", "agent-cert-ttl", "webhook-secret-file", "log-level", "log-format"}
+		"heartbeat", "agent-cert-ttl", "webhook-secret-file", "repo-credentials", "log-level", "log-format"}
 	agentFlags = []string{"hub", "join-token", "kubeconfig", "namespace", "http-listen",
 		"field-manager", "log-level", "log-format"}
 )

@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -75,6 +78,26 @@ func TestDeliveryEndToEnd(t *testing.T) {
 	assertAPI(t, e.ctx, production, 5, "registry.example/api:1.1.0")
 	if _, err := e.fleet.WaitStatus(e.ctx, 2*time.Minute, allAt(rev2, 4)); err != nil {
 		t.Fatal(err)
+	}
+
+	// Prometheus metrics on hub and agents: the key series moved.
+	hubMetrics := scrape(t, e.fleet.HTTPAddr)
+	for series, min := range map[string]float64{
+		`flotilla_hub_agents_connected`:                                      2,
+		`flotilla_hub_syncs_total{result="synced"}`:                          4,
+		`flotilla_hub_commit_to_applied_seconds_count`:                       2,
+		`flotilla_hub_render_cache_requests_total{result="miss"}`:            2,
+		`flotilla_hub_git_fetch_duration_seconds_count{result="ok"}`:         2,
+		`flotilla_hub_stream_messages_total{direction="out",type="desired"}`: 4,
+	} {
+		if got := hubMetrics[series]; got < min {
+			t.Errorf("hub metric %s = %v, want at least %v", series, got, min)
+		}
+	}
+	for name, addr := range e.fleet.AgentHTTP {
+		if got := scrape(t, addr)[`process_resident_memory_bytes`]; got <= 0 {
+			t.Errorf("agent %s: process_resident_memory_bytes = %v", name, got)
+		}
 	}
 
 	// The operator CLI: filters, history, a sync that waits for every cluster.
@@ -159,4 +182,32 @@ func assertAPI(t *testing.T, ctx context.Context, c *localkube.Cluster, replicas
 		}
 		t.Fatalf("cluster %s: want api with %d ready replicas of %s, got image %s: %v", c.Name, replicas, image, got, err)
 	}
+}
+
+// scrape reads a Prometheus text endpoint into series → value (the series text as written,
+// labels included).
+func scrape(t *testing.T, addr string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err == nil {
+			out[line[:i]] = v
+		}
+	}
+	return out
 }

@@ -55,7 +55,9 @@ type Fleet struct {
 	LogDir      string
 	Hub         *localkube.Process
 	Agents      map[string]*localkube.Process
-	tokens      map[string]string
+	// AgentHTTP is each agent's /healthz, /readyz and /metrics address.
+	AgentHTTP map[string]string
+	tokens    map[string]string
 }
 
 // RepoRoot finds the repository root from the working directory (the directory with go.mod
@@ -103,7 +105,7 @@ func Start(ctx context.Context, opts Options) (*Fleet, error) {
 	}
 	f := &Fleet{
 		opts: opts, DataDir: filepath.Join(opts.Dir, "hub-data"), LogDir: filepath.Join(opts.Dir, "logs"),
-		Agents: map[string]*localkube.Process{}, tokens: map[string]string{},
+		Agents: map[string]*localkube.Process{}, AgentHTTP: map[string]string{}, tokens: map[string]string{},
 	}
 	f.AdminConfig = filepath.Join(f.DataDir, "admin.yaml")
 	if err := os.MkdirAll(f.LogDir, 0o700); err != nil {
@@ -177,8 +179,13 @@ func (f *Fleet) Token(cluster string) string { return f.tokens[cluster] }
 // StartAgent starts (or restarts) the agent of a cluster. The join token is passed on every
 // start; after the first, the agent uses the identity it keeps in the cluster.
 func (f *Fleet) StartAgent(c *localkube.Cluster) error {
+	ports, err := localkube.FreePorts(1)
+	if err != nil {
+		return err
+	}
+	f.AgentHTTP[c.Name] = "127.0.0.1:" + strconv.Itoa(ports[0])
 	args := []string{"--hub", f.HubAddr, "--join-token", f.tokens[c.Name], "--kubeconfig", c.Kubeconfig,
-		"--http-listen", "", "--log-level", "debug"}
+		"--http-listen", f.AgentHTTP[c.Name], "--log-level", "debug"}
 	p, err := localkube.StartProcess("agent-"+c.Name, filepath.Join(f.opts.BinDir, "flotilla-agent"), args, nil, f.LogDir)
 	if err != nil {
 		return err

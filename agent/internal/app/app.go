@@ -21,6 +21,7 @@ import (
 
 	"github.com/flotilla-dev/flotilla/agent/internal/hubclient"
 	"github.com/flotilla-dev/flotilla/agent/internal/identity"
+	"github.com/flotilla-dev/flotilla/agent/internal/metrics"
 	"github.com/flotilla-dev/flotilla/agent/internal/syncer"
 	"github.com/flotilla-dev/flotilla/shared/logging"
 	"github.com/flotilla-dev/flotilla/shared/version"
@@ -60,7 +61,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.JoinToken, "join-token", o.JoinToken, "single-use join token from `flotilla cluster add` (needed on first start only; default $"+EnvJoinToken+", which keeps it off the command line)")
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig of the cluster to manage (in-cluster config when empty)")
 	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "namespace where the agent keeps its identity and state Secrets (created if missing)")
-	fs.StringVar(&o.HTTPListen, "http-listen", o.HTTPListen, "address for /healthz and /readyz (empty disables)")
+	fs.StringVar(&o.HTTPListen, "http-listen", o.HTTPListen, "address for /healthz, /readyz and /metrics (empty disables)")
 	fs.StringVar(&o.FieldManager, "field-manager", o.FieldManager, "server-side apply field manager")
 	fs.StringVar(&o.Log.Level, "log-level", o.Log.Level, "debug, info, warn or error")
 	fs.StringVar(&o.Log.Format, "log-format", o.Log.Format, "text or json")
@@ -160,7 +161,8 @@ func run(ctx context.Context, o *Options, log *slog.Logger) error {
 		if err != nil {
 			return fmt.Errorf("--http-listen: %w", err)
 		}
-		g.Go(func() error { return serveHealth(gctx, l) })
+		m := metrics.New(version.Version)
+		g.Go(func() error { return serveHealth(gctx, l, m) })
 	}
 	log.Info("agent started", "version", version.String(), "hubs", strings.Join(o.Hubs, ","))
 	return g.Wait()
@@ -201,8 +203,9 @@ func loadOrJoin(ctx context.Context, o *Options, client kubernetes.Interface, lo
 	return nil, errors.Join(errs...)
 }
 
-func serveHealth(ctx context.Context, l net.Listener) error {
+func serveHealth(ctx context.Context, l net.Listener, m *metrics.Agent) error {
 	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
 	ok := func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) }
 	mux.HandleFunc("GET /healthz", ok)
 	mux.HandleFunc("GET /readyz", ok)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/flotilla-dev/flotilla/hub/internal/cli"
 	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
+	"github.com/flotilla-dev/flotilla/hub/internal/metrics"
 	"github.com/flotilla-dev/flotilla/hub/internal/pki"
 	"github.com/flotilla-dev/flotilla/hub/internal/render"
 	"github.com/flotilla-dev/flotilla/hub/internal/server"
@@ -82,6 +83,7 @@ func runHub(ctx context.Context, o *Options, log *slog.Logger) error {
 	}
 
 	fl := fleet.New(3 * o.Heartbeat)
+	m := metrics.New(presenceCounter(st, fl))
 	restoreReports(fl, st, log)
 	fl.OnReport(func(cluster string, r *fleet.Report) {
 		data, err := json.Marshal(r)
@@ -92,18 +94,26 @@ func runHub(ctx context.Context, o *Options, log *slog.Logger) error {
 			log.Warn("status snapshot not saved", logging.KeyCluster, cluster, logging.KeyApp, r.App, logging.Err(err))
 		}
 	})
-	fetcher, err := source.New(source.Options{CacheDir: filepath.Join(o.DataDir, "git"), AllowLocal: o.AllowLocalRepos})
+	var creds *source.Credentials
+	if o.RepoCredentials != "" {
+		if creds, err = source.LoadCredentials(o.RepoCredentials); err != nil {
+			return fmt.Errorf("--repo-credentials: %w", err)
+		}
+	}
+	fetcher, err := source.New(source.Options{
+		CacheDir: filepath.Join(o.DataDir, "git"), AllowLocal: o.AllowLocalRepos, Credentials: creds,
+	})
 	if err != nil {
 		return err
 	}
 	rec := fleet.NewReconciler(fleet.ReconcilerConfig{
 		AppsDir: o.AppsDir, AppsRepo: o.AppsRepo, AppsRevision: o.AppsRevision, AppsPath: o.AppsPath,
 		PollInterval: o.PollInterval, Fetcher: fetcher, Renderer: render.New(render.Options{}),
-		Cache: render.NewCache(0), Clusters: clusterLister(st), Logger: log,
+		Cache: render.NewCache(0), Clusters: clusterLister(st), Logger: log, Metrics: m,
 	}, fl)
 	srv := server.New(server.Config{
 		Fleet: fl, Store: st, CA: ca, Serving: serving, Reconcile: rec, Heartbeat: o.Heartbeat,
-		AgentCertTTL: o.AgentCertTTL, HubVersion: version.Version, Logger: log,
+		AgentCertTTL: o.AgentCertTTL, HubVersion: version.Version, Logger: log, Metrics: m,
 	})
 
 	lis, err := net.Listen("tcp", o.Listen)
@@ -118,7 +128,7 @@ func runHub(ctx context.Context, o *Options, log *slog.Logger) error {
 		if err != nil {
 			return fmt.Errorf("--http-listen: %w", err)
 		}
-		mux, err := httpMux(o, fl, rec, log)
+		mux, err := httpMux(o, fl, rec, m, log)
 		if err != nil {
 			return err
 		}
@@ -127,6 +137,27 @@ func runHub(ctx context.Context, o *Options, log *slog.Logger) error {
 	log.Info("hub started", logging.KeyAddr, lis.Addr().String(), "advertise", o.Advertise,
 		"version", version.String(), "adminConfig", filepath.Join(o.DataDir, "admin.yaml"))
 	return g.Wait()
+}
+
+// presenceCounter counts, at scrape time, connected agents and stale registered clusters.
+func presenceCounter(st *store.Store, fl *fleet.Fleet) metrics.Presence {
+	return func() (connected, stale int) {
+		list, err := st.ListClusters()
+		if err != nil {
+			return 0, 0
+		}
+		for _, c := range list {
+			if c.Revoked {
+				continue
+			}
+			if _, state := fl.Presence(c.Name); state == fleet.StateConnected {
+				connected++
+			} else {
+				stale++
+			}
+		}
+		return connected, stale
+	}
 }
 
 // clusterLister lists the registered, non-revoked clusters for the reconciler.
@@ -176,8 +207,9 @@ func writeAdminConfig(o *Options, ca *pki.CA) error {
 }
 
 // httpMux serves health and, with a webhook secret, POST /api/webhook.
-func httpMux(o *Options, fl *fleet.Fleet, rec *fleet.Reconciler, log *slog.Logger) (*http.ServeMux, error) {
+func httpMux(o *Options, fl *fleet.Fleet, rec *fleet.Reconciler, m *metrics.Hub, log *slog.Logger) (*http.ServeMux, error) {
 	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
 	ok := func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) }
 	mux.HandleFunc("GET /healthz", ok)
 	mux.HandleFunc("GET /readyz", ok)

@@ -28,6 +28,7 @@ type Options struct {
 	Heartbeat       time.Duration
 	AgentCertTTL    time.Duration
 	WebhookSecret   string
+	RepoCredentials string
 	Log             logging.Options
 }
 
@@ -61,6 +62,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.Heartbeat, "heartbeat", o.Heartbeat, "heartbeat interval on agent streams; a cluster silent for three intervals is Stale")
 	fs.DurationVar(&o.AgentCertTTL, "agent-cert-ttl", o.AgentCertTTL, "validity of the client certificates issued to agents")
 	fs.StringVar(&o.WebhookSecret, "webhook-secret-file", o.WebhookSecret, "file holding the shared secret that signs Git push webhooks on POST /api/webhook (GitHub, GitLab, Gitea, Bitbucket); without it the endpoint is off")
+	fs.StringVar(&o.RepoCredentials, "repo-credentials", o.RepoCredentials, "YAML file of Git credentials by URL prefix (HTTPS token/basic auth from files, SSH keys with a pinned known_hosts)")
 	fs.StringVar(&o.Log.Level, "log-level", o.Log.Level, "debug, info, warn or error")
 	fs.StringVar(&o.Log.Format, "log-format", o.Log.Format, "text or json")
 }

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
 	"github.com/flotilla-dev/flotilla/hub/internal/apps"
+	"github.com/flotilla-dev/flotilla/hub/internal/metrics"
 	"github.com/flotilla-dev/flotilla/hub/internal/source"
 	"github.com/flotilla-dev/flotilla/shared/bundle"
 	"github.com/flotilla-dev/flotilla/shared/logging"
@@ -53,6 +54,8 @@ type ReconcilerConfig struct {
 	// Clusters lists the registered, non-revoked clusters.
 	Clusters func() ([]ClusterVars, error)
 	Logger   *slog.Logger
+	// Metrics may be nil.
+	Metrics *metrics.Hub
 }
 
 // Reconciler turns Git into desired state: each round it loads the Applications, fetches
@@ -136,7 +139,9 @@ func (r *Reconciler) Round(ctx context.Context) {
 		key := app.Source.RepoURL + "@" + app.Source.TargetRevision
 		snap, ok := snaps[key]
 		if !ok && snapErrs[key] == nil {
+			fetchStart := time.Now()
 			snap, err = r.cfg.Fetcher.Fetch(ctx, app.Source.RepoURL, app.Source.TargetRevision)
+			r.cfg.Metrics.GitFetch(time.Since(fetchStart), err)
 			if err != nil {
 				snapErrs[key] = err
 			} else {
@@ -194,7 +199,9 @@ func (r *Reconciler) renderFor(ctx context.Context, app *apps.Application, c Clu
 	}
 	key := snap.RepoURL + "@" + snap.TreeHash + ":" + path
 	b, ok := r.cfg.Cache.Get(key)
+	r.cfg.Metrics.RenderCache(ok)
 	if !ok {
+		renderStart := time.Now()
 		fsys, err := snap.FileSystem()
 		if err != nil {
 			return err
@@ -202,6 +209,7 @@ func (r *Reconciler) renderFor(ctx context.Context, app *apps.Application, c Clu
 		rctx, cancel := context.WithTimeout(ctx, r.cfg.RenderTimeout)
 		objs, err := r.cfg.Renderer.Render(rctx, fsys, path)
 		cancel()
+		r.cfg.Metrics.Render(time.Since(renderStart), err)
 		if err != nil {
 			return err
 		}

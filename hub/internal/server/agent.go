@@ -148,7 +148,7 @@ func (s *Server) sendDiff(stream flotillav1.AgentService_ConnectServer, cluster 
 		if sent[app] >= d.Generation {
 			continue
 		}
-		if err := sendDesired(stream, d); err != nil {
+		if err := s.sendDesired(stream, d); err != nil {
 			return err
 		}
 		sent[app] = d.Generation
@@ -172,8 +172,10 @@ func (s *Server) sendDiff(stream flotillav1.AgentService_ConnectServer, cluster 
 }
 
 // sendDesired sends d, split into chunks of the compressed bundle when it is large.
-func sendDesired(stream flotillav1.AgentService_ConnectServer, d *fleet.Desired) error {
-	chunks := bundle.Split(bundle.Compress(d.Bundle.Data), ChunkSize)
+func (s *Server) sendDesired(stream flotillav1.AgentService_ConnectServer, d *fleet.Desired) error {
+	compressed := bundle.Compress(d.Bundle.Data)
+	s.cfg.Metrics.BundleBytes(len(compressed))
+	chunks := bundle.Split(compressed, ChunkSize)
 	for i, c := range chunks {
 		msg := &flotillav1.Desired{
 			App: d.App, Generation: d.Generation, Revision: d.Revision, Digest: d.Bundle.Digest,
@@ -192,6 +194,7 @@ func sendDesired(stream flotillav1.AgentService_ConnectServer, d *fleet.Desired)
 		if err := stream.Send(&flotillav1.HubMessage{Msg: &flotillav1.HubMessage_Desired{Desired: msg}}); err != nil {
 			return err
 		}
+		s.cfg.Metrics.StreamMessage("out", "desired")
 	}
 	return nil
 }
@@ -218,18 +221,25 @@ func (s *Server) receive(ctx context.Context, stream flotillav1.AgentService_Con
 		s.cfg.Fleet.Seen(cluster, "", true)
 		switch m := msg.Msg.(type) {
 		case *flotillav1.AgentMessage_Ack:
+			s.cfg.Metrics.StreamMessage("in", "ack")
 			a := m.Ack
 			r, first := s.cfg.Fleet.Ack(cluster, a.App, a.Generation, a.Revision, a.Digest)
 			if first {
+				s.cfg.Metrics.Sync(true)
+				s.cfg.Metrics.CommitToApplied(r.CommitToApplied)
 				s.recordHistory(cluster, a.App, a.Revision, "Synced", r)
 			}
 		case *flotillav1.AgentMessage_Nack:
+			s.cfg.Metrics.StreamMessage("in", "nack")
+			s.cfg.Metrics.Sync(false)
 			n := m.Nack
 			s.cfg.Fleet.Nack(cluster, n.App, n.Generation, n.Error)
 			s.recordHistory(cluster, n.App, "", "Failed: "+n.Error, nil)
 		case *flotillav1.AgentMessage_Status:
+			s.cfg.Metrics.StreamMessage("in", "status")
 			s.cfg.Fleet.Status(cluster, reportFromProto(m.Status))
 		case *flotillav1.AgentMessage_Heartbeat:
+			s.cfg.Metrics.StreamMessage("in", "heartbeat")
 		case *flotillav1.AgentMessage_Hello:
 			return status.Error(codes.InvalidArgument, "Hello sent twice")
 		}

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
+	"github.com/flotilla-dev/flotilla/hub/internal/metrics"
 	"github.com/flotilla-dev/flotilla/hub/internal/store"
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
 )
@@ -62,6 +63,8 @@ type Config struct {
 	DefaultTokenTTL time.Duration
 	HubVersion      string
 	Logger          *slog.Logger
+	// Metrics may be nil.
+	Metrics *metrics.Hub
 }
 
 // Server implements the three gRPC services.
