@@ -85,7 +85,8 @@ func (r *Repo) git(args ...string) error {
 	return nil
 }
 
-// GitDaemon serves the repositories under a directory over the git protocol on loopback.
+// GitDaemon serves the repositories under a directory over the git protocol on loopback,
+// pushes allowed (the hub pushes promotions).
 type GitDaemon struct {
 	Base string
 	Port int
@@ -104,7 +105,7 @@ func ServeGit(ctx context.Context, base, logDir string) (*GitDaemon, error) {
 
 // Start (re)starts the daemon on its port and waits until it accepts connections.
 func (d *GitDaemon) Start(ctx context.Context, logDir string) error {
-	p, err := localkube.StartProcess("git-daemon", "git", []string{"daemon", "--export-all", "--reuseaddr",
+	p, err := localkube.StartProcess("git-daemon", "git", []string{"daemon", "--export-all", "--enable=receive-pack", "--reuseaddr",
 		"--base-path=" + d.Base, "--listen=127.0.0.1", "--port=" + strconv.Itoa(d.Port), d.Base}, nil, logDir)
 	if err != nil {
 		return err

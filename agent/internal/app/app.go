@@ -113,6 +113,7 @@ On first start it enrols with --join-token; its key and certificate then live in
 		},
 	}
 	o.AddFlags(cmd.Flags())
+	cmd.AddCommand(newHealthCommand())
 	return cmd
 }
 

@@ -1,5 +1,8 @@
-// Package health assesses the health of Kubernetes objects (kstatus, with Argo CD's vocabulary)
-// and folds many assessments into one.
+// Package health assesses the health of Kubernetes objects, with Argo CD's vocabulary, and folds
+// many assessments into one. Built-in rules cover the core workload, networking, storage and
+// API-extension kinds (rules.go, workloads.go); other custom resources follow the kstatus
+// conventions (Ready, Reconciling and Stalled conditions, observedGeneration); users add CEL
+// rules for the kinds they own (cel.go).
 package health
 
 import (
@@ -40,12 +43,18 @@ var rank = map[Status]int{
 	Degraded:    5,
 }
 
+// Valid reports whether s is one of the health states.
+func Valid(s Status) bool {
+	_, ok := rank[s]
+	return ok
+}
+
 // Worst returns the worst of statuses by the order documented on rank; Healthy when there are
 // none. An unrecognised status counts as Unknown.
 func Worst(statuses ...Status) Status {
 	worst := Healthy
 	for _, s := range statuses {
-		if _, ok := rank[s]; !ok {
+		if !Valid(s) {
 			s = Unknown
 		}
 		if rank[s] > rank[worst] {
@@ -78,32 +87,31 @@ var presentIsHealthy = map[string]bool{
 	"admissionregistration.k8s.io/MutatingWebhookConfiguration":   true,
 }
 
-// Assess returns the health of obj and a message for people. A nil obj is Missing.
+// Assess returns the health of obj by the built-in rules, and a message for people. A nil obj
+// is Missing. It is (*Assessor)(nil).Assess.
 func Assess(obj *unstructured.Unstructured) (Status, string) {
-	if obj == nil {
-		return Missing, "not found"
-	}
-	if obj.GetDeletionTimestamp() != nil {
-		return Progressing, "being deleted"
-	}
+	var a *Assessor
+	return a.Assess(obj)
+}
+
+// builtin assesses obj, which exists and is not being deleted, without custom rules.
+func builtin(obj *unstructured.Unstructured) (Status, string) {
 	gvk := obj.GroupVersionKind()
-	if presentIsHealthy[gvk.Group+"/"+gvk.Kind] {
+	key := gvk.Group + "/" + gvk.Kind
+	if presentIsHealthy[key] {
 		return Healthy, "present"
 	}
 	if s, msg, ok := suspended(obj); ok {
 		return s, msg
 	}
-	res, err := status.Compute(obj)
-	if err != nil {
-		// kstatus reads integers as int64; objects decoded with encoding/json carry float64.
-		if norm, nerr := normalize(obj); nerr == nil {
-			res, err = status.Compute(norm)
+	obj = normalized(obj)
+	if rule := builtinRules[key]; rule != nil {
+		if s, msg, ok := unobserved(obj); ok {
+			return s, msg
 		}
+		return rule(obj)
 	}
-	if err != nil {
-		return Unknown, fmt.Sprintf("cannot assess: %v", err)
-	}
-	return fromKstatus(res.Status), message(res)
+	return viaKstatus(obj)
 }
 
 // suspended recognises objects switched off on purpose: spec.suspend (CronJob, Job and most
@@ -120,14 +128,51 @@ func suspended(obj *unstructured.Unstructured) (Status, string, bool) {
 	return "", "", false
 }
 
-// normalize re-decodes obj the way the API client does, so integers are int64.
-func normalize(obj *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+// normalized returns obj with integers as int64, as the API client decodes them, which
+// kstatus and the rules read: objects decoded with encoding/json (shared/bundle.Decode, YAML
+// files) carry float64. An object without floats is returned as it is.
+func normalized(obj *unstructured.Unstructured) *unstructured.Unstructured {
+	if !hasFloat(obj.Object) {
+		return obj
+	}
 	data, err := obj.MarshalJSON()
 	if err != nil {
-		return nil, err
+		return obj
 	}
 	out := &unstructured.Unstructured{}
-	return out, out.UnmarshalJSON(data)
+	if err := out.UnmarshalJSON(data); err != nil {
+		return obj
+	}
+	return out
+}
+
+func hasFloat(v any) bool {
+	switch v := v.(type) {
+	case float64, float32:
+		return true
+	case map[string]any:
+		for _, x := range v {
+			if hasFloat(x) {
+				return true
+			}
+		}
+	case []any:
+		for _, x := range v {
+			if hasFloat(x) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// viaKstatus assesses obj by the kstatus conventions.
+func viaKstatus(obj *unstructured.Unstructured) (Status, string) {
+	res, err := status.Compute(obj)
+	if err != nil {
+		return Unknown, fmt.Sprintf("cannot assess: %v", err)
+	}
+	return fromKstatus(res.Status), message(res)
 }
 
 func fromKstatus(s status.Status) Status {

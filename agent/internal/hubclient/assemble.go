@@ -7,6 +7,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/flotilla-dev/flotilla/agent/internal/health"
 	"github.com/flotilla-dev/flotilla/agent/internal/syncer"
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
 	"github.com/flotilla-dev/flotilla/shared/bundle"
@@ -78,6 +79,9 @@ func desiredFromProto(h *flotillav1.Desired, objs []*unstructured.Unstructured, 
 	if hp := h.HealthPolicy; hp != nil {
 		d.Health = syncer.HealthPolicy{
 			ProgressDeadline: time.Duration(hp.ProgressDeadlineMs) * time.Millisecond, AutoRollback: hp.AutoRollback,
+		}
+		for _, r := range hp.Rules {
+			d.Health.Rules = append(d.Health.Rules, health.Rule{Group: r.Group, Kind: r.Kind, Expression: r.Expression})
 		}
 	}
 	if h.CommitTimeUnixMs > 0 {

@@ -312,6 +312,7 @@ func statusToProto(s syncer.AppStatus) *flotillav1.AppStatus {
 	p := &flotillav1.AppStatus{
 		App: s.App, Sync: s.Sync, Health: s.Health, Message: s.Message, Generation: s.Generation,
 		AppliedRevision: s.AppliedRevision, AppliedDigest: s.AppliedDigest, HealthyRevision: s.HealthyRevision,
+		RolledBackRevision: s.RolledBackRevision,
 	}
 	if !s.AppliedAt.IsZero() {
 		p.AppliedAtUnixMs = s.AppliedAt.UnixMilli()

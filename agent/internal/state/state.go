@@ -1,6 +1,7 @@
-// Package state keeps the agent's durable per-app state in the cluster it manages: one Secret per
-// app in the agent's namespace, holding gzip-compressed JSON. With it an agent that restarts
-// knows what it applied (bundle, inventory) and what was last healthy, without the hub.
+// Package state keeps the agent's durable per-app state in the cluster it manages: per app, one
+// Secret in the agent's namespace holding gzip-compressed JSON, or several when the compressed
+// state is larger than one Secret may hold (see Store). With it an agent that restarts knows
+// what it applied (bundle, inventory) and what was last healthy, without the hub.
 package state
 
 import (
@@ -11,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,10 +28,26 @@ const (
 	SecretPrefix = "flotilla-app-"
 	// SecretType is the type of the state Secrets.
 	SecretType = "flotilla.dev/app-state"
-	// DataKey is the Secret data key holding the gzip-compressed JSON.
+	// DataKey is the Secret data key holding the gzip-compressed JSON (in a state cut into
+	// parts, this Secret's slice of it).
 	DataKey = "state.json.gz"
+	// LabelAppState is on every Secret of an app's state, head and parts; its value is
+	// AppLabelValue(app).
+	LabelAppState = "flotilla.dev/app-state"
+	// LabelPart marks a part Secret (not the head); its value is the part's index, from 1.
+	LabelPart = "flotilla.dev/state-part"
+	// AnnotationParts, on the head, is the number of parts of the state, the head included.
+	AnnotationParts = "flotilla.dev/state-parts"
+	// AnnotationSHA256, on the head, is the hex sha256 of the whole compressed state: the
+	// DataKey values of the head and its parts, in order.
+	AnnotationSHA256 = "flotilla.dev/state-sha256"
+	// MaxPartSize bounds the compressed bytes one Secret holds. The API server refuses a
+	// Secret whose data exceeds 1 MiB; this leaves room under 900 KiB.
+	MaxPartSize = 896 << 10
 	// maxDecoded bounds a decompressed state document.
 	maxDecoded = 64 << 20
+	// maxParts bounds the parts a head may name: enough for maxDecoded of incompressible data.
+	maxParts = (maxDecoded+maxDecoded/16)/MaxPartSize + 1
 )
 
 // AppState is what the agent keeps for one app.
@@ -51,6 +69,23 @@ type AppState struct {
 	HealthyDigest   string
 	HealthyBundle   []byte
 	AppliedAt       time.Time
+	// RolledBack is set when the agent rolled back from a revision that did not become
+	// healthy, or tried to: that revision is not applied again until the hub sends another
+	// revision or digest, or an operator asks for it.
+	RolledBack *RolledBack
+}
+
+// RolledBack records an automatic rollback from one revision.
+type RolledBack struct {
+	// Revision and Digest are those of the revision rolled back from.
+	Revision string
+	Digest   string
+	Reason   string    // why it was unhealthy, for people
+	At       time.Time `json:",omitzero"`
+	// Failed: re-applying the last healthy revision failed; the agent stopped there, keeping
+	// what the cluster holds. Error says why.
+	Failed bool   `json:",omitempty"`
+	Error  string `json:",omitempty"`
 }
 
 // Policy is the sync and health policy the app was last applied with.
@@ -67,6 +102,14 @@ type Policy struct {
 	RetryMaxDuration time.Duration `json:",omitempty"`
 	ProgressDeadline time.Duration `json:",omitempty"`
 	AutoRollback     bool          `json:",omitempty"`
+	HealthRules      []HealthRule  `json:",omitempty"`
+}
+
+// HealthRule is a custom health rule of the policy (agent/internal/health.Rule).
+type HealthRule struct {
+	Group      string `json:",omitempty"`
+	Kind       string
+	Expression string
 }
 
 // ObjectRef names one object of an inventory.
@@ -94,6 +137,7 @@ type document struct {
 	HealthyBundle   json.RawMessage `json:",omitempty"`
 	HealthySame     bool            `json:",omitempty"`
 	AppliedAt       time.Time
+	RolledBack      *RolledBack `json:",omitempty"`
 }
 
 // encode returns the JSON form of s (deterministic: equal states give equal bytes).
@@ -105,6 +149,7 @@ func encode(s *AppState) ([]byte, error) {
 		App: s.App, Generation: s.Generation, Revision: s.Revision, Digest: s.Digest,
 		Bundle: raw(s.Bundle), Namespace: s.Namespace, Policy: s.Policy, Inventory: s.Inventory,
 		HealthyRevision: s.HealthyRevision, HealthyDigest: s.HealthyDigest, AppliedAt: s.AppliedAt.UTC(),
+		RolledBack: s.RolledBack,
 	}
 	if s.HealthyDigest != "" && s.HealthyDigest == s.Digest && bytes.Equal(s.HealthyBundle, s.Bundle) {
 		doc.HealthySame = true
@@ -136,7 +181,7 @@ func decode(data []byte) (*AppState, error) {
 		App: doc.App, Generation: doc.Generation, Revision: doc.Revision, Digest: doc.Digest,
 		Bundle: bytesOf(doc.Bundle), Namespace: doc.Namespace, Policy: doc.Policy, Inventory: doc.Inventory,
 		HealthyRevision: doc.HealthyRevision, HealthyDigest: doc.HealthyDigest,
-		HealthyBundle: bytesOf(doc.HealthyBundle), AppliedAt: doc.AppliedAt,
+		HealthyBundle: bytesOf(doc.HealthyBundle), AppliedAt: doc.AppliedAt, RolledBack: doc.RolledBack,
 	}
 	if doc.HealthySame {
 		s.HealthyBundle = s.Bundle
@@ -193,13 +238,40 @@ func decompress(data []byte) ([]byte, error) {
 	return out, nil
 }
 
-// SecretName returns the name of app's state Secret: "flotilla-app-<app>" when that is a valid
-// name, else a sanitised form with a short hash of the app name.
+// SecretName returns the name of app's state Secret (its head): "flotilla-app-<app>" when app
+// is a DNS-1123 label (every app the hub sends is), else a sanitised form with a short hash of
+// the app name. Head names never hold a dot, so they never collide with PartName.
 func SecretName(app string) string {
-	name := SecretPrefix + app
-	if len(validation.IsDNS1123Subdomain(name)) == 0 && len(name) <= 200 {
-		return name
+	if len(validation.IsDNS1123Label(app)) == 0 {
+		return SecretPrefix + app
 	}
+	return SecretPrefix + sanitized(app, 180)
+}
+
+// PartName returns the name of part i (from 1) of app's state: the head's name, a dot and i.
+// The dot keeps it apart from every head: "flotilla-app-shop-1" would be the head of app
+// "shop-1".
+func PartName(app string, i int) string { return partName(SecretName(app), i) }
+
+func partName(head string, i int) string { return head + "." + strconv.Itoa(i) }
+
+// AppLabelValue returns the value of LabelAppState for app: the app name when it is a valid
+// label value, else a sanitised form with a short hash of the app name.
+func AppLabelValue(app string) string {
+	if len(validation.IsValidLabelValue(app)) == 0 {
+		return app
+	}
+	v := sanitized(app, 40)
+	if v[0] == '-' {
+		v = "x" + v // a label value starts with a letter or digit
+	}
+	return v
+}
+
+// sanitized is app in lower case with every other character than a-z, 0-9 and '-' replaced,
+// trimmed of dashes and cut to at most max characters, then a dash and the first 10 hex digits
+// of sha256(app).
+func sanitized(app string, max int) string {
 	var b strings.Builder
 	for _, r := range strings.ToLower(app) {
 		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') || r == '-' {
@@ -209,9 +281,9 @@ func SecretName(app string) string {
 		}
 	}
 	clean := strings.Trim(b.String(), "-")
-	if len(clean) > 180 {
-		clean = clean[:180]
+	if len(clean) > max {
+		clean = clean[:max]
 	}
 	sum := sha256.Sum256([]byte(app))
-	return SecretPrefix + clean + "-" + hex.EncodeToString(sum[:])[:10]
+	return clean + "-" + hex.EncodeToString(sum[:])[:10]
 }

@@ -1,10 +1,13 @@
 package state
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -15,6 +18,15 @@ import (
 
 // Store reads and writes the state Secrets of one namespace. It is safe for concurrent use;
 // concurrent Saves of the same app must be serialised by the caller.
+//
+// An app's state is its JSON document, gzip-compressed and cut into parts of at most
+// MaxPartSize bytes. The head Secret, SecretName(app), holds the first part, the number of
+// parts and the sha256 of the whole; the Secrets PartName(app, 1), PartName(app, 2), ... hold
+// the rest. Save writes the parts first, the head last, and deletes surplus parts after; Load
+// accepts a state only when the parts its head names add up to the head's checksum. So a write
+// cut short anywhere leaves the old state, the new one, or a state Load reports as unreadable:
+// never a mix that loads. Parts that no head names (orphans of an interrupted write or delete)
+// are ignored.
 type Store struct {
 	client    kubernetes.Interface
 	namespace string
@@ -23,10 +35,12 @@ type Store struct {
 	saved map[string]written // by app: what the cluster holds, as far as this Store knows
 }
 
-// written is what a state Secret was last known to hold.
+// written is what an app's state Secrets were last known to hold.
 type written struct {
-	resourceVersion string
+	resourceVersion string            // of the head
 	sum             [sha256.Size]byte // of the JSON document
+	parts           int               // the head's part count
+	orphans         bool              // parts beyond the count may be left to delete
 }
 
 // NewStore returns a Store keeping state Secrets in namespace.
@@ -34,8 +48,9 @@ func NewStore(client kubernetes.Interface, namespace string) *Store {
 	return &Store{client: client, namespace: namespace, saved: map[string]written{}}
 }
 
-// Load reads every app's state. A Secret that cannot be decoded is left out and named in the
-// returned error, next to the states that could be read: the caller decides what to do.
+// Load reads every app's state. A state that cannot be read (undecodable, a part missing, a
+// checksum that does not match) is left out and named in the returned error, next to the
+// states that could be read: the caller decides what to do.
 func (s *Store) Load(ctx context.Context) (map[string]*AppState, error) {
 	list, err := s.client.CoreV1().Secrets(s.namespace).List(ctx, metav1.ListOptions{
 		LabelSelector: LabelState + "=" + LabelStateApp,
@@ -43,28 +58,56 @@ func (s *Store) Load(ctx context.Context) (map[string]*AppState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list state secrets in %s: %w", s.namespace, err)
 	}
-	states := make(map[string]*AppState, len(list.Items))
+	var heads []*corev1.Secret
+	parts := map[string]*corev1.Secret{}
+	for i := range list.Items {
+		sec := &list.Items[i]
+		if _, ok := sec.Labels[LabelPart]; ok {
+			parts[sec.Name] = sec
+		} else {
+			heads = append(heads, sec)
+		}
+	}
+	lookup := func(name string) (*corev1.Secret, error) {
+		if p := parts[name]; p != nil {
+			return p, nil
+		}
+		return nil, errMissingPart
+	}
+	states := make(map[string]*AppState, len(heads))
+	loaded := map[string]string{} // head name → app
 	var errs []error
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for i := range list.Items {
-		sec := &list.Items[i]
-		st, sum, err := decodeSecret(sec)
+	for _, head := range heads {
+		st, w, err := readState(head, lookup)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("state secret %s/%s: %w", s.namespace, sec.Name, err))
+			errs = append(errs, fmt.Errorf("state secret %s/%s: %w", s.namespace, head.Name, err))
 			continue
 		}
-		if sec.Name != SecretName(st.App) {
-			errs = append(errs, fmt.Errorf("state secret %s/%s holds app %q, expected in %s", s.namespace, sec.Name, st.App, SecretName(st.App)))
+		if head.Name != SecretName(st.App) {
+			errs = append(errs, fmt.Errorf("state secret %s/%s holds app %q, expected in %s", s.namespace, head.Name, st.App, SecretName(st.App)))
 			continue
 		}
 		states[st.App] = st
-		s.saved[st.App] = written{resourceVersion: sec.ResourceVersion, sum: sum}
+		s.saved[st.App] = w
+		loaded[head.Name] = st.App
+	}
+	// Parts beyond a loaded head's count are left over from a write that stopped before its
+	// clean-up: the app's next Save deletes them.
+	for _, p := range parts {
+		head, i, ok := splitPartName(p.Name)
+		app, isLoaded := loaded[head]
+		if ok && isLoaded && i >= s.saved[app].parts {
+			w := s.saved[app]
+			w.orphans = true
+			s.saved[app] = w
+		}
 	}
 	return states, errors.Join(errs...)
 }
 
-// Save writes st, creating the namespace and the Secret when missing. It writes nothing when
+// Save writes st, creating the namespace and the Secrets when missing. It writes nothing when
 // the cluster already holds the same state.
 func (s *Store) Save(ctx context.Context, st *AppState) error {
 	if st.App == "" {
@@ -74,56 +117,60 @@ func (s *Store) Save(ctx context.Context, st *AppState) error {
 	if err != nil {
 		return fmt.Errorf("save state of %s: %w", st.App, err)
 	}
+	if len(doc) > maxDecoded {
+		return fmt.Errorf("save state of %s: %d bytes, more than the %d a state may hold", st.App, len(doc), maxDecoded)
+	}
 	sum := sha256.Sum256(doc)
 	s.mu.Lock()
 	prev, known := s.saved[st.App]
 	s.mu.Unlock()
 	if known && prev.sum == sum {
+		if prev.orphans {
+			s.deleteSurplus(ctx, st.App, prev)
+		}
 		return nil
 	}
-	secret := s.secret(st.App, compress(doc))
-	secrets := s.client.CoreV1().Secrets(s.namespace)
-
-	if known {
-		secret.ResourceVersion = prev.resourceVersion
-		out, err := secrets.Update(ctx, secret, metav1.UpdateOptions{})
-		if err == nil {
-			s.remember(st.App, out.ResourceVersion, sum)
-			return nil
-		}
-		if !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("save state of %s: %w", st.App, err)
-		}
-		// Someone else wrote or deleted it: read what is there and start over.
-		secret.ResourceVersion = ""
-	}
-
-	cur, err := secrets.Get(ctx, secret.Name, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-		out, err := s.create(ctx, secret)
+	if !known {
+		// A Store that has not loaded this app reads what is there first.
+		cur, err := s.read(ctx, st.App)
 		if err != nil {
 			return fmt.Errorf("save state of %s: %w", st.App, err)
 		}
-		s.remember(st.App, out.ResourceVersion, sum)
-		return nil
-	case err != nil:
-		return fmt.Errorf("save state of %s: %w", st.App, err)
+		if cur.resourceVersion != "" && cur.sum == sum {
+			s.remember(st.App, cur)
+			if cur.orphans {
+				s.deleteSurplus(ctx, st.App, cur)
+			}
+			return nil
+		}
+		prev = cur
 	}
-	if _, curSum, err := decodeSecret(cur); err == nil && curSum == sum {
-		s.remember(st.App, cur.ResourceVersion, sum)
-		return nil
+
+	data := compress(doc)
+	chunks := split(data, MaxPartSize)
+	whole := sha256.Sum256(data)
+	for i := 1; i < len(chunks); i++ {
+		if err := s.writePart(ctx, s.part(st.App, i, chunks[i]), i < prev.parts); err != nil {
+			return fmt.Errorf("save state of %s: part %d of %d: %w", st.App, i+1, len(chunks), err)
+		}
 	}
-	secret.ResourceVersion = cur.ResourceVersion
-	out, err := secrets.Update(ctx, secret, metav1.UpdateOptions{})
+	head := s.head(st.App, chunks[0], len(chunks), hex.EncodeToString(whole[:]))
+	out, replaced, err := s.writeHead(ctx, head, prev.resourceVersion)
 	if err != nil {
 		return fmt.Errorf("save state of %s: %w", st.App, err)
 	}
-	s.remember(st.App, out.ResourceVersion, sum)
+	// Surplus parts to delete: those of a longer state, or of a state this Store did not know.
+	now := written{resourceVersion: out.ResourceVersion, sum: sum, parts: len(chunks),
+		orphans: prev.orphans || prev.parts > len(chunks) || !known || replaced}
+	s.remember(st.App, now)
+	if now.orphans {
+		s.deleteSurplus(ctx, st.App, now)
+	}
 	return nil
 }
 
-// Delete removes app's state. Deleting state that does not exist is not an error.
+// Delete removes app's state: the head first, so the state is gone at once, then its parts.
+// Deleting state that does not exist is not an error.
 func (s *Store) Delete(ctx context.Context, app string) error {
 	err := s.client.CoreV1().Secrets(s.namespace).Delete(ctx, SecretName(app), metav1.DeleteOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {
@@ -132,21 +179,170 @@ func (s *Store) Delete(ctx context.Context, app string) error {
 	s.mu.Lock()
 	delete(s.saved, app)
 	s.mu.Unlock()
+	if err := s.deleteParts(ctx, app, 1); err != nil {
+		return fmt.Errorf("delete state of %s: %w", app, err)
+	}
 	return nil
 }
 
-func (s *Store) remember(app, resourceVersion string, sum [sha256.Size]byte) {
+func (s *Store) remember(app string, w written) {
 	s.mu.Lock()
-	s.saved[app] = written{resourceVersion: resourceVersion, sum: sum}
+	s.saved[app] = w
 	s.mu.Unlock()
 }
 
-func (s *Store) secret(app string, data []byte) *corev1.Secret {
+// read returns what the cluster holds for app; a zero resourceVersion when it holds no head.
+// A head whose state cannot be read is reported with a zero sum: it will be overwritten.
+func (s *Store) read(ctx context.Context, app string) (written, error) {
+	secrets := s.client.CoreV1().Secrets(s.namespace)
+	head, err := secrets.Get(ctx, SecretName(app), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return written{orphans: true}, nil // no head; parts of an interrupted write may exist
+	}
+	if err != nil {
+		return written{}, err
+	}
+	cur := written{resourceVersion: head.ResourceVersion, orphans: true}
+	n, _, err := headParts(head)
+	if err != nil {
+		return cur, nil
+	}
+	cur.parts = n
+	var parts map[string]*corev1.Secret
+	if n > 1 {
+		if parts, err = s.listParts(ctx, app); err != nil {
+			return written{}, err
+		}
+		cur.orphans = false
+		for name := range parts {
+			if _, i, ok := splitPartName(name); ok && i >= n {
+				cur.orphans = true
+			}
+		}
+	}
+	lookup := func(name string) (*corev1.Secret, error) {
+		if p := parts[name]; p != nil {
+			return p, nil
+		}
+		return nil, errMissingPart
+	}
+	if _, w, err := readState(head, lookup); err == nil {
+		cur.sum = w.sum
+	}
+	return cur, nil
+}
+
+// writePart writes one part, unconditionally: a part has no version of its own, the head's
+// checksum binds it.
+func (s *Store) writePart(ctx context.Context, part *corev1.Secret, exists bool) error {
+	secrets := s.client.CoreV1().Secrets(s.namespace)
+	if exists {
+		_, err := secrets.Update(ctx, part, metav1.UpdateOptions{})
+		if !apierrors.IsNotFound(err) {
+			return err
+		}
+	}
+	_, err := s.create(ctx, part)
+	if apierrors.IsAlreadyExists(err) {
+		_, err = secrets.Update(ctx, part, metav1.UpdateOptions{})
+	}
+	return err
+}
+
+// writeHead writes the head over the version resourceVersion (create when empty). When the
+// head changed or went away meanwhile, this state replaces whatever is there, and replaced is
+// set.
+func (s *Store) writeHead(ctx context.Context, head *corev1.Secret, resourceVersion string) (out *corev1.Secret, replaced bool, err error) {
+	secrets := s.client.CoreV1().Secrets(s.namespace)
+	if resourceVersion != "" {
+		head.ResourceVersion = resourceVersion
+		out, err := secrets.Update(ctx, head, metav1.UpdateOptions{})
+		if err == nil || (!apierrors.IsConflict(err) && !apierrors.IsNotFound(err)) {
+			return out, false, err
+		}
+	}
+	cur, err := secrets.Get(ctx, head.Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		head.ResourceVersion = ""
+		out, err = s.create(ctx, head)
+		return out, resourceVersion != "", err
+	case err != nil:
+		return nil, false, err
+	}
+	head.ResourceVersion = cur.ResourceVersion
+	out, err = secrets.Update(ctx, head, metav1.UpdateOptions{})
+	return out, true, err
+}
+
+// deleteSurplus deletes the parts of app beyond w's count and records the outcome. A failure
+// does not fail the Save that wrote the state (the state is written, and Load ignores
+// surplus parts); the next Save tries again.
+func (s *Store) deleteSurplus(ctx context.Context, app string, w written) {
+	w.orphans = s.deleteParts(ctx, app, w.parts) != nil
+	s.mu.Lock()
+	if cur, ok := s.saved[app]; ok && cur.resourceVersion == w.resourceVersion {
+		s.saved[app] = w
+	}
+	s.mu.Unlock()
+}
+
+// deleteParts deletes every part of app with an index of from or more.
+func (s *Store) deleteParts(ctx context.Context, app string, from int) error {
+	parts, err := s.listParts(ctx, app)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for name := range parts {
+		if _, i, ok := splitPartName(name); !ok || i < from {
+			continue
+		}
+		err := s.client.CoreV1().Secrets(s.namespace).Delete(ctx, name, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("delete part %s: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// listParts returns app's part Secrets by name.
+func (s *Store) listParts(ctx context.Context, app string) (map[string]*corev1.Secret, error) {
+	list, err := s.client.CoreV1().Secrets(s.namespace).List(ctx, metav1.ListOptions{
+		LabelSelector: LabelState + "=" + LabelStateApp + "," + LabelAppState + "=" + AppLabelValue(app) + "," + LabelPart,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list state parts: %w", err)
+	}
+	head := SecretName(app)
+	parts := make(map[string]*corev1.Secret, len(list.Items))
+	for i := range list.Items {
+		p := &list.Items[i]
+		if h, _, ok := splitPartName(p.Name); ok && h == head {
+			parts[p.Name] = p
+		}
+	}
+	return parts, nil
+}
+
+func (s *Store) head(app string, data []byte, parts int, sum string) *corev1.Secret {
+	sec := s.secret(SecretName(app), app, data)
+	sec.Annotations = map[string]string{AnnotationParts: strconv.Itoa(parts), AnnotationSHA256: sum}
+	return sec
+}
+
+func (s *Store) part(app string, i int, data []byte) *corev1.Secret {
+	sec := s.secret(PartName(app, i), app, data)
+	sec.Labels[LabelPart] = strconv.Itoa(i)
+	return sec
+}
+
+func (s *Store) secret(name, app string, data []byte) *corev1.Secret {
 	return &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:      SecretName(app),
+			Name:      name,
 			Namespace: s.namespace,
-			Labels:    map[string]string{LabelState: LabelStateApp},
+			Labels:    map[string]string{LabelState: LabelStateApp, LabelAppState: AppLabelValue(app)},
 		},
 		Type: SecretType,
 		Data: map[string][]byte{DataKey: data},
@@ -166,25 +362,113 @@ func (s *Store) create(ctx context.Context, secret *corev1.Secret) (*corev1.Secr
 	return s.client.CoreV1().Secrets(s.namespace).Create(ctx, secret, metav1.CreateOptions{})
 }
 
-func decodeSecret(sec *corev1.Secret) (*AppState, [sha256.Size]byte, error) {
-	var sum [sha256.Size]byte
-	data, ok := sec.Data[DataKey]
-	if !ok {
-		return nil, sum, fmt.Errorf("no %s key", DataKey)
+var errMissingPart = errors.New("missing")
+
+// readState reads the state a head Secret names, its parts found with part. The written it
+// returns has the head's version, the sum of the state's JSON document and the part count.
+func readState(head *corev1.Secret, part func(name string) (*corev1.Secret, error)) (*AppState, written, error) {
+	var w written
+	data, n, err := assemble(head, part)
+	if err != nil {
+		return nil, w, err
 	}
 	doc, err := decompress(data)
 	if err != nil {
-		return nil, sum, fmt.Errorf("decompress: %w", err)
+		return nil, w, fmt.Errorf("decompress: %w", err)
 	}
 	st, err := decode(doc)
 	if err != nil {
-		return nil, sum, fmt.Errorf("decode: %w", err)
+		return nil, w, fmt.Errorf("decode: %w", err)
 	}
 	// Sum what this version would write for st, so a Save of an equal state is a no-op even
 	// if the stored bytes were produced by another version.
 	norm, err := encode(st)
 	if err != nil {
-		return nil, sum, fmt.Errorf("decode: %w", err)
+		return nil, w, fmt.Errorf("decode: %w", err)
 	}
-	return st, sha256.Sum256(norm), nil
+	return st, written{resourceVersion: head.ResourceVersion, sum: sha256.Sum256(norm), parts: n}, nil
+}
+
+// assemble returns the compressed state of a head and its parts, checked against the head's
+// checksum, and the part count.
+func assemble(head *corev1.Secret, part func(name string) (*corev1.Secret, error)) ([]byte, int, error) {
+	first, ok := head.Data[DataKey]
+	if !ok {
+		return nil, 0, fmt.Errorf("no %s key", DataKey)
+	}
+	n, want, err := headParts(head)
+	if err != nil {
+		return nil, 0, err
+	}
+	if want == "" {
+		return first, 1, nil // written before states had parts: gzip's own checksum guards it
+	}
+	var buf bytes.Buffer
+	buf.Write(first)
+	for i := 1; i < n; i++ {
+		name := partName(head.Name, i)
+		p, err := part(name)
+		if err != nil {
+			return nil, n, fmt.Errorf("part %d of %d (%s): %w", i+1, n, name, err)
+		}
+		if p.Labels[LabelPart] != strconv.Itoa(i) {
+			return nil, n, fmt.Errorf("part %d of %d (%s): label %s is %q", i+1, n, name, LabelPart, p.Labels[LabelPart])
+		}
+		d, ok := p.Data[DataKey]
+		if !ok {
+			return nil, n, fmt.Errorf("part %d of %d (%s): no %s key", i+1, n, name, DataKey)
+		}
+		buf.Write(d)
+	}
+	if got := sha256.Sum256(buf.Bytes()); hex.EncodeToString(got[:]) != want {
+		return nil, n, fmt.Errorf("checksum of the %d parts does not match the head's: a write was cut short or a part was changed", n)
+	}
+	return buf.Bytes(), n, nil
+}
+
+// headParts returns the part count and checksum a head names; 1 and "" for a head written
+// before states had parts.
+func headParts(head *corev1.Secret) (int, string, error) {
+	count, hasCount := head.Annotations[AnnotationParts]
+	sum, hasSum := head.Annotations[AnnotationSHA256]
+	if !hasCount && !hasSum {
+		return 1, "", nil
+	}
+	n, err := strconv.Atoi(count)
+	if err != nil || n < 1 || n > maxParts {
+		return 0, "", fmt.Errorf("annotation %s: %q is not a part count from 1 to %d", AnnotationParts, count, maxParts)
+	}
+	if b, err := hex.DecodeString(sum); err != nil || len(b) != sha256.Size {
+		return 0, "", fmt.Errorf("annotation %s: %q is not a sha256", AnnotationSHA256, sum)
+	}
+	return n, sum, nil
+}
+
+// splitPartName splits a part's name into its head's name and its index.
+func splitPartName(name string) (head string, i int, ok bool) {
+	dot := -1
+	for j := len(name) - 1; j >= 0; j-- {
+		if name[j] == '.' {
+			dot = j
+			break
+		}
+	}
+	if dot < 0 {
+		return "", 0, false
+	}
+	i, err := strconv.Atoi(name[dot+1:])
+	if err != nil || i < 1 || strconv.Itoa(i) != name[dot+1:] {
+		return "", 0, false
+	}
+	return name[:dot], i, true
+}
+
+// split cuts data into chunks of at most size bytes; there is always at least one.
+func split(data []byte, size int) [][]byte {
+	chunks := make([][]byte, 0, len(data)/size+1)
+	for len(data) > size {
+		chunks = append(chunks, data[:size])
+		data = data[size:]
+	}
+	return append(chunks, data)
 }

@@ -40,6 +40,8 @@ const (
 	keyAttempt   = "attempt"
 	keyRetry     = "retry"
 	keyWarning   = "warning"
+	keyTarget    = "target"
+	keyReason    = "reason"
 )
 
 // Config configures a Controller.
@@ -55,6 +57,9 @@ type Config struct {
 	HealthInterval time.Duration
 	// Workers is how many apps sync at once (DefaultWorkers).
 	Workers int
+	// OnEvent, when set, is told of automatic rollbacks, done or failed (notifications). It is
+	// called from a worker and must return quickly.
+	OnEvent func(Event)
 }
 
 // Controller is the agent's per-app loop: it applies each app's latest desired state, keeps
@@ -64,6 +69,7 @@ type Controller struct {
 	log     *slog.Logger
 	applier *Applier
 	store   *state.Store
+	kube    kubernetes.Interface
 	queue   workqueue.TypedDelayingInterface[string]
 	watch   *watcher
 
@@ -99,6 +105,8 @@ type app struct {
 	drift     []DriftItem
 	driftDue  bool // an object changed: compare with the cluster
 	reported  *AppStatus
+	rb        rollbackState
+	rules     ruleSet // guarded by op, not Controller.mu
 }
 
 // NewController returns a Controller; Load, then Run it.
@@ -131,6 +139,7 @@ func NewController(cfg Config) (*Controller, error) {
 		log:     cfg.Logger,
 		applier: applier,
 		store:   state.NewStore(client, cfg.Namespace),
+		kube:    client,
 		queue:   workqueue.NewTypedDelayingQueueWithConfig(workqueue.TypedDelayingQueueConfig[string]{Name: "syncer"}),
 		apps:    map[string]*app{},
 		removed: map[string]uint64{},
@@ -210,6 +219,9 @@ func (c *Controller) SetDesired(d *Desired) {
 		return
 	}
 	a.desired, a.remove, a.attempts, a.syncErr = d, 0, 0, ""
+	if a.rb.cancelAssess != nil && (a.applied == nil || a.applied.Digest != d.Digest) {
+		a.rb.cancelAssess() // a new revision: stop judging the previous one, apply this one
+	}
 	c.mu.Unlock()
 	c.queue.Add(d.App)
 }
@@ -328,22 +340,34 @@ func (c *Controller) reconcile(ctx context.Context, name string) {
 		return
 	}
 	c.pruneLast(ctx, a)
+	if c.rollBackIfDue(ctx, a, d) || c.holdRolledBack(ctx, a, d) {
+		c.publish(a, false)
+		return
+	}
 
 	c.mu.Lock()
 	applied = a.applied
 	forced := d.SyncRequested && a.synced < d.Generation
 	if applied != nil && applied.Digest == d.Digest && !forced {
 		// Same content: acknowledge without touching the cluster. The state catches up on its
-		// next write.
+		// next write, unless this ends a rollback mark (Git moved back to what the cluster
+		// holds): that is saved now.
 		ack := a.acked < d.Generation
+		unmark := false
 		if ack {
 			st := *applied
 			st.Generation, st.Revision = d.Generation, d.Revision
 			st.Policy = toStatePolicy(d.Policy, d.Health)
+			unmark, st.RolledBack = st.RolledBack != nil, nil
 			a.applied, a.acked, a.synced = &st, d.Generation, d.Generation
 			applied = &st
 		}
 		c.mu.Unlock()
+		if unmark {
+			if err := c.store.Save(ctx, applied); err != nil {
+				c.log.Warn("saving state failed", logging.KeyApp, name, logging.Err(err))
+			}
+		}
 		if ack {
 			c.cfg.Reporter.Ack(name, d.Generation, d.Revision, d.Digest)
 		}

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/flotilla-dev/flotilla/agent/internal/health"
 	"github.com/flotilla-dev/flotilla/agent/internal/state"
 	"github.com/flotilla-dev/flotilla/shared/bundle"
 )
@@ -28,13 +29,17 @@ func fromStateRefs(refs []state.ObjectRef) []ObjectRef {
 }
 
 func toStatePolicy(p SyncPolicy, h HealthPolicy) state.Policy {
-	return state.Policy{
+	sp := state.Policy{
 		Automated: p.Automated, Prune: p.Prune, SelfHeal: p.SelfHeal, AllowEmpty: p.AllowEmpty,
 		CreateNamespace: p.CreateNamespace, PruneLast: p.PruneLast,
 		RetryLimit: p.Retry.Limit, RetryDuration: p.Retry.Duration, RetryFactor: p.Retry.Factor,
 		RetryMaxDuration: p.Retry.MaxDuration,
 		ProgressDeadline: h.ProgressDeadline, AutoRollback: h.AutoRollback,
 	}
+	for _, r := range h.Rules {
+		sp.HealthRules = append(sp.HealthRules, state.HealthRule(r))
+	}
+	return sp
 }
 
 func fromStatePolicy(p state.Policy) (SyncPolicy, HealthPolicy) {
@@ -43,7 +48,15 @@ func fromStatePolicy(p state.Policy) (SyncPolicy, HealthPolicy) {
 			CreateNamespace: p.CreateNamespace, PruneLast: p.PruneLast,
 			Retry: Retry{Limit: p.RetryLimit, Duration: p.RetryDuration, Factor: p.RetryFactor, MaxDuration: p.RetryMaxDuration},
 		},
-		HealthPolicy{ProgressDeadline: p.ProgressDeadline, AutoRollback: p.AutoRollback}
+		HealthPolicy{ProgressDeadline: p.ProgressDeadline, AutoRollback: p.AutoRollback, Rules: healthRules(p.HealthRules)}
+}
+
+func healthRules(rules []state.HealthRule) []health.Rule {
+	var out []health.Rule
+	for _, r := range rules {
+		out = append(out, health.Rule(r))
+	}
+	return out
 }
 
 // desiredFromState rebuilds the Desired an app's state was applied from, so that an agent that

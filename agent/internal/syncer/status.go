@@ -15,7 +15,7 @@ import (
 
 // healthLoop assesses every app each HealthInterval. It only reads the app's objects and
 // records a revision that became healthy in the app's state; the deletions PruneLast defers
-// until then are left to a worker.
+// until then, and rollbacks, are left to a worker.
 func (c *Controller) healthLoop(ctx context.Context) {
 	t := time.NewTicker(c.cfg.HealthInterval)
 	defer t.Stop()
@@ -27,7 +27,15 @@ func (c *Controller) healthLoop(ctx context.Context) {
 			if !a.op.TryLock() {
 				continue // syncing: assessed next round
 			}
-			c.assess(ctx, a)
+			actx, cancel := context.WithCancel(ctx) // SetDesired cancels it for a new revision
+			c.mu.Lock()
+			a.rb.cancelAssess = cancel
+			c.mu.Unlock()
+			c.assess(actx, a)
+			c.mu.Lock()
+			a.rb.cancelAssess = nil
+			c.mu.Unlock()
+			cancel()
 			a.op.Unlock()
 		}
 		select {
@@ -55,6 +63,14 @@ func (c *Controller) assess(ctx context.Context, a *app) {
 	default:
 		return
 	}
+	policy, hp := SyncPolicy{}, HealthPolicy{}
+	switch {
+	case d != nil && (st == nil || d.Digest == st.Digest):
+		policy, hp = d.Policy, d.Health
+	case st != nil:
+		policy, hp = fromStatePolicy(st.Policy)
+	}
+	assessor := c.assessor(a, hp.Rules)
 	resources := make([]ResourceStatus, 0, len(refs))
 	statuses := make([]health.Status, 0, len(refs))
 	for _, r := range refs {
@@ -67,7 +83,7 @@ func (c *Controller) assess(ctx context.Context, a *app) {
 			}
 			s, msg = health.Unknown, fmt.Sprintf("cannot read: %v", err)
 		} else {
-			s, msg = health.Assess(live)
+			s, msg = assessor.Assess(live)
 		}
 		statuses = append(statuses, s)
 		resources = append(resources, ResourceStatus{Object: r, Health: string(s), Message: msg})
@@ -81,15 +97,13 @@ func (c *Controller) assess(ctx context.Context, a *app) {
 			break
 		}
 	}
-	policy, hp := SyncPolicy{}, HealthPolicy{}
-	if st != nil {
-		policy, hp = fromStatePolicy(st.Policy)
-	}
-	if d != nil && st != nil && d.Digest == st.Digest {
-		policy, hp = d.Policy, d.Health
-	}
+	pastDeadline := false
 	if dl := hp.ProgressDeadline; dl > 0 && st != nil && worst == health.Progressing && time.Since(st.AppliedAt) > dl {
 		worst, msg = health.Degraded, fmt.Sprintf("not healthy within %s of the sync: %s", dl, msg)
+		pastDeadline = true
+	}
+	if ctx.Err() != nil {
+		return // cancelled: a new revision arrived
 	}
 
 	if st != nil && worst == health.Healthy {
@@ -99,6 +113,9 @@ func (c *Controller) assess(ctx context.Context, a *app) {
 	a.health, a.healthMsg, a.resources = worst, msg, resources
 	a.healthFor = a.applied // st, or its copy recordHealthy just saved
 	follow := st != nil && worst == health.Healthy && policy.PruneLast && policy.Prune && a.stale > 0
+	if reason := unhealthyReason(worst, msg, pastDeadline); reason != "" && hp.AutoRollback && a.applied == st && canRollBack(st) {
+		a.rb.due, follow = &rollbackDue{digest: st.Digest, reason: reason}, true
+	}
 	// Objects gone that the last drift check did not see gone (deleted while the agent was
 	// down, or an event missed): check again.
 	if st != nil && countMissing(resources) != countDrift(a.drift, DriftMissing) {
@@ -190,23 +207,37 @@ func (c *Controller) statusOf(a *app) AppStatus {
 	if s.Health == "" {
 		s.Health = string(health.Unknown)
 	}
+	var msgs []string
+	var rb *state.RolledBack
 	if st != nil {
 		s.Generation, s.AppliedRevision, s.AppliedDigest = st.Generation, st.Revision, st.Digest
 		s.HealthyRevision, s.AppliedAt = st.HealthyRevision, st.AppliedAt
+		rb = st.RolledBack
 	}
-	var msgs []string
+	// A rollback mark comes first in the message (rollback.go, "Reporting").
+	switch {
+	case rb == nil:
+	case rb.Failed:
+		s.Health = string(health.Degraded)
+		msgs = append(msgs, fmt.Sprintf("%s: revision %s %s; re-applying revision %s failed, nothing more is done: %s",
+			EventRollbackFailed, rb.Revision, rb.Reason, st.HealthyRevision, rb.Error))
+	default:
+		s.Health, s.RolledBackRevision = string(health.Degraded), rb.Revision
+		msgs = append(msgs, fmt.Sprintf("%s: revision %s %s", EventRolledBack, rb.Revision, rb.Reason))
+	}
 	s.Drift = slices.Clone(a.drift)
 	switch {
 	case d == nil:
 		s.Sync = SyncUnknown
-	case st != nil && st.Digest == d.Digest && !a.pending && len(a.drift) == 0:
+	case st != nil && st.Digest == d.Digest && !a.pending && len(a.drift) == 0 && (rb == nil || !rb.Failed):
 		s.Sync = SyncSynced
 	default:
 		s.Sync = SyncOutOfSync
 	}
 	if d != nil {
 		s.Generation = d.Generation
-		if (st == nil || st.Digest != d.Digest) && !d.Policy.Automated && !d.SyncRequested {
+		held := rb != nil && rb.Revision == d.Revision && rb.Digest == d.Digest
+		if (st == nil || st.Digest != d.Digest) && !d.Policy.Automated && !d.SyncRequested && !held {
 			msgs = append(msgs, fmt.Sprintf("revision %s not applied: automated sync is off", d.Revision))
 		}
 	}
@@ -220,6 +251,27 @@ func (c *Controller) statusOf(a *app) AppStatus {
 	}
 	s.Message = strings.Join(msgs, "; ")
 	return s
+}
+
+// ruleSet is an app's custom health rules, compiled once: they change only with the policy.
+type ruleSet struct {
+	rules    []health.Rule
+	assessor *health.Assessor
+}
+
+// assessor returns the app's Assessor for rules, compiling them when they changed. A rule that
+// does not compile is logged, and the objects it covers are Unknown naming it (health.NewAssessor).
+// Caller holds a.op.
+func (c *Controller) assessor(a *app, rules []health.Rule) *health.Assessor {
+	if a.rules.assessor != nil && slices.Equal(a.rules.rules, rules) {
+		return a.rules.assessor
+	}
+	as, err := health.NewAssessor(rules)
+	if err != nil {
+		c.log.Warn("custom health rules do not compile", logging.KeyApp, a.name, logging.Err(err))
+	}
+	a.rules = ruleSet{rules: slices.Clone(rules), assessor: as}
+	return as
 }
 
 func countMissing(rs []ResourceStatus) int {

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/flotilla-dev/flotilla/agent/internal/health"
 )
 
 // Desired is the latest desired state of one app on this cluster, as the hub sent it.
@@ -49,10 +51,14 @@ type Retry struct {
 	MaxDuration time.Duration
 }
 
-// HealthPolicy is the Application's health policy.
+// HealthPolicy is the Application's health policy. A revision still Progressing after
+// ProgressDeadline, or Degraded, is unhealthy; with AutoRollback the agent then re-applies the
+// last healthy revision (rollback.go).
 type HealthPolicy struct {
 	ProgressDeadline time.Duration
 	AutoRollback     bool
+	// Rules are the app's custom health rules, at most one per group and kind.
+	Rules []health.Rule
 }
 
 // Held is what the agent holds for an app; sent in Hello so the hub sends only differences.
@@ -103,9 +109,12 @@ type AppStatus struct {
 	AppliedRevision string
 	AppliedDigest   string
 	HealthyRevision string
-	AppliedAt       time.Time
-	Drift           []DriftItem
-	Resources       []ResourceStatus
+	// RolledBackRevision is set while the app is held at its last healthy revision because
+	// this revision did not become healthy (see rollback.go for how such an app is reported).
+	RolledBackRevision string
+	AppliedAt          time.Time
+	Drift              []DriftItem
+	Resources          []ResourceStatus
 }
 
 // Reporter carries the agent's answers to the hub. Implementations never block for long: the

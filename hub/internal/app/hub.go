@@ -85,6 +85,10 @@ func runHub(ctx context.Context, o *Options, log *slog.Logger) error {
 	fl := fleet.New(3 * o.Heartbeat)
 	m := metrics.New(presenceCounter(st, fl))
 	restoreReports(fl, st, log)
+	notifier, err := newNotifier(o, fl, st, m, log)
+	if err != nil {
+		return err
+	}
 	fl.OnReport(func(cluster string, r *fleet.Report) {
 		data, err := json.Marshal(r)
 		if err == nil {
@@ -93,6 +97,7 @@ func runHub(ctx context.Context, o *Options, log *slog.Logger) error {
 		if err != nil {
 			log.Warn("status snapshot not saved", logging.KeyCluster, cluster, logging.KeyApp, r.App, logging.Err(err))
 		}
+		notifier.Report(cluster, r)
 	})
 	var creds *source.Credentials
 	if o.RepoCredentials != "" {
@@ -113,7 +118,7 @@ func runHub(ctx context.Context, o *Options, log *slog.Logger) error {
 	}, fl)
 	srv := server.New(server.Config{
 		Fleet: fl, Store: st, CA: ca, Serving: serving, Reconcile: rec, Heartbeat: o.Heartbeat,
-		AgentCertTTL: o.AgentCertTTL, HubVersion: version.Version, Logger: log, Metrics: m,
+		AgentCertTTL: o.AgentCertTTL, HubVersion: version.Version, Logger: log, Metrics: m, Git: fetcher,
 	})
 
 	lis, err := net.Listen("tcp", o.Listen)
@@ -123,6 +128,7 @@ func runHub(ctx context.Context, o *Options, log *slog.Logger) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Serve(gctx, lis) })
 	g.Go(func() error { return rec.Run(gctx) })
+	g.Go(func() error { return notifier.Run(gctx) })
 	if o.HTTPListen != "" {
 		hl, err := net.Listen("tcp", o.HTTPListen)
 		if err != nil {

@@ -29,6 +29,7 @@ type Options struct {
 	AgentCertTTL    time.Duration
 	WebhookSecret   string
 	RepoCredentials string
+	Notifications   string
 	Log             logging.Options
 }
 
@@ -63,6 +64,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.AgentCertTTL, "agent-cert-ttl", o.AgentCertTTL, "validity of the client certificates issued to agents")
 	fs.StringVar(&o.WebhookSecret, "webhook-secret-file", o.WebhookSecret, "file holding the shared secret that signs Git push webhooks on POST /api/webhook (GitHub, GitLab, Gitea, Bitbucket); without it the endpoint is off")
 	fs.StringVar(&o.RepoCredentials, "repo-credentials", o.RepoCredentials, "YAML file of Git credentials by URL prefix (HTTPS token/basic auth from files, SSH keys with a pinned known_hosts)")
+	fs.StringVar(&o.Notifications, "notifications", o.Notifications, "YAML file of notification sinks (generic webhook or Slack; each URL read from a file) and the events each takes")
 	fs.StringVar(&o.Log.Level, "log-level", o.Log.Level, "debug, info, warn or error")
 	fs.StringVar(&o.Log.Format, "log-format", o.Log.Format, "text or json")
 }
@@ -94,6 +96,11 @@ func (o *Options) Validate() error {
 	}
 	if o.Heartbeat < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("--heartbeat %s: at least 100ms", o.Heartbeat))
+	}
+	if o.Notifications != "" {
+		if _, err := os.Stat(o.Notifications); err != nil {
+			errs = append(errs, fmt.Errorf("--notifications: %w", err))
+		}
 	}
 	if o.Advertise == "" {
 		host, port, _ := net.SplitHostPort(o.Listen)

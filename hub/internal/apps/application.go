@@ -77,11 +77,22 @@ type Retry struct {
 	MaxDuration time.Duration
 }
 
-// HealthPolicy says how long a revision may take to become healthy and what happens if it
-// does not.
+// HealthPolicy says how long a revision may take to become healthy, what happens if it does
+// not, and how the agent judges the kinds it has no rule for.
 type HealthPolicy struct {
 	ProgressDeadline time.Duration
 	AutoRollback     bool
+	// CustomRules (spec.health.customRules) judge the objects of one group and kind each.
+	CustomRules []HealthRule
+}
+
+// HealthRule is a custom health rule: a CEL expression over `object` (the object as a map)
+// returning {"status": "Healthy"|"Progressing"|"Degraded"|"Suspended"|"Missing"|"Unknown",
+// "message": "..."}. The agent evaluates it; the hub only checks that it compiles.
+type HealthRule struct {
+	Group      string // "" for the core group
+	Kind       string
+	Expression string
 }
 
 // ClusterVars are the variables of one cluster that an application's path may use.

@@ -30,8 +30,9 @@ type flotillaDoc struct {
 		} `json:"destination"`
 		SyncPolicy *syncPolicyDoc `json:"syncPolicy,omitempty"`
 		Health     *struct {
-			ProgressDeadline *duration `json:"progressDeadline,omitempty"`
-			Rollback         string    `json:"rollback,omitempty"`
+			ProgressDeadline *duration       `json:"progressDeadline,omitempty"`
+			Rollback         string          `json:"rollback,omitempty"`
+			CustomRules      []healthRuleDoc `json:"customRules,omitempty"`
 		} `json:"health,omitempty"`
 	} `json:"spec"`
 }
@@ -101,6 +102,9 @@ func parseFlotilla(file string, doc []byte, h header, errAt errorf) (*Applicatio
 		default:
 			errs = append(errs, errAt("spec.health.rollback", fmt.Errorf("%q must be auto or none", hp.Rollback)))
 		}
+		rules, ruleErrs := healthRules(hp.CustomRules, errAt)
+		a.Health.CustomRules = rules
+		errs = append(errs, ruleErrs...)
 	}
 	errs = append(errs, validate(a, errAt)...)
 	if len(errs) > 0 {

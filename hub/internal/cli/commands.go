@@ -29,7 +29,7 @@ func AddCommands(root *cobra.Command) {
 	o := &rootOptions{}
 	root.PersistentFlags().StringVar(&o.configPath, "config", "", "operator config file (default $FLOTILLA_CONFIG, else ~/.config/flotilla/config; the hub writes one to DATA_DIR/admin.yaml)")
 	root.PersistentFlags().DurationVar(&o.timeout, "request-timeout", 30*time.Second, "time limit for one request to the hub")
-	root.AddCommand(newStatusCmd(o), newClustersCmd(o), newAppsCmd(o), newClusterCmd(o), newTokenCmd(o), newSyncCmd(o), newHistoryCmd(o), newDiffCmd(o))
+	root.AddCommand(newStatusCmd(o), newClustersCmd(o), newAppsCmd(o), newClusterCmd(o), newTokenCmd(o), newSyncCmd(o), newHistoryCmd(o), newDiffCmd(o), newRollbackCmd(o), newPromoteCmd(o))
 }
 
 // run calls fn with a connected client and a bounded context, and makes gRPC errors readable.
@@ -80,6 +80,7 @@ type statusItem struct {
 	Drift             []driftItem `json:"drift"`
 	Message           string      `json:"message"`
 	CommitToAppliedMs int64       `json:"commitToAppliedMs,omitempty"`
+	PinnedRevision    string      `json:"pinnedRevision,omitempty"`
 }
 
 type driftItem struct {
@@ -181,6 +182,7 @@ func printStatus(w io.Writer, items []*flotillav1.AppClusterStatus, out string) 
 				Cluster: s.Cluster, App: s.App, Sync: s.Sync, Health: s.Health,
 				DesiredRevision: s.DesiredRevision, AppliedRevision: s.AppliedRevision, HealthyRevision: s.HealthyRevision,
 				Message: s.Message, Drift: []driftItem{}, CommitToAppliedMs: s.CommitToAppliedMs,
+				PinnedRevision: s.PinnedRevision,
 			}
 			if s.LastSeenUnixMs > 0 {
 				t := time.UnixMilli(s.LastSeenUnixMs).UTC()

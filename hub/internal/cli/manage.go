@@ -16,7 +16,7 @@ import (
 func newClusterCmd(o *rootOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cluster",
-		Short: "Register clusters",
+		Short: "Register and revoke clusters",
 	}
 	var labels string
 	var ttl time.Duration
@@ -47,7 +47,21 @@ func newClusterCmd(o *rootOptions) *cobra.Command {
 	}
 	add.Flags().StringVar(&labels, "labels", "", "cluster labels, key=value,key=value (apps select clusters by them)")
 	add.Flags().DurationVar(&ttl, "ttl", time.Hour, "how long the join token stays valid")
-	cmd.AddCommand(add)
+	revoke := &cobra.Command{
+		Use:   "revoke NAME",
+		Short: "Revoke a cluster: its agent's stream closes at once and it is refused from then on",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return o.run(cmd, func(ctx context.Context, c *client) error {
+				if _, err := c.op.RevokeCluster(ctx, &flotillav1.RevokeClusterRequest{Name: args[0]}); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "cluster %s revoked\n", args[0])
+				return nil
+			})
+		},
+	}
+	cmd.AddCommand(add, revoke)
 	return cmd
 }
 
@@ -83,7 +97,7 @@ func newTokenCmd(o *rootOptions) *cobra.Command {
 }
 
 func newSyncCmd(o *rootOptions) *cobra.Command {
-	var cluster, selector string
+	var cluster, selector, revision string
 	var wait, confirmPrune bool
 	var timeout time.Duration
 	cmd := &cobra.Command{
@@ -101,7 +115,7 @@ func newSyncCmd(o *rootOptions) *cobra.Command {
 			}
 			defer c.conn.Close()
 			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
-			resp, err := c.op.Sync(ctx, &flotillav1.SyncRequest{App: args[0], Cluster: cluster, Selector: selector, ConfirmPrune: confirmPrune})
+			resp, err := c.op.Sync(ctx, &flotillav1.SyncRequest{App: args[0], Cluster: cluster, Selector: selector, ConfirmPrune: confirmPrune, Revision: revision})
 			cancel()
 			if err != nil {
 				return grpcMessage(err)
@@ -115,6 +129,7 @@ func newSyncCmd(o *rootOptions) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&cluster, "cluster", "", "only this cluster")
 	cmd.Flags().StringVarP(&selector, "selector", "l", "", "only clusters whose labels match, e.g. env=production")
+	cmd.Flags().StringVar(&revision, "revision", "", "re-apply exactly this revision (it must be the desired one), e.g. one an agent rolled back")
 	cmd.Flags().BoolVar(&confirmPrune, "confirm-prune", false, "confirm deletions held for confirmation (more than half of the app's objects, or any Namespace, PVC or CRD)")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until every cluster is Synced and Healthy at the desired revision; exit non-zero if any fails")
 	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long --wait waits")

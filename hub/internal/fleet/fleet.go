@@ -6,6 +6,7 @@
 package fleet
 
 import (
+	"reflect"
 	"sort"
 	"sync"
 	"time"
@@ -30,6 +31,8 @@ type Desired struct {
 	SyncRequested bool
 	// PruneConfirmed carries an operator's confirmation of held deletions, for one sync.
 	PruneConfirmed bool
+	// Pinned: Revision is an operator's pin (flotilla rollback --to), not Git's target.
+	Pinned bool
 }
 
 // Digest is the bundle's digest.
@@ -37,8 +40,8 @@ func (d *Desired) Digest() string { return d.Bundle.Digest }
 
 // same reports whether d and o would make the agent do the same thing.
 func (d *Desired) same(o *Desired) bool {
-	return d.Bundle.Digest == o.Bundle.Digest && d.Revision == o.Revision && d.Namespace == o.Namespace &&
-		d.Policy == o.Policy && d.Health == o.Health
+	return d.Bundle.Digest == o.Bundle.Digest && d.Revision == o.Revision && d.Namespace == o.Namespace && d.Pinned == o.Pinned &&
+		d.Policy == o.Policy && reflect.DeepEqual(d.Health, o.Health)
 }
 
 // Held is what an agent says it holds for an app.
@@ -57,7 +60,8 @@ type Fleet struct {
 	// known is true once a reconcile round loaded the full list of apps: only then may an
 	// agent be told to remove an app (never because the hub just started).
 	known    bool
-	targets  map[string]map[string]bool // cluster → apps targeting it (last complete load)
+	targets  map[string]map[string]bool   // cluster → apps targeting it (last complete load)
+	pins     map[string]map[string]string // app → cluster → pinned revision
 	apps     map[string]*AppInfo
 	desired  map[string]map[string]*Desired // cluster → app
 	status   map[string]map[string]*Report  // cluster → app

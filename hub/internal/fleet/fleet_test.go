@@ -126,3 +126,26 @@ func TestRowsShowOutOfSyncWhileANewRevisionIsPending(t *testing.T) {
 		t.Fatalf("row = %+v", r)
 	}
 }
+
+func TestAckEndsAnOperatorRequest(t *testing.T) {
+	f := New(time.Minute)
+	b := testBundle(t, "a")
+	f.SetDesired(Desired{Cluster: "c1", App: "api", Revision: "r1", Bundle: b})
+	if !f.RequestSync("c1", "api", true) {
+		t.Fatal("RequestSync found nothing")
+	}
+	d := f.Snapshot("c1")["api"]
+	if !d.SyncRequested || !d.PruneConfirmed || d.Generation != 2 {
+		t.Fatalf("requested desired = %+v", d)
+	}
+	f.Ack("c1", "api", 2, "r1", b.Digest)
+	d = f.Snapshot("c1")["api"]
+	if d.SyncRequested || d.PruneConfirmed || d.Generation != 2 {
+		t.Fatalf("after the ACK the request is still pending: %+v", d)
+	}
+	// A reconnecting agent that holds generation 2 is sent nothing new.
+	f.Align("c1", []Held{{App: "api", Generation: 2, Revision: "r1", Digest: b.Digest}})
+	if d := f.Snapshot("c1")["api"]; d.Generation != 2 || d.SyncRequested {
+		t.Fatalf("after a reconnect: %+v", d)
+	}
+}

@@ -128,6 +128,26 @@ func (r *Reconciler) Round(ctx context.Context) {
 	}
 	snaps := map[string]*source.Snapshot{}
 	snapErrs := map[string]error{}
+	// fetch fetches each repo@revision once per round.
+	fetch := func(repo, rev string) (*source.Snapshot, error) {
+		key := repo + "@" + rev
+		if snap, ok := snaps[key]; ok {
+			return snap, nil
+		}
+		if err := snapErrs[key]; err != nil {
+			return nil, err
+		}
+		fetchStart := time.Now()
+		snap, err := r.cfg.Fetcher.Fetch(ctx, repo, rev)
+		r.cfg.Metrics.GitFetch(time.Since(fetchStart), err)
+		if err != nil {
+			snapErrs[key] = err
+			return nil, err
+		}
+		snaps[key] = snap
+		r.lastFetched[key] = time.Now()
+		return snap, nil
+	}
 	infos := make([]*AppInfo, 0, len(list))
 	targets := map[string]map[string]bool{}
 	for _, app := range list {
@@ -136,19 +156,7 @@ func (r *Reconciler) Round(ctx context.Context) {
 			TargetRevision: app.Source.TargetRevision, Path: app.Source.Path, Warnings: app.Warnings,
 		}
 		infos = append(infos, info)
-		key := app.Source.RepoURL + "@" + app.Source.TargetRevision
-		snap, ok := snaps[key]
-		if !ok && snapErrs[key] == nil {
-			fetchStart := time.Now()
-			snap, err = r.cfg.Fetcher.Fetch(ctx, app.Source.RepoURL, app.Source.TargetRevision)
-			r.cfg.Metrics.GitFetch(time.Since(fetchStart), err)
-			if err != nil {
-				snapErrs[key] = err
-			} else {
-				snaps[key] = snap
-				r.lastFetched[key] = time.Now()
-			}
-		}
+		snap, fetchErr := fetch(app.Source.RepoURL, app.Source.TargetRevision)
 		var errs []string
 		for _, c := range clusters {
 			if !app.Targets(c) {
@@ -160,25 +168,39 @@ func (r *Reconciler) Round(ctx context.Context) {
 			}
 			targets[c.Name][app.Name] = true
 			info.Clusters = append(info.Clusters, c.Name)
-			if snap == nil {
+			csnap := snap
+			pinned := r.fleet.Pin(app.Name, c.Name)
+			if pinned != "" {
+				// An operator pinned this cluster to an earlier revision.
+				var err error
+				if csnap, err = fetch(app.Source.RepoURL, pinned); err != nil {
+					errs = append(errs, fmt.Sprintf("%s: pinned revision %s: %v", c.Name, pinned, err))
+					continue
+				}
+			}
+			if csnap == nil {
 				continue
 			}
-			if err := r.renderFor(ctx, app, c, snap); err != nil {
+			if err := r.renderFor(ctx, app, c, csnap, pinned != ""); err != nil {
 				errs = append(errs, fmt.Sprintf("%s: %v", c.Name, err))
 				log.Warn("render failed; last good state kept", logging.KeyApp, app.Name, logging.KeyCluster, c.Name, logging.Err(err))
 			}
 		}
+		key := app.Source.RepoURL + "@" + app.Source.TargetRevision
 		info.LastFetched = r.lastFetched[key]
 		info.RepoState = RepoCurrent
-		if err := snapErrs[key]; err != nil {
+		if fetchErr != nil {
 			info.RepoState = RepoStale
-			info.Error = "fetch: " + err.Error()
-			log.Warn("fetch failed; last good state kept", logging.KeyApp, app.Name, logging.KeyRepo, app.Source.RepoURL, logging.Err(err))
+			info.Error = "fetch: " + fetchErr.Error()
+			log.Warn("fetch failed; last good state kept", logging.KeyApp, app.Name, logging.KeyRepo, app.Source.RepoURL, logging.Err(fetchErr))
 		} else {
 			info.Revision = snap.Commit
-			if len(errs) > 0 {
-				info.Error = "render: " + strings.Join(errs, "; ")
+		}
+		if len(errs) > 0 {
+			if info.Error != "" {
+				info.Error += "; "
 			}
+			info.Error += "render: " + strings.Join(errs, "; ")
 		}
 	}
 	for _, err := range loadErrs {
@@ -192,7 +214,7 @@ func (r *Reconciler) Round(ctx context.Context) {
 	log.Debug("reconcile round done", logging.KeyCount, len(list), logging.KeyDuration, time.Since(start))
 }
 
-func (r *Reconciler) renderFor(ctx context.Context, app *apps.Application, c ClusterVars, snap *source.Snapshot) error {
+func (r *Reconciler) renderFor(ctx context.Context, app *apps.Application, c ClusterVars, snap *source.Snapshot, pinned bool) error {
 	path, err := app.PathFor(c)
 	if err != nil {
 		return err
@@ -222,7 +244,7 @@ func (r *Reconciler) renderFor(ctx context.Context, app *apps.Application, c Clu
 	r.fleet.SetDesired(Desired{
 		Cluster: c.Name, App: app.Name, Revision: snap.Commit, Bundle: b,
 		Namespace: app.Destination.Namespace, Policy: app.SyncPolicy, Health: app.Health,
-		CommitTime: snap.Time, Author: snap.Author, Message: snap.Message,
+		CommitTime: snap.Time, Author: snap.Author, Message: snap.Message, Pinned: pinned,
 	})
 	return nil
 }
@@ -296,4 +318,18 @@ func (f *Fleet) ClusterNames() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// SetPins replaces the operator pins: app → cluster → revision.
+func (f *Fleet) SetPins(pins map[string]map[string]string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pins = pins
+}
+
+// Pin returns the revision an operator pinned app to on cluster, or "".
+func (f *Fleet) Pin(app, cluster string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.pins[app][cluster]
 }

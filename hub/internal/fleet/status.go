@@ -3,6 +3,7 @@ package fleet
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -33,12 +34,17 @@ type Report struct {
 	HealthyRevision string      `json:"healthyRevision,omitempty"`
 	AppliedAt       time.Time   `json:"appliedAt,omitempty"`
 	Drift           []DriftItem `json:"drift,omitempty"`
+	// RolledBackRevision is set while the agent holds the app at its last healthy revision
+	// because this one did not become healthy; Message says why.
+	RolledBackRevision string `json:"rolledBackRevision,omitempty"`
 	// LastError is the latest NACK reason, cleared by the next ACK.
 	LastError string `json:"lastError,omitempty"`
 	// CommitToApplied is how long the applied revision took from commit to ACK.
 	CommitToApplied time.Duration `json:"commitToApplied,omitempty"`
 	// Reported is when the hub last heard about this app.
 	Reported time.Time `json:"reported"`
+	// HealthySince is when Health became Healthy for the applied revision; zero otherwise.
+	HealthySince time.Time `json:"healthySince,omitempty"`
 }
 
 // DriftItem is one drifted object.
@@ -96,6 +102,8 @@ type Row struct {
 	Message         string
 	LastError       string
 	CommitToApplied time.Duration
+	// Pinned is the revision an operator pinned the app to on this cluster, if any.
+	Pinned string
 }
 
 // RestoreReport puts back a report persisted before a restart.
@@ -153,9 +161,19 @@ func (f *Fleet) Ack(cluster, app string, generation uint64, revision, digest str
 	r.Generation = generation
 	r.AppliedRevision = revision
 	r.AppliedDigest = digest
+	if first {
+		r.HealthySince = time.Time{} // healthy again only when the agent says so of this one
+	}
 	r.LastError = ""
 	now := f.now()
 	r.Reported = now
+	if d := f.desired[cluster][app]; d != nil && d.Generation == generation && (d.SyncRequested || d.PruneConfirmed) {
+		// An operator's request is done once acknowledged: a reconnect must not look like a new
+		// request (that would re-apply a revision the agent rolled back).
+		nd := *d
+		nd.SyncRequested, nd.PruneConfirmed = false, false
+		f.desired[cluster][app] = &nd
+	}
 	if d := f.desired[cluster][app]; d != nil && d.Revision == revision && first && !d.CommitTime.IsZero() {
 		r.CommitToApplied = now.Sub(d.CommitTime)
 	}
@@ -184,6 +202,7 @@ func (f *Fleet) Status(cluster string, s Report) {
 	if s.AppliedDigest != "" && s.AppliedDigest == r.AppliedDigest && s.Generation < r.Generation {
 		s.Generation = r.Generation
 	}
+	s.HealthySince = healthySince(r, &s, f.now())
 	*r = s
 	r.LastError, r.CommitToApplied = lastErr, c2a
 	r.Reported = f.now()
@@ -275,6 +294,7 @@ func (f *Fleet) rowLocked(cluster, app string) Row {
 	if d != nil {
 		row.DesiredRevision = d.Revision
 	}
+	row.Pinned = f.pins[app][cluster]
 	p, state := f.presenceLocked(cluster)
 	row.LastSeen = p.LastSeen
 	r := f.status[cluster][app]
@@ -283,6 +303,9 @@ func (f *Fleet) rowLocked(cluster, app string) Row {
 		row.AppliedRevision, row.HealthyRevision = r.AppliedRevision, r.HealthyRevision
 		row.Drift = r.Drift
 		row.Message = r.Message
+		if rev := r.RolledBackRevision; rev != "" {
+			row.Message = "RolledBack from " + shortRev(rev) + ": " + strings.TrimPrefix(r.Message, rolledBackPrefix+rev+" ")
+		}
 		row.CommitToApplied = r.CommitToApplied
 		if r.LastError != "" {
 			row.Message = r.LastError
@@ -298,6 +321,9 @@ func (f *Fleet) rowLocked(cluster, app string) Row {
 	if d == nil && r != nil {
 		row.Message = "no longer desired on this cluster"
 	}
+	if row.Pinned != "" && row.Message == "" {
+		row.Message = "Pinned to " + shortRev(row.Pinned) + " by an operator (flotilla rollback --clear to follow Git again)"
+	}
 	if state != StateConnected {
 		row.Health = HealthUnknown
 		row.Sync = SyncUnknown
@@ -312,6 +338,10 @@ func (f *Fleet) rowLocked(cluster, app string) Row {
 	}
 	return row
 }
+
+// rolledBackPrefix starts the message of an agent that rolled an app back: "RolledBack:
+// revision <rev> <reason>" (agent/internal/syncer).
+const rolledBackPrefix = "RolledBack: revision "
 
 func shortRev(rev string) string {
 	if len(rev) > 12 {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"time"
 
-	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -75,10 +74,15 @@ func (s *Server) Connect(stream flotillav1.AgentService_ConnectServer) error {
 		return err
 	}
 
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return s.receive(gctx, stream, cluster) })
-	g.Go(func() error { return s.send(gctx, stream, cluster, held) })
-	err = g.Wait()
+	// The first of receive and send to end ends the stream. A Recv blocked on the agent only
+	// returns once this handler has returned and gRPC closed the stream, so the handler does
+	// not wait for it: both goroutines end with the RPC (send with ctx, receive with the stream),
+	// and a revoked or replaced stream closes at once.
+	errc := make(chan error, 2)
+	go func() { errc <- s.receive(ctx, stream, cluster) }()
+	go func() { errc <- s.send(ctx, stream, cluster, held) }()
+	err = <-errc
+	cancel()
 	log.Info("agent disconnected", logging.Err(err))
 	if errors.Is(err, io.EOF) || errors.Is(err, context.Canceled) || status.Code(err) == codes.Canceled {
 		return nil
@@ -187,6 +191,9 @@ func (s *Server) sendDesired(stream flotillav1.AgentService_ConnectServer, d *fl
 			msg.HealthPolicy = &flotillav1.HealthPolicy{
 				ProgressDeadlineMs: d.Health.ProgressDeadline.Milliseconds(), AutoRollback: d.Health.AutoRollback,
 			}
+			for _, r := range d.Health.CustomRules {
+				msg.HealthPolicy.Rules = append(msg.HealthPolicy.Rules, &flotillav1.HealthRule{Group: r.Group, Kind: r.Kind, Expression: r.Expression})
+			}
 			if !d.CommitTime.IsZero() {
 				msg.CommitTimeUnixMs = d.CommitTime.UnixMilli()
 			}
@@ -253,6 +260,7 @@ func reportFromProto(p *flotillav1.AppStatus) fleet.Report {
 	r := fleet.Report{
 		App: p.App, Sync: p.Sync, Health: p.Health, Message: p.Message, Generation: p.Generation,
 		AppliedRevision: p.AppliedRevision, AppliedDigest: p.AppliedDigest, HealthyRevision: p.HealthyRevision,
+		RolledBackRevision: p.RolledBackRevision,
 	}
 	if p.AppliedAtUnixMs > 0 {
 		r.AppliedAt = time.UnixMilli(p.AppliedAtUnixMs)

@@ -80,6 +80,7 @@ func (s *Server) Status(ctx context.Context, req *flotillav1.StatusRequest) (*fl
 			Cluster: r.Cluster, App: r.App, Sync: r.Sync, Health: r.Health,
 			DesiredRevision: r.DesiredRevision, AppliedRevision: r.AppliedRevision, HealthyRevision: r.HealthyRevision,
 			Message: r.Message, CommitToAppliedMs: r.CommitToApplied.Milliseconds(), LastError: r.LastError,
+			PinnedRevision: r.Pinned,
 		}
 		if !r.LastSeen.IsZero() {
 			item.LastSeenUnixMs = r.LastSeen.UnixMilli()
@@ -225,6 +226,15 @@ func (s *Server) Sync(ctx context.Context, req *flotillav1.SyncRequest) (*flotil
 	for _, cluster := range s.cfg.Fleet.ClusterNames() {
 		if (req.Cluster != "" && cluster != req.Cluster) || (inSelector != nil && !inSelector[cluster]) {
 			continue
+		}
+		if req.Revision != "" {
+			d := s.cfg.Fleet.Snapshot(cluster)[req.App]
+			if d == nil {
+				continue
+			}
+			if !strings.HasPrefix(d.Revision, req.Revision) {
+				return nil, status.Errorf(codes.FailedPrecondition, "cluster %s: the desired revision of %s is %s, not %s", cluster, req.App, d.Revision, req.Revision)
+			}
 		}
 		if s.cfg.Fleet.RequestSync(cluster, req.App, req.ConfirmPrune) {
 			resp.Clusters = append(resp.Clusters, cluster)

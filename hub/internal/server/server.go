@@ -65,6 +65,8 @@ type Config struct {
 	Logger          *slog.Logger
 	// Metrics may be nil.
 	Metrics *metrics.Hub
+	// Git reads and pushes repositories for promotions; nil turns promotion off.
+	Git gitRepos
 }
 
 // Server implements the three gRPC services.
@@ -94,7 +96,11 @@ func New(cfg Config) *Server {
 	if cfg.DefaultTokenTTL == 0 {
 		cfg.DefaultTokenTTL = time.Hour
 	}
-	return &Server{cfg: cfg, log: cfg.Logger, streams: map[string]*agentStream{}}
+	s := &Server{cfg: cfg, log: cfg.Logger, streams: map[string]*agentStream{}}
+	if err := s.reloadPins(); err != nil {
+		s.log.Warn("operator pins not loaded", "err", err)
+	}
+	return s
 }
 
 // GRPCServer builds the gRPC server with TLS (client certificates verified when given; each

@@ -354,3 +354,26 @@ func waitFor(t *testing.T, cond func() bool) {
 		t.Fatal("condition not met within 10s")
 	}
 }
+
+func TestRevokeClosesTheStreamAndRefusesTheCluster(t *testing.T) {
+	h := startHub(t)
+	h.register(t, "c1")
+	cert := h.agentCert(t, "c1")
+	stream := connect(t, h.dial(t, cert))
+	op := flotillav1.NewOperatorClient(h.dial(t, h.adminCert(t)))
+	if _, err := op.RevokeCluster(context.Background(), &flotillav1.RevokeClusterRequest{Name: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := stream.Recv(); err != nil {
+			break // the open stream was closed
+		}
+	}
+	again, err := flotillav1.NewAgentServiceClient(h.dial(t, cert)).Connect(context.Background())
+	if err == nil {
+		_, err = again.Recv()
+	}
+	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "revoked") {
+		t.Fatalf("revoked cluster reconnecting: %v, want PermissionDenied revoked", err)
+	}
+}

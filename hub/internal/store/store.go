@@ -38,7 +38,8 @@ var (
 	bucketStatus   = []byte("status")
 	bucketAudit    = []byte("audit")
 	bucketHistory  = []byte("history")
-	allBuckets     = [][]byte{bucketClusters, bucketTokens, bucketStatus, bucketAudit, bucketHistory}
+	bucketPins     = []byte("pins")
+	allBuckets     = [][]byte{bucketClusters, bucketTokens, bucketStatus, bucketAudit, bucketHistory, bucketPins}
 )
 
 // sep separates the parts of a composite key; names never contain it.

@@ -198,3 +198,33 @@ func TestOpenFailsOnGarbage(t *testing.T) {
 		t.Fatal("Open of a garbage file: want error")
 	}
 }
+
+func TestPinsSurviveReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutPin(Pin{App: "api", Cluster: "prod-1", Revision: "abc", Actor: "admin"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutPin(Pin{App: "api", Cluster: "prod-2", Revision: "abc"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeletePin("api", "prod-2"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	pins, err := s.ListPins()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pins) != 1 || pins[0].Cluster != "prod-1" || pins[0].Revision != "abc" || pins[0].Actor != "admin" {
+		t.Fatalf("pins = %+v", pins)
+	}
+}

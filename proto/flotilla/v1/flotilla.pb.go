@@ -899,8 +899,10 @@ type HealthPolicy struct {
 	state              protoimpl.MessageState `protogen:"open.v1"`
 	ProgressDeadlineMs int64                  `protobuf:"varint,1,opt,name=progress_deadline_ms,json=progressDeadlineMs,proto3" json:"progress_deadline_ms,omitempty"`
 	AutoRollback       bool                   `protobuf:"varint,2,opt,name=auto_rollback,json=autoRollback,proto3" json:"auto_rollback,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Custom health rules (spec.health.customRules), at most one per group and kind.
+	Rules         []*HealthRule `protobuf:"bytes,3,rep,name=rules,proto3" json:"rules,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HealthPolicy) Reset() {
@@ -947,6 +949,75 @@ func (x *HealthPolicy) GetAutoRollback() bool {
 	return false
 }
 
+func (x *HealthPolicy) GetRules() []*HealthRule {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
+// HealthRule judges the objects of one group and kind with a CEL expression over `object`
+// that returns {"status": "Healthy"|"Progressing"|..., "message": "..."}.
+type HealthRule struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Kind          string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Expression    string                 `protobuf:"bytes,3,opt,name=expression,proto3" json:"expression,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HealthRule) Reset() {
+	*x = HealthRule{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HealthRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HealthRule) ProtoMessage() {}
+
+func (x *HealthRule) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HealthRule.ProtoReflect.Descriptor instead.
+func (*HealthRule) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *HealthRule) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *HealthRule) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *HealthRule) GetExpression() string {
+	if x != nil {
+		return x.Expression
+	}
+	return ""
+}
+
 // Remove tells the agent an app no longer targets its cluster.
 type Remove struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -958,7 +1029,7 @@ type Remove struct {
 
 func (x *Remove) Reset() {
 	*x = Remove{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[11]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -970,7 +1041,7 @@ func (x *Remove) String() string {
 func (*Remove) ProtoMessage() {}
 
 func (x *Remove) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[11]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -983,7 +1054,7 @@ func (x *Remove) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Remove.ProtoReflect.Descriptor instead.
 func (*Remove) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{11}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Remove) GetApp() string {
@@ -1012,7 +1083,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[12]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1024,7 +1095,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[12]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1037,7 +1108,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{12}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Ack) GetApp() string {
@@ -1080,7 +1151,7 @@ type Nack struct {
 
 func (x *Nack) Reset() {
 	*x = Nack{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[13]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1092,7 +1163,7 @@ func (x *Nack) String() string {
 func (*Nack) ProtoMessage() {}
 
 func (x *Nack) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[13]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1105,7 +1176,7 @@ func (x *Nack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Nack.ProtoReflect.Descriptor instead.
 func (*Nack) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{13}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Nack) GetApp() string {
@@ -1138,7 +1209,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[14]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1150,7 +1221,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[14]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1163,7 +1234,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{14}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Heartbeat) GetSentUnixMs() int64 {
@@ -1187,13 +1258,16 @@ type AppStatus struct {
 	AppliedAtUnixMs int64                  `protobuf:"varint,9,opt,name=applied_at_unix_ms,json=appliedAtUnixMs,proto3" json:"applied_at_unix_ms,omitempty"`
 	Drift           []*DriftItem           `protobuf:"bytes,10,rep,name=drift,proto3" json:"drift,omitempty"`
 	Resources       []*ResourceStatus      `protobuf:"bytes,11,rep,name=resources,proto3" json:"resources,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Set while the agent holds the app at its last healthy revision because this revision did
+	// not become healthy (health.rollback: auto); message says why.
+	RolledBackRevision string `protobuf:"bytes,12,opt,name=rolled_back_revision,json=rolledBackRevision,proto3" json:"rolled_back_revision,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *AppStatus) Reset() {
 	*x = AppStatus{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[15]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1205,7 +1279,7 @@ func (x *AppStatus) String() string {
 func (*AppStatus) ProtoMessage() {}
 
 func (x *AppStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[15]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1218,7 +1292,7 @@ func (x *AppStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppStatus.ProtoReflect.Descriptor instead.
 func (*AppStatus) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{15}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AppStatus) GetApp() string {
@@ -1298,6 +1372,13 @@ func (x *AppStatus) GetResources() []*ResourceStatus {
 	return nil
 }
 
+func (x *AppStatus) GetRolledBackRevision() string {
+	if x != nil {
+		return x.RolledBackRevision
+	}
+	return ""
+}
+
 type ObjectRef struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
@@ -1311,7 +1392,7 @@ type ObjectRef struct {
 
 func (x *ObjectRef) Reset() {
 	*x = ObjectRef{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[16]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1323,7 +1404,7 @@ func (x *ObjectRef) String() string {
 func (*ObjectRef) ProtoMessage() {}
 
 func (x *ObjectRef) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[16]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1336,7 +1417,7 @@ func (x *ObjectRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectRef.ProtoReflect.Descriptor instead.
 func (*ObjectRef) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{16}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ObjectRef) GetGroup() string {
@@ -1387,7 +1468,7 @@ type DriftItem struct {
 
 func (x *DriftItem) Reset() {
 	*x = DriftItem{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[17]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1399,7 +1480,7 @@ func (x *DriftItem) String() string {
 func (*DriftItem) ProtoMessage() {}
 
 func (x *DriftItem) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[17]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1412,7 +1493,7 @@ func (x *DriftItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DriftItem.ProtoReflect.Descriptor instead.
 func (*DriftItem) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{17}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DriftItem) GetObject() *ObjectRef {
@@ -1447,7 +1528,7 @@ type ResourceStatus struct {
 
 func (x *ResourceStatus) Reset() {
 	*x = ResourceStatus{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[18]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1459,7 +1540,7 @@ func (x *ResourceStatus) String() string {
 func (*ResourceStatus) ProtoMessage() {}
 
 func (x *ResourceStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[18]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1472,7 +1553,7 @@ func (x *ResourceStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceStatus.ProtoReflect.Descriptor instead.
 func (*ResourceStatus) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{18}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ResourceStatus) GetObject() *ObjectRef {
@@ -1514,7 +1595,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[19]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1526,7 +1607,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[19]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1539,7 +1620,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{19}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *StatusRequest) GetApp() string {
@@ -1593,7 +1674,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[20]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1605,7 +1686,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[20]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1618,7 +1699,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{20}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *StatusResponse) GetItems() []*AppClusterStatus {
@@ -1642,14 +1723,16 @@ type AppClusterStatus struct {
 	Message           string                 `protobuf:"bytes,10,opt,name=message,proto3" json:"message,omitempty"`
 	CommitToAppliedMs int64                  `protobuf:"varint,11,opt,name=commit_to_applied_ms,json=commitToAppliedMs,proto3" json:"commit_to_applied_ms,omitempty"`
 	// The latest NACK reason for this app on this cluster, cleared by the next ACK.
-	LastError     string `protobuf:"bytes,12,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	LastError string `protobuf:"bytes,12,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	// The revision an operator pinned the app to here (flotilla rollback --to), if any.
+	PinnedRevision string `protobuf:"bytes,13,opt,name=pinned_revision,json=pinnedRevision,proto3" json:"pinned_revision,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *AppClusterStatus) Reset() {
 	*x = AppClusterStatus{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[21]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1661,7 +1744,7 @@ func (x *AppClusterStatus) String() string {
 func (*AppClusterStatus) ProtoMessage() {}
 
 func (x *AppClusterStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[21]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1674,7 +1757,7 @@ func (x *AppClusterStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppClusterStatus.ProtoReflect.Descriptor instead.
 func (*AppClusterStatus) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{21}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AppClusterStatus) GetCluster() string {
@@ -1761,6 +1844,13 @@ func (x *AppClusterStatus) GetLastError() string {
 	return ""
 }
 
+func (x *AppClusterStatus) GetPinnedRevision() string {
+	if x != nil {
+		return x.PinnedRevision
+	}
+	return ""
+}
+
 type ListClustersRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1769,7 +1859,7 @@ type ListClustersRequest struct {
 
 func (x *ListClustersRequest) Reset() {
 	*x = ListClustersRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[22]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1781,7 +1871,7 @@ func (x *ListClustersRequest) String() string {
 func (*ListClustersRequest) ProtoMessage() {}
 
 func (x *ListClustersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[22]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1794,7 +1884,7 @@ func (x *ListClustersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClustersRequest.ProtoReflect.Descriptor instead.
 func (*ListClustersRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{22}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{23}
 }
 
 type ListClustersResponse struct {
@@ -1806,7 +1896,7 @@ type ListClustersResponse struct {
 
 func (x *ListClustersResponse) Reset() {
 	*x = ListClustersResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[23]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1818,7 +1908,7 @@ func (x *ListClustersResponse) String() string {
 func (*ListClustersResponse) ProtoMessage() {}
 
 func (x *ListClustersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[23]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1831,7 +1921,7 @@ func (x *ListClustersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClustersResponse.ProtoReflect.Descriptor instead.
 func (*ListClustersResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{23}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListClustersResponse) GetItems() []*Cluster {
@@ -1855,7 +1945,7 @@ type Cluster struct {
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[24]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1867,7 +1957,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[24]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1880,7 +1970,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{24}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Cluster) GetName() string {
@@ -1933,7 +2023,7 @@ type ListAppsRequest struct {
 
 func (x *ListAppsRequest) Reset() {
 	*x = ListAppsRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[25]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1945,7 +2035,7 @@ func (x *ListAppsRequest) String() string {
 func (*ListAppsRequest) ProtoMessage() {}
 
 func (x *ListAppsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[25]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1958,7 +2048,7 @@ func (x *ListAppsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAppsRequest.ProtoReflect.Descriptor instead.
 func (*ListAppsRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{25}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{26}
 }
 
 type ListAppsResponse struct {
@@ -1970,7 +2060,7 @@ type ListAppsResponse struct {
 
 func (x *ListAppsResponse) Reset() {
 	*x = ListAppsResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[26]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1982,7 +2072,7 @@ func (x *ListAppsResponse) String() string {
 func (*ListAppsResponse) ProtoMessage() {}
 
 func (x *ListAppsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[26]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1995,7 +2085,7 @@ func (x *ListAppsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAppsResponse.ProtoReflect.Descriptor instead.
 func (*ListAppsResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{26}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListAppsResponse) GetItems() []*App {
@@ -2025,7 +2115,7 @@ type App struct {
 
 func (x *App) Reset() {
 	*x = App{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[27]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2037,7 +2127,7 @@ func (x *App) String() string {
 func (*App) ProtoMessage() {}
 
 func (x *App) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[27]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2050,7 +2140,7 @@ func (x *App) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use App.ProtoReflect.Descriptor instead.
 func (*App) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{27}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *App) GetName() string {
@@ -2141,7 +2231,7 @@ type AddClusterRequest struct {
 
 func (x *AddClusterRequest) Reset() {
 	*x = AddClusterRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[28]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2153,7 +2243,7 @@ func (x *AddClusterRequest) String() string {
 func (*AddClusterRequest) ProtoMessage() {}
 
 func (x *AddClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[28]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2166,7 +2256,7 @@ func (x *AddClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddClusterRequest.ProtoReflect.Descriptor instead.
 func (*AddClusterRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{28}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *AddClusterRequest) GetName() string {
@@ -2200,7 +2290,7 @@ type AddClusterResponse struct {
 
 func (x *AddClusterResponse) Reset() {
 	*x = AddClusterResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[29]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2212,7 +2302,7 @@ func (x *AddClusterResponse) String() string {
 func (*AddClusterResponse) ProtoMessage() {}
 
 func (x *AddClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[29]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2225,7 +2315,7 @@ func (x *AddClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddClusterResponse.ProtoReflect.Descriptor instead.
 func (*AddClusterResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{29}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *AddClusterResponse) GetJoinToken() string {
@@ -2252,7 +2342,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[30]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2264,7 +2354,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[30]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2277,7 +2367,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{30}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CreateTokenRequest) GetCluster() string {
@@ -2304,7 +2394,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[31]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2316,7 +2406,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[31]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2329,7 +2419,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{31}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CreateTokenResponse) GetJoinToken() string {
@@ -2352,14 +2442,17 @@ type SyncRequest struct {
 	Cluster  string                 `protobuf:"bytes,2,opt,name=cluster,proto3" json:"cluster,omitempty"`
 	Selector string                 `protobuf:"bytes,3,opt,name=selector,proto3" json:"selector,omitempty"`
 	// Confirm the deletions held for confirmation (more than half the app, Namespaces, PVCs, CRDs).
-	ConfirmPrune  bool `protobuf:"varint,4,opt,name=confirm_prune,json=confirmPrune,proto3" json:"confirm_prune,omitempty"`
+	ConfirmPrune bool `protobuf:"varint,4,opt,name=confirm_prune,json=confirmPrune,proto3" json:"confirm_prune,omitempty"`
+	// When set, the desired revision must start with this: the operator re-applies exactly that
+	// revision (for example one an agent rolled back).
+	Revision      string `protobuf:"bytes,5,opt,name=revision,proto3" json:"revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SyncRequest) Reset() {
 	*x = SyncRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[32]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2371,7 +2464,7 @@ func (x *SyncRequest) String() string {
 func (*SyncRequest) ProtoMessage() {}
 
 func (x *SyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[32]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2384,7 +2477,7 @@ func (x *SyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncRequest.ProtoReflect.Descriptor instead.
 func (*SyncRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{32}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SyncRequest) GetApp() string {
@@ -2415,6 +2508,13 @@ func (x *SyncRequest) GetConfirmPrune() bool {
 	return false
 }
 
+func (x *SyncRequest) GetRevision() string {
+	if x != nil {
+		return x.Revision
+	}
+	return ""
+}
+
 type SyncResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Clusters      []string               `protobuf:"bytes,1,rep,name=clusters,proto3" json:"clusters,omitempty"`
@@ -2424,7 +2524,7 @@ type SyncResponse struct {
 
 func (x *SyncResponse) Reset() {
 	*x = SyncResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[33]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2436,7 +2536,7 @@ func (x *SyncResponse) String() string {
 func (*SyncResponse) ProtoMessage() {}
 
 func (x *SyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[33]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2449,7 +2549,7 @@ func (x *SyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncResponse.ProtoReflect.Descriptor instead.
 func (*SyncResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{33}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SyncResponse) GetClusters() []string {
@@ -2470,7 +2570,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[34]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2482,7 +2582,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[34]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2495,7 +2595,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{34}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *HistoryRequest) GetApp() string {
@@ -2528,7 +2628,7 @@ type HistoryResponse struct {
 
 func (x *HistoryResponse) Reset() {
 	*x = HistoryResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[35]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2540,7 +2640,7 @@ func (x *HistoryResponse) String() string {
 func (*HistoryResponse) ProtoMessage() {}
 
 func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[35]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2553,7 +2653,7 @@ func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
 func (*HistoryResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{35}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *HistoryResponse) GetItems() []*HistoryEntry {
@@ -2579,7 +2679,7 @@ type HistoryEntry struct {
 
 func (x *HistoryEntry) Reset() {
 	*x = HistoryEntry{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[36]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2591,7 +2691,7 @@ func (x *HistoryEntry) String() string {
 func (*HistoryEntry) ProtoMessage() {}
 
 func (x *HistoryEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[36]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2604,7 +2704,7 @@ func (x *HistoryEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryEntry.ProtoReflect.Descriptor instead.
 func (*HistoryEntry) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{36}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *HistoryEntry) GetTimeUnixMs() int64 {
@@ -2659,6 +2759,459 @@ func (x *HistoryEntry) GetResult() string {
 func (x *HistoryEntry) GetHealth() string {
 	if x != nil {
 		return x.Health
+	}
+	return ""
+}
+
+// RollbackRequest pins an app to an earlier revision on some clusters, or clears the pins.
+type RollbackRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	App           string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	Cluster       string                 `protobuf:"bytes,2,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	Selector      string                 `protobuf:"bytes,3,opt,name=selector,proto3" json:"selector,omitempty"`
+	ToRevision    string                 `protobuf:"bytes,4,opt,name=to_revision,json=toRevision,proto3" json:"to_revision,omitempty"`
+	Clear         bool                   `protobuf:"varint,5,opt,name=clear,proto3" json:"clear,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RollbackRequest) Reset() {
+	*x = RollbackRequest{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RollbackRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RollbackRequest) ProtoMessage() {}
+
+func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
+func (*RollbackRequest) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *RollbackRequest) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+func (x *RollbackRequest) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *RollbackRequest) GetSelector() string {
+	if x != nil {
+		return x.Selector
+	}
+	return ""
+}
+
+func (x *RollbackRequest) GetToRevision() string {
+	if x != nil {
+		return x.ToRevision
+	}
+	return ""
+}
+
+func (x *RollbackRequest) GetClear() bool {
+	if x != nil {
+		return x.Clear
+	}
+	return false
+}
+
+type RollbackResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Clusters      []string               `protobuf:"bytes,1,rep,name=clusters,proto3" json:"clusters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RollbackResponse) Reset() {
+	*x = RollbackResponse{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RollbackResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RollbackResponse) ProtoMessage() {}
+
+func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RollbackResponse.ProtoReflect.Descriptor instead.
+func (*RollbackResponse) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *RollbackResponse) GetClusters() []string {
+	if x != nil {
+		return x.Clusters
+	}
+	return nil
+}
+
+type RevokeClusterRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeClusterRequest) Reset() {
+	*x = RevokeClusterRequest{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeClusterRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeClusterRequest) ProtoMessage() {}
+
+func (x *RevokeClusterRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeClusterRequest.ProtoReflect.Descriptor instead.
+func (*RevokeClusterRequest) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *RevokeClusterRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type RevokeClusterResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeClusterResponse) Reset() {
+	*x = RevokeClusterResponse{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeClusterResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeClusterResponse) ProtoMessage() {}
+
+func (x *RevokeClusterResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeClusterResponse.ProtoReflect.Descriptor instead.
+func (*RevokeClusterResponse) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{41}
+}
+
+// PromoteRequest promotes an app from the clusters labelled env=<from_env> to the overlay of
+// env=<to_env>.
+type PromoteRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	App     string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	FromEnv string                 `protobuf:"bytes,2,opt,name=from_env,json=fromEnv,proto3" json:"from_env,omitempty"`
+	ToEnv   string                 `protobuf:"bytes,3,opt,name=to_env,json=toEnv,proto3" json:"to_env,omitempty"`
+	// How long every source cluster must have been Healthy on the revision.
+	SoakMs int64 `protobuf:"varint,4,opt,name=soak_ms,json=soakMs,proto3" json:"soak_ms,omitempty"`
+	// The branch to push the commit to; empty: flotilla/promote-<app>-<short revision>.
+	Branch string `protobuf:"bytes,5,opt,name=branch,proto3" json:"branch,omitempty"`
+	// Push straight to the app's target branch instead.
+	Push          bool `protobuf:"varint,6,opt,name=push,proto3" json:"push,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PromoteRequest) Reset() {
+	*x = PromoteRequest{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PromoteRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PromoteRequest) ProtoMessage() {}
+
+func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PromoteRequest.ProtoReflect.Descriptor instead.
+func (*PromoteRequest) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *PromoteRequest) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+func (x *PromoteRequest) GetFromEnv() string {
+	if x != nil {
+		return x.FromEnv
+	}
+	return ""
+}
+
+func (x *PromoteRequest) GetToEnv() string {
+	if x != nil {
+		return x.ToEnv
+	}
+	return ""
+}
+
+func (x *PromoteRequest) GetSoakMs() int64 {
+	if x != nil {
+		return x.SoakMs
+	}
+	return 0
+}
+
+func (x *PromoteRequest) GetBranch() string {
+	if x != nil {
+		return x.Branch
+	}
+	return ""
+}
+
+func (x *PromoteRequest) GetPush() bool {
+	if x != nil {
+		return x.Push
+	}
+	return false
+}
+
+type PromoteResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The revision the source environment vouched for, and its clusters.
+	SourceRevision string   `protobuf:"bytes,1,opt,name=source_revision,json=sourceRevision,proto3" json:"source_revision,omitempty"`
+	VouchedBy      []string `protobuf:"bytes,2,rep,name=vouched_by,json=vouchedBy,proto3" json:"vouched_by,omitempty"`
+	// The commit made, and the branch it was pushed to.
+	Commit         string         `protobuf:"bytes,3,opt,name=commit,proto3" json:"commit,omitempty"`
+	Branch         string         `protobuf:"bytes,4,opt,name=branch,proto3" json:"branch,omitempty"`
+	PushedToTarget bool           `protobuf:"varint,5,opt,name=pushed_to_target,json=pushedToTarget,proto3" json:"pushed_to_target,omitempty"`
+	SourcePath     string         `protobuf:"bytes,6,opt,name=source_path,json=sourcePath,proto3" json:"source_path,omitempty"`
+	TargetPath     string         `protobuf:"bytes,7,opt,name=target_path,json=targetPath,proto3" json:"target_path,omitempty"`
+	Images         []*ImageChange `protobuf:"bytes,8,rep,name=images,proto3" json:"images,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *PromoteResponse) Reset() {
+	*x = PromoteResponse{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PromoteResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PromoteResponse) ProtoMessage() {}
+
+func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PromoteResponse.ProtoReflect.Descriptor instead.
+func (*PromoteResponse) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *PromoteResponse) GetSourceRevision() string {
+	if x != nil {
+		return x.SourceRevision
+	}
+	return ""
+}
+
+func (x *PromoteResponse) GetVouchedBy() []string {
+	if x != nil {
+		return x.VouchedBy
+	}
+	return nil
+}
+
+func (x *PromoteResponse) GetCommit() string {
+	if x != nil {
+		return x.Commit
+	}
+	return ""
+}
+
+func (x *PromoteResponse) GetBranch() string {
+	if x != nil {
+		return x.Branch
+	}
+	return ""
+}
+
+func (x *PromoteResponse) GetPushedToTarget() bool {
+	if x != nil {
+		return x.PushedToTarget
+	}
+	return false
+}
+
+func (x *PromoteResponse) GetSourcePath() string {
+	if x != nil {
+		return x.SourcePath
+	}
+	return ""
+}
+
+func (x *PromoteResponse) GetTargetPath() string {
+	if x != nil {
+		return x.TargetPath
+	}
+	return ""
+}
+
+func (x *PromoteResponse) GetImages() []*ImageChange {
+	if x != nil {
+		return x.Images
+	}
+	return nil
+}
+
+type ImageChange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The target's previous override; empty when it had none.
+	From          string `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	To            string `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImageChange) Reset() {
+	*x = ImageChange{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImageChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImageChange) ProtoMessage() {}
+
+func (x *ImageChange) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImageChange.ProtoReflect.Descriptor instead.
+func (*ImageChange) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *ImageChange) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ImageChange) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *ImageChange) GetTo() string {
+	if x != nil {
+		return x.To
 	}
 	return ""
 }
@@ -2742,10 +3295,18 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x05limit\x18\x01 \x01(\x05R\x05limit\x12.\n" +
 	"\x13backoff_duration_ms\x18\x02 \x01(\x03R\x11backoffDurationMs\x12%\n" +
 	"\x0ebackoff_factor\x18\x03 \x01(\x01R\rbackoffFactor\x125\n" +
-	"\x17backoff_max_duration_ms\x18\x04 \x01(\x03R\x14backoffMaxDurationMs\"e\n" +
+	"\x17backoff_max_duration_ms\x18\x04 \x01(\x03R\x14backoffMaxDurationMs\"\x94\x01\n" +
 	"\fHealthPolicy\x120\n" +
 	"\x14progress_deadline_ms\x18\x01 \x01(\x03R\x12progressDeadlineMs\x12#\n" +
-	"\rauto_rollback\x18\x02 \x01(\bR\fautoRollback\":\n" +
+	"\rauto_rollback\x18\x02 \x01(\bR\fautoRollback\x12-\n" +
+	"\x05rules\x18\x03 \x03(\v2\x17.flotilla.v1.HealthRuleR\x05rules\"V\n" +
+	"\n" +
+	"HealthRule\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x1e\n" +
+	"\n" +
+	"expression\x18\x03 \x01(\tR\n" +
+	"expression\":\n" +
 	"\x06Remove\x12\x10\n" +
 	"\x03app\x18\x01 \x01(\tR\x03app\x12\x1e\n" +
 	"\n" +
@@ -2766,7 +3327,7 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x05error\x18\x03 \x01(\tR\x05error\"-\n" +
 	"\tHeartbeat\x12 \n" +
 	"\fsent_unix_ms\x18\x01 \x01(\x03R\n" +
-	"sentUnixMs\"\x96\x03\n" +
+	"sentUnixMs\"\xc8\x03\n" +
 	"\tAppStatus\x12\x10\n" +
 	"\x03app\x18\x01 \x01(\tR\x03app\x12\x12\n" +
 	"\x04sync\x18\x02 \x01(\tR\x04sync\x12\x16\n" +
@@ -2781,7 +3342,8 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x12applied_at_unix_ms\x18\t \x01(\x03R\x0fappliedAtUnixMs\x12,\n" +
 	"\x05drift\x18\n" +
 	" \x03(\v2\x16.flotilla.v1.DriftItemR\x05drift\x129\n" +
-	"\tresources\x18\v \x03(\v2\x1b.flotilla.v1.ResourceStatusR\tresources\"\x81\x01\n" +
+	"\tresources\x18\v \x03(\v2\x1b.flotilla.v1.ResourceStatusR\tresources\x120\n" +
+	"\x14rolled_back_revision\x18\f \x01(\tR\x12rolledBackRevision\"\x81\x01\n" +
 	"\tObjectRef\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x12\n" +
@@ -2804,7 +3366,7 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\adrifted\x18\x05 \x01(\bR\adrifted\x12\x1a\n" +
 	"\brevision\x18\x06 \x01(\tR\brevision\"E\n" +
 	"\x0eStatusResponse\x123\n" +
-	"\x05items\x18\x01 \x03(\v2\x1d.flotilla.v1.AppClusterStatusR\x05items\"\xae\x03\n" +
+	"\x05items\x18\x01 \x03(\v2\x1d.flotilla.v1.AppClusterStatusR\x05items\"\xd7\x03\n" +
 	"\x10AppClusterStatus\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x10\n" +
 	"\x03app\x18\x02 \x01(\tR\x03app\x12\x12\n" +
@@ -2819,7 +3381,8 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	" \x01(\tR\amessage\x12/\n" +
 	"\x14commit_to_applied_ms\x18\v \x01(\x03R\x11commitToAppliedMs\x12\x1d\n" +
 	"\n" +
-	"last_error\x18\f \x01(\tR\tlastError\"\x15\n" +
+	"last_error\x18\f \x01(\tR\tlastError\x12'\n" +
+	"\x0fpinned_revision\x18\r \x01(\tR\x0epinnedRevision\"\x15\n" +
 	"\x13ListClustersRequest\"B\n" +
 	"\x14ListClustersResponse\x12*\n" +
 	"\x05items\x18\x01 \x03(\v2\x14.flotilla.v1.ClusterR\x05items\"\x96\x02\n" +
@@ -2869,12 +3432,13 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x13CreateTokenResponse\x12\x1d\n" +
 	"\n" +
 	"join_token\x18\x01 \x01(\tR\tjoinToken\x12&\n" +
-	"\x0fexpires_unix_ms\x18\x02 \x01(\x03R\rexpiresUnixMs\"z\n" +
+	"\x0fexpires_unix_ms\x18\x02 \x01(\x03R\rexpiresUnixMs\"\x96\x01\n" +
 	"\vSyncRequest\x12\x10\n" +
 	"\x03app\x18\x01 \x01(\tR\x03app\x12\x18\n" +
 	"\acluster\x18\x02 \x01(\tR\acluster\x12\x1a\n" +
 	"\bselector\x18\x03 \x01(\tR\bselector\x12#\n" +
-	"\rconfirm_prune\x18\x04 \x01(\bR\fconfirmPrune\"*\n" +
+	"\rconfirm_prune\x18\x04 \x01(\bR\fconfirmPrune\x12\x1a\n" +
+	"\brevision\x18\x05 \x01(\tR\brevision\"*\n" +
 	"\fSyncResponse\x12\x1a\n" +
 	"\bclusters\x18\x01 \x03(\tR\bclusters\"R\n" +
 	"\x0eHistoryRequest\x12\x10\n" +
@@ -2892,12 +3456,47 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x06author\x18\x05 \x01(\tR\x06author\x12\x18\n" +
 	"\amessage\x18\x06 \x01(\tR\amessage\x12\x16\n" +
 	"\x06result\x18\a \x01(\tR\x06result\x12\x16\n" +
-	"\x06health\x18\b \x01(\tR\x06health2I\n" +
+	"\x06health\x18\b \x01(\tR\x06health\"\x90\x01\n" +
+	"\x0fRollbackRequest\x12\x10\n" +
+	"\x03app\x18\x01 \x01(\tR\x03app\x12\x18\n" +
+	"\acluster\x18\x02 \x01(\tR\acluster\x12\x1a\n" +
+	"\bselector\x18\x03 \x01(\tR\bselector\x12\x1f\n" +
+	"\vto_revision\x18\x04 \x01(\tR\n" +
+	"toRevision\x12\x14\n" +
+	"\x05clear\x18\x05 \x01(\bR\x05clear\".\n" +
+	"\x10RollbackResponse\x12\x1a\n" +
+	"\bclusters\x18\x01 \x03(\tR\bclusters\"*\n" +
+	"\x14RevokeClusterRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x17\n" +
+	"\x15RevokeClusterResponse\"\x99\x01\n" +
+	"\x0ePromoteRequest\x12\x10\n" +
+	"\x03app\x18\x01 \x01(\tR\x03app\x12\x19\n" +
+	"\bfrom_env\x18\x02 \x01(\tR\afromEnv\x12\x15\n" +
+	"\x06to_env\x18\x03 \x01(\tR\x05toEnv\x12\x17\n" +
+	"\asoak_ms\x18\x04 \x01(\x03R\x06soakMs\x12\x16\n" +
+	"\x06branch\x18\x05 \x01(\tR\x06branch\x12\x12\n" +
+	"\x04push\x18\x06 \x01(\bR\x04push\"\xa7\x02\n" +
+	"\x0fPromoteResponse\x12'\n" +
+	"\x0fsource_revision\x18\x01 \x01(\tR\x0esourceRevision\x12\x1d\n" +
+	"\n" +
+	"vouched_by\x18\x02 \x03(\tR\tvouchedBy\x12\x16\n" +
+	"\x06commit\x18\x03 \x01(\tR\x06commit\x12\x16\n" +
+	"\x06branch\x18\x04 \x01(\tR\x06branch\x12(\n" +
+	"\x10pushed_to_target\x18\x05 \x01(\bR\x0epushedToTarget\x12\x1f\n" +
+	"\vsource_path\x18\x06 \x01(\tR\n" +
+	"sourcePath\x12\x1f\n" +
+	"\vtarget_path\x18\a \x01(\tR\n" +
+	"targetPath\x120\n" +
+	"\x06images\x18\b \x03(\v2\x18.flotilla.v1.ImageChangeR\x06images\"E\n" +
+	"\vImageChange\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04from\x18\x02 \x01(\tR\x04from\x12\x0e\n" +
+	"\x02to\x18\x03 \x01(\tR\x02to2I\n" +
 	"\n" +
 	"Enrollment\x12;\n" +
 	"\x04Join\x12\x18.flotilla.v1.JoinRequest\x1a\x19.flotilla.v1.JoinResponse2Q\n" +
 	"\fAgentService\x12A\n" +
-	"\aConnect\x12\x19.flotilla.v1.AgentMessage\x1a\x17.flotilla.v1.HubMessage(\x010\x012\x8f\x04\n" +
+	"\aConnect\x12\x19.flotilla.v1.AgentMessage\x1a\x17.flotilla.v1.HubMessage(\x010\x012\xf6\x05\n" +
 	"\bOperator\x12A\n" +
 	"\x06Status\x12\x1a.flotilla.v1.StatusRequest\x1a\x1b.flotilla.v1.StatusResponse\x12S\n" +
 	"\fListClusters\x12 .flotilla.v1.ListClustersRequest\x1a!.flotilla.v1.ListClustersResponse\x12G\n" +
@@ -2906,7 +3505,10 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"AddCluster\x12\x1e.flotilla.v1.AddClusterRequest\x1a\x1f.flotilla.v1.AddClusterResponse\x12P\n" +
 	"\vCreateToken\x12\x1f.flotilla.v1.CreateTokenRequest\x1a .flotilla.v1.CreateTokenResponse\x12;\n" +
 	"\x04Sync\x12\x18.flotilla.v1.SyncRequest\x1a\x19.flotilla.v1.SyncResponse\x12D\n" +
-	"\aHistory\x12\x1b.flotilla.v1.HistoryRequest\x1a\x1c.flotilla.v1.HistoryResponseB?Z=github.com/flotilla-dev/flotilla/proto/flotilla/v1;flotillav1b\x06proto3"
+	"\aHistory\x12\x1b.flotilla.v1.HistoryRequest\x1a\x1c.flotilla.v1.HistoryResponse\x12G\n" +
+	"\bRollback\x12\x1c.flotilla.v1.RollbackRequest\x1a\x1d.flotilla.v1.RollbackResponse\x12V\n" +
+	"\rRevokeCluster\x12!.flotilla.v1.RevokeClusterRequest\x1a\".flotilla.v1.RevokeClusterResponse\x12D\n" +
+	"\aPromote\x12\x1b.flotilla.v1.PromoteRequest\x1a\x1c.flotilla.v1.PromoteResponseB?Z=github.com/flotilla-dev/flotilla/proto/flotilla/v1;flotillav1b\x06proto3"
 
 var (
 	file_flotilla_v1_flotilla_proto_rawDescOnce sync.Once
@@ -2920,96 +3522,112 @@ func file_flotilla_v1_flotilla_proto_rawDescGZIP() []byte {
 	return file_flotilla_v1_flotilla_proto_rawDescData
 }
 
-var file_flotilla_v1_flotilla_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_flotilla_v1_flotilla_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_flotilla_v1_flotilla_proto_goTypes = []any{
-	(*JoinRequest)(nil),          // 0: flotilla.v1.JoinRequest
-	(*JoinResponse)(nil),         // 1: flotilla.v1.JoinResponse
-	(*AgentMessage)(nil),         // 2: flotilla.v1.AgentMessage
-	(*HubMessage)(nil),           // 3: flotilla.v1.HubMessage
-	(*Hello)(nil),                // 4: flotilla.v1.Hello
-	(*HeldApp)(nil),              // 5: flotilla.v1.HeldApp
-	(*Welcome)(nil),              // 6: flotilla.v1.Welcome
-	(*Desired)(nil),              // 7: flotilla.v1.Desired
-	(*SyncPolicy)(nil),           // 8: flotilla.v1.SyncPolicy
-	(*Retry)(nil),                // 9: flotilla.v1.Retry
-	(*HealthPolicy)(nil),         // 10: flotilla.v1.HealthPolicy
-	(*Remove)(nil),               // 11: flotilla.v1.Remove
-	(*Ack)(nil),                  // 12: flotilla.v1.Ack
-	(*Nack)(nil),                 // 13: flotilla.v1.Nack
-	(*Heartbeat)(nil),            // 14: flotilla.v1.Heartbeat
-	(*AppStatus)(nil),            // 15: flotilla.v1.AppStatus
-	(*ObjectRef)(nil),            // 16: flotilla.v1.ObjectRef
-	(*DriftItem)(nil),            // 17: flotilla.v1.DriftItem
-	(*ResourceStatus)(nil),       // 18: flotilla.v1.ResourceStatus
-	(*StatusRequest)(nil),        // 19: flotilla.v1.StatusRequest
-	(*StatusResponse)(nil),       // 20: flotilla.v1.StatusResponse
-	(*AppClusterStatus)(nil),     // 21: flotilla.v1.AppClusterStatus
-	(*ListClustersRequest)(nil),  // 22: flotilla.v1.ListClustersRequest
-	(*ListClustersResponse)(nil), // 23: flotilla.v1.ListClustersResponse
-	(*Cluster)(nil),              // 24: flotilla.v1.Cluster
-	(*ListAppsRequest)(nil),      // 25: flotilla.v1.ListAppsRequest
-	(*ListAppsResponse)(nil),     // 26: flotilla.v1.ListAppsResponse
-	(*App)(nil),                  // 27: flotilla.v1.App
-	(*AddClusterRequest)(nil),    // 28: flotilla.v1.AddClusterRequest
-	(*AddClusterResponse)(nil),   // 29: flotilla.v1.AddClusterResponse
-	(*CreateTokenRequest)(nil),   // 30: flotilla.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),  // 31: flotilla.v1.CreateTokenResponse
-	(*SyncRequest)(nil),          // 32: flotilla.v1.SyncRequest
-	(*SyncResponse)(nil),         // 33: flotilla.v1.SyncResponse
-	(*HistoryRequest)(nil),       // 34: flotilla.v1.HistoryRequest
-	(*HistoryResponse)(nil),      // 35: flotilla.v1.HistoryResponse
-	(*HistoryEntry)(nil),         // 36: flotilla.v1.HistoryEntry
-	nil,                          // 37: flotilla.v1.Cluster.LabelsEntry
-	nil,                          // 38: flotilla.v1.AddClusterRequest.LabelsEntry
+	(*JoinRequest)(nil),           // 0: flotilla.v1.JoinRequest
+	(*JoinResponse)(nil),          // 1: flotilla.v1.JoinResponse
+	(*AgentMessage)(nil),          // 2: flotilla.v1.AgentMessage
+	(*HubMessage)(nil),            // 3: flotilla.v1.HubMessage
+	(*Hello)(nil),                 // 4: flotilla.v1.Hello
+	(*HeldApp)(nil),               // 5: flotilla.v1.HeldApp
+	(*Welcome)(nil),               // 6: flotilla.v1.Welcome
+	(*Desired)(nil),               // 7: flotilla.v1.Desired
+	(*SyncPolicy)(nil),            // 8: flotilla.v1.SyncPolicy
+	(*Retry)(nil),                 // 9: flotilla.v1.Retry
+	(*HealthPolicy)(nil),          // 10: flotilla.v1.HealthPolicy
+	(*HealthRule)(nil),            // 11: flotilla.v1.HealthRule
+	(*Remove)(nil),                // 12: flotilla.v1.Remove
+	(*Ack)(nil),                   // 13: flotilla.v1.Ack
+	(*Nack)(nil),                  // 14: flotilla.v1.Nack
+	(*Heartbeat)(nil),             // 15: flotilla.v1.Heartbeat
+	(*AppStatus)(nil),             // 16: flotilla.v1.AppStatus
+	(*ObjectRef)(nil),             // 17: flotilla.v1.ObjectRef
+	(*DriftItem)(nil),             // 18: flotilla.v1.DriftItem
+	(*ResourceStatus)(nil),        // 19: flotilla.v1.ResourceStatus
+	(*StatusRequest)(nil),         // 20: flotilla.v1.StatusRequest
+	(*StatusResponse)(nil),        // 21: flotilla.v1.StatusResponse
+	(*AppClusterStatus)(nil),      // 22: flotilla.v1.AppClusterStatus
+	(*ListClustersRequest)(nil),   // 23: flotilla.v1.ListClustersRequest
+	(*ListClustersResponse)(nil),  // 24: flotilla.v1.ListClustersResponse
+	(*Cluster)(nil),               // 25: flotilla.v1.Cluster
+	(*ListAppsRequest)(nil),       // 26: flotilla.v1.ListAppsRequest
+	(*ListAppsResponse)(nil),      // 27: flotilla.v1.ListAppsResponse
+	(*App)(nil),                   // 28: flotilla.v1.App
+	(*AddClusterRequest)(nil),     // 29: flotilla.v1.AddClusterRequest
+	(*AddClusterResponse)(nil),    // 30: flotilla.v1.AddClusterResponse
+	(*CreateTokenRequest)(nil),    // 31: flotilla.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),   // 32: flotilla.v1.CreateTokenResponse
+	(*SyncRequest)(nil),           // 33: flotilla.v1.SyncRequest
+	(*SyncResponse)(nil),          // 34: flotilla.v1.SyncResponse
+	(*HistoryRequest)(nil),        // 35: flotilla.v1.HistoryRequest
+	(*HistoryResponse)(nil),       // 36: flotilla.v1.HistoryResponse
+	(*HistoryEntry)(nil),          // 37: flotilla.v1.HistoryEntry
+	(*RollbackRequest)(nil),       // 38: flotilla.v1.RollbackRequest
+	(*RollbackResponse)(nil),      // 39: flotilla.v1.RollbackResponse
+	(*RevokeClusterRequest)(nil),  // 40: flotilla.v1.RevokeClusterRequest
+	(*RevokeClusterResponse)(nil), // 41: flotilla.v1.RevokeClusterResponse
+	(*PromoteRequest)(nil),        // 42: flotilla.v1.PromoteRequest
+	(*PromoteResponse)(nil),       // 43: flotilla.v1.PromoteResponse
+	(*ImageChange)(nil),           // 44: flotilla.v1.ImageChange
+	nil,                           // 45: flotilla.v1.Cluster.LabelsEntry
+	nil,                           // 46: flotilla.v1.AddClusterRequest.LabelsEntry
 }
 var file_flotilla_v1_flotilla_proto_depIdxs = []int32{
 	4,  // 0: flotilla.v1.AgentMessage.hello:type_name -> flotilla.v1.Hello
-	12, // 1: flotilla.v1.AgentMessage.ack:type_name -> flotilla.v1.Ack
-	13, // 2: flotilla.v1.AgentMessage.nack:type_name -> flotilla.v1.Nack
-	15, // 3: flotilla.v1.AgentMessage.status:type_name -> flotilla.v1.AppStatus
-	14, // 4: flotilla.v1.AgentMessage.heartbeat:type_name -> flotilla.v1.Heartbeat
+	13, // 1: flotilla.v1.AgentMessage.ack:type_name -> flotilla.v1.Ack
+	14, // 2: flotilla.v1.AgentMessage.nack:type_name -> flotilla.v1.Nack
+	16, // 3: flotilla.v1.AgentMessage.status:type_name -> flotilla.v1.AppStatus
+	15, // 4: flotilla.v1.AgentMessage.heartbeat:type_name -> flotilla.v1.Heartbeat
 	6,  // 5: flotilla.v1.HubMessage.welcome:type_name -> flotilla.v1.Welcome
 	7,  // 6: flotilla.v1.HubMessage.desired:type_name -> flotilla.v1.Desired
-	11, // 7: flotilla.v1.HubMessage.remove:type_name -> flotilla.v1.Remove
-	14, // 8: flotilla.v1.HubMessage.heartbeat:type_name -> flotilla.v1.Heartbeat
+	12, // 7: flotilla.v1.HubMessage.remove:type_name -> flotilla.v1.Remove
+	15, // 8: flotilla.v1.HubMessage.heartbeat:type_name -> flotilla.v1.Heartbeat
 	5,  // 9: flotilla.v1.Hello.apps:type_name -> flotilla.v1.HeldApp
 	8,  // 10: flotilla.v1.Desired.sync_policy:type_name -> flotilla.v1.SyncPolicy
 	10, // 11: flotilla.v1.Desired.health_policy:type_name -> flotilla.v1.HealthPolicy
 	9,  // 12: flotilla.v1.SyncPolicy.retry:type_name -> flotilla.v1.Retry
-	17, // 13: flotilla.v1.AppStatus.drift:type_name -> flotilla.v1.DriftItem
-	18, // 14: flotilla.v1.AppStatus.resources:type_name -> flotilla.v1.ResourceStatus
-	16, // 15: flotilla.v1.DriftItem.object:type_name -> flotilla.v1.ObjectRef
-	16, // 16: flotilla.v1.ResourceStatus.object:type_name -> flotilla.v1.ObjectRef
-	21, // 17: flotilla.v1.StatusResponse.items:type_name -> flotilla.v1.AppClusterStatus
-	17, // 18: flotilla.v1.AppClusterStatus.drift:type_name -> flotilla.v1.DriftItem
-	24, // 19: flotilla.v1.ListClustersResponse.items:type_name -> flotilla.v1.Cluster
-	37, // 20: flotilla.v1.Cluster.labels:type_name -> flotilla.v1.Cluster.LabelsEntry
-	27, // 21: flotilla.v1.ListAppsResponse.items:type_name -> flotilla.v1.App
-	38, // 22: flotilla.v1.AddClusterRequest.labels:type_name -> flotilla.v1.AddClusterRequest.LabelsEntry
-	36, // 23: flotilla.v1.HistoryResponse.items:type_name -> flotilla.v1.HistoryEntry
-	0,  // 24: flotilla.v1.Enrollment.Join:input_type -> flotilla.v1.JoinRequest
-	2,  // 25: flotilla.v1.AgentService.Connect:input_type -> flotilla.v1.AgentMessage
-	19, // 26: flotilla.v1.Operator.Status:input_type -> flotilla.v1.StatusRequest
-	22, // 27: flotilla.v1.Operator.ListClusters:input_type -> flotilla.v1.ListClustersRequest
-	25, // 28: flotilla.v1.Operator.ListApps:input_type -> flotilla.v1.ListAppsRequest
-	28, // 29: flotilla.v1.Operator.AddCluster:input_type -> flotilla.v1.AddClusterRequest
-	30, // 30: flotilla.v1.Operator.CreateToken:input_type -> flotilla.v1.CreateTokenRequest
-	32, // 31: flotilla.v1.Operator.Sync:input_type -> flotilla.v1.SyncRequest
-	34, // 32: flotilla.v1.Operator.History:input_type -> flotilla.v1.HistoryRequest
-	1,  // 33: flotilla.v1.Enrollment.Join:output_type -> flotilla.v1.JoinResponse
-	3,  // 34: flotilla.v1.AgentService.Connect:output_type -> flotilla.v1.HubMessage
-	20, // 35: flotilla.v1.Operator.Status:output_type -> flotilla.v1.StatusResponse
-	23, // 36: flotilla.v1.Operator.ListClusters:output_type -> flotilla.v1.ListClustersResponse
-	26, // 37: flotilla.v1.Operator.ListApps:output_type -> flotilla.v1.ListAppsResponse
-	29, // 38: flotilla.v1.Operator.AddCluster:output_type -> flotilla.v1.AddClusterResponse
-	31, // 39: flotilla.v1.Operator.CreateToken:output_type -> flotilla.v1.CreateTokenResponse
-	33, // 40: flotilla.v1.Operator.Sync:output_type -> flotilla.v1.SyncResponse
-	35, // 41: flotilla.v1.Operator.History:output_type -> flotilla.v1.HistoryResponse
-	33, // [33:42] is the sub-list for method output_type
-	24, // [24:33] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	11, // 13: flotilla.v1.HealthPolicy.rules:type_name -> flotilla.v1.HealthRule
+	18, // 14: flotilla.v1.AppStatus.drift:type_name -> flotilla.v1.DriftItem
+	19, // 15: flotilla.v1.AppStatus.resources:type_name -> flotilla.v1.ResourceStatus
+	17, // 16: flotilla.v1.DriftItem.object:type_name -> flotilla.v1.ObjectRef
+	17, // 17: flotilla.v1.ResourceStatus.object:type_name -> flotilla.v1.ObjectRef
+	22, // 18: flotilla.v1.StatusResponse.items:type_name -> flotilla.v1.AppClusterStatus
+	18, // 19: flotilla.v1.AppClusterStatus.drift:type_name -> flotilla.v1.DriftItem
+	25, // 20: flotilla.v1.ListClustersResponse.items:type_name -> flotilla.v1.Cluster
+	45, // 21: flotilla.v1.Cluster.labels:type_name -> flotilla.v1.Cluster.LabelsEntry
+	28, // 22: flotilla.v1.ListAppsResponse.items:type_name -> flotilla.v1.App
+	46, // 23: flotilla.v1.AddClusterRequest.labels:type_name -> flotilla.v1.AddClusterRequest.LabelsEntry
+	37, // 24: flotilla.v1.HistoryResponse.items:type_name -> flotilla.v1.HistoryEntry
+	44, // 25: flotilla.v1.PromoteResponse.images:type_name -> flotilla.v1.ImageChange
+	0,  // 26: flotilla.v1.Enrollment.Join:input_type -> flotilla.v1.JoinRequest
+	2,  // 27: flotilla.v1.AgentService.Connect:input_type -> flotilla.v1.AgentMessage
+	20, // 28: flotilla.v1.Operator.Status:input_type -> flotilla.v1.StatusRequest
+	23, // 29: flotilla.v1.Operator.ListClusters:input_type -> flotilla.v1.ListClustersRequest
+	26, // 30: flotilla.v1.Operator.ListApps:input_type -> flotilla.v1.ListAppsRequest
+	29, // 31: flotilla.v1.Operator.AddCluster:input_type -> flotilla.v1.AddClusterRequest
+	31, // 32: flotilla.v1.Operator.CreateToken:input_type -> flotilla.v1.CreateTokenRequest
+	33, // 33: flotilla.v1.Operator.Sync:input_type -> flotilla.v1.SyncRequest
+	35, // 34: flotilla.v1.Operator.History:input_type -> flotilla.v1.HistoryRequest
+	38, // 35: flotilla.v1.Operator.Rollback:input_type -> flotilla.v1.RollbackRequest
+	40, // 36: flotilla.v1.Operator.RevokeCluster:input_type -> flotilla.v1.RevokeClusterRequest
+	42, // 37: flotilla.v1.Operator.Promote:input_type -> flotilla.v1.PromoteRequest
+	1,  // 38: flotilla.v1.Enrollment.Join:output_type -> flotilla.v1.JoinResponse
+	3,  // 39: flotilla.v1.AgentService.Connect:output_type -> flotilla.v1.HubMessage
+	21, // 40: flotilla.v1.Operator.Status:output_type -> flotilla.v1.StatusResponse
+	24, // 41: flotilla.v1.Operator.ListClusters:output_type -> flotilla.v1.ListClustersResponse
+	27, // 42: flotilla.v1.Operator.ListApps:output_type -> flotilla.v1.ListAppsResponse
+	30, // 43: flotilla.v1.Operator.AddCluster:output_type -> flotilla.v1.AddClusterResponse
+	32, // 44: flotilla.v1.Operator.CreateToken:output_type -> flotilla.v1.CreateTokenResponse
+	34, // 45: flotilla.v1.Operator.Sync:output_type -> flotilla.v1.SyncResponse
+	36, // 46: flotilla.v1.Operator.History:output_type -> flotilla.v1.HistoryResponse
+	39, // 47: flotilla.v1.Operator.Rollback:output_type -> flotilla.v1.RollbackResponse
+	41, // 48: flotilla.v1.Operator.RevokeCluster:output_type -> flotilla.v1.RevokeClusterResponse
+	43, // 49: flotilla.v1.Operator.Promote:output_type -> flotilla.v1.PromoteResponse
+	38, // [38:50] is the sub-list for method output_type
+	26, // [26:38] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_flotilla_v1_flotilla_proto_init() }
@@ -3036,7 +3654,7 @@ func file_flotilla_v1_flotilla_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotilla_v1_flotilla_proto_rawDesc), len(file_flotilla_v1_flotilla_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   39,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -232,13 +232,16 @@ var AgentService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Operator_Status_FullMethodName       = "/flotilla.v1.Operator/Status"
-	Operator_ListClusters_FullMethodName = "/flotilla.v1.Operator/ListClusters"
-	Operator_ListApps_FullMethodName     = "/flotilla.v1.Operator/ListApps"
-	Operator_AddCluster_FullMethodName   = "/flotilla.v1.Operator/AddCluster"
-	Operator_CreateToken_FullMethodName  = "/flotilla.v1.Operator/CreateToken"
-	Operator_Sync_FullMethodName         = "/flotilla.v1.Operator/Sync"
-	Operator_History_FullMethodName      = "/flotilla.v1.Operator/History"
+	Operator_Status_FullMethodName        = "/flotilla.v1.Operator/Status"
+	Operator_ListClusters_FullMethodName  = "/flotilla.v1.Operator/ListClusters"
+	Operator_ListApps_FullMethodName      = "/flotilla.v1.Operator/ListApps"
+	Operator_AddCluster_FullMethodName    = "/flotilla.v1.Operator/AddCluster"
+	Operator_CreateToken_FullMethodName   = "/flotilla.v1.Operator/CreateToken"
+	Operator_Sync_FullMethodName          = "/flotilla.v1.Operator/Sync"
+	Operator_History_FullMethodName       = "/flotilla.v1.Operator/History"
+	Operator_Rollback_FullMethodName      = "/flotilla.v1.Operator/Rollback"
+	Operator_RevokeCluster_FullMethodName = "/flotilla.v1.Operator/RevokeCluster"
+	Operator_Promote_FullMethodName       = "/flotilla.v1.Operator/Promote"
 )
 
 // OperatorClient is the client API for Operator service.
@@ -254,6 +257,11 @@ type OperatorClient interface {
 	CreateToken(ctx context.Context, in *CreateTokenRequest, opts ...grpc.CallOption) (*CreateTokenResponse, error)
 	Sync(ctx context.Context, in *SyncRequest, opts ...grpc.CallOption) (*SyncResponse, error)
 	History(ctx context.Context, in *HistoryRequest, opts ...grpc.CallOption) (*HistoryResponse, error)
+	Rollback(ctx context.Context, in *RollbackRequest, opts ...grpc.CallOption) (*RollbackResponse, error)
+	RevokeCluster(ctx context.Context, in *RevokeClusterRequest, opts ...grpc.CallOption) (*RevokeClusterResponse, error)
+	// Promote copies what an app declares as promotable (kustomize images) from one
+	// environment's overlay to another's, once the source is Healthy everywhere and soaked.
+	Promote(ctx context.Context, in *PromoteRequest, opts ...grpc.CallOption) (*PromoteResponse, error)
 }
 
 type operatorClient struct {
@@ -334,6 +342,36 @@ func (c *operatorClient) History(ctx context.Context, in *HistoryRequest, opts .
 	return out, nil
 }
 
+func (c *operatorClient) Rollback(ctx context.Context, in *RollbackRequest, opts ...grpc.CallOption) (*RollbackResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RollbackResponse)
+	err := c.cc.Invoke(ctx, Operator_Rollback_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *operatorClient) RevokeCluster(ctx context.Context, in *RevokeClusterRequest, opts ...grpc.CallOption) (*RevokeClusterResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeClusterResponse)
+	err := c.cc.Invoke(ctx, Operator_RevokeCluster_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *operatorClient) Promote(ctx context.Context, in *PromoteRequest, opts ...grpc.CallOption) (*PromoteResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PromoteResponse)
+	err := c.cc.Invoke(ctx, Operator_Promote_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OperatorServer is the server API for Operator service.
 // All implementations must embed UnimplementedOperatorServer
 // for forward compatibility.
@@ -347,6 +385,11 @@ type OperatorServer interface {
 	CreateToken(context.Context, *CreateTokenRequest) (*CreateTokenResponse, error)
 	Sync(context.Context, *SyncRequest) (*SyncResponse, error)
 	History(context.Context, *HistoryRequest) (*HistoryResponse, error)
+	Rollback(context.Context, *RollbackRequest) (*RollbackResponse, error)
+	RevokeCluster(context.Context, *RevokeClusterRequest) (*RevokeClusterResponse, error)
+	// Promote copies what an app declares as promotable (kustomize images) from one
+	// environment's overlay to another's, once the source is Healthy everywhere and soaked.
+	Promote(context.Context, *PromoteRequest) (*PromoteResponse, error)
 	mustEmbedUnimplementedOperatorServer()
 }
 
@@ -377,6 +420,15 @@ func (UnimplementedOperatorServer) Sync(context.Context, *SyncRequest) (*SyncRes
 }
 func (UnimplementedOperatorServer) History(context.Context, *HistoryRequest) (*HistoryResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method History not implemented")
+}
+func (UnimplementedOperatorServer) Rollback(context.Context, *RollbackRequest) (*RollbackResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Rollback not implemented")
+}
+func (UnimplementedOperatorServer) RevokeCluster(context.Context, *RevokeClusterRequest) (*RevokeClusterResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeCluster not implemented")
+}
+func (UnimplementedOperatorServer) Promote(context.Context, *PromoteRequest) (*PromoteResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Promote not implemented")
 }
 func (UnimplementedOperatorServer) mustEmbedUnimplementedOperatorServer() {}
 func (UnimplementedOperatorServer) testEmbeddedByValue()                  {}
@@ -525,6 +577,60 @@ func _Operator_History_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Operator_Rollback_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RollbackRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServer).Rollback(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Operator_Rollback_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServer).Rollback(ctx, req.(*RollbackRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Operator_RevokeCluster_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeClusterRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServer).RevokeCluster(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Operator_RevokeCluster_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServer).RevokeCluster(ctx, req.(*RevokeClusterRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Operator_Promote_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PromoteRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServer).Promote(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Operator_Promote_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServer).Promote(ctx, req.(*PromoteRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Operator_ServiceDesc is the grpc.ServiceDesc for Operator service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -559,6 +665,18 @@ var Operator_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "History",
 			Handler:    _Operator_History_Handler,
+		},
+		{
+			MethodName: "Rollback",
+			Handler:    _Operator_Rollback_Handler,
+		},
+		{
+			MethodName: "RevokeCluster",
+			Handler:    _Operator_RevokeCluster_Handler,
+		},
+		{
+			MethodName: "Promote",
+			Handler:    _Operator_Promote_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

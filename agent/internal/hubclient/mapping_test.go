@@ -1,0 +1,36 @@
+package hubclient
+
+import (
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/flotilla-dev/flotilla/agent/internal/health"
+	"github.com/flotilla-dev/flotilla/agent/internal/syncer"
+	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
+)
+
+func TestDesiredFromProtoHealthPolicy(t *testing.T) {
+	d := desiredFromProto(&flotillav1.Desired{
+		App: "shop", Generation: 3, Revision: "abc", Digest: "sha256:00",
+		HealthPolicy: &flotillav1.HealthPolicy{ProgressDeadlineMs: 90_000, AutoRollback: true, Rules: []*flotillav1.HealthRule{
+			{Group: "example.com", Kind: "Database", Expression: `{"status": "Healthy"}`},
+			{Kind: "ConfigMap", Expression: `{"status": "Healthy", "message": "present"}`},
+		}},
+	}, nil, nil)
+	want := syncer.HealthPolicy{ProgressDeadline: 90 * time.Second, AutoRollback: true, Rules: []health.Rule{
+		{Group: "example.com", Kind: "Database", Expression: `{"status": "Healthy"}`},
+		{Kind: "ConfigMap", Expression: `{"status": "Healthy", "message": "present"}`},
+	}}
+	if !reflect.DeepEqual(d.Health, want) {
+		t.Errorf("health policy %+v, want %+v", d.Health, want)
+	}
+}
+
+func TestStatusToProtoRolledBack(t *testing.T) {
+	p := statusToProto(syncer.AppStatus{App: "shop", Health: "Degraded", AppliedRevision: "a1", HealthyRevision: "a1", RolledBackRevision: "b2",
+		Message: "RolledBack: revision b2 Degraded: Deployment.apps/shop/web: Progress deadline exceeded"})
+	if p.RolledBackRevision != "b2" || p.AppliedRevision != "a1" || p.Health != "Degraded" {
+		t.Errorf("status %+v", p)
+	}
+}

@@ -1,0 +1,64 @@
+package notify
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
+)
+
+// TestNotifierExactlyOnce drives a real Fleet as the hub's agent streams do — ACKs, NACKs
+// of retries, status re-reports — with the notifier on its OnReport hook, and checks the
+// receiver gets each event exactly once.
+func TestNotifierExactlyOnce(t *testing.T) {
+	hook := newReceiver(t)
+	rec := &counts{}
+	fl := fleet.New(time.Minute)
+	n := New(testConfig(t, "", [3]string{"hook", "webhook", hook.URL}), fl, func() ([]string, error) { return []string{"staging"}, nil }, rec, nil)
+	fl.OnReport(n.Report)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- n.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	fl.Seen("staging", "v1", true)
+	fl.SetDesired(fleet.Desired{Cluster: "staging", App: "api", Revision: "r1", Bundle: nil, Author: "Ada <ada@example.com>", Message: "api: 2.0.0"})
+	fl.Ack("staging", "api", 1, "r1", "d-r1")
+	for range 3 {
+		fl.Status("staging", applied("r1"))
+	}
+	for range 3 {
+		fl.Status("staging", with(applied("r1"), func(r *fleet.Report) { r.Drift, r.Sync = drifted, "OutOfSync" }))
+	}
+	for range 3 {
+		fl.Nack("staging", "api", 2, "boom")
+	}
+	fl.Ack("staging", "api", 2, "r1", "d-r1")
+	for range 3 {
+		fl.Status("staging", applied("r1"))
+	}
+	want := []Event{SyncSucceeded, DriftDetected, SyncFailed, DriftCorrected}
+	wait(t, "the deliveries", func() bool { return rec.get("hook/sent") >= len(want) })
+	time.Sleep(200 * time.Millisecond) // time for a duplicate, were there one
+	var got []Notification
+	for _, b := range hook.requests() {
+		var n Notification
+		if err := json.Unmarshal(b, &n); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, n)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("received %+v, want events %v", got, want)
+	}
+	for i, e := range want {
+		if got[i].Event != e || got[i].Cluster != "staging" || got[i].App != "api" {
+			t.Errorf("notification %d = %+v, want %s for api on staging", i, got[i], e)
+		}
+	}
+	if got[0].Revision != "r1" || got[0].Author != "Ada <ada@example.com>" || got[0].Message != "api: 2.0.0" {
+		t.Errorf("sync-succeeded %+v, want the commit of r1", got[0])
+	}
+}

@@ -1,0 +1,237 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/flotilla-dev/flotilla/hub/internal/apps"
+	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
+	"github.com/flotilla-dev/flotilla/hub/internal/promote"
+	"github.com/flotilla-dev/flotilla/hub/internal/source"
+	"github.com/flotilla-dev/flotilla/hub/internal/store"
+	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
+	"github.com/flotilla-dev/flotilla/shared/logging"
+)
+
+// gitRepos reads and writes the apps' repositories, with the hub's Git credentials.
+type gitRepos interface {
+	Fetch(ctx context.Context, repoURL, rev string) (*source.Snapshot, error)
+	Push(ctx context.Context, repoURL string, c source.Commit) (string, error)
+}
+
+var _ gitRepos = (*source.Fetcher)(nil)
+
+// promoteEnvLabel is the cluster label that names a cluster's environment.
+const promoteEnvLabel = "env"
+
+// The signature of promotion commits; Promoted-By in the message names the operator.
+const (
+	promoteAuthorName  = "Flotilla"
+	promoteAuthorEmail = "flotilla@flotilla.dev"
+)
+
+// Promote copies what an app declares as promotable (the kustomize images of its overlay)
+// from the overlay of one environment to another's, once every cluster of the source
+// environment has been Healthy on one revision for the soak time, and pushes the commit to a
+// new branch (or, asked to, straight to the app's target branch).
+func (s *Server) Promote(ctx context.Context, req *flotillav1.PromoteRequest) (*flotillav1.PromoteResponse, error) {
+	actor := callerFrom(ctx).Name
+	switch {
+	case req.App == "" || req.FromEnv == "" || req.ToEnv == "":
+		return nil, status.Error(codes.InvalidArgument, "app, source and target environments are required")
+	case req.FromEnv == req.ToEnv:
+		return nil, status.Errorf(codes.InvalidArgument, "source and target are both env=%s", req.FromEnv)
+	case req.SoakMs < 0:
+		return nil, status.Error(codes.InvalidArgument, "the soak time is negative")
+	case req.Push && req.Branch != "":
+		return nil, status.Error(codes.InvalidArgument, "a branch and push to the target branch exclude each other")
+	case s.cfg.Git == nil:
+		return nil, status.Error(codes.Unimplemented, "promotion is off: this hub has no Git access")
+	}
+	soak := time.Duration(req.SoakMs) * time.Millisecond
+	info, ok := s.appInfo(req.App)
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "app %q is not known to the hub", req.App)
+	}
+	witnesses, srcVars, dstVars, err := s.environments(info, req.FromEnv, req.ToEnv)
+	if err != nil {
+		return nil, err
+	}
+	src, err := promote.Vouch(req.FromEnv, witnesses, soak, time.Now())
+	if err != nil {
+		s.audit(actor, "promote.refused", req.App, fmt.Sprintf("from=%s to=%s: %v", req.FromEnv, req.ToEnv, err))
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	}
+	app := &apps.Application{Name: info.Name, Source: apps.Source{RepoURL: info.RepoURL, TargetRevision: info.TargetRevision, Path: info.Path}}
+	srcPath, err := overlayPath(app, req.FromEnv, srcVars)
+	if err != nil {
+		return nil, err
+	}
+	dstPath, err := overlayPath(app, req.ToEnv, dstVars)
+	if err != nil {
+		return nil, err
+	}
+	if srcPath == dstPath {
+		return nil, status.Errorf(codes.FailedPrecondition, "env=%s and env=%s both render %s: there is no overlay to promote to", req.FromEnv, req.ToEnv, srcPath)
+	}
+
+	target, err := s.cfg.Git.Fetch(ctx, info.RepoURL, info.TargetRevision)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "fetch the target revision: %v", err)
+	}
+	branch := req.Branch
+	switch {
+	case req.Push:
+		name, ok := strings.CutPrefix(target.Ref, "refs/heads/")
+		if !ok {
+			return nil, status.Errorf(codes.FailedPrecondition, "the app's target revision %q is no branch to push to: promote to a new branch instead", info.TargetRevision)
+		}
+		branch = name
+	case branch == "":
+		branch = promote.BranchName(req.App, src.Revision)
+	}
+	srcSnap := target
+	if src.Revision != target.Commit {
+		if srcSnap, err = s.cfg.Git.Fetch(ctx, info.RepoURL, src.Revision); err != nil {
+			return nil, status.Errorf(codes.Unavailable, "fetch the source revision: %v", err)
+		}
+	}
+	srcData, _, err := readKustomization(srcSnap, srcPath)
+	if err != nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "env=%s at %s: %v", req.FromEnv, promote.ShortRev(src.Revision), err)
+	}
+	dstData, dstFile, err := readKustomization(target, dstPath)
+	if err != nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "env=%s at %s: %v", req.ToEnv, promote.ShortRev(target.Commit), err)
+	}
+	out, changes, err := promote.CopyImages(srcData, dstData)
+	if err != nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "promote %s from %s to %s: %v", req.App, srcPath, dstFile, err)
+	}
+	plan := &promote.Plan{
+		App: req.App, From: req.FromEnv, To: req.ToEnv, Source: src, SourcePath: srcPath, TargetPath: dstFile,
+		Changes: changes, Soak: soak, By: actor,
+	}
+	commit, err := s.cfg.Git.Push(ctx, info.RepoURL, source.Commit{
+		Parent: target.Commit, Files: map[string][]byte{dstFile: out}, Message: plan.CommitMessage(),
+		AuthorName: promoteAuthorName, AuthorEmail: promoteAuthorEmail, Branch: branch,
+	})
+	switch {
+	case errors.Is(err, source.ErrPushRejected):
+		return nil, status.Errorf(codes.Aborted, "push the promotion: %v", err)
+	case err != nil:
+		return nil, status.Errorf(codes.Unavailable, "push the promotion: %v", err)
+	}
+
+	resp := &flotillav1.PromoteResponse{
+		SourceRevision: src.Revision, VouchedBy: src.Clusters, Commit: commit, Branch: branch, PushedToTarget: req.Push,
+		SourcePath: srcPath, TargetPath: dstFile,
+	}
+	var shown []string
+	for _, c := range changes {
+		resp.Images = append(resp.Images, &flotillav1.ImageChange{Name: c.Name, From: c.From, To: c.To})
+		shown = append(shown, c.To)
+	}
+	s.audit(actor, "promote", req.App, fmt.Sprintf("from=%s to=%s revision=%s vouchedBy=%v commit=%s branch=%s images=%v",
+		req.FromEnv, req.ToEnv, src.Revision, src.Clusters, commit, branch, shown))
+	result := fmt.Sprintf("Promoted from env=%s at %s: pushed to branch %s (merge it to roll out)", req.FromEnv, promote.ShortRev(src.Revision), branch)
+	if req.Push {
+		result = fmt.Sprintf("Promoted from env=%s at %s: pushed to %s", req.FromEnv, promote.ShortRev(src.Revision), branch)
+	}
+	for _, c := range dstVars {
+		rec := store.HistoryRecord{
+			Time: time.Now(), Cluster: c.Name, App: req.App, Revision: commit,
+			Author: promoteAuthorName + " <" + promoteAuthorEmail + ">", Message: subjectLine(plan.CommitMessage()), Result: result,
+		}
+		if err := s.cfg.Store.AddHistory(rec); err != nil {
+			s.log.Warn("record history", logging.KeyCluster, c.Name, logging.KeyApp, req.App, logging.Err(err))
+		}
+	}
+	s.log.Info("promoted", logging.KeyApp, req.App, "from", req.FromEnv, "to", req.ToEnv,
+		logging.KeyRevision, src.Revision, "commit", commit, "branch", branch)
+	if req.Push && s.cfg.Reconcile != nil {
+		s.cfg.Reconcile.Trigger()
+	}
+	return resp, nil
+}
+
+func (s *Server) appInfo(name string) (fleet.AppInfo, bool) {
+	for _, a := range s.cfg.Fleet.Apps() {
+		if a.Name == name && a.RepoURL != "" {
+			return a, true
+		}
+	}
+	return fleet.AppInfo{}, false
+}
+
+// environments returns, among the registered clusters the app targets, the witnesses of the
+// source environment and the variables of the source and target clusters.
+func (s *Server) environments(info fleet.AppInfo, from, to string) ([]promote.Witness, []apps.ClusterVars, []apps.ClusterVars, error) {
+	list, err := s.cfg.Store.ListClusters()
+	if err != nil {
+		return nil, nil, nil, status.Errorf(codes.Unavailable, "list clusters: %v", err)
+	}
+	var witnesses []promote.Witness
+	var srcVars, dstVars []apps.ClusterVars
+	for _, c := range list {
+		if c.Revoked || !slices.Contains(info.Clusters, c.Name) {
+			continue
+		}
+		switch c.Labels[promoteEnvLabel] {
+		case from:
+			_, state := s.cfg.Fleet.Presence(c.Name)
+			w := promote.Witness{Cluster: c.Name, Connected: state == fleet.StateConnected}
+			if r, ok := s.cfg.Fleet.LatestReport(c.Name, info.Name); ok {
+				w.Report = &r
+			}
+			witnesses = append(witnesses, w)
+			srcVars = append(srcVars, apps.ClusterVars{Name: c.Name, Labels: c.Labels})
+		case to:
+			dstVars = append(dstVars, apps.ClusterVars{Name: c.Name, Labels: c.Labels})
+		}
+	}
+	return witnesses, srcVars, dstVars, nil
+}
+
+// overlayPath is the app's path for the clusters of env: the one they all render, or, with
+// no cluster, the path for a cluster labelled env alone.
+func overlayPath(app *apps.Application, env string, vars []apps.ClusterVars) (string, error) {
+	if len(vars) == 0 {
+		vars = []apps.ClusterVars{{Labels: map[string]string{promoteEnvLabel: env}}}
+	}
+	paths := map[string]bool{}
+	var p string
+	for _, v := range vars {
+		got, err := app.PathFor(v)
+		if err != nil {
+			return "", status.Errorf(codes.FailedPrecondition, "env=%s: %v", env, err)
+		}
+		paths[got], p = true, got
+	}
+	if len(paths) > 1 {
+		return "", status.Errorf(codes.FailedPrecondition, "the clusters of env=%s render different paths of app %q: promotion needs one overlay per environment", env, app.Name)
+	}
+	return p, nil
+}
+
+// readKustomization returns the kustomization of dir in snap, and its path.
+func readKustomization(snap *source.Snapshot, dir string) ([]byte, string, error) {
+	fsys, err := snap.FS()
+	if err != nil {
+		return nil, "", err
+	}
+	p, data, err := promote.FindKustomization(fsys, dir)
+	return data, p, err
+}
+
+func subjectLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
