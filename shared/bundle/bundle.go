@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"sync"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
@@ -22,6 +23,16 @@ type Bundle struct {
 	Data []byte
 	// Digest is "sha256:<hex>" of Data.
 	Digest string
+
+	compressOnce sync.Once
+	compressed   []byte
+}
+
+// Compressed returns Data gzip-compressed, computed once per bundle: a bundle sent to a
+// thousand agents is compressed once.
+func (b *Bundle) Compressed() []byte {
+	b.compressOnce.Do(func() { b.compressed = Compress(b.Data) })
+	return b.compressed
 }
 
 // New builds the canonical bundle of objs. Two objects with the same identity are an error.

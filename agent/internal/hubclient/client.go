@@ -30,8 +30,9 @@ import (
 // MaxMessageSize bounds every gRPC message in either direction.
 const MaxMessageSize = 4 << 20
 
-// maxBundleSize bounds a decompressed bundle.
-const maxBundleSize = 512 << 20
+// maxBundleSize bounds a decompressed bundle: the agent keeps the applied and the last healthy
+// bundle in its state Secrets, which hold at most 64 MiB.
+const maxBundleSize = 30 << 20
 
 // maxQueued bounds the ACK/NACK queue kept while the hub is unreachable; statuses are
 // coalesced per app and need no bound beyond the number of apps.

@@ -38,9 +38,11 @@ type Desired struct {
 // Digest is the bundle's digest.
 func (d *Desired) Digest() string { return d.Bundle.Digest }
 
-// same reports whether d and o would make the agent do the same thing.
+// same reports whether d and o would make the agent do the same thing. The revision is not
+// compared: a commit that leaves an app's rendered objects unchanged sends nothing to its
+// agents (a thousand clusters are not re-sent an identical bundle for a commit elsewhere).
 func (d *Desired) same(o *Desired) bool {
-	return d.Bundle.Digest == o.Bundle.Digest && d.Revision == o.Revision && d.Namespace == o.Namespace && d.Pinned == o.Pinned &&
+	return d.Bundle.Digest == o.Bundle.Digest && d.Namespace == o.Namespace && d.Pinned == o.Pinned &&
 		d.Policy == o.Policy && reflect.DeepEqual(d.Health, o.Health)
 }
 
@@ -99,7 +101,11 @@ func (f *Fleet) SetDesired(d Desired) {
 	}
 	old := byApp[d.App]
 	if old != nil && old.same(&d) {
-		old.CommitTime, old.Author, old.Message = d.CommitTime, d.Author, d.Message
+		// Nothing for the agent to do; record the new revision (a copy: readers hold the old
+		// pointer without the lock).
+		nd := *old
+		nd.Revision, nd.CommitTime, nd.Author, nd.Message = d.Revision, d.CommitTime, d.Author, d.Message
+		byApp[d.App] = &nd
 		return
 	}
 	if old != nil {
@@ -180,7 +186,7 @@ func (f *Fleet) Align(cluster string, held []Held) {
 		}
 		nd := *d
 		switch {
-		case d.Bundle.Digest == h.Digest && d.Revision == h.Revision && d.Generation <= h.Generation:
+		case d.Bundle.Digest == h.Digest && d.Generation <= h.Generation:
 			nd.Generation = h.Generation
 		case d.Generation <= h.Generation:
 			nd.Generation = h.Generation + 1

@@ -149,3 +149,29 @@ func TestAckEndsAnOperatorRequest(t *testing.T) {
 		t.Fatalf("after a reconnect: %+v", d)
 	}
 }
+
+func TestACommitThatLeavesAnAppUnchangedSendsNothing(t *testing.T) {
+	f := New(time.Minute)
+	wake := f.Subscribe("c1")
+	b := testBundle(t, "a")
+	f.SetDesired(Desired{Cluster: "c1", App: "worker", Revision: "r1", Bundle: b})
+	<-wake
+	f.Seen("c1", "v1", true)
+	f.Ack("c1", "worker", 1, "r1", b.Digest)
+	f.Status("c1", Report{App: "worker", Sync: SyncSynced, Health: "Healthy", AppliedRevision: "r1", AppliedDigest: b.Digest, HealthyRevision: "r1"})
+
+	f.SetDesired(Desired{Cluster: "c1", App: "worker", Revision: "r2", Bundle: b})
+	select {
+	case <-wake:
+		t.Fatal("an unchanged bundle at a new revision woke the stream")
+	default:
+	}
+	d := f.Snapshot("c1")["worker"]
+	if d.Generation != 1 || d.Revision != "r2" {
+		t.Fatalf("desired = generation %d revision %s, want 1 r2", d.Generation, d.Revision)
+	}
+	r := f.Rows()[0]
+	if r.Sync != SyncSynced || r.AppliedRevision != "r2" || r.HealthyRevision != "r2" {
+		t.Fatalf("row = %+v, want Synced at r2", r)
+	}
+}

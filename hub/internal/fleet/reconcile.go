@@ -16,6 +16,7 @@ import (
 
 	"github.com/flotilla-dev/flotilla/hub/internal/apps"
 	"github.com/flotilla-dev/flotilla/hub/internal/metrics"
+	"github.com/flotilla-dev/flotilla/hub/internal/render"
 	"github.com/flotilla-dev/flotilla/hub/internal/source"
 	"github.com/flotilla-dev/flotilla/shared/bundle"
 	"github.com/flotilla-dev/flotilla/shared/logging"
@@ -67,6 +68,8 @@ type Reconciler struct {
 	trigger chan struct{}
 	// lastFetched is the last successful fetch per repo@revision (owned by Run's goroutine).
 	lastFetched map[string]time.Time
+	// rendered is the last render per repo:path, keyed by what it read (owned likewise).
+	rendered map[string]*rendered
 }
 
 // NewReconciler returns a reconciler feeding fleet.
@@ -80,7 +83,7 @@ func NewReconciler(cfg ReconcilerConfig, fleet *Fleet) *Reconciler {
 	if cfg.AppsRevision == "" {
 		cfg.AppsRevision = "HEAD"
 	}
-	return &Reconciler{cfg: cfg, fleet: fleet, trigger: make(chan struct{}, 1), lastFetched: map[string]time.Time{}}
+	return &Reconciler{cfg: cfg, fleet: fleet, trigger: make(chan struct{}, 1), lastFetched: map[string]time.Time{}, rendered: map[string]*rendered{}}
 }
 
 // Trigger asks for a round now (a webhook, a new cluster, an operator).
@@ -219,27 +222,9 @@ func (r *Reconciler) renderFor(ctx context.Context, app *apps.Application, c Clu
 	if err != nil {
 		return err
 	}
-	key := snap.RepoURL + "@" + snap.TreeHash + ":" + path
-	b, ok := r.cfg.Cache.Get(key)
-	r.cfg.Metrics.RenderCache(ok)
-	if !ok {
-		renderStart := time.Now()
-		fsys, err := snap.FileSystem()
-		if err != nil {
-			return err
-		}
-		rctx, cancel := context.WithTimeout(ctx, r.cfg.RenderTimeout)
-		objs, err := r.cfg.Renderer.Render(rctx, fsys, path)
-		cancel()
-		r.cfg.Metrics.Render(time.Since(renderStart), err)
-		if err != nil {
-			return err
-		}
-		b, err = bundle.New(objs)
-		if err != nil {
-			return fmt.Errorf("path %q: %w", path, err)
-		}
-		r.cfg.Cache.Put(key, b)
+	b, err := r.bundleFor(ctx, snap, path)
+	if err != nil {
+		return err
 	}
 	r.fleet.SetDesired(Desired{
 		Cluster: c.Name, App: app.Name, Revision: snap.Commit, Bundle: b,
@@ -247,6 +232,44 @@ func (r *Reconciler) renderFor(ctx context.Context, app *apps.Application, c Clu
 		CommitTime: snap.Time, Author: snap.Author, Message: snap.Message, Pinned: pinned,
 	})
 	return nil
+}
+
+// bundleFor returns the bundle of path at snap: from the cache for this tree, else from the last
+// render of the same repository path when everything that render read is unchanged in this
+// commit, else from a new render (which records what it reads).
+func (r *Reconciler) bundleFor(ctx context.Context, snap *source.Snapshot, path string) (*bundle.Bundle, error) {
+	key := render.CacheKey(snap.RepoURL, snap.TreeHash, path)
+	if b, ok := r.cfg.Cache.Get(key); ok {
+		r.cfg.Metrics.RenderCache(true)
+		return b, nil
+	}
+	fsys, err := snap.FileSystem()
+	if err != nil {
+		return nil, err
+	}
+	last := snap.RepoURL + ":" + path
+	if prev := r.rendered[last]; prev != nil && prev.in.hash(fsys) == prev.hash {
+		r.cfg.Metrics.RenderCache(true)
+		r.cfg.Cache.Put(key, prev.bundle)
+		return prev.bundle, nil
+	}
+	r.cfg.Metrics.RenderCache(false)
+	renderStart := time.Now()
+	rfs, in := record(fsys)
+	rctx, cancel := context.WithTimeout(ctx, r.cfg.RenderTimeout)
+	objs, err := r.cfg.Renderer.Render(rctx, rfs, path)
+	cancel()
+	r.cfg.Metrics.Render(time.Since(renderStart), err)
+	if err != nil {
+		return nil, err
+	}
+	b, err := bundle.New(objs)
+	if err != nil {
+		return nil, fmt.Errorf("path %q: %w", path, err)
+	}
+	r.cfg.Cache.Put(key, b)
+	r.rendered[last] = &rendered{in: in, hash: in.hash(fsys), bundle: b}
+	return b, nil
 }
 
 func (r *Reconciler) loadApps(ctx context.Context) ([]*apps.Application, []error) {

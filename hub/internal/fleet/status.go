@@ -301,6 +301,14 @@ func (f *Fleet) rowLocked(cluster, app string) Row {
 	if r != nil {
 		row.Sync, row.Health = r.Sync, r.Health
 		row.AppliedRevision, row.HealthyRevision = r.AppliedRevision, r.HealthyRevision
+		if d != nil && r.AppliedDigest == d.Bundle.Digest && r.AppliedRevision != d.Revision {
+			// The agent holds exactly what the desired revision renders to: a later commit
+			// that did not change this app's objects was not re-sent.
+			row.AppliedRevision = d.Revision
+			if r.HealthyRevision == r.AppliedRevision {
+				row.HealthyRevision = d.Revision
+			}
+		}
 		row.Drift = r.Drift
 		row.Message = r.Message
 		if rev := r.RolledBackRevision; rev != "" {

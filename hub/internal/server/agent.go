@@ -177,7 +177,7 @@ func (s *Server) sendDiff(stream flotillav1.AgentService_ConnectServer, cluster 
 
 // sendDesired sends d, split into chunks of the compressed bundle when it is large.
 func (s *Server) sendDesired(stream flotillav1.AgentService_ConnectServer, d *fleet.Desired) error {
-	compressed := bundle.Compress(d.Bundle.Data)
+	compressed := d.Bundle.Compressed()
 	s.cfg.Metrics.BundleBytes(len(compressed))
 	chunks := bundle.Split(compressed, ChunkSize)
 	for i, c := range chunks {
