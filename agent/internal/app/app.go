@@ -141,7 +141,8 @@ func run(ctx context.Context, o *Options, log *slog.Logger) error {
 		return err
 	}
 	log = log.With(logging.KeyCluster, id.Cluster)
-	hc := hubclient.New(hubclient.Config{Addrs: o.Hubs, TLS: id.TLSConfig, Logger: log})
+	creds := hubclient.NewCredentials(id, identity.NewStore(client, o.Namespace, IdentitySecret), log)
+	hc := hubclient.New(hubclient.Config{Addrs: o.Hubs, TLS: creds.TLSConfig, Logger: log})
 	ctrl, err := syncer.NewController(syncer.Config{
 		RESTConfig: cfg, Namespace: o.Namespace, FieldManager: o.FieldManager, Reporter: hc, Logger: log,
 	})
@@ -157,6 +158,7 @@ func run(ctx context.Context, o *Options, log *slog.Logger) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return ctrl.Run(gctx) })
 	g.Go(func() error { return hc.Run(gctx) })
+	g.Go(func() error { return creds.Rotate(gctx, o.Hubs) })
 	if o.HTTPListen != "" {
 		l, err := net.Listen("tcp", o.HTTPListen)
 		if err != nil {

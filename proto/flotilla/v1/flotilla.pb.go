@@ -145,6 +145,102 @@ func (x *JoinResponse) GetCaPem() []byte {
 	return nil
 }
 
+type RenewRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CsrPem        []byte                 `protobuf:"bytes,1,opt,name=csr_pem,json=csrPem,proto3" json:"csr_pem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewRequest) Reset() {
+	*x = RenewRequest{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewRequest) ProtoMessage() {}
+
+func (x *RenewRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewRequest.ProtoReflect.Descriptor instead.
+func (*RenewRequest) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RenewRequest) GetCsrPem() []byte {
+	if x != nil {
+		return x.CsrPem
+	}
+	return nil
+}
+
+type RenewResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	CertificatePem []byte                 `protobuf:"bytes,1,opt,name=certificate_pem,json=certificatePem,proto3" json:"certificate_pem,omitempty"`
+	CaPem          []byte                 `protobuf:"bytes,2,opt,name=ca_pem,json=caPem,proto3" json:"ca_pem,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RenewResponse) Reset() {
+	*x = RenewResponse{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewResponse) ProtoMessage() {}
+
+func (x *RenewResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewResponse.ProtoReflect.Descriptor instead.
+func (*RenewResponse) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RenewResponse) GetCertificatePem() []byte {
+	if x != nil {
+		return x.CertificatePem
+	}
+	return nil
+}
+
+func (x *RenewResponse) GetCaPem() []byte {
+	if x != nil {
+		return x.CaPem
+	}
+	return nil
+}
+
 type AgentMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Msg:
@@ -161,7 +257,7 @@ type AgentMessage struct {
 
 func (x *AgentMessage) Reset() {
 	*x = AgentMessage{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[2]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -173,7 +269,7 @@ func (x *AgentMessage) String() string {
 func (*AgentMessage) ProtoMessage() {}
 
 func (x *AgentMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[2]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -186,7 +282,7 @@ func (x *AgentMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentMessage.ProtoReflect.Descriptor instead.
 func (*AgentMessage) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{2}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *AgentMessage) GetMsg() isAgentMessage_Msg {
@@ -283,6 +379,7 @@ type HubMessage struct {
 	//	*HubMessage_Desired
 	//	*HubMessage_Remove
 	//	*HubMessage_Heartbeat
+	//	*HubMessage_Redirect
 	Msg           isHubMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -290,7 +387,7 @@ type HubMessage struct {
 
 func (x *HubMessage) Reset() {
 	*x = HubMessage{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[3]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -302,7 +399,7 @@ func (x *HubMessage) String() string {
 func (*HubMessage) ProtoMessage() {}
 
 func (x *HubMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[3]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -315,7 +412,7 @@ func (x *HubMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HubMessage.ProtoReflect.Descriptor instead.
 func (*HubMessage) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{3}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *HubMessage) GetMsg() isHubMessage_Msg {
@@ -361,6 +458,15 @@ func (x *HubMessage) GetHeartbeat() *Heartbeat {
 	return nil
 }
 
+func (x *HubMessage) GetRedirect() *Redirect {
+	if x != nil {
+		if x, ok := x.Msg.(*HubMessage_Redirect); ok {
+			return x.Redirect
+		}
+	}
+	return nil
+}
+
 type isHubMessage_Msg interface {
 	isHubMessage_Msg()
 }
@@ -381,6 +487,10 @@ type HubMessage_Heartbeat struct {
 	Heartbeat *Heartbeat `protobuf:"bytes,4,opt,name=heartbeat,proto3,oneof"`
 }
 
+type HubMessage_Redirect struct {
+	Redirect *Redirect `protobuf:"bytes,5,opt,name=redirect,proto3,oneof"`
+}
+
 func (*HubMessage_Welcome) isHubMessage_Msg() {}
 
 func (*HubMessage_Desired) isHubMessage_Msg() {}
@@ -388,6 +498,8 @@ func (*HubMessage_Desired) isHubMessage_Msg() {}
 func (*HubMessage_Remove) isHubMessage_Msg() {}
 
 func (*HubMessage_Heartbeat) isHubMessage_Msg() {}
+
+func (*HubMessage_Redirect) isHubMessage_Msg() {}
 
 // Hello is the agent's first message: what it runs and what it holds.
 type Hello struct {
@@ -401,7 +513,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[4]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -413,7 +525,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[4]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -426,7 +538,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{4}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Hello) GetAgentVersion() string {
@@ -462,7 +574,7 @@ type HeldApp struct {
 
 func (x *HeldApp) Reset() {
 	*x = HeldApp{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[5]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -474,7 +586,7 @@ func (x *HeldApp) String() string {
 func (*HeldApp) ProtoMessage() {}
 
 func (x *HeldApp) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[5]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -487,7 +599,7 @@ func (x *HeldApp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeldApp.ProtoReflect.Descriptor instead.
 func (*HeldApp) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{5}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *HeldApp) GetApp() string {
@@ -525,13 +637,19 @@ type Welcome struct {
 	HubVersion       string                 `protobuf:"bytes,2,opt,name=hub_version,json=hubVersion,proto3" json:"hub_version,omitempty"`
 	ProtocolVersion  uint32                 `protobuf:"varint,3,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
 	HeartbeatSeconds uint32                 `protobuf:"varint,4,opt,name=heartbeat_seconds,json=heartbeatSeconds,proto3" json:"heartbeat_seconds,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The gRPC addresses of every live hub replica (empty for a single hub): the agent falls back
+	// to any of them when the replica that owns its cluster is unreachable.
+	Replicas []string `protobuf:"bytes,5,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	// The ownership epoch this replica claims the cluster with (0 for a single hub). While the
+	// stream is up the agent ignores a Redirect with a lower epoch.
+	Epoch         uint64 `protobuf:"varint,6,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[6]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -543,7 +661,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[6]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -556,7 +674,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{6}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Welcome) GetCluster() string {
@@ -587,6 +705,86 @@ func (x *Welcome) GetHeartbeatSeconds() uint32 {
 	return 0
 }
 
+func (x *Welcome) GetReplicas() []string {
+	if x != nil {
+		return x.Replicas
+	}
+	return nil
+}
+
+func (x *Welcome) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+// Redirect is sent, instead of Welcome, by a hub replica that does not own the agent's cluster
+// (or on a stream whose cluster moved): the agent closes the stream and connects to address.
+type Redirect struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The gRPC address of the replica that owns the cluster.
+	Address string `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	// The epoch that replica claims the cluster with; the agent ignores a Redirect older than the
+	// claim of the stream it holds.
+	Epoch uint64 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// The gRPC addresses of every live hub replica.
+	Replicas      []string `protobuf:"bytes,3,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Redirect) Reset() {
+	*x = Redirect{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Redirect) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Redirect) ProtoMessage() {}
+
+func (x *Redirect) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Redirect.ProtoReflect.Descriptor instead.
+func (*Redirect) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Redirect) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *Redirect) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *Redirect) GetReplicas() []string {
+	if x != nil {
+		return x.Replicas
+	}
+	return nil
+}
+
 // Desired is the latest desired state of one app on the agent's cluster. A bundle larger than
 // the message limit is split: every chunk repeats the header fields; the agent reassembles the
 // chunk_count chunks of one generation and verifies the digest before acting.
@@ -610,13 +808,16 @@ type Desired struct {
 	SyncRequested bool `protobuf:"varint,12,opt,name=sync_requested,json=syncRequested,proto3" json:"sync_requested,omitempty"`
 	// Set when an operator confirmed the deletions a prune held (flotilla sync --confirm-prune).
 	PruneConfirmed bool `protobuf:"varint,13,opt,name=prune_confirmed,json=pruneConfirmed,proto3" json:"prune_confirmed,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The app's spec.policy. Unset means the default, which fails closed: namespaced objects only
+	// in the destination namespace, no cluster-scoped objects.
+	Policy        *Policy `protobuf:"bytes,14,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Desired) Reset() {
 	*x = Desired{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[7]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -628,7 +829,7 @@ func (x *Desired) String() string {
 func (*Desired) ProtoMessage() {}
 
 func (x *Desired) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[7]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -641,7 +842,7 @@ func (x *Desired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Desired.ProtoReflect.Descriptor instead.
 func (*Desired) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{7}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Desired) GetApp() string {
@@ -735,6 +936,13 @@ func (x *Desired) GetPruneConfirmed() bool {
 	return false
 }
 
+func (x *Desired) GetPolicy() *Policy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
 type SyncPolicy struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Automated       bool                   `protobuf:"varint,1,opt,name=automated,proto3" json:"automated,omitempty"`
@@ -750,7 +958,7 @@ type SyncPolicy struct {
 
 func (x *SyncPolicy) Reset() {
 	*x = SyncPolicy{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[8]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -762,7 +970,7 @@ func (x *SyncPolicy) String() string {
 func (*SyncPolicy) ProtoMessage() {}
 
 func (x *SyncPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[8]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -775,7 +983,7 @@ func (x *SyncPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncPolicy.ProtoReflect.Descriptor instead.
 func (*SyncPolicy) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{8}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SyncPolicy) GetAutomated() bool {
@@ -839,7 +1047,7 @@ type Retry struct {
 
 func (x *Retry) Reset() {
 	*x = Retry{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[9]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -851,7 +1059,7 @@ func (x *Retry) String() string {
 func (*Retry) ProtoMessage() {}
 
 func (x *Retry) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[9]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -864,7 +1072,7 @@ func (x *Retry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Retry.ProtoReflect.Descriptor instead.
 func (*Retry) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{9}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Retry) GetLimit() int32 {
@@ -907,7 +1115,7 @@ type HealthPolicy struct {
 
 func (x *HealthPolicy) Reset() {
 	*x = HealthPolicy{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[10]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -919,7 +1127,7 @@ func (x *HealthPolicy) String() string {
 func (*HealthPolicy) ProtoMessage() {}
 
 func (x *HealthPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[10]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -932,7 +1140,7 @@ func (x *HealthPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthPolicy.ProtoReflect.Descriptor instead.
 func (*HealthPolicy) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{10}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *HealthPolicy) GetProgressDeadlineMs() int64 {
@@ -969,7 +1177,7 @@ type HealthRule struct {
 
 func (x *HealthRule) Reset() {
 	*x = HealthRule{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[11]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -981,7 +1189,7 @@ func (x *HealthRule) String() string {
 func (*HealthRule) ProtoMessage() {}
 
 func (x *HealthRule) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[11]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -994,7 +1202,7 @@ func (x *HealthRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRule.ProtoReflect.Descriptor instead.
 func (*HealthRule) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{11}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *HealthRule) GetGroup() string {
@@ -1018,6 +1226,125 @@ func (x *HealthRule) GetExpression() string {
 	return ""
 }
 
+// Policy is an app's spec.policy: what its objects may touch. The agent checks every revision
+// against it before applying anything (the hub has checked already; the agent's check is the
+// authoritative one, with the cluster's own knowledge of which kinds are cluster-scoped).
+type Policy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Globs over the namespaces namespaced objects may go to (and Namespace objects may be
+	// named); empty: only the destination namespace.
+	Namespaces []string `protobuf:"bytes,1,rep,name=namespaces,proto3" json:"namespaces,omitempty"`
+	// Cluster-scoped kinds allowed (group and kind are globs); empty: none.
+	ClusterResources []*GroupKind `protobuf:"bytes,2,rep,name=cluster_resources,json=clusterResources,proto3" json:"cluster_resources,omitempty"`
+	// Kinds always refused, namespaced or not; a deny wins.
+	Deny          []*GroupKind `protobuf:"bytes,3,rep,name=deny,proto3" json:"deny,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Policy) Reset() {
+	*x = Policy{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Policy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Policy) ProtoMessage() {}
+
+func (x *Policy) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Policy.ProtoReflect.Descriptor instead.
+func (*Policy) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *Policy) GetNamespaces() []string {
+	if x != nil {
+		return x.Namespaces
+	}
+	return nil
+}
+
+func (x *Policy) GetClusterResources() []*GroupKind {
+	if x != nil {
+		return x.ClusterResources
+	}
+	return nil
+}
+
+func (x *Policy) GetDeny() []*GroupKind {
+	if x != nil {
+		return x.Deny
+	}
+	return nil
+}
+
+type GroupKind struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Kind          string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupKind) Reset() {
+	*x = GroupKind{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupKind) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupKind) ProtoMessage() {}
+
+func (x *GroupKind) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupKind.ProtoReflect.Descriptor instead.
+func (*GroupKind) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *GroupKind) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *GroupKind) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
 // Remove tells the agent an app no longer targets its cluster.
 type Remove struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1029,7 +1356,7 @@ type Remove struct {
 
 func (x *Remove) Reset() {
 	*x = Remove{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[12]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1041,7 +1368,7 @@ func (x *Remove) String() string {
 func (*Remove) ProtoMessage() {}
 
 func (x *Remove) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[12]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1054,7 +1381,7 @@ func (x *Remove) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Remove.ProtoReflect.Descriptor instead.
 func (*Remove) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{12}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Remove) GetApp() string {
@@ -1083,7 +1410,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[13]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1095,7 +1422,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[13]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1108,7 +1435,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{13}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Ack) GetApp() string {
@@ -1151,7 +1478,7 @@ type Nack struct {
 
 func (x *Nack) Reset() {
 	*x = Nack{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[14]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1163,7 +1490,7 @@ func (x *Nack) String() string {
 func (*Nack) ProtoMessage() {}
 
 func (x *Nack) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[14]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1176,7 +1503,7 @@ func (x *Nack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Nack.ProtoReflect.Descriptor instead.
 func (*Nack) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{14}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Nack) GetApp() string {
@@ -1209,7 +1536,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[15]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1221,7 +1548,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[15]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1234,7 +1561,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{15}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Heartbeat) GetSentUnixMs() int64 {
@@ -1267,7 +1594,7 @@ type AppStatus struct {
 
 func (x *AppStatus) Reset() {
 	*x = AppStatus{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[16]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1279,7 +1606,7 @@ func (x *AppStatus) String() string {
 func (*AppStatus) ProtoMessage() {}
 
 func (x *AppStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[16]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1292,7 +1619,7 @@ func (x *AppStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppStatus.ProtoReflect.Descriptor instead.
 func (*AppStatus) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{16}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AppStatus) GetApp() string {
@@ -1392,7 +1719,7 @@ type ObjectRef struct {
 
 func (x *ObjectRef) Reset() {
 	*x = ObjectRef{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[17]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1404,7 +1731,7 @@ func (x *ObjectRef) String() string {
 func (*ObjectRef) ProtoMessage() {}
 
 func (x *ObjectRef) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[17]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1417,7 +1744,7 @@ func (x *ObjectRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectRef.ProtoReflect.Descriptor instead.
 func (*ObjectRef) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{17}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ObjectRef) GetGroup() string {
@@ -1468,7 +1795,7 @@ type DriftItem struct {
 
 func (x *DriftItem) Reset() {
 	*x = DriftItem{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[18]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1480,7 +1807,7 @@ func (x *DriftItem) String() string {
 func (*DriftItem) ProtoMessage() {}
 
 func (x *DriftItem) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[18]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1493,7 +1820,7 @@ func (x *DriftItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DriftItem.ProtoReflect.Descriptor instead.
 func (*DriftItem) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{18}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DriftItem) GetObject() *ObjectRef {
@@ -1528,7 +1855,7 @@ type ResourceStatus struct {
 
 func (x *ResourceStatus) Reset() {
 	*x = ResourceStatus{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[19]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1540,7 +1867,7 @@ func (x *ResourceStatus) String() string {
 func (*ResourceStatus) ProtoMessage() {}
 
 func (x *ResourceStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[19]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1553,7 +1880,7 @@ func (x *ResourceStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceStatus.ProtoReflect.Descriptor instead.
 func (*ResourceStatus) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{19}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ResourceStatus) GetObject() *ObjectRef {
@@ -1595,7 +1922,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[20]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1607,7 +1934,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[20]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1620,7 +1947,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{20}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *StatusRequest) GetApp() string {
@@ -1666,15 +1993,18 @@ func (x *StatusRequest) GetRevision() string {
 }
 
 type StatusResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Items         []*AppClusterStatus    `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Items []*AppClusterStatus    `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	// Hub replicas that did not answer in time: rows of the clusters they own may be missing or
+	// stale.
+	UnreachablePeers []string `protobuf:"bytes,2,rep,name=unreachable_peers,json=unreachablePeers,proto3" json:"unreachable_peers,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[21]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1686,7 +2016,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[21]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1699,12 +2029,19 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{21}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *StatusResponse) GetItems() []*AppClusterStatus {
 	if x != nil {
 		return x.Items
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetUnreachablePeers() []string {
+	if x != nil {
+		return x.UnreachablePeers
 	}
 	return nil
 }
@@ -1732,7 +2069,7 @@ type AppClusterStatus struct {
 
 func (x *AppClusterStatus) Reset() {
 	*x = AppClusterStatus{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[22]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1744,7 +2081,7 @@ func (x *AppClusterStatus) String() string {
 func (*AppClusterStatus) ProtoMessage() {}
 
 func (x *AppClusterStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[22]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1757,7 +2094,7 @@ func (x *AppClusterStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppClusterStatus.ProtoReflect.Descriptor instead.
 func (*AppClusterStatus) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{22}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AppClusterStatus) GetCluster() string {
@@ -1859,7 +2196,7 @@ type ListClustersRequest struct {
 
 func (x *ListClustersRequest) Reset() {
 	*x = ListClustersRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[23]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1871,7 +2208,7 @@ func (x *ListClustersRequest) String() string {
 func (*ListClustersRequest) ProtoMessage() {}
 
 func (x *ListClustersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[23]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1884,19 +2221,21 @@ func (x *ListClustersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClustersRequest.ProtoReflect.Descriptor instead.
 func (*ListClustersRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{23}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{28}
 }
 
 type ListClustersResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Items         []*Cluster             `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Items []*Cluster             `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	// Hub replicas that did not answer in time: the link state of their clusters may be stale.
+	UnreachablePeers []string `protobuf:"bytes,2,rep,name=unreachable_peers,json=unreachablePeers,proto3" json:"unreachable_peers,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ListClustersResponse) Reset() {
 	*x = ListClustersResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[24]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1908,7 +2247,7 @@ func (x *ListClustersResponse) String() string {
 func (*ListClustersResponse) ProtoMessage() {}
 
 func (x *ListClustersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[24]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1921,12 +2260,19 @@ func (x *ListClustersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClustersResponse.ProtoReflect.Descriptor instead.
 func (*ListClustersResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{24}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListClustersResponse) GetItems() []*Cluster {
 	if x != nil {
 		return x.Items
+	}
+	return nil
+}
+
+func (x *ListClustersResponse) GetUnreachablePeers() []string {
+	if x != nil {
+		return x.UnreachablePeers
 	}
 	return nil
 }
@@ -1939,13 +2285,15 @@ type Cluster struct {
 	State          string                 `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
 	LastSeenUnixMs int64                  `protobuf:"varint,5,opt,name=last_seen_unix_ms,json=lastSeenUnixMs,proto3" json:"last_seen_unix_ms,omitempty"`
 	AgentVersion   string                 `protobuf:"bytes,6,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The hub replica that owns the cluster (empty for a single hub).
+	Replica       string `protobuf:"bytes,7,opt,name=replica,proto3" json:"replica,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[25]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1957,7 +2305,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[25]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1970,7 +2318,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{25}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Cluster) GetName() string {
@@ -2015,6 +2363,13 @@ func (x *Cluster) GetAgentVersion() string {
 	return ""
 }
 
+func (x *Cluster) GetReplica() string {
+	if x != nil {
+		return x.Replica
+	}
+	return ""
+}
+
 type ListAppsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2023,7 +2378,7 @@ type ListAppsRequest struct {
 
 func (x *ListAppsRequest) Reset() {
 	*x = ListAppsRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[26]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2035,7 +2390,7 @@ func (x *ListAppsRequest) String() string {
 func (*ListAppsRequest) ProtoMessage() {}
 
 func (x *ListAppsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[26]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2048,7 +2403,7 @@ func (x *ListAppsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAppsRequest.ProtoReflect.Descriptor instead.
 func (*ListAppsRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{26}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{31}
 }
 
 type ListAppsResponse struct {
@@ -2060,7 +2415,7 @@ type ListAppsResponse struct {
 
 func (x *ListAppsResponse) Reset() {
 	*x = ListAppsResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[27]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2072,7 +2427,7 @@ func (x *ListAppsResponse) String() string {
 func (*ListAppsResponse) ProtoMessage() {}
 
 func (x *ListAppsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[27]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2085,7 +2440,7 @@ func (x *ListAppsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAppsResponse.ProtoReflect.Descriptor instead.
 func (*ListAppsResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{27}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListAppsResponse) GetItems() []*App {
@@ -2115,7 +2470,7 @@ type App struct {
 
 func (x *App) Reset() {
 	*x = App{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[28]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2127,7 +2482,7 @@ func (x *App) String() string {
 func (*App) ProtoMessage() {}
 
 func (x *App) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[28]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2140,7 +2495,7 @@ func (x *App) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use App.ProtoReflect.Descriptor instead.
 func (*App) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{28}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *App) GetName() string {
@@ -2231,7 +2586,7 @@ type AddClusterRequest struct {
 
 func (x *AddClusterRequest) Reset() {
 	*x = AddClusterRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[29]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2243,7 +2598,7 @@ func (x *AddClusterRequest) String() string {
 func (*AddClusterRequest) ProtoMessage() {}
 
 func (x *AddClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[29]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2256,7 +2611,7 @@ func (x *AddClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddClusterRequest.ProtoReflect.Descriptor instead.
 func (*AddClusterRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{29}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *AddClusterRequest) GetName() string {
@@ -2290,7 +2645,7 @@ type AddClusterResponse struct {
 
 func (x *AddClusterResponse) Reset() {
 	*x = AddClusterResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[30]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2302,7 +2657,7 @@ func (x *AddClusterResponse) String() string {
 func (*AddClusterResponse) ProtoMessage() {}
 
 func (x *AddClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[30]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2315,7 +2670,7 @@ func (x *AddClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddClusterResponse.ProtoReflect.Descriptor instead.
 func (*AddClusterResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{30}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *AddClusterResponse) GetJoinToken() string {
@@ -2342,7 +2697,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[31]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2354,7 +2709,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[31]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2367,7 +2722,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{31}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CreateTokenRequest) GetCluster() string {
@@ -2394,7 +2749,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[32]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2406,7 +2761,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[32]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2419,7 +2774,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{32}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CreateTokenResponse) GetJoinToken() string {
@@ -2452,7 +2807,7 @@ type SyncRequest struct {
 
 func (x *SyncRequest) Reset() {
 	*x = SyncRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[33]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2464,7 +2819,7 @@ func (x *SyncRequest) String() string {
 func (*SyncRequest) ProtoMessage() {}
 
 func (x *SyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[33]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2477,7 +2832,7 @@ func (x *SyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncRequest.ProtoReflect.Descriptor instead.
 func (*SyncRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{33}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *SyncRequest) GetApp() string {
@@ -2524,7 +2879,7 @@ type SyncResponse struct {
 
 func (x *SyncResponse) Reset() {
 	*x = SyncResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[34]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2536,7 +2891,7 @@ func (x *SyncResponse) String() string {
 func (*SyncResponse) ProtoMessage() {}
 
 func (x *SyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[34]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2549,7 +2904,7 @@ func (x *SyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncResponse.ProtoReflect.Descriptor instead.
 func (*SyncResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{34}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SyncResponse) GetClusters() []string {
@@ -2570,7 +2925,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[35]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2582,7 +2937,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[35]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2595,7 +2950,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{35}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *HistoryRequest) GetApp() string {
@@ -2620,15 +2975,17 @@ func (x *HistoryRequest) GetLimit() int32 {
 }
 
 type HistoryResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Items         []*HistoryEntry        `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Items []*HistoryEntry        `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	// Hub replicas that did not answer in time: their part of the history is missing.
+	UnreachablePeers []string `protobuf:"bytes,2,rep,name=unreachable_peers,json=unreachablePeers,proto3" json:"unreachable_peers,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *HistoryResponse) Reset() {
 	*x = HistoryResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[36]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2640,7 +2997,7 @@ func (x *HistoryResponse) String() string {
 func (*HistoryResponse) ProtoMessage() {}
 
 func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[36]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2653,12 +3010,19 @@ func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
 func (*HistoryResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{36}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *HistoryResponse) GetItems() []*HistoryEntry {
 	if x != nil {
 		return x.Items
+	}
+	return nil
+}
+
+func (x *HistoryResponse) GetUnreachablePeers() []string {
+	if x != nil {
+		return x.UnreachablePeers
 	}
 	return nil
 }
@@ -2679,7 +3043,7 @@ type HistoryEntry struct {
 
 func (x *HistoryEntry) Reset() {
 	*x = HistoryEntry{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[37]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2691,7 +3055,7 @@ func (x *HistoryEntry) String() string {
 func (*HistoryEntry) ProtoMessage() {}
 
 func (x *HistoryEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[37]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2704,7 +3068,7 @@ func (x *HistoryEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryEntry.ProtoReflect.Descriptor instead.
 func (*HistoryEntry) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{37}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *HistoryEntry) GetTimeUnixMs() int64 {
@@ -2777,7 +3141,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[38]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2789,7 +3153,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[38]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2802,7 +3166,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{38}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RollbackRequest) GetApp() string {
@@ -2849,7 +3213,7 @@ type RollbackResponse struct {
 
 func (x *RollbackResponse) Reset() {
 	*x = RollbackResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[39]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2861,7 +3225,7 @@ func (x *RollbackResponse) String() string {
 func (*RollbackResponse) ProtoMessage() {}
 
 func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[39]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2874,7 +3238,7 @@ func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResponse.ProtoReflect.Descriptor instead.
 func (*RollbackResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{39}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RollbackResponse) GetClusters() []string {
@@ -2893,7 +3257,7 @@ type RevokeClusterRequest struct {
 
 func (x *RevokeClusterRequest) Reset() {
 	*x = RevokeClusterRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[40]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2905,7 +3269,7 @@ func (x *RevokeClusterRequest) String() string {
 func (*RevokeClusterRequest) ProtoMessage() {}
 
 func (x *RevokeClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[40]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2918,7 +3282,7 @@ func (x *RevokeClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeClusterRequest.ProtoReflect.Descriptor instead.
 func (*RevokeClusterRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{40}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RevokeClusterRequest) GetName() string {
@@ -2936,7 +3300,7 @@ type RevokeClusterResponse struct {
 
 func (x *RevokeClusterResponse) Reset() {
 	*x = RevokeClusterResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[41]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2948,7 +3312,7 @@ func (x *RevokeClusterResponse) String() string {
 func (*RevokeClusterResponse) ProtoMessage() {}
 
 func (x *RevokeClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[41]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2961,7 +3325,7 @@ func (x *RevokeClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeClusterResponse.ProtoReflect.Descriptor instead.
 func (*RevokeClusterResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{41}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{46}
 }
 
 // PromoteRequest promotes an app from the clusters labelled env=<from_env> to the overlay of
@@ -2983,7 +3347,7 @@ type PromoteRequest struct {
 
 func (x *PromoteRequest) Reset() {
 	*x = PromoteRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[42]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2995,7 +3359,7 @@ func (x *PromoteRequest) String() string {
 func (*PromoteRequest) ProtoMessage() {}
 
 func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[42]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3008,7 +3372,7 @@ func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteRequest.ProtoReflect.Descriptor instead.
 func (*PromoteRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{42}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *PromoteRequest) GetApp() string {
@@ -3071,7 +3435,7 @@ type PromoteResponse struct {
 
 func (x *PromoteResponse) Reset() {
 	*x = PromoteResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[43]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3083,7 +3447,7 @@ func (x *PromoteResponse) String() string {
 func (*PromoteResponse) ProtoMessage() {}
 
 func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[43]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3096,7 +3460,7 @@ func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteResponse.ProtoReflect.Descriptor instead.
 func (*PromoteResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{43}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *PromoteResponse) GetSourceRevision() string {
@@ -3167,7 +3531,7 @@ type ImageChange struct {
 
 func (x *ImageChange) Reset() {
 	*x = ImageChange{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[44]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3179,7 +3543,7 @@ func (x *ImageChange) String() string {
 func (*ImageChange) ProtoMessage() {}
 
 func (x *ImageChange) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[44]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3192,7 +3556,7 @@ func (x *ImageChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageChange.ProtoReflect.Descriptor instead.
 func (*ImageChange) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{44}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ImageChange) GetName() string {
@@ -3216,6 +3580,241 @@ func (x *ImageChange) GetTo() string {
 	return ""
 }
 
+type ExportRegistryRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportRegistryRequest) Reset() {
+	*x = ExportRegistryRequest{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportRegistryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportRegistryRequest) ProtoMessage() {}
+
+func (x *ExportRegistryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportRegistryRequest.ProtoReflect.Descriptor instead.
+func (*ExportRegistryRequest) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{50}
+}
+
+type ExportRegistryResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Clusters []*RegistryCluster     `protobuf:"bytes,1,rep,name=clusters,proto3" json:"clusters,omitempty"`
+	// Join tokens that have not expired.
+	Tokens        []*RegistryToken `protobuf:"bytes,2,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportRegistryResponse) Reset() {
+	*x = ExportRegistryResponse{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportRegistryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportRegistryResponse) ProtoMessage() {}
+
+func (x *ExportRegistryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportRegistryResponse.ProtoReflect.Descriptor instead.
+func (*ExportRegistryResponse) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *ExportRegistryResponse) GetClusters() []*RegistryCluster {
+	if x != nil {
+		return x.Clusters
+	}
+	return nil
+}
+
+func (x *ExportRegistryResponse) GetTokens() []*RegistryToken {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
+}
+
+type RegistryCluster struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Labels        map[string]string      `protobuf:"bytes,2,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	CreatedUnixMs int64                  `protobuf:"varint,3,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
+	Revoked       bool                   `protobuf:"varint,4,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegistryCluster) Reset() {
+	*x = RegistryCluster{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegistryCluster) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegistryCluster) ProtoMessage() {}
+
+func (x *RegistryCluster) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegistryCluster.ProtoReflect.Descriptor instead.
+func (*RegistryCluster) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *RegistryCluster) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RegistryCluster) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *RegistryCluster) GetCreatedUnixMs() int64 {
+	if x != nil {
+		return x.CreatedUnixMs
+	}
+	return 0
+}
+
+func (x *RegistryCluster) GetRevoked() bool {
+	if x != nil {
+		return x.Revoked
+	}
+	return false
+}
+
+type RegistryToken struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// sha256 of the token's secret; never the secret.
+	SecretHash    []byte `protobuf:"bytes,2,opt,name=secret_hash,json=secretHash,proto3" json:"secret_hash,omitempty"`
+	Cluster       string `protobuf:"bytes,3,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	ExpiresUnixMs int64  `protobuf:"varint,4,opt,name=expires_unix_ms,json=expiresUnixMs,proto3" json:"expires_unix_ms,omitempty"`
+	// 0 until redeemed.
+	UsedUnixMs    int64 `protobuf:"varint,5,opt,name=used_unix_ms,json=usedUnixMs,proto3" json:"used_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegistryToken) Reset() {
+	*x = RegistryToken{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegistryToken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegistryToken) ProtoMessage() {}
+
+func (x *RegistryToken) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegistryToken.ProtoReflect.Descriptor instead.
+func (*RegistryToken) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *RegistryToken) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RegistryToken) GetSecretHash() []byte {
+	if x != nil {
+		return x.SecretHash
+	}
+	return nil
+}
+
+func (x *RegistryToken) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *RegistryToken) GetExpiresUnixMs() int64 {
+	if x != nil {
+		return x.ExpiresUnixMs
+	}
+	return 0
+}
+
+func (x *RegistryToken) GetUsedUnixMs() int64 {
+	if x != nil {
+		return x.UsedUnixMs
+	}
+	return 0
+}
+
 var File_flotilla_v1_flotilla_proto protoreflect.FileDescriptor
 
 const file_flotilla_v1_flotilla_proto_rawDesc = "" +
@@ -3228,20 +3827,26 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\fJoinResponse\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12'\n" +
 	"\x0fcertificate_pem\x18\x02 \x01(\fR\x0ecertificatePem\x12\x15\n" +
-	"\x06ca_pem\x18\x03 \x01(\fR\x05caPem\"\xfa\x01\n" +
+	"\x06ca_pem\x18\x03 \x01(\fR\x05caPem\"'\n" +
+	"\fRenewRequest\x12\x17\n" +
+	"\acsr_pem\x18\x01 \x01(\fR\x06csrPem\"O\n" +
+	"\rRenewResponse\x12'\n" +
+	"\x0fcertificate_pem\x18\x01 \x01(\fR\x0ecertificatePem\x12\x15\n" +
+	"\x06ca_pem\x18\x02 \x01(\fR\x05caPem\"\xfa\x01\n" +
 	"\fAgentMessage\x12*\n" +
 	"\x05hello\x18\x01 \x01(\v2\x12.flotilla.v1.HelloH\x00R\x05hello\x12$\n" +
 	"\x03ack\x18\x02 \x01(\v2\x10.flotilla.v1.AckH\x00R\x03ack\x12'\n" +
 	"\x04nack\x18\x03 \x01(\v2\x11.flotilla.v1.NackH\x00R\x04nack\x120\n" +
 	"\x06status\x18\x04 \x01(\v2\x16.flotilla.v1.AppStatusH\x00R\x06status\x126\n" +
 	"\theartbeat\x18\x05 \x01(\v2\x16.flotilla.v1.HeartbeatH\x00R\theartbeatB\x05\n" +
-	"\x03msg\"\xde\x01\n" +
+	"\x03msg\"\x93\x02\n" +
 	"\n" +
 	"HubMessage\x120\n" +
 	"\awelcome\x18\x01 \x01(\v2\x14.flotilla.v1.WelcomeH\x00R\awelcome\x120\n" +
 	"\adesired\x18\x02 \x01(\v2\x14.flotilla.v1.DesiredH\x00R\adesired\x12-\n" +
 	"\x06remove\x18\x03 \x01(\v2\x13.flotilla.v1.RemoveH\x00R\x06remove\x126\n" +
-	"\theartbeat\x18\x04 \x01(\v2\x16.flotilla.v1.HeartbeatH\x00R\theartbeatB\x05\n" +
+	"\theartbeat\x18\x04 \x01(\v2\x16.flotilla.v1.HeartbeatH\x00R\theartbeat\x123\n" +
+	"\bredirect\x18\x05 \x01(\v2\x15.flotilla.v1.RedirectH\x00R\bredirectB\x05\n" +
 	"\x03msg\"\x81\x01\n" +
 	"\x05Hello\x12#\n" +
 	"\ragent_version\x18\x01 \x01(\tR\fagentVersion\x12)\n" +
@@ -3253,13 +3858,19 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"generation\x18\x02 \x01(\x04R\n" +
 	"generation\x12\x1a\n" +
 	"\brevision\x18\x03 \x01(\tR\brevision\x12\x16\n" +
-	"\x06digest\x18\x04 \x01(\tR\x06digest\"\x9c\x01\n" +
+	"\x06digest\x18\x04 \x01(\tR\x06digest\"\xce\x01\n" +
 	"\aWelcome\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x1f\n" +
 	"\vhub_version\x18\x02 \x01(\tR\n" +
 	"hubVersion\x12)\n" +
 	"\x10protocol_version\x18\x03 \x01(\rR\x0fprotocolVersion\x12+\n" +
-	"\x11heartbeat_seconds\x18\x04 \x01(\rR\x10heartbeatSeconds\"\xeb\x03\n" +
+	"\x11heartbeat_seconds\x18\x04 \x01(\rR\x10heartbeatSeconds\x12\x1a\n" +
+	"\breplicas\x18\x05 \x03(\tR\breplicas\x12\x14\n" +
+	"\x05epoch\x18\x06 \x01(\x04R\x05epoch\"V\n" +
+	"\bRedirect\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x1a\n" +
+	"\breplicas\x18\x03 \x03(\tR\breplicas\"\x98\x04\n" +
 	"\aDesired\x12\x10\n" +
 	"\x03app\x18\x01 \x01(\tR\x03app\x12\x1e\n" +
 	"\n" +
@@ -3279,7 +3890,8 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	" \x01(\fR\vbundleChunk\x12-\n" +
 	"\x13commit_time_unix_ms\x18\v \x01(\x03R\x10commitTimeUnixMs\x12%\n" +
 	"\x0esync_requested\x18\f \x01(\bR\rsyncRequested\x12'\n" +
-	"\x0fprune_confirmed\x18\r \x01(\bR\x0epruneConfirmed\"\xf2\x01\n" +
+	"\x0fprune_confirmed\x18\r \x01(\bR\x0epruneConfirmed\x12+\n" +
+	"\x06policy\x18\x0e \x01(\v2\x13.flotilla.v1.PolicyR\x06policy\"\xf2\x01\n" +
 	"\n" +
 	"SyncPolicy\x12\x1c\n" +
 	"\tautomated\x18\x01 \x01(\bR\tautomated\x12\x14\n" +
@@ -3306,7 +3918,16 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x1e\n" +
 	"\n" +
 	"expression\x18\x03 \x01(\tR\n" +
-	"expression\":\n" +
+	"expression\"\x99\x01\n" +
+	"\x06Policy\x12\x1e\n" +
+	"\n" +
+	"namespaces\x18\x01 \x03(\tR\n" +
+	"namespaces\x12C\n" +
+	"\x11cluster_resources\x18\x02 \x03(\v2\x16.flotilla.v1.GroupKindR\x10clusterResources\x12*\n" +
+	"\x04deny\x18\x03 \x03(\v2\x16.flotilla.v1.GroupKindR\x04deny\"5\n" +
+	"\tGroupKind\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\":\n" +
 	"\x06Remove\x12\x10\n" +
 	"\x03app\x18\x01 \x01(\tR\x03app\x12\x1e\n" +
 	"\n" +
@@ -3364,9 +3985,10 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\bselector\x18\x03 \x01(\tR\bselector\x12\x14\n" +
 	"\x05stale\x18\x04 \x01(\bR\x05stale\x12\x18\n" +
 	"\adrifted\x18\x05 \x01(\bR\adrifted\x12\x1a\n" +
-	"\brevision\x18\x06 \x01(\tR\brevision\"E\n" +
+	"\brevision\x18\x06 \x01(\tR\brevision\"r\n" +
 	"\x0eStatusResponse\x123\n" +
-	"\x05items\x18\x01 \x03(\v2\x1d.flotilla.v1.AppClusterStatusR\x05items\"\xd7\x03\n" +
+	"\x05items\x18\x01 \x03(\v2\x1d.flotilla.v1.AppClusterStatusR\x05items\x12+\n" +
+	"\x11unreachable_peers\x18\x02 \x03(\tR\x10unreachablePeers\"\xd7\x03\n" +
 	"\x10AppClusterStatus\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x10\n" +
 	"\x03app\x18\x02 \x01(\tR\x03app\x12\x12\n" +
@@ -3383,16 +4005,18 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\n" +
 	"last_error\x18\f \x01(\tR\tlastError\x12'\n" +
 	"\x0fpinned_revision\x18\r \x01(\tR\x0epinnedRevision\"\x15\n" +
-	"\x13ListClustersRequest\"B\n" +
+	"\x13ListClustersRequest\"o\n" +
 	"\x14ListClustersResponse\x12*\n" +
-	"\x05items\x18\x01 \x03(\v2\x14.flotilla.v1.ClusterR\x05items\"\x96\x02\n" +
+	"\x05items\x18\x01 \x03(\v2\x14.flotilla.v1.ClusterR\x05items\x12+\n" +
+	"\x11unreachable_peers\x18\x02 \x03(\tR\x10unreachablePeers\"\xb0\x02\n" +
 	"\aCluster\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x128\n" +
 	"\x06labels\x18\x02 \x03(\v2 .flotilla.v1.Cluster.LabelsEntryR\x06labels\x12\x1c\n" +
 	"\tconnected\x18\x03 \x01(\bR\tconnected\x12\x14\n" +
 	"\x05state\x18\x04 \x01(\tR\x05state\x12)\n" +
 	"\x11last_seen_unix_ms\x18\x05 \x01(\x03R\x0elastSeenUnixMs\x12#\n" +
-	"\ragent_version\x18\x06 \x01(\tR\fagentVersion\x1a9\n" +
+	"\ragent_version\x18\x06 \x01(\tR\fagentVersion\x12\x18\n" +
+	"\areplica\x18\a \x01(\tR\areplica\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x11\n" +
@@ -3444,9 +4068,10 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x0eHistoryRequest\x12\x10\n" +
 	"\x03app\x18\x01 \x01(\tR\x03app\x12\x18\n" +
 	"\acluster\x18\x02 \x01(\tR\acluster\x12\x14\n" +
-	"\x05limit\x18\x03 \x01(\x05R\x05limit\"B\n" +
+	"\x05limit\x18\x03 \x01(\x05R\x05limit\"o\n" +
 	"\x0fHistoryResponse\x12/\n" +
-	"\x05items\x18\x01 \x03(\v2\x19.flotilla.v1.HistoryEntryR\x05items\"\xda\x01\n" +
+	"\x05items\x18\x01 \x03(\v2\x19.flotilla.v1.HistoryEntryR\x05items\x12+\n" +
+	"\x11unreachable_peers\x18\x02 \x03(\tR\x10unreachablePeers\"\xda\x01\n" +
 	"\fHistoryEntry\x12 \n" +
 	"\ftime_unix_ms\x18\x01 \x01(\x03R\n" +
 	"timeUnixMs\x12\x18\n" +
@@ -3491,12 +4116,33 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\vImageChange\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12\x0e\n" +
-	"\x02to\x18\x03 \x01(\tR\x02to2I\n" +
+	"\x02to\x18\x03 \x01(\tR\x02to\"\x17\n" +
+	"\x15ExportRegistryRequest\"\x86\x01\n" +
+	"\x16ExportRegistryResponse\x128\n" +
+	"\bclusters\x18\x01 \x03(\v2\x1c.flotilla.v1.RegistryClusterR\bclusters\x122\n" +
+	"\x06tokens\x18\x02 \x03(\v2\x1a.flotilla.v1.RegistryTokenR\x06tokens\"\xe4\x01\n" +
+	"\x0fRegistryCluster\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12@\n" +
+	"\x06labels\x18\x02 \x03(\v2(.flotilla.v1.RegistryCluster.LabelsEntryR\x06labels\x12&\n" +
+	"\x0fcreated_unix_ms\x18\x03 \x01(\x03R\rcreatedUnixMs\x12\x18\n" +
+	"\arevoked\x18\x04 \x01(\bR\arevoked\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa4\x01\n" +
+	"\rRegistryToken\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
+	"\vsecret_hash\x18\x02 \x01(\fR\n" +
+	"secretHash\x12\x18\n" +
+	"\acluster\x18\x03 \x01(\tR\acluster\x12&\n" +
+	"\x0fexpires_unix_ms\x18\x04 \x01(\x03R\rexpiresUnixMs\x12 \n" +
+	"\fused_unix_ms\x18\x05 \x01(\x03R\n" +
+	"usedUnixMs2I\n" +
 	"\n" +
 	"Enrollment\x12;\n" +
-	"\x04Join\x12\x18.flotilla.v1.JoinRequest\x1a\x19.flotilla.v1.JoinResponse2Q\n" +
+	"\x04Join\x12\x18.flotilla.v1.JoinRequest\x1a\x19.flotilla.v1.JoinResponse2\x91\x01\n" +
 	"\fAgentService\x12A\n" +
-	"\aConnect\x12\x19.flotilla.v1.AgentMessage\x1a\x17.flotilla.v1.HubMessage(\x010\x012\xf6\x05\n" +
+	"\aConnect\x12\x19.flotilla.v1.AgentMessage\x1a\x17.flotilla.v1.HubMessage(\x010\x01\x12>\n" +
+	"\x05Renew\x12\x19.flotilla.v1.RenewRequest\x1a\x1a.flotilla.v1.RenewResponse2\xf6\x05\n" +
 	"\bOperator\x12A\n" +
 	"\x06Status\x12\x1a.flotilla.v1.StatusRequest\x1a\x1b.flotilla.v1.StatusResponse\x12S\n" +
 	"\fListClusters\x12 .flotilla.v1.ListClustersRequest\x1a!.flotilla.v1.ListClustersResponse\x12G\n" +
@@ -3508,7 +4154,9 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\aHistory\x12\x1b.flotilla.v1.HistoryRequest\x1a\x1c.flotilla.v1.HistoryResponse\x12G\n" +
 	"\bRollback\x12\x1c.flotilla.v1.RollbackRequest\x1a\x1d.flotilla.v1.RollbackResponse\x12V\n" +
 	"\rRevokeCluster\x12!.flotilla.v1.RevokeClusterRequest\x1a\".flotilla.v1.RevokeClusterResponse\x12D\n" +
-	"\aPromote\x12\x1b.flotilla.v1.PromoteRequest\x1a\x1c.flotilla.v1.PromoteResponseB?Z=github.com/flotilla-dev/flotilla/proto/flotilla/v1;flotillav1b\x06proto3"
+	"\aPromote\x12\x1b.flotilla.v1.PromoteRequest\x1a\x1c.flotilla.v1.PromoteResponse2a\n" +
+	"\x04Peer\x12Y\n" +
+	"\x0eExportRegistry\x12\".flotilla.v1.ExportRegistryRequest\x1a#.flotilla.v1.ExportRegistryResponseB?Z=github.com/flotilla-dev/flotilla/proto/flotilla/v1;flotillav1b\x06proto3"
 
 var (
 	file_flotilla_v1_flotilla_proto_rawDescOnce sync.Once
@@ -3522,112 +4170,133 @@ func file_flotilla_v1_flotilla_proto_rawDescGZIP() []byte {
 	return file_flotilla_v1_flotilla_proto_rawDescData
 }
 
-var file_flotilla_v1_flotilla_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_flotilla_v1_flotilla_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_flotilla_v1_flotilla_proto_goTypes = []any{
-	(*JoinRequest)(nil),           // 0: flotilla.v1.JoinRequest
-	(*JoinResponse)(nil),          // 1: flotilla.v1.JoinResponse
-	(*AgentMessage)(nil),          // 2: flotilla.v1.AgentMessage
-	(*HubMessage)(nil),            // 3: flotilla.v1.HubMessage
-	(*Hello)(nil),                 // 4: flotilla.v1.Hello
-	(*HeldApp)(nil),               // 5: flotilla.v1.HeldApp
-	(*Welcome)(nil),               // 6: flotilla.v1.Welcome
-	(*Desired)(nil),               // 7: flotilla.v1.Desired
-	(*SyncPolicy)(nil),            // 8: flotilla.v1.SyncPolicy
-	(*Retry)(nil),                 // 9: flotilla.v1.Retry
-	(*HealthPolicy)(nil),          // 10: flotilla.v1.HealthPolicy
-	(*HealthRule)(nil),            // 11: flotilla.v1.HealthRule
-	(*Remove)(nil),                // 12: flotilla.v1.Remove
-	(*Ack)(nil),                   // 13: flotilla.v1.Ack
-	(*Nack)(nil),                  // 14: flotilla.v1.Nack
-	(*Heartbeat)(nil),             // 15: flotilla.v1.Heartbeat
-	(*AppStatus)(nil),             // 16: flotilla.v1.AppStatus
-	(*ObjectRef)(nil),             // 17: flotilla.v1.ObjectRef
-	(*DriftItem)(nil),             // 18: flotilla.v1.DriftItem
-	(*ResourceStatus)(nil),        // 19: flotilla.v1.ResourceStatus
-	(*StatusRequest)(nil),         // 20: flotilla.v1.StatusRequest
-	(*StatusResponse)(nil),        // 21: flotilla.v1.StatusResponse
-	(*AppClusterStatus)(nil),      // 22: flotilla.v1.AppClusterStatus
-	(*ListClustersRequest)(nil),   // 23: flotilla.v1.ListClustersRequest
-	(*ListClustersResponse)(nil),  // 24: flotilla.v1.ListClustersResponse
-	(*Cluster)(nil),               // 25: flotilla.v1.Cluster
-	(*ListAppsRequest)(nil),       // 26: flotilla.v1.ListAppsRequest
-	(*ListAppsResponse)(nil),      // 27: flotilla.v1.ListAppsResponse
-	(*App)(nil),                   // 28: flotilla.v1.App
-	(*AddClusterRequest)(nil),     // 29: flotilla.v1.AddClusterRequest
-	(*AddClusterResponse)(nil),    // 30: flotilla.v1.AddClusterResponse
-	(*CreateTokenRequest)(nil),    // 31: flotilla.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),   // 32: flotilla.v1.CreateTokenResponse
-	(*SyncRequest)(nil),           // 33: flotilla.v1.SyncRequest
-	(*SyncResponse)(nil),          // 34: flotilla.v1.SyncResponse
-	(*HistoryRequest)(nil),        // 35: flotilla.v1.HistoryRequest
-	(*HistoryResponse)(nil),       // 36: flotilla.v1.HistoryResponse
-	(*HistoryEntry)(nil),          // 37: flotilla.v1.HistoryEntry
-	(*RollbackRequest)(nil),       // 38: flotilla.v1.RollbackRequest
-	(*RollbackResponse)(nil),      // 39: flotilla.v1.RollbackResponse
-	(*RevokeClusterRequest)(nil),  // 40: flotilla.v1.RevokeClusterRequest
-	(*RevokeClusterResponse)(nil), // 41: flotilla.v1.RevokeClusterResponse
-	(*PromoteRequest)(nil),        // 42: flotilla.v1.PromoteRequest
-	(*PromoteResponse)(nil),       // 43: flotilla.v1.PromoteResponse
-	(*ImageChange)(nil),           // 44: flotilla.v1.ImageChange
-	nil,                           // 45: flotilla.v1.Cluster.LabelsEntry
-	nil,                           // 46: flotilla.v1.AddClusterRequest.LabelsEntry
+	(*JoinRequest)(nil),            // 0: flotilla.v1.JoinRequest
+	(*JoinResponse)(nil),           // 1: flotilla.v1.JoinResponse
+	(*RenewRequest)(nil),           // 2: flotilla.v1.RenewRequest
+	(*RenewResponse)(nil),          // 3: flotilla.v1.RenewResponse
+	(*AgentMessage)(nil),           // 4: flotilla.v1.AgentMessage
+	(*HubMessage)(nil),             // 5: flotilla.v1.HubMessage
+	(*Hello)(nil),                  // 6: flotilla.v1.Hello
+	(*HeldApp)(nil),                // 7: flotilla.v1.HeldApp
+	(*Welcome)(nil),                // 8: flotilla.v1.Welcome
+	(*Redirect)(nil),               // 9: flotilla.v1.Redirect
+	(*Desired)(nil),                // 10: flotilla.v1.Desired
+	(*SyncPolicy)(nil),             // 11: flotilla.v1.SyncPolicy
+	(*Retry)(nil),                  // 12: flotilla.v1.Retry
+	(*HealthPolicy)(nil),           // 13: flotilla.v1.HealthPolicy
+	(*HealthRule)(nil),             // 14: flotilla.v1.HealthRule
+	(*Policy)(nil),                 // 15: flotilla.v1.Policy
+	(*GroupKind)(nil),              // 16: flotilla.v1.GroupKind
+	(*Remove)(nil),                 // 17: flotilla.v1.Remove
+	(*Ack)(nil),                    // 18: flotilla.v1.Ack
+	(*Nack)(nil),                   // 19: flotilla.v1.Nack
+	(*Heartbeat)(nil),              // 20: flotilla.v1.Heartbeat
+	(*AppStatus)(nil),              // 21: flotilla.v1.AppStatus
+	(*ObjectRef)(nil),              // 22: flotilla.v1.ObjectRef
+	(*DriftItem)(nil),              // 23: flotilla.v1.DriftItem
+	(*ResourceStatus)(nil),         // 24: flotilla.v1.ResourceStatus
+	(*StatusRequest)(nil),          // 25: flotilla.v1.StatusRequest
+	(*StatusResponse)(nil),         // 26: flotilla.v1.StatusResponse
+	(*AppClusterStatus)(nil),       // 27: flotilla.v1.AppClusterStatus
+	(*ListClustersRequest)(nil),    // 28: flotilla.v1.ListClustersRequest
+	(*ListClustersResponse)(nil),   // 29: flotilla.v1.ListClustersResponse
+	(*Cluster)(nil),                // 30: flotilla.v1.Cluster
+	(*ListAppsRequest)(nil),        // 31: flotilla.v1.ListAppsRequest
+	(*ListAppsResponse)(nil),       // 32: flotilla.v1.ListAppsResponse
+	(*App)(nil),                    // 33: flotilla.v1.App
+	(*AddClusterRequest)(nil),      // 34: flotilla.v1.AddClusterRequest
+	(*AddClusterResponse)(nil),     // 35: flotilla.v1.AddClusterResponse
+	(*CreateTokenRequest)(nil),     // 36: flotilla.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),    // 37: flotilla.v1.CreateTokenResponse
+	(*SyncRequest)(nil),            // 38: flotilla.v1.SyncRequest
+	(*SyncResponse)(nil),           // 39: flotilla.v1.SyncResponse
+	(*HistoryRequest)(nil),         // 40: flotilla.v1.HistoryRequest
+	(*HistoryResponse)(nil),        // 41: flotilla.v1.HistoryResponse
+	(*HistoryEntry)(nil),           // 42: flotilla.v1.HistoryEntry
+	(*RollbackRequest)(nil),        // 43: flotilla.v1.RollbackRequest
+	(*RollbackResponse)(nil),       // 44: flotilla.v1.RollbackResponse
+	(*RevokeClusterRequest)(nil),   // 45: flotilla.v1.RevokeClusterRequest
+	(*RevokeClusterResponse)(nil),  // 46: flotilla.v1.RevokeClusterResponse
+	(*PromoteRequest)(nil),         // 47: flotilla.v1.PromoteRequest
+	(*PromoteResponse)(nil),        // 48: flotilla.v1.PromoteResponse
+	(*ImageChange)(nil),            // 49: flotilla.v1.ImageChange
+	(*ExportRegistryRequest)(nil),  // 50: flotilla.v1.ExportRegistryRequest
+	(*ExportRegistryResponse)(nil), // 51: flotilla.v1.ExportRegistryResponse
+	(*RegistryCluster)(nil),        // 52: flotilla.v1.RegistryCluster
+	(*RegistryToken)(nil),          // 53: flotilla.v1.RegistryToken
+	nil,                            // 54: flotilla.v1.Cluster.LabelsEntry
+	nil,                            // 55: flotilla.v1.AddClusterRequest.LabelsEntry
+	nil,                            // 56: flotilla.v1.RegistryCluster.LabelsEntry
 }
 var file_flotilla_v1_flotilla_proto_depIdxs = []int32{
-	4,  // 0: flotilla.v1.AgentMessage.hello:type_name -> flotilla.v1.Hello
-	13, // 1: flotilla.v1.AgentMessage.ack:type_name -> flotilla.v1.Ack
-	14, // 2: flotilla.v1.AgentMessage.nack:type_name -> flotilla.v1.Nack
-	16, // 3: flotilla.v1.AgentMessage.status:type_name -> flotilla.v1.AppStatus
-	15, // 4: flotilla.v1.AgentMessage.heartbeat:type_name -> flotilla.v1.Heartbeat
-	6,  // 5: flotilla.v1.HubMessage.welcome:type_name -> flotilla.v1.Welcome
-	7,  // 6: flotilla.v1.HubMessage.desired:type_name -> flotilla.v1.Desired
-	12, // 7: flotilla.v1.HubMessage.remove:type_name -> flotilla.v1.Remove
-	15, // 8: flotilla.v1.HubMessage.heartbeat:type_name -> flotilla.v1.Heartbeat
-	5,  // 9: flotilla.v1.Hello.apps:type_name -> flotilla.v1.HeldApp
-	8,  // 10: flotilla.v1.Desired.sync_policy:type_name -> flotilla.v1.SyncPolicy
-	10, // 11: flotilla.v1.Desired.health_policy:type_name -> flotilla.v1.HealthPolicy
-	9,  // 12: flotilla.v1.SyncPolicy.retry:type_name -> flotilla.v1.Retry
-	11, // 13: flotilla.v1.HealthPolicy.rules:type_name -> flotilla.v1.HealthRule
-	18, // 14: flotilla.v1.AppStatus.drift:type_name -> flotilla.v1.DriftItem
-	19, // 15: flotilla.v1.AppStatus.resources:type_name -> flotilla.v1.ResourceStatus
-	17, // 16: flotilla.v1.DriftItem.object:type_name -> flotilla.v1.ObjectRef
-	17, // 17: flotilla.v1.ResourceStatus.object:type_name -> flotilla.v1.ObjectRef
-	22, // 18: flotilla.v1.StatusResponse.items:type_name -> flotilla.v1.AppClusterStatus
-	18, // 19: flotilla.v1.AppClusterStatus.drift:type_name -> flotilla.v1.DriftItem
-	25, // 20: flotilla.v1.ListClustersResponse.items:type_name -> flotilla.v1.Cluster
-	45, // 21: flotilla.v1.Cluster.labels:type_name -> flotilla.v1.Cluster.LabelsEntry
-	28, // 22: flotilla.v1.ListAppsResponse.items:type_name -> flotilla.v1.App
-	46, // 23: flotilla.v1.AddClusterRequest.labels:type_name -> flotilla.v1.AddClusterRequest.LabelsEntry
-	37, // 24: flotilla.v1.HistoryResponse.items:type_name -> flotilla.v1.HistoryEntry
-	44, // 25: flotilla.v1.PromoteResponse.images:type_name -> flotilla.v1.ImageChange
-	0,  // 26: flotilla.v1.Enrollment.Join:input_type -> flotilla.v1.JoinRequest
-	2,  // 27: flotilla.v1.AgentService.Connect:input_type -> flotilla.v1.AgentMessage
-	20, // 28: flotilla.v1.Operator.Status:input_type -> flotilla.v1.StatusRequest
-	23, // 29: flotilla.v1.Operator.ListClusters:input_type -> flotilla.v1.ListClustersRequest
-	26, // 30: flotilla.v1.Operator.ListApps:input_type -> flotilla.v1.ListAppsRequest
-	29, // 31: flotilla.v1.Operator.AddCluster:input_type -> flotilla.v1.AddClusterRequest
-	31, // 32: flotilla.v1.Operator.CreateToken:input_type -> flotilla.v1.CreateTokenRequest
-	33, // 33: flotilla.v1.Operator.Sync:input_type -> flotilla.v1.SyncRequest
-	35, // 34: flotilla.v1.Operator.History:input_type -> flotilla.v1.HistoryRequest
-	38, // 35: flotilla.v1.Operator.Rollback:input_type -> flotilla.v1.RollbackRequest
-	40, // 36: flotilla.v1.Operator.RevokeCluster:input_type -> flotilla.v1.RevokeClusterRequest
-	42, // 37: flotilla.v1.Operator.Promote:input_type -> flotilla.v1.PromoteRequest
-	1,  // 38: flotilla.v1.Enrollment.Join:output_type -> flotilla.v1.JoinResponse
-	3,  // 39: flotilla.v1.AgentService.Connect:output_type -> flotilla.v1.HubMessage
-	21, // 40: flotilla.v1.Operator.Status:output_type -> flotilla.v1.StatusResponse
-	24, // 41: flotilla.v1.Operator.ListClusters:output_type -> flotilla.v1.ListClustersResponse
-	27, // 42: flotilla.v1.Operator.ListApps:output_type -> flotilla.v1.ListAppsResponse
-	30, // 43: flotilla.v1.Operator.AddCluster:output_type -> flotilla.v1.AddClusterResponse
-	32, // 44: flotilla.v1.Operator.CreateToken:output_type -> flotilla.v1.CreateTokenResponse
-	34, // 45: flotilla.v1.Operator.Sync:output_type -> flotilla.v1.SyncResponse
-	36, // 46: flotilla.v1.Operator.History:output_type -> flotilla.v1.HistoryResponse
-	39, // 47: flotilla.v1.Operator.Rollback:output_type -> flotilla.v1.RollbackResponse
-	41, // 48: flotilla.v1.Operator.RevokeCluster:output_type -> flotilla.v1.RevokeClusterResponse
-	43, // 49: flotilla.v1.Operator.Promote:output_type -> flotilla.v1.PromoteResponse
-	38, // [38:50] is the sub-list for method output_type
-	26, // [26:38] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	6,  // 0: flotilla.v1.AgentMessage.hello:type_name -> flotilla.v1.Hello
+	18, // 1: flotilla.v1.AgentMessage.ack:type_name -> flotilla.v1.Ack
+	19, // 2: flotilla.v1.AgentMessage.nack:type_name -> flotilla.v1.Nack
+	21, // 3: flotilla.v1.AgentMessage.status:type_name -> flotilla.v1.AppStatus
+	20, // 4: flotilla.v1.AgentMessage.heartbeat:type_name -> flotilla.v1.Heartbeat
+	8,  // 5: flotilla.v1.HubMessage.welcome:type_name -> flotilla.v1.Welcome
+	10, // 6: flotilla.v1.HubMessage.desired:type_name -> flotilla.v1.Desired
+	17, // 7: flotilla.v1.HubMessage.remove:type_name -> flotilla.v1.Remove
+	20, // 8: flotilla.v1.HubMessage.heartbeat:type_name -> flotilla.v1.Heartbeat
+	9,  // 9: flotilla.v1.HubMessage.redirect:type_name -> flotilla.v1.Redirect
+	7,  // 10: flotilla.v1.Hello.apps:type_name -> flotilla.v1.HeldApp
+	11, // 11: flotilla.v1.Desired.sync_policy:type_name -> flotilla.v1.SyncPolicy
+	13, // 12: flotilla.v1.Desired.health_policy:type_name -> flotilla.v1.HealthPolicy
+	15, // 13: flotilla.v1.Desired.policy:type_name -> flotilla.v1.Policy
+	12, // 14: flotilla.v1.SyncPolicy.retry:type_name -> flotilla.v1.Retry
+	14, // 15: flotilla.v1.HealthPolicy.rules:type_name -> flotilla.v1.HealthRule
+	16, // 16: flotilla.v1.Policy.cluster_resources:type_name -> flotilla.v1.GroupKind
+	16, // 17: flotilla.v1.Policy.deny:type_name -> flotilla.v1.GroupKind
+	23, // 18: flotilla.v1.AppStatus.drift:type_name -> flotilla.v1.DriftItem
+	24, // 19: flotilla.v1.AppStatus.resources:type_name -> flotilla.v1.ResourceStatus
+	22, // 20: flotilla.v1.DriftItem.object:type_name -> flotilla.v1.ObjectRef
+	22, // 21: flotilla.v1.ResourceStatus.object:type_name -> flotilla.v1.ObjectRef
+	27, // 22: flotilla.v1.StatusResponse.items:type_name -> flotilla.v1.AppClusterStatus
+	23, // 23: flotilla.v1.AppClusterStatus.drift:type_name -> flotilla.v1.DriftItem
+	30, // 24: flotilla.v1.ListClustersResponse.items:type_name -> flotilla.v1.Cluster
+	54, // 25: flotilla.v1.Cluster.labels:type_name -> flotilla.v1.Cluster.LabelsEntry
+	33, // 26: flotilla.v1.ListAppsResponse.items:type_name -> flotilla.v1.App
+	55, // 27: flotilla.v1.AddClusterRequest.labels:type_name -> flotilla.v1.AddClusterRequest.LabelsEntry
+	42, // 28: flotilla.v1.HistoryResponse.items:type_name -> flotilla.v1.HistoryEntry
+	49, // 29: flotilla.v1.PromoteResponse.images:type_name -> flotilla.v1.ImageChange
+	52, // 30: flotilla.v1.ExportRegistryResponse.clusters:type_name -> flotilla.v1.RegistryCluster
+	53, // 31: flotilla.v1.ExportRegistryResponse.tokens:type_name -> flotilla.v1.RegistryToken
+	56, // 32: flotilla.v1.RegistryCluster.labels:type_name -> flotilla.v1.RegistryCluster.LabelsEntry
+	0,  // 33: flotilla.v1.Enrollment.Join:input_type -> flotilla.v1.JoinRequest
+	4,  // 34: flotilla.v1.AgentService.Connect:input_type -> flotilla.v1.AgentMessage
+	2,  // 35: flotilla.v1.AgentService.Renew:input_type -> flotilla.v1.RenewRequest
+	25, // 36: flotilla.v1.Operator.Status:input_type -> flotilla.v1.StatusRequest
+	28, // 37: flotilla.v1.Operator.ListClusters:input_type -> flotilla.v1.ListClustersRequest
+	31, // 38: flotilla.v1.Operator.ListApps:input_type -> flotilla.v1.ListAppsRequest
+	34, // 39: flotilla.v1.Operator.AddCluster:input_type -> flotilla.v1.AddClusterRequest
+	36, // 40: flotilla.v1.Operator.CreateToken:input_type -> flotilla.v1.CreateTokenRequest
+	38, // 41: flotilla.v1.Operator.Sync:input_type -> flotilla.v1.SyncRequest
+	40, // 42: flotilla.v1.Operator.History:input_type -> flotilla.v1.HistoryRequest
+	43, // 43: flotilla.v1.Operator.Rollback:input_type -> flotilla.v1.RollbackRequest
+	45, // 44: flotilla.v1.Operator.RevokeCluster:input_type -> flotilla.v1.RevokeClusterRequest
+	47, // 45: flotilla.v1.Operator.Promote:input_type -> flotilla.v1.PromoteRequest
+	50, // 46: flotilla.v1.Peer.ExportRegistry:input_type -> flotilla.v1.ExportRegistryRequest
+	1,  // 47: flotilla.v1.Enrollment.Join:output_type -> flotilla.v1.JoinResponse
+	5,  // 48: flotilla.v1.AgentService.Connect:output_type -> flotilla.v1.HubMessage
+	3,  // 49: flotilla.v1.AgentService.Renew:output_type -> flotilla.v1.RenewResponse
+	26, // 50: flotilla.v1.Operator.Status:output_type -> flotilla.v1.StatusResponse
+	29, // 51: flotilla.v1.Operator.ListClusters:output_type -> flotilla.v1.ListClustersResponse
+	32, // 52: flotilla.v1.Operator.ListApps:output_type -> flotilla.v1.ListAppsResponse
+	35, // 53: flotilla.v1.Operator.AddCluster:output_type -> flotilla.v1.AddClusterResponse
+	37, // 54: flotilla.v1.Operator.CreateToken:output_type -> flotilla.v1.CreateTokenResponse
+	39, // 55: flotilla.v1.Operator.Sync:output_type -> flotilla.v1.SyncResponse
+	41, // 56: flotilla.v1.Operator.History:output_type -> flotilla.v1.HistoryResponse
+	44, // 57: flotilla.v1.Operator.Rollback:output_type -> flotilla.v1.RollbackResponse
+	46, // 58: flotilla.v1.Operator.RevokeCluster:output_type -> flotilla.v1.RevokeClusterResponse
+	48, // 59: flotilla.v1.Operator.Promote:output_type -> flotilla.v1.PromoteResponse
+	51, // 60: flotilla.v1.Peer.ExportRegistry:output_type -> flotilla.v1.ExportRegistryResponse
+	47, // [47:61] is the sub-list for method output_type
+	33, // [33:47] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_flotilla_v1_flotilla_proto_init() }
@@ -3635,18 +4304,19 @@ func file_flotilla_v1_flotilla_proto_init() {
 	if File_flotilla_v1_flotilla_proto != nil {
 		return
 	}
-	file_flotilla_v1_flotilla_proto_msgTypes[2].OneofWrappers = []any{
+	file_flotilla_v1_flotilla_proto_msgTypes[4].OneofWrappers = []any{
 		(*AgentMessage_Hello)(nil),
 		(*AgentMessage_Ack)(nil),
 		(*AgentMessage_Nack)(nil),
 		(*AgentMessage_Status)(nil),
 		(*AgentMessage_Heartbeat)(nil),
 	}
-	file_flotilla_v1_flotilla_proto_msgTypes[3].OneofWrappers = []any{
+	file_flotilla_v1_flotilla_proto_msgTypes[5].OneofWrappers = []any{
 		(*HubMessage_Welcome)(nil),
 		(*HubMessage_Desired)(nil),
 		(*HubMessage_Remove)(nil),
 		(*HubMessage_Heartbeat)(nil),
+		(*HubMessage_Redirect)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3654,9 +4324,9 @@ func file_flotilla_v1_flotilla_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotilla_v1_flotilla_proto_rawDesc), len(file_flotilla_v1_flotilla_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   47,
+			NumMessages:   57,
 			NumExtensions: 0,
-			NumServices:   3,
+			NumServices:   4,
 		},
 		GoTypes:           file_flotilla_v1_flotilla_proto_goTypes,
 		DependencyIndexes: file_flotilla_v1_flotilla_proto_depIdxs,
