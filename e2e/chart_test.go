@@ -111,6 +111,7 @@ spec:
   source: {repoURL: %s, targetRevision: main, path: extras/priority}
   destination: {clusters: [staging]}
   syncPolicy: {automated: {}}
+  policy: {clusterResources: [{group: scheduling.k8s.io, kind: PriorityClass}]}
 `, e.git.URL(e.repo.Dir))}); err != nil {
 		t.Fatal(err)
 	}

@@ -30,6 +30,10 @@ import (
 // IdentitySecret is the Secret in the agent's namespace holding its key and certificate.
 const IdentitySecret = "flotilla-agent-identity"
 
+// AgeSecret is the Secret in the agent's namespace holding its age identity, which decrypts
+// EncryptedSecrets; created on first start.
+const AgeSecret = "flotilla-agent-age"
+
 // EnvJoinToken is the environment variable the join token is read from when --join-token is
 // not given (the Helm chart sets it from a Secret).
 const EnvJoinToken = "FLOTILLA_JOIN_TOKEN"
@@ -42,7 +46,10 @@ type Options struct {
 	Namespace    string
 	HTTPListen   string
 	FieldManager string
-	Log          logging.Options
+	// AllowSelfManagement lets desired state modify the agent itself (its namespace, its own
+	// ServiceAccount and RBAC objects).
+	AllowSelfManagement bool
+	Log                 logging.Options
 }
 
 // NewOptions returns the defaults.
@@ -63,6 +70,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "namespace where the agent keeps its identity and state Secrets (created if missing)")
 	fs.StringVar(&o.HTTPListen, "http-listen", o.HTTPListen, "address for /healthz, /readyz and /metrics (empty disables)")
 	fs.StringVar(&o.FieldManager, "field-manager", o.FieldManager, "server-side apply field manager")
+	fs.BoolVar(&o.AllowSelfManagement, "allow-self-management", o.AllowSelfManagement, "let apps modify the agent itself: objects in --namespace and the agent's own ServiceAccount, Roles, ClusterRoles and bindings (refused by default)")
 	fs.StringVar(&o.Log.Level, "log-level", o.Log.Level, "debug, info, warn or error")
 	fs.StringVar(&o.Log.Format, "log-format", o.Log.Format, "text or json")
 }
@@ -136,15 +144,25 @@ func run(ctx context.Context, o *Options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	id, err := loadOrJoin(ctx, o, client, log)
+	if err := identity.EnsureNamespace(ctx, client, o.Namespace); err != nil {
+		return fmt.Errorf("namespace %s: %w", o.Namespace, err)
+	}
+	ageID, created, err := identity.LoadOrCreateAge(ctx, client, o.Namespace, AgeSecret)
+	if err != nil {
+		return err
+	}
+	recipient := ageID.Recipient().String()
+	id, err := loadOrJoin(ctx, o, client, recipient, log)
 	if err != nil {
 		return err
 	}
 	log = log.With(logging.KeyCluster, id.Cluster)
+	log.Info("age recipient for EncryptedSecrets", "ageRecipient", recipient, "created", created)
 	creds := hubclient.NewCredentials(id, identity.NewStore(client, o.Namespace, IdentitySecret), log)
 	hc := hubclient.New(hubclient.Config{Addrs: o.Hubs, TLS: creds.TLSConfig, Logger: log})
 	ctrl, err := syncer.NewController(syncer.Config{
 		RESTConfig: cfg, Namespace: o.Namespace, FieldManager: o.FieldManager, Reporter: hc, Logger: log,
+		AllowSelfManagement: o.AllowSelfManagement, AgeIdentity: ageID,
 	})
 	if err != nil {
 		return err
@@ -172,7 +190,7 @@ func run(ctx context.Context, o *Options, log *slog.Logger) error {
 }
 
 // loadOrJoin returns the identity kept in the cluster, or enrols with the join token.
-func loadOrJoin(ctx context.Context, o *Options, client kubernetes.Interface, log *slog.Logger) (*identity.Identity, error) {
+func loadOrJoin(ctx context.Context, o *Options, client kubernetes.Interface, ageRecipient string, log *slog.Logger) (*identity.Identity, error) {
 	if err := identity.EnsureNamespace(ctx, client, o.Namespace); err != nil {
 		return nil, fmt.Errorf("namespace %s: %w", o.Namespace, err)
 	}
@@ -192,7 +210,7 @@ func loadOrJoin(ctx context.Context, o *Options, client kubernetes.Interface, lo
 	}
 	var errs []error
 	for _, addr := range o.Hubs {
-		id, err := hubclient.Join(ctx, addr, o.JoinToken)
+		id, err := hubclient.Join(ctx, addr, o.JoinToken, ageRecipient)
 		if err != nil {
 			errs = append(errs, err)
 			continue

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/flotilla-dev/flotilla/agent/internal/health"
 	"github.com/flotilla-dev/flotilla/agent/internal/syncer"
@@ -76,6 +77,7 @@ func desiredFromProto(h *flotillav1.Desired, objs []*unstructured.Unstructured, 
 			}
 		}
 	}
+	d.Access = accessFromProto(h.Policy)
 	if hp := h.HealthPolicy; hp != nil {
 		d.Health = syncer.HealthPolicy{
 			ProgressDeadline: time.Duration(hp.ProgressDeadlineMs) * time.Millisecond, AutoRollback: hp.AutoRollback,
@@ -88,4 +90,20 @@ func desiredFromProto(h *flotillav1.Desired, objs []*unstructured.Unstructured, 
 		d.CommitTime = time.UnixMilli(h.CommitTimeUnixMs)
 	}
 	return d
+}
+
+// accessFromProto maps the app's spec.policy; an unset one is the default (fails closed).
+func accessFromProto(p *flotillav1.Policy) syncer.AccessPolicy {
+	var out syncer.AccessPolicy
+	if p == nil {
+		return out
+	}
+	out.Namespaces = p.Namespaces
+	for _, gk := range p.ClusterResources {
+		out.ClusterResources = append(out.ClusterResources, schema.GroupKind{Group: gk.Group, Kind: gk.Kind})
+	}
+	for _, gk := range p.Deny {
+		out.Deny = append(out.Deny, schema.GroupKind{Group: gk.Group, Kind: gk.Kind})
+	}
+	return out
 }

@@ -68,6 +68,8 @@ type Client struct {
 	order    []string                            // apps in the order their status changed
 	wake     chan struct{}
 	partial  map[string]*assembly // bundles arriving in chunks, per app
+
+	route *route // which hub replica to dial (redirect.go)
 }
 
 var _ syncer.Reporter = (*Client)(nil)
@@ -82,7 +84,7 @@ func New(cfg Config) *Client {
 	}
 	return &Client{
 		cfg: cfg, log: cfg.Logger, statuses: map[string]*flotillav1.AgentMessage{},
-		wake: make(chan struct{}, 1), partial: map[string]*assembly{},
+		wake: make(chan struct{}, 1), partial: map[string]*assembly{}, route: newRoute(cfg.Addrs),
 	}
 }
 
@@ -90,21 +92,29 @@ func New(cfg Config) *Client {
 func (c *Client) SetController(ctrl controller) { c.ctrl = ctrl }
 
 // Run keeps a stream to the hub open until ctx ends, reconnecting with jittered exponential
-// backoff (0.5s doubling to 30s, reset after a stream that lasted a minute).
+// backoff (0.5s doubling to 30s, reset after a stream that lasted a minute, or was welcomed
+// and lasted settledStream). A redirect to the replica owning the cluster is followed at
+// once, and so is the next known replica after one that cannot be reached, until every
+// address failed in turn.
 func (c *Client) Run(ctx context.Context) error {
 	if c.ctrl == nil {
 		return errors.New("hubclient: no controller")
 	}
 	backoff := 500 * time.Millisecond
-	for i := 0; ; i++ {
-		addr := c.cfg.Addrs[i%len(c.cfg.Addrs)]
+	for {
+		addr := c.route.pick()
 		start := time.Now()
 		err := c.session(ctx, addr)
 		if ctx.Err() != nil {
 			return nil
 		}
-		if time.Since(start) > time.Minute {
+		now, wasUp := c.route.ended(addr, err)
+		if time.Since(start) > time.Minute || (wasUp && time.Since(start) > settledStream) {
 			backoff = 500 * time.Millisecond
+		}
+		if now {
+			c.log.Info("hub stream ended; trying the next hub replica at once", logging.KeyAddr, addr, logging.Err(err))
+			continue
 		}
 		wait := time.Duration(float64(backoff) * (0.5 + rand.Float64()))
 		c.log.Warn("hub stream ended; reconnecting", logging.KeyAddr, addr, logging.Err(err), "retryIn", wait.Round(time.Millisecond))
@@ -159,9 +169,15 @@ func (c *Client) session(ctx context.Context, addr string) error {
 		}
 		return err
 	}
+	if r := first.GetRedirect(); r != nil {
+		return c.route.redirected(r.Address, r.Epoch, r.Replicas)
+	}
 	welcome := first.GetWelcome()
 	if welcome == nil {
 		return errors.New("hub did not answer Hello with Welcome")
+	}
+	if err := c.route.welcomed(welcome.Epoch, welcome.Replicas); err != nil {
+		return err
 	}
 	heartbeat := c.cfg.Heartbeat
 	if welcome.HeartbeatSeconds > 0 {
@@ -195,6 +211,10 @@ func (c *Client) receive(ctx context.Context, stream flotillav1.AgentService_Con
 			}
 		case *flotillav1.HubMessage_Remove:
 			c.ctrl.Remove(m.Remove.App, m.Remove.Generation)
+		case *flotillav1.HubMessage_Redirect:
+			if err := c.route.redirected(m.Redirect.Address, m.Redirect.Epoch, m.Redirect.Replicas); err != nil {
+				return err
+			}
 		case *flotillav1.HubMessage_Heartbeat, *flotillav1.HubMessage_Welcome:
 		}
 		if ctx.Err() != nil {

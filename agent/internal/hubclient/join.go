@@ -19,8 +19,9 @@ import (
 
 // Join enrols the agent with a hub: it verifies the hub against the CA fingerprint the token
 // carries, sends a fresh key's CSR with the token, and returns the identity the hub issued.
-// The private key never leaves the agent.
-func Join(ctx context.Context, addr, token string) (*identity.Identity, error) {
+// The private key never leaves the agent. ageRecipient, the public half of the agent's age
+// identity, is recorded in the hub's cluster registry for encrypting EncryptedSecrets.
+func Join(ctx context.Context, addr, token, ageRecipient string) (*identity.Identity, error) {
 	tok, err := jointoken.Parse(token)
 	if err != nil {
 		return nil, fmt.Errorf("join token: %w", err)
@@ -41,7 +42,7 @@ func Join(ctx context.Context, addr, token string) (*identity.Identity, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	resp, err := flotillav1.NewEnrollmentClient(conn).Join(ctx, &flotillav1.JoinRequest{
-		Token: token, CsrPem: csrPEM, AgentVersion: version.Version,
+		Token: token, CsrPem: csrPEM, AgentVersion: version.Version, AgeRecipient: ageRecipient,
 	})
 	if err != nil {
 		if s, ok := status.FromError(err); ok {

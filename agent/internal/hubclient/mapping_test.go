@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
 	"github.com/flotilla-dev/flotilla/agent/internal/health"
 	"github.com/flotilla-dev/flotilla/agent/internal/syncer"
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
@@ -32,5 +34,25 @@ func TestStatusToProtoRolledBack(t *testing.T) {
 		Message: "RolledBack: revision b2 Degraded: Deployment.apps/shop/web: Progress deadline exceeded"})
 	if p.RolledBackRevision != "b2" || p.AppliedRevision != "a1" || p.Health != "Degraded" {
 		t.Errorf("status %+v", p)
+	}
+}
+
+func TestDesiredFromProtoPolicy(t *testing.T) {
+	d := desiredFromProto(&flotillav1.Desired{App: "shop", Policy: &flotillav1.Policy{
+		Namespaces:       []string{"shop", "team-*"},
+		ClusterResources: []*flotillav1.GroupKind{{Kind: "Namespace"}},
+		Deny:             []*flotillav1.GroupKind{{Group: "rbac.authorization.k8s.io", Kind: "ClusterRoleBinding"}},
+	}}, nil, nil)
+	want := syncer.AccessPolicy{
+		Namespaces:       []string{"shop", "team-*"},
+		ClusterResources: []schema.GroupKind{{Kind: "Namespace"}},
+		Deny:             []schema.GroupKind{{Group: "rbac.authorization.k8s.io", Kind: "ClusterRoleBinding"}},
+	}
+	if !reflect.DeepEqual(d.Access, want) {
+		t.Errorf("policy %+v, want %+v", d.Access, want)
+	}
+	// An unset policy (an older hub) is the default, which fails closed.
+	if d := desiredFromProto(&flotillav1.Desired{App: "shop"}, nil, nil); !reflect.DeepEqual(d.Access, syncer.AccessPolicy{}) {
+		t.Errorf("unset policy %+v, want the default", d.Access)
 	}
 }

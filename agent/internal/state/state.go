@@ -88,7 +88,7 @@ type RolledBack struct {
 	Error  string `json:",omitempty"`
 }
 
-// Policy is the sync and health policy the app was last applied with.
+// Policy is the sync, health and access policy the app was last applied with.
 type Policy struct {
 	Automated        bool          `json:",omitempty"`
 	Prune            bool          `json:",omitempty"`
@@ -103,6 +103,17 @@ type Policy struct {
 	ProgressDeadline time.Duration `json:",omitempty"`
 	AutoRollback     bool          `json:",omitempty"`
 	HealthRules      []HealthRule  `json:",omitempty"`
+	// Namespaces, ClusterResources and Deny are the app's spec.policy (syncer.AccessPolicy), so
+	// that a rollback is checked against it too.
+	Namespaces       []string    `json:",omitempty"`
+	ClusterResources []GroupKind `json:",omitempty"`
+	Deny             []GroupKind `json:",omitempty"`
+}
+
+// GroupKind names a kind in a policy; group and kind may be globs.
+type GroupKind struct {
+	Group string `json:",omitempty"`
+	Kind  string
 }
 
 // HealthRule is a custom health rule of the policy (agent/internal/health.Rule).

@@ -70,6 +70,7 @@ type Applier struct {
 	dyn          dynamic.Interface
 	mapper       *restmapper.DeferredDiscoveryRESTMapper
 	fieldManager string
+	self         selfGuard // set by guardSelf; the zero value guards nothing
 
 	mu            sync.Mutex
 	lastDiscovery time.Time // last refresh of the discovery cache
@@ -109,11 +110,19 @@ type item struct {
 
 // Apply applies d in stages (Namespaces and CRDs, then the rest), each object dry-run before
 // anything is written, unchanged objects skipped, and then prunes from prevInventory what d no
-// longer holds, as its policy allows. On error nothing of a later stage is written and nothing
-// is pruned; the error is an *ObjectError or *NamespaceError when an object is at fault. When
+// longer holds, as its policy allows. First of all it checks d against its spec.policy and the
+// agent's guard of itself (policy.go): a *PolicyError then, and nothing is written. On error
+// nothing of a later stage is written and nothing is pruned; the error is an *ObjectError or
+// *NamespaceError when an object is at fault. When
 // objects were written before the failure, the Result is returned too, its Inventory being
 // prevInventory plus those objects.
 func (a *Applier) Apply(ctx context.Context, d *Desired, prevInventory []ObjectRef) (*Result, error) {
+	if d.decryptErr != nil {
+		return nil, d.decryptErr
+	}
+	if err := a.checkPolicy(ctx, d); err != nil {
+		return nil, err
+	}
 	items, err := a.prepare(ctx, d)
 	if err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"filippo.io/age"
 	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -57,9 +58,15 @@ type Config struct {
 	HealthInterval time.Duration
 	// Workers is how many apps sync at once (DefaultWorkers).
 	Workers int
+	// AllowSelfManagement lets desired state modify the agent itself: its namespace and its
+	// own ServiceAccount and RBAC objects (refused otherwise, see selfGuard).
+	AllowSelfManagement bool
 	// OnEvent, when set, is told of automatic rollbacks, done or failed (notifications). It is
 	// called from a worker and must return quickly.
 	OnEvent func(Event)
+	// AgeIdentity decrypts the EncryptedSecrets of desired state (encrypted.go); without one
+	// a revision holding an EncryptedSecret fails.
+	AgeIdentity age.Identity
 }
 
 // Controller is the agent's per-app loop: it applies each app's latest desired state, keeps
@@ -130,6 +137,7 @@ func NewController(cfg Config) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
+	applier.guardSelf(cfg.Namespace, cfg.AllowSelfManagement)
 	client, err := kubernetes.NewForConfig(cfg.RESTConfig)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
@@ -178,7 +186,7 @@ func (c *Controller) Load(ctx context.Context) error {
 		if err != nil {
 			c.log.Warn("app state holds an unreadable bundle", logging.KeyApp, name, logging.Err(err))
 		}
-		a.desired = d
+		a.desired = decrypted(d, c.cfg.AgeIdentity)
 	}
 	c.log.Info("app state loaded", logging.KeyCount, len(states))
 	return nil
@@ -204,6 +212,7 @@ func (c *Controller) SetDesired(d *Desired) {
 	if d == nil || d.App == "" {
 		return
 	}
+	d = decrypted(d, c.cfg.AgeIdentity)
 	c.mu.Lock()
 	a := c.apps[d.App]
 	if a == nil {
@@ -357,7 +366,7 @@ func (c *Controller) reconcile(ctx context.Context, name string) {
 		if ack {
 			st := *applied
 			st.Generation, st.Revision = d.Generation, d.Revision
-			st.Policy = toStatePolicy(d.Policy, d.Health)
+			st.Policy = toStatePolicy(d.Policy, d.Health, d.Access)
 			unmark, st.RolledBack = st.RolledBack != nil, nil
 			a.applied, a.acked, a.synced = &st, d.Generation, d.Generation
 			applied = &st

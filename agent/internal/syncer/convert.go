@@ -5,6 +5,8 @@ import (
 	"sort"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
 	"github.com/flotilla-dev/flotilla/agent/internal/health"
 	"github.com/flotilla-dev/flotilla/agent/internal/state"
 	"github.com/flotilla-dev/flotilla/shared/bundle"
@@ -28,7 +30,7 @@ func fromStateRefs(refs []state.ObjectRef) []ObjectRef {
 	return out
 }
 
-func toStatePolicy(p SyncPolicy, h HealthPolicy) state.Policy {
+func toStatePolicy(p SyncPolicy, h HealthPolicy, access AccessPolicy) state.Policy {
 	sp := state.Policy{
 		Automated: p.Automated, Prune: p.Prune, SelfHeal: p.SelfHeal, AllowEmpty: p.AllowEmpty,
 		CreateNamespace: p.CreateNamespace, PruneLast: p.PruneLast,
@@ -39,7 +41,26 @@ func toStatePolicy(p SyncPolicy, h HealthPolicy) state.Policy {
 	for _, r := range h.Rules {
 		sp.HealthRules = append(sp.HealthRules, state.HealthRule(r))
 	}
+	sp.Namespaces = access.Namespaces
+	for _, gk := range access.ClusterResources {
+		sp.ClusterResources = append(sp.ClusterResources, state.GroupKind(gk))
+	}
+	for _, gk := range access.Deny {
+		sp.Deny = append(sp.Deny, state.GroupKind(gk))
+	}
 	return sp
+}
+
+// fromStateAccess returns the access policy (spec.policy) the app was last applied with.
+func fromStateAccess(p state.Policy) AccessPolicy {
+	out := AccessPolicy{Namespaces: p.Namespaces}
+	for _, gk := range p.ClusterResources {
+		out.ClusterResources = append(out.ClusterResources, schema.GroupKind(gk))
+	}
+	for _, gk := range p.Deny {
+		out.Deny = append(out.Deny, schema.GroupKind(gk))
+	}
+	return out
 }
 
 func fromStatePolicy(p state.Policy) (SyncPolicy, HealthPolicy) {
@@ -70,6 +91,7 @@ func desiredFromState(st *state.AppState) (*Desired, error) {
 	return &Desired{
 		App: st.App, Generation: st.Generation, Revision: st.Revision, Digest: st.Digest,
 		Namespace: st.Namespace, Objects: objs, Bundle: st.Bundle, Policy: policy, Health: hp,
+		Access: fromStateAccess(st.Policy),
 	}, nil
 }
 

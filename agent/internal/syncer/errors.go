@@ -50,15 +50,17 @@ func (e *NamespaceError) Error() string {
 }
 
 // IsRejected reports whether err is a revision the cluster refused (an invalid or forbidden
-// object, an unknown kind, a missing namespace): the same revision will fail again, so it is
-// retried only as the sync policy says. Any other error may be transient.
+// object, an unknown kind, a missing namespace) or the app's policy refused: the same revision
+// will fail again, so it is retried only as the sync policy says. Any other error may be
+// transient.
 func IsRejected(err error) bool {
 	var oe *ObjectError
 	if errors.As(err, &oe) {
 		return oe.Rejected
 	}
 	var ne *NamespaceError
-	return errors.As(err, &ne)
+	var pe *PolicyError
+	return errors.As(err, &ne) || errors.As(err, &pe)
 }
 
 func objectError(op string, ref ObjectRef, err error) error {

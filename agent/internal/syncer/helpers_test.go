@@ -15,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -147,7 +148,8 @@ func testCtx(t *testing.T) context.Context {
 }
 
 // desired builds a Desired the way the hub and hubclient do: YAML documents → canonical
-// bundle → decoded objects (numbers as float64).
+// bundle → decoded objects (numbers as float64). Its spec.policy allows everything (see
+// allowAll); policy_test.go sets its own.
 func desired(t *testing.T, app, namespace string, policy SyncPolicy, docs ...string) *Desired {
 	t.Helper()
 	var objs []*unstructured.Unstructured
@@ -177,9 +179,12 @@ func desired(t *testing.T, app, namespace string, policy SyncPolicy, docs ...str
 	}
 	return &Desired{
 		App: app, Generation: 1, Revision: "rev-" + b.Digest[7:15], Digest: b.Digest,
-		Namespace: namespace, Objects: decoded, Bundle: b.Data, Policy: policy,
+		Namespace: namespace, Objects: decoded, Bundle: b.Data, Policy: policy, Access: allowAll,
 	}
 }
+
+// allowAll is a spec.policy that allows every namespace and every cluster-scoped kind.
+var allowAll = AccessPolicy{Namespaces: []string{"*"}, ClusterResources: []schema.GroupKind{{Group: "*", Kind: "*"}}}
 
 func configMap(name, value string, annotations ...string) string {
 	s := fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: %s\n", name)

@@ -146,7 +146,7 @@ func (c *Controller) rollBack(ctx context.Context, a *app, d *Desired, st *state
 	policy.Prune = false // a rollback writes; it never deletes
 	target := &Desired{
 		App: st.App, Generation: st.Generation, Revision: st.HealthyRevision, Digest: st.HealthyDigest,
-		Namespace: st.Namespace, Bundle: st.HealthyBundle, Policy: policy, Health: hp,
+		Namespace: st.Namespace, Bundle: st.HealthyBundle, Policy: policy, Health: hp, Access: fromStateAccess(st.Policy),
 	}
 	var res *Result
 	objs, err := bundle.Decode(st.HealthyBundle)
@@ -155,6 +155,7 @@ func (c *Controller) rollBack(ctx context.Context, a *app, d *Desired, st *state
 	}
 	if err == nil {
 		target.Objects = objs
+		target = decrypted(target, c.cfg.AgeIdentity)
 		scrubbers = append(scrubbers, newScrubber(target))
 		res, err = c.applier.Apply(ctx, target, fromStateRefs(st.Inventory))
 	}

@@ -26,7 +26,7 @@ func (c *Controller) sync(ctx context.Context, a *app, d *Desired, applied *stat
 	if err == nil {
 		st = &state.AppState{
 			App: d.App, Generation: d.Generation, Revision: d.Revision, Digest: d.Digest,
-			Bundle: d.Bundle, Namespace: d.Namespace, Policy: toStatePolicy(d.Policy, d.Health),
+			Bundle: d.Bundle, Namespace: d.Namespace, Policy: toStatePolicy(d.Policy, d.Health, d.Access),
 			Inventory: toStateRefs(res.Inventory), AppliedAt: time.Now().UTC().Truncate(time.Millisecond),
 		}
 		if applied != nil {
@@ -66,7 +66,7 @@ func (c *Controller) keepWritten(ctx context.Context, a *app, d *Desired, applie
 	if applied != nil {
 		st = *applied
 	} else {
-		st = state.AppState{App: d.App, Namespace: d.Namespace, Policy: toStatePolicy(d.Policy, d.Health)}
+		st = state.AppState{App: d.App, Namespace: d.Namespace, Policy: toStatePolicy(d.Policy, d.Health, d.Access)}
 	}
 	st.Inventory = toStateRefs(res.Inventory)
 	if err := c.store.Save(ctx, &st); err != nil {

@@ -25,11 +25,16 @@ type Desired struct {
 	Bundle        []byte
 	Policy        SyncPolicy
 	Health        HealthPolicy
+	Access        AccessPolicy // spec.policy, checked before anything is applied
 	CommitTime    time.Time
 	SyncRequested bool // an operator asked for a sync (apps without automated sync)
 	// PruneConfirmed: an operator confirmed the deletions a prune would otherwise hold (a large
 	// share of the inventory, Namespaces, PersistentVolumeClaims, CustomResourceDefinitions).
 	PruneConfirmed bool
+
+	// decryptErr is set when an EncryptedSecret of Objects could not be decrypted
+	// (encrypted.go): Apply fails with it.
+	decryptErr error
 }
 
 // SyncPolicy mirrors the Application's syncPolicy.

@@ -63,7 +63,7 @@ func runHub(ctx context.Context, o *Options, log *slog.Logger) error {
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	ca, err := pki.LoadOrCreate(o.DataDir)
+	ca, err := pki.LoadOrCreate(o.Replicas.CADir)
 	if err != nil {
 		return fmt.Errorf("certificate authority: %w", err)
 	}
@@ -84,8 +84,18 @@ func runHub(ctx context.Context, o *Options, log *slog.Logger) error {
 
 	fl := fleet.New(3 * o.Heartbeat)
 	m := metrics.New(presenceCounter(st, fl))
+	ml, ha, err := startReplica(ctx, o, ca, m, log)
+	if err != nil {
+		return fmt.Errorf("hub replicas: %w", err)
+	}
+	if ml != nil {
+		defer func() { _ = ml.Leave(leaveTimeout) }()
+	}
+	var srv *server.Server // which clusters are this replica's: built below, asked once running
+	owned := func() func(string) bool { return srv.Owned() }
+	release := func() func(string) bool { return srv.Release() }
 	restoreReports(fl, st, log)
-	notifier, err := newNotifier(o, fl, st, m, log)
+	notifier, err := newNotifier(o, fl, st, ownedClusters(clusterLister(st), ha, owned), m, log)
 	if err != nil {
 		return err
 	}
@@ -114,11 +124,11 @@ func runHub(ctx context.Context, o *Options, log *slog.Logger) error {
 	rec := fleet.NewReconciler(fleet.ReconcilerConfig{
 		AppsDir: o.AppsDir, AppsRepo: o.AppsRepo, AppsRevision: o.AppsRevision, AppsPath: o.AppsPath,
 		PollInterval: o.PollInterval, Fetcher: fetcher, Renderer: render.New(render.Options{}),
-		Cache: render.NewCache(0), Clusters: clusterLister(st), Logger: log, Metrics: m,
+		Cache: render.NewCache(0), Clusters: ownedClusters(clusterLister(st), ha, release), Logger: log, Metrics: m,
 	}, fl)
-	srv := server.New(server.Config{
+	srv = server.New(server.Config{
 		Fleet: fl, Store: st, CA: ca, Serving: serving, Reconcile: rec, Heartbeat: o.Heartbeat,
-		AgentCertTTL: o.AgentCertTTL, HubVersion: version.Version, Logger: log, Metrics: m, Git: fetcher,
+		AgentCertTTL: o.AgentCertTTL, HubVersion: version.Version, Logger: log, Metrics: m, Git: fetcher, HA: ha,
 	})
 
 	lis, err := net.Listen("tcp", o.Listen)
@@ -129,6 +139,10 @@ func runHub(ctx context.Context, o *Options, log *slog.Logger) error {
 	g.Go(func() error { return srv.Serve(gctx, lis) })
 	g.Go(func() error { return rec.Run(gctx) })
 	g.Go(func() error { return notifier.Run(gctx) })
+	if ml != nil {
+		ml.OnMessage(srv.OnBroadcast)
+		g.Go(func() error { return srv.RunReplica(gctx, ml.Changes()) })
+	}
 	if o.HTTPListen != "" {
 		hl, err := net.Listen("tcp", o.HTTPListen)
 		if err != nil {

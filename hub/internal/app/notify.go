@@ -13,8 +13,9 @@ import (
 )
 
 // newNotifier builds the notifier of --notifications, seeded with the persisted reports so a
-// restart announces nothing already known; nil (a no-op) without the flag.
-func newNotifier(o *Options, fl *fleet.Fleet, st *store.Store, m *metrics.Hub, log *slog.Logger) (*notify.Notifier, error) {
+// restart announces nothing already known; nil (a no-op) without the flag. It watches the
+// clusters list returns (those this replica owns, when the hub is one of several).
+func newNotifier(o *Options, fl *fleet.Fleet, st *store.Store, list func() ([]fleet.ClusterVars, error), m *metrics.Hub, log *slog.Logger) (*notify.Notifier, error) {
 	if o.Notifications == "" {
 		return nil, nil
 	}
@@ -22,7 +23,6 @@ func newNotifier(o *Options, fl *fleet.Fleet, st *store.Store, m *metrics.Hub, l
 	if err != nil {
 		return nil, fmt.Errorf("--notifications: %w", err)
 	}
-	list := clusterLister(st)
 	clusters := func() ([]string, error) {
 		cs, err := list()
 		if err != nil {

@@ -31,6 +31,8 @@ type Options struct {
 	RepoCredentials string
 	Notifications   string
 	Log             logging.Options
+	// Replicas make the hub one of several (ha.go).
+	Replicas ReplicaOptions
 }
 
 // NewOptions returns the defaults.
@@ -67,6 +69,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Notifications, "notifications", o.Notifications, "YAML file of notification sinks (generic webhook or Slack; each URL read from a file) and the events each takes")
 	fs.StringVar(&o.Log.Level, "log-level", o.Log.Level, "debug, info, warn or error")
 	fs.StringVar(&o.Log.Format, "log-format", o.Log.Format, "text or json")
+	o.Replicas.AddFlags(fs)
 }
 
 // Validate checks the options and fills derived defaults.
@@ -109,5 +112,6 @@ func (o *Options) Validate() error {
 		}
 		o.Advertise = net.JoinHostPort(host, port)
 	}
+	errs = append(errs, o.Replicas.validate(o.DataDir, o.Advertise))
 	return errors.Join(errs...)
 }

@@ -34,6 +34,10 @@ type Application struct {
 	Destination Destination
 	SyncPolicy  SyncPolicy
 	Health      HealthPolicy
+	// Access is spec.policy: the namespaces and kinds the app's objects may touch.
+	Access AccessPolicy
+	// Secrets is spec.secrets: whether plain Secret manifests warn (default) or fail the render.
+	Secrets SecretsMode
 	// Warnings report accepted manifests fields that Flotilla does not honour (mostly Argo CD
 	// fields); they are never silently ignored.
 	Warnings []string

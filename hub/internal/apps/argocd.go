@@ -26,6 +26,9 @@ type argoDoc struct {
 			Namespace string `json:"namespace"`
 		} `json:"destination"`
 		SyncPolicy *syncPolicyDoc `json:"syncPolicy"`
+		// Policy is Flotilla's spec.policy, also read on Argo CD Applications (not an Argo CD
+		// field: Flotilla has no AppProjects, its policy lives on the Application).
+		Policy json.RawMessage `json:"policy"`
 	} `json:"spec"`
 }
 
@@ -37,6 +40,7 @@ var argoKnown = known{
 	"apiVersion": nil, "kind": nil, "metadata": nil, "status": nil, "operation": nil,
 	"spec": {
 		"project":     nil,
+		"policy":      nil, // decoded strictly on its own
 		"source":      {"repoURL": nil, "targetRevision": nil, "path": nil},
 		"destination": {"server": nil, "name": nil, "namespace": nil},
 		"syncPolicy": {
@@ -97,6 +101,11 @@ func parseArgoCD(file string, doc []byte, h header, errAt errorf) (*Application,
 	})
 	a.SyncPolicy = sp
 	errs = append(errs, spErrs...)
+	pd, policyErrs := decodePolicy(d.Spec.Policy, errAt)
+	errs = append(errs, policyErrs...)
+	access, accessErrs := accessPolicy(pd, a.Destination.Namespace, errAt)
+	a.Access = access
+	errs = append(errs, accessErrs...)
 	errs = append(errs, validate(a, errAt)...)
 	if len(errs) > 0 {
 		return nil, errs

@@ -34,6 +34,8 @@ type flotillaDoc struct {
 			Rollback         string          `json:"rollback,omitempty"`
 			CustomRules      []healthRuleDoc `json:"customRules,omitempty"`
 		} `json:"health,omitempty"`
+		Policy  *policyDoc `json:"policy,omitempty"`
+		Secrets string     `json:"secrets,omitempty"`
 	} `json:"spec"`
 }
 
@@ -105,6 +107,12 @@ func parseFlotilla(file string, doc []byte, h header, errAt errorf) (*Applicatio
 		rules, ruleErrs := healthRules(hp.CustomRules, errAt)
 		a.Health.CustomRules = rules
 		errs = append(errs, ruleErrs...)
+	}
+	access, accessErrs := accessPolicy(d.Spec.Policy, a.Destination.Namespace, errAt)
+	a.Access = access
+	errs = append(errs, accessErrs...)
+	if a.Secrets, err = parseSecretsMode(d.Spec.Secrets, errAt); err != nil {
+		errs = append(errs, err)
 	}
 	errs = append(errs, validate(a, errAt)...)
 	if len(errs) > 0 {

@@ -114,6 +114,7 @@ func newStatusCmd(o *rootOptions) *cobra.Command {
 				if err != nil {
 					return nil, err
 				}
+				warnUnreachable(cmd.ErrOrStderr(), resp.UnreachablePeers)
 				var b bytes.Buffer
 				err = printStatus(&b, resp.Items, out)
 				return b.Bytes(), err
@@ -234,6 +235,7 @@ func newClustersCmd(o *rootOptions) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				warnUnreachable(cmd.ErrOrStderr(), resp.UnreachablePeers)
 				if out == "json" || out == "yaml" {
 					type item struct {
 						Name         string            `json:"name"`
@@ -242,10 +244,13 @@ func newClustersCmd(o *rootOptions) *cobra.Command {
 						Connected    bool              `json:"connected"`
 						AgentVersion string            `json:"agentVersion"`
 						LastSeen     *time.Time        `json:"lastSeen"`
+						AgeRecipient string            `json:"ageRecipient,omitempty"`
+						Replica      string            `json:"replica,omitempty"`
 					}
 					list := []item{}
 					for _, c := range resp.Items {
-						it := item{Name: c.Name, Labels: c.Labels, State: c.State, Connected: c.Connected, AgentVersion: c.AgentVersion}
+						it := item{Name: c.Name, Labels: c.Labels, State: c.State, Connected: c.Connected, AgentVersion: c.AgentVersion,
+							AgeRecipient: c.AgeRecipient, Replica: c.Replica}
 						if c.LastSeenUnixMs > 0 {
 							t := time.UnixMilli(c.LastSeenUnixMs).UTC()
 							it.LastSeen = &t

@@ -213,6 +213,7 @@ func newHistoryCmd(o *rootOptions) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				warnUnreachable(cmd.ErrOrStderr(), resp.UnreachablePeers)
 				if out == "json" || out == "yaml" {
 					type item struct {
 						Time     time.Time `json:"time"`

@@ -25,6 +25,7 @@ type Desired struct {
 	Namespace     string
 	Policy        apps.SyncPolicy
 	Health        apps.HealthPolicy
+	Access        apps.AccessPolicy // spec.policy
 	CommitTime    time.Time
 	Author        string
 	Message       string
@@ -43,7 +44,7 @@ func (d *Desired) Digest() string { return d.Bundle.Digest }
 // agents (a thousand clusters are not re-sent an identical bundle for a commit elsewhere).
 func (d *Desired) same(o *Desired) bool {
 	return d.Bundle.Digest == o.Bundle.Digest && d.Namespace == o.Namespace && d.Pinned == o.Pinned &&
-		d.Policy == o.Policy && reflect.DeepEqual(d.Health, o.Health)
+		d.Policy == o.Policy && reflect.DeepEqual(d.Health, o.Health) && reflect.DeepEqual(d.Access, o.Access)
 }
 
 // Held is what an agent says it holds for an app.
@@ -70,6 +71,10 @@ type Fleet struct {
 	presence map[string]*Presence
 	subs     map[string]chan struct{}
 	onReport func(cluster string, r *Report)
+
+	// held is what an agent said it holds, cluster → app, for apps with no desired state
+	// yet when it said hello (see Align); the first SetDesired of such an app starts from it.
+	held map[string]map[string]Held
 }
 
 // New returns an empty fleet. A cluster that has sent nothing for staleAge is Stale.
@@ -79,6 +84,7 @@ func New(staleAge time.Duration) *Fleet {
 		staleAge: staleAge,
 		apps:     map[string]*AppInfo{},
 		desired:  map[string]map[string]*Desired{},
+		held:     map[string]map[string]Held{},
 		status:   map[string]map[string]*Report{},
 		presence: map[string]*Presence{},
 		subs:     map[string]chan struct{}{},
@@ -111,7 +117,7 @@ func (f *Fleet) SetDesired(d Desired) {
 	if old != nil {
 		d.Generation = old.Generation + 1
 	} else if d.Generation == 0 {
-		d.Generation = 1
+		d.Generation = f.firstGeneration(&d)
 	}
 	if old != nil && old.Revision == d.Revision {
 		d.SyncRequested = old.SyncRequested
@@ -176,12 +182,18 @@ func (f *Fleet) Snapshot(cluster string) map[string]*Desired {
 // desired, the hub adopts the agent's generation (nothing needs sending); for the others, the
 // hub's generation moves past the agent's so the agent does not take the new state for an old
 // one (generations restart when the hub does).
+//
+// An app with no desired state yet (the hub is still rendering it: it just started, or just
+// took the cluster over from another replica) is remembered, and its first desired state is
+// aligned the same way when it comes: an agent that already holds it is sent nothing.
 func (f *Fleet) Align(cluster string, held []Held) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.held[cluster] = map[string]Held{}
 	for _, h := range held {
 		d := f.desired[cluster][h.App]
 		if d == nil {
+			f.held[cluster][h.App] = h
 			continue
 		}
 		nd := *d

@@ -70,6 +70,8 @@ type Reconciler struct {
 	lastFetched map[string]time.Time
 	// rendered is the last render per repo:path, keyed by what it read (owned likewise).
 	rendered map[string]*rendered
+	// policy remembers what the spec.policy check needs of recent bundles.
+	policy policyIndex
 }
 
 // NewReconciler returns a reconciler feeding fleet.
@@ -152,7 +154,10 @@ func (r *Reconciler) Round(ctx context.Context) {
 		return snap, nil
 	}
 	infos := make([]*AppInfo, 0, len(list))
-	targets := map[string]map[string]bool{}
+	targets := make(map[string]map[string]bool, len(clusters))
+	for _, c := range clusters {
+		targets[c.Name] = map[string]bool{} // covered by this load, even when no app targets it
+	}
 	for _, app := range list {
 		info := &AppInfo{
 			Name: app.Name, SourceFile: app.SourceFile, RepoURL: app.Source.RepoURL,
@@ -184,7 +189,9 @@ func (r *Reconciler) Round(ctx context.Context) {
 			if csnap == nil {
 				continue
 			}
-			if err := r.renderFor(ctx, app, c, csnap, pinned != ""); err != nil {
+			warnings, err := r.renderFor(ctx, app, c, csnap, pinned != "")
+			addWarnings(info, warnings)
+			if err != nil {
 				errs = append(errs, fmt.Sprintf("%s: %v", c.Name, err))
 				log.Warn("render failed; last good state kept", logging.KeyApp, app.Name, logging.KeyCluster, c.Name, logging.Err(err))
 			}
@@ -217,21 +224,30 @@ func (r *Reconciler) Round(ctx context.Context) {
 	log.Debug("reconcile round done", logging.KeyCount, len(list), logging.KeyDuration, time.Since(start))
 }
 
-func (r *Reconciler) renderFor(ctx context.Context, app *apps.Application, c ClusterVars, snap *source.Snapshot, pinned bool) error {
+// renderFor renders app for cluster c and makes it desired state, unless the render fails or
+// breaks the app's policy. It returns warnings for `flotilla apps` (plain Secrets).
+func (r *Reconciler) renderFor(ctx context.Context, app *apps.Application, c ClusterVars, snap *source.Snapshot, pinned bool) ([]string, error) {
 	path, err := app.PathFor(c)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	b, err := r.bundleFor(ctx, snap, path)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	if err := r.checkPolicy(app, b); err != nil {
+		return nil, err
+	}
+	warnings, err := r.checkSecrets(app, b)
+	if err != nil {
+		return nil, err
 	}
 	r.fleet.SetDesired(Desired{
 		Cluster: c.Name, App: app.Name, Revision: snap.Commit, Bundle: b,
-		Namespace: app.Destination.Namespace, Policy: app.SyncPolicy, Health: app.Health,
+		Namespace: app.Destination.Namespace, Policy: app.SyncPolicy, Health: app.Health, Access: app.Access,
 		CommitTime: snap.Time, Author: snap.Author, Message: snap.Message, Pinned: pinned,
 	})
-	return nil
+	return warnings, nil
 }
 
 // bundleFor returns the bundle of path at snap: from the cache for this tree, else from the last
@@ -306,7 +322,9 @@ func loadErrorInfo(err error) *AppInfo {
 }
 
 // SetTargets records, per cluster, every app that targets it according to a complete load of
-// the apps. An app the agent holds that is neither targeted nor desired is then removed.
+// the apps. An app the agent holds that is neither targeted nor desired is then removed; a
+// cluster missing from targets was not covered by the load (not listed: a hub replica that
+// does not own it) and has nothing removed.
 func (f *Fleet) SetTargets(targets map[string]map[string]bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -328,7 +346,8 @@ func (f *Fleet) ShouldRemove(cluster, app string) bool {
 	if f.desired[cluster][app] != nil {
 		return false
 	}
-	return !f.targets[cluster][app]
+	apps, covered := f.targets[cluster]
+	return covered && !apps[app]
 }
 
 // ClusterNames returns the names of clusters with any desired state, sorted.

@@ -13,6 +13,9 @@ import (
 const (
 	RoleAgent    = "flotilla:agent"
 	RoleOperator = "flotilla:operator"
+	// RoleHub is a hub replica calling another replica (registry pull, fleet-wide queries).
+	// Only the CA holder issues it (IssueReplica); an agent CSR never yields it.
+	RoleHub = "flotilla:hub"
 )
 
 // ErrBadIdentity is returned (wrapped) by Identity for a certificate that names no valid
@@ -21,7 +24,8 @@ var ErrBadIdentity = errors.New("certificate carries no valid flotilla identity"
 
 // Identity returns the role and name of a verified peer certificate. The certificate must
 // have exactly one Organization, a known role; for RoleAgent the CommonName is the cluster
-// name and must be a DNS-1123 label; for RoleOperator it must be a valid operator name.
+// name and must be a DNS-1123 label; for RoleOperator it must be a valid operator name, and
+// for RoleHub a valid replica (node) name, under the same rules.
 // Anything else is an error wrapping ErrBadIdentity. Identity does not verify the
 // certificate: call it only on a chain the TLS handshake verified against the CA.
 func Identity(cert *x509.Certificate) (role, name string, err error) {
@@ -38,7 +42,7 @@ func Identity(cert *x509.Certificate) (role, name string, err error) {
 		if err := validateAgentName(name); err != nil {
 			return "", "", fmt.Errorf("identity: %w: %w", ErrBadIdentity, err)
 		}
-	case RoleOperator:
+	case RoleOperator, RoleHub:
 		if err := validateOperatorName(name); err != nil {
 			return "", "", fmt.Errorf("identity: %w: %w", ErrBadIdentity, err)
 		}

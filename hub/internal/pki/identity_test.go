@@ -17,6 +17,9 @@ func TestIdentity(t *testing.T) {
 	}{
 		{name: "agent", subject: pkix.Name{CommonName: "prod-1", Organization: []string{RoleAgent}}, wantRole: RoleAgent, wantName: "prod-1"},
 		{name: "operator", subject: pkix.Name{CommonName: "Alice Smith", Organization: []string{RoleOperator}}, wantRole: RoleOperator, wantName: "Alice Smith"},
+		{name: "hub replica", subject: pkix.Name{CommonName: "10.0.0.7:7443", Organization: []string{RoleHub}}, wantRole: RoleHub, wantName: "10.0.0.7:7443"},
+		{name: "hub replica empty", subject: pkix.Name{Organization: []string{RoleHub}}},
+		{name: "hub and operator", subject: pkix.Name{CommonName: "hub-0", Organization: []string{RoleHub, RoleOperator}}},
 		{name: "no organization", subject: pkix.Name{CommonName: "prod-1"}},
 		{name: "two organizations", subject: pkix.Name{CommonName: "prod-1", Organization: []string{RoleAgent, RoleOperator}}},
 		{name: "same role twice", subject: pkix.Name{CommonName: "prod-1", Organization: []string{RoleAgent, RoleAgent}}},

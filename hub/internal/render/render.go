@@ -73,6 +73,7 @@ var (
 func (r *Renderer) Render(ctx context.Context, fsys filesys.FileSystem, p string) ([]*unstructured.Unstructured, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
 	defer cancel()
+	fsys = aliasGuardFS{fsys} // before kustomize expands a "billion laughs"
 	dir, err := repoPath(p)
 	if err != nil {
 		return nil, err

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/flotilla-dev/flotilla/hub/internal/apps"
 	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
 	"github.com/flotilla-dev/flotilla/hub/internal/store"
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
@@ -46,6 +47,10 @@ func (s *Server) Connect(stream flotillav1.AgentService_ConnectServer) error {
 		s.mu.Unlock()
 	}()
 	log := s.log.With(logging.KeyCluster, cluster)
+	epoch, redirected, err := s.claim(stream, cluster)
+	if redirected {
+		return err
+	}
 
 	hello, err := recvHello(ctx, stream, 15*time.Second)
 	if err != nil {
@@ -69,7 +74,7 @@ func (s *Server) Connect(stream flotillav1.AgentService_ConnectServer) error {
 	log.Info("agent connected", "agentVersion", hello.AgentVersion, logging.KeyCount, len(held))
 	if err := stream.Send(&flotillav1.HubMessage{Msg: &flotillav1.HubMessage_Welcome{Welcome: &flotillav1.Welcome{
 		Cluster: cluster, HubVersion: s.cfg.HubVersion, ProtocolVersion: version.Protocol,
-		HeartbeatSeconds: uint32(s.cfg.Heartbeat / time.Second),
+		HeartbeatSeconds: uint32(s.cfg.Heartbeat / time.Second), Replicas: s.replicaAddrs(), Epoch: epoch,
 	}}}); err != nil {
 		return err
 	}
@@ -188,6 +193,7 @@ func (s *Server) sendDesired(stream flotillav1.AgentService_ConnectServer, d *fl
 		}
 		if i == 0 {
 			msg.SyncPolicy = syncPolicyToProto(d)
+			msg.Policy = accessPolicyToProto(d.Access)
 			msg.HealthPolicy = &flotillav1.HealthPolicy{
 				ProgressDeadlineMs: d.Health.ProgressDeadline.Milliseconds(), AutoRollback: d.Health.AutoRollback,
 			}
@@ -206,6 +212,18 @@ func (s *Server) sendDesired(stream flotillav1.AgentService_ConnectServer, d *fl
 	return nil
 }
 
+// accessPolicyToProto maps an app's spec.policy; the agent reads an unset one as the default.
+func accessPolicyToProto(p apps.AccessPolicy) *flotillav1.Policy {
+	out := &flotillav1.Policy{Namespaces: p.Namespaces}
+	for _, gk := range p.ClusterResources {
+		out.ClusterResources = append(out.ClusterResources, &flotillav1.GroupKind{Group: gk.Group, Kind: gk.Kind})
+	}
+	for _, gk := range p.Deny {
+		out.Deny = append(out.Deny, &flotillav1.GroupKind{Group: gk.Group, Kind: gk.Kind})
+	}
+	return out
+}
+
 func syncPolicyToProto(d *fleet.Desired) *flotillav1.SyncPolicy {
 	p := d.Policy
 	return &flotillav1.SyncPolicy{
@@ -220,9 +238,13 @@ func syncPolicyToProto(d *fleet.Desired) *flotillav1.SyncPolicy {
 
 // receive records what the agent says. The cluster is the stream's, never a message field.
 func (s *Server) receive(ctx context.Context, stream flotillav1.AgentService_ConnectServer, cluster string) error {
+	limit := newStreamLimiter(s.cfg.AgentLimits)
 	for {
 		msg, err := stream.Recv()
 		if err != nil {
+			return err
+		}
+		if err := limit.wait(ctx); err != nil {
 			return err
 		}
 		s.cfg.Fleet.Seen(cluster, "", true)

@@ -17,7 +17,7 @@ type identityKey struct{}
 
 // caller is who made a request, from the verified client certificate only.
 type caller struct {
-	Role string // pki.RoleAgent or pki.RoleOperator
+	Role string // pki.RoleAgent, pki.RoleOperator or pki.RoleHub
 	Name string // the cluster for agents, the operator's name otherwise
 }
 
@@ -29,6 +29,8 @@ func requiredRole(fullMethod string) string {
 		return ""
 	case strings.HasPrefix(fullMethod, "/flotilla.v1.AgentService/"):
 		return pki.RoleAgent
+	case strings.HasPrefix(fullMethod, "/flotilla.v1.Peer/"):
+		return pki.RoleHub
 	default:
 		return pki.RoleOperator
 	}
@@ -51,7 +53,7 @@ func (s *Server) authenticate(ctx context.Context, fullMethod string) (context.C
 	if err != nil {
 		return nil, status.Errorf(codes.Unauthenticated, "client certificate: %v", err)
 	}
-	if gotRole != role {
+	if gotRole != role && !peerMayCall(gotRole, fullMethod) {
 		return nil, status.Errorf(codes.PermissionDenied, "%s needs a %s certificate", fullMethod, role)
 	}
 	if role == pki.RoleAgent {

@@ -29,6 +29,9 @@ func (s *Server) Join(ctx context.Context, req *flotillav1.JoinRequest) (*flotil
 	if tok.CAFingerprint != s.cfg.CA.Fingerprint() {
 		return nil, status.Error(codes.PermissionDenied, "join token was issued by another hub")
 	}
+	if err := checkAgeRecipient(req.AgeRecipient); err != nil {
+		return nil, err // before the token is redeemed: the agent may retry with it
+	}
 	cluster, err := s.cfg.Store.RedeemToken(tok.ID, tok.Secret, time.Now())
 	switch {
 	case errors.Is(err, store.ErrTokenExpired):
@@ -38,6 +41,7 @@ func (s *Server) Join(ctx context.Context, req *flotillav1.JoinRequest) (*flotil
 	case err != nil:
 		return nil, status.Error(codes.PermissionDenied, "join token invalid")
 	}
+	s.replicateToken(tok.ID)
 	c, found, err := s.cfg.Store.GetCluster(cluster)
 	if err != nil || !found || c.Revoked {
 		return nil, status.Errorf(codes.PermissionDenied, "cluster %q is not registered or is revoked", cluster)
@@ -45,6 +49,9 @@ func (s *Server) Join(ctx context.Context, req *flotillav1.JoinRequest) (*flotil
 	cert, err := s.cfg.CA.SignAgent(req.CsrPem, cluster, s.cfg.AgentCertTTL)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "certificate request: %v", err)
+	}
+	if err := s.recordAgeRecipient(c, req.AgeRecipient); err != nil {
+		return nil, err
 	}
 	s.audit("agent:"+cluster, "join", cluster, "agent "+req.AgentVersion)
 	s.log.Info("agent joined", logging.KeyCluster, cluster)
@@ -93,7 +100,7 @@ func (s *Server) Status(ctx context.Context, req *flotillav1.StatusRequest) (*fl
 		}
 		resp.Items = append(resp.Items, item)
 	}
-	return resp, nil
+	return s.gatherStatus(ctx, req, resp)
 }
 
 // ListClusters lists the registered clusters with their link state.
@@ -107,7 +114,7 @@ func (s *Server) ListClusters(ctx context.Context, _ *flotillav1.ListClustersReq
 		p, state := s.cfg.Fleet.Presence(c.Name)
 		item := &flotillav1.Cluster{
 			Name: c.Name, Labels: c.Labels, Connected: state == fleet.StateConnected, State: state,
-			AgentVersion: c.AgentVersion,
+			AgentVersion: c.AgentVersion, AgeRecipient: c.AgeRecipient,
 		}
 		if p.AgentVersion != "" {
 			item.AgentVersion = p.AgentVersion
@@ -124,7 +131,7 @@ func (s *Server) ListClusters(ctx context.Context, _ *flotillav1.ListClustersReq
 		}
 		resp.Items = append(resp.Items, item)
 	}
-	return resp, nil
+	return s.gatherClusters(ctx, resp)
 }
 
 // ListApps lists the Applications the hub knows, with their errors and warnings.
@@ -165,6 +172,7 @@ func (s *Server) AddCluster(ctx context.Context, req *flotillav1.AddClusterReque
 	if err := s.cfg.Store.PutCluster(store.Cluster{Name: req.Name, Labels: req.Labels, CreatedAt: time.Now()}); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "register cluster: %v", err)
 	}
+	s.replicateCluster(req.Name)
 	token, expires, err := s.newToken(req.Name, time.Duration(req.TokenTtlSeconds)*time.Second)
 	if err != nil {
 		return nil, err
@@ -210,6 +218,7 @@ func (s *Server) newToken(cluster string, ttl time.Duration) (string, time.Time,
 	}); err != nil {
 		return "", time.Time{}, status.Errorf(codes.Unavailable, "store token: %v", err)
 	}
+	s.replicateToken(tok.ID)
 	return tok.String(), expires, nil
 }
 
@@ -268,7 +277,7 @@ func (s *Server) History(ctx context.Context, req *flotillav1.HistoryRequest) (*
 			Author: r.Author, Message: r.Message, Result: r.Result, Health: r.Health,
 		})
 	}
-	return resp, nil
+	return s.gatherHistory(ctx, req, limit, resp)
 }
 
 // selectClusters returns the names of registered clusters matching a label selector, or nil

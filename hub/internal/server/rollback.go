@@ -131,6 +131,7 @@ func (s *Server) RevokeCluster(ctx context.Context, req *flotillav1.RevokeCluste
 	if err := s.cfg.Store.PutCluster(c); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "revoke: %v", err)
 	}
+	s.replicateCluster(req.Name)
 	s.mu.Lock()
 	if st := s.streams[req.Name]; st != nil {
 		st.cancel()

@@ -67,6 +67,10 @@ type Config struct {
 	Metrics *metrics.Hub
 	// Git reads and pushes repositories for promotions; nil turns promotion off.
 	Git gitRepos
+	// HA makes this server one of several hub replicas (redirect.go); nil for a single hub.
+	HA *HAConfig
+	// AgentLimits bound the messages of each agent stream (ratelimit.go).
+	AgentLimits RateLimits
 }
 
 // Server implements the three gRPC services.
@@ -74,12 +78,15 @@ type Server struct {
 	flotillav1.UnimplementedEnrollmentServer
 	flotillav1.UnimplementedAgentServiceServer
 	flotillav1.UnimplementedOperatorServer
+	flotillav1.UnimplementedPeerServer
 
 	cfg Config
 	log *slog.Logger
 
 	mu      sync.Mutex
 	streams map[string]*agentStream // cluster → its current stream
+
+	peers *peerConns // connections to the other hub replicas
 }
 
 // New returns a server; call Serve to run it.
@@ -96,7 +103,7 @@ func New(cfg Config) *Server {
 	if cfg.DefaultTokenTTL == 0 {
 		cfg.DefaultTokenTTL = time.Hour
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, streams: map[string]*agentStream{}}
+	s := &Server{cfg: cfg, log: cfg.Logger, streams: map[string]*agentStream{}, peers: newPeerConns(cfg.HA)}
 	if err := s.reloadPins(); err != nil {
 		s.log.Warn("operator pins not loaded", "err", err)
 	}
@@ -124,6 +131,7 @@ func (s *Server) GRPCServer() *grpc.Server {
 	flotillav1.RegisterEnrollmentServer(gs, s)
 	flotillav1.RegisterAgentServiceServer(gs, s)
 	flotillav1.RegisterOperatorServer(gs, s)
+	flotillav1.RegisterPeerServer(gs, s)
 	return gs
 }
 

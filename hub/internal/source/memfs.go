@@ -10,10 +10,12 @@ import (
 	"time"
 )
 
-// memFS is a read-only fs.FS over loaded files; directories are implied by the paths.
+// memFS is a read-only fs.FS over loaded files; directories are implied by the paths. A
+// rejected file is listed, but opening it fails with the reason.
 type memFS struct {
-	files map[string][]byte
-	dirs  map[string][]fs.DirEntry // "." for the root
+	files    map[string][]byte
+	rejected map[string]error
+	dirs     map[string][]fs.DirEntry // "." for the root
 }
 
 var (
@@ -21,10 +23,12 @@ var (
 	_ fs.ReadFileFS = (*memFS)(nil)
 )
 
-func newMemFS(files map[string][]byte) *memFS {
-	m := &memFS{files: files, dirs: map[string][]fs.DirEntry{".": nil}}
+func newMemFS(files map[string][]byte, rejected map[string]error) *memFS {
+	m := &memFS{files: files, rejected: rejected, dirs: map[string][]fs.DirEntry{".": nil}}
 	seen := map[string]bool{}
-	for _, p := range sortedKeys(files) {
+	paths := append(sortedKeys(files), sortedKeys(rejected)...)
+	slices.Sort(paths)
+	for _, p := range paths {
 		child := info{name: path.Base(p), size: int64(len(files[p]))}
 		for dir := path.Dir(p); ; dir = path.Dir(dir) {
 			m.dirs[dir] = append(m.dirs[dir], fs.FileInfoToDirEntry(child))
@@ -45,6 +49,9 @@ func (m *memFS) Open(name string) (fs.File, error) {
 	if !fs.ValidPath(name) {
 		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrInvalid}
 	}
+	if err := m.rejected[name]; err != nil {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+	}
 	if data, ok := m.files[name]; ok {
 		return &file{info: info{name: path.Base(name), size: int64(len(data))}, r: bytes.NewReader(data)}, nil
 	}
@@ -55,6 +62,9 @@ func (m *memFS) Open(name string) (fs.File, error) {
 }
 
 func (m *memFS) ReadFile(name string) ([]byte, error) {
+	if err := m.rejected[name]; err != nil {
+		return nil, &fs.PathError{Op: "read", Path: name, Err: err}
+	}
 	if data, ok := m.files[name]; ok {
 		return slices.Clone(data), nil
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path"
 	"regexp"
 	"slices"
 	"strings"
@@ -126,9 +127,10 @@ func (r *repository) expandSHA(prefix string) (plumbing.Hash, error) {
 }
 
 // FileSystem loads the commit's whole tree into a kustomize in-memory file system rooted at
-// "/" (a file a/b.yaml is at /a/b.yaml), within the size limits, symlinks resolved. Each
-// call returns a new file system; the tree is read from the repository only once per
-// Snapshot.
+// "/" (a file a/b.yaml is at /a/b.yaml), within the size limits, symlinks resolved. A file
+// over the size limit, or a symlink leading out of the repository, exists but cannot be read:
+// the error names it. Each call returns a new file system; the tree is read from the
+// repository only once per Snapshot.
 func (s *Snapshot) FileSystem() (filesys.FileSystem, error) {
 	files, err := s.files()
 	if err != nil {
@@ -140,7 +142,36 @@ func (s *Snapshot) FileSystem() (filesys.FileSystem, error) {
 			return nil, fmt.Errorf("repository %q at %s: %s: %w", s.display, short(s.Commit), p, err)
 		}
 	}
-	return mem, nil
+	if len(files.rejected) == 0 {
+		return mem, nil
+	}
+	rejected := make(map[string]error, len(files.rejected))
+	for p, err := range files.rejected {
+		rejected["/"+p] = fmt.Errorf("repository %q at %s: %w", s.display, short(s.Commit), err)
+	}
+	return rejectingFS{FileSystem: mem, rejected: rejected}, nil
+}
+
+// rejectingFS fails the reading of rejected paths.
+type rejectingFS struct {
+	filesys.FileSystem
+	rejected map[string]error // absolute path → why
+}
+
+var _ filesys.FileSystem = rejectingFS{}
+
+func (r rejectingFS) Open(p string) (filesys.File, error) {
+	if err := r.rejected[path.Clean(p)]; err != nil {
+		return nil, err
+	}
+	return r.FileSystem.Open(p)
+}
+
+func (r rejectingFS) ReadFile(p string) ([]byte, error) {
+	if err := r.rejected[path.Clean(p)]; err != nil {
+		return nil, err
+	}
+	return r.FileSystem.ReadFile(p)
 }
 
 // FS returns the commit's whole tree as an fs.FS (for reading Application manifests), within
@@ -150,7 +181,11 @@ func (s *Snapshot) FS() (fs.FS, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newMemFS(files.data), nil
+	rejected := make(map[string]error, len(files.rejected))
+	for p, err := range files.rejected {
+		rejected[p] = fmt.Errorf("repository %q at %s: %w", s.display, short(s.Commit), err)
+	}
+	return newMemFS(files.data, rejected), nil
 }
 
 // files loads the tree once; the repository's lock keeps it apart from fetches.

@@ -21,12 +21,15 @@ var ErrTooLarge = errors.New("too large")
 const maxSymlinkHops = 40
 
 // tree is a loaded commit tree: every file's content by slash-separated path, symlinks
-// replaced by copies of what they point to.
+// replaced by copies of what they point to. A file over the size limit, or a symlink that
+// leads out of the repository or nowhere, is rejected: it is kept as a path whose reading
+// fails, so it fails only the renders that use it, not every app of the repository.
 type tree struct {
-	data  map[string][]byte
-	paths []string // sorted
-	total int64
-	opts  Options
+	data     map[string][]byte
+	rejected map[string]error
+	paths    []string // sorted, rejected paths included
+	total    int64
+	opts     Options
 }
 
 // listing is the raw tree before symlinks are resolved.
@@ -76,7 +79,7 @@ func loadTree(repo *git.Repository, commit plumbing.Hash, opts Options) (*tree, 
 		dir := path.Dir(name)
 		l.children[dir] = append(l.children[dir], path.Base(name))
 	}
-	t := &tree{data: map[string][]byte{}, opts: opts}
+	t := &tree{data: map[string][]byte{}, rejected: map[string]error{}, opts: opts}
 	for _, p := range sortedKeys(l.files) {
 		if err := t.addBlob(repo, p, l.files[p]); err != nil {
 			return nil, err
@@ -87,8 +90,16 @@ func loadTree(repo *git.Repository, commit plumbing.Hash, opts Options) (*tree, 
 			return nil, err
 		}
 	}
-	t.paths = sortedKeys(t.data)
+	t.paths = slices.Concat(sortedKeys(t.data), sortedKeys(t.rejected))
+	slices.Sort(t.paths)
 	return t, nil
+}
+
+// reject records that p cannot be read, and why.
+func (t *tree) reject(p string, err error) {
+	if _, ok := t.data[p]; !ok {
+		t.rejected[p] = err
+	}
 }
 
 func (t *tree) addBlob(repo *git.Repository, p string, h plumbing.Hash) error {
@@ -97,9 +108,14 @@ func (t *tree) addBlob(repo *git.Repository, p string, h plumbing.Hash) error {
 		return fmt.Errorf("file %q: %w", p, err)
 	}
 	if blob.Size > t.opts.MaxFileSize {
-		return fmt.Errorf("file %q: %d bytes, more than %d: %w", p, blob.Size, t.opts.MaxFileSize, ErrTooLarge)
+		t.reject(p, fmt.Errorf("file %q: %d bytes, more than %d: %w", p, blob.Size, t.opts.MaxFileSize, ErrTooLarge))
+		return nil
 	}
 	data, err := readBlob(repo, h, t.opts.MaxFileSize)
+	if errors.Is(err, ErrTooLarge) {
+		t.reject(p, fmt.Errorf("file %q: %w", p, err))
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("file %q: %w", p, err)
 	}
@@ -123,18 +139,25 @@ func (t *tree) add(p string, data []byte) error {
 }
 
 // expand puts at out a copy of what src resolves to: a file, or every file of a directory.
-// A src that resolves to nothing (a dangling symlink inside the repository) adds nothing.
+// A src that resolves to nothing (a dangling symlink inside the repository) adds nothing; one
+// that leads out of the repository, loops or nests too deep is rejected at out.
 func (t *tree) expand(repo *git.Repository, l *listing, out, src string, depth int) error {
 	if depth > maxSymlinkHops {
-		return fmt.Errorf("symlink %q: too many levels of symbolic links", out)
+		t.reject(out, fmt.Errorf("symlink %q: too many levels of symbolic links", out))
+		return nil
 	}
 	resolved, err := l.resolve(src)
 	if err != nil {
-		return err
+		t.reject(out, err)
+		return nil
 	}
 	if h, ok := l.files[resolved]; ok {
 		if data, ok := t.data[resolved]; ok {
 			return t.add(out, data)
+		}
+		if err, ok := t.rejected[resolved]; ok {
+			t.reject(out, fmt.Errorf("symlink %q: %w", out, err))
+			return nil
 		}
 		return t.addBlob(repo, out, h)
 	}
@@ -143,7 +166,8 @@ func (t *tree) expand(repo *git.Repository, l *listing, out, src string, depth i
 		return nil
 	}
 	if resolved == "." || out == resolved || strings.HasPrefix(out, resolved+"/") {
-		return fmt.Errorf("symlink %q: points to a directory containing it", out)
+		t.reject(out, fmt.Errorf("symlink %q: points to a directory containing it", out))
+		return nil
 	}
 	for _, k := range kids {
 		if err := t.expand(repo, l, out+"/"+k, resolved+"/"+k, depth+1); err != nil {

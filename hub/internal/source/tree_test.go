@@ -90,12 +90,27 @@ func TestSymlinksRejected(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = s.FileSystem()
-			if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), repo.dir) {
-				t.Errorf("FileSystem error = %v, want %q naming the repository", err, tt.want)
+			// The link is rejected, not the tree: reading it fails, the rest reads.
+			kfs, err := s.FileSystem()
+			if err != nil {
+				t.Fatal(err)
 			}
-			if _, err := s.FS(); err == nil {
-				t.Errorf("FS accepted the link")
+			_, err = kfs.ReadFile("/" + tt.link)
+			if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), repo.dir) {
+				t.Errorf("ReadFile error = %v, want %q naming the repository", err, tt.want)
+			}
+			if _, err := kfs.Open("/" + tt.link); err == nil {
+				t.Errorf("Open accepted the link")
+			}
+			if data, err := kfs.ReadFile("/a/ok.yaml"); err != nil || string(data) != "ok\n" {
+				t.Errorf("a/ok.yaml = %q, %v", data, err)
+			}
+			fsys, err := s.FS()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := fs.ReadFile(fsys, tt.link); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("FS ReadFile error = %v, want %q", err, tt.want)
 			}
 		})
 	}
@@ -115,12 +130,14 @@ func TestLimits(t *testing.T) {
 	tests := []struct {
 		name string
 		opts Options
+		read string // a file whose reading fails with want; "" when the whole tree does
 		want string
 	}{
-		{"file size", Options{MaxFileSize: 1000}, `file "big/data.yaml": 2000 bytes, more than 1000`},
-		{"file count", Options{MaxRepoFiles: 5}, `more than 5 files`},
-		{"total size counts symlinked copies", Options{MaxTotalSize: 3000}, `more than 3000 bytes in all (at "big/copy.yaml")`},
-		{"within limits", Options{MaxFileSize: 2000, MaxRepoFiles: 6, MaxTotalSize: 5000}, ""},
+		{"file size", Options{MaxFileSize: 1000}, "big/data.yaml", `file "big/data.yaml": 2000 bytes, more than 1000`},
+		{"file size through a symlink", Options{MaxFileSize: 1000}, "big/copy.yaml", `file "big/data.yaml": 2000 bytes, more than 1000`},
+		{"file count", Options{MaxRepoFiles: 5}, "", `more than 5 files`},
+		{"total size counts symlinked copies", Options{MaxTotalSize: 3000}, "", `more than 3000 bytes in all (at "big/copy.yaml")`},
+		{"within limits", Options{MaxFileSize: 2000, MaxRepoFiles: 6, MaxTotalSize: 5000}, "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -130,7 +147,16 @@ func TestLimits(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = s.FileSystem()
+			kfs, err := s.FileSystem()
+			if tt.read != "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if data, err := kfs.ReadFile("/small.yaml"); err != nil || string(data) != "x\n" {
+					t.Errorf("small.yaml = %q, %v", data, err)
+				}
+				_, err = kfs.ReadFile("/" + tt.read)
+			}
 			if tt.want == "" {
 				if err != nil {
 					t.Errorf("FileSystem: %v", err)
@@ -150,7 +176,7 @@ func TestMemFS(t *testing.T) {
 		"apps/b.yaml":    []byte("bb"),
 		"apps/x/c.yaml":  []byte("ccc"),
 		"apps/x/y/d.yml": nil,
-	})
+	}, nil)
 	if err := fstest.TestFS(fsys, "a.yaml", "apps/b.yaml", "apps/x/c.yaml", "apps/x/y/d.yml"); err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,8 @@ type Cluster struct {
 	Revoked      bool              `json:"revoked,omitempty"`
 	AgentVersion string            `json:"agentVersion,omitempty"`
 	LastSeen     time.Time         `json:"lastSeen,omitzero"`
+	// AgeRecipient is the agent's age public key ("age1..."), sent when it joined.
+	AgeRecipient string `json:"ageRecipient,omitempty"`
 }
 
 // PutCluster creates or replaces the cluster c.Name.

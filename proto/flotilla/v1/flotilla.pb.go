@@ -28,8 +28,11 @@ type JoinRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Token string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
 	// PEM CSR; the hub ignores its subject and issues the certificate for the token's cluster.
-	CsrPem        []byte `protobuf:"bytes,2,opt,name=csr_pem,json=csrPem,proto3" json:"csr_pem,omitempty"`
-	AgentVersion  string `protobuf:"bytes,3,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
+	CsrPem       []byte `protobuf:"bytes,2,opt,name=csr_pem,json=csrPem,proto3" json:"csr_pem,omitempty"`
+	AgentVersion string `protobuf:"bytes,3,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
+	// The agent's age X25519 recipient ("age1..."): EncryptedSecrets for this cluster are
+	// encrypted to it. The private identity never leaves the agent's cluster.
+	AgeRecipient  string `protobuf:"bytes,4,opt,name=age_recipient,json=ageRecipient,proto3" json:"age_recipient,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -81,6 +84,13 @@ func (x *JoinRequest) GetCsrPem() []byte {
 func (x *JoinRequest) GetAgentVersion() string {
 	if x != nil {
 		return x.AgentVersion
+	}
+	return ""
+}
+
+func (x *JoinRequest) GetAgeRecipient() string {
+	if x != nil {
+		return x.AgeRecipient
 	}
 	return ""
 }
@@ -2286,7 +2296,9 @@ type Cluster struct {
 	LastSeenUnixMs int64                  `protobuf:"varint,5,opt,name=last_seen_unix_ms,json=lastSeenUnixMs,proto3" json:"last_seen_unix_ms,omitempty"`
 	AgentVersion   string                 `protobuf:"bytes,6,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
 	// The hub replica that owns the cluster (empty for a single hub).
-	Replica       string `protobuf:"bytes,7,opt,name=replica,proto3" json:"replica,omitempty"`
+	Replica string `protobuf:"bytes,7,opt,name=replica,proto3" json:"replica,omitempty"`
+	// The agent's age recipient, sent when it joined (empty for agents that joined before).
+	AgeRecipient  string `protobuf:"bytes,8,opt,name=age_recipient,json=ageRecipient,proto3" json:"age_recipient,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2366,6 +2378,13 @@ func (x *Cluster) GetAgentVersion() string {
 func (x *Cluster) GetReplica() string {
 	if x != nil {
 		return x.Replica
+	}
+	return ""
+}
+
+func (x *Cluster) GetAgeRecipient() string {
+	if x != nil {
+		return x.AgeRecipient
 	}
 	return ""
 }
@@ -3819,11 +3838,12 @@ var File_flotilla_v1_flotilla_proto protoreflect.FileDescriptor
 
 const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\n" +
-	"\x1aflotilla/v1/flotilla.proto\x12\vflotilla.v1\"a\n" +
+	"\x1aflotilla/v1/flotilla.proto\x12\vflotilla.v1\"\x86\x01\n" +
 	"\vJoinRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x17\n" +
 	"\acsr_pem\x18\x02 \x01(\fR\x06csrPem\x12#\n" +
-	"\ragent_version\x18\x03 \x01(\tR\fagentVersion\"h\n" +
+	"\ragent_version\x18\x03 \x01(\tR\fagentVersion\x12#\n" +
+	"\rage_recipient\x18\x04 \x01(\tR\fageRecipient\"h\n" +
 	"\fJoinResponse\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12'\n" +
 	"\x0fcertificate_pem\x18\x02 \x01(\fR\x0ecertificatePem\x12\x15\n" +
@@ -4008,7 +4028,7 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x13ListClustersRequest\"o\n" +
 	"\x14ListClustersResponse\x12*\n" +
 	"\x05items\x18\x01 \x03(\v2\x14.flotilla.v1.ClusterR\x05items\x12+\n" +
-	"\x11unreachable_peers\x18\x02 \x03(\tR\x10unreachablePeers\"\xb0\x02\n" +
+	"\x11unreachable_peers\x18\x02 \x03(\tR\x10unreachablePeers\"\xd5\x02\n" +
 	"\aCluster\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x128\n" +
 	"\x06labels\x18\x02 \x03(\v2 .flotilla.v1.Cluster.LabelsEntryR\x06labels\x12\x1c\n" +
@@ -4016,7 +4036,8 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x05state\x18\x04 \x01(\tR\x05state\x12)\n" +
 	"\x11last_seen_unix_ms\x18\x05 \x01(\x03R\x0elastSeenUnixMs\x12#\n" +
 	"\ragent_version\x18\x06 \x01(\tR\fagentVersion\x12\x18\n" +
-	"\areplica\x18\a \x01(\tR\areplica\x1a9\n" +
+	"\areplica\x18\a \x01(\tR\areplica\x12#\n" +
+	"\rage_recipient\x18\b \x01(\tR\fageRecipient\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x11\n" +

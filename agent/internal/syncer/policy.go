@@ -1,0 +1,213 @@
+package syncer
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// AccessPolicy is the app's spec.policy: what its objects may touch. The zero value is the
+// default and fails closed: namespaced objects only in the destination namespace, no
+// cluster-scoped objects. The hub checks it after rendering; this check, before anything is
+// applied, is the authoritative one, because it knows from the cluster which kinds are
+// cluster-scoped.
+type AccessPolicy struct {
+	// Namespaces are globs (path.Match) over the namespaces namespaced objects may go to and
+	// the names Namespace objects may have; empty: only the destination namespace.
+	Namespaces []string
+	// ClusterResources are the cluster-scoped kinds allowed (group and kind globs); empty: none.
+	ClusterResources []schema.GroupKind
+	// Deny are kinds always refused, namespaced or not; a deny wins.
+	Deny []schema.GroupKind
+}
+
+// AllowsNamespace reports whether namespaced objects may go to ns (and a Namespace may be
+// named ns); dest is the app's destination namespace.
+func (p AccessPolicy) AllowsNamespace(ns, dest string) bool {
+	if len(p.Namespaces) == 0 {
+		return ns != "" && ns == dest
+	}
+	return slices.ContainsFunc(p.Namespaces, func(g string) bool {
+		ok, _ := path.Match(g, ns)
+		return ok
+	})
+}
+
+// AllowsClusterKind reports whether cluster-scoped objects of kind gk are allowed.
+func (p AccessPolicy) AllowsClusterKind(gk schema.GroupKind) bool {
+	return slices.ContainsFunc(p.ClusterResources, func(g schema.GroupKind) bool { return matchKind(g, gk) })
+}
+
+// Denies reports whether kind gk is denied.
+func (p AccessPolicy) Denies(gk schema.GroupKind) bool {
+	return slices.ContainsFunc(p.Deny, func(g schema.GroupKind) bool { return matchKind(g, gk) })
+}
+
+func matchKind(pattern, gk schema.GroupKind) bool {
+	g, _ := path.Match(pattern.Group, gk.Group)
+	k, _ := path.Match(pattern.Kind, gk.Kind)
+	return g && k
+}
+
+// PolicyError is a revision refused before anything was applied: objects that the app's
+// spec.policy does not allow, or that belong to the agent itself. Each violation names the
+// object and the rule. The revision fails the same way every time (IsRejected).
+type PolicyError struct {
+	Violations []string
+}
+
+func (e *PolicyError) Error() string { return strings.Join(e.Violations, "; ") }
+
+// Self-management: the agent never lets an app modify the agent itself.
+const (
+	// LabelAgentName is the label the agent's chart puts on everything it installs
+	// (app.kubernetes.io/name, the chart name).
+	LabelAgentName = "app.kubernetes.io/name"
+	// AgentName is its value, and the prefix of the names of the agent's own objects.
+	AgentName = "flotilla-agent"
+)
+
+// selfGuard keeps desired state away from the agent itself: everything in its own namespace
+// (its identity and state Secrets, its Deployment, ...), that namespace, and its own
+// ServiceAccount, Roles, RoleBindings, ClusterRoles and ClusterRoleBindings wherever they are
+// (named flotilla-agent* or labelled app.kubernetes.io/name=flotilla-agent, as the chart
+// labels them; the live object's labels count too). The zero value guards nothing.
+type selfGuard struct {
+	namespace string // the agent's own namespace; "" turns the guard off
+}
+
+// guardSelf makes a refuse desired state that modifies the agent in its namespace ns, unless
+// allow (--allow-self-management).
+func (a *Applier) guardSelf(ns string, allow bool) {
+	if allow {
+		ns = ""
+	}
+	a.self = selfGuard{namespace: ns}
+}
+
+// selfKinds are the kinds of the agent's own identity and permissions.
+var selfKinds = map[schema.GroupKind]bool{
+	{Kind: "ServiceAccount"}:                                         true,
+	{Group: "rbac.authorization.k8s.io", Kind: "Role"}:               true,
+	{Group: "rbac.authorization.k8s.io", Kind: "RoleBinding"}:        true,
+	{Group: "rbac.authorization.k8s.io", Kind: "ClusterRole"}:        true,
+	{Group: "rbac.authorization.k8s.io", Kind: "ClusterRoleBinding"}: true,
+}
+
+// checkPolicy refuses d when any of its objects violates d.Access or touches the agent itself;
+// it writes nothing. Scope comes from the cluster's RESTMapper (or a CRD of the bundle).
+func (a *Applier) checkPolicy(ctx context.Context, d *Desired) error {
+	crds := bundleCRDs(d.Objects)
+	fresh := false
+	var violations []string
+	for _, o := range d.Objects {
+		gvk := o.GroupVersionKind()
+		namespaced, _, err := a.scope(ctx, gvk, crds, &item{obj: o}, &fresh)
+		if err != nil {
+			return err
+		}
+		ns := ""
+		if namespaced {
+			if ns = o.GetNamespace(); ns == "" {
+				ns = d.Namespace
+			}
+		}
+		v, err := a.self.violation(ctx, a, o, ns, namespaced)
+		if err != nil {
+			return err
+		}
+		if v == "" {
+			v = accessViolation(d.Access, d.Namespace, o, gvk.GroupKind(), ns, namespaced)
+		}
+		if v != "" {
+			violations = append(violations, v)
+		}
+	}
+	if len(violations) == 0 {
+		return nil
+	}
+	return &PolicyError{Violations: violations}
+}
+
+// accessViolation returns why p refuses o (of kind gk, going to namespace ns when namespaced),
+// or "". The wording matches the hub's.
+func accessViolation(p AccessPolicy, dest string, o *unstructured.Unstructured, gk schema.GroupKind, ns string, namespaced bool) string {
+	name := policyName(o, ns, namespaced)
+	switch {
+	case p.Denies(gk):
+		return fmt.Sprintf("%s: kind %s is denied by spec.policy.deny", name, kindName(gk))
+	case !namespaced && !p.AllowsClusterKind(gk):
+		return fmt.Sprintf("%s: cluster-scoped kind %s is not allowed by spec.policy.clusterResources", name, kindName(gk))
+	case !namespaced && gk == (schema.GroupKind{Kind: "Namespace"}) && !p.AllowsNamespace(o.GetName(), dest):
+		return fmt.Sprintf("%s: namespace %q is not allowed by spec.policy.namespaces%s", name, o.GetName(), defaultNote(p, dest))
+	case namespaced && ns != "" && !p.AllowsNamespace(ns, dest):
+		return fmt.Sprintf("%s: namespace %q is not allowed by spec.policy.namespaces%s", name, ns, defaultNote(p, dest))
+	}
+	return "" // a namespaced object without any namespace fails in prepare
+}
+
+// violation returns why o, going to namespace ns, would modify the agent itself, or "".
+func (g selfGuard) violation(ctx context.Context, a *Applier, o *unstructured.Unstructured, ns string, namespaced bool) (string, error) {
+	if g.namespace == "" {
+		return "", nil
+	}
+	gvk := o.GroupVersionKind()
+	name := policyName(o, ns, namespaced)
+	const why = "the agent does not let apps modify itself (--allow-self-management)"
+	switch {
+	case namespaced && ns == g.namespace:
+		return fmt.Sprintf("%s: in the agent's own namespace %q: %s", name, g.namespace, why), nil
+	case !namespaced && isNamespace(gvk) && o.GetName() == g.namespace:
+		return fmt.Sprintf("%s: the agent's own namespace: %s", name, why), nil
+	case !selfKinds[gvk.GroupKind()]:
+		return "", nil
+	case strings.HasPrefix(o.GetName(), AgentName), o.GetLabels()[LabelAgentName] == AgentName:
+		return fmt.Sprintf("%s: the agent's own %s: %s", name, gvk.Kind, why), nil
+	}
+	// The chart names these after its release ("<release>-flotilla-agent"): the live object's
+	// label tells.
+	if !namespaced {
+		ns = ""
+	}
+	live, err := a.get(ctx, ObjectRef{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind, Namespace: ns, Name: o.GetName()})
+	if err != nil {
+		return "", objectError("get", ObjectRef{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind, Namespace: ns, Name: o.GetName()}, err)
+	}
+	if live != nil && live.GetLabels()[LabelAgentName] == AgentName {
+		return fmt.Sprintf("%s: the agent's own %s (labelled %s=%s): %s", name, gvk.Kind, LabelAgentName, AgentName, why), nil
+	}
+	return "", nil
+}
+
+// policyName names o as people read it, as the hub does: "ClusterRole/admin-all",
+// "Deployment/api/web".
+func policyName(o *unstructured.Unstructured, ns string, namespaced bool) string {
+	if namespaced && ns != "" {
+		return o.GetKind() + "/" + ns + "/" + o.GetName()
+	}
+	return o.GetKind() + "/" + o.GetName()
+}
+
+func defaultNote(p AccessPolicy, dest string) string {
+	switch {
+	case len(p.Namespaces) > 0:
+		return ""
+	case dest == "":
+		return " (unset: only the destination namespace, and the app has none)"
+	default:
+		return fmt.Sprintf(" (unset: only the destination namespace %q)", dest)
+	}
+}
+
+// kindName is "group/Kind", or "Kind" for the core group.
+func kindName(gk schema.GroupKind) string {
+	if gk.Group == "" {
+		return gk.Kind
+	}
+	return gk.Group + "/" + gk.Kind
+}

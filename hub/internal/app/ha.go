@@ -1,0 +1,137 @@
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/flotilla-dev/flotilla/hub/internal/cluster"
+	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
+	"github.com/flotilla-dev/flotilla/hub/internal/metrics"
+	"github.com/flotilla-dev/flotilla/hub/internal/pki"
+	"github.com/flotilla-dev/flotilla/hub/internal/server"
+	"github.com/flotilla-dev/flotilla/shared/logging"
+)
+
+// replicaCertTTL is the validity of the certificate a replica presents to its peers; it is
+// issued anew, in memory, at every start.
+const replicaCertTTL = 30 * 24 * time.Hour
+
+// leaveTimeout bounds telling the other replicas this one is leaving, at shutdown.
+const leaveTimeout = 2 * time.Second
+
+// ReplicaOptions are the flags that make the hub one of several replicas (scale-out). With
+// --gossip-listen unset the hub runs alone, as it always did.
+type ReplicaOptions struct {
+	CADir         string
+	NodeName      string
+	GossipListen  string
+	Peers         []string
+	GossipKeyFile string
+}
+
+// AddFlags binds the options to flags.
+func (o *ReplicaOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.CADir, "ca-dir", o.CADir, "directory holding the CA (ca.crt, ca.key), shared by every hub replica: copy the first replica's, or mount one Secret in all (default: --data-dir)")
+	fs.StringVar(&o.GossipListen, "gossip-listen", o.GossipListen, "host:port (TCP and UDP) where this hub replica gossips with the others; setting it makes the hub one of several replicas")
+	fs.StringSliceVar(&o.Peers, "peers", o.Peers, "gossip addresses host:port of other hub replicas to join (any one that answers is enough)")
+	fs.StringVar(&o.GossipKeyFile, "gossip-key-file", o.GossipKeyFile, "file holding the 32-byte gossip encryption key, base64 (head -c32 /dev/urandom | base64); the same on every replica: a node without it cannot join")
+	fs.StringVar(&o.NodeName, "node-name", o.NodeName, "this replica's name among the replicas, unique and stable across restarts (default: --advertise-address)")
+}
+
+// enabled reports whether the hub is one of several replicas.
+func (o *ReplicaOptions) enabled() bool { return o.GossipListen != "" }
+
+// validate checks the options and fills their defaults from the hub's.
+func (o *ReplicaOptions) validate(dataDir, advertise string) error {
+	if o.CADir == "" {
+		o.CADir = dataDir
+	}
+	if o.NodeName == "" {
+		o.NodeName = advertise
+	}
+	if !o.enabled() {
+		if len(o.Peers) > 0 || o.GossipKeyFile != "" {
+			return errors.New("--peers and --gossip-key-file need --gossip-listen")
+		}
+		return nil
+	}
+	var errs []error
+	if _, _, err := net.SplitHostPort(o.GossipListen); err != nil {
+		errs = append(errs, fmt.Errorf("--gossip-listen %q: %w", o.GossipListen, err))
+	}
+	for _, p := range o.Peers {
+		if _, _, err := net.SplitHostPort(p); err != nil {
+			errs = append(errs, fmt.Errorf("--peers %q: want host:port", p))
+		}
+	}
+	if o.GossipKeyFile == "" {
+		errs = append(errs, errors.New("--gossip-listen needs --gossip-key-file: gossip between replicas is always encrypted"))
+	}
+	return errors.Join(errs...)
+}
+
+// startReplica joins the other hub replicas when the hub is one of several: it starts
+// gossip (left when ctx ends) and issues the certificate this replica calls its peers with.
+// It returns nils for a hub that runs alone.
+func startReplica(ctx context.Context, o *Options, ca *pki.CA, m *metrics.Hub, log *slog.Logger) (*cluster.Membership, *server.HAConfig, error) {
+	ro := o.Replicas
+	if !ro.enabled() {
+		return nil, nil, nil
+	}
+	data, err := os.ReadFile(ro.GossipKeyFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--gossip-key-file: %w", err)
+	}
+	key, err := cluster.ParseKey(data)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--gossip-key-file %s: %w", ro.GossipKeyFile, err)
+	}
+	cert, err := ca.IssueReplica(ro.NodeName, replicaCertTTL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("replica certificate: %w", err)
+	}
+	ml, err := cluster.Start(ctx, cluster.Config{
+		NodeName: ro.NodeName, BindAddr: ro.GossipListen, AdvertiseGRPC: o.Advertise, Peers: ro.Peers, Key: key, Logger: log,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	m.Replicas(func() int { return len(ml.Members()) })
+	log.Info("hub replica started", logging.KeyPeer, ro.NodeName, "gossip", ro.GossipListen, logging.KeyCount, len(ro.Peers))
+	return ml, &server.HAConfig{
+		Replicas: ml,
+		PeerTLS:  &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13},
+	}, nil
+}
+
+// ownedClusters narrows list to the clusters this replica owns, as owned says at every call
+// (the members may have changed); on a hub that runs alone it is list. The reconciler's
+// owned is Server.Release, read at the start of every round: a cluster that moved away
+// during a round is not left with the state that round rendered for it.
+func ownedClusters(list func() ([]fleet.ClusterVars, error), ha *server.HAConfig, owned func() func(string) bool) func() ([]fleet.ClusterVars, error) {
+	if ha == nil {
+		return list
+	}
+	return func() ([]fleet.ClusterVars, error) {
+		cs, err := list()
+		if err != nil {
+			return nil, err
+		}
+		mine := owned()
+		out := cs[:0:0]
+		for _, c := range cs {
+			if mine(c.Name) {
+				out = append(out, c)
+			}
+		}
+		return out, nil
+	}
+}

@@ -1,0 +1,15 @@
+package metrics
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Replicas registers flotilla_hub_replicas, the live hub replicas this one sees (itself
+// included), read from count at scrape time. Only a hub that is one of several calls it.
+func (h *Hub) Replicas(count func() int) {
+	if h == nil {
+		return
+	}
+	h.reg.MustRegister(prometheus.NewGaugeFunc(
+		prometheus.GaugeOpts{Name: "flotilla_hub_replicas", Help: "Live hub replicas seen by this one, itself included."},
+		func() float64 { return float64(count()) },
+	))
+}

@@ -1,0 +1,38 @@
+package server
+
+import (
+	"filippo.io/age"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/flotilla-dev/flotilla/hub/internal/store"
+)
+
+// recordAgeRecipient keeps the age recipient an agent sent when it joined in the cluster
+// registry, where operators read it (`flotilla clusters -o json`) to encrypt EncryptedSecrets
+// for that cluster. It is a public key; the hub never holds an age identity and never decrypts.
+// An empty recipient (an older agent) leaves the registry as it is.
+func (s *Server) recordAgeRecipient(c store.Cluster, recipient string) error {
+	if recipient == "" || recipient == c.AgeRecipient {
+		return nil
+	}
+	if err := checkAgeRecipient(recipient); err != nil {
+		return err
+	}
+	c.AgeRecipient = recipient
+	if err := s.cfg.Store.PutCluster(c); err != nil {
+		return status.Errorf(codes.Unavailable, "record age recipient: %v", err)
+	}
+	return nil
+}
+
+// checkAgeRecipient refuses a recipient that is not an age X25519 public key; empty is fine.
+func checkAgeRecipient(recipient string) error {
+	if recipient == "" {
+		return nil
+	}
+	if _, err := age.ParseX25519Recipient(recipient); err != nil {
+		return status.Errorf(codes.InvalidArgument, "age recipient: %v", err)
+	}
+	return nil
+}

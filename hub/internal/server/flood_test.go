@@ -1,0 +1,154 @@
+package server
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
+
+	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
+	"github.com/flotilla-dev/flotilla/hub/internal/pki"
+	"github.com/flotilla-dev/flotilla/hub/internal/store"
+	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
+)
+
+// startHubLimited is startHub with the given agent stream limits.
+func startHubLimited(t testing.TB, limits RateLimits) *hubUnderTest {
+	t.Helper()
+	dir := t.TempDir()
+	ca, err := pki.LoadOrCreate(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serving, err := ca.ServingCert(dir, []string{"localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(filepath.Join(dir, "flotilla.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	h := &hubUnderTest{ca: ca, store: st, fleet: fleet.New(time.Minute), lis: bufconn.Listen(256 << 10)}
+	srv := New(Config{Fleet: h.fleet, Store: st, CA: ca, Serving: serving, Heartbeat: time.Hour, HubVersion: "test",
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), AgentLimits: limits})
+	gs := srv.GRPCServer()
+	go func() { _ = gs.Serve(h.lis) }()
+	t.Cleanup(gs.Stop)
+	return h
+}
+
+// TestFloodingAgentIsLimited: an agent that floods the hub with status reports is slowed down
+// and then disconnected with ResourceExhausted, while another agent is delivered its desired
+// state and has its ACK recorded.
+func TestFloodingAgentIsLimited(t *testing.T) {
+	limits := RateLimits{PerSecond: 20, Burst: 20, MaxThrottled: 60}
+	h := startHubLimited(t, limits)
+	h.register(t, "flooder")
+	h.register(t, "quiet")
+
+	flooder := connect(t, h.dial(t, h.agentCert(t, "flooder")))
+	var sent atomic.Int64
+	flooded := make(chan error, 1)
+	go func() {
+		report := &flotillav1.AgentMessage{Msg: &flotillav1.AgentMessage_Status{Status: &flotillav1.AppStatus{
+			App: "noise", Sync: "Synced", Health: "Healthy", Message: strings.Repeat("x", 512),
+		}}}
+		for {
+			if err := flooder.Send(report); err != nil {
+				break // the hub ended the stream: Recv says why
+			}
+			sent.Add(1)
+		}
+		for {
+			if _, err := flooder.Recv(); err != nil {
+				flooded <- err
+				return
+			}
+		}
+	}()
+	// The flooder is past its burst, so it is being held, before the other agent connects.
+	waitFor(t, func() bool { return sent.Load() > int64(limits.Burst) })
+
+	quiet := connect(t, h.dial(t, h.agentCert(t, "quiet")))
+	b := configMapBundle(t, "web", "v1")
+	h.fleet.SetDesired(fleet.Desired{Cluster: "quiet", App: "web", Revision: "r1", Bundle: b})
+	m, err := quiet.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := m.GetDesired()
+	if d == nil || d.App != "web" || d.Digest != b.Digest {
+		t.Fatalf("quiet agent got %v, want Desired web", m)
+	}
+	if err := quiet.Send(&flotillav1.AgentMessage{Msg: &flotillav1.AgentMessage_Ack{Ack: &flotillav1.Ack{
+		App: "web", Generation: d.Generation, Revision: d.Revision, Digest: d.Digest,
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		for _, r := range h.fleet.Rows() {
+			if r.Cluster == "quiet" && r.App == "web" && r.AppliedRevision == "r1" {
+				return true
+			}
+		}
+		return false
+	})
+
+	select {
+	case err := <-flooded:
+		if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "slow down") {
+			t.Fatalf("flooder's stream ended with %v, want ResourceExhausted", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("flooder still connected after sending %d messages", sent.Load())
+	}
+	// The quiet agent's stream is still up: it still gets what is desired.
+	b2 := configMapBundle(t, "web", "v2")
+	h.fleet.SetDesired(fleet.Desired{Cluster: "quiet", App: "web", Revision: "r2", Bundle: b2})
+	if m, err := quiet.Recv(); err != nil || m.GetDesired().GetDigest() != b2.Digest {
+		t.Fatalf("quiet agent after the flood: %v, %v; want Desired web r2", m, err)
+	}
+}
+
+// TestAgentWithinBurstIsNotLimited: a burst of reports within the limits, as an agent sends
+// after reconnecting, is taken at once and all of it is recorded.
+func TestAgentWithinBurstIsNotLimited(t *testing.T) {
+	limits := RateLimits{PerSecond: 1, Burst: 30, MaxThrottled: 1}
+	h := startHubLimited(t, limits)
+	h.register(t, "c1")
+	stream := connect(t, h.dial(t, h.agentCert(t, "c1")))
+	for i := range limits.Burst {
+		app := "app-" + string(rune('a'+i%26)) + string(rune('a'+i/26))
+		if err := stream.Send(&flotillav1.AgentMessage{Msg: &flotillav1.AgentMessage_Status{Status: &flotillav1.AppStatus{
+			App: app, Sync: "Synced", Health: "Healthy",
+		}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, func() bool {
+		n := 0
+		for _, r := range h.fleet.Rows() {
+			if r.Cluster == "c1" {
+				n++
+			}
+		}
+		return n == limits.Burst
+	})
+	// One more over the rate is held, not refused (MaxThrottled 1): the stream stays up.
+	if err := stream.Send(&flotillav1.AgentMessage{Msg: &flotillav1.AgentMessage_Heartbeat{Heartbeat: &flotillav1.Heartbeat{}}}); err != nil && !errors.Is(err, io.EOF) {
+		t.Fatal(err)
+	}
+	h.fleet.SetDesired(fleet.Desired{Cluster: "c1", App: "web", Revision: "r1", Bundle: configMapBundle(t, "web", "v1")})
+	if m, err := stream.Recv(); err != nil || m.GetDesired() == nil {
+		t.Fatalf("after a burst within the limits: %v, %v; want Desired", m, err)
+	}
+}
