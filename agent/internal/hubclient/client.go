@@ -93,9 +93,9 @@ func (c *Client) SetController(ctrl controller) { c.ctrl = ctrl }
 
 // Run keeps a stream to the hub open until ctx ends, reconnecting with jittered exponential
 // backoff (0.5s doubling to 30s, reset after a stream that lasted a minute, or was welcomed
-// and lasted settledStream). A redirect to the replica owning the cluster is followed at
-// once, and so is the next known replica after one that cannot be reached, until every
-// address failed in turn.
+// and lasted settledStream, or while the replicas converge on the owner: see route). A
+// redirect to the replica owning the cluster is followed at once, and so is the next known
+// replica after one that cannot be reached, until every address failed in turn.
 func (c *Client) Run(ctx context.Context) error {
 	if c.ctrl == nil {
 		return errors.New("hubclient: no controller")
@@ -109,7 +109,7 @@ func (c *Client) Run(ctx context.Context) error {
 			return nil
 		}
 		now, wasUp := c.route.ended(addr, err)
-		if time.Since(start) > time.Minute || (wasUp && time.Since(start) > settledStream) {
+		if time.Since(start) > time.Minute || (wasUp && time.Since(start) > settledStream) || c.route.converging() {
 			backoff = 500 * time.Millisecond
 		}
 		if now {

@@ -24,6 +24,12 @@ import (
 // about who owns the cluster must not make it spin).
 const maxHops = 4
 
+// maxQuickTurns is how many turns in a row end in a short back-off because a replica
+// answered (with a redirect) though none welcomed the agent: the replicas are alive and
+// only converging on who owns the cluster (one of them died a moment ago), so the agent
+// asks again soon rather than after an ever longer back-off. Past it, the back-off grows.
+const maxQuickTurns = 20
+
 // errStaleClaim ends a connection attempt whose hub claims the cluster with an older epoch
 // than the claim the client followed.
 var errStaleClaim = errors.New("hub replica claims the cluster with an older ownership epoch than another replica did; ignored")
@@ -49,7 +55,11 @@ type route struct {
 	floor   uint64   // claims with a lower epoch are ignored
 	up      bool     // the current session was welcomed
 	hops    int      // redirects followed since the last Welcome or back-off
-	failed  int      // attempts in turn that failed since the last Welcome or back-off
+	failed  int      // failures since the last Welcome or back-off
+
+	answered   bool // a replica answered in the current turn, with a redirect
+	quick      bool // the turn that just ended calls for the shortest back-off
+	quickTurns int  // turns in a row that did, since the last Welcome
 }
 
 func newRoute(addrs []string) *route { return &route{static: slices.Clone(addrs)} }
@@ -96,6 +106,7 @@ func (r *route) welcomed(epoch uint64, replicas []string) error {
 		return errStaleClaim
 	}
 	r.floor, r.up, r.hops, r.failed = epoch, true, 0, 0
+	r.answered, r.quick, r.quickTurns = false, false, 0
 	r.learn(replicas)
 	return nil
 }
@@ -107,6 +118,9 @@ func (r *route) welcomed(epoch uint64, replicas []string) error {
 func (r *route) redirected(addr string, epoch uint64, replicas []string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if !r.up {
+		r.answered = true
+	}
 	if epoch < r.floor || addr == "" {
 		if r.up {
 			return nil
@@ -135,6 +149,7 @@ func (r *route) ended(addr string, err error) (now, wasUp bool) {
 		r.hops++
 		if r.hops > maxHops {
 			r.hops = 0
+			r.endTurn()
 			return false, wasUp
 		}
 		return true, wasUp
@@ -144,13 +159,34 @@ func (r *route) ended(addr string, err error) (now, wasUp bool) {
 		r.floor, r.failed, r.next = 0, 0, addr
 		return false, true
 	}
+	if l := r.list(); !r.inTurn && len(l) > 0 && l[r.cursor%len(l)] == addr {
+		r.cursor++ // it failed out of turn: its turn would only fail again
+	}
 	r.failed++
 	if r.failed < len(r.list()) {
 		return true, false
 	}
 	// Every address failed in turn: back off, then take any claim.
 	r.failed, r.hops, r.floor = 0, 0, 0
+	r.endTurn()
 	return false, false
+}
+
+// endTurn ends a turn that welcomed nobody.
+func (r *route) endTurn() {
+	r.quick = r.answered && r.quickTurns < maxQuickTurns
+	if r.quick {
+		r.quickTurns++
+	}
+	r.answered = false
+}
+
+// converging reports whether the turn that just ended, though nobody welcomed the agent,
+// calls for the shortest back-off: a replica answered (see maxQuickTurns).
+func (r *route) converging() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.quick
 }
 
 // settledStream is how long a welcomed stream must have lasted for its end to reset the

@@ -94,12 +94,10 @@ func TestRoute(t *testing.T) {
 				{wantAddr: "a:1", answer: "welcome", epoch: 3 << 32, replicas: all},
 				{answer: "end"},
 				{wantAddr: "a:1", answer: "down", wantNow: true}, // the replica just left is asked first
-				{wantAddr: "a:1", answer: "down", wantNow: true}, // then the addresses in turn
 				{wantAddr: "b:1", answer: "redirect", to: "a:1", epoch: 3 << 32, wantNow: true},
-				{wantAddr: "a:1", answer: "down"}, // three failures, as many as addresses: back off
+				{wantAddr: "a:1", answer: "down", wantNow: true},
 				{wantAddr: "c:1", answer: "redirect", to: "a:1", epoch: 3 << 32, wantNow: true},
-				{wantAddr: "a:1", answer: "down", wantNow: true},
-				{wantAddr: "a:1", answer: "down", wantNow: true},
+				{wantAddr: "a:1", answer: "down"}, // three failures, as many as addresses: back off
 				{wantAddr: "b:1", answer: "redirect", to: "c:1", epoch: 4 << 32, wantNow: true},
 				{wantAddr: "c:1", answer: "welcome", epoch: 4 << 32},
 			},
@@ -109,8 +107,8 @@ func TestRoute(t *testing.T) {
 			steps: []step{
 				{wantAddr: "a:1", answer: "redirect", to: "b:1", epoch: 7 << 32, wantNow: true},
 				{wantAddr: "b:1", answer: "welcome", epoch: 6 << 32, wantErr: errStaleClaim, wantNow: true},
-				{wantAddr: "b:1", answer: "redirect", to: "c:1", epoch: 6 << 32, wantErr: errStaleClaim, wantNow: true},
-				{wantAddr: "c:1", answer: "redirect", to: "b:1", epoch: 7 << 32, wantNow: true},
+				{wantAddr: "c:1", answer: "redirect", to: "a:1", epoch: 6 << 32, wantErr: errStaleClaim, wantNow: true},
+				{wantAddr: "a:1", answer: "redirect", to: "b:1", epoch: 7 << 32, wantNow: true},
 				{wantAddr: "b:1", answer: "welcome", epoch: 7 << 32},
 			},
 		},
@@ -167,5 +165,43 @@ func TestRouteLearnsReplicas(t *testing.T) {
 	want = []string{"hub.example:7443", "10.0.0.3:7443"}
 	if got := r.list(); !slices.Equal(got, want) {
 		t.Fatalf("addresses %v, want %v", got, want)
+	}
+}
+
+// TestRouteConverging: turns that end without a Welcome but with a redirect (the replicas
+// are alive, still converging on the owner after one died) call for the shortest back-off,
+// a bounded number of times in a row; turns in which nobody answered do not.
+func TestRouteConverging(t *testing.T) {
+	r := newRoute([]string{"a:1", "b:1"})
+	down := errors.New("connection refused")
+	turn := func(redirect bool) bool {
+		t.Helper()
+		for {
+			addr := r.pick()
+			var err error = down
+			if redirect && addr == "b:1" {
+				err = r.redirected("a:1", 1, nil)
+			}
+			if now, _ := r.ended(addr, err); !now {
+				return r.converging()
+			}
+		}
+	}
+	if turn(false) {
+		t.Fatal("a turn nobody answered calls for the shortest back-off")
+	}
+	for i := range maxQuickTurns {
+		if !turn(true) {
+			t.Fatalf("turn %d with a redirect to a dead owner does not call for the shortest back-off", i)
+		}
+	}
+	if turn(true) {
+		t.Fatalf("more than %d quick turns in a row", maxQuickTurns)
+	}
+	if err := r.welcomed(2, nil); err != nil {
+		t.Fatal(err)
+	}
+	if r.ended("a:1", io.EOF); !turn(true) {
+		t.Fatal("quick turns not allowed again after a Welcome")
 	}
 }
