@@ -236,6 +236,7 @@ func newClustersCmd(o *rootOptions) *cobra.Command {
 					return err
 				}
 				warnUnreachable(cmd.ErrOrStderr(), resp.UnreachablePeers)
+				apps := statusTallies(ctx, c, byCluster)
 				if out == "json" || out == "yaml" {
 					type item struct {
 						Name         string            `json:"name"`
@@ -246,11 +247,12 @@ func newClustersCmd(o *rootOptions) *cobra.Command {
 						LastSeen     *time.Time        `json:"lastSeen"`
 						AgeRecipient string            `json:"ageRecipient,omitempty"`
 						Replica      string            `json:"replica,omitempty"`
+						Apps         tally             `json:"apps"`
 					}
 					list := []item{}
 					for _, c := range resp.Items {
 						it := item{Name: c.Name, Labels: c.Labels, State: c.State, Connected: c.Connected, AgentVersion: c.AgentVersion,
-							AgeRecipient: c.AgeRecipient, Replica: c.Replica}
+							AgeRecipient: c.AgeRecipient, Replica: c.Replica, Apps: apps[c.Name]}
 						if c.LastSeenUnixMs > 0 {
 							t := time.UnixMilli(c.LastSeenUnixMs).UTC()
 							it.LastSeen = &t
@@ -260,9 +262,10 @@ func newClustersCmd(o *rootOptions) *cobra.Command {
 					return printItems(cmd.OutOrStdout(), list, out)
 				}
 				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "NAME\tSTATE\tLABELS\tAGENT\tLAST SEEN")
+				fmt.Fprintln(tw, "NAME\tSTATE\tLABELS\tAGENT\tLAST SEEN\tAPPS")
 				for _, c := range resp.Items {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Name, c.State, labelString(c.Labels), orDash(c.AgentVersion), ago(c.LastSeenUnixMs))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.Name, c.State, labelString(c.Labels), orDash(c.AgentVersion),
+						ago(c.LastSeenUnixMs), apps[c.Name])
 				}
 				return tw.Flush()
 			})
@@ -300,12 +303,14 @@ func newAppsCmd(o *rootOptions) *cobra.Command {
 						LastFetched    *time.Time `json:"lastFetched"`
 						Error          string     `json:"error"`
 						Warnings       []string   `json:"warnings"`
+						Fleet          tally      `json:"fleet"`
 					}
+					fleet := statusTallies(ctx, c, byApp)
 					list := []item{}
 					for _, a := range resp.Items {
 						it := item{Name: a.Name, SourceFile: a.SourceFile, RepoURL: a.RepoUrl, TargetRevision: a.TargetRevision,
 							Path: a.Path, Revision: a.Revision, Clusters: nonNil(a.Clusters), RepoState: a.RepoState,
-							Error: a.Error, Warnings: nonNil(a.Warnings)}
+							Error: a.Error, Warnings: nonNil(a.Warnings), Fleet: fleet[a.Name]}
 						if a.LastFetchedUnixMs > 0 {
 							t := time.UnixMilli(a.LastFetchedUnixMs).UTC()
 							it.LastFetched = &t
@@ -315,7 +320,8 @@ func newAppsCmd(o *rootOptions) *cobra.Command {
 					return printItems(cmd.OutOrStdout(), list, out)
 				}
 				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "NAME\tREPO\tTARGET\tPATH\tREVISION\tFETCHED\tCLUSTERS\tPROBLEMS")
+				fleet := statusTallies(ctx, c, byApp)
+				fmt.Fprintln(tw, "NAME\tREPO\tTARGET\tPATH\tREVISION\tFETCHED\tCLUSTERS\tFLEET\tPROBLEMS")
 				for _, a := range resp.Items {
 					problems := append([]string{}, a.Warnings...)
 					if a.Error != "" {
@@ -325,8 +331,9 @@ func newAppsCmd(o *rootOptions) *cobra.Command {
 					if a.RepoState == "Stale" {
 						fetched = "Stale, last good " + fetched
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", orDash(a.Name), orDash(a.RepoUrl), orDash(a.TargetRevision),
-						orDash(a.Path), short(a.Revision), fetched, orDash(strings.Join(a.Clusters, ",")), orDash(strings.Join(problems, "; ")))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", orDash(a.Name), orDash(a.RepoUrl), orDash(a.TargetRevision),
+						orDash(a.Path), short(a.Revision), fetched, orDash(strings.Join(a.Clusters, ",")), fleet[a.Name],
+						orDash(strings.Join(problems, "; ")))
 				}
 				return tw.Flush()
 			})

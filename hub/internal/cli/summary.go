@@ -1,0 +1,60 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+
+	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
+)
+
+// tally aggregates status rows per app or per cluster.
+type tally struct {
+	Total   int `json:"total"`
+	Synced  int `json:"synced"`
+	Healthy int `json:"healthy"`
+	Drifted int `json:"drifted"`
+}
+
+func (t tally) String() string {
+	if t.Total == 0 {
+		return "-"
+	}
+	s := fmt.Sprintf("%d/%d synced, %d/%d healthy", t.Synced, t.Total, t.Healthy, t.Total)
+	if t.Drifted > 0 {
+		s += fmt.Sprintf(", %d drifted", t.Drifted)
+	}
+	return s
+}
+
+// tallies aggregates rows by key (the app or the cluster of a row).
+func tallies(rows []*flotillav1.AppClusterStatus, key func(*flotillav1.AppClusterStatus) string) map[string]tally {
+	out := map[string]tally{}
+	for _, r := range rows {
+		t := out[key(r)]
+		t.Total++
+		if r.Sync == "Synced" {
+			t.Synced++
+		}
+		if r.Health == "Healthy" {
+			t.Healthy++
+		}
+		if len(r.Drift) > 0 {
+			t.Drifted++
+		}
+		out[key(r)] = t
+	}
+	return out
+}
+
+// statusTallies fetches the fleet status and aggregates it by key; on error it returns an
+// empty map (the aggregate columns then show "-").
+func statusTallies(ctx context.Context, c *client, key func(*flotillav1.AppClusterStatus) string) map[string]tally {
+	resp, err := c.op.Status(ctx, &flotillav1.StatusRequest{})
+	if err != nil {
+		return map[string]tally{}
+	}
+	return tallies(resp.Items, key)
+}
+
+func byApp(r *flotillav1.AppClusterStatus) string     { return r.App }
+func byCluster(r *flotillav1.AppClusterStatus) string { return r.Cluster }
