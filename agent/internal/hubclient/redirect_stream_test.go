@@ -29,6 +29,7 @@ type fakeReplica struct {
 	addr   string
 	answer func() *flotillav1.HubMessage
 	hellos chan time.Time
+	stop   func()
 }
 
 func (f *fakeReplica) Connect(stream flotillav1.AgentService_ConnectServer) error {
@@ -88,6 +89,7 @@ func startFakeReplicas(t *testing.T, n int) ([]*fakeReplica, *tls.Config) {
 		flotillav1.RegisterAgentServiceServer(gs, r)
 		go func() { _ = gs.Serve(lis) }()
 		t.Cleanup(gs.Stop)
+		r.stop = gs.Stop
 		rs = append(rs, r)
 	}
 	return rs, client
@@ -136,16 +138,13 @@ func TestClientFollowsRedirectAtOnce(t *testing.T) {
 		t.Errorf("owner reached %s after the redirect; want at once", d)
 	}
 
-	// The owner goes: the next owner is rs[2], which the agent only knows from Welcome.
+	// The owner and the configured replica go: the next owner is rs[2], which the agent only
+	// knows from Welcome.
 	mu.Lock()
 	owner = rs[2]
 	mu.Unlock()
-	rs[1].answer = func() *flotillav1.HubMessage { // a stale claim from the old owner
-		return &flotillav1.HubMessage{Msg: &flotillav1.HubMessage_Redirect{Redirect: &flotillav1.Redirect{Address: rs[2].addr, Epoch: 6 << 32}}}
-	}
-	c.route.mu.Lock()
-	c.route.mu.Unlock()
-	stopReplica(t, rs[1])
+	rs[0].stop()
+	rs[1].stop()
 	waitHello(t, rs[2])
 }
 

@@ -105,12 +105,12 @@ func (v *replicaView) Broadcast(msg []byte) {
 }
 
 type replicaUnderTest struct {
-	name   string
-	addr   string
-	srv    *Server
-	store  *store.Store
-	fleet  *fleet.Fleet
-	cancel context.CancelFunc
+	name  string
+	addr  string
+	srv   *Server
+	store *store.Store
+	fleet *fleet.Fleet
+	stop  func() // stops serving, and returns once stopped
 }
 
 // startReplicas starts n hub replicas sharing one CA, each on its own loopback port.
@@ -159,10 +159,10 @@ func startReplicas(t *testing.T, n int) (*gossip, *pki.CA, []*replicaUnderTest) 
 		})
 		g.handlers[name] = r.srv.OnBroadcast
 		ctx, cancel := context.WithCancel(context.Background())
-		r.cancel = cancel
 		done := make(chan struct{})
 		go func() { defer close(done); _ = r.srv.Serve(ctx, lis) }()
-		t.Cleanup(func() { cancel(); <-done })
+		r.stop = func() { cancel(); <-done }
+		t.Cleanup(r.stop)
 	}
 	return g, ca, rs
 }
@@ -425,10 +425,31 @@ func TestFleetQueriesGatherFromPeers(t *testing.T) {
 		}
 	}
 
+	// History is the union of what each replica recorded for the clusters it owned then.
+	t1 := time.Now().Add(-time.Hour)
+	for i, r := range rs {
+		for _, c := range []string{"c1", "c2"} {
+			if err := r.store.AddHistory(store.HistoryRecord{Time: t1.Add(time.Duration(i) * time.Minute), Cluster: c, App: "api", Revision: r.name}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	hist, err := op.History(ctx, &flotillav1.HistoryRequest{App: "api", Limit: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var revs []string
+	for _, h := range hist.Items {
+		revs = append(revs, h.Revision+"/"+h.Cluster)
+	}
+	if want := []string{"hub-c/c1", "hub-c/c2", "hub-b/c1", "hub-b/c2"}; !slices.Equal(revs, want) {
+		t.Errorf("history from hub-a: %v, want the newest 4 of every replica's, %v", revs, want)
+	}
+
 	// hub-c stops answering (it died; the others have not noticed yet): it is named, and the
 	// cluster it owns still shows, from what hub-a last knew.
 	rs[0].fleet.SetDesired(fleet.Desired{Cluster: "c3", App: "api", Revision: "r1", Bundle: b})
-	rs[2].cancel()
+	rs[2].stop()
 	resp, err := op.Status(ctx, &flotillav1.StatusRequest{})
 	if err != nil {
 		t.Fatal(err)
