@@ -171,7 +171,7 @@ retryBackoff: 200ms
 				t.Fatalf("%d %s notifications for api on staging, want 1: %+v", len(n), ev, n)
 			}
 		}
-		time.Sleep(200 * time.Millisecond)
+		<-time.After(200 * time.Millisecond) // the condition must hold throughout: checked on each tick
 	}
 	if n := recv.events(t, "/hook/token-abc", "drift-detected", "production", "api"); len(n) != 0 {
 		t.Errorf("drift-detected for production: %+v", n)

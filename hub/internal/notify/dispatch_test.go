@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	kwait "k8s.io/apimachinery/pkg/util/wait"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -111,12 +112,28 @@ func run(t *testing.T, d *Dispatcher) {
 
 func wait(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+	err := kwait.PollUntilContextTimeout(context.Background(), 10*time.Millisecond, 10*time.Second, true,
+		func(context.Context) (bool, error) { return cond(), nil })
+	if err != nil {
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+// holds fails t unless cond stays true, checked every 20ms, for d.
+func holds(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	end := time.After(d)
+	for {
+		if !cond() {
+			t.Fatalf("%s no longer holds", what)
 		}
-		time.Sleep(10 * time.Millisecond)
+		select {
+		case <-end:
+			return
+		case <-tick.C:
+		}
 	}
 }
 

@@ -41,7 +41,7 @@ func TestNotifierExactlyOnce(t *testing.T) {
 	}
 	want := []Event{SyncSucceeded, DriftDetected, SyncFailed, DriftCorrected}
 	wait(t, "the deliveries", func() bool { return rec.get("hook/sent") >= len(want) })
-	time.Sleep(200 * time.Millisecond) // time for a duplicate, were there one
+	holds(t, 200*time.Millisecond, "no duplicate delivery", func() bool { return rec.get("hook/sent") == len(want) })
 	var got []Notification
 	for _, b := range hook.requests() {
 		var n Notification

@@ -3,8 +3,6 @@ package server
 import (
 	"errors"
 	"io"
-	"log/slog"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -12,39 +10,10 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
-	"github.com/flotilla-dev/flotilla/hub/internal/pki"
-	"github.com/flotilla-dev/flotilla/hub/internal/store"
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
 )
-
-// startHubLimited is startHub with the given agent stream limits.
-func startHubLimited(t testing.TB, limits RateLimits) *hubUnderTest {
-	t.Helper()
-	dir := t.TempDir()
-	ca, err := pki.LoadOrCreate(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serving, err := ca.ServingCert(dir, []string{"localhost"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(filepath.Join(dir, "flotilla.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	h := &hubUnderTest{ca: ca, store: st, fleet: fleet.New(time.Minute), lis: bufconn.Listen(256 << 10)}
-	srv := New(Config{Fleet: h.fleet, Store: st, CA: ca, Serving: serving, Heartbeat: time.Hour, HubVersion: "test",
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), AgentLimits: limits})
-	gs := srv.GRPCServer()
-	go func() { _ = gs.Serve(h.lis) }()
-	t.Cleanup(gs.Stop)
-	return h
-}
 
 // TestFloodingAgentIsLimited: an agent that floods the hub with status reports is slowed down
 // and then disconnected with ResourceExhausted, while another agent is delivered its desired

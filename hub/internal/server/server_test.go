@@ -43,6 +43,13 @@ type hubUnderTest struct {
 
 func startHub(t testing.TB) *hubUnderTest {
 	t.Helper()
+	return startHubLimited(t, RateLimits{})
+}
+
+// startHubLimited starts a hub on an in-memory listener with the given agent stream limits
+// (zero: the defaults).
+func startHubLimited(t testing.TB, limits RateLimits) *hubUnderTest {
+	t.Helper()
 	dir := t.TempDir()
 	ca, err := pki.LoadOrCreate(dir)
 	if err != nil {
@@ -59,7 +66,7 @@ func startHub(t testing.TB) *hubUnderTest {
 	t.Cleanup(func() { st.Close() })
 	h := &hubUnderTest{ca: ca, store: st, fleet: fleet.New(time.Minute), lis: bufconn.Listen(256 << 10)}
 	srv := New(Config{Fleet: h.fleet, Store: st, CA: ca, Serving: serving, Heartbeat: time.Hour, HubVersion: "test",
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), AgentLimits: limits})
 	gs := srv.GRPCServer()
 	go func() { _ = gs.Serve(h.lis) }()
 	t.Cleanup(gs.Stop)

@@ -3,6 +3,7 @@ package source
 import (
 	"context"
 	"fmt"
+	kwait "k8s.io/apimachinery/pkg/util/wait"
 	"net"
 	"os/exec"
 	"path/filepath"
@@ -33,17 +34,15 @@ func TestFetchGitDaemon(t *testing.T) {
 		_ = cmd.Wait()
 	})
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	if err := kwait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			break
+		if err != nil {
+			return false, nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("git daemon did not listen on %s: %v", addr, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+		c.Close()
+		return true, nil
+	}); err != nil {
+		t.Fatalf("git daemon did not listen on %s: %v", addr, err)
 	}
 
 	f := newFetcher(t, Options{}) // no local access needed
