@@ -95,8 +95,20 @@ func TestDeliveryEndToEnd(t *testing.T) {
 		}
 	}
 	for name, addr := range e.fleet.AgentHTTP {
-		if got := scrape(t, addr)[`process_resident_memory_bytes`]; got <= 0 {
-			t.Errorf("agent %s: process_resident_memory_bytes = %v", name, got)
+		m := scrape(t, addr)
+		for series, min := range map[string]float64{
+			`process_resident_memory_bytes`:                           1,
+			`flotilla_agent_syncs_total{result="succeeded"}`:          2, // two commits
+			`flotilla_agent_objects_total{action="applied"}`:          2,
+			`flotilla_agent_sync_duration_seconds_count`:              2,
+			`flotilla_agent_health_assessment_duration_seconds_count`: 1,
+		} {
+			if got := m[series]; got < min {
+				t.Errorf("agent %s: metric %s = %v, want at least %v", name, series, got, min)
+			}
+		}
+		if _, ok := m[`flotilla_agent_rollbacks_total{result="failed"}`]; !ok {
+			t.Errorf("agent %s: flotilla_agent_rollbacks_total not exported", name)
 		}
 	}
 

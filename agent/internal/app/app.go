@@ -49,7 +49,10 @@ type Options struct {
 	// AllowSelfManagement lets desired state modify the agent itself (its namespace, its own
 	// ServiceAccount and RBAC objects).
 	AllowSelfManagement bool
-	Log                 logging.Options
+	// KubeAPIQPS and KubeAPIBurst limit the agent's requests to its API server.
+	KubeAPIQPS   float32
+	KubeAPIBurst int
+	Log          logging.Options
 }
 
 // NewOptions returns the defaults.
@@ -58,6 +61,8 @@ func NewOptions() *Options {
 		Namespace:    "flotilla-system",
 		HTTPListen:   "127.0.0.1:8081",
 		FieldManager: "flotilla-agent",
+		KubeAPIQPS:   50,
+		KubeAPIBurst: 300,
 		Log:          logging.Options{Level: "info", Format: "text"},
 	}
 }
@@ -71,6 +76,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.HTTPListen, "http-listen", o.HTTPListen, "address for /healthz, /readyz and /metrics (empty disables)")
 	fs.StringVar(&o.FieldManager, "field-manager", o.FieldManager, "server-side apply field manager")
 	fs.BoolVar(&o.AllowSelfManagement, "allow-self-management", o.AllowSelfManagement, "let apps modify the agent itself: objects in --namespace and the agent's own ServiceAccount, Roles, ClusterRoles and bindings (refused by default)")
+	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "sustained requests per second to the cluster's API server (the server's priority and fairness has the last word)")
+	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "requests allowed in a burst above --kube-api-qps (a large first sync)")
 	fs.StringVar(&o.Log.Level, "log-level", o.Log.Level, "debug, info, warn or error")
 	fs.StringVar(&o.Log.Format, "log-format", o.Log.Format, "text or json")
 }
@@ -125,18 +132,21 @@ On first start it enrols with --join-token; its key and certificate then live in
 	return cmd
 }
 
-func restConfig(kubeconfig string) (*rest.Config, error) {
-	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+func restConfig(o *Options) (*rest.Config, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig: %w", err)
 	}
-	cfg.QPS, cfg.Burst = 50, 100
+	if o.KubeAPIQPS <= 0 || o.KubeAPIBurst <= 0 {
+		return nil, fmt.Errorf("--kube-api-qps and --kube-api-burst must be positive (got %g and %d)", o.KubeAPIQPS, o.KubeAPIBurst)
+	}
+	cfg.QPS, cfg.Burst = o.KubeAPIQPS, o.KubeAPIBurst
 	cfg.UserAgent = "flotilla-agent/" + version.Version
 	return cfg, nil
 }
 
 func run(ctx context.Context, o *Options, log *slog.Logger) error {
-	cfg, err := restConfig(o.Kubeconfig)
+	cfg, err := restConfig(o)
 	if err != nil {
 		return err
 	}
@@ -160,9 +170,10 @@ func run(ctx context.Context, o *Options, log *slog.Logger) error {
 	log.Info("age recipient for EncryptedSecrets", "ageRecipient", recipient, "created", created)
 	creds := hubclient.NewCredentials(id, identity.NewStore(client, o.Namespace, IdentitySecret), log)
 	hc := hubclient.New(hubclient.Config{Addrs: o.Hubs, TLS: creds.TLSConfig, Logger: log})
+	m := metrics.New(version.Version)
 	ctrl, err := syncer.NewController(syncer.Config{
 		RESTConfig: cfg, Namespace: o.Namespace, FieldManager: o.FieldManager, Reporter: hc, Logger: log,
-		AllowSelfManagement: o.AllowSelfManagement, AgeIdentity: ageID,
+		AllowSelfManagement: o.AllowSelfManagement, AgeIdentity: ageID, Registerer: m.Registerer(),
 	})
 	if err != nil {
 		return err
@@ -182,7 +193,6 @@ func run(ctx context.Context, o *Options, log *slog.Logger) error {
 		if err != nil {
 			return fmt.Errorf("--http-listen: %w", err)
 		}
-		m := metrics.New(version.Version)
 		g.Go(func() error { return serveHealth(gctx, l, m) })
 	}
 	log.Info("agent started", "version", version.String(), "hubs", strings.Join(o.Hubs, ","))

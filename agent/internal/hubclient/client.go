@@ -339,7 +339,7 @@ func statusToProto(s syncer.AppStatus) *flotillav1.AppStatus {
 		p.AppliedAtUnixMs = s.AppliedAt.UnixMilli()
 	}
 	for _, d := range s.Drift {
-		p.Drift = append(p.Drift, &flotillav1.DriftItem{Object: refToProto(d.Object), Type: d.Type, Diff: d.Diff})
+		p.Drift = append(p.Drift, &flotillav1.DriftItem{Object: refToProto(d.Object), Type: d.Type, Diff: d.Diff, Contested: d.Contested})
 	}
 	for _, r := range s.Resources {
 		p.Resources = append(p.Resources, &flotillav1.ResourceStatus{Object: refToProto(r.Object), Health: r.Health, Message: r.Message})

@@ -62,7 +62,8 @@ type Result struct {
 	// failed deletions.
 	Warnings []string
 
-	written []ObjectRef // inventory objects written so far
+	written   []ObjectRef   // inventory objects written so far
+	pruneTook time.Duration // time spent deleting
 }
 
 // Applier applies desired bundles with server-side apply and prunes what they no longer hold.
@@ -71,9 +72,23 @@ type Applier struct {
 	mapper       *restmapper.DeferredDiscoveryRESTMapper
 	fieldManager string
 	self         selfGuard // set by guardSelf; the zero value guards nothing
+	// cache, when set, serves live objects from informers (watch.go) instead of GETs.
+	cache liveCache
 
 	mu            sync.Mutex
 	lastDiscovery time.Time // last refresh of the discovery cache
+	// own maps each object the Applier last wrote to the resourceVersion its write returned,
+	// so that the watch event of the agent's own write is not taken for drift.
+	own map[string]string
+}
+
+// liveCache is a view of live objects kept by informers.
+type liveCache interface {
+	// ensure starts watching gvrs and waits, bounded, until their objects are listed.
+	ensure(ctx context.Context, gvrs []schema.GroupVersionResource)
+	// lookup returns the cached object. ok is false when the cache does not cover gvr; found
+	// is false when the object is not in the cache: it does not exist or lacks LabelApp.
+	lookup(gvr schema.GroupVersionResource, ns, name string) (obj *unstructured.Unstructured, found, ok bool)
 }
 
 // NewApplier returns an Applier for the cluster of cfg, applying as fieldManager
@@ -91,7 +106,7 @@ func NewApplier(cfg *rest.Config, fieldManager string) (*Applier, error) {
 		return nil, fmt.Errorf("discovery client: %w", err)
 	}
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
-	return &Applier{dyn: dyn, mapper: mapper, fieldManager: fieldManager}, nil
+	return &Applier{dyn: dyn, mapper: mapper, fieldManager: fieldManager, own: map[string]string{}}, nil
 }
 
 // item is one object of a revision on its way to the cluster.
@@ -117,27 +132,71 @@ type item struct {
 // objects were written before the failure, the Result is returned too, its Inventory being
 // prevInventory plus those objects.
 func (a *Applier) Apply(ctx context.Context, d *Desired, prevInventory []ObjectRef) (*Result, error) {
+	items, err := a.checkAndPrepare(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	a.warm(ctx, items)
+	res, err := a.applyItems(ctx, items, prevInventory)
+	if err != nil {
+		return res, err
+	}
+	desired := map[string]bool{}
+	for _, it := range items {
+		if it.inventory {
+			desired[it.ref.key()] = true
+			res.Inventory = append(res.Inventory, it.ref)
+		}
+	}
+	a.prune(ctx, d, prevInventory, desired, false, res)
+	sortRefs(res.Inventory)
+	return res, nil
+}
+
+// Heal re-applies the objects of d that refs name (the ones that drifted), as Apply would
+// but touching nothing else and pruning nothing. inventory is the app's inventory, which a
+// heal does not change: it is the Result's Inventory.
+func (a *Applier) Heal(ctx context.Context, d *Desired, refs, inventory []ObjectRef) (*Result, error) {
+	items, err := a.checkAndPrepare(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	want := make(map[string]bool, len(refs))
+	for _, r := range refs {
+		want[r.key()] = true
+	}
+	// The destination namespace CreateNamespace adds (not inventory) comes along: it is
+	// only there when it is missing.
+	items = slices.DeleteFunc(items, func(it *item) bool { return it.inventory && !want[it.ref.key()] })
+	res, err := a.applyItems(ctx, items, inventory)
+	if err != nil {
+		return res, err
+	}
+	res.Inventory = slices.Clone(inventory)
+	return res, nil
+}
+
+// checkAndPrepare refuses d when it cannot be decrypted or breaks its policy, and otherwise
+// prepares its items.
+func (a *Applier) checkAndPrepare(ctx context.Context, d *Desired) ([]*item, error) {
 	if d.decryptErr != nil {
 		return nil, d.decryptErr
 	}
 	if err := a.checkPolicy(ctx, d); err != nil {
 		return nil, err
 	}
-	items, err := a.prepare(ctx, d)
-	if err != nil {
-		return nil, err
-	}
+	return a.prepare(ctx, d)
+}
+
+// applyItems dry-runs items, then writes them stage by stage. From the first write on, a
+// failure returns what was written too, the Result's Inventory being prevInventory plus
+// those objects: the caller must keep them in the inventory.
+func (a *Applier) applyItems(ctx context.Context, items []*item, prevInventory []ObjectRef) (*Result, error) {
 	res := &Result{}
 	// Dry-run everything whose type and namespace exist before the first write.
-	for _, it := range items {
-		if !it.deferred {
-			if err := a.dryRun(ctx, it, res); err != nil {
-				return nil, err
-			}
-		}
+	if err := a.dryRunAll(ctx, items, false, res); err != nil {
+		return nil, err
 	}
-	// From the first write on, a failure returns what was written too: the caller must keep
-	// those objects in the inventory.
 	failed := func(err error) (*Result, error) {
 		if len(res.written) == 0 {
 			return nil, err
@@ -155,27 +214,30 @@ func (a *Applier) Apply(ctx context.Context, d *Desired, prevInventory []ObjectR
 	if err := a.resolveDeferred(ctx, items); err != nil {
 		return failed(err)
 	}
-	for _, it := range items {
-		if it.deferred {
-			if err := a.dryRun(ctx, it, res); err != nil {
-				return failed(err)
-			}
-		}
+	if err := a.dryRunAll(ctx, items, true, res); err != nil {
+		return failed(err)
 	}
 	if err := a.write(ctx, items, 1, res); err != nil {
 		return failed(err)
 	}
+	return res, nil
+}
 
-	desired := map[string]bool{}
+// warm makes sure the cache covers the kinds of items before they are dry-run, so that
+// comparing with live objects costs a watch per kind instead of a GET per object.
+func (a *Applier) warm(ctx context.Context, items []*item) {
+	if a.cache == nil {
+		return
+	}
+	seen := map[schema.GroupVersionResource]bool{}
+	var gvrs []schema.GroupVersionResource
 	for _, it := range items {
-		if it.inventory {
-			desired[it.ref.key()] = true
-			res.Inventory = append(res.Inventory, it.ref)
+		if it.mapping != nil && it.inventory && !seen[it.mapping.Resource] {
+			seen[it.mapping.Resource] = true
+			gvrs = append(gvrs, it.mapping.Resource)
 		}
 	}
-	a.prune(ctx, d, prevInventory, desired, false, res)
-	sortRefs(res.Inventory)
-	return res, nil
+	a.cache.ensure(ctx, gvrs)
 }
 
 // prepare copies, labels and namespaces d's objects, resolves their types, checks their
@@ -359,16 +421,51 @@ func (a *Applier) dryRun(ctx context.Context, it *item, res *Result) error {
 	if err != nil {
 		return objectError("dry-run", it.ref, err)
 	}
-	live, err := ri.Get(ctx, it.obj.GetName(), metav1.GetOptions{})
+	// Absent from the cache, the object either does not exist or lacks LabelApp: either
+	// way it needs a write.
+	live, err := a.live(ctx, it.mapping, it.obj.GetNamespace(), it.obj.GetName(), true)
 	switch {
-	case apierrors.IsNotFound(err):
-		it.changed = true
 	case err != nil:
 		return objectError("get", it.ref, err)
+	case live == nil:
+		it.changed = true
 	default:
 		it.changed = !a.owns(live) || !sameObject(dry, live)
 	}
 	return nil
+}
+
+// live reads an object from the cache when it covers the object's kind, else from the API
+// server; nil, nil when it does not exist. With absentOK, an object missing from the cache
+// is taken as absent (it may exist without LabelApp); otherwise the API server is asked.
+// The object may belong to the cache: callers must not modify it.
+func (a *Applier) live(ctx context.Context, m *meta.RESTMapping, ns, name string, absentOK bool) (*unstructured.Unstructured, error) {
+	if a.cache != nil {
+		if m.Scope.Name() != meta.RESTScopeNameNamespace {
+			ns = ""
+		}
+		obj, found, ok := a.cache.lookup(m.Resource, ns, name)
+		if ok && (found || absentOK) {
+			return obj, nil
+		}
+	}
+	obj, err := a.resource(m, ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	return obj, err
+}
+
+// dryRunAll dry-runs the items that are deferred (or not), one kind at a time and the
+// objects of a kind concurrently.
+func (a *Applier) dryRunAll(ctx context.Context, items []*item, deferred bool, res *Result) error {
+	var todo []*item
+	for _, it := range items {
+		if it.deferred == deferred {
+			todo = append(todo, it)
+		}
+	}
+	return a.each(ctx, todo, func(ctx context.Context, it *item, r *Result) error { return a.dryRun(ctx, it, r) }, res)
 }
 
 // owns reports whether live has fields applied by this Applier's field manager.
@@ -381,27 +478,116 @@ func (a *Applier) owns(live *unstructured.Unstructured) bool {
 	return false
 }
 
-// write applies the changed items of stage.
+// write applies the changed items of stage, one kind at a time (in install order) and the
+// objects of a kind concurrently.
 func (a *Applier) write(ctx context.Context, items []*item, stage int, res *Result) error {
+	var todo []*item
 	for _, it := range items {
-		if it.stage != stage {
-			continue
-		}
-		if !it.changed {
+		switch {
+		case it.stage != stage:
+		case !it.changed:
 			res.Unchanged = append(res.Unchanged, it.ref)
-			continue
+		default:
+			todo = append(todo, it)
 		}
+	}
+	return a.each(ctx, todo, func(ctx context.Context, it *item, r *Result) error {
 		ri := a.resource(it.mapping, it.obj.GetNamespace())
-		_, err := ri.Apply(ctx, it.obj.GetName(), it.obj, metav1.ApplyOptions{FieldManager: a.fieldManager, Force: true})
+		out, err := ri.Apply(ctx, it.obj.GetName(), it.obj, metav1.ApplyOptions{FieldManager: a.fieldManager, Force: true})
 		if err != nil {
 			return objectError("apply", it.ref, err)
 		}
-		res.Applied = append(res.Applied, it.ref)
+		a.noteWrite(it.ref, out.GetResourceVersion())
+		r.Applied = append(r.Applied, it.ref)
 		if it.inventory {
-			res.written = append(res.written, it.ref)
+			r.written = append(r.written, it.ref)
 		}
+		return nil
+	}, res)
+}
+
+// applyConcurrency is how many requests of one kind an apply has in flight.
+const applyConcurrency = 4
+
+// each runs fn over items: groups of consecutive items of one stage and order (one kind in
+// install order) one after another, the items of a group concurrently. It stops at the first
+// error; the results of fn (each into its own Result) are merged into res in item order.
+func (a *Applier) each(ctx context.Context, items []*item, fn func(context.Context, *item, *Result) error, res *Result) error {
+	for start := 0; start < len(items); {
+		end := start + 1
+		for end < len(items) && items[end].stage == items[start].stage && items[end].order == items[start].order {
+			end++
+		}
+		group := items[start:end]
+		parts := make([]Result, len(group))
+		errs := make([]error, len(group))
+		sem := make(chan struct{}, applyConcurrency)
+		var wg sync.WaitGroup
+		gctx, cancel := context.WithCancel(ctx)
+		for i, it := range group {
+			sem <- struct{}{}
+			if gctx.Err() != nil {
+				<-sem
+				break
+			}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				if errs[i] = fn(gctx, it, &parts[i]); errs[i] != nil {
+					cancel()
+				}
+			})
+		}
+		wg.Wait()
+		cancel()
+		for i := range group {
+			res.merge(&parts[i])
+		}
+		// The first real error, not the cancellations it caused.
+		var first error
+		for _, err := range errs {
+			if err != nil && (first == nil || errors.Is(first, context.Canceled) && !errors.Is(err, context.Canceled)) {
+				first = err
+			}
+		}
+		if first != nil {
+			return first
+		}
+		start = end
 	}
 	return nil
+}
+
+// merge appends what part recorded to r.
+func (r *Result) merge(part *Result) {
+	r.Applied = append(r.Applied, part.Applied...)
+	r.Warnings = append(r.Warnings, part.Warnings...)
+	r.written = append(r.written, part.written...)
+}
+
+// noteWrite records that the Applier wrote ref at resourceVersion rv.
+func (a *Applier) noteWrite(ref ObjectRef, rv string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.own[ref.key()] = rv
+}
+
+// ownWrite reports whether a watch event showing ref at resourceVersion rv is the Applier's
+// own last write of it. Any event settles the record: later events are someone else's.
+func (a *Applier) ownWrite(ref ObjectRef, rv string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	want, ok := a.own[ref.key()]
+	if ok {
+		delete(a.own, ref.key())
+	}
+	return ok && want == rv
+}
+
+// forgetWrite drops the record of the Applier's last write of ref.
+func (a *Applier) forgetWrite(ref ObjectRef) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.own, ref.key())
 }
 
 // waitCRDs waits until every CRD of the revision is Established.
@@ -475,11 +661,7 @@ func (a *Applier) get(ctx context.Context, ref ObjectRef) (*unstructured.Unstruc
 	if err != nil {
 		return nil, err
 	}
-	obj, err := a.resource(m, ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return nil, nil
-	}
-	return obj, err
+	return a.live(ctx, m, ref.Namespace, ref.Name, false)
 }
 
 func sortRefs(refs []ObjectRef) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"filippo.io/age"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -67,6 +68,8 @@ type Config struct {
 	// AgeIdentity decrypts the EncryptedSecrets of desired state (encrypted.go); without one
 	// a revision holding an EncryptedSecret fails.
 	AgeIdentity age.Identity
+	// Registerer, when set, registers the syncer's Prometheus metrics (metrics.go).
+	Registerer prometheus.Registerer
 }
 
 // Controller is the agent's per-app loop: it applies each app's latest desired state, keeps
@@ -79,6 +82,7 @@ type Controller struct {
 	kube    kubernetes.Interface
 	queue   workqueue.TypedDelayingInterface[string]
 	watch   *watcher
+	metrics *metrics
 
 	mu   sync.Mutex
 	apps map[string]*app
@@ -110,7 +114,11 @@ type app struct {
 	healthFor *state.AppState // the applied state health was assessed for
 	resources []ResourceStatus
 	drift     []DriftItem
-	driftDue  bool // an object changed: compare with the cluster
+	// driftRefs are the objects that changed since the last drift check; driftAll asks to
+	// compare every object (after a start: changes made while the agent was away).
+	driftRefs map[string]ObjectRef
+	driftAll  bool
+	contests  map[string]*contest // self-heals of objects others change back (drift.go); guarded by op
 	reported  *AppStatus
 	rb        rollbackState
 	rules     ruleSet // guarded by op, not Controller.mu
@@ -151,6 +159,7 @@ func NewController(cfg Config) (*Controller, error) {
 		queue:   workqueue.NewTypedDelayingQueueWithConfig(workqueue.TypedDelayingQueueConfig[string]{Name: "syncer"}),
 		apps:    map[string]*app{},
 		removed: map[string]uint64{},
+		metrics: newMetrics(cfg.Registerer),
 	}
 	c.watch = newWatcher(applier, c.noteChange)
 	return c, nil
@@ -179,6 +188,7 @@ func (c *Controller) Load(ctx context.Context) error {
 			continue
 		}
 		a.applied, a.acked, a.synced = st, st.Generation, st.Generation
+		a.driftAll = true // compare everything once: it may have changed while the agent was away
 		if st.Digest == "" {
 			continue // only the inventory of a sync that failed half-way: nothing is held
 		}
@@ -278,6 +288,7 @@ func (c *Controller) Run(ctx context.Context) error {
 			c.mu.Unlock()
 			if st != nil {
 				c.watch.watch(ctx, c.applier, fromStateRefs(st.Inventory))
+				c.queue.AddAfter(a.name, driftDelay) // the drift check Load asked for
 			}
 		}
 		c.watch.run(ctx)

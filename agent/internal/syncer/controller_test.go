@@ -92,13 +92,17 @@ func (r *recorder) waitAck(t *testing.T, app string, generation uint64, timeout 
 }
 
 // startController runs a Controller for the test's duration.
-func startController(t *testing.T, e *env, agentNS string) (*Controller, *recorder) {
+func startController(t *testing.T, e *env, agentNS string, opts ...func(*Config)) (*Controller, *recorder) {
 	t.Helper()
 	rec := &recorder{}
-	c, err := NewController(Config{
+	cfg := Config{
 		RESTConfig: e.cfg, Namespace: agentNS, Reporter: rec, HealthInterval: 200 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	c, err := NewController(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

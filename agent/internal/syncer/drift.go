@@ -2,13 +2,19 @@ package syncer
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"math"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
+	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -23,29 +29,30 @@ const (
 )
 
 // Drift compares d's objects with the cluster: an object that is gone is "missing", one that a
-// server-side apply of d would change is "modified". It only reads and dry-runs.
-func (a *Applier) Drift(ctx context.Context, d *Desired) ([]DriftItem, error) {
+// server-side apply of d would change is "modified". With only set, just the objects whose
+// keys it holds are compared. It only reads (from the watch caches where it can) and dry-runs.
+func (a *Applier) Drift(ctx context.Context, d *Desired, only map[string]bool) ([]DriftItem, error) {
 	items, err := a.prepare(ctx, d)
 	if err != nil {
 		return nil, err
 	}
 	var out []DriftItem
 	for _, it := range items {
-		if !it.inventory {
+		if !it.inventory || (only != nil && !only[it.ref.key()]) {
 			continue
 		}
 		if it.mapping == nil { // its CRD is gone
-			out = append(out, DriftItem{Object: it.ref, Type: DriftMissing})
+			out = append(out, DriftItem{Object: it.ref, Type: DriftMissing, state: DriftMissing})
 			continue
 		}
 		ri := a.resource(it.mapping, it.obj.GetNamespace())
-		live, err := ri.Get(ctx, it.obj.GetName(), metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			out = append(out, DriftItem{Object: it.ref, Type: DriftMissing})
-			continue
-		}
+		live, err := a.live(ctx, it.mapping, it.obj.GetNamespace(), it.obj.GetName(), false)
 		if err != nil {
 			return nil, objectError("get", it.ref, err)
+		}
+		if live == nil {
+			out = append(out, DriftItem{Object: it.ref, Type: DriftMissing, state: DriftMissing})
+			continue
 		}
 		if it.deferred {
 			continue
@@ -58,10 +65,21 @@ func (a *Applier) Drift(ctx context.Context, d *Desired) ([]DriftItem, error) {
 		}
 		if !sameObject(dry, live) {
 			secret := it.ref.Group == "" && it.ref.Kind == "Secret"
-			out = append(out, DriftItem{Object: it.ref, Type: DriftModified, Diff: diff(live, dry, secret)})
+			out = append(out, DriftItem{Object: it.ref, Type: DriftModified, Diff: diff(live, dry, secret), state: fingerprint(live)})
 		}
 	}
 	return out, nil
+}
+
+// fingerprint identifies the drifted state of live (what sameObject compares), so that an
+// actor changing an object back to the same state again can be told from new edits.
+func fingerprint(live *unstructured.Unstructured) string {
+	b, err := json.Marshal(comparableFields(live))
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
 }
 
 // diff lists the fields where live differs from desired, one "path: live → desired" a line.
@@ -125,28 +143,98 @@ func show(v any) string {
 	return s
 }
 
-// noteChange is the watcher's callback: an object of app changed; check for drift shortly.
-func (c *Controller) noteChange(app string) {
+// noteChange is the watcher's callback: an object of app changed; compare it shortly.
+func (c *Controller) noteChange(app string, ref ObjectRef) {
 	c.mu.Lock()
 	a := c.apps[app]
 	if a == nil || a.applied == nil {
 		c.mu.Unlock()
 		return
 	}
-	a.driftDue = true
+	a.noteDrift(ref)
 	c.mu.Unlock()
 	c.queue.AddAfter(app, driftDelay)
 }
 
-// checkDrift compares what the app holds with the cluster and, with automated self-heal on and
-// nothing newer to apply, re-applies what drifted. Caller holds a.op.
+// noteDrift marks ref to be compared at the next drift check. Caller holds Controller.mu.
+func (a *app) noteDrift(ref ObjectRef) {
+	if a.driftRefs == nil {
+		a.driftRefs = map[string]ObjectRef{}
+	}
+	a.driftRefs[ref.key()] = ref
+}
+
+// Self-heal of an object another actor keeps changing back backs off: the n-th correction in
+// a row, each undone within contestWindow of the one before by a change back to the same
+// drifted state, waits contestFirst × contestFactor^(n-2) after it, at most contestMax.
+// Meanwhile the object is reported contested. Edits to new values are corrected at once.
+const (
+	contestWindow = time.Minute
+	contestFirst  = 2 * time.Second
+	contestFactor = 3
+	contestMax    = 5 * time.Minute
+)
+
+// contest is the self-heal record of one object.
+type contest struct {
+	heals int       // corrections in a row, each undone soon after
+	last  time.Time // the last correction
+	state string    // the drifted state it corrected (DriftItem.state)
+}
+
+// healDelay returns how long the correction of the object key, drifted to state, must still
+// wait: 0 to correct it now. Caller holds a.op.
+func (a *app) healDelay(key, state string, now time.Time) time.Duration {
+	r := a.contests[key]
+	if r == nil || now.Sub(r.last) >= contestWindow || r.state != state {
+		return 0
+	}
+	d := float64(contestFirst) * math.Pow(contestFactor, float64(r.heals-1))
+	next := r.last.Add(time.Duration(min(d, float64(contestMax))))
+	return max(next.Sub(now), 0)
+}
+
+// healed records the correction of the object key, drifted to state, at now. Caller holds a.op.
+func (a *app) healed(key, state string, now time.Time) {
+	if a.contests == nil {
+		a.contests = map[string]*contest{}
+	}
+	r := a.contests[key]
+	if r == nil || now.Sub(r.last) >= contestWindow || r.state != state {
+		r = &contest{state: state}
+		a.contests[key] = r
+	}
+	r.heals++
+	r.last = now
+	// Forget objects left alone for long: the map stays as small as the current fights.
+	for k, o := range a.contests {
+		if now.Sub(o.last) >= contestWindow {
+			delete(a.contests, k)
+		}
+	}
+}
+
+// checkDrift compares the objects that changed (or, after a start, all of them) with what the
+// app holds and, with automated self-heal on and nothing newer to apply, re-applies just those
+// that drifted. Caller holds a.op.
 func (c *Controller) checkDrift(ctx context.Context, a *app, d *Desired, applied *state.AppState) {
 	c.mu.Lock()
-	due := a.driftDue
-	a.driftDue = false
+	refs, all := a.driftRefs, a.driftAll
+	a.driftRefs, a.driftAll = nil, false
 	c.mu.Unlock()
-	if !due || applied == nil {
+	if (len(refs) == 0 && !all) || applied == nil {
 		return
+	}
+	requeue := func(delay time.Duration, again []ObjectRef) {
+		c.mu.Lock()
+		for _, r := range again {
+			a.noteDrift(r)
+		}
+		if all {
+			a.driftAll = true
+		}
+		c.mu.Unlock()
+		c.queue.AddAfter(a.name, delay)
 	}
 	log := c.log.With(logging.KeyApp, a.name, logging.KeyRevision, applied.Revision)
 	held := d
@@ -157,38 +245,100 @@ func (c *Controller) checkDrift(ctx context.Context, a *app, d *Desired, applied
 			return
 		}
 	}
-	drift, err := c.applier.Drift(ctx, held)
+	var only map[string]bool
+	if !all {
+		only = make(map[string]bool, len(refs))
+		for k := range refs {
+			only[k] = true
+		}
+	}
+	found, err := c.applier.Drift(ctx, held, only)
 	if err != nil {
 		var ne *NamespaceError
 		if !errors.As(err, &ne) {
 			log.Warn("drift check failed", logging.Err(errors.New(newScrubber(held).scrub(err.Error()))))
+			requeue(backoff(Retry{}, 1), slices.Collect(maps.Values(refs)))
 		}
 		return
 	}
-	heal := len(drift) > 0 && held == d && d.Policy.Automated && d.Policy.SelfHeal
-	if heal {
-		res, err := c.applier.Apply(ctx, d, fromStateRefs(applied.Inventory))
-		if err == nil {
-			st := *applied
-			st.Inventory = toStateRefs(res.Inventory)
-			if err = c.store.Save(ctx, &st); err == nil {
-				c.mu.Lock()
-				if a.applied == applied {
-					a.applied = &st
+	c.metrics.driftDetected(found)
+
+	if len(found) > 0 && held == d && d.Policy.Automated && d.Policy.SelfHeal {
+		now := time.Now()
+		var fix, later []ObjectRef
+		var states []string
+		wait := time.Duration(0)
+		for i := range found {
+			if delay := a.healDelay(found[i].Object.key(), found[i].state, now); delay > 0 {
+				found[i].Contested = true
+				later = append(later, found[i].Object)
+				if wait == 0 || delay < wait {
+					wait = delay
 				}
-				a.drift = nil
-				c.mu.Unlock()
-				log.Info("drift healed", logging.KeyCount, len(drift), keyApplied, len(res.Applied))
-				return
+				continue
+			}
+			fix = append(fix, found[i].Object)
+			states = append(states, found[i].state)
+		}
+		if len(fix) > 0 {
+			start := time.Now()
+			_, err := c.applier.Heal(ctx, d, fix, fromStateRefs(applied.Inventory))
+			if err != nil {
+				log.Warn("self-heal failed", logging.Err(errors.New(newScrubber(d).scrub(err.Error()))))
+				requeue(backoff(d.Policy.Retry, 1), fix)
+			} else {
+				healedKeys := map[string]bool{}
+				for i, r := range fix {
+					a.healed(r.key(), states[i], now)
+					healedKeys[r.key()] = true
+				}
+				found = slices.DeleteFunc(found, func(it DriftItem) bool { return healedKeys[it.Object.key()] })
+				c.metrics.driftCorrected(len(fix), time.Since(start))
+				log.Info("drift corrected", logging.KeyCount, len(fix))
+				c.recordEvent(ctx, Event{App: a.name, Revision: applied.Revision, Reason: EventDriftCorrected, Time: now,
+					Message: fmt.Sprintf("revision %s: %s", applied.Revision, describeRefs("re-applied", fix))}, eventTarget(fix))
 			}
 		}
-		log.Warn("self-heal failed", logging.Err(errors.New(newScrubber(d).scrub(err.Error()))))
-		c.queue.AddAfter(a.name, backoff(d.Policy.Retry, 1))
+		if len(later) > 0 {
+			log.Warn("objects contested: another actor keeps changing them back; self-heal backs off",
+				logging.KeyCount, len(later), keyRetry, wait.Round(time.Millisecond))
+			requeue(wait, later)
+		}
 	}
-	if len(drift) > 0 {
-		log.Info("drift detected", logging.KeyCount, len(drift))
+	if n := len(found); n > 0 {
+		log.Info("drift detected", logging.KeyCount, n)
 	}
 	c.mu.Lock()
-	a.drift = drift
+	a.drift = mergeDrift(a.drift, found, only)
 	c.mu.Unlock()
+}
+
+// mergeDrift replaces, in prev, what a drift check of the objects only names (all when nil)
+// found.
+func mergeDrift(prev, found []DriftItem, only map[string]bool) []DriftItem {
+	var out []DriftItem
+	if only != nil {
+		for _, it := range prev {
+			if !only[it.Object.key()] {
+				out = append(out, it)
+			}
+		}
+	}
+	out = append(out, found...)
+	slices.SortFunc(out, func(x, y DriftItem) int { return strings.Compare(x.Object.key(), y.Object.key()) })
+	return out
+}
+
+// describeRefs names up to three objects for an Event message.
+func describeRefs(verb string, refs []ObjectRef) string {
+	const most = 3
+	var names []string
+	for i, r := range refs {
+		if i == most {
+			names = append(names, fmt.Sprintf("and %d more", len(refs)-most))
+			break
+		}
+		names = append(names, r.String())
+	}
+	return verb + " " + strings.Join(names, ", ")
 }

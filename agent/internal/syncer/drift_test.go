@@ -110,7 +110,7 @@ func TestDriftHidesSecretValues(t *testing.T) {
 	if _, err := e.client.CoreV1().Secrets(ns).Update(ctx, sec, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	drift, err := a.Drift(ctx, d)
+	drift, err := a.Drift(ctx, d, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

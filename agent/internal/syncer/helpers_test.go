@@ -35,6 +35,8 @@ func TestMain(m *testing.M) { os.Exit(shared.Main(m)) }
 type writeCounter struct {
 	count  atomic.Int64
 	writes chan string // every write, for diagnostics
+	// configMapGets counts GETs of single ConfigMaps (not lists or watches).
+	configMapGets atomic.Int64
 }
 
 type countingTransport struct {
@@ -44,6 +46,9 @@ type countingTransport struct {
 
 func (c countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	w := c.w
+	if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/configmaps/") && !strings.Contains(r.URL.RawQuery, "watch") {
+		w.configMapGets.Add(1)
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead && !strings.Contains(r.URL.RawQuery, "dryRun=") {
 		w.count.Add(1)
 		if w.writes != nil {

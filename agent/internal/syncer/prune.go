@@ -3,6 +3,7 @@ package syncer
 import (
 	"context"
 	"fmt"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -107,9 +108,11 @@ func (a *Applier) prune(ctx context.Context, d *Desired, prev []ObjectRef, desir
 		res.Held = append(res.Held, h.ref)
 		res.Inventory = append(res.Inventory, h.ref)
 	}
+	start := time.Now()
 	for _, x := range del {
 		a.deleteObject(ctx, x.ref, x.live, res)
 	}
+	res.pruneTook += time.Since(start)
 }
 
 // claim reads the live object for a deletion and decides whether it may go: it must exist, be

@@ -38,34 +38,11 @@ import (
 	"fmt"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/flotilla-dev/flotilla/agent/internal/health"
 	"github.com/flotilla-dev/flotilla/agent/internal/state"
 	"github.com/flotilla-dev/flotilla/shared/bundle"
 	"github.com/flotilla-dev/flotilla/shared/logging"
 )
-
-// Event reasons, for Kubernetes Events and Config.OnEvent.
-const (
-	EventRolledBack     = "RolledBack"
-	EventRollbackFailed = "RollbackFailed"
-)
-
-// eventComponent is the source of the Kubernetes Events the agent records.
-const eventComponent = "flotilla-agent"
-
-// Event is a notification about an app: an automatic rollback, done or failed.
-type Event struct {
-	App    string
-	Reason string // EventRolledBack or EventRollbackFailed
-	// Revision is the revision rolled back from; Target the last healthy one re-applied.
-	Revision string
-	Target   string
-	Message  string // for people: why Revision was unhealthy, and why a rollback failed
-	Time     time.Time
-}
 
 // rollbackState is an app's automatic-rollback bookkeeping; guarded by Controller.mu.
 type rollbackState struct {
@@ -188,7 +165,7 @@ func (c *Controller) rollBack(ctx context.Context, a *app, d *Desired, st *state
 	c.mu.Lock()
 	a.applied, a.healthFor = &next, nil
 	a.rb.unsaved = saveErr != nil
-	a.drift, a.driftDue, a.syncErr = nil, false, ""
+	a.drift, a.driftRefs, a.driftAll, a.syncErr = nil, nil, false, ""
 	if res != nil && err == nil {
 		a.notes, a.pending = summarize(res)
 		a.stale = len(res.Stale)
@@ -207,6 +184,7 @@ func (c *Controller) rollBack(ctx context.Context, a *app, d *Desired, st *state
 		ev.Message = fmt.Sprintf("revision %s: %s; rolling back to %s failed, nothing more is done: %s", st.Revision, reason, st.HealthyRevision, mark.Error)
 		log.Error("rollback failed; keeping what the cluster holds", keyReason, reason, logging.Err(errors.New(mark.Error)))
 	}
+	c.metrics.rolledBack(err)
 	c.recordEvent(ctx, ev, involved)
 	if c.cfg.OnEvent != nil {
 		c.cfg.OnEvent(ev)
@@ -281,40 +259,4 @@ func involvedObject(resources []ResourceStatus) ObjectRef {
 		}
 	}
 	return ObjectRef{}
-}
-
-// recordEvent records ev as a Kubernetes Event (type Warning) about ref, or about the app's
-// state Secret in the agent's namespace when ref is zero. A failure is logged, never returned.
-func (c *Controller) recordEvent(ctx context.Context, ev Event, ref ObjectRef) {
-	involved := corev1.ObjectReference{
-		APIVersion: apiVersion(ref.Group, ref.Version), Kind: ref.Kind, Namespace: ref.Namespace, Name: ref.Name,
-	}
-	if ref.Name == "" {
-		involved = corev1.ObjectReference{APIVersion: "v1", Kind: "Secret", Namespace: c.cfg.Namespace, Name: state.SecretName(ev.App)}
-	}
-	msg := ev.Message
-	if len(msg) > 1024 {
-		msg = msg[:1021] + "..."
-	}
-	t := metav1.NewTime(ev.Time)
-	e := &corev1.Event{
-		ObjectMeta: metav1.ObjectMeta{
-			GenerateName: involved.Name + ".", Namespace: involved.Namespace,
-			Labels: map[string]string{LabelApp: ev.App},
-		},
-		InvolvedObject: involved, Reason: ev.Reason, Message: msg, Type: corev1.EventTypeWarning,
-		Source: corev1.EventSource{Component: eventComponent}, FirstTimestamp: t, LastTimestamp: t, Count: 1,
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if _, err := c.kube.CoreV1().Events(involved.Namespace).Create(ctx, e, metav1.CreateOptions{}); err != nil {
-		c.log.Warn("recording an event failed", logging.KeyApp, ev.App, keyReason, ev.Reason, logging.Err(err))
-	}
-}
-
-func apiVersion(group, version string) string {
-	if group == "" {
-		return version
-	}
-	return group + "/" + version
 }

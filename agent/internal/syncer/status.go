@@ -31,7 +31,9 @@ func (c *Controller) healthLoop(ctx context.Context) {
 			c.mu.Lock()
 			a.rb.cancelAssess = cancel
 			c.mu.Unlock()
+			start := time.Now()
 			c.assess(actx, a)
+			c.metrics.healthAssessed.Observe(time.Since(start).Seconds())
 			c.mu.Lock()
 			a.rb.cancelAssess = nil
 			c.mu.Unlock()
@@ -119,7 +121,12 @@ func (c *Controller) assess(ctx context.Context, a *app) {
 	// Objects gone that the last drift check did not see gone (deleted while the agent was
 	// down, or an event missed): check again.
 	if st != nil && countMissing(resources) != countDrift(a.drift, DriftMissing) {
-		a.driftDue, follow = true, true
+		for _, r := range resources {
+			if r.Health == string(health.Missing) {
+				a.noteDrift(r.Object)
+			}
+		}
+		follow = true
 	}
 	c.mu.Unlock()
 	c.publish(a, false)
@@ -243,6 +250,9 @@ func (c *Controller) statusOf(a *app) AppStatus {
 	}
 	if n := len(a.drift); n > 0 && st != nil {
 		msgs = append(msgs, fmt.Sprintf("%d objects differ from revision %s", n, st.Revision))
+		if c := countContested(a.drift); c > 0 {
+			msgs = append(msgs, fmt.Sprintf("%d contested: another actor keeps changing them back, self-heal is backing off", c))
+		}
 	}
 	for _, m := range []string{a.syncErr, a.notes, a.healthMsg} {
 		if m != "" {
@@ -278,6 +288,16 @@ func countMissing(rs []ResourceStatus) int {
 	n := 0
 	for _, r := range rs {
 		if r.Health == string(health.Missing) {
+			n++
+		}
+	}
+	return n
+}
+
+func countContested(items []DriftItem) int {
+	n := 0
+	for _, d := range items {
+		if d.Contested {
 			n++
 		}
 	}

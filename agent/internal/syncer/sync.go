@@ -37,18 +37,19 @@ func (c *Controller) sync(ctx context.Context, a *app, d *Desired, applied *stat
 	if ctx.Err() != nil {
 		return // shutting down: not the revision's fault
 	}
+	c.metrics.synced(err, time.Since(start), res)
 	if err != nil {
 		if res != nil && st == nil {
 			c.keepWritten(ctx, a, d, applied, res, log)
 		}
-		c.failed(a, d, err, log)
+		c.failed(ctx, a, d, err, log)
 		return
 	}
 	notes, pending := summarize(res)
 	c.mu.Lock()
 	a.applied, a.acked, a.synced = st, d.Generation, d.Generation
 	a.attempts, a.syncErr, a.notes, a.pending = 0, "", notes, pending
-	a.stale, a.drift, a.driftDue = len(res.Stale), nil, false
+	a.stale, a.drift, a.driftRefs, a.driftAll = len(res.Stale), nil, nil, false
 	c.mu.Unlock()
 	c.watch.watch(ctx, c.applier, res.Inventory)
 	c.cfg.Reporter.Ack(d.App, d.Generation, d.Revision, d.Digest)
@@ -57,6 +58,11 @@ func (c *Controller) sync(ctx context.Context, a *app, d *Desired, applied *stat
 	for _, w := range res.Warnings {
 		log.Warn("sync warning", keyWarning, newScrubber(d).scrub(w))
 	}
+	msg := fmt.Sprintf("revision %s synced: %d applied, %d unchanged, %d pruned", d.Revision, len(res.Applied), len(res.Unchanged), len(res.Pruned))
+	if notes != "" {
+		msg += "; " + notes
+	}
+	c.recordEvent(ctx, Event{App: d.App, Revision: d.Revision, Reason: EventSynced, Message: msg, Time: time.Now()}, eventTarget(res.Inventory))
 }
 
 // keepWritten records the objects a failed sync wrote before failing in the app's inventory,
@@ -81,7 +87,8 @@ func (c *Controller) keepWritten(ctx context.Context, a *app, d *Desired, applie
 // failed records a failed sync, nacks it and schedules a retry as the policy allows. A
 // rejected revision is retried only within Retry.Limit (negative: without end); a transient
 // failure is retried until it succeeds, with the same backoff.
-func (c *Controller) failed(a *app, d *Desired, err error, log *slog.Logger) {
+// An Event is recorded for the first attempt and when giving up, not for every retry.
+func (c *Controller) failed(ctx context.Context, a *app, d *Desired, err error, log *slog.Logger) {
 	reason := newScrubber(d).scrub(err.Error())
 	r := d.Policy.Retry
 	c.mu.Lock()
@@ -99,9 +106,19 @@ func (c *Controller) failed(a *app, d *Desired, err error, log *slog.Logger) {
 		a.gaveUp = d.Generation
 		a.syncErr = fmt.Sprintf("sync of revision %s failed (attempt %d%s, giving up): %s", d.Revision, n, of, reason)
 	}
+	msg := a.syncErr
+	var target ObjectRef // what the Event is about: the object at fault, else one of the app's
+	if oe := (*ObjectError)(nil); errors.As(err, &oe) && oe.Object.Namespace != "" {
+		target = oe.Object
+	} else if a.applied != nil {
+		target = eventTarget(fromStateRefs(a.applied.Inventory))
+	}
 	c.mu.Unlock()
 	log.Warn("sync failed", logging.Err(errors.New(reason)), keyAttempt, n, keyRetry, retry)
 	c.cfg.Reporter.Nack(d.App, d.Generation, reason)
+	if n == 1 || !retry {
+		c.recordEvent(ctx, Event{App: d.App, Revision: d.Revision, Reason: EventSyncFailed, Message: msg, Time: time.Now()}, target)
+	}
 	if retry {
 		c.queue.AddAfter(d.App, delay)
 	}

@@ -95,6 +95,10 @@ type DriftItem struct {
 	Object ObjectRef
 	Type   string // "missing" or "modified"
 	Diff   string // Secret values masked
+	// Contested: another actor keeps changing the object back; self-heal is backing off.
+	Contested bool
+
+	state string // fingerprint of the drifted state (drift.go), to tell a change back
 }
 
 // ResourceStatus is the health of one object.

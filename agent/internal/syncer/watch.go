@@ -8,47 +8,70 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/tools/cache"
 )
 
 // watcher keeps informers on the kinds the apps' inventories hold, filtered by LabelApp, and
-// tells its owner which app's objects changed. It only ever lists and watches.
+// tells its owner which object of which app changed. It only ever lists and watches. Its
+// caches are also the Applier's view of live objects (liveCache): reading them instead of
+// the API server keeps health checks, drift checks and unchanged applies free of requests.
 type watcher struct {
 	factory dynamicinformer.DynamicSharedInformerFactory
-	notify  func(app string)
+	applier *Applier
+	notify  func(app string, ref ObjectRef)
 
-	mu      sync.Mutex
-	watched map[schema.GroupVersionResource]bool
-	stop    <-chan struct{} // set by run; nil until then
+	mu       sync.Mutex
+	watched  map[schema.GroupVersionResource]cache.SharedIndexInformer
+	stop     <-chan struct{} // set by run; nil until then
+	startErr map[schema.GroupVersionResource]bool
 }
 
-func newWatcher(a *Applier, notify func(app string)) *watcher {
+func newWatcher(a *Applier, notify func(app string, ref ObjectRef)) *watcher {
 	f := dynamicinformer.NewFilteredDynamicSharedInformerFactory(a.dyn, 0, metav1.NamespaceAll, func(o *metav1.ListOptions) {
 		o.LabelSelector = LabelApp
 	})
-	return &watcher{factory: f, notify: notify, watched: map[schema.GroupVersionResource]bool{}}
+	w := &watcher{factory: f, applier: a, notify: notify, watched: map[schema.GroupVersionResource]cache.SharedIndexInformer{}}
+	a.cache = w
+	return w
 }
 
 // watch makes sure the kinds of refs are watched.
 func (w *watcher) watch(ctx context.Context, a *Applier, refs []ObjectRef) {
+	var gvrs []schema.GroupVersionResource
+	for _, r := range refs {
+		m, err := a.restMapping(ctx, schema.GroupVersionKind{Group: r.Group, Version: r.Version, Kind: r.Kind})
+		if err == nil {
+			gvrs = append(gvrs, m.Resource)
+		}
+	}
+	w.start(gvrs)
+}
+
+// start makes sure gvrs are watched; it returns their informers.
+func (w *watcher) start(gvrs []schema.GroupVersionResource) []cache.SharedIndexInformer {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	added := false
-	for _, r := range refs {
-		m, err := a.restMapping(ctx, schema.GroupVersionKind{Group: r.Group, Version: r.Version, Kind: r.Kind})
-		if err != nil || w.watched[m.Resource] {
+	var out []cache.SharedIndexInformer
+	for _, gvr := range gvrs {
+		if inf := w.watched[gvr]; inf != nil {
+			out = append(out, inf)
 			continue
 		}
-		w.watched[m.Resource] = true
-		inf := w.factory.ForResource(m.Resource).Informer()
-		if _, err := inf.AddEventHandler(w); err == nil {
-			added = true
+		inf := w.factory.ForResource(gvr).Informer()
+		if _, err := inf.AddEventHandler(w); err != nil {
+			continue
 		}
+		w.watched[gvr] = inf
+		out = append(out, inf)
+		added = true
 	}
 	if added && w.stop != nil {
 		w.factory.Start(w.stop)
 	}
+	return out
 }
 
 // run starts the informers and stops them when ctx ends, returning once they have.
@@ -59,6 +82,59 @@ func (w *watcher) run(ctx context.Context) {
 	w.mu.Unlock()
 	<-ctx.Done()
 	w.factory.Shutdown()
+}
+
+// cacheWait bounds how long an apply waits for a new informer to list its kind; past it the
+// apply reads from the API server instead.
+const cacheWait = 10 * time.Second
+
+// ensure implements liveCache: it starts informers for gvrs and waits (bounded) until they
+// have listed.
+func (w *watcher) ensure(ctx context.Context, gvrs []schema.GroupVersionResource) {
+	w.mu.Lock()
+	running := w.stop != nil
+	w.mu.Unlock()
+	if !running {
+		return
+	}
+	infs := w.start(gvrs)
+	_ = wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, cacheWait, true, func(context.Context) (bool, error) {
+		for _, inf := range infs {
+			if !inf.HasSynced() {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+}
+
+// lookup implements liveCache. ok is false when no listed informer covers gvr; found is false
+// when the object is not in the cache: it does not exist, or it does not carry LabelApp.
+// The object returned belongs to the cache: callers must not modify it.
+func (w *watcher) lookup(gvr schema.GroupVersionResource, ns, name string) (obj *unstructured.Unstructured, found, ok bool) {
+	w.mu.Lock()
+	inf := w.watched[gvr]
+	running := w.stop != nil
+	w.mu.Unlock()
+	if inf == nil || !running || !inf.HasSynced() {
+		return nil, false, false
+	}
+	key := name
+	if ns != "" {
+		key = ns + "/" + name
+	}
+	item, exists, err := inf.GetIndexer().GetByKey(key)
+	if err != nil {
+		return nil, false, false
+	}
+	if !exists {
+		return nil, false, true
+	}
+	u, isU := item.(*unstructured.Unstructured)
+	if !isU {
+		return nil, false, false
+	}
+	return u, true, true
 }
 
 var _ cache.ResourceEventHandler = (*watcher)(nil)
@@ -84,16 +160,28 @@ func (w *watcher) OnDelete(obj any) {
 	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = d.Obj
 	}
+	if u, ok := obj.(*unstructured.Unstructured); ok {
+		w.applier.forgetWrite(refOf(u)) // a delete is never our write
+	}
 	w.changed(obj)
 }
 
+// changed tells the owner which object changed, unless the change is the agent's own write.
 func (w *watcher) changed(obj any) {
-	if u, ok := obj.(*unstructured.Unstructured); ok {
-		if app := u.GetLabels()[LabelApp]; app != "" {
-			w.notify(app)
-		}
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return
 	}
+	app := u.GetLabels()[LabelApp]
+	if app == "" {
+		return
+	}
+	ref := refOf(u)
+	if w.applier.ownWrite(ref, u.GetResourceVersion()) {
+		return
+	}
+	w.notify(app, ref)
 }
 
-// driftDelay coalesces bursts of events (a sync writing many objects) into one check.
-const driftDelay = 500 * time.Millisecond
+// driftDelay coalesces bursts of events into one check.
+const driftDelay = 100 * time.Millisecond

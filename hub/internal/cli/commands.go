@@ -90,6 +90,7 @@ type driftItem struct {
 	Name      string `json:"name"`
 	Type      string `json:"type"`
 	Diff      string `json:"diff,omitempty"`
+	Contested bool   `json:"contested,omitempty"`
 }
 
 func newStatusCmd(o *rootOptions) *cobra.Command {
@@ -192,7 +193,7 @@ func printStatus(w io.Writer, items []*flotillav1.AppClusterStatus, out string) 
 			for _, d := range s.Drift {
 				it.Drift = append(it.Drift, driftItem{
 					Group: d.Object.GetGroup(), Kind: d.Object.GetKind(), Namespace: d.Object.GetNamespace(),
-					Name: d.Object.GetName(), Type: d.Type, Diff: d.Diff,
+					Name: d.Object.GetName(), Type: d.Type, Diff: d.Diff, Contested: d.Contested,
 				})
 			}
 			list = append(list, it)

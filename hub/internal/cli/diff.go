@@ -41,7 +41,11 @@ func newDiffCmd(o *rootOptions) *cobra.Command {
 						if ns := o.GetNamespace(); ns != "" {
 							name = ns + "/" + name
 						}
-						fmt.Fprintf(w, "=== %s: %s %s (%s)\n", s.Cluster, kind, name, d.Type)
+						typ := d.Type
+						if d.Contested {
+							typ += ", contested: another actor keeps changing it back; self-heal is backing off"
+						}
+						fmt.Fprintf(w, "=== %s: %s %s (%s)\n", s.Cluster, kind, name, typ)
 						if d.Diff != "" {
 							fmt.Fprintln(w, strings.TrimRight(d.Diff, "\n"))
 						}

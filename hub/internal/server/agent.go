@@ -291,7 +291,7 @@ func reportFromProto(p *flotillav1.AppStatus) fleet.Report {
 		o := d.GetObject()
 		r.Drift = append(r.Drift, fleet.DriftItem{
 			Group: o.GetGroup(), Version: o.GetVersion(), Kind: o.GetKind(), Namespace: o.GetNamespace(),
-			Name: o.GetName(), Type: d.Type, Diff: d.Diff,
+			Name: o.GetName(), Type: d.Type, Diff: d.Diff, Contested: d.Contested,
 		})
 	}
 	return r

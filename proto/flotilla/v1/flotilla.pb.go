@@ -1798,7 +1798,9 @@ type DriftItem struct {
 	// "missing" or "modified".
 	Type string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
 	// Field-level diff with Secret values masked.
-	Diff          string `protobuf:"bytes,3,opt,name=diff,proto3" json:"diff,omitempty"`
+	Diff string `protobuf:"bytes,3,opt,name=diff,proto3" json:"diff,omitempty"`
+	// Another actor keeps changing the object back: self-heal is backing off.
+	Contested     bool `protobuf:"varint,4,opt,name=contested,proto3" json:"contested,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1852,6 +1854,13 @@ func (x *DriftItem) GetDiff() string {
 		return x.Diff
 	}
 	return ""
+}
+
+func (x *DriftItem) GetContested() bool {
+	if x != nil {
+		return x.Contested
+	}
+	return false
 }
 
 type ResourceStatus struct {
@@ -2890,10 +2899,12 @@ func (x *SyncRequest) GetRevision() string {
 }
 
 type SyncResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Clusters      []string               `protobuf:"bytes,1,rep,name=clusters,proto3" json:"clusters,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Clusters []string               `protobuf:"bytes,1,rep,name=clusters,proto3" json:"clusters,omitempty"`
+	// Hub replicas that did not answer in time: the sync did not reach the clusters they own.
+	UnreachablePeers []string `protobuf:"bytes,2,rep,name=unreachable_peers,json=unreachablePeers,proto3" json:"unreachable_peers,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *SyncResponse) Reset() {
@@ -2929,6 +2940,13 @@ func (*SyncResponse) Descriptor() ([]byte, []int) {
 func (x *SyncResponse) GetClusters() []string {
 	if x != nil {
 		return x.Clusters
+	}
+	return nil
+}
+
+func (x *SyncResponse) GetUnreachablePeers() []string {
+	if x != nil {
+		return x.UnreachablePeers
 	}
 	return nil
 }
@@ -3639,7 +3657,10 @@ type ExportRegistryResponse struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Clusters []*RegistryCluster     `protobuf:"bytes,1,rep,name=clusters,proto3" json:"clusters,omitempty"`
 	// Join tokens that have not expired.
-	Tokens        []*RegistryToken `protobuf:"bytes,2,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	Tokens []*RegistryToken `protobuf:"bytes,2,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	// Operator pins (flotilla rollback), cleared ones included: a clear must win over a stale copy
+	// of the pin it cleared.
+	Pins          []*RegistryPin `protobuf:"bytes,3,rep,name=pins,proto3" json:"pins,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3684,6 +3705,13 @@ func (x *ExportRegistryResponse) GetClusters() []*RegistryCluster {
 func (x *ExportRegistryResponse) GetTokens() []*RegistryToken {
 	if x != nil {
 		return x.Tokens
+	}
+	return nil
+}
+
+func (x *ExportRegistryResponse) GetPins() []*RegistryPin {
+	if x != nil {
+		return x.Pins
 	}
 	return nil
 }
@@ -3832,6 +3860,93 @@ func (x *RegistryToken) GetUsedUnixMs() int64 {
 		return x.UsedUnixMs
 	}
 	return 0
+}
+
+// RegistryPin is the latest change of one app's pin on one cluster: set to revision, or cleared.
+// Of two changes the later time wins; at the same millisecond a clear, then the greater revision.
+type RegistryPin struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	App      string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	Cluster  string                 `protobuf:"bytes,2,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	Revision string                 `protobuf:"bytes,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	// The operator who made the change.
+	Actor         string `protobuf:"bytes,4,opt,name=actor,proto3" json:"actor,omitempty"`
+	TimeUnixMs    int64  `protobuf:"varint,5,opt,name=time_unix_ms,json=timeUnixMs,proto3" json:"time_unix_ms,omitempty"`
+	Cleared       bool   `protobuf:"varint,6,opt,name=cleared,proto3" json:"cleared,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegistryPin) Reset() {
+	*x = RegistryPin{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegistryPin) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegistryPin) ProtoMessage() {}
+
+func (x *RegistryPin) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegistryPin.ProtoReflect.Descriptor instead.
+func (*RegistryPin) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *RegistryPin) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+func (x *RegistryPin) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *RegistryPin) GetRevision() string {
+	if x != nil {
+		return x.Revision
+	}
+	return ""
+}
+
+func (x *RegistryPin) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *RegistryPin) GetTimeUnixMs() int64 {
+	if x != nil {
+		return x.TimeUnixMs
+	}
+	return 0
+}
+
+func (x *RegistryPin) GetCleared() bool {
+	if x != nil {
+		return x.Cleared
+	}
+	return false
 }
 
 var File_flotilla_v1_flotilla_proto protoreflect.FileDescriptor
@@ -3990,11 +4105,12 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x12\n" +
 	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x1c\n" +
 	"\tnamespace\x18\x04 \x01(\tR\tnamespace\x12\x12\n" +
-	"\x04name\x18\x05 \x01(\tR\x04name\"c\n" +
+	"\x04name\x18\x05 \x01(\tR\x04name\"\x81\x01\n" +
 	"\tDriftItem\x12.\n" +
 	"\x06object\x18\x01 \x01(\v2\x16.flotilla.v1.ObjectRefR\x06object\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x12\n" +
-	"\x04diff\x18\x03 \x01(\tR\x04diff\"r\n" +
+	"\x04diff\x18\x03 \x01(\tR\x04diff\x12\x1c\n" +
+	"\tcontested\x18\x04 \x01(\bR\tcontested\"r\n" +
 	"\x0eResourceStatus\x12.\n" +
 	"\x06object\x18\x01 \x01(\v2\x16.flotilla.v1.ObjectRefR\x06object\x12\x16\n" +
 	"\x06health\x18\x02 \x01(\tR\x06health\x12\x18\n" +
@@ -4083,9 +4199,10 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\acluster\x18\x02 \x01(\tR\acluster\x12\x1a\n" +
 	"\bselector\x18\x03 \x01(\tR\bselector\x12#\n" +
 	"\rconfirm_prune\x18\x04 \x01(\bR\fconfirmPrune\x12\x1a\n" +
-	"\brevision\x18\x05 \x01(\tR\brevision\"*\n" +
+	"\brevision\x18\x05 \x01(\tR\brevision\"W\n" +
 	"\fSyncResponse\x12\x1a\n" +
-	"\bclusters\x18\x01 \x03(\tR\bclusters\"R\n" +
+	"\bclusters\x18\x01 \x03(\tR\bclusters\x12+\n" +
+	"\x11unreachable_peers\x18\x02 \x03(\tR\x10unreachablePeers\"R\n" +
 	"\x0eHistoryRequest\x12\x10\n" +
 	"\x03app\x18\x01 \x01(\tR\x03app\x12\x18\n" +
 	"\acluster\x18\x02 \x01(\tR\acluster\x12\x14\n" +
@@ -4138,10 +4255,11 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12\x0e\n" +
 	"\x02to\x18\x03 \x01(\tR\x02to\"\x17\n" +
-	"\x15ExportRegistryRequest\"\x86\x01\n" +
+	"\x15ExportRegistryRequest\"\xb4\x01\n" +
 	"\x16ExportRegistryResponse\x128\n" +
 	"\bclusters\x18\x01 \x03(\v2\x1c.flotilla.v1.RegistryClusterR\bclusters\x122\n" +
-	"\x06tokens\x18\x02 \x03(\v2\x1a.flotilla.v1.RegistryTokenR\x06tokens\"\xe4\x01\n" +
+	"\x06tokens\x18\x02 \x03(\v2\x1a.flotilla.v1.RegistryTokenR\x06tokens\x12,\n" +
+	"\x04pins\x18\x03 \x03(\v2\x18.flotilla.v1.RegistryPinR\x04pins\"\xe4\x01\n" +
 	"\x0fRegistryCluster\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12@\n" +
 	"\x06labels\x18\x02 \x03(\v2(.flotilla.v1.RegistryCluster.LabelsEntryR\x06labels\x12&\n" +
@@ -4157,7 +4275,15 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\acluster\x18\x03 \x01(\tR\acluster\x12&\n" +
 	"\x0fexpires_unix_ms\x18\x04 \x01(\x03R\rexpiresUnixMs\x12 \n" +
 	"\fused_unix_ms\x18\x05 \x01(\x03R\n" +
-	"usedUnixMs2I\n" +
+	"usedUnixMs\"\xa7\x01\n" +
+	"\vRegistryPin\x12\x10\n" +
+	"\x03app\x18\x01 \x01(\tR\x03app\x12\x18\n" +
+	"\acluster\x18\x02 \x01(\tR\acluster\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\tR\brevision\x12\x14\n" +
+	"\x05actor\x18\x04 \x01(\tR\x05actor\x12 \n" +
+	"\ftime_unix_ms\x18\x05 \x01(\x03R\n" +
+	"timeUnixMs\x12\x18\n" +
+	"\acleared\x18\x06 \x01(\bR\acleared2I\n" +
 	"\n" +
 	"Enrollment\x12;\n" +
 	"\x04Join\x12\x18.flotilla.v1.JoinRequest\x1a\x19.flotilla.v1.JoinResponse2\x91\x01\n" +
@@ -4191,7 +4317,7 @@ func file_flotilla_v1_flotilla_proto_rawDescGZIP() []byte {
 	return file_flotilla_v1_flotilla_proto_rawDescData
 }
 
-var file_flotilla_v1_flotilla_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
+var file_flotilla_v1_flotilla_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
 var file_flotilla_v1_flotilla_proto_goTypes = []any{
 	(*JoinRequest)(nil),            // 0: flotilla.v1.JoinRequest
 	(*JoinResponse)(nil),           // 1: flotilla.v1.JoinResponse
@@ -4247,9 +4373,10 @@ var file_flotilla_v1_flotilla_proto_goTypes = []any{
 	(*ExportRegistryResponse)(nil), // 51: flotilla.v1.ExportRegistryResponse
 	(*RegistryCluster)(nil),        // 52: flotilla.v1.RegistryCluster
 	(*RegistryToken)(nil),          // 53: flotilla.v1.RegistryToken
-	nil,                            // 54: flotilla.v1.Cluster.LabelsEntry
-	nil,                            // 55: flotilla.v1.AddClusterRequest.LabelsEntry
-	nil,                            // 56: flotilla.v1.RegistryCluster.LabelsEntry
+	(*RegistryPin)(nil),            // 54: flotilla.v1.RegistryPin
+	nil,                            // 55: flotilla.v1.Cluster.LabelsEntry
+	nil,                            // 56: flotilla.v1.AddClusterRequest.LabelsEntry
+	nil,                            // 57: flotilla.v1.RegistryCluster.LabelsEntry
 }
 var file_flotilla_v1_flotilla_proto_depIdxs = []int32{
 	6,  // 0: flotilla.v1.AgentMessage.hello:type_name -> flotilla.v1.Hello
@@ -4277,47 +4404,48 @@ var file_flotilla_v1_flotilla_proto_depIdxs = []int32{
 	27, // 22: flotilla.v1.StatusResponse.items:type_name -> flotilla.v1.AppClusterStatus
 	23, // 23: flotilla.v1.AppClusterStatus.drift:type_name -> flotilla.v1.DriftItem
 	30, // 24: flotilla.v1.ListClustersResponse.items:type_name -> flotilla.v1.Cluster
-	54, // 25: flotilla.v1.Cluster.labels:type_name -> flotilla.v1.Cluster.LabelsEntry
+	55, // 25: flotilla.v1.Cluster.labels:type_name -> flotilla.v1.Cluster.LabelsEntry
 	33, // 26: flotilla.v1.ListAppsResponse.items:type_name -> flotilla.v1.App
-	55, // 27: flotilla.v1.AddClusterRequest.labels:type_name -> flotilla.v1.AddClusterRequest.LabelsEntry
+	56, // 27: flotilla.v1.AddClusterRequest.labels:type_name -> flotilla.v1.AddClusterRequest.LabelsEntry
 	42, // 28: flotilla.v1.HistoryResponse.items:type_name -> flotilla.v1.HistoryEntry
 	49, // 29: flotilla.v1.PromoteResponse.images:type_name -> flotilla.v1.ImageChange
 	52, // 30: flotilla.v1.ExportRegistryResponse.clusters:type_name -> flotilla.v1.RegistryCluster
 	53, // 31: flotilla.v1.ExportRegistryResponse.tokens:type_name -> flotilla.v1.RegistryToken
-	56, // 32: flotilla.v1.RegistryCluster.labels:type_name -> flotilla.v1.RegistryCluster.LabelsEntry
-	0,  // 33: flotilla.v1.Enrollment.Join:input_type -> flotilla.v1.JoinRequest
-	4,  // 34: flotilla.v1.AgentService.Connect:input_type -> flotilla.v1.AgentMessage
-	2,  // 35: flotilla.v1.AgentService.Renew:input_type -> flotilla.v1.RenewRequest
-	25, // 36: flotilla.v1.Operator.Status:input_type -> flotilla.v1.StatusRequest
-	28, // 37: flotilla.v1.Operator.ListClusters:input_type -> flotilla.v1.ListClustersRequest
-	31, // 38: flotilla.v1.Operator.ListApps:input_type -> flotilla.v1.ListAppsRequest
-	34, // 39: flotilla.v1.Operator.AddCluster:input_type -> flotilla.v1.AddClusterRequest
-	36, // 40: flotilla.v1.Operator.CreateToken:input_type -> flotilla.v1.CreateTokenRequest
-	38, // 41: flotilla.v1.Operator.Sync:input_type -> flotilla.v1.SyncRequest
-	40, // 42: flotilla.v1.Operator.History:input_type -> flotilla.v1.HistoryRequest
-	43, // 43: flotilla.v1.Operator.Rollback:input_type -> flotilla.v1.RollbackRequest
-	45, // 44: flotilla.v1.Operator.RevokeCluster:input_type -> flotilla.v1.RevokeClusterRequest
-	47, // 45: flotilla.v1.Operator.Promote:input_type -> flotilla.v1.PromoteRequest
-	50, // 46: flotilla.v1.Peer.ExportRegistry:input_type -> flotilla.v1.ExportRegistryRequest
-	1,  // 47: flotilla.v1.Enrollment.Join:output_type -> flotilla.v1.JoinResponse
-	5,  // 48: flotilla.v1.AgentService.Connect:output_type -> flotilla.v1.HubMessage
-	3,  // 49: flotilla.v1.AgentService.Renew:output_type -> flotilla.v1.RenewResponse
-	26, // 50: flotilla.v1.Operator.Status:output_type -> flotilla.v1.StatusResponse
-	29, // 51: flotilla.v1.Operator.ListClusters:output_type -> flotilla.v1.ListClustersResponse
-	32, // 52: flotilla.v1.Operator.ListApps:output_type -> flotilla.v1.ListAppsResponse
-	35, // 53: flotilla.v1.Operator.AddCluster:output_type -> flotilla.v1.AddClusterResponse
-	37, // 54: flotilla.v1.Operator.CreateToken:output_type -> flotilla.v1.CreateTokenResponse
-	39, // 55: flotilla.v1.Operator.Sync:output_type -> flotilla.v1.SyncResponse
-	41, // 56: flotilla.v1.Operator.History:output_type -> flotilla.v1.HistoryResponse
-	44, // 57: flotilla.v1.Operator.Rollback:output_type -> flotilla.v1.RollbackResponse
-	46, // 58: flotilla.v1.Operator.RevokeCluster:output_type -> flotilla.v1.RevokeClusterResponse
-	48, // 59: flotilla.v1.Operator.Promote:output_type -> flotilla.v1.PromoteResponse
-	51, // 60: flotilla.v1.Peer.ExportRegistry:output_type -> flotilla.v1.ExportRegistryResponse
-	47, // [47:61] is the sub-list for method output_type
-	33, // [33:47] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	54, // 32: flotilla.v1.ExportRegistryResponse.pins:type_name -> flotilla.v1.RegistryPin
+	57, // 33: flotilla.v1.RegistryCluster.labels:type_name -> flotilla.v1.RegistryCluster.LabelsEntry
+	0,  // 34: flotilla.v1.Enrollment.Join:input_type -> flotilla.v1.JoinRequest
+	4,  // 35: flotilla.v1.AgentService.Connect:input_type -> flotilla.v1.AgentMessage
+	2,  // 36: flotilla.v1.AgentService.Renew:input_type -> flotilla.v1.RenewRequest
+	25, // 37: flotilla.v1.Operator.Status:input_type -> flotilla.v1.StatusRequest
+	28, // 38: flotilla.v1.Operator.ListClusters:input_type -> flotilla.v1.ListClustersRequest
+	31, // 39: flotilla.v1.Operator.ListApps:input_type -> flotilla.v1.ListAppsRequest
+	34, // 40: flotilla.v1.Operator.AddCluster:input_type -> flotilla.v1.AddClusterRequest
+	36, // 41: flotilla.v1.Operator.CreateToken:input_type -> flotilla.v1.CreateTokenRequest
+	38, // 42: flotilla.v1.Operator.Sync:input_type -> flotilla.v1.SyncRequest
+	40, // 43: flotilla.v1.Operator.History:input_type -> flotilla.v1.HistoryRequest
+	43, // 44: flotilla.v1.Operator.Rollback:input_type -> flotilla.v1.RollbackRequest
+	45, // 45: flotilla.v1.Operator.RevokeCluster:input_type -> flotilla.v1.RevokeClusterRequest
+	47, // 46: flotilla.v1.Operator.Promote:input_type -> flotilla.v1.PromoteRequest
+	50, // 47: flotilla.v1.Peer.ExportRegistry:input_type -> flotilla.v1.ExportRegistryRequest
+	1,  // 48: flotilla.v1.Enrollment.Join:output_type -> flotilla.v1.JoinResponse
+	5,  // 49: flotilla.v1.AgentService.Connect:output_type -> flotilla.v1.HubMessage
+	3,  // 50: flotilla.v1.AgentService.Renew:output_type -> flotilla.v1.RenewResponse
+	26, // 51: flotilla.v1.Operator.Status:output_type -> flotilla.v1.StatusResponse
+	29, // 52: flotilla.v1.Operator.ListClusters:output_type -> flotilla.v1.ListClustersResponse
+	32, // 53: flotilla.v1.Operator.ListApps:output_type -> flotilla.v1.ListAppsResponse
+	35, // 54: flotilla.v1.Operator.AddCluster:output_type -> flotilla.v1.AddClusterResponse
+	37, // 55: flotilla.v1.Operator.CreateToken:output_type -> flotilla.v1.CreateTokenResponse
+	39, // 56: flotilla.v1.Operator.Sync:output_type -> flotilla.v1.SyncResponse
+	41, // 57: flotilla.v1.Operator.History:output_type -> flotilla.v1.HistoryResponse
+	44, // 58: flotilla.v1.Operator.Rollback:output_type -> flotilla.v1.RollbackResponse
+	46, // 59: flotilla.v1.Operator.RevokeCluster:output_type -> flotilla.v1.RevokeClusterResponse
+	48, // 60: flotilla.v1.Operator.Promote:output_type -> flotilla.v1.PromoteResponse
+	51, // 61: flotilla.v1.Peer.ExportRegistry:output_type -> flotilla.v1.ExportRegistryResponse
+	48, // [48:62] is the sub-list for method output_type
+	34, // [34:48] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_flotilla_v1_flotilla_proto_init() }
@@ -4345,7 +4473,7 @@ func file_flotilla_v1_flotilla_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotilla_v1_flotilla_proto_rawDesc), len(file_flotilla_v1_flotilla_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   57,
+			NumMessages:   58,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

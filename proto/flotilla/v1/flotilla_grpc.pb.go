@@ -735,9 +735,9 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // Peer is called by the other hub replicas only (a flotilla:hub client certificate issued by the
-// shared CA). The cluster registry and join tokens are replicated by gossip broadcasts on every
-// change; ExportRegistry is the full-state pull that brings a late joiner (or one that missed a
-// broadcast) up to date.
+// shared CA). The cluster registry, join tokens and operator pins are replicated by gossip
+// broadcasts on every change; ExportRegistry is the full-state pull that brings a late joiner
+// (or one that missed a broadcast) up to date.
 type PeerClient interface {
 	ExportRegistry(ctx context.Context, in *ExportRegistryRequest, opts ...grpc.CallOption) (*ExportRegistryResponse, error)
 }
@@ -765,9 +765,9 @@ func (c *peerClient) ExportRegistry(ctx context.Context, in *ExportRegistryReque
 // for forward compatibility.
 //
 // Peer is called by the other hub replicas only (a flotilla:hub client certificate issued by the
-// shared CA). The cluster registry and join tokens are replicated by gossip broadcasts on every
-// change; ExportRegistry is the full-state pull that brings a late joiner (or one that missed a
-// broadcast) up to date.
+// shared CA). The cluster registry, join tokens and operator pins are replicated by gossip
+// broadcasts on every change; ExportRegistry is the full-state pull that brings a late joiner
+// (or one that missed a broadcast) up to date.
 type PeerServer interface {
 	ExportRegistry(context.Context, *ExportRegistryRequest) (*ExportRegistryResponse, error)
 	mustEmbedUnimplementedPeerServer()

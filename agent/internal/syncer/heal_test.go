@@ -1,0 +1,213 @@
+package syncer
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+)
+
+// configMapWrites counts the writes among what that touch ConfigMaps.
+func configMapWrites(what []string) []string {
+	var out []string
+	for _, w := range what {
+		if strings.Contains(w, "/configmaps") {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// TestHealTouchesOnlyTheDriftedObject: one changed object of many is compared and re-applied
+// alone, recorded as a DriftCorrected Event and counted in the metrics; the sync before it
+// recorded a Synced Event.
+func TestHealTouchesOnlyTheDriftedObject(t *testing.T) {
+	e := newEnv(t)
+	ns := uniq("t-heal-one")
+	reg := prometheus.NewRegistry()
+	c, rec := startController(t, e, uniq("t-agent-heal-one"), func(cfg *Config) { cfg.Registerer = reg })
+	var docs []string
+	for i := range 30 {
+		docs = append(docs, configMap(fmt.Sprintf("cm-%02d", i), "v1"))
+	}
+	c.SetDesired(desired(t, "heal-one", ns, SyncPolicy{Automated: true, SelfHeal: true, CreateNamespace: true}, docs...))
+	rec.waitAck(t, "heal-one", 1, 30*time.Second)
+	rec.waitStatus(t, "heal-one", 30*time.Second, "Synced", func(s AppStatus) bool { return s.Sync == SyncSynced && s.Health == "Healthy" })
+	ctx := testCtx(t)
+	waitEvent(t, e, ns, EventSynced, "synced: 31 applied") // and the namespace
+	if got := testutil.ToFloat64(c.metrics.syncs.WithLabelValues(resultSucceeded)); got != 1 {
+		t.Errorf("flotilla_agent_syncs_total{result=succeeded} = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(c.metrics.objects.WithLabelValues("applied")); got != 31 {
+		t.Errorf("flotilla_agent_objects_total{action=applied} = %v, want 31 (and the namespace)", got)
+	}
+
+	n, what := e.writesDuring(func() {
+		cm, err := e.client.CoreV1().ConfigMaps(ns).Get(ctx, "cm-07", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cm.Data["value"] = "by-hand"
+		if _, err := e.client.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{FieldManager: "kubectl-edit"}); err != nil {
+			t.Fatal(err)
+		}
+		poll(t, "cm-07 healed", 30*time.Second, func(context.Context) (bool, error) {
+			v, _ := e.configMapValue(t, ns, "cm-07", "value")
+			return v == "v1", nil
+		})
+		waitEvent(t, e, ns, EventDriftCorrected, "re-applied ConfigMap/"+ns+"/cm-07")
+	})
+	writes := configMapWrites(what)
+	if len(writes) != 1 || !strings.HasSuffix(writes[0], "/configmaps/cm-07") {
+		t.Errorf("healing one object wrote %d times (%d ConfigMap writes: %v), want only cm-07 once", n, len(writes), writes)
+	}
+	if got := testutil.ToFloat64(c.metrics.drift.WithLabelValues(DriftModified)); got != 1 {
+		t.Errorf("flotilla_agent_drift_events_total{type=modified} = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(c.metrics.corrected); got != 1 {
+		t.Errorf("flotilla_agent_drift_corrected_total = %v, want 1", got)
+	}
+
+	// Edits to new values, one after another, are new drift, not a fight: never contested.
+	for i := range 3 {
+		edit := fmt.Sprintf("by-hand-%d", i)
+		cm, err := e.client.CoreV1().ConfigMaps(ns).Get(ctx, "cm-07", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cm.Data["value"] = edit
+		if _, err := e.client.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{FieldManager: "kubectl-edit"}); err != nil {
+			t.Fatal(err)
+		}
+		poll(t, "cm-07 healed after "+edit, 30*time.Second, func(context.Context) (bool, error) {
+			v, _ := e.configMapValue(t, ns, "cm-07", "value")
+			return v == "v1", nil
+		})
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, s := range rec.statuses {
+		for _, d := range s.Drift {
+			if d.Contested {
+				t.Fatalf("%s reported contested after edits to new values: %+v", d.Object, s)
+			}
+		}
+	}
+}
+
+// TestHealthReadsTheWatchCache: once an app is applied, assessing its health every interval
+// reads the informers' caches, not the API server.
+func TestHealthReadsTheWatchCache(t *testing.T) {
+	e := newEnv(t)
+	ns := uniq("t-health-cache")
+	c, rec := startController(t, e, uniq("t-agent-health-cache"))
+	var docs []string
+	for i := range 20 {
+		docs = append(docs, configMap(fmt.Sprintf("cm-%02d", i), "v1"))
+	}
+	c.SetDesired(desired(t, "cached", ns, SyncPolicy{Automated: true, CreateNamespace: true}, docs...))
+	rec.waitStatus(t, "cached", 30*time.Second, "Healthy", func(s AppStatus) bool { return s.Sync == SyncSynced && s.Health == "Healthy" })
+
+	before := e.writes.configMapGets.Load()
+	assessed := func() uint64 {
+		var m dto.Metric
+		if err := c.metrics.healthAssessed.Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m.GetHistogram().GetSampleCount()
+	}
+	n0 := assessed()
+	poll(t, "five health rounds", 30*time.Second, func(context.Context) (bool, error) { return assessed() >= n0+5, nil })
+	if got := e.writes.configMapGets.Load() - before; got != 0 {
+		t.Errorf("five health rounds of 20 ConfigMaps made %d GETs of ConfigMaps, want 0 (read from the watch cache)", got)
+	}
+}
+
+// TestContestedObjectBacksOff: an object another actor changes back at once is corrected
+// with growing delays (2 s, then 6 s, ...), reported contested meanwhile, never hot-looped;
+// once the actor stops, the next correction sticks.
+func TestContestedObjectBacksOff(t *testing.T) {
+	e := newEnv(t)
+	ns := uniq("t-contest")
+	c, rec := startController(t, e, uniq("t-agent-contest"))
+	c.SetDesired(desired(t, "contest", ns, SyncPolicy{Automated: true, SelfHeal: true, CreateNamespace: true}, configMap("fought", "ours")))
+	rec.waitStatus(t, "contest", 30*time.Second, "Synced", func(s AppStatus) bool { return s.Sync == SyncSynced })
+
+	// The other actor: whenever the value is ours, it sets its own.
+	ctx := testCtx(t)
+	actx, stopActor := context.WithCancel(ctx)
+	defer stopActor()
+	w, err := e.client.CoreV1().ConfigMaps(ns).Watch(actx, metav1.ListOptions{FieldSelector: "metadata.name=fought"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	actorDone := make(chan struct{})
+	go func() {
+		defer close(actorDone)
+		for ev := range w.ResultChan() {
+			cm, ok := ev.Object.(*corev1.ConfigMap)
+			if !ok || cm.Data["value"] == "theirs" {
+				continue
+			}
+			cm.Data["value"] = "theirs"
+			_, _ = e.client.CoreV1().ConfigMaps(ns).Update(actx, cm, metav1.UpdateOptions{FieldManager: "other-controller"})
+		}
+	}()
+
+	start := time.Now()
+	var writes []string
+	n, what := e.writesDuring(func() {
+		s := rec.waitStatus(t, "contest", 30*time.Second, "contested", func(s AppStatus) bool {
+			d := driftOf(s, DriftModified, "ConfigMap/"+ns+"/fought")
+			return d != nil && d.Contested
+		})
+		if !strings.Contains(s.Message, "contested") {
+			t.Errorf("status message %q does not say contested", s.Message)
+		}
+		// Watch for 7 s: corrections at about 0 s, 2 s and 8 s after the first.
+		<-time.After(7*time.Second - time.Since(start))
+	})
+	writes = configMapWrites(what)
+	if len(writes) < 2 || len(writes) > 3 {
+		t.Errorf("in 7 s of a fight the agent wrote the ConfigMap %d times (%d writes in all: %v), want 2 or 3: backing off, not hot-looping", len(writes), n, writes)
+	}
+
+	stopActor()
+	<-actorDone
+	poll(t, "corrected once the actor stopped", 30*time.Second, func(context.Context) (bool, error) {
+		v, _ := e.configMapValue(t, ns, "fought", "value")
+		return v == "ours", nil
+	})
+	rec.waitStatus(t, "contest", 30*time.Second, "Synced again", func(s AppStatus) bool { return s.Sync == SyncSynced && len(s.Drift) == 0 })
+}
+
+// waitEvent waits for an Event with reason whose message contains text in namespace ns.
+func waitEvent(t *testing.T, e *env, ns, reason, text string) {
+	t.Helper()
+	var seen []string
+	err := wait.PollUntilContextTimeout(testCtx(t), 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		list, err := e.client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, nil
+		}
+		seen = seen[:0]
+		for _, ev := range list.Items {
+			seen = append(seen, ev.Reason+": "+ev.Message)
+			if ev.Reason == reason && strings.Contains(ev.Message, text) && ev.Source.Component == eventComponent {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		t.Fatalf("no %s Event containing %q in %s; events: %v", reason, text, ns, seen)
+	}
+}
