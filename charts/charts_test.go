@@ -17,9 +17,10 @@ import (
 var (
 	hubFlags = []string{"data-dir", "listen", "http-listen", "advertise-address", "tls-san",
 		"apps-dir", "apps-repo", "apps-revision", "apps-path", "poll-interval", "allow-local-repos",
-		"heartbeat", "agent-cert-ttl", "webhook-secret-file", "repo-credentials", "log-level", "log-format"}
+		"heartbeat", "agent-cert-ttl", "webhook-secret-file", "repo-credentials", "log-level", "log-format",
+		"ca-dir", "node-name", "gossip-listen", "peers", "gossip-key-file"}
 	agentFlags = []string{"hub", "join-token", "kubeconfig", "namespace", "http-listen",
-		"field-manager", "log-level", "log-format"}
+		"field-manager", "log-level", "log-format", "kube-api-qps", "kube-api-burst"}
 )
 
 // agentRequired are the values without which the agent chart does not render.
@@ -70,7 +71,7 @@ func TestLint(t *testing.T) {
 		{"agent namespaced rbac", AgentChart, with(t, agentRequired(), "rbac.scope=namespaces,rbac.namespaces={team-a,team-b}")},
 		{"agent full control", AgentChart, with(t, agentRequired(), "rbac.fullControl=true")},
 		{"hub defaults", HubChart, nil},
-		{"hub replicas and ingress", HubChart, with(t, nil, "replicas=3,ingress.enabled=true,apps.repo=https://git.example.com/fleet.git")},
+		{"hub replicas and ingress", HubChart, with(t, haValues(), "replicas=3,ingress.enabled=true,apps.repo=https://git.example.com/fleet.git")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -98,6 +99,7 @@ func TestSchemaRejects(t *testing.T) {
 		{"agent bad hub.addresses item", AgentChart, with(t, nil, "hub.addresses={a:1,nope}"), []string{"/hub/addresses/1"}},
 		{"agent two replicas", AgentChart, with(t, agentRequired(), "replicas=2"), []string{"/replicas", "maximum"}},
 		{"agent loud", AgentChart, with(t, agentRequired(), "logLevel=loud"), []string{"/logLevel", "'debug', 'info', 'warn', 'error'"}},
+		{"agent kube api qps zero", AgentChart, with(t, agentRequired(), "kubeAPI.qps=0"), []string{"/kubeAPI/qps"}},
 		{"agent log format", AgentChart, with(t, agentRequired(), "logFormat=xml"), []string{"/logFormat"}},
 		{"agent rbac scope", AgentChart, with(t, agentRequired(), "rbac.scope=namespace"), []string{"/rbac/scope", "'cluster', 'namespaces'"}},
 		{"agent scope namespaces without namespaces", AgentChart, with(t, agentRequired(), "rbac.scope=namespaces"), []string{"/rbac/namespaces", "minItems"}},
@@ -109,6 +111,10 @@ func TestSchemaRejects(t *testing.T) {
 		{"hub manifest file name", HubChart, fromYAML(t, "apps: {manifests: {'a/b.yaml': x}}"), []string{"a/b.yaml"}},
 		{"hub ingress without hosts", HubChart, fromYAML(t, "ingress: {enabled: true, hosts: []}"), []string{"/ingress/hosts", "minItems"}},
 		{"hub gossip key", HubChart, with(t, nil, "gossip.key=short"), []string{"/gossip/key"}},
+		{"hub gossip key of 16 bytes", HubChart, with(t, nil, "gossip.key=c2VjcmV0LXNlY3JldC0xNg=="), []string{"/gossip/key"}},
+		{"hub ca secret name", HubChart, with(t, nil, "ca.existingSecret=Hub_CA"), []string{"/ca/existingSecret"}},
+		{"hub ca typo", HubChart, with(t, nil, "ca.secret=hub-ca"), []string{"secret", "not allowed"}},
+		{"hub advertise address with another variable", HubChart, with(t, nil, "advertiseAddress=$(POD_IP):7443"), []string{"/advertiseAddress"}},
 		{"hub duration", HubChart, with(t, nil, "pollInterval=3 minutes"), []string{"/pollInterval"}},
 		{"hub log level", HubChart, with(t, nil, "logLevel=loud"), []string{"/logLevel"}},
 		{"hub service type", HubChart, with(t, nil, "service.type=External"), []string{"/service/type"}},
@@ -144,7 +150,8 @@ func TestNotes(t *testing.T) {
 		{AgentChart, agentRequired(), "hub.example.com:443"},
 		{AgentChart, with(t, agentRequired(), "joinToken="), "No join token was given"},
 		{HubChart, nil, "cluster add NAME"},
-		{HubChart, with(t, nil, "replicas=2"), "WARNING: replicas=2"},
+		{HubChart, with(t, haValues(), "replicas=2"), "Its 2 replicas form one hub"},
+		{HubChart, with(t, haValues(), "replicas=2"), "hub.address=r-flotilla-hub.flotilla-system.svc:7443"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.chart+" "+tt.want, func(t *testing.T) {

@@ -111,7 +111,7 @@ func checkPodRefs(t *testing.T, objs []*unstructured.Unstructured, id, ns string
 			t.Errorf("%s: selector %s=%s does not match the pod labels %v", id, k, v, pod.Labels)
 		}
 	}
-	external := map[string]bool{"cluster-c1-token": true, "hub-gossip": true, "hub-webhook": true}
+	external := map[string]bool{"cluster-c1-token": true, "hub-gossip": true, "hub-webhook": true, "hub-ca": true}
 	for _, c := range pod.Spec.Containers {
 		for _, e := range c.Env {
 			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {

@@ -2,8 +2,10 @@ package charts
 
 import (
 	"encoding/base64"
+	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -95,6 +97,14 @@ func TestHub(t *testing.T) {
 			if has(objs, "Ingress", "flotilla-hub") {
 				t.Error("Ingress rendered by default")
 			}
+			for _, flag := range []string{"gossip-listen", "peers", "node-name", "gossip-key-file", "ca-dir"} {
+				if got := flagValues(c.Args, flag); len(got) != 0 {
+					t.Errorf("--%s = %q by default: one replica runs alone, with its CA in its data volume", flag, got)
+				}
+			}
+			if volume(s, "ca") != nil {
+				t.Error("ca volume mounted without ca.existingSecret")
+			}
 			sa := typed[corev1.ServiceAccount](t, find(t, objs, "ServiceAccount", "flotilla-hub"))
 			if sa.AutomountServiceAccountToken == nil || *sa.AutomountServiceAccountToken {
 				t.Error("the hub's ServiceAccount mounts a token; the hub does not use the Kubernetes API")
@@ -104,6 +114,8 @@ func TestHub(t *testing.T) {
 		name: "three replicas with ingress",
 		values: fromYAML(t, `
 replicas: 3
+gossip: {existingSecret: hub-gossip}
+ca: {existingSecret: hub-ca}
 ingress:
   enabled: true
   className: nginx
@@ -112,7 +124,7 @@ ingress:
     - host: flotilla.example.com
       paths: [{path: /, pathType: Prefix}]
   tls: [{hosts: [flotilla.example.com], secretName: flotilla-tls}]
-advertiseAddress: hub.example.com:443
+advertiseAddress: $(POD_NAME).hub.example.com:443
 tlsSANs: [hub.example.com, 203.0.113.7]
 service: {type: LoadBalancer, loadBalancerSourceRanges: [10.0.0.0/8]}
 podDisruptionBudget: {minAvailable: 2}
@@ -123,7 +135,7 @@ podDisruptionBudget: {minAvailable: 2}
 				t.Errorf("replicas %d policy %q", *s.Spec.Replicas, s.Spec.PodManagementPolicy)
 			}
 			args := s.Spec.Template.Spec.Containers[0].Args
-			if got := flagValues(args, "advertise-address"); !slices.Equal(got, []string{"hub.example.com:443"}) {
+			if got := flagValues(args, "advertise-address"); !slices.Equal(got, []string{"$(POD_NAME).hub.example.com:443"}) {
 				t.Errorf("--advertise-address = %q", got)
 			}
 			sans := flagValues(args, "tls-san")
@@ -154,6 +166,81 @@ podDisruptionBudget: {minAvailable: 2}
 			if pdb.Spec.MinAvailable == nil || pdb.Spec.MinAvailable.IntValue() != 2 || pdb.Spec.MaxUnavailable != nil {
 				t.Errorf("PDB %+v, want minAvailable 2 only", pdb.Spec)
 			}
+		},
+	}, {
+		name:   "replicas form one hub",
+		values: with(t, haValues(), "replicas=3"),
+		check: func(t *testing.T, objs []*unstructured.Unstructured) {
+			s := statefulSet(t, objs)
+			args := s.Spec.Template.Spec.Containers[0].Args
+			peers := "flotilla-hub-peers.flotilla-system.svc"
+			for flag, want := range map[string]string{
+				"node-name":         "$(POD_NAME)",
+				"gossip-listen":     "0.0.0.0:7946",
+				"gossip-key-file":   "/etc/flotilla/gossip/key",
+				"ca-dir":            "/etc/flotilla/ca",
+				"advertise-address": "$(POD_NAME)." + peers + ":7443",
+				"peers":             "flotilla-hub-0." + peers + ":7946,flotilla-hub-1." + peers + ":7946,flotilla-hub-2." + peers + ":7946",
+			} {
+				if got := flagValues(args, flag); !slices.Equal(got, []string{want}) {
+					t.Errorf("--%s = %q, want %q", flag, got, want)
+				}
+			}
+			// Each replica's certificate covers its own name, where agents are redirected.
+			sans := flagValues(args, "tls-san")
+			for _, want := range []string{"flotilla-hub.flotilla-system.svc", "$(POD_NAME)." + peers, "$(POD_NAME)." + peers + ".cluster.local"} {
+				if !slices.Contains(sans, want) {
+					t.Errorf("--tls-san %q lacks %s", sans, want)
+				}
+			}
+			// The gossip key file and the CA directory are the mounted Secrets.
+			checkMount(t, s, "gossip", "/etc/flotilla/gossip")
+			checkMount(t, s, "ca", "/etc/flotilla/ca")
+			if v := volume(s, "gossip"); v == nil || v.Secret == nil || v.Secret.SecretName != "hub-gossip" || v.Secret.Items[0].Path != "key" {
+				t.Errorf("gossip volume %+v, want Secret hub-gossip as key", v)
+			}
+			v := volume(s, "ca")
+			if v == nil || v.Secret == nil || v.Secret.SecretName != "hub-ca" {
+				t.Fatalf("ca volume %+v, want Secret hub-ca", v)
+			}
+			var files []string
+			for _, it := range v.Secret.Items {
+				files = append(files, it.Key+"="+it.Path)
+			}
+			if !slices.Equal(files, []string{"ca.crt=ca.crt", "ca.key=ca.key"}) {
+				t.Errorf("ca files %q, want ca.crt and ca.key", files)
+			}
+			if n := len(ofKind(objs, "Secret")); n != 1 {
+				t.Errorf("%d Secrets rendered, want only the webhook's (the gossip key and CA are given)", n)
+			}
+			// The pods' names resolve through the headless Service, which carries gRPC too.
+			headless := typed[corev1.Service](t, find(t, objs, "Service", "flotilla-hub-peers"))
+			var ports []string
+			for _, p := range headless.Spec.Ports {
+				ports = append(ports, fmt.Sprintf("%s/%d/%s", p.Name, p.Port, p.Protocol))
+			}
+			if want := []string{"gossip/7946/TCP", "gossip-udp/7946/UDP", "grpc/7443/TCP"}; !slices.Equal(ports, want) {
+				t.Errorf("peers Service ports %q, want %q", ports, want)
+			}
+			if s.Spec.ServiceName != headless.Name || s.Spec.PodManagementPolicy != appsv1.ParallelPodManagement {
+				t.Errorf("serviceName %q, policy %q", s.Spec.ServiceName, s.Spec.PodManagementPolicy)
+			}
+		},
+	}, {
+		name:   "one replica with a given CA",
+		values: with(t, nil, "ca.existingSecret=hub-ca"),
+		check: func(t *testing.T, objs []*unstructured.Unstructured) {
+			s := statefulSet(t, objs)
+			args := s.Spec.Template.Spec.Containers[0].Args
+			if got := flagValues(args, "ca-dir"); !slices.Equal(got, []string{"/etc/flotilla/ca"}) {
+				t.Errorf("--ca-dir = %q", got)
+			}
+			for _, flag := range []string{"gossip-listen", "peers", "node-name", "gossip-key-file"} {
+				if got := flagValues(args, flag); len(got) != 0 {
+					t.Errorf("--%s = %q with one replica, which runs alone", flag, got)
+				}
+			}
+			checkMount(t, s, "ca", "/etc/flotilla/ca")
 		},
 	}, {
 		name:   "apps from git",
@@ -311,6 +398,49 @@ apps:
 			}
 			tt.check(t, objs)
 		})
+	}
+}
+
+// TestHubRefusesReplicasThatCannotFormOneHub: with several replicas the chart fails, naming
+// what is missing, unless the replicas share a given gossip key and CA and each has an
+// address of its own.
+func TestHubRefusesReplicasThatCannotFormOneHub(t *testing.T) {
+	tests := []struct {
+		name   string
+		values map[string]any
+		want   []string
+	}{
+		{"no gossip key", with(t, nil, "replicas=3,ca.existingSecret=hub-ca"), []string{"replicas=3", "gossip.existingSecret"}},
+		{"no CA", with(t, nil, "replicas=2,gossip.existingSecret=hub-gossip"), []string{"replicas=2", "ca.existingSecret", "ca.crt and ca.key"}},
+		{"one address for all", with(t, haValues(), "replicas=3,advertiseAddress=hub.example.com:443"), []string{"advertiseAddress", "$(POD_NAME)"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := RenderHub(tt.values)
+			if err == nil {
+				t.Fatal("rendered; want the chart to refuse the values")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+	// The same values with one replica render: it runs alone.
+	if _, err := RenderHub(with(t, nil, "replicas=1")); err != nil {
+		t.Errorf("one replica: %v", err)
+	}
+	if _, err := RenderHub(with(t, nil, "replicas=3,gossip.key=c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTMyYiE=,ca.existingSecret=hub-ca")); err != nil {
+		t.Errorf("three replicas with a given gossip key: %v", err)
+	}
+}
+
+// haValues are the values several replicas need: a gossip key and a CA, from Secrets.
+func haValues() map[string]any {
+	return map[string]any{
+		"gossip": map[string]any{"existingSecret": "hub-gossip"},
+		"ca":     map[string]any{"existingSecret": "hub-ca"},
 	}
 }
 

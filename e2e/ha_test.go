@@ -128,8 +128,8 @@ func startHAFleet(tb testing.TB, ctx context.Context) *haFleet {
 // key) and four agents. Every replica shows the whole fleet; killing the replica that owns
 // clusters re-homes their agents, which write nothing on the way and still receive the next
 // commit, with nothing pruned; restarting it moves its clusters back, again without a write;
-// a revocation made on one replica is enforced by all; a hub without the gossip key is
-// refused.
+// a sync and a pin asked of replicas that do not own the cluster take effect on it; a
+// revocation made on one replica is enforced by all; a hub without the gossip key is refused.
 func TestHubReplicas(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
@@ -230,6 +230,9 @@ data:
 	}
 	assertHAWorkers(t, ctx, members, "jobs-v2")
 
+	// A sync and a pin asked of replicas that do not own the cluster take effect on it.
+	opsFromNonOwners(t, ctx, f, back, rev1, rev2)
+
 	// A revocation made on one replica is enforced by every replica.
 	revoked := "production-b"
 	via := 0
@@ -309,6 +312,74 @@ data:
 		}
 		<-time.After(250 * time.Millisecond) // the condition must hold throughout: checked on each tick
 	}
+}
+
+// opsFromNonOwners asks `flotilla sync` and then `flotilla rollback --to` of a replica that
+// does not own the cluster of members[0], and clears the pin on the other non-owner: the
+// owner's agent syncs, then holds the pinned revision while the rest of the fleet stays at rev2,
+// then returns to rev2.
+func opsFromNonOwners(t *testing.T, ctx context.Context, f *haFleet, owners map[string]string, rev1, rev2 string) {
+	t.Helper()
+	hubs, m := f.hubs, f.members[0]
+	var others []int
+	for i, h := range hubs.Hubs {
+		if h.Name != owners[m.name] {
+			others = append(others, i)
+		}
+	}
+	if len(others) != 2 {
+		t.Fatalf("owner of %s: %q among %d replicas", m.name, owners[m.name], len(hubs.Hubs))
+	}
+	app := "worker-" + m.slot
+	t.Logf("%s is owned by %s; sync and pin through hub-%d, clear through hub-%d", m.name, owners[m.name], others[0], others[1])
+
+	settle(t, ctx, hubs, others[0], f.names, rev2)
+	before := agentWrites(t, f.cs)[m.kube.Name]
+	if out, errOut, err := hubs.CLI(ctx, others[0], "sync", app, "--cluster", m.name, "--wait", "--timeout", "1m"); err != nil {
+		t.Fatalf("sync of %s on %s through hub-%d: %v\n%s%s", app, m.name, others[0], err, out, errOut)
+	}
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		return agentWrites(t, f.cs)[m.kube.Name] > before, nil
+	})
+	if err != nil {
+		t.Fatalf("the agent of %s did not sync after `flotilla sync` on hub-%d: %v", m.name, others[0], err)
+	}
+
+	if out, errOut, err := hubs.CLI(ctx, others[0], "rollback", app, "--cluster", m.name, "--to", rev1); err != nil {
+		t.Fatalf("pin of %s on %s through hub-%d: %v\n%s%s", app, m.name, others[0], err, out, errOut)
+	}
+	pinned := func(items []localfleet.StatusItem, warn string) bool {
+		if warn != "" || len(items) != len(f.names) {
+			return false
+		}
+		for _, it := range items {
+			want := rev2
+			if it.Cluster == m.name {
+				want = rev1
+			}
+			if it.Sync != "Synced" || it.DesiredRevision != want || it.AppliedRevision != want {
+				return false
+			}
+		}
+		return true
+	}
+	if _, err := waitReplicaStatus(ctx, hubs, others[1], 2*time.Minute, pinned); err != nil {
+		t.Fatalf("pin set on hub-%d: %v", others[0], err)
+	}
+	assertHAWorkersQueues(t, ctx, f.members, func(o haMember) string {
+		if o.name == m.name {
+			return "jobs" // rev1's
+		}
+		return "jobs-v2"
+	})
+
+	if out, errOut, err := hubs.CLI(ctx, others[1], "rollback", app, "--cluster", m.name, "--clear"); err != nil {
+		t.Fatalf("clear of the pin through hub-%d: %v\n%s%s", others[1], err, out, errOut)
+	}
+	if _, err := waitReplicaStatus(ctx, hubs, others[0], 2*time.Minute, fleetAt(f.names, rev2)); err != nil {
+		t.Fatalf("pin cleared on hub-%d: %v", others[1], err)
+	}
+	assertHAWorkers(t, ctx, f.members, "jobs-v2")
 }
 
 // fleetAt holds when the rows are exactly one per cluster of names, each Synced and Healthy
@@ -415,7 +486,14 @@ func mostOwning(hubs *localfleet.Replicas, owners map[string]string) int {
 // queue in its ConfigMap and the Deployment of its env.
 func assertHAWorkers(t testing.TB, ctx context.Context, members []haMember, queue string) {
 	t.Helper()
+	assertHAWorkersQueues(t, ctx, members, func(haMember) string { return queue })
+}
+
+// assertHAWorkersQueues is assertHAWorkers with each member's own queue.
+func assertHAWorkersQueues(t testing.TB, ctx context.Context, members []haMember, queueOf func(haMember) string) {
+	t.Helper()
 	for _, m := range members {
+		queue := queueOf(m)
 		client, err := m.kube.Client()
 		if err != nil {
 			t.Fatal(err)

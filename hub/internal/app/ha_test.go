@@ -1,12 +1,19 @@
 package app
 
 import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
+	"github.com/flotilla-dev/flotilla/hub/internal/metrics"
 	"github.com/flotilla-dev/flotilla/hub/internal/server"
+	"github.com/flotilla-dev/flotilla/hub/internal/store"
 )
 
 func TestReplicaOptionsValidate(t *testing.T) {
@@ -63,4 +70,60 @@ func TestOwnedClusters(t *testing.T) {
 	if got := names(ownedClusters(list, &server.HAConfig{}, owned)); !slices.Equal(got, []string{"a", "c"}) {
 		t.Errorf("replica: %v, want the owned clusters a and c", got)
 	}
+}
+
+// TestPresenceCountsOnlyWhatThisReplicaOwns: a replica counts as stale only the clusters it
+// owns whose agent is not connected; a cluster owned by another replica is that replica's to
+// count, and an agent connected here counts as connected.
+func TestPresenceCountsOnlyWhatThisReplicaOwns(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "flotilla.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	for _, c := range []store.Cluster{
+		{Name: "mine-connected"}, {Name: "mine-silent"}, {Name: "mine-revoked", Revoked: true},
+		{Name: "theirs"}, {Name: "theirs-connected-here"},
+	} {
+		if err := st.PutCluster(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fl := fleet.New(time.Minute)
+	fl.Seen("mine-connected", "v1", true)
+	fl.Seen("theirs-connected-here", "v1", true) // until this replica lets go of it
+	tests := []struct {
+		name                     string
+		owned                    func(string) bool
+		wantConnected, wantStale int
+	}{
+		{"alone", func(string) bool { return true }, 2, 2},
+		{"replica", func(c string) bool { return strings.HasPrefix(c, "mine-") }, 2, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := metrics.New(presenceCounter(st, fl, func() func(string) bool { return tt.owned }))
+			rec := httptest.NewRecorder()
+			m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+			body := rec.Body.String()
+			for _, want := range []string{
+				fmt.Sprintf("flotilla_hub_agents_connected %d\n", tt.wantConnected),
+				fmt.Sprintf("flotilla_hub_clusters_stale %d\n", tt.wantStale),
+			} {
+				if !strings.Contains(body, want) {
+					t.Errorf("metrics lack %q:\n%s", want, grepLines(body, "flotilla_hub_"))
+				}
+			}
+		})
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -83,7 +83,9 @@ func runHub(ctx context.Context, o *Options, log *slog.Logger) error {
 	}
 
 	fl := fleet.New(3 * o.Heartbeat)
-	m := metrics.New(presenceCounter(st, fl))
+	var srv *server.Server // which clusters are this replica's: built below, asked once running
+	owned := func() func(string) bool { return srv.Owned() }
+	m := metrics.New(presenceCounter(st, fl, owned))
 	ml, ha, err := startReplica(ctx, o, ca, m, log)
 	if err != nil {
 		return fmt.Errorf("hub replicas: %w", err)
@@ -91,8 +93,6 @@ func runHub(ctx context.Context, o *Options, log *slog.Logger) error {
 	if ml != nil {
 		defer func() { _ = ml.Leave(leaveTimeout) }()
 	}
-	var srv *server.Server // which clusters are this replica's: built below, asked once running
-	owned := func() func(string) bool { return srv.Owned() }
 	release := func() func(string) bool { return srv.Release() }
 	restoreReports(fl, st, log)
 	notifier, err := newNotifier(o, fl, st, ownedClusters(clusterLister(st), ha, owned), m, log)
@@ -159,20 +159,25 @@ func runHub(ctx context.Context, o *Options, log *slog.Logger) error {
 	return g.Wait()
 }
 
-// presenceCounter counts, at scrape time, connected agents and stale registered clusters.
-func presenceCounter(st *store.Store, fl *fleet.Fleet) metrics.Presence {
+// presenceCounter counts, at scrape time, the agents connected to this hub and its stale
+// clusters: the registered, unrevoked clusters it owns (owned is asked at every scrape; a hub
+// that runs alone owns them all) whose agent is not connected here. The cluster of another
+// replica is that replica's to count, so that the counts of all replicas add up to the fleet's.
+func presenceCounter(st *store.Store, fl *fleet.Fleet, owned func() func(cluster string) bool) metrics.Presence {
 	return func() (connected, stale int) {
 		list, err := st.ListClusters()
 		if err != nil {
 			return 0, 0
 		}
+		mine := owned()
 		for _, c := range list {
 			if c.Revoked {
 				continue
 			}
-			if _, state := fl.Presence(c.Name); state == fleet.StateConnected {
+			switch _, state := fl.Presence(c.Name); {
+			case state == fleet.StateConnected:
 				connected++
-			} else {
+			case mine(c.Name):
 				stale++
 			}
 		}

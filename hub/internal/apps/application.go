@@ -107,11 +107,15 @@ type ClusterVars struct {
 
 // Targets reports whether the application goes to cluster c: c is named in Clusters or its
 // labels match Selector.
-func (a *Application) Targets(c ClusterVars) bool {
-	if len(a.Destination.Clusters) > 0 {
-		return slices.Contains(a.Destination.Clusters, c.Name)
+func (a *Application) Targets(c ClusterVars) bool { return a.Destination.Targets(c) }
+
+// Targets reports whether the destination is cluster c: c is named in Clusters or its labels
+// match Selector.
+func (d Destination) Targets(c ClusterVars) bool {
+	if len(d.Clusters) > 0 {
+		return slices.Contains(d.Clusters, c.Name)
 	}
-	return a.Destination.Selector != nil && a.Destination.Selector.Matches(labels.Set(c.Labels))
+	return d.Selector != nil && d.Selector.Matches(labels.Set(c.Labels))
 }
 
 // PathFor renders the source path for cluster c. A label the path uses but c lacks is an

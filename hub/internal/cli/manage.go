@@ -121,6 +121,7 @@ func newSyncCmd(o *rootOptions) *cobra.Command {
 				return grpcMessage(err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "sync of %s requested on %s\n", args[0], strings.Join(resp.Clusters, ", "))
+			warnUnreachable(cmd.ErrOrStderr(), resp.UnreachablePeers)
 			if !wait {
 				return nil
 			}

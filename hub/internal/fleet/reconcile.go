@@ -162,6 +162,7 @@ func (r *Reconciler) Round(ctx context.Context) {
 		info := &AppInfo{
 			Name: app.Name, SourceFile: app.SourceFile, RepoURL: app.Source.RepoURL,
 			TargetRevision: app.Source.TargetRevision, Path: app.Source.Path, Warnings: app.Warnings,
+			Destination: app.Destination,
 		}
 		infos = append(infos, info)
 		snap, fetchErr := fetch(app.Source.RepoURL, app.Source.TargetRevision)

@@ -5,6 +5,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/flotilla-dev/flotilla/hub/internal/apps"
 )
 
 // Sync and health values shown to operators.
@@ -55,6 +57,7 @@ type DriftItem struct {
 	Namespace string `json:"namespace,omitempty"`
 	Name      string `json:"name"`
 	Type      string `json:"type"`
+	Contested bool   `json:"contested,omitempty"`
 	Diff      string `json:"diff,omitempty"`
 }
 
@@ -73,9 +76,12 @@ type AppInfo struct {
 	TargetRevision string
 	Path           string
 	Revision       string
-	Clusters       []string
-	Error          string
-	Warnings       []string
+	// Clusters are the clusters the app targets among those this hub renders for (on one of
+	// several replicas, those it owns); Destination says which of any cluster it targets.
+	Clusters    []string
+	Destination apps.Destination
+	Error       string
+	Warnings    []string
 	// RepoState is RepoCurrent, or RepoStale when the latest fetch failed; LastFetched is the
 	// last successful fetch.
 	RepoState   string

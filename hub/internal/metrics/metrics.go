@@ -23,7 +23,10 @@ type Hub struct {
 	commitToApplied prometheus.Histogram
 }
 
-// Presence reports, at scrape time, how many agents are connected and clusters stale.
+// Presence reports, at scrape time, how many agents are connected to this hub and how many of
+// the clusters it owns are stale. On one of several hub replicas a cluster counts only on the
+// replica it is connected to or, when stale, on the one that owns it: summed over the replicas
+// the counts are the fleet's.
 type Presence func() (connected, stale int)
 
 // New registers the hub's metrics (and the Go and process collectors) on a new registry.
@@ -60,10 +63,14 @@ func New(presence Presence) *Hub {
 	reg.MustRegister(h.streamMessages, h.streamBytes, h.syncs, h.gitFetch, h.render, h.renderCache, h.commitToApplied)
 	if presence != nil {
 		reg.MustRegister(
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "flotilla_hub_agents_connected", Help: "Agents with an open, live stream."},
-				func() float64 { c, _ := presence(); return float64(c) }),
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "flotilla_hub_clusters_stale", Help: "Registered clusters whose agent is disconnected or silent."},
-				func() float64 { _, s := presence(); return float64(s) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "flotilla_hub_agents_connected",
+				Help: "Agents with an open, live stream to this hub. With hub replicas each counts the agents connected to it; sum over the replicas for the fleet.",
+			}, func() float64 { c, _ := presence(); return float64(c) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "flotilla_hub_clusters_stale",
+				Help: "Registered clusters owned by this hub whose agent is disconnected or silent. With hub replicas each counts only the clusters it owns (a cluster owned by another replica is not stale here); sum over the replicas for the fleet.",
+			}, func() float64 { _, s := presence(); return float64(s) }),
 		)
 	}
 	return h

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -105,13 +106,19 @@ func (v *replicaView) Broadcast(msg []byte) {
 }
 
 type replicaUnderTest struct {
-	name  string
-	addr  string
-	srv   *Server
-	store *store.Store
-	fleet *fleet.Fleet
-	stop  func() // stops serving, and returns once stopped
+	name   string
+	addr   string
+	srv    *Server
+	store  *store.Store
+	fleet  *fleet.Fleet
+	rounds *rounds
+	stop   func() // stops serving, and returns once stopped
 }
+
+// rounds stands in for the reconciler: it counts the rounds asked for.
+type rounds struct{ n atomic.Int32 }
+
+func (r *rounds) Trigger() { r.n.Add(1) }
 
 // startReplicas starts n hub replicas sharing one CA, each on its own loopback port.
 func startReplicas(t *testing.T, n int) (*gossip, *pki.CA, []*replicaUnderTest) {
@@ -148,8 +155,8 @@ func startReplicas(t *testing.T, n int) (*gossip, *pki.CA, []*replicaUnderTest) 
 			t.Fatal(err)
 		}
 		r := rs[i]
-		r.store, r.fleet = st, fleet.New(time.Minute)
-		r.srv = New(Config{Fleet: r.fleet, Store: st, CA: ca, Serving: serving, Heartbeat: time.Hour, HubVersion: "test",
+		r.store, r.fleet, r.rounds = st, fleet.New(time.Minute), &rounds{}
+		r.srv = New(Config{Fleet: r.fleet, Store: st, CA: ca, Serving: serving, Heartbeat: time.Hour, HubVersion: "test", Reconcile: r.rounds,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 			HA: &HAConfig{
 				Replicas:    &replicaView{g: g, self: cluster.Member{Name: name, GRPCAddr: lis.Addr().String()}},
@@ -339,9 +346,9 @@ func TestRegistryPullCatchesUpAReplicaThatMissedBroadcasts(t *testing.T) {
 	}
 }
 
-// TestPeerCertificateIsReadOnly: a replica's certificate reads the fleet queries and the
-// registry, and nothing else; an operator's does not export the registry.
-func TestPeerCertificateIsReadOnly(t *testing.T) {
+// TestPeerCertificateScope: a replica's certificate reads the fleet queries and the registry
+// and forwards syncs, and nothing else; an operator's does not export the registry.
+func TestPeerCertificateScope(t *testing.T) {
 	_, ca, rs := startReplicas(t, 1)
 	ctx := context.Background()
 	peerCert, err := ca.IssueReplica("hub-x", time.Hour)
@@ -361,6 +368,15 @@ func TestPeerCertificateIsReadOnly(t *testing.T) {
 	}
 	if _, err := flotillav1.NewPeerClient(conn).ExportRegistry(ctx, &flotillav1.ExportRegistryRequest{}); err != nil {
 		t.Errorf("peer ExportRegistry: %v", err)
+	}
+	if resp, err := op.Sync(ctx, &flotillav1.SyncRequest{App: "api"}); err != nil || len(resp.Clusters) != 0 {
+		t.Errorf("peer Sync on a replica owning nothing: %v, %v; want an empty share", resp, err)
+	}
+	if recs, _ := rs[0].store.ListAudit(0); len(recs) != 0 {
+		t.Errorf("a forwarded sync was audited by the replica it was forwarded to: %+v", recs)
+	}
+	if _, err := op.Rollback(ctx, &flotillav1.RollbackRequest{App: "api", Clear: true}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("peer Rollback: %v, want PermissionDenied", err)
 	}
 	if _, err := op.AddCluster(ctx, &flotillav1.AddClusterRequest{Name: "c9"}); status.Code(err) != codes.PermissionDenied {
 		t.Errorf("peer AddCluster: %v, want PermissionDenied", err)

@@ -95,7 +95,7 @@ func (s *Server) Status(ctx context.Context, req *flotillav1.StatusRequest) (*fl
 		for _, d := range r.Drift {
 			item.Drift = append(item.Drift, &flotillav1.DriftItem{
 				Object: &flotillav1.ObjectRef{Group: d.Group, Version: d.Version, Kind: d.Kind, Namespace: d.Namespace, Name: d.Name},
-				Type:   d.Type, Diff: d.Diff,
+				Type:   d.Type, Diff: d.Diff, Contested: d.Contested,
 			})
 		}
 		resp.Items = append(resp.Items, item)
@@ -220,44 +220,6 @@ func (s *Server) newToken(cluster string, ttl time.Duration) (string, time.Time,
 	}
 	s.replicateToken(tok.ID)
 	return tok.String(), expires, nil
-}
-
-// Sync asks the agents to apply an app now (for apps without automated sync, or to retry).
-func (s *Server) Sync(ctx context.Context, req *flotillav1.SyncRequest) (*flotillav1.SyncResponse, error) {
-	if req.App == "" {
-		return nil, status.Error(codes.InvalidArgument, "app is required")
-	}
-	inSelector, err := s.selectClusters(req.Selector)
-	if err != nil {
-		return nil, err
-	}
-	resp := &flotillav1.SyncResponse{}
-	for _, cluster := range s.cfg.Fleet.ClusterNames() {
-		if (req.Cluster != "" && cluster != req.Cluster) || (inSelector != nil && !inSelector[cluster]) {
-			continue
-		}
-		if req.Revision != "" {
-			d := s.cfg.Fleet.Snapshot(cluster)[req.App]
-			if d == nil {
-				continue
-			}
-			if !strings.HasPrefix(d.Revision, req.Revision) {
-				return nil, status.Errorf(codes.FailedPrecondition, "cluster %s: the desired revision of %s is %s, not %s", cluster, req.App, d.Revision, req.Revision)
-			}
-		}
-		if s.cfg.Fleet.RequestSync(cluster, req.App, req.ConfirmPrune) {
-			resp.Clusters = append(resp.Clusters, cluster)
-		}
-	}
-	if len(resp.Clusters) == 0 {
-		where := "any cluster"
-		if req.Cluster != "" {
-			where = "cluster " + req.Cluster
-		}
-		return nil, status.Errorf(codes.NotFound, "app %q has no rendered desired state on %s", req.App, where)
-	}
-	s.audit(callerFrom(ctx).Name, "sync", req.App, fmt.Sprintf("clusters=%v confirmPrune=%v", resp.Clusters, req.ConfirmPrune))
-	return resp, nil
 }
 
 // History lists what was applied, newest first.

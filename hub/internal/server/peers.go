@@ -25,26 +25,30 @@ import (
 
 // This file is what hub replicas ask of each other, with their flotilla:hub certificates:
 // the whole registry (ExportRegistry, pulled on every change of members and every
-// RegistryPull), and the fleet-wide operator queries, which the replica an operator asks
-// answers by gathering each peer's share. A peer that does not answer in time is named in
-// the response, never silently left out.
+// RegistryPull), the fleet-wide operator queries, which the replica an operator asks answers
+// by gathering each peer's share, and operator syncs, which it forwards to the owners of the
+// clusters (sync.go). A peer that does not answer in time is named in the response, never
+// silently left out.
 
 const (
 	defaultPeerTimeout  = 3 * time.Second
 	defaultRegistryPull = 10 * time.Second
 )
 
-// peerReadable are the Operator methods another replica may call: the queries a replica
-// gathers from its peers. A replica answers them with its own share only.
-var peerReadable = map[string]bool{
+// peerCallable are the Operator methods another replica may call: the queries a replica
+// gathers from its peers, and Sync, which it forwards to them. A replica answers them with
+// its own share only, and does not audit a forwarded sync (the replica the operator asked
+// does).
+var peerCallable = map[string]bool{
 	"/flotilla.v1.Operator/Status":       true,
 	"/flotilla.v1.Operator/ListClusters": true,
 	"/flotilla.v1.Operator/History":      true,
+	"/flotilla.v1.Operator/Sync":         true,
 }
 
 // peerMayCall reports whether a caller of role may call fullMethod, which needs another role.
 func peerMayCall(role, fullMethod string) bool {
-	return role == pki.RoleHub && peerReadable[fullMethod]
+	return role == pki.RoleHub && peerCallable[fullMethod]
 }
 
 // fromPeer reports whether the request comes from another hub replica.
@@ -158,8 +162,8 @@ func (s *Server) peerTimeout() time.Duration {
 	return defaultPeerTimeout
 }
 
-// ExportRegistry returns this replica's cluster registry and live join tokens (Peer service,
-// flotilla:hub callers only).
+// ExportRegistry returns this replica's cluster registry, live join tokens and pin records,
+// cleared ones included (Peer service, flotilla:hub callers only).
 func (s *Server) ExportRegistry(ctx context.Context, _ *flotillav1.ExportRegistryRequest) (*flotillav1.ExportRegistryResponse, error) {
 	clusters, err := s.cfg.Store.ListClusters()
 	if err != nil {
@@ -172,7 +176,11 @@ func (s *Server) ExportRegistry(ctx context.Context, _ *flotillav1.ExportRegistr
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "join tokens: %v", err)
 	}
-	return registryToProto(clusters, tokens), nil
+	pins, err := s.pins().ListPinRecords()
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "pins: %v", err)
+	}
+	return registryToProto(registryState{clusters: clusters, tokens: tokens, pins: pins}), nil
 }
 
 // pullRegistry merges every peer's registry into this one.
@@ -181,14 +189,14 @@ func (s *Server) pullRegistry(ctx context.Context) {
 		return flotillav1.NewPeerClient(conn).ExportRegistry(ctx, &flotillav1.ExportRegistryRequest{})
 	})
 	for _, a := range answers {
-		clusters, tokens := registryFromProto(a.resp)
+		r := registryFromProto(a.resp)
 		n := 0
-		for _, c := range clusters {
+		for _, c := range r.clusters {
 			if s.mergeCluster(c) {
 				n++
 			}
 		}
-		for _, t := range tokens {
+		for _, t := range r.tokens {
 			changed, err := s.tokens().MergeToken(t)
 			if err != nil {
 				s.log.Warn("replicated join token not stored", logging.KeyPeer, a.peer.Name, logging.Err(err))
@@ -196,6 +204,7 @@ func (s *Server) pullRegistry(ctx context.Context) {
 				n++
 			}
 		}
+		n += s.mergePins(r.pins)
 		if n > 0 {
 			s.log.Info("registry records pulled from a replica", logging.KeyPeer, a.peer.Name, logging.KeyCount, n)
 		}

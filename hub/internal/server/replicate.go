@@ -12,12 +12,13 @@ import (
 	"github.com/flotilla-dev/flotilla/shared/logging"
 )
 
-// This file replicates the cluster registry and the join tokens between hub replicas. Every
-// change (cluster added or revoked, token created or redeemed) is broadcast by gossip as one
-// small message carrying the whole record; a replica folds what it receives into its store
-// with merges that commute (store.MergeCluster, store.MergeToken), so duplicates and any
-// order give the same registry. Broadcasts are best effort and a replica that joins later
-// never sees them: every replica also pulls the whole registry from its peers (peers.go).
+// This file replicates the cluster registry, the join tokens and the operator pins between
+// hub replicas. Every change (cluster added or revoked, token created or redeemed, pin set or
+// cleared) is broadcast by gossip as one small message carrying the whole record; a replica
+// folds what it receives into its store with merges that commute (store.MergeCluster,
+// store.MergeToken, store.MergePin), so duplicates and any order give the same registry.
+// Broadcasts are best effort and a replica that joins later never sees them: every replica
+// also pulls the whole registry from its peers (peers.go).
 
 // registryPrefix starts every registry broadcast; other broadcasts are ignored.
 var registryPrefix = []byte("flotilla.registry.v1 ")
@@ -26,6 +27,7 @@ var registryPrefix = []byte("flotilla.registry.v1 ")
 type registryMsg struct {
 	Cluster *store.Cluster   `json:"cluster,omitempty"`
 	Token   *store.JoinToken `json:"token,omitempty"`
+	Pin     *store.Pin       `json:"pin,omitempty"`
 }
 
 // encodeRegistryMsg encodes m. A cluster whose labels make the message too large for one
@@ -95,6 +97,14 @@ func (s *Server) replicateToken(id string) {
 	s.broadcast(registryMsg{Token: &t})
 }
 
+// replicatePin broadcasts a change of a pin made here.
+func (s *Server) replicatePin(p store.Pin) {
+	if s.cfg.HA == nil {
+		return
+	}
+	s.broadcast(registryMsg{Pin: &p})
+}
+
 func (s *Server) broadcast(m registryMsg) {
 	b, err := encodeRegistryMsg(m)
 	if err != nil {
@@ -123,6 +133,38 @@ func (s *Server) OnBroadcast(msg []byte) {
 			s.log.Warn("replicated join token not stored", logging.Err(err))
 		}
 	}
+	if m.Pin != nil {
+		s.mergePins([]store.Pin{*m.Pin})
+	}
+}
+
+// mergePins folds pin changes from another replica into the store and, when any changed,
+// into the fleet; when one concerns a cluster this replica owns, the reconciler renders it
+// again at once, so that its agent gets the pinned revision (or Git's again) promptly. It
+// returns how many changed.
+func (s *Server) mergePins(pins []store.Pin) int {
+	n, mine, owned := 0, false, s.Owned()
+	for _, p := range pins {
+		changed, err := s.pins().MergePin(p)
+		if err != nil {
+			s.log.Warn("replicated pin not stored", logging.KeyApp, p.App, logging.KeyCluster, p.Cluster, logging.Err(err))
+			continue
+		}
+		if changed {
+			n++
+			mine = mine || owned(p.Cluster)
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	if err := s.reloadPins(); err != nil {
+		s.log.Warn("operator pins not loaded", logging.Err(err))
+	}
+	if mine && s.cfg.Reconcile != nil {
+		s.cfg.Reconcile.Trigger()
+	}
+	return n
 }
 
 // mergeCluster folds a cluster record from another replica into the registry and acts on a
@@ -155,8 +197,16 @@ var _ replicaStore = (*store.Store)(nil)
 
 func (s *Server) tokens() replicaStore { return s.cfg.Store.(replicaStore) }
 
+// registryState is what replicas exchange in ExportRegistry.
+type registryState struct {
+	clusters []store.Cluster
+	tokens   []store.JoinToken
+	pins     []store.Pin
+}
+
 // registryToProto and registryFromProto carry the registry in ExportRegistry.
-func registryToProto(clusters []store.Cluster, tokens []store.JoinToken) *flotillav1.ExportRegistryResponse {
+func registryToProto(r registryState) *flotillav1.ExportRegistryResponse {
+	clusters, tokens := r.clusters, r.tokens
 	resp := &flotillav1.ExportRegistryResponse{}
 	for _, c := range clusters {
 		rc := &flotillav1.RegistryCluster{Name: c.Name, Labels: c.Labels, Revoked: c.Revoked}
@@ -172,10 +222,15 @@ func registryToProto(clusters []store.Cluster, tokens []store.JoinToken) *flotil
 		}
 		resp.Tokens = append(resp.Tokens, rt)
 	}
+	for _, p := range r.pins {
+		resp.Pins = append(resp.Pins, &flotillav1.RegistryPin{
+			App: p.App, Cluster: p.Cluster, Revision: p.Revision, Actor: p.Actor, TimeUnixMs: p.Time.UnixMilli(), Cleared: p.Cleared,
+		})
+	}
 	return resp
 }
 
-func registryFromProto(resp *flotillav1.ExportRegistryResponse) ([]store.Cluster, []store.JoinToken) {
+func registryFromProto(resp *flotillav1.ExportRegistryResponse) registryState {
 	var clusters []store.Cluster
 	for _, rc := range resp.GetClusters() {
 		c := store.Cluster{Name: rc.Name, Labels: rc.Labels, Revoked: rc.Revoked}
@@ -192,5 +247,13 @@ func registryFromProto(resp *flotillav1.ExportRegistryResponse) ([]store.Cluster
 		}
 		tokens = append(tokens, t)
 	}
-	return clusters, tokens
+	var pins []store.Pin
+	for _, rp := range resp.GetPins() {
+		p := store.Pin{App: rp.App, Cluster: rp.Cluster, Revision: rp.Revision, Actor: rp.Actor, Cleared: rp.Cleared}
+		if rp.TimeUnixMs > 0 {
+			p.Time = time.UnixMilli(rp.TimeUnixMs) // without a time MergePin refuses it
+		}
+		pins = append(pins, p)
+	}
+	return registryState{clusters: clusters, tokens: tokens, pins: pins}
 }

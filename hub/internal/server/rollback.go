@@ -10,19 +10,28 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
 	"github.com/flotilla-dev/flotilla/hub/internal/store"
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
 	"github.com/flotilla-dev/flotilla/shared/logging"
 )
 
 type pinStore interface {
-	PutPin(p store.Pin) error
-	DeletePin(app, cluster string) error
+	PutPin(p store.Pin) (store.Pin, error)
+	MergePin(p store.Pin) (bool, error)
 	ListPins() ([]store.Pin, error)
+	ListPinRecords() ([]store.Pin, error)
 }
 
+var _ pinStore = (*store.Store)(nil)
+
+// maxPinRevision bounds the revision of a pin: a commit, tag or branch name.
+const maxPinRevision = 255
+
 // Rollback pins an app to an earlier revision on the chosen clusters (it stays there, whatever
-// Git's target revision does, until cleared), or clears pins. Every pin is audited.
+// Git's target revision does, until cleared), or clears pins. Any replica takes the request:
+// the pins replicate to every replica (replicate.go), and the owner of each cluster renders
+// the pinned revision for it. Every pin is audited, by the replica that took the request.
 func (s *Server) Rollback(ctx context.Context, req *flotillav1.RollbackRequest) (*flotillav1.RollbackResponse, error) {
 	if req.App == "" {
 		return nil, status.Error(codes.InvalidArgument, "app is required")
@@ -30,18 +39,19 @@ func (s *Server) Rollback(ctx context.Context, req *flotillav1.RollbackRequest) 
 	if !req.Clear && req.ToRevision == "" {
 		return nil, status.Error(codes.InvalidArgument, "--to REVISION is required (or --clear)")
 	}
+	if len(req.ToRevision) > maxPinRevision {
+		return nil, status.Errorf(codes.InvalidArgument, "--to: a revision of at most %d characters", maxPinRevision)
+	}
 	if !req.Clear && req.Cluster == "" && req.Selector == "" {
 		return nil, status.Error(codes.InvalidArgument, "--cluster or --selector is required: a pin names its clusters")
 	}
-	known := false
-	var targeted []string
-	for _, a := range s.cfg.Fleet.Apps() {
-		if a.Name == req.App {
-			known, targeted = true, a.Clusters
-		}
-	}
+	app, known := s.app(req.App)
 	if !known {
 		return nil, status.Errorf(codes.NotFound, "app %q is not known to the hub", req.App)
+	}
+	targeted, err := s.targeted(app)
+	if err != nil {
+		return nil, err
 	}
 	inSelector, err := s.selectClusters(req.Selector)
 	if err != nil {
@@ -70,15 +80,13 @@ func (s *Server) Rollback(ctx context.Context, req *flotillav1.RollbackRequest) 
 	}
 	sort.Strings(clusters)
 	actor := callerFrom(ctx).Name
+	now := time.Now()
 	for _, c := range clusters {
-		if req.Clear {
-			err = s.pins().DeletePin(req.App, c)
-		} else {
-			err = s.pins().PutPin(store.Pin{App: req.App, Cluster: c, Revision: req.ToRevision, Actor: actor, Time: time.Now()})
-		}
+		p, err := s.pins().PutPin(store.Pin{App: req.App, Cluster: c, Revision: req.ToRevision, Actor: actor, Time: now, Cleared: req.Clear})
 		if err != nil {
 			return nil, status.Errorf(codes.Unavailable, "pin: %v", err)
 		}
+		s.replicatePin(p)
 	}
 	if err := s.reloadPins(); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "pins: %v", err)
@@ -94,14 +102,48 @@ func (s *Server) Rollback(ctx context.Context, req *flotillav1.RollbackRequest) 
 	return &flotillav1.RollbackResponse{Clusters: clusters}, nil
 }
 
+// app returns the app named name, as the hub last loaded it.
+func (s *Server) app(name string) (fleet.AppInfo, bool) {
+	for _, a := range s.cfg.Fleet.Apps() {
+		if a.Name == name {
+			return a, true
+		}
+	}
+	return fleet.AppInfo{}, false
+}
+
+// targeted returns the registered, unrevoked clusters app targets, sorted. A hub that runs
+// alone renders for all of them; one of several replicas renders only for those it owns, so
+// their list comes from the app's destination and the replicated registry.
+func (s *Server) targeted(app fleet.AppInfo) ([]string, error) {
+	if s.cfg.HA == nil {
+		return app.Clusters, nil
+	}
+	list, err := s.cfg.Store.ListClusters()
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "cluster registry: %v", err)
+	}
+	var out []string
+	for _, c := range list {
+		if !c.Revoked && app.Destination.Targets(fleet.ClusterVars{Name: c.Name, Labels: c.Labels}) {
+			out = append(out, c.Name)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
 func (s *Server) pins() pinStore { return s.cfg.Store.(pinStore) }
 
-// reloadPins loads the pins from the store into the fleet.
+// reloadPins loads the pins in force from the store into the fleet. Loads run one at a time,
+// so that a slower one never installs an older list over a newer one.
 func (s *Server) reloadPins() error {
 	ps, ok := s.cfg.Store.(pinStore)
 	if !ok {
 		return nil
 	}
+	s.pinMu.Lock()
+	defer s.pinMu.Unlock()
 	list, err := ps.ListPins()
 	if err != nil {
 		return err

@@ -86,6 +86,8 @@ type Server struct {
 	mu      sync.Mutex
 	streams map[string]*agentStream // cluster → its current stream
 
+	pinMu sync.Mutex // serialises loading the pins into the fleet
+
 	peers *peerConns // connections to the other hub replicas
 }
 

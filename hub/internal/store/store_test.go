@@ -205,13 +205,13 @@ func TestPinsSurviveReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutPin(Pin{App: "api", Cluster: "prod-1", Revision: "abc", Actor: "admin"}); err != nil {
+	if _, err := s.PutPin(Pin{App: "api", Cluster: "prod-1", Revision: "abc", Actor: "admin"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutPin(Pin{App: "api", Cluster: "prod-2", Revision: "abc"}); err != nil {
+	if _, err := s.PutPin(Pin{App: "api", Cluster: "prod-2", Revision: "abc"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DeletePin("api", "prod-2"); err != nil {
+	if _, err := s.PutPin(Pin{App: "api", Cluster: "prod-2", Cleared: true}); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
