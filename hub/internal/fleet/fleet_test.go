@@ -127,6 +127,31 @@ func TestRowsShowOutOfSyncWhileANewRevisionIsPending(t *testing.T) {
 	}
 }
 
+// TestRowsKeepTheAgentsRetryProgressAfterANack: the NACK reason shows until the agent
+// reports; then its message, which tells the same failure with its retry progress, shows.
+func TestRowsKeepTheAgentsRetryProgressAfterANack(t *testing.T) {
+	f := New(time.Minute)
+	b1, b2 := testBundle(t, "a"), testBundle(t, "b")
+	f.Seen("c1", "v1", true)
+	f.SetDesired(Desired{Cluster: "c1", App: "api", Revision: "r1", Bundle: b1})
+	f.Ack("c1", "api", 1, "r1", b1.Digest)
+	f.SetDesired(Desired{Cluster: "c1", App: "api", Revision: "r2", Bundle: b2})
+	const reason = "Deployment.apps/api/web: apply: spec.replicas: Invalid value"
+	f.Nack("c1", "api", 2, reason)
+	if r := f.Rows()[0]; r.Message != "generation 2: "+reason || r.LastError != r.Message {
+		t.Fatalf("row after the NACK = %+v", r)
+	}
+	progress := "sync of revision r2 failed (attempt 2/4, retrying in 10s): " + reason
+	f.Status("c1", Report{App: "api", Sync: SyncOutOfSync, Health: "Healthy", AppliedRevision: "r1", AppliedDigest: b1.Digest, Message: progress})
+	if r := f.Rows()[0]; r.Message != progress || r.LastError != "generation 2: "+reason {
+		t.Fatalf("row after the agent's report = %+v", r)
+	}
+	f.Status("c1", Report{App: "api", Sync: SyncOutOfSync, Health: "Healthy", AppliedRevision: "r1", AppliedDigest: b1.Digest, Message: "something else"})
+	if r := f.Rows()[0]; r.Message != "generation 2: "+reason {
+		t.Fatalf("a report not telling the failure hides the NACK: %+v", r)
+	}
+}
+
 func TestAckEndsAnOperatorRequest(t *testing.T) {
 	f := New(time.Minute)
 	b := testBundle(t, "a")

@@ -322,8 +322,13 @@ func (f *Fleet) rowLocked(cluster, app string) Row {
 		}
 		row.CommitToApplied = r.CommitToApplied
 		if r.LastError != "" {
-			row.Message = r.LastError
 			row.LastError = r.LastError
+			// The agent's own message, once it reports after the NACK, tells the same failure
+			// with its retry progress ("attempt 2/4, retrying in 10s"): keep that one.
+			_, reason, _ := strings.Cut(r.LastError, ": ")
+			if reason == "" || !strings.Contains(r.Message, reason) {
+				row.Message = r.LastError
+			}
 		}
 		if d != nil && r.AppliedDigest != d.Bundle.Digest && row.Sync == SyncSynced {
 			row.Sync = SyncOutOfSync
