@@ -237,7 +237,7 @@ func newClustersCmd(o *rootOptions) *cobra.Command {
 					return err
 				}
 				warnUnreachable(cmd.ErrOrStderr(), resp.UnreachablePeers)
-				apps := statusTallies(ctx, c, byCluster)
+				apps, _ := statusTallies(ctx, c, byCluster) // the unreachable replicas are warned of above
 				if out == "json" || out == "yaml" {
 					type item struct {
 						Name         string            `json:"name"`
@@ -291,6 +291,8 @@ func newAppsCmd(o *rootOptions) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				fleet, unreachable := statusTallies(ctx, c, byApp)
+				warnUnreachable(cmd.ErrOrStderr(), unreachable)
 				if out == "json" {
 					type item struct {
 						Name           string     `json:"name"`
@@ -306,7 +308,6 @@ func newAppsCmd(o *rootOptions) *cobra.Command {
 						Warnings       []string   `json:"warnings"`
 						Fleet          tally      `json:"fleet"`
 					}
-					fleet := statusTallies(ctx, c, byApp)
 					list := []item{}
 					for _, a := range resp.Items {
 						it := item{Name: a.Name, SourceFile: a.SourceFile, RepoURL: a.RepoUrl, TargetRevision: a.TargetRevision,
@@ -321,7 +322,6 @@ func newAppsCmd(o *rootOptions) *cobra.Command {
 					return printItems(cmd.OutOrStdout(), list, out)
 				}
 				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-				fleet := statusTallies(ctx, c, byApp)
 				fmt.Fprintln(tw, "NAME\tREPO\tTARGET\tPATH\tREVISION\tFETCHED\tCLUSTERS\tFLEET\tPROBLEMS")
 				for _, a := range resp.Items {
 					problems := append([]string{}, a.Warnings...)

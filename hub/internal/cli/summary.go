@@ -46,14 +46,15 @@ func tallies(rows []*flotillav1.AppClusterStatus, key func(*flotillav1.AppCluste
 	return out
 }
 
-// statusTallies fetches the fleet status and aggregates it by key; on error it returns an
+// statusTallies fetches the fleet status and aggregates it by key, and returns the hub
+// replicas that did not answer (their clusters count as last seen); on error it returns an
 // empty map (the aggregate columns then show "-").
-func statusTallies(ctx context.Context, c *client, key func(*flotillav1.AppClusterStatus) string) map[string]tally {
+func statusTallies(ctx context.Context, c *client, key func(*flotillav1.AppClusterStatus) string) (map[string]tally, []string) {
 	resp, err := c.op.Status(ctx, &flotillav1.StatusRequest{})
 	if err != nil {
-		return map[string]tally{}
+		return map[string]tally{}, nil
 	}
-	return tallies(resp.Items, key)
+	return tallies(resp.Items, key), resp.UnreachablePeers
 }
 
 func byApp(r *flotillav1.AppClusterStatus) string     { return r.App }

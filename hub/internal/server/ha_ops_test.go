@@ -267,3 +267,34 @@ func pinsOf(t *testing.T, r *replicaUnderTest) []string {
 	}
 	return out
 }
+
+// TestListAppsListsEveryTargetedCluster: `flotilla apps` on any replica, even one that owns
+// none of an app's clusters, lists every registered cluster the app targets, and no revoked
+// one.
+func TestListAppsListsEveryTargetedCluster(t *testing.T) {
+	g, ca, rs := startReplicas(t, 3)
+	ctx := context.Background()
+	op := flotillav1.NewOperatorClient(dialTCP(t, ca, rs[0].addr, adminOf(t, ca)))
+	for _, c := range []struct{ name, env string }{{"c1", "prod"}, {"c2", "prod"}, {"c3", "dev"}, {"c4", "prod"}} {
+		if _, err := op.AddCluster(ctx, &flotillav1.AddClusterRequest{Name: c.name, Labels: map[string]string{"env": c.env}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := op.RevokeCluster(ctx, &flotillav1.RevokeClusterRequest{Name: "c4"}); err != nil {
+		t.Fatal(err)
+	}
+	g.setOwner("c1", "hub-b")
+	g.setOwner("c2", "hub-c")
+	g.setOwner("c3", "hub-a")
+	setPinnableApp(rs, map[string][]string{"hub-b": {"c1"}, "hub-c": {"c2"}})
+
+	for _, r := range rs {
+		resp, err := flotillav1.NewOperatorClient(dialTCP(t, ca, r.addr, adminOf(t, ca))).ListApps(ctx, &flotillav1.ListAppsRequest{})
+		if err != nil {
+			t.Fatalf("apps from %s: %v", r.name, err)
+		}
+		if len(resp.Items) != 1 || resp.Items[0].Name != "api" || !slices.Equal(resp.Items[0].Clusters, []string{"c1", "c2"}) {
+			t.Errorf("apps from %s: %v, want api targeting [c1 c2]", r.name, resp.Items)
+		}
+	}
+}

@@ -120,8 +120,9 @@ type rounds struct{ n atomic.Int32 }
 
 func (r *rounds) Trigger() { r.n.Add(1) }
 
-// startReplicas starts n hub replicas sharing one CA, each on its own loopback port.
-func startReplicas(t *testing.T, n int) (*gossip, *pki.CA, []*replicaUnderTest) {
+// startReplicas starts n hub replicas sharing one CA, each on its own loopback port; opts
+// complete each replica's configuration.
+func startReplicas(t *testing.T, n int, opts ...func(*Config)) (*gossip, *pki.CA, []*replicaUnderTest) {
 	t.Helper()
 	caDir := t.TempDir()
 	ca, err := pki.LoadOrCreate(caDir)
@@ -156,14 +157,18 @@ func startReplicas(t *testing.T, n int) (*gossip, *pki.CA, []*replicaUnderTest) 
 		}
 		r := rs[i]
 		r.store, r.fleet, r.rounds = st, fleet.New(time.Minute), &rounds{}
-		r.srv = New(Config{Fleet: r.fleet, Store: st, CA: ca, Serving: serving, Heartbeat: time.Hour, HubVersion: "test", Reconcile: r.rounds,
+		cfg := Config{Fleet: r.fleet, Store: st, CA: ca, Serving: serving, Heartbeat: time.Hour, HubVersion: "test", Reconcile: r.rounds,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 			HA: &HAConfig{
 				Replicas:    &replicaView{g: g, self: cluster.Member{Name: name, GRPCAddr: lis.Addr().String()}},
 				PeerTLS:     &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{peerCert}, MinVersion: tls.VersionTLS13},
 				PeerTimeout: time.Second,
 			},
-		})
+		}
+		for _, o := range opts {
+			o(&cfg)
+		}
+		r.srv = New(cfg)
 		g.handlers[name] = r.srv.OnBroadcast
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})

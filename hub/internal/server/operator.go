@@ -92,6 +92,12 @@ func (s *Server) Status(ctx context.Context, req *flotillav1.StatusRequest) (*fl
 		if !r.LastSeen.IsZero() {
 			item.LastSeenUnixMs = r.LastSeen.UnixMilli()
 		}
+		if rep, ok := s.cfg.Fleet.LatestReport(r.Cluster, r.App); ok {
+			item.RolledBackRevision = rep.RolledBackRevision
+			if !rep.HealthySince.IsZero() {
+				item.HealthySinceUnixMs = rep.HealthySince.UnixMilli()
+			}
+		}
 		for _, d := range r.Drift {
 			item.Drift = append(item.Drift, &flotillav1.DriftItem{
 				Object: &flotillav1.ObjectRef{Group: d.Group, Version: d.Version, Kind: d.Kind, Namespace: d.Namespace, Name: d.Name},
@@ -134,13 +140,18 @@ func (s *Server) ListClusters(ctx context.Context, _ *flotillav1.ListClustersReq
 	return s.gatherClusters(ctx, resp)
 }
 
-// ListApps lists the Applications the hub knows, with their errors and warnings.
+// ListApps lists the Applications the hub knows, with their errors and warnings, and every
+// cluster each targets, owned by this replica or another.
 func (s *Server) ListApps(ctx context.Context, _ *flotillav1.ListAppsRequest) (*flotillav1.ListAppsResponse, error) {
+	targets, err := s.targeting()
+	if err != nil {
+		return nil, err
+	}
 	resp := &flotillav1.ListAppsResponse{}
 	for _, a := range s.cfg.Fleet.Apps() {
 		item := &flotillav1.App{
 			Name: a.Name, RepoUrl: a.RepoURL, TargetRevision: a.TargetRevision, Path: a.Path,
-			Revision: a.Revision, Clusters: a.Clusters, Error: a.Error, Warnings: a.Warnings, SourceFile: a.SourceFile,
+			Revision: a.Revision, Clusters: targets(a), Error: a.Error, Warnings: a.Warnings, SourceFile: a.SourceFile,
 			RepoState: a.RepoState,
 		}
 		if !a.LastFetched.IsZero() {

@@ -40,7 +40,9 @@ const (
 // Promote copies what an app declares as promotable (the kustomize images of its overlay)
 // from the overlay of one environment to another's, once every cluster of the source
 // environment has been Healthy on one revision for the soak time, and pushes the commit to a
-// new branch (or, asked to, straight to the app's target branch).
+// new branch (or, asked to, straight to the app's target branch). Any replica takes the
+// request: it judges the source environment from the fleet-wide status, as each cluster's
+// owner reports it, and refuses while a replica does not answer.
 func (s *Server) Promote(ctx context.Context, req *flotillav1.PromoteRequest) (*flotillav1.PromoteResponse, error) {
 	actor := callerFrom(ctx).Name
 	switch {
@@ -60,9 +62,19 @@ func (s *Server) Promote(ctx context.Context, req *flotillav1.PromoteRequest) (*
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "app %q is not known to the hub", req.App)
 	}
-	witnesses, srcVars, dstVars, err := s.environments(info, req.FromEnv, req.ToEnv)
+	srcVars, dstVars, err := s.environments(info, req.FromEnv, req.ToEnv)
 	if err != nil {
 		return nil, err
+	}
+	witnesses, unreachable, err := s.witnesses(ctx, req.App, srcVars)
+	if err != nil {
+		return nil, err
+	}
+	if len(unreachable) > 0 {
+		err := fmt.Errorf("promotion refused: hub replicas %s did not answer: the clusters of env=%s they own cannot vouch unseen; try again once they answer or leave",
+			strings.Join(unreachable, ", "), req.FromEnv)
+		s.audit(actor, "promote.refused", req.App, fmt.Sprintf("from=%s to=%s: %v", req.FromEnv, req.ToEnv, err))
+		return nil, status.Error(codes.Unavailable, err.Error())
 	}
 	src, err := promote.Vouch(req.FromEnv, witnesses, soak, time.Now())
 	if err != nil {
@@ -171,33 +183,82 @@ func (s *Server) appInfo(name string) (fleet.AppInfo, bool) {
 	return fleet.AppInfo{}, false
 }
 
-// environments returns, among the registered clusters the app targets, the witnesses of the
-// source environment and the variables of the source and target clusters.
-func (s *Server) environments(info fleet.AppInfo, from, to string) ([]promote.Witness, []apps.ClusterVars, []apps.ClusterVars, error) {
+// environments returns the variables of the registered clusters the app targets (on every
+// replica) in the source and in the target environment.
+func (s *Server) environments(info fleet.AppInfo, from, to string) ([]apps.ClusterVars, []apps.ClusterVars, error) {
+	targeted, err := s.targeted(info)
+	if err != nil {
+		return nil, nil, err
+	}
 	list, err := s.cfg.Store.ListClusters()
 	if err != nil {
-		return nil, nil, nil, status.Errorf(codes.Unavailable, "list clusters: %v", err)
+		return nil, nil, status.Errorf(codes.Unavailable, "list clusters: %v", err)
 	}
-	var witnesses []promote.Witness
 	var srcVars, dstVars []apps.ClusterVars
 	for _, c := range list {
-		if c.Revoked || !slices.Contains(info.Clusters, c.Name) {
+		if c.Revoked || !slices.Contains(targeted, c.Name) {
 			continue
 		}
 		switch c.Labels[promoteEnvLabel] {
 		case from:
-			_, state := s.cfg.Fleet.Presence(c.Name)
-			w := promote.Witness{Cluster: c.Name, Connected: state == fleet.StateConnected}
-			if r, ok := s.cfg.Fleet.LatestReport(c.Name, info.Name); ok {
-				w.Report = &r
-			}
-			witnesses = append(witnesses, w)
 			srcVars = append(srcVars, apps.ClusterVars{Name: c.Name, Labels: c.Labels})
 		case to:
 			dstVars = append(dstVars, apps.ClusterVars{Name: c.Name, Labels: c.Labels})
 		}
 	}
-	return witnesses, srcVars, dstVars, nil
+	return srcVars, dstVars, nil
+}
+
+// witnesses returns what the fleet-wide status and cluster list (those of `flotilla status`
+// and `flotilla clusters`, gathered from every replica) say of app on each of clusters, and
+// the replicas that did not answer: their clusters' rows are only this replica's last view.
+func (s *Server) witnesses(ctx context.Context, app string, clusters []apps.ClusterVars) ([]promote.Witness, []string, error) {
+	if len(clusters) == 0 {
+		return nil, nil, nil
+	}
+	st, err := s.Status(ctx, &flotillav1.StatusRequest{App: app})
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(st.UnreachablePeers) > 0 {
+		return nil, st.UnreachablePeers, nil
+	}
+	cl, err := s.ListClusters(ctx, &flotillav1.ListClustersRequest{})
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(cl.UnreachablePeers) > 0 {
+		return nil, cl.UnreachablePeers, nil
+	}
+	connected := map[string]bool{}
+	for _, c := range cl.Items {
+		connected[c.Name] = c.Connected
+	}
+	rows := map[string]*flotillav1.AppClusterStatus{}
+	for _, it := range st.Items {
+		rows[it.Cluster] = it
+	}
+	out := make([]promote.Witness, 0, len(clusters))
+	for _, c := range clusters {
+		w := promote.Witness{Cluster: c.Name, Connected: connected[c.Name]}
+		if it := rows[c.Name]; it != nil {
+			w.Report = reportOf(it)
+		}
+		out = append(out, w)
+	}
+	return out, nil, nil
+}
+
+// reportOf is the report of an app on a cluster that a status row shows.
+func reportOf(it *flotillav1.AppClusterStatus) *fleet.Report {
+	r := &fleet.Report{
+		App: it.App, Sync: it.Sync, Health: it.Health, Message: it.Message,
+		AppliedRevision: it.AppliedRevision, HealthyRevision: it.HealthyRevision, RolledBackRevision: it.RolledBackRevision,
+	}
+	if it.HealthySinceUnixMs > 0 {
+		r.HealthySince = time.UnixMilli(it.HealthySinceUnixMs)
+	}
+	return r
 }
 
 // overlayPath is the app's path for the clusters of env: the one they all render, or, with

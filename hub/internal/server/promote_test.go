@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/flotilla-dev/flotilla/hub/internal/apps"
 	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
 	"github.com/flotilla-dev/flotilla/hub/internal/source"
 	"github.com/flotilla-dev/flotilla/hub/internal/store"
@@ -182,4 +184,90 @@ func countAction(recs []store.AuditRecord, action string) int {
 		}
 	}
 	return n
+}
+
+// TestPromoteOnAReplicaJudgesTheFleet: a replica that owns no cluster of the source
+// environment judges it from what the owners report (not from its own stale view): it
+// refuses while one is Degraded or not soaked, promotes once all are Healthy for the soak
+// time, and refuses, naming it, while the owner of one does not answer.
+func TestPromoteOnAReplicaJudgesTheFleet(t *testing.T) {
+	repo, rev := promoteRepo(t)
+	g, ca, rs := startReplicas(t, 3, func(cfg *Config) {
+		fetcher, err := source.New(source.Options{CacheDir: t.TempDir(), AllowLocal: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Git = fetcher
+	})
+	ctx := context.Background()
+	op := flotillav1.NewOperatorClient(dialTCP(t, ca, rs[0].addr, adminOf(t, ca)))
+	owned := map[string][]string{}
+	for _, c := range []struct{ name, env, owner string }{
+		{"prod-1", "production", "hub-a"}, {"staging-1", "staging", "hub-b"}, {"staging-2", "staging", "hub-c"},
+	} {
+		if _, err := op.AddCluster(ctx, &flotillav1.AddClusterRequest{Name: c.name, Labels: map[string]string{"env": c.env}}); err != nil {
+			t.Fatal(err)
+		}
+		g.setOwner(c.name, c.owner)
+		owned[c.owner] = append(owned[c.owner], c.name)
+	}
+	for _, r := range rs {
+		r.fleet.SetApps([]*fleet.AppInfo{{
+			Name: "api", RepoURL: repo, TargetRevision: "main", Path: "env/{{ .labels.env }}/api", Clusters: owned[r.name],
+			Destination: apps.Destination{Clusters: []string{"prod-1", "staging-1", "staging-2"}},
+		}})
+	}
+	report := func(r *replicaUnderTest, cluster, health string, healthySince time.Time) {
+		r.fleet.Seen(cluster, "test", true)
+		r.fleet.RestoreReport(cluster, &fleet.Report{App: "api", Sync: "Synced", Health: health, AppliedRevision: rev, AppliedDigest: "d",
+			HealthyRevision: rev, HealthySince: healthySince})
+	}
+	soaked := time.Now().Add(-time.Hour)
+	report(rs[1], "staging-1", "Healthy", soaked)
+	report(rs[2], "staging-2", "Degraded", time.Time{})
+	// hub-a's own, stale view of staging-1, which the owner's report overrides.
+	report(rs[0], "staging-1", "Degraded", time.Time{})
+
+	req := &flotillav1.PromoteRequest{App: "api", FromEnv: "staging", ToEnv: "production", SoakMs: (10 * time.Minute).Milliseconds()}
+	_, err := op.Promote(ctx, req)
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "staging-2 is Degraded at "+rev[:7]) || strings.Contains(err.Error(), "staging-1") {
+		t.Fatalf("promote on hub-a with staging-2 Degraded at hub-c: %v, want FailedPrecondition naming staging-2 only", err)
+	}
+	report(rs[2], "staging-2", "Healthy", time.Now().Add(-time.Minute))
+	_, err = op.Promote(ctx, req)
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "not soaked: staging-2 Healthy for 1m0s;") {
+		t.Fatalf("promote on hub-a with staging-2 Healthy for a minute: %v, want FailedPrecondition: staging-2 not soaked", err)
+	}
+	report(rs[2], "staging-2", "Healthy", soaked)
+	resp, err := op.Promote(ctx, req)
+	if err != nil {
+		t.Fatalf("promote on hub-a, which owns no staging cluster, with staging Healthy and soaked: %v", err)
+	}
+	if resp.SourceRevision != rev || !slices.Equal(resp.VouchedBy, []string{"staging-1", "staging-2"}) ||
+		resp.TargetPath != "env/production/api/kustomization.yaml" {
+		t.Errorf("promotion %+v, want %s vouched by staging-1 and staging-2", resp, rev[:7])
+	}
+	if got := gitIn(t, repo, "rev-parse", resp.Branch); got != resp.Commit {
+		t.Errorf("branch %s at %s, want %s", resp.Branch, got, resp.Commit)
+	}
+
+	// hub-c, owner of staging-2, stops answering: hub-a cannot see staging-2 and refuses, even
+	// though its own last view of staging-2 would vouch.
+	report(rs[0], "staging-2", "Healthy", soaked)
+	rs[2].stop()
+	req.Branch = "flotilla/again"
+	_, err = op.Promote(ctx, req)
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "hub replicas hub-c did not answer") {
+		t.Fatalf("promote on hub-a with hub-c down: %v, want Unavailable naming hub-c", err)
+	}
+	if out := gitIn(t, repo, "branch", "--list", "flotilla/again"); out != "" {
+		t.Errorf("a refused promotion pushed %q", out)
+	}
+	audit, err := rs[0].store.ListAudit(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := countAction(audit, "promote.refused"); n != 3 || !strings.Contains(audit[0].Detail, "hub-c") {
+		t.Errorf("audit of hub-a: %d refusals, latest %+v; want 3, the latest naming hub-c", n, audit[0])
+	}
 }

@@ -112,25 +112,37 @@ func (s *Server) app(name string) (fleet.AppInfo, bool) {
 	return fleet.AppInfo{}, false
 }
 
-// targeted returns the registered, unrevoked clusters app targets, sorted. A hub that runs
-// alone renders for all of them; one of several replicas renders only for those it owns, so
-// their list comes from the app's destination and the replicated registry.
+// targeted returns the registered, unrevoked clusters app targets, sorted.
 func (s *Server) targeted(app fleet.AppInfo) ([]string, error) {
+	targets, err := s.targeting()
+	if err != nil {
+		return nil, err
+	}
+	return targets(app), nil
+}
+
+// targeting returns what lists the registered, unrevoked clusters an app targets, sorted, over
+// one reading of the registry. A hub that runs alone renders for all of them; one of several
+// replicas renders only for those it owns, so their list comes from the app's destination and
+// the replicated registry.
+func (s *Server) targeting() (func(fleet.AppInfo) []string, error) {
 	if s.cfg.HA == nil {
-		return app.Clusters, nil
+		return func(app fleet.AppInfo) []string { return app.Clusters }, nil
 	}
 	list, err := s.cfg.Store.ListClusters()
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "cluster registry: %v", err)
 	}
-	var out []string
-	for _, c := range list {
-		if !c.Revoked && app.Destination.Targets(fleet.ClusterVars{Name: c.Name, Labels: c.Labels}) {
-			out = append(out, c.Name)
+	return func(app fleet.AppInfo) []string {
+		var out []string
+		for _, c := range list {
+			if !c.Revoked && app.Destination.Targets(fleet.ClusterVars{Name: c.Name, Labels: c.Labels}) {
+				out = append(out, c.Name)
+			}
 		}
-	}
-	sort.Strings(out)
-	return out, nil
+		sort.Strings(out)
+		return out
+	}, nil
 }
 
 func (s *Server) pins() pinStore { return s.cfg.Store.(pinStore) }

@@ -2082,8 +2082,12 @@ type AppClusterStatus struct {
 	LastError string `protobuf:"bytes,12,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
 	// The revision an operator pinned the app to here (flotilla rollback --to), if any.
 	PinnedRevision string `protobuf:"bytes,13,opt,name=pinned_revision,json=pinnedRevision,proto3" json:"pinned_revision,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Since when the app has been Healthy on its applied revision (0: not Healthy on it).
+	HealthySinceUnixMs int64 `protobuf:"varint,14,opt,name=healthy_since_unix_ms,json=healthySinceUnixMs,proto3" json:"healthy_since_unix_ms,omitempty"`
+	// The revision the agent rolled back from, while it holds the last healthy one instead.
+	RolledBackRevision string `protobuf:"bytes,15,opt,name=rolled_back_revision,json=rolledBackRevision,proto3" json:"rolled_back_revision,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *AppClusterStatus) Reset() {
@@ -2203,6 +2207,20 @@ func (x *AppClusterStatus) GetLastError() string {
 func (x *AppClusterStatus) GetPinnedRevision() string {
 	if x != nil {
 		return x.PinnedRevision
+	}
+	return ""
+}
+
+func (x *AppClusterStatus) GetHealthySinceUnixMs() int64 {
+	if x != nil {
+		return x.HealthySinceUnixMs
+	}
+	return 0
+}
+
+func (x *AppClusterStatus) GetRolledBackRevision() string {
+	if x != nil {
+		return x.RolledBackRevision
 	}
 	return ""
 }
@@ -4124,7 +4142,7 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\brevision\x18\x06 \x01(\tR\brevision\"r\n" +
 	"\x0eStatusResponse\x123\n" +
 	"\x05items\x18\x01 \x03(\v2\x1d.flotilla.v1.AppClusterStatusR\x05items\x12+\n" +
-	"\x11unreachable_peers\x18\x02 \x03(\tR\x10unreachablePeers\"\xd7\x03\n" +
+	"\x11unreachable_peers\x18\x02 \x03(\tR\x10unreachablePeers\"\xbc\x04\n" +
 	"\x10AppClusterStatus\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x10\n" +
 	"\x03app\x18\x02 \x01(\tR\x03app\x12\x12\n" +
@@ -4140,7 +4158,9 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x14commit_to_applied_ms\x18\v \x01(\x03R\x11commitToAppliedMs\x12\x1d\n" +
 	"\n" +
 	"last_error\x18\f \x01(\tR\tlastError\x12'\n" +
-	"\x0fpinned_revision\x18\r \x01(\tR\x0epinnedRevision\"\x15\n" +
+	"\x0fpinned_revision\x18\r \x01(\tR\x0epinnedRevision\x121\n" +
+	"\x15healthy_since_unix_ms\x18\x0e \x01(\x03R\x12healthySinceUnixMs\x120\n" +
+	"\x14rolled_back_revision\x18\x0f \x01(\tR\x12rolledBackRevision\"\x15\n" +
 	"\x13ListClustersRequest\"o\n" +
 	"\x14ListClustersResponse\x12*\n" +
 	"\x05items\x18\x01 \x03(\v2\x14.flotilla.v1.ClusterR\x05items\x12+\n" +
