@@ -787,6 +787,8 @@ type appSpec struct {
 	prune, selfHeal, allowEmpty bool
 	// clusterKinds are cluster-scoped kinds the app's policy allows, as "group/Kind".
 	clusterKinds []string
+	// health is the spec.health flow mapping, e.g. "{progressDeadline: 5s, rollback: auto}".
+	health string
 }
 
 // pathMarker makes each rewrite of a templated path textually new (spaces inside the
@@ -831,7 +833,15 @@ spec:
   syncPolicy:
 %s    syncOptions: [CreateNamespace=true]
     retry: {limit: 3, backoff: {duration: 2s, factor: 2, maxDuration: 30s}}
-%s`, s.name, repoURL, path, dest, ns, automated, s.policy())
+%s%s`, s.name, repoURL, path, dest, ns, automated, s.policy(), s.healthPolicy())
+}
+
+// healthPolicy is the spec.health line, or nothing.
+func (s appSpec) healthPolicy() string {
+	if s.health == "" {
+		return ""
+	}
+	return "  health: " + s.health + "\n"
 }
 
 // policy is the spec.policy allowing clusterKinds, or nothing.

@@ -91,7 +91,14 @@ func detect(prev appState, r *fleet.Report, cluster, desired string) (appState, 
 	switch {
 	case r.Health == "Degraded" && !prev.degraded:
 		next.degraded = true
-		add(HealthDegraded, r.AppliedRevision, "%s: health Degraded at revision %s", where, shortRev(r.AppliedRevision))
+		// An agent holding an app rolled back reports it Degraded for the revision that
+		// failed, not for the healthy one it returned to (first seen so when the hub missed
+		// the report before the rollback: it was down, or the agent coalesced it).
+		rev := r.AppliedRevision
+		if next.rolledBack != "" {
+			rev = next.rolledBack
+		}
+		add(HealthDegraded, rev, "%s: health Degraded at revision %s", where, shortRev(rev))
 	case r.Health == "Healthy" && prev.degraded:
 		next.degraded = false
 		add(HealthRecovered, r.AppliedRevision, "%s: Healthy again at revision %s", where, shortRev(r.AppliedRevision))

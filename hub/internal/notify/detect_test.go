@@ -120,4 +120,49 @@ func TestDetectSummaries(t *testing.T) {
 	}
 }
 
+// TestDetectRolledBackDegraded: an app an agent rolled back is reported Degraded, at the
+// healthy revision it returned to, with the failed one as RolledBackRevision. health-degraded
+// names the failed revision whether the hub saw it Degraded before the rollback or learns of
+// both at once (it was down when the agent rolled back).
+func TestDetectRolledBackDegraded(t *testing.T) {
+	progressing := with(applied("r2"), func(r *fleet.Report) { r.Health, r.HealthyRevision = "Progressing", "r1" })
+	degraded := with(applied("r2"), func(r *fleet.Report) { r.Health, r.HealthyRevision = "Degraded", "r1" })
+	rolledBack := with(applied("r1"), func(r *fleet.Report) {
+		r.Health, r.Sync, r.RolledBackRevision = "Degraded", "OutOfSync", "r2"
+		r.Message = "RolledBack: revision r2 not healthy within 5s of the sync"
+	})
+	type event struct {
+		event    Event
+		revision string
+	}
+	tests := []struct {
+		name  string
+		steps []fleet.Report
+		want  []event
+	}{
+		{"hub up", []fleet.Report{applied("r1"), progressing, degraded, rolledBack, rolledBack, applied("r3")},
+			[]event{{SyncSucceeded, "r1"}, {SyncSucceeded, "r2"}, {HealthDegraded, "r2"}, {RolledBack, "r2"},
+				{SyncSucceeded, "r3"}, {HealthRecovered, "r3"}}},
+		{"hub away during the rollback", []fleet.Report{applied("r1"), progressing, rolledBack, rolledBack, applied("r3")},
+			[]event{{SyncSucceeded, "r1"}, {SyncSucceeded, "r2"}, {RolledBack, "r2"}, {HealthDegraded, "r2"},
+				{SyncSucceeded, "r3"}, {HealthRecovered, "r3"}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var st appState
+			var got []event
+			for _, r := range tc.steps {
+				var changes []change
+				st, changes = detect(st, &r, "staging", "r2")
+				for _, c := range changes {
+					got = append(got, event{c.event, c.revision})
+				}
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("events %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
 func ptr[T any](v T) *T { return &v }
