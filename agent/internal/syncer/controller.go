@@ -83,6 +83,8 @@ type Controller struct {
 	queue   workqueue.TypedDelayingInterface[string]
 	watch   *watcher
 	metrics *metrics
+	// assessNow wakes the health loop (assessSoon).
+	assessNow chan struct{}
 
 	mu   sync.Mutex
 	apps map[string]*app
@@ -112,6 +114,7 @@ type app struct {
 	health    health.Status
 	healthMsg string
 	healthFor *state.AppState // the applied state health was assessed for
+	assessDue bool            // a new revision was applied: assess it once reconcile is done
 	resources []ResourceStatus
 	drift     []DriftItem
 	// driftRefs are the objects that changed since the last drift check; driftAll asks to
@@ -160,6 +163,8 @@ func NewController(cfg Config) (*Controller, error) {
 		apps:    map[string]*app{},
 		removed: map[string]uint64{},
 		metrics: newMetrics(cfg.Registerer),
+
+		assessNow: make(chan struct{}, 1),
 	}
 	c.watch = newWatcher(applier, c.noteChange)
 	return c, nil
@@ -346,6 +351,15 @@ func (c *Controller) reconcile(ctx context.Context, name string) {
 	if a == nil {
 		return
 	}
+	defer func() { // after a.op is released: the health loop skips apps being reconciled
+		c.mu.Lock()
+		due := a.assessDue
+		a.assessDue = false
+		c.mu.Unlock()
+		if due {
+			c.assessSoon()
+		}
+	}()
 	a.op.Lock()
 	defer a.op.Unlock()
 

@@ -211,3 +211,29 @@ func waitEvent(t *testing.T, e *env, ns, reason, text string) {
 		t.Fatalf("no %s Event containing %q in %s; events: %v", reason, text, ns, seen)
 	}
 }
+
+// TestNewRevisionNeverReportedWithOldHealth: right after a new revision is applied, the
+// status does not carry the previous revision's health: a revision whose pods never become
+// ready is never reported Healthy.
+func TestNewRevisionNeverReportedWithOldHealth(t *testing.T) {
+	e := newEnv(t)
+	ns := uniq("t-fresh-health")
+	c, rec := startController(t, e, uniq("t-agent-fresh-health"))
+	policy := SyncPolicy{Automated: true, CreateNamespace: true}
+	c.SetDesired(desired(t, "fresh", ns, policy, configMap("a", "v1")))
+	rec.waitStatus(t, "fresh", 30*time.Second, "Healthy", func(s AppStatus) bool { return s.Health == "Healthy" })
+
+	d2 := desired(t, "fresh", ns, policy, configMap("a", "v1"), deployment("web", 1, true))
+	d2.Generation = 2
+	c.SetDesired(d2)
+	rec.waitStatus(t, "fresh", 30*time.Second, "revision 2 assessed", func(s AppStatus) bool {
+		return s.AppliedDigest == d2.Digest && s.Health != "Healthy" && len(s.Resources) == 2
+	})
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, s := range rec.statuses {
+		if s.App == "fresh" && s.AppliedDigest == d2.Digest && s.Health == "Healthy" {
+			t.Fatalf("revision 2, whose pods never become ready, reported Healthy: %+v", s)
+		}
+	}
+}

@@ -176,6 +176,9 @@ func (c *Controller) rollBack(ctx context.Context, a *app, d *Desired, st *state
 	ev := Event{App: a.name, Revision: st.Revision, Target: st.HealthyRevision, Time: now}
 	if err == nil {
 		c.watch.watch(ctx, c.applier, res.Inventory)
+		c.mu.Lock()
+		a.assessDue = true
+		c.mu.Unlock()
 		ev.Reason = EventRolledBack
 		ev.Message = fmt.Sprintf("revision %s rolled back to %s: %s", st.Revision, st.HealthyRevision, reason)
 		log.Warn("revision rolled back", logging.KeyDuration, time.Since(start), keyReason, reason)

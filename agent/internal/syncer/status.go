@@ -13,7 +13,8 @@ import (
 	"github.com/flotilla-dev/flotilla/shared/logging"
 )
 
-// healthLoop assesses every app each HealthInterval. It only reads the app's objects and
+// healthLoop assesses every app each HealthInterval, and at once after a sync or rollback
+// (assessSoon). It only reads the app's objects and
 // records a revision that became healthy in the app's state; the deletions PruneLast defers
 // until then, and rollbacks, are left to a worker.
 func (c *Controller) healthLoop(ctx context.Context) {
@@ -44,6 +45,7 @@ func (c *Controller) healthLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-c.assessNow:
 		}
 	}
 }
@@ -135,6 +137,14 @@ func (c *Controller) assess(ctx context.Context, a *app) {
 	}
 }
 
+// assessSoon asks the health loop to assess the apps now rather than at its next tick.
+func (c *Controller) assessSoon() {
+	select {
+	case c.assessNow <- struct{}{}:
+	default:
+	}
+}
+
 // recordHealthy records the applied revision, now healthy, as the last healthy one (with its
 // bundle: the rollback target). It writes only the app's state. Caller holds a.op.
 func (c *Controller) recordHealthy(ctx context.Context, a *app, st *state.AppState) {
@@ -211,6 +221,13 @@ func (c *Controller) publish(a *app, force bool) {
 func (c *Controller) statusOf(a *app) AppStatus {
 	d, st := a.desired, a.applied
 	s := AppStatus{App: a.name, Health: string(a.health), Resources: slices.Clone(a.resources)}
+	healthMsg := a.healthMsg
+	if st != nil && (a.healthFor == nil || a.healthFor.Digest != st.Digest) && a.health != "" {
+		// What was assessed is another revision's health (a sync or rollback since): never
+		// report it for this one.
+		s.Health, s.Resources = string(health.Progressing), nil
+		healthMsg = fmt.Sprintf("revision %s applied; its health is being assessed", st.Revision)
+	}
 	if s.Health == "" {
 		s.Health = string(health.Unknown)
 	}
@@ -254,7 +271,7 @@ func (c *Controller) statusOf(a *app) AppStatus {
 			msgs = append(msgs, fmt.Sprintf("%d contested: another actor keeps changing them back, self-heal is backing off", c))
 		}
 	}
-	for _, m := range []string{a.syncErr, a.notes, a.healthMsg} {
+	for _, m := range []string{a.syncErr, a.notes, healthMsg} {
 		if m != "" {
 			msgs = append(msgs, m)
 		}

@@ -52,6 +52,9 @@ func (c *Controller) sync(ctx context.Context, a *app, d *Desired, applied *stat
 	a.stale, a.drift, a.driftRefs, a.driftAll = len(res.Stale), nil, nil, false
 	c.mu.Unlock()
 	c.watch.watch(ctx, c.applier, res.Inventory)
+	c.mu.Lock()
+	a.assessDue = true
+	c.mu.Unlock()
 	c.cfg.Reporter.Ack(d.App, d.Generation, d.Revision, d.Digest)
 	log.Info("app synced", keyApplied, len(res.Applied), keyUnchanged, len(res.Unchanged),
 		keyPruned, len(res.Pruned), keyHeld, len(res.Held), logging.KeyDuration, time.Since(start))
