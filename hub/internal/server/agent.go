@@ -33,6 +33,10 @@ func (s *Server) Connect(stream flotillav1.AgentService_ConnectServer) error {
 	defer cancel()
 	me := &agentStream{cancel: cancel}
 	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		return status.Error(codes.Unavailable, "the hub is stopping")
+	}
 	if old := s.streams[cluster]; old != nil {
 		old.cancel() // one stream per cluster: the newest wins
 	}

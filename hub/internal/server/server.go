@@ -85,6 +85,8 @@ type Server struct {
 
 	mu      sync.Mutex
 	streams map[string]*agentStream // cluster → its current stream
+	// stopping: Serve is stopping; agent streams are closed and new ones refused.
+	stopping bool
 
 	pinMu sync.Mutex // serialises loading the pins into the fleet
 
@@ -147,6 +149,14 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		return err
 	case <-ctx.Done():
 	}
+	// Agent streams never end on their own: close them (their agents reconnect to another
+	// replica or, later, here) so that the graceful stop waits only for short calls.
+	s.mu.Lock()
+	s.stopping = true
+	for _, st := range s.streams {
+		st.cancel()
+	}
+	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() { gs.GracefulStop(); close(done) }()
 	select {

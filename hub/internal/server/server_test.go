@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -50,6 +51,16 @@ func startHub(t testing.TB) *hubUnderTest {
 // (zero: the defaults).
 func startHubLimited(t testing.TB, limits RateLimits) *hubUnderTest {
 	t.Helper()
+	h, srv := newHubUnderTest(t, limits)
+	gs := srv.GRPCServer()
+	go func() { _ = gs.Serve(h.lis) }()
+	t.Cleanup(gs.Stop)
+	return h
+}
+
+// newHubUnderTest builds a hub on an in-memory listener, not yet serving.
+func newHubUnderTest(t testing.TB, limits RateLimits) (*hubUnderTest, *Server) {
+	t.Helper()
 	dir := t.TempDir()
 	ca, err := pki.LoadOrCreate(dir)
 	if err != nil {
@@ -67,10 +78,36 @@ func startHubLimited(t testing.TB, limits RateLimits) *hubUnderTest {
 	h := &hubUnderTest{ca: ca, store: st, fleet: fleet.New(time.Minute), lis: bufconn.Listen(256 << 10)}
 	srv := New(Config{Fleet: h.fleet, Store: st, CA: ca, Serving: serving, Heartbeat: time.Hour, HubVersion: "test",
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), AgentLimits: limits})
-	gs := srv.GRPCServer()
-	go func() { _ = gs.Serve(h.lis) }()
-	t.Cleanup(gs.Stop)
-	return h
+	return h, srv
+}
+
+// TestStopEndsAgentStreamsCleanly: a stopping hub ends its agents' streams itself (the agents
+// see the stream end, not a connection torn down by a forced stop), so its graceful stop does
+// not wait for them.
+func TestStopEndsAgentStreamsCleanly(t *testing.T) {
+	h, srv := newHubUnderTest(t, RateLimits{})
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, h.lis) }()
+	h.register(t, "c1")
+	stream, first := hello(t, h.dial(t, h.agentCert(t, "c1")))
+	if first.GetWelcome() == nil {
+		t.Fatalf("first message = %v, want Welcome", first)
+	}
+	stop()
+	for {
+		_, err := stream.Recv()
+		if err == nil {
+			continue // heartbeats or desired state sent before the stop
+		}
+		if !errors.Is(err, io.EOF) {
+			t.Fatalf("stream ended with %v, want a clean end (io.EOF)", err)
+		}
+		break
+	}
+	if err := <-served; err != nil {
+		t.Fatalf("Serve = %v", err)
+	}
 }
 
 // dial connects with the given client certificate (none when cert is nil).
