@@ -55,6 +55,10 @@ func (c *Controller) sync(ctx context.Context, a *app, d *Desired, applied *stat
 	c.mu.Lock()
 	a.assessDue = true
 	c.mu.Unlock()
+	if dl := d.Health.ProgressDeadline; dl > 0 && d.Health.AutoRollback {
+		// Judge the revision as soon as its deadline passes, not at the next tick.
+		time.AfterFunc(time.Until(st.AppliedAt.Add(dl))+deadlineSlack, c.assessSoon)
+	}
 	c.cfg.Reporter.Ack(d.App, d.Generation, d.Revision, d.Digest)
 	log.Info("app synced", keyApplied, len(res.Applied), keyUnchanged, len(res.Unchanged),
 		keyPruned, len(res.Pruned), keyHeld, len(res.Held), logging.KeyDuration, time.Since(start))
@@ -67,6 +71,9 @@ func (c *Controller) sync(ctx context.Context, a *app, d *Desired, applied *stat
 	}
 	c.recordEvent(ctx, Event{App: d.App, Revision: d.Revision, Reason: EventSynced, Message: msg, Time: time.Now()}, eventTarget(res.Inventory))
 }
+
+// deadlineSlack is how long after a revision's progress deadline it is assessed.
+const deadlineSlack = 50 * time.Millisecond
 
 // keepWritten records the objects a failed sync wrote before failing in the app's inventory,
 // so that they are pruned when no longer rendered; the rest of the state stays as it was.
