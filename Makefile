@@ -6,7 +6,9 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X github.com/flotilla-dev/flotilla/shared/version.Version=$(VERSION) \
            -X github.com/flotilla-dev/flotilla/shared/version.Commit=$(COMMIT)
-GOTEST_FLAGS ?= -race -timeout 45m
+# -count=1: the e2e tests build the binaries they run, which Go's test cache cannot see, so a
+# cached e2e result could be stale.
+GOTEST_FLAGS ?= -race -timeout 45m -count=1
 TOOLS_BIN := $(CURDIR)/.cache/tools
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
