@@ -70,11 +70,7 @@ func newBenchEnv(b *testing.B, extra ...string) *env {
 	dir := b.TempDir()
 	e := &env{ctx: ctx, clusters: cs, appsDir: filepath.Join(dir, "apps"), dir: dir}
 	var err error
-	e.repo, err = localfleet.NewRepo(filepath.Join(dir, "git", "manifests"), localfleet.DemoManifests("1.0.0"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	e.git, err = localfleet.ServeGit(ctx, filepath.Join(dir, "git"), filepath.Join(dir, "logs"))
+	e.repo, e.git, err = localfleet.ServeDemo(ctx, dir, "1.0.0")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -100,29 +96,6 @@ func newBenchEnv(b *testing.B, extra ...string) *env {
 		deleteNamespaces(b, cs, append(slices.Clone(testNamespaces), extra...))
 	})
 	return e
-}
-
-// deleteNamespaces deletes the namespaces on every cluster and waits until they are gone.
-func deleteNamespaces(tb testing.TB, cs []*localkube.Cluster, names []string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	for _, c := range cs {
-		client := kubeClient(tb, c)
-		for _, ns := range names {
-			if err := client.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-				tb.Errorf("delete namespace %s on %s: %v", ns, c.Name, err)
-			}
-		}
-		for _, ns := range names {
-			err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-				_, err := client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
-				return apierrors.IsNotFound(err), nil
-			})
-			if err != nil {
-				tb.Errorf("namespace %s on %s not gone: %v", ns, c.Name, err)
-			}
-		}
-	}
 }
 
 // BenchmarkDriftCorrection: 100 times, change a managed ConfigMap's data and wait until the

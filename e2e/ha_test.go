@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
@@ -74,11 +73,7 @@ func startHAFleet(tb testing.TB, ctx context.Context) *haFleet {
 	tb.Helper()
 	cs := clusters.Clusters(tb)
 	dir := tb.TempDir()
-	repo, err := localfleet.NewRepo(filepath.Join(dir, "git", "manifests"), localfleet.DemoManifests("1.0.0"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	git, err := localfleet.ServeGit(ctx, filepath.Join(dir, "git"), filepath.Join(dir, "logs"))
+	repo, git, err := localfleet.ServeDemo(ctx, dir, "1.0.0")
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -104,7 +99,7 @@ func startHAFleet(tb testing.TB, ctx context.Context) *haFleet {
 			tb.Log(hubs.Logs())
 		}
 		hubs.Stop()
-		cleanupNamespaces(tb, cs, []string{"worker-a", "worker-b", "flotilla-system", "flotilla-b"})
+		deleteNamespaces(tb, cs, []string{"worker-a", "worker-b", "flotilla-system", "flotilla-b"})
 	})
 	for i, m := range members {
 		token, err := hubs.Register(ctx, 0, m.name, map[string]string{"env": m.env, "slot": m.slot})
@@ -511,33 +506,6 @@ func assertHAWorkersQueues(t testing.TB, ctx context.Context, members []haMember
 		})
 		if err != nil {
 			t.Fatalf("%s: worker not in place in %s on %s with queue %s: %v", m.name, m.appNS, m.kube.Name, queue, err)
-		}
-	}
-}
-
-// cleanupNamespaces deletes namespaces in the shared clusters and waits until they are gone.
-func cleanupNamespaces(t testing.TB, cs []*localkube.Cluster, namespaces []string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	for _, c := range cs {
-		client, err := c.Client()
-		if err != nil {
-			t.Error(err)
-			continue
-		}
-		for _, ns := range namespaces {
-			if err := client.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-				t.Errorf("delete namespace %s on %s: %v", ns, c.Name, err)
-			}
-		}
-		for _, ns := range namespaces {
-			err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
-				_, err := client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
-				return apierrors.IsNotFound(err), nil
-			})
-			if err != nil {
-				t.Errorf("namespace %s on %s not gone: %v", ns, c.Name, err)
-			}
 		}
 	}
 }

@@ -19,7 +19,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/flotilla-dev/flotilla/e2e/localfleet"
-	"github.com/flotilla-dev/flotilla/e2e/localkube"
 	"github.com/flotilla-dev/flotilla/shared/bundle"
 )
 
@@ -75,37 +74,6 @@ spec:
     automated: {prune: true, selfHeal: true}
     syncOptions: [CreateNamespace=true]
 `, name, repoURL, path, namespace)
-}
-
-// deleteNamespacesAfter deletes namespaces from the clusters when the test ends. Called before
-// newEnv, it runs after the fleet has stopped (cleanups run last-registered first), so no
-// agent recreates what it deletes.
-func deleteNamespacesAfter(tb testing.TB, cs []*localkube.Cluster, namespaces ...string) {
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		for _, c := range cs {
-			client, err := c.Client()
-			if err != nil {
-				tb.Error(err)
-				continue
-			}
-			for _, ns := range namespaces {
-				if err := client.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-					tb.Errorf("delete namespace %s on %s: %v", ns, c.Name, err)
-				}
-			}
-			for _, ns := range namespaces {
-				err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-					_, err := client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
-					return apierrors.IsNotFound(err), nil
-				})
-				if err != nil {
-					tb.Errorf("namespace %s on %s not gone: %v", ns, c.Name, err)
-				}
-			}
-		}
-	})
 }
 
 // TestLargeAppDeliveredInChunks: an app of about 10 MiB (12 ConfigMaps of 850 KiB of random

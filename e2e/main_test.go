@@ -78,11 +78,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	dir := t.TempDir()
 	e := &env{t: t, ctx: ctx, clusters: cs, appsDir: filepath.Join(dir, "apps"), dir: dir}
 	var err error
-	e.repo, err = localfleet.NewRepo(filepath.Join(dir, "git", "manifests"), localfleet.DemoManifests(o.apiTag))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.git, err = localfleet.ServeGit(ctx, filepath.Join(dir, "git"), filepath.Join(dir, "logs"))
+	e.repo, e.git, err = localfleet.ServeDemo(ctx, dir, o.apiTag)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,11 +37,7 @@ func BenchmarkWebhookToApplied(b *testing.B) {
 	if err := localfleet.Build(ctx, bin, false); err != nil {
 		b.Fatal(err)
 	}
-	repo, err := localfleet.NewRepo(filepath.Join(dir, "git", "manifests"), localfleet.DemoManifests("1.0.0"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	git, err := localfleet.ServeGit(ctx, filepath.Join(dir, "git"), filepath.Join(dir, "logs"))
+	repo, git, err := localfleet.ServeDemo(ctx, dir, "1.0.0")
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -259,11 +259,16 @@ func (f *Fleet) WaitStatus(ctx context.Context, timeout time.Duration, cond func
 
 // Logs returns the tail of the hub's and every agent's log.
 func (f *Fleet) Logs() string {
-	var b strings.Builder
 	procs := []*localkube.Process{f.Hub}
 	for _, a := range f.Agents {
 		procs = append(procs, a)
 	}
+	return tails(procs)
+}
+
+// tails is the tail of each process's log, under its name.
+func tails(procs []*localkube.Process) string {
+	var b strings.Builder
 	for _, p := range procs {
 		if p != nil {
 			fmt.Fprintf(&b, "\n--- %s (%s) ---\n%s", p.Name(), p.LogPath, p.Tail(16384))

@@ -136,3 +136,17 @@ func (d *GitDaemon) URL(repoDir string) string {
 	rel, _ := filepath.Rel(d.Base, repoDir)
 	return fmt.Sprintf("git://127.0.0.1:%d/%s", d.Port, filepath.ToSlash(rel))
 }
+
+// ServeDemo creates the demo manifests repository (the api image at apiTag) in dir/git and
+// serves dir/git over git:// (logs in dir/logs). Stop the daemon when done.
+func ServeDemo(ctx context.Context, dir, apiTag string) (*Repo, *GitDaemon, error) {
+	repo, err := NewRepo(filepath.Join(dir, "git", "manifests"), DemoManifests(apiTag))
+	if err != nil {
+		return nil, nil, err
+	}
+	git, err := ServeGit(ctx, filepath.Join(dir, "git"), filepath.Join(dir, "logs"))
+	if err != nil {
+		return nil, nil, err
+	}
+	return repo, git, nil
+}

@@ -327,7 +327,6 @@ func (r *Replicas) WaitMembers(ctx context.Context, timeout time.Duration, hubs 
 
 // Logs returns the tail of every replica's and agent's log.
 func (r *Replicas) Logs() string {
-	var b strings.Builder
 	var procs []*localkube.Process
 	for _, h := range r.Hubs {
 		procs = append(procs, h.Process)
@@ -335,12 +334,7 @@ func (r *Replicas) Logs() string {
 	for _, a := range r.Agents {
 		procs = append(procs, a)
 	}
-	for _, p := range procs {
-		if p != nil {
-			fmt.Fprintf(&b, "\n--- %s (%s) ---\n%s", p.Name(), p.LogPath, p.Tail(16384))
-		}
-	}
-	return b.String()
+	return tails(procs)
 }
 
 // Stop stops the agents and the replicas.

@@ -56,11 +56,7 @@ func run() error {
 		say("  cluster %-10s ready in %s", c.Name, c.StartupTime.Round(time.Millisecond))
 	}
 
-	repo, err := localfleet.NewRepo(filepath.Join(dir, "git", "manifests"), localfleet.DemoManifests("1.0.0"))
-	if err != nil {
-		return err
-	}
-	git, err := localfleet.ServeGit(ctx, filepath.Join(dir, "git"), filepath.Join(dir, "logs"))
+	repo, git, err := localfleet.ServeDemo(ctx, dir, "1.0.0")
 	if err != nil {
 		return err
 	}
