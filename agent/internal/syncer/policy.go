@@ -3,56 +3,18 @@ package syncer
 import (
 	"context"
 	"fmt"
-	"path"
-	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/flotilla-dev/flotilla/shared/policy"
 )
 
-// AccessPolicy is the app's spec.policy: what its objects may touch. The zero value is the
-// default and fails closed: namespaced objects only in the destination namespace, no
-// cluster-scoped objects. The hub checks it after rendering; this check, before anything is
-// applied, is the authoritative one, because it knows from the cluster which kinds are
-// cluster-scoped.
-type AccessPolicy struct {
-	// Namespaces are globs (path.Match) over the namespaces namespaced objects may go to and
-	// the names Namespace objects may have; empty: only the destination namespace.
-	Namespaces []string
-	// ClusterResources are the cluster-scoped kinds allowed (group and kind globs); empty: none.
-	ClusterResources []schema.GroupKind
-	// Deny are kinds always refused, namespaced or not; a deny wins.
-	Deny []schema.GroupKind
-}
-
-// AllowsNamespace reports whether namespaced objects may go to ns (and a Namespace may be
-// named ns); dest is the app's destination namespace.
-func (p AccessPolicy) AllowsNamespace(ns, dest string) bool {
-	if len(p.Namespaces) == 0 {
-		return ns != "" && ns == dest
-	}
-	return slices.ContainsFunc(p.Namespaces, func(g string) bool {
-		ok, _ := path.Match(g, ns)
-		return ok
-	})
-}
-
-// AllowsClusterKind reports whether cluster-scoped objects of kind gk are allowed.
-func (p AccessPolicy) AllowsClusterKind(gk schema.GroupKind) bool {
-	return slices.ContainsFunc(p.ClusterResources, func(g schema.GroupKind) bool { return matchKind(g, gk) })
-}
-
-// Denies reports whether kind gk is denied.
-func (p AccessPolicy) Denies(gk schema.GroupKind) bool {
-	return slices.ContainsFunc(p.Deny, func(g schema.GroupKind) bool { return matchKind(g, gk) })
-}
-
-func matchKind(pattern, gk schema.GroupKind) bool {
-	g, _ := path.Match(pattern.Group, gk.Group)
-	k, _ := path.Match(pattern.Kind, gk.Kind)
-	return g && k
-}
+// AccessPolicy is the app's spec.policy (shared/policy). The hub checks it after rendering;
+// this check, before anything is applied, is the authoritative one, because it knows from the
+// cluster which kinds are cluster-scoped.
+type AccessPolicy = policy.Access
 
 // PolicyError is a revision refused before anything was applied: objects that the app's
 // spec.policy does not allow, or that belong to the agent itself. Each violation names the
@@ -140,13 +102,13 @@ func accessViolation(p AccessPolicy, dest string, o *unstructured.Unstructured, 
 	name := policyName(o, ns, namespaced)
 	switch {
 	case p.Denies(gk):
-		return fmt.Sprintf("%s: kind %s is denied by spec.policy.deny", name, kindName(gk))
+		return fmt.Sprintf("%s: kind %s is denied by spec.policy.deny", name, policy.KindName(gk))
 	case !namespaced && !p.AllowsClusterKind(gk):
-		return fmt.Sprintf("%s: cluster-scoped kind %s is not allowed by spec.policy.clusterResources", name, kindName(gk))
+		return fmt.Sprintf("%s: cluster-scoped kind %s is not allowed by spec.policy.clusterResources", name, policy.KindName(gk))
 	case !namespaced && gk == (schema.GroupKind{Kind: "Namespace"}) && !p.AllowsNamespace(o.GetName(), dest):
-		return fmt.Sprintf("%s: namespace %q is not allowed by spec.policy.namespaces%s", name, o.GetName(), defaultNote(p, dest))
+		return fmt.Sprintf("%s: namespace %q is not allowed by spec.policy.namespaces%s", name, o.GetName(), p.NamespacesNote(dest))
 	case namespaced && ns != "" && !p.AllowsNamespace(ns, dest):
-		return fmt.Sprintf("%s: namespace %q is not allowed by spec.policy.namespaces%s", name, ns, defaultNote(p, dest))
+		return fmt.Sprintf("%s: namespace %q is not allowed by spec.policy.namespaces%s", name, ns, p.NamespacesNote(dest))
 	}
 	return "" // a namespaced object without any namespace fails in prepare
 }
@@ -191,23 +153,4 @@ func policyName(o *unstructured.Unstructured, ns string, namespaced bool) string
 		return o.GetKind() + "/" + ns + "/" + o.GetName()
 	}
 	return o.GetKind() + "/" + o.GetName()
-}
-
-func defaultNote(p AccessPolicy, dest string) string {
-	switch {
-	case len(p.Namespaces) > 0:
-		return ""
-	case dest == "":
-		return " (unset: only the destination namespace, and the app has none)"
-	default:
-		return fmt.Sprintf(" (unset: only the destination namespace %q)", dest)
-	}
-}
-
-// kindName is "group/Kind", or "Kind" for the core group.
-func kindName(gk schema.GroupKind) string {
-	if gk.Group == "" {
-		return gk.Kind
-	}
-	return gk.Group + "/" + gk.Kind
 }

@@ -41,31 +41,8 @@ func (e *events) all() []Event {
 // startRollbackController runs a Controller with a notification hook for the test's duration.
 func startRollbackController(t *testing.T, e *env, agentNS string) (*Controller, *recorder, *events) {
 	t.Helper()
-	rec, evs := &recorder{}, &events{}
-	c, err := NewController(Config{
-		RESTConfig: e.cfg, Namespace: agentNS, Reporter: rec, HealthInterval: 200 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), OnEvent: evs.add,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Load(testCtx(t)); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("Run did not return after its context ended")
-		}
-	})
+	evs := &events{}
+	c, rec := startController(t, e, agentNS, func(cfg *Config) { cfg.OnEvent = evs.add })
 	return c, rec, evs
 }
 

@@ -4,63 +4,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"path"
-	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation"
 	sigsjson "sigs.k8s.io/json"
+
+	"github.com/flotilla-dev/flotilla/shared/policy"
 )
 
-// AccessPolicy is an Application's spec.policy: what its objects may touch, much like an Argo
-// CD AppProject but written on the Application itself (Flotilla has no projects). The hub
-// checks it after each render and the agent again, authoritatively, before it applies.
-//
-// The zero value is the default and fails closed: namespaced objects only in the destination
-// namespace, no cluster-scoped objects at all.
-type AccessPolicy struct {
-	// Namespaces are globs (path.Match: *, ?, [a-z]) over the namespaces the app's namespaced
-	// objects may go to, and the names its Namespace objects may have. Empty: only
-	// Destination.Namespace.
-	Namespaces []string
-	// ClusterResources are the cluster-scoped kinds the app may hold; group and kind are globs
-	// ("*" matches any, including the core group ""). Empty: none.
-	ClusterResources []schema.GroupKind
-	// Deny are kinds the app may never hold, namespaced or not; a deny wins over everything.
-	Deny []schema.GroupKind
-}
-
-// AllowsNamespace reports whether the app's namespaced objects may go to namespace ns (and a
-// Namespace object may be named ns): ns matches one of Namespaces or, when there are none, is
-// the destination namespace dest.
-func (p AccessPolicy) AllowsNamespace(ns, dest string) bool {
-	if len(p.Namespaces) == 0 {
-		return ns != "" && ns == dest
-	}
-	for _, g := range p.Namespaces {
-		if ok, _ := path.Match(g, ns); ok {
-			return true
-		}
-	}
-	return false
-}
-
-// AllowsClusterKind reports whether the app may hold cluster-scoped objects of kind gk.
-func (p AccessPolicy) AllowsClusterKind(gk schema.GroupKind) bool {
-	return slices.ContainsFunc(p.ClusterResources, func(g schema.GroupKind) bool { return matchKind(g, gk) })
-}
-
-// Denies reports whether kind gk is denied.
-func (p AccessPolicy) Denies(gk schema.GroupKind) bool {
-	return slices.ContainsFunc(p.Deny, func(g schema.GroupKind) bool { return matchKind(g, gk) })
-}
-
-// matchKind matches gk against the group and kind globs of pattern.
-func matchKind(pattern, gk schema.GroupKind) bool {
-	g, _ := path.Match(pattern.Group, gk.Group)
-	k, _ := path.Match(pattern.Kind, gk.Kind)
-	return g && k
-}
+// AccessPolicy is an Application's spec.policy (shared/policy: the agent checks the same).
+type AccessPolicy = policy.Access
 
 // policyDoc is spec.policy as written.
 type policyDoc struct {

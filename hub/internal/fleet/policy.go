@@ -11,6 +11,7 @@ import (
 
 	"github.com/flotilla-dev/flotilla/hub/internal/apps"
 	"github.com/flotilla-dev/flotilla/shared/bundle"
+	"github.com/flotilla-dev/flotilla/shared/policy"
 )
 
 // The hub checks each render against its app's spec.policy before it becomes desired state, so
@@ -203,37 +204,18 @@ func violation(p apps.AccessPolicy, dest string, o policyObject) string {
 	}
 	switch {
 	case p.Denies(o.gk):
-		return fmt.Sprintf("%s: kind %s is denied by spec.policy.deny", o, kindName(o.gk))
+		return fmt.Sprintf("%s: kind %s is denied by spec.policy.deny", o, policy.KindName(o.gk))
 	case o.cluster && !p.AllowsClusterKind(o.gk):
-		return fmt.Sprintf("%s: cluster-scoped kind %s is not allowed by spec.policy.clusterResources", o, kindName(o.gk))
+		return fmt.Sprintf("%s: cluster-scoped kind %s is not allowed by spec.policy.clusterResources", o, policy.KindName(o.gk))
 	case o.cluster && o.gk == (schema.GroupKind{Kind: "Namespace"}) && !p.AllowsNamespace(o.name, dest):
-		return fmt.Sprintf("%s: namespace %q is not allowed by spec.policy.namespaces%s", o, o.name, defaultNote(p, dest))
+		return fmt.Sprintf("%s: namespace %q is not allowed by spec.policy.namespaces%s", o, o.name, p.NamespacesNote(dest))
 	case o.cluster:
 		return ""
 	}
 	if o.namespace != "" && !p.AllowsNamespace(o.namespace, dest) {
-		return fmt.Sprintf("%s: namespace %q is not allowed by spec.policy.namespaces%s", o, o.namespace, defaultNote(p, dest))
+		return fmt.Sprintf("%s: namespace %q is not allowed by spec.policy.namespaces%s", o, o.namespace, p.NamespacesNote(dest))
 	}
 	return "" // no namespace at all: the agent refuses it
-}
-
-func defaultNote(p apps.AccessPolicy, dest string) string {
-	switch {
-	case len(p.Namespaces) > 0:
-		return ""
-	case dest == "":
-		return " (unset: only the destination namespace, and the app has none)"
-	default:
-		return fmt.Sprintf(" (unset: only the destination namespace %q)", dest)
-	}
-}
-
-// kindName is "group/Kind", or "Kind" for the core group.
-func kindName(gk schema.GroupKind) string {
-	if gk.Group == "" {
-		return gk.Kind
-	}
-	return gk.Group + "/" + gk.Kind
 }
 
 // checkPolicy refuses a render of app whose objects its spec.policy does not allow.
