@@ -133,12 +133,12 @@ On first start it enrols with --join-token; its key and certificate then live in
 }
 
 func restConfig(o *Options) (*rest.Config, error) {
+	if o.KubeAPIQPS <= 0 || o.KubeAPIBurst <= 0 {
+		return nil, fmt.Errorf("--kube-api-qps and --kube-api-burst must be positive (got %g and %d)", o.KubeAPIQPS, o.KubeAPIBurst)
+	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig: %w", err)
-	}
-	if o.KubeAPIQPS <= 0 || o.KubeAPIBurst <= 0 {
-		return nil, fmt.Errorf("--kube-api-qps and --kube-api-burst must be positive (got %g and %d)", o.KubeAPIQPS, o.KubeAPIBurst)
 	}
 	cfg.QPS, cfg.Burst = o.KubeAPIQPS, o.KubeAPIBurst
 	cfg.UserAgent = "flotilla-agent/" + version.Version

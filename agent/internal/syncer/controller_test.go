@@ -246,7 +246,7 @@ func TestControllerNackKeepsPrevious(t *testing.T) {
 	e := newEnv(t)
 	e.createNamespace(t, nsCtlNack)
 	c, rec := startController(t, e, nsAgentNack)
-	policy := SyncPolicy{Automated: true, Retry: Retry{Limit: 1, Duration: 50 * time.Millisecond, Factor: 2}}
+	policy := SyncPolicy{Automated: true, Retry: Retry{Limit: 2, Duration: 50 * time.Millisecond, Factor: 2}}
 	good := desired(t, "nack", nsCtlNack, policy, configMap("settings", "v1"))
 	c.SetDesired(good)
 	rec.waitAck(t, "nack", 1, 30*time.Second)
@@ -256,13 +256,29 @@ func TestControllerNackKeepsPrevious(t *testing.T) {
 	bad.Generation = 2
 	c.SetDesired(bad)
 	s := rec.waitStatus(t, "nack", 30*time.Second, "giving up", func(s AppStatus) bool {
-		return strings.Contains(s.Message, "attempt 2/2, giving up")
+		return strings.Contains(s.Message, "attempt 3/3, giving up")
 	})
 	if s.AppliedRevision != good.Revision || s.Sync != SyncOutOfSync || !strings.Contains(s.Message, "Deployment.apps/"+nsCtlNack+"/web") {
 		t.Errorf("status %+v", s)
 	}
-	if _, nacks, _ := rec.counts(); nacks != 2 {
-		t.Errorf("%d nacks, want 2 (first attempt and one retry)", nacks)
+	if _, nacks, _ := rec.counts(); nacks != 3 {
+		t.Errorf("%d nacks, want 3 (first attempt and two retries)", nacks)
+	}
+	// SyncFailed Events on the object at fault: the first attempt and giving up, not each retry.
+	waitEvent(t, e, nsCtlNack, EventSyncFailed, "attempt 3/3, giving up")
+	list, err := e.client.CoreV1().Events(nsCtlNack).List(testCtx(t), metav1.ListOptions{FieldSelector: "reason=" + EventSyncFailed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []string
+	for _, ev := range list.Items {
+		if ev.InvolvedObject.Kind != "Deployment" || ev.InvolvedObject.Name != "web" || ev.Type != "Warning" {
+			t.Errorf("SyncFailed Event about %s/%s, type %s", ev.InvolvedObject.Kind, ev.InvolvedObject.Name, ev.Type)
+		}
+		msgs = append(msgs, ev.Message)
+	}
+	if len(msgs) != 2 || !strings.Contains(strings.Join(msgs, "\n"), "attempt 1/3") {
+		t.Errorf("SyncFailed Events = %q, want two: attempt 1/3 and giving up", msgs)
 	}
 	if v, _ := e.configMapValue(t, nsCtlNack, "settings", "value"); v != "v1" {
 		t.Errorf("ConfigMap = %q, want v1 (previous revision kept)", v)
