@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -42,7 +43,7 @@ func (o *ReplicaOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.CADir, "ca-dir", o.CADir, "directory holding the CA (ca.crt, ca.key), shared by every hub replica: copy the first replica's, or mount one Secret in all (default: --data-dir)")
 	fs.StringVar(&o.GossipListen, "gossip-listen", o.GossipListen, "host:port (TCP and UDP) where this hub replica gossips with the others; setting it makes the hub one of several replicas")
 	fs.StringSliceVar(&o.Peers, "peers", o.Peers, "gossip addresses host:port of other hub replicas to join (any one that answers is enough)")
-	fs.StringVar(&o.GossipKeyFile, "gossip-key-file", o.GossipKeyFile, "file holding the 32-byte gossip encryption key, base64 (head -c32 /dev/urandom | base64); the same on every replica: a node without it cannot join")
+	fs.StringVar(&o.GossipKeyFile, "gossip-key-file", o.GossipKeyFile, "file holding the 32-byte gossip encryption key, base64 (head -c32 /dev/urandom | base64); the same on every replica: a node without it cannot join. One key per line during a rotation (the first encrypts, all decrypt); re-read every 10s, no restart needed")
 	fs.StringVar(&o.NodeName, "node-name", o.NodeName, "this replica's name among the replicas, unique and stable across restarts (default: --advertise-address)")
 }
 
@@ -86,20 +87,16 @@ func startReplica(ctx context.Context, o *Options, ca *pki.CA, m *metrics.Hub, l
 	if !ro.enabled() {
 		return nil, nil, nil
 	}
-	data, err := os.ReadFile(ro.GossipKeyFile)
+	keys, err := readGossipKeys(ro.GossipKeyFile)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--gossip-key-file: %w", err)
-	}
-	key, err := cluster.ParseKey(data)
-	if err != nil {
-		return nil, nil, fmt.Errorf("--gossip-key-file %s: %w", ro.GossipKeyFile, err)
+		return nil, nil, err
 	}
 	cert, err := ca.IssueReplica(ro.NodeName, replicaCertTTL)
 	if err != nil {
 		return nil, nil, fmt.Errorf("replica certificate: %w", err)
 	}
 	ml, err := cluster.Start(ctx, cluster.Config{
-		NodeName: ro.NodeName, BindAddr: ro.GossipListen, AdvertiseGRPC: o.Advertise, Peers: ro.Peers, Key: key, Logger: log,
+		NodeName: ro.NodeName, BindAddr: ro.GossipListen, AdvertiseGRPC: o.Advertise, Peers: ro.Peers, Keys: keys, Logger: log,
 	})
 	if err != nil {
 		return nil, nil, err
@@ -133,5 +130,57 @@ func ownedClusters(list func() ([]fleet.ClusterVars, error), ha *server.HAConfig
 			}
 		}
 		return out, nil
+	}
+}
+
+// gossipKeyReload is how often a replica re-reads --gossip-key-file.
+const gossipKeyReload = 10 * time.Second
+
+// readGossipKeys reads the keyring in --gossip-key-file (see cluster.ParseKeys).
+func readGossipKeys(path string) ([][]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--gossip-key-file: %w", err)
+	}
+	keys, err := cluster.ParseKeys(data)
+	if err != nil {
+		return nil, fmt.Errorf("--gossip-key-file %s: %w", path, err)
+	}
+	return keys, nil
+}
+
+// reloadGossipKeys re-reads --gossip-key-file every interval until ctx ends and installs
+// the keyring it holds, so that an operator rotates the key by editing the file (or the
+// Secret it is mounted from) on every replica, step by step, without restarting any. A file
+// that cannot be read or parsed keeps the keys in use; it is reported once per change.
+func reloadGossipKeys(ctx context.Context, ml *cluster.Membership, path string, interval time.Duration, log *slog.Logger) error {
+	last, _ := os.ReadFile(path) // what startReplica installed
+	var lastErr string
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		data, err := os.ReadFile(path)
+		if err == nil && bytes.Equal(data, last) {
+			continue
+		}
+		var keys [][]byte
+		if err != nil {
+			err = fmt.Errorf("--gossip-key-file: %w", err)
+		} else if keys, err = cluster.ParseKeys(data); err != nil {
+			err = fmt.Errorf("--gossip-key-file %s: %w", path, err)
+		} else if _, err = ml.SetKeys(keys); err == nil {
+			last, lastErr = data, ""
+			log.Info("gossip keys reloaded", logging.KeyCount, len(keys))
+			continue
+		}
+		if err.Error() != lastErr {
+			lastErr = err.Error()
+			log.Warn("gossip keys not reloaded; the keys in use stay", logging.Err(err))
+		}
 	}
 }

@@ -142,6 +142,9 @@ func runHub(ctx context.Context, o *Options, log *slog.Logger) error {
 	if ml != nil {
 		ml.OnMessage(srv.OnBroadcast)
 		g.Go(func() error { return srv.RunReplica(gctx, ml.Changes()) })
+		g.Go(func() error {
+			return reloadGossipKeys(gctx, ml, o.Replicas.GossipKeyFile, gossipKeyReload, log)
+		})
 	}
 	if o.HTTPListen != "" {
 		hl, err := net.Listen("tcp", o.HTTPListen)

@@ -50,7 +50,7 @@ type Config struct {
 	BindAddr      string   // gossip listen host:port (--gossip-listen); port 0 picks a free one
 	AdvertiseGRPC string   // this replica's gRPC address for agents (sent in node metadata)
 	Peers         []string // join addresses (--peers)
-	Key           []byte   // 32-byte AES key (--gossip-key-file, see ParseKey); gossip is encrypted and a node without the key cannot join
+	Keys          [][]byte // 32-byte AES keys (--gossip-key-file, see ParseKeys), the first one primary; gossip is encrypted and a node without one of them cannot join
 	Logger        *slog.Logger
 }
 
@@ -71,6 +71,7 @@ type Membership struct {
 	meta    *localMeta
 	queue   *memberlist.TransmitLimitedQueue
 	inbox   *inbox
+	keyring *memberlist.Keyring
 	current atomic.Pointer[view]
 	changes chan struct{}
 	life    lifecycle
@@ -108,7 +109,11 @@ func Start(ctx context.Context, cfg Config) (*Membership, error) {
 		inbox:   &inbox{ch: make(chan []byte, inboxSize)},
 		changes: make(chan struct{}, 1),
 	}
-	mc := memberlistConfig(cfg, host, port, log)
+	mc, err := memberlistConfig(cfg, host, port, log)
+	if err != nil {
+		return nil, err
+	}
+	m.keyring = mc.Keyring
 	m.queue = &memberlist.TransmitLimitedQueue{
 		NumNodes:       func() int { return int(m.tracker.live.Load()) },
 		RetransmitMult: mc.RetransmitMult,
@@ -147,7 +152,7 @@ func Start(ctx context.Context, cfg Config) (*Membership, error) {
 
 // memberlistConfig is memberlist's LAN configuration tuned for a handful of
 // hub replicas, without the delegates.
-func memberlistConfig(cfg Config, host string, port int, log *slog.Logger) *memberlist.Config {
+func memberlistConfig(cfg Config, host string, port int, log *slog.Logger) (*memberlist.Config, error) {
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = cfg.NodeName
 	mc.BindAddr, mc.BindPort, mc.AdvertisePort = host, port, port
@@ -162,10 +167,82 @@ func memberlistConfig(cfg Config, host string, port int, log *slog.Logger) *memb
 	mc.PushPullInterval = 15 * time.Second
 	mc.TCPTimeout = 3 * time.Second // bounds each join attempt, and so Leave
 	mc.DeadNodeReclaimTime = 10 * time.Second
-	mc.SecretKey = bytes.Clone(cfg.Key)
+	keyring, err := memberlist.NewKeyring(cloneKeys(cfg.Keys[1:]), bytes.Clone(cfg.Keys[0]))
+	if err != nil {
+		return nil, fmt.Errorf("cluster config: gossip keys: %w", err)
+	}
+	mc.Keyring = keyring
 	mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
 	mc.Logger = newStdLogger(log)
-	return mc
+	return mc, nil
+}
+
+func cloneKeys(keys [][]byte) [][]byte {
+	out := make([][]byte, len(keys))
+	for i, k := range keys {
+		out[i] = bytes.Clone(k)
+	}
+	return out
+}
+
+// Keys returns the installed gossip keys, the primary first.
+func (m *Membership) Keys() [][]byte {
+	primary := m.keyring.GetPrimaryKey()
+	out := [][]byte{primary}
+	for _, k := range m.keyring.GetKeys() {
+		if !bytes.Equal(k, primary) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// GossipAddr is the host:port this replica gossips on.
+func (m *Membership) GossipAddr() string { return m.gossipAddr() }
+
+// SetKeys replaces the gossip keyring without interrupting gossip: keys not yet
+// installed are added, the first one becomes the primary (used to encrypt), and
+// installed keys not listed are removed. Every key listed decrypts. It reports
+// whether anything changed. Rotating a key on all replicas without downtime
+// takes three such steps, each applied on every replica before the next: add
+// the new key after the old one, move it first, remove the old one.
+func (m *Membership) SetKeys(keys [][]byte) (bool, error) {
+	if len(keys) == 0 {
+		return false, fmt.Errorf("gossip keys: %w", ErrKeySize)
+	}
+	for _, k := range keys {
+		if len(k) != KeySize {
+			return false, fmt.Errorf("gossip keys: %w", ErrKeySize)
+		}
+	}
+	has := func(list [][]byte, k []byte) bool {
+		return slices.ContainsFunc(list, func(o []byte) bool { return bytes.Equal(o, k) })
+	}
+	installed := m.keyring.GetKeys()
+	changed := false
+	for _, k := range keys {
+		if !has(installed, k) {
+			if err := m.keyring.AddKey(bytes.Clone(k)); err != nil {
+				return changed, fmt.Errorf("add gossip key: %w", err)
+			}
+			changed = true
+		}
+	}
+	if !bytes.Equal(m.keyring.GetPrimaryKey(), keys[0]) {
+		if err := m.keyring.UseKey(keys[0]); err != nil {
+			return changed, fmt.Errorf("use gossip key: %w", err)
+		}
+		changed = true
+	}
+	for _, k := range installed {
+		if !has(keys, k) {
+			if err := m.keyring.RemoveKey(k); err != nil {
+				return changed, fmt.Errorf("remove gossip key: %w", err)
+			}
+			changed = true
+		}
+	}
+	return changed, nil
 }
 
 func (c Config) validate() (string, int, error) {
@@ -190,8 +267,13 @@ func (c Config) validate() (string, int, error) {
 	if len(meta) > memberlist.MetaMaxSize {
 		return "", 0, fmt.Errorf("cluster config: advertised gRPC address is %d bytes, too long", len(c.AdvertiseGRPC))
 	}
-	if len(c.Key) != KeySize {
-		return "", 0, fmt.Errorf("cluster config: %w", ErrKeySize)
+	if len(c.Keys) == 0 {
+		return "", 0, fmt.Errorf("cluster config: no gossip key: %w", ErrKeySize)
+	}
+	for _, k := range c.Keys {
+		if len(k) != KeySize {
+			return "", 0, fmt.Errorf("cluster config: %w", ErrKeySize)
+		}
 	}
 	return host, int(port), nil
 }

@@ -61,7 +61,7 @@ func startNode(t *testing.T, ctx context.Context, name string, key []byte, peers
 		BindAddr:      "127.0.0.1:0",
 		AdvertiseGRPC: name + ".hub.test:8443",
 		Peers:         peers,
-		Key:           key,
+		Keys:          [][]byte{key},
 		Logger:        testLogger(t, name),
 	})
 	if err != nil {
@@ -148,6 +148,52 @@ func waitAgreed(t *testing.T, timeout time.Duration, nodes []*Membership, want, 
 		return ok
 	})
 	return got
+}
+
+// pingAll checks that every node answers an encrypted ping from every other,
+// retrying (UDP) for up to 10s.
+func pingAll(t *testing.T, nodes []*Membership, when string) {
+	t.Helper()
+	for _, from := range nodes {
+		for _, to := range nodes {
+			if from == to {
+				continue
+			}
+			addr, err := net.ResolveUDPAddr("udp", to.gossipAddr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			poll(t, 10*time.Second, fmt.Sprintf("%s: %s pinging %s", when, from.name, to.name), func() bool {
+				_, err := from.ml.Ping(to.name, addr)
+				return err == nil
+			})
+		}
+	}
+}
+
+// broadcasts records the broadcasts each node receives.
+type broadcasts struct {
+	mu  sync.Mutex
+	got map[string][]string
+}
+
+func recordBroadcasts(nodes []*Membership) *broadcasts {
+	b := &broadcasts{got: map[string][]string{}}
+	for _, n := range nodes {
+		n.OnMessage(func(msg []byte) {
+			b.mu.Lock()
+			b.got[n.name] = append(b.got[n.name], string(msg))
+			b.mu.Unlock()
+		})
+	}
+	return b
+}
+
+// has reports whether node received msg.
+func (b *broadcasts) has(node, msg string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Contains(b.got[node], msg)
 }
 
 func drain(ch <-chan struct{}) {
@@ -278,29 +324,15 @@ func TestMembershipBroadcast(t *testing.T) {
 	nodes := []*Membership{a, b, c}
 	waitAgreed(t, 10*time.Second, nodes, []string{"hub-a", "hub-b", "hub-c"}, nil)
 
-	var mu sync.Mutex
-	got := map[string][]string{}
-	for _, n := range nodes {
-		n.OnMessage(func(msg []byte) {
-			mu.Lock()
-			got[n.name] = append(got[n.name], string(msg))
-			mu.Unlock()
-		})
-	}
+	got := recordBroadcasts(nodes)
 	a.Broadcast([]byte("revoke cert 1 from a"))
 	c.Broadcast([]byte("revoke cert 2 from c"))
 	poll(t, 10*time.Second, "broadcasts reaching the other members", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return slices.Contains(got["hub-b"], "revoke cert 1 from a") &&
-			slices.Contains(got["hub-c"], "revoke cert 1 from a") &&
-			slices.Contains(got["hub-a"], "revoke cert 2 from c") &&
-			slices.Contains(got["hub-b"], "revoke cert 2 from c")
+		return got.has("hub-b", "revoke cert 1 from a") && got.has("hub-c", "revoke cert 1 from a") &&
+			got.has("hub-a", "revoke cert 2 from c") && got.has("hub-b", "revoke cert 2 from c")
 	})
-	mu.Lock()
-	defer mu.Unlock()
-	if slices.Contains(got["hub-a"], "revoke cert 1 from a") || slices.Contains(got["hub-c"], "revoke cert 2 from c") {
-		t.Errorf("a sender received its own broadcast: %v", got)
+	if got.has("hub-a", "revoke cert 1 from a") || got.has("hub-c", "revoke cert 2 from c") {
+		t.Errorf("a sender received its own broadcast")
 	}
 }
 
@@ -334,7 +366,7 @@ func TestMembershipStartsBeforePeers(t *testing.T) {
 		t.Errorf("alone, owner of cluster-1 is %q, want hub-a", o.Name)
 	}
 	b, err := Start(ctx, Config{NodeName: "hub-b", BindAddr: addr, AdvertiseGRPC: "hub-b:8443",
-		Key: testKey(1), Logger: testLogger(t, "hub-b")})
+		Keys: [][]byte{testKey(1)}, Logger: testLogger(t, "hub-b")})
 	if err != nil {
 		t.Fatalf("start hub-b on the reserved port: %v", err)
 	}
@@ -364,7 +396,7 @@ func TestMembershipLeavesWhenContextEnds(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	good := Config{NodeName: "hub-0", BindAddr: "0.0.0.0:7946", AdvertiseGRPC: "hub-0:8443", Key: testKey(1)}
+	good := Config{NodeName: "hub-0", BindAddr: "0.0.0.0:7946", AdvertiseGRPC: "hub-0:8443", Keys: [][]byte{testKey(1)}}
 	tests := []struct {
 		name     string
 		edit     func(*Config)
@@ -379,13 +411,14 @@ func TestConfigValidate(t *testing.T) {
 		{name: "bad port", edit: func(c *Config) { c.BindAddr = "0.0.0.0:99999" }, wantErr: true},
 		{name: "no gRPC address", edit: func(c *Config) { c.AdvertiseGRPC = "" }, wantErr: true},
 		{name: "gRPC address too long", edit: func(c *Config) { c.AdvertiseGRPC = string(bytes.Repeat([]byte("a"), 500)) }, wantErr: true},
-		{name: "no key", edit: func(c *Config) { c.Key = nil }, wantErr: true},
-		{name: "16-byte key", edit: func(c *Config) { c.Key = c.Key[:16] }, wantErr: true},
+		{name: "no key", edit: func(c *Config) { c.Keys = nil }, wantErr: true},
+		{name: "16-byte key", edit: func(c *Config) { c.Keys = [][]byte{testKey(1)[:16]} }, wantErr: true},
+		{name: "16-byte secondary key", edit: func(c *Config) { c.Keys = [][]byte{testKey(1), testKey(2)[:16]} }, wantErr: true},
+		{name: "two keys", edit: func(c *Config) { c.Keys = [][]byte{testKey(1), testKey(2)} }, wantHost: "0.0.0.0", wantPort: 7946},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := good
-			c.Key = testKey(1)
 			tt.edit(&c)
 			host, port, err := c.validate()
 			if (err != nil) != tt.wantErr {
@@ -398,5 +431,66 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if _, err := Start(t.Context(), Config{NodeName: "x", BindAddr: "127.0.0.1:0", AdvertiseGRPC: "x:1"}); !errors.Is(err, ErrKeySize) {
 		t.Errorf("Start without a key: %v, want ErrKeySize", err)
+	}
+}
+
+// TestMembershipKeyRotationWithoutDowntime rotates the gossip key on three
+// replicas in the three documented steps (add the new key second, make it
+// first, remove the old one), applying each step one replica at a time, and
+// checks that every replica reaches every other at every point (an encrypted
+// ping that a replica unable to decrypt never answers) and that all stay
+// members; at the end a replica with only the old key cannot join, one with
+// only the new key can.
+func TestMembershipKeyRotationWithoutDowntime(t *testing.T) {
+	ctx := testContext(t)
+	oldKey, newKey := testKey(1), testKey(2)
+	a := startNode(t, ctx, "hub-a", oldKey)
+	b := startNode(t, ctx, "hub-b", oldKey, a.gossipAddr())
+	c := startNode(t, ctx, "hub-c", oldKey, b.gossipAddr())
+	nodes := []*Membership{a, b, c}
+	all := []string{"hub-a", "hub-b", "hub-c"}
+	waitAgreed(t, 10*time.Second, nodes, all, nil)
+
+	steps := []struct {
+		name string
+		keys [][]byte
+	}{
+		{"add the new key", [][]byte{oldKey, newKey}},
+		{"make the new key primary", [][]byte{newKey, oldKey}},
+		{"remove the old key", [][]byte{newKey}},
+	}
+	for i, step := range steps {
+		for _, n := range nodes {
+			changed, err := n.SetKeys(step.keys)
+			if err != nil || !changed {
+				t.Fatalf("%s on %s: changed %v, %v", step.name, n.name, changed, err)
+			}
+			// Between replicas, the cluster is half on the old keyring and half
+			// on the new one: every replica must still reach every other.
+			pingAll(t, nodes, fmt.Sprintf("step %d after %s", i, n.name))
+		}
+		if changed, err := a.SetKeys(step.keys); err != nil || changed {
+			t.Fatalf("%s again: changed %v, %v; want no change", step.name, changed, err)
+		}
+	}
+	waitAgreed(t, 10*time.Second, nodes, all, nil)
+
+	stale := startNode(t, ctx, "hub-old", oldKey)
+	if _, err := stale.ml.Join([]string{a.gossipAddr()}); err == nil {
+		t.Errorf("a replica with only the removed key joined")
+	}
+	fresh := startNode(t, ctx, "hub-d", newKey, a.gossipAddr())
+	waitAgreed(t, 10*time.Second, append(nodes, fresh), append(all, "hub-d"), nil)
+}
+
+func TestSetKeysRefusesBadKeys(t *testing.T) {
+	a := startNode(t, testContext(t), "hub-a", testKey(1))
+	for _, keys := range [][][]byte{nil, {testKey(1)[:16]}, {testKey(1), testKey(2)[:8]}} {
+		if _, err := a.SetKeys(keys); !errors.Is(err, ErrKeySize) {
+			t.Errorf("SetKeys(%d keys) = %v, want ErrKeySize", len(keys), err)
+		}
+	}
+	if !bytes.Equal(a.keyring.GetPrimaryKey(), testKey(1)) || len(a.keyring.GetKeys()) != 1 {
+		t.Errorf("refused keys changed the keyring")
 	}
 }
