@@ -1,13 +1,15 @@
 package charts
 
 import (
+	"fmt"
+	"os"
+	"path"
 	"slices"
 	"strings"
 	"testing"
 
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/lint"
-	"helm.sh/helm/v3/pkg/lint/support"
 	"helm.sh/helm/v3/pkg/strvals"
 	"sigs.k8s.io/yaml"
 )
@@ -67,6 +69,7 @@ func TestLint(t *testing.T) {
 		chart  string
 		values map[string]any
 	}{
+		{"agent defaults", AgentChart, nil},
 		{"agent required values", AgentChart, agentRequired()},
 		{"agent namespaced rbac", AgentChart, with(t, agentRequired(), "rbac.scope=namespaces,rbac.namespaces={team-a,team-b}")},
 		{"agent full control", AgentChart, with(t, agentRequired(), "rbac.fullControl=true")},
@@ -76,11 +79,9 @@ func TestLint(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			l := lint.AllWithKubeVersion(tt.chart, tt.values, DefaultNamespace, kv)
+			// Chart publishing checks read every message, INFO ("icon is recommended") too.
 			for _, m := range l.Messages {
-				// INFO ("icon is recommended") is advice; warnings and errors fail.
-				if m.Severity >= support.WarningSev {
-					t.Errorf("lint %s: %s", tt.chart, m)
-				}
+				t.Errorf("lint %s: %s", tt.chart, m)
 			}
 		})
 	}
@@ -93,9 +94,9 @@ func TestSchemaRejects(t *testing.T) {
 		values map[string]any
 		want   []string // substrings of the error, naming the field
 	}{
-		{"agent missing hub.address", AgentChart, with(t, nil, "joinToken=x"), []string{"/hub", "missing property 'address'"}},
-		{"agent empty hub.addresses", AgentChart, with(t, nil, "hub.addresses=null"), []string{"/hub", "address"}},
 		{"agent bad hub.address", AgentChart, with(t, nil, "hub.address=hub.example.com"), []string{"/hub/address", "does not match"}},
+		{"agent hub.address of another type", AgentChart, with(t, nil, "hub.address=443"), []string{"/hub/address", "string"}},
+		{"agent hub.addresses not a list", AgentChart, with(t, nil, "hub.addresses=hub.example.com:443"), []string{"/hub/addresses", "array"}},
 		{"agent bad hub.addresses item", AgentChart, with(t, nil, "hub.addresses={a:1,nope}"), []string{"/hub/addresses/1"}},
 		{"agent two replicas", AgentChart, with(t, agentRequired(), "replicas=2"), []string{"/replicas", "maximum"}},
 		{"agent loud", AgentChart, with(t, agentRequired(), "logLevel=loud"), []string{"/logLevel", "'debug', 'info', 'warn', 'error'"}},
@@ -134,6 +135,88 @@ func TestSchemaRejects(t *testing.T) {
 			for _, w := range tt.want {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestAgentRequiresHub: without a hub address the agent chart does not render, and says which
+// value to set. The schema does not require it, so that the chart's defaults lint.
+func TestAgentRequiresHub(t *testing.T) {
+	for _, vals := range []map[string]any{
+		nil,
+		with(t, nil, "joinToken=x,clusterName=c1"),
+		with(t, nil, "hub.addresses=null"),
+		fromYAML(t, "hub: {address: '', addresses: []}"),
+	} {
+		_, err := RenderAgent(vals)
+		if err == nil {
+			t.Errorf("values %v rendered without a hub address", vals)
+			continue
+		}
+		for _, want := range []string{"hub.address is required", "set hub.address=HOST:PORT", "hub.addresses"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("values %v: error %q does not mention %q", vals, err, want)
+			}
+		}
+	}
+}
+
+// TestChartMetadata checks what chart repositories and Artifact Hub show: icon, home, sources,
+// maintainers, and the images the chart runs, which must be the ones values.yaml names.
+func TestChartMetadata(t *testing.T) {
+	for _, name := range []string{AgentChart, HubChart} {
+		t.Run(name, func(t *testing.T) {
+			ch, err := Load(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			md := ch.Metadata
+			if err := md.Validate(); err != nil {
+				t.Errorf("Chart.yaml: %v", err)
+			}
+			if !strings.HasPrefix(md.Icon, "https://") || !strings.HasPrefix(md.Home, "https://") || len(md.Sources) == 0 {
+				t.Errorf("icon %q home %q sources %q: want https URLs", md.Icon, md.Home, md.Sources)
+			}
+			// The icon is the file charts/flotilla.svg of the repository.
+			if !strings.HasSuffix(md.Icon, "/charts/flotilla.svg") {
+				t.Errorf("icon %q is not charts/flotilla.svg", md.Icon)
+			} else if _, err := os.Stat("flotilla.svg"); err != nil {
+				t.Errorf("icon: %v", err)
+			}
+			if len(md.Maintainers) == 0 {
+				t.Error("no maintainers")
+			}
+			for _, m := range md.Maintainers {
+				if m.Name == "" || (m.URL == "" && m.Email == "") {
+					t.Errorf("maintainer %+v: want a name and a URL or email", m)
+				}
+			}
+			var images []struct {
+				Name  string `json:"name"`
+				Image string `json:"image"`
+			}
+			if err := yaml.UnmarshalStrict([]byte(md.Annotations["artifacthub.io/images"]), &images); err != nil {
+				t.Fatalf("annotation artifacthub.io/images: %v", err)
+			}
+			image := ch.Values["image"].(map[string]any)
+			want := fmt.Sprintf("%s:%s", image["repository"], md.AppVersion)
+			if len(images) != 1 || images[0].Image != want || images[0].Name != path.Base(image["repository"].(string)) {
+				t.Errorf("artifacthub.io/images %+v, want the one image %s", images, want)
+			}
+			for k := range md.Annotations {
+				if !strings.HasPrefix(k, "artifacthub.io/") {
+					t.Errorf("annotation %s: not an Artifact Hub one", k)
+				}
+			}
+			if links := md.Annotations["artifacthub.io/links"]; links != "" {
+				var l []struct {
+					Name string `json:"name"`
+					URL  string `json:"url"`
+				}
+				if err := yaml.UnmarshalStrict([]byte(links), &l); err != nil || len(l) == 0 || l[0].URL == "" {
+					t.Errorf("artifacthub.io/links %q: %v", links, err)
 				}
 			}
 		})

@@ -370,32 +370,7 @@ apps:
 				t.Fatal(err)
 			}
 			checkCommon(t, objs, DefaultNamespace)
-			s := statefulSet(t, objs)
-			if n := len(s.Spec.Template.Spec.Containers); n != 1 {
-				t.Fatalf("%d containers, want 1", n)
-			}
-			c := s.Spec.Template.Spec.Containers[0]
-			if len(c.Args) == 0 || c.Args[0] != "hub" {
-				t.Errorf("args %q do not start with the hub subcommand", c.Args)
-			}
-			checkFlags(t, c.Args[1:], hubFlags)
-			if (len(flagValues(c.Args, "apps-dir")) == 1) == (len(flagValues(c.Args, "apps-repo")) == 1) {
-				t.Errorf("want exactly one of --apps-dir and --apps-repo: %q", c.Args)
-			}
-			checkEnvExpansion(t, c)
-			checkSecurity(t, s.Spec.Template.Spec)
-			checkProbes(t, c, 7480)
-			checkMount(t, s, "tmp", "/tmp")
-			// --webhook-secret-file names the file the webhook Secret volume provides.
-			if v := volume(s, "webhook"); v == nil || v.Secret == nil || len(v.Secret.Items) != 1 {
-				t.Errorf("webhook volume %+v, want one Secret item", v)
-			} else {
-				checkMount(t, s, "webhook", "/etc/flotilla/webhook")
-				want := "/etc/flotilla/webhook/" + v.Secret.Items[0].Path
-				if got := flagValues(c.Args, "webhook-secret-file"); !slices.Equal(got, []string{want}) {
-					t.Errorf("--webhook-secret-file = %q, want %s", got, want)
-				}
-			}
+			checkHubPod(t, statefulSet(t, objs))
 			tt.check(t, objs)
 		})
 	}
@@ -433,6 +408,36 @@ func TestHubRefusesReplicasThatCannotFormOneHub(t *testing.T) {
 	}
 	if _, err := RenderHub(with(t, nil, "replicas=3,gossip.key=c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTMyYiE=,ca.existingSecret=hub-ca")); err != nil {
 		t.Errorf("three replicas with a given gossip key: %v", err)
+	}
+}
+
+// checkHubPod checks what every rendering of the hub must have.
+func checkHubPod(t *testing.T, s *appsv1.StatefulSet) {
+	t.Helper()
+	if n := len(s.Spec.Template.Spec.Containers); n != 1 {
+		t.Fatalf("%d containers, want 1", n)
+	}
+	c := s.Spec.Template.Spec.Containers[0]
+	if len(c.Args) == 0 || c.Args[0] != "hub" {
+		t.Errorf("args %q do not start with the hub subcommand", c.Args)
+	}
+	checkFlags(t, c.Args[1:], hubFlags)
+	if (len(flagValues(c.Args, "apps-dir")) == 1) == (len(flagValues(c.Args, "apps-repo")) == 1) {
+		t.Errorf("want exactly one of --apps-dir and --apps-repo: %q", c.Args)
+	}
+	checkEnvExpansion(t, c)
+	checkSecurity(t, s.Spec.Template.Spec)
+	checkProbes(t, c, 7480)
+	checkMount(t, s, "tmp", "/tmp")
+	// --webhook-secret-file names the file the webhook Secret volume provides.
+	if v := volume(s, "webhook"); v == nil || v.Secret == nil || len(v.Secret.Items) != 1 {
+		t.Errorf("webhook volume %+v, want one Secret item", v)
+	} else {
+		checkMount(t, s, "webhook", "/etc/flotilla/webhook")
+		want := "/etc/flotilla/webhook/" + v.Secret.Items[0].Path
+		if got := flagValues(c.Args, "webhook-secret-file"); !slices.Equal(got, []string{want}) {
+			t.Errorf("--webhook-secret-file = %q, want %s", got, want)
+		}
 	}
 }
 

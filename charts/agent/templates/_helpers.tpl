@@ -67,6 +67,17 @@ joinToken
 {{- end -}}
 {{- end -}}
 
+{{/*
+Fails on values with which the agent could not start: it needs a hub to dial. Checked here and
+not in values.schema.json, so that the chart's defaults lint (helm lint reports a failed
+required as information only).
+*/}}
+{{- define "flotilla-agent.validate" -}}
+{{- if not (include "flotilla-agent.hubs" . | fromJsonArray) -}}
+{{- required "hub.address is required: set hub.address=HOST:PORT, the hub's gRPC address (or list several in hub.addresses)" "" -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Every hub address, hub.address first, without duplicates, as a JSON list. */}}
 {{- define "flotilla-agent.hubs" -}}
 {{- $hubs := list -}}
