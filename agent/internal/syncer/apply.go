@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
@@ -58,6 +60,9 @@ type Result struct {
 	// Stale are objects no longer rendered and not deleted because prune is off, the render
 	// is empty without AllowEmpty, or PruneLast defers the prune; still in Inventory.
 	Stale []ObjectRef
+	// PruneFailed are deletions that failed (the API server or an admission check refused
+	// them, or the object could not be read); still in Inventory, and retried.
+	PruneFailed []ObjectRef
 	// Warnings are things a person should see: field manager conflicts taken over, holds,
 	// failed deletions.
 	Warnings []string
@@ -74,6 +79,8 @@ type Applier struct {
 	self         selfGuard // set by guardSelf; the zero value guards nothing
 	// cache, when set, serves live objects from informers (watch.go) instead of GETs.
 	cache liveCache
+	// owners, when set, tells which objects other apps own (owners.go).
+	owners inventories
 
 	mu            sync.Mutex
 	lastDiscovery time.Time // last refresh of the discovery cache
@@ -121,6 +128,9 @@ type item struct {
 	// inventory: part of the app (false for a namespace made by CreateNamespace).
 	inventory bool
 	changed   bool // dry-run differs from live: write it
+	// recreate is the UID of the live object to delete before writing it: its update changes
+	// immutable fields and it has the sync option Force=true (recreate.go).
+	recreate types.UID
 }
 
 // Apply applies d in stages (Namespaces and CRDs, then the rest), each object dry-run before
@@ -410,6 +420,16 @@ func (a *Applier) resource(m *meta.RESTMapping, ns string) dynamic.ResourceInter
 // dryRun server-side applies it with DryRun=All and decides whether it needs a write. A
 // conflict with another field manager is reported as a warning and then forced.
 func (a *Applier) dryRun(ctx context.Context, it *item, res *Result) error {
+	// Absent from the cache, the object either does not exist or lacks LabelApp: either
+	// way it needs a write.
+	live, err := a.live(ctx, it.mapping, it.obj.GetNamespace(), it.obj.GetName(), true)
+	if err != nil {
+		return objectError("get", it.ref, err)
+	}
+	app := it.obj.GetLabels()[LabelApp]
+	if other := a.ownedByOther(app, it.ref, live); other != "" {
+		return ownerConflict(app, other, it.ref)
+	}
 	ri := a.resource(it.mapping, it.obj.GetNamespace())
 	opts := metav1.ApplyOptions{FieldManager: a.fieldManager, DryRun: []string{metav1.DryRunAll}}
 	dry, err := ri.Apply(ctx, it.obj.GetName(), it.obj, opts)
@@ -418,15 +438,27 @@ func (a *Applier) dryRun(ctx context.Context, it *item, res *Result) error {
 		opts.Force = true
 		dry, err = ri.Apply(ctx, it.obj.GetName(), it.obj, opts)
 	}
+	if fields := immutableFields(err); len(fields) > 0 {
+		if !syncOption(it.obj, "Force") {
+			return immutableError(it, fields, err)
+		}
+		if live == nil { // not in the cache: not labelled for an app yet
+			if live, err = a.live(ctx, it.mapping, it.obj.GetNamespace(), it.obj.GetName(), false); err != nil {
+				return objectError("get", it.ref, err)
+			}
+			if live == nil { // gone meanwhile: created anew
+				it.changed = true
+				return nil
+			}
+		}
+		res.Warnings = append(res.Warnings, fmt.Sprintf("%s: immutable field %s changed; deleting and recreating it (Force=true)", it.ref, strings.Join(fields, ", ")))
+		it.recreate, it.changed = live.GetUID(), true
+		return nil
+	}
 	if err != nil {
 		return objectError("dry-run", it.ref, err)
 	}
-	// Absent from the cache, the object either does not exist or lacks LabelApp: either
-	// way it needs a write.
-	live, err := a.live(ctx, it.mapping, it.obj.GetNamespace(), it.obj.GetName(), true)
 	switch {
-	case err != nil:
-		return objectError("get", it.ref, err)
 	case live == nil:
 		it.changed = true
 	default:
@@ -493,9 +525,15 @@ func (a *Applier) write(ctx context.Context, items []*item, stage int, res *Resu
 	}
 	return a.each(ctx, todo, func(ctx context.Context, it *item, r *Result) error {
 		ri := a.resource(it.mapping, it.obj.GetNamespace())
-		out, err := ri.Apply(ctx, it.obj.GetName(), it.obj, metav1.ApplyOptions{FieldManager: a.fieldManager, Force: true})
+		var out *unstructured.Unstructured
+		var err error
+		if it.recreate != "" {
+			out, err = a.recreate(ctx, it, it.recreate)
+		} else if out, err = ri.Apply(ctx, it.obj.GetName(), it.obj, metav1.ApplyOptions{FieldManager: a.fieldManager, Force: true}); err != nil {
+			err = objectError("apply", it.ref, err)
+		}
 		if err != nil {
-			return objectError("apply", it.ref, err)
+			return err
 		}
 		a.noteWrite(it.ref, out.GetResourceVersion())
 		r.Applied = append(r.Applied, it.ref)

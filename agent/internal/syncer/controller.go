@@ -119,12 +119,16 @@ type app struct {
 	drift     []DriftItem
 	// driftRefs are the objects that changed since the last drift check; driftAll asks to
 	// compare every object (after a start: changes made while the agent was away).
-	driftRefs map[string]ObjectRef
+	driftRefs map[string]driftNote
 	driftAll  bool
 	contests  map[string]*contest // self-heals of objects others change back (drift.go); guarded by op
 	reported  *AppStatus
 	rb        rollbackState
 	rules     ruleSet // guarded by op, not Controller.mu
+
+	// pruneFailed counts the deletions of the last prune that failed; they are retried, the
+	// pruneTries-th time with backoff (prune.go).
+	pruneFailed, pruneTries int
 }
 
 // NewController returns a Controller; Load, then Run it.
@@ -167,6 +171,7 @@ func NewController(cfg Config) (*Controller, error) {
 		assessNow: make(chan struct{}, 1),
 	}
 	c.watch = newWatcher(applier, c.noteChange)
+	applier.owners = c
 	return c, nil
 }
 

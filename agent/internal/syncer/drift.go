@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"math"
 	"reflect"
 	"slices"
@@ -54,8 +53,8 @@ func (a *Applier) Drift(ctx context.Context, d *Desired, only map[string]bool) (
 			out = append(out, DriftItem{Object: it.ref, Type: DriftMissing, state: DriftMissing})
 			continue
 		}
-		if it.deferred {
-			continue
+		if it.deferred || a.ownedByOther(d.App, it.ref, live) != "" {
+			continue // another app's object is not this app's drift (owners.go)
 		}
 		dry, err := ri.Apply(ctx, it.obj.GetName(), it.obj, metav1.ApplyOptions{
 			FieldManager: a.fieldManager, Force: true, DryRun: []string{metav1.DryRunAll},
@@ -156,20 +155,32 @@ func (c *Controller) noteChange(app string, ref ObjectRef) {
 	c.queue.AddAfter(app, driftDelay)
 }
 
-// noteDrift marks ref to be compared at the next drift check. Caller holds Controller.mu.
+// noteDrift marks ref to be compared at the next drift check, noting when its change was
+// first seen. Caller holds Controller.mu.
 func (a *app) noteDrift(ref ObjectRef) {
 	if a.driftRefs == nil {
-		a.driftRefs = map[string]ObjectRef{}
+		a.driftRefs = map[string]driftNote{}
 	}
-	a.driftRefs[ref.key()] = ref
+	if _, ok := a.driftRefs[ref.key()]; !ok {
+		a.driftRefs[ref.key()] = driftNote{ref: ref, at: time.Now()}
+	}
 }
 
-// Self-heal of an object another actor keeps changing back backs off: the n-th correction in
-// a row, each undone within contestWindow of the one before by a change back to the same
-// drifted state, waits contestFirst × contestFactor^(n-2) after it, at most contestMax.
-// Meanwhile the object is reported contested. Edits to new values are corrected at once.
+// driftNote is an object that changed since the last drift check, and when that was seen.
+type driftNote struct {
+	ref ObjectRef
+	at  time.Time
+}
+
+// Self-heal tells a controller that reverts the agent's corrections from a person editing now
+// and then. A change back to the same drifted state seen within contestQuick of the agent's
+// correcting write is another actor undoing it: the object is contested, and the n-th
+// correction in such a row waits contestFirst × contestFactor^(n-2) after the one before, at
+// most contestMax, the object being reported contested meanwhile. Any other change (a new
+// value, or the same one later than contestQuick after the correction, such as a person
+// running kubectl scale again) is plain drift, corrected at once.
 const (
-	contestWindow = time.Minute
+	contestQuick  = 2 * time.Second
 	contestFirst  = 2 * time.Second
 	contestFactor = 3
 	contestMax    = 5 * time.Minute
@@ -177,38 +188,46 @@ const (
 
 // contest is the self-heal record of one object.
 type contest struct {
-	heals int       // corrections in a row, each undone soon after
-	last  time.Time // the last correction
+	heals int       // corrections in a row, each undone at once
+	last  time.Time // when the last correction was written
 	state string    // the drifted state it corrected (DriftItem.state)
+	due   time.Time // set while a contested correction waits: when it may be made
 }
 
-// healDelay returns how long the correction of the object key, drifted to state, must still
-// wait: 0 to correct it now. Caller holds a.op.
-func (a *app) healDelay(key, state string, now time.Time) time.Duration {
+// healDelay returns how long the correction of the object key, drifted to state by a change
+// seen at changed, must still wait (0: correct it now), and whether the object is contested:
+// the change undid the agent's last correction at once. Caller holds a.op.
+func (a *app) healDelay(key, state string, changed, now time.Time) (time.Duration, bool) {
 	r := a.contests[key]
-	if r == nil || now.Sub(r.last) >= contestWindow || r.state != state {
-		return 0
+	if r == nil || r.state != state {
+		return 0, false
 	}
-	d := float64(contestFirst) * math.Pow(contestFactor, float64(r.heals-1))
-	next := r.last.Add(time.Duration(min(d, float64(contestMax))))
-	return max(next.Sub(now), 0)
+	if r.due.IsZero() {
+		if changed.Sub(r.last) >= contestQuick {
+			return 0, false // edited again later: plain drift
+		}
+		d := float64(contestFirst) * math.Pow(contestFactor, float64(r.heals-1))
+		r.due = r.last.Add(time.Duration(min(d, float64(contestMax))))
+	}
+	return max(r.due.Sub(now), 0), true
 }
 
-// healed records the correction of the object key, drifted to state, at now. Caller holds a.op.
-func (a *app) healed(key, state string, now time.Time) {
+// healed records the correction of the object key, drifted to state, written at now;
+// contested continues a row of corrections undone at once. Caller holds a.op.
+func (a *app) healed(key, state string, now time.Time, contested bool) {
 	if a.contests == nil {
 		a.contests = map[string]*contest{}
 	}
 	r := a.contests[key]
-	if r == nil || now.Sub(r.last) >= contestWindow || r.state != state {
+	if r == nil || !contested || r.state != state {
 		r = &contest{state: state}
 		a.contests[key] = r
 	}
 	r.heals++
-	r.last = now
+	r.last, r.due = now, time.Time{}
 	// Forget objects left alone for long: the map stays as small as the current fights.
 	for k, o := range a.contests {
-		if now.Sub(o.last) >= contestWindow {
+		if now.Sub(o.last) >= contestMax+contestQuick && (o.due.IsZero() || now.After(o.due)) {
 			delete(a.contests, k)
 		}
 	}
@@ -257,7 +276,11 @@ func (c *Controller) checkDrift(ctx context.Context, a *app, d *Desired, applied
 		var ne *NamespaceError
 		if !errors.As(err, &ne) {
 			log.Warn("drift check failed", logging.Err(errors.New(newScrubber(held).scrub(err.Error()))))
-			requeue(backoff(Retry{}, 1), slices.Collect(maps.Values(refs)))
+			again := make([]ObjectRef, 0, len(refs))
+			for _, n := range refs {
+				again = append(again, n.ref)
+			}
+			requeue(backoff(Retry{}, 1), again)
 		}
 		return
 	}
@@ -267,9 +290,16 @@ func (c *Controller) checkDrift(ctx context.Context, a *app, d *Desired, applied
 		now := time.Now()
 		var fix, later []ObjectRef
 		var states []string
+		var contested []bool
 		wait := time.Duration(0)
 		for i := range found {
-			if delay := a.healDelay(found[i].Object.key(), found[i].state, now); delay > 0 {
+			key := found[i].Object.key()
+			changed := now
+			if n, ok := refs[key]; ok {
+				changed = n.at
+			}
+			delay, fought := a.healDelay(key, found[i].state, changed, now)
+			if delay > 0 {
 				found[i].Contested = true
 				later = append(later, found[i].Object)
 				if wait == 0 || delay < wait {
@@ -279,6 +309,7 @@ func (c *Controller) checkDrift(ctx context.Context, a *app, d *Desired, applied
 			}
 			fix = append(fix, found[i].Object)
 			states = append(states, found[i].state)
+			contested = append(contested, fought)
 		}
 		if len(fix) > 0 {
 			start := time.Now()
@@ -287,9 +318,10 @@ func (c *Controller) checkDrift(ctx context.Context, a *app, d *Desired, applied
 				log.Warn("self-heal failed", logging.Err(errors.New(newScrubber(d).scrub(err.Error()))))
 				requeue(backoff(d.Policy.Retry, 1), fix)
 			} else {
+				written := time.Now()
 				healedKeys := map[string]bool{}
 				for i, r := range fix {
-					a.healed(r.key(), states[i], now)
+					a.healed(r.key(), states[i], written, contested[i])
 					healedKeys[r.key()] = true
 				}
 				found = slices.DeleteFunc(found, func(it DriftItem) bool { return healedKeys[it.Object.key()] })

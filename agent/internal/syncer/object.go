@@ -102,7 +102,7 @@ func stageOf(gvk schema.GroupVersionKind) (stage, order int) {
 
 // sameObject compares a dry-run result with the live object, ignoring what changes on every
 // write or belongs to controllers: resourceVersion, generation, managedFields, timestamps,
-// status.
+// status; and kubectl's last-applied-configuration annotation.
 func sameObject(dry, live *unstructured.Unstructured) bool {
 	return reflect.DeepEqual(comparableFields(dry), comparableFields(live))
 }
@@ -113,8 +113,17 @@ func comparableFields(o *unstructured.Unstructured) map[string]any {
 		unstructured.RemoveNestedField(c, "metadata", f)
 	}
 	delete(c, "status")
+	// kubectl's client-side apply copies the whole object it applied into this annotation, a
+	// Secret's data included: it is never compared, diffed or shown.
+	unstructured.RemoveNestedField(c, "metadata", "annotations", annotationLastApplied)
+	if ann, found, _ := unstructured.NestedMap(c, "metadata", "annotations"); found && len(ann) == 0 {
+		unstructured.RemoveNestedField(c, "metadata", "annotations")
+	}
 	return c
 }
+
+// annotationLastApplied is where kubectl's client-side apply keeps what it last applied.
+const annotationLastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 
 // keepAnnotated reports whether o carries an annotation that keeps it from pruning.
 func keepAnnotated(o *unstructured.Unstructured) bool {

@@ -123,6 +123,7 @@ func (a *Applier) claim(ctx context.Context, app string, r ObjectRef, res *Resul
 	switch {
 	case err != nil:
 		res.Inventory = append(res.Inventory, r)
+		res.PruneFailed = append(res.PruneFailed, r)
 		res.Warnings = append(res.Warnings, fmt.Sprintf("prune %s: %v; kept", r, err))
 		return nil, false
 	case live == nil:
@@ -152,6 +153,7 @@ func (a *Applier) deleteObject(ctx context.Context, r ObjectRef, live *unstructu
 	}
 	if err != nil && !apierrors.IsNotFound(err) && !meta.IsNoMatchError(err) {
 		res.Inventory = append(res.Inventory, r)
+		res.PruneFailed = append(res.PruneFailed, r)
 		res.Warnings = append(res.Warnings, objectError("delete", r, err).Error())
 		return
 	}
@@ -179,6 +181,19 @@ func (a *Applier) desiredKeys(ctx context.Context, d *Desired) (map[string]bool,
 		keys[refOf(obj).key()] = true
 	}
 	return keys, nil
+}
+
+// notePruneFailures records the deletions res failed (they stay in the inventory) and, when
+// there are any, schedules another attempt with backoff; a prune without failures resets it.
+// Caller holds Controller.mu.
+func (c *Controller) notePruneFailures(a *app, res *Result) {
+	a.pruneFailed = len(res.PruneFailed)
+	if a.pruneFailed == 0 {
+		a.pruneTries = 0
+		return
+	}
+	a.pruneTries++
+	c.queue.AddAfter(a.name, backoff(Retry{}, a.pruneTries))
 }
 
 // dedupe drops repeated objects (by key; the first version wins).

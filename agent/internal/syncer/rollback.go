@@ -169,6 +169,7 @@ func (c *Controller) rollBack(ctx context.Context, a *app, d *Desired, st *state
 	if res != nil && err == nil {
 		a.notes, a.pending = summarize(res)
 		a.stale = len(res.Stale)
+		c.notePruneFailures(a, res)
 	}
 	involved := involvedObject(a.resources)
 	c.mu.Unlock()

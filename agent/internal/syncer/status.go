@@ -165,12 +165,13 @@ func (c *Controller) recordHealthy(ctx context.Context, a *app, st *state.AppSta
 	c.log.Info("revision healthy", logging.KeyApp, a.name, logging.KeyRevision, st.Revision)
 }
 
-// pruneLast runs the prune PruneLast deferred, once the revision is healthy. Caller holds a.op.
+// pruneLast runs the prune PruneLast deferred, once the revision is healthy, and retries
+// deletions that failed. Caller holds a.op.
 func (c *Controller) pruneLast(ctx context.Context, a *app) {
 	c.mu.Lock()
 	st, d := a.applied, a.desired
-	due := st != nil && a.healthFor == st && a.health == health.Healthy && a.stale > 0 &&
-		d != nil && d.Digest == st.Digest && d.Policy.PruneLast && d.Policy.Prune
+	due := st != nil && d != nil && d.Digest == st.Digest && d.Policy.Prune &&
+		(a.pruneFailed > 0 || a.healthFor == st && a.health == health.Healthy && a.stale > 0 && d.Policy.PruneLast)
 	c.mu.Unlock()
 	if !due {
 		return
@@ -179,6 +180,7 @@ func (c *Controller) pruneLast(ctx context.Context, a *app) {
 	res, err := c.applier.Prune(ctx, d, fromStateRefs(st.Inventory))
 	if err != nil {
 		log.Warn("prune after healthy failed", logging.Err(err))
+		c.queue.AddAfter(a.name, backoff(Retry{}, 1))
 		return
 	}
 	log.Info("pruned after healthy", keyPruned, len(res.Pruned), keyHeld, len(res.Held))
@@ -194,6 +196,7 @@ func (c *Controller) pruneLast(ctx context.Context, a *app) {
 		a.applied, a.healthFor = &next, &next
 		a.notes, a.pending = summarize(res)
 		a.stale = len(res.Stale)
+		c.notePruneFailures(a, res)
 	}
 }
 

@@ -50,6 +50,7 @@ func (c *Controller) sync(ctx context.Context, a *app, d *Desired, applied *stat
 	a.applied, a.acked, a.synced = st, d.Generation, d.Generation
 	a.attempts, a.syncErr, a.notes, a.pending = 0, "", notes, pending
 	a.stale, a.drift, a.driftRefs, a.driftAll = len(res.Stale), nil, nil, false
+	c.notePruneFailures(a, res)
 	c.mu.Unlock()
 	c.watch.watch(ctx, c.applier, res.Inventory)
 	c.mu.Lock()
@@ -165,6 +166,9 @@ func summarize(res *Result) (notes string, pending bool) {
 	if n := len(res.Orphaned); n > 0 {
 		parts = append(parts, fmt.Sprintf("%d objects left in the cluster (kept from pruning)", n))
 	}
+	if n := len(res.PruneFailed); n > 0 {
+		parts = append(parts, fmt.Sprintf("%d deletions failed and are retried (%s among them)", n, res.PruneFailed[0]))
+	}
 	for i, p := range parts {
 		if i == 0 {
 			notes = p
@@ -172,7 +176,7 @@ func summarize(res *Result) (notes string, pending bool) {
 			notes += "; " + p
 		}
 	}
-	return notes, len(res.Held)+len(res.Stale) > 0
+	return notes, len(res.Held)+len(res.Stale)+len(res.PruneFailed) > 0
 }
 
 // removeApp deletes an app's objects (when its policy prunes) and its state.

@@ -95,7 +95,10 @@ func parseArgoCD(file string, doc []byte, h header, errAt errorf) (*Application,
 		a.Destination.Clusters = []string{dst.Name}
 	}
 	sp, spErrs := syncPolicy(d.Spec.SyncPolicy, errAt, func(i int, opt string) {
-		if !slices.Contains(argoSyncOptions, opt) {
+		switch {
+		case perObjectOption(opt):
+			a.Warnings = append(a.Warnings, fmt.Sprintf("spec.syncPolicy.syncOptions %q is not supported for a whole app and is ignored: %s", opt, perObjectHint))
+		case !slices.Contains(argoSyncOptions, opt):
 			a.Warnings = append(a.Warnings, fmt.Sprintf("spec.syncPolicy.syncOptions %q is not supported and is ignored", opt))
 		}
 	})

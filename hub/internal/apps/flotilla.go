@@ -80,8 +80,12 @@ func parseFlotilla(file string, doc []byte, h header, errAt errorf) (*Applicatio
 		a.Destination.Selector = sel
 	}
 	sp, spErrs := syncPolicy(d.Spec.SyncPolicy, errAt, func(i int, opt string) {
+		hint := ""
+		if perObjectOption(opt) {
+			hint = "; " + perObjectHint
+		}
 		errs = append(errs, errAt(fmt.Sprintf("spec.syncPolicy.syncOptions[%d]", i),
-			fmt.Errorf("%q is not supported (want CreateNamespace=true or PruneLast=true)", opt)))
+			fmt.Errorf("%q is not supported (want CreateNamespace=true or PruneLast=true%s)", opt, hint)))
 	})
 	a.SyncPolicy = sp
 	errs = append(errs, spErrs...)

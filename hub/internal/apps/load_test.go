@@ -69,6 +69,7 @@ func TestLoadDir(t *testing.T) {
 				`spec.project "team-a" is ignored: Flotilla has no projects`,
 				"destination.server is not supported, use destination.name",
 				`spec.syncPolicy.syncOptions "Validate=false" is not supported and is ignored`,
+				`spec.syncPolicy.syncOptions "Replace=true" is not supported for a whole app and is ignored: set Force=true (to recreate objects whose immutable fields change) per object, in the annotation argocd.argoproj.io/sync-options or flotilla.dev/sync-options`,
 			},
 		},
 		"fine": {File: file("broken.yaml"), Repo: "https://git.example.com/fine.git", Rev: "HEAD", Path: "",

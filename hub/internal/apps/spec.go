@@ -86,6 +86,16 @@ func syncOptions(opts []string, sp *SyncPolicy, unknown func(i int, opt string))
 	}
 }
 
+// perObjectOption reports whether opt is a sync option Flotilla takes only per object, in the
+// annotation flotilla.dev/sync-options or argocd.argoproj.io/sync-options: Force and Replace.
+func perObjectOption(opt string) bool {
+	k, _, _ := strings.Cut(strings.TrimSpace(opt), "=")
+	return k == "Force" || k == "Replace"
+}
+
+// perObjectHint is what the message about such an option adds.
+const perObjectHint = "set Force=true (to recreate objects whose immutable fields change) per object, in the annotation argocd.argoproj.io/sync-options or flotilla.dev/sync-options"
+
 // syncPolicy converts the shared syncPolicy block. Unknown sync options are passed to
 // unknown, which decides whether they are warnings or errors.
 func syncPolicy(d *syncPolicyDoc, errAt errorf, unknown func(i int, opt string)) (SyncPolicy, []error) {
