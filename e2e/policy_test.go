@@ -85,20 +85,26 @@ func TestPolicyClusterScopedObjectRefusedUntilAllowed(t *testing.T) {
 		t.Fatalf("flotilla apps: rbac error %q, want it to contain %q", last, rule)
 	}
 
-	// Nothing of the app reaches staging, while the agent keeps applying the other apps.
-	if _, err := e.fleet.WaitStatus(e.ctx, 3*time.Minute, func(items []localfleet.StatusItem) bool {
+	// flotilla status shows the refusal on the app's row for staging (and no row elsewhere),
+	// while the agent keeps applying the other apps.
+	items, err := e.fleet.WaitStatus(e.ctx, 3*time.Minute, func(items []localfleet.StatusItem) bool {
 		ok := 0
 		for _, it := range items {
-			if it.App == "rbac" {
+			if it.App == "rbac" && (it.Cluster != "staging" || it.Sync != "RenderFailed") {
 				return false
 			}
-			if it.Cluster == "staging" && it.Sync == "Synced" && it.Health == "Healthy" {
+			if it.Cluster == "staging" && it.App != "rbac" && it.Sync == "Synced" && it.Health == "Healthy" {
 				ok++
 			}
 		}
-		return ok == 2
-	}); err != nil {
+		return ok == 2 && statusOf(items, "staging", "rbac") != nil
+	})
+	if err != nil {
 		t.Fatal(err)
+	}
+	if it := statusOf(items, "staging", "rbac"); it.Health != "Unknown" || it.AppliedRevision != "" ||
+		!strings.Contains(it.Message, strings.TrimPrefix(rule, "staging: ")) || !strings.Contains(it.Message, rev[:12]) {
+		t.Errorf("staging rbac row %+v, want RenderFailed at %s naming the object and the rule, health Unknown", it, rev)
 	}
 	// Two poll intervals of the hub (2s) and more: still nothing.
 	if err := wait.PollUntilContextTimeout(e.ctx, 500*time.Millisecond, 6*time.Second, true, func(context.Context) (bool, error) {

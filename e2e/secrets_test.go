@@ -175,18 +175,38 @@ func TestEncryptedSecret(t *testing.T) {
 	if !strings.Contains(workerErr, "Secret/worker-plain") || !strings.Contains(workerErr, "spec.secrets: deny") {
 		t.Errorf("worker's render error does not name the plain Secret and the rule: %s", workerErr)
 	}
-	for _, form := range []string{plainCanary, base64.StdEncoding.EncodeToString([]byte(plainCanary))} {
-		if bytes.Contains(appsOut, []byte(form)) {
-			t.Errorf("flotilla apps -o json holds the plain Secret's value (%s)", form)
+	// flotilla status shows the refusal on worker's rows, with the last good state's health.
+	items, err := e.fleet.WaitStatus(e.ctx, time.Minute, func(items []localfleet.StatusItem) bool {
+		n := 0
+		for _, it := range items {
+			if it.App == "worker" && it.Sync == "RenderFailed" {
+				n++
+			}
 		}
-	}
-	items, err := e.fleet.Status(e.ctx)
+		return n == 2
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, it := range items {
-		if it.App == "worker" && (it.DesiredRevision != rev2 || it.AppliedRevision != rev2) {
+		if it.App != "worker" {
+			continue
+		}
+		if it.DesiredRevision != rev2 || it.AppliedRevision != rev2 {
 			t.Errorf("worker on %s moved to desired %s applied %s; the last good state %s should stay", it.Cluster, it.DesiredRevision, it.AppliedRevision, rev2)
+		}
+		if it.Health != "Healthy" || !strings.Contains(it.Message, "Secret/worker-plain") || !strings.Contains(it.Message, "spec.secrets: deny") {
+			t.Errorf("worker on %s: health %s message %q, want Healthy and the plain Secret and the rule named", it.Cluster, it.Health, it.Message)
+		}
+	}
+	if out, err := e.fleet.CLI(e.ctx, "status", "-o", "wide"); err != nil {
+		t.Fatal(err)
+	} else {
+		appsOut = append(appsOut, out...)
+	}
+	for _, form := range []string{plainCanary, base64.StdEncoding.EncodeToString([]byte(plainCanary))} {
+		if bytes.Contains(appsOut, []byte(form)) {
+			t.Errorf("flotilla apps -o json or status -o wide holds the plain Secret's value (%s)", form)
 		}
 	}
 	if _, err := staging.CoreV1().Secrets("worker").Get(e.ctx, "worker-plain", metav1.GetOptions{}); !apierrors.IsNotFound(err) {

@@ -100,6 +100,12 @@ func newStatusCmd(o *rootOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show every app on every cluster: sync, health, desired and applied revision, drift",
+		Long: `Show every app on every cluster it targets: sync, health, desired and applied revision, drift.
+
+Sync is Synced, OutOfSync, Unknown (the cluster is Stale or has not reported), or RenderFailed:
+the hub's latest render of the app for that cluster failed or broke its spec.policy or
+spec.secrets; the message (-o wide, json, yaml) names the revision, the file, object or rule,
+and the last good state stays applied, its health still shown.`,
 		Example: `  flotilla status
   flotilla status --app api --selector env=production -o wide
   flotilla status --stale

@@ -13,6 +13,8 @@ type tally struct {
 	Synced  int `json:"synced"`
 	Healthy int `json:"healthy"`
 	Drifted int `json:"drifted"`
+	// RenderFailed counts the rows whose latest render on the hub failed (sync RenderFailed).
+	RenderFailed int `json:"renderFailed"`
 }
 
 func (t tally) String() string {
@@ -22,6 +24,9 @@ func (t tally) String() string {
 	s := fmt.Sprintf("%d/%d synced, %d/%d healthy", t.Synced, t.Total, t.Healthy, t.Total)
 	if t.Drifted > 0 {
 		s += fmt.Sprintf(", %d drifted", t.Drifted)
+	}
+	if t.RenderFailed > 0 {
+		s += fmt.Sprintf(", %d render failed", t.RenderFailed)
 	}
 	return s
 }
@@ -40,6 +45,9 @@ func tallies(rows []*flotillav1.AppClusterStatus, key func(*flotillav1.AppCluste
 		}
 		if len(r.Drift) > 0 {
 			t.Drifted++
+		}
+		if r.Sync == "RenderFailed" {
+			t.RenderFailed++
 		}
 		out[key(r)] = t
 	}

@@ -4,21 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/yaml"
 
 	"github.com/flotilla-dev/flotilla/hub/internal/apps"
-	"github.com/flotilla-dev/flotilla/hub/internal/render"
-	"github.com/flotilla-dev/flotilla/hub/internal/source"
 	"github.com/flotilla-dev/flotilla/shared/bundle"
 )
 
@@ -139,11 +134,7 @@ func TestPolicyCheckListsAtMostTen(t *testing.T) {
 // render on each cluster, naming the object and the rule, and the last good state stays; once
 // the policy allows the kind, the render becomes desired with its policy.
 func TestRenderRefusedByPolicy(t *testing.T) {
-	repo := &benchRepo{tb: t, dir: filepath.Join(t.TempDir(), "deploy")}
-	if err := os.MkdirAll(repo.dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	repo.git("init", "-q", "-b", "main")
+	repo := newTestRepo(t)
 	repo.commit("settings", map[string]string{"app/settings.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {a: b}\n"})
 	appsDir := filepath.Join(t.TempDir(), "apps")
 	writeApp := func(policy string) {
@@ -164,17 +155,8 @@ spec:
 		}
 	}
 	writeApp("")
-	fetcher, err := source.New(source.Options{CacheDir: t.TempDir(), AllowLocal: true})
-	if err != nil {
-		t.Fatal(err)
-	}
 	clusters := []ClusterVars{{Name: "one"}, {Name: "two"}}
-	f := New(time.Minute)
-	r := NewReconciler(ReconcilerConfig{
-		AppsDir: appsDir, Fetcher: fetcher, Renderer: render.New(render.Options{}), Cache: render.NewCache(0),
-		Clusters: func() ([]ClusterVars, error) { return clusters, nil },
-		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}, f)
+	f, r := newTestReconciler(t, appsDir, clusters)
 	ctx := context.Background()
 	r.Round(ctx)
 	if errs := appErrors(f); errs != "" {
@@ -196,6 +178,9 @@ spec:
 		if d := f.Snapshot(c.Name)["web"]; d == nil || d.Generation != good.Generation || d.Digest() != good.Digest() {
 			t.Errorf("%s: desired %+v after a refused render, want the last good state kept", c.Name, d)
 		}
+		if st := row(f, c.Name, "web"); st == nil || st.Sync != SyncRenderFailed || !strings.Contains(st.Message, rule) {
+			t.Errorf("%s: status row %+v, want RenderFailed naming %q", c.Name, st, rule)
+		}
 	}
 
 	writeApp("  policy: {clusterResources: [{group: rbac.authorization.k8s.io, kind: ClusterRole}]}\n")
@@ -206,5 +191,8 @@ spec:
 	d := f.Snapshot("one")["web"]
 	if d == nil || d.Digest() == good.Digest() || len(d.Access.ClusterResources) != 1 {
 		t.Errorf("desired %+v, want the new render with its policy", d)
+	}
+	if st := row(f, "one", "web"); st == nil || st.Sync == SyncRenderFailed {
+		t.Errorf("status row %+v once allowed, want no render failure", st)
 	}
 }

@@ -184,6 +184,7 @@ func (r *Reconciler) Round(ctx context.Context) {
 				var err error
 				if csnap, err = fetch(app.Source.RepoURL, pinned); err != nil {
 					errs = append(errs, fmt.Sprintf("%s: pinned revision %s: %v", c.Name, pinned, err))
+					r.fleet.SetRenderError(c.Name, app.Name, pinned, fmt.Errorf("pinned revision %s: %w", pinned, err))
 					continue
 				}
 			}
@@ -192,6 +193,7 @@ func (r *Reconciler) Round(ctx context.Context) {
 			}
 			warnings, err := r.renderFor(ctx, app, c, csnap, pinned != "")
 			addWarnings(info, warnings)
+			r.fleet.SetRenderError(c.Name, app.Name, csnap.Commit, err)
 			if err != nil {
 				errs = append(errs, fmt.Sprintf("%s: %v", c.Name, err))
 				log.Warn("render failed; last good state kept", logging.KeyApp, app.Name, logging.KeyCluster, c.Name, logging.Err(err))
@@ -331,6 +333,7 @@ func (f *Fleet) SetTargets(targets map[string]map[string]bool) {
 	defer f.mu.Unlock()
 	f.targets = targets
 	f.known = true
+	f.pruneRenderErrorsLocked(targets)
 	for c := range f.subs {
 		f.wake(c)
 	}

@@ -177,11 +177,7 @@ metadata:
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			repo := &benchRepo{tb: t, dir: filepath.Join(t.TempDir(), "deploy")}
-			if err := os.MkdirAll(repo.dir, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			repo.git("init", "-q", "-b", "main")
+			repo := newTestRepo(t)
 			first := sandboxApp("good", "1")
 			for p, c := range sandboxApp("evil", "1") {
 				first[p] = c
@@ -272,6 +268,23 @@ spec:
 			}
 			if len(evilErr) > 4096 {
 				t.Errorf("evil's error is %d bytes long, want it short", len(evilErr))
+			}
+			// flotilla status shows the refusal on evil's row, and good's row as usual.
+			evil := row(f, "c1", "evil")
+			if evil == nil || evil.Sync != SyncRenderFailed || evil.Health != HealthUnknown || evil.DesiredRevision != before["evil"].Revision {
+				t.Errorf("evil's status row %+v, want RenderFailed at the last good desired revision %s", evil, before["evil"].Revision)
+			} else {
+				for _, w := range tt.want {
+					if !strings.Contains(evil.Message, w) {
+						t.Errorf("evil's status message does not mention %q: %s", w, evil.Message)
+					}
+				}
+				if firstPasswdLine != "" && strings.Contains(evil.Message, firstPasswdLine) || strings.Contains(evil.Message, "root:x:0:0") {
+					t.Errorf("evil's status message shows /etc/passwd's content: %s", evil.Message)
+				}
+			}
+			if good := row(f, "c1", "good"); good == nil || good.Sync == SyncRenderFailed {
+				t.Errorf("good's status row %+v", good)
 			}
 			if _, err := os.Stat(marker); !os.IsNotExist(err) {
 				t.Fatalf("the repository's script ran (marker %s: %v)", marker, err)

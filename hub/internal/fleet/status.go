@@ -47,6 +47,10 @@ type Report struct {
 	Reported time.Time `json:"reported"`
 	// HealthySince is when Health became Healthy for the applied revision; zero otherwise.
 	HealthySince time.Time `json:"healthySince,omitempty"`
+	// RenderError is why the hub's latest render of the app for this cluster failed, at
+	// RenderRevision; cleared by the next good render (see SetRenderError).
+	RenderError    string `json:"renderError,omitempty"`
+	RenderRevision string `json:"renderRevision,omitempty"`
 }
 
 // DriftItem is one drifted object.
@@ -205,12 +209,14 @@ func (f *Fleet) Status(cluster string, s Report) {
 	f.mu.Lock()
 	r := f.reportLocked(cluster, s.App)
 	lastErr, c2a := r.LastError, r.CommitToApplied
+	renderErr, renderRev := r.RenderError, r.RenderRevision
 	if s.AppliedDigest != "" && s.AppliedDigest == r.AppliedDigest && s.Generation < r.Generation {
 		s.Generation = r.Generation
 	}
 	s.HealthySince = healthySince(r, &s, f.now())
 	*r = s
 	r.LastError, r.CommitToApplied = lastErr, c2a
+	r.RenderError, r.RenderRevision = renderErr, renderRev
 	r.Reported = f.now()
 	out := *r
 	f.mu.Unlock()
@@ -264,13 +270,19 @@ func (f *Fleet) Apps() []AppInfo {
 	return out
 }
 
-// Rows returns one row per cluster×app that is desired or reported, sorted by cluster and
-// app. A cluster whose agent is not connected, or stale, never shows Healthy: its health is
-// Unknown and the message says since when it has been silent.
+// Rows returns one row per cluster×app that is desired, reported, or targeted by an app
+// (after a complete load of the apps), sorted by cluster and app. A cluster whose agent is not
+// connected, or stale, never shows Healthy: its health is Unknown and the message says since
+// when it has been silent. An app whose latest render for the cluster failed is RenderFailed.
 func (f *Fleet) Rows() []Row {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	keys := map[[2]string]bool{}
+	for c, byApp := range f.targets {
+		for a := range byApp {
+			keys[[2]string{c, a}] = true
+		}
+	}
 	for c, byApp := range f.desired {
 		for a := range byApp {
 			keys[[2]string{c, a}] = true
@@ -337,7 +349,10 @@ func (f *Fleet) rowLocked(cluster, app string) Row {
 			}
 		}
 	}
-	if d == nil && r != nil {
+	switch {
+	case d == nil && f.targets[cluster][app]:
+		row.Message = "not rendered yet (see flotilla apps)"
+	case d == nil && r != nil:
 		row.Message = "no longer desired on this cluster"
 	}
 	if row.Pinned != "" && row.Message == "" {
@@ -354,6 +369,9 @@ func (f *Fleet) rowLocked(cluster, app string) Row {
 		default:
 			row.Message = fmt.Sprintf("cluster Stale: silent for %s", f.now().Sub(p.LastSeen).Round(time.Second))
 		}
+	}
+	if r != nil && r.RenderError != "" {
+		renderFailedRow(&row, r, d)
 	}
 	return row
 }

@@ -19,6 +19,7 @@ type appState struct {
 	pruneHeld      bool
 	rolledBack     string // the revision the agent rolled back from
 	rollbackFailed bool
+	renderFailed   bool // the hub's latest render for the cluster failed
 }
 
 // change is an event found in a report, before the hub adds the commit and the time.
@@ -47,6 +48,7 @@ func detect(prev appState, r *fleet.Report, cluster, desired string) (appState, 
 		pruneHeld:      strings.Contains(r.Message, msgPruneHeld),
 		rolledBack:     r.RolledBackRevision,
 		rollbackFailed: strings.Contains(strings.ToLower(r.Message), msgRollbackFailed),
+		renderFailed:   r.RenderError != "",
 	}
 	var out []change
 	add := func(e Event, rev, format string, args ...any) {
@@ -79,6 +81,16 @@ func detect(prev appState, r *fleet.Report, cluster, desired string) (appState, 
 			where, shortRev(desired))
 	case prev.failedRev == "":
 		next.failedRev = desired // failing already when seeded after a restart: not news
+	}
+
+	// A render failure is announced when it starts, not again for each commit that still
+	// fails, and its end once (the agent then gets the new state, announced when applied).
+	switch {
+	case next.renderFailed && !prev.renderFailed:
+		add(SyncFailed, r.RenderRevision, "%s: render of revision %s failed; the last good state stays (see flotilla status)",
+			where, shortRev(r.RenderRevision))
+	case !next.renderFailed && prev.renderFailed:
+		add(SyncSucceeded, desired, "%s: revision %s renders again", where, shortRev(desired))
 	}
 
 	switch {

@@ -1,12 +1,14 @@
 package notify
 
 import (
+	"errors"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
+	"github.com/flotilla-dev/flotilla/shared/bundle"
 )
 
 // fakeFleet is a fleetView whose answers the test sets.
@@ -148,5 +150,54 @@ func TestWatcherReport(t *testing.T) {
 	w.Report("staging", ptr(with(applied("r1"), func(r *fleet.Report) { r.Drift = drifted })))
 	if n := c.got[len(c.got)-1]; n.Event != DriftDetected || n.Author != "" || n.Message != "" {
 		t.Errorf("notification %+v, want drift-detected without the commit of r2", n)
+	}
+}
+
+// TestWatcherRenderFailure: a render failure the fleet records for a cluster×app is one
+// sync-failed when it starts, however many rounds fail again (at later revisions too) and
+// however many polls and reports follow, and one sync-succeeded when it renders again; a
+// restarted hub seeded with the failing report announces nothing while it still fails.
+func TestWatcherRenderFailure(t *testing.T) {
+	fl := fleet.New(time.Minute)
+	c := &collector{}
+	w := NewWatcher(fl, func() ([]string, error) { return []string{"staging"}, nil }, c.emit, nil)
+	var persisted *fleet.Report
+	fl.OnReport(func(cluster string, r *fleet.Report) { persisted = r; w.Report(cluster, r) })
+	broken := errors.New(`kustomization environments/staging/api: "deployment.yaml" does not exist`)
+
+	fl.Status("staging", applied("r1"))
+	for _, rev := range []string{"r2", "r2", "r3", "r3"} {
+		fl.SetRenderError("staging", "api", rev, broken)
+		w.Poll()
+	}
+	fl.Status("staging", applied("r1")) // the agent keeps reporting the last good state
+	if got, want := c.events(), []Event{SyncSucceeded, SyncFailed}; !slices.Equal(got, want) {
+		t.Fatalf("events %v, want %v", got, want)
+	}
+	if n := c.got[1]; n.Cluster != "staging" || n.App != "api" || n.Revision != "r2" ||
+		n.Summary != "api on staging: render of revision r2 failed; the last good state stays (see flotilla status)" {
+		t.Errorf("sync-failed %+v", n)
+	}
+
+	// A restart: the persisted report seeds a new watcher, which stays quiet while it fails.
+	c2 := &collector{}
+	w2 := NewWatcher(fl, func() ([]string, error) { return []string{"staging"}, nil }, c2.emit, nil)
+	w2.Seed("staging", persisted)
+	fl.OnReport(func(cluster string, r *fleet.Report) { w2.Report(cluster, r) })
+	fl.SetRenderError("staging", "api", "r4", broken)
+	w2.Poll()
+	if got := c2.events(); len(got) != 0 {
+		t.Fatalf("a restarted hub announced %v of a failure it knew", got)
+	}
+
+	fl.SetDesired(fleet.Desired{Cluster: "staging", App: "api", Revision: "r5", Bundle: &bundle.Bundle{Digest: "d-r5"}})
+	fl.SetRenderError("staging", "api", "r5", nil)
+	fl.SetRenderError("staging", "api", "r5", nil)
+	w2.Poll()
+	if got, want := c2.events(), []Event{SyncSucceeded}; !slices.Equal(got, want) {
+		t.Fatalf("events after the render recovered %v, want %v", got, want)
+	}
+	if n := c2.got[0]; n.Revision != "r5" || n.Summary != "api on staging: revision r5 renders again" {
+		t.Errorf("recovery %+v", n)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -419,6 +420,10 @@ func TestFleetQueriesGatherFromPeers(t *testing.T) {
 		// A stale row of a cluster owned elsewhere must not show.
 		rs[(i+1)%3].fleet.SetDesired(fleet.Desired{Cluster: c, App: "stale", Revision: "r0", Bundle: b})
 	}
+	// A render failure on its owner is a row of its own, nothing desired there; a stale one
+	// elsewhere must not show.
+	rs[2].fleet.SetRenderError("c3", "web", "r2", errors.New("web/kustomization.yaml: broken"))
+	rs[0].fleet.SetRenderError("c2", "web", "r0", errors.New("stale"))
 	if _, m := hello(t, dialTCP(t, ca, rs[1].addr, agentOf(t, ca, "c2"))); m.GetWelcome() == nil {
 		t.Fatalf("owner of c2 answered %v", m)
 	}
@@ -430,8 +435,11 @@ func TestFleetQueriesGatherFromPeers(t *testing.T) {
 		var rows []string
 		for _, it := range resp.Items {
 			rows = append(rows, it.Cluster+"/"+it.App)
+			if it.App == "web" && (it.Sync != fleet.SyncRenderFailed || !strings.Contains(it.Message, "web/kustomization.yaml: broken")) {
+				t.Errorf("status from %s: %s/web sync %s message %q, want RenderFailed naming the file", r.name, it.Cluster, it.Sync, it.Message)
+			}
 		}
-		if want := []string{"c1/api", "c2/api", "c3/api"}; !slices.Equal(rows, want) || len(resp.UnreachablePeers) != 0 {
+		if want := []string{"c1/api", "c2/api", "c3/api", "c3/web"}; !slices.Equal(rows, want) || len(resp.UnreachablePeers) != 0 {
 			t.Errorf("status from %s: %v (unreachable %v), want %v", r.name, rows, resp.UnreachablePeers, want)
 		}
 		cl, err := flotillav1.NewOperatorClient(dialTCP(t, ca, r.addr, adminOf(t, ca))).ListClusters(ctx, &flotillav1.ListClustersRequest{})
