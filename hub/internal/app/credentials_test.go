@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -81,8 +82,8 @@ func freeAddr(t *testing.T) string {
 
 // TestCredentialsInRepoURLNeverShown: an Application whose repoURL carries a token is refused
 // at load with an error naming its file and field and pointing to --repo-credentials, and the
-// token appears in none of `flotilla apps` (table and JSON), `status`, `clusters` or the hub's
-// log; a hub given such an --apps-repo refuses to start, without repeating it either.
+// token appears in none of `flotilla apps` (table and JSON), `status`, `clusters`, the hub's
+// log or its data dir; a hub given such an --apps-repo refuses to start, without repeating it either.
 func TestCredentialsInRepoURLNeverShown(t *testing.T) {
 	canary := fmt.Sprintf("repo-token-canary-%d", time.Now().UnixNano())
 	dir := t.TempDir()
@@ -124,6 +125,18 @@ func TestCredentialsInRepoURLNeverShown(t *testing.T) {
 		outputs["flotilla "+strings.Join(args, " ")] = out
 	}
 	outputs["the hub's log"] = hubLog.String()
+	// The data dir: the store, the git cache, the certificates, byte for byte.
+	err = filepath.WalkDir(dataDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		outputs[p] = string(b)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for where, out := range outputs {
 		if strings.Contains(out, canary) {
 			t.Errorf("%s holds the repository token:\n%s", where, out)
