@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -23,6 +22,7 @@ import (
 	"github.com/flotilla-dev/flotilla/agent/internal/identity"
 	"github.com/flotilla-dev/flotilla/agent/internal/metrics"
 	"github.com/flotilla-dev/flotilla/agent/internal/syncer"
+	"github.com/flotilla-dev/flotilla/shared/httpserve"
 	"github.com/flotilla-dev/flotilla/shared/logging"
 	"github.com/flotilla-dev/flotilla/shared/version"
 )
@@ -70,7 +70,7 @@ func NewOptions() *Options {
 // AddFlags binds the options to flags.
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.Hubs, "hub", o.Hubs, "hub address host:port; repeat or comma-separate for several hub replicas")
-	fs.StringVar(&o.JoinToken, "join-token", o.JoinToken, "single-use join token from `flotilla cluster add` (needed on first start only; default $"+EnvJoinToken+", which keeps it off the command line)")
+	fs.StringVar(&o.JoinToken, "join-token", o.JoinToken, "single-use join token printed by 'flotilla cluster add' (needed on first start only; default $"+EnvJoinToken+", which keeps it off the command line)")
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig of the cluster to manage (in-cluster config when empty)")
 	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "namespace where the agent keeps its identity and state Secrets (created if missing)")
 	fs.StringVar(&o.HTTPListen, "http-listen", o.HTTPListen, "address for /healthz, /readyz and /metrics (empty disables)")
@@ -240,15 +240,5 @@ func serveHealth(ctx context.Context, l net.Listener, m *metrics.Agent) error {
 	ok := func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) }
 	mux.HandleFunc("GET /healthz", ok)
 	mux.HandleFunc("GET /readyz", ok)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
-	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return httpserve.Serve(ctx, httpserve.New(mux, httpserve.Timeouts{}), l)
 }

@@ -35,7 +35,7 @@ const (
 )
 
 func (o *healthOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVarP(&o.File, "filename", "f", o.File, "YAML file of the objects to assess, as `kubectl get -o yaml` prints them (- for standard input)")
+	fs.StringVarP(&o.File, "filename", "f", o.File, "YAML file of the objects to assess, as 'kubectl get -o yaml' prints them (- for standard input)")
 	fs.StringVarP(&o.Output, "output", "o", o.Output, "table or json")
 	fs.StringVar(&o.Rules, "rules", o.Rules, "YAML file of custom health rules: a list of {group, kind, cel}, as in an Application's spec.health.customRules")
 }

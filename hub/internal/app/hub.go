@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -25,6 +24,7 @@ import (
 	"github.com/flotilla-dev/flotilla/hub/internal/source"
 	"github.com/flotilla-dev/flotilla/hub/internal/store"
 	"github.com/flotilla-dev/flotilla/hub/internal/webhook"
+	"github.com/flotilla-dev/flotilla/shared/httpserve"
 	"github.com/flotilla-dev/flotilla/shared/logging"
 	"github.com/flotilla-dev/flotilla/shared/version"
 )
@@ -78,6 +78,7 @@ func runHub(ctx context.Context, o *Options, log *slog.Logger) error {
 		return fmt.Errorf("store: %w", err)
 	}
 	defer st.Close()
+	st.SetRetention(o.Retention)
 	if err := writeAdminConfig(o, ca); err != nil {
 		return fmt.Errorf("operator config: %w", err)
 	}
@@ -129,6 +130,7 @@ func runHub(ctx context.Context, o *Options, log *slog.Logger) error {
 	srv = server.New(server.Config{
 		Fleet: fl, Store: st, CA: ca, Serving: serving, Reconcile: rec, Heartbeat: o.Heartbeat,
 		AgentCertTTL: o.AgentCertTTL, HubVersion: version.Version, Logger: log, Metrics: m, Git: fetcher, HA: ha,
+		Retention: o.Retention,
 	})
 
 	lis, err := net.Listen("tcp", o.Listen)
@@ -139,6 +141,7 @@ func runHub(ctx context.Context, o *Options, log *slog.Logger) error {
 	g.Go(func() error { return srv.Serve(gctx, lis) })
 	g.Go(func() error { return rec.Run(gctx) })
 	g.Go(func() error { return notifier.Run(gctx) })
+	g.Go(func() error { return pruneRecords(gctx, st, log) })
 	if ml != nil {
 		ml.OnMessage(srv.OnBroadcast)
 		g.Go(func() error { return srv.RunReplica(gctx, ml.Changes()) })
@@ -155,7 +158,7 @@ func runHub(ctx context.Context, o *Options, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		g.Go(func() error { return serveHTTP(gctx, hl, mux) })
+		g.Go(func() error { return httpserve.Serve(gctx, httpserve.New(mux, httpserve.Timeouts{}), hl) })
 	}
 	log.Info("hub started", logging.KeyAddr, lis.Addr().String(), "advertise", o.Advertise,
 		"version", version.String(), "adminConfig", filepath.Join(o.DataDir, "admin.yaml"))
@@ -277,20 +280,23 @@ func httpMux(o *Options, fl *fleet.Fleet, rec *fleet.Reconciler, m *metrics.Hub,
 	return mux, nil
 }
 
-// serveHTTP serves h on l until ctx ends.
-func serveHTTP(ctx context.Context, l net.Listener, h http.Handler) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(l) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return err
+// pruneInterval is how often history and audit records past their retention are deleted.
+const pruneInterval = 10 * time.Minute
+
+// pruneRecords applies the retention to history and audit records now and every pruneInterval.
+func pruneRecords(ctx context.Context, st *store.Store, log *slog.Logger) error {
+	t := time.NewTicker(pruneInterval)
+	defer t.Stop()
+	for {
+		if n, err := st.Prune(time.Now()); err != nil {
+			log.Warn("history and audit records not pruned", logging.Err(err))
+		} else if n > 0 {
+			log.Info("history and audit records past their retention deleted", logging.KeyCount, n)
 		}
-		return nil
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
 	}
 }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/flotilla-dev/flotilla/hub/internal/apps"
+	"github.com/flotilla-dev/flotilla/hub/internal/store"
 	"github.com/flotilla-dev/flotilla/shared/logging"
 )
 
@@ -30,7 +32,9 @@ type Options struct {
 	WebhookSecret   string
 	RepoCredentials string
 	Notifications   string
-	Log             logging.Options
+	// Retention bounds the history and audit records kept.
+	Retention store.Retention
+	Log       logging.Options
 	// Replicas make the hub one of several (ha.go).
 	Replicas ReplicaOptions
 }
@@ -45,7 +49,11 @@ func NewOptions() *Options {
 		PollInterval: 3 * time.Minute,
 		Heartbeat:    10 * time.Second,
 		AgentCertTTL: 24 * time.Hour,
-		Log:          logging.Options{Level: "info", Format: "text"},
+		Retention: store.Retention{
+			HistoryPerApp: 100, HistoryMaxAge: 90 * 24 * time.Hour,
+			AuditMax: 10000, AuditMaxAge: 365 * 24 * time.Hour,
+		},
+		Log: logging.Options{Level: "info", Format: "text"},
 	}
 }
 
@@ -57,7 +65,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Advertise, "advertise-address", o.Advertise, "host:port agents and the CLI use to reach the hub (default: --listen, with 127.0.0.1 for an unspecified host); written to DATA_DIR/admin.yaml")
 	fs.StringSliceVar(&o.TLSSANs, "tls-san", o.TLSSANs, "extra DNS names or IPs for the hub's serving certificate (localhost and 127.0.0.1 are always included)")
 	fs.StringVar(&o.AppsDir, "apps-dir", o.AppsDir, "directory of Application manifests")
-	fs.StringVar(&o.AppsRepo, "apps-repo", o.AppsRepo, "Git repository holding Application manifests (app of apps), instead of --apps-dir")
+	fs.StringVar(&o.AppsRepo, "apps-repo", o.AppsRepo, "Git repository holding Application manifests (app of apps), instead of --apps-dir; without credentials in the URL (see --repo-credentials)")
 	fs.StringVar(&o.AppsRevision, "apps-revision", o.AppsRevision, "branch, tag or commit of --apps-repo")
 	fs.StringVar(&o.AppsPath, "apps-path", o.AppsPath, "directory inside --apps-repo holding the manifests")
 	fs.DurationVar(&o.PollInterval, "poll-interval", o.PollInterval, "how often repositories are fetched (±20% jitter)")
@@ -67,6 +75,10 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.WebhookSecret, "webhook-secret-file", o.WebhookSecret, "file holding the shared secret that signs Git push webhooks on POST /api/webhook (GitHub, GitLab, Gitea, Bitbucket); without it the endpoint is off")
 	fs.StringVar(&o.RepoCredentials, "repo-credentials", o.RepoCredentials, "YAML file of Git credentials by URL prefix (HTTPS token/basic auth from files, SSH keys with a pinned known_hosts)")
 	fs.StringVar(&o.Notifications, "notifications", o.Notifications, "YAML file of notification sinks (generic webhook or Slack; each URL read from a file) and the events each takes")
+	fs.IntVar(&o.Retention.HistoryPerApp, "history-keep", o.Retention.HistoryPerApp, "history entries kept per app and cluster, the newest (0: no limit)")
+	fs.DurationVar(&o.Retention.HistoryMaxAge, "history-max-age", o.Retention.HistoryMaxAge, "history entries older than this are deleted (0: no limit)")
+	fs.IntVar(&o.Retention.AuditMax, "audit-keep", o.Retention.AuditMax, "audit records kept, the newest (0: no limit)")
+	fs.DurationVar(&o.Retention.AuditMaxAge, "audit-max-age", o.Retention.AuditMaxAge, "audit records older than this are deleted (0: no limit)")
 	fs.StringVar(&o.Log.Level, "log-level", o.Log.Level, "debug, info, warn or error")
 	fs.StringVar(&o.Log.Format, "log-format", o.Log.Format, "text or json")
 	o.Replicas.AddFlags(fs)
@@ -80,6 +92,11 @@ func (o *Options) Validate() error {
 	}
 	if (o.AppsDir == "") == (o.AppsRepo == "") {
 		errs = append(errs, errors.New("exactly one of --apps-dir and --apps-repo is required"))
+	}
+	if o.AppsRepo != "" {
+		if err := apps.CheckRepoURL(o.AppsRepo); err != nil {
+			errs = append(errs, fmt.Errorf("--apps-repo %w", err))
+		}
 	}
 	if o.AppsDir != "" {
 		if st, err := os.Stat(o.AppsDir); err != nil || !st.IsDir() {
@@ -99,6 +116,9 @@ func (o *Options) Validate() error {
 	}
 	if o.Heartbeat < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("--heartbeat %s: at least 100ms", o.Heartbeat))
+	}
+	if r := o.Retention; r.HistoryPerApp < 0 || r.HistoryMaxAge < 0 || r.AuditMax < 0 || r.AuditMaxAge < 0 {
+		errs = append(errs, errors.New("--history-keep, --history-max-age, --audit-keep and --audit-max-age: negative (0 sets no limit)"))
 	}
 	if o.Notifications != "" {
 		if _, err := os.Stat(o.Notifications); err != nil {

@@ -1,7 +1,9 @@
 package apps
 
 import (
+	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -18,6 +20,8 @@ func validate(a *Application, errAt errorf) []error {
 	}
 	if strings.TrimSpace(a.Source.RepoURL) == "" {
 		errs = append(errs, errAt("spec.source.repoURL", ErrRequired))
+	} else if err := CheckRepoURL(a.Source.RepoURL); err != nil {
+		errs = append(errs, errAt("spec.source.repoURL", err))
 	}
 	if a.Source.TargetRevision == "" {
 		a.Source.TargetRevision = DefaultTargetRevision
@@ -44,4 +48,37 @@ func validate(a *Application, errAt errorf) []error {
 		}
 	}
 	return errs
+}
+
+// ErrCredentialsInURL is wrapped by the errors of repository URLs that carry credentials.
+var ErrCredentialsInURL = errors.New("credentials in a repository URL are not allowed")
+
+// CheckRepoURL refuses a repository URL with credentials in it (https://user:token@host/...):
+// they would show in `flotilla apps`, the hub's log and status. Only an ssh user name without
+// a password (ssh://git@host/..., git@host:path) is allowed. The error names the URL without
+// them and says where credentials go instead.
+func CheckRepoURL(raw string) error {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return nil // scp-like git@host:path (a user name, no password) or a local path
+	}
+	authority, path, slash := strings.Cut(rest, "/")
+	u, err := url.Parse(raw)
+	var user *url.Userinfo
+	if err == nil {
+		user = u.User
+	} else if strings.Contains(authority, "@") {
+		user = url.UserPassword("", "") // unparsable, but with userinfo: refuse it, unrepeated
+	}
+	if user == nil {
+		return nil
+	}
+	if _, hasPassword := user.Password(); !hasPassword && strings.EqualFold(scheme, "ssh") {
+		return nil
+	}
+	shown := scheme + "://" + authority[strings.LastIndex(authority, "@")+1:]
+	if slash {
+		shown += "/" + path
+	}
+	return fmt.Errorf("%q: %w: put them in a --repo-credentials file (a token or password read from a file, by URL prefix)", shown, ErrCredentialsInURL)
 }

@@ -50,7 +50,7 @@ func grpcMessage(err error) error {
 		return nil
 	}
 	if s, ok := status.FromError(err); ok {
-		return errors.New(s.Message())
+		return errors.New(cleanLines(s.Message()))
 	}
 	return err
 }
@@ -213,14 +213,14 @@ func printStatus(w io.Writer, items []*flotillav1.AppClusterStatus, out string) 
 	}
 	fmt.Fprintln(tw, header)
 	for _, s := range items {
-		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s", s.Cluster, s.App, s.Sync, s.Health,
-			short(s.DesiredRevision), short(s.AppliedRevision), len(s.Drift), ago(s.LastSeenUnixMs))
+		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s", clean(s.Cluster), clean(s.App), clean(s.Sync), clean(s.Health),
+			short(s.DesiredRevision), short(clean(s.AppliedRevision)), len(s.Drift), ago(s.LastSeenUnixMs))
 		if out == "wide" {
 			c2a := "-"
 			if s.CommitToAppliedMs > 0 {
 				c2a = (time.Duration(s.CommitToAppliedMs) * time.Millisecond).String()
 			}
-			line += fmt.Sprintf("\t%s\t%s\t%s", short(s.HealthyRevision), c2a, s.Message)
+			line += fmt.Sprintf("\t%s\t%s\t%s", short(clean(s.HealthyRevision)), c2a, clean(s.Message))
 		}
 		fmt.Fprintln(tw, line)
 	}
@@ -271,7 +271,7 @@ func newClustersCmd(o *rootOptions) *cobra.Command {
 				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "NAME\tSTATE\tLABELS\tAGENT\tLAST SEEN\tAPPS")
 				for _, c := range resp.Items {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.Name, c.State, labelString(c.Labels), orDash(c.AgentVersion),
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.Name, c.State, clean(labelString(c.Labels)), orDash(clean(c.AgentVersion)),
 						ago(c.LastSeenUnixMs), apps[c.Name])
 				}
 				return tw.Flush()
@@ -338,9 +338,9 @@ func newAppsCmd(o *rootOptions) *cobra.Command {
 					if a.RepoState == "Stale" {
 						fetched = "Stale, last good " + fetched
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", orDash(a.Name), orDash(a.RepoUrl), orDash(a.TargetRevision),
-						orDash(a.Path), short(a.Revision), fetched, orDash(strings.Join(a.Clusters, ",")), fleet[a.Name],
-						orDash(strings.Join(problems, "; ")))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", orDash(clean(a.Name)), orDash(clean(a.RepoUrl)), orDash(clean(a.TargetRevision)),
+						orDash(clean(a.Path)), short(a.Revision), fetched, orDash(strings.Join(a.Clusters, ",")), fleet[a.Name],
+						orDash(clean(strings.Join(problems, "; "))))
 				}
 				return tw.Flush()
 			})

@@ -45,9 +45,9 @@ func newDiffCmd(o *rootOptions) *cobra.Command {
 						if d.Contested {
 							typ += ", contested: another actor keeps changing it back; self-heal is backing off"
 						}
-						fmt.Fprintf(w, "=== %s: %s %s (%s)\n", s.Cluster, kind, name, typ)
+						fmt.Fprintf(w, "=== %s: %s %s (%s)\n", s.Cluster, clean(kind), clean(name), clean(typ))
 						if d.Diff != "" {
-							fmt.Fprintln(w, strings.TrimRight(d.Diff, "\n"))
+							fmt.Fprintln(w, strings.TrimRight(cleanLines(d.Diff), "\n"))
 						}
 					}
 				}

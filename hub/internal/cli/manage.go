@@ -9,8 +9,11 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
+	"github.com/flotilla-dev/flotilla/shared/jointoken"
 )
 
 func newClusterCmd(o *rootOptions) *cobra.Command {
@@ -31,6 +34,9 @@ func newClusterCmd(o *rootOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := jointoken.CheckTTL("--ttl", ttl); err != nil {
+				return err
+			}
 			return o.run(cmd, func(ctx context.Context, c *client) error {
 				resp, err := c.op.AddCluster(ctx, &flotillav1.AddClusterRequest{
 					Name: args[0], Labels: l, TokenTtlSeconds: int64(ttl / time.Second),
@@ -46,7 +52,7 @@ func newClusterCmd(o *rootOptions) *cobra.Command {
 		},
 	}
 	add.Flags().StringVar(&labels, "labels", "", "cluster labels, key=value,key=value (apps select clusters by them)")
-	add.Flags().DurationVar(&ttl, "ttl", time.Hour, "how long the join token stays valid")
+	add.Flags().DurationVar(&ttl, "ttl", time.Hour, ttlUsage)
 	revoke := &cobra.Command{
 		Use:   "revoke NAME",
 		Short: "Revoke a cluster: its agent's stream closes at once and it is refused from then on",
@@ -65,6 +71,9 @@ func newClusterCmd(o *rootOptions) *cobra.Command {
 	return cmd
 }
 
+// ttlUsage is the help of --ttl.
+var ttlUsage = fmt.Sprintf("how long the join token stays valid (%s to %s)", jointoken.MinTTL, jointoken.MaxTTL)
+
 func newTokenCmd(o *rootOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "token",
@@ -80,6 +89,9 @@ func newTokenCmd(o *rootOptions) *cobra.Command {
 			if cluster == "" {
 				return fmt.Errorf("--cluster is required")
 			}
+			if err := jointoken.CheckTTL("--ttl", ttl); err != nil {
+				return err
+			}
 			return o.run(cmd, func(ctx context.Context, c *client) error {
 				resp, err := c.op.CreateToken(ctx, &flotillav1.CreateTokenRequest{Cluster: cluster, TtlSeconds: int64(ttl / time.Second)})
 				if err != nil {
@@ -91,7 +103,7 @@ func newTokenCmd(o *rootOptions) *cobra.Command {
 		},
 	}
 	create.Flags().StringVar(&cluster, "cluster", "", "the cluster the token enrols")
-	create.Flags().DurationVar(&ttl, "ttl", time.Hour, "how long the token stays valid")
+	create.Flags().DurationVar(&ttl, "ttl", time.Hour, ttlUsage)
 	cmd.AddCommand(create)
 	return cmd
 }
@@ -175,7 +187,7 @@ func waitSynced(cmd *cobra.Command, c *client, app string, clusters []string, ti
 				}
 				var lines []string
 				for cl, why := range failed {
-					lines = append(lines, fmt.Sprintf("  %s: %s", cl, why))
+					lines = append(lines, fmt.Sprintf("  %s: %s", cl, clean(why)))
 				}
 				sort.Strings(lines)
 				return fmt.Errorf("sync of %s failed on %d of %d clusters:\n%s", app, len(failed), len(want), strings.Join(lines, "\n"))
@@ -198,23 +210,35 @@ func bar(n, total, width int) string {
 	return "[" + strings.Repeat("#", full) + strings.Repeat(".", width-full) + "]"
 }
 
+// retentionHeader is the History response header telling what history the hub keeps
+// (server.RetentionHeader).
+const retentionHeader = "flotilla-history-retention"
+
 func newHistoryCmd(o *rootOptions) *cobra.Command {
 	var cluster, out string
 	var limit int
 	cmd := &cobra.Command{
 		Use:   "history APP",
 		Short: "List the revisions applied for an app: time, cluster, revision, commit author and message, result",
-		Args:  cobra.ExactArgs(1),
+		Long: `List the revisions applied for an app: time, cluster, revision, commit author and message, result.
+
+The hub keeps a bounded history (flotilla hub --history-keep, --history-max-age); what it keeps
+is printed on standard error.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(out); err != nil {
 				return err
 			}
 			return o.run(cmd, func(ctx context.Context, c *client) error {
-				resp, err := c.op.History(ctx, &flotillav1.HistoryRequest{App: args[0], Cluster: cluster, Limit: int32(limit)})
+				var header metadata.MD
+				resp, err := c.op.History(ctx, &flotillav1.HistoryRequest{App: args[0], Cluster: cluster, Limit: int32(limit)}, grpc.Header(&header))
 				if err != nil {
 					return err
 				}
 				warnUnreachable(cmd.ErrOrStderr(), resp.UnreachablePeers)
+				if kept := header.Get(retentionHeader); len(kept) > 0 {
+					fmt.Fprintf(cmd.ErrOrStderr(), "history kept by the hub: %s\n", clean(kept[0]))
+				}
 				if out == "json" || out == "yaml" {
 					type item struct {
 						Time     time.Time `json:"time"`
@@ -237,7 +261,7 @@ func newHistoryCmd(o *rootOptions) *cobra.Command {
 				for _, h := range resp.Items {
 					msg, _, _ := strings.Cut(h.Message, "\n")
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", time.UnixMilli(h.TimeUnixMs).Local().Format("2006-01-02 15:04:05"),
-						h.Cluster, short(h.Revision), orDash(h.Author), orDash(msg), h.Result)
+						h.Cluster, short(clean(h.Revision)), orDash(clean(h.Author)), orDash(clean(msg)), clean(h.Result))
 				}
 				return tw.Flush()
 			})

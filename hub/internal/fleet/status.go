@@ -197,7 +197,7 @@ func (f *Fleet) Ack(cluster, app string, generation uint64, revision, digest str
 func (f *Fleet) Nack(cluster, app string, generation uint64, reason string) {
 	f.mu.Lock()
 	r := f.reportLocked(cluster, app)
-	r.LastError = fmt.Sprintf("generation %d: %s", generation, reason)
+	r.LastError = fmt.Sprintf("generation %d: %s", generation, Truncate(reason, MaxMessageBytes))
 	r.Reported = f.now()
 	out := *r
 	f.mu.Unlock()
@@ -206,6 +206,7 @@ func (f *Fleet) Nack(cluster, app string, generation uint64, reason string) {
 
 // Status records an agent's status report for an app.
 func (f *Fleet) Status(cluster string, s Report) {
+	capReport(&s)
 	f.mu.Lock()
 	r := f.reportLocked(cluster, s.App)
 	lastErr, c2a := r.LastError, r.CommitToApplied

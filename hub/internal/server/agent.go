@@ -68,9 +68,14 @@ func (s *Server) Connect(stream flotillav1.AgentService_ConnectServer) error {
 		return status.Errorf(codes.FailedPrecondition,
 			"agent protocol %d is newer than this hub supports (%d..%d): upgrade the hub", hello.ProtocolVersion, version.MinProtocol, version.Protocol)
 	}
+	if len(hello.Apps) > MaxAppsPerAgent {
+		return status.Errorf(codes.ResourceExhausted, "agent says it holds %d apps, more than the %d a hub takes from one agent", len(hello.Apps), MaxAppsPerAgent)
+	}
 	held := make([]fleet.Held, 0, len(hello.Apps))
+	heldApps := make(map[string]bool, len(hello.Apps))
 	for _, h := range hello.Apps {
 		held = append(held, fleet.Held{App: h.App, Generation: h.Generation, Revision: h.Revision, Digest: h.Digest})
+		heldApps[h.App] = true
 	}
 	s.cfg.Fleet.Align(cluster, held)
 	s.cfg.Fleet.Seen(cluster, hello.AgentVersion, true)
@@ -88,7 +93,7 @@ func (s *Server) Connect(stream flotillav1.AgentService_ConnectServer) error {
 	// not wait for it: both goroutines end with the RPC (send with ctx, receive with the stream),
 	// and a revoked or replaced stream closes at once.
 	errc := make(chan error, 2)
-	go func() { errc <- s.receive(ctx, stream, cluster) }()
+	go func() { errc <- s.receive(ctx, stream, cluster, heldApps) }()
 	go func() { errc <- s.send(ctx, stream, cluster, held) }()
 	err = <-errc
 	cancel()
@@ -240,9 +245,25 @@ func syncPolicyToProto(d *fleet.Desired) *flotillav1.SyncPolicy {
 	}
 }
 
-// receive records what the agent says. The cluster is the stream's, never a message field.
-func (s *Server) receive(ctx context.Context, stream flotillav1.AgentService_ConnectServer, cluster string) error {
+// MaxAppsPerAgent bounds the apps an agent may say it holds when it connects.
+const MaxAppsPerAgent = 1000
+
+// receive records what the agent says. The cluster is the stream's, never a message field, and
+// the app must be one the hub sent this cluster (desired now, or already reported) or one the
+// agent held when it connected (held); reports on any other app are dropped.
+func (s *Server) receive(ctx context.Context, stream flotillav1.AgentService_ConnectServer, cluster string, held map[string]bool) error {
 	limit := newStreamLimiter(s.cfg.AgentLimits)
+	dropped := map[string]bool{} // logged once per stream each, up to a bound
+	known := func(app string) bool {
+		if held[app] || s.cfg.Fleet.Knows(cluster, app) {
+			return true
+		}
+		if !dropped[app] && len(dropped) < 20 {
+			dropped[app] = true
+			s.log.Warn("report on an app the hub did not send this cluster dropped", logging.KeyCluster, cluster, logging.KeyApp, app)
+		}
+		return false
+	}
 	for {
 		msg, err := stream.Recv()
 		if err != nil {
@@ -256,6 +277,9 @@ func (s *Server) receive(ctx context.Context, stream flotillav1.AgentService_Con
 		case *flotillav1.AgentMessage_Ack:
 			s.cfg.Metrics.StreamMessage("in", "ack")
 			a := m.Ack
+			if !known(a.App) {
+				continue
+			}
 			r, first := s.cfg.Fleet.Ack(cluster, a.App, a.Generation, a.Revision, a.Digest)
 			if first {
 				s.cfg.Metrics.Sync(true)
@@ -266,10 +290,16 @@ func (s *Server) receive(ctx context.Context, stream flotillav1.AgentService_Con
 			s.cfg.Metrics.StreamMessage("in", "nack")
 			s.cfg.Metrics.Sync(false)
 			n := m.Nack
+			if !known(n.App) {
+				continue
+			}
 			s.cfg.Fleet.Nack(cluster, n.App, n.Generation, n.Error)
-			s.recordHistory(cluster, n.App, "", "Failed: "+n.Error, nil)
+			s.recordHistory(cluster, n.App, "", "Failed: "+fleet.Truncate(n.Error, fleet.MaxMessageBytes), nil)
 		case *flotillav1.AgentMessage_Status:
 			s.cfg.Metrics.StreamMessage("in", "status")
+			if !known(m.Status.App) {
+				continue
+			}
 			s.cfg.Fleet.Status(cluster, reportFromProto(m.Status))
 		case *flotillav1.AgentMessage_Heartbeat:
 			s.cfg.Metrics.StreamMessage("in", "heartbeat")

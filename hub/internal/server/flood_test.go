@@ -94,9 +94,14 @@ func TestAgentWithinBurstIsNotLimited(t *testing.T) {
 	limits := RateLimits{PerSecond: 1, Burst: 30, MaxThrottled: 1}
 	h := startHubLimited(t, limits)
 	h.register(t, "c1")
-	stream := connect(t, h.dial(t, h.agentCert(t, "c1")))
+	appName := func(i int) string { return "app-" + string(rune('a'+i%26)) + string(rune('a'+i/26)) }
+	var held []*flotillav1.HeldApp // the apps it reports on are the apps it holds
 	for i := range limits.Burst {
-		app := "app-" + string(rune('a'+i%26)) + string(rune('a'+i/26))
+		held = append(held, &flotillav1.HeldApp{App: appName(i), Generation: 1, Revision: "r0", Digest: "sha256:old"})
+	}
+	stream := connect(t, h.dial(t, h.agentCert(t, "c1")), held...)
+	for i := range limits.Burst {
+		app := appName(i)
 		if err := stream.Send(&flotillav1.AgentMessage{Msg: &flotillav1.AgentMessage_Status{Status: &flotillav1.AppStatus{
 			App: app, Sync: "Synced", Health: "Healthy",
 		}}}); err != nil {

@@ -7,7 +7,9 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -175,6 +177,10 @@ func (s *Server) AddCluster(ctx context.Context, req *flotillav1.AddClusterReque
 			return nil, status.Errorf(codes.InvalidArgument, "label %s=%q: %s", k, v, errs[0])
 		}
 	}
+	ttl, err := s.tokenTTL(req.TokenTtlSeconds)
+	if err != nil {
+		return nil, err
+	}
 	if _, found, err := s.cfg.Store.GetCluster(req.Name); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "cluster registry: %v", err)
 	} else if found {
@@ -184,7 +190,7 @@ func (s *Server) AddCluster(ctx context.Context, req *flotillav1.AddClusterReque
 		return nil, status.Errorf(codes.Unavailable, "register cluster: %v", err)
 	}
 	s.replicateCluster(req.Name)
-	token, expires, err := s.newToken(req.Name, time.Duration(req.TokenTtlSeconds)*time.Second)
+	token, expires, err := s.newToken(req.Name, ttl)
 	if err != nil {
 		return nil, err
 	}
@@ -197,6 +203,10 @@ func (s *Server) AddCluster(ctx context.Context, req *flotillav1.AddClusterReque
 
 // CreateToken issues a new join token for a registered cluster.
 func (s *Server) CreateToken(ctx context.Context, req *flotillav1.CreateTokenRequest) (*flotillav1.CreateTokenResponse, error) {
+	ttl, err := s.tokenTTL(req.TtlSeconds)
+	if err != nil {
+		return nil, err
+	}
 	c, found, err := s.cfg.Store.GetCluster(req.Cluster)
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "cluster registry: %v", err)
@@ -207,7 +217,7 @@ func (s *Server) CreateToken(ctx context.Context, req *flotillav1.CreateTokenReq
 	if c.Revoked {
 		return nil, status.Errorf(codes.FailedPrecondition, "cluster %q is revoked", req.Cluster)
 	}
-	token, expires, err := s.newToken(req.Cluster, time.Duration(req.TtlSeconds)*time.Second)
+	token, expires, err := s.newToken(req.Cluster, ttl)
 	if err != nil {
 		return nil, err
 	}
@@ -215,10 +225,20 @@ func (s *Server) CreateToken(ctx context.Context, req *flotillav1.CreateTokenReq
 	return &flotillav1.CreateTokenResponse{JoinToken: token, ExpiresUnixMs: expires.UnixMilli()}, nil
 }
 
-func (s *Server) newToken(cluster string, ttl time.Duration) (string, time.Time, error) {
-	if ttl <= 0 {
-		ttl = s.cfg.DefaultTokenTTL
+// tokenTTL is the lifetime a request asks for: the default when it gives none (0), else within
+// the bounds of jointoken.CheckTTL (never a silent default for a value out of them).
+func (s *Server) tokenTTL(seconds int64) (time.Duration, error) {
+	if seconds == 0 {
+		return s.cfg.DefaultTokenTTL, nil
 	}
+	ttl := time.Duration(min(seconds, 1<<33)) * time.Second // 272 years: refused, and no overflow
+	if err := jointoken.CheckTTL("ttl", ttl); err != nil {
+		return 0, status.Error(codes.InvalidArgument, err.Error())
+	}
+	return ttl, nil
+}
+
+func (s *Server) newToken(cluster string, ttl time.Duration) (string, time.Time, error) {
 	tok, err := jointoken.Generate(s.cfg.CA.Fingerprint())
 	if err != nil {
 		return "", time.Time{}, status.Errorf(codes.Internal, "generate token: %v", err)
@@ -233,6 +253,9 @@ func (s *Server) newToken(cluster string, ttl time.Duration) (string, time.Time,
 	return tok.String(), expires, nil
 }
 
+// RetentionHeader is the response header of History telling what history the hub keeps.
+const RetentionHeader = "flotilla-history-retention"
+
 // History lists what was applied, newest first.
 func (s *Server) History(ctx context.Context, req *flotillav1.HistoryRequest) (*flotillav1.HistoryResponse, error) {
 	limit := int(req.Limit)
@@ -243,6 +266,8 @@ func (s *Server) History(ctx context.Context, req *flotillav1.HistoryRequest) (*
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "history: %v", err)
 	}
+	// What is kept, for the CLI to say (a header: the message is shared with older hubs).
+	_ = grpc.SetHeader(ctx, metadata.Pairs(RetentionHeader, s.cfg.Retention.HistoryString()))
 	resp := &flotillav1.HistoryResponse{}
 	for _, r := range recs {
 		resp.Items = append(resp.Items, &flotillav1.HistoryEntry{

@@ -71,6 +71,8 @@ type Config struct {
 	HA *HAConfig
 	// AgentLimits bound the messages of each agent stream (ratelimit.go).
 	AgentLimits RateLimits
+	// Retention is what the store keeps of history, as `flotilla history` tells.
+	Retention store.Retention
 }
 
 // Server implements the three gRPC services.

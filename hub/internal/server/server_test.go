@@ -271,8 +271,10 @@ func TestStreamSendsOnlyOwnClusterAndOnlyDifferences(t *testing.T) {
 	h.fleet.SetDesired(fleet.Desired{Cluster: "c1", App: "kept", Revision: "r1", Bundle: held})
 	h.fleet.SetDesired(fleet.Desired{Cluster: "c2", App: "other", Revision: "r1", Bundle: configMapBundle(t, "secret-of-c2", "y")})
 
-	// The agent already holds "kept" at the desired digest: nothing is sent for it.
-	stream := connect(t, h.dial(t, h.agentCert(t, "c1")), &flotillav1.HeldApp{App: "kept", Generation: 4, Revision: "r1", Digest: held.Digest})
+	// The agent already holds "kept" at the desired digest: nothing is sent for it. It also
+	// says it holds "other" (desired on c2 only), so it may report on it.
+	stream := connect(t, h.dial(t, h.agentCert(t, "c1")), &flotillav1.HeldApp{App: "kept", Generation: 4, Revision: "r1", Digest: held.Digest},
+		&flotillav1.HeldApp{App: "other", Generation: 1, Revision: "r0", Digest: "sha256:old"})
 	fresh := configMapBundle(t, "fresh", "z")
 	h.fleet.SetDesired(fleet.Desired{Cluster: "c1", App: "new", Revision: "r2", Bundle: fresh})
 	m, err := stream.Recv()

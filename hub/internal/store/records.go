@@ -70,7 +70,8 @@ func (s *Store) ListAudit(limit int) ([]AuditRecord, error) {
 	return out, nil
 }
 
-// AddHistory appends a history record; a zero Time means now.
+// AddHistory appends a history record; a zero Time means now. The oldest records of the app
+// on the cluster beyond the retention's HistoryPerApp are deleted with it.
 func (s *Store) AddHistory(r HistoryRecord) error {
 	if err := checkName("app", r.App); err != nil {
 		return fmt.Errorf("add history record: %w", err)
@@ -81,14 +82,18 @@ func (s *Store) AddHistory(r HistoryRecord) error {
 	if r.Time.IsZero() {
 		r.Time = time.Now()
 	}
+	keep := s.currentRetention().HistoryPerApp
 	err := s.db.Batch(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketHistory)
 		seq, err := b.NextSequence()
 		if err != nil {
 			return err
 		}
-		key := append(compositeKey(true, r.App, r.Cluster), timeSeq(r.Time, seq)...)
-		return putJSON(b, key, r)
+		prefix := compositeKey(true, r.App, r.Cluster)
+		if err := putJSON(b, append(bytes.Clone(prefix), timeSeq(r.Time, seq)...), r); err != nil {
+			return err
+		}
+		return trimHistory(b, prefix, keep)
 	})
 	if err != nil {
 		return fmt.Errorf("add history record of %s on %s: %w", r.App, r.Cluster, err)

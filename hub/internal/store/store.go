@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -48,6 +49,9 @@ const sep = 0x00
 // Store is the hub's embedded database.
 type Store struct {
 	db *bolt.DB
+
+	retMu     sync.Mutex
+	retention Retention
 }
 
 // Open opens or creates the database at path, creating its directory if needed.

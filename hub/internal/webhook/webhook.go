@@ -12,12 +12,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/flotilla-dev/flotilla/shared/logging"
 )
@@ -35,45 +36,74 @@ type Push struct {
 
 // Handler serves POST /api/webhook.
 type Handler struct {
-	secret []byte
-	onPush func(Push) int
-	log    *slog.Logger
+	secret  []byte
+	onPush  func(Push) int
+	log     *slog.Logger
+	limiter *addrLimiter
 }
 
 // New returns a handler verifying events with secret; onPush is called for each verified push
-// and returns how many applications use the repository.
+// and returns how many applications use the repository. Each source address may send
+// RatePerSecond requests a second (RateBurst at once); more get 429.
 func New(secret []byte, onPush func(Push) int, log *slog.Logger) *Handler {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Handler{secret: secret, onPush: onPush, log: log}
+	return &Handler{secret: secret, onPush: onPush, log: log, limiter: newAddrLimiter(RatePerSecond, RateBurst, maxAddrs)}
 }
 
 var errUnauthorized = errors.New("signature or token missing or wrong")
 
-// ServeHTTP verifies and dispatches one event. A wrong or missing signature is 401 and changes
-// nothing; a body over MaxBodySize is 413.
+// ServeHTTP verifies and dispatches one event, doing as little as it can for a request that
+// cannot be one: an address over its rate gets 429, then a request whose headers cannot
+// authenticate it (no provider's event header, a wrong GitLab token, a missing or malformed
+// signature) gets 401 before a byte of its body is read, a body declared or found larger
+// than MaxBodySize gets 413, and only then is the body read and its signature checked (401
+// and no change when wrong).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		http.Error(w, "use POST", http.StatusMethodNotAllowed)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodySize))
+	if wait, ok := h.limiter.allow(sourceAddr(r.RemoteAddr)); !ok {
+		w.Header().Set("Retry-After", strconv.Itoa(int(max(1, wait.Round(time.Second)/time.Second))))
+		http.Error(w, "too many requests from this address", http.StatusTooManyRequests)
+		return
+	}
+	ev, err := h.authenticate(r.Header)
 	if err != nil {
+		h.log.Warn("webhook rejected", logging.Err(err), "remote", r.RemoteAddr)
+		w.Header().Set("Connection", "close") // and do not read the body it may still send
+		http.Error(w, err.Error(), http.StatusUnauthorized)
+		return
+	}
+	if r.ContentLength > MaxBodySize {
+		w.Header().Set("Connection", "close")
 		http.Error(w, fmt.Sprintf("body larger than %d bytes", MaxBodySize), http.StatusRequestEntityTooLarge)
 		return
 	}
-	push, err := h.parse(r.Header, body)
-	switch {
-	case errors.Is(err, errUnauthorized):
-		h.log.Warn("webhook rejected", logging.Err(err), "remote", r.RemoteAddr)
-		http.Error(w, err.Error(), http.StatusUnauthorized)
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodySize))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			http.Error(w, fmt.Sprintf("body larger than %d bytes", MaxBodySize), http.StatusRequestEntityTooLarge)
+		} else {
+			http.Error(w, "reading the body failed", http.StatusBadRequest)
+		}
 		return
-	case errors.Is(err, errIgnored):
+	}
+	if ev.verify != nil && !ev.verify(body) {
+		h.log.Warn("webhook rejected", logging.Err(errUnauthorized), "remote", r.RemoteAddr)
+		http.Error(w, errUnauthorized.Error(), http.StatusUnauthorized)
+		return
+	}
+	if !ev.push {
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write([]byte("event ignored: not a push\n"))
 		return
-	case err != nil:
+	}
+	push, err := ev.parse(body)
+	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
@@ -83,75 +113,78 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(map[string]any{"provider": push.Provider, "applications": n})
 }
 
-var errIgnored = errors.New("not a push event")
+// event is what a request's headers say it is, and how to check and read its body.
+type event struct {
+	push bool // a push event (others are acknowledged and ignored)
+	// verify checks the body's signature; nil when the headers alone authenticated it.
+	verify func(body []byte) bool
+	parse  func(body []byte) (Push, error)
+}
 
-func (h *Handler) parse(hdr http.Header, body []byte) (Push, error) {
+// authenticate checks what the headers alone can tell: the provider, GitLab's token (all of
+// its authentication), and that an HMAC signature is present and well formed.
+func (h *Handler) authenticate(hdr http.Header) (*event, error) {
+	if len(h.secret) == 0 {
+		return nil, errUnauthorized
+	}
 	switch {
 	case hdr.Get("X-Gitea-Event") != "":
-		if !validHMAC(sha256.New, h.secret, body, hdr.Get("X-Gitea-Signature")) {
-			return Push{}, errUnauthorized
-		}
-		if hdr.Get("X-Gitea-Event") != "push" {
-			return Push{}, errIgnored
-		}
-		return githubLike("gitea", body)
-	case hdr.Get("X-GitHub-Event") != "":
-		if !validPrefixedHMAC(h.secret, body, hdr.Get("X-Hub-Signature-256"), hdr.Get("X-Hub-Signature")) {
-			return Push{}, errUnauthorized
-		}
-		if hdr.Get("X-GitHub-Event") != "push" {
-			return Push{}, errIgnored
-		}
-		return githubLike("github", body)
-	case hdr.Get("X-Gitlab-Event") != "":
-		tok := hdr.Get("X-Gitlab-Token")
-		if len(h.secret) == 0 || subtle.ConstantTimeCompare([]byte(tok), h.secret) != 1 {
-			return Push{}, errUnauthorized
-		}
-		if ev := hdr.Get("X-Gitlab-Event"); ev != "Push Hook" && ev != "Tag Push Hook" && ev != "System Hook" {
-			return Push{}, errIgnored
-		}
-		return gitlab(body)
-	case hdr.Get("X-Event-Key") != "":
-		if !validPrefixedHMAC(h.secret, body, hdr.Get("X-Hub-Signature"), "") {
-			return Push{}, errUnauthorized
-		}
-		if k := hdr.Get("X-Event-Key"); k != "repo:push" && k != "repo:refs_changed" {
-			return Push{}, errIgnored
-		}
-		return bitbucket(body)
-	}
-	return Push{}, errUnauthorized
-}
-
-// validPrefixedHMAC checks "sha256=<hex>" (preferred) or "sha1=<hex>" signatures.
-func validPrefixedHMAC(secret, body []byte, sig256, sigOther string) bool {
-	for _, sig := range []string{sig256, sigOther} {
-		algo, hexsig, ok := strings.Cut(sig, "=")
+		verify, ok := h.signature(hdr.Get("X-Gitea-Signature"), "sha256")
 		if !ok {
-			continue
+			return nil, errUnauthorized
 		}
-		switch algo {
-		case "sha256":
-			return validHMAC(sha256.New, secret, body, hexsig)
-		case "sha1":
-			return validHMAC(sha1.New, secret, body, hexsig)
+		return &event{push: hdr.Get("X-Gitea-Event") == "push", verify: verify,
+			parse: func(b []byte) (Push, error) { return githubLike("gitea", b) }}, nil
+	case hdr.Get("X-GitHub-Event") != "":
+		verify, ok := h.prefixedSignature(hdr.Get("X-Hub-Signature-256"), hdr.Get("X-Hub-Signature"))
+		if !ok {
+			return nil, errUnauthorized
 		}
+		return &event{push: hdr.Get("X-GitHub-Event") == "push", verify: verify,
+			parse: func(b []byte) (Push, error) { return githubLike("github", b) }}, nil
+	case hdr.Get("X-Gitlab-Event") != "":
+		if subtle.ConstantTimeCompare([]byte(hdr.Get("X-Gitlab-Token")), h.secret) != 1 {
+			return nil, errUnauthorized
+		}
+		ev := hdr.Get("X-Gitlab-Event")
+		return &event{push: ev == "Push Hook" || ev == "Tag Push Hook" || ev == "System Hook", parse: gitlab}, nil
+	case hdr.Get("X-Event-Key") != "":
+		verify, ok := h.prefixedSignature(hdr.Get("X-Hub-Signature"), "")
+		if !ok {
+			return nil, errUnauthorized
+		}
+		k := hdr.Get("X-Event-Key")
+		return &event{push: k == "repo:push" || k == "repo:refs_changed", verify: verify, parse: bitbucket}, nil
 	}
-	return false
+	return nil, errUnauthorized
 }
 
-func validHMAC(h func() hash.Hash, secret, body []byte, hexsig string) bool {
-	if len(secret) == 0 || hexsig == "" {
-		return false
+// prefixedSignature reads "sha256=<hex>" (preferred) or "sha1=<hex>".
+func (h *Handler) prefixedSignature(sig256, sigOther string) (func([]byte) bool, bool) {
+	for _, sig := range []string{sig256, sigOther} {
+		if algo, hexsig, ok := strings.Cut(sig, "="); ok && (algo == "sha256" || algo == "sha1") {
+			return h.signature(hexsig, algo)
+		}
+	}
+	return nil, false
+}
+
+// signature returns the check of a body against hexsig, an HMAC of algo with the secret, if
+// hexsig is well formed.
+func (h *Handler) signature(hexsig, algo string) (func([]byte) bool, bool) {
+	newHash, size := sha256.New, sha256.Size
+	if algo == "sha1" {
+		newHash, size = sha1.New, sha1.Size
 	}
 	want, err := hex.DecodeString(hexsig)
-	if err != nil {
-		return false
+	if err != nil || len(want) != size {
+		return nil, false
 	}
-	mac := hmac.New(h, secret)
-	mac.Write(body)
-	return hmac.Equal(mac.Sum(nil), want)
+	return func(body []byte) bool {
+		mac := hmac.New(newHash, h.secret)
+		mac.Write(body)
+		return hmac.Equal(mac.Sum(nil), want)
+	}, true
 }
 
 func githubLike(provider string, body []byte) (Push, error) {
