@@ -22,11 +22,13 @@ func (s *Server) Renew(ctx context.Context, req *flotillav1.RenewRequest) (*flot
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "certificate request: %v", err)
 	}
-	detail := ""
 	if c.Expired > 0 {
-		detail = "expired " + c.Expired.Round(time.Second).String() + " ago, within the renewal grace"
+		ago := c.Expired.Round(time.Second)
+		s.audit("agent:"+cluster, "certificate.renew", cluster, "expired "+ago.String()+" ago, within the renewal grace")
+		s.log.Info("agent certificate renewed after it expired", logging.KeyCluster, cluster, "expiredFor", ago)
+	} else {
+		s.audit("agent:"+cluster, "certificate.renew", cluster, "")
+		s.log.Info("agent certificate renewed", logging.KeyCluster, cluster)
 	}
-	s.audit("agent:"+cluster, "certificate.renew", cluster, detail)
-	s.log.Info("agent certificate renewed", logging.KeyCluster, cluster, "expiredFor", c.Expired.Round(time.Second))
 	return &flotillav1.RenewResponse{CertificatePem: cert, CaPem: s.cfg.CA.CertPEM()}, nil
 }
