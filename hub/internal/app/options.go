@@ -47,8 +47,8 @@ func NewOptions() *Options {
 		PollInterval: 3 * time.Minute,
 		Heartbeat:    10 * time.Second,
 		AgentCertTTL: 24 * time.Hour,
-		// An agent cut off from every hub for up to 16h (a third of the TTL) + 7 days
-		// reconnects on its own.
+		// An agent cut off from every hub for a third of the TTL (renewal is due two thirds
+		// into it) plus 7 days still renews on its own.
 		AgentCertRenewalGrace: 7 * 24 * time.Hour,
 		Log:                   logging.Options{Level: "info", Format: "text"},
 	}
