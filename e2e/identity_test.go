@@ -2,13 +2,10 @@ package e2e
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
 	"strings"
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/flotilla-dev/flotilla/e2e/localfleet"
@@ -28,19 +25,10 @@ func TestCertificateRotationKeepsTheStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	serial := func(ctx context.Context) string {
-		sec, err := client.CoreV1().Secrets("flotilla-system").Get(ctx, "flotilla-agent-identity", metav1.GetOptions{})
-		if err != nil {
-			return ""
+		if cert := agentCert(ctx, client); cert != nil {
+			return cert.SerialNumber.String()
 		}
-		block, _ := pem.Decode(sec.Data["tls.crt"])
-		if block == nil {
-			return ""
-		}
-		cert, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return ""
-		}
-		return cert.SerialNumber.String()
+		return ""
 	}
 	seen := map[string]bool{serial(e.ctx): true}
 	err = wait.PollUntilContextTimeout(e.ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
@@ -60,14 +48,19 @@ func TestCertificateRotationKeepsTheStream(t *testing.T) {
 	if err := e.fleet.StartHub(e.ctx); err != nil {
 		t.Fatal(err)
 	}
-	restarted := time.Now()
-	if _, err := e.fleet.WaitStatus(e.ctx, time.Minute, func(items []localfleet.StatusItem) bool {
+	waitSeenSince(t, e, time.Now(), time.Minute, rev1)
+}
+
+// waitSeenSince waits until every agent has reported since, with every app at rev.
+func waitSeenSince(t *testing.T, e *env, since time.Time, timeout time.Duration, rev string) {
+	t.Helper()
+	if _, err := e.fleet.WaitStatus(e.ctx, timeout, func(items []localfleet.StatusItem) bool {
 		for _, it := range items {
-			if it.LastSeen == nil || it.LastSeen.Before(restarted) {
+			if it.LastSeen == nil || it.LastSeen.Before(since) {
 				return false
 			}
 		}
-		return allAt(rev1, 4)(items)
+		return allAt(rev, 4)(items)
 	}); err != nil {
 		t.Fatal(err)
 	}

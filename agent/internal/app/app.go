@@ -10,10 +10,12 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -23,6 +25,7 @@ import (
 	"github.com/flotilla-dev/flotilla/agent/internal/metrics"
 	"github.com/flotilla-dev/flotilla/agent/internal/syncer"
 	"github.com/flotilla-dev/flotilla/shared/httpserve"
+	"github.com/flotilla-dev/flotilla/shared/jointoken"
 	"github.com/flotilla-dev/flotilla/shared/logging"
 	"github.com/flotilla-dev/flotilla/shared/version"
 )
@@ -108,7 +111,11 @@ func NewRootCommand() *cobra.Command {
 		Long: `The Flotilla agent runs in each cluster. It dials the hub (outbound only), receives each
 app's desired state, applies it with server-side apply, and reports sync status and health.
 On first start it enrols with --join-token; its key and certificate then live in a Secret in
---namespace.`,
+--namespace. Before it enrols it reads --kubeconfig, binds --http-listen and checks that it may
+create that Secret, so a start that fails for any of these leaves the token usable; a join
+whose reply is lost is retried with the same key, which the hub accepts again for 10 minutes.
+The certificate is renewed two thirds into its validity; an agent cut off from every hub for
+longer renews when a hub is back, within the hub's --agent-cert-renewal-grace.`,
 		Version:       version.String(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -145,11 +152,39 @@ func restConfig(o *Options) (*rest.Config, error) {
 	return cfg, nil
 }
 
-func run(ctx context.Context, o *Options, log *slog.Logger) error {
+// prepared is what the agent reads and binds before it has any effect outside its process.
+type prepared struct {
+	rest *rest.Config
+	// health listens on --http-listen; nil when that is empty.
+	health net.Listener
+}
+
+// prepare reads every file and binds every listener the agent needs, before it touches its
+// cluster or a hub: a second agent on one machine, a taken port or a missing kubeconfig
+// fails here, and no join token is spent.
+func prepare(o *Options) (*prepared, error) {
 	cfg, err := restConfig(o)
+	if err != nil {
+		return nil, err
+	}
+	p := &prepared{rest: cfg}
+	if o.HTTPListen != "" {
+		if p.health, err = net.Listen("tcp", o.HTTPListen); err != nil {
+			return nil, fmt.Errorf("--http-listen %s: %w (another agent on this machine? give each its own --http-listen)", o.HTTPListen, err)
+		}
+	}
+	return p, nil
+}
+
+func run(ctx context.Context, o *Options, log *slog.Logger) error {
+	p, err := prepare(o)
 	if err != nil {
 		return err
 	}
+	if p.health != nil {
+		defer p.health.Close() // when run fails before serving it
+	}
+	cfg := p.rest
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return err
@@ -188,12 +223,8 @@ func run(ctx context.Context, o *Options, log *slog.Logger) error {
 	g.Go(func() error { return ctrl.Run(gctx) })
 	g.Go(func() error { return hc.Run(gctx) })
 	g.Go(func() error { return creds.Rotate(gctx, o.Hubs) })
-	if o.HTTPListen != "" {
-		l, err := net.Listen("tcp", o.HTTPListen)
-		if err != nil {
-			return fmt.Errorf("--http-listen: %w", err)
-		}
-		g.Go(func() error { return serveHealth(gctx, l, m) })
+	if p.health != nil {
+		g.Go(func() error { return serveHealth(gctx, p.health, m) })
 	}
 	log.Info("agent started", "version", version.String(), "hubs", strings.Join(o.Hubs, ","))
 	return g.Wait()
@@ -218,20 +249,73 @@ func loadOrJoin(ctx context.Context, o *Options, client kubernetes.Interface, ag
 	if o.JoinToken == "" {
 		return nil, fmt.Errorf("no identity in secret %s/%s: pass --join-token from `flotilla cluster add`", o.Namespace, IdentitySecret)
 	}
-	var errs []error
-	for _, addr := range o.Hubs {
-		id, err := hubclient.Join(ctx, addr, o.JoinToken, ageRecipient)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if err := st.Save(ctx, id); err != nil {
-			return nil, fmt.Errorf("save identity: %w", err)
-		}
-		log.Info("joined hub", logging.KeyAddr, addr, logging.KeyCluster, id.Cluster)
-		return id, nil
+	if _, err := jointoken.Parse(o.JoinToken); err != nil {
+		return nil, fmt.Errorf("--join-token: %w", err)
 	}
-	return nil, errors.Join(errs...)
+	// Everything that can be checked is checked before the token is spent.
+	if err := st.CheckWritable(ctx); err != nil {
+		return nil, fmt.Errorf("%w (checked before joining: the join token was not used)", err)
+	}
+	id, addr, err := join(ctx, o.Hubs, o.JoinToken, ageRecipient, log)
+	if err != nil {
+		return nil, err
+	}
+	// The hub spent the token; the identity exists only in memory until it is saved.
+	err = st.SaveRetrying(ctx, id, enrolBackoff, func(err error) {
+		log.Warn("identity not saved; retrying", logging.KeyCluster, id.Cluster, logging.Err(err))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("joined hub %s as cluster %s but the identity was not saved: %w; "+
+			"the join token is used now: create a new one with `flotilla token create --cluster %s` and start the agent with it",
+			addr, id.Cluster, err, id.Cluster)
+	}
+	log.Info("joined hub", logging.KeyAddr, addr, logging.KeyCluster, id.Cluster)
+	return id, nil
+}
+
+// enrolBackoff paces the retries of a join whose hubs are unreachable or failing, and of the
+// identity save after it: about two minutes in all.
+var enrolBackoff = wait.Backoff{Duration: time.Second, Factor: 2, Jitter: 0.5, Steps: 8, Cap: 30 * time.Second}
+
+// join enrols with the first hub that answers, retrying (enrolBackoff) while every hub is
+// unreachable or failing, with one key: a hub that spent the token and whose reply was lost
+// accepts the same request again. A hub that refuses the token or the request ends it.
+func join(ctx context.Context, hubs []string, token, ageRecipient string, log *slog.Logger) (*identity.Identity, string, error) {
+	keyPEM, csrPEM, err := identity.NewKeyAndCSR()
+	if err != nil {
+		return nil, "", err
+	}
+	var (
+		id   *identity.Identity
+		addr string
+		last error
+	)
+	err = wait.ExponentialBackoffWithContext(ctx, enrolBackoff, func(ctx context.Context) (bool, error) {
+		var errs []error
+		retry := true
+		for _, a := range hubs {
+			got, err := hubclient.Join(ctx, a, token, ageRecipient, keyPEM, csrPEM)
+			if err == nil {
+				id, addr = got, a
+				return true, nil
+			}
+			errs = append(errs, err)
+			retry = retry && hubclient.JoinRetryable(err)
+		}
+		last = errors.Join(errs...)
+		if !retry {
+			return false, last
+		}
+		log.Warn("join failed; retrying with the same key", logging.Err(last))
+		return false, nil
+	})
+	switch {
+	case id != nil:
+		return id, addr, nil
+	case last != nil:
+		return nil, "", last
+	}
+	return nil, "", err
 }
 
 func serveHealth(ctx context.Context, l net.Listener, m *metrics.Agent) error {

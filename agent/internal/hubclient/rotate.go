@@ -29,10 +29,12 @@ type identitySaver interface {
 // connections use the new certificate while an open stream keeps its TLS session, so rotation
 // never drops the stream.
 type Credentials struct {
-	mu    sync.RWMutex
-	id    *identity.Identity
-	store identitySaver
-	log   *slog.Logger
+	mu sync.RWMutex
+	id *identity.Identity
+	// obtained is when id was issued to this process; zero for an identity loaded at start.
+	obtained time.Time
+	store    identitySaver
+	log      *slog.Logger
 }
 
 // NewCredentials wraps the agent's identity; store keeps rotated identities in the cluster.
@@ -55,8 +57,11 @@ func (c *Credentials) TLSConfig(serverName string) (*tls.Config, error) {
 	return c.Current().TLSConfig(serverName)
 }
 
-// renewAt is when a certificate is renewed: two thirds into its validity.
-func renewAt(id *identity.Identity) time.Time {
+// renewAt is when a certificate is renewed: two thirds into its validity, counted from when
+// this process obtained it if that is later than its NotBefore (the hub backdates NotBefore
+// by a few minutes for clock skew, which would make a short-lived certificate due at once,
+// again and again).
+func renewAt(id *identity.Identity, obtained time.Time) time.Time {
 	block, _ := pem.Decode(id.CertPEM)
 	if block == nil {
 		return time.Now()
@@ -65,16 +70,29 @@ func renewAt(id *identity.Identity) time.Time {
 	if err != nil {
 		return time.Now()
 	}
-	return cert.NotBefore.Add(cert.NotAfter.Sub(cert.NotBefore) * 2 / 3)
+	from := cert.NotBefore
+	if obtained.After(from) && obtained.Before(cert.NotAfter) {
+		from = obtained
+	}
+	return from.Add(cert.NotAfter.Sub(from) * 2 / 3)
+}
+
+// current returns the identity in use and when this process obtained it.
+func (c *Credentials) current() (*identity.Identity, time.Time) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.id, c.obtained
 }
 
 // Rotate renews the certificate two thirds into its validity, with a new key, from any of the
 // hub addresses, until ctx ends. A failed renewal is retried with jittered backoff; the
-// current certificate stays in use meanwhile.
+// current certificate stays in use meanwhile. A certificate that expired while every hub was
+// out of reach is renewed as soon as one answers: hubs accept that within their
+// --agent-cert-renewal-grace, and say when a new join token is needed instead.
 func (c *Credentials) Rotate(ctx context.Context, addrs []string) error {
 	backoff := time.Second
 	for {
-		wait := time.Until(renewAt(c.Current()))
+		wait := time.Until(renewAt(c.current()))
 		t := time.NewTimer(max(wait, 0))
 		select {
 		case <-ctx.Done():
@@ -124,7 +142,7 @@ func (c *Credentials) renew(ctx context.Context, addrs []string) error {
 			return fmt.Errorf("save renewed identity: %w", err)
 		}
 		c.mu.Lock()
-		c.id = next
+		c.id, c.obtained = next, time.Now()
 		c.mu.Unlock()
 		c.log.Info("agent certificate renewed", "notAfter", next.NotAfter().UTC().Format(time.RFC3339))
 		return nil

@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 )
@@ -115,6 +116,43 @@ func (s *Store) Save(ctx context.Context, id *Identity) error {
 		return fmt.Errorf("save identity to secret %s/%s: %w", s.namespace, s.name, err)
 	}
 	return nil
+}
+
+// CheckWritable tells, without writing anything, whether Save could create the identity
+// Secret: a dry-run create that the API server authorises, admits and validates like the real
+// one (RBAC, quota, admission webhooks, an existing Secret of that name). The agent runs it
+// before it spends its join token.
+func (s *Store) CheckWritable(ctx context.Context) error {
+	_, err := s.client.CoreV1().Secrets(s.namespace).Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: s.name, Namespace: s.namespace, Labels: maps.Clone(managedBy)},
+		Type:       corev1.SecretTypeTLS,
+		Data:       map[string][]byte{corev1.TLSCertKey: []byte("-"), corev1.TLSPrivateKeyKey: []byte("-"), KeyCA: []byte("-"), KeyCluster: []byte("-")},
+	}, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	if err != nil {
+		return fmt.Errorf("identity secret %s/%s cannot be created: %w", s.namespace, s.name, err)
+	}
+	return nil
+}
+
+// SaveRetrying saves the identity like Save, retrying with jittered exponential backoff b
+// while it fails (failed is told each failure). It returns the last error when b's steps are
+// spent or ctx ends. An incomplete identity is refused at once.
+func (s *Store) SaveRetrying(ctx context.Context, id *Identity, b wait.Backoff, failed func(error)) error {
+	if err := validate(id); err != nil {
+		return fmt.Errorf("save identity to secret %s/%s: %w", s.namespace, s.name, err)
+	}
+	var last error
+	err := wait.ExponentialBackoffWithContext(ctx, b, func(ctx context.Context) (bool, error) {
+		if last = s.Save(ctx, id); last != nil {
+			failed(last)
+			return false, nil
+		}
+		return true, nil
+	})
+	if err != nil && last != nil {
+		return last
+	}
+	return err
 }
 
 // validate checks that the identity is complete and usable before it is persisted.

@@ -129,7 +129,7 @@ func runHub(ctx context.Context, o *Options, log *slog.Logger) error {
 	}, fl)
 	srv = server.New(server.Config{
 		Fleet: fl, Store: st, CA: ca, Serving: serving, Reconcile: rec, Heartbeat: o.Heartbeat,
-		AgentCertTTL: o.AgentCertTTL, HubVersion: version.Version, Logger: log, Metrics: m, Git: fetcher, HA: ha,
+		AgentCertTTL: o.AgentCertTTL, RenewalGrace: o.AgentCertRenewalGrace, HubVersion: version.Version, Logger: log, Metrics: m, Git: fetcher, HA: ha,
 		Retention: o.Retention,
 	})
 

@@ -29,9 +29,11 @@ type Options struct {
 	AllowLocalRepos bool
 	Heartbeat       time.Duration
 	AgentCertTTL    time.Duration
-	WebhookSecret   string
-	RepoCredentials string
-	Notifications   string
+	// AgentCertRenewalGrace is how long after expiry an agent certificate may still renew.
+	AgentCertRenewalGrace time.Duration
+	WebhookSecret         string
+	RepoCredentials       string
+	Notifications         string
 	// Retention bounds the history and audit records kept.
 	Retention store.Retention
 	Log       logging.Options
@@ -53,7 +55,10 @@ func NewOptions() *Options {
 			HistoryPerApp: 100, HistoryMaxAge: 90 * 24 * time.Hour,
 			AuditMax: 10000, AuditMaxAge: 365 * 24 * time.Hour,
 		},
-		Log: logging.Options{Level: "info", Format: "text"},
+		// An agent cut off from every hub for a third of the TTL (renewal is due two thirds
+		// into it) plus 7 days still renews on its own.
+		AgentCertRenewalGrace: 7 * 24 * time.Hour,
+		Log:                   logging.Options{Level: "info", Format: "text"},
 	}
 }
 
@@ -71,7 +76,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.PollInterval, "poll-interval", o.PollInterval, "how often repositories are fetched (±20% jitter)")
 	fs.BoolVar(&o.AllowLocalRepos, "allow-local-repos", o.AllowLocalRepos, "allow file paths and file:// URLs as repoURL (development only)")
 	fs.DurationVar(&o.Heartbeat, "heartbeat", o.Heartbeat, "heartbeat interval on agent streams; a cluster silent for three intervals is Stale")
-	fs.DurationVar(&o.AgentCertTTL, "agent-cert-ttl", o.AgentCertTTL, "validity of the client certificates issued to agents")
+	fs.DurationVar(&o.AgentCertTTL, "agent-cert-ttl", o.AgentCertTTL, "validity of the client certificates issued to agents (renewed two thirds into it; at least 1s)")
+	fs.DurationVar(&o.AgentCertRenewalGrace, "agent-cert-renewal-grace", o.AgentCertRenewalGrace, "how long after its certificate expired an agent cut off from the hubs may still renew it (renewal only, never after revocation; 0 disables); later it needs a new join token")
 	fs.StringVar(&o.WebhookSecret, "webhook-secret-file", o.WebhookSecret, "file holding the shared secret that signs Git push webhooks on POST /api/webhook (GitHub, GitLab, Gitea, Bitbucket); without it the endpoint is off")
 	fs.StringVar(&o.RepoCredentials, "repo-credentials", o.RepoCredentials, "YAML file of Git credentials by URL prefix (HTTPS token/basic auth from files, SSH keys with a pinned known_hosts)")
 	fs.StringVar(&o.Notifications, "notifications", o.Notifications, "YAML file of notification sinks (generic webhook or Slack; each URL read from a file) and the events each takes")
@@ -119,6 +125,12 @@ func (o *Options) Validate() error {
 	}
 	if r := o.Retention; r.HistoryPerApp < 0 || r.HistoryMaxAge < 0 || r.AuditMax < 0 || r.AuditMaxAge < 0 {
 		errs = append(errs, errors.New("--history-keep, --history-max-age, --audit-keep and --audit-max-age: negative (0 sets no limit)"))
+	}
+	if o.AgentCertTTL < time.Second {
+		errs = append(errs, fmt.Errorf("--agent-cert-ttl %s: at least 1s", o.AgentCertTTL))
+	}
+	if o.AgentCertRenewalGrace < 0 {
+		errs = append(errs, fmt.Errorf("--agent-cert-renewal-grace %s: not negative", o.AgentCertRenewalGrace))
 	}
 	if o.Notifications != "" {
 		if _, err := os.Stat(o.Notifications); err != nil {

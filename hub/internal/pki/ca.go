@@ -140,6 +140,14 @@ func loadCA(certPath, keyPath string) (*CA, error) {
 	return &CA{cert: cert, certPEM: encodeCert(cert.Raw), key: key, now: time.Now}, nil
 }
 
+// WithClock returns a copy of the CA that issues certificates as if the time were now():
+// tests use it for certificates that have expired.
+func (ca *CA) WithClock(now func() time.Time) *CA {
+	c := *ca
+	c.now = now
+	return &c
+}
+
 // CertPEM returns the CA certificate, PEM-encoded.
 func (ca *CA) CertPEM() []byte { return append([]byte(nil), ca.certPEM...) }
 

@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -40,6 +41,23 @@ func (ca *CA) SignAgent(csrPEM []byte, cluster string, ttl time.Duration) (certP
 		return nil, fmt.Errorf("sign agent certificate for %s: %w", cluster, err)
 	}
 	return encodeCert(der), nil
+}
+
+// CheckCSR checks a PEM certificate signing request as SignAgent does (PEM, signature, key
+// type and size) without signing it, and returns its key ID: the SHA-256 of the request's
+// public key (PKIX DER). Enrolment checks the request before it spends the join token, and
+// remembers the key ID so that the same key may redeem the token again for a short while.
+func CheckCSR(csrPEM []byte) (keyID []byte, err error) {
+	csr, err := parseCSR(csrPEM)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.MarshalPKIXPublicKey(csr.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("certificate request: encode public key: %w", err)
+	}
+	sum := sha256.Sum256(der)
+	return sum[:], nil
 }
 
 // IssueAdmin issues an operator client certificate and its new ECDSA P-256 key: CommonName

@@ -2,7 +2,10 @@ package server
 
 import (
 	"context"
+	"crypto/x509"
+	"fmt"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -19,6 +22,8 @@ type identityKey struct{}
 type caller struct {
 	Role string // pki.RoleAgent, pki.RoleOperator or pki.RoleHub
 	Name string // the cluster for agents, the operator's name otherwise
+	// Expired is how long ago the certificate expired (renewal within the grace only).
+	Expired time.Duration
 }
 
 // requiredRole is the role each service needs; Enrollment needs none (the join token is the
@@ -46,10 +51,17 @@ func (s *Server) authenticate(ctx context.Context, fullMethod string) (context.C
 		return nil, status.Error(codes.Unauthenticated, "no peer")
 	}
 	info, ok := p.AuthInfo.(credentials.TLSInfo)
-	if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.VerifiedChains[0]) == 0 {
+	if !ok || len(info.State.PeerCertificates) == 0 {
 		return nil, status.Error(codes.Unauthenticated, "a client certificate issued by this hub is required")
 	}
-	gotRole, name, err := pki.Identity(info.State.VerifiedChains[0][0])
+	// The handshake verified the chain already (verifyClientChain); verifying again costs one
+	// signature check and keeps this check independent of the TLS configuration.
+	now := time.Now()
+	if err := pki.VerifyClientChain(s.roots, info.State.PeerCertificates, now); err != nil {
+		return nil, status.Error(codes.Unauthenticated, "a client certificate issued by this hub is required")
+	}
+	leaf := info.State.PeerCertificates[0]
+	gotRole, name, err := pki.Identity(leaf)
 	if err != nil {
 		return nil, status.Errorf(codes.Unauthenticated, "client certificate: %v", err)
 	}
@@ -68,7 +80,57 @@ func (s *Server) authenticate(ctx context.Context, fullMethod string) (context.C
 			return nil, status.Errorf(codes.PermissionDenied, "cluster %q is revoked", name)
 		}
 	}
-	return context.WithValue(ctx, identityKey{}, caller{Role: gotRole, Name: name}), nil
+	if err := s.checkExpiry(leaf, gotRole, name, fullMethod, now); err != nil {
+		return nil, err
+	}
+	return context.WithValue(ctx, identityKey{}, caller{Role: gotRole, Name: name, Expired: pki.Expired(leaf, now)}), nil
+}
+
+// renewMethod is the only method an expired certificate may call, within the renewal grace.
+const renewMethod = "/flotilla.v1.AgentService/Renew"
+
+// checkExpiry refuses an expired client certificate, except an agent's that renews within
+// RenewalGrace of its expiry. (Revocation was checked before and is never waived.)
+func (s *Server) checkExpiry(leaf *x509.Certificate, role, name, fullMethod string, now time.Time) error {
+	ago := pki.Expired(leaf, now)
+	if ago == 0 {
+		return nil
+	}
+	expired := leaf.NotAfter.UTC().Format(time.RFC3339)
+	switch {
+	case role != pki.RoleAgent:
+		return status.Errorf(codes.Unauthenticated, "the client certificate of %q expired at %s", name, expired)
+	case ago > s.cfg.RenewalGrace:
+		return status.Errorf(codes.Unauthenticated, "the certificate of cluster %q expired at %s, longer ago than the renewal grace of %s: "+
+			"enrol the agent again: delete its identity Secret and start it with a new join token (`flotilla token create --cluster %s`)",
+			name, expired, s.cfg.RenewalGrace, name)
+	case fullMethod != renewMethod:
+		return status.Errorf(codes.Unauthenticated, "the certificate of cluster %q expired at %s: the agent must renew it first (accepted until %s after expiry)",
+			name, expired, s.cfg.RenewalGrace)
+	}
+	return nil
+}
+
+// verifyClientChain is the TLS handshake's check of a client certificate (tls.Config
+// VerifyPeerCertificate): its chain must lead to the hub CA, for client authentication, as of
+// now or as of its expiry. Expiry itself is judged per method by authenticate, so that an
+// agent whose certificate expired while the hubs were away can still renew it, and everyone
+// else is told clearly why they are refused.
+func verifyClientChain(roots *x509.CertPool) func(rawCerts [][]byte, _ [][]*x509.Certificate) error {
+	return func(rawCerts [][]byte, _ [][]*x509.Certificate) error {
+		if len(rawCerts) == 0 {
+			return nil // no certificate: Enrollment needs none, authenticate refuses the rest
+		}
+		certs := make([]*x509.Certificate, 0, len(rawCerts))
+		for _, raw := range rawCerts {
+			c, err := x509.ParseCertificate(raw)
+			if err != nil {
+				return fmt.Errorf("parse client certificate: %w", err)
+			}
+			certs = append(certs, c)
+		}
+		return pki.VerifyClientChain(roots, certs, time.Now())
+	}
 }
 
 func callerFrom(ctx context.Context) caller {

@@ -31,6 +31,7 @@ import (
 	"github.com/flotilla-dev/flotilla/hub/internal/pki"
 	"github.com/flotilla-dev/flotilla/hub/internal/store"
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
+	"github.com/flotilla-dev/flotilla/shared/jointoken"
 	"github.com/flotilla-dev/flotilla/shared/version"
 )
 
@@ -346,7 +347,19 @@ func TestRegistryPullCatchesUpAReplicaThatMissedBroadcasts(t *testing.T) {
 	if _, err := enroll.Join(ctx, &flotillav1.JoinRequest{Token: tok.JoinToken, CsrPem: csr}); err != nil {
 		t.Fatalf("join at the replica that pulled the token: %v", err)
 	}
-	_, err = flotillav1.NewEnrollmentClient(dialTCP(t, ca, rs[0].addr, nil)).Join(ctx, &flotillav1.JoinRequest{Token: tok.JoinToken, CsrPem: csr})
+	// hub-a also learns which key used it: that key (a lost reply, retried) may join again there.
+	parsed, err := jointoken.Parse(tok.JoinToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		used, _, _ := rs[0].store.GetToken(parsed.ID)
+		return !used.UsedAt.IsZero()
+	})
+	if _, err := flotillav1.NewEnrollmentClient(dialTCP(t, ca, rs[0].addr, nil)).Join(ctx, &flotillav1.JoinRequest{Token: tok.JoinToken, CsrPem: csr}); err != nil {
+		t.Fatalf("the same key joining again at the replica that issued the token: %v", err)
+	}
+	_, err = flotillav1.NewEnrollmentClient(dialTCP(t, ca, rs[0].addr, nil)).Join(ctx, &flotillav1.JoinRequest{Token: tok.JoinToken, CsrPem: newTestCSR(t)})
 	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "already used") {
 		t.Fatalf("token replayed at the replica that issued it: %v, want already used", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
+	"github.com/flotilla-dev/flotilla/hub/internal/pki"
 	"github.com/flotilla-dev/flotilla/hub/internal/store"
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
 	"github.com/flotilla-dev/flotilla/shared/jointoken"
@@ -23,6 +24,11 @@ import (
 
 // Join trades a single-use join token and a CSR for the cluster's client certificate. The
 // cluster is the one the token was issued for; nothing the agent says names it.
+//
+// Everything the agent sent is checked before the token is spent, so a malformed request
+// leaves the token usable. The token is spent together with the key ID of the request, and
+// the same key may redeem it again for store.ReenrolWindow: a failure after the spend (or a
+// reply lost on the way) is retried by the agent with the same request and succeeds.
 func (s *Server) Join(ctx context.Context, req *flotillav1.JoinRequest) (*flotillav1.JoinResponse, error) {
 	tok, err := jointoken.Parse(req.Token)
 	if err != nil {
@@ -34,29 +40,47 @@ func (s *Server) Join(ctx context.Context, req *flotillav1.JoinRequest) (*flotil
 	if err := checkAgeRecipient(req.AgeRecipient); err != nil {
 		return nil, err // before the token is redeemed: the agent may retry with it
 	}
-	cluster, err := s.cfg.Store.RedeemToken(tok.ID, tok.Secret, time.Now())
+	keyID, err := pki.CheckCSR(req.CsrPem)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "%v (the join token was not used)", err)
+	}
+	cluster, again, err := s.cfg.Store.RedeemToken(tok.ID, tok.Secret, keyID, time.Now())
 	switch {
 	case errors.Is(err, store.ErrTokenExpired):
 		return nil, status.Error(codes.PermissionDenied, "join token expired: create a new one with `flotilla token create`")
 	case errors.Is(err, store.ErrTokenUsed):
 		return nil, status.Error(codes.PermissionDenied, "join token already used: create a new one with `flotilla token create`")
-	case err != nil:
+	case errors.Is(err, store.ErrTokenInvalid):
 		return nil, status.Error(codes.PermissionDenied, "join token invalid")
+	case err != nil:
+		return nil, status.Error(codes.Unavailable, "join token store unavailable (the join token was not used)")
 	}
-	s.replicateToken(tok.ID)
+	if !again {
+		s.replicateToken(tok.ID)
+	}
+	// From here on a failure is retried by the agent with the same request (same key).
+	retry := fmt.Sprintf("retry with the same certificate request within %s", store.ReenrolWindow)
 	c, found, err := s.cfg.Store.GetCluster(cluster)
-	if err != nil || !found || c.Revoked {
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "cluster registry unavailable: %s", retry)
+	}
+	if !found || c.Revoked {
 		return nil, status.Errorf(codes.PermissionDenied, "cluster %q is not registered or is revoked", cluster)
 	}
 	cert, err := s.cfg.CA.SignAgent(req.CsrPem, cluster, s.cfg.AgentCertTTL)
 	if err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "certificate request: %v", err)
+		s.log.Error("agent certificate not signed", logging.KeyCluster, cluster, logging.Err(err))
+		return nil, status.Errorf(codes.Internal, "certificate not signed: %s", retry)
 	}
 	if err := s.recordAgeRecipient(c, req.AgeRecipient); err != nil {
-		return nil, err
+		return nil, status.Errorf(status.Code(err), "%s: %s", status.Convert(err).Message(), retry)
 	}
-	s.audit("agent:"+cluster, "join", cluster, "agent "+req.AgentVersion)
-	s.log.Info("agent joined", logging.KeyCluster, cluster)
+	detail := "agent " + req.AgentVersion
+	if again {
+		detail += ", again with the same key"
+	}
+	s.audit("agent:"+cluster, "join", cluster, detail)
+	s.log.Info("agent joined", logging.KeyCluster, cluster, "again", again)
 	return &flotillav1.JoinResponse{Cluster: cluster, CertificatePem: cert, CaPem: s.cfg.CA.CertPEM()}, nil
 }
 

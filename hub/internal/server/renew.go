@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -11,14 +12,23 @@ import (
 )
 
 // Renew issues a new certificate for the caller's cluster, named by its current verified
-// certificate only (the interceptor refuses revoked or unknown clusters).
+// certificate only (the interceptor refuses revoked or unknown clusters). The certificate may
+// have expired up to Config.RenewalGrace ago (checkExpiry): an agent cut off from every hub
+// for longer than its certificate lasted renews when it comes back.
 func (s *Server) Renew(ctx context.Context, req *flotillav1.RenewRequest) (*flotillav1.RenewResponse, error) {
-	cluster := callerFrom(ctx).Name
+	c := callerFrom(ctx)
+	cluster := c.Name
 	cert, err := s.cfg.CA.SignAgent(req.CsrPem, cluster, s.cfg.AgentCertTTL)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "certificate request: %v", err)
 	}
-	s.audit("agent:"+cluster, "certificate.renew", cluster, "")
-	s.log.Info("agent certificate renewed", logging.KeyCluster, cluster)
+	if c.Expired > 0 {
+		ago := c.Expired.Round(time.Second)
+		s.audit("agent:"+cluster, "certificate.renew", cluster, "expired "+ago.String()+" ago, within the renewal grace")
+		s.log.Info("agent certificate renewed after it expired", logging.KeyCluster, cluster, "expiredFor", ago)
+	} else {
+		s.audit("agent:"+cluster, "certificate.renew", cluster, "")
+		s.log.Info("agent certificate renewed", logging.KeyCluster, cluster)
+	}
 	return &flotillav1.RenewResponse{CertificatePem: cert, CaPem: s.cfg.CA.CertPEM()}, nil
 }

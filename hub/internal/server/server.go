@@ -33,7 +33,7 @@ type registry interface {
 	PutCluster(c store.Cluster) error
 	ListClusters() ([]store.Cluster, error)
 	PutToken(t store.JoinToken) error
-	RedeemToken(id, secret string, now time.Time) (string, error)
+	RedeemToken(id, secret string, keyID []byte, now time.Time) (cluster string, again bool, err error)
 	Audit(r store.AuditRecord) error
 	AddHistory(r store.HistoryRecord) error
 	ListHistory(app, cluster string, limit int) ([]store.HistoryRecord, error)
@@ -59,6 +59,9 @@ type Config struct {
 	Heartbeat time.Duration
 	// AgentCertTTL is the validity of issued agent certificates.
 	AgentCertTTL time.Duration
+	// RenewalGrace is how long after its certificate expired an agent may still renew it
+	// (only renew; everything else needs a valid certificate). Zero: not at all.
+	RenewalGrace time.Duration
 	// DefaultTokenTTL is the validity of join tokens when the operator gives none.
 	DefaultTokenTTL time.Duration
 	HubVersion      string
@@ -82,8 +85,9 @@ type Server struct {
 	flotillav1.UnimplementedOperatorServer
 	flotillav1.UnimplementedPeerServer
 
-	cfg Config
-	log *slog.Logger
+	cfg   Config
+	log   *slog.Logger
+	roots *x509.CertPool // the CA, for client certificates
 
 	mu      sync.Mutex
 	streams map[string]*agentStream // cluster → its current stream
@@ -110,6 +114,9 @@ func New(cfg Config) *Server {
 		cfg.DefaultTokenTTL = time.Hour
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, streams: map[string]*agentStream{}, peers: newPeerConns(cfg.HA)}
+	if cfg.CA != nil {
+		s.roots = cfg.CA.Pool()
+	}
 	if err := s.reloadPins(); err != nil {
 		s.log.Warn("operator pins not loaded", "err", err)
 	}
@@ -121,9 +128,12 @@ func New(cfg Config) *Server {
 func (s *Server) GRPCServer() *grpc.Server {
 	tlsCfg := &tls.Config{
 		Certificates: []tls.Certificate{s.cfg.Serving},
-		ClientCAs:    s.cfg.CA.Pool(),
-		ClientAuth:   tls.VerifyClientCertIfGiven,
-		MinVersion:   tls.VersionTLS13,
+		ClientCAs:    s.roots,
+		// A client certificate is verified here, by verifyClientChain, up to its expiry;
+		// whether an expired one may still renew is decided per method by authenticate.
+		ClientAuth:            tls.RequestClientCert,
+		VerifyPeerCertificate: verifyClientChain(s.roots),
+		MinVersion:            tls.VersionTLS13,
 	}
 	gs := grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(tlsCfg)),

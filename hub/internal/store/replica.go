@@ -157,7 +157,7 @@ func (s *Store) MergeToken(in JoinToken) (changed bool, err error) {
 		if in.UsedAt.IsZero() || (!cur.UsedAt.IsZero() && in.UsedAt.UnixMilli() >= cur.UsedAt.UnixMilli()) {
 			return nil
 		}
-		cur.UsedAt = in.UsedAt
+		cur.UsedAt, cur.UsedBy = in.UsedAt, in.UsedBy // the earliest use and the key that made it
 		changed = true
 		return putJSON(b, []byte(in.ID), cur)
 	})

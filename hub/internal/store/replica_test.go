@@ -140,7 +140,7 @@ func TestMergeToken(t *testing.T) {
 	if changed, err := db.MergeToken(used); err != nil || !changed {
 		t.Fatalf("merge used token: changed %v, err %v", changed, err)
 	}
-	if _, err := db.RedeemToken(tok.ID, testSecret, t0.Add(2*time.Minute)); err == nil {
+	if _, _, err := db.RedeemToken(tok.ID, testSecret, nil, t0.Add(2*time.Minute)); err == nil {
 		t.Fatal("token used on another replica was redeemed again")
 	}
 	// An unused copy arriving late does not clear the use; an earlier use wins.
@@ -148,9 +148,13 @@ func TestMergeToken(t *testing.T) {
 		t.Error("unused copy changed a used token")
 	}
 	earlier := tok
-	earlier.UsedAt = t0.Add(30 * time.Second)
+	earlier.UsedAt, earlier.UsedBy = t0.Add(30*time.Second), []byte("key-1")
 	if changed, _ := db.MergeToken(earlier); !changed {
 		t.Error("earlier use not taken")
+	}
+	// The key of the earliest use comes along: it may re-enrol on this replica too.
+	if c, again, err := db.RedeemToken(tok.ID, testSecret, []byte("key-1"), t0.Add(time.Minute)); err != nil || c != "prod-1" || !again {
+		t.Errorf("re-enrolment with the key that used the token elsewhere = %q, %v, %v", c, again, err)
 	}
 	// The secret hash of a known token is never replaced.
 	forged := tok

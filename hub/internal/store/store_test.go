@@ -133,7 +133,7 @@ func TestDeleteCluster(t *testing.T) {
 	if len(status) != 1 || status[0].Cluster != "c10" {
 		t.Errorf("status after deleting c1: %+v, want only c10", status)
 	}
-	if _, err := db.RedeemToken("tok-c1", "x", t0); err == nil {
+	if _, _, err := db.RedeemToken("tok-c1", "x", nil, t0); err == nil {
 		t.Error("token of deleted cluster still exists")
 	}
 	hist, err := db.ListHistory("api", "", 0)

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
@@ -28,7 +29,17 @@ type JoinToken struct {
 	Cluster    string    `json:"cluster"`    // the cluster the token joins
 	ExpiresAt  time.Time `json:"expiresAt"`
 	UsedAt     time.Time `json:"usedAt,omitzero"` // zero until redeemed
+	// UsedBy is the key ID (pki.CheckCSR: SHA-256 of the public key) of the certificate
+	// request the token was redeemed with; the same key may redeem it again for
+	// ReenrolWindow after UsedAt.
+	UsedBy []byte `json:"usedBy,omitempty"`
 }
+
+// ReenrolWindow is how long after its first use a join token is accepted again from the same
+// key (the same certificate request's public key): an agent whose join reply was lost, or
+// whose join failed at the hub after the token was spent, retries with the same key and is
+// issued its certificate again. Any other key finds the token used.
+const ReenrolWindow = 10 * time.Minute
 
 // PutToken stores a join token, replacing one with the same ID.
 func (s *Store) PutToken(t JoinToken) error {
@@ -55,10 +66,12 @@ func (s *Store) PutToken(t JoinToken) error {
 
 // RedeemToken atomically checks that token id exists, that secret matches its hash (in
 // constant time), that it has not been used and has not expired at now, and marks it used at
-// now. It returns the cluster the token joins. The errors wrap ErrTokenInvalid (unknown id
-// or wrong secret), ErrTokenUsed or ErrTokenExpired; the secret is checked first, so only
-// its holder learns the token's state.
-func (s *Store) RedeemToken(id, secret string, now time.Time) (cluster string, err error) {
+// now by keyID. It returns the cluster the token joins. A token used by the same non-empty
+// keyID less than ReenrolWindow ago is redeemed again (again reports it), even past its
+// expiry: the holder of that key already was given the token's cluster. The errors wrap
+// ErrTokenInvalid (unknown id or wrong secret), ErrTokenUsed or ErrTokenExpired; the secret
+// is checked first, so only its holder learns the token's state.
+func (s *Store) RedeemToken(id, secret string, keyID []byte, now time.Time) (cluster string, again bool, err error) {
 	hash := jointoken.HashSecret(secret)
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketTokens)
@@ -75,18 +88,22 @@ func (s *Store) RedeemToken(id, secret string, now time.Time) (cluster string, e
 		case !found || !match:
 			return ErrTokenInvalid
 		case !t.UsedAt.IsZero():
-			return ErrTokenUsed
+			if len(keyID) == 0 || !bytes.Equal(keyID, t.UsedBy) || !now.Before(t.UsedAt.Add(ReenrolWindow)) {
+				return ErrTokenUsed
+			}
+			cluster, again = t.Cluster, true
+			return nil
 		case !now.Before(t.ExpiresAt):
 			return ErrTokenExpired
 		}
-		t.UsedAt = now
+		t.UsedAt, t.UsedBy = now, keyID
 		cluster = t.Cluster
 		return putJSON(b, []byte(id), t)
 	})
 	if err != nil {
-		return "", fmt.Errorf("redeem join token %q: %w", id, err)
+		return "", false, fmt.Errorf("redeem join token %q: %w", id, err)
 	}
-	return cluster, nil
+	return cluster, again, nil
 }
 
 // deleteTokensOf deletes every token that joins cluster.

@@ -53,7 +53,7 @@ func TestRedeemToken(t *testing.T) {
 			if err := db.PutToken(stored); err != nil {
 				t.Fatal(err)
 			}
-			got, err := db.RedeemToken(tt.id, tt.secret, tt.now)
+			got, _, err := db.RedeemToken(tt.id, tt.secret, nil, tt.now)
 			if tt.wantErr != nil {
 				if !errors.Is(err, tt.wantErr) {
 					t.Fatalf("RedeemToken = %q, %v; want %v", got, err, tt.wantErr)
@@ -71,8 +71,53 @@ func TestRedeemToken(t *testing.T) {
 			}
 			// Redeemed for good, also after a restart.
 			db.reopen()
-			if _, err := db.RedeemToken(tt.id, tt.secret, tt.now); !errors.Is(err, ErrTokenUsed) {
+			if _, _, err := db.RedeemToken(tt.id, tt.secret, nil, tt.now); !errors.Is(err, ErrTokenUsed) {
 				t.Errorf("second redeem: %v, want ErrTokenUsed", err)
+			}
+		})
+	}
+}
+
+// TestRedeemTokenAgainFromTheSameKey: the key that spent a token may redeem it again within
+// ReenrolWindow (even past the token's expiry); another key, no key, or the same key later
+// finds it used.
+func TestRedeemTokenAgainFromTheSameKey(t *testing.T) {
+	key, other := []byte("key-1"), []byte("key-2")
+	expires := t0.Add(time.Minute)
+	tests := []struct {
+		name    string
+		key     []byte
+		now     time.Time
+		wantErr error
+	}{
+		{name: "same key at once", key: key, now: t0},
+		{name: "same key within the window, past expiry", key: key, now: t0.Add(ReenrolWindow - time.Second)},
+		{name: "same key at the end of the window", key: key, now: t0.Add(ReenrolWindow), wantErr: ErrTokenUsed},
+		{name: "another key", key: other, now: t0.Add(time.Second), wantErr: ErrTokenUsed},
+		{name: "no key", key: nil, now: t0.Add(time.Second), wantErr: ErrTokenUsed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db := newTestDB(t)
+			if err := db.PutToken(JoinToken{ID: "aaaaaaaaaaaa", SecretHash: jointoken.HashSecret(testSecret), Cluster: "prod-1", ExpiresAt: expires}); err != nil {
+				t.Fatal(err)
+			}
+			if c, again, err := db.RedeemToken("aaaaaaaaaaaa", testSecret, key, t0); err != nil || c != "prod-1" || again {
+				t.Fatalf("first redeem = %q, %v, %v", c, again, err)
+			}
+			db.reopen()
+			c, again, err := db.RedeemToken("aaaaaaaaaaaa", testSecret, tt.key, tt.now)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) || c != "" {
+					t.Fatalf("RedeemToken = %q, %v; want %v", c, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || c != "prod-1" || !again {
+				t.Fatalf("RedeemToken = %q, %v, %v; want prod-1 again", c, again, err)
+			}
+			if _, _, err := db.RedeemToken("aaaaaaaaaaaa", "wrong", key, tt.now); !errors.Is(err, ErrTokenInvalid) {
+				t.Errorf("same key with a wrong secret: %v, want ErrTokenInvalid", err)
 			}
 		})
 	}
@@ -91,7 +136,7 @@ func TestRedeemTokenOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, errs[i] = db.RedeemToken("aaaaaaaaaaaa", testSecret, t0)
+			_, _, errs[i] = db.RedeemToken("aaaaaaaaaaaa", testSecret, []byte{byte(i)}, t0)
 		}()
 	}
 	wg.Wait()
