@@ -18,7 +18,7 @@ import (
 // A chart must not pass any other flag by default: the binary would refuse to start.
 var (
 	hubFlags = []string{"data-dir", "listen", "http-listen", "advertise-address", "tls-san",
-		"apps-dir", "apps-repo", "apps-revision", "apps-path", "poll-interval", "allow-local-repos",
+		"apps-dir", "apps-repo", "apps-revision", "apps-path", "poll-interval", "removal-grace", "allow-local-repos",
 		"heartbeat", "agent-cert-ttl", "webhook-secret-file", "repo-credentials", "log-level", "log-format",
 		"ca-dir", "node-name", "gossip-listen", "peers", "gossip-key-file"}
 	agentFlags = []string{"hub", "join-token", "kubeconfig", "namespace", "http-listen",

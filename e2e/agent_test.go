@@ -789,6 +789,8 @@ type appSpec struct {
 	clusterKinds []string
 	// health is the spec.health flow mapping, e.g. "{progressDeadline: 5s, rollback: auto}".
 	health string
+	// preserve sets spec.syncPolicy.preserveResourcesOnDeletion.
+	preserve bool
 }
 
 // pathMarker makes each rewrite of a templated path textually new (spaces inside the
@@ -818,6 +820,9 @@ func (s appSpec) render(repoURL, path string) string {
 	automated := ""
 	if !s.manual {
 		automated = fmt.Sprintf("    automated: {prune: %t, selfHeal: %t, allowEmpty: %t}\n", s.prune, s.selfHeal, s.allowEmpty)
+	}
+	if s.preserve {
+		automated += "    preserveResourcesOnDeletion: true\n"
 	}
 	return fmt.Sprintf(`apiVersion: flotilla.dev/v1alpha1
 kind: Application

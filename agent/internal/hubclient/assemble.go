@@ -68,7 +68,7 @@ func desiredFromProto(h *flotillav1.Desired, objs []*unstructured.Unstructured, 
 	if p := h.SyncPolicy; p != nil {
 		d.Policy = syncer.SyncPolicy{
 			Automated: p.Automated, Prune: p.Prune, SelfHeal: p.SelfHeal, AllowEmpty: p.AllowEmpty,
-			CreateNamespace: p.CreateNamespace, PruneLast: p.PruneLast,
+			CreateNamespace: p.CreateNamespace, PruneLast: p.PruneLast, PreserveResourcesOnDeletion: p.PreserveResourcesOnDeletion,
 		}
 		if r := p.Retry; r != nil {
 			d.Policy.Retry = syncer.Retry{

@@ -90,19 +90,21 @@ type RolledBack struct {
 
 // Policy is the sync, health and access policy the app was last applied with.
 type Policy struct {
-	Automated        bool          `json:",omitempty"`
-	Prune            bool          `json:",omitempty"`
-	SelfHeal         bool          `json:",omitempty"`
-	AllowEmpty       bool          `json:",omitempty"`
-	CreateNamespace  bool          `json:",omitempty"`
-	PruneLast        bool          `json:",omitempty"`
-	RetryLimit       int           `json:",omitempty"`
-	RetryDuration    time.Duration `json:",omitempty"`
-	RetryFactor      float64       `json:",omitempty"`
-	RetryMaxDuration time.Duration `json:",omitempty"`
-	ProgressDeadline time.Duration `json:",omitempty"`
-	AutoRollback     bool          `json:",omitempty"`
-	HealthRules      []HealthRule  `json:",omitempty"`
+	Automated       bool `json:",omitempty"`
+	Prune           bool `json:",omitempty"`
+	SelfHeal        bool `json:",omitempty"`
+	AllowEmpty      bool `json:",omitempty"`
+	CreateNamespace bool `json:",omitempty"`
+	PruneLast       bool `json:",omitempty"`
+	// PreserveResourcesOnDeletion: removing the app releases its objects instead of deleting.
+	PreserveResourcesOnDeletion bool          `json:",omitempty"`
+	RetryLimit                  int           `json:",omitempty"`
+	RetryDuration               time.Duration `json:",omitempty"`
+	RetryFactor                 float64       `json:",omitempty"`
+	RetryMaxDuration            time.Duration `json:",omitempty"`
+	ProgressDeadline            time.Duration `json:",omitempty"`
+	AutoRollback                bool          `json:",omitempty"`
+	HealthRules                 []HealthRule  `json:",omitempty"`
 	// Namespaces, ClusterResources and Deny are the app's spec.policy (syncer.AccessPolicy), so
 	// that a rollback is checked against it too.
 	Namespaces       []string    `json:",omitempty"`

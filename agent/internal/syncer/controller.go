@@ -39,6 +39,7 @@ const (
 	keyHeld      = "held"
 	keyKept      = "kept"
 	keyDeleted   = "deleted"
+	keyReleased  = "released"
 	keyAttempt   = "attempt"
 	keyRetry     = "retry"
 	keyWarning   = "warning"

@@ -52,6 +52,42 @@ func (a *Applier) DeleteInventory(ctx context.Context, app string, inventory []O
 	return res
 }
 
+// Release lets an app's objects go when the app leaves the cluster with
+// preserveResourcesOnDeletion: nothing is deleted; the app label is taken off each object the
+// app still claims, so that no app manages it any more. Released objects are reported as
+// Pruned; those another app claims (or that are gone) are left alone; a failed release stays
+// in the Result's Inventory.
+func (a *Applier) Release(ctx context.Context, app string, inventory []ObjectRef) *Result {
+	res := &Result{}
+	patch := []byte(`{"metadata":{"labels":{"` + LabelApp + `":null}}}`)
+	for _, r := range dedupe(inventory) {
+		live, err := a.get(ctx, r)
+		switch {
+		case err != nil:
+			res.Inventory = append(res.Inventory, r)
+			res.Warnings = append(res.Warnings, fmt.Sprintf("release %s: %v; kept", r, err))
+			continue
+		case live == nil:
+			continue
+		case live.GetLabels()[LabelApp] != app:
+			res.Orphaned = append(res.Orphaned, r)
+			continue
+		}
+		m, err := a.restMapping(ctx, schema.GroupVersionKind{Group: r.Group, Version: r.Version, Kind: r.Kind})
+		if err == nil {
+			_, err = a.resource(m, r.Namespace).Patch(ctx, r.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: a.fieldManager})
+		}
+		if err != nil && !apierrors.IsNotFound(err) {
+			res.Inventory = append(res.Inventory, r)
+			res.Warnings = append(res.Warnings, objectError("release", r, err).Error())
+			continue
+		}
+		res.Pruned = append(res.Pruned, r)
+	}
+	sortRefs(res.Inventory)
+	return res
+}
+
 // prune handles the objects of prev that desired lacks. Objects kept are appended to
 // res.Inventory. finalPass is false during Apply, where PruneLast defers the deletions.
 func (a *Applier) prune(ctx context.Context, d *Desired, prev []ObjectRef, desired map[string]bool, finalPass bool, res *Result) {

@@ -156,14 +156,7 @@ func TestPrune(t *testing.T) {
 
 	t.Run("another app's object is not deleted", func(t *testing.T) {
 		inv := pruneSetup(t, e, a, nsPruneOwner, 4)
-		cm, err := e.client.CoreV1().ConfigMaps(nsPruneOwner).Get(ctx, "cm3", metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cm.Labels[LabelApp] = "other"
-		if _, err := e.client.CoreV1().ConfigMaps(nsPruneOwner).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
-			t.Fatal(err)
-		}
+		claimFor(t, e, nsPruneOwner, "cm3", "other")
 		res, err := a.Apply(ctx, desired(t, nsPruneOwner, nsPruneOwner, SyncPolicy{Automated: true, Prune: true}, configMaps(3)...), inv)
 		if err != nil {
 			t.Fatal(err)
@@ -210,5 +203,51 @@ func TestDeleteInventory(t *testing.T) {
 	}
 	if _, ok := e.configMapValue(t, nsDeleteInv, "keep", "value"); !ok {
 		t.Error("annotated ConfigMap deleted")
+	}
+}
+
+// TestRelease: removing an app that preserves its objects deletes nothing and takes the app
+// label off each object it claims, leaving another app's object alone.
+func TestRelease(t *testing.T) {
+	ns := uniq("t-release")
+	e := newEnv(t)
+	a := e.applier(t)
+	ctx := testCtx(t)
+	inv := pruneSetup(t, e, a, ns, 3)
+	claimFor(t, e, ns, "cm2", "other")
+	writes := e.writes.count.Load()
+	res := a.Release(ctx, ns, inv)
+	if len(res.Pruned) != 2 || !hasRef(res.Orphaned, "ConfigMap/"+ns+"/cm2") || len(res.Inventory) != 0 {
+		t.Errorf("released %v, orphaned %v, inventory %v", refNames(res.Pruned), refNames(res.Orphaned), refNames(res.Inventory))
+	}
+	if n := e.writes.count.Load() - writes; n != 2 {
+		t.Errorf("%d write requests, want 2 (one label removal per released object)", n)
+	}
+	for _, name := range []string{"cm0", "cm1", "cm2"} {
+		cm, err := e.client.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("%s: %v (a preserved object was deleted)", name, err)
+		}
+		want := ""
+		if name == "cm2" {
+			want = "other"
+		}
+		if got := cm.Labels[LabelApp]; got != want {
+			t.Errorf("%s: label %s=%q, want %q", name, LabelApp, got, want)
+		}
+	}
+}
+
+// claimFor labels the ConfigMap ns/name as app's.
+func claimFor(t *testing.T, e *env, ns, name, app string) {
+	t.Helper()
+	ctx := testCtx(t)
+	cm, err := e.client.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm.Labels[LabelApp] = app
+	if _, err := e.client.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -179,20 +179,31 @@ func summarize(res *Result) (notes string, pending bool) {
 	return notes, len(res.Held)+len(res.Stale)+len(res.PruneFailed) > 0
 }
 
-// removeApp deletes an app's objects (when its policy prunes) and its state.
+// removeApp deletes an app's objects (when its policy prunes), or releases them from its
+// management (with preserveResourcesOnDeletion), and deletes its state.
 func (c *Controller) removeApp(ctx context.Context, a *app, applied *state.AppState) {
 	log := c.log.With(logging.KeyApp, a.name)
 	c.mu.Lock()
-	prune := applied != nil && applied.Policy.Prune
-	if a.desired != nil {
-		prune = applied != nil && a.desired.Policy.Prune
+	var prune, preserve bool
+	if applied != nil {
+		prune, preserve = applied.Policy.Prune, applied.Policy.PreserveResourcesOnDeletion
+		if a.desired != nil {
+			prune, preserve = a.desired.Policy.Prune, a.desired.Policy.PreserveResourcesOnDeletion
+		}
 	}
 	c.mu.Unlock()
-	if prune {
-		res := c.applier.DeleteInventory(ctx, a.name, fromStateRefs(applied.Inventory))
+	var res *Result
+	switch {
+	case preserve:
+		res = c.applier.Release(ctx, a.name, fromStateRefs(applied.Inventory))
+		log.Info("app objects released, not deleted (preserveResourcesOnDeletion)", keyReleased, len(res.Pruned), keyKept, len(res.Orphaned))
+	case prune:
+		res = c.applier.DeleteInventory(ctx, a.name, fromStateRefs(applied.Inventory))
 		log.Info("app objects deleted", keyDeleted, len(res.Pruned), keyKept, len(res.Orphaned))
+	}
+	if res != nil {
 		if len(res.Inventory) > 0 {
-			// Some deletions failed: keep what is left in state and try again.
+			// Some deletions or releases failed: keep what is left in state and try again.
 			st := *applied
 			st.Inventory = toStateRefs(res.Inventory)
 			if err := c.store.Save(ctx, &st); err != nil {

@@ -46,6 +46,8 @@ type SyncPolicy struct {
 	CreateNamespace bool
 	PruneLast       bool
 	Retry           Retry
+	// PreserveResourcesOnDeletion: when the app is removed, its objects stay, released.
+	PreserveResourcesOnDeletion bool
 }
 
 // Retry governs failed syncs.

@@ -84,6 +84,7 @@ func runHub(ctx context.Context, o *Options, log *slog.Logger) error {
 	}
 
 	fl := fleet.New(3 * o.Heartbeat)
+	fl.SetRemovalGrace(o.RemovalGrace)
 	var srv *server.Server // which clusters are this replica's: built below, asked once running
 	owned := func() func(string) bool { return srv.Owned() }
 	m := metrics.New(presenceCounter(st, fl, owned))
@@ -110,6 +111,12 @@ func runHub(ctx context.Context, o *Options, log *slog.Logger) error {
 		}
 		notifier.Report(cluster, r)
 	})
+	fl.OnForget(func(cluster, app string) {
+		if err := st.DeleteStatus(cluster, app); err != nil {
+			log.Warn("status snapshot not deleted", logging.KeyCluster, cluster, logging.KeyApp, app, logging.Err(err))
+		}
+	})
+	fl.OnRemovalHold(notifier.RemovalHeld)
 	var creds *source.Credentials
 	if o.RepoCredentials != "" {
 		if creds, err = source.LoadCredentials(o.RepoCredentials); err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/flotilla-dev/flotilla/hub/internal/apps"
+	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
 	"github.com/flotilla-dev/flotilla/hub/internal/store"
 	"github.com/flotilla-dev/flotilla/shared/logging"
 )
@@ -26,6 +27,7 @@ type Options struct {
 	AppsRevision    string
 	AppsPath        string
 	PollInterval    time.Duration
+	RemovalGrace    time.Duration
 	AllowLocalRepos bool
 	Heartbeat       time.Duration
 	AgentCertTTL    time.Duration
@@ -49,6 +51,7 @@ func NewOptions() *Options {
 		HTTPListen:   "127.0.0.1:7480",
 		AppsRevision: "HEAD",
 		PollInterval: 3 * time.Minute,
+		RemovalGrace: fleet.DefaultRemovalGrace,
 		Heartbeat:    10 * time.Second,
 		AgentCertTTL: 24 * time.Hour,
 		Retention: store.Retention{
@@ -74,6 +77,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.AppsRevision, "apps-revision", o.AppsRevision, "branch, tag or commit of --apps-repo")
 	fs.StringVar(&o.AppsPath, "apps-path", o.AppsPath, "directory inside --apps-repo holding the manifests")
 	fs.DurationVar(&o.PollInterval, "poll-interval", o.PollInterval, "how often repositories are fetched (±20% jitter)")
+	fs.DurationVar(&o.RemovalGrace, "removal-grace", o.RemovalGrace, "how long an app that no longer targets a cluster shows as Removing there before its agent deletes its objects; an Application that comes back within it cancels the deletion")
 	fs.BoolVar(&o.AllowLocalRepos, "allow-local-repos", o.AllowLocalRepos, "allow file paths and file:// URLs as repoURL (development only)")
 	fs.DurationVar(&o.Heartbeat, "heartbeat", o.Heartbeat, "heartbeat interval on agent streams; a cluster silent for three intervals is Stale")
 	fs.DurationVar(&o.AgentCertTTL, "agent-cert-ttl", o.AgentCertTTL, "validity of the client certificates issued to agents (renewed two thirds into it; at least 1s)")
@@ -119,6 +123,9 @@ func (o *Options) Validate() error {
 	}
 	if o.PollInterval < time.Second {
 		errs = append(errs, fmt.Errorf("--poll-interval %s: at least 1s", o.PollInterval))
+	}
+	if o.RemovalGrace < 0 {
+		errs = append(errs, fmt.Errorf("--removal-grace %s: must not be negative", o.RemovalGrace))
 	}
 	if o.Heartbeat < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("--heartbeat %s: at least 100ms", o.Heartbeat))

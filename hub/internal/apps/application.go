@@ -70,6 +70,9 @@ type SyncPolicy struct {
 	CreateNamespace bool
 	PruneLast       bool
 	Retry           Retry
+	// PreserveResourcesOnDeletion: when the app leaves a cluster, its objects stay there,
+	// no longer managed; nothing is deleted.
+	PreserveResourcesOnDeletion bool
 }
 
 // Retry bounds the retries of a failed sync. Limit 0 means no retries, a negative Limit

@@ -44,8 +44,9 @@ var argoKnown = known{
 		"source":      {"repoURL": nil, "targetRevision": nil, "path": nil},
 		"destination": {"server": nil, "name": nil, "namespace": nil},
 		"syncPolicy": {
-			"automated":   {"prune": nil, "selfHeal": nil, "allowEmpty": nil, "enabled": nil},
-			"syncOptions": nil,
+			"automated":                   {"prune": nil, "selfHeal": nil, "allowEmpty": nil, "enabled": nil},
+			"syncOptions":                 nil,
+			"preserveResourcesOnDeletion": nil,
 			"retry": {
 				"limit":   nil,
 				"backoff": {"duration": nil, "factor": nil, "maxDuration": nil},

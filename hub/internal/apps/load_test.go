@@ -41,7 +41,7 @@ func TestLoadDir(t *testing.T) {
 		"api": {
 			File: file("api.yaml"), Repo: "https://git.example.com/platform/deploy.git", Rev: "main",
 			Path: "environments/{{ .labels.env }}/api", Selector: "selector(env=production,region in (eu,us))", Namespace: "api",
-			Sync: SyncPolicy{Automated: true, Prune: true, SelfHeal: true, CreateNamespace: true, PruneLast: true,
+			Sync: SyncPolicy{Automated: true, Prune: true, SelfHeal: true, CreateNamespace: true, PruneLast: true, PreserveResourcesOnDeletion: true,
 				Retry: Retry{Limit: 5, Duration: 5 * time.Second, Factor: 2, MaxDuration: 3 * time.Minute}},
 			Health: HealthPolicy{ProgressDeadline: 10 * time.Minute, AutoRollback: true},
 		},
@@ -61,7 +61,7 @@ func TestLoadDir(t *testing.T) {
 		"guestbook": {
 			File: file("argo/guestbook.yaml"), Repo: "https://github.com/argoproj/argocd-example-apps.git", Rev: "HEAD",
 			Path: "guestbook", Clusters: []string{"prod-eu-1"}, Namespace: "guestbook", Health: defaultHealth,
-			Sync: SyncPolicy{Automated: true, Prune: true, CreateNamespace: true,
+			Sync: SyncPolicy{Automated: true, Prune: true, CreateNamespace: true, PreserveResourcesOnDeletion: true,
 				Retry: Retry{Limit: 3, Duration: 10 * time.Second, Factor: 3, MaxDuration: time.Minute}},
 			Warnings: []string{
 				"spec.ignoreDifferences is not supported and is ignored",

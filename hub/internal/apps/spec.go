@@ -14,6 +14,9 @@ type syncPolicyDoc struct {
 	Automated   *automatedDoc `json:"automated,omitempty"`
 	SyncOptions []string      `json:"syncOptions,omitempty"`
 	Retry       *retryDoc     `json:"retry,omitempty"`
+	// PreserveResourcesOnDeletion (Argo CD ApplicationSet's name): an app removed from a
+	// cluster leaves its objects there.
+	PreserveResourcesOnDeletion bool `json:"preserveResourcesOnDeletion,omitempty"`
 }
 
 type automatedDoc struct {
@@ -106,6 +109,7 @@ func syncPolicy(d *syncPolicyDoc, errAt errorf, unknown func(i int, opt string))
 	if a := d.Automated; a != nil && (a.Enabled == nil || *a.Enabled) {
 		sp.Automated, sp.Prune, sp.SelfHeal, sp.AllowEmpty = true, a.Prune, a.SelfHeal, a.AllowEmpty
 	}
+	sp.PreserveResourcesOnDeletion = d.PreserveResourcesOnDeletion
 	syncOptions(d.SyncOptions, &sp, unknown)
 	if d.Retry == nil {
 		return sp, nil

@@ -299,6 +299,14 @@ func newAppsCmd(o *rootOptions) *cobra.Command {
 				}
 				fleet, unreachable := statusTallies(ctx, c, byApp)
 				warnUnreachable(cmd.ErrOrStderr(), unreachable)
+				if h := resp.RemovalHold; h != nil {
+					w := cmd.OutOrStdout()
+					if out == "json" || out == "yaml" {
+						w = cmd.ErrOrStderr() // the document stays as it is
+					}
+					fmt.Fprintf(w, "REMOVAL HELD (%s): %d of %d Applications are gone from the apps source (%s); nothing of them is removed until they come back or an operator runs `flotilla apps confirm-removal`\n\n",
+						ago(h.SinceUnixMs), len(h.Apps), h.Total, strings.Join(h.Apps, ", "))
+				}
 				if out == "json" {
 					type item struct {
 						Name           string     `json:"name"`
@@ -347,7 +355,26 @@ func newAppsCmd(o *rootOptions) *cobra.Command {
 		},
 	}
 	addOutputFlag(cmd, &out)
+	cmd.AddCommand(newConfirmRemovalCmd(o))
 	return cmd
+}
+
+func newConfirmRemovalCmd(o *rootOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "confirm-removal",
+		Short: "Let a held removal of most Applications go ahead (each removed app then waits out --removal-grace)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.run(cmd, func(ctx context.Context, c *client) error {
+				resp, err := c.op.ConfirmRemoval(ctx, &flotillav1.ConfirmRemovalRequest{})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "removal confirmed: %s\n", strings.Join(resp.Apps, ", "))
+				return nil
+			})
+		},
+	}
 }
 
 // printItems prints {"items": items} as JSON or YAML.

@@ -71,10 +71,13 @@ type Fleet struct {
 	presence map[string]*Presence
 	subs     map[string]chan struct{}
 	onReport func(cluster string, r *Report)
+	onForget func(cluster, app string)
 
 	// held is what an agent said it holds, cluster → app, for apps with no desired state
 	// yet when it said hello (see Align); the first SetDesired of such an app starts from it.
 	held map[string]map[string]Held
+	// rm is the removal bookkeeping (removal.go).
+	rm removals
 }
 
 // New returns an empty fleet. A cluster that has sent nothing for staleAge is Stale.
@@ -88,12 +91,17 @@ func New(staleAge time.Duration) *Fleet {
 		status:   map[string]map[string]*Report{},
 		presence: map[string]*Presence{},
 		subs:     map[string]chan struct{}{},
+		rm:       removals{grace: DefaultRemovalGrace},
 	}
 }
 
 // OnReport registers a callback run (outside the lock) whenever an agent's report for an app
 // changes, so the caller can persist it.
 func (f *Fleet) OnReport(fn func(cluster string, r *Report)) { f.onReport = fn }
+
+// OnForget registers a callback run (outside the lock) when an
+// app's reports on a cluster are dropped after its removal, so the caller can drop them too.
+func (f *Fleet) OnForget(fn func(cluster, app string)) { f.onForget = fn }
 
 // SetDesired records the desired state of an app on a cluster. The generation moves on only when
 // something the agent acts on changed; an unchanged desired state wakes nobody.

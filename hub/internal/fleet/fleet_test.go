@@ -75,6 +75,7 @@ func TestAlignAfterHubRestart(t *testing.T) {
 
 func TestShouldRemoveOnlyWhenAppsAreKnown(t *testing.T) {
 	f := New(time.Minute)
+	f.SetRemovalGrace(0) // the grace has its own tests (removal_test.go)
 	if f.ShouldRemove("c1", "old") {
 		t.Fatal("a hub that has not loaded its apps removed an app")
 	}

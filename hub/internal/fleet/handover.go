@@ -27,6 +27,11 @@ func (f *Fleet) Retain(keep func(cluster string) bool) {
 			delete(f.held, c)
 		}
 	}
+	for c := range f.rm.since {
+		if !keep(c) {
+			delete(f.rm.since, c)
+		}
+	}
 }
 
 // firstGeneration is the generation of d, the first desired state of its app on its cluster

@@ -41,6 +41,7 @@ func TestAlignBeforeDesired(t *testing.T) {
 func TestRetainDropsWithoutRemoving(t *testing.T) {
 	b1 := testBundle(t, "a")
 	f := New(time.Minute)
+	f.SetRemovalGrace(0)
 	for _, c := range []string{"mine", "moved"} {
 		f.SetDesired(Desired{Cluster: c, App: "api", Revision: "r1", Bundle: b1})
 	}

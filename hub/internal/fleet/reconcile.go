@@ -219,11 +219,19 @@ func (r *Reconciler) Round(ctx context.Context) {
 	for _, err := range loadErrs {
 		infos = append(infos, loadErrorInfo(err))
 	}
-	r.fleet.SetApps(infos)
 	if len(loadErrs) == 0 {
-		// The full list of apps is known: apps that target no cluster any more go away.
+		// The full list of apps is known: apps that target no cluster any more go away, unless
+		// too many of them went at once.
+		names := make([]string, 0, len(list))
+		for _, app := range list {
+			names = append(names, app.Name)
+		}
+		if held := r.fleet.GuardRemoval(names); len(held) > 0 {
+			log.Warn("removal of most applications held for confirmation (flotilla apps confirm-removal)", logging.KeyCount, len(held))
+		}
 		r.fleet.SetTargets(targets)
 	}
+	r.fleet.SetApps(infos)
 	log.Debug("reconcile round done", logging.KeyCount, len(list), logging.KeyDuration, time.Since(start))
 }
 
@@ -325,12 +333,13 @@ func loadErrorInfo(err error) *AppInfo {
 }
 
 // SetTargets records, per cluster, every app that targets it according to a complete load of
-// the apps. An app the agent holds that is neither targeted nor desired is then removed; a
-// cluster missing from targets was not covered by the load (not listed: a hub replica that
-// does not own it) and has nothing removed.
+// the apps. An app the agent holds that is neither targeted nor desired is then Removing, and
+// removed once its grace is over (removal.go); a cluster missing from targets was not covered
+// by the load (not listed: a hub replica that does not own it) and has nothing removed.
 func (f *Fleet) SetTargets(targets map[string]map[string]bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.applyTargets(targets)
 	f.targets = targets
 	f.known = true
 	f.pruneRenderErrorsLocked(targets)
@@ -340,7 +349,8 @@ func (f *Fleet) SetTargets(targets map[string]map[string]bool) {
 }
 
 // ShouldRemove reports whether an app an agent holds is to be removed from its cluster: only
-// when the hub knows the complete list of apps and none of them targets the cluster with it.
+// when the hub knows the complete list of apps, none of them targets the cluster with it, the
+// removal is not held, and the app's removal grace there is over.
 func (f *Fleet) ShouldRemove(cluster, app string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -351,7 +361,10 @@ func (f *Fleet) ShouldRemove(cluster, app string) bool {
 		return false
 	}
 	apps, covered := f.targets[cluster]
-	return covered && !apps[app]
+	if !covered || apps[app] || f.heldLocked(app) {
+		return false
+	}
+	return f.removalDue(cluster, app)
 }
 
 // ClusterNames returns the names of clusters with any desired state, sorted.

@@ -124,6 +124,7 @@ func (f *Fleet) RestoreReport(cluster string, r *Report) {
 		f.status[cluster] = map[string]*Report{}
 	}
 	f.status[cluster][r.App] = r
+	f.noteBaseline(r.App)
 }
 
 // Seen records that the cluster's agent said something now.
@@ -227,8 +228,12 @@ func (f *Fleet) Status(cluster string, s Report) {
 // Forget drops the reports of an app on a cluster (after it was removed there).
 func (f *Fleet) Forget(cluster, app string) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	delete(f.status[cluster], app)
+	delete(f.rm.since[cluster], app)
+	f.mu.Unlock()
+	if f.onForget != nil {
+		f.onForget(cluster, app)
+	}
 }
 
 func (f *Fleet) reportLocked(cluster, app string) *Report {
@@ -290,6 +295,11 @@ func (f *Fleet) Rows() []Row {
 		}
 	}
 	for c, byApp := range f.status {
+		for a := range byApp {
+			keys[[2]string{c, a}] = true
+		}
+	}
+	for c, byApp := range f.rm.since {
 		for a := range byApp {
 			keys[[2]string{c, a}] = true
 		}
@@ -356,6 +366,7 @@ func (f *Fleet) rowLocked(cluster, app string) Row {
 	case d == nil && r != nil:
 		row.Message = "no longer desired on this cluster"
 	}
+	f.removingRow(&row)
 	if row.Pinned != "" && row.Message == "" {
 		row.Message = "Pinned to " + shortRev(row.Pinned) + " by an operator (flotilla rollback --clear to follow Git again)"
 	}

@@ -29,12 +29,15 @@ const (
 	PruneHeld       Event = "prune-held"
 	ClusterStale    Event = "cluster-stale"
 	RepoStale       Event = "repository-stale"
+	// RemovalHeld: more than half of the Applications went from the apps source at once; their
+	// removal waits for `flotilla apps confirm-removal`.
+	RemovalHeld Event = "removal-held"
 )
 
 // AllEvents lists every event, in a stable order.
 var AllEvents = []Event{
 	DriftDetected, DriftCorrected, SyncSucceeded, SyncFailed, HealthDegraded, HealthRecovered,
-	RolledBack, RollbackFailed, PruneHeld, ClusterStale, RepoStale,
+	RolledBack, RollbackFailed, PruneHeld, ClusterStale, RepoStale, RemovalHeld,
 }
 
 // parseEvent checks an event name from the configuration.

@@ -2,7 +2,9 @@ package notify
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -40,6 +42,16 @@ func (n *Notifier) Report(cluster string, r *fleet.Report) {
 	if n != nil {
 		n.watcher.Report(cluster, r)
 	}
+}
+
+// RemovalHeld announces a held mass removal (the fleet's OnRemovalHold hook). It never blocks.
+func (n *Notifier) RemovalHeld(h fleet.RemovalHold) {
+	if n == nil {
+		return
+	}
+	n.dispatcher.Notify(Notification{Event: RemovalHeld, Time: h.Since,
+		Summary: fmt.Sprintf("%d of %d Applications are gone from the apps source (%s): nothing of them is removed until they come back or an operator runs `flotilla apps confirm-removal`",
+			len(h.Apps), h.Total, strings.Join(h.Apps, ", "))})
 }
 
 // Run polls and delivers until ctx ends.

@@ -3,6 +3,7 @@ package notify
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,5 +61,33 @@ func TestNotifierExactlyOnce(t *testing.T) {
 	}
 	if got[0].Revision != "r1" || got[0].Author != "Ada <ada@example.com>" || got[0].Message != "api: 2.0.0" {
 		t.Errorf("sync-succeeded %+v, want the commit of r1", got[0])
+	}
+}
+
+// TestRemovalHeldNotifiedOnce: a fleet that holds the removal of most of its apps notifies
+// once, naming them, however often the same load comes again.
+func TestRemovalHeldNotifiedOnce(t *testing.T) {
+	hook := newReceiver(t)
+	rec := &counts{}
+	fl := fleet.New(time.Minute)
+	n := New(testConfig(t, "", [3]string{"hook", "webhook", hook.URL}), fl, func() ([]string, error) { return nil, nil }, rec, nil)
+	fl.OnRemovalHold(n.RemovalHeld)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- n.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	fl.GuardRemoval([]string{"api", "web", "db"})
+	for range 3 {
+		fl.GuardRemoval([]string{"api"})
+	}
+	wait(t, "the delivery", func() bool { return rec.get("hook/sent") >= 1 })
+	holds(t, 200*time.Millisecond, "no duplicate delivery", func() bool { return rec.get("hook/sent") == 1 })
+	var got Notification
+	if err := json.Unmarshal(hook.requests()[0], &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Event != RemovalHeld || !strings.Contains(got.Summary, "2 of 3") || !strings.Contains(got.Summary, "db, web") {
+		t.Errorf("notification = %+v, want removal-held of db and web, 2 of 3", got)
 	}
 }

@@ -40,6 +40,7 @@ var eventTitles = map[Event]struct{ emoji, title string }{
 	PruneHeld:       {":raised_hand:", "Prune held for confirmation"},
 	ClusterStale:    {":electric_plug:", "Cluster stale"},
 	RepoStale:       {":card_file_box:", "Repository stale"},
+	RemovalHeld:     {":raised_hand:", "Removal of most applications held for confirmation"},
 }
 
 // slackText is a notification as Slack mrkdwn: a title line naming the event, app and

@@ -298,3 +298,38 @@ func TestListAppsListsEveryTargetedCluster(t *testing.T) {
 		}
 	}
 }
+
+// TestConfirmRemovalReachesEveryReplica: each replica holds the same mass removal; an operator
+// confirms on one, and every replica lets it go ahead and renders again.
+func TestConfirmRemovalReachesEveryReplica(t *testing.T) {
+	_, ca, rs := startReplicas(t, 3)
+	ctx := context.Background()
+	for _, r := range rs {
+		r.fleet.GuardRemoval([]string{"api", "web", "db"})
+		r.fleet.GuardRemoval([]string{"api"})
+	}
+	op := flotillav1.NewOperatorClient(dialTCP(t, ca, rs[0].addr, adminOf(t, ca)))
+	apps, err := op.ListApps(ctx, &flotillav1.ListAppsRequest{})
+	if err != nil || apps.RemovalHold == nil || !slices.Equal(apps.RemovalHold.Apps, []string{"db", "web"}) || apps.RemovalHold.Total != 3 {
+		t.Fatalf("ListApps hold = %v, %v; want db and web of 3", apps.GetRemovalHold(), err)
+	}
+	before := make([]int32, len(rs))
+	for i, r := range rs {
+		before[i] = r.rounds.n.Load()
+	}
+	resp, err := op.ConfirmRemoval(ctx, &flotillav1.ConfirmRemovalRequest{})
+	if err != nil || !slices.Equal(resp.Apps, []string{"db", "web"}) {
+		t.Fatalf("ConfirmRemoval = %v, %v", resp, err)
+	}
+	for i, r := range rs {
+		if held := r.fleet.GuardRemoval([]string{"api"}); held != nil {
+			t.Errorf("%s still holds %v after the confirmation", r.name, held)
+		}
+		if r.rounds.n.Load() == before[i] {
+			t.Errorf("%s did not render again after the confirmation", r.name)
+		}
+	}
+	if _, err := op.ConfirmRemoval(ctx, &flotillav1.ConfirmRemovalRequest{}); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("confirming with nothing held: %v, want FailedPrecondition", err)
+	}
+}

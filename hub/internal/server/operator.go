@@ -185,7 +185,33 @@ func (s *Server) ListApps(ctx context.Context, _ *flotillav1.ListAppsRequest) (*
 		}
 		resp.Items = append(resp.Items, item)
 	}
+	if h, ok := s.cfg.Fleet.RemovalHeld(); ok {
+		resp.RemovalHold = &flotillav1.RemovalHold{Apps: h.Apps, Total: int32(h.Total), SinceUnixMs: h.Since.UnixMilli()}
+	}
 	return resp, nil
+}
+
+// ConfirmRemoval lets the held removal of most Applications go ahead, on this replica and, by
+// broadcast, on the others (each decides for the clusters it owns).
+func (s *Server) ConfirmRemoval(ctx context.Context, _ *flotillav1.ConfirmRemovalRequest) (*flotillav1.ConfirmRemovalResponse, error) {
+	h, ok := s.cfg.Fleet.RemovalHeld()
+	if !ok {
+		return nil, status.Error(codes.FailedPrecondition, "no removal is held: `flotilla apps` shows a held removal when there is one")
+	}
+	s.confirmRemoval(h.Apps)
+	if s.cfg.HA != nil {
+		s.broadcast(registryMsg{ConfirmRemoval: h.Apps})
+	}
+	s.audit(callerFrom(ctx).Name, "apps.confirm-removal", strings.Join(h.Apps, ","), fmt.Sprintf("%d of %d applications", len(h.Apps), h.Total))
+	s.log.Warn("held removal confirmed", logging.KeyCount, len(h.Apps))
+	return &flotillav1.ConfirmRemovalResponse{Apps: h.Apps}, nil
+}
+
+func (s *Server) confirmRemoval(apps []string) {
+	s.cfg.Fleet.ConfirmRemoval(apps)
+	if s.cfg.Reconcile != nil {
+		s.cfg.Reconcile.Trigger()
+	}
 }
 
 // AddCluster registers a cluster and returns a join token for its agent.

@@ -28,6 +28,9 @@ type registryMsg struct {
 	Cluster *store.Cluster   `json:"cluster,omitempty"`
 	Token   *store.JoinToken `json:"token,omitempty"`
 	Pin     *store.Pin       `json:"pin,omitempty"`
+	// ConfirmRemoval carries an operator's confirmation of a held mass removal of apps. It is
+	// not stored: a replica that misses it keeps holding until confirmed there too.
+	ConfirmRemoval []string `json:"confirmRemoval,omitempty"`
 }
 
 // encodeRegistryMsg encodes m. A cluster whose labels make the message too large for one
@@ -135,6 +138,10 @@ func (s *Server) OnBroadcast(msg []byte) {
 	}
 	if m.Pin != nil {
 		s.mergePins([]store.Pin{*m.Pin})
+	}
+	if len(m.ConfirmRemoval) > 0 {
+		s.log.Warn("held removal confirmed on another replica", logging.KeyCount, len(m.ConfirmRemoval))
+		s.confirmRemoval(m.ConfirmRemoval)
 	}
 }
 

@@ -360,15 +360,41 @@ func TestRemoveWaitsUntilAppsAreKnown(t *testing.T) {
 	h.register(t, "c1")
 	stream := connect(t, h.dial(t, h.agentCert(t, "c1")), &flotillav1.HeldApp{App: "gone", Generation: 3, Revision: "r1", Digest: "sha256:x"})
 	// A hub that has not loaded its apps yet sends nothing for "gone". Once the full list is
-	// known and "gone" targets no cluster, it is removed.
+	// known and "gone" targets no cluster, it is Removing for the grace, then removed.
+	h.fleet.SetRemovalGrace(time.Hour)
 	h.fleet.SetTargets(map[string]map[string]bool{"c1": {}})
-	m, err := stream.Recv()
-	if err != nil {
-		t.Fatal(err)
+	deadline := time.Now().Add(10 * time.Second)
+	for !removing(h.fleet.Rows(), "c1", "gone") {
+		if time.Now().After(deadline) {
+			t.Fatalf("rows = %+v, want gone Removing on c1", h.fleet.Rows())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	if r := m.GetRemove(); r == nil || r.App != "gone" || r.Generation != 4 {
-		t.Fatalf("message = %v, want Remove gone generation 4", m)
+	// Still Removing (the Remove is sent, and the row dropped, only after the grace): end it.
+	h.fleet.SetRemovalGrace(0)
+	h.fleet.SetTargets(map[string]map[string]bool{"c1": {}})
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.GetHeartbeat() != nil {
+			continue
+		}
+		if r := m.GetRemove(); r == nil || r.App != "gone" || r.Generation != 4 {
+			t.Fatalf("message = %v, want Remove gone generation 4", m)
+		}
+		return
 	}
+}
+
+func removing(rows []fleet.Row, cluster, app string) bool {
+	for _, r := range rows {
+		if r.Cluster == cluster && r.App == app {
+			return r.Sync == fleet.SyncRemoving
+		}
+	}
+	return false
 }
 
 func TestProtocolVersionMismatchSaysWhichSideToUpgrade(t *testing.T) {

@@ -962,8 +962,11 @@ type SyncPolicy struct {
 	CreateNamespace bool                   `protobuf:"varint,5,opt,name=create_namespace,json=createNamespace,proto3" json:"create_namespace,omitempty"`
 	PruneLast       bool                   `protobuf:"varint,6,opt,name=prune_last,json=pruneLast,proto3" json:"prune_last,omitempty"`
 	Retry           *Retry                 `protobuf:"bytes,7,opt,name=retry,proto3" json:"retry,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// spec.syncPolicy.preserveResourcesOnDeletion: when the app leaves the cluster its objects
+	// stay, released from the agent's management; nothing is deleted.
+	PreserveResourcesOnDeletion bool `protobuf:"varint,8,opt,name=preserve_resources_on_deletion,json=preserveResourcesOnDeletion,proto3" json:"preserve_resources_on_deletion,omitempty"`
+	unknownFields               protoimpl.UnknownFields
+	sizeCache                   protoimpl.SizeCache
 }
 
 func (x *SyncPolicy) Reset() {
@@ -1043,6 +1046,13 @@ func (x *SyncPolicy) GetRetry() *Retry {
 		return x.Retry
 	}
 	return nil
+}
+
+func (x *SyncPolicy) GetPreserveResourcesOnDeletion() bool {
+	if x != nil {
+		return x.PreserveResourcesOnDeletion
+	}
+	return false
 }
 
 type Retry struct {
@@ -2453,8 +2463,10 @@ func (*ListAppsRequest) Descriptor() ([]byte, []int) {
 }
 
 type ListAppsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Items         []*App                 `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Items []*App                 `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	// Set while the removal of more than half of the Applications is held for confirmation.
+	RemovalHold   *RemovalHold `protobuf:"bytes,2,opt,name=removal_hold,json=removalHold,proto3" json:"removal_hold,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2496,6 +2508,157 @@ func (x *ListAppsResponse) GetItems() []*App {
 	return nil
 }
 
+func (x *ListAppsResponse) GetRemovalHold() *RemovalHold {
+	if x != nil {
+		return x.RemovalHold
+	}
+	return nil
+}
+
+// RemovalHold: Applications gone from the apps source all at once, not removed until an
+// operator confirms (ConfirmRemoval) or they come back.
+type RemovalHold struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Apps  []string               `protobuf:"bytes,1,rep,name=apps,proto3" json:"apps,omitempty"`
+	// How many Applications there were before.
+	Total         int32 `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`
+	SinceUnixMs   int64 `protobuf:"varint,3,opt,name=since_unix_ms,json=sinceUnixMs,proto3" json:"since_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemovalHold) Reset() {
+	*x = RemovalHold{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemovalHold) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemovalHold) ProtoMessage() {}
+
+func (x *RemovalHold) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemovalHold.ProtoReflect.Descriptor instead.
+func (*RemovalHold) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *RemovalHold) GetApps() []string {
+	if x != nil {
+		return x.Apps
+	}
+	return nil
+}
+
+func (x *RemovalHold) GetTotal() int32 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *RemovalHold) GetSinceUnixMs() int64 {
+	if x != nil {
+		return x.SinceUnixMs
+	}
+	return 0
+}
+
+type ConfirmRemovalRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfirmRemovalRequest) Reset() {
+	*x = ConfirmRemovalRequest{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfirmRemovalRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfirmRemovalRequest) ProtoMessage() {}
+
+func (x *ConfirmRemovalRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfirmRemovalRequest.ProtoReflect.Descriptor instead.
+func (*ConfirmRemovalRequest) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{34}
+}
+
+type ConfirmRemovalResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The Applications whose removal goes ahead.
+	Apps          []string `protobuf:"bytes,1,rep,name=apps,proto3" json:"apps,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfirmRemovalResponse) Reset() {
+	*x = ConfirmRemovalResponse{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfirmRemovalResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfirmRemovalResponse) ProtoMessage() {}
+
+func (x *ConfirmRemovalResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfirmRemovalResponse.ProtoReflect.Descriptor instead.
+func (*ConfirmRemovalResponse) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ConfirmRemovalResponse) GetApps() []string {
+	if x != nil {
+		return x.Apps
+	}
+	return nil
+}
+
 type App struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Name           string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -2516,7 +2679,7 @@ type App struct {
 
 func (x *App) Reset() {
 	*x = App{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[33]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2528,7 +2691,7 @@ func (x *App) String() string {
 func (*App) ProtoMessage() {}
 
 func (x *App) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[33]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2541,7 +2704,7 @@ func (x *App) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use App.ProtoReflect.Descriptor instead.
 func (*App) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{33}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *App) GetName() string {
@@ -2632,7 +2795,7 @@ type AddClusterRequest struct {
 
 func (x *AddClusterRequest) Reset() {
 	*x = AddClusterRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[34]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2644,7 +2807,7 @@ func (x *AddClusterRequest) String() string {
 func (*AddClusterRequest) ProtoMessage() {}
 
 func (x *AddClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[34]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2657,7 +2820,7 @@ func (x *AddClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddClusterRequest.ProtoReflect.Descriptor instead.
 func (*AddClusterRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{34}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *AddClusterRequest) GetName() string {
@@ -2691,7 +2854,7 @@ type AddClusterResponse struct {
 
 func (x *AddClusterResponse) Reset() {
 	*x = AddClusterResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[35]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2703,7 +2866,7 @@ func (x *AddClusterResponse) String() string {
 func (*AddClusterResponse) ProtoMessage() {}
 
 func (x *AddClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[35]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2716,7 +2879,7 @@ func (x *AddClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddClusterResponse.ProtoReflect.Descriptor instead.
 func (*AddClusterResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{35}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *AddClusterResponse) GetJoinToken() string {
@@ -2743,7 +2906,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[36]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2755,7 +2918,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[36]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2768,7 +2931,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{36}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *CreateTokenRequest) GetCluster() string {
@@ -2795,7 +2958,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[37]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2807,7 +2970,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[37]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2820,7 +2983,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{37}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *CreateTokenResponse) GetJoinToken() string {
@@ -2853,7 +3016,7 @@ type SyncRequest struct {
 
 func (x *SyncRequest) Reset() {
 	*x = SyncRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[38]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2865,7 +3028,7 @@ func (x *SyncRequest) String() string {
 func (*SyncRequest) ProtoMessage() {}
 
 func (x *SyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[38]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2878,7 +3041,7 @@ func (x *SyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncRequest.ProtoReflect.Descriptor instead.
 func (*SyncRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{38}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *SyncRequest) GetApp() string {
@@ -2927,7 +3090,7 @@ type SyncResponse struct {
 
 func (x *SyncResponse) Reset() {
 	*x = SyncResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[39]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2939,7 +3102,7 @@ func (x *SyncResponse) String() string {
 func (*SyncResponse) ProtoMessage() {}
 
 func (x *SyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[39]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2952,7 +3115,7 @@ func (x *SyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncResponse.ProtoReflect.Descriptor instead.
 func (*SyncResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{39}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SyncResponse) GetClusters() []string {
@@ -2980,7 +3143,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[40]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2992,7 +3155,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[40]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3005,7 +3168,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{40}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *HistoryRequest) GetApp() string {
@@ -3040,7 +3203,7 @@ type HistoryResponse struct {
 
 func (x *HistoryResponse) Reset() {
 	*x = HistoryResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[41]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3052,7 +3215,7 @@ func (x *HistoryResponse) String() string {
 func (*HistoryResponse) ProtoMessage() {}
 
 func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[41]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3065,7 +3228,7 @@ func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
 func (*HistoryResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{41}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *HistoryResponse) GetItems() []*HistoryEntry {
@@ -3098,7 +3261,7 @@ type HistoryEntry struct {
 
 func (x *HistoryEntry) Reset() {
 	*x = HistoryEntry{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[42]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3110,7 +3273,7 @@ func (x *HistoryEntry) String() string {
 func (*HistoryEntry) ProtoMessage() {}
 
 func (x *HistoryEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[42]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3123,7 +3286,7 @@ func (x *HistoryEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryEntry.ProtoReflect.Descriptor instead.
 func (*HistoryEntry) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{42}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *HistoryEntry) GetTimeUnixMs() int64 {
@@ -3196,7 +3359,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[43]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3208,7 +3371,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[43]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3221,7 +3384,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{43}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RollbackRequest) GetApp() string {
@@ -3268,7 +3431,7 @@ type RollbackResponse struct {
 
 func (x *RollbackResponse) Reset() {
 	*x = RollbackResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[44]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3280,7 +3443,7 @@ func (x *RollbackResponse) String() string {
 func (*RollbackResponse) ProtoMessage() {}
 
 func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[44]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3293,7 +3456,7 @@ func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResponse.ProtoReflect.Descriptor instead.
 func (*RollbackResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{44}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RollbackResponse) GetClusters() []string {
@@ -3312,7 +3475,7 @@ type RevokeClusterRequest struct {
 
 func (x *RevokeClusterRequest) Reset() {
 	*x = RevokeClusterRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[45]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3324,7 +3487,7 @@ func (x *RevokeClusterRequest) String() string {
 func (*RevokeClusterRequest) ProtoMessage() {}
 
 func (x *RevokeClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[45]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3337,7 +3500,7 @@ func (x *RevokeClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeClusterRequest.ProtoReflect.Descriptor instead.
 func (*RevokeClusterRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{45}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *RevokeClusterRequest) GetName() string {
@@ -3355,7 +3518,7 @@ type RevokeClusterResponse struct {
 
 func (x *RevokeClusterResponse) Reset() {
 	*x = RevokeClusterResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[46]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3367,7 +3530,7 @@ func (x *RevokeClusterResponse) String() string {
 func (*RevokeClusterResponse) ProtoMessage() {}
 
 func (x *RevokeClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[46]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3380,7 +3543,7 @@ func (x *RevokeClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeClusterResponse.ProtoReflect.Descriptor instead.
 func (*RevokeClusterResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{46}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{49}
 }
 
 // PromoteRequest promotes an app from the clusters labelled env=<from_env> to the overlay of
@@ -3402,7 +3565,7 @@ type PromoteRequest struct {
 
 func (x *PromoteRequest) Reset() {
 	*x = PromoteRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[47]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3414,7 +3577,7 @@ func (x *PromoteRequest) String() string {
 func (*PromoteRequest) ProtoMessage() {}
 
 func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[47]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3427,7 +3590,7 @@ func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteRequest.ProtoReflect.Descriptor instead.
 func (*PromoteRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{47}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *PromoteRequest) GetApp() string {
@@ -3490,7 +3653,7 @@ type PromoteResponse struct {
 
 func (x *PromoteResponse) Reset() {
 	*x = PromoteResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[48]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3502,7 +3665,7 @@ func (x *PromoteResponse) String() string {
 func (*PromoteResponse) ProtoMessage() {}
 
 func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[48]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3515,7 +3678,7 @@ func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteResponse.ProtoReflect.Descriptor instead.
 func (*PromoteResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{48}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *PromoteResponse) GetSourceRevision() string {
@@ -3586,7 +3749,7 @@ type ImageChange struct {
 
 func (x *ImageChange) Reset() {
 	*x = ImageChange{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[49]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3598,7 +3761,7 @@ func (x *ImageChange) String() string {
 func (*ImageChange) ProtoMessage() {}
 
 func (x *ImageChange) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[49]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3611,7 +3774,7 @@ func (x *ImageChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageChange.ProtoReflect.Descriptor instead.
 func (*ImageChange) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{49}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ImageChange) GetName() string {
@@ -3643,7 +3806,7 @@ type ExportRegistryRequest struct {
 
 func (x *ExportRegistryRequest) Reset() {
 	*x = ExportRegistryRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[50]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3655,7 +3818,7 @@ func (x *ExportRegistryRequest) String() string {
 func (*ExportRegistryRequest) ProtoMessage() {}
 
 func (x *ExportRegistryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[50]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3668,7 +3831,7 @@ func (x *ExportRegistryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportRegistryRequest.ProtoReflect.Descriptor instead.
 func (*ExportRegistryRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{50}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{53}
 }
 
 type ExportRegistryResponse struct {
@@ -3685,7 +3848,7 @@ type ExportRegistryResponse struct {
 
 func (x *ExportRegistryResponse) Reset() {
 	*x = ExportRegistryResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[51]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3697,7 +3860,7 @@ func (x *ExportRegistryResponse) String() string {
 func (*ExportRegistryResponse) ProtoMessage() {}
 
 func (x *ExportRegistryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[51]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3710,7 +3873,7 @@ func (x *ExportRegistryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportRegistryResponse.ProtoReflect.Descriptor instead.
 func (*ExportRegistryResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{51}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ExportRegistryResponse) GetClusters() []*RegistryCluster {
@@ -3746,7 +3909,7 @@ type RegistryCluster struct {
 
 func (x *RegistryCluster) Reset() {
 	*x = RegistryCluster{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[52]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3758,7 +3921,7 @@ func (x *RegistryCluster) String() string {
 func (*RegistryCluster) ProtoMessage() {}
 
 func (x *RegistryCluster) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[52]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3771,7 +3934,7 @@ func (x *RegistryCluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistryCluster.ProtoReflect.Descriptor instead.
 func (*RegistryCluster) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{52}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *RegistryCluster) GetName() string {
@@ -3817,7 +3980,7 @@ type RegistryToken struct {
 
 func (x *RegistryToken) Reset() {
 	*x = RegistryToken{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[53]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3829,7 +3992,7 @@ func (x *RegistryToken) String() string {
 func (*RegistryToken) ProtoMessage() {}
 
 func (x *RegistryToken) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[53]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3842,7 +4005,7 @@ func (x *RegistryToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistryToken.ProtoReflect.Descriptor instead.
 func (*RegistryToken) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{53}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *RegistryToken) GetId() string {
@@ -3897,7 +4060,7 @@ type RegistryPin struct {
 
 func (x *RegistryPin) Reset() {
 	*x = RegistryPin{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[54]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3909,7 +4072,7 @@ func (x *RegistryPin) String() string {
 func (*RegistryPin) ProtoMessage() {}
 
 func (x *RegistryPin) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[54]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3922,7 +4085,7 @@ func (x *RegistryPin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistryPin.ProtoReflect.Descriptor instead.
 func (*RegistryPin) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{54}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *RegistryPin) GetApp() string {
@@ -4044,7 +4207,7 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x13commit_time_unix_ms\x18\v \x01(\x03R\x10commitTimeUnixMs\x12%\n" +
 	"\x0esync_requested\x18\f \x01(\bR\rsyncRequested\x12'\n" +
 	"\x0fprune_confirmed\x18\r \x01(\bR\x0epruneConfirmed\x12+\n" +
-	"\x06policy\x18\x0e \x01(\v2\x13.flotilla.v1.PolicyR\x06policy\"\xf2\x01\n" +
+	"\x06policy\x18\x0e \x01(\v2\x13.flotilla.v1.PolicyR\x06policy\"\xb7\x02\n" +
 	"\n" +
 	"SyncPolicy\x12\x1c\n" +
 	"\tautomated\x18\x01 \x01(\bR\tautomated\x12\x14\n" +
@@ -4055,7 +4218,8 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x10create_namespace\x18\x05 \x01(\bR\x0fcreateNamespace\x12\x1d\n" +
 	"\n" +
 	"prune_last\x18\x06 \x01(\bR\tpruneLast\x12(\n" +
-	"\x05retry\x18\a \x01(\v2\x12.flotilla.v1.RetryR\x05retry\"\xab\x01\n" +
+	"\x05retry\x18\a \x01(\v2\x12.flotilla.v1.RetryR\x05retry\x12C\n" +
+	"\x1epreserve_resources_on_deletion\x18\b \x01(\bR\x1bpreserveResourcesOnDeletion\"\xab\x01\n" +
 	"\x05Retry\x12\x14\n" +
 	"\x05limit\x18\x01 \x01(\x05R\x05limit\x12.\n" +
 	"\x13backoff_duration_ms\x18\x02 \x01(\x03R\x11backoffDurationMs\x12%\n" +
@@ -4177,9 +4341,17 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x11\n" +
-	"\x0fListAppsRequest\":\n" +
+	"\x0fListAppsRequest\"w\n" +
 	"\x10ListAppsResponse\x12&\n" +
-	"\x05items\x18\x01 \x03(\v2\x10.flotilla.v1.AppR\x05items\"\xcc\x02\n" +
+	"\x05items\x18\x01 \x03(\v2\x10.flotilla.v1.AppR\x05items\x12;\n" +
+	"\fremoval_hold\x18\x02 \x01(\v2\x18.flotilla.v1.RemovalHoldR\vremovalHold\"[\n" +
+	"\vRemovalHold\x12\x12\n" +
+	"\x04apps\x18\x01 \x03(\tR\x04apps\x12\x14\n" +
+	"\x05total\x18\x02 \x01(\x05R\x05total\x12\"\n" +
+	"\rsince_unix_ms\x18\x03 \x01(\x03R\vsinceUnixMs\"\x17\n" +
+	"\x15ConfirmRemovalRequest\",\n" +
+	"\x16ConfirmRemovalResponse\x12\x12\n" +
+	"\x04apps\x18\x01 \x03(\tR\x04apps\"\xcc\x02\n" +
 	"\x03App\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x19\n" +
 	"\brepo_url\x18\x02 \x01(\tR\arepoUrl\x12'\n" +
@@ -4309,7 +4481,7 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x04Join\x12\x18.flotilla.v1.JoinRequest\x1a\x19.flotilla.v1.JoinResponse2\x91\x01\n" +
 	"\fAgentService\x12A\n" +
 	"\aConnect\x12\x19.flotilla.v1.AgentMessage\x1a\x17.flotilla.v1.HubMessage(\x010\x01\x12>\n" +
-	"\x05Renew\x12\x19.flotilla.v1.RenewRequest\x1a\x1a.flotilla.v1.RenewResponse2\xf6\x05\n" +
+	"\x05Renew\x12\x19.flotilla.v1.RenewRequest\x1a\x1a.flotilla.v1.RenewResponse2\xd1\x06\n" +
 	"\bOperator\x12A\n" +
 	"\x06Status\x12\x1a.flotilla.v1.StatusRequest\x1a\x1b.flotilla.v1.StatusResponse\x12S\n" +
 	"\fListClusters\x12 .flotilla.v1.ListClustersRequest\x1a!.flotilla.v1.ListClustersResponse\x12G\n" +
@@ -4321,7 +4493,8 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\aHistory\x12\x1b.flotilla.v1.HistoryRequest\x1a\x1c.flotilla.v1.HistoryResponse\x12G\n" +
 	"\bRollback\x12\x1c.flotilla.v1.RollbackRequest\x1a\x1d.flotilla.v1.RollbackResponse\x12V\n" +
 	"\rRevokeCluster\x12!.flotilla.v1.RevokeClusterRequest\x1a\".flotilla.v1.RevokeClusterResponse\x12D\n" +
-	"\aPromote\x12\x1b.flotilla.v1.PromoteRequest\x1a\x1c.flotilla.v1.PromoteResponse2a\n" +
+	"\aPromote\x12\x1b.flotilla.v1.PromoteRequest\x1a\x1c.flotilla.v1.PromoteResponse\x12Y\n" +
+	"\x0eConfirmRemoval\x12\".flotilla.v1.ConfirmRemovalRequest\x1a#.flotilla.v1.ConfirmRemovalResponse2a\n" +
 	"\x04Peer\x12Y\n" +
 	"\x0eExportRegistry\x12\".flotilla.v1.ExportRegistryRequest\x1a#.flotilla.v1.ExportRegistryResponseB?Z=github.com/flotilla-dev/flotilla/proto/flotilla/v1;flotillav1b\x06proto3"
 
@@ -4337,7 +4510,7 @@ func file_flotilla_v1_flotilla_proto_rawDescGZIP() []byte {
 	return file_flotilla_v1_flotilla_proto_rawDescData
 }
 
-var file_flotilla_v1_flotilla_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
+var file_flotilla_v1_flotilla_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
 var file_flotilla_v1_flotilla_proto_goTypes = []any{
 	(*JoinRequest)(nil),            // 0: flotilla.v1.JoinRequest
 	(*JoinResponse)(nil),           // 1: flotilla.v1.JoinResponse
@@ -4372,31 +4545,34 @@ var file_flotilla_v1_flotilla_proto_goTypes = []any{
 	(*Cluster)(nil),                // 30: flotilla.v1.Cluster
 	(*ListAppsRequest)(nil),        // 31: flotilla.v1.ListAppsRequest
 	(*ListAppsResponse)(nil),       // 32: flotilla.v1.ListAppsResponse
-	(*App)(nil),                    // 33: flotilla.v1.App
-	(*AddClusterRequest)(nil),      // 34: flotilla.v1.AddClusterRequest
-	(*AddClusterResponse)(nil),     // 35: flotilla.v1.AddClusterResponse
-	(*CreateTokenRequest)(nil),     // 36: flotilla.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),    // 37: flotilla.v1.CreateTokenResponse
-	(*SyncRequest)(nil),            // 38: flotilla.v1.SyncRequest
-	(*SyncResponse)(nil),           // 39: flotilla.v1.SyncResponse
-	(*HistoryRequest)(nil),         // 40: flotilla.v1.HistoryRequest
-	(*HistoryResponse)(nil),        // 41: flotilla.v1.HistoryResponse
-	(*HistoryEntry)(nil),           // 42: flotilla.v1.HistoryEntry
-	(*RollbackRequest)(nil),        // 43: flotilla.v1.RollbackRequest
-	(*RollbackResponse)(nil),       // 44: flotilla.v1.RollbackResponse
-	(*RevokeClusterRequest)(nil),   // 45: flotilla.v1.RevokeClusterRequest
-	(*RevokeClusterResponse)(nil),  // 46: flotilla.v1.RevokeClusterResponse
-	(*PromoteRequest)(nil),         // 47: flotilla.v1.PromoteRequest
-	(*PromoteResponse)(nil),        // 48: flotilla.v1.PromoteResponse
-	(*ImageChange)(nil),            // 49: flotilla.v1.ImageChange
-	(*ExportRegistryRequest)(nil),  // 50: flotilla.v1.ExportRegistryRequest
-	(*ExportRegistryResponse)(nil), // 51: flotilla.v1.ExportRegistryResponse
-	(*RegistryCluster)(nil),        // 52: flotilla.v1.RegistryCluster
-	(*RegistryToken)(nil),          // 53: flotilla.v1.RegistryToken
-	(*RegistryPin)(nil),            // 54: flotilla.v1.RegistryPin
-	nil,                            // 55: flotilla.v1.Cluster.LabelsEntry
-	nil,                            // 56: flotilla.v1.AddClusterRequest.LabelsEntry
-	nil,                            // 57: flotilla.v1.RegistryCluster.LabelsEntry
+	(*RemovalHold)(nil),            // 33: flotilla.v1.RemovalHold
+	(*ConfirmRemovalRequest)(nil),  // 34: flotilla.v1.ConfirmRemovalRequest
+	(*ConfirmRemovalResponse)(nil), // 35: flotilla.v1.ConfirmRemovalResponse
+	(*App)(nil),                    // 36: flotilla.v1.App
+	(*AddClusterRequest)(nil),      // 37: flotilla.v1.AddClusterRequest
+	(*AddClusterResponse)(nil),     // 38: flotilla.v1.AddClusterResponse
+	(*CreateTokenRequest)(nil),     // 39: flotilla.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),    // 40: flotilla.v1.CreateTokenResponse
+	(*SyncRequest)(nil),            // 41: flotilla.v1.SyncRequest
+	(*SyncResponse)(nil),           // 42: flotilla.v1.SyncResponse
+	(*HistoryRequest)(nil),         // 43: flotilla.v1.HistoryRequest
+	(*HistoryResponse)(nil),        // 44: flotilla.v1.HistoryResponse
+	(*HistoryEntry)(nil),           // 45: flotilla.v1.HistoryEntry
+	(*RollbackRequest)(nil),        // 46: flotilla.v1.RollbackRequest
+	(*RollbackResponse)(nil),       // 47: flotilla.v1.RollbackResponse
+	(*RevokeClusterRequest)(nil),   // 48: flotilla.v1.RevokeClusterRequest
+	(*RevokeClusterResponse)(nil),  // 49: flotilla.v1.RevokeClusterResponse
+	(*PromoteRequest)(nil),         // 50: flotilla.v1.PromoteRequest
+	(*PromoteResponse)(nil),        // 51: flotilla.v1.PromoteResponse
+	(*ImageChange)(nil),            // 52: flotilla.v1.ImageChange
+	(*ExportRegistryRequest)(nil),  // 53: flotilla.v1.ExportRegistryRequest
+	(*ExportRegistryResponse)(nil), // 54: flotilla.v1.ExportRegistryResponse
+	(*RegistryCluster)(nil),        // 55: flotilla.v1.RegistryCluster
+	(*RegistryToken)(nil),          // 56: flotilla.v1.RegistryToken
+	(*RegistryPin)(nil),            // 57: flotilla.v1.RegistryPin
+	nil,                            // 58: flotilla.v1.Cluster.LabelsEntry
+	nil,                            // 59: flotilla.v1.AddClusterRequest.LabelsEntry
+	nil,                            // 60: flotilla.v1.RegistryCluster.LabelsEntry
 }
 var file_flotilla_v1_flotilla_proto_depIdxs = []int32{
 	6,  // 0: flotilla.v1.AgentMessage.hello:type_name -> flotilla.v1.Hello
@@ -4424,48 +4600,51 @@ var file_flotilla_v1_flotilla_proto_depIdxs = []int32{
 	27, // 22: flotilla.v1.StatusResponse.items:type_name -> flotilla.v1.AppClusterStatus
 	23, // 23: flotilla.v1.AppClusterStatus.drift:type_name -> flotilla.v1.DriftItem
 	30, // 24: flotilla.v1.ListClustersResponse.items:type_name -> flotilla.v1.Cluster
-	55, // 25: flotilla.v1.Cluster.labels:type_name -> flotilla.v1.Cluster.LabelsEntry
-	33, // 26: flotilla.v1.ListAppsResponse.items:type_name -> flotilla.v1.App
-	56, // 27: flotilla.v1.AddClusterRequest.labels:type_name -> flotilla.v1.AddClusterRequest.LabelsEntry
-	42, // 28: flotilla.v1.HistoryResponse.items:type_name -> flotilla.v1.HistoryEntry
-	49, // 29: flotilla.v1.PromoteResponse.images:type_name -> flotilla.v1.ImageChange
-	52, // 30: flotilla.v1.ExportRegistryResponse.clusters:type_name -> flotilla.v1.RegistryCluster
-	53, // 31: flotilla.v1.ExportRegistryResponse.tokens:type_name -> flotilla.v1.RegistryToken
-	54, // 32: flotilla.v1.ExportRegistryResponse.pins:type_name -> flotilla.v1.RegistryPin
-	57, // 33: flotilla.v1.RegistryCluster.labels:type_name -> flotilla.v1.RegistryCluster.LabelsEntry
-	0,  // 34: flotilla.v1.Enrollment.Join:input_type -> flotilla.v1.JoinRequest
-	4,  // 35: flotilla.v1.AgentService.Connect:input_type -> flotilla.v1.AgentMessage
-	2,  // 36: flotilla.v1.AgentService.Renew:input_type -> flotilla.v1.RenewRequest
-	25, // 37: flotilla.v1.Operator.Status:input_type -> flotilla.v1.StatusRequest
-	28, // 38: flotilla.v1.Operator.ListClusters:input_type -> flotilla.v1.ListClustersRequest
-	31, // 39: flotilla.v1.Operator.ListApps:input_type -> flotilla.v1.ListAppsRequest
-	34, // 40: flotilla.v1.Operator.AddCluster:input_type -> flotilla.v1.AddClusterRequest
-	36, // 41: flotilla.v1.Operator.CreateToken:input_type -> flotilla.v1.CreateTokenRequest
-	38, // 42: flotilla.v1.Operator.Sync:input_type -> flotilla.v1.SyncRequest
-	40, // 43: flotilla.v1.Operator.History:input_type -> flotilla.v1.HistoryRequest
-	43, // 44: flotilla.v1.Operator.Rollback:input_type -> flotilla.v1.RollbackRequest
-	45, // 45: flotilla.v1.Operator.RevokeCluster:input_type -> flotilla.v1.RevokeClusterRequest
-	47, // 46: flotilla.v1.Operator.Promote:input_type -> flotilla.v1.PromoteRequest
-	50, // 47: flotilla.v1.Peer.ExportRegistry:input_type -> flotilla.v1.ExportRegistryRequest
-	1,  // 48: flotilla.v1.Enrollment.Join:output_type -> flotilla.v1.JoinResponse
-	5,  // 49: flotilla.v1.AgentService.Connect:output_type -> flotilla.v1.HubMessage
-	3,  // 50: flotilla.v1.AgentService.Renew:output_type -> flotilla.v1.RenewResponse
-	26, // 51: flotilla.v1.Operator.Status:output_type -> flotilla.v1.StatusResponse
-	29, // 52: flotilla.v1.Operator.ListClusters:output_type -> flotilla.v1.ListClustersResponse
-	32, // 53: flotilla.v1.Operator.ListApps:output_type -> flotilla.v1.ListAppsResponse
-	35, // 54: flotilla.v1.Operator.AddCluster:output_type -> flotilla.v1.AddClusterResponse
-	37, // 55: flotilla.v1.Operator.CreateToken:output_type -> flotilla.v1.CreateTokenResponse
-	39, // 56: flotilla.v1.Operator.Sync:output_type -> flotilla.v1.SyncResponse
-	41, // 57: flotilla.v1.Operator.History:output_type -> flotilla.v1.HistoryResponse
-	44, // 58: flotilla.v1.Operator.Rollback:output_type -> flotilla.v1.RollbackResponse
-	46, // 59: flotilla.v1.Operator.RevokeCluster:output_type -> flotilla.v1.RevokeClusterResponse
-	48, // 60: flotilla.v1.Operator.Promote:output_type -> flotilla.v1.PromoteResponse
-	51, // 61: flotilla.v1.Peer.ExportRegistry:output_type -> flotilla.v1.ExportRegistryResponse
-	48, // [48:62] is the sub-list for method output_type
-	34, // [34:48] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	58, // 25: flotilla.v1.Cluster.labels:type_name -> flotilla.v1.Cluster.LabelsEntry
+	36, // 26: flotilla.v1.ListAppsResponse.items:type_name -> flotilla.v1.App
+	33, // 27: flotilla.v1.ListAppsResponse.removal_hold:type_name -> flotilla.v1.RemovalHold
+	59, // 28: flotilla.v1.AddClusterRequest.labels:type_name -> flotilla.v1.AddClusterRequest.LabelsEntry
+	45, // 29: flotilla.v1.HistoryResponse.items:type_name -> flotilla.v1.HistoryEntry
+	52, // 30: flotilla.v1.PromoteResponse.images:type_name -> flotilla.v1.ImageChange
+	55, // 31: flotilla.v1.ExportRegistryResponse.clusters:type_name -> flotilla.v1.RegistryCluster
+	56, // 32: flotilla.v1.ExportRegistryResponse.tokens:type_name -> flotilla.v1.RegistryToken
+	57, // 33: flotilla.v1.ExportRegistryResponse.pins:type_name -> flotilla.v1.RegistryPin
+	60, // 34: flotilla.v1.RegistryCluster.labels:type_name -> flotilla.v1.RegistryCluster.LabelsEntry
+	0,  // 35: flotilla.v1.Enrollment.Join:input_type -> flotilla.v1.JoinRequest
+	4,  // 36: flotilla.v1.AgentService.Connect:input_type -> flotilla.v1.AgentMessage
+	2,  // 37: flotilla.v1.AgentService.Renew:input_type -> flotilla.v1.RenewRequest
+	25, // 38: flotilla.v1.Operator.Status:input_type -> flotilla.v1.StatusRequest
+	28, // 39: flotilla.v1.Operator.ListClusters:input_type -> flotilla.v1.ListClustersRequest
+	31, // 40: flotilla.v1.Operator.ListApps:input_type -> flotilla.v1.ListAppsRequest
+	37, // 41: flotilla.v1.Operator.AddCluster:input_type -> flotilla.v1.AddClusterRequest
+	39, // 42: flotilla.v1.Operator.CreateToken:input_type -> flotilla.v1.CreateTokenRequest
+	41, // 43: flotilla.v1.Operator.Sync:input_type -> flotilla.v1.SyncRequest
+	43, // 44: flotilla.v1.Operator.History:input_type -> flotilla.v1.HistoryRequest
+	46, // 45: flotilla.v1.Operator.Rollback:input_type -> flotilla.v1.RollbackRequest
+	48, // 46: flotilla.v1.Operator.RevokeCluster:input_type -> flotilla.v1.RevokeClusterRequest
+	50, // 47: flotilla.v1.Operator.Promote:input_type -> flotilla.v1.PromoteRequest
+	34, // 48: flotilla.v1.Operator.ConfirmRemoval:input_type -> flotilla.v1.ConfirmRemovalRequest
+	53, // 49: flotilla.v1.Peer.ExportRegistry:input_type -> flotilla.v1.ExportRegistryRequest
+	1,  // 50: flotilla.v1.Enrollment.Join:output_type -> flotilla.v1.JoinResponse
+	5,  // 51: flotilla.v1.AgentService.Connect:output_type -> flotilla.v1.HubMessage
+	3,  // 52: flotilla.v1.AgentService.Renew:output_type -> flotilla.v1.RenewResponse
+	26, // 53: flotilla.v1.Operator.Status:output_type -> flotilla.v1.StatusResponse
+	29, // 54: flotilla.v1.Operator.ListClusters:output_type -> flotilla.v1.ListClustersResponse
+	32, // 55: flotilla.v1.Operator.ListApps:output_type -> flotilla.v1.ListAppsResponse
+	38, // 56: flotilla.v1.Operator.AddCluster:output_type -> flotilla.v1.AddClusterResponse
+	40, // 57: flotilla.v1.Operator.CreateToken:output_type -> flotilla.v1.CreateTokenResponse
+	42, // 58: flotilla.v1.Operator.Sync:output_type -> flotilla.v1.SyncResponse
+	44, // 59: flotilla.v1.Operator.History:output_type -> flotilla.v1.HistoryResponse
+	47, // 60: flotilla.v1.Operator.Rollback:output_type -> flotilla.v1.RollbackResponse
+	49, // 61: flotilla.v1.Operator.RevokeCluster:output_type -> flotilla.v1.RevokeClusterResponse
+	51, // 62: flotilla.v1.Operator.Promote:output_type -> flotilla.v1.PromoteResponse
+	35, // 63: flotilla.v1.Operator.ConfirmRemoval:output_type -> flotilla.v1.ConfirmRemovalResponse
+	54, // 64: flotilla.v1.Peer.ExportRegistry:output_type -> flotilla.v1.ExportRegistryResponse
+	50, // [50:65] is the sub-list for method output_type
+	35, // [35:50] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_flotilla_v1_flotilla_proto_init() }
@@ -4493,7 +4672,7 @@ func file_flotilla_v1_flotilla_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotilla_v1_flotilla_proto_rawDesc), len(file_flotilla_v1_flotilla_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   58,
+			NumMessages:   61,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

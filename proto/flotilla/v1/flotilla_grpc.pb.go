@@ -275,16 +275,17 @@ var AgentService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Operator_Status_FullMethodName        = "/flotilla.v1.Operator/Status"
-	Operator_ListClusters_FullMethodName  = "/flotilla.v1.Operator/ListClusters"
-	Operator_ListApps_FullMethodName      = "/flotilla.v1.Operator/ListApps"
-	Operator_AddCluster_FullMethodName    = "/flotilla.v1.Operator/AddCluster"
-	Operator_CreateToken_FullMethodName   = "/flotilla.v1.Operator/CreateToken"
-	Operator_Sync_FullMethodName          = "/flotilla.v1.Operator/Sync"
-	Operator_History_FullMethodName       = "/flotilla.v1.Operator/History"
-	Operator_Rollback_FullMethodName      = "/flotilla.v1.Operator/Rollback"
-	Operator_RevokeCluster_FullMethodName = "/flotilla.v1.Operator/RevokeCluster"
-	Operator_Promote_FullMethodName       = "/flotilla.v1.Operator/Promote"
+	Operator_Status_FullMethodName         = "/flotilla.v1.Operator/Status"
+	Operator_ListClusters_FullMethodName   = "/flotilla.v1.Operator/ListClusters"
+	Operator_ListApps_FullMethodName       = "/flotilla.v1.Operator/ListApps"
+	Operator_AddCluster_FullMethodName     = "/flotilla.v1.Operator/AddCluster"
+	Operator_CreateToken_FullMethodName    = "/flotilla.v1.Operator/CreateToken"
+	Operator_Sync_FullMethodName           = "/flotilla.v1.Operator/Sync"
+	Operator_History_FullMethodName        = "/flotilla.v1.Operator/History"
+	Operator_Rollback_FullMethodName       = "/flotilla.v1.Operator/Rollback"
+	Operator_RevokeCluster_FullMethodName  = "/flotilla.v1.Operator/RevokeCluster"
+	Operator_Promote_FullMethodName        = "/flotilla.v1.Operator/Promote"
+	Operator_ConfirmRemoval_FullMethodName = "/flotilla.v1.Operator/ConfirmRemoval"
 )
 
 // OperatorClient is the client API for Operator service.
@@ -305,6 +306,9 @@ type OperatorClient interface {
 	// Promote copies what an app declares as promotable (kustomize images) from one
 	// environment's overlay to another's, once the source is Healthy everywhere and soaked.
 	Promote(ctx context.Context, in *PromoteRequest, opts ...grpc.CallOption) (*PromoteResponse, error)
+	// ConfirmRemoval lets the removal of more than half of the Applications, held by the hub,
+	// go ahead (each removed app then goes through its grace period).
+	ConfirmRemoval(ctx context.Context, in *ConfirmRemovalRequest, opts ...grpc.CallOption) (*ConfirmRemovalResponse, error)
 }
 
 type operatorClient struct {
@@ -415,6 +419,16 @@ func (c *operatorClient) Promote(ctx context.Context, in *PromoteRequest, opts .
 	return out, nil
 }
 
+func (c *operatorClient) ConfirmRemoval(ctx context.Context, in *ConfirmRemovalRequest, opts ...grpc.CallOption) (*ConfirmRemovalResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConfirmRemovalResponse)
+	err := c.cc.Invoke(ctx, Operator_ConfirmRemoval_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OperatorServer is the server API for Operator service.
 // All implementations must embed UnimplementedOperatorServer
 // for forward compatibility.
@@ -433,6 +447,9 @@ type OperatorServer interface {
 	// Promote copies what an app declares as promotable (kustomize images) from one
 	// environment's overlay to another's, once the source is Healthy everywhere and soaked.
 	Promote(context.Context, *PromoteRequest) (*PromoteResponse, error)
+	// ConfirmRemoval lets the removal of more than half of the Applications, held by the hub,
+	// go ahead (each removed app then goes through its grace period).
+	ConfirmRemoval(context.Context, *ConfirmRemovalRequest) (*ConfirmRemovalResponse, error)
 	mustEmbedUnimplementedOperatorServer()
 }
 
@@ -472,6 +489,9 @@ func (UnimplementedOperatorServer) RevokeCluster(context.Context, *RevokeCluster
 }
 func (UnimplementedOperatorServer) Promote(context.Context, *PromoteRequest) (*PromoteResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Promote not implemented")
+}
+func (UnimplementedOperatorServer) ConfirmRemoval(context.Context, *ConfirmRemovalRequest) (*ConfirmRemovalResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ConfirmRemoval not implemented")
 }
 func (UnimplementedOperatorServer) mustEmbedUnimplementedOperatorServer() {}
 func (UnimplementedOperatorServer) testEmbeddedByValue()                  {}
@@ -674,6 +694,24 @@ func _Operator_Promote_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Operator_ConfirmRemoval_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConfirmRemovalRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServer).ConfirmRemoval(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Operator_ConfirmRemoval_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServer).ConfirmRemoval(ctx, req.(*ConfirmRemovalRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Operator_ServiceDesc is the grpc.ServiceDesc for Operator service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -720,6 +758,10 @@ var Operator_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Promote",
 			Handler:    _Operator_Promote_Handler,
+		},
+		{
+			MethodName: "ConfirmRemoval",
+			Handler:    _Operator_ConfirmRemoval_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
