@@ -144,7 +144,7 @@ func (f *Fleet) heldLocked(app string) bool {
 
 // applyTargets is SetTargets' removal step, with f.mu held: apps held by a mass removal stay
 // where they are (counted as targeting); on each covered cluster an app that came back stops Removing,
-// and one that stopped targeting it (desired, reported or targeted before) starts Removing
+// and one that stopped targeting it (desired or reported by the agent before) starts Removing
 // and is no longer desired there.
 func (f *Fleet) applyTargets(targets map[string]map[string]bool) {
 	now := f.now()
@@ -171,9 +171,11 @@ func (f *Fleet) applyTargets(targets map[string]map[string]bool) {
 			if apps[a] {
 				continue
 			}
-			if d, ok := f.desired[c][a]; ok && d != nil {
-				delete(f.desired[c], a)
+			d := f.desired[c][a]
+			if r := f.status[c][a]; d == nil && (r == nil || r.Reported.IsZero()) {
+				continue // never sent, never reported (its render failed): nothing there to remove
 			}
+			delete(f.desired[c], a)
 			f.startRemovingLocked(c, a, now)
 		}
 	}
