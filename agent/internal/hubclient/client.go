@@ -68,6 +68,9 @@ type Client struct {
 	order    []string                            // apps in the order their status changed
 	wake     chan struct{}
 	partial  map[string]*assembly // bundles arriving in chunks, per app
+	// assembled is, per app, the newest generation assembled or failed on this stream: its
+	// chunks sent again are ignored.
+	assembled map[string]uint64
 
 	route *route // which hub replica to dial (redirect.go)
 }
@@ -84,7 +87,8 @@ func New(cfg Config) *Client {
 	}
 	return &Client{
 		cfg: cfg, log: cfg.Logger, statuses: map[string]*flotillav1.AgentMessage{},
-		wake: make(chan struct{}, 1), partial: map[string]*assembly{}, route: newRoute(cfg.Addrs),
+		wake: make(chan struct{}, 1), partial: map[string]*assembly{}, assembled: map[string]uint64{},
+		route: newRoute(cfg.Addrs),
 	}
 }
 
@@ -151,6 +155,7 @@ func (c *Client) session(ctx context.Context, addr string) error {
 	defer conn.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	defer c.streamEnded()
 	stream, err := flotillav1.NewAgentServiceClient(conn).Connect(ctx)
 	if err != nil {
 		return err
@@ -344,6 +349,7 @@ func statusToProto(s syncer.AppStatus) *flotillav1.AppStatus {
 	for _, r := range s.Resources {
 		p.Resources = append(p.Resources, &flotillav1.ResourceStatus{Object: refToProto(r.Object), Health: r.Health, Message: r.Message})
 	}
+	fitStatus(p, statusBudget)
 	return p
 }
 

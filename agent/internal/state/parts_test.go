@@ -99,7 +99,7 @@ func TestSaveLoadLargeState(t *testing.T) {
 	for i := range wantParts {
 		name := SecretName("shop")
 		if i > 0 {
-			name = PartName("shop", i)
+			name = PartName("shop", head.Annotations[AnnotationPartSet], i)
 		}
 		sec := secs[name]
 		if sec == nil {
@@ -200,7 +200,12 @@ func TestLoadReportsCorruptPart(t *testing.T) {
 		t.Fatal(err)
 	}
 	secrets := cs.CoreV1().Secrets(ns)
-	part, err := secrets.Get(ctx, PartName("shop", 2), metav1.GetOptions{})
+	head, err := secrets.Get(ctx, SecretName("shop"), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := head.Annotations[AnnotationPartSet]
+	part, err := secrets.Get(ctx, PartName("shop", set, 2), metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,12 +221,12 @@ func TestLoadReportsCorruptPart(t *testing.T) {
 		t.Errorf("loaded %v, want only good", keys(got))
 	}
 
-	if err := secrets.Delete(ctx, PartName("shop", 1), metav1.DeleteOptions{}); err != nil {
+	if err := secrets.Delete(ctx, PartName("shop", set, 1), metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	got, err = NewStore(cs, ns).Load(ctx)
-	if err == nil || !strings.Contains(err.Error(), PartName("shop", 1)) || got["shop"] != nil {
-		t.Errorf("with a part missing: loaded %v, error %v; want an error naming %s", keys(got), err, PartName("shop", 1))
+	if err == nil || !strings.Contains(err.Error(), PartName("shop", set, 1)) || got["shop"] != nil {
+		t.Errorf("with a part missing: loaded %v, error %v; want an error naming %s", keys(got), err, PartName("shop", set, 1))
 	}
 
 	// A Store that finds the state unreadable writes it anew.
@@ -234,94 +239,219 @@ func TestLoadReportsCorruptPart(t *testing.T) {
 	}
 }
 
-// cutTransport passes write requests until its allowance runs out, then fails them: a crash
-// in the middle of a Save.
-type cutTransport struct {
-	next  http.RoundTripper
-	allow *atomic.Int64
+// faultMode is how a faultTransport fails the write it is armed for.
+type faultMode int
+
+const (
+	// crash: that write and every later one fail without reaching the API server (the agent
+	// died before sending it).
+	crash faultMode = iota
+	// failOne: only that write fails; later ones pass (a transient error).
+	failOne
+	// lostReply: that write reaches the API server but its reply is lost, and every later
+	// write fails (the agent died while the server wrote).
+	lostReply
+	// cancelSave: the Save's context is cancelled as that write is sent.
+	cancelSave
+)
+
+func (m faultMode) String() string {
+	return [...]string{"crash", "fail one", "lost reply", "cancel"}[m]
+}
+
+// fault arms a faultTransport. Save runs in the test's goroutine, and so do the round trips
+// of its requests: only allow needs to be atomic (cutClient's callers set it directly).
+type fault struct {
+	allow  atomic.Int64 // writes that pass before the fault
+	mode   faultMode
+	cancel context.CancelFunc
+	before func() // called before every write request, when set
+	hit    bool   // the fault struck
+}
+
+// arm lets n writes pass, then injects the fault of mode.
+func (f *fault) arm(n int, mode faultMode, cancel context.CancelFunc) {
+	f.mode, f.cancel, f.hit = mode, cancel, false
+	f.allow.Store(int64(n))
+}
+
+// disarm lets every write pass again and reports whether the fault struck.
+func (f *fault) disarm() bool {
+	f.allow.Store(1 << 40)
+	f.mode, f.cancel = crash, nil
+	return f.hit
+}
+
+// faultTransport injects f's fault into the write requests that pass through it.
+type faultTransport struct {
+	next http.RoundTripper
+	f    *fault
 }
 
 var errCut = errors.New("cut: the agent died here")
 
-func (c cutTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+func (c faultTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions:
-	default:
-		if c.allow.Add(-1) < 0 {
-			return nil, errCut
-		}
+		return c.next.RoundTrip(r)
 	}
-	return c.next.RoundTrip(r)
+	f := c.f
+	if f.before != nil {
+		f.before()
+	}
+	n := f.allow.Add(-1)
+	if n >= 0 || (f.mode == failOne && n < -1) {
+		return c.next.RoundTrip(r)
+	}
+	f.hit = true
+	switch f.mode {
+	case lostReply:
+		if n == -1 {
+			if resp, err := c.next.RoundTrip(r); err == nil {
+				_ = resp.Body.Close()
+			}
+		}
+	case cancelSave:
+		f.cancel()
+		return c.next.RoundTrip(r) // its context is the Save's, now cancelled
+	}
+	return nil, errCut
 }
 
-func cutClient(t *testing.T) (kubernetes.Interface, *atomic.Int64) {
+// faultClient returns a clientset for the shared cluster whose writes pass through a
+// faultTransport, unarmed.
+func faultClient(t *testing.T) (kubernetes.Interface, *fault) {
 	t.Helper()
 	cfg := rest.CopyConfig(shared.Clusters(t)[0].Config)
-	allow := &atomic.Int64{}
-	allow.Store(1 << 40)
-	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return cutTransport{next: rt, allow: allow} })
+	f := &fault{}
+	f.disarm()
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return faultTransport{next: rt, f: f} })
 	cfg.QPS, cfg.Burst = -1, 0
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return cs, allow
+	return cs, f
 }
 
-// TestInterruptedSave cuts a Save after every number of writes: Load then returns the old
-// state, the new one, or reports the state unreadable; never anything else, and never the new
-// state before its head is written.
-func TestInterruptedSave(t *testing.T) {
-	tests := []struct {
-		name     string
-		old, new *AppState
-	}{
-		{"large over large", bigState("shop", 2<<20, 10), bigState("shop", 2<<20, 11)},
-		{"small over large", bigState("shop", 2<<20, 12), sample("shop")},
-		{"large over small", sample("shop"), bigState("shop", 2<<20, 13)},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			newParts := (compressedSize(t, tt.new) + MaxPartSize - 1) / MaxPartSize
-			for cut := 0; cut <= newParts; cut++ {
-				cs, allow := cutClient(t)
-				ns := uniq("state-cut")
-				ctx := ctx(t)
-				st := NewStore(cs, ns)
-				if err := st.Save(ctx, tt.old); err != nil {
-					t.Fatal(err)
-				}
-				allow.Store(int64(cut))
-				err := st.Save(ctx, tt.new)
-				allow.Store(1 << 40)
-				headWritten := cut >= newParts // parts first, the head last
-				if !headWritten && !errors.Is(err, errCut) {
-					t.Fatalf("cut after %d writes: Save = %v, want the cut", cut, err)
-				}
-				got, loadErr := NewStore(cs, ns).Load(ctx)
-				switch s := got["shop"]; {
-				case headWritten:
-					if loadErr != nil || !reflect.DeepEqual(s, tt.new) {
-						t.Fatalf("cut after %d writes, the head written: Load = %v, %v; want the new state", cut, s != nil, loadErr)
-					}
-				case s == nil:
-					if loadErr == nil {
-						t.Fatalf("cut after %d writes: no state and no error", cut)
-					}
-				case reflect.DeepEqual(s, tt.old):
-				default:
-					t.Fatalf("cut after %d of %d writes: Load returned revision %q, neither the old state nor unreadable", cut, newParts, s.Revision)
-				}
+// cutClient returns a clientset that passes as many writes as the returned counter allows,
+// then fails them all: a crash in the middle of a Save.
+func cutClient(t *testing.T) (kubernetes.Interface, *atomic.Int64) {
+	cs, f := faultClient(t)
+	return cs, &f.allow
+}
 
-				// Whatever the cut left, the next Save writes the new state and leaves no
-				// surplus parts, even from a Store that knows nothing.
-				if err := NewStore(cs, ns).Save(ctx, tt.new); err != nil {
-					t.Fatal(err)
+// interruptions are the state changes TestInterruptedSave cuts short.
+var interruptions = []struct {
+	name     string
+	old, new *AppState
+}{
+	{"large over large", bigState("shop", 1<<20, 10), bigState("shop", 1<<20, 11)},
+	{"small over large", bigState("shop", 1<<20, 12), sample("shop")},
+	{"large over small", sample("shop"), bigState("shop", 1<<20, 13)},
+}
+
+// TestInterruptedSave fails the first, second, ... write of a Save in every way a write can
+// fail (the agent dies before or after the API server wrote, a transient error, the Save's
+// context cancelled), until a Save meets no fault. After each, a fresh reader loads the
+// complete old state or the complete new one, never an error or nothing; a Save that
+// succeeded left the new one; and the next Save, from a Store that knows nothing, leaves no
+// surplus parts behind.
+func TestInterruptedSave(t *testing.T) {
+	clean, _ := client(t)
+	for _, tt := range interruptions {
+		for _, mode := range []faultMode{crash, failOne, lostReply, cancelSave} {
+			t.Run(tt.name+"/"+mode.String(), func(t *testing.T) {
+				newParts := (compressedSize(t, tt.new) + MaxPartSize - 1) / MaxPartSize
+				cut := 0
+				for ; ; cut++ {
+					cs, f := faultClient(t)
+					ns := uniq("state-cut")
+					ctx := ctx(t)
+					st := NewStore(cs, ns)
+					if err := st.Save(ctx, tt.old); err != nil {
+						t.Fatal(err)
+					}
+					saveCtx, cancel := context.WithCancel(ctx)
+					f.arm(cut, mode, cancel)
+					err := st.Save(saveCtx, tt.new)
+					cancel()
+					hit := f.disarm()
+
+					got, loadErr := NewStore(clean, ns).Load(ctx)
+					if loadErr != nil {
+						t.Fatalf("fault at write %d: Load: %v; want the old or the new state", cut+1, loadErr)
+					}
+					switch s := got["shop"]; {
+					case reflect.DeepEqual(s, tt.new):
+					case reflect.DeepEqual(s, tt.old):
+						if err == nil {
+							t.Fatalf("fault at write %d: Save succeeded, Load returned the old state", cut+1)
+						}
+					case s == nil:
+						t.Fatalf("fault at write %d: Load found no state", cut+1)
+					default:
+						t.Fatalf("fault at write %d: Load returned revision %q, neither the old state nor the new", cut+1, s.Revision)
+					}
+
+					// Whatever the fault left, the next Save writes the new state and leaves
+					// no surplus parts, even from a Store that knows nothing.
+					if err := NewStore(cs, ns).Save(ctx, tt.new); err != nil {
+						t.Fatal(err)
+					}
+					if secs := stateSecrets(t, ctx, clean, ns, "shop"); len(secs) != newParts {
+						t.Fatalf("fault at write %d, then saved again: state Secrets %v, want %d", cut+1, names(secs), newParts)
+					}
+					if !hit {
+						break // this Save ran to its end: every one of its writes has failed once
+					}
 				}
-				if n := len(stateSecrets(t, ctx, cs, ns, "shop")); n != newParts {
-					t.Fatalf("cut after %d writes, then saved again: %d state Secrets, want %d", cut, n, newParts)
+				t.Logf("a Save of %d parts over %d makes %d writes; each failed in turn", newParts,
+					(compressedSize(t, tt.old)+MaxPartSize-1)/MaxPartSize, cut)
+			})
+		}
+	}
+}
+
+// TestSaveReaderSeesOldOrNew loads the state from another client before and after every
+// write a Save makes: a reader always finds the complete old state or the complete new one.
+func TestSaveReaderSeesOldOrNew(t *testing.T) {
+	clean, _ := client(t)
+	for _, tt := range interruptions {
+		t.Run(tt.name, func(t *testing.T) {
+			cs, f := faultClient(t)
+			ns := uniq("state-reader")
+			ctx := ctx(t)
+			st := NewStore(cs, ns)
+			if err := st.Save(ctx, tt.old); err != nil {
+				t.Fatal(err)
+			}
+			var reads, sawNew int
+			f.before = func() {
+				reads++
+				got, err := NewStore(clean, ns).Load(ctx)
+				switch s := got["shop"]; {
+				case err != nil:
+					t.Errorf("read %d: Load: %v", reads, err)
+				case reflect.DeepEqual(s, tt.new):
+					sawNew++
+				case !reflect.DeepEqual(s, tt.old):
+					t.Errorf("read %d: Load returned %v, neither the old state nor the new", reads, s != nil)
+				case sawNew > 0:
+					t.Errorf("read %d: the old state again after the new one", reads)
 				}
 			}
+			if err := st.Save(ctx, tt.new); err != nil {
+				t.Fatal(err)
+			}
+			f.before = nil
+			if got, err := NewStore(clean, ns).Load(ctx); err != nil || !reflect.DeepEqual(got["shop"], tt.new) {
+				t.Fatalf("after the Save: %v", err)
+			}
+			if reads < 2 {
+				t.Fatalf("the Save made %d writes; the test needs a state of several parts", reads)
+			}
+			t.Logf("%d reads during the Save, %d of them saw the new state", reads, sawNew)
 		})
 	}
 }
@@ -386,21 +516,28 @@ func TestPartNames(t *testing.T) {
 		if strings.Contains(head, ".") {
 			t.Errorf("SecretName(%q) = %q holds a dot", app, head)
 		}
-		for _, i := range []int{1, maxParts} {
-			p := PartName(app, i)
-			if h, n, ok := splitPartName(p); !ok || h != head || n != i {
-				t.Errorf("splitPartName(%q) = %q, %d, %v", p, h, n, ok)
+		for _, set := range []string{"", partSet(strings.Repeat("0123456789abcdef", 4))} {
+			for _, i := range []int{1, maxParts} {
+				p := PartName(app, set, i)
+				if h, gotSet, n, ok := splitPartName(p); !ok || h != head || gotSet != set || n != i {
+					t.Errorf("splitPartName(%q) = %q, %q, %d, %v", p, h, gotSet, n, ok)
+				}
+				if errs := validation.IsDNS1123Subdomain(p); len(errs) > 0 {
+					t.Errorf("PartName(%q, %q, %d) = %q: %v", app, set, i, p, errs)
+				}
 			}
 		}
 		if v := AppLabelValue(app); len(validation.IsValidLabelValue(v)) > 0 {
 			t.Errorf("AppLabelValue(%q) = %q: %v", app, v, validation.IsValidLabelValue(v))
 		}
 	}
-	if AppLabelValue("shop") != "shop" || PartName("shop", 2) != "flotilla-app-shop.2" {
-		t.Errorf("AppLabelValue(shop) = %q, PartName(shop, 2) = %q", AppLabelValue("shop"), PartName("shop", 2))
+	if AppLabelValue("shop") != "shop" || PartName("shop", "", 2) != "flotilla-app-shop.2" || PartName("shop", "0a1b", 2) != "flotilla-app-shop.0a1b.2" {
+		t.Errorf("AppLabelValue(shop) = %q, PartName(shop, 2) = %q, %q", AppLabelValue("shop"), PartName("shop", "", 2), PartName("shop", "0a1b", 2))
 	}
-	if _, _, ok := splitPartName(SecretName("shop-1")); ok {
-		t.Error("a head name parses as a part name")
+	for _, name := range []string{SecretName("shop-1"), "flotilla-app-shop..2", "flotilla-app-shop.a.b.2", "flotilla-app-shop.02"} {
+		if _, _, _, ok := splitPartName(name); ok {
+			t.Errorf("%q parses as a part name", name)
+		}
 	}
 }
 

@@ -41,6 +41,10 @@ const (
 	// AnnotationSHA256, on the head, is the hex sha256 of the whole compressed state: the
 	// DataKey values of the head and its parts, in order.
 	AnnotationSHA256 = "flotilla.dev/state-sha256"
+	// AnnotationPartSet, on the head of a state cut into parts, names the set its parts belong
+	// to: the first 16 hex digits of AnnotationSHA256. Each state's parts have names of their
+	// own, so a Save never overwrites the parts the current head names.
+	AnnotationPartSet = "flotilla.dev/state-part-set"
 	// MaxPartSize bounds the compressed bytes one Secret holds. The API server refuses a
 	// Secret whose data exceeds 1 MiB; this leaves room under 900 KiB.
 	MaxPartSize = 896 << 10
@@ -261,12 +265,21 @@ func SecretName(app string) string {
 	return SecretPrefix + sanitized(app, 180)
 }
 
-// PartName returns the name of part i (from 1) of app's state: the head's name, a dot and i.
-// The dot keeps it apart from every head: "flotilla-app-shop-1" would be the head of app
-// "shop-1".
-func PartName(app string, i int) string { return partName(SecretName(app), i) }
+// PartName returns the name of part i (from 1) of the part set set of app's state: the head's
+// name, a dot, the set, a dot and i. The dot keeps it apart from every head:
+// "flotilla-app-shop-1" would be the head of app "shop-1".
+func PartName(app, set string, i int) string { return partName(SecretName(app), set, i) }
 
-func partName(head string, i int) string { return head + "." + strconv.Itoa(i) }
+// partName is head.set.i, or head.i for the empty set (states written before part sets).
+func partName(head, set string, i int) string {
+	if set == "" {
+		return head + "." + strconv.Itoa(i)
+	}
+	return head + "." + set + "." + strconv.Itoa(i)
+}
+
+// partSet returns the part set name of a state whose compressed form has the hex sha256 sum.
+func partSet(sum string) string { return sum[:16] }
 
 // AppLabelValue returns the value of LabelAppState for app: the app name when it is a valid
 // label value, else a sanitised form with a short hash of the app name.

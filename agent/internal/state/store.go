@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -21,12 +22,14 @@ import (
 //
 // An app's state is its JSON document, gzip-compressed and cut into parts of at most
 // MaxPartSize bytes. The head Secret, SecretName(app), holds the first part, the number of
-// parts and the sha256 of the whole; the Secrets PartName(app, 1), PartName(app, 2), ... hold
-// the rest. Save writes the parts first, the head last, and deletes surplus parts after; Load
-// accepts a state only when the parts its head names add up to the head's checksum. So a write
-// cut short anywhere leaves the old state, the new one, or a state Load reports as unreadable:
-// never a mix that loads. Parts that no head names (orphans of an interrupted write or delete)
-// are ignored.
+// parts, the sha256 of the whole and the name of its part set (derived from that sha256); the
+// Secrets partName(head, set, 1), partName(head, set, 2), ... hold the rest. Parts are never
+// overwritten: Save writes a new state's parts under its new set's names, then switches the
+// head (one atomic update), then deletes the parts no head names. So a reader, whose List of
+// the namespace is one consistent snapshot, always finds either the complete old state or the
+// complete new one, wherever a write was cut short; Load accepts a state only when the parts
+// its head names add up to the head's checksum. Parts that no head names (left by a write cut
+// short before or after its head) are ignored, and the app's next Save deletes them.
 type Store struct {
 	client    kubernetes.Interface
 	namespace string
@@ -40,7 +43,8 @@ type written struct {
 	resourceVersion string            // of the head
 	sum             [sha256.Size]byte // of the JSON document
 	parts           int               // the head's part count
-	orphans         bool              // parts beyond the count may be left to delete
+	set             string            // the head's part set ("" when written before part sets)
+	orphans         bool              // parts no head names may be left to delete
 }
 
 // NewStore returns a Store keeping state Secrets in namespace.
@@ -93,12 +97,12 @@ func (s *Store) Load(ctx context.Context) (map[string]*AppState, error) {
 		s.saved[st.App] = w
 		loaded[head.Name] = st.App
 	}
-	// Parts beyond a loaded head's count are left over from a write that stopped before its
-	// clean-up: the app's next Save deletes them.
+	// Parts a loaded head does not name are left over from a write that was cut short: the
+	// app's next Save deletes them.
 	for _, p := range parts {
-		head, i, ok := splitPartName(p.Name)
+		head, set, i, ok := splitPartName(p.Name)
 		app, isLoaded := loaded[head]
-		if ok && isLoaded && i >= s.saved[app].parts {
+		if ok && isLoaded && !s.saved[app].names(set, i) {
 			w := s.saved[app]
 			w.orphans = true
 			s.saved[app] = w
@@ -149,19 +153,26 @@ func (s *Store) Save(ctx context.Context, st *AppState) error {
 	data := compress(doc)
 	chunks := split(data, MaxPartSize)
 	whole := sha256.Sum256(data)
+	wholeHex := hex.EncodeToString(whole[:])
+	set := ""
+	if len(chunks) > 1 {
+		set = partSet(wholeHex)
+	}
+	// The new parts first, under names no head names yet (unless the head already holds this
+	// very content): the old state stays complete until the head switches.
 	for i := 1; i < len(chunks); i++ {
-		if err := s.writePart(ctx, s.part(st.App, i, chunks[i]), i < prev.parts); err != nil {
+		if err := s.writePart(ctx, s.part(st.App, set, i, chunks[i])); err != nil {
 			return fmt.Errorf("save state of %s: part %d of %d: %w", st.App, i+1, len(chunks), err)
 		}
 	}
-	head := s.head(st.App, chunks[0], len(chunks), hex.EncodeToString(whole[:]))
+	head := s.head(st.App, chunks[0], len(chunks), wholeHex, set)
 	out, replaced, err := s.writeHead(ctx, head, prev.resourceVersion)
 	if err != nil {
 		return fmt.Errorf("save state of %s: %w", st.App, err)
 	}
-	// Surplus parts to delete: those of a longer state, or of a state this Store did not know.
-	now := written{resourceVersion: out.ResourceVersion, sum: sum, parts: len(chunks),
-		orphans: prev.orphans || prev.parts > len(chunks) || !known || replaced}
+	// The old state's parts are now named by no head: delete them (and any other leftovers).
+	now := written{resourceVersion: out.ResourceVersion, sum: sum, parts: len(chunks), set: set,
+		orphans: prev.orphans || prev.parts > 1 || !known || replaced}
 	s.remember(st.App, now)
 	if now.orphans {
 		s.deleteSurplus(ctx, st.App, now)
@@ -179,7 +190,7 @@ func (s *Store) Delete(ctx context.Context, app string) error {
 	s.mu.Lock()
 	delete(s.saved, app)
 	s.mu.Unlock()
-	if err := s.deleteParts(ctx, app, 1); err != nil {
+	if err := s.deleteParts(ctx, app, written{}); err != nil {
 		return fmt.Errorf("delete state of %s: %w", app, err)
 	}
 	return nil
@@ -207,7 +218,7 @@ func (s *Store) read(ctx context.Context, app string) (written, error) {
 	if err != nil {
 		return cur, nil
 	}
-	cur.parts = n
+	cur.parts, cur.set = n, head.Annotations[AnnotationPartSet]
 	var parts map[string]*corev1.Secret
 	if n > 1 {
 		if parts, err = s.listParts(ctx, app); err != nil {
@@ -215,7 +226,7 @@ func (s *Store) read(ctx context.Context, app string) (written, error) {
 		}
 		cur.orphans = false
 		for name := range parts {
-			if _, i, ok := splitPartName(name); ok && i >= n {
+			if _, set, i, ok := splitPartName(name); ok && !cur.names(set, i) {
 				cur.orphans = true
 			}
 		}
@@ -232,19 +243,13 @@ func (s *Store) read(ctx context.Context, app string) (written, error) {
 	return cur, nil
 }
 
-// writePart writes one part, unconditionally: a part has no version of its own, the head's
-// checksum binds it.
-func (s *Store) writePart(ctx context.Context, part *corev1.Secret, exists bool) error {
-	secrets := s.client.CoreV1().Secrets(s.namespace)
-	if exists {
-		_, err := secrets.Update(ctx, part, metav1.UpdateOptions{})
-		if !apierrors.IsNotFound(err) {
-			return err
-		}
-	}
+// writePart writes one part. Part names are derived from the content of the whole state, so
+// a part that exists already (left by a write of the same state that was cut short) gets the
+// same bytes.
+func (s *Store) writePart(ctx context.Context, part *corev1.Secret) error {
 	_, err := s.create(ctx, part)
 	if apierrors.IsAlreadyExists(err) {
-		_, err = secrets.Update(ctx, part, metav1.UpdateOptions{})
+		_, err = s.client.CoreV1().Secrets(s.namespace).Update(ctx, part, metav1.UpdateOptions{})
 	}
 	return err
 }
@@ -275,11 +280,11 @@ func (s *Store) writeHead(ctx context.Context, head *corev1.Secret, resourceVers
 	return out, true, err
 }
 
-// deleteSurplus deletes the parts of app beyond w's count and records the outcome. A failure
-// does not fail the Save that wrote the state (the state is written, and Load ignores
+// deleteSurplus deletes the parts of app that w does not name and records the outcome. A
+// failure does not fail the Save that wrote the state (the state is written, and Load ignores
 // surplus parts); the next Save tries again.
 func (s *Store) deleteSurplus(ctx context.Context, app string, w written) {
-	w.orphans = s.deleteParts(ctx, app, w.parts) != nil
+	w.orphans = s.deleteParts(ctx, app, w) != nil
 	s.mu.Lock()
 	if cur, ok := s.saved[app]; ok && cur.resourceVersion == w.resourceVersion {
 		s.saved[app] = w
@@ -287,15 +292,15 @@ func (s *Store) deleteSurplus(ctx context.Context, app string, w written) {
 	s.mu.Unlock()
 }
 
-// deleteParts deletes every part of app with an index of from or more.
-func (s *Store) deleteParts(ctx context.Context, app string, from int) error {
+// deleteParts deletes every part of app that keep does not name (all of them for a zero keep).
+func (s *Store) deleteParts(ctx context.Context, app string, keep written) error {
 	parts, err := s.listParts(ctx, app)
 	if err != nil {
 		return err
 	}
 	var errs []error
 	for name := range parts {
-		if _, i, ok := splitPartName(name); !ok || i < from {
+		if _, set, i, ok := splitPartName(name); !ok || keep.names(set, i) {
 			continue
 		}
 		err := s.client.CoreV1().Secrets(s.namespace).Delete(ctx, name, metav1.DeleteOptions{})
@@ -304,6 +309,11 @@ func (s *Store) deleteParts(ctx context.Context, app string, from int) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// names reports whether part i of the part set set belongs to the state w describes.
+func (w written) names(set string, i int) bool {
+	return set == w.set && i >= 1 && i < w.parts
 }
 
 // listParts returns app's part Secrets by name.
@@ -318,21 +328,24 @@ func (s *Store) listParts(ctx context.Context, app string) (map[string]*corev1.S
 	parts := make(map[string]*corev1.Secret, len(list.Items))
 	for i := range list.Items {
 		p := &list.Items[i]
-		if h, _, ok := splitPartName(p.Name); ok && h == head {
+		if h, _, _, ok := splitPartName(p.Name); ok && h == head {
 			parts[p.Name] = p
 		}
 	}
 	return parts, nil
 }
 
-func (s *Store) head(app string, data []byte, parts int, sum string) *corev1.Secret {
+func (s *Store) head(app string, data []byte, parts int, sum, set string) *corev1.Secret {
 	sec := s.secret(SecretName(app), app, data)
 	sec.Annotations = map[string]string{AnnotationParts: strconv.Itoa(parts), AnnotationSHA256: sum}
+	if set != "" {
+		sec.Annotations[AnnotationPartSet] = set
+	}
 	return sec
 }
 
-func (s *Store) part(app string, i int, data []byte) *corev1.Secret {
-	sec := s.secret(PartName(app, i), app, data)
+func (s *Store) part(app, set string, i int, data []byte) *corev1.Secret {
+	sec := s.secret(partName(SecretName(app), set, i), app, data)
 	sec.Labels[LabelPart] = strconv.Itoa(i)
 	return sec
 }
@@ -386,7 +399,7 @@ func readState(head *corev1.Secret, part func(name string) (*corev1.Secret, erro
 	if err != nil {
 		return nil, w, fmt.Errorf("decode: %w", err)
 	}
-	return st, written{resourceVersion: head.ResourceVersion, sum: sha256.Sum256(norm), parts: n}, nil
+	return st, written{resourceVersion: head.ResourceVersion, sum: sha256.Sum256(norm), parts: n, set: head.Annotations[AnnotationPartSet]}, nil
 }
 
 // assemble returns the compressed state of a head and its parts, checked against the head's
@@ -403,10 +416,14 @@ func assemble(head *corev1.Secret, part func(name string) (*corev1.Secret, error
 	if want == "" {
 		return first, 1, nil // written before states had parts: gzip's own checksum guards it
 	}
+	set := head.Annotations[AnnotationPartSet]
+	if n > 1 && set != "" && set != partSet(want) {
+		return nil, 0, fmt.Errorf("annotation %s: %q does not match the checksum", AnnotationPartSet, set)
+	}
 	var buf bytes.Buffer
 	buf.Write(first)
 	for i := 1; i < n; i++ {
-		name := partName(head.Name, i)
+		name := partName(head.Name, set, i)
 		p, err := part(name)
 		if err != nil {
 			return nil, n, fmt.Errorf("part %d of %d (%s): %w", i+1, n, name, err)
@@ -444,23 +461,26 @@ func headParts(head *corev1.Secret) (int, string, error) {
 	return n, sum, nil
 }
 
-// splitPartName splits a part's name into its head's name and its index.
-func splitPartName(name string) (head string, i int, ok bool) {
-	dot := -1
-	for j := len(name) - 1; j >= 0; j-- {
-		if name[j] == '.' {
-			dot = j
-			break
+// splitPartName splits a part's name into its head's name, its part set ("" for a part
+// written before part sets) and its index. Head names never hold a dot.
+func splitPartName(name string) (head, set string, i int, ok bool) {
+	fields := strings.Split(name, ".")
+	switch len(fields) {
+	case 2:
+	case 3:
+		set = fields[1]
+		if set == "" {
+			return "", "", 0, false
 		}
+	default:
+		return "", "", 0, false
 	}
-	if dot < 0 {
-		return "", 0, false
+	last := fields[len(fields)-1]
+	i, err := strconv.Atoi(last)
+	if err != nil || i < 1 || strconv.Itoa(i) != last {
+		return "", "", 0, false
 	}
-	i, err := strconv.Atoi(name[dot+1:])
-	if err != nil || i < 1 || strconv.Itoa(i) != name[dot+1:] {
-		return "", 0, false
-	}
-	return name[:dot], i, true
+	return fields[0], set, i, true
 }
 
 // split cuts data into chunks of at most size bytes; there is always at least one.

@@ -130,6 +130,8 @@ type app struct {
 	// pruneFailed counts the deletions of the last prune that failed; they are retried, the
 	// pruneTries-th time with backoff (prune.go).
 	pruneFailed, pruneTries int
+	// unsaved records failed state writes (save.go).
+	unsaved unsavedState
 }
 
 // NewController returns a Controller; Load, then Run it.
@@ -376,7 +378,9 @@ func (c *Controller) reconcile(ctx context.Context, name string) {
 	case removing:
 		c.removeApp(ctx, a, applied)
 		return
-	case d == nil:
+	}
+	c.saveUnsaved(ctx, a)
+	if d == nil {
 		return
 	}
 	c.pruneLast(ctx, a)
@@ -404,9 +408,7 @@ func (c *Controller) reconcile(ctx context.Context, name string) {
 		}
 		c.mu.Unlock()
 		if unmark {
-			if err := c.store.Save(ctx, applied); err != nil {
-				c.log.Warn("saving state failed", logging.KeyApp, name, logging.Err(err))
-			}
+			_ = c.save(ctx, a, applied) // a failure is retried (save.go)
 		}
 		if ack {
 			c.cfg.Reporter.Ack(name, d.Generation, d.Revision, d.Digest)

@@ -47,8 +47,6 @@ import (
 // rollbackState is an app's automatic-rollback bookkeeping; guarded by Controller.mu.
 type rollbackState struct {
 	due *rollbackDue // an unhealthy revision to roll back from, found by assess
-	// unsaved: the state written by a rollback could not be saved; saved on the next pass.
-	unsaved bool
 	// cancelAssess ends the health assessment in progress (a new revision arrived).
 	cancelAssess context.CancelFunc
 }
@@ -157,14 +155,9 @@ func (c *Controller) rollBack(ctx context.Context, a *app, d *Desired, st *state
 		mark.Failed, mark.Error = true, scrub(err.Error())
 		next.RolledBack = mark
 	}
-	saveErr := c.store.Save(ctx, &next)
-	if saveErr != nil {
-		log.Warn("saving state after a rollback failed; retrying", logging.Err(saveErr))
-		c.queue.AddAfter(a.name, backoff(Retry{}, 1))
-	}
+	_ = c.save(ctx, a, &next) // a failure is retried (save.go)
 	c.mu.Lock()
 	a.applied, a.healthFor = &next, nil
-	a.rb.unsaved = saveErr != nil
 	a.drift, a.driftRefs, a.driftAll, a.syncErr = nil, nil, false, ""
 	if res != nil && err == nil {
 		a.notes, a.pending = summarize(res)
@@ -221,19 +214,8 @@ func (c *Controller) holdRolledBack(ctx context.Context, a *app, d *Desired) boo
 		a.applied, a.acked, a.synced = &next, d.Generation, d.Generation
 		st = &next
 	}
-	unsaved := a.rb.unsaved
 	c.mu.Unlock()
 
-	if unsaved {
-		if err := c.store.Save(ctx, st); err != nil {
-			c.log.Warn("saving state after a rollback failed; retrying", logging.KeyApp, a.name, logging.Err(err))
-			c.queue.AddAfter(a.name, backoff(Retry{}, 1))
-		} else {
-			c.mu.Lock()
-			a.rb.unsaved = false
-			c.mu.Unlock()
-		}
-	}
 	if ack {
 		c.cfg.Reporter.Ack(d.App, d.Generation, st.Revision, st.Digest)
 	}

@@ -153,10 +153,7 @@ func (c *Controller) recordHealthy(ctx context.Context, a *app, st *state.AppSta
 	}
 	next := *st
 	next.HealthyRevision, next.HealthyDigest, next.HealthyBundle = st.Revision, st.Digest, st.Bundle
-	if err := c.store.Save(ctx, &next); err != nil {
-		c.log.Warn("saving healthy revision failed", logging.KeyApp, a.name, logging.Err(err))
-		return
-	}
+	_ = c.save(ctx, a, &next) // a failure is retried (save.go)
 	c.mu.Lock()
 	if a.applied == st {
 		a.applied, a.healthFor = &next, &next
@@ -186,10 +183,7 @@ func (c *Controller) pruneLast(ctx context.Context, a *app) {
 	log.Info("pruned after healthy", keyPruned, len(res.Pruned), keyHeld, len(res.Held))
 	next := *st
 	next.Inventory = toStateRefs(res.Inventory)
-	if err := c.store.Save(ctx, &next); err != nil {
-		log.Warn("saving state after prune failed", logging.Err(err))
-		return
-	}
+	_ = c.save(ctx, a, &next) // a failure is retried (save.go)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if a.applied == st {
@@ -280,6 +274,7 @@ func (c *Controller) statusOf(a *app) AppStatus {
 		}
 	}
 	s.Message = strings.Join(msgs, "; ")
+	a.unsavedStatus(&s)
 	return s
 }
 

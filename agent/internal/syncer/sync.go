@@ -32,7 +32,7 @@ func (c *Controller) sync(ctx context.Context, a *app, d *Desired, applied *stat
 		if applied != nil {
 			st.HealthyRevision, st.HealthyDigest, st.HealthyBundle = applied.HealthyRevision, applied.HealthyDigest, applied.HealthyBundle
 		}
-		err = c.store.Save(ctx, st)
+		_ = c.save(ctx, a, st) // the cluster holds st either way; a failure is retried (save.go)
 	}
 	if ctx.Err() != nil {
 		return // shutting down: not the revision's fault
@@ -40,7 +40,7 @@ func (c *Controller) sync(ctx context.Context, a *app, d *Desired, applied *stat
 	c.metrics.synced(err, time.Since(start), res)
 	if err != nil {
 		if res != nil && st == nil {
-			c.keepWritten(ctx, a, d, applied, res, log)
+			c.keepWritten(ctx, a, d, applied, res)
 		}
 		c.failed(ctx, a, d, err, log)
 		return
@@ -78,7 +78,7 @@ const deadlineSlack = 50 * time.Millisecond
 
 // keepWritten records the objects a failed sync wrote before failing in the app's inventory,
 // so that they are pruned when no longer rendered; the rest of the state stays as it was.
-func (c *Controller) keepWritten(ctx context.Context, a *app, d *Desired, applied *state.AppState, res *Result, log *slog.Logger) {
+func (c *Controller) keepWritten(ctx context.Context, a *app, d *Desired, applied *state.AppState, res *Result) {
 	var st state.AppState
 	if applied != nil {
 		st = *applied
@@ -86,10 +86,7 @@ func (c *Controller) keepWritten(ctx context.Context, a *app, d *Desired, applie
 		st = state.AppState{App: d.App, Namespace: d.Namespace, Policy: toStatePolicy(d.Policy, d.Health, d.Access)}
 	}
 	st.Inventory = toStateRefs(res.Inventory)
-	if err := c.store.Save(ctx, &st); err != nil {
-		log.Warn("saving the inventory of a failed sync failed", logging.Err(err))
-		return
-	}
+	_ = c.save(ctx, a, &st) // a failure is retried (save.go)
 	c.mu.Lock()
 	a.applied = &st
 	c.mu.Unlock()
@@ -206,21 +203,16 @@ func (c *Controller) removeApp(ctx context.Context, a *app, applied *state.AppSt
 			// Some deletions or releases failed: keep what is left in state and try again.
 			st := *applied
 			st.Inventory = toStateRefs(res.Inventory)
-			if err := c.store.Save(ctx, &st); err != nil {
-				log.Warn("saving state of a removed app failed", logging.Err(err))
-			} else {
-				c.mu.Lock()
-				a.applied = &st
-				c.mu.Unlock()
-			}
+			_ = c.save(ctx, a, &st) // a failure is retried (save.go)
+			c.mu.Lock()
+			a.applied = &st
+			c.mu.Unlock()
 			c.queue.AddAfter(a.name, backoff(Retry{}, 1))
 			return
 		}
 	}
-	if err := c.store.Delete(ctx, a.name); err != nil {
-		log.Warn("deleting state of a removed app failed", logging.Err(err))
-		c.queue.AddAfter(a.name, backoff(Retry{}, 1))
-		return
+	if err := c.deleteState(ctx, a); err != nil {
+		return // retried (save.go)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -198,7 +198,7 @@ func (s *Server) sendDesired(stream flotillav1.AgentService_ConnectServer, d *fl
 		msg := &flotillav1.Desired{
 			App: d.App, Generation: d.Generation, Revision: d.Revision, Digest: d.Bundle.Digest,
 			Namespace: d.Namespace, ChunkIndex: uint32(i), ChunkCount: uint32(len(chunks)), BundleChunk: c,
-			SyncRequested: d.SyncRequested, PruneConfirmed: d.PruneConfirmed,
+			SyncRequested: d.SyncRequested, PruneConfirmed: d.PruneConfirmed, BundleSize: uint64(len(compressed)),
 		}
 		if i == 0 {
 			msg.SyncPolicy = syncPolicyToProto(d)

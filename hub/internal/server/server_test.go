@@ -338,6 +338,9 @@ func TestLargeBundleIsChunked(t *testing.T) {
 		if int(d.ChunkIndex) != len(chunks) || d.Digest != big.Digest {
 			t.Fatalf("chunk %d/%d out of order or with another digest", d.ChunkIndex, d.ChunkCount)
 		}
+		if want := uint64(len(big.Compressed())); d.BundleSize != want {
+			t.Fatalf("chunk %d/%d declares a bundle of %d bytes, want %d", d.ChunkIndex, d.ChunkCount, d.BundleSize, want)
+		}
 		chunks = append(chunks, d.BundleChunk)
 		if len(chunks) == int(d.ChunkCount) {
 			break

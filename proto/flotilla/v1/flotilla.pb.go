@@ -820,7 +820,11 @@ type Desired struct {
 	PruneConfirmed bool `protobuf:"varint,13,opt,name=prune_confirmed,json=pruneConfirmed,proto3" json:"prune_confirmed,omitempty"`
 	// The app's spec.policy. Unset means the default, which fails closed: namespaced objects only
 	// in the destination namespace, no cluster-scoped objects.
-	Policy        *Policy `protobuf:"bytes,14,opt,name=policy,proto3" json:"policy,omitempty"`
+	Policy *Policy `protobuf:"bytes,14,opt,name=policy,proto3" json:"policy,omitempty"`
+	// The size in bytes of the whole compressed bundle, all chunks together; the same in every
+	// chunk. The agent refuses a bundle larger than it accepts before buffering any of it, and
+	// never buffers more than this. 0 (an older hub): only the agent's own limit applies.
+	BundleSize    uint64 `protobuf:"varint,15,opt,name=bundle_size,json=bundleSize,proto3" json:"bundle_size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -951,6 +955,13 @@ func (x *Desired) GetPolicy() *Policy {
 		return x.Policy
 	}
 	return nil
+}
+
+func (x *Desired) GetBundleSize() uint64 {
+	if x != nil {
+		return x.BundleSize
+	}
+	return 0
 }
 
 type SyncPolicy struct {
@@ -1603,8 +1614,10 @@ type AppStatus struct {
 	AppliedDigest   string                 `protobuf:"bytes,7,opt,name=applied_digest,json=appliedDigest,proto3" json:"applied_digest,omitempty"`
 	HealthyRevision string                 `protobuf:"bytes,8,opt,name=healthy_revision,json=healthyRevision,proto3" json:"healthy_revision,omitempty"`
 	AppliedAtUnixMs int64                  `protobuf:"varint,9,opt,name=applied_at_unix_ms,json=appliedAtUnixMs,proto3" json:"applied_at_unix_ms,omitempty"`
-	Drift           []*DriftItem           `protobuf:"bytes,10,rep,name=drift,proto3" json:"drift,omitempty"`
-	Resources       []*ResourceStatus      `protobuf:"bytes,11,rep,name=resources,proto3" json:"resources,omitempty"`
+	// The agent keeps a status within statusBudget (agent/internal/hubclient): items that do not
+	// fit are left out, and message says how many.
+	Drift     []*DriftItem      `protobuf:"bytes,10,rep,name=drift,proto3" json:"drift,omitempty"`
+	Resources []*ResourceStatus `protobuf:"bytes,11,rep,name=resources,proto3" json:"resources,omitempty"`
 	// Set while the agent holds the app at its last healthy revision because this revision did
 	// not become healthy (health.rollback: auto); message says why.
 	RolledBackRevision string `protobuf:"bytes,12,opt,name=rolled_back_revision,json=rolledBackRevision,proto3" json:"rolled_back_revision,omitempty"`
@@ -4186,7 +4199,7 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\bRedirect\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x1a\n" +
-	"\breplicas\x18\x03 \x03(\tR\breplicas\"\x98\x04\n" +
+	"\breplicas\x18\x03 \x03(\tR\breplicas\"\xb9\x04\n" +
 	"\aDesired\x12\x10\n" +
 	"\x03app\x18\x01 \x01(\tR\x03app\x12\x1e\n" +
 	"\n" +
@@ -4207,7 +4220,9 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x13commit_time_unix_ms\x18\v \x01(\x03R\x10commitTimeUnixMs\x12%\n" +
 	"\x0esync_requested\x18\f \x01(\bR\rsyncRequested\x12'\n" +
 	"\x0fprune_confirmed\x18\r \x01(\bR\x0epruneConfirmed\x12+\n" +
-	"\x06policy\x18\x0e \x01(\v2\x13.flotilla.v1.PolicyR\x06policy\"\xb7\x02\n" +
+	"\x06policy\x18\x0e \x01(\v2\x13.flotilla.v1.PolicyR\x06policy\x12\x1f\n" +
+	"\vbundle_size\x18\x0f \x01(\x04R\n" +
+	"bundleSize\"\xb7\x02\n" +
 	"\n" +
 	"SyncPolicy\x12\x1c\n" +
 	"\tautomated\x18\x01 \x01(\bR\tautomated\x12\x14\n" +
