@@ -164,7 +164,7 @@ func desiredFromProto(h *flotillav1.Desired, objs []*unstructured.Unstructured, 
 	if p := h.SyncPolicy; p != nil {
 		d.Policy = syncer.SyncPolicy{
 			Automated: p.Automated, Prune: p.Prune, SelfHeal: p.SelfHeal, AllowEmpty: p.AllowEmpty,
-			CreateNamespace: p.CreateNamespace, PruneLast: p.PruneLast, PreserveResourcesOnDeletion: p.PreserveResourcesOnDeletion,
+			CreateNamespace: p.CreateNamespace, PruneLast: p.PruneLast, PreserveResourcesOnDeletion: p.PreserveResourcesOnDeletion, Force: p.Force,
 		}
 		if r := p.Retry; r != nil {
 			d.Policy.Retry = syncer.Retry{

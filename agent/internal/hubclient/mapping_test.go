@@ -56,3 +56,12 @@ func TestDesiredFromProtoPolicy(t *testing.T) {
 		t.Errorf("unset policy %+v, want the default", d.Access)
 	}
 }
+
+func TestDesiredFromProtoSyncPolicy(t *testing.T) {
+	d := desiredFromProto(&flotillav1.Desired{App: "shop", SyncPolicy: &flotillav1.SyncPolicy{
+		Automated: true, Prune: true, PreserveResourcesOnDeletion: true, Force: true,
+	}}, nil, nil)
+	if p := d.Policy; !p.Automated || !p.Prune || !p.PreserveResourcesOnDeletion || !p.Force {
+		t.Errorf("sync policy %+v, want automated, prune, preserve and force", p)
+	}
+}

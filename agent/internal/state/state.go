@@ -102,6 +102,7 @@ type Policy struct {
 	PruneLast       bool `json:",omitempty"`
 	// PreserveResourcesOnDeletion: removing the app releases its objects instead of deleting.
 	PreserveResourcesOnDeletion bool          `json:",omitempty"`
+	Force                       bool          `json:",omitempty"` // syncOptions Force=true
 	RetryLimit                  int           `json:",omitempty"`
 	RetryDuration               time.Duration `json:",omitempty"`
 	RetryFactor                 float64       `json:",omitempty"`

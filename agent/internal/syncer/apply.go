@@ -131,6 +131,8 @@ type item struct {
 	// recreate is the UID of the live object to delete before writing it: its update changes
 	// immutable fields and it has the sync option Force=true (recreate.go).
 	recreate types.UID
+	// force: the app's or the object's sync options say Force=true.
+	force bool
 }
 
 // Apply applies d in stages (Namespaces and CRDs, then the rest), each object dry-run before
@@ -282,7 +284,7 @@ func (a *Applier) prepare(ctx context.Context, d *Desired) ([]*item, error) {
 	for _, o := range d.Objects {
 		obj := prepareObject(o, d.App)
 		gvk := obj.GroupVersionKind()
-		it := &item{obj: obj, inventory: true}
+		it := &item{obj: obj, inventory: true, force: d.Policy.Force || syncOption(obj, "Force")}
 		namespaced, known, err := a.scope(ctx, gvk, crds, it, &fresh)
 		if err != nil {
 			return nil, err
@@ -439,7 +441,7 @@ func (a *Applier) dryRun(ctx context.Context, it *item, res *Result) error {
 		dry, err = ri.Apply(ctx, it.obj.GetName(), it.obj, opts)
 	}
 	if fields := immutableFields(err); len(fields) > 0 {
-		if !syncOption(it.obj, "Force") {
+		if !it.force {
 			return immutableError(it, fields, err)
 		}
 		if live == nil { // not in the cache: not labelled for an app yet

@@ -33,7 +33,7 @@ func fromStateRefs(refs []state.ObjectRef) []ObjectRef {
 func toStatePolicy(p SyncPolicy, h HealthPolicy, access AccessPolicy) state.Policy {
 	sp := state.Policy{
 		Automated: p.Automated, Prune: p.Prune, SelfHeal: p.SelfHeal, AllowEmpty: p.AllowEmpty,
-		CreateNamespace: p.CreateNamespace, PruneLast: p.PruneLast, PreserveResourcesOnDeletion: p.PreserveResourcesOnDeletion,
+		CreateNamespace: p.CreateNamespace, PruneLast: p.PruneLast, PreserveResourcesOnDeletion: p.PreserveResourcesOnDeletion, Force: p.Force,
 		RetryLimit: p.Retry.Limit, RetryDuration: p.Retry.Duration, RetryFactor: p.Retry.Factor,
 		RetryMaxDuration: p.Retry.MaxDuration,
 		ProgressDeadline: h.ProgressDeadline, AutoRollback: h.AutoRollback,
@@ -66,7 +66,7 @@ func fromStateAccess(p state.Policy) AccessPolicy {
 func fromStatePolicy(p state.Policy) (SyncPolicy, HealthPolicy) {
 	return SyncPolicy{
 			Automated: p.Automated, Prune: p.Prune, SelfHeal: p.SelfHeal, AllowEmpty: p.AllowEmpty,
-			CreateNamespace: p.CreateNamespace, PruneLast: p.PruneLast, PreserveResourcesOnDeletion: p.PreserveResourcesOnDeletion,
+			CreateNamespace: p.CreateNamespace, PruneLast: p.PruneLast, PreserveResourcesOnDeletion: p.PreserveResourcesOnDeletion, Force: p.Force,
 			Retry: Retry{Limit: p.RetryLimit, Duration: p.RetryDuration, Factor: p.RetryFactor, MaxDuration: p.RetryMaxDuration},
 		},
 		HealthPolicy{ProgressDeadline: p.ProgressDeadline, AutoRollback: p.AutoRollback, Rules: healthRules(p.HealthRules)}

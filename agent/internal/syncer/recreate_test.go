@@ -148,6 +148,19 @@ func TestImmutableFieldChange(t *testing.T) {
 	if _, err := e.client.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{}); apierrors.IsNotFound(err) {
 		t.Error("Deployment gone")
 	}
+
+	// Force=true for the whole app (spec.syncPolicy.syncOptions), no annotation.
+	before := uid("Deployment", "web")
+	if _, err := apply(selectorDeployment("web", "web-v3")); err == nil {
+		t.Fatal("changing the selector without Force=true: no error")
+	}
+	policy.Force = true
+	if _, err := apply(selectorDeployment("web", "web-v3")); err != nil {
+		t.Fatalf("with the app's Force=true: %v", err)
+	}
+	if after := uid("Deployment", "web"); after == before || !strings.HasSuffix(after, "/web-v3") {
+		t.Errorf("Deployment after the app's Force=true: %s (was %s), want a new object selecting app=web-v3", after, before)
+	}
 }
 
 // TestImmutableFields reads the fields an Invalid API error says may not change.

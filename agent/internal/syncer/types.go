@@ -48,6 +48,9 @@ type SyncPolicy struct {
 	Retry           Retry
 	// PreserveResourcesOnDeletion: when the app is removed, its objects stay, released.
 	PreserveResourcesOnDeletion bool
+	// Force (syncOptions Force=true): every object of the app is recreated when its update
+	// changes an immutable field, as the per-object annotation does (recreate.go).
+	Force bool
 }
 
 // Retry governs failed syncs.

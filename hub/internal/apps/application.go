@@ -73,6 +73,9 @@ type SyncPolicy struct {
 	// PreserveResourcesOnDeletion: when the app leaves a cluster, its objects stay there,
 	// no longer managed; nothing is deleted.
 	PreserveResourcesOnDeletion bool
+	// Force (syncOptions Force=true): an object whose update changes an immutable field is
+	// deleted and recreated.
+	Force bool
 }
 
 // Retry bounds the retries of a failed sync. Limit 0 means no retries, a negative Limit

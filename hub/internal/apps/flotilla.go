@@ -85,7 +85,7 @@ func parseFlotilla(file string, doc []byte, h header, errAt errorf) (*Applicatio
 			hint = "; " + perObjectHint
 		}
 		errs = append(errs, errAt(fmt.Sprintf("spec.syncPolicy.syncOptions[%d]", i),
-			fmt.Errorf("%q is not supported (want CreateNamespace=true or PruneLast=true%s)", opt, hint)))
+			fmt.Errorf("%q is not supported (want CreateNamespace=true, PruneLast=true or Force=true%s)", opt, hint)))
 	})
 	a.SyncPolicy = sp
 	errs = append(errs, spErrs...)

@@ -41,7 +41,7 @@ func TestLoadDir(t *testing.T) {
 		"api": {
 			File: file("api.yaml"), Repo: "https://git.example.com/platform/deploy.git", Rev: "main",
 			Path: "environments/{{ .labels.env }}/api", Selector: "selector(env=production,region in (eu,us))", Namespace: "api",
-			Sync: SyncPolicy{Automated: true, Prune: true, SelfHeal: true, CreateNamespace: true, PruneLast: true, PreserveResourcesOnDeletion: true,
+			Sync: SyncPolicy{Automated: true, Prune: true, SelfHeal: true, CreateNamespace: true, PruneLast: true, PreserveResourcesOnDeletion: true, Force: true,
 				Retry: Retry{Limit: 5, Duration: 5 * time.Second, Factor: 2, MaxDuration: 3 * time.Minute}},
 			Health: HealthPolicy{ProgressDeadline: 10 * time.Minute, AutoRollback: true},
 		},
@@ -69,7 +69,7 @@ func TestLoadDir(t *testing.T) {
 				`spec.project "team-a" is ignored: Flotilla has no projects`,
 				"destination.server is not supported, use destination.name",
 				`spec.syncPolicy.syncOptions "Validate=false" is not supported and is ignored`,
-				`spec.syncPolicy.syncOptions "Replace=true" is not supported for a whole app and is ignored: set Force=true (to recreate objects whose immutable fields change) per object, in the annotation argocd.argoproj.io/sync-options or flotilla.dev/sync-options`,
+				`spec.syncPolicy.syncOptions "Replace=true" is not supported for a whole app and is ignored: set Force=true (to recreate objects whose immutable fields change) for the app, or per object in the annotation argocd.argoproj.io/sync-options or flotilla.dev/sync-options`,
 			},
 		},
 		"fine": {File: file("broken.yaml"), Repo: "https://git.example.com/fine.git", Rev: "HEAD", Path: "",

@@ -50,7 +50,7 @@ func TestParseErrors(t *testing.T) {
   syncPolicy: {syncOptions: [CreateNamespace=true, Replace=true]}
   health: {rollback: always}
 `, []string{
-			`apps/api.yaml: Application "api": spec.syncPolicy.syncOptions[1]: "Replace=true" is not supported (want CreateNamespace=true or PruneLast=true; set Force=true (to recreate objects whose immutable fields change) per object, in the annotation argocd.argoproj.io/sync-options or flotilla.dev/sync-options)`,
+			`apps/api.yaml: Application "api": spec.syncPolicy.syncOptions[1]: "Replace=true" is not supported (want CreateNamespace=true, PruneLast=true or Force=true; set Force=true (to recreate objects whose immutable fields change) for the app, or per object in the annotation argocd.argoproj.io/sync-options or flotilla.dev/sync-options)`,
 			`apps/api.yaml: Application "api": spec.health.rollback: "always" must be auto or none`,
 		}},
 		{"absolute path", head + "spec: {source: {repoURL: r, path: /etc}, destination: {clusters: [a]}}\n",

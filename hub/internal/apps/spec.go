@@ -83,21 +83,24 @@ func syncOptions(opts []string, sp *SyncPolicy, unknown func(i int, opt string))
 			sp.CreateNamespace = b
 		case k == "PruneLast":
 			sp.PruneLast = b
+		case k == "Force":
+			sp.Force = b
 		default:
 			unknown(i, o)
 		}
 	}
 }
 
-// perObjectOption reports whether opt is a sync option Flotilla takes only per object, in the
-// annotation flotilla.dev/sync-options or argocd.argoproj.io/sync-options: Force and Replace.
+// perObjectOption reports whether opt is Argo CD's Replace, which Flotilla does not take: an
+// update (PUT) cannot change an immutable field either; Force=true, for the whole app or per
+// object, deletes and recreates such an object.
 func perObjectOption(opt string) bool {
 	k, _, _ := strings.Cut(strings.TrimSpace(opt), "=")
-	return k == "Force" || k == "Replace"
+	return k == "Replace"
 }
 
 // perObjectHint is what the message about such an option adds.
-const perObjectHint = "set Force=true (to recreate objects whose immutable fields change) per object, in the annotation argocd.argoproj.io/sync-options or flotilla.dev/sync-options"
+const perObjectHint = "set Force=true (to recreate objects whose immutable fields change) for the app, or per object in the annotation argocd.argoproj.io/sync-options or flotilla.dev/sync-options"
 
 // syncPolicy converts the shared syncPolicy block. Unknown sync options are passed to
 // unknown, which decides whether they are warnings or errors.

@@ -237,7 +237,7 @@ func syncPolicyToProto(d *fleet.Desired) *flotillav1.SyncPolicy {
 	p := d.Policy
 	return &flotillav1.SyncPolicy{
 		Automated: p.Automated, Prune: p.Prune, SelfHeal: p.SelfHeal, AllowEmpty: p.AllowEmpty,
-		CreateNamespace: p.CreateNamespace, PruneLast: p.PruneLast, PreserveResourcesOnDeletion: p.PreserveResourcesOnDeletion,
+		CreateNamespace: p.CreateNamespace, PruneLast: p.PruneLast, PreserveResourcesOnDeletion: p.PreserveResourcesOnDeletion, Force: p.Force,
 		Retry: &flotillav1.Retry{
 			Limit: int32(p.Retry.Limit), BackoffDurationMs: p.Retry.Duration.Milliseconds(),
 			BackoffFactor: p.Retry.Factor, BackoffMaxDurationMs: p.Retry.MaxDuration.Milliseconds(),

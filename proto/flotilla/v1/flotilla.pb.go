@@ -976,8 +976,11 @@ type SyncPolicy struct {
 	// spec.syncPolicy.preserveResourcesOnDeletion: when the app leaves the cluster its objects
 	// stay, released from the agent's management; nothing is deleted.
 	PreserveResourcesOnDeletion bool `protobuf:"varint,8,opt,name=preserve_resources_on_deletion,json=preserveResourcesOnDeletion,proto3" json:"preserve_resources_on_deletion,omitempty"`
-	unknownFields               protoimpl.UnknownFields
-	sizeCache                   protoimpl.SizeCache
+	// syncOptions Force=true: an object whose update changes an immutable field is deleted and
+	// recreated (as the per-object annotation does).
+	Force         bool `protobuf:"varint,9,opt,name=force,proto3" json:"force,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SyncPolicy) Reset() {
@@ -1062,6 +1065,13 @@ func (x *SyncPolicy) GetRetry() *Retry {
 func (x *SyncPolicy) GetPreserveResourcesOnDeletion() bool {
 	if x != nil {
 		return x.PreserveResourcesOnDeletion
+	}
+	return false
+}
+
+func (x *SyncPolicy) GetForce() bool {
+	if x != nil {
+		return x.Force
 	}
 	return false
 }
@@ -4222,7 +4232,7 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x0fprune_confirmed\x18\r \x01(\bR\x0epruneConfirmed\x12+\n" +
 	"\x06policy\x18\x0e \x01(\v2\x13.flotilla.v1.PolicyR\x06policy\x12\x1f\n" +
 	"\vbundle_size\x18\x0f \x01(\x04R\n" +
-	"bundleSize\"\xb7\x02\n" +
+	"bundleSize\"\xcd\x02\n" +
 	"\n" +
 	"SyncPolicy\x12\x1c\n" +
 	"\tautomated\x18\x01 \x01(\bR\tautomated\x12\x14\n" +
@@ -4234,7 +4244,8 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\n" +
 	"prune_last\x18\x06 \x01(\bR\tpruneLast\x12(\n" +
 	"\x05retry\x18\a \x01(\v2\x12.flotilla.v1.RetryR\x05retry\x12C\n" +
-	"\x1epreserve_resources_on_deletion\x18\b \x01(\bR\x1bpreserveResourcesOnDeletion\"\xab\x01\n" +
+	"\x1epreserve_resources_on_deletion\x18\b \x01(\bR\x1bpreserveResourcesOnDeletion\x12\x14\n" +
+	"\x05force\x18\t \x01(\bR\x05force\"\xab\x01\n" +
 	"\x05Retry\x12\x14\n" +
 	"\x05limit\x18\x01 \x01(\x05R\x05limit\x12.\n" +
 	"\x13backoff_duration_ms\x18\x02 \x01(\x03R\x11backoffDurationMs\x12%\n" +
