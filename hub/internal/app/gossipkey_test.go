@@ -74,7 +74,7 @@ func TestGossipKeyFileRotation(t *testing.T) {
 	}
 	waitMembers := func(what string, want []string, nodes ...*cluster.Membership) {
 		t.Helper()
-		err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 15*time.Second, true, func(context.Context) (bool, error) {
+		err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 60*time.Second, true, func(context.Context) (bool, error) {
 			for _, n := range nodes {
 				if !slices.Equal(members(n), want) {
 					return false, nil
@@ -110,7 +110,7 @@ func TestGossipKeyFileRotation(t *testing.T) {
 
 	// A broken file keeps the keys in use, and says so.
 	write(fa, "not a key\n")
-	err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 60*time.Second, true, func(context.Context) (bool, error) {
 		return strings.Contains(logs.String(), "gossip keys not reloaded"), nil
 	})
 	if err != nil {
@@ -124,7 +124,7 @@ func TestGossipKeyFileRotation(t *testing.T) {
 	write(fa, enc(newKey)+"\n")
 	write(fb, enc(newKey)+"\n")
 	for _, n := range []*cluster.Membership{a, b} {
-		err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 60*time.Second, true, func(context.Context) (bool, error) {
 			return slices.EqualFunc(n.Keys(), [][]byte{newKey}, bytes.Equal), nil
 		})
 		if err != nil {

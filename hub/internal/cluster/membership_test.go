@@ -150,8 +150,12 @@ func waitAgreed(t *testing.T, timeout time.Duration, nodes []*Membership, want, 
 	return got
 }
 
+// agreeTimeout bounds the waits for members to agree and reach each other, generous because make test runs them
+// beside the e2e clusters on two cores.
+const agreeTimeout = 60 * time.Second
+
 // pingAll checks that every node answers an encrypted ping from every other,
-// retrying (UDP) for up to 10s.
+// retrying (UDP) for up to agreeTimeout.
 func pingAll(t *testing.T, nodes []*Membership, when string) {
 	t.Helper()
 	for _, from := range nodes {
@@ -163,7 +167,7 @@ func pingAll(t *testing.T, nodes []*Membership, when string) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			poll(t, 10*time.Second, fmt.Sprintf("%s: %s pinging %s", when, from.name, to.name), func() bool {
+			poll(t, agreeTimeout, fmt.Sprintf("%s: %s pinging %s", when, from.name, to.name), func() bool {
 				_, err := from.ml.Ping(to.name, addr)
 				return err == nil
 			})
@@ -212,7 +216,7 @@ func TestMembershipJoinAgreeFailover(t *testing.T) {
 	all := []string{"hub-a", "hub-b", "hub-c"}
 	clusters := names("cluster", 100)
 
-	before := waitAgreed(t, 10*time.Second, []*Membership{a, b, c}, all, clusters)
+	before := waitAgreed(t, agreeTimeout, []*Membership{a, b, c}, all, clusters)
 	for _, mb := range a.Members() {
 		if want := mb.Name + ".hub.test:8443"; mb.GRPCAddr != want {
 			t.Errorf("member %s: gRPC address %q, want %q", mb.Name, mb.GRPCAddr, want)
@@ -280,7 +284,7 @@ func TestMembershipRefusesNodeWithoutKey(t *testing.T) {
 	ctx := testContext(t)
 	a := startNode(t, ctx, "hub-a", testKey(1))
 	b := startNode(t, ctx, "hub-b", testKey(1), a.gossipAddr())
-	waitAgreed(t, 10*time.Second, []*Membership{a, b}, []string{"hub-a", "hub-b"}, nil)
+	waitAgreed(t, agreeTimeout, []*Membership{a, b}, []string{"hub-a", "hub-b"}, nil)
 
 	// Another key: an explicit join fails, and its join loop keeps failing.
 	d := startNode(t, ctx, "hub-d", testKey(2), a.gossipAddr())
@@ -322,12 +326,12 @@ func TestMembershipBroadcast(t *testing.T) {
 	b := startNode(t, ctx, "hub-b", key, a.gossipAddr())
 	c := startNode(t, ctx, "hub-c", key, b.gossipAddr())
 	nodes := []*Membership{a, b, c}
-	waitAgreed(t, 10*time.Second, nodes, []string{"hub-a", "hub-b", "hub-c"}, nil)
+	waitAgreed(t, agreeTimeout, nodes, []string{"hub-a", "hub-b", "hub-c"}, nil)
 
 	got := recordBroadcasts(nodes)
 	a.Broadcast([]byte("revoke cert 1 from a"))
 	c.Broadcast([]byte("revoke cert 2 from c"))
-	poll(t, 10*time.Second, "broadcasts reaching the other members", func() bool {
+	poll(t, agreeTimeout, "broadcasts reaching the other members", func() bool {
 		return got.has("hub-b", "revoke cert 1 from a") && got.has("hub-c", "revoke cert 1 from a") &&
 			got.has("hub-a", "revoke cert 2 from c") && got.has("hub-b", "revoke cert 2 from c")
 	})
@@ -378,7 +382,7 @@ func TestMembershipLeavesWhenContextEnds(t *testing.T) {
 	a := startNode(t, testContext(t), "hub-a", testKey(1))
 	ctx, cancel := context.WithCancel(testContext(t))
 	b := startNode(t, ctx, "hub-b", testKey(1), a.gossipAddr())
-	waitAgreed(t, 10*time.Second, []*Membership{a, b}, []string{"hub-a", "hub-b"}, nil)
+	waitAgreed(t, agreeTimeout, []*Membership{a, b}, []string{"hub-a", "hub-b"}, nil)
 
 	cancel()
 	// A graceful leave is seen at once, without waiting for failure detection.
@@ -449,7 +453,7 @@ func TestMembershipKeyRotationWithoutDowntime(t *testing.T) {
 	c := startNode(t, ctx, "hub-c", oldKey, b.gossipAddr())
 	nodes := []*Membership{a, b, c}
 	all := []string{"hub-a", "hub-b", "hub-c"}
-	waitAgreed(t, 10*time.Second, nodes, all, nil)
+	waitAgreed(t, agreeTimeout, nodes, all, nil)
 
 	steps := []struct {
 		name string
@@ -473,14 +477,14 @@ func TestMembershipKeyRotationWithoutDowntime(t *testing.T) {
 			t.Fatalf("%s again: changed %v, %v; want no change", step.name, changed, err)
 		}
 	}
-	waitAgreed(t, 10*time.Second, nodes, all, nil)
+	waitAgreed(t, agreeTimeout, nodes, all, nil)
 
 	stale := startNode(t, ctx, "hub-old", oldKey)
 	if _, err := stale.ml.Join([]string{a.gossipAddr()}); err == nil {
 		t.Errorf("a replica with only the removed key joined")
 	}
 	fresh := startNode(t, ctx, "hub-d", newKey, a.gossipAddr())
-	waitAgreed(t, 10*time.Second, append(nodes, fresh), append(all, "hub-d"), nil)
+	waitAgreed(t, agreeTimeout, append(nodes, fresh), append(all, "hub-d"), nil)
 }
 
 func TestSetKeysRefusesBadKeys(t *testing.T) {
