@@ -366,13 +366,7 @@ func TestRemoveWaitsUntilAppsAreKnown(t *testing.T) {
 	// known and "gone" targets no cluster, it is Removing for the grace, then removed.
 	h.fleet.SetRemovalGrace(time.Hour)
 	h.fleet.SetTargets(map[string]map[string]bool{"c1": {}})
-	deadline := time.Now().Add(10 * time.Second)
-	for !removing(h.fleet.Rows(), "c1", "gone") {
-		if time.Now().After(deadline) {
-			t.Fatalf("rows = %+v, want gone Removing on c1", h.fleet.Rows())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitFor(t, func() bool { return removing(h.fleet.Rows(), "c1", "gone") })
 	// Still Removing (the Remove is sent, and the row dropped, only after the grace): end it.
 	h.fleet.SetRemovalGrace(0)
 	h.fleet.SetTargets(map[string]map[string]bool{"c1": {}})
