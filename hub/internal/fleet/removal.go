@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 )
@@ -86,7 +87,7 @@ func (f *Fleet) GuardRemoval(loaded []string) []string {
 		f.mu.Unlock()
 		return nil
 	}
-	fresh := f.rm.hold == nil || !equalStrings(f.rm.hold.Apps, gone)
+	fresh := f.rm.hold == nil || !slices.Equal(f.rm.hold.Apps, gone)
 	if fresh {
 		f.rm.hold = &RemovalHold{Apps: gone, Total: len(f.rm.baseline), Since: now}
 	}
@@ -129,17 +130,9 @@ func (f *Fleet) noteBaseline(app string) {
 	f.rm.baseline[app] = true
 }
 
-// held reports whether app's removal is held. Caller holds f.mu.
+// heldLocked reports whether app's removal is held. Caller holds f.mu.
 func (f *Fleet) heldLocked(app string) bool {
-	if f.rm.hold == nil {
-		return false
-	}
-	for _, a := range f.rm.hold.Apps {
-		if a == app {
-			return true
-		}
-	}
-	return false
+	return f.rm.hold != nil && slices.Contains(f.rm.hold.Apps, app)
 }
 
 // applyTargets is SetTargets' removal step, with f.mu held: apps held by a mass removal stay
@@ -220,16 +213,4 @@ func (f *Fleet) removingRow(row *Row) {
 	row.Sync = SyncRemoving
 	row.Message = fmt.Sprintf("Removing: no Application targets this cluster any more; its objects are deleted at %s (in %s) unless the Application comes back",
 		at.UTC().Format(time.RFC3339), max(at.Sub(f.now()), 0).Round(time.Second))
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
