@@ -11,8 +11,12 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 )
 
-// Interval is how often For and Holds check their condition.
-const Interval = 50 * time.Millisecond
+// Interval is how often For checks its condition; HoldsInterval how often Holds does (a state
+// that must not come rarely comes and goes within a quarter second).
+const (
+	Interval      = 100 * time.Millisecond
+	HoldsInterval = 250 * time.Millisecond
+)
 
 // For polls cond every Interval until it returns true, failing tb when it returns an error or
 // timeout passes. cond's context ends with the test or the timeout.
@@ -29,13 +33,13 @@ func Until(tb testing.TB, timeout time.Duration, what string, cond func() bool) 
 	For(tb, timeout, what, func(context.Context) (bool, error) { return cond(), nil })
 }
 
-// Holds checks cond every Interval for d and fails tb at its first error. cond gets the test's
+// Holds checks cond every HoldsInterval for d and fails tb at its first error. cond gets the test's
 // context, not the window's: a check running as the window ends must not fail for that.
 func Holds(tb testing.TB, d time.Duration, what string, cond func(ctx context.Context) error) {
 	tb.Helper()
 	ctx := tb.Context()
 	var failure error
-	err := wait.PollUntilContextTimeout(ctx, Interval, d, true, func(context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, HoldsInterval, d, true, func(context.Context) (bool, error) {
 		failure = cond(ctx)
 		return failure != nil, nil
 	})

@@ -13,7 +13,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
-	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/flotilla-dev/flotilla/shared/testwait"
 )
 
 // testLogWriter sends log lines to t.Log until the test's cleanup starts;
@@ -89,29 +90,6 @@ func memberNames(m *Membership) []string {
 	return out
 }
 
-// poll waits up to timeout for cond, checking every 50ms.
-func poll(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	err := wait.PollUntilContextTimeout(t.Context(), 50*time.Millisecond, timeout, true,
-		func(context.Context) (bool, error) { return cond(), nil })
-	if err != nil {
-		t.Fatalf("%s: not within %s: %v", what, timeout, err)
-	}
-}
-
-// holds checks that cond stays true for d (it fails as soon as it is false).
-func holds(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	err := wait.PollUntilContextTimeout(t.Context(), 50*time.Millisecond, d, true,
-		func(context.Context) (bool, error) { return !cond(), nil })
-	if err == nil {
-		t.Fatalf("%s: stopped holding within %s", what, d)
-	}
-	if !wait.Interrupted(err) {
-		t.Fatalf("%s: %v", what, err)
-	}
-}
-
 type claim struct {
 	owner Member
 	epoch uint64
@@ -142,7 +120,7 @@ func agreed(nodes []*Membership, want []string, clusters []string) (map[string]c
 func waitAgreed(t *testing.T, timeout time.Duration, nodes []*Membership, want, clusters []string) map[string]claim {
 	t.Helper()
 	var got map[string]claim
-	poll(t, timeout, fmt.Sprintf("%d nodes agreeing on members %v and owners", len(nodes), want), func() bool {
+	testwait.Until(t, timeout, fmt.Sprintf("%d nodes agreeing on members %v and owners", len(nodes), want), func() bool {
 		var ok bool
 		got, ok = agreed(nodes, want, clusters)
 		return ok
@@ -167,7 +145,7 @@ func pingAll(t *testing.T, nodes []*Membership, when string) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			poll(t, agreeTimeout, fmt.Sprintf("%s: %s pinging %s", when, from.name, to.name), func() bool {
+			testwait.Until(t, agreeTimeout, fmt.Sprintf("%s: %s pinging %s", when, from.name, to.name), func() bool {
 				_, err := from.ml.Ping(to.name, addr)
 				return err == nil
 			})
@@ -307,7 +285,7 @@ func TestMembershipRefusesNodeWithoutKey(t *testing.T) {
 	}
 
 	outsiders := []string{"hub-d", "intruder"}
-	holds(t, 2*time.Second, "keyless and wrong-key nodes stay out", func() bool {
+	testwait.Stays(t, 2*time.Second, "keyless and wrong-key nodes stay out", func() bool {
 		for _, n := range []*Membership{a, b} {
 			for _, name := range memberNames(n) {
 				if slices.Contains(outsiders, name) {
@@ -331,7 +309,7 @@ func TestMembershipBroadcast(t *testing.T) {
 	got := recordBroadcasts(nodes)
 	a.Broadcast([]byte("revoke cert 1 from a"))
 	c.Broadcast([]byte("revoke cert 2 from c"))
-	poll(t, agreeTimeout, "broadcasts reaching the other members", func() bool {
+	testwait.Until(t, agreeTimeout, "broadcasts reaching the other members", func() bool {
 		return got.has("hub-b", "revoke cert 1 from a") && got.has("hub-c", "revoke cert 1 from a") &&
 			got.has("hub-a", "revoke cert 2 from c") && got.has("hub-b", "revoke cert 2 from c")
 	})
@@ -386,7 +364,7 @@ func TestMembershipLeavesWhenContextEnds(t *testing.T) {
 
 	cancel()
 	// A graceful leave is seen at once, without waiting for failure detection.
-	poll(t, 3*time.Second, "hub-a seeing hub-b leave", func() bool {
+	testwait.Until(t, 3*time.Second, "hub-a seeing hub-b leave", func() bool {
 		return slices.Equal(memberNames(a), []string{"hub-a"})
 	})
 	select {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	kwait "k8s.io/apimachinery/pkg/util/wait"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/flotilla-dev/flotilla/shared/testwait"
 )
 
 // receiver is an httptest server that records request bodies and answers with the statuses
@@ -110,33 +111,6 @@ func run(t *testing.T, d *Dispatcher) {
 	})
 }
 
-func wait(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	err := kwait.PollUntilContextTimeout(context.Background(), 10*time.Millisecond, 10*time.Second, true,
-		func(context.Context) (bool, error) { return cond(), nil })
-	if err != nil {
-		t.Fatalf("timed out waiting for %s", what)
-	}
-}
-
-// holds fails t unless cond stays true, checked every 20ms, for d.
-func holds(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	end := time.After(d)
-	for {
-		if !cond() {
-			t.Fatalf("%s no longer holds", what)
-		}
-		select {
-		case <-end:
-			return
-		case <-tick.C:
-		}
-	}
-}
-
 var sample = Notification{
 	Event: DriftDetected, Cluster: "staging", App: "api", Revision: "0123456789abcdef",
 	Author: "Ada <ada@example.com>", Message: "api: <2.0.0> & more",
@@ -151,7 +125,7 @@ func TestSinkFormats(t *testing.T) {
 	d := NewDispatcher(testConfig(t, "", [3]string{"hook", "webhook", hook.URL + "/hook"}, [3]string{"chat", "slack", slack.URL + "/services/T0/B0/XYZ"}), rec, nil)
 	run(t, d)
 	d.Notify(sample)
-	wait(t, "both deliveries", func() bool { return rec.get("hook/sent") == 1 && rec.get("chat/sent") == 1 })
+	testwait.Until(t, 30*time.Second, "both deliveries", func() bool { return rec.get("hook/sent") == 1 && rec.get("chat/sent") == 1 })
 
 	var got map[string]any
 	if err := json.Unmarshal(hook.requests()[0], &got); err != nil {
@@ -198,7 +172,7 @@ func TestDeliveryRetries(t *testing.T) {
 		[3]string{"down", "slack", down.URL + "/token-down"}), rec, log)
 	run(t, d)
 	d.Notify(sample)
-	wait(t, "the deliveries to end", func() bool {
+	testwait.Until(t, 30*time.Second, "the deliveries to end", func() bool {
 		return rec.get("flaky/sent") == 1 && rec.get("refusing/failed") == 1 && rec.get("down/failed") == 1
 	})
 	if n := len(flaky.requests()); n != 3 {
@@ -250,7 +224,7 @@ func TestQueueBounded(t *testing.T) {
 		t.Errorf("dropped %d, want 3", got)
 	}
 	run(t, d)
-	wait(t, "the queued deliveries", func() bool { return rec.get("hook/sent") == 2 })
+	testwait.Until(t, 30*time.Second, "the queued deliveries", func() bool { return rec.get("hook/sent") == 2 })
 }
 
 func TestLoadConfigErrors(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
+	"github.com/flotilla-dev/flotilla/shared/testwait"
 )
 
 // TestNotifierExactlyOnce drives a real Fleet as the hub's agent streams do — ACKs, NACKs
@@ -41,8 +42,8 @@ func TestNotifierExactlyOnce(t *testing.T) {
 		fl.Status("staging", applied("r1"))
 	}
 	want := []Event{SyncSucceeded, DriftDetected, SyncFailed, DriftCorrected}
-	wait(t, "the deliveries", func() bool { return rec.get("hook/sent") >= len(want) })
-	holds(t, 200*time.Millisecond, "no duplicate delivery", func() bool { return rec.get("hook/sent") == len(want) })
+	testwait.Until(t, 30*time.Second, "the deliveries", func() bool { return rec.get("hook/sent") >= len(want) })
+	testwait.Stays(t, 200*time.Millisecond, "no duplicate delivery", func() bool { return rec.get("hook/sent") == len(want) })
 	var got []Notification
 	for _, b := range hook.requests() {
 		var n Notification
@@ -81,8 +82,8 @@ func TestRemovalHeldNotifiedOnce(t *testing.T) {
 	for range 3 {
 		fl.GuardRemoval([]string{"api"})
 	}
-	wait(t, "the delivery", func() bool { return rec.get("hook/sent") >= 1 })
-	holds(t, 200*time.Millisecond, "no duplicate delivery", func() bool { return rec.get("hook/sent") == 1 })
+	testwait.Until(t, 30*time.Second, "the delivery", func() bool { return rec.get("hook/sent") >= 1 })
+	testwait.Stays(t, 200*time.Millisecond, "no duplicate delivery", func() bool { return rec.get("hook/sent") == 1 })
 	var got Notification
 	if err := json.Unmarshal(hook.requests()[0], &got); err != nil {
 		t.Fatal(err)
