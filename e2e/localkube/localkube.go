@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -460,7 +461,8 @@ func writeKubeconfig(path, name string, cfg *rest.Config) error {
 	return clientcmd.WriteToFile(*kc, path)
 }
 
-// FreePorts asks the kernel for n distinct free loopback ports.
+// FreePorts asks the kernel for n distinct free loopback ports. A port is handed out once per
+// process, so tests running in parallel never choose the same one.
 func FreePorts(n int) ([]int, error) {
 	var ports []int
 	var ls []net.Listener
@@ -469,16 +471,29 @@ func FreePorts(n int) ([]int, error) {
 			l.Close()
 		}
 	}()
+	handedOut.Lock()
+	defer handedOut.Unlock()
 	for len(ports) < n {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return nil, err
 		}
 		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		port := l.Addr().(*net.TCPAddr).Port
+		if handedOut.ports[port] {
+			continue // held open until return, so the kernel offers another
+		}
+		handedOut.ports[port] = true
+		ports = append(ports, port)
 	}
 	return ports, nil
 }
+
+// handedOut are the ports FreePorts has returned in this process.
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
 
 // sweepStale removes cluster directories left by processes that no longer exist (a test binary
 // killed before its cleanup ran). Their children died with them (Pdeathsig).

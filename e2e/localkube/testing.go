@@ -2,9 +2,11 @@ package localkube
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -70,29 +72,11 @@ func (s *Shared) Clusters(t testing.TB) []*Cluster {
 // Main runs the package's tests, prints the clusters' logs when any failed, stops the clusters
 // (also on SIGINT/SIGTERM) and returns the exit code for os.Exit.
 func (s *Shared) Main(m *testing.M) int {
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() {
-		select {
-		case <-sig:
-			s.stop()
-			os.Exit(130)
-		case <-done:
-		}
-	}()
-	code := m.Run()
-	close(done)
-	signal.Stop(sig)
-	if code != 0 {
+	return runMain(m, func() []*Cluster {
 		s.mu.Lock()
-		for _, c := range s.clusters {
-			fmt.Fprintln(os.Stderr, c.Logs())
-		}
-		s.mu.Unlock()
-	}
-	s.stop()
-	return code
+		defer s.mu.Unlock()
+		return s.clusters
+	}, s.stop)
 }
 
 func (s *Shared) stop() {
@@ -102,4 +86,151 @@ func (s *Shared) stop() {
 		c.Stop()
 	}
 	s.clusters = nil
+}
+
+// Pool hands each test an exclusive set of clusters, so that tests which each need clean
+// clusters of their own can run in parallel (t.Parallel). A set is started the first time a test
+// finds none free, up to the pool's size; a test waits for a free set beyond that. A set goes
+// back to the pool when its test has ended, after the test's own clean-ups (which must leave it
+// as they found it). Call Main from TestMain.
+type Pool struct {
+	opts []Options
+
+	mu       sync.Mutex
+	freed    *sync.Cond
+	size     int
+	sets     [][]*Cluster // every set started
+	starting int
+	free     [][]*Cluster
+	held     map[testing.TB][]*Cluster
+}
+
+// NewPool declares the clusters of one set. The pool's size is the environment variable
+// FLOTILLA_E2E_CLUSTER_SETS when set, else go test's -parallel (so no parallel test waits).
+func NewPool(opts ...Options) *Pool {
+	p := &Pool{opts: opts, held: map[testing.TB][]*Cluster{}}
+	p.freed = sync.NewCond(&p.mu)
+	return p
+}
+
+// Clusters returns the test's set, taking one from the pool on the test's first call; it fails
+// tb if none can start.
+func (p *Pool) Clusters(tb testing.TB) []*Cluster {
+	tb.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if cs, ok := p.held[tb]; ok {
+		return cs
+	}
+	if p.size == 0 {
+		p.size = poolSize()
+	}
+	var cs []*Cluster
+	for cs == nil {
+		switch {
+		case len(p.free) > 0:
+			cs, p.free = p.free[len(p.free)-1], p.free[:len(p.free)-1]
+		case len(p.sets)+p.starting < p.size:
+			p.starting++
+			p.mu.Unlock()
+			started, err := p.start()
+			p.mu.Lock()
+			p.starting--
+			if err != nil {
+				p.freed.Broadcast() // a waiting test may start one instead
+				tb.Fatal(err)
+			}
+			p.sets = append(p.sets, started)
+			cs = started
+		default:
+			p.freed.Wait()
+		}
+	}
+	p.held[tb] = cs
+	tb.Cleanup(func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		delete(p.held, tb)
+		p.free = append(p.free, cs)
+		p.freed.Signal()
+	})
+	return cs
+}
+
+func (p *Pool) start() ([]*Cluster, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	clusters, err := StartAll(ctx, p.opts...)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range clusters {
+		fmt.Fprintf(os.Stderr, "localkube: pooled cluster %s ready in %s (kubeconfig %s)\n",
+			c.Name, c.StartupTime.Round(time.Millisecond), c.Kubeconfig)
+	}
+	return clusters, nil
+}
+
+// poolSize is FLOTILLA_E2E_CLUSTER_SETS, else go test's -parallel, else 1.
+func poolSize() int {
+	if n, err := strconv.Atoi(os.Getenv("FLOTILLA_E2E_CLUSTER_SETS")); err == nil && n > 0 {
+		return n
+	}
+	if f := flag.Lookup("test.parallel"); f != nil {
+		if n, err := strconv.Atoi(f.Value.String()); err == nil && n > 0 {
+			return n
+		}
+	}
+	return 1
+}
+
+// Main runs the package's tests, prints the clusters' logs when any failed, stops the clusters
+// (also on SIGINT/SIGTERM) and returns the exit code for os.Exit.
+func (p *Pool) Main(m *testing.M) int {
+	return runMain(m, func() []*Cluster {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		var all []*Cluster
+		for _, set := range p.sets {
+			all = append(all, set...)
+		}
+		return all
+	}, p.stop)
+}
+
+func (p *Pool) stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, set := range p.sets {
+		for _, c := range set {
+			c.Stop()
+		}
+	}
+	p.sets, p.free = nil, nil
+}
+
+// runMain runs m, stopping the clusters when it ends or on SIGINT/SIGTERM, and prints the
+// clusters' logs first when a test failed.
+func runMain(m *testing.M, clusters func() []*Cluster, stop func()) int {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-sig:
+			stop()
+			os.Exit(130)
+		case <-done:
+		}
+	}()
+	code := m.Run()
+	close(done)
+	signal.Stop(sig)
+	if code != 0 {
+		for _, c := range clusters() {
+			fmt.Fprintln(os.Stderr, c.Logs())
+		}
+	}
+	stop()
+	return code
 }
