@@ -8,7 +8,8 @@ LDFLAGS := -X github.com/flotilla-dev/flotilla/shared/version.Version=$(VERSION)
            -X github.com/flotilla-dev/flotilla/shared/version.Commit=$(COMMIT)
 # -count=1: the e2e tests build the binaries they run, which Go's test cache cannot see, so a
 # cached e2e result could be stale.
-GOTEST_FLAGS ?= -race -timeout 45m -count=1
+# -parallel 3: the e2e tests run three at a time, each on a cluster pair of its own.
+GOTEST_FLAGS ?= -race -timeout 45m -count=1 -parallel 3
 TOOLS_BIN := $(CURDIR)/.cache/tools
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
@@ -27,8 +28,9 @@ k8s-bins: ## build etcd, kube-apiserver, controller-manager, scheduler and kwok 
 	@hack/k8s-bins.sh
 
 .PHONY: test
-test: k8s-bins ## run every test (unit, integration, e2e against local clusters) with -race
-	go test $(GOTEST_FLAGS) ./...
+test: k8s-bins ## run every test (unit, integration, e2e against local clusters) with -race; lists the slowest
+	@mkdir -p .cache && go build -o .cache/testsummary ./hack/testsummary
+	set -o pipefail; go test -json $(GOTEST_FLAGS) ./... | .cache/testsummary -slowest 15
 
 .PHONY: bench
 bench: k8s-bins ## run the benchmarks and print their figures
