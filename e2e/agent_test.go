@@ -24,6 +24,7 @@ import (
 
 	"github.com/flotilla-dev/flotilla/e2e/localfleet"
 	"github.com/flotilla-dev/flotilla/e2e/localkube"
+	"github.com/flotilla-dev/flotilla/shared/testwait"
 )
 
 // The agent end to end: self-heal, drift reports, prune and its guards, staged CRDs, NACKs,
@@ -37,6 +38,7 @@ const manualManager = "e2e-manual"
 // reverted with selfHeal; without selfHeal it is reported (status and `flotilla diff`) and
 // kept.
 func TestSelfHealRevertsManualEdit(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	rev1, _ := e.repo.Head()
 	if _, err := e.fleet.WaitStatus(e.ctx, 3*time.Minute, allAt(rev1, 4)); err != nil {
@@ -45,7 +47,7 @@ func TestSelfHealRevertsManualEdit(t *testing.T) {
 	staging := kubeClient(t, e.clusters[0])
 
 	edited := editAPI(t, e.ctx, staging, 3, "registry.example/api:manual")
-	waitFor(t, e.ctx, time.Minute, "the manual edit of api reverted", func(ctx context.Context) (bool, error) {
+	testwait.For(t, time.Minute, "the manual edit of api reverted", func(ctx context.Context) (bool, error) {
 		d, err := staging.AppsV1().Deployments("api").Get(ctx, "api", metav1.GetOptions{})
 		if err != nil {
 			return false, err
@@ -86,7 +88,7 @@ func TestSelfHealRevertsManualEdit(t *testing.T) {
 			t.Errorf("flotilla diff api --cluster staging lacks %q:\n%s", want, out)
 		}
 	}
-	consistently(t, e.ctx, 10*time.Second, "the manual edit kept without selfHeal", func(ctx context.Context) error {
+	testwait.Holds(t, 10*time.Second, "the manual edit kept without selfHeal", func(ctx context.Context) error {
 		d, err := staging.AppsV1().Deployments("api").Get(ctx, "api", metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -116,6 +118,7 @@ func editAPI(t *testing.T, ctx context.Context, client kubernetes.Interface, rep
 
 // TestDeletedConfigMapRecreated: a managed ConfigMap deleted by hand comes back.
 func TestDeletedConfigMapRecreated(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	rev1, _ := e.repo.Head()
 	if _, err := e.fleet.WaitStatus(e.ctx, 3*time.Minute, allAt(rev1, 4)); err != nil {
@@ -130,7 +133,7 @@ func TestDeletedConfigMapRecreated(t *testing.T) {
 		t.Fatal(err)
 	}
 	deleted := time.Now()
-	waitFor(t, e.ctx, time.Minute, "worker-config recreated", func(ctx context.Context) (bool, error) {
+	testwait.For(t, time.Minute, "worker-config recreated", func(ctx context.Context) (bool, error) {
 		cm, err := staging.CoreV1().ConfigMaps("worker").Get(ctx, "worker-config", metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return false, nil
@@ -149,6 +152,7 @@ func TestDeletedConfigMapRecreated(t *testing.T) {
 // TestPruneAndKeep: an object removed from Git is pruned with prune on, kept with prune off,
 // and kept with either keep annotation.
 func TestPruneAndKeep(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	rev1, _ := e.repo.Head()
 	if _, err := e.fleet.WaitStatus(e.ctx, 3*time.Minute, allAt(rev1, 4)); err != nil {
@@ -183,7 +187,7 @@ func TestPruneAndKeep(t *testing.T) {
 	if _, err := e.fleet.WaitStatus(e.ctx, time.Minute, allAt(rev, 4)); err != nil {
 		t.Fatal(err)
 	}
-	consistently(t, e.ctx, 5*time.Second, "annotated objects kept", func(ctx context.Context) error {
+	testwait.Holds(t, 5*time.Second, "annotated objects kept", func(ctx context.Context) error {
 		return configMapsExist(ctx, cs, "worker", "keep-flotilla", "keep-argocd")
 	})
 
@@ -213,13 +217,14 @@ func TestPruneAndKeep(t *testing.T) {
 	if it := statusOf(items, "staging", "worker"); it.Sync != "OutOfSync" {
 		t.Errorf("worker with an object kept from pruning (prune off): sync %s, want OutOfSync", it.Sync)
 	}
-	consistently(t, e.ctx, 5*time.Second, "stale object kept with prune off", func(ctx context.Context) error {
+	testwait.Holds(t, 5*time.Second, "stale object kept with prune off", func(ctx context.Context) error {
 		return configMapsExist(ctx, cs, "worker", "stale", "keep-flotilla", "keep-argocd")
 	})
 }
 
 // TestEmptyRenderPrunesNothing: an overlay that renders zero objects deletes nothing.
 func TestEmptyRenderPrunesNothing(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	rev1, _ := e.repo.Head()
 	if _, err := e.fleet.WaitStatus(e.ctx, 3*time.Minute, allAt(rev1, 4)); err != nil {
@@ -245,7 +250,7 @@ func TestEmptyRenderPrunesNothing(t *testing.T) {
 		t.Errorf("staging worker Synced although Git renders nothing and the cluster holds 2 objects")
 	}
 	staging := kubeClient(t, e.clusters[0])
-	consistently(t, e.ctx, 10*time.Second, "worker objects kept after an empty render", func(ctx context.Context) error {
+	testwait.Holds(t, 10*time.Second, "worker objects kept after an empty render", func(ctx context.Context) error {
 		if _, err := staging.AppsV1().Deployments("worker").Get(ctx, "worker", metav1.GetOptions{}); err != nil {
 			return err
 		}
@@ -260,6 +265,7 @@ func TestEmptyRenderPrunesNothing(t *testing.T) {
 // TestLargePruneHeldUntilConfirmed: a revision deleting more than half of an app's objects is
 // held, and shown held, until an operator confirms it for a cluster.
 func TestLargePruneHeldUntilConfirmed(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	rev1, _ := e.repo.Head()
 	if _, err := e.fleet.WaitStatus(e.ctx, 3*time.Minute, allAt(rev1, 4)); err != nil {
@@ -301,7 +307,7 @@ func TestLargePruneHeldUntilConfirmed(t *testing.T) {
 	if it := statusOf(items, "staging", "worker"); it.Sync != "OutOfSync" {
 		t.Errorf("worker with held deletions: sync %s, want OutOfSync", it.Sync)
 	}
-	consistently(t, e.ctx, 5*time.Second, "held deletions not done", func(ctx context.Context) error {
+	testwait.Holds(t, 5*time.Second, "held deletions not done", func(ctx context.Context) error {
 		return configMapsExist(ctx, cs, "worker", extras...)
 	})
 
@@ -328,6 +334,7 @@ func TestLargePruneHeldUntilConfirmed(t *testing.T) {
 // TestCRDAndCustomResourceInOneRevision: a new app whose one revision holds a CRD and a
 // custom resource of it applies (the CRD first, established, then the resource).
 func TestCRDAndCustomResourceInOneRevision(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	rev1, _ := e.repo.Head()
 	if _, err := e.fleet.WaitStatus(e.ctx, 3*time.Minute, allAt(rev1, 4)); err != nil {
@@ -426,6 +433,7 @@ spec:
 // TestInvalidObjectNacked: a revision with an object the API server refuses is NACKed with a
 // message naming the object; nothing of it is written and the previous revision stays.
 func TestInvalidObjectNacked(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	rev1, _ := e.repo.Head()
 	if _, err := e.fleet.WaitStatus(e.ctx, 3*time.Minute, allAt(rev1, 4)); err != nil {
@@ -470,7 +478,7 @@ func TestInvalidObjectNacked(t *testing.T) {
 				t.Fatal(err)
 			}
 			// The retries (limit 3, backoff 2s, 4s, 8s) are refused the same way: nothing is written.
-			consistently(t, e.ctx, 20*time.Second, "the refused revision left no trace", func(ctx context.Context) error {
+			testwait.Holds(t, 20*time.Second, "the refused revision left no trace", func(ctx context.Context) error {
 				for i, c := range cs {
 					cm, err := c.CoreV1().ConfigMaps("worker").Get(ctx, "worker-config", metav1.GetOptions{})
 					if err != nil {
@@ -548,6 +556,7 @@ spec:
 // TestAgentRestartWithoutHub: an agent restarted while the hub is down keeps self-healing from
 // the state it keeps in the cluster, and prunes nothing.
 func TestAgentRestartWithoutHub(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	rev1, _ := e.repo.Head()
 	if _, err := e.fleet.WaitStatus(e.ctx, 3*time.Minute, allAt(rev1, 4)); err != nil {
@@ -563,7 +572,7 @@ func TestAgentRestartWithoutHub(t *testing.T) {
 		t.Fatal(err)
 	}
 	agent = e.fleet.Agents["staging"]
-	waitFor(t, e.ctx, time.Minute, "the restarted agent loaded its state", func(context.Context) (bool, error) {
+	testwait.For(t, time.Minute, "the restarted agent loaded its state", func(context.Context) (bool, error) {
 		if done, err := agent.Exited(); done {
 			return false, fmt.Errorf("agent exited: %v\n%s", err, agent.Tail(4096))
 		}
@@ -588,7 +597,7 @@ func TestAgentRestartWithoutHub(t *testing.T) {
 		t.Fatal(err)
 	}
 	deleted := time.Now()
-	waitFor(t, e.ctx, time.Minute, "worker-config and the api Service recreated with the hub down", func(ctx context.Context) (bool, error) {
+	testwait.For(t, time.Minute, "worker-config and the api Service recreated with the hub down", func(ctx context.Context) (bool, error) {
 		cm, err1 := staging.CoreV1().ConfigMaps("worker").Get(ctx, "worker-config", metav1.GetOptions{})
 		svc, err2 := staging.CoreV1().Services("api").Get(ctx, "api", metav1.GetOptions{})
 		if apierrors.IsNotFound(err1) || apierrors.IsNotFound(err2) {
@@ -600,7 +609,7 @@ func TestAgentRestartWithoutHub(t *testing.T) {
 		return cm.UID != uids["cm"] && svc.UID != uids["svc"] && cm.Data["QUEUE"] == "jobs", nil
 	})
 	t.Logf("deleted objects recreated by the restarted agent without a hub in %s", time.Since(deleted).Round(time.Millisecond))
-	consistently(t, e.ctx, 10*time.Second, "every object of both apps kept", func(ctx context.Context) error {
+	testwait.Holds(t, 10*time.Second, "every object of both apps kept", func(ctx context.Context) error {
 		return demoObjectsExist(ctx, staging)
 	})
 	if n := len(agentRequests(t, e.clusters[0], "delete")) - deletesBefore; n != 0 {
@@ -648,6 +657,7 @@ func demoObjectsExist(ctx context.Context, c kubernetes.Interface) error {
 
 // TestSteadyStateWritesNothing: once converged, the agents make no write request for a minute.
 func TestSteadyStateWritesNothing(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	rev1, _ := e.repo.Head()
 	if _, err := e.fleet.WaitStatus(e.ctx, 3*time.Minute, allAt(rev1, 4)); err != nil {
@@ -686,6 +696,7 @@ func TestSteadyStateWritesNothing(t *testing.T) {
 // TestSecretValueNeverShown: a Git-managed Secret changed live is shown modified, and neither
 // its Git value nor its live value appears in status, diff, history or the logs.
 func TestSecretValueNeverShown(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	rev1, _ := e.repo.Head()
 	if _, err := e.fleet.WaitStatus(e.ctx, 3*time.Minute, allAt(rev1, 4)); err != nil {
@@ -884,7 +895,7 @@ func (e *env) setApps(tb testing.TB, specs ...appSpec) string {
 	if err := localfleet.WriteFiles(e.appsDir, files); err != nil {
 		tb.Fatal(err)
 	}
-	waitFor(tb, e.ctx, 30*time.Second, "the hub loaded the new Applications", func(ctx context.Context) (bool, error) {
+	testwait.For(tb, 30*time.Second, "the hub loaded the new Applications", func(ctx context.Context) (bool, error) {
 		out, err := e.fleet.CLI(ctx, "apps", "-o", "json")
 		if err != nil {
 			return false, nil
@@ -1045,32 +1056,6 @@ func dynamicClient(tb testing.TB, c *localkube.Cluster) dynamic.Interface {
 	return d
 }
 
-// waitFor polls cond until it holds, failing the test after timeout.
-func waitFor(tb testing.TB, ctx context.Context, timeout time.Duration, what string, cond func(context.Context) (bool, error)) {
-	tb.Helper()
-	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, cond); err != nil {
-		tb.Fatalf("%s: not within %s: %v", what, timeout, err)
-	}
-}
-
-// consistently checks cond every 500ms for d, failing the test at its first error.
-func consistently(tb testing.TB, ctx context.Context, d time.Duration, what string, cond func(context.Context) error) {
-	tb.Helper()
-	var failure error
-	// cond gets ctx, not the poll's context: a check running when the period ends must not fail
-	// for that.
-	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, d, true, func(context.Context) (bool, error) {
-		failure = cond(ctx)
-		return failure != nil, nil
-	})
-	if failure != nil {
-		tb.Fatalf("%s: %v", what, failure)
-	}
-	if !wait.Interrupted(err) {
-		tb.Fatalf("%s: %v", what, err)
-	}
-}
-
 func configMapsExist(ctx context.Context, cs []kubernetes.Interface, ns string, names ...string) error {
 	for i, c := range cs {
 		for _, n := range names {
@@ -1086,7 +1071,7 @@ func configMapsExist(ctx context.Context, cs []kubernetes.Interface, ns string, 
 func waitConfigMaps(tb testing.TB, ctx context.Context, cs []kubernetes.Interface, ns string, exist bool, names ...string) {
 	tb.Helper()
 	what := fmt.Sprintf("ConfigMaps %v in %s exist=%t", names, ns, exist)
-	waitFor(tb, ctx, time.Minute, what, func(ctx context.Context) (bool, error) {
+	testwait.For(tb, time.Minute, what, func(ctx context.Context) (bool, error) {
 		for _, c := range cs {
 			for _, n := range names {
 				_, err := c.CoreV1().ConfigMaps(ns).Get(ctx, n, metav1.GetOptions{})

@@ -32,6 +32,7 @@ import (
 // and the chart's arguments and environment, and sees the demo apps sync — the chart's RBAC is
 // enough — while an app needing a kind outside that RBAC fails with a clear, reported error.
 func TestAgentFromChartWithItsOwnRBAC(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{skipAgents: true})
 	staging := e.clusters[0]
 	const ns = "flotilla-system"

@@ -37,6 +37,7 @@ func allAt(rev string, want int) func([]localfleet.StatusItem) bool {
 
 // TestDeliveryEndToEnd is the whole path: Git → hub → agents → clusters → `flotilla status`.
 func TestDeliveryEndToEnd(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	staging, production := e.clusters[0], e.clusters[1]
 	rev1, err := e.repo.Head()

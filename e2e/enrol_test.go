@@ -25,6 +25,7 @@ const identitySecret = "flotilla-agent-identity"
 // --http-listen is taken, exits naming the flag before it enrols — it has no identity in its
 // cluster — and its join token then enrols an agent with a free port.
 func TestAgentWithATakenPortFailsBeforeJoining(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{skipAgents: true})
 	staging := e.clusters[0]
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
@@ -70,6 +71,7 @@ func TestAgentWithATakenPortFailsBeforeJoining(t *testing.T) {
 // the expired certificate (within --agent-cert-renewal-grace) and reconnects, without a new
 // join token.
 func TestAgentRenewsACertificateThatExpiredWhileTheHubWasAway(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{hubArgs: []string{"--agent-cert-ttl", "20s", "--agent-cert-renewal-grace", "10m"}})
 	rev1, _ := e.repo.Head()
 	if _, err := e.fleet.WaitStatus(e.ctx, 3*time.Minute, allAt(rev1, 4)); err != nil {

@@ -126,6 +126,7 @@ func startHAFleet(tb testing.TB, ctx context.Context) *haFleet {
 // a sync and a pin asked of replicas that do not own the cluster take effect on it; a
 // revocation made on one replica is enforced by all; a hub without the gossip key is refused.
 func TestHubReplicas(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
 	f := startHAFleet(t, ctx)

@@ -40,6 +40,7 @@ func appliedEverywhere(app, rev string) func([]localfleet.StatusItem) bool {
 // TestWebhookTriggersSyncWithoutPoll: with a 10-minute poll, a signed push event makes both
 // clusters apply the new commit within seconds; a wrong signature is refused.
 func TestWebhookTriggersSyncWithoutPoll(t *testing.T) {
+	t.Parallel()
 	secretFile := filepath.Join(t.TempDir(), "webhook-secret")
 	if err := os.WriteFile(secretFile, []byte("hook-secret\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -105,6 +106,7 @@ func apps(ctx context.Context, f *localfleet.Fleet) ([]appItem, error) {
 // TestGitServerDownKeepsLastState: with the Git server stopped the fleet keeps its state, the
 // repository shows Stale with its error, and it recovers on its own when Git returns.
 func TestGitServerDownKeepsLastState(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{pollInterval: time.Second})
 	rev1, _ := e.repo.Head()
 	if _, err := e.fleet.WaitStatus(e.ctx, 3*time.Minute, allAt(rev1, 4)); err != nil {
@@ -155,6 +157,7 @@ func TestGitServerDownKeepsLastState(t *testing.T) {
 // TestKilledAgentShowsStale: a killed agent's cluster turns Stale within the heartbeat bound and
 // its apps are never shown Healthy.
 func TestKilledAgentShowsStale(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	rev1, _ := e.repo.Head()
 	if _, err := e.fleet.WaitStatus(e.ctx, 3*time.Minute, allAt(rev1, 4)); err != nil {
@@ -192,6 +195,7 @@ func TestKilledAgentShowsStale(t *testing.T) {
 // (zero write requests from the agents, counted in the API servers' audit logs) and nothing is
 // pruned.
 func TestHubRestartWritesNothing(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{pollInterval: time.Second})
 	rev1, _ := e.repo.Head()
 	if _, err := e.fleet.WaitStatus(e.ctx, 3*time.Minute, allAt(rev1, 4)); err != nil {

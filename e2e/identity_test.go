@@ -15,6 +15,7 @@ import (
 // them (new key, new certificate kept in their identity Secret) without dropping their streams,
 // and after a hub restart they reconnect with the renewed certificate (the first one expired).
 func TestCertificateRotationKeepsTheStream(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{hubArgs: []string{"--agent-cert-ttl", "9s"}})
 	rev1, _ := e.repo.Head()
 	if _, err := e.fleet.WaitStatus(e.ctx, 3*time.Minute, allAt(rev1, 4)); err != nil {

@@ -81,6 +81,7 @@ spec:
 // message, so it can only arrive in chunks; the agent keeps its state, larger than a Secret,
 // in several Secrets.
 func TestLargeAppDeliveredInChunks(t *testing.T) {
+	t.Parallel()
 	deleteNamespacesAfter(t, clusters.Clusters(t), "large")
 	e := newEnv(t, envOptions{})
 	files, sums, objs := largeApp(t, "large", 12, 850<<10)
@@ -237,6 +238,7 @@ type argoAppItem struct {
 // is one cluster, CreateNamespace, automated prune and self-heal, retry backoff); one with a
 // field Flotilla does not support is applied too, and `flotilla apps` names the field.
 func TestArgoCDApplication(t *testing.T) {
+	t.Parallel()
 	deleteNamespacesAfter(t, clusters.Clusters(t), "guestbook", "guestbook-ignored")
 	e := newEnv(t, envOptions{})
 	rev, err := e.repo.Commit("guestbook", guestbookFiles)

@@ -14,8 +14,9 @@ import (
 	"github.com/flotilla-dev/flotilla/e2e/localkube"
 )
 
-// clusters are shared by the package's tests; each test runs its own hub and agents.
-var clusters = localkube.NewShared(localkube.Options{Name: "staging", AuditLog: true}, localkube.Options{Name: "production", AuditLog: true})
+// clusters hands each test a pair of clusters of its own, so the tests run in parallel
+// (go test -parallel); each test runs its own hub and agents on them.
+var clusters = localkube.NewPool(localkube.Options{Name: "staging", AuditLog: true}, localkube.Options{Name: "production", AuditLog: true})
 
 // binDir holds the flotilla and flotilla-agent binaries built for this run (with -race).
 var binDir string

@@ -84,6 +84,7 @@ func (r *notifReceiver) events(t *testing.T, path, event, cluster, app string) [
 // operator syncs, exactly one drift-corrected notification, to the generic webhook and to
 // Slack, with the cluster, app, revision and commit, and without the Secret's values.
 func TestNotificationsOnDrift(t *testing.T) {
+	t.Parallel()
 	recv := newNotifReceiver(t)
 	cfgDir := t.TempDir()
 	for name, url := range map[string]string{"hook.url": recv.URL + "/hook/token-abc", "chat.url": recv.URL + "/chat/token-xyz"} {

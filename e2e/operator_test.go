@@ -25,6 +25,7 @@ func rowOf(items []localfleet.StatusItem, cluster, app string) (localfleet.Statu
 // production at an earlier revision while staging follows Git, shows it as pinned, and
 // `--clear` returns production to Git's revision.
 func TestOperatorPinAndClear(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{pollInterval: time.Second})
 	rev1, _ := e.repo.Head()
 	if _, err := e.fleet.WaitStatus(e.ctx, 3*time.Minute, allAt(rev1, 4)); err != nil {
@@ -80,6 +81,7 @@ func TestOperatorPinAndClear(t *testing.T) {
 // TestRevokedClusterIsRefused: `flotilla cluster revoke` closes the agent's stream within
 // seconds and the cluster stays refused, also after a hub restart.
 func TestRevokedClusterIsRefused(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	rev1, _ := e.repo.Head()
 	if _, err := e.fleet.WaitStatus(e.ctx, 3*time.Minute, allAt(rev1, 4)); err != nil {

@@ -35,6 +35,7 @@ spec:
 // is applied, ClusterRole included. (The agent's own check, for a render that would get past
 // the hub, is covered by agent/internal/syncer's TestPolicy tests.)
 func TestPolicyClusterScopedObjectRefusedUntilAllowed(t *testing.T) {
+	t.Parallel()
 	const ns, role = "policy-team", "e2e-policy-admin-all"
 	cs := clusters.Clusters(t)
 	deleteNamespacesAfter(t, cs, ns)

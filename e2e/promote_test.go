@@ -72,6 +72,7 @@ func promoteRow(items []localfleet.StatusItem, cluster, app string) *localfleet.
 // whose production overlay carries staging's tag, and once that branch is merged production
 // runs the new tag.
 func TestPromoteStagingToProduction(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	staging, production := e.clusters[0], e.clusters[1]
 	rev1, _ := e.repo.Head()

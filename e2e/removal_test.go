@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/flotilla-dev/flotilla/e2e/localfleet"
+	"github.com/flotilla-dev/flotilla/shared/testwait"
 )
 
 // removeAppFiles deletes Applications from the apps directory.
@@ -76,6 +77,7 @@ func workerExists(ctx context.Context, cs []kubernetes.Interface) error {
 // TestAppRemovalWaitsForGrace: an Application deleted from the apps directory shows Removing on
 // each cluster, with when its objects go, keeps its objects for the grace, and then they go.
 func TestAppRemovalWaitsForGrace(t *testing.T) {
+	t.Parallel()
 	e, _, cs := removalEnv(t, "8s")
 	e.removeAppFiles(t, "worker")
 	items := e.waitRemoving(t, "worker")
@@ -93,6 +95,7 @@ func TestAppRemovalWaitsForGrace(t *testing.T) {
 // TestAppReturnWithinGraceWritesNothing: an Application that comes back within the grace
 // cancels the removal, and the agents make no write request for it.
 func TestAppReturnWithinGraceWritesNothing(t *testing.T) {
+	t.Parallel()
 	e, rev1, cs := removalEnv(t, "10m")
 	worker, err := os.ReadFile(filepath.Join(e.appsDir, "worker.yaml"))
 	if err != nil {
@@ -107,7 +110,7 @@ func TestAppReturnWithinGraceWritesNothing(t *testing.T) {
 	if _, err := e.fleet.WaitStatus(e.ctx, time.Minute, allAt(rev1, 4)); err != nil {
 		t.Fatalf("worker back: %v", err)
 	}
-	consistently(t, e.ctx, 5*time.Second, "worker kept, the agents silent", func(ctx context.Context) error {
+	testwait.Holds(t, 5*time.Second, "worker kept, the agents silent", func(ctx context.Context) error {
 		if err := workerExists(ctx, cs); err != nil {
 			return err
 		}
@@ -124,13 +127,14 @@ func TestAppReturnWithinGraceWritesNothing(t *testing.T) {
 // nothing, says so in `flotilla apps`, until an operator confirms; then the apps go after
 // their grace.
 func TestMassRemovalHeldUntilConfirmed(t *testing.T) {
+	t.Parallel()
 	e, _, cs := removalEnv(t, "2s")
 	e.removeAppFiles(t, "api", "worker")
-	waitFor(t, e.ctx, 30*time.Second, "flotilla apps shows the held removal", func(ctx context.Context) (bool, error) {
+	testwait.For(t, 30*time.Second, "flotilla apps shows the held removal", func(ctx context.Context) (bool, error) {
 		out, err := e.fleet.CLI(ctx, "apps")
 		return err == nil && strings.Contains(string(out), "REMOVAL HELD") && strings.Contains(string(out), "2 of 2 Applications"), nil
 	})
-	consistently(t, e.ctx, 6*time.Second, "held: nothing removed, nothing Removing", func(ctx context.Context) error {
+	testwait.Holds(t, 6*time.Second, "held: nothing removed, nothing Removing", func(ctx context.Context) error {
 		items, err := e.fleet.Status(ctx)
 		if err != nil {
 			return err
@@ -155,6 +159,7 @@ func TestMassRemovalHeldUntilConfirmed(t *testing.T) {
 // TestPreserveResourcesOnDeletion: an Application with preserveResourcesOnDeletion that is
 // removed leaves its objects in place, no longer labelled as managed, and deletes nothing.
 func TestPreserveResourcesOnDeletion(t *testing.T) {
+	t.Parallel()
 	e, _, cs := removalEnv(t, "1s")
 	e.setApps(t, appSpec{name: "worker", prune: true, selfHeal: true, preserve: true})
 	// The agent deletes the app's state (a Secret in its own namespace), nothing of the app's.
@@ -170,7 +175,7 @@ func TestPreserveResourcesOnDeletion(t *testing.T) {
 	deletesBefore := workerDeletes()
 	e.removeAppFiles(t, "worker")
 	e.waitWorkerGone(t)
-	waitFor(t, e.ctx, 30*time.Second, "worker's objects released", func(ctx context.Context) (bool, error) {
+	testwait.For(t, 30*time.Second, "worker's objects released", func(ctx context.Context) (bool, error) {
 		for _, c := range cs {
 			d, err := c.AppsV1().Deployments("worker").Get(ctx, "worker", metav1.GetOptions{})
 			if err != nil {

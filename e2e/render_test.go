@@ -22,6 +22,7 @@ import (
 // rounds fail, and once the overlay is fixed one sync-succeeded says it renders again and
 // production applies the fix.
 func TestBrokenOverlayOnOneCluster(t *testing.T) {
+	t.Parallel()
 	recv := newNotifReceiver(t)
 	cfgDir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(cfgDir, "hook.url"), []byte(recv.URL+"/hook\n"), 0o600); err != nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/flotilla-dev/flotilla/e2e/localfleet"
 	"github.com/flotilla-dev/flotilla/e2e/localkube"
+	"github.com/flotilla-dev/flotilla/shared/testwait"
 )
 
 // Automatic rollback end to end (health.rollback: auto): a revision whose api pods on staging
@@ -37,6 +38,7 @@ const goodAPIImage = "registry.example/api:1.0.1"
 // RolledBack, one rolled-back notification is sent, the bad revision is not re-applied across
 // hub polls and a commit elsewhere, and a later good commit rolls forward.
 func TestAutoRollback(t *testing.T) {
+	t.Parallel()
 	f := newRollbackFleet(t, 5*time.Second)
 	bad, applied := f.breakStaging(t)
 	deadlineAt := applied.Add(f.deadline)
@@ -72,11 +74,14 @@ func TestAutoRollback(t *testing.T) {
 // shows the rollback, notifies it once, sends the bad revision again (it is still Git's) and the
 // agent writes nothing for it; a later good commit rolls forward.
 func TestAutoRollbackHubDown(t *testing.T) {
-	f := newRollbackFleet(t, 6*time.Second)
+	t.Parallel()
+	// The deadline leaves the test ample time, even on a loaded machine, to kill the hub
+	// after the agent applied the bad revision and before the agent may roll it back.
+	f := newRollbackFleet(t, 20*time.Second)
 	bad, applied := f.breakStaging(t)
 	deadlineAt := applied.Add(f.deadline)
 	// Killed, not stopped: a graceful stop waits up to 5s for the agents' streams to end, and
-	// the hub must be gone well before the deadline.
+	// the hub must be gone before the deadline.
 	f.fleet.Hub.Kill()
 	stopped := time.Now()
 	if !stopped.Before(deadlineAt) {
@@ -106,7 +111,7 @@ func TestAutoRollbackHubDown(t *testing.T) {
 	t.Logf("restarted hub shows the rollback after %s", time.Since(restarted).Round(time.Millisecond))
 	f.waitRolledBackNotification(t)
 	// The restarted hub sends Git's revision, the bad one, again: the agent holds.
-	waitFor(t, f.ctx, 30*time.Second, "the restarted hub sent the bad revision to staging again", func(context.Context) (bool, error) {
+	testwait.For(t, 30*time.Second, "the restarted hub sent the bad revision to staging again", func(context.Context) (bool, error) {
 		return f.desiredSent(t, "staging", "api", bad) > sentBefore, nil
 	})
 	f.assertNotReapplied(t, 6*time.Second)
@@ -197,7 +202,7 @@ func (f *rollbackFleet) breakStaging(t *testing.T) (string, time.Time) {
 // every replica updated and ready, and returns when that was first seen.
 func (f *rollbackFleet) waitAPIBackAtGood(t *testing.T) time.Time {
 	t.Helper()
-	waitFor(t, f.ctx, 2*time.Minute, "staging api back at the healthy revision", func(ctx context.Context) (bool, error) {
+	testwait.For(t, 2*time.Minute, "staging api back at the healthy revision", func(ctx context.Context) (bool, error) {
 		d, err := f.staging.AppsV1().Deployments("api").Get(ctx, "api", metav1.GetOptions{})
 		if err != nil {
 			return false, err
@@ -269,7 +274,7 @@ func (f *rollbackFleet) assertRollbackEvent(t *testing.T, bad string) {
 // waitRolledBackNotification waits for the rolled-back notification of api on staging.
 func (f *rollbackFleet) waitRolledBackNotification(t *testing.T) {
 	t.Helper()
-	waitFor(t, f.ctx, 30*time.Second, "a rolled-back notification", func(context.Context) (bool, error) {
+	testwait.For(t, 30*time.Second, "a rolled-back notification", func(context.Context) (bool, error) {
 		return len(f.recv.events(t, rollbackHook, "rolled-back", "staging", "api")) > 0, nil
 	})
 }
@@ -284,7 +289,7 @@ func (f *rollbackFleet) assertNotReapplied(t *testing.T, d time.Duration) {
 		t.Fatal(err)
 	}
 	gen := dep.Generation
-	consistently(t, f.ctx, d, "the bad revision not re-applied", func(ctx context.Context) error {
+	testwait.Holds(t, d, "the bad revision not re-applied", func(ctx context.Context) error {
 		if n := len(apiWrites(t, f.clusters[0], f.rolledBack)) - writes; n != 0 {
 			return fmt.Errorf("the agent wrote the api Deployment %d times after the rollback", n)
 		}

@@ -29,6 +29,7 @@ import (
 // plain Secret under spec.secrets: deny fails the render, naming the object but not its value,
 // and the last good state stays.
 func TestEncryptedSecret(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	rev1, _ := e.repo.Head()
 	if _, err := e.fleet.WaitStatus(e.ctx, 3*time.Minute, allAt(rev1, 4)); err != nil {
