@@ -59,9 +59,8 @@ func benchBinaries(b *testing.B) string {
 	return benchBin.dir
 }
 
-// newBenchEnv is newEnv for a benchmark: the same fleet with release binaries. The namespaces
-// in extra are deleted afterwards too.
-func newBenchEnv(b *testing.B, extra ...string) *env {
+// newBenchEnv is newEnv for a benchmark: the same fleet with release binaries.
+func newBenchEnv(b *testing.B) *env {
 	b.Helper()
 	bin := benchBinaries(b)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
@@ -93,7 +92,6 @@ func newBenchEnv(b *testing.B, extra ...string) *env {
 			b.Log(e.fleet.Logs())
 		}
 		e.fleet.Stop()
-		deleteNamespaces(b, cs, append(slices.Clone(testNamespaces), extra...))
 	})
 	return e
 }
@@ -250,7 +248,7 @@ func (o *objectWatch) stop() {
 func BenchmarkApply1000ConfigMaps(b *testing.B) {
 	const n = 1000
 	const nsFlotilla, nsKubectl = "bench-flotilla", "bench-kubectl"
-	e := newBenchEnv(b, nsFlotilla, nsKubectl)
+	e := newBenchEnv(b)
 	staging := e.clusters[0]
 	rev1, _ := e.repo.Head()
 	if _, err := e.fleet.WaitStatus(e.ctx, 3*time.Minute, allAt(rev1, 4)); err != nil {

@@ -99,7 +99,6 @@ func startHAFleet(tb testing.TB, ctx context.Context) *haFleet {
 			tb.Log(hubs.Logs())
 		}
 		hubs.Stop()
-		deleteNamespaces(tb, cs, []string{"worker-a", "worker-b", "flotilla-system", "flotilla-b"})
 	})
 	for i, m := range members {
 		token, err := hubs.Register(ctx, 0, m.name, map[string]string{"env": m.env, "slot": m.slot})

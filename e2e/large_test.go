@@ -82,7 +82,6 @@ spec:
 // in several Secrets.
 func TestLargeAppDeliveredInChunks(t *testing.T) {
 	t.Parallel()
-	deleteNamespacesAfter(t, clusters.Clusters(t), "large")
 	e := newEnv(t, envOptions{})
 	files, sums, objs := largeApp(t, "large", 12, 850<<10)
 	b, err := bundle.New(objs)
@@ -239,7 +238,6 @@ type argoAppItem struct {
 // field Flotilla does not support is applied too, and `flotilla apps` names the field.
 func TestArgoCDApplication(t *testing.T) {
 	t.Parallel()
-	deleteNamespacesAfter(t, clusters.Clusters(t), "guestbook", "guestbook-ignored")
 	e := newEnv(t, envOptions{})
 	rev, err := e.repo.Commit("guestbook", guestbookFiles)
 	if err != nil {

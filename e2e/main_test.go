@@ -101,8 +101,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		if t.Failed() {
 			t.Log(e.fleet.Logs())
 		}
-		e.fleet.Stop()
-		cleanupClusters(t, cs)
+		e.fleet.Stop() // then the pool deletes the test's namespaces
 	})
 	return e
 }

@@ -38,7 +38,6 @@ func TestPolicyClusterScopedObjectRefusedUntilAllowed(t *testing.T) {
 	t.Parallel()
 	const ns, role = "policy-team", "e2e-policy-admin-all"
 	cs := clusters.Clusters(t)
-	deleteNamespacesAfter(t, cs, ns)
 	t.Cleanup(func() { // after the fleet has stopped: no agent recreates it
 		for _, c := range cs {
 			if client, err := c.Client(); err == nil {

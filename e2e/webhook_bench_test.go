@@ -29,7 +29,6 @@ const webhookBenchCommits = 20
 func BenchmarkWebhookToApplied(b *testing.B) {
 	cs := clusters.Clusters(b)
 	staging := cs[0]
-	deleteNamespacesAfter(b, cs[:1], testNamespaces...)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	dir := b.TempDir()

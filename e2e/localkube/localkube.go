@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -525,4 +526,53 @@ func (c *Cluster) RSS() (int64, error) {
 		total += n
 	}
 	return total, nil
+}
+
+// namespaces lists the cluster's namespaces by name.
+func (c *Cluster) namespaces(ctx context.Context) ([]string, error) {
+	client, err := c.Client()
+	if err != nil {
+		return nil, err
+	}
+	list, err := client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s: list namespaces: %w", c.Name, err)
+	}
+	names := make([]string, len(list.Items))
+	for i, ns := range list.Items {
+		names[i] = ns.Name
+	}
+	return names, nil
+}
+
+// deleteNamespacesExcept deletes every namespace not in keep and waits until they are gone.
+func (c *Cluster) deleteNamespacesExcept(ctx context.Context, keep []string) error {
+	client, err := c.Client()
+	if err != nil {
+		return err
+	}
+	names, err := c.namespaces(ctx)
+	if err != nil {
+		return err
+	}
+	var gone []string
+	for _, ns := range names {
+		if slices.Contains(keep, ns) {
+			continue
+		}
+		if err := client.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("cluster %s: delete namespace %s: %w", c.Name, ns, err)
+		}
+		gone = append(gone, ns)
+	}
+	for _, ns := range gone {
+		err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+			_, err := client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+			return apierrors.IsNotFound(err), nil
+		})
+		if err != nil {
+			return fmt.Errorf("cluster %s: namespace %s not gone: %w", c.Name, ns, err)
+		}
+	}
+	return nil
 }

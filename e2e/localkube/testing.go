@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -90,25 +91,30 @@ func (s *Shared) stop() {
 
 // Pool hands each test an exclusive set of clusters, so that tests which each need clean
 // clusters of their own can run in parallel (t.Parallel). A set is started the first time a test
-// finds none free, up to the pool's size; a test waits for a free set beyond that. A set goes
-// back to the pool when its test has ended, after the test's own clean-ups (which must leave it
-// as they found it). Call Main from TestMain.
+// finds none free, up to the pool's size; a test waits for a free set beyond that. When its test
+// has ended (after the test's own clean-ups) a set is reset in the background, every namespace
+// made since it started deleted, and goes back to the pool; a set that cannot be reset is stopped
+// and replaced. Cluster-scoped objects a test makes are the test's to delete. Call Main from
+// TestMain.
 type Pool struct {
 	opts []Options
 
-	mu       sync.Mutex
-	freed    *sync.Cond
-	size     int
-	sets     [][]*Cluster // every set started
-	starting int
-	free     [][]*Cluster
-	held     map[testing.TB][]*Cluster
+	mu        sync.Mutex
+	freed     *sync.Cond
+	size      int
+	sets      [][]*Cluster // every set started and not stopped
+	starting  int
+	free      [][]*Cluster
+	held      map[testing.TB][]*Cluster
+	baselines map[*Cluster][]string // the namespaces a cluster had when it started
+	resets    sync.WaitGroup
 }
 
 // NewPool declares the clusters of one set. The pool's size is the environment variable
-// FLOTILLA_E2E_CLUSTER_SETS when set, else go test's -parallel (so no parallel test waits).
+// FLOTILLA_E2E_CLUSTER_SETS when set, else one more than go test's -parallel (so that no test
+// waits for a set being reset).
 func NewPool(opts ...Options) *Pool {
-	p := &Pool{opts: opts, held: map[testing.TB][]*Cluster{}}
+	p := &Pool{opts: opts, held: map[testing.TB][]*Cluster{}, baselines: map[*Cluster][]string{}}
 	p.freed = sync.NewCond(&p.mu)
 	return p
 }
@@ -133,7 +139,7 @@ func (p *Pool) Clusters(tb testing.TB) []*Cluster {
 		case len(p.sets)+p.starting < p.size:
 			p.starting++
 			p.mu.Unlock()
-			started, err := p.start()
+			started, baselines, err := p.start()
 			p.mu.Lock()
 			p.starting--
 			if err != nil {
@@ -141,6 +147,9 @@ func (p *Pool) Clusters(tb testing.TB) []*Cluster {
 				tb.Fatal(err)
 			}
 			p.sets = append(p.sets, started)
+			for i, c := range started {
+				p.baselines[c] = baselines[i]
+			}
 			cs = started
 		default:
 			p.freed.Wait()
@@ -149,39 +158,76 @@ func (p *Pool) Clusters(tb testing.TB) []*Cluster {
 	p.held[tb] = cs
 	tb.Cleanup(func() {
 		p.mu.Lock()
-		defer p.mu.Unlock()
 		delete(p.held, tb)
-		p.free = append(p.free, cs)
-		p.freed.Signal()
+		p.resets.Add(1)
+		p.mu.Unlock()
+		go p.reset(cs)
 	})
 	return cs
 }
 
-func (p *Pool) start() ([]*Cluster, error) {
+// reset deletes the namespaces made since the set started and returns it to the pool, or stops
+// it when that fails.
+func (p *Pool) reset(cs []*Cluster) {
+	defer p.resets.Done()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var err error
+	for _, c := range cs {
+		p.mu.Lock()
+		keep := p.baselines[c]
+		p.mu.Unlock()
+		if err = c.deleteNamespacesExcept(ctx, keep); err != nil {
+			break
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	defer p.freed.Broadcast()
+	if err == nil {
+		p.free = append(p.free, cs)
+		return
+	}
+	fmt.Fprintf(os.Stderr, "localkube: a pooled cluster set could not be reset, replacing it: %v\n", err)
+	p.sets = slices.DeleteFunc(p.sets, func(set []*Cluster) bool { return len(set) > 0 && set[0] == cs[0] })
+	for _, c := range cs {
+		delete(p.baselines, c)
+		c.Stop()
+	}
+}
+
+func (p *Pool) start() ([]*Cluster, [][]string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	clusters, err := StartAll(ctx, p.opts...)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	for _, c := range clusters {
+	baselines := make([][]string, len(clusters))
+	for i, c := range clusters {
+		if baselines[i], err = c.namespaces(ctx); err != nil {
+			for _, c := range clusters {
+				c.Stop()
+			}
+			return nil, nil, err
+		}
 		fmt.Fprintf(os.Stderr, "localkube: pooled cluster %s ready in %s (kubeconfig %s)\n",
 			c.Name, c.StartupTime.Round(time.Millisecond), c.Kubeconfig)
 	}
-	return clusters, nil
+	return clusters, baselines, nil
 }
 
-// poolSize is FLOTILLA_E2E_CLUSTER_SETS, else go test's -parallel, else 1.
+// poolSize is FLOTILLA_E2E_CLUSTER_SETS, else go test's -parallel plus one, else 2.
 func poolSize() int {
 	if n, err := strconv.Atoi(os.Getenv("FLOTILLA_E2E_CLUSTER_SETS")); err == nil && n > 0 {
 		return n
 	}
 	if f := flag.Lookup("test.parallel"); f != nil {
 		if n, err := strconv.Atoi(f.Value.String()); err == nil && n > 0 {
-			return n
+			return n + 1
 		}
 	}
-	return 1
+	return 2
 }
 
 // Main runs the package's tests, prints the clusters' logs when any failed, stops the clusters
@@ -199,6 +245,7 @@ func (p *Pool) Main(m *testing.M) int {
 }
 
 func (p *Pool) stop() {
+	p.resets.Wait()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, set := range p.sets {
