@@ -94,4 +94,3 @@ func goldenName(args []string) string {
 		return '_'
 	}, s)
 }
-
