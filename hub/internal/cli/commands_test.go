@@ -94,3 +94,80 @@ func goldenName(args []string) string {
 		return '_'
 	}, s)
 }
+
+// TestChangeGolden: the commands that change the hub, one after another on a populated hub,
+// print what testdata/ holds, and the listings show what they changed.
+func TestChangeGolden(t *testing.T) {
+	h := startHub(t)
+	f := populate(t, h)
+	n := newNormaliser(h)
+	n.add(f.repo, "<repo>")
+	step := func(name string, args ...string) result {
+		t.Helper()
+		r := h.flotilla(t, args...)
+		golden(t, "change_"+name, n, r)
+		return r
+	}
+	succeeds := func(r result) {
+		t.Helper()
+		if r.err != nil {
+			t.Fatalf("flotilla %s: %v", strings.Join(r.args, " "), r.err)
+		}
+	}
+
+	// Registration: a cluster, a second token for it, its revocation.
+	added := step("01_cluster_add", "cluster", "add", "edge-2", "--labels", "env=edge,region=ap", "--ttl", "2h")
+	succeeds(added)
+	succeeds(step("02_token_create", "token", "create", "--cluster", "edge-2", "--ttl", "30m"))
+	succeeds(step("03_cluster_revoke", "cluster", "revoke", "edge-2"))
+	succeeds(step("04_clusters", "clusters"))
+	if r := step("05_token_create_revoked", "token", "create", "--cluster", "edge-2"); r.err == nil || !strings.Contains(r.err.Error(), `"edge-2" is revoked`) {
+		t.Errorf("token for a revoked cluster: %v", r.err)
+	}
+
+	// Sync: requested, waited for, and failing on a Degraded cluster.
+	succeeds(step("06_sync", "sync", "api", "--cluster", "staging-1"))
+	succeeds(step("07_sync_wait", "sync", "api", "--selector", "env=staging", "--wait", "--timeout", "30s"))
+	if r := step("08_sync_wait_degraded", "sync", "worker", "--cluster", "staging-1", "--wait", "--timeout", "30s"); r.err == nil ||
+		!strings.Contains(r.err.Error(), "staging-1: Degraded") {
+		t.Errorf("sync --wait of a Degraded app: %v", r.err)
+	}
+
+	// Rollback: a pin shows in the status until it is cleared.
+	succeeds(step("09_rollback", "rollback", "api", "--selector", "env=staging", "--to", f.rev1[:7]))
+	succeeds(step("10_status_pinned", "status", "--app", "api", "-o", "wide"))
+	succeeds(step("11_status_pinned_json", "status", "--app", "api", "--cluster", "staging-1", "-o", "json"))
+	succeeds(step("12_rollback_clear", "rollback", "api", "--clear"))
+
+	// Promotion, once per output format (each to another branch: a second promotion of the
+	// same revision to one branch is refused). The commits the hub made are normalised, all to
+	// one placeholder: two made within the same second from the same parent are one commit.
+	for i, p := range []struct{ name, branch string }{
+		{"13_promote", "flotilla/promote-api-" + f.rev2[:7]},
+		{"14_promote_json", "release/api"},
+		{"15_promote_yaml", "main"},
+	} {
+		args := []string{"promote", "api", "--from", "staging", "--to", "production", "--soak", "0"}
+		switch i {
+		case 1:
+			args = append(args, "--branch", p.branch, "-o", "json")
+		case 2:
+			args = append(args, "--push", "-o", "yaml")
+		}
+		r := h.flotilla(t, args...)
+		succeeds(r)
+		n.add(git(t, f.repo, "rev-parse", p.branch), "<promotion>")
+		n.add(git(t, f.repo, "rev-parse", "--short=8", p.branch), "<promotion>")
+		golden(t, "change_"+p.name, n, r)
+	}
+	succeeds(step("16_history_promoted", "history", "api", "--cluster", "prod-1"))
+
+	// A mass removal held, shown by apps, then confirmed.
+	h.fleet.GuardRemoval([]string{"api", "broken", "edge-proxy", "legacy", "worker"})
+	if held := h.fleet.GuardRemoval([]string{"api"}); len(held) != 4 {
+		t.Fatalf("removal held for %v, want 4 apps", held)
+	}
+	succeeds(step("17_apps_removal_held", "apps"))
+	succeeds(step("18_apps_removal_held_json", "apps", "-o", "json"))
+	succeeds(step("19_apps_confirm_removal", "apps", "confirm-removal"))
+}
