@@ -1,8 +1,12 @@
 package cli
 
 import (
+	"context"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/flotilla-dev/flotilla/shared/testwait"
 )
 
 // formats are the values of -o every listing command takes.
@@ -42,6 +46,23 @@ func TestListingGolden(t *testing.T) {
 			golden(t, goldenName(args), n, r)
 		})
 	}
+	t.Run("status --watch", func(t *testing.T) {
+		args := []string{"status", "--watch", "--app", "api", "-o", "wide"}
+		ctx, stop := context.WithCancel(context.Background())
+		defer stop()
+		var stdout, stderr syncBuffer
+		done := make(chan error, 1)
+		go func() { done <- h.execute(ctx, &stdout, &stderr, args) }()
+		// The first screen, then Ctrl-C (before the next second's redraw).
+		testwait.Until(t, 30*time.Second, "the first screen of status --watch", func() bool { return strings.Contains(stdout.String(), "staging-2") })
+		stop()
+		r := result{args: args, err: <-done}
+		r.stdout, r.stderr = stdout.String(), stderr.String()
+		if r.err != nil {
+			t.Errorf("status --watch ended with %v, want nil once interrupted", r.err)
+		}
+		golden(t, goldenName(args), n, r)
+	})
 }
 
 // TestBadInputGolden: a bad -o value, an unknown cluster or app, and a bad flag are refused

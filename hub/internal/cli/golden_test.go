@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"text/tabwriter"
 	"time"
@@ -30,16 +32,40 @@ type result struct {
 // DATA_DIR/admin.yaml`, and captures what it prints.
 func (h *testHub) flotilla(t *testing.T, args ...string) result {
 	t.Helper()
-	root := &cobra.Command{Use: "flotilla", SilenceUsage: true, SilenceErrors: true}
-	AddCommands(root)
-	var stdout, stderr bytes.Buffer
-	root.SetOut(&stdout)
-	root.SetErr(&stderr)
-	root.SetArgs(append(append([]string{}, args...), "--config", h.config))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	err := root.ExecuteContext(ctx)
+	var stdout, stderr syncBuffer
+	err := h.execute(ctx, &stdout, &stderr, args)
 	return result{args: args, stdout: stdout.String(), stderr: stderr.String(), err: err}
+}
+
+// execute runs `flotilla ARGS --config DATA_DIR/admin.yaml` with ctx, writing to stdout and
+// stderr.
+func (h *testHub) execute(ctx context.Context, stdout, stderr io.Writer, args []string) error {
+	root := &cobra.Command{Use: "flotilla", SilenceUsage: true, SilenceErrors: true}
+	AddCommands(root)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetArgs(append(append([]string{}, args...), "--config", h.config))
+	return root.ExecuteContext(ctx)
+}
+
+// syncBuffer is a buffer a test may read while a command still writes to it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // transcript is the run as a golden file shows it: the command, then what it printed on
@@ -109,6 +135,7 @@ var volatile = []struct {
 	{regexp.MustCompile(`flt1\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[0-9a-f]{64}`), "<join-token>"},
 	{regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)`), "<time>"},
 	{regexp.MustCompile(`\d{4}-\d\d-\d\d \d\d:\d\d:\d\d`), "<time>"},
+	{regexp.MustCompile(`(\x1b\[2J)\d\d:\d\d:\d\d`), "${1}<clock>"}, // status --watch
 	{regexp.MustCompile(`\b(\d+h)?(\d+m)?\d+s ago\b|\bjust now\b`), "<age>"},
 	{regexp.MustCompile(`\((\d+h)?(\d+m)?\d+(\.\d+)?(s|ms) after commit\)`), "(<duration> after commit)"},
 	{regexp.MustCompile(`("?commitToAppliedMs"?: )\d+`), "${1}<ms>"},
