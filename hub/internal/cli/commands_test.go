@@ -15,6 +15,7 @@ var formats = []string{"table", "wide", "json", "yaml"}
 // TestListingGolden: the listing commands in every output format, and their filters, print
 // what testdata/ holds, against a hub with a populated fleet.
 func TestListingGolden(t *testing.T) {
+	t.Parallel()
 	h := startHub(t)
 	f := populate(t, h)
 	n := newNormaliser(h)
@@ -68,6 +69,7 @@ func TestListingGolden(t *testing.T) {
 // TestBadInputGolden: a bad -o value, an unknown cluster or app, and a bad flag are refused
 // with a message naming what is at fault.
 func TestBadInputGolden(t *testing.T) {
+	t.Parallel()
 	h := startHub(t)
 	populate(t, h)
 	n := newNormaliser(h)
@@ -119,6 +121,7 @@ func goldenName(args []string) string {
 // TestChangeGolden: the commands that change the hub, one after another on a populated hub,
 // print what testdata/ holds, and the listings show what they changed.
 func TestChangeGolden(t *testing.T) {
+	t.Parallel()
 	h := startHub(t)
 	f := populate(t, h)
 	n := newNormaliser(h)

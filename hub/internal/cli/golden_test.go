@@ -56,6 +56,8 @@ type syncBuffer struct {
 	buf bytes.Buffer
 }
 
+var _ io.Writer = (*syncBuffer)(nil)
+
 func (b *syncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
