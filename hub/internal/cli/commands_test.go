@@ -16,10 +16,7 @@ var formats = []string{"table", "wide", "json", "yaml"}
 // what testdata/ holds, against a hub with a populated fleet.
 func TestListingGolden(t *testing.T) {
 	t.Parallel()
-	h := startHub(t)
-	f := populate(t, h)
-	n := newNormaliser(h)
-	n.add(f.repo, "<repo>")
+	h, f, n := populatedHub(t)
 
 	var cases [][]string
 	for _, cmd := range [][]string{{"status"}, {"clusters"}, {"apps"}, {"history", "api"}} {
@@ -70,9 +67,7 @@ func TestListingGolden(t *testing.T) {
 // with a message naming what is at fault.
 func TestBadInputGolden(t *testing.T) {
 	t.Parallel()
-	h := startHub(t)
-	populate(t, h)
-	n := newNormaliser(h)
+	h, _, n := populatedHub(t)
 	for _, c := range []struct {
 		args  []string
 		names string // what the error must name
@@ -122,10 +117,7 @@ func goldenName(args []string) string {
 // print what testdata/ holds, and the listings show what they changed.
 func TestChangeGolden(t *testing.T) {
 	t.Parallel()
-	h := startHub(t)
-	f := populate(t, h)
-	n := newNormaliser(h)
-	n.add(f.repo, "<repo>")
+	h, f, n := populatedHub(t)
 	step := func(name string, args ...string) result {
 		t.Helper()
 		r := h.flotilla(t, args...)

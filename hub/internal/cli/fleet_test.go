@@ -32,6 +32,16 @@ type testFleet struct {
 	agents     map[string]*testAgent
 }
 
+// populatedHub starts a hub, populates it, and returns the normaliser for its output.
+func populatedHub(t *testing.T) (*testHub, *testFleet, *normaliser) {
+	t.Helper()
+	h := startHub(t)
+	f := populate(t, h)
+	n := newNormaliser(h)
+	n.add(f.repo, "<repo>")
+	return h, f, n
+}
+
 // populate gives h a fleet with something in every column: four clusters registered with
 // `flotilla cluster add`, three of them enrolled with their join token and connected; five
 // apps (one failing to load, one whose repository is stale); desired state, ACKs and status
