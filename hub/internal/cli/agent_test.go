@@ -10,7 +10,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"io"
-	"sync"
 	"testing"
 	"time"
 
@@ -36,8 +35,6 @@ type appReport struct {
 // acknowledges every desired state the hub sends and reports on it as told (reports, per app;
 // Healthy without drift for an app it was told nothing of).
 type testAgent struct {
-	cluster string
-	mu      sync.Mutex
 	reports map[string]appReport
 }
 
@@ -85,9 +82,9 @@ func (h *testHub) enrol(t *testing.T, token, ageRecipient string) *tls.Certifica
 }
 
 // connectAgent opens the agent stream with cert and serves it until the test ends.
-func (h *testHub) connectAgent(t *testing.T, cluster string, cert *tls.Certificate, reports map[string]appReport) *testAgent {
+func (h *testHub) connectAgent(t *testing.T, cluster string, cert *tls.Certificate, reports map[string]appReport) {
 	t.Helper()
-	a := &testAgent{cluster: cluster, reports: reports}
+	a := &testAgent{reports: reports}
 	ctx, cancel := context.WithCancel(context.Background())
 	stream, err := flotillav1.NewAgentServiceClient(h.dialHub(t, cert)).Connect(ctx)
 	if err != nil {
@@ -108,14 +105,6 @@ func (h *testHub) connectAgent(t *testing.T, cluster string, cert *tls.Certifica
 			t.Errorf("agent of %s: %v", cluster, err)
 		}
 	})
-	return a
-}
-
-// report changes what the agent reports for app from its next desired state on.
-func (a *testAgent) report(app string, r appReport) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.reports[app] = r
 }
 
 // serve answers each desired state (in one chunk: the test bundles are small) with an ACK and
@@ -130,9 +119,7 @@ func (a *testAgent) serve(stream flotillav1.AgentService_ConnectClient) error {
 		if d == nil {
 			continue
 		}
-		a.mu.Lock()
 		r, ok := a.reports[d.App]
-		a.mu.Unlock()
 		if !ok {
 			r = appReport{health: "Healthy"}
 		}

@@ -29,7 +29,6 @@ const workerRevision = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b"
 type testFleet struct {
 	repo       string // the api app's bare repository
 	rev1, rev2 string // its two commits on main: api 1.0.0, then 2.0.0 on staging
-	agents     map[string]*testAgent
 }
 
 // populatedHub starts a hub, populates it, and returns the normaliser for its output.
@@ -49,7 +48,7 @@ func populatedHub(t *testing.T) (*testHub, *testFleet, *normaliser) {
 // rolled out to staging, and a render failure.
 func populate(t *testing.T, h *testHub) *testFleet {
 	t.Helper()
-	f := &testFleet{agents: map[string]*testAgent{}}
+	f := &testFleet{}
 	f.repo, f.rev1, f.rev2 = apiRepo(t)
 	labels := map[string]string{
 		"staging-1": "env=staging,region=eu", "staging-2": "env=staging,region=us",
@@ -92,7 +91,7 @@ func populate(t *testing.T, h *testHub) *testFleet {
 
 	// One agent at a time, so that the history is in the same order every run.
 	join := func(cluster, recipient string, reports map[string]appReport, wait map[string]func(fleet.Report) bool) {
-		f.agents[cluster] = h.connectAgent(t, cluster, h.enrol(t, tokens[cluster], recipient), reports)
+		h.connectAgent(t, cluster, h.enrol(t, tokens[cluster], recipient), reports)
 		for app, ok := range wait {
 			h.waitReport(t, cluster, app, ok)
 		}
