@@ -307,7 +307,7 @@ func newAppsCmd(o *rootOptions) *cobra.Command {
 					fmt.Fprintf(w, "REMOVAL HELD (%s): %d of %d Applications are gone from the apps source (%s); nothing of them is removed until they come back or an operator runs `flotilla apps confirm-removal`\n\n",
 						ago(h.SinceUnixMs), len(h.Apps), h.Total, strings.Join(h.Apps, ", "))
 				}
-				if out == "json" {
+				if out == "json" || out == "yaml" {
 					type item struct {
 						Name           string     `json:"name"`
 						SourceFile     string     `json:"sourceFile"`

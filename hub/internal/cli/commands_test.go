@@ -18,8 +18,6 @@ func TestListingGolden(t *testing.T) {
 	t.Parallel()
 	h, f, n := populatedHub(t)
 
-	// `apps -o yaml` prints the table today (only json is special-cased in newAppsCmd); its
-	// golden file shows that as it is, issue #20 changing no behaviour.
 	var cases [][]string
 	for _, cmd := range [][]string{{"status"}, {"clusters"}, {"apps"}, {"history", "api"}} {
 		for _, o := range formats {
