@@ -8,8 +8,8 @@ LDFLAGS := -X github.com/flotilla-dev/flotilla/shared/version.Version=$(VERSION)
            -X github.com/flotilla-dev/flotilla/shared/version.Commit=$(COMMIT)
 # -count=1: the e2e tests build the binaries they run, which Go's test cache cannot see, so a
 # cached e2e result could be stale.
-# -parallel 3: the e2e tests run three at a time, each on a cluster pair of its own.
-GOTEST_FLAGS ?= -race -timeout 45m -count=1 -parallel 3
+# -parallel 4: the e2e tests run four at a time, each on a cluster pair of its own.
+GOTEST_FLAGS ?= -race -timeout 45m -count=1 -parallel 4
 TOOLS_BIN := $(CURDIR)/.cache/tools
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
