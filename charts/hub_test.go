@@ -33,7 +33,7 @@ func TestHub(t *testing.T) {
 				"--advertise-address=flotilla-hub.flotilla-system.svc:7443",
 				"--tls-san=flotilla-hub", "--tls-san=flotilla-hub.flotilla-system", "--tls-san=flotilla-hub.flotilla-system.svc",
 				"--tls-san=flotilla-hub.flotilla-system.svc.cluster.local",
-				"--apps-dir=/etc/flotilla/apps", "--poll-interval=3m", "--heartbeat=10s", "--agent-cert-ttl=24h",
+				"--apps-dir=/etc/flotilla/apps", "--poll-interval=3m", "--heartbeat=10s", "--agent-cert-ttl=24h", "--agent-cert-renewal-grace=168h", "--removal-grace=10m",
 				"--webhook-secret-file=/etc/flotilla/webhook/secret", "--log-level=info", "--log-format=json"}
 			if !slices.Equal(c.Args, want) {
 				t.Errorf("args =\n%q\nwant\n%q", c.Args, want)
