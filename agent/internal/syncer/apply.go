@@ -356,7 +356,7 @@ func (a *Applier) prepare(ctx context.Context, d *Desired) ([]*item, error) {
 	return items, nil
 }
 
-// scope resolves it's type: whether it is namespaced and whether the cluster serves it now.
+// scope resolves its type: whether it is namespaced and whether the cluster serves it now.
 // A type the cluster does not serve yet is fine when a CRD of the bundle defines it. Discovery
 // is refreshed for an unknown type once per *fresh (one Apply), or when fresh is nil at most
 // every rediscoverEvery.
