@@ -1,6 +1,8 @@
 package server
 
 import (
+	"github.com/flotilla-dev/flotilla/shared/testwait"
+
 	"context"
 	"strings"
 	"testing"
@@ -46,7 +48,7 @@ func TestAgentReportsOnlyOnItsApps(t *testing.T) {
 		App: "web", Sync: "OutOfSync", Health: "Healthy", Message: strings.Repeat("m", 512<<10), Drift: drift, // under the 4 MiB message limit
 	}}})
 	send(&flotillav1.AgentMessage{Msg: &flotillav1.AgentMessage_Status{Status: &flotillav1.AppStatus{App: "old", Sync: "Synced", Health: "Healthy"}}})
-	waitFor(t, func() bool {
+	testwait.Until(t, 10*time.Second, "condition", func() bool {
 		_, web := h.fleet.LatestReport("c1", "web")
 		_, old := h.fleet.LatestReport("c1", "old")
 		return web && old

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"github.com/flotilla-dev/flotilla/shared/testwait"
+
 	"errors"
 	"io"
 	"strings"
@@ -45,7 +47,7 @@ func TestFloodingAgentIsLimited(t *testing.T) {
 		}
 	}()
 	// The flooder is past its burst, so it is being held, before the other agent connects.
-	waitFor(t, func() bool { return sent.Load() > int64(limits.Burst) })
+	testwait.Until(t, 10*time.Second, "condition", func() bool { return sent.Load() > int64(limits.Burst) })
 
 	quiet := connect(t, h.dial(t, h.agentCert(t, "quiet")))
 	b := configMapBundle(t, "web", "v1")
@@ -63,7 +65,7 @@ func TestFloodingAgentIsLimited(t *testing.T) {
 	}}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool {
+	testwait.Until(t, 10*time.Second, "condition", func() bool {
 		for _, r := range h.fleet.Rows() {
 			if r.Cluster == "quiet" && r.App == "web" && r.AppliedRevision == "r1" {
 				return true
@@ -108,7 +110,7 @@ func TestAgentWithinBurstIsNotLimited(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, func() bool {
+	testwait.Until(t, 10*time.Second, "condition", func() bool {
 		n := 0
 		for _, r := range h.fleet.Rows() {
 			if r.Cluster == "c1" {

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"github.com/flotilla-dev/flotilla/shared/testwait"
+
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -352,7 +354,7 @@ func TestRegistryPullCatchesUpAReplicaThatMissedBroadcasts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool {
+	testwait.Until(t, 10*time.Second, "condition", func() bool {
 		used, _, _ := rs[0].store.GetToken(parsed.ID)
 		return !used.UsedAt.IsZero()
 	})

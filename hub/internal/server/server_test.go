@@ -1,6 +1,8 @@
 package server
 
 import (
+	"github.com/flotilla-dev/flotilla/shared/testwait"
+
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -25,7 +27,6 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
 	"github.com/flotilla-dev/flotilla/hub/internal/pki"
@@ -294,7 +295,7 @@ func TestStreamSendsOnlyOwnClusterAndOnlyDifferences(t *testing.T) {
 	if err := stream.Send(&flotillav1.AgentMessage{Msg: &flotillav1.AgentMessage_Status{Status: &flotillav1.AppStatus{App: "other", Sync: "Synced", Health: "Healthy"}}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool {
+	testwait.Until(t, 10*time.Second, "condition", func() bool {
 		for _, r := range h.fleet.Rows() {
 			if r.Cluster == "c1" && r.App == "new" && r.AppliedRevision == "r2" {
 				return true
@@ -302,7 +303,7 @@ func TestStreamSendsOnlyOwnClusterAndOnlyDifferences(t *testing.T) {
 		}
 		return false
 	})
-	waitFor(t, func() bool {
+	testwait.Until(t, 10*time.Second, "condition", func() bool {
 		for _, r := range h.fleet.Rows() {
 			if r.App == "other" && r.Cluster == "c1" {
 				return true
@@ -366,7 +367,7 @@ func TestRemoveWaitsUntilAppsAreKnown(t *testing.T) {
 	// known and "gone" targets no cluster, it is Removing for the grace, then removed.
 	h.fleet.SetRemovalGrace(time.Hour)
 	h.fleet.SetTargets(map[string]map[string]bool{"c1": {}})
-	waitFor(t, func() bool { return removing(h.fleet.Rows(), "c1", "gone") })
+	testwait.Until(t, 10*time.Second, "condition", func() bool { return removing(h.fleet.Rows(), "c1", "gone") })
 	// Still Removing (the Remove is sent, and the row dropped, only after the grace): end it.
 	h.fleet.SetRemovalGrace(0)
 	h.fleet.SetTargets(map[string]map[string]bool{"c1": {}})
@@ -414,15 +415,6 @@ func TestProtocolVersionMismatchSaysWhichSideToUpgrade(t *testing.T) {
 // incompressible enough to need several chunks.
 func pemLike(b []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "NOISE", Bytes: b})
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	err := wait.PollUntilContextTimeout(context.Background(), 10*time.Millisecond, 10*time.Second, true,
-		func(context.Context) (bool, error) { return cond(), nil })
-	if err != nil {
-		t.Fatal("condition not met within 10s")
-	}
 }
 
 func TestRevokeClosesTheStreamAndRefusesTheCluster(t *testing.T) {
