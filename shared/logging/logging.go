@@ -27,6 +27,30 @@ const (
 	KeyCount      = "count"
 	KeyFile       = "file"
 	KeyPeer       = "peer"
+
+	KeyAction       = "action"       // an audited operator action
+	KeyAdminConfig  = "adminConfig"  // a written operator configuration file
+	KeyAdvertise    = "advertise"    // a hub replica's advertised address
+	KeyAgain        = "again"        // an enrolment repeated with the same key
+	KeyAgentVersion = "agentVersion" // the version an agent reports
+	KeyAgeRecipient = "ageRecipient" // the agent's public age key
+	KeyBranch       = "branch"       // a Git branch
+	KeyChunks       = "chunks"       // chunks of a bundle
+	KeyCommit       = "commit"       // a Git commit made by the hub
+	KeyCreated      = "created"      // whether something was created now
+	KeyExpiredFor   = "expiredFor"   // how long ago a certificate expired
+	KeyFrom         = "from"         // the source environment of a promotion
+	KeyGossip       = "gossip"       // the gossip address of a hub replica
+	KeyHubs         = "hubs"         // the hub addresses an agent knows
+	KeyHubVersion   = "hubVersion"   // the version a hub reports
+	KeyNotAfter     = "notAfter"     // a certificate's expiry
+	KeyProvider     = "provider"     // a webhook provider
+	KeyRemote       = "remote"       // a remote network address
+	KeyRetryIn      = "retryIn"      // the wait before the next attempt
+	KeySinks        = "sinks"        // notification sinks
+	KeySource       = "source"       // the library a bridged log line comes from
+	KeyTo           = "to"           // the target environment of a promotion
+	KeyVersion      = "version"      // this binary's version
 )
 
 // Options are the logging flags of both binaries.
@@ -53,7 +77,7 @@ func New(w io.Writer, o Options) (*slog.Logger, error) {
 	}
 	l := slog.New(h)
 	slog.SetDefault(l)
-	klog.SetSlogLogger(l.With("source", "klog"))
+	klog.SetSlogLogger(l.With(KeySource, "klog"))
 	return l, nil
 }
 

@@ -202,7 +202,7 @@ func run(ctx context.Context, o *Options, log *slog.Logger) error {
 		return err
 	}
 	log = log.With(logging.KeyCluster, id.Cluster)
-	log.Info("age recipient for EncryptedSecrets", "ageRecipient", recipient, "created", created)
+	log.Info("age recipient for EncryptedSecrets", logging.KeyAgeRecipient, recipient, logging.KeyCreated, created)
 	creds := hubclient.NewCredentials(id, identity.NewStore(client, o.Namespace, IdentitySecret), log)
 	hc := hubclient.New(hubclient.Config{Addrs: o.Hubs, TLS: creds.TLSConfig, Logger: log})
 	m := metrics.New(version.Version)
@@ -226,7 +226,7 @@ func run(ctx context.Context, o *Options, log *slog.Logger) error {
 	if p.health != nil {
 		g.Go(func() error { return serveHealth(gctx, p.health, m) })
 	}
-	log.Info("agent started", "version", version.String(), "hubs", strings.Join(o.Hubs, ","))
+	log.Info("agent started", logging.KeyVersion, version.String(), logging.KeyHubs, strings.Join(o.Hubs, ","))
 	return g.Wait()
 }
 

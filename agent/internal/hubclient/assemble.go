@@ -68,7 +68,7 @@ func (c *Client) collect(m *flotillav1.Desired) (*assembly, error) {
 	a := c.partial[m.App]
 	if a != nil && m.Generation > a.head.Generation {
 		c.log.Warn("partial bundle dropped: a newer generation started", logging.KeyApp, m.App,
-			logging.KeyGeneration, a.head.Generation, "chunks", fmt.Sprintf("%d/%d", a.next, a.head.ChunkCount))
+			logging.KeyGeneration, a.head.Generation, logging.KeyChunks, fmt.Sprintf("%d/%d", a.next, a.head.ChunkCount))
 		delete(c.partial, m.App)
 		a = nil
 	}

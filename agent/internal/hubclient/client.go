@@ -121,7 +121,7 @@ func (c *Client) Run(ctx context.Context) error {
 			continue
 		}
 		wait := time.Duration(float64(backoff) * (0.5 + rand.Float64()))
-		c.log.Warn("hub stream ended; reconnecting", logging.KeyAddr, addr, logging.Err(err), "retryIn", wait.Round(time.Millisecond))
+		c.log.Warn("hub stream ended; reconnecting", logging.KeyAddr, addr, logging.Err(err), logging.KeyRetryIn, wait.Round(time.Millisecond))
 		select {
 		case <-ctx.Done():
 			return nil
@@ -188,7 +188,7 @@ func (c *Client) session(ctx context.Context, addr string) error {
 	if welcome.HeartbeatSeconds > 0 {
 		heartbeat = time.Duration(welcome.HeartbeatSeconds) * time.Second
 	}
-	c.log.Info("connected to hub", logging.KeyAddr, addr, logging.KeyCluster, welcome.Cluster, "hubVersion", welcome.HubVersion)
+	c.log.Info("connected to hub", logging.KeyAddr, addr, logging.KeyCluster, welcome.Cluster, logging.KeyHubVersion, welcome.HubVersion)
 	c.ctrl.ReportAll()
 
 	g, gctx := errgroup.WithContext(ctx)

@@ -105,7 +105,7 @@ func (c *Credentials) Rotate(ctx context.Context, addrs []string) error {
 				return nil
 			}
 			d := time.Duration(float64(backoff) * (0.5 + rand.Float64()))
-			c.log.Warn("certificate renewal failed; retrying", logging.Err(err), "retryIn", d.Round(time.Millisecond))
+			c.log.Warn("certificate renewal failed; retrying", logging.Err(err), logging.KeyRetryIn, d.Round(time.Millisecond))
 			select {
 			case <-ctx.Done():
 				return nil
@@ -144,7 +144,7 @@ func (c *Credentials) renew(ctx context.Context, addrs []string) error {
 		c.mu.Lock()
 		c.id, c.obtained = next, time.Now()
 		c.mu.Unlock()
-		c.log.Info("agent certificate renewed", "notAfter", next.NotAfter().UTC().Format(time.RFC3339))
+		c.log.Info("agent certificate renewed", logging.KeyNotAfter, next.NotAfter().UTC().Format(time.RFC3339))
 		return nil
 	}
 	return errors.Join(errs...)

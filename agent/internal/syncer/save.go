@@ -70,7 +70,7 @@ func (c *Controller) stateWritten(ctx context.Context, a *app, err error) {
 	a.unsaved.err, a.unsaved.retryAt = text, time.Now().Add(delay)
 	c.mu.Unlock()
 	c.log.Warn("saving app state failed; retrying", logging.KeyApp, a.name, keyAttempt, n,
-		"retryIn", delay.Round(time.Millisecond), logging.Err(err))
+		logging.KeyRetryIn, delay.Round(time.Millisecond), logging.Err(err))
 	c.queue.AddAfter(a.name, delay)
 }
 

@@ -102,7 +102,7 @@ func startReplica(ctx context.Context, o *Options, ca *pki.CA, m *metrics.Hub, l
 		return nil, nil, err
 	}
 	m.Replicas(func() int { return len(ml.Members()) })
-	log.Info("hub replica started", logging.KeyPeer, ro.NodeName, "gossip", ro.GossipListen, logging.KeyCount, len(ro.Peers))
+	log.Info("hub replica started", logging.KeyPeer, ro.NodeName, logging.KeyGossip, ro.GossipListen, logging.KeyCount, len(ro.Peers))
 	return ml, &server.HAConfig{
 		Replicas: ml,
 		PeerTLS:  &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13},

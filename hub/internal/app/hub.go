@@ -167,8 +167,8 @@ func runHub(ctx context.Context, o *Options, log *slog.Logger) error {
 		}
 		g.Go(func() error { return httpserve.Serve(gctx, httpserve.New(mux, httpserve.Timeouts{}), hl) })
 	}
-	log.Info("hub started", logging.KeyAddr, lis.Addr().String(), "advertise", o.Advertise,
-		"version", version.String(), "adminConfig", filepath.Join(o.DataDir, "admin.yaml"))
+	log.Info("hub started", logging.KeyAddr, lis.Addr().String(), logging.KeyAdvertise, o.Advertise,
+		logging.KeyVersion, version.String(), logging.KeyAdminConfig, filepath.Join(o.DataDir, "admin.yaml"))
 	return g.Wait()
 }
 

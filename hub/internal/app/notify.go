@@ -45,6 +45,6 @@ func newNotifier(o *Options, fl *fleet.Fleet, st *store.Store, list func() ([]fl
 			n.Seed(rec.Cluster, &r)
 		}
 	}
-	log.Info("notifications on", "sinks", len(cfg.Sinks))
+	log.Info("notifications on", logging.KeySinks, len(cfg.Sinks))
 	return n, nil
 }

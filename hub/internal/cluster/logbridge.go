@@ -5,6 +5,8 @@ import (
 	"log"
 	"log/slog"
 	"strings"
+
+	"github.com/flotilla-dev/flotilla/shared/logging"
 )
 
 // keyDetail carries the text of a line memberlist logged.
@@ -15,7 +17,7 @@ const keyDetail = "detail"
 // and warnings become slog warnings, everything else debug, since memberlist
 // reports routine gossip at INFO and we log membership changes ourselves.
 func newStdLogger(l *slog.Logger) *log.Logger {
-	return log.New(logWriter{log: l.With("source", "memberlist")}, "", 0)
+	return log.New(logWriter{log: l.With(logging.KeySource, "memberlist")}, "", 0)
 }
 
 type logWriter struct{ log *slog.Logger }

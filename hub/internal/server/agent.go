@@ -80,7 +80,7 @@ func (s *Server) Connect(stream flotillav1.AgentService_ConnectServer) error {
 	s.cfg.Fleet.Align(cluster, held)
 	s.cfg.Fleet.Seen(cluster, hello.AgentVersion, true)
 	s.recordAgentVersion(cluster, hello.AgentVersion)
-	log.Info("agent connected", "agentVersion", hello.AgentVersion, logging.KeyCount, len(held))
+	log.Info("agent connected", logging.KeyAgentVersion, hello.AgentVersion, logging.KeyCount, len(held))
 	if err := stream.Send(&flotillav1.HubMessage{Msg: &flotillav1.HubMessage_Welcome{Welcome: &flotillav1.Welcome{
 		Cluster: cluster, HubVersion: s.cfg.HubVersion, ProtocolVersion: version.Protocol,
 		HeartbeatSeconds: uint32(s.cfg.Heartbeat / time.Second), Replicas: s.replicaAddrs(), Epoch: epoch,

@@ -80,7 +80,7 @@ func (s *Server) Join(ctx context.Context, req *flotillav1.JoinRequest) (*flotil
 		detail += ", again with the same key"
 	}
 	s.audit("agent:"+cluster, "join", cluster, detail)
-	s.log.Info("agent joined", logging.KeyCluster, cluster, "again", again)
+	s.log.Info("agent joined", logging.KeyCluster, cluster, logging.KeyAgain, again)
 	return &flotillav1.JoinResponse{Cluster: cluster, CertificatePem: cert, CaPem: s.cfg.CA.CertPEM()}, nil
 }
 
@@ -353,6 +353,6 @@ func (s *Server) selectClusters(selector string) (map[string]bool, error) {
 
 func (s *Server) audit(actor, action, target, detail string) {
 	if err := s.cfg.Store.Audit(store.AuditRecord{Time: time.Now(), Actor: actor, Action: action, Target: target, Detail: detail}); err != nil {
-		s.log.Warn("audit record not written", "action", action, logging.Err(err))
+		s.log.Warn("audit record not written", logging.KeyAction, action, logging.Err(err))
 	}
 }

@@ -166,8 +166,8 @@ func (s *Server) Promote(ctx context.Context, req *flotillav1.PromoteRequest) (*
 			s.log.Warn("record history", logging.KeyCluster, c.Name, logging.KeyApp, req.App, logging.Err(err))
 		}
 	}
-	s.log.Info("promoted", logging.KeyApp, req.App, "from", req.FromEnv, "to", req.ToEnv,
-		logging.KeyRevision, src.Revision, "commit", commit, "branch", branch)
+	s.log.Info("promoted", logging.KeyApp, req.App, logging.KeyFrom, req.FromEnv, logging.KeyTo, req.ToEnv,
+		logging.KeyRevision, src.Revision, logging.KeyCommit, commit, logging.KeyBranch, branch)
 	if req.Push && s.cfg.Reconcile != nil {
 		s.cfg.Reconcile.Trigger()
 	}

@@ -25,7 +25,7 @@ func (s *Server) Renew(ctx context.Context, req *flotillav1.RenewRequest) (*flot
 	if c.Expired > 0 {
 		ago := c.Expired.Round(time.Second)
 		s.audit("agent:"+cluster, "certificate.renew", cluster, "expired "+ago.String()+" ago, within the renewal grace")
-		s.log.Info("agent certificate renewed after it expired", logging.KeyCluster, cluster, "expiredFor", ago)
+		s.log.Info("agent certificate renewed after it expired", logging.KeyCluster, cluster, logging.KeyExpiredFor, ago)
 	} else {
 		s.audit("agent:"+cluster, "certificate.renew", cluster, "")
 		s.log.Info("agent certificate renewed", logging.KeyCluster, cluster)

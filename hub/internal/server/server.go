@@ -20,6 +20,7 @@ import (
 	"github.com/flotilla-dev/flotilla/hub/internal/metrics"
 	"github.com/flotilla-dev/flotilla/hub/internal/store"
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
+	"github.com/flotilla-dev/flotilla/shared/logging"
 )
 
 // MaxMessageSize bounds every gRPC message in either direction.
@@ -118,7 +119,7 @@ func New(cfg Config) *Server {
 		s.roots = cfg.CA.Pool()
 	}
 	if err := s.reloadPins(); err != nil {
-		s.log.Warn("operator pins not loaded", "err", err)
+		s.log.Warn("operator pins not loaded", logging.KeyErr, err)
 	}
 	return s
 }

@@ -72,7 +72,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ev, err := h.authenticate(r.Header)
 	if err != nil {
-		h.log.Warn("webhook rejected", logging.Err(err), "remote", r.RemoteAddr)
+		h.log.Warn("webhook rejected", logging.Err(err), logging.KeyRemote, r.RemoteAddr)
 		w.Header().Set("Connection", "close") // and do not read the body it may still send
 		http.Error(w, err.Error(), http.StatusUnauthorized)
 		return
@@ -93,7 +93,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ev.verify != nil && !ev.verify(body) {
-		h.log.Warn("webhook rejected", logging.Err(errUnauthorized), "remote", r.RemoteAddr)
+		h.log.Warn("webhook rejected", logging.Err(errUnauthorized), logging.KeyRemote, r.RemoteAddr)
 		http.Error(w, errUnauthorized.Error(), http.StatusUnauthorized)
 		return
 	}
@@ -108,7 +108,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n := h.onPush(push)
-	h.log.Info("webhook push", "provider", push.Provider, logging.KeyRepo, strings.Join(push.URLs, " "), logging.KeyCount, n)
+	h.log.Info("webhook push", logging.KeyProvider, push.Provider, logging.KeyRepo, strings.Join(push.URLs, " "), logging.KeyCount, n)
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]any{"provider": push.Provider, "applications": n})
 }
