@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
+	"github.com/flotilla-dev/flotilla/agent/internal/apply"
 	"github.com/flotilla-dev/flotilla/agent/internal/syncer"
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
 	"github.com/flotilla-dev/flotilla/shared/logging"
@@ -353,6 +354,6 @@ func statusToProto(s syncer.AppStatus) *flotillav1.AppStatus {
 	return p
 }
 
-func refToProto(r syncer.ObjectRef) *flotillav1.ObjectRef {
+func refToProto(r apply.ObjectRef) *flotillav1.ObjectRef {
 	return &flotillav1.ObjectRef{Group: r.Group, Version: r.Version, Kind: r.Kind, Namespace: r.Namespace, Name: r.Name}
 }

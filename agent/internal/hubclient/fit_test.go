@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/flotilla-dev/flotilla/agent/internal/apply"
 	"github.com/flotilla-dev/flotilla/agent/internal/syncer"
 )
 
@@ -16,7 +17,7 @@ import (
 func hugeStatus(n, diffSize int) syncer.AppStatus {
 	s := syncer.AppStatus{App: "web", Sync: "OutOfSync", Health: "Degraded", Message: "revision abc synced"}
 	for i := range n {
-		ref := syncer.ObjectRef{Version: "v1", Kind: "ConfigMap", Namespace: "web", Name: fmt.Sprintf("config-with-a-long-name-%06d", i)}
+		ref := apply.ObjectRef{Version: "v1", Kind: "ConfigMap", Namespace: "web", Name: fmt.Sprintf("config-with-a-long-name-%06d", i)}
 		health, msg := "Healthy", ""
 		if i%10 == 0 {
 			health, msg = "Degraded", "not ready: "+strings.Repeat("x", 50)

@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/workqueue"
 
+	"github.com/flotilla-dev/flotilla/agent/internal/apply"
 	"github.com/flotilla-dev/flotilla/agent/internal/health"
 	"github.com/flotilla-dev/flotilla/agent/internal/state"
 	"github.com/flotilla-dev/flotilla/shared/logging"
@@ -52,7 +53,7 @@ type Config struct {
 	RESTConfig *rest.Config
 	// Namespace is the agent's own namespace, where app state is kept.
 	Namespace string
-	// FieldManager is the server-side apply field manager (DefaultFieldManager).
+	// FieldManager is the server-side apply field manager (apply.DefaultFieldManager).
 	FieldManager string
 	Reporter     Reporter
 	Logger       *slog.Logger
@@ -78,11 +79,10 @@ type Config struct {
 type Controller struct {
 	cfg     Config
 	log     *slog.Logger
-	applier *Applier
+	applier *apply.Applier
 	store   *state.Store
 	kube    kubernetes.Interface
 	queue   workqueue.TypedDelayingInterface[string]
-	watch   *watcher
 	metrics *metrics
 	// assessNow wakes the health loop (assessSoon).
 	assessNow chan struct{}
@@ -140,7 +140,7 @@ func NewController(cfg Config) (*Controller, error) {
 		return nil, errors.New("syncer: RESTConfig, Namespace and Reporter are required")
 	}
 	if cfg.FieldManager == "" {
-		cfg.FieldManager = DefaultFieldManager
+		cfg.FieldManager = apply.DefaultFieldManager
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -151,11 +151,6 @@ func NewController(cfg Config) (*Controller, error) {
 	if cfg.Workers <= 0 {
 		cfg.Workers = DefaultWorkers
 	}
-	applier, err := NewApplier(cfg.RESTConfig, cfg.FieldManager)
-	if err != nil {
-		return nil, err
-	}
-	applier.guardSelf(cfg.Namespace, cfg.AllowSelfManagement)
 	client, err := kubernetes.NewForConfig(cfg.RESTConfig)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
@@ -163,7 +158,6 @@ func NewController(cfg Config) (*Controller, error) {
 	c := &Controller{
 		cfg:     cfg,
 		log:     cfg.Logger,
-		applier: applier,
 		store:   state.NewStore(client, cfg.Namespace),
 		kube:    client,
 		queue:   workqueue.NewTypedDelayingQueueWithConfig(workqueue.TypedDelayingQueueConfig[string]{Name: "syncer"}),
@@ -173,8 +167,16 @@ func NewController(cfg Config) (*Controller, error) {
 
 		assessNow: make(chan struct{}, 1),
 	}
-	c.watch = newWatcher(applier, c.noteChange)
-	applier.owners = c
+	guard := cfg.Namespace
+	if cfg.AllowSelfManagement {
+		guard = ""
+	}
+	c.applier, err = apply.New(cfg.RESTConfig, apply.Options{
+		FieldManager: cfg.FieldManager, GuardNamespace: guard, Owners: c, OnChange: c.noteChange,
+	})
+	if err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -300,11 +302,11 @@ func (c *Controller) Run(ctx context.Context) error {
 			st := a.applied
 			c.mu.Unlock()
 			if st != nil {
-				c.watch.watch(ctx, c.applier, fromStateRefs(st.Inventory))
+				c.applier.Watch(ctx, fromStateRefs(st.Inventory))
 				c.queue.AddAfter(a.name, driftDelay) // the drift check Load asked for
 			}
 		}
-		c.watch.run(ctx)
+		c.applier.Run(ctx)
 		return nil
 	})
 	g.Go(func() error {
@@ -425,4 +427,25 @@ func (c *Controller) reconcile(ctx context.Context, name string) {
 		c.sync(ctx, a, d, applied)
 	}
 	c.publish(a, false)
+}
+
+var _ apply.Inventories = (*Controller)(nil)
+
+// Holds implements apply.Inventories with what each app last applied: the engine refuses to
+// write an object for one app that another app's inventory holds.
+func (c *Controller) Holds(app string, ref apply.ObjectRef) bool {
+	c.mu.Lock()
+	a := c.apps[app]
+	var inv []apply.ObjectRef
+	if a != nil && a.applied != nil {
+		inv = fromStateRefs(a.applied.Inventory)
+	}
+	c.mu.Unlock()
+	key := ref.Key()
+	for _, r := range inv {
+		if r.Key() == key {
+			return true
+		}
+	}
+	return false
 }

@@ -14,7 +14,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/flotilla-dev/flotilla/agent/internal/kubetest"
 	"github.com/flotilla-dev/flotilla/agent/internal/state"
+	"github.com/flotilla-dev/flotilla/shared/testwait"
 )
 
 // recorder is a Reporter that keeps everything it is told.
@@ -66,7 +68,7 @@ func (r *recorder) counts() (acks, nacks, statuses int) {
 func (r *recorder) waitStatus(t *testing.T, app string, timeout time.Duration, what string, cond func(AppStatus) bool) AppStatus {
 	t.Helper()
 	var got, last AppStatus
-	err := wait.PollUntilContextTimeout(testCtx(t), 50*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(kubetest.Ctx(t), 50*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		for _, s := range r.statuses {
@@ -88,15 +90,15 @@ func (r *recorder) waitStatus(t *testing.T, app string, timeout time.Duration, w
 
 func (r *recorder) waitAck(t *testing.T, app string, generation uint64, timeout time.Duration) {
 	t.Helper()
-	poll(t, "ack", timeout, func(context.Context) (bool, error) { return r.acked(app, generation), nil })
+	testwait.For(t, timeout, "ack", func(context.Context) (bool, error) { return r.acked(app, generation), nil })
 }
 
 // startController runs a Controller for the test's duration.
-func startController(t *testing.T, e *env, agentNS string, opts ...func(*Config)) (*Controller, *recorder) {
+func startController(t *testing.T, e *kubetest.Env, agentNS string, opts ...func(*Config)) (*Controller, *recorder) {
 	t.Helper()
 	rec := &recorder{}
 	cfg := Config{
-		RESTConfig: e.cfg, Namespace: agentNS, Reporter: rec, HealthInterval: 200 * time.Millisecond,
+		RESTConfig: e.Config, Namespace: agentNS, Reporter: rec, HealthInterval: 200 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	for _, o := range opts {
@@ -106,7 +108,7 @@ func startController(t *testing.T, e *env, agentNS string, opts ...func(*Config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Load(testCtx(t)); err != nil {
+	if err := c.Load(kubetest.Ctx(t)); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -130,13 +132,13 @@ func startController(t *testing.T, e *env, agentNS string, opts ...func(*Config)
 // duplicates and same-content generations write nothing; a new Controller restores what is
 // held without writing.
 func TestControllerSyncsAndRestores(t *testing.T) {
-	nsAgentSync := uniq("t-agent-sync")
-	nsCtlShop := uniq("t-ctl-shop")
+	nsAgentSync := kubetest.Uniq("t-agent-sync")
+	nsCtlShop := kubetest.Uniq("t-ctl-shop")
 	e := newEnv(t)
 	agentNS := nsAgentSync
 	c, rec := startController(t, e, agentNS)
 	d := desired(t, "shop", nsCtlShop, SyncPolicy{Automated: true, Prune: true, CreateNamespace: true},
-		configMap("settings", "v1"), deployment("web", 2, false))
+		kubetest.ConfigMap("settings", "v1"), kubetest.Deployment("web", 2, false))
 	c.SetDesired(d)
 	rec.waitAck(t, "shop", 1, time.Minute)
 	s := rec.waitStatus(t, "shop", 90*time.Second, "Synced and Healthy", func(s AppStatus) bool {
@@ -146,8 +148,8 @@ func TestControllerSyncsAndRestores(t *testing.T) {
 		t.Errorf("status %+v", s)
 	}
 	// The healthy revision is in state, with its bundle.
-	poll(t, "healthy revision saved", 30*time.Second, func(ctx context.Context) (bool, error) {
-		states, err := state.NewStore(e.client, agentNS).Load(ctx)
+	testwait.For(t, 30*time.Second, "healthy revision saved", func(ctx context.Context) (bool, error) {
+		states, err := state.NewStore(e.Client, agentNS).Load(ctx)
 		st := states["shop"]
 		return err == nil && st != nil && st.HealthyRevision == d.Revision && len(st.HealthyBundle) > 0, err
 	})
@@ -155,7 +157,7 @@ func TestControllerSyncsAndRestores(t *testing.T) {
 	// A duplicate, then a newer generation with the same content: one Ack, no writes.
 	d2 := *d
 	d2.Generation = 2
-	n, what := e.writesDuring(func() {
+	n, what := e.WritesDuring(func() {
 		c.SetDesired(d)
 		c.SetDesired(&d2)
 		rec.waitAck(t, "shop", 2, 30*time.Second)
@@ -169,13 +171,13 @@ func TestControllerSyncsAndRestores(t *testing.T) {
 
 	// A new Controller restores what is held and writes nothing.
 	rec2 := &recorder{}
-	n, what = e.writesDuring(func() {
-		c2, err := NewController(Config{RESTConfig: e.cfg, Namespace: agentNS, Reporter: rec2,
+	n, what = e.WritesDuring(func() {
+		c2, err := NewController(Config{RESTConfig: e.Config, Namespace: agentNS, Reporter: rec2,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := c2.Load(testCtx(t)); err != nil {
+		if err := c2.Load(kubetest.Ctx(t)); err != nil {
 			t.Fatal(err)
 		}
 		held := c2.Held()
@@ -195,11 +197,11 @@ func TestControllerSyncsAndRestores(t *testing.T) {
 // TestControllerDegraded: a Deployment whose pods never become Ready misses its progress
 // deadline and the app is reported Degraded.
 func TestControllerDegraded(t *testing.T) {
-	nsAgentDegraded := uniq("t-agent-degraded")
-	nsCtlBroken := uniq("t-ctl-broken")
+	nsAgentDegraded := kubetest.Uniq("t-agent-degraded")
+	nsCtlBroken := kubetest.Uniq("t-ctl-broken")
 	e := newEnv(t)
 	c, rec := startController(t, e, nsAgentDegraded)
-	d := desired(t, "broken", nsCtlBroken, SyncPolicy{Automated: true, CreateNamespace: true}, deployment("web", 1, true))
+	d := desired(t, "broken", nsCtlBroken, SyncPolicy{Automated: true, CreateNamespace: true}, kubetest.Deployment("web", 1, true))
 	c.SetDesired(d)
 	rec.waitAck(t, "broken", 1, time.Minute)
 	s := rec.waitStatus(t, "broken", 90*time.Second, "Degraded", func(s AppStatus) bool { return s.Health == "Degraded" })
@@ -210,12 +212,12 @@ func TestControllerDegraded(t *testing.T) {
 
 // TestControllerManualSync: without automated sync nothing is applied until a sync request.
 func TestControllerManualSync(t *testing.T) {
-	nsAgentManual := uniq("t-agent-manual")
-	nsCtlManual := uniq("t-ctl-manual")
+	nsAgentManual := kubetest.Uniq("t-agent-manual")
+	nsCtlManual := kubetest.Uniq("t-ctl-manual")
 	e := newEnv(t)
-	e.createNamespace(t, nsCtlManual)
+	e.CreateNamespace(t, nsCtlManual)
 	c, rec := startController(t, e, nsAgentManual)
-	d := desired(t, "manual", nsCtlManual, SyncPolicy{}, configMap("settings", "v1"))
+	d := desired(t, "manual", nsCtlManual, SyncPolicy{}, kubetest.ConfigMap("settings", "v1"))
 	c.SetDesired(d)
 	s := rec.waitStatus(t, "manual", 30*time.Second, "OutOfSync and Missing", func(s AppStatus) bool {
 		return s.Sync == SyncOutOfSync && s.Health == "Missing"
@@ -223,7 +225,7 @@ func TestControllerManualSync(t *testing.T) {
 	if !strings.Contains(s.Message, "automated sync is off") || len(s.Resources) != 1 {
 		t.Errorf("status %+v", s)
 	}
-	if _, ok := e.configMapValue(t, nsCtlManual, "settings", "value"); ok {
+	if _, ok := e.ConfigMapValue(t, nsCtlManual, "settings", "value"); ok {
 		t.Fatal("applied without automated sync or a sync request")
 	}
 	if acks, _, _ := rec.counts(); acks != 0 {
@@ -241,18 +243,18 @@ func TestControllerManualSync(t *testing.T) {
 // TestControllerNackKeepsPrevious: a rejected revision is nacked, retried within the limit,
 // and the previous revision stays applied.
 func TestControllerNackKeepsPrevious(t *testing.T) {
-	nsAgentNack := uniq("t-agent-nack")
-	nsCtlNack := uniq("t-ctl-nack")
+	nsAgentNack := kubetest.Uniq("t-agent-nack")
+	nsCtlNack := kubetest.Uniq("t-ctl-nack")
 	e := newEnv(t)
-	e.createNamespace(t, nsCtlNack)
+	e.CreateNamespace(t, nsCtlNack)
 	c, rec := startController(t, e, nsAgentNack)
 	policy := SyncPolicy{Automated: true, Retry: Retry{Limit: 2, Duration: 50 * time.Millisecond, Factor: 2}}
-	good := desired(t, "nack", nsCtlNack, policy, configMap("settings", "v1"))
+	good := desired(t, "nack", nsCtlNack, policy, kubetest.ConfigMap("settings", "v1"))
 	c.SetDesired(good)
 	rec.waitAck(t, "nack", 1, 30*time.Second)
 
-	bad := desired(t, "nack", nsCtlNack, policy, configMap("settings", "v2"),
-		strings.Replace(deployment("web", 1, false), "replicas: 1", "replicas: -1", 1))
+	bad := desired(t, "nack", nsCtlNack, policy, kubetest.ConfigMap("settings", "v2"),
+		strings.Replace(kubetest.Deployment("web", 1, false), "replicas: 1", "replicas: -1", 1))
 	bad.Generation = 2
 	c.SetDesired(bad)
 	s := rec.waitStatus(t, "nack", 30*time.Second, "giving up", func(s AppStatus) bool {
@@ -266,7 +268,7 @@ func TestControllerNackKeepsPrevious(t *testing.T) {
 	}
 	// SyncFailed Events on the object at fault: the first attempt and giving up, not each retry.
 	waitEvent(t, e, nsCtlNack, EventSyncFailed, "attempt 3/3, giving up")
-	list, err := e.client.CoreV1().Events(nsCtlNack).List(testCtx(t), metav1.ListOptions{FieldSelector: "reason=" + EventSyncFailed})
+	list, err := e.Client.CoreV1().Events(nsCtlNack).List(kubetest.Ctx(t), metav1.ListOptions{FieldSelector: "reason=" + EventSyncFailed})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +282,7 @@ func TestControllerNackKeepsPrevious(t *testing.T) {
 	if len(msgs) != 2 || !strings.Contains(strings.Join(msgs, "\n"), "attempt 1/3") {
 		t.Errorf("SyncFailed Events = %q, want two: attempt 1/3 and giving up", msgs)
 	}
-	if v, _ := e.configMapValue(t, nsCtlNack, "settings", "value"); v != "v1" {
+	if v, _ := e.ConfigMapValue(t, nsCtlNack, "settings", "value"); v != "v1" {
 		t.Errorf("ConfigMap = %q, want v1 (previous revision kept)", v)
 	}
 	if held := c.Held(); len(held) != 1 || held[0].Revision != good.Revision {
@@ -290,24 +292,24 @@ func TestControllerNackKeepsPrevious(t *testing.T) {
 
 // TestControllerRemove: removing an app with prune deletes its objects and its state.
 func TestControllerRemove(t *testing.T) {
-	nsAgentRemove := uniq("t-agent-remove")
-	nsCtlGone := uniq("t-ctl-gone")
+	nsAgentRemove := kubetest.Uniq("t-agent-remove")
+	nsCtlGone := kubetest.Uniq("t-ctl-gone")
 	e := newEnv(t)
 	agentNS := nsAgentRemove
 	c, rec := startController(t, e, agentNS)
 	d := desired(t, "gone", nsCtlGone, SyncPolicy{Automated: true, Prune: true},
-		namespace(nsCtlGone), configMap("settings", "v1"))
+		kubetest.Namespace(nsCtlGone), kubetest.ConfigMap("settings", "v1"))
 	c.SetDesired(d)
 	rec.waitAck(t, "gone", 1, 30*time.Second)
 	c.Remove("gone", 2)
-	poll(t, "app removed", 30*time.Second, func(ctx context.Context) (bool, error) {
-		_, err := e.client.CoreV1().Secrets(agentNS).Get(ctx, state.SecretName("gone"), metav1.GetOptions{})
+	testwait.For(t, 30*time.Second, "app removed", func(ctx context.Context) (bool, error) {
+		_, err := e.Client.CoreV1().Secrets(agentNS).Get(ctx, state.SecretName("gone"), metav1.GetOptions{})
 		return apierrors.IsNotFound(err), nil
 	})
-	if _, ok := e.configMapValue(t, nsCtlGone, "settings", "value"); ok {
+	if _, ok := e.ConfigMapValue(t, nsCtlGone, "settings", "value"); ok {
 		t.Error("ConfigMap of a removed app with prune still exists")
 	}
-	if _, err := e.client.CoreV1().Namespaces().Get(testCtx(t), nsCtlGone, metav1.GetOptions{}); err != nil {
+	if _, err := e.Client.CoreV1().Namespaces().Get(kubetest.Ctx(t), nsCtlGone, metav1.GetOptions{}); err != nil {
 		t.Errorf("namespace deleted with its app: %v", err)
 	}
 	if held := c.Held(); len(held) != 0 {
@@ -354,12 +356,12 @@ func TestBackoff(t *testing.T) {
 // revision is healthy, and the app is OutOfSync until then.
 func TestControllerPruneLast(t *testing.T) {
 	e := newEnv(t)
-	ns := uniq("t-ctl-prunelast")
-	c, rec := startController(t, e, uniq("t-agent-prunelast"))
+	ns := kubetest.Uniq("t-ctl-prunelast")
+	c, rec := startController(t, e, kubetest.Uniq("t-agent-prunelast"))
 	policy := SyncPolicy{Automated: true, Prune: true, PruneLast: true, CreateNamespace: true}
-	c.SetDesired(desired(t, "prunelast", ns, policy, configMaps(4)...))
+	c.SetDesired(desired(t, "prunelast", ns, policy, kubetest.ConfigMaps(4)...))
 	rec.waitAck(t, "prunelast", 1, 30*time.Second)
-	d2 := desired(t, "prunelast", ns, policy, configMaps(3)...)
+	d2 := desired(t, "prunelast", ns, policy, kubetest.ConfigMaps(3)...)
 	d2.Generation = 2
 	c.SetDesired(d2)
 	rec.waitAck(t, "prunelast", 2, 30*time.Second)
@@ -369,7 +371,7 @@ func TestControllerPruneLast(t *testing.T) {
 	if s.HealthyRevision != d2.Revision {
 		t.Errorf("healthy revision %q, want %q", s.HealthyRevision, d2.Revision)
 	}
-	if _, ok := e.configMapValue(t, ns, "cm3", "value"); ok {
+	if _, ok := e.ConfigMapValue(t, ns, "cm3", "value"); ok {
 		t.Error("cm3 not pruned")
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/flotilla-dev/flotilla/agent/internal/apply"
 	"github.com/flotilla-dev/flotilla/agent/internal/health"
 	"github.com/flotilla-dev/flotilla/agent/internal/state"
 	"github.com/flotilla-dev/flotilla/shared/bundle"
@@ -14,7 +15,7 @@ import (
 
 // Conversions between the syncer's types and the state package's (which cannot import syncer).
 
-func toStateRefs(refs []ObjectRef) []state.ObjectRef {
+func toStateRefs(refs []apply.ObjectRef) []state.ObjectRef {
 	out := make([]state.ObjectRef, len(refs))
 	for i, r := range refs {
 		out[i] = state.ObjectRef(r)
@@ -22,10 +23,10 @@ func toStateRefs(refs []ObjectRef) []state.ObjectRef {
 	return out
 }
 
-func fromStateRefs(refs []state.ObjectRef) []ObjectRef {
-	out := make([]ObjectRef, len(refs))
+func fromStateRefs(refs []state.ObjectRef) []apply.ObjectRef {
+	out := make([]apply.ObjectRef, len(refs))
 	for i, r := range refs {
-		out[i] = ObjectRef(r)
+		out[i] = apply.ObjectRef(r)
 	}
 	return out
 }

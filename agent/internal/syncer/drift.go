@@ -2,148 +2,29 @@ package syncer
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
-	"reflect"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-
+	"github.com/flotilla-dev/flotilla/agent/internal/apply"
 	"github.com/flotilla-dev/flotilla/agent/internal/state"
 	"github.com/flotilla-dev/flotilla/shared/logging"
 )
 
 // Drift types.
 const (
-	DriftMissing  = "missing"
-	DriftModified = "modified"
+	DriftMissing  = apply.DriftMissing
+	DriftModified = apply.DriftModified
 )
 
-// Drift compares d's objects with the cluster: an object that is gone is "missing", one that a
-// server-side apply of d would change is "modified". With only set, just the objects whose
-// keys it holds are compared. It only reads (from the watch caches where it can) and dry-runs.
-func (a *Applier) Drift(ctx context.Context, d *Desired, only map[string]bool) ([]DriftItem, error) {
-	items, err := a.prepare(ctx, d)
-	if err != nil {
-		return nil, err
-	}
-	var out []DriftItem
-	for _, it := range items {
-		if !it.inventory || (only != nil && !only[it.ref.key()]) {
-			continue
-		}
-		if it.mapping == nil { // its CRD is gone
-			out = append(out, DriftItem{Object: it.ref, Type: DriftMissing, state: DriftMissing})
-			continue
-		}
-		ri := a.resource(it.mapping, it.obj.GetNamespace())
-		live, err := a.live(ctx, it.mapping, it.obj.GetNamespace(), it.obj.GetName(), false)
-		if err != nil {
-			return nil, objectError("get", it.ref, err)
-		}
-		if live == nil {
-			out = append(out, DriftItem{Object: it.ref, Type: DriftMissing, state: DriftMissing})
-			continue
-		}
-		if it.deferred || a.ownedByOther(d.App, it.ref, live) != "" {
-			continue // another app's object is not this app's drift (owners.go)
-		}
-		dry, err := ri.Apply(ctx, it.obj.GetName(), it.obj, metav1.ApplyOptions{
-			FieldManager: a.fieldManager, Force: true, DryRun: []string{metav1.DryRunAll},
-		})
-		if err != nil {
-			return nil, objectError("dry-run", it.ref, err)
-		}
-		if !sameObject(dry, live) {
-			secret := it.ref.Group == "" && it.ref.Kind == "Secret"
-			out = append(out, DriftItem{Object: it.ref, Type: DriftModified, Diff: diff(live, dry, secret), state: fingerprint(live)})
-		}
-	}
-	return out, nil
-}
-
-// fingerprint identifies the drifted state of live (what sameObject compares), so that an
-// actor changing an object back to the same state again can be told from new edits.
-func fingerprint(live *unstructured.Unstructured) string {
-	b, err := json.Marshal(comparableFields(live))
-	if err != nil {
-		return ""
-	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:8])
-}
-
-// diff lists the fields where live differs from desired, one "path: live → desired" a line.
-// Secret values are never shown.
-func diff(live, desired *unstructured.Unstructured, secret bool) string {
-	var lines []string
-	diffValues("", comparableFields(live), comparableFields(desired), secret, &lines)
-	const maxLines = 20
-	if len(lines) > maxLines {
-		lines = append(lines[:maxLines], fmt.Sprintf("… and %d more", len(lines)-maxLines))
-	}
-	return strings.Join(lines, "\n")
-}
-
-func diffValues(path string, live, desired any, secret bool, out *[]string) {
-	lm, ok1 := live.(map[string]any)
-	dm, ok2 := desired.(map[string]any)
-	if ok1 && ok2 {
-		keys := map[string]bool{}
-		for k := range lm {
-			keys[k] = true
-		}
-		for k := range dm {
-			keys[k] = true
-		}
-		sorted := make([]string, 0, len(keys))
-		for k := range keys {
-			sorted = append(sorted, k)
-		}
-		sort.Strings(sorted)
-		for _, k := range sorted {
-			p := k
-			if path != "" {
-				p = path + "." + k
-			}
-			diffValues(p, lm[k], dm[k], secret, out)
-		}
-		return
-	}
-	if reflect.DeepEqual(live, desired) {
-		return
-	}
-	if secret {
-		*out = append(*out, path+": (value hidden)")
-		return
-	}
-	*out = append(*out, fmt.Sprintf("%s: %s → %s", path, show(live), show(desired)))
-}
-
-func show(v any) string {
-	if v == nil {
-		return "<none>"
-	}
-	s := fmt.Sprintf("%v", v)
-	if str, ok := v.(string); ok {
-		s = fmt.Sprintf("%q", str)
-	}
-	if len(s) > 80 {
-		s = s[:80] + "…"
-	}
-	return s
-}
+// driftDelay coalesces bursts of events into one check.
+const driftDelay = 100 * time.Millisecond
 
 // noteChange is the watcher's callback: an object of app changed; compare it shortly.
-func (c *Controller) noteChange(app string, ref ObjectRef) {
+func (c *Controller) noteChange(app string, ref apply.ObjectRef) {
 	c.mu.Lock()
 	a := c.apps[app]
 	if a == nil || a.applied == nil {
@@ -157,18 +38,18 @@ func (c *Controller) noteChange(app string, ref ObjectRef) {
 
 // noteDrift marks ref to be compared at the next drift check, noting when its change was
 // first seen. Caller holds Controller.mu.
-func (a *app) noteDrift(ref ObjectRef) {
+func (a *app) noteDrift(ref apply.ObjectRef) {
 	if a.driftRefs == nil {
 		a.driftRefs = map[string]driftNote{}
 	}
-	if _, ok := a.driftRefs[ref.key()]; !ok {
-		a.driftRefs[ref.key()] = driftNote{ref: ref, at: time.Now()}
+	if _, ok := a.driftRefs[ref.Key()]; !ok {
+		a.driftRefs[ref.Key()] = driftNote{ref: ref, at: time.Now()}
 	}
 }
 
 // driftNote is an object that changed since the last drift check, and when that was seen.
 type driftNote struct {
-	ref ObjectRef
+	ref apply.ObjectRef
 	at  time.Time
 }
 
@@ -244,7 +125,7 @@ func (c *Controller) checkDrift(ctx context.Context, a *app, d *Desired, applied
 	if (len(refs) == 0 && !all) || applied == nil {
 		return
 	}
-	requeue := func(delay time.Duration, again []ObjectRef) {
+	requeue := func(delay time.Duration, again []apply.ObjectRef) {
 		c.mu.Lock()
 		for _, r := range again {
 			a.noteDrift(r)
@@ -271,12 +152,12 @@ func (c *Controller) checkDrift(ctx context.Context, a *app, d *Desired, applied
 			only[k] = true
 		}
 	}
-	found, err := c.applier.Drift(ctx, held, only)
+	diffs, err := c.applier.Drift(ctx, held.revision(), only)
 	if err != nil {
-		var ne *NamespaceError
+		var ne *apply.NamespaceError
 		if !errors.As(err, &ne) {
 			log.Warn("drift check failed", logging.Err(errors.New(newScrubber(held).scrub(err.Error()))))
-			again := make([]ObjectRef, 0, len(refs))
+			again := make([]apply.ObjectRef, 0, len(refs))
 			for _, n := range refs {
 				again = append(again, n.ref)
 			}
@@ -284,16 +165,20 @@ func (c *Controller) checkDrift(ctx context.Context, a *app, d *Desired, applied
 		}
 		return
 	}
+	found := make([]DriftItem, len(diffs))
+	for i, d := range diffs {
+		found[i] = DriftItem{Object: d.Object, Type: d.Type, Diff: d.Diff, state: d.Fingerprint}
+	}
 	c.metrics.driftDetected(found)
 
 	if len(found) > 0 && held == d && d.Policy.Automated && d.Policy.SelfHeal {
 		now := time.Now()
-		var fix, later []ObjectRef
+		var fix, later []apply.ObjectRef
 		var states []string
 		var contested []bool
 		wait := time.Duration(0)
 		for i := range found {
-			key := found[i].Object.key()
+			key := found[i].Object.Key()
 			changed := now
 			if n, ok := refs[key]; ok {
 				changed = n.at
@@ -313,7 +198,7 @@ func (c *Controller) checkDrift(ctx context.Context, a *app, d *Desired, applied
 		}
 		if len(fix) > 0 {
 			start := time.Now()
-			_, err := c.applier.Heal(ctx, d, fix, fromStateRefs(applied.Inventory))
+			_, err := c.heal(ctx, d, fix, fromStateRefs(applied.Inventory))
 			if err != nil {
 				log.Warn("self-heal failed", logging.Err(errors.New(newScrubber(d).scrub(err.Error()))))
 				requeue(backoff(d.Policy.Retry, 1), fix)
@@ -321,10 +206,10 @@ func (c *Controller) checkDrift(ctx context.Context, a *app, d *Desired, applied
 				written := time.Now()
 				healedKeys := map[string]bool{}
 				for i, r := range fix {
-					a.healed(r.key(), states[i], written, contested[i])
-					healedKeys[r.key()] = true
+					a.healed(r.Key(), states[i], written, contested[i])
+					healedKeys[r.Key()] = true
 				}
-				found = slices.DeleteFunc(found, func(it DriftItem) bool { return healedKeys[it.Object.key()] })
+				found = slices.DeleteFunc(found, func(it DriftItem) bool { return healedKeys[it.Object.Key()] })
 				c.metrics.driftCorrected(len(fix), time.Since(start))
 				log.Info("drift corrected", logging.KeyCount, len(fix))
 				c.recordEvent(ctx, Event{App: a.name, Revision: applied.Revision, Reason: EventDriftCorrected, Time: now,
@@ -351,18 +236,18 @@ func mergeDrift(prev, found []DriftItem, only map[string]bool) []DriftItem {
 	var out []DriftItem
 	if only != nil {
 		for _, it := range prev {
-			if !only[it.Object.key()] {
+			if !only[it.Object.Key()] {
 				out = append(out, it)
 			}
 		}
 	}
 	out = append(out, found...)
-	slices.SortFunc(out, func(x, y DriftItem) int { return strings.Compare(x.Object.key(), y.Object.key()) })
+	slices.SortFunc(out, func(x, y DriftItem) int { return strings.Compare(x.Object.Key(), y.Object.Key()) })
 	return out
 }
 
 // describeRefs names up to three objects for an Event message.
-func describeRefs(verb string, refs []ObjectRef) string {
+func describeRefs(verb string, refs []apply.ObjectRef) string {
 	const most = 3
 	var names []string
 	for i, r := range refs {

@@ -11,6 +11,7 @@ import (
 
 	"filippo.io/age"
 	"filippo.io/age/armor"
+	"github.com/flotilla-dev/flotilla/agent/internal/apply"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
@@ -49,7 +50,7 @@ func isEncryptedSecret(o *unstructured.Unstructured) bool {
 
 // decrypted returns d with each EncryptedSecret replaced by the Secret it holds, decrypted with
 // id; d itself is not changed. When something cannot be decrypted the copy keeps d's objects
-// and carries the error, which fails the revision when it is applied (Apply): an *ObjectError
+// and carries the error, which fails the revision when it is applied (Apply): an *apply.ObjectError
 // (Op "decrypt", Rejected) naming the object and the key, never holding ciphertext, plaintext or
 // the age library's message.
 func decrypted(d *Desired, id age.Identity) *Desired {
@@ -75,13 +76,13 @@ func decrypted(d *Desired, id age.Identity) *Desired {
 
 // decryptSecret turns one EncryptedSecret into its Secret.
 func decryptSecret(o *unstructured.Unstructured, id age.Identity) (*unstructured.Unstructured, error) {
-	ref := refOf(o)
+	ref := apply.RefOf(o)
 	fail := func(key, reason string) error {
 		err := errors.New(reason)
 		if key != "" {
 			err = fmt.Errorf("key %q: %s", key, reason)
 		}
-		return &ObjectError{Object: ref, Op: "decrypt", Rejected: true, Err: err}
+		return &apply.ObjectError{Object: ref, Op: "decrypt", Rejected: true, Err: err}
 	}
 	if v := o.GroupVersionKind().Version; v != encryptedVersion {
 		return nil, fail("", fmt.Sprintf("version %s is not supported (want %s/%s)", v, encryptedGroup, encryptedVersion))

@@ -8,6 +8,7 @@ import (
 
 	"filippo.io/age"
 	"filippo.io/age/armor"
+	"github.com/flotilla-dev/flotilla/agent/internal/apply"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
@@ -89,10 +90,10 @@ func TestDecrypted(t *testing.T) {
 				if !strings.Contains(msg, tt.wantErr) {
 					t.Errorf("error %q, want it to contain %q", msg, tt.wantErr)
 				}
-				if strings.Contains(msg, canary) || strings.Contains(msg, "AGE ENCRYPTED") || !IsRejected(got.decryptErr) {
+				if strings.Contains(msg, canary) || strings.Contains(msg, "AGE ENCRYPTED") || !apply.IsRejected(got.decryptErr) {
 					t.Errorf("error %q leaks a value or is not a rejection", msg)
 				}
-				_, err := (&Applier{}).Apply(t.Context(), got, nil)
+				_, err := (&Controller{}).apply(t.Context(), got, nil)
 				if err != got.decryptErr {
 					t.Errorf("Apply returned %v, want the decrypt error", err)
 				}

@@ -7,6 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/flotilla-dev/flotilla/agent/internal/apply"
 	"github.com/flotilla-dev/flotilla/agent/internal/state"
 	"github.com/flotilla-dev/flotilla/shared/logging"
 )
@@ -43,18 +44,18 @@ func (ev Event) warning() bool {
 
 // eventTarget picks the object an Event about refs is recorded on: the first namespaced one
 // (so that `kubectl get events -n NAMESPACE` lists it), or none.
-func eventTarget(refs []ObjectRef) ObjectRef {
+func eventTarget(refs []apply.ObjectRef) apply.ObjectRef {
 	for _, r := range refs {
 		if r.Namespace != "" {
 			return r
 		}
 	}
-	return ObjectRef{}
+	return apply.ObjectRef{}
 }
 
 // recordEvent records ev as a Kubernetes Event about ref, or about the app's state Secret in
 // the agent's namespace when ref is zero. A failure is logged, never returned.
-func (c *Controller) recordEvent(ctx context.Context, ev Event, ref ObjectRef) {
+func (c *Controller) recordEvent(ctx context.Context, ev Event, ref apply.ObjectRef) {
 	involved := corev1.ObjectReference{
 		APIVersion: apiVersion(ref.Group, ref.Version), Kind: ref.Kind, Namespace: ref.Namespace, Name: ref.Name,
 	}
@@ -78,7 +79,7 @@ func (c *Controller) recordEvent(ctx context.Context, ev Event, ref ObjectRef) {
 	e := &corev1.Event{
 		ObjectMeta: metav1.ObjectMeta{
 			GenerateName: involved.Name + ".", Namespace: eventNS,
-			Labels: map[string]string{LabelApp: ev.App},
+			Labels: map[string]string{apply.LabelApp: ev.App},
 		},
 		InvolvedObject: involved, Reason: ev.Reason, Message: msg, Type: typ,
 		Source: corev1.EventSource{Component: eventComponent}, FirstTimestamp: t, LastTimestamp: t, Count: 1,

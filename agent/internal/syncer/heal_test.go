@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flotilla-dev/flotilla/agent/internal/kubetest"
+	"github.com/flotilla-dev/flotilla/shared/testwait"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
@@ -33,17 +35,17 @@ func configMapWrites(what []string) []string {
 // recorded a Synced Event.
 func TestHealTouchesOnlyTheDriftedObject(t *testing.T) {
 	e := newEnv(t)
-	ns := uniq("t-heal-one")
+	ns := kubetest.Uniq("t-heal-one")
 	reg := prometheus.NewRegistry()
-	c, rec := startController(t, e, uniq("t-agent-heal-one"), func(cfg *Config) { cfg.Registerer = reg })
+	c, rec := startController(t, e, kubetest.Uniq("t-agent-heal-one"), func(cfg *Config) { cfg.Registerer = reg })
 	var docs []string
 	for i := range 30 {
-		docs = append(docs, configMap(fmt.Sprintf("cm-%02d", i), "v1"))
+		docs = append(docs, kubetest.ConfigMap(fmt.Sprintf("cm-%02d", i), "v1"))
 	}
 	c.SetDesired(desired(t, "heal-one", ns, SyncPolicy{Automated: true, SelfHeal: true, CreateNamespace: true}, docs...))
 	rec.waitAck(t, "heal-one", 1, 30*time.Second)
 	rec.waitStatus(t, "heal-one", 30*time.Second, "Synced", func(s AppStatus) bool { return s.Sync == SyncSynced && s.Health == "Healthy" })
-	ctx := testCtx(t)
+	ctx := kubetest.Ctx(t)
 	waitEvent(t, e, ns, EventSynced, "synced: 31 applied") // and the namespace
 	if got := testutil.ToFloat64(c.metrics.syncs.WithLabelValues(resultSucceeded)); got != 1 {
 		t.Errorf("flotilla_agent_syncs_total{result=succeeded} = %v, want 1", got)
@@ -52,17 +54,17 @@ func TestHealTouchesOnlyTheDriftedObject(t *testing.T) {
 		t.Errorf("flotilla_agent_objects_total{action=applied} = %v, want 31 (and the namespace)", got)
 	}
 
-	n, what := e.writesDuring(func() {
-		cm, err := e.client.CoreV1().ConfigMaps(ns).Get(ctx, "cm-07", metav1.GetOptions{})
+	n, what := e.WritesDuring(func() {
+		cm, err := e.Client.CoreV1().ConfigMaps(ns).Get(ctx, "cm-07", metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		cm.Data["value"] = "by-hand"
-		if _, err := e.client.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{FieldManager: "kubectl-edit"}); err != nil {
+		if _, err := e.Client.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{FieldManager: "kubectl-edit"}); err != nil {
 			t.Fatal(err)
 		}
-		poll(t, "cm-07 healed", 30*time.Second, func(context.Context) (bool, error) {
-			v, _ := e.configMapValue(t, ns, "cm-07", "value")
+		testwait.For(t, 30*time.Second, "cm-07 healed", func(context.Context) (bool, error) {
+			v, _ := e.ConfigMapValue(t, ns, "cm-07", "value")
 			return v == "v1", nil
 		})
 		waitEvent(t, e, ns, EventDriftCorrected, "re-applied ConfigMap/"+ns+"/cm-07")
@@ -81,16 +83,16 @@ func TestHealTouchesOnlyTheDriftedObject(t *testing.T) {
 	// Edits to new values, one after another, are new drift, not a fight: never contested.
 	for i := range 3 {
 		edit := fmt.Sprintf("by-hand-%d", i)
-		cm, err := e.client.CoreV1().ConfigMaps(ns).Get(ctx, "cm-07", metav1.GetOptions{})
+		cm, err := e.Client.CoreV1().ConfigMaps(ns).Get(ctx, "cm-07", metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		cm.Data["value"] = edit
-		if _, err := e.client.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{FieldManager: "kubectl-edit"}); err != nil {
+		if _, err := e.Client.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{FieldManager: "kubectl-edit"}); err != nil {
 			t.Fatal(err)
 		}
-		poll(t, "cm-07 healed after "+edit, 30*time.Second, func(context.Context) (bool, error) {
-			v, _ := e.configMapValue(t, ns, "cm-07", "value")
+		testwait.For(t, 30*time.Second, "cm-07 healed after "+edit, func(context.Context) (bool, error) {
+			v, _ := e.ConfigMapValue(t, ns, "cm-07", "value")
 			return v == "v1", nil
 		})
 	}
@@ -109,16 +111,16 @@ func TestHealTouchesOnlyTheDriftedObject(t *testing.T) {
 // reads the informers' caches, not the API server.
 func TestHealthReadsTheWatchCache(t *testing.T) {
 	e := newEnv(t)
-	ns := uniq("t-health-cache")
-	c, rec := startController(t, e, uniq("t-agent-health-cache"))
+	ns := kubetest.Uniq("t-health-cache")
+	c, rec := startController(t, e, kubetest.Uniq("t-agent-health-cache"))
 	var docs []string
 	for i := range 20 {
-		docs = append(docs, configMap(fmt.Sprintf("cm-%02d", i), "v1"))
+		docs = append(docs, kubetest.ConfigMap(fmt.Sprintf("cm-%02d", i), "v1"))
 	}
 	c.SetDesired(desired(t, "cached", ns, SyncPolicy{Automated: true, CreateNamespace: true}, docs...))
 	rec.waitStatus(t, "cached", 30*time.Second, "Healthy", func(s AppStatus) bool { return s.Sync == SyncSynced && s.Health == "Healthy" })
 
-	before := e.writes.configMapGets.Load()
+	before := e.Writes.ConfigMapGets.Load()
 	assessed := func() uint64 {
 		var m dto.Metric
 		if err := c.metrics.healthAssessed.Write(&m); err != nil {
@@ -127,8 +129,8 @@ func TestHealthReadsTheWatchCache(t *testing.T) {
 		return m.GetHistogram().GetSampleCount()
 	}
 	n0 := assessed()
-	poll(t, "five health rounds", 30*time.Second, func(context.Context) (bool, error) { return assessed() >= n0+5, nil })
-	if got := e.writes.configMapGets.Load() - before; got != 0 {
+	testwait.For(t, 30*time.Second, "five health rounds", func(context.Context) (bool, error) { return assessed() >= n0+5, nil })
+	if got := e.Writes.ConfigMapGets.Load() - before; got != 0 {
 		t.Errorf("five health rounds of 20 ConfigMaps made %d GETs of ConfigMaps, want 0 (read from the watch cache)", got)
 	}
 }
@@ -138,17 +140,17 @@ func TestHealthReadsTheWatchCache(t *testing.T) {
 // once the actor stops, the next correction sticks.
 func TestContestedObjectBacksOff(t *testing.T) {
 	e := newEnv(t)
-	ns := uniq("t-contest")
-	c, rec := startController(t, e, uniq("t-agent-contest"))
-	c.SetDesired(desired(t, "contest", ns, SyncPolicy{Automated: true, SelfHeal: true, CreateNamespace: true}, configMap("fought", "ours")))
+	ns := kubetest.Uniq("t-contest")
+	c, rec := startController(t, e, kubetest.Uniq("t-agent-contest"))
+	c.SetDesired(desired(t, "contest", ns, SyncPolicy{Automated: true, SelfHeal: true, CreateNamespace: true}, kubetest.ConfigMap("fought", "ours")))
 	rec.waitStatus(t, "contest", 30*time.Second, "Synced", func(s AppStatus) bool { return s.Sync == SyncSynced })
 
 	// The other actor: whenever the value is ours, it sets its own at once. It notes when it
 	// saw each of the agent's corrections.
-	ctx := testCtx(t)
+	ctx := kubetest.Ctx(t)
 	actx, stopActor := context.WithCancel(ctx)
 	defer stopActor()
-	w, err := e.client.CoreV1().ConfigMaps(ns).Watch(actx, metav1.ListOptions{FieldSelector: "metadata.name=fought"})
+	w, err := e.Client.CoreV1().ConfigMaps(ns).Watch(actx, metav1.ListOptions{FieldSelector: "metadata.name=fought"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +172,7 @@ func TestContestedObjectBacksOff(t *testing.T) {
 			}
 			first = false
 			cm.Data["value"] = "theirs"
-			_, _ = e.client.CoreV1().ConfigMaps(ns).Update(actx, cm, metav1.UpdateOptions{FieldManager: "other-controller"})
+			_, _ = e.Client.CoreV1().ConfigMaps(ns).Update(actx, cm, metav1.UpdateOptions{FieldManager: "other-controller"})
 		}
 	}()
 
@@ -182,7 +184,7 @@ func TestContestedObjectBacksOff(t *testing.T) {
 		t.Errorf("status message %q does not say contested", s.Message)
 	}
 	var seen []time.Time
-	poll(t, "three corrections", time.Minute, func(context.Context) (bool, error) {
+	testwait.For(t, time.Minute, "three corrections", func(context.Context) (bool, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		seen = slices.Clone(corrections)
@@ -197,8 +199,8 @@ func TestContestedObjectBacksOff(t *testing.T) {
 
 	stopActor()
 	<-actorDone
-	poll(t, "corrected once the actor stopped", time.Minute, func(context.Context) (bool, error) {
-		v, _ := e.configMapValue(t, ns, "fought", "value")
+	testwait.For(t, time.Minute, "corrected once the actor stopped", func(context.Context) (bool, error) {
+		v, _ := e.ConfigMapValue(t, ns, "fought", "value")
 		return v == "ours", nil
 	})
 	rec.waitStatus(t, "contest", time.Minute, "Synced again", func(s AppStatus) bool { return s.Sync == SyncSynced && len(s.Drift) == 0 })
@@ -209,12 +211,12 @@ func TestContestedObjectBacksOff(t *testing.T) {
 // edit is plain drift, corrected at once, never contested.
 func TestHumanEditsCorrectedAtOnce(t *testing.T) {
 	e := newEnv(t)
-	ns := uniq("t-human")
-	c, rec := startController(t, e, uniq("t-agent-human"))
-	c.SetDesired(desired(t, "human", ns, SyncPolicy{Automated: true, SelfHeal: true, CreateNamespace: true}, deployment("web", 1, false)))
+	ns := kubetest.Uniq("t-human")
+	c, rec := startController(t, e, kubetest.Uniq("t-agent-human"))
+	c.SetDesired(desired(t, "human", ns, SyncPolicy{Automated: true, SelfHeal: true, CreateNamespace: true}, kubetest.Deployment("web", 1, false)))
 	rec.waitStatus(t, "human", time.Minute, "Synced", func(s AppStatus) bool { return s.Sync == SyncSynced })
-	ctx := testCtx(t)
-	deps := e.client.AppsV1().Deployments(ns)
+	ctx := kubetest.Ctx(t)
+	deps := e.Client.AppsV1().Deployments(ns)
 	const pace = 5 * time.Second // the operator's pace, as in the report
 	next := time.Now()
 	for i := range 4 {
@@ -228,7 +230,7 @@ func TestHumanEditsCorrectedAtOnce(t *testing.T) {
 		if _, err := deps.UpdateScale(ctx, "web", scale, metav1.UpdateOptions{FieldManager: "kubectl"}); err != nil {
 			t.Fatal(err)
 		}
-		poll(t, fmt.Sprintf("scale %d corrected", i+1), 30*time.Second, func(ctx context.Context) (bool, error) {
+		testwait.For(t, 30*time.Second, fmt.Sprintf("scale %d corrected", i+1), func(ctx context.Context) (bool, error) {
 			d, err := deps.Get(ctx, "web", metav1.GetOptions{})
 			return err == nil && *d.Spec.Replicas == 1, nil
 		})
@@ -245,11 +247,11 @@ func TestHumanEditsCorrectedAtOnce(t *testing.T) {
 }
 
 // waitEvent waits for an Event with reason whose message contains text in namespace ns.
-func waitEvent(t *testing.T, e *env, ns, reason, text string) {
+func waitEvent(t *testing.T, e *kubetest.Env, ns, reason, text string) {
 	t.Helper()
 	var seen []string
-	err := wait.PollUntilContextTimeout(testCtx(t), 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		list, err := e.client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{})
+	err := wait.PollUntilContextTimeout(kubetest.Ctx(t), 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		list, err := e.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return false, nil
 		}
@@ -272,13 +274,13 @@ func waitEvent(t *testing.T, e *env, ns, reason, text string) {
 // ready is never reported Healthy.
 func TestNewRevisionNeverReportedWithOldHealth(t *testing.T) {
 	e := newEnv(t)
-	ns := uniq("t-fresh-health")
-	c, rec := startController(t, e, uniq("t-agent-fresh-health"))
+	ns := kubetest.Uniq("t-fresh-health")
+	c, rec := startController(t, e, kubetest.Uniq("t-agent-fresh-health"))
 	policy := SyncPolicy{Automated: true, CreateNamespace: true}
-	c.SetDesired(desired(t, "fresh", ns, policy, configMap("a", "v1")))
+	c.SetDesired(desired(t, "fresh", ns, policy, kubetest.ConfigMap("a", "v1")))
 	rec.waitStatus(t, "fresh", 30*time.Second, "Healthy", func(s AppStatus) bool { return s.Health == "Healthy" })
 
-	d2 := desired(t, "fresh", ns, policy, configMap("a", "v1"), deployment("web", 1, true))
+	d2 := desired(t, "fresh", ns, policy, kubetest.ConfigMap("a", "v1"), kubetest.Deployment("web", 1, true))
 	d2.Generation = 2
 	c.SetDesired(d2)
 	rec.waitStatus(t, "fresh", 30*time.Second, "revision 2 assessed", func(s AppStatus) bool {

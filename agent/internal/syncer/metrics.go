@@ -3,6 +3,7 @@ package syncer
 import (
 	"time"
 
+	"github.com/flotilla-dev/flotilla/agent/internal/apply"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -76,7 +77,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 }
 
 // synced records a sync: its result, duration and what it did (res may be nil).
-func (m *metrics) synced(err error, took time.Duration, res *Result) {
+func (m *metrics) synced(err error, took time.Duration, res *apply.ChangeSet) {
 	result := resultSucceeded
 	if err != nil {
 		result = resultFailed
@@ -87,16 +88,16 @@ func (m *metrics) synced(err error, took time.Duration, res *Result) {
 }
 
 // counted adds what res did to the object counters.
-func (m *metrics) counted(res *Result) {
+func (m *metrics) counted(res *apply.ChangeSet) {
 	if res == nil {
 		return
 	}
-	m.objects.WithLabelValues("applied").Add(float64(len(res.Applied)))
-	m.objects.WithLabelValues("unchanged").Add(float64(len(res.Unchanged)))
-	m.objects.WithLabelValues("pruned").Add(float64(len(res.Pruned)))
-	m.objects.WithLabelValues("held").Add(float64(len(res.Held)))
-	if res.pruneTook > 0 {
-		m.pruneDuration.Observe(res.pruneTook.Seconds())
+	m.objects.WithLabelValues("applied").Add(float64(res.Count(apply.Applied)))
+	m.objects.WithLabelValues("unchanged").Add(float64(res.Count(apply.Unchanged)))
+	m.objects.WithLabelValues("pruned").Add(float64(res.Count(apply.Pruned)))
+	m.objects.WithLabelValues("held").Add(float64(res.Count(apply.Held)))
+	if res.PruneTook > 0 {
+		m.pruneDuration.Observe(res.PruneTook.Seconds())
 	}
 }
 

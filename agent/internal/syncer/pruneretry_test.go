@@ -12,15 +12,17 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/flotilla-dev/flotilla/agent/internal/kubetest"
 	"github.com/flotilla-dev/flotilla/agent/internal/state"
+	"github.com/flotilla-dev/flotilla/shared/testwait"
 )
 
 // denyDeletes installs a ValidatingAdmissionPolicy (CEL, no webhook server) refusing the
 // deletion of the ConfigMaps of namespace ns named in names, waits until it is in force, and
 // returns a function that removes it.
-func denyDeletes(t *testing.T, e *env, ns string, names ...string) (remove func()) {
+func denyDeletes(t *testing.T, e *kubetest.Env, ns string, names ...string) (remove func()) {
 	t.Helper()
-	ctx := testCtx(t)
+	ctx := kubetest.Ctx(t)
 	name := "deny-delete-" + ns
 	var quoted []string
 	for _, n := range append(names, "probe") {
@@ -53,7 +55,7 @@ func denyDeletes(t *testing.T, e *env, ns string, names ...string) (remove func(
 			}},
 		},
 	}
-	vap := e.client.AdmissionregistrationV1()
+	vap := e.Client.AdmissionregistrationV1()
 	if _, err := vap.ValidatingAdmissionPolicies().Create(ctx, pol, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -72,11 +74,11 @@ func denyDeletes(t *testing.T, e *env, ns string, names ...string) (remove func(
 	t.Cleanup(remove)
 	// In force once a dry-run deletion of the probe is refused.
 	probe := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "probe", Namespace: ns}}
-	if _, err := e.client.CoreV1().ConfigMaps(ns).Create(ctx, probe, metav1.CreateOptions{}); err != nil {
+	if _, err := e.Client.CoreV1().ConfigMaps(ns).Create(ctx, probe, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, "the admission policy in force", time.Minute, func(ctx context.Context) (bool, error) {
-		err := e.client.CoreV1().ConfigMaps(ns).Delete(ctx, "probe", metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}})
+	testwait.For(t, time.Minute, "the admission policy in force", func(ctx context.Context) (bool, error) {
+		err := e.Client.CoreV1().ConfigMaps(ns).Delete(ctx, "probe", metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}})
 		return err != nil, nil
 	})
 	return remove
@@ -87,12 +89,12 @@ func denyDeletes(t *testing.T, e *env, ns string, names ...string) (remove func(
 // prunes it without a new revision.
 func TestFailedPruneIsKeptAndRetried(t *testing.T) {
 	e := newEnv(t)
-	ns := uniq("t-prune-retry")
-	agentNS := uniq("t-agent-prune-retry")
-	e.createNamespace(t, ns)
+	ns := kubetest.Uniq("t-prune-retry")
+	agentNS := kubetest.Uniq("t-agent-prune-retry")
+	e.CreateNamespace(t, ns)
 	c, rec := startController(t, e, agentNS)
 	policy := SyncPolicy{Automated: true, Prune: true}
-	docs := []string{configMap("a", "v1"), configMap("b", "v1"), configMap("c", "v1"), configMap("guarded", "v1")}
+	docs := []string{kubetest.ConfigMap("a", "v1"), kubetest.ConfigMap("b", "v1"), kubetest.ConfigMap("c", "v1"), kubetest.ConfigMap("guarded", "v1")}
 	c.SetDesired(desired(t, "guard", ns, policy, docs...))
 	rec.waitStatus(t, "guard", time.Minute, "Synced", func(s AppStatus) bool { return s.Sync == SyncSynced })
 
@@ -107,27 +109,27 @@ func TestFailedPruneIsKeptAndRetried(t *testing.T) {
 	if s.Sync != SyncOutOfSync || !strings.Contains(s.Message, "ConfigMap/"+ns+"/guarded") {
 		t.Errorf("status with a failed deletion = %s %q, want OutOfSync naming the ConfigMap", s.Sync, s.Message)
 	}
-	if _, ok := e.configMapValue(t, ns, "guarded", "value"); !ok {
+	if _, ok := e.ConfigMapValue(t, ns, "guarded", "value"); !ok {
 		t.Fatal("the guarded ConfigMap is gone although its deletion was refused")
 	}
 	inInventory := func(ctx context.Context) (bool, error) {
-		states, err := state.NewStore(e.client, agentNS).Load(ctx)
+		states, err := state.NewStore(e.Client, agentNS).Load(ctx)
 		if err != nil || states["guard"] == nil {
 			return false, err
 		}
 		return slices.ContainsFunc(states["guard"].Inventory, func(r state.ObjectRef) bool { return r.Name == "guarded" }), nil
 	}
-	poll(t, "the guarded ConfigMap in the saved inventory", 30*time.Second, inInventory)
+	testwait.For(t, 30*time.Second, "the guarded ConfigMap in the saved inventory", inInventory)
 
 	remove()
-	poll(t, "the guarded ConfigMap pruned by a retry", 2*time.Minute, func(context.Context) (bool, error) {
-		_, ok := e.configMapValue(t, ns, "guarded", "value")
+	testwait.For(t, 2*time.Minute, "the guarded ConfigMap pruned by a retry", func(context.Context) (bool, error) {
+		_, ok := e.ConfigMapValue(t, ns, "guarded", "value")
 		return !ok, nil
 	})
 	rec.waitStatus(t, "guard", time.Minute, "Synced after the retry", func(s AppStatus) bool {
 		return s.Sync == SyncSynced && s.AppliedDigest == d2.Digest
 	})
-	poll(t, "the guarded ConfigMap out of the saved inventory", 30*time.Second, func(ctx context.Context) (bool, error) {
+	testwait.For(t, 30*time.Second, "the guarded ConfigMap out of the saved inventory", func(ctx context.Context) (bool, error) {
 		in, err := inInventory(ctx)
 		return !in && err == nil, err
 	})

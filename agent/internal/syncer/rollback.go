@@ -38,6 +38,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/flotilla-dev/flotilla/agent/internal/apply"
 	"github.com/flotilla-dev/flotilla/agent/internal/health"
 	"github.com/flotilla-dev/flotilla/agent/internal/state"
 	"github.com/flotilla-dev/flotilla/shared/bundle"
@@ -123,7 +124,7 @@ func (c *Controller) rollBack(ctx context.Context, a *app, d *Desired, st *state
 		App: st.App, Generation: st.Generation, Revision: st.HealthyRevision, Digest: st.HealthyDigest,
 		Namespace: st.Namespace, Bundle: st.HealthyBundle, Policy: policy, Health: hp, Access: fromStateAccess(st.Policy),
 	}
-	var res *Result
+	var res *apply.ChangeSet
 	objs, err := bundle.Decode(st.HealthyBundle)
 	if err == nil && bundle.Digest(st.HealthyBundle) != st.HealthyDigest {
 		err = errors.New("the healthy bundle in state does not match its digest")
@@ -132,7 +133,7 @@ func (c *Controller) rollBack(ctx context.Context, a *app, d *Desired, st *state
 		target.Objects = objs
 		target = decrypted(target, c.cfg.AgeIdentity)
 		scrubbers = append(scrubbers, newScrubber(target))
-		res, err = c.applier.Apply(ctx, target, fromStateRefs(st.Inventory))
+		res, err = c.apply(ctx, target, fromStateRefs(st.Inventory))
 	}
 	if ctx.Err() != nil {
 		return // shutting down: the next health pass finds the revision unhealthy again
@@ -161,7 +162,7 @@ func (c *Controller) rollBack(ctx context.Context, a *app, d *Desired, st *state
 	a.drift, a.driftRefs, a.driftAll, a.syncErr = nil, nil, false, ""
 	if res != nil && err == nil {
 		a.notes, a.pending = summarize(res)
-		a.stale = len(res.Stale)
+		a.stale = res.Count(apply.Stale)
 		c.notePruneFailures(a, res)
 	}
 	involved := involvedObject(a.resources)
@@ -169,7 +170,7 @@ func (c *Controller) rollBack(ctx context.Context, a *app, d *Desired, st *state
 
 	ev := Event{App: a.name, Revision: st.Revision, Target: st.HealthyRevision, Time: now}
 	if err == nil {
-		c.watch.watch(ctx, c.applier, res.Inventory)
+		c.applier.Watch(ctx, res.Inventory)
 		c.mu.Lock()
 		a.assessDue = true
 		c.mu.Unlock()
@@ -233,7 +234,7 @@ func (c *Controller) holdRolledBack(ctx context.Context, a *app, d *Desired) boo
 
 // involvedObject picks the object a rollback Event is about: the first namespaced object of
 // the worst health, or none (then the Event is about the app's state Secret).
-func involvedObject(resources []ResourceStatus) ObjectRef {
+func involvedObject(resources []ResourceStatus) apply.ObjectRef {
 	var worst []health.Status
 	for _, r := range resources {
 		worst = append(worst, health.Status(r.Health))
@@ -244,5 +245,5 @@ func involvedObject(resources []ResourceStatus) ObjectRef {
 			return r.Object
 		}
 	}
-	return ObjectRef{}
+	return apply.ObjectRef{}
 }

@@ -16,8 +16,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/flotilla-dev/flotilla/agent/internal/health"
+	"github.com/flotilla-dev/flotilla/agent/internal/kubetest"
 	"github.com/flotilla-dev/flotilla/agent/internal/state"
 	"github.com/flotilla-dev/flotilla/e2e/localkube"
+	"github.com/flotilla-dev/flotilla/shared/testwait"
 )
 
 // events collects what Config.OnEvent is told.
@@ -39,17 +41,17 @@ func (e *events) all() []Event {
 }
 
 // startRollbackController runs a Controller with a notification hook for the test's duration.
-func startRollbackController(t *testing.T, e *env, agentNS string) (*Controller, *recorder, *events) {
+func startRollbackController(t *testing.T, e *kubetest.Env, agentNS string) (*Controller, *recorder, *events) {
 	t.Helper()
 	evs := &events{}
 	c, rec := startController(t, e, agentNS, func(cfg *Config) { cfg.OnEvent = evs.add })
 	return c, rec, evs
 }
 
-// webDeployment is deployment("web", 1, failing) whose own progress deadline is far away, so
+// webDeployment is kubetest.Deployment("web", 1, failing) whose own progress deadline is far away, so
 // that only the app's health.progressDeadline decides, with image tag.
 func webDeployment(failing bool, tag string) string {
-	d := strings.Replace(deployment("web", 1, failing), "progressDeadlineSeconds: 10", "progressDeadlineSeconds: 600", 1)
+	d := strings.Replace(kubetest.Deployment("web", 1, failing), "progressDeadlineSeconds: 10", "progressDeadlineSeconds: 600", 1)
 	return strings.Replace(d, "registry.example/web:v1", "registry.example/web:"+tag, 1)
 }
 
@@ -62,8 +64,8 @@ func revision(t *testing.T, ns string, gen uint64, hp HealthPolicy, docs ...stri
 }
 
 // liveDeployment reads Deployment web of ns and assesses it.
-func liveDeployment(ctx context.Context, e *env, ns string) (*unstructured.Unstructured, health.Status, error) {
-	dep, err := e.client.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
+func liveDeployment(ctx context.Context, e *kubetest.Env, ns string) (*unstructured.Unstructured, health.Status, error) {
+	dep, err := e.Client.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
 	if err != nil {
 		return nil, "", err
 	}
@@ -83,9 +85,9 @@ func podLabels(obj *unstructured.Unstructured) map[string]string {
 	return labels
 }
 
-func warningEvents(t *testing.T, e *env, ns, reason string) []corev1.Event {
+func warningEvents(t *testing.T, e *kubetest.Env, ns, reason string) []corev1.Event {
 	t.Helper()
-	list, err := e.client.CoreV1().Events(ns).List(testCtx(t), metav1.ListOptions{FieldSelector: "reason=" + reason})
+	list, err := e.Client.CoreV1().Events(ns).List(kubetest.Ctx(t), metav1.ListOptions{FieldSelector: "reason=" + reason})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,17 +111,17 @@ func (r *recorder) lastAck(app string) Held {
 // forward.
 func TestControllerRollback(t *testing.T) {
 	e := newEnv(t)
-	ns, agentNS := uniq("t-ctl-rollback"), uniq("t-agent-rollback")
+	ns, agentNS := kubetest.Uniq("t-ctl-rollback"), kubetest.Uniq("t-agent-rollback")
 	c, rec, evs := startRollbackController(t, e, agentNS)
 	hp := HealthPolicy{ProgressDeadline: 10 * time.Second, AutoRollback: true}
 
-	a := revision(t, ns, 1, hp, configMap("settings", "a"), webDeployment(false, "v1"))
+	a := revision(t, ns, 1, hp, kubetest.ConfigMap("settings", "a"), webDeployment(false, "v1"))
 	c.SetDesired(a)
 	rec.waitStatus(t, "rb", 90*time.Second, "A healthy", func(s AppStatus) bool {
 		return s.Health == "Healthy" && s.HealthyRevision == a.Revision
 	})
 
-	b := revision(t, ns, 2, hp, configMap("settings", "b"), webDeployment(true, "v1"))
+	b := revision(t, ns, 2, hp, kubetest.ConfigMap("settings", "b"), webDeployment(true, "v1"))
 	c.SetDesired(b)
 	rec.waitAck(t, "rb", 2, time.Minute)
 	sb := rec.waitStatus(t, "rb", 30*time.Second, "B applied", func(s AppStatus) bool { return s.AppliedRevision == b.Revision })
@@ -131,7 +133,7 @@ func TestControllerRollback(t *testing.T) {
 		t.Errorf("status after rollback %+v", s)
 	}
 	// The Deployment is back to A's template, and healthy.
-	poll(t, "Deployment back to A and Healthy", 90*time.Second, func(ctx context.Context) (bool, error) {
+	testwait.For(t, 90*time.Second, "Deployment back to A and Healthy", func(ctx context.Context) (bool, error) {
 		obj, st, err := liveDeployment(ctx, e, ns)
 		if err != nil {
 			return false, err
@@ -140,7 +142,7 @@ func TestControllerRollback(t *testing.T) {
 		return !failing && st == health.Healthy, nil
 	})
 	t.Logf("from the progress deadline passing to revision A healthy again: %s", time.Since(deadline).Round(time.Millisecond))
-	if v, _ := e.configMapValue(t, ns, "settings", "value"); v != "a" {
+	if v, _ := e.ConfigMapValue(t, ns, "settings", "value"); v != "a" {
 		t.Errorf("ConfigMap = %q, want A's", v)
 	}
 	// An Event about the unhealthy Deployment, and the notification hook.
@@ -152,18 +154,18 @@ func TestControllerRollback(t *testing.T) {
 		t.Errorf("OnEvent got %+v", got)
 	}
 	// The mark is in the app's state: it survives a restart of the agent.
-	states, err := state.NewStore(e.client, agentNS).Load(testCtx(t))
+	states, err := state.NewStore(e.Client, agentNS).Load(kubetest.Ctx(t))
 	if st := states["rb"]; err != nil || st == nil || st.Revision != a.Revision || st.RolledBack == nil ||
 		st.RolledBack.Revision != b.Revision || st.RolledBack.Digest != b.Digest || st.RolledBack.Failed {
 		t.Fatalf("state after rollback: %+v (%v)", st, err)
 	}
 	// An agent restarting from that state holds A and reports the rollback.
-	c2, err := NewController(Config{RESTConfig: e.cfg, Namespace: agentNS, Reporter: &recorder{},
+	c2, err := NewController(Config{RESTConfig: e.Config, Namespace: agentNS, Reporter: &recorder{},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c2.Load(testCtx(t)); err != nil {
+	if err := c2.Load(kubetest.Ctx(t)); err != nil {
 		t.Fatal(err)
 	}
 	if held := c2.Held(); len(held) != 1 || held[0].Revision != a.Revision || held[0].Digest != a.Digest {
@@ -180,7 +182,7 @@ func TestControllerRollback(t *testing.T) {
 	// acknowledged with what the cluster holds, nothing written.
 	b3 := *b
 	b3.Generation = 3
-	n, what := e.writesDuring(func() {
+	n, what := e.WritesDuring(func() {
 		c.SetDesired(&b3)
 		rec.waitAck(t, "rb", 3, 30*time.Second)
 	})
@@ -190,12 +192,12 @@ func TestControllerRollback(t *testing.T) {
 	if ack := rec.lastAck("rb"); ack.Revision != a.Revision || ack.Digest != a.Digest {
 		t.Errorf("ack %+v, want A's revision and digest", ack)
 	}
-	if obj, _, err := liveDeployment(testCtx(t), e, ns); err != nil || podLabels(obj)[localkube.FailingPodLabel] != "" {
+	if obj, _, err := liveDeployment(kubetest.Ctx(t), e, ns); err != nil || podLabels(obj)[localkube.FailingPodLabel] != "" {
 		t.Errorf("B re-applied: %v %v", podLabels(obj), err)
 	}
 
 	// C, a new revision, rolls forward and clears the mark.
-	cRev := revision(t, ns, 4, hp, configMap("settings", "c"), webDeployment(false, "v2"))
+	cRev := revision(t, ns, 4, hp, kubetest.ConfigMap("settings", "c"), webDeployment(false, "v2"))
 	c.SetDesired(cRev)
 	rec.waitAck(t, "rb", 4, time.Minute)
 	s = rec.waitStatus(t, "rb", 90*time.Second, "C healthy", func(s AppStatus) bool {
@@ -204,7 +206,7 @@ func TestControllerRollback(t *testing.T) {
 	if s.RolledBackRevision != "" || s.Sync != SyncSynced || strings.Contains(s.Message, "RolledBack") {
 		t.Errorf("status after C %+v", s)
 	}
-	if v, _ := e.configMapValue(t, ns, "settings", "value"); v != "c" {
+	if v, _ := e.ConfigMapValue(t, ns, "settings", "value"); v != "c" {
 		t.Errorf("ConfigMap = %q, want C's", v)
 	}
 }
@@ -213,8 +215,8 @@ func TestControllerRollback(t *testing.T) {
 // applied and is reported Degraded.
 func TestControllerNoAutoRollback(t *testing.T) {
 	e := newEnv(t)
-	ns := uniq("t-ctl-norollback")
-	c, rec, evs := startRollbackController(t, e, uniq("t-agent-norollback"))
+	ns := kubetest.Uniq("t-ctl-norollback")
+	c, rec, evs := startRollbackController(t, e, kubetest.Uniq("t-agent-norollback"))
 	hp := HealthPolicy{ProgressDeadline: 10 * time.Second}
 	a := revision(t, ns, 1, hp, webDeployment(false, "v1"))
 	c.SetDesired(a)
@@ -232,7 +234,7 @@ func TestControllerNoAutoRollback(t *testing.T) {
 	b3.Generation = 3
 	c.SetDesired(&b3)
 	rec.waitAck(t, "rb", 3, 30*time.Second)
-	obj, _, err := liveDeployment(testCtx(t), e, ns)
+	obj, _, err := liveDeployment(kubetest.Ctx(t), e, ns)
 	if err != nil || podLabels(obj)[localkube.FailingPodLabel] == "" {
 		t.Errorf("revision B no longer applied: %v %v", podLabels(obj), err)
 	}
@@ -248,8 +250,8 @@ func TestControllerNoAutoRollback(t *testing.T) {
 // away) is replaced at once by a newer one; no rollback follows.
 func TestControllerNewRevisionEndsHealthWait(t *testing.T) {
 	e := newEnv(t)
-	ns := uniq("t-ctl-healthwait")
-	c, rec, evs := startRollbackController(t, e, uniq("t-agent-healthwait"))
+	ns := kubetest.Uniq("t-ctl-healthwait")
+	c, rec, evs := startRollbackController(t, e, kubetest.Uniq("t-agent-healthwait"))
 	hp := HealthPolicy{ProgressDeadline: 5 * time.Minute, AutoRollback: true}
 	a := revision(t, ns, 1, hp, webDeployment(false, "v1"))
 	c.SetDesired(a)
@@ -277,28 +279,28 @@ func TestControllerNewRevisionEndsHealthWait(t *testing.T) {
 // the bad revision again.
 func TestControllerRollbackFailed(t *testing.T) {
 	e := newEnv(t)
-	ns, agentNS := uniq("t-ctl-rbfail"), uniq("t-agent-rbfail")
+	ns, agentNS := kubetest.Uniq("t-ctl-rbfail"), kubetest.Uniq("t-agent-rbfail")
 	c, rec, evs := startRollbackController(t, e, agentNS)
 	hp := HealthPolicy{ProgressDeadline: 10 * time.Second, AutoRollback: true}
-	a := revision(t, ns, 1, hp, configMap("settings", "a"), configMap("extra", "a"), webDeployment(false, "v1"))
+	a := revision(t, ns, 1, hp, kubetest.ConfigMap("settings", "a"), kubetest.ConfigMap("extra", "a"), webDeployment(false, "v1"))
 	c.SetDesired(a)
 	rec.waitStatus(t, "rb", 90*time.Second, "A healthy", func(s AppStatus) bool { return s.HealthyRevision == a.Revision })
-	b := revision(t, ns, 2, hp, configMap("settings", "b"), webDeployment(true, "v1"))
+	b := revision(t, ns, 2, hp, kubetest.ConfigMap("settings", "b"), webDeployment(true, "v1"))
 	c.SetDesired(b)
 	rec.waitAck(t, "rb", 2, time.Minute)
-	poll(t, "extra pruned by B", 30*time.Second, func(context.Context) (bool, error) {
-		_, ok := e.configMapValue(t, ns, "extra", "value")
+	testwait.For(t, 30*time.Second, "extra pruned by B", func(context.Context) (bool, error) {
+		_, ok := e.ConfigMapValue(t, ns, "extra", "value")
 		return !ok, nil
 	})
 	// A quota that forbids another ConfigMap: re-creating A's "extra" is refused.
-	cms, err := e.client.CoreV1().ConfigMaps(ns).List(testCtx(t), metav1.ListOptions{})
+	cms, err := e.Client.CoreV1().ConfigMaps(ns).List(kubetest.Ctx(t), metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	quota := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "no-more-configmaps"}, Spec: corev1.ResourceQuotaSpec{
 		Hard: corev1.ResourceList{"count/configmaps": *resource.NewQuantity(int64(len(cms.Items)), resource.DecimalSI)},
 	}}
-	if _, err := e.client.CoreV1().ResourceQuotas(ns).Create(testCtx(t), quota, metav1.CreateOptions{}); err != nil {
+	if _, err := e.Client.CoreV1().ResourceQuotas(ns).Create(kubetest.Ctx(t), quota, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -315,23 +317,23 @@ func TestControllerRollbackFailed(t *testing.T) {
 		t.Errorf("RollbackFailed events: %+v", evts)
 	}
 	// Nothing deleted, nothing more written: B's objects stay; B sent again writes nothing.
-	if v, _ := e.configMapValue(t, ns, "settings", "value"); v != "b" {
+	if v, _ := e.ConfigMapValue(t, ns, "settings", "value"); v != "b" {
 		t.Errorf("ConfigMap settings = %q, want B's (the failed rollback wrote nothing)", v)
 	}
 	b3 := *b
 	b3.Generation = 3
-	n, what := e.writesDuring(func() {
+	n, what := e.WritesDuring(func() {
 		c.SetDesired(&b3)
 		rec.waitAck(t, "rb", 3, 30*time.Second)
 	})
 	if n != 0 {
 		t.Errorf("B sent again after a failed rollback made %d writes: %v", n, what)
 	}
-	obj, _, err := liveDeployment(testCtx(t), e, ns)
+	obj, _, err := liveDeployment(kubetest.Ctx(t), e, ns)
 	if err != nil || podLabels(obj)[localkube.FailingPodLabel] == "" {
 		t.Errorf("Deployment changed after a failed rollback: %v %v", podLabels(obj), err)
 	}
-	states, err := state.NewStore(e.client, agentNS).Load(testCtx(t))
+	states, err := state.NewStore(e.Client, agentNS).Load(kubetest.Ctx(t))
 	if st := states["rb"]; err != nil || st == nil || st.RolledBack == nil || !st.RolledBack.Failed || st.Revision != b.Revision {
 		t.Errorf("state %+v (%v)", st, err)
 	}
@@ -340,17 +342,17 @@ func TestControllerRollbackFailed(t *testing.T) {
 // TestControllerCustomHealthRule: the app's CEL rules judge its objects.
 func TestControllerCustomHealthRule(t *testing.T) {
 	e := newEnv(t)
-	ns := uniq("t-ctl-celrule")
-	c, rec, _ := startRollbackController(t, e, uniq("t-agent-celrule"))
+	ns := kubetest.Uniq("t-ctl-celrule")
+	c, rec, _ := startRollbackController(t, e, kubetest.Uniq("t-agent-celrule"))
 	hp := HealthPolicy{Rules: []health.Rule{{Kind: "ConfigMap", Expression: `object.data.value == "ok"
 		? {"status": "Healthy", "message": "value is ok"}
 		: {"status": "Degraded", "message": "value is " + object.data.value}`}}}
-	c.SetDesired(revision(t, ns, 1, hp, configMap("settings", "broken")))
+	c.SetDesired(revision(t, ns, 1, hp, kubetest.ConfigMap("settings", "broken")))
 	s := rec.waitStatus(t, "rb", 30*time.Second, "Degraded by the rule", func(s AppStatus) bool { return s.Health == "Degraded" })
 	if !strings.Contains(s.Message, "ConfigMap/"+ns+"/settings: value is broken") {
 		t.Errorf("status %+v", s)
 	}
-	c.SetDesired(revision(t, ns, 2, hp, configMap("settings", "ok")))
+	c.SetDesired(revision(t, ns, 2, hp, kubetest.ConfigMap("settings", "ok")))
 	rec.waitStatus(t, "rb", 30*time.Second, "Healthy by the rule", func(s AppStatus) bool {
 		return s.Generation == 2 && s.Health == "Healthy" && len(s.Resources) == 1 && s.Resources[0].Message == "value is ok"
 	})
@@ -360,13 +362,13 @@ func TestControllerCustomHealthRule(t *testing.T) {
 // progress deadline is exceeded) is rolled back without waiting for the app's deadline.
 func TestControllerRollbackOnDegraded(t *testing.T) {
 	e := newEnv(t)
-	ns := uniq("t-ctl-rbdegraded")
-	c, rec, _ := startRollbackController(t, e, uniq("t-agent-rbdegraded"))
+	ns := kubetest.Uniq("t-ctl-rbdegraded")
+	c, rec, _ := startRollbackController(t, e, kubetest.Uniq("t-agent-rbdegraded"))
 	hp := HealthPolicy{ProgressDeadline: 5 * time.Minute, AutoRollback: true}
 	a := revision(t, ns, 1, hp, webDeployment(false, "v1"))
 	c.SetDesired(a)
 	rec.waitStatus(t, "rb", 90*time.Second, "A healthy", func(s AppStatus) bool { return s.HealthyRevision == a.Revision })
-	b := revision(t, ns, 2, hp, deployment("web", 1, true)) // progressDeadlineSeconds: 10
+	b := revision(t, ns, 2, hp, kubetest.Deployment("web", 1, true)) // progressDeadlineSeconds: 10
 	c.SetDesired(b)
 	s := rec.waitStatus(t, "rb", 90*time.Second, "RolledBack", func(s AppStatus) bool { return s.RolledBackRevision == b.Revision })
 	if want := "RolledBack: revision " + b.Revision + " Degraded: Deployment.apps/" + ns + "/web: Progress deadline exceeded"; !strings.HasPrefix(s.Message, want) ||

@@ -12,7 +12,9 @@ import (
 
 	"k8s.io/client-go/rest"
 
+	"github.com/flotilla-dev/flotilla/agent/internal/kubetest"
 	"github.com/flotilla-dev/flotilla/agent/internal/state"
+	"github.com/flotilla-dev/flotilla/shared/testwait"
 )
 
 // secretFaults fails every write to the Secrets of one namespace while broken is set: the
@@ -38,11 +40,11 @@ func (s secretFaults) RoundTrip(r *http.Request) (*http.Response, error) {
 // backoff; once saves work again the state is saved, inventory and all, and the status clears.
 func TestStateSaveFailuresRetried(t *testing.T) {
 	e := newEnv(t)
-	ns, agentNS := uniq("t-save-fail"), uniq("t-save-fail-agent")
-	e.createNamespace(t, ns)
-	e.createNamespace(t, agentNS)
+	ns, agentNS := kubetest.Uniq("t-save-fail"), kubetest.Uniq("t-save-fail-agent")
+	e.CreateNamespace(t, ns)
+	e.CreateNamespace(t, agentNS)
 	broken, failed := &atomic.Bool{}, &atomic.Int64{}
-	cfg := rest.CopyConfig(e.cfg)
+	cfg := rest.CopyConfig(e.Config)
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
 		return secretFaults{next: rt, path: "/api/v1/namespaces/" + agentNS + "/secrets", broken: broken, failed: failed}
 	})
@@ -50,7 +52,7 @@ func TestStateSaveFailuresRetried(t *testing.T) {
 	broken.Store(true)
 
 	policy := SyncPolicy{Automated: true, Prune: true}
-	d1 := desired(t, "shop", ns, policy, configMap("keep", "1"), configMap("dropped", "1"))
+	d1 := desired(t, "shop", ns, policy, kubetest.ConfigMap("keep", "1"), kubetest.ConfigMap("dropped", "1"))
 	c.SetDesired(d1)
 	rec.waitAck(t, "shop", 1, time.Minute)
 	rec.waitStatus(t, "shop", time.Minute, "Degraded: state not saved, retried", func(s AppStatus) bool {
@@ -59,15 +61,15 @@ func TestStateSaveFailuresRetried(t *testing.T) {
 	})
 
 	// The next revision drops an object: it is pruned, although no state was ever saved.
-	d2 := desired(t, "shop", ns, policy, configMap("keep", "2"))
+	d2 := desired(t, "shop", ns, policy, kubetest.ConfigMap("keep", "2"))
 	d2.Generation = 2
 	c.SetDesired(d2)
 	rec.waitAck(t, "shop", 2, time.Minute)
-	poll(t, "the dropped object pruned", time.Minute, func(context.Context) (bool, error) {
-		_, exists := e.configMapValue(t, ns, "dropped", "value")
+	testwait.For(t, time.Minute, "the dropped object pruned", func(context.Context) (bool, error) {
+		_, exists := e.ConfigMapValue(t, ns, "dropped", "value")
 		return !exists, nil
 	})
-	if states, err := state.NewStore(e.client, agentNS).Load(testCtx(t)); err != nil || states["shop"] != nil {
+	if states, err := state.NewStore(e.Client, agentNS).Load(kubetest.Ctx(t)); err != nil || states["shop"] != nil {
 		t.Fatalf("with saves failing, state holds %v (%v)", states["shop"] != nil, err)
 	}
 	if n := failed.Load(); n < 2 {
@@ -78,7 +80,7 @@ func TestStateSaveFailuresRetried(t *testing.T) {
 	s := rec.waitStatus(t, "shop", time.Minute, "saved: no longer Degraded", func(s AppStatus) bool {
 		return s.AppliedRevision == d2.Revision && s.Health == "Healthy" && !strings.Contains(s.Message, "state not saved")
 	})
-	states, err := state.NewStore(e.client, agentNS).Load(testCtx(t))
+	states, err := state.NewStore(e.Client, agentNS).Load(kubetest.Ctx(t))
 	if err != nil || states["shop"] == nil {
 		t.Fatalf("after saves work again: no state (%v); status %+v", err, s)
 	}

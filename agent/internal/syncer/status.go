@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flotilla-dev/flotilla/agent/internal/apply"
 	"github.com/flotilla-dev/flotilla/agent/internal/health"
 	"github.com/flotilla-dev/flotilla/agent/internal/state"
 	"github.com/flotilla-dev/flotilla/shared/logging"
@@ -58,12 +59,12 @@ func (c *Controller) assess(ctx context.Context, a *app) {
 	if gone {
 		return
 	}
-	var refs []ObjectRef
+	var refs []apply.ObjectRef
 	switch {
 	case st != nil:
 		refs = fromStateRefs(st.Inventory)
 	case d != nil:
-		refs = c.applier.refs(ctx, d)
+		refs = c.applier.Refs(ctx, d.revision())
 	default:
 		return
 	}
@@ -80,7 +81,7 @@ func (c *Controller) assess(ctx context.Context, a *app) {
 	for _, r := range refs {
 		var s health.Status
 		var msg string
-		live, err := c.applier.get(ctx, r)
+		live, err := c.applier.Get(ctx, r)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -92,7 +93,7 @@ func (c *Controller) assess(ctx context.Context, a *app) {
 		statuses = append(statuses, s)
 		resources = append(resources, ResourceStatus{Object: r, Health: string(s), Message: msg})
 	}
-	slices.SortFunc(resources, func(x, y ResourceStatus) int { return strings.Compare(x.Object.key(), y.Object.key()) })
+	slices.SortFunc(resources, func(x, y ResourceStatus) int { return strings.Compare(x.Object.Key(), y.Object.Key()) })
 	worst := health.Worst(statuses...)
 	var msg string
 	for _, r := range resources {
@@ -174,13 +175,13 @@ func (c *Controller) pruneLast(ctx context.Context, a *app) {
 		return
 	}
 	log := c.log.With(logging.KeyApp, a.name, logging.KeyRevision, st.Revision)
-	res, err := c.applier.Prune(ctx, d, fromStateRefs(st.Inventory))
+	res, err := c.applier.Prune(ctx, d.revision(), fromStateRefs(st.Inventory))
 	if err != nil {
 		log.Warn("prune after healthy failed", logging.Err(err))
 		c.queue.AddAfter(a.name, backoff(Retry{}, 1))
 		return
 	}
-	log.Info("pruned after healthy", keyPruned, len(res.Pruned), keyHeld, len(res.Held))
+	log.Info("pruned after healthy", keyPruned, res.Count(apply.Pruned), keyHeld, res.Count(apply.Held))
 	next := *st
 	next.Inventory = toStateRefs(res.Inventory)
 	_ = c.save(ctx, a, &next) // a failure is retried (save.go)
@@ -189,7 +190,7 @@ func (c *Controller) pruneLast(ctx context.Context, a *app) {
 	if a.applied == st {
 		a.applied, a.healthFor = &next, &next
 		a.notes, a.pending = summarize(res)
-		a.stale = len(res.Stale)
+		a.stale = res.Count(apply.Stale)
 		c.notePruneFailures(a, res)
 	}
 }
@@ -327,23 +328,4 @@ func countDrift(items []DriftItem, typ string) int {
 		}
 	}
 	return n
-}
-
-// refs names d's objects as Apply would (namespace defaulted), for assessing an app that has
-// nothing applied yet.
-func (a *Applier) refs(ctx context.Context, d *Desired) []ObjectRef {
-	crds := bundleCRDs(d.Objects)
-	out := make([]ObjectRef, 0, len(d.Objects))
-	for _, o := range d.Objects {
-		obj := o.DeepCopy()
-		namespaced, _, err := a.scope(ctx, obj.GroupVersionKind(), crds, &item{obj: obj}, nil)
-		switch {
-		case err == nil && !namespaced:
-			obj.SetNamespace("")
-		case obj.GetNamespace() == "" && (err != nil || namespaced):
-			obj.SetNamespace(d.Namespace)
-		}
-		out = append(out, refOf(obj))
-	}
-	return out
 }

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/flotilla-dev/flotilla/agent/internal/apply"
 	"github.com/flotilla-dev/flotilla/agent/internal/state"
 	"github.com/flotilla-dev/flotilla/shared/logging"
 )
@@ -17,11 +18,11 @@ import (
 func (c *Controller) sync(ctx context.Context, a *app, d *Desired, applied *state.AppState) {
 	log := c.log.With(logging.KeyApp, d.App, logging.KeyRevision, d.Revision, logging.KeyGeneration, d.Generation)
 	start := time.Now()
-	var prev []ObjectRef
+	var prev []apply.ObjectRef
 	if applied != nil {
 		prev = fromStateRefs(applied.Inventory)
 	}
-	res, err := c.applier.Apply(ctx, d, prev)
+	res, err := c.apply(ctx, d, prev)
 	var st *state.AppState
 	if err == nil {
 		st = &state.AppState{
@@ -49,10 +50,10 @@ func (c *Controller) sync(ctx context.Context, a *app, d *Desired, applied *stat
 	c.mu.Lock()
 	a.applied, a.acked, a.synced = st, d.Generation, d.Generation
 	a.attempts, a.syncErr, a.notes, a.pending = 0, "", notes, pending
-	a.stale, a.drift, a.driftRefs, a.driftAll = len(res.Stale), nil, nil, false
+	a.stale, a.drift, a.driftRefs, a.driftAll = res.Count(apply.Stale), nil, nil, false
 	c.notePruneFailures(a, res)
 	c.mu.Unlock()
-	c.watch.watch(ctx, c.applier, res.Inventory)
+	c.applier.Watch(ctx, res.Inventory)
 	c.mu.Lock()
 	a.assessDue = true
 	c.mu.Unlock()
@@ -61,12 +62,12 @@ func (c *Controller) sync(ctx context.Context, a *app, d *Desired, applied *stat
 		time.AfterFunc(time.Until(st.AppliedAt.Add(dl))+deadlineSlack, c.assessSoon)
 	}
 	c.cfg.Reporter.Ack(d.App, d.Generation, d.Revision, d.Digest)
-	log.Info("app synced", keyApplied, len(res.Applied), keyUnchanged, len(res.Unchanged),
-		keyPruned, len(res.Pruned), keyHeld, len(res.Held), logging.KeyDuration, time.Since(start))
+	log.Info("app synced", keyApplied, res.Count(apply.Applied), keyUnchanged, res.Count(apply.Unchanged),
+		keyPruned, res.Count(apply.Pruned), keyHeld, res.Count(apply.Held), logging.KeyDuration, time.Since(start))
 	for _, w := range res.Warnings {
 		log.Warn("sync warning", keyWarning, newScrubber(d).scrub(w))
 	}
-	msg := fmt.Sprintf("revision %s synced: %d applied, %d unchanged, %d pruned", d.Revision, len(res.Applied), len(res.Unchanged), len(res.Pruned))
+	msg := fmt.Sprintf("revision %s synced: %d applied, %d unchanged, %d pruned", d.Revision, res.Count(apply.Applied), res.Count(apply.Unchanged), res.Count(apply.Pruned))
 	if notes != "" {
 		msg += "; " + notes
 	}
@@ -78,7 +79,7 @@ const deadlineSlack = 50 * time.Millisecond
 
 // keepWritten records the objects a failed sync wrote before failing in the app's inventory,
 // so that they are pruned when no longer rendered; the rest of the state stays as it was.
-func (c *Controller) keepWritten(ctx context.Context, a *app, d *Desired, applied *state.AppState, res *Result) {
+func (c *Controller) keepWritten(ctx context.Context, a *app, d *Desired, applied *state.AppState, res *apply.ChangeSet) {
 	var st state.AppState
 	if applied != nil {
 		st = *applied
@@ -102,10 +103,10 @@ func (c *Controller) failed(ctx context.Context, a *app, d *Desired, err error, 
 	c.mu.Lock()
 	a.attempts++
 	n := a.attempts
-	retry := !IsRejected(err) || r.Limit < 0 || n <= r.Limit
+	retry := !apply.IsRejected(err) || r.Limit < 0 || n <= r.Limit
 	delay := backoff(r, n)
 	of := ""
-	if r.Limit >= 0 && IsRejected(err) {
+	if r.Limit >= 0 && apply.IsRejected(err) {
 		of = fmt.Sprintf("/%d", r.Limit+1)
 	}
 	if retry {
@@ -115,8 +116,8 @@ func (c *Controller) failed(ctx context.Context, a *app, d *Desired, err error, 
 		a.syncErr = fmt.Sprintf("sync of revision %s failed (attempt %d%s, giving up): %s", d.Revision, n, of, reason)
 	}
 	msg := a.syncErr
-	var target ObjectRef // what the Event is about: the object at fault, else one of the app's
-	if oe := (*ObjectError)(nil); errors.As(err, &oe) && oe.Object.Namespace != "" {
+	var target apply.ObjectRef // what the Event is about: the object at fault, else one of the app's
+	if oe := (*apply.ObjectError)(nil); errors.As(err, &oe) && oe.Object.Namespace != "" {
 		target = oe.Object
 	} else if a.applied != nil {
 		target = eventTarget(fromStateRefs(a.applied.Inventory))
@@ -152,19 +153,19 @@ func backoff(r Retry, n int) time.Duration {
 
 // summarize turns what a sync left behind into a status note; pending is true when objects
 // await pruning or confirmation.
-func summarize(res *Result) (notes string, pending bool) {
+func summarize(res *apply.ChangeSet) (notes string, pending bool) {
 	var parts []string
-	if n := len(res.Held); n > 0 {
+	if n := res.Count(apply.Held); n > 0 {
 		parts = append(parts, fmt.Sprintf("%d deletions awaiting confirmation", n))
 	}
-	if n := len(res.Stale); n > 0 {
+	if n := res.Count(apply.Stale); n > 0 {
 		parts = append(parts, fmt.Sprintf("%d objects no longer rendered and not pruned", n))
 	}
-	if n := len(res.Orphaned); n > 0 {
+	if n := res.Count(apply.Orphaned); n > 0 {
 		parts = append(parts, fmt.Sprintf("%d objects left in the cluster (kept from pruning)", n))
 	}
-	if n := len(res.PruneFailed); n > 0 {
-		parts = append(parts, fmt.Sprintf("%d deletions failed and are retried (%s among them)", n, res.PruneFailed[0]))
+	if n := res.Count(apply.PruneFailed); n > 0 {
+		parts = append(parts, fmt.Sprintf("%d deletions failed and are retried (%s among them)", n, res.Objects(apply.PruneFailed)[0]))
 	}
 	for i, p := range parts {
 		if i == 0 {
@@ -173,7 +174,7 @@ func summarize(res *Result) (notes string, pending bool) {
 			notes += "; " + p
 		}
 	}
-	return notes, len(res.Held)+len(res.Stale)+len(res.PruneFailed) > 0
+	return notes, res.Count(apply.Held)+res.Count(apply.Stale)+res.Count(apply.PruneFailed) > 0
 }
 
 // removeApp deletes an app's objects (when its policy prunes), or releases them from its
@@ -189,14 +190,14 @@ func (c *Controller) removeApp(ctx context.Context, a *app, applied *state.AppSt
 		}
 	}
 	c.mu.Unlock()
-	var res *Result
+	var res *apply.ChangeSet
 	switch {
 	case preserve:
 		res = c.applier.Release(ctx, a.name, fromStateRefs(applied.Inventory))
-		log.Info("app objects released, not deleted (preserveResourcesOnDeletion)", keyReleased, len(res.Pruned), keyKept, len(res.Orphaned))
+		log.Info("app objects released, not deleted (preserveResourcesOnDeletion)", keyReleased, res.Count(apply.Released), keyKept, res.Count(apply.Orphaned))
 	case prune:
 		res = c.applier.DeleteInventory(ctx, a.name, fromStateRefs(applied.Inventory))
-		log.Info("app objects deleted", keyDeleted, len(res.Pruned), keyKept, len(res.Orphaned))
+		log.Info("app objects deleted", keyDeleted, res.Count(apply.Pruned), keyKept, res.Count(apply.Orphaned))
 	}
 	if res != nil {
 		if len(res.Inventory) > 0 {
@@ -224,4 +225,34 @@ func (c *Controller) removeApp(ctx context.Context, a *app, applied *state.AppSt
 	delete(c.apps, a.name)
 	c.removed[a.name] = a.remove
 	log.Info("app removed")
+}
+
+// notePruneFailures records the deletions res failed (they stay in the inventory) and, when
+// there are any, schedules another attempt with backoff; a prune without failures resets it.
+// Caller holds Controller.mu.
+func (c *Controller) notePruneFailures(a *app, res *apply.ChangeSet) {
+	a.pruneFailed = res.Count(apply.PruneFailed)
+	if a.pruneFailed == 0 {
+		a.pruneTries = 0
+		return
+	}
+	a.pruneTries++
+	c.queue.AddAfter(a.name, backoff(Retry{}, a.pruneTries))
+}
+
+// apply applies d with the engine, after failing a revision whose EncryptedSecrets could not
+// be decrypted (encrypted.go).
+func (c *Controller) apply(ctx context.Context, d *Desired, prev []apply.ObjectRef) (*apply.ChangeSet, error) {
+	if d.decryptErr != nil {
+		return nil, d.decryptErr
+	}
+	return c.applier.Apply(ctx, d.revision(), prev)
+}
+
+// heal re-applies the objects of d that refs name, as apply does.
+func (c *Controller) heal(ctx context.Context, d *Desired, refs, inventory []apply.ObjectRef) (*apply.ChangeSet, error) {
+	if d.decryptErr != nil {
+		return nil, d.decryptErr
+	}
+	return c.applier.Heal(ctx, d.revision(), refs, inventory)
 }

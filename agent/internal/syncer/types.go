@@ -8,7 +8,9 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/flotilla-dev/flotilla/agent/internal/apply"
 	"github.com/flotilla-dev/flotilla/agent/internal/health"
+	"github.com/flotilla-dev/flotilla/shared/policy"
 )
 
 // Desired is the latest desired state of one app on this cluster, as the hub sent it.
@@ -35,6 +37,17 @@ type Desired struct {
 	// decryptErr is set when an EncryptedSecret of Objects could not be decrypted
 	// (encrypted.go): Apply fails with it.
 	decryptErr error
+}
+
+// revision is what the engine applies of d.
+func (d *Desired) revision() *apply.Revision {
+	return &apply.Revision{
+		App: d.App, Namespace: d.Namespace, Objects: d.Objects, Access: d.Access, PruneConfirmed: d.PruneConfirmed,
+		Policy: apply.Policy{
+			Prune: d.Policy.Prune, AllowEmpty: d.Policy.AllowEmpty, CreateNamespace: d.Policy.CreateNamespace,
+			PruneLast: d.Policy.PruneLast, Force: d.Policy.Force,
+		},
+	}
 }
 
 // SyncPolicy mirrors the Application's syncPolicy.
@@ -79,15 +92,6 @@ type Held struct {
 	Digest     string
 }
 
-// ObjectRef names one object.
-type ObjectRef struct {
-	Group     string
-	Version   string
-	Kind      string
-	Namespace string
-	Name      string
-}
-
 // Sync states reported for an app.
 const (
 	SyncSynced    = "Synced"
@@ -95,9 +99,14 @@ const (
 	SyncUnknown   = "Unknown"
 )
 
+// AccessPolicy is the app's spec.policy (shared/policy). The hub checks it after rendering;
+// the agent's check, before anything is applied (agent/internal/apply), is the authoritative
+// one, because it knows from the cluster which kinds are cluster-scoped.
+type AccessPolicy = policy.Access
+
 // DriftItem is one object that differs from what the app declares.
 type DriftItem struct {
-	Object ObjectRef
+	Object apply.ObjectRef
 	Type   string // "missing" or "modified"
 	Diff   string // Secret values masked
 	// Contested: another actor keeps changing the object back; self-heal is backing off.
@@ -108,7 +117,7 @@ type DriftItem struct {
 
 // ResourceStatus is the health of one object.
 type ResourceStatus struct {
-	Object  ObjectRef
+	Object  apply.ObjectRef
 	Health  string
 	Message string
 }
@@ -137,22 +146,4 @@ type Reporter interface {
 	Ack(app string, generation uint64, revision, digest string)
 	Nack(app string, generation uint64, reason string)
 	Status(s AppStatus)
-}
-
-// String names the object for people, like shared/bundle.Ref: "Deployment.apps/api/web",
-// "Namespace/api".
-func (r ObjectRef) String() string {
-	kind := r.Kind
-	if r.Group != "" {
-		kind += "." + r.Group
-	}
-	if r.Namespace != "" {
-		return kind + "/" + r.Namespace + "/" + r.Name
-	}
-	return kind + "/" + r.Name
-}
-
-// key identifies the object regardless of its API version.
-func (r ObjectRef) key() string {
-	return r.Group + "/" + r.Kind + "/" + r.Namespace + "/" + r.Name
 }

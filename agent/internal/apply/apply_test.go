@@ -1,4 +1,4 @@
-package syncer
+package apply
 
 import (
 	"context"
@@ -14,39 +14,41 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/flotilla-dev/flotilla/agent/internal/health"
+	"github.com/flotilla-dev/flotilla/agent/internal/kubetest"
+	"github.com/flotilla-dev/flotilla/shared/testwait"
 )
 
 // TestApplyStagedHealthy applies a Namespace, a ConfigMap and a Deployment in one revision
 // (the namespace does not exist before), sees the Deployment roll out, and re-applies the same
 // bundle with zero write requests.
 func TestApplyStagedHealthy(t *testing.T) {
-	nsStaged := uniq("t-staged")
+	nsStaged := kubetest.Uniq("t-staged")
 	e := newEnv(t)
-	a := e.applier(t)
-	ctx := testCtx(t)
-	d := desired(t, "staged", nsStaged, SyncPolicy{Automated: true, Prune: true},
-		namespace(nsStaged), configMap("settings", "v1"), deployment("web", 2, false))
+	a := newApplier(t, e)
+	ctx := kubetest.Ctx(t)
+	d := revision(t, "staged", nsStaged, Policy{Prune: true},
+		kubetest.Namespace(nsStaged), kubetest.ConfigMap("settings", "v1"), kubetest.Deployment("web", 2, false))
 
 	res, err := a.Apply(ctx, d, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []string{"ConfigMap/" + nsStaged + "/settings", "Namespace/" + nsStaged, "Deployment.apps/" + nsStaged + "/web"} // by group/kind
-	if got := refNames(res.Inventory); strings.Join(got, " ") != strings.Join(want, " ") {
+	if got := kubetest.Names(res.Inventory); strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("inventory = %v, want %v", got, want)
 	}
-	if len(res.Applied) != 3 || len(res.Unchanged) != 0 {
-		t.Errorf("applied %v, unchanged %v; want 3 applied", refNames(res.Applied), refNames(res.Unchanged))
+	if res.Count(Applied) != 3 || res.Count(Unchanged) != 0 {
+		t.Errorf("applied %v, unchanged %v; want 3 applied", kubetest.Names(res.Objects(Applied)), kubetest.Names(res.Objects(Unchanged)))
 	}
-	cm, err := e.client.CoreV1().ConfigMaps(nsStaged).Get(ctx, "settings", metav1.GetOptions{})
+	cm, err := e.Client.CoreV1().ConfigMaps(nsStaged).Get(ctx, "settings", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cm.Labels[LabelApp] != "staged" {
 		t.Errorf("ConfigMap labels = %v, want %s=staged", cm.Labels, LabelApp)
 	}
-	poll(t, "Deployment web Healthy", 90*time.Second, func(ctx context.Context) (bool, error) {
-		live, err := a.get(ctx, ObjectRef{Group: "apps", Version: "v1", Kind: "Deployment", Namespace: nsStaged, Name: "web"})
+	testwait.For(t, 90*time.Second, "Deployment web Healthy", func(ctx context.Context) (bool, error) {
+		live, err := a.Get(ctx, ObjectRef{Group: "apps", Version: "v1", Kind: "Deployment", Namespace: nsStaged, Name: "web"})
 		if err != nil {
 			return false, err
 		}
@@ -55,29 +57,29 @@ func TestApplyStagedHealthy(t *testing.T) {
 	})
 
 	// The same bundle again, from a fresh Applier (cold discovery cache): no writes at all.
-	a2 := e.applier(t)
-	var res2 *Result
-	n, what := e.writesDuring(func() { res2, err = a2.Apply(ctx, d, res.Inventory) })
+	a2 := newApplier(t, e)
+	var res2 *ChangeSet
+	n, what := e.WritesDuring(func() { res2, err = a2.Apply(ctx, d, res.Inventory) })
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n != 0 {
 		t.Errorf("re-applying an unchanged bundle made %d write requests: %v", n, what)
 	}
-	if len(res2.Applied) != 0 || len(res2.Unchanged) != 3 {
-		t.Errorf("re-apply: applied %v, unchanged %v", refNames(res2.Applied), refNames(res2.Unchanged))
+	if res2.Count(Applied) != 0 || res2.Count(Unchanged) != 3 {
+		t.Errorf("re-apply: applied %v, unchanged %v", kubetest.Names(res2.Objects(Applied)), kubetest.Names(res2.Objects(Unchanged)))
 	}
 
 	// A changed ConfigMap is the only write.
-	d2 := desired(t, "staged", nsStaged, d.Policy, namespace(nsStaged), configMap("settings", "v2"), deployment("web", 2, false))
-	n, what = e.writesDuring(func() { res2, err = a2.Apply(ctx, d2, res.Inventory) })
+	d2 := revision(t, "staged", nsStaged, d.Policy, kubetest.Namespace(nsStaged), kubetest.ConfigMap("settings", "v2"), kubetest.Deployment("web", 2, false))
+	n, what = e.WritesDuring(func() { res2, err = a2.Apply(ctx, d2, res.Inventory) })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n != 1 || !hasRef(res2.Applied, "ConfigMap/"+nsStaged+"/settings") {
-		t.Errorf("changing one ConfigMap: %d writes %v, applied %v", n, what, refNames(res2.Applied))
+	if n != 1 || !kubetest.Has(res2.Objects(Applied), "ConfigMap/"+nsStaged+"/settings") {
+		t.Errorf("changing one ConfigMap: %d writes %v, applied %v", n, what, kubetest.Names(res2.Objects(Applied)))
 	}
-	if v, _ := e.configMapValue(t, nsStaged, "settings", "value"); v != "v2" {
+	if v, _ := e.ConfigMapValue(t, nsStaged, "settings", "value"); v != "v2" {
 		t.Errorf("ConfigMap value = %q, want v2", v)
 	}
 }
@@ -115,34 +117,34 @@ func widget(name string, size int) string {
 
 // TestApplyCRDAndCustomResource applies a CRD and a resource of its kind in one revision.
 func TestApplyCRDAndCustomResource(t *testing.T) {
-	nsCrd := uniq("t-crd")
+	nsCrd := kubetest.Uniq("t-crd")
 	e := newEnv(t)
-	e.createNamespace(t, nsCrd)
-	a := e.applier(t)
-	ctx := testCtx(t)
-	d := desired(t, "crd", nsCrd, SyncPolicy{Automated: true}, widgetCRD, widget("w1", 3))
+	e.CreateNamespace(t, nsCrd)
+	a := newApplier(t, e)
+	ctx := kubetest.Ctx(t)
+	d := revision(t, "crd", nsCrd, Policy{}, widgetCRD, widget("w1", 3))
 	res, err := a.Apply(ctx, d, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The CRD is cluster-wide: a test run before this one (-count) may have applied it.
 	crd := "CustomResourceDefinition.apiextensions.k8s.io/widgets.e2e.flotilla.dev"
-	if !(hasRef(res.Applied, crd) || hasRef(res.Unchanged, crd)) || !hasRef(res.Applied, "Widget.e2e.flotilla.dev/"+nsCrd+"/w1") {
-		t.Errorf("applied %v", refNames(res.Applied))
+	if !(kubetest.Has(res.Objects(Applied), crd) || kubetest.Has(res.Objects(Unchanged), crd)) || !kubetest.Has(res.Objects(Applied), "Widget.e2e.flotilla.dev/"+nsCrd+"/w1") {
+		t.Errorf("applied %v", kubetest.Names(res.Objects(Applied)))
 	}
-	w, err := a.get(ctx, ObjectRef{Group: "e2e.flotilla.dev", Version: "v1", Kind: "Widget", Namespace: nsCrd, Name: "w1"})
+	w, err := a.Get(ctx, ObjectRef{Group: "e2e.flotilla.dev", Version: "v1", Kind: "Widget", Namespace: nsCrd, Name: "w1"})
 	if err != nil || w == nil {
 		t.Fatalf("widget not found: %v", err)
 	}
-	n, what := e.writesDuring(func() { _, err = e.applier(t).Apply(ctx, d, res.Inventory) })
+	n, what := e.WritesDuring(func() { _, err = newApplier(t, e).Apply(ctx, d, res.Inventory) })
 	if err != nil || n != 0 {
 		t.Errorf("re-apply: %d writes %v, err %v", n, what, err)
 	}
 
 	// A custom resource whose kind nobody defines fails before anything is written.
-	bad := desired(t, "crd", nsCrd, SyncPolicy{Automated: true}, widgetCRD, widget("w1", 4),
+	bad := revision(t, "crd", nsCrd, Policy{}, widgetCRD, widget("w1", 4),
 		"apiVersion: e2e.flotilla.dev/v1\nkind: Gadget\nmetadata:\n  name: g\n")
-	n, _ = e.writesDuring(func() { _, err = a.Apply(ctx, bad, res.Inventory) })
+	n, _ = e.WritesDuring(func() { _, err = a.Apply(ctx, bad, res.Inventory) })
 	var oe *ObjectError
 	if !errors.As(err, &oe) || oe.Object.Kind != "Gadget" || !IsRejected(err) {
 		t.Errorf("unknown kind: err = %v, want a rejected ObjectError naming the Gadget", err)
@@ -155,13 +157,13 @@ func TestApplyCRDAndCustomResource(t *testing.T) {
 // TestApplyMissingNamespace: objects for a namespace that is neither there nor in the bundle
 // fail the revision, unless CreateNamespace makes the destination namespace.
 func TestApplyMissingNamespace(t *testing.T) {
-	nsApi := uniq("t-api")
+	nsApi := kubetest.Uniq("t-api")
 	e := newEnv(t)
-	a := e.applier(t)
-	ctx := testCtx(t)
-	d := desired(t, "nsless", nsApi, SyncPolicy{Automated: true}, configMap("settings", "v1"))
+	a := newApplier(t, e)
+	ctx := kubetest.Ctx(t)
+	d := revision(t, "nsless", nsApi, Policy{}, kubetest.ConfigMap("settings", "v1"))
 	var err error
-	n, _ := e.writesDuring(func() { _, err = a.Apply(ctx, d, nil) })
+	n, _ := e.WritesDuring(func() { _, err = a.Apply(ctx, d, nil) })
 	if err == nil || err.Error() != `namespace "`+nsApi+`" not found (set syncOptions CreateNamespace=true)` {
 		t.Fatalf("err = %v", err)
 	}
@@ -174,10 +176,10 @@ func TestApplyMissingNamespace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.client.CoreV1().Namespaces().Get(ctx, nsApi, metav1.GetOptions{}); err != nil {
+	if _, err := e.Client.CoreV1().Namespaces().Get(ctx, nsApi, metav1.GetOptions{}); err != nil {
 		t.Errorf("namespace not created: %v", err)
 	}
-	if got := refNames(res.Inventory); len(got) != 1 || got[0] != "ConfigMap/"+nsApi+"/settings" {
+	if got := kubetest.Names(res.Inventory); len(got) != 1 || got[0] != "ConfigMap/"+nsApi+"/settings" {
 		t.Errorf("inventory = %v, want only the ConfigMap (a created namespace is not the app's)", got)
 	}
 }
@@ -185,24 +187,24 @@ func TestApplyMissingNamespace(t *testing.T) {
 // TestApplyInvalidObjectWritesNothing: a revision with one invalid object fails naming it, and
 // nothing of the revision is written.
 func TestApplyInvalidObjectWritesNothing(t *testing.T) {
-	nsInvalid := uniq("t-invalid")
+	nsInvalid := kubetest.Uniq("t-invalid")
 	e := newEnv(t)
-	e.createNamespace(t, nsInvalid)
-	a := e.applier(t)
-	ctx := testCtx(t)
-	good := desired(t, "invalid", nsInvalid, SyncPolicy{Automated: true}, configMap("settings", "v1"))
+	e.CreateNamespace(t, nsInvalid)
+	a := newApplier(t, e)
+	ctx := kubetest.Ctx(t)
+	good := revision(t, "invalid", nsInvalid, Policy{}, kubetest.ConfigMap("settings", "v1"))
 	res, err := a.Apply(ctx, good, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct{ name, deploy string }{
-		{"negative replicas", strings.Replace(deployment("web", 1, false), "replicas: 1", "replicas: -1", 1)},
-		{"unknown field", strings.Replace(deployment("web", 1, false), "replicas: 1", "replicas: 1\n  replicaz: 2", 1)},
+		{"negative replicas", strings.Replace(kubetest.Deployment("web", 1, false), "replicas: 1", "replicas: -1", 1)},
+		{"unknown field", strings.Replace(kubetest.Deployment("web", 1, false), "replicas: 1", "replicas: 1\n  replicaz: 2", 1)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			bad := desired(t, "invalid", nsInvalid, SyncPolicy{Automated: true}, configMap("settings", "v2"), tc.deploy)
+			bad := revision(t, "invalid", nsInvalid, Policy{}, kubetest.ConfigMap("settings", "v2"), tc.deploy)
 			var err error
-			n, what := e.writesDuring(func() { _, err = a.Apply(ctx, bad, res.Inventory) })
+			n, what := e.WritesDuring(func() { _, err = a.Apply(ctx, bad, res.Inventory) })
 			if err == nil {
 				t.Fatal("invalid revision applied")
 			}
@@ -212,7 +214,7 @@ func TestApplyInvalidObjectWritesNothing(t *testing.T) {
 			if n != 0 {
 				t.Errorf("failed revision made %d writes: %v", n, what)
 			}
-			if v, _ := e.configMapValue(t, nsInvalid, "settings", "value"); v != "v1" {
+			if v, _ := e.ConfigMapValue(t, nsInvalid, "settings", "value"); v != "v1" {
 				t.Errorf("ConfigMap value = %q, want v1 (unchanged)", v)
 			}
 		})
@@ -224,12 +226,12 @@ func TestApplyInvalidObjectWritesNothing(t *testing.T) {
 // was written is returned in the inventory so that it is not lost.
 func TestApplyFailureAfterWrite(t *testing.T) {
 	e := newEnv(t)
-	ns := uniq("t-halfway")
-	a := e.applier(t)
-	ctx := testCtx(t)
+	ns := kubetest.Uniq("t-halfway")
+	a := newApplier(t, e)
+	ctx := kubetest.Ctx(t)
 	prev := []ObjectRef{{Version: "v1", Kind: "ConfigMap", Namespace: ns, Name: "old"}}
-	d := desired(t, "halfway", ns, SyncPolicy{Automated: true, Prune: true},
-		namespace(ns), strings.Replace(deployment("web", 1, false), "replicas: 1", "replicas: -1", 1))
+	d := revision(t, "halfway", ns, Policy{Prune: true},
+		kubetest.Namespace(ns), strings.Replace(kubetest.Deployment("web", 1, false), "replicas: 1", "replicas: -1", 1))
 	res, err := a.Apply(ctx, d, prev)
 	if err == nil || !IsRejected(err) {
 		t.Fatalf("err = %v, want the invalid Deployment rejected", err)
@@ -238,49 +240,49 @@ func TestApplyFailureAfterWrite(t *testing.T) {
 		t.Fatal("no Result after a write")
 	}
 	want := []string{"ConfigMap/" + ns + "/old", "Namespace/" + ns}
-	if got := refNames(res.Inventory); strings.Join(got, " ") != strings.Join(want, " ") {
+	if got := kubetest.Names(res.Inventory); strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("inventory = %v, want %v", got, want)
 	}
 }
 
 // TestApplyReportsConflicts: a field another manager set is taken over and reported.
 func TestApplyReportsConflicts(t *testing.T) {
-	nsConflict := uniq("t-conflict")
+	nsConflict := kubetest.Uniq("t-conflict")
 	e := newEnv(t)
-	e.createNamespace(t, nsConflict)
-	ctx := testCtx(t)
-	_, err := e.client.CoreV1().ConfigMaps(nsConflict).Create(ctx, &corev1.ConfigMap{
+	e.CreateNamespace(t, nsConflict)
+	ctx := kubetest.Ctx(t)
+	_, err := e.Client.CoreV1().ConfigMaps(nsConflict).Create(ctx, &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{Name: "settings"},
 		Data:       map[string]string{"value": "by-hand"},
 	}, metav1.CreateOptions{FieldManager: "kubectl-edit"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := e.applier(t).Apply(ctx, desired(t, "conflict", nsConflict, SyncPolicy{}, configMap("settings", "v1")), nil)
+	res, err := newApplier(t, e).Apply(ctx, revision(t, "conflict", nsConflict, Policy{}, kubetest.ConfigMap("settings", "v1")), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], "kubectl-edit") || !strings.Contains(res.Warnings[0], "ConfigMap/"+nsConflict+"/settings") {
 		t.Errorf("warnings = %q, want one naming the object and manager kubectl-edit", res.Warnings)
 	}
-	if v, _ := e.configMapValue(t, nsConflict, "settings", "value"); v != "v1" {
+	if v, _ := e.ConfigMapValue(t, nsConflict, "settings", "value"); v != "v1" {
 		t.Errorf("value = %q, want v1", v)
 	}
 }
 
 // TestApplyTransientError: an unreachable API server is not a rejected revision.
 func TestApplyTransientError(t *testing.T) {
-	nsTransient := uniq("t-transient")
+	nsTransient := kubetest.Uniq("t-transient")
 	e := newEnv(t)
-	e.createNamespace(t, nsTransient)
-	a := e.applier(t)
-	ctx := testCtx(t)
-	d := desired(t, "transient", nsTransient, SyncPolicy{}, configMap("settings", "v1"))
+	e.CreateNamespace(t, nsTransient)
+	a := newApplier(t, e)
+	ctx := kubetest.Ctx(t)
+	d := revision(t, "transient", nsTransient, Policy{}, kubetest.ConfigMap("settings", "v1"))
 	if _, err := a.Apply(ctx, d, nil); err != nil { // warms discovery
 		t.Fatal(err)
 	}
-	a.dyn = brokenDynamic(t, e)
-	d = desired(t, "transient", nsTransient, SyncPolicy{}, configMap("settings", "v2"))
+	a.dyn = e.BrokenDynamic(t)
+	d = revision(t, "transient", nsTransient, Policy{}, kubetest.ConfigMap("settings", "v2"))
 	_, err := a.Apply(ctx, d, nil)
 	if err == nil || IsRejected(err) {
 		t.Errorf("err = %v, rejected = %v; want a transient error", err, IsRejected(err))

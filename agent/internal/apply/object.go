@@ -1,4 +1,4 @@
-package syncer
+package apply
 
 import (
 	"reflect"
@@ -24,7 +24,8 @@ func prepareObject(o *unstructured.Unstructured, app string) *unstructured.Unstr
 	return obj
 }
 
-func refOf(o *unstructured.Unstructured) ObjectRef {
+// RefOf names o.
+func RefOf(o *unstructured.Unstructured) ObjectRef {
 	gvk := o.GroupVersionKind()
 	return ObjectRef{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind, Namespace: o.GetNamespace(), Name: o.GetName()}
 }

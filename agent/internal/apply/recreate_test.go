@@ -1,4 +1,4 @@
-package syncer
+package apply
 
 import (
 	"errors"
@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/flotilla-dev/flotilla/agent/internal/kubetest"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -70,13 +71,13 @@ metadata:
 // annotation or Flotilla's) the object is deleted and created anew.
 func TestImmutableFieldChange(t *testing.T) {
 	e := newEnv(t)
-	ns := uniq("t-immutable")
-	e.createNamespace(t, ns)
-	a := e.applier(t)
-	ctx := testCtx(t)
-	policy := SyncPolicy{Automated: true}
-	apply := func(docs ...string) (*Result, error) {
-		return a.Apply(ctx, desired(t, "immutable", ns, policy, docs...), nil)
+	ns := kubetest.Uniq("t-immutable")
+	e.CreateNamespace(t, ns)
+	a := newApplier(t, e)
+	ctx := kubetest.Ctx(t)
+	policy := Policy{}
+	apply := func(docs ...string) (*ChangeSet, error) {
+		return a.Apply(ctx, revision(t, "immutable", ns, policy, docs...), nil)
 	}
 	if _, err := apply(selectorDeployment("web", "web"), job("migrate", "registry.example/migrate:v1")); err != nil {
 		t.Fatal(err)
@@ -84,13 +85,13 @@ func TestImmutableFieldChange(t *testing.T) {
 	uid := func(kind, name string) string { // UID and what the change is about
 		t.Helper()
 		if kind == "Deployment" {
-			d, err := e.client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+			d, err := e.Client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			return string(d.UID) + "/" + d.Spec.Selector.MatchLabels["app"]
 		}
-		j, err := e.client.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{})
+		j, err := e.Client.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -128,8 +129,8 @@ func TestImmutableFieldChange(t *testing.T) {
 	if err != nil {
 		t.Fatalf("with Force=true: %v", err)
 	}
-	if len(res.Applied) != 2 {
-		t.Errorf("applied %v, want both objects", refNames(res.Applied))
+	if res.Count(Applied) != 2 {
+		t.Errorf("applied %v, want both objects", kubetest.Names(res.Objects(Applied)))
 	}
 	depAfter, jobAfter := uid("Deployment", "web"), uid("Job", "migrate")
 	if depAfter == depBefore || !strings.HasSuffix(depAfter, "/web-v2") {
@@ -142,10 +143,10 @@ func TestImmutableFieldChange(t *testing.T) {
 	res, err = apply(
 		selectorDeployment("web", "web-v2", AnnotationArgoSyncOptions, "Replace=true, Force=true"),
 		job("migrate", "registry.example/migrate:v2", AnnotationSyncOptions, "Force=true"))
-	if err != nil || len(res.Applied) != 0 {
+	if err != nil || res.Count(Applied) != 0 {
 		t.Errorf("same revision again: applied %v, err %v; want nothing written", res, err)
 	}
-	if _, err := e.client.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{}); apierrors.IsNotFound(err) {
+	if _, err := e.Client.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{}); apierrors.IsNotFound(err) {
 		t.Error("Deployment gone")
 	}
 

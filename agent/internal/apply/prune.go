@@ -1,4 +1,4 @@
-package syncer
+package apply
 
 import (
 	"context"
@@ -16,14 +16,14 @@ import (
 // Prune deletes from inventory what d no longer holds, as d's policy allows, without applying
 // anything: the deferred prune of PruneLast, once the revision is healthy. The Result's
 // Inventory is what the app owns afterwards.
-func (a *Applier) Prune(ctx context.Context, d *Desired, inventory []ObjectRef) (*Result, error) {
+func (a *Applier) Prune(ctx context.Context, d *Revision, inventory []ObjectRef) (*ChangeSet, error) {
 	desired, err := a.desiredKeys(ctx, d)
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{}
+	res := &ChangeSet{}
 	for _, r := range inventory {
-		if desired[r.key()] {
+		if desired[r.Key()] {
 			res.Inventory = append(res.Inventory, r)
 		}
 	}
@@ -36,11 +36,11 @@ func (a *Applier) Prune(ctx context.Context, d *Desired, inventory []ObjectRef) 
 // Namespaces, PersistentVolumeClaims or CRDs, objects with a keep annotation, or objects
 // another app's label claims; those are reported as Orphaned. Objects whose deletion failed
 // stay in the Result's Inventory.
-func (a *Applier) DeleteInventory(ctx context.Context, app string, inventory []ObjectRef) *Result {
-	res := &Result{}
+func (a *Applier) DeleteInventory(ctx context.Context, app string, inventory []ObjectRef) *ChangeSet {
+	res := &ChangeSet{}
 	for _, r := range dedupe(inventory) {
 		if protected(r) {
-			res.Orphaned = append(res.Orphaned, r)
+			res.add(Orphaned, r)
 			continue
 		}
 		live, ok := a.claim(ctx, app, r, res)
@@ -55,13 +55,13 @@ func (a *Applier) DeleteInventory(ctx context.Context, app string, inventory []O
 // Release lets an app's objects go when the app leaves the cluster with
 // preserveResourcesOnDeletion: nothing is deleted; the app label is taken off each object the
 // app still claims, so that no app manages it any more. Released objects are reported as
-// Pruned; those another app claims (or that are gone) are left alone; a failed release stays
+// Released; those another app claims (or that are gone) are left alone; a failed release stays
 // in the Result's Inventory.
-func (a *Applier) Release(ctx context.Context, app string, inventory []ObjectRef) *Result {
-	res := &Result{}
+func (a *Applier) Release(ctx context.Context, app string, inventory []ObjectRef) *ChangeSet {
+	res := &ChangeSet{}
 	patch := []byte(`{"metadata":{"labels":{"` + LabelApp + `":null}}}`)
 	for _, r := range dedupe(inventory) {
-		live, err := a.get(ctx, r)
+		live, err := a.Get(ctx, r)
 		switch {
 		case err != nil:
 			res.Inventory = append(res.Inventory, r)
@@ -70,7 +70,7 @@ func (a *Applier) Release(ctx context.Context, app string, inventory []ObjectRef
 		case live == nil:
 			continue
 		case live.GetLabels()[LabelApp] != app:
-			res.Orphaned = append(res.Orphaned, r)
+			res.add(Orphaned, r)
 			continue
 		}
 		m, err := a.restMapping(ctx, schema.GroupVersionKind{Group: r.Group, Version: r.Version, Kind: r.Kind})
@@ -82,7 +82,7 @@ func (a *Applier) Release(ctx context.Context, app string, inventory []ObjectRef
 			res.Warnings = append(res.Warnings, objectError("release", r, err).Error())
 			continue
 		}
-		res.Pruned = append(res.Pruned, r)
+		res.add(Released, r)
 	}
 	sortRefs(res.Inventory)
 	return res
@@ -90,10 +90,10 @@ func (a *Applier) Release(ctx context.Context, app string, inventory []ObjectRef
 
 // prune handles the objects of prev that desired lacks. Objects kept are appended to
 // res.Inventory. finalPass is false during Apply, where PruneLast defers the deletions.
-func (a *Applier) prune(ctx context.Context, d *Desired, prev []ObjectRef, desired map[string]bool, finalPass bool, res *Result) {
+func (a *Applier) prune(ctx context.Context, d *Revision, prev []ObjectRef, desired map[string]bool, finalPass bool, res *ChangeSet) {
 	var stale []ObjectRef
 	for _, r := range dedupe(prev) {
-		if !desired[r.key()] {
+		if !desired[r.Key()] {
 			stale = append(stale, r)
 		}
 	}
@@ -101,7 +101,7 @@ func (a *Applier) prune(ctx context.Context, d *Desired, prev []ObjectRef, desir
 		return
 	}
 	keep := func() {
-		res.Stale = append(res.Stale, stale...)
+		res.add(Stale, stale...)
 		res.Inventory = append(res.Inventory, stale...)
 	}
 	switch {
@@ -141,35 +141,35 @@ func (a *Applier) prune(ctx context.Context, d *Desired, prev []ObjectRef, desir
 		res.Warnings = append(res.Warnings, fmt.Sprintf("deleting %d Namespaces, PersistentVolumeClaims or CRDs: held awaiting confirmation", len(held)))
 	}
 	for _, h := range held {
-		res.Held = append(res.Held, h.ref)
+		res.add(Held, h.ref)
 		res.Inventory = append(res.Inventory, h.ref)
 	}
 	start := time.Now()
 	for _, x := range del {
 		a.deleteObject(ctx, x.ref, x.live, res)
 	}
-	res.pruneTook += time.Since(start)
+	res.PruneTook += time.Since(start)
 }
 
 // claim reads the live object for a deletion and decides whether it may go: it must exist, be
 // labelled for app and carry no keep annotation. Objects that stay for a reason are recorded
 // in res; ok is true only for an object to delete.
-func (a *Applier) claim(ctx context.Context, app string, r ObjectRef, res *Result) (*unstructured.Unstructured, bool) {
-	live, err := a.get(ctx, r)
+func (a *Applier) claim(ctx context.Context, app string, r ObjectRef, res *ChangeSet) (*unstructured.Unstructured, bool) {
+	live, err := a.Get(ctx, r)
 	switch {
 	case err != nil:
 		res.Inventory = append(res.Inventory, r)
-		res.PruneFailed = append(res.PruneFailed, r)
+		res.add(PruneFailed, r)
 		res.Warnings = append(res.Warnings, fmt.Sprintf("prune %s: %v; kept", r, err))
 		return nil, false
 	case live == nil:
 		return nil, false // already gone
 	case live.GetLabels()[LabelApp] != app:
-		res.Orphaned = append(res.Orphaned, r)
+		res.add(Orphaned, r)
 		res.Warnings = append(res.Warnings, fmt.Sprintf("prune %s: not deleted, labelled %s=%q", r, LabelApp, live.GetLabels()[LabelApp]))
 		return nil, false
 	case keepAnnotated(live):
-		res.Orphaned = append(res.Orphaned, r)
+		res.add(Orphaned, r)
 		return nil, false
 	}
 	return live, true
@@ -177,7 +177,7 @@ func (a *Applier) claim(ctx context.Context, app string, r ObjectRef, res *Resul
 
 // deleteObject deletes live (the object r names) in the background, only if it is still the
 // same object (UID). A failure keeps r in the inventory.
-func (a *Applier) deleteObject(ctx context.Context, r ObjectRef, live *unstructured.Unstructured, res *Result) {
+func (a *Applier) deleteObject(ctx context.Context, r ObjectRef, live *unstructured.Unstructured, res *ChangeSet) {
 	m, err := a.restMapping(ctx, schema.GroupVersionKind{Group: r.Group, Version: r.Version, Kind: r.Kind})
 	if err == nil {
 		uid := types.UID(live.GetUID())
@@ -189,15 +189,15 @@ func (a *Applier) deleteObject(ctx context.Context, r ObjectRef, live *unstructu
 	}
 	if err != nil && !apierrors.IsNotFound(err) && !meta.IsNoMatchError(err) {
 		res.Inventory = append(res.Inventory, r)
-		res.PruneFailed = append(res.PruneFailed, r)
+		res.add(PruneFailed, r)
 		res.Warnings = append(res.Warnings, objectError("delete", r, err).Error())
 		return
 	}
-	res.Pruned = append(res.Pruned, r)
+	res.add(Pruned, r)
 }
 
 // desiredKeys returns the keys of d's objects as Apply would name them (namespace defaulted).
-func (a *Applier) desiredKeys(ctx context.Context, d *Desired) (map[string]bool, error) {
+func (a *Applier) desiredKeys(ctx context.Context, d *Revision) (map[string]bool, error) {
 	crds := bundleCRDs(d.Objects)
 	keys := map[string]bool{}
 	fresh := false
@@ -214,22 +214,9 @@ func (a *Applier) desiredKeys(ctx context.Context, d *Desired) (map[string]bool,
 		case obj.GetNamespace() == "":
 			obj.SetNamespace(d.Namespace)
 		}
-		keys[refOf(obj).key()] = true
+		keys[RefOf(obj).Key()] = true
 	}
 	return keys, nil
-}
-
-// notePruneFailures records the deletions res failed (they stay in the inventory) and, when
-// there are any, schedules another attempt with backoff; a prune without failures resets it.
-// Caller holds Controller.mu.
-func (c *Controller) notePruneFailures(a *app, res *Result) {
-	a.pruneFailed = len(res.PruneFailed)
-	if a.pruneFailed == 0 {
-		a.pruneTries = 0
-		return
-	}
-	a.pruneTries++
-	c.queue.AddAfter(a.name, backoff(Retry{}, a.pruneTries))
 }
 
 // dedupe drops repeated objects (by key; the first version wins).
@@ -237,10 +224,29 @@ func dedupe(refs []ObjectRef) []ObjectRef {
 	seen := map[string]bool{}
 	out := make([]ObjectRef, 0, len(refs))
 	for _, r := range refs {
-		if !seen[r.key()] {
-			seen[r.key()] = true
+		if !seen[r.Key()] {
+			seen[r.Key()] = true
 			out = append(out, r)
 		}
+	}
+	return out
+}
+
+// Refs names d's objects as Apply would (namespace defaulted), for assessing an app that has
+// nothing applied yet.
+func (a *Applier) Refs(ctx context.Context, d *Revision) []ObjectRef {
+	crds := bundleCRDs(d.Objects)
+	out := make([]ObjectRef, 0, len(d.Objects))
+	for _, o := range d.Objects {
+		obj := o.DeepCopy()
+		namespaced, _, err := a.scope(ctx, obj.GroupVersionKind(), crds, &item{obj: obj}, nil)
+		switch {
+		case err == nil && !namespaced:
+			obj.SetNamespace("")
+		case obj.GetNamespace() == "" && (err != nil || namespaced):
+			obj.SetNamespace(d.Namespace)
+		}
+		out = append(out, RefOf(obj))
 	}
 	return out
 }

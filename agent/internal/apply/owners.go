@@ -1,4 +1,4 @@
-package syncer
+package apply
 
 import (
 	"fmt"
@@ -12,29 +12,9 @@ import (
 // for a second app, whose sync fails naming both (and is retried: the conflict ends when one
 // of them stops rendering it or leaves the cluster).
 
-// inventories tells whether an app lists an object in its inventory.
-type inventories interface {
-	holds(app string, ref ObjectRef) bool
-}
-
-var _ inventories = (*Controller)(nil)
-
-// holds implements inventories with what each app last applied.
-func (c *Controller) holds(app string, ref ObjectRef) bool {
-	c.mu.Lock()
-	a := c.apps[app]
-	var inv []ObjectRef
-	if a != nil && a.applied != nil {
-		inv = fromStateRefs(a.applied.Inventory)
-	}
-	c.mu.Unlock()
-	key := ref.key()
-	for _, r := range inv {
-		if r.key() == key {
-			return true
-		}
-	}
-	return false
+// Inventories tells whether an app lists an object in its inventory.
+type Inventories interface {
+	Holds(app string, ref ObjectRef) bool
 }
 
 // ownedByOther returns the app other than app that owns live: it carries that app's label and
@@ -44,7 +24,7 @@ func (a *Applier) ownedByOther(app string, ref ObjectRef, live *unstructured.Uns
 		return ""
 	}
 	other := live.GetLabels()[LabelApp]
-	if other == "" || other == app || !a.owners.holds(other, ref) {
+	if other == "" || other == app || !a.owners.Holds(other, ref) {
 		return ""
 	}
 	return other

@@ -1,4 +1,4 @@
-package syncer
+package apply
 
 import (
 	"context"
@@ -20,7 +20,7 @@ import (
 type watcher struct {
 	factory dynamicinformer.DynamicSharedInformerFactory
 	applier *Applier
-	notify  func(app string, ref ObjectRef)
+	notify  func(app string, ref ObjectRef) // nil: nobody listens
 
 	mu       sync.Mutex
 	watched  map[schema.GroupVersionResource]cache.SharedIndexInformer
@@ -32,13 +32,21 @@ func newWatcher(a *Applier, notify func(app string, ref ObjectRef)) *watcher {
 	f := dynamicinformer.NewFilteredDynamicSharedInformerFactory(a.dyn, 0, metav1.NamespaceAll, func(o *metav1.ListOptions) {
 		o.LabelSelector = LabelApp
 	})
-	w := &watcher{factory: f, applier: a, notify: notify, watched: map[schema.GroupVersionResource]cache.SharedIndexInformer{}}
-	a.cache = w
-	return w
+	return &watcher{factory: f, applier: a, notify: notify, watched: map[schema.GroupVersionResource]cache.SharedIndexInformer{}}
 }
 
+// Watch makes sure the kinds of refs are watched (once Run has started the watches, their
+// objects are read from the watch caches and their changes reported to Options.OnChange).
+func (a *Applier) Watch(ctx context.Context, refs []ObjectRef) {
+	a.cache.watch(ctx, refs)
+}
+
+// Run runs the watches until ctx ends, returning once they have stopped.
+func (a *Applier) Run(ctx context.Context) { a.cache.run(ctx) }
+
 // watch makes sure the kinds of refs are watched.
-func (w *watcher) watch(ctx context.Context, a *Applier, refs []ObjectRef) {
+func (w *watcher) watch(ctx context.Context, refs []ObjectRef) {
+	a := w.applier
 	var gvrs []schema.GroupVersionResource
 	for _, r := range refs {
 		m, err := a.restMapping(ctx, schema.GroupVersionKind{Group: r.Group, Version: r.Version, Kind: r.Kind})
@@ -88,7 +96,7 @@ func (w *watcher) run(ctx context.Context) {
 // apply reads from the API server instead.
 const cacheWait = 10 * time.Second
 
-// ensure implements liveCache: it starts informers for gvrs and waits (bounded) until they
+// ensure starts informers for gvrs and waits (bounded) until they
 // have listed.
 func (w *watcher) ensure(ctx context.Context, gvrs []schema.GroupVersionResource) {
 	w.mu.Lock()
@@ -108,7 +116,7 @@ func (w *watcher) ensure(ctx context.Context, gvrs []schema.GroupVersionResource
 	})
 }
 
-// lookup implements liveCache. ok is false when no listed informer covers gvr; found is false
+// lookup returns the cached object. ok is false when no listed informer covers gvr; found is false
 // when the object is not in the cache: it does not exist, or it does not carry LabelApp.
 // The object returned belongs to the cache: callers must not modify it.
 func (w *watcher) lookup(gvr schema.GroupVersionResource, ns, name string) (obj *unstructured.Unstructured, found, ok bool) {
@@ -161,7 +169,7 @@ func (w *watcher) OnDelete(obj any) {
 		obj = d.Obj
 	}
 	if u, ok := obj.(*unstructured.Unstructured); ok {
-		w.applier.forgetWrite(refOf(u)) // a delete is never our write
+		w.applier.forgetWrite(RefOf(u)) // a delete is never our write
 	}
 	w.changed(obj)
 }
@@ -176,12 +184,9 @@ func (w *watcher) changed(obj any) {
 	if app == "" {
 		return
 	}
-	ref := refOf(u)
-	if w.applier.ownWrite(ref, u.GetResourceVersion()) {
+	ref := RefOf(u)
+	if w.applier.ownWrite(ref, u.GetResourceVersion()) || w.notify == nil {
 		return
 	}
 	w.notify(app, ref)
 }
-
-// driftDelay coalesces bursts of events into one check.
-const driftDelay = 100 * time.Millisecond

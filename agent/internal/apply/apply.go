@@ -1,4 +1,4 @@
-package syncer
+package apply
 
 import (
 	"context"
@@ -22,6 +22,8 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // Labels and annotations the agent reads or writes on applied objects.
@@ -44,43 +46,16 @@ var (
 	nsGVR  = schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}
 )
 
-// Result is what an Apply, Prune or Delete did.
-type Result struct {
-	// Inventory is every object the app now owns: the applied ones plus those it still owns
-	// but did not delete (held, stale, failed deletions). Sorted.
-	Inventory []ObjectRef
-	Applied   []ObjectRef // written
-	Unchanged []ObjectRef // live state already matched: no write
-	Pruned    []ObjectRef // deleted
-	// Held are deletions awaiting confirmation (Desired.PruneConfirmed); still in Inventory.
-	Held []ObjectRef
-	// Orphaned are objects no longer rendered that were left in the cluster because of a keep
-	// annotation or because another app claims them; dropped from Inventory.
-	Orphaned []ObjectRef
-	// Stale are objects no longer rendered and not deleted because prune is off, the render
-	// is empty without AllowEmpty, or PruneLast defers the prune; still in Inventory.
-	Stale []ObjectRef
-	// PruneFailed are deletions that failed (the API server or an admission check refused
-	// them, or the object could not be read); still in Inventory, and retried.
-	PruneFailed []ObjectRef
-	// Warnings are things a person should see: field manager conflicts taken over, holds,
-	// failed deletions.
-	Warnings []string
-
-	written   []ObjectRef   // inventory objects written so far
-	pruneTook time.Duration // time spent deleting
-}
-
-// Applier applies desired bundles with server-side apply and prunes what they no longer hold.
+// Applier applies revisions with server-side apply and prunes what they no longer hold.
 type Applier struct {
 	dyn          dynamic.Interface
 	mapper       *restmapper.DeferredDiscoveryRESTMapper
 	fieldManager string
-	self         selfGuard // set by guardSelf; the zero value guards nothing
-	// cache, when set, serves live objects from informers (watch.go) instead of GETs.
-	cache liveCache
+	self         selfGuard // the zero value guards nothing
+	// cache serves live objects from informers (watch.go) instead of GETs once it runs.
+	cache *watcher
 	// owners, when set, tells which objects other apps own (owners.go).
-	owners inventories
+	owners Inventories
 
 	mu            sync.Mutex
 	lastDiscovery time.Time // last refresh of the discovery cache
@@ -89,20 +64,25 @@ type Applier struct {
 	own map[string]string
 }
 
-// liveCache is a view of live objects kept by informers.
-type liveCache interface {
-	// ensure starts watching gvrs and waits, bounded, until their objects are listed.
-	ensure(ctx context.Context, gvrs []schema.GroupVersionResource)
-	// lookup returns the cached object. ok is false when the cache does not cover gvr; found
-	// is false when the object is not in the cache: it does not exist or lacks LabelApp.
-	lookup(gvr schema.GroupVersionResource, ns, name string) (obj *unstructured.Unstructured, found, ok bool)
+// Options configure an Applier.
+type Options struct {
+	// FieldManager is the server-side apply field manager (DefaultFieldManager when empty).
+	FieldManager string
+	// GuardNamespace is the agent's own namespace: a revision that would modify the agent
+	// itself is refused (policy.go). Empty guards nothing (--allow-self-management).
+	GuardNamespace string
+	// Owners, when set, tells which objects other apps own (owners.go).
+	Owners Inventories
+	// OnChange, when set, is told of every change to an object labelled for an app that is
+	// not the Applier's own write (watch.go), once Run has started the watches.
+	OnChange func(app string, ref ObjectRef)
 }
 
-// NewApplier returns an Applier for the cluster of cfg, applying as fieldManager
-// (DefaultFieldManager when empty).
-func NewApplier(cfg *rest.Config, fieldManager string) (*Applier, error) {
-	if fieldManager == "" {
-		fieldManager = DefaultFieldManager
+// New returns an Applier for the cluster of cfg. Its live view reads from the API server
+// until Run starts the watches.
+func New(cfg *rest.Config, o Options) (*Applier, error) {
+	if o.FieldManager == "" {
+		o.FieldManager = DefaultFieldManager
 	}
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
@@ -112,8 +92,16 @@ func NewApplier(cfg *rest.Config, fieldManager string) (*Applier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("discovery client: %w", err)
 	}
-	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
-	return &Applier{dyn: dyn, mapper: mapper, fieldManager: fieldManager, own: map[string]string{}}, nil
+	a := &Applier{
+		dyn:          dyn,
+		mapper:       restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc)),
+		fieldManager: o.FieldManager,
+		self:         selfGuard{namespace: o.GuardNamespace},
+		owners:       o.Owners,
+		own:          map[string]string{},
+	}
+	a.cache = newWatcher(a, o.OnChange)
+	return a, nil
 }
 
 // item is one object of a revision on its way to the cluster.
@@ -143,7 +131,7 @@ type item struct {
 // *NamespaceError when an object is at fault. When
 // objects were written before the failure, the Result is returned too, its Inventory being
 // prevInventory plus those objects.
-func (a *Applier) Apply(ctx context.Context, d *Desired, prevInventory []ObjectRef) (*Result, error) {
+func (a *Applier) Apply(ctx context.Context, d *Revision, prevInventory []ObjectRef) (*ChangeSet, error) {
 	items, err := a.checkAndPrepare(ctx, d)
 	if err != nil {
 		return nil, err
@@ -156,7 +144,7 @@ func (a *Applier) Apply(ctx context.Context, d *Desired, prevInventory []ObjectR
 	desired := map[string]bool{}
 	for _, it := range items {
 		if it.inventory {
-			desired[it.ref.key()] = true
+			desired[it.ref.Key()] = true
 			res.Inventory = append(res.Inventory, it.ref)
 		}
 	}
@@ -168,18 +156,18 @@ func (a *Applier) Apply(ctx context.Context, d *Desired, prevInventory []ObjectR
 // Heal re-applies the objects of d that refs name (the ones that drifted), as Apply would
 // but touching nothing else and pruning nothing. inventory is the app's inventory, which a
 // heal does not change: it is the Result's Inventory.
-func (a *Applier) Heal(ctx context.Context, d *Desired, refs, inventory []ObjectRef) (*Result, error) {
+func (a *Applier) Heal(ctx context.Context, d *Revision, refs, inventory []ObjectRef) (*ChangeSet, error) {
 	items, err := a.checkAndPrepare(ctx, d)
 	if err != nil {
 		return nil, err
 	}
 	want := make(map[string]bool, len(refs))
 	for _, r := range refs {
-		want[r.key()] = true
+		want[r.Key()] = true
 	}
 	// The destination namespace CreateNamespace adds (not inventory) comes along: it is
 	// only there when it is missing.
-	items = slices.DeleteFunc(items, func(it *item) bool { return it.inventory && !want[it.ref.key()] })
+	items = slices.DeleteFunc(items, func(it *item) bool { return it.inventory && !want[it.ref.Key()] })
 	res, err := a.applyItems(ctx, items, inventory)
 	if err != nil {
 		return res, err
@@ -188,12 +176,9 @@ func (a *Applier) Heal(ctx context.Context, d *Desired, refs, inventory []Object
 	return res, nil
 }
 
-// checkAndPrepare refuses d when it cannot be decrypted or breaks its policy, and otherwise
+// checkAndPrepare refuses d when it breaks its policy, and otherwise
 // prepares its items.
-func (a *Applier) checkAndPrepare(ctx context.Context, d *Desired) ([]*item, error) {
-	if d.decryptErr != nil {
-		return nil, d.decryptErr
-	}
+func (a *Applier) checkAndPrepare(ctx context.Context, d *Revision) ([]*item, error) {
 	if err := a.checkPolicy(ctx, d); err != nil {
 		return nil, err
 	}
@@ -203,13 +188,13 @@ func (a *Applier) checkAndPrepare(ctx context.Context, d *Desired) ([]*item, err
 // applyItems dry-runs items, then writes them stage by stage. From the first write on, a
 // failure returns what was written too, the Result's Inventory being prevInventory plus
 // those objects: the caller must keep them in the inventory.
-func (a *Applier) applyItems(ctx context.Context, items []*item, prevInventory []ObjectRef) (*Result, error) {
-	res := &Result{}
+func (a *Applier) applyItems(ctx context.Context, items []*item, prevInventory []ObjectRef) (*ChangeSet, error) {
+	res := &ChangeSet{}
 	// Dry-run everything whose type and namespace exist before the first write.
 	if err := a.dryRunAll(ctx, items, false, res); err != nil {
 		return nil, err
 	}
-	failed := func(err error) (*Result, error) {
+	failed := func(err error) (*ChangeSet, error) {
 		if len(res.written) == 0 {
 			return nil, err
 		}
@@ -238,9 +223,6 @@ func (a *Applier) applyItems(ctx context.Context, items []*item, prevInventory [
 // warm makes sure the cache covers the kinds of items before they are dry-run, so that
 // comparing with live objects costs a watch per kind instead of a GET per object.
 func (a *Applier) warm(ctx context.Context, items []*item) {
-	if a.cache == nil {
-		return
-	}
 	seen := map[schema.GroupVersionResource]bool{}
 	var gvrs []schema.GroupVersionResource
 	for _, it := range items {
@@ -254,7 +236,7 @@ func (a *Applier) warm(ctx context.Context, items []*item) {
 
 // prepare copies, labels and namespaces d's objects, resolves their types, checks their
 // namespaces and orders them.
-func (a *Applier) prepare(ctx context.Context, d *Desired) ([]*item, error) {
+func (a *Applier) prepare(ctx context.Context, d *Revision) ([]*item, error) {
 	crds := bundleCRDs(d.Objects)
 	bundleNS := map[string]bool{}
 	for _, o := range d.Objects {
@@ -294,7 +276,7 @@ func (a *Applier) prepare(ctx context.Context, d *Desired) ([]*item, error) {
 		}
 		if namespaced && obj.GetNamespace() == "" {
 			if d.Namespace == "" {
-				return nil, &ObjectError{Object: refOf(obj), Op: "resolve", Rejected: true,
+				return nil, &ObjectError{Object: RefOf(obj), Op: "resolve", Rejected: true,
 					Err: errors.New("namespaced object without a namespace, and the app has no destination namespace")}
 			}
 			obj.SetNamespace(d.Namespace)
@@ -302,7 +284,7 @@ func (a *Applier) prepare(ctx context.Context, d *Desired) ([]*item, error) {
 		if !namespaced {
 			obj.SetNamespace("")
 		}
-		it.ref = refOf(obj)
+		it.ref = RefOf(obj)
 		it.stage, it.order = stageOf(gvk)
 		items = append(items, it)
 	}
@@ -318,7 +300,7 @@ func (a *Applier) prepare(ctx context.Context, d *Desired) ([]*item, error) {
 			ns.SetAPIVersion("v1")
 			ns.SetKind("Namespace")
 			ns.SetName(d.Namespace)
-			it := &item{obj: ns, ref: refOf(ns), stage: 0}
+			it := &item{obj: ns, ref: RefOf(ns), stage: 0}
 			it.mapping, err = a.lookup(ctx, ns.GroupVersionKind())
 			if err != nil {
 				return nil, objectError("resolve", it.ref, err)
@@ -351,7 +333,7 @@ func (a *Applier) prepare(ctx context.Context, d *Desired) ([]*item, error) {
 		if items[i].order != items[j].order {
 			return items[i].order < items[j].order
 		}
-		return items[i].ref.key() < items[j].ref.key()
+		return items[i].ref.Key() < items[j].ref.Key()
 	})
 	return items, nil
 }
@@ -376,7 +358,7 @@ func (a *Applier) scope(ctx context.Context, gvk schema.GroupVersionKind, crds m
 		}
 	}
 	if err != nil {
-		return false, false, objectError("resolve", refOf(it.obj), err)
+		return false, false, objectError("resolve", RefOf(it.obj), err)
 	}
 	it.mapping = m
 	return m.Scope.Name() == meta.RESTScopeNameNamespace, true, nil
@@ -421,7 +403,7 @@ func (a *Applier) resource(m *meta.RESTMapping, ns string) dynamic.ResourceInter
 
 // dryRun server-side applies it with DryRun=All and decides whether it needs a write. A
 // conflict with another field manager is reported as a warning and then forced.
-func (a *Applier) dryRun(ctx context.Context, it *item, res *Result) error {
+func (a *Applier) dryRun(ctx context.Context, it *item, res *ChangeSet) error {
 	// Absent from the cache, the object either does not exist or lacks LabelApp: either
 	// way it needs a write.
 	live, err := a.live(ctx, it.mapping, it.obj.GetNamespace(), it.obj.GetName(), true)
@@ -474,14 +456,12 @@ func (a *Applier) dryRun(ctx context.Context, it *item, res *Result) error {
 // is taken as absent (it may exist without LabelApp); otherwise the API server is asked.
 // The object may belong to the cache: callers must not modify it.
 func (a *Applier) live(ctx context.Context, m *meta.RESTMapping, ns, name string, absentOK bool) (*unstructured.Unstructured, error) {
-	if a.cache != nil {
-		if m.Scope.Name() != meta.RESTScopeNameNamespace {
-			ns = ""
-		}
-		obj, found, ok := a.cache.lookup(m.Resource, ns, name)
-		if ok && (found || absentOK) {
-			return obj, nil
-		}
+	cns := ns
+	if m.Scope.Name() != meta.RESTScopeNameNamespace {
+		cns = ""
+	}
+	if obj, found, ok := a.cache.lookup(m.Resource, cns, name); ok && (found || absentOK) {
+		return obj, nil
 	}
 	obj, err := a.resource(m, ns).Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
@@ -492,14 +472,14 @@ func (a *Applier) live(ctx context.Context, m *meta.RESTMapping, ns, name string
 
 // dryRunAll dry-runs the items that are deferred (or not), one kind at a time and the
 // objects of a kind concurrently.
-func (a *Applier) dryRunAll(ctx context.Context, items []*item, deferred bool, res *Result) error {
+func (a *Applier) dryRunAll(ctx context.Context, items []*item, deferred bool, res *ChangeSet) error {
 	var todo []*item
 	for _, it := range items {
 		if it.deferred == deferred {
 			todo = append(todo, it)
 		}
 	}
-	return a.each(ctx, todo, func(ctx context.Context, it *item, r *Result) error { return a.dryRun(ctx, it, r) }, res)
+	return a.each(ctx, todo, func(ctx context.Context, it *item, r *ChangeSet) error { return a.dryRun(ctx, it, r) }, res)
 }
 
 // owns reports whether live has fields applied by this Applier's field manager.
@@ -514,18 +494,18 @@ func (a *Applier) owns(live *unstructured.Unstructured) bool {
 
 // write applies the changed items of stage, one kind at a time (in install order) and the
 // objects of a kind concurrently.
-func (a *Applier) write(ctx context.Context, items []*item, stage int, res *Result) error {
+func (a *Applier) write(ctx context.Context, items []*item, stage int, res *ChangeSet) error {
 	var todo []*item
 	for _, it := range items {
 		switch {
 		case it.stage != stage:
 		case !it.changed:
-			res.Unchanged = append(res.Unchanged, it.ref)
+			res.add(Unchanged, it.ref)
 		default:
 			todo = append(todo, it)
 		}
 	}
-	return a.each(ctx, todo, func(ctx context.Context, it *item, r *Result) error {
+	return a.each(ctx, todo, func(ctx context.Context, it *item, r *ChangeSet) error {
 		ri := a.resource(it.mapping, it.obj.GetNamespace())
 		var out *unstructured.Unstructured
 		var err error
@@ -538,7 +518,7 @@ func (a *Applier) write(ctx context.Context, items []*item, stage int, res *Resu
 			return err
 		}
 		a.noteWrite(it.ref, out.GetResourceVersion())
-		r.Applied = append(r.Applied, it.ref)
+		r.add(Applied, it.ref)
 		if it.inventory {
 			r.written = append(r.written, it.ref)
 		}
@@ -551,64 +531,40 @@ const applyConcurrency = 4
 
 // each runs fn over items: groups of consecutive items of one stage and order (one kind in
 // install order) one after another, the items of a group concurrently. It stops at the first
-// error; the results of fn (each into its own Result) are merged into res in item order.
-func (a *Applier) each(ctx context.Context, items []*item, fn func(context.Context, *item, *Result) error, res *Result) error {
+// error; the results of fn (each into its own ChangeSet) are merged into res in item order.
+func (a *Applier) each(ctx context.Context, items []*item, fn func(context.Context, *item, *ChangeSet) error, res *ChangeSet) error {
 	for start := 0; start < len(items); {
 		end := start + 1
 		for end < len(items) && items[end].stage == items[start].stage && items[end].order == items[start].order {
 			end++
 		}
 		group := items[start:end]
-		parts := make([]Result, len(group))
-		errs := make([]error, len(group))
-		sem := make(chan struct{}, applyConcurrency)
-		var wg sync.WaitGroup
-		gctx, cancel := context.WithCancel(ctx)
+		parts := make([]ChangeSet, len(group))
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(applyConcurrency)
 		for i, it := range group {
-			sem <- struct{}{}
 			if gctx.Err() != nil {
-				<-sem
 				break
 			}
-			wg.Go(func() {
-				defer func() { <-sem }()
-				if errs[i] = fn(gctx, it, &parts[i]); errs[i] != nil {
-					cancel()
-				}
-			})
+			g.Go(func() error { return fn(gctx, it, &parts[i]) })
 		}
-		wg.Wait()
-		cancel()
+		err := g.Wait() // the first error, not the cancellations it caused
 		for i := range group {
 			res.merge(&parts[i])
 		}
-		// The first real error, not the cancellations it caused.
-		var first error
-		for _, err := range errs {
-			if err != nil && (first == nil || errors.Is(first, context.Canceled) && !errors.Is(err, context.Canceled)) {
-				first = err
-			}
-		}
-		if first != nil {
-			return first
+		if err != nil {
+			return err
 		}
 		start = end
 	}
 	return nil
 }
 
-// merge appends what part recorded to r.
-func (r *Result) merge(part *Result) {
-	r.Applied = append(r.Applied, part.Applied...)
-	r.Warnings = append(r.Warnings, part.Warnings...)
-	r.written = append(r.written, part.written...)
-}
-
 // noteWrite records that the Applier wrote ref at resourceVersion rv.
 func (a *Applier) noteWrite(ref ObjectRef, rv string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.own[ref.key()] = rv
+	a.own[ref.Key()] = rv
 }
 
 // ownWrite reports whether a watch event showing ref at resourceVersion rv is the Applier's
@@ -616,9 +572,9 @@ func (a *Applier) noteWrite(ref ObjectRef, rv string) {
 func (a *Applier) ownWrite(ref ObjectRef, rv string) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	want, ok := a.own[ref.key()]
+	want, ok := a.own[ref.Key()]
 	if ok {
-		delete(a.own, ref.key())
+		delete(a.own, ref.Key())
 	}
 	return ok && want == rv
 }
@@ -627,7 +583,7 @@ func (a *Applier) ownWrite(ref ObjectRef, rv string) bool {
 func (a *Applier) forgetWrite(ref ObjectRef) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	delete(a.own, ref.key())
+	delete(a.own, ref.Key())
 }
 
 // waitCRDs waits until every CRD of the revision is Established.
@@ -686,14 +642,14 @@ func (a *Applier) resolveDeferred(ctx context.Context, items []*item) error {
 		}
 		if it.mapping.Scope.Name() != meta.RESTScopeNameNamespace {
 			it.obj.SetNamespace("")
-			it.ref = refOf(it.obj)
+			it.ref = RefOf(it.obj)
 		}
 	}
 	return nil
 }
 
-// get reads the live object ref names; nil, nil when it does not exist.
-func (a *Applier) get(ctx context.Context, ref ObjectRef) (*unstructured.Unstructured, error) {
+// Get reads the live object ref names; nil, nil when it does not exist.
+func (a *Applier) Get(ctx context.Context, ref ObjectRef) (*unstructured.Unstructured, error) {
 	m, err := a.restMapping(ctx, schema.GroupVersionKind{Group: ref.Group, Version: ref.Version, Kind: ref.Kind})
 	if meta.IsNoMatchError(err) {
 		return nil, nil // its type is gone, so is it
@@ -705,5 +661,5 @@ func (a *Applier) get(ctx context.Context, ref ObjectRef) (*unstructured.Unstruc
 }
 
 func sortRefs(refs []ObjectRef) {
-	sort.Slice(refs, func(i, j int) bool { return refs[i].key() < refs[j].key() })
+	sort.Slice(refs, func(i, j int) bool { return refs[i].Key() < refs[j].Key() })
 }

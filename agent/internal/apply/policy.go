@@ -1,4 +1,4 @@
-package syncer
+package apply
 
 import (
 	"context"
@@ -10,11 +10,6 @@ import (
 
 	"github.com/flotilla-dev/flotilla/shared/policy"
 )
-
-// AccessPolicy is the app's spec.policy (shared/policy). The hub checks it after rendering;
-// this check, before anything is applied, is the authoritative one, because it knows from the
-// cluster which kinds are cluster-scoped.
-type AccessPolicy = policy.Access
 
 // PolicyError is a revision refused before anything was applied: objects that the app's
 // spec.policy does not allow, or that belong to the agent itself. Each violation names the
@@ -43,15 +38,6 @@ type selfGuard struct {
 	namespace string // the agent's own namespace; "" turns the guard off
 }
 
-// guardSelf makes a refuse desired state that modifies the agent in its namespace ns, unless
-// allow (--allow-self-management).
-func (a *Applier) guardSelf(ns string, allow bool) {
-	if allow {
-		ns = ""
-	}
-	a.self = selfGuard{namespace: ns}
-}
-
 // selfKinds are the kinds of the agent's own identity and permissions.
 var selfKinds = map[schema.GroupKind]bool{
 	{Kind: "ServiceAccount"}:                                         true,
@@ -61,9 +47,9 @@ var selfKinds = map[schema.GroupKind]bool{
 	{Group: "rbac.authorization.k8s.io", Kind: "ClusterRoleBinding"}: true,
 }
 
-// checkPolicy refuses d when any of its objects violates d.Access or touches the agent itself;
+// checkPolicy (the app's spec.policy, shared/policy) refuses d when any of its objects violates d.Access or touches the agent itself;
 // it writes nothing. Scope comes from the cluster's RESTMapper (or a CRD of the bundle).
-func (a *Applier) checkPolicy(ctx context.Context, d *Desired) error {
+func (a *Applier) checkPolicy(ctx context.Context, d *Revision) error {
 	crds := bundleCRDs(d.Objects)
 	fresh := false
 	var violations []string
@@ -98,7 +84,7 @@ func (a *Applier) checkPolicy(ctx context.Context, d *Desired) error {
 
 // accessViolation returns why p refuses o (of kind gk, going to namespace ns when namespaced),
 // or "". The wording matches the hub's.
-func accessViolation(p AccessPolicy, dest string, o *unstructured.Unstructured, gk schema.GroupKind, ns string, namespaced bool) string {
+func accessViolation(p policy.Access, dest string, o *unstructured.Unstructured, gk schema.GroupKind, ns string, namespaced bool) string {
 	name := policyName(o, ns, namespaced)
 	switch {
 	case p.Denies(gk):
@@ -136,7 +122,7 @@ func (g selfGuard) violation(ctx context.Context, a *Applier, o *unstructured.Un
 	if !namespaced {
 		ns = ""
 	}
-	live, err := a.get(ctx, ObjectRef{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind, Namespace: ns, Name: o.GetName()})
+	live, err := a.Get(ctx, ObjectRef{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind, Namespace: ns, Name: o.GetName()})
 	if err != nil {
 		return "", objectError("get", ObjectRef{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind, Namespace: ns, Name: o.GetName()}, err)
 	}
