@@ -22,7 +22,7 @@ var (
 		"heartbeat", "agent-cert-ttl", "agent-cert-renewal-grace", "webhook-secret-file", "repo-credentials", "log-level", "log-format",
 		"ca-dir", "node-name", "gossip-listen", "peers", "gossip-key-file"}
 	agentFlags = []string{"hub", "join-token", "kubeconfig", "namespace", "http-listen",
-		"field-manager", "log-level", "log-format", "kube-api-qps", "kube-api-burst"}
+		"field-manager", "log-level", "log-format", "kube-api-qps", "kube-api-burst", "sync-timeout"}
 )
 
 // agentRequired are the values without which the agent chart does not render.

@@ -55,7 +55,9 @@ type Options struct {
 	// KubeAPIQPS and KubeAPIBurst limit the agent's requests to its API server.
 	KubeAPIQPS   float32
 	KubeAPIBurst int
-	Log          logging.Options
+	// SyncTimeout bounds one sync of an app (syncer.Config.SyncTimeout).
+	SyncTimeout time.Duration
+	Log         logging.Options
 }
 
 // NewOptions returns the defaults.
@@ -66,6 +68,7 @@ func NewOptions() *Options {
 		FieldManager: "flotilla-agent",
 		KubeAPIQPS:   50,
 		KubeAPIBurst: 300,
+		SyncTimeout:  syncer.DefaultSyncTimeout,
 		Log:          logging.Options{Level: "info", Format: "text"},
 	}
 }
@@ -81,6 +84,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.AllowSelfManagement, "allow-self-management", o.AllowSelfManagement, "let apps modify the agent itself: objects in --namespace and the agent's own ServiceAccount, Roles, ClusterRoles and bindings (refused by default)")
 	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "sustained requests per second to the cluster's API server (the server's priority and fairness has the last word)")
 	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "requests allowed in a burst above --kube-api-qps (a large first sync)")
+	fs.DurationVar(&o.SyncTimeout, "sync-timeout", o.SyncTimeout, "how long one sync of an app (apply, prune, self-heal) may take before it is cancelled, reported as failed and retried with backoff")
 	fs.StringVar(&o.Log.Level, "log-level", o.Log.Level, "debug, info, warn or error")
 	fs.StringVar(&o.Log.Format, "log-format", o.Log.Format, "text or json")
 }
@@ -98,6 +102,9 @@ func (o *Options) Validate() error {
 	}
 	if o.Namespace == "" {
 		errs = append(errs, errors.New("--namespace is required"))
+	}
+	if o.SyncTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--sync-timeout %s: want a positive duration, e.g. 5m", o.SyncTimeout))
 	}
 	return errors.Join(errs...)
 }
@@ -209,6 +216,7 @@ func run(ctx context.Context, o *Options, log *slog.Logger) error {
 	ctrl, err := syncer.NewController(syncer.Config{
 		RESTConfig: cfg, Namespace: o.Namespace, FieldManager: o.FieldManager, Reporter: hc, Logger: log,
 		AllowSelfManagement: o.AllowSelfManagement, AgeIdentity: ageID, Registerer: m.Registerer(),
+		SyncTimeout: o.SyncTimeout,
 	})
 	if err != nil {
 		return err

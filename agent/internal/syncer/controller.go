@@ -17,7 +17,6 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/flotilla-dev/flotilla/agent/internal/apply"
-	"github.com/flotilla-dev/flotilla/agent/internal/health"
 	"github.com/flotilla-dev/flotilla/agent/internal/state"
 	"github.com/flotilla-dev/flotilla/shared/logging"
 )
@@ -26,6 +25,7 @@ import (
 const (
 	DefaultHealthInterval = 2 * time.Second
 	DefaultWorkers        = 2
+	DefaultSyncTimeout    = 5 * time.Minute
 	// Retry backoff when the sync policy sets none (Argo CD's defaults).
 	defaultRetryDuration    = 5 * time.Second
 	defaultRetryFactor      = 2
@@ -61,6 +61,10 @@ type Config struct {
 	HealthInterval time.Duration
 	// Workers is how many apps sync at once (DefaultWorkers).
 	Workers int
+	// SyncTimeout bounds each call of the engine for an app: an apply, a heal, a prune, a
+	// removal, a drift check (DefaultSyncTimeout). One still running then is cancelled and
+	// fails as a transient error, retried with backoff (engine.go).
+	SyncTimeout time.Duration
 	// AllowSelfManagement lets desired state modify the agent itself: its namespace and its
 	// own ServiceAccount and RBAC objects (refused otherwise, see selfGuard).
 	AllowSelfManagement bool
@@ -94,46 +98,6 @@ type Controller struct {
 	removed map[string]uint64
 }
 
-// app is the controller's record of one app. Fields below op are guarded by Controller.mu;
-// applied is replaced, never modified, so a copy of the pointer can be read without the lock.
-type app struct {
-	name string
-	op   sync.Mutex // held while syncing, removing or assessing: serialises state writes
-	pub  sync.Mutex // serialises status reports
-
-	desired   *Desired
-	applied   *state.AppState // what the cluster holds; nil until something was applied
-	remove    uint64          // generation of a pending Remove, 0 if none
-	acked     uint64          // generation last acked
-	synced    uint64          // generation last applied (a sync request is done)
-	attempts  int             // failed sync attempts at desired.Generation
-	gaveUp    uint64          // generation whose retries are exhausted
-	syncErr   string          // scrubbed, for the status message
-	notes     string          // held / stale / orphaned objects of the last sync
-	pending   bool            // objects await pruning or confirmation: not Synced
-	stale     int             // objects no longer rendered, kept (for PruneLast: until healthy)
-	health    health.Status
-	healthMsg string
-	healthFor *state.AppState // the applied state health was assessed for
-	assessDue bool            // a new revision was applied: assess it once reconcile is done
-	resources []ResourceStatus
-	drift     []DriftItem
-	// driftRefs are the objects that changed since the last drift check; driftAll asks to
-	// compare every object (after a start: changes made while the agent was away).
-	driftRefs map[string]driftNote
-	driftAll  bool
-	contests  map[string]*contest // self-heals of objects others change back (drift.go); guarded by op
-	reported  *AppStatus
-	rb        rollbackState
-	rules     ruleSet // guarded by op, not Controller.mu
-
-	// pruneFailed counts the deletions of the last prune that failed; they are retried, the
-	// pruneTries-th time with backoff (prune.go).
-	pruneFailed, pruneTries int
-	// unsaved records failed state writes (save.go).
-	unsaved unsavedState
-}
-
 // NewController returns a Controller; Load, then Run it.
 func NewController(cfg Config) (*Controller, error) {
 	if cfg.RESTConfig == nil || cfg.Namespace == "" || cfg.Reporter == nil {
@@ -150,6 +114,9 @@ func NewController(cfg Config) (*Controller, error) {
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = DefaultWorkers
+	}
+	if cfg.SyncTimeout <= 0 {
+		cfg.SyncTimeout = DefaultSyncTimeout
 	}
 	client, err := kubernetes.NewForConfig(cfg.RESTConfig)
 	if err != nil {
@@ -202,8 +169,9 @@ func (c *Controller) Load(ctx context.Context) error {
 			a.applied = st // the hub already sent something newer; keep it
 			continue
 		}
-		a.applied, a.acked, a.synced = st, st.Generation, st.Generation
-		a.driftAll = true // compare everything once: it may have changed while the agent was away
+		a.applied = st
+		a.sync.done(st.Generation)
+		a.drift.all = true // compare everything once: it may have changed while the agent was away
 		if st.Digest == "" {
 			continue // only the inventory of a sync that failed half-way: nothing is held
 		}
@@ -252,7 +220,8 @@ func (c *Controller) SetDesired(d *Desired) {
 		c.mu.Unlock()
 		return
 	}
-	a.desired, a.remove, a.attempts, a.syncErr = d, 0, 0, ""
+	a.desired, a.remove = d, 0
+	a.sync.restart()
 	if a.rb.cancelAssess != nil && (a.applied == nil || a.applied.Digest != d.Digest) {
 		a.rb.cancelAssess() // a new revision: stop judging the previous one, apply this one
 	}
@@ -329,18 +298,6 @@ func (c *Controller) processNext(ctx context.Context) bool {
 	return true
 }
 
-// latest is the newest generation the app has seen. Caller holds Controller.mu.
-func (a *app) latest() uint64 {
-	g := a.remove
-	if a.desired != nil {
-		g = max(g, a.desired.Generation)
-	}
-	if a.applied != nil {
-		g = max(g, a.applied.Generation)
-	}
-	return g
-}
-
 func (c *Controller) snapshot() []*app {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -362,9 +319,9 @@ func (c *Controller) reconcile(ctx context.Context, name string) {
 		return
 	}
 	defer func() { // after a.op is released: the health loop skips apps being reconciled
+		c.publish(a, false) // the one report of a reconcile, whatever it did (none once removed)
 		c.mu.Lock()
-		due := a.assessDue
-		a.assessDue = false
+		due := a.health.takeDue()
 		c.mu.Unlock()
 		if due {
 			c.assessSoon()
@@ -387,25 +344,25 @@ func (c *Controller) reconcile(ctx context.Context, name string) {
 	}
 	c.pruneLast(ctx, a)
 	if c.rollBackIfDue(ctx, a, d) || c.holdRolledBack(ctx, a, d) {
-		c.publish(a, false)
 		return
 	}
 
 	c.mu.Lock()
 	applied = a.applied
-	forced := d.SyncRequested && a.synced < d.Generation
+	forced := a.sync.forced(d)
 	if applied != nil && applied.Digest == d.Digest && !forced {
 		// Same content: acknowledge without touching the cluster. The state catches up on its
 		// next write, unless this ends a rollback mark (Git moved back to what the cluster
 		// holds): that is saved now.
-		ack := a.acked < d.Generation
+		ack := a.sync.acked < d.Generation
 		unmark := false
 		if ack {
 			st := *applied
 			st.Generation, st.Revision = d.Generation, d.Revision
 			st.Policy = toStatePolicy(d.Policy, d.Health, d.Access)
 			unmark, st.RolledBack = st.RolledBack != nil, nil
-			a.applied, a.acked, a.synced = &st, d.Generation, d.Generation
+			a.applied = &st
+			a.sync.done(d.Generation)
 			applied = &st
 		}
 		c.mu.Unlock()
@@ -416,17 +373,15 @@ func (c *Controller) reconcile(ctx context.Context, name string) {
 			c.cfg.Reporter.Ack(name, d.Generation, d.Revision, d.Digest)
 		}
 		c.checkDrift(ctx, a, d, applied)
-		c.publish(a, false)
 		return
 	}
-	skip := (!d.Policy.Automated && !d.SyncRequested) || a.gaveUp == d.Generation
+	skip := (!d.Policy.Automated && !d.SyncRequested) || a.sync.gaveUp == d.Generation
 	c.mu.Unlock()
 	if skip {
 		c.checkDrift(ctx, a, d, applied)
 	} else {
 		c.sync(ctx, a, d, applied)
 	}
-	c.publish(a, false)
 }
 
 var _ apply.Inventories = (*Controller)(nil)

@@ -84,8 +84,8 @@ func (c *Controller) rollBackIfDue(ctx context.Context, a *app, d *Desired) bool
 	c.mu.Lock()
 	due, st := a.rb.due, a.applied
 	a.rb.due = nil
-	forced := d.SyncRequested && a.synced < d.Generation
-	gaveUp := a.gaveUp == d.Generation
+	forced := a.sync.forced(d)
+	gaveUp := a.sync.gaveUp == d.Generation
 	c.mu.Unlock()
 	if due == nil || st == nil || st.Digest != due.digest || !canRollBack(st) || forced {
 		return false
@@ -158,21 +158,22 @@ func (c *Controller) rollBack(ctx context.Context, a *app, d *Desired, st *state
 	}
 	_ = c.save(ctx, a, &next) // a failure is retried (save.go)
 	c.mu.Lock()
-	a.applied, a.healthFor = &next, nil
-	a.drift, a.driftRefs, a.driftAll, a.syncErr = nil, nil, false, ""
+	a.applied, a.health.of = &next, nil
+	a.drift.reset()
+	a.sync.err = ""
+	var retryPrune time.Duration
 	if res != nil && err == nil {
-		a.notes, a.pending = summarize(res)
-		a.stale = res.Count(apply.Stale)
-		c.notePruneFailures(a, res)
+		retryPrune = a.sync.changed(res)
 	}
-	involved := involvedObject(a.resources)
+	involved := involvedObject(a.health.resources)
 	c.mu.Unlock()
+	c.retryPrune(a, retryPrune)
 
 	ev := Event{App: a.name, Revision: st.Revision, Target: st.HealthyRevision, Time: now}
 	if err == nil {
 		c.applier.Watch(ctx, res.Inventory)
 		c.mu.Lock()
-		a.assessDue = true
+		a.health.due = true
 		c.mu.Unlock()
 		ev.Reason = EventRolledBack
 		ev.Message = fmt.Sprintf("revision %s rolled back to %s: %s", st.Revision, st.HealthyRevision, reason)
@@ -202,17 +203,18 @@ func (c *Controller) holdRolledBack(ctx context.Context, a *app, d *Desired) boo
 		return false
 	}
 	rb := st.RolledBack
-	forced := d.SyncRequested && a.synced < d.Generation
+	forced := a.sync.forced(d)
 	marked := d.Revision == rb.Revision && d.Digest == rb.Digest
 	if forced || (!marked && d.Generation > st.Generation) {
 		c.mu.Unlock()
 		return false
 	}
-	ack := a.acked < d.Generation
+	ack := a.sync.acked < d.Generation
 	if ack {
 		next := *st
 		next.Generation = d.Generation
-		a.applied, a.acked, a.synced = &next, d.Generation, d.Generation
+		a.applied = &next
+		a.sync.done(d.Generation)
 		st = &next
 	}
 	c.mu.Unlock()

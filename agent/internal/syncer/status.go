@@ -115,18 +115,17 @@ func (c *Controller) assess(ctx context.Context, a *app) {
 		c.recordHealthy(ctx, a, st) // before reporting Healthy: whoever sees it sees it recorded
 	}
 	c.mu.Lock()
-	a.health, a.healthMsg, a.resources = worst, msg, resources
-	a.healthFor = a.applied // st, or its copy recordHealthy just saved
-	follow := st != nil && worst == health.Healthy && policy.PruneLast && policy.Prune && a.stale > 0
+	a.health.assessed(a.applied, worst, msg, resources) // st, or its copy recordHealthy just saved
+	follow := st != nil && worst == health.Healthy && policy.PruneLast && policy.Prune && a.sync.stale > 0
 	if reason := unhealthyReason(worst, msg, pastDeadline); reason != "" && hp.AutoRollback && a.applied == st && canRollBack(st) {
 		a.rb.due, follow = &rollbackDue{digest: st.Digest, reason: reason}, true
 	}
 	// Objects gone that the last drift check did not see gone (deleted while the agent was
 	// down, or an event missed): check again.
-	if st != nil && countMissing(resources) != countDrift(a.drift, DriftMissing) {
+	if st != nil && countMissing(resources) != countDrift(a.drift.items, DriftMissing) {
 		for _, r := range resources {
 			if r.Health == string(health.Missing) {
-				a.noteDrift(r.Object)
+				a.drift.note(r.Object)
 			}
 		}
 		follow = true
@@ -157,7 +156,7 @@ func (c *Controller) recordHealthy(ctx context.Context, a *app, st *state.AppSta
 	_ = c.save(ctx, a, &next) // a failure is retried (save.go)
 	c.mu.Lock()
 	if a.applied == st {
-		a.applied, a.healthFor = &next, &next
+		a.applied, a.health.of = &next, &next
 	}
 	c.mu.Unlock()
 	c.log.Info("revision healthy", logging.KeyApp, a.name, logging.KeyRevision, st.Revision)
@@ -169,13 +168,13 @@ func (c *Controller) pruneLast(ctx context.Context, a *app) {
 	c.mu.Lock()
 	st, d := a.applied, a.desired
 	due := st != nil && d != nil && d.Digest == st.Digest && d.Policy.Prune &&
-		(a.pruneFailed > 0 || a.healthFor == st && a.health == health.Healthy && a.stale > 0 && d.Policy.PruneLast)
+		(a.sync.pruneFailed > 0 || a.health.healthyNow(st) && a.sync.stale > 0 && d.Policy.PruneLast)
 	c.mu.Unlock()
 	if !due {
 		return
 	}
 	log := c.log.With(logging.KeyApp, a.name, logging.KeyRevision, st.Revision)
-	res, err := c.applier.Prune(ctx, d.revision(), fromStateRefs(st.Inventory))
+	res, err := c.prune(ctx, d, fromStateRefs(st.Inventory))
 	if err != nil {
 		log.Warn("prune after healthy failed", logging.Err(err))
 		c.queue.AddAfter(a.name, backoff(Retry{}, 1))
@@ -186,13 +185,13 @@ func (c *Controller) pruneLast(ctx context.Context, a *app) {
 	next.Inventory = toStateRefs(res.Inventory)
 	_ = c.save(ctx, a, &next) // a failure is retried (save.go)
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	var retry time.Duration
 	if a.applied == st {
-		a.applied, a.healthFor = &next, &next
-		a.notes, a.pending = summarize(res)
-		a.stale = res.Count(apply.Stale)
-		c.notePruneFailures(a, res)
+		a.applied, a.health.of = &next, &next
+		retry = a.sync.changed(res)
 	}
+	c.mu.Unlock()
+	c.retryPrune(a, retry)
 }
 
 // publish reports the app's status when it changed since the last report, or always when
@@ -218,9 +217,10 @@ func (c *Controller) publish(a *app, force bool) {
 // statusOf builds the app's status. Caller holds Controller.mu.
 func (c *Controller) statusOf(a *app) AppStatus {
 	d, st := a.desired, a.applied
-	s := AppStatus{App: a.name, Health: string(a.health), Resources: slices.Clone(a.resources)}
-	healthMsg := a.healthMsg
-	if st != nil && (a.healthFor == nil || a.healthFor.Digest != st.Digest) && a.health != "" {
+	h := &a.health
+	s := AppStatus{App: a.name, Health: string(h.status), Resources: slices.Clone(h.resources)}
+	healthMsg := h.msg
+	if st != nil && (h.of == nil || h.of.Digest != st.Digest) && h.status != "" {
 		// What was assessed is another revision's health (a sync or rollback since): never
 		// report it for this one.
 		s.Health, s.Resources = string(health.Progressing), nil
@@ -247,11 +247,11 @@ func (c *Controller) statusOf(a *app) AppStatus {
 		s.Health, s.RolledBackRevision = string(health.Degraded), rb.Revision
 		msgs = append(msgs, fmt.Sprintf("%s: revision %s %s", EventRolledBack, rb.Revision, rb.Reason))
 	}
-	s.Drift = slices.Clone(a.drift)
+	s.Drift = slices.Clone(a.drift.items)
 	switch {
 	case d == nil:
 		s.Sync = SyncUnknown
-	case st != nil && st.Digest == d.Digest && !a.pending && len(a.drift) == 0 && (rb == nil || !rb.Failed):
+	case st != nil && st.Digest == d.Digest && !a.sync.pending && len(a.drift.items) == 0 && (rb == nil || !rb.Failed):
 		s.Sync = SyncSynced
 	default:
 		s.Sync = SyncOutOfSync
@@ -263,13 +263,13 @@ func (c *Controller) statusOf(a *app) AppStatus {
 			msgs = append(msgs, fmt.Sprintf("revision %s not applied: automated sync is off", d.Revision))
 		}
 	}
-	if n := len(a.drift); n > 0 && st != nil {
+	if n := len(a.drift.items); n > 0 && st != nil {
 		msgs = append(msgs, fmt.Sprintf("%d objects differ from revision %s", n, st.Revision))
-		if c := countContested(a.drift); c > 0 {
+		if c := countContested(a.drift.items); c > 0 {
 			msgs = append(msgs, fmt.Sprintf("%d contested: another actor keeps changing them back, self-heal is backing off", c))
 		}
 	}
-	for _, m := range []string{a.syncErr, a.notes, healthMsg} {
+	for _, m := range []string{a.sync.err, a.sync.notes, healthMsg} {
 		if m != "" {
 			msgs = append(msgs, m)
 		}
@@ -289,14 +289,14 @@ type ruleSet struct {
 // does not compile is logged, and the objects it covers are Unknown naming it (health.NewAssessor).
 // Caller holds a.op.
 func (c *Controller) assessor(a *app, rules []health.Rule) *health.Assessor {
-	if a.rules.assessor != nil && slices.Equal(a.rules.rules, rules) {
-		return a.rules.assessor
+	if r := &a.health.rules; r.assessor != nil && slices.Equal(r.rules, rules) {
+		return r.assessor
 	}
 	as, err := health.NewAssessor(rules)
 	if err != nil {
 		c.log.Warn("custom health rules do not compile", logging.KeyApp, a.name, logging.Err(err))
 	}
-	a.rules = ruleSet{rules: slices.Clone(rules), assessor: as}
+	a.health.rules = ruleSet{rules: slices.Clone(rules), assessor: as}
 	return as
 }
 

@@ -46,16 +46,16 @@ func (c *Controller) sync(ctx context.Context, a *app, d *Desired, applied *stat
 		c.failed(ctx, a, d, err, log)
 		return
 	}
-	notes, pending := summarize(res)
 	c.mu.Lock()
-	a.applied, a.acked, a.synced = st, d.Generation, d.Generation
-	a.attempts, a.syncErr, a.notes, a.pending = 0, "", notes, pending
-	a.stale, a.drift, a.driftRefs, a.driftAll = res.Count(apply.Stale), nil, nil, false
-	c.notePruneFailures(a, res)
+	a.applied = st
+	retryPrune := a.sync.succeeded(d.Generation, res)
+	notes := a.sync.notes
+	a.drift.reset()
 	c.mu.Unlock()
+	c.retryPrune(a, retryPrune)
 	c.applier.Watch(ctx, res.Inventory)
 	c.mu.Lock()
-	a.assessDue = true
+	a.health.due = true
 	c.mu.Unlock()
 	if dl := d.Health.ProgressDeadline; dl > 0 && d.Health.AutoRollback {
 		// Judge the revision as soon as its deadline passes, not at the next tick.
@@ -93,29 +93,12 @@ func (c *Controller) keepWritten(ctx context.Context, a *app, d *Desired, applie
 	c.mu.Unlock()
 }
 
-// failed records a failed sync, nacks it and schedules a retry as the policy allows. A
-// rejected revision is retried only within Retry.Limit (negative: without end); a transient
-// failure is retried until it succeeds, with the same backoff.
-// An Event is recorded for the first attempt and when giving up, not for every retry.
+// failed records a failed sync (syncState.failed), nacks it and schedules a retry as the
+// policy allows. An Event is recorded for the first attempt and when giving up, not for every retry.
 func (c *Controller) failed(ctx context.Context, a *app, d *Desired, err error, log *slog.Logger) {
 	reason := newScrubber(d).scrub(err.Error())
-	r := d.Policy.Retry
 	c.mu.Lock()
-	a.attempts++
-	n := a.attempts
-	retry := !apply.IsRejected(err) || r.Limit < 0 || n <= r.Limit
-	delay := backoff(r, n)
-	of := ""
-	if r.Limit >= 0 && apply.IsRejected(err) {
-		of = fmt.Sprintf("/%d", r.Limit+1)
-	}
-	if retry {
-		a.syncErr = fmt.Sprintf("sync of revision %s failed (attempt %d%s, retrying in %s): %s", d.Revision, n, of, delay.Round(time.Second), reason)
-	} else {
-		a.gaveUp = d.Generation
-		a.syncErr = fmt.Sprintf("sync of revision %s failed (attempt %d%s, giving up): %s", d.Revision, n, of, reason)
-	}
-	msg := a.syncErr
+	f := a.sync.failed(d, apply.IsRejected(err), reason)
 	var target apply.ObjectRef // what the Event is about: the object at fault, else one of the app's
 	if oe := (*apply.ObjectError)(nil); errors.As(err, &oe) && oe.Object.Namespace != "" {
 		target = oe.Object
@@ -123,13 +106,20 @@ func (c *Controller) failed(ctx context.Context, a *app, d *Desired, err error, 
 		target = eventTarget(fromStateRefs(a.applied.Inventory))
 	}
 	c.mu.Unlock()
-	log.Warn("sync failed", logging.Err(errors.New(reason)), keyAttempt, n, keyRetry, retry)
+	log.Warn("sync failed", logging.Err(errors.New(reason)), keyAttempt, f.attempt, keyRetry, f.retry)
 	c.cfg.Reporter.Nack(d.App, d.Generation, reason)
-	if n == 1 || !retry {
-		c.recordEvent(ctx, Event{App: d.App, Revision: d.Revision, Reason: EventSyncFailed, Message: msg, Time: time.Now()}, target)
+	if f.attempt == 1 || !f.retry {
+		c.recordEvent(ctx, Event{App: d.App, Revision: d.Revision, Reason: EventSyncFailed, Message: f.message, Time: time.Now()}, target)
 	}
-	if retry {
-		c.queue.AddAfter(d.App, delay)
+	if f.retry {
+		c.queue.AddAfter(d.App, f.delay)
+	}
+}
+
+// retryPrune schedules another attempt at the deletions that failed, after delay (0: none).
+func (c *Controller) retryPrune(a *app, delay time.Duration) {
+	if delay > 0 {
+		c.queue.AddAfter(a.name, delay)
 	}
 }
 
@@ -151,32 +141,6 @@ func backoff(r Retry, n int) time.Duration {
 	return time.Duration(d * (0.9 + 0.2*rand.Float64()))
 }
 
-// summarize turns what a sync left behind into a status note; pending is true when objects
-// await pruning or confirmation.
-func summarize(res *apply.ChangeSet) (notes string, pending bool) {
-	var parts []string
-	if n := res.Count(apply.Held); n > 0 {
-		parts = append(parts, fmt.Sprintf("%d deletions awaiting confirmation", n))
-	}
-	if n := res.Count(apply.Stale); n > 0 {
-		parts = append(parts, fmt.Sprintf("%d objects no longer rendered and not pruned", n))
-	}
-	if n := res.Count(apply.Orphaned); n > 0 {
-		parts = append(parts, fmt.Sprintf("%d objects left in the cluster (kept from pruning)", n))
-	}
-	if n := res.Count(apply.PruneFailed); n > 0 {
-		parts = append(parts, fmt.Sprintf("%d deletions failed and are retried (%s among them)", n, res.Objects(apply.PruneFailed)[0]))
-	}
-	for i, p := range parts {
-		if i == 0 {
-			notes = p
-		} else {
-			notes += "; " + p
-		}
-	}
-	return notes, res.Count(apply.Held)+res.Count(apply.Stale)+res.Count(apply.PruneFailed) > 0
-}
-
 // removeApp deletes an app's objects (when its policy prunes), or releases them from its
 // management (with preserveResourcesOnDeletion), and deletes its state.
 func (c *Controller) removeApp(ctx context.Context, a *app, applied *state.AppState) {
@@ -193,10 +157,10 @@ func (c *Controller) removeApp(ctx context.Context, a *app, applied *state.AppSt
 	var res *apply.ChangeSet
 	switch {
 	case preserve:
-		res = c.applier.Release(ctx, a.name, fromStateRefs(applied.Inventory))
+		res = c.release(ctx, a.name, fromStateRefs(applied.Inventory))
 		log.Info("app objects released, not deleted (preserveResourcesOnDeletion)", keyReleased, res.Count(apply.Released), keyKept, res.Count(apply.Orphaned))
 	case prune:
-		res = c.applier.DeleteInventory(ctx, a.name, fromStateRefs(applied.Inventory))
+		res = c.deleteInventory(ctx, a.name, fromStateRefs(applied.Inventory))
 		log.Info("app objects deleted", keyDeleted, res.Count(apply.Pruned), keyKept, res.Count(apply.Orphaned))
 	}
 	if res != nil {
@@ -225,34 +189,4 @@ func (c *Controller) removeApp(ctx context.Context, a *app, applied *state.AppSt
 	delete(c.apps, a.name)
 	c.removed[a.name] = a.remove
 	log.Info("app removed")
-}
-
-// notePruneFailures records the deletions res failed (they stay in the inventory) and, when
-// there are any, schedules another attempt with backoff; a prune without failures resets it.
-// Caller holds Controller.mu.
-func (c *Controller) notePruneFailures(a *app, res *apply.ChangeSet) {
-	a.pruneFailed = res.Count(apply.PruneFailed)
-	if a.pruneFailed == 0 {
-		a.pruneTries = 0
-		return
-	}
-	a.pruneTries++
-	c.queue.AddAfter(a.name, backoff(Retry{}, a.pruneTries))
-}
-
-// apply applies d with the engine, after failing a revision whose EncryptedSecrets could not
-// be decrypted (encrypted.go).
-func (c *Controller) apply(ctx context.Context, d *Desired, prev []apply.ObjectRef) (*apply.ChangeSet, error) {
-	if d.decryptErr != nil {
-		return nil, d.decryptErr
-	}
-	return c.applier.Apply(ctx, d.revision(), prev)
-}
-
-// heal re-applies the objects of d that refs name, as apply does.
-func (c *Controller) heal(ctx context.Context, d *Desired, refs, inventory []apply.ObjectRef) (*apply.ChangeSet, error) {
-	if d.decryptErr != nil {
-		return nil, d.decryptErr
-	}
-	return c.applier.Heal(ctx, d.revision(), refs, inventory)
 }
