@@ -45,6 +45,8 @@ type controller interface {
 	ReportAll()
 }
 
+var _ controller = (*syncer.Controller)(nil)
+
 // Config wires the client.
 type Config struct {
 	// Addrs are the hub addresses, host:port; the client tries them in turn.

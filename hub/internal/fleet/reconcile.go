@@ -34,6 +34,12 @@ type bundleCache interface {
 	Put(key string, b *bundle.Bundle)
 }
 
+var (
+	_ fetcher     = (*source.Fetcher)(nil)
+	_ renderer    = (*render.Renderer)(nil)
+	_ bundleCache = (*render.Cache)(nil)
+)
+
 // ClusterVars is a registered cluster as the reconciler sees it.
 type ClusterVars = apps.ClusterVars
 
