@@ -42,6 +42,14 @@ type Token struct {
 	CAFingerprint string // "sha256:<hex>" of the hub CA certificate's DER
 }
 
+// A Token is logged only through LogValue and printed with %#v only through GoString, which
+// leave the secret out.
+var (
+	_ fmt.Stringer   = Token{}
+	_ fmt.GoStringer = Token{}
+	_ slog.LogValuer = Token{}
+)
+
 // Generate returns a new token with a random ID and secret for the hub CA with the given
 // fingerprint.
 func Generate(caFingerprint string) (Token, error) {

@@ -46,6 +46,8 @@ type controller interface {
 	ReportAll()
 }
 
+var _ controller = (*syncer.Controller)(nil)
+
 // Config wires the client.
 type Config struct {
 	// Addrs are the hub addresses, host:port; the client tries them in turn.
@@ -74,6 +76,9 @@ type Client struct {
 	assembled map[string]uint64
 
 	route *route // which hub replica to dial (redirect.go)
+	// backOff is time.After, through which Run waits before reconnecting; tests count the
+	// back-offs with it.
+	backOff func(time.Duration) <-chan time.Time
 }
 
 var _ syncer.Reporter = (*Client)(nil)
@@ -89,7 +94,7 @@ func New(cfg Config) *Client {
 	return &Client{
 		cfg: cfg, log: cfg.Logger, statuses: map[string]*flotillav1.AgentMessage{},
 		wake: make(chan struct{}, 1), partial: map[string]*assembly{}, assembled: map[string]uint64{},
-		route: newRoute(cfg.Addrs),
+		route: newRoute(cfg.Addrs), backOff: time.After,
 	}
 }
 
@@ -126,7 +131,7 @@ func (c *Client) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(wait):
+		case <-c.backOff(wait):
 		}
 		backoff = min(backoff*2, 30*time.Second)
 	}

@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,7 +29,7 @@ type fakeReplica struct {
 	flotillav1.UnimplementedAgentServiceServer
 	addr   string
 	answer func() *flotillav1.HubMessage
-	hellos chan time.Time
+	hellos chan struct{}
 	stop   func()
 }
 
@@ -36,7 +37,7 @@ func (f *fakeReplica) Connect(stream flotillav1.AgentService_ConnectServer) erro
 	if _, err := stream.Recv(); err != nil {
 		return err
 	}
-	f.hellos <- time.Now()
+	f.hellos <- struct{}{}
 	msg := f.answer()
 	if err := stream.Send(msg); err != nil || msg.GetRedirect() != nil {
 		return err
@@ -84,7 +85,7 @@ func startFakeReplicas(t *testing.T, n int) ([]*fakeReplica, *tls.Config) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r := &fakeReplica{addr: lis.Addr().String(), hellos: make(chan time.Time, 16)}
+		r := &fakeReplica{addr: lis.Addr().String(), hellos: make(chan struct{}, 16)}
 		gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{serving}, MinVersion: tls.VersionTLS13})))
 		flotillav1.RegisterAgentServiceServer(gs, r)
 		go func() { _ = gs.Serve(lis) }()
@@ -100,7 +101,13 @@ func startFakeReplicas(t *testing.T, n int) ([]*fakeReplica, *tls.Config) {
 // replicas' addresses; when the owner later fails, it falls back to a replica it only learnt.
 func TestClientFollowsRedirectAtOnce(t *testing.T) {
 	rs, clientTLS := startFakeReplicas(t, 3)
-	var mu sync.Mutex
+	var (
+		mu       sync.Mutex
+		backOffs atomic.Int32 // the client's reconnection back-offs so far
+		// the back-offs counted when the latest redirect was answered, and when the owner
+		// welcomed the agent the first time
+		atRedirect, atWelcome int32 = 0, -1
+	)
 	owner := rs[1]
 	replicas := []string{rs[0].addr, rs[1].addr, rs[2].addr}
 	for _, r := range rs {
@@ -108,9 +115,13 @@ func TestClientFollowsRedirectAtOnce(t *testing.T) {
 			mu.Lock()
 			defer mu.Unlock()
 			if r != owner {
+				atRedirect = backOffs.Load()
 				return &flotillav1.HubMessage{Msg: &flotillav1.HubMessage_Redirect{Redirect: &flotillav1.Redirect{
 					Address: owner.addr, Epoch: 5 << 32, Replicas: replicas,
 				}}}
+			}
+			if atWelcome < 0 {
+				atWelcome = backOffs.Load()
 			}
 			return &flotillav1.HubMessage{Msg: &flotillav1.HubMessage_Welcome{Welcome: &flotillav1.Welcome{
 				Cluster: "c1", Epoch: 5 << 32, Replicas: replicas,
@@ -127,16 +138,22 @@ func TestClientFollowsRedirectAtOnce(t *testing.T) {
 		Heartbeat: time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	c.SetController(nopController{})
+	c.backOff = func(d time.Duration) <-chan time.Time {
+		backOffs.Add(1)
+		return time.After(d)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = c.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 
-	redirected := waitHello(t, rs[0])
-	welcomed := waitHello(t, rs[1])
-	if d := welcomed.Sub(redirected); d > 300*time.Millisecond {
-		t.Errorf("owner reached %s after the redirect; want at once", d)
+	waitHello(t, rs[0])
+	waitHello(t, rs[1])
+	mu.Lock()
+	if n := atWelcome - atRedirect; n != 0 {
+		t.Errorf("the agent backed off %d times between the redirect and reaching the owner; want it to follow the redirect at once", n)
 	}
+	mu.Unlock()
 
 	// The owner and the configured replica go: the next owner is rs[2], which the agent only
 	// knows from Welcome.
@@ -148,13 +165,11 @@ func TestClientFollowsRedirectAtOnce(t *testing.T) {
 	waitHello(t, rs[2])
 }
 
-func waitHello(t *testing.T, r *fakeReplica) time.Time {
+func waitHello(t *testing.T, r *fakeReplica) {
 	t.Helper()
 	select {
-	case at := <-r.hellos:
-		return at
+	case <-r.hellos:
 	case <-time.After(10 * time.Second):
 		t.Fatalf("no Hello at %s within 10s", r.addr)
-		return time.Time{}
 	}
 }

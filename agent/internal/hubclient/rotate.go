@@ -25,6 +25,8 @@ type identitySaver interface {
 	Save(ctx context.Context, id *identity.Identity) error
 }
 
+var _ identitySaver = (*identity.Store)(nil)
+
 // Credentials is the agent's current identity. Rotate replaces it before it expires; new
 // connections use the new certificate while an open stream keeps its TLS session, so rotation
 // never drops the stream.

@@ -23,6 +23,13 @@ type Identity struct {
 	Cluster                string
 }
 
+// Identity is printed and logged only through these, which leave the key out.
+var (
+	_ fmt.Stringer   = Identity{}
+	_ fmt.GoStringer = Identity{}
+	_ slog.LogValuer = Identity{}
+)
+
 // NewKeyAndCSR generates a new ECDSA P-256 key and a certificate signing request for it. The
 // hub ignores the CSR's subject and names the certificate after the cluster the join token
 // was issued for.

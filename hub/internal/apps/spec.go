@@ -41,6 +41,8 @@ type backoffDoc struct {
 // Argo CD allows).
 type duration string
 
+var _ json.Unmarshaler = (*duration)(nil)
+
 func (d *duration) UnmarshalJSON(b []byte) error {
 	var s string
 	if err := json.Unmarshal(b, &s); err == nil {

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"io"
 	"log"
 	"log/slog"
 	"strings"
@@ -21,6 +22,8 @@ func newStdLogger(l *slog.Logger) *log.Logger {
 }
 
 type logWriter struct{ log *slog.Logger }
+
+var _ io.Writer = logWriter{}
 
 func (w logWriter) Write(p []byte) (int, error) {
 	level, text := parseLine(string(p))

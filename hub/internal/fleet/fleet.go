@@ -175,6 +175,18 @@ func (f *Fleet) DesiredApps(cluster string) []string {
 	return out
 }
 
+// ClusterNames returns the names of clusters with any desired state, sorted.
+func (f *Fleet) ClusterNames() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]string, 0, len(f.desired))
+	for c := range f.desired {
+		out = append(out, c)
+	}
+	sort.Strings(out)
+	return out
+}
+
 // Snapshot returns the cluster's desired state by app.
 func (f *Fleet) Snapshot(cluster string) map[string]*Desired {
 	f.mu.Lock()
@@ -184,6 +196,20 @@ func (f *Fleet) Snapshot(cluster string) map[string]*Desired {
 		out[app] = d
 	}
 	return out
+}
+
+// SetPins replaces the operator pins: app → cluster → revision.
+func (f *Fleet) SetPins(pins map[string]map[string]string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pins = pins
+}
+
+// Pin returns the revision an operator pinned app to on cluster, or "".
+func (f *Fleet) Pin(app, cluster string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.pins[app][cluster]
 }
 
 // Align is called when an agent says hello: for each app it holds whose digest equals what is

@@ -31,6 +31,8 @@ type recordingFS struct {
 	in *inputs
 }
 
+var _ filesys.FileSystem = recordingFS{}
+
 func (in *inputs) add(kind, path string) {
 	in.mu.Lock()
 	in.reads[kind+":"+path] = true

@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
-	"sort"
 	"strings"
 	"time"
 
@@ -34,6 +33,12 @@ type bundleCache interface {
 	Get(key string) (*bundle.Bundle, bool)
 	Put(key string, b *bundle.Bundle)
 }
+
+var (
+	_ fetcher     = (*source.Fetcher)(nil)
+	_ renderer    = (*render.Renderer)(nil)
+	_ bundleCache = (*render.Cache)(nil)
+)
 
 // ClusterVars is a registered cluster as the reconciler sees it.
 type ClusterVars = apps.ClusterVars
@@ -330,65 +335,4 @@ func loadErrorInfo(err error) *AppInfo {
 		return &AppInfo{Name: ae.App, SourceFile: ae.File, Error: err.Error()}
 	}
 	return &AppInfo{Error: err.Error()}
-}
-
-// SetTargets records, per cluster, every app that targets it according to a complete load of
-// the apps. An app the agent holds that is neither targeted nor desired is then Removing, and
-// removed once its grace is over (removal.go); a cluster missing from targets was not covered
-// by the load (not listed: a hub replica that does not own it) and has nothing removed.
-func (f *Fleet) SetTargets(targets map[string]map[string]bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.applyTargets(targets)
-	f.targets = targets
-	f.known = true
-	f.pruneRenderErrorsLocked(targets)
-	for c := range f.subs {
-		f.wake(c)
-	}
-}
-
-// ShouldRemove reports whether an app an agent holds is to be removed from its cluster: only
-// when the hub knows the complete list of apps, none of them targets the cluster with it, the
-// removal is not held, and the app's removal grace there is over.
-func (f *Fleet) ShouldRemove(cluster, app string) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if !f.known {
-		return false
-	}
-	if f.desired[cluster][app] != nil {
-		return false
-	}
-	apps, covered := f.targets[cluster]
-	if !covered || apps[app] || f.heldLocked(app) {
-		return false
-	}
-	return f.removalDue(cluster, app)
-}
-
-// ClusterNames returns the names of clusters with any desired state, sorted.
-func (f *Fleet) ClusterNames() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	out := make([]string, 0, len(f.desired))
-	for c := range f.desired {
-		out = append(out, c)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// SetPins replaces the operator pins: app → cluster → revision.
-func (f *Fleet) SetPins(pins map[string]map[string]string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.pins = pins
-}
-
-// Pin returns the revision an operator pinned app to on cluster, or "".
-func (f *Fleet) Pin(app, cluster string) string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.pins[app][cluster]
 }

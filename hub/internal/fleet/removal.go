@@ -130,6 +130,41 @@ func (f *Fleet) noteBaseline(app string) {
 	f.rm.baseline[app] = true
 }
 
+// SetTargets records, per cluster, every app that targets it according to a complete load of
+// the apps. An app the agent holds that is neither targeted nor desired is then Removing, and
+// removed once its grace is over (removal.go); a cluster missing from targets was not covered
+// by the load (not listed: a hub replica that does not own it) and has nothing removed.
+func (f *Fleet) SetTargets(targets map[string]map[string]bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.applyTargets(targets)
+	f.targets = targets
+	f.known = true
+	f.pruneRenderErrorsLocked(targets)
+	for c := range f.subs {
+		f.wake(c)
+	}
+}
+
+// ShouldRemove reports whether an app an agent holds is to be removed from its cluster: only
+// when the hub knows the complete list of apps, none of them targets the cluster with it, the
+// removal is not held, and the app's removal grace there is over.
+func (f *Fleet) ShouldRemove(cluster, app string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.known {
+		return false
+	}
+	if f.desired[cluster][app] != nil {
+		return false
+	}
+	apps, covered := f.targets[cluster]
+	if !covered || apps[app] || f.heldLocked(app) {
+		return false
+	}
+	return f.removalDue(cluster, app)
+}
+
 // heldLocked reports whether app's removal is held. Caller holds f.mu.
 func (f *Fleet) heldLocked(app string) bool {
 	return f.rm.hold != nil && slices.Contains(f.rm.hold.Apps, app)

@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -70,6 +71,8 @@ func (s *SinkConfig) Wants(e Event) bool { return s.events[e] }
 
 // Duration is a time.Duration written as "10s" in YAML.
 type Duration time.Duration
+
+var _ json.Unmarshaler = (*Duration)(nil)
 
 // UnmarshalJSON reads "10s".
 func (d *Duration) UnmarshalJSON(b []byte) error {

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/flotilla-dev/flotilla/hub/internal/metrics"
 	"github.com/flotilla-dev/flotilla/shared/logging"
 )
 
@@ -24,6 +25,8 @@ const (
 type recorder interface {
 	Notification(sink, result string)
 }
+
+var _ recorder = (*metrics.Notifications)(nil)
 
 // Log keys.
 const (

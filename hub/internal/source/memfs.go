@@ -19,8 +19,11 @@ type memFS struct {
 }
 
 var (
-	_ fs.ReadDirFS  = (*memFS)(nil)
-	_ fs.ReadFileFS = (*memFS)(nil)
+	_ fs.ReadDirFS   = (*memFS)(nil)
+	_ fs.ReadFileFS  = (*memFS)(nil)
+	_ fs.File        = (*file)(nil)
+	_ fs.ReadDirFile = (*dir)(nil)
+	_ fs.FileInfo    = info{}
 )
 
 func newMemFS(files map[string][]byte, rejected map[string]error) *memFS {

@@ -42,6 +42,8 @@ type Handler struct {
 	limiter *addrLimiter
 }
 
+var _ http.Handler = (*Handler)(nil)
+
 // New returns a handler verifying events with secret; onPush is called for each verified push
 // and returns how many applications use the repository. Each source address may send
 // RatePerSecond requests a second (RateBurst at once); more get 429.
