@@ -135,7 +135,7 @@ func runHub(ctx context.Context, o *Options, log *slog.Logger) error {
 		Cache: render.NewCache(0), Clusters: ownedClusters(clusterLister(st), ha, release), Logger: log, Metrics: m,
 	}, fl)
 	srv = server.New(server.Config{
-		Fleet: fl, Store: st, CA: ca, Serving: serving, Reconcile: rec, Heartbeat: o.Heartbeat,
+		Fleet: fl, Store: st, Pins: st, Replication: st, CA: ca, Serving: serving, Reconcile: rec, Heartbeat: o.Heartbeat,
 		AgentCertTTL: o.AgentCertTTL, RenewalGrace: o.AgentCertRenewalGrace, HubVersion: version.Version, Logger: log, Metrics: m, Git: fetcher, HA: ha,
 		Retention: o.Retention,
 	})

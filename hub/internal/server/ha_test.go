@@ -161,7 +161,7 @@ func startReplicas(t *testing.T, n int, opts ...func(*Config)) (*gossip, *pki.CA
 		}
 		r := rs[i]
 		r.store, r.fleet, r.rounds = st, fleet.New(time.Minute), &rounds{}
-		cfg := Config{Fleet: r.fleet, Store: st, CA: ca, Serving: serving, Heartbeat: time.Hour, HubVersion: "test", Reconcile: r.rounds,
+		cfg := Config{Fleet: r.fleet, Store: st, Pins: st, Replication: st, CA: ca, Serving: serving, Heartbeat: time.Hour, HubVersion: "test", Reconcile: r.rounds,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 			HA: &HAConfig{
 				Replicas:    &replicaView{g: g, self: cluster.Member{Name: name, GRPCAddr: lis.Addr().String()}},

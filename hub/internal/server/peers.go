@@ -172,11 +172,11 @@ func (s *Server) ExportRegistry(ctx context.Context, _ *flotillav1.ExportRegistr
 	for i := range clusters {
 		clusters[i] = replicatedCluster(clusters[i])
 	}
-	tokens, err := s.tokens().ListTokens(time.Now())
+	tokens, err := s.cfg.Replication.ListTokens(time.Now())
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "join tokens: %v", err)
 	}
-	pins, err := s.pins().ListPinRecords()
+	pins, err := s.cfg.Pins.ListPinRecords()
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "pins: %v", err)
 	}
@@ -197,7 +197,7 @@ func (s *Server) pullRegistry(ctx context.Context) {
 			}
 		}
 		for _, t := range r.tokens {
-			changed, err := s.tokens().MergeToken(t)
+			changed, err := s.cfg.Replication.MergeToken(t)
 			if err != nil {
 				s.log.Warn("replicated join token not stored", logging.KeyPeer, a.peer.Name, logging.Err(err))
 			} else if changed {

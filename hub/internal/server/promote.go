@@ -26,8 +26,6 @@ type gitRepos interface {
 	Push(ctx context.Context, repoURL string, c source.Commit) (string, error)
 }
 
-var _ gitRepos = (*source.Fetcher)(nil)
-
 // promoteEnvLabel is the cluster label that names a cluster's environment.
 const promoteEnvLabel = "env"
 

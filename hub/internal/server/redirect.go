@@ -26,8 +26,6 @@ type replicaSet interface {
 	Broadcast(msg []byte)
 }
 
-var _ replicaSet = (*cluster.Membership)(nil)
-
 // HAConfig makes the server one of several hub replicas. A nil *HAConfig is a single hub:
 // it owns every cluster and has no peers.
 type HAConfig struct {

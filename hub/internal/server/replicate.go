@@ -92,7 +92,7 @@ func (s *Server) replicateToken(id string) {
 	if s.cfg.HA == nil {
 		return
 	}
-	t, found, err := s.tokens().GetToken(id)
+	t, found, err := s.cfg.Replication.GetToken(id)
 	if err != nil || !found {
 		s.log.Warn("join token not replicated: not readable", logging.Err(err))
 		return
@@ -132,7 +132,7 @@ func (s *Server) OnBroadcast(msg []byte) {
 		s.mergeCluster(*m.Cluster)
 	}
 	if m.Token != nil {
-		if _, err := s.tokens().MergeToken(*m.Token); err != nil {
+		if _, err := s.cfg.Replication.MergeToken(*m.Token); err != nil {
 			s.log.Warn("replicated join token not stored", logging.Err(err))
 		}
 	}
@@ -152,7 +152,7 @@ func (s *Server) OnBroadcast(msg []byte) {
 func (s *Server) mergePins(pins []store.Pin) int {
 	n, mine, owned := 0, false, s.Owned()
 	for _, p := range pins {
-		changed, err := s.pins().MergePin(p)
+		changed, err := s.cfg.Pins.MergePin(p)
 		if err != nil {
 			s.log.Warn("replicated pin not stored", logging.KeyApp, p.App, logging.KeyCluster, p.Cluster, logging.Err(err))
 			continue
@@ -177,7 +177,7 @@ func (s *Server) mergePins(pins []store.Pin) int {
 // mergeCluster folds a cluster record from another replica into the registry and acts on a
 // revocation at once: the agent's stream here closes and the cluster is no longer rendered.
 func (s *Server) mergeCluster(c store.Cluster) bool {
-	changed, revoked, err := s.tokens().MergeCluster(replicatedCluster(c))
+	changed, revoked, err := s.cfg.Replication.MergeCluster(replicatedCluster(c))
 	if err != nil {
 		s.log.Warn("replicated cluster not stored", logging.KeyCluster, c.Name, logging.Err(err))
 		return false
@@ -199,10 +199,6 @@ type replicaStore interface {
 	MergeToken(t store.JoinToken) (bool, error)
 	MergeCluster(c store.Cluster) (changed, revoked bool, err error)
 }
-
-var _ replicaStore = (*store.Store)(nil)
-
-func (s *Server) tokens() replicaStore { return s.cfg.Store.(replicaStore) }
 
 // registryState is what replicas exchange in ExportRegistry.
 type registryState struct {

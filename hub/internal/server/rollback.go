@@ -23,8 +23,6 @@ type pinStore interface {
 	ListPinRecords() ([]store.Pin, error)
 }
 
-var _ pinStore = (*store.Store)(nil)
-
 // maxPinRevision bounds the revision of a pin: a commit, tag or branch name.
 const maxPinRevision = 255
 
@@ -64,7 +62,7 @@ func (s *Server) Rollback(ctx context.Context, req *flotillav1.RollbackRequest) 
 		}
 	}
 	if req.Clear {
-		pins, err := s.pins().ListPins()
+		pins, err := s.cfg.Pins.ListPins()
 		if err != nil {
 			return nil, status.Errorf(codes.Unavailable, "pins: %v", err)
 		}
@@ -82,7 +80,7 @@ func (s *Server) Rollback(ctx context.Context, req *flotillav1.RollbackRequest) 
 	actor := callerFrom(ctx).Name
 	now := time.Now()
 	for _, c := range clusters {
-		p, err := s.pins().PutPin(store.Pin{App: req.App, Cluster: c, Revision: req.ToRevision, Actor: actor, Time: now, Cleared: req.Clear})
+		p, err := s.cfg.Pins.PutPin(store.Pin{App: req.App, Cluster: c, Revision: req.ToRevision, Actor: actor, Time: now, Cleared: req.Clear})
 		if err != nil {
 			return nil, status.Errorf(codes.Unavailable, "pin: %v", err)
 		}
@@ -145,18 +143,15 @@ func (s *Server) targeting() (func(fleet.AppInfo) []string, error) {
 	}, nil
 }
 
-func (s *Server) pins() pinStore { return s.cfg.Store.(pinStore) }
-
 // reloadPins loads the pins in force from the store into the fleet. Loads run one at a time,
 // so that a slower one never installs an older list over a newer one.
 func (s *Server) reloadPins() error {
-	ps, ok := s.cfg.Store.(pinStore)
-	if !ok {
+	if s.cfg.Pins == nil {
 		return nil
 	}
 	s.pinMu.Lock()
 	defer s.pinMu.Unlock()
-	list, err := ps.ListPins()
+	list, err := s.cfg.Pins.ListPins()
 	if err != nil {
 		return err
 	}

@@ -51,11 +51,17 @@ type trigger interface{ Trigger() }
 
 // Config wires the server.
 type Config struct {
-	Fleet     *fleet.Fleet
-	Store     registry
-	CA        authority
-	Serving   tls.Certificate
-	Reconcile trigger
+	Fleet *fleet.Fleet
+	// Store is the cluster registry, with history and audit.
+	Store registry
+	// Pins keeps the operator rollback pins (rollback.go); nil leaves the fleet unpinned.
+	Pins pinStore
+	// Replication is what replicas exchange beyond the registry: join tokens and merges of
+	// clusters (replicate.go). In the hub, Store, Pins and Replication are one store.Store.
+	Replication replicaStore
+	CA          authority
+	Serving     tls.Certificate
+	Reconcile   trigger
 	// Heartbeat is how often both sides send heartbeats; a cluster silent for three is Stale.
 	Heartbeat time.Duration
 	// AgentCertTTL is the validity of issued agent certificates.
