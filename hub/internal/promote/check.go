@@ -22,6 +22,15 @@ type RefusedError struct {
 
 func (e *RefusedError) Error() string { return "promotion refused: " + e.Reason }
 
+// PlanError says why the promotion cannot be written: the app's overlays or repository do
+// not allow it (no overlay per environment, no kustomization, nothing to copy).
+type PlanError struct {
+	Err error
+}
+
+func (e *PlanError) Error() string { return e.Err.Error() }
+func (e *PlanError) Unwrap() error { return e.Err }
+
 func refused(format string, args ...any) error {
 	return &RefusedError{Reason: fmt.Sprintf(format, args...)}
 }

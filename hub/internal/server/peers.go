@@ -13,9 +13,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/status"
 
 	"github.com/flotilla-dev/flotilla/hub/internal/cluster"
 	"github.com/flotilla-dev/flotilla/hub/internal/pki"
@@ -167,18 +165,18 @@ func (s *Server) peerTimeout() time.Duration {
 func (s *Server) ExportRegistry(ctx context.Context, _ *flotillav1.ExportRegistryRequest) (*flotillav1.ExportRegistryResponse, error) {
 	clusters, err := s.cfg.Store.ListClusters()
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "cluster registry: %v", err)
+		return nil, toStatus(fmt.Errorf("cluster registry: %w", err))
 	}
 	for i := range clusters {
 		clusters[i] = replicatedCluster(clusters[i])
 	}
 	tokens, err := s.cfg.Replication.ListTokens(time.Now())
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "join tokens: %v", err)
+		return nil, toStatus(fmt.Errorf("join tokens: %w", err))
 	}
 	pins, err := s.cfg.Pins.ListPinRecords()
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "pins: %v", err)
+		return nil, toStatus(fmt.Errorf("pins: %w", err))
 	}
 	return registryToProto(registryState{clusters: clusters, tokens: tokens, pins: pins}), nil
 }
@@ -270,7 +268,7 @@ func (s *Server) gatherStatus(ctx context.Context, req *flotillav1.StatusRequest
 	}
 	owners, err := s.ownersNow()
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "cluster registry: %v", err)
+		return nil, fmt.Errorf("cluster registry: %w", err)
 	}
 	if fromPeer(ctx) {
 		local.Items = slices.DeleteFunc(local.Items, func(it *flotillav1.AppClusterStatus) bool { return !owners.mine(it.Cluster) })
@@ -315,7 +313,7 @@ func (s *Server) gatherClusters(ctx context.Context, local *flotillav1.ListClust
 	}
 	owners, err := s.ownersNow()
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "cluster registry: %v", err)
+		return nil, fmt.Errorf("cluster registry: %w", err)
 	}
 	for _, it := range local.Items {
 		it.Replica = owners.of(it.Name)

@@ -2,14 +2,10 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
-
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/flotilla-dev/flotilla/hub/internal/apps"
 	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
@@ -45,63 +41,63 @@ func (s *Server) Promote(ctx context.Context, req *flotillav1.PromoteRequest) (*
 	actor := callerFrom(ctx).Name
 	switch {
 	case req.App == "" || req.FromEnv == "" || req.ToEnv == "":
-		return nil, status.Error(codes.InvalidArgument, "app, source and target environments are required")
+		return nil, toStatus(invalidArgument("app, source and target environments are required"))
 	case req.FromEnv == req.ToEnv:
-		return nil, status.Errorf(codes.InvalidArgument, "source and target are both env=%s", req.FromEnv)
+		return nil, toStatus(invalidArgument("source and target are both env=%s", req.FromEnv))
 	case req.SoakMs < 0:
-		return nil, status.Error(codes.InvalidArgument, "the soak time is negative")
+		return nil, toStatus(invalidArgument("the soak time is negative"))
 	case req.Push && req.Branch != "":
-		return nil, status.Error(codes.InvalidArgument, "a branch and push to the target branch exclude each other")
+		return nil, toStatus(invalidArgument("a branch and push to the target branch exclude each other"))
 	case s.cfg.Git == nil:
-		return nil, status.Error(codes.Unimplemented, "promotion is off: this hub has no Git access")
+		return nil, toStatus(errPromotionOff)
 	}
 	soak := time.Duration(req.SoakMs) * time.Millisecond
 	info, ok := s.appInfo(req.App)
 	if !ok {
-		return nil, status.Errorf(codes.NotFound, "app %q is not known to the hub", req.App)
+		return nil, toStatus(fmt.Errorf("app %q is %w", req.App, fleet.ErrUnknownApp))
 	}
 	srcVars, dstVars, err := s.environments(info, req.FromEnv, req.ToEnv)
 	if err != nil {
-		return nil, err
+		return nil, toStatus(err)
 	}
 	witnesses, unreachable, err := s.witnesses(ctx, req.App, srcVars)
 	if err != nil {
-		return nil, err
+		return nil, toStatus(err)
 	}
 	if len(unreachable) > 0 {
 		err := fmt.Errorf("promotion refused: hub replicas %s did not answer: the clusters of env=%s they own cannot vouch unseen; try again once they answer or leave",
 			strings.Join(unreachable, ", "), req.FromEnv)
 		s.audit(actor, "promote.refused", req.App, fmt.Sprintf("from=%s to=%s: %v", req.FromEnv, req.ToEnv, err))
-		return nil, status.Error(codes.Unavailable, err.Error())
+		return nil, toStatus(err)
 	}
 	src, err := promote.Vouch(req.FromEnv, witnesses, soak, time.Now())
 	if err != nil {
 		s.audit(actor, "promote.refused", req.App, fmt.Sprintf("from=%s to=%s: %v", req.FromEnv, req.ToEnv, err))
-		return nil, status.Error(codes.FailedPrecondition, err.Error())
+		return nil, toStatus(err)
 	}
 	app := &apps.Application{Name: info.Name, Source: apps.Source{RepoURL: info.RepoURL, TargetRevision: info.TargetRevision, Path: info.Path}}
 	srcPath, err := overlayPath(app, req.FromEnv, srcVars)
 	if err != nil {
-		return nil, err
+		return nil, toStatus(err)
 	}
 	dstPath, err := overlayPath(app, req.ToEnv, dstVars)
 	if err != nil {
-		return nil, err
+		return nil, toStatus(err)
 	}
 	if srcPath == dstPath {
-		return nil, status.Errorf(codes.FailedPrecondition, "env=%s and env=%s both render %s: there is no overlay to promote to", req.FromEnv, req.ToEnv, srcPath)
+		return nil, toStatus(&promote.PlanError{Err: fmt.Errorf("env=%s and env=%s both render %s: there is no overlay to promote to", req.FromEnv, req.ToEnv, srcPath)})
 	}
 
 	target, err := s.cfg.Git.Fetch(ctx, info.RepoURL, info.TargetRevision)
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "fetch the target revision: %v", err)
+		return nil, toStatus(fmt.Errorf("fetch the target revision: %w", err))
 	}
 	branch := req.Branch
 	switch {
 	case req.Push:
 		name, ok := strings.CutPrefix(target.Ref, "refs/heads/")
 		if !ok {
-			return nil, status.Errorf(codes.FailedPrecondition, "the app's target revision %q is no branch to push to: promote to a new branch instead", info.TargetRevision)
+			return nil, toStatus(&promote.PlanError{Err: fmt.Errorf("the app's target revision %q is no branch to push to: promote to a new branch instead", info.TargetRevision)})
 		}
 		branch = name
 	case branch == "":
@@ -110,20 +106,20 @@ func (s *Server) Promote(ctx context.Context, req *flotillav1.PromoteRequest) (*
 	srcSnap := target
 	if src.Revision != target.Commit {
 		if srcSnap, err = s.cfg.Git.Fetch(ctx, info.RepoURL, src.Revision); err != nil {
-			return nil, status.Errorf(codes.Unavailable, "fetch the source revision: %v", err)
+			return nil, toStatus(fmt.Errorf("fetch the source revision: %w", err))
 		}
 	}
 	srcData, _, err := readKustomization(srcSnap, srcPath)
 	if err != nil {
-		return nil, status.Errorf(codes.FailedPrecondition, "env=%s at %s: %v", req.FromEnv, promote.ShortRev(src.Revision), err)
+		return nil, toStatus(&promote.PlanError{Err: fmt.Errorf("env=%s at %s: %w", req.FromEnv, promote.ShortRev(src.Revision), err)})
 	}
 	dstData, dstFile, err := readKustomization(target, dstPath)
 	if err != nil {
-		return nil, status.Errorf(codes.FailedPrecondition, "env=%s at %s: %v", req.ToEnv, promote.ShortRev(target.Commit), err)
+		return nil, toStatus(&promote.PlanError{Err: fmt.Errorf("env=%s at %s: %w", req.ToEnv, promote.ShortRev(target.Commit), err)})
 	}
 	out, changes, err := promote.CopyImages(srcData, dstData)
 	if err != nil {
-		return nil, status.Errorf(codes.FailedPrecondition, "promote %s from %s to %s: %v", req.App, srcPath, dstFile, err)
+		return nil, toStatus(&promote.PlanError{Err: fmt.Errorf("promote %s from %s to %s: %w", req.App, srcPath, dstFile, err)})
 	}
 	plan := &promote.Plan{
 		App: req.App, From: req.FromEnv, To: req.ToEnv, Source: src, SourcePath: srcPath, TargetPath: dstFile,
@@ -133,11 +129,8 @@ func (s *Server) Promote(ctx context.Context, req *flotillav1.PromoteRequest) (*
 		Parent: target.Commit, Files: map[string][]byte{dstFile: out}, Message: plan.CommitMessage(),
 		AuthorName: promoteAuthorName, AuthorEmail: promoteAuthorEmail, Branch: branch,
 	})
-	switch {
-	case errors.Is(err, source.ErrPushRejected):
-		return nil, status.Errorf(codes.Aborted, "push the promotion: %v", err)
-	case err != nil:
-		return nil, status.Errorf(codes.Unavailable, "push the promotion: %v", err)
+	if err != nil {
+		return nil, toStatus(fmt.Errorf("push the promotion: %w", err))
 	}
 
 	resp := &flotillav1.PromoteResponse{
@@ -190,7 +183,7 @@ func (s *Server) environments(info fleet.AppInfo, from, to string) ([]apps.Clust
 	}
 	list, err := s.cfg.Store.ListClusters()
 	if err != nil {
-		return nil, nil, status.Errorf(codes.Unavailable, "list clusters: %v", err)
+		return nil, nil, fmt.Errorf("list clusters: %w", err)
 	}
 	var srcVars, dstVars []apps.ClusterVars
 	for _, c := range list {
@@ -270,12 +263,12 @@ func overlayPath(app *apps.Application, env string, vars []apps.ClusterVars) (st
 	for _, v := range vars {
 		got, err := app.PathFor(v)
 		if err != nil {
-			return "", status.Errorf(codes.FailedPrecondition, "env=%s: %v", env, err)
+			return "", &promote.PlanError{Err: fmt.Errorf("env=%s: %w", env, err)}
 		}
 		paths[got], p = true, got
 	}
 	if len(paths) > 1 {
-		return "", status.Errorf(codes.FailedPrecondition, "the clusters of env=%s render different paths of app %q: promotion needs one overlay per environment", env, app.Name)
+		return "", &promote.PlanError{Err: fmt.Errorf("the clusters of env=%s render different paths of app %q: promotion needs one overlay per environment", env, app.Name)}
 	}
 	return p, nil
 }

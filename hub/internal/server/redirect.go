@@ -5,9 +5,6 @@ import (
 	"slices"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/flotilla-dev/flotilla/hub/internal/cluster"
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
 	"github.com/flotilla-dev/flotilla/shared/logging"
@@ -123,7 +120,7 @@ func (s *Server) Release() func(cluster string) bool {
 func (s *Server) claim(stream flotillav1.AgentService_ConnectServer, cluster string) (epoch uint64, done bool, err error) {
 	o, err := s.ownerOf(cluster)
 	if err != nil {
-		return 0, true, status.Error(codes.Unavailable, "cluster registry unavailable")
+		return 0, true, toStatus(reword(err, "cluster registry unavailable"))
 	}
 	if o.mine {
 		return o.epoch, false, nil

@@ -2,13 +2,11 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
 	"time"
-
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
 	"github.com/flotilla-dev/flotilla/hub/internal/store"
@@ -23,6 +21,9 @@ type pinStore interface {
 	ListPinRecords() ([]store.Pin, error)
 }
 
+// errNoMatchingCluster: a pin named no cluster the app targets (or, to clear, no pin).
+var errNoMatchingCluster = errors.New("no matching cluster")
+
 // maxPinRevision bounds the revision of a pin: a commit, tag or branch name.
 const maxPinRevision = 255
 
@@ -32,28 +33,28 @@ const maxPinRevision = 255
 // the pinned revision for it. Every pin is audited, by the replica that took the request.
 func (s *Server) Rollback(ctx context.Context, req *flotillav1.RollbackRequest) (*flotillav1.RollbackResponse, error) {
 	if req.App == "" {
-		return nil, status.Error(codes.InvalidArgument, "app is required")
+		return nil, toStatus(invalidArgument("app is required"))
 	}
 	if !req.Clear && req.ToRevision == "" {
-		return nil, status.Error(codes.InvalidArgument, "--to REVISION is required (or --clear)")
+		return nil, toStatus(invalidArgument("--to REVISION is required (or --clear)"))
 	}
 	if len(req.ToRevision) > maxPinRevision {
-		return nil, status.Errorf(codes.InvalidArgument, "--to: a revision of at most %d characters", maxPinRevision)
+		return nil, toStatus(invalidArgument("--to: a revision of at most %d characters", maxPinRevision))
 	}
 	if !req.Clear && req.Cluster == "" && req.Selector == "" {
-		return nil, status.Error(codes.InvalidArgument, "--cluster or --selector is required: a pin names its clusters")
+		return nil, toStatus(invalidArgument("--cluster or --selector is required: a pin names its clusters"))
 	}
 	app, known := s.app(req.App)
 	if !known {
-		return nil, status.Errorf(codes.NotFound, "app %q is not known to the hub", req.App)
+		return nil, toStatus(fmt.Errorf("app %q is %w", req.App, fleet.ErrUnknownApp))
 	}
 	targeted, err := s.targeted(app)
 	if err != nil {
-		return nil, err
+		return nil, toStatus(err)
 	}
 	inSelector, err := s.selectClusters(req.Selector)
 	if err != nil {
-		return nil, err
+		return nil, toStatus(err)
 	}
 	var clusters []string
 	for _, c := range targeted {
@@ -64,7 +65,7 @@ func (s *Server) Rollback(ctx context.Context, req *flotillav1.RollbackRequest) 
 	if req.Clear {
 		pins, err := s.cfg.Pins.ListPins()
 		if err != nil {
-			return nil, status.Errorf(codes.Unavailable, "pins: %v", err)
+			return nil, toStatus(fmt.Errorf("pins: %w", err))
 		}
 		clusters = clusters[:0]
 		for _, p := range pins {
@@ -74,7 +75,7 @@ func (s *Server) Rollback(ctx context.Context, req *flotillav1.RollbackRequest) 
 		}
 	}
 	if len(clusters) == 0 {
-		return nil, status.Errorf(codes.NotFound, "app %q: no matching cluster (it targets %s)", req.App, strings.Join(targeted, ", "))
+		return nil, toStatus(fmt.Errorf("app %q: %w (it targets %s)", req.App, errNoMatchingCluster, strings.Join(targeted, ", ")))
 	}
 	sort.Strings(clusters)
 	actor := callerFrom(ctx).Name
@@ -82,12 +83,12 @@ func (s *Server) Rollback(ctx context.Context, req *flotillav1.RollbackRequest) 
 	for _, c := range clusters {
 		p, err := s.cfg.Pins.PutPin(store.Pin{App: req.App, Cluster: c, Revision: req.ToRevision, Actor: actor, Time: now, Cleared: req.Clear})
 		if err != nil {
-			return nil, status.Errorf(codes.Unavailable, "pin: %v", err)
+			return nil, toStatus(fmt.Errorf("pin: %w", err))
 		}
 		s.replicatePin(p)
 	}
 	if err := s.reloadPins(); err != nil {
-		return nil, status.Errorf(codes.Unavailable, "pins: %v", err)
+		return nil, toStatus(fmt.Errorf("pins: %w", err))
 	}
 	if req.Clear {
 		s.audit(actor, "rollback.clear", req.App, fmt.Sprintf("clusters=%v", clusters))
@@ -129,7 +130,7 @@ func (s *Server) targeting() (func(fleet.AppInfo) []string, error) {
 	}
 	list, err := s.cfg.Store.ListClusters()
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "cluster registry: %v", err)
+		return nil, fmt.Errorf("cluster registry: %w", err)
 	}
 	return func(app fleet.AppInfo) []string {
 		var out []string
@@ -171,14 +172,14 @@ func (s *Server) reloadPins() error {
 func (s *Server) RevokeCluster(ctx context.Context, req *flotillav1.RevokeClusterRequest) (*flotillav1.RevokeClusterResponse, error) {
 	c, found, err := s.cfg.Store.GetCluster(req.Name)
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "cluster registry: %v", err)
+		return nil, toStatus(fmt.Errorf("cluster registry: %w", err))
 	}
 	if !found {
-		return nil, status.Errorf(codes.NotFound, "cluster %q is not registered", req.Name)
+		return nil, toStatus(fmt.Errorf("cluster %q is %w", req.Name, store.ErrNotRegistered))
 	}
 	c.Revoked = true
 	if err := s.cfg.Store.PutCluster(c); err != nil {
-		return nil, status.Errorf(codes.Unavailable, "revoke: %v", err)
+		return nil, toStatus(fmt.Errorf("revoke: %w", err))
 	}
 	s.replicateCluster(req.Name)
 	s.mu.Lock()

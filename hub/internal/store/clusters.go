@@ -3,10 +3,19 @@ package store
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+)
+
+// Errors about a cluster of the registry, worded to end a sentence that names the cluster
+// ("cluster %q is %w").
+var (
+	ErrNotRegistered = errors.New("not registered")
+	ErrRevoked       = errors.New("revoked")
+	ErrClusterExists = errors.New("already exists")
 )
 
 // Cluster is a registered cluster.
