@@ -3,6 +3,7 @@ package server
 import (
 	"github.com/flotilla-dev/flotilla/hub/internal/cluster"
 	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
+	"github.com/flotilla-dev/flotilla/hub/internal/pins"
 	"github.com/flotilla-dev/flotilla/hub/internal/pki"
 	"github.com/flotilla-dev/flotilla/hub/internal/source"
 	"github.com/flotilla-dev/flotilla/hub/internal/store"
@@ -13,7 +14,7 @@ import (
 // server implements the four gRPC services it registers.
 var (
 	_ registry     = (*store.Store)(nil)
-	_ pinStore     = (*store.Store)(nil)
+	_ pins.Store   = (*store.Store)(nil)
 	_ replicaStore = (*store.Store)(nil)
 	_ authority    = (*pki.CA)(nil)
 	_ trigger      = (*fleet.Reconciler)(nil)

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
+	"github.com/flotilla-dev/flotilla/hub/internal/pins"
 	"github.com/flotilla-dev/flotilla/hub/internal/promote"
 	"github.com/flotilla-dev/flotilla/hub/internal/source"
 	"github.com/flotilla-dev/flotilla/hub/internal/store"
@@ -60,7 +61,7 @@ func codeOf(err error) codes.Code {
 		errors.Is(err, store.ErrTokenExpired), errors.Is(err, store.ErrTokenUsed):
 		return codes.PermissionDenied
 	case errors.Is(err, fleet.ErrUnknownApp), errors.Is(err, fleet.ErrNoDesiredState),
-		errors.Is(err, store.ErrNotRegistered), errors.Is(err, errNoMatchingCluster):
+		errors.Is(err, store.ErrNotRegistered), errors.Is(err, pins.ErrNoMatchingCluster):
 		return codes.NotFound
 	case errors.Is(err, store.ErrClusterExists):
 		return codes.AlreadyExists

@@ -174,7 +174,7 @@ func (s *Server) ExportRegistry(ctx context.Context, _ *flotillav1.ExportRegistr
 	if err != nil {
 		return nil, toStatus(fmt.Errorf("join tokens: %w", err))
 	}
-	pins, err := s.cfg.Pins.ListPinRecords()
+	pins, err := s.pins.Records()
 	if err != nil {
 		return nil, toStatus(fmt.Errorf("pins: %w", err))
 	}

@@ -150,24 +150,7 @@ func (s *Server) OnBroadcast(msg []byte) {
 // again at once, so that its agent gets the pinned revision (or Git's again) promptly. It
 // returns how many changed.
 func (s *Server) mergePins(pins []store.Pin) int {
-	n, mine, owned := 0, false, s.Owned()
-	for _, p := range pins {
-		changed, err := s.cfg.Pins.MergePin(p)
-		if err != nil {
-			s.log.Warn("replicated pin not stored", logging.KeyApp, p.App, logging.KeyCluster, p.Cluster, logging.Err(err))
-			continue
-		}
-		if changed {
-			n++
-			mine = mine || owned(p.Cluster)
-		}
-	}
-	if n == 0 {
-		return 0
-	}
-	if err := s.reloadPins(); err != nil {
-		s.log.Warn("operator pins not loaded", logging.Err(err))
-	}
+	n, mine := s.pins.Merge(pins, s.Owned())
 	if mine && s.cfg.Reconcile != nil {
 		s.cfg.Reconcile.Trigger()
 	}

@@ -9,23 +9,11 @@ import (
 	"time"
 
 	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
+	"github.com/flotilla-dev/flotilla/hub/internal/pins"
 	"github.com/flotilla-dev/flotilla/hub/internal/store"
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
 	"github.com/flotilla-dev/flotilla/shared/logging"
 )
-
-type pinStore interface {
-	PutPin(p store.Pin) (store.Pin, error)
-	MergePin(p store.Pin) (bool, error)
-	ListPins() ([]store.Pin, error)
-	ListPinRecords() ([]store.Pin, error)
-}
-
-// errNoMatchingCluster: a pin named no cluster the app targets (or, to clear, no pin).
-var errNoMatchingCluster = errors.New("no matching cluster")
-
-// maxPinRevision bounds the revision of a pin: a commit, tag or branch name.
-const maxPinRevision = 255
 
 // Rollback pins an app to an earlier revision on the chosen clusters (it stays there, whatever
 // Git's target revision does, until cleared), or clears pins. Any replica takes the request:
@@ -38,8 +26,8 @@ func (s *Server) Rollback(ctx context.Context, req *flotillav1.RollbackRequest) 
 	if !req.Clear && req.ToRevision == "" {
 		return nil, toStatus(invalidArgument("--to REVISION is required (or --clear)"))
 	}
-	if len(req.ToRevision) > maxPinRevision {
-		return nil, toStatus(invalidArgument("--to: a revision of at most %d characters", maxPinRevision))
+	if len(req.ToRevision) > pins.MaxRevision {
+		return nil, toStatus(invalidArgument("--to: a revision of at most %d characters", pins.MaxRevision))
 	}
 	if !req.Clear && req.Cluster == "" && req.Selector == "" {
 		return nil, toStatus(invalidArgument("--cluster or --selector is required: a pin names its clusters"))
@@ -56,39 +44,19 @@ func (s *Server) Rollback(ctx context.Context, req *flotillav1.RollbackRequest) 
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	var clusters []string
-	for _, c := range targeted {
-		if (req.Cluster == "" || c == req.Cluster) && (inSelector == nil || inSelector[c]) {
-			clusters = append(clusters, c)
-		}
-	}
-	if req.Clear {
-		pins, err := s.cfg.Pins.ListPins()
-		if err != nil {
-			return nil, toStatus(fmt.Errorf("pins: %w", err))
-		}
-		clusters = clusters[:0]
-		for _, p := range pins {
-			if p.App == req.App && (req.Cluster == "" || p.Cluster == req.Cluster) && (inSelector == nil || inSelector[p.Cluster]) {
-				clusters = append(clusters, p.Cluster)
-			}
-		}
-	}
-	if len(clusters) == 0 {
-		return nil, toStatus(fmt.Errorf("app %q: %w (it targets %s)", req.App, errNoMatchingCluster, strings.Join(targeted, ", ")))
-	}
-	sort.Strings(clusters)
 	actor := callerFrom(ctx).Name
-	now := time.Now()
-	for _, c := range clusters {
-		p, err := s.cfg.Pins.PutPin(store.Pin{App: req.App, Cluster: c, Revision: req.ToRevision, Actor: actor, Time: now, Cleared: req.Clear})
-		if err != nil {
-			return nil, toStatus(fmt.Errorf("pin: %w", err))
-		}
+	clusters, changed, err := s.pins.Apply(pins.Change{
+		App: req.App, Revision: req.ToRevision, Clear: req.Clear, Cluster: req.Cluster, InSelector: inSelector,
+		Actor: actor, Time: time.Now(),
+	}, targeted)
+	for _, p := range changed {
 		s.replicatePin(p)
 	}
-	if err := s.reloadPins(); err != nil {
-		return nil, toStatus(fmt.Errorf("pins: %w", err))
+	if errors.Is(err, pins.ErrNoMatchingCluster) {
+		err = fmt.Errorf("app %q: %w (it targets %s)", req.App, err, strings.Join(targeted, ", "))
+	}
+	if err != nil {
+		return nil, toStatus(err)
 	}
 	if req.Clear {
 		s.audit(actor, "rollback.clear", req.App, fmt.Sprintf("clusters=%v", clusters))
@@ -142,29 +110,6 @@ func (s *Server) targeting() (func(fleet.AppInfo) []string, error) {
 		sort.Strings(out)
 		return out
 	}, nil
-}
-
-// reloadPins loads the pins in force from the store into the fleet. Loads run one at a time,
-// so that a slower one never installs an older list over a newer one.
-func (s *Server) reloadPins() error {
-	if s.cfg.Pins == nil {
-		return nil
-	}
-	s.pinMu.Lock()
-	defer s.pinMu.Unlock()
-	list, err := s.cfg.Pins.ListPins()
-	if err != nil {
-		return err
-	}
-	pins := map[string]map[string]string{}
-	for _, p := range list {
-		if pins[p.App] == nil {
-			pins[p.App] = map[string]string{}
-		}
-		pins[p.App][p.Cluster] = p.Revision
-	}
-	s.cfg.Fleet.SetPins(pins)
-	return nil
 }
 
 // RevokeCluster revokes a cluster: its agent's stream closes now and it is refused from then

@@ -18,6 +18,7 @@ import (
 
 	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
 	"github.com/flotilla-dev/flotilla/hub/internal/metrics"
+	"github.com/flotilla-dev/flotilla/hub/internal/pins"
 	"github.com/flotilla-dev/flotilla/hub/internal/store"
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
 	"github.com/flotilla-dev/flotilla/shared/logging"
@@ -55,7 +56,7 @@ type Config struct {
 	// Store is the cluster registry, with history and audit.
 	Store registry
 	// Pins keeps the operator rollback pins (rollback.go); nil leaves the fleet unpinned.
-	Pins pinStore
+	Pins pins.Store
 	// Replication is what replicas exchange beyond the registry: join tokens and merges of
 	// clusters (replicate.go). In the hub, Store, Pins and Replication are one store.Store.
 	Replication replicaStore
@@ -101,7 +102,7 @@ type Server struct {
 	// stopping: Serve is stopping; agent streams are closed and new ones refused.
 	stopping bool
 
-	pinMu sync.Mutex // serialises loading the pins into the fleet
+	pins *pins.Pins // nil without Config.Pins
 
 	peers *peerConns // connections to the other hub replicas
 }
@@ -124,8 +125,11 @@ func New(cfg Config) *Server {
 	if cfg.CA != nil {
 		s.roots = cfg.CA.Pool()
 	}
-	if err := s.reloadPins(); err != nil {
-		s.log.Warn("operator pins not loaded", logging.KeyErr, err)
+	if cfg.Pins != nil {
+		s.pins = pins.New(cfg.Pins, cfg.Fleet, cfg.Logger)
+		if err := s.pins.Load(); err != nil {
+			s.log.Warn("operator pins not loaded", logging.KeyErr, err)
+		}
 	}
 	return s
 }
