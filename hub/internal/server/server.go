@@ -19,6 +19,7 @@ import (
 	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
 	"github.com/flotilla-dev/flotilla/hub/internal/metrics"
 	"github.com/flotilla-dev/flotilla/hub/internal/pins"
+	"github.com/flotilla-dev/flotilla/hub/internal/promote"
 	"github.com/flotilla-dev/flotilla/hub/internal/store"
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
 	"github.com/flotilla-dev/flotilla/shared/logging"
@@ -102,7 +103,8 @@ type Server struct {
 	// stopping: Serve is stopping; agent streams are closed and new ones refused.
 	stopping bool
 
-	pins *pins.Pins // nil without Config.Pins
+	pins     *pins.Pins      // nil without Config.Pins
+	promoter *promote.Writer // nil without Config.Git: promotion is off
 
 	peers *peerConns // connections to the other hub replicas
 }
@@ -124,6 +126,9 @@ func New(cfg Config) *Server {
 	s := &Server{cfg: cfg, log: cfg.Logger, streams: map[string]*agentStream{}, peers: newPeerConns(cfg.HA)}
 	if cfg.CA != nil {
 		s.roots = cfg.CA.Pool()
+	}
+	if cfg.Git != nil {
+		s.promoter = promote.NewWriter(cfg.Git, cfg.Store, cfg.Logger)
 	}
 	if cfg.Pins != nil {
 		s.pins = pins.New(cfg.Pins, cfg.Fleet, cfg.Logger)
