@@ -5,6 +5,7 @@ import (
 	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
 	"github.com/flotilla-dev/flotilla/hub/internal/pins"
 	"github.com/flotilla-dev/flotilla/hub/internal/pki"
+	"github.com/flotilla-dev/flotilla/hub/internal/replicate"
 	"github.com/flotilla-dev/flotilla/hub/internal/source"
 	"github.com/flotilla-dev/flotilla/hub/internal/store"
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
@@ -13,13 +14,13 @@ import (
 // What the hub wires into Config implements the interfaces the server declares, and the
 // server implements the four gRPC services it registers.
 var (
-	_ registry     = (*store.Store)(nil)
-	_ pins.Store   = (*store.Store)(nil)
-	_ replicaStore = (*store.Store)(nil)
-	_ authority    = (*pki.CA)(nil)
-	_ trigger      = (*fleet.Reconciler)(nil)
-	_ gitRepos     = (*source.Fetcher)(nil)
-	_ replicaSet   = (*cluster.Membership)(nil)
+	_ registry        = (*store.Store)(nil)
+	_ pins.Store      = (*store.Store)(nil)
+	_ replicate.Store = (*store.Store)(nil)
+	_ authority       = (*pki.CA)(nil)
+	_ trigger         = (*fleet.Reconciler)(nil)
+	_ gitRepos        = (*source.Fetcher)(nil)
+	_ replicaSet      = (*cluster.Membership)(nil)
 
 	_ flotillav1.EnrollmentServer   = (*Server)(nil)
 	_ flotillav1.AgentServiceServer = (*Server)(nil)

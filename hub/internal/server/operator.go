@@ -54,7 +54,7 @@ func (s *Server) Join(ctx context.Context, req *flotillav1.JoinRequest) (*flotil
 		return nil, toStatus(reword(err, "join token store unavailable (the join token was not used)"))
 	}
 	if !again {
-		s.replicateToken(tok.ID)
+		s.replicator.Token(tok.ID)
 	}
 	// From here on a failure is retried by the agent with the same request (same key).
 	retry := fmt.Sprintf("retry with the same certificate request within %s", store.ReenrolWindow)
@@ -197,9 +197,7 @@ func (s *Server) ConfirmRemoval(ctx context.Context, _ *flotillav1.ConfirmRemova
 		return nil, toStatus(fmt.Errorf("%w: `flotilla apps` shows a held removal when there is one", fleet.ErrNoRemovalHeld))
 	}
 	s.confirmRemoval(h.Apps)
-	if s.cfg.HA != nil {
-		s.broadcast(registryMsg{ConfirmRemoval: h.Apps})
-	}
+	s.replicator.ConfirmRemoval(h.Apps)
 	s.audit(callerFrom(ctx).Name, "apps.confirm-removal", strings.Join(h.Apps, ","), fmt.Sprintf("%d of %d applications", len(h.Apps), h.Total))
 	s.log.Warn("held removal confirmed", logging.KeyCount, len(h.Apps))
 	return &flotillav1.ConfirmRemovalResponse{Apps: h.Apps}, nil
@@ -207,6 +205,11 @@ func (s *Server) ConfirmRemoval(ctx context.Context, _ *flotillav1.ConfirmRemova
 
 func (s *Server) confirmRemoval(apps []string) {
 	s.cfg.Fleet.ConfirmRemoval(apps)
+	s.trigger()
+}
+
+// trigger asks the reconciler for a round now, when there is one.
+func (s *Server) trigger() {
 	if s.cfg.Reconcile != nil {
 		s.cfg.Reconcile.Trigger()
 	}
@@ -237,7 +240,7 @@ func (s *Server) AddCluster(ctx context.Context, req *flotillav1.AddClusterReque
 	if err := s.cfg.Store.PutCluster(store.Cluster{Name: req.Name, Labels: req.Labels, CreatedAt: time.Now()}); err != nil {
 		return nil, toStatus(fmt.Errorf("register cluster: %w", err))
 	}
-	s.replicateCluster(req.Name)
+	s.replicator.Cluster(req.Name)
 	token, expires, err := s.newToken(req.Name, ttl)
 	if err != nil {
 		return nil, toStatus(err)
@@ -297,7 +300,7 @@ func (s *Server) newToken(cluster string, ttl time.Duration) (string, time.Time,
 	}); err != nil {
 		return "", time.Time{}, fmt.Errorf("store token: %w", err)
 	}
-	s.replicateToken(tok.ID)
+	s.replicator.Token(tok.ID)
 	return tok.String(), expires, nil
 }
 

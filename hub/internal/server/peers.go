@@ -163,22 +163,11 @@ func (s *Server) peerTimeout() time.Duration {
 // ExportRegistry returns this replica's cluster registry, live join tokens and pin records,
 // cleared ones included (Peer service, flotilla:hub callers only).
 func (s *Server) ExportRegistry(ctx context.Context, _ *flotillav1.ExportRegistryRequest) (*flotillav1.ExportRegistryResponse, error) {
-	clusters, err := s.cfg.Store.ListClusters()
+	reg, err := s.replicator.Export()
 	if err != nil {
-		return nil, toStatus(fmt.Errorf("cluster registry: %w", err))
+		return nil, toStatus(err)
 	}
-	for i := range clusters {
-		clusters[i] = replicatedCluster(clusters[i])
-	}
-	tokens, err := s.cfg.Replication.ListTokens(time.Now())
-	if err != nil {
-		return nil, toStatus(fmt.Errorf("join tokens: %w", err))
-	}
-	pins, err := s.pins.Records()
-	if err != nil {
-		return nil, toStatus(fmt.Errorf("pins: %w", err))
-	}
-	return registryToProto(registryState{clusters: clusters, tokens: tokens, pins: pins}), nil
+	return registryToProto(reg), nil
 }
 
 // pullRegistry merges every peer's registry into this one.
@@ -187,23 +176,7 @@ func (s *Server) pullRegistry(ctx context.Context) {
 		return flotillav1.NewPeerClient(conn).ExportRegistry(ctx, &flotillav1.ExportRegistryRequest{})
 	})
 	for _, a := range answers {
-		r := registryFromProto(a.resp)
-		n := 0
-		for _, c := range r.clusters {
-			if s.mergeCluster(c) {
-				n++
-			}
-		}
-		for _, t := range r.tokens {
-			changed, err := s.cfg.Replication.MergeToken(t)
-			if err != nil {
-				s.log.Warn("replicated join token not stored", logging.KeyPeer, a.peer.Name, logging.Err(err))
-			} else if changed {
-				n++
-			}
-		}
-		n += s.mergePins(r.pins)
-		if n > 0 {
+		if n := s.replicator.Merge(a.peer.Name, registryFromProto(a.resp)); n > 0 {
 			s.log.Info("registry records pulled from a replica", logging.KeyPeer, a.peer.Name, logging.KeyCount, n)
 		}
 	}

@@ -50,7 +50,7 @@ func (s *Server) Rollback(ctx context.Context, req *flotillav1.RollbackRequest) 
 		Actor: actor, Time: time.Now(),
 	}, targeted)
 	for _, p := range changed {
-		s.replicatePin(p)
+		s.replicator.Pin(p)
 	}
 	if errors.Is(err, pins.ErrNoMatchingCluster) {
 		err = fmt.Errorf("app %q: %w (it targets %s)", req.App, err, strings.Join(targeted, ", "))
@@ -126,7 +126,7 @@ func (s *Server) RevokeCluster(ctx context.Context, req *flotillav1.RevokeCluste
 	if err := s.cfg.Store.PutCluster(c); err != nil {
 		return nil, toStatus(fmt.Errorf("revoke: %w", err))
 	}
-	s.replicateCluster(req.Name)
+	s.replicator.Cluster(req.Name)
 	s.mu.Lock()
 	if st := s.streams[req.Name]; st != nil {
 		st.cancel()

@@ -20,6 +20,7 @@ import (
 	"github.com/flotilla-dev/flotilla/hub/internal/metrics"
 	"github.com/flotilla-dev/flotilla/hub/internal/pins"
 	"github.com/flotilla-dev/flotilla/hub/internal/promote"
+	"github.com/flotilla-dev/flotilla/hub/internal/replicate"
 	"github.com/flotilla-dev/flotilla/hub/internal/store"
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
 	"github.com/flotilla-dev/flotilla/shared/logging"
@@ -60,7 +61,7 @@ type Config struct {
 	Pins pins.Store
 	// Replication is what replicas exchange beyond the registry: join tokens and merges of
 	// clusters (replicate.go). In the hub, Store, Pins and Replication are one store.Store.
-	Replication replicaStore
+	Replication replicate.Store
 	CA          authority
 	Serving     tls.Certificate
 	Reconcile   trigger
@@ -103,8 +104,9 @@ type Server struct {
 	// stopping: Serve is stopping; agent streams are closed and new ones refused.
 	stopping bool
 
-	pins     *pins.Pins      // nil without Config.Pins
-	promoter *promote.Writer // nil without Config.Git: promotion is off
+	pins       *pins.Pins      // nil without Config.Pins
+	promoter   *promote.Writer // nil without Config.Git: promotion is off
+	replicator *replicate.Replicator
 
 	peers *peerConns // connections to the other hub replicas
 }
@@ -136,6 +138,7 @@ func New(cfg Config) *Server {
 			s.log.Warn("operator pins not loaded", logging.KeyErr, err)
 		}
 	}
+	s.replicator = newReplicator(s)
 	return s
 }
 
