@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/flotilla-dev/flotilla/hub/internal/cli"
+	"github.com/flotilla-dev/flotilla/hub/internal/cluster"
 	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
 	"github.com/flotilla-dev/flotilla/hub/internal/metrics"
 	"github.com/flotilla-dev/flotilla/hub/internal/pki"
@@ -85,19 +86,21 @@ func runHub(ctx context.Context, o *Options, log *slog.Logger) error {
 
 	fl := fleet.New(3 * o.Heartbeat)
 	fl.SetRemovalGrace(o.RemovalGrace)
-	var srv *server.Server // which clusters are this replica's: built below, asked once running
-	owned := func() func(string) bool { return srv.Owned() }
-	m := metrics.New(presenceCounter(st, fl, owned))
-	ml, ha, err := startReplica(ctx, o, ca, m, log)
+	ml, ha, err := startReplica(ctx, o, ca, log)
 	if err != nil {
 		return fmt.Errorf("hub replicas: %w", err)
 	}
+	own := cluster.NewOwnership(nil, nil, log) // a hub that runs alone owns every cluster
 	if ml != nil {
 		defer func() { _ = ml.Leave(leaveTimeout) }()
+		own = cluster.NewOwnership(ml, st.ClusterNames, log)
 	}
-	release := func() func(string) bool { return srv.Release() }
+	m := metrics.New(presenceCounter(st, fl, own.Owned))
+	if ml != nil {
+		m.Replicas(func() int { return len(ml.Members()) })
+	}
 	restoreReports(fl, st, log)
-	notifier, err := newNotifier(o, fl, st, ownedClusters(clusterLister(st), ha, owned), m, log)
+	notifier, err := newNotifier(o, fl, st, ownedClusters(clusterLister(st), ha, own.Owned), m, log)
 	if err != nil {
 		return err
 	}
@@ -132,12 +135,12 @@ func runHub(ctx context.Context, o *Options, log *slog.Logger) error {
 	rec := fleet.NewReconciler(fleet.ReconcilerConfig{
 		AppsDir: o.AppsDir, AppsRepo: o.AppsRepo, AppsRevision: o.AppsRevision, AppsPath: o.AppsPath,
 		PollInterval: o.PollInterval, Fetcher: fetcher, Renderer: render.New(render.Options{}),
-		Cache: render.NewCache(0), Clusters: ownedClusters(clusterLister(st), ha, release), Logger: log, Metrics: m,
+		Cache: render.NewCache(0), Clusters: ownedClusters(clusterLister(st), ha, own.Release), Logger: log, Metrics: m,
 	}, fl)
-	srv = server.New(server.Config{
+	srv := server.New(server.Config{
 		Fleet: fl, Store: st, Pins: st, Replication: st, CA: ca, Serving: serving, Reconcile: rec, Heartbeat: o.Heartbeat,
 		AgentCertTTL: o.AgentCertTTL, RenewalGrace: o.AgentCertRenewalGrace, HubVersion: version.Version, Logger: log, Metrics: m, Git: fetcher, HA: ha,
-		Retention: o.Retention,
+		Ownership: own, Retention: o.Retention,
 	})
 
 	lis, err := net.Listen("tcp", o.Listen)

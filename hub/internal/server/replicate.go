@@ -20,7 +20,7 @@ func newReplicator(s *Server) *replicate.Replicator {
 		bc = s.cfg.HA.Replicas
 	}
 	return replicate.New(s.cfg.Replication, s.pins, bc, replicate.Hooks{
-		Owned:          s.Owned,
+		Owned:          s.cfg.Ownership.Owned,
 		Revoked:        s.closeStream,
 		Changed:        s.trigger,
 		ConfirmRemoval: s.confirmRemoval,

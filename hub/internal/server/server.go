@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/flotilla-dev/flotilla/hub/internal/cluster"
 	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
 	"github.com/flotilla-dev/flotilla/hub/internal/metrics"
 	"github.com/flotilla-dev/flotilla/hub/internal/pins"
@@ -82,6 +83,9 @@ type Config struct {
 	Git gitRepos
 	// HA makes this server one of several hub replicas (redirect.go); nil for a single hub.
 	HA *HAConfig
+	// Ownership says which replica owns each cluster (built over HA.Replicas); nil for a
+	// single hub, which owns them all.
+	Ownership *cluster.Ownership
 	// AgentLimits bound the messages of each agent stream (ratelimit.go).
 	AgentLimits RateLimits
 	// Retention is what the store keeps of history, as `flotilla history` tells.
@@ -125,6 +129,9 @@ func New(cfg Config) *Server {
 	if cfg.DefaultTokenTTL == 0 {
 		cfg.DefaultTokenTTL = time.Hour
 	}
+	if cfg.Ownership == nil {
+		cfg.Ownership = cluster.NewOwnership(nil, nil, cfg.Logger)
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger, streams: map[string]*agentStream{}, peers: newPeerConns(cfg.HA)}
 	if cfg.CA != nil {
 		s.roots = cfg.CA.Pool()
@@ -139,6 +146,7 @@ func New(cfg Config) *Server {
 		}
 	}
 	s.replicator = newReplicator(s)
+	cfg.Ownership.OnRelease(s.release)
 	return s
 }
 

@@ -60,7 +60,7 @@ func (s *Server) Sync(ctx context.Context, req *flotillav1.SyncRequest) (*flotil
 // syncHere requests the sync on the clusters this replica owns that req names, once every one
 // of them passed the revision check, and returns them.
 func (s *Server) syncHere(req *flotillav1.SyncRequest, inSelector map[string]bool) ([]string, error) {
-	mine := s.Owned()
+	mine := s.cfg.Ownership.Owned()
 	var picked []string
 	for _, cluster := range s.cfg.Fleet.ClusterNames() {
 		if (req.Cluster != "" && cluster != req.Cluster) || (inSelector != nil && !inSelector[cluster]) || !mine(cluster) {
@@ -118,15 +118,15 @@ func (s *Server) syncOnPeers(ctx context.Context, req *flotillav1.SyncRequest) (
 		if err != nil {
 			return nil, nil, fmt.Errorf("cluster registry: %w", err)
 		}
-		if o.mine {
+		if o.Mine {
 			return nil, nil, nil
 		}
-		share, err := callPeer(ctx, s, o.member, call)
+		share, err := callPeer(ctx, s, o.Member, call)
 		if err != nil {
-			s.log.Warn("hub replica did not answer", logging.KeyPeer, o.member.Name, logging.KeyAddr, o.member.GRPCAddr, logging.Err(err))
-			return nil, []string{o.member.Name}, nil
+			s.log.Warn("hub replica did not answer", logging.KeyPeer, o.Member.Name, logging.KeyAddr, o.Member.GRPCAddr, logging.Err(err))
+			return nil, []string{o.Member.Name}, nil
 		}
-		answers = []peerAnswer[syncShare]{{peer: o.member, resp: share}}
+		answers = []peerAnswer[syncShare]{{peer: o.Member, resp: share}}
 	} else {
 		answers, unreachable = askPeers(ctx, s, call)
 	}

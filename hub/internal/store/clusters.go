@@ -79,6 +79,19 @@ func (s *Store) ListClusters() ([]Cluster, error) {
 	return out, nil
 }
 
+// ClusterNames lists the name of every registered cluster, revoked ones included.
+func (s *Store) ClusterNames() ([]string, error) {
+	list, err := s.ListClusters()
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(list))
+	for i, c := range list {
+		names[i] = c.Name
+	}
+	return names, nil
+}
+
 // DeleteCluster removes the cluster together with its status snapshots and its join tokens,
 // so neither a stale status nor a pending token outlives it. Its history and the audit log
 // stay. Deleting a cluster that does not exist is not an error.
