@@ -81,21 +81,17 @@ func (o *ReplicaOptions) validate(dataDir, advertise string) error {
 // startReplica joins the other hub replicas when the hub is one of several: it starts
 // gossip (left when ctx ends) and issues the certificate this replica calls its peers with.
 // It returns nils for a hub that runs alone.
-func startReplica(ctx context.Context, o *Options, ca *pki.CA, log *slog.Logger) (*cluster.Membership, *server.HAConfig, error) {
+func startReplica(ctx context.Context, o *completedOptions, ca *pki.CA, log *slog.Logger) (*cluster.Membership, *server.HAConfig, error) {
 	ro := o.Replicas
 	if !ro.enabled() {
 		return nil, nil, nil
-	}
-	keys, err := readGossipKeys(ro.GossipKeyFile)
-	if err != nil {
-		return nil, nil, err
 	}
 	cert, err := ca.IssueReplica(ro.NodeName, replicaCertTTL)
 	if err != nil {
 		return nil, nil, fmt.Errorf("replica certificate: %w", err)
 	}
 	ml, err := cluster.Start(ctx, cluster.Config{
-		NodeName: ro.NodeName, BindAddr: ro.GossipListen, AdvertiseGRPC: o.Advertise, Peers: ro.Peers, Keys: keys, Logger: log,
+		NodeName: ro.NodeName, BindAddr: ro.GossipListen, AdvertiseGRPC: o.Advertise, Peers: ro.Peers, Keys: o.gossipKeys, Logger: log,
 	})
 	if err != nil {
 		return nil, nil, err

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -53,14 +52,19 @@ its agent.`,
 			if err != nil {
 				return err
 			}
-			return runHub(cmd.Context(), o, log)
+			c, err := o.Complete()
+			if err != nil {
+				return err
+			}
+			return runHub(cmd.Context(), c, log)
 		},
 	}
 	o.AddFlags(cmd.Flags())
 	return cmd
 }
 
-func runHub(ctx context.Context, o *Options, log *slog.Logger) error {
+// runHub runs the hub of the completed options until ctx ends.
+func runHub(ctx context.Context, o *completedOptions, log *slog.Logger) error {
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
@@ -80,7 +84,7 @@ func runHub(ctx context.Context, o *Options, log *slog.Logger) error {
 	}
 	defer st.Close()
 	st.SetRetention(o.Retention)
-	if err := writeAdminConfig(o, ca); err != nil {
+	if err := writeAdminConfig(o.Options, ca); err != nil {
 		return fmt.Errorf("operator config: %w", err)
 	}
 
@@ -120,14 +124,8 @@ func runHub(ctx context.Context, o *Options, log *slog.Logger) error {
 		}
 	})
 	fl.OnRemovalHold(notifier.RemovalHeld)
-	var creds *source.Credentials
-	if o.RepoCredentials != "" {
-		if creds, err = source.LoadCredentials(o.RepoCredentials); err != nil {
-			return fmt.Errorf("--repo-credentials: %w", err)
-		}
-	}
 	fetcher, err := source.New(source.Options{
-		CacheDir: filepath.Join(o.DataDir, "git"), AllowLocal: o.AllowLocalRepos, Credentials: creds,
+		CacheDir: filepath.Join(o.DataDir, "git"), AllowLocal: o.AllowLocalRepos, Credentials: o.repoCredentials,
 	})
 	if err != nil {
 		return err
@@ -248,27 +246,19 @@ func writeAdminConfig(o *Options, ca *pki.CA) error {
 }
 
 // httpMux serves health and, with a webhook secret, POST /api/webhook.
-func httpMux(o *Options, fl *fleet.Fleet, rec *fleet.Reconciler, m *metrics.Hub, log *slog.Logger) (*http.ServeMux, error) {
+func httpMux(o *completedOptions, fl *fleet.Fleet, rec *fleet.Reconciler, m *metrics.Hub, log *slog.Logger) (*http.ServeMux, error) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.Handler())
 	ok := func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) }
 	mux.HandleFunc("GET /healthz", ok)
 	mux.HandleFunc("GET /readyz", ok)
-	if o.WebhookSecret == "" {
+	if o.webhookSecret == nil {
 		mux.HandleFunc("/api/webhook", func(w http.ResponseWriter, _ *http.Request) {
 			http.Error(w, "webhooks are off: start the hub with --webhook-secret-file", http.StatusNotFound)
 		})
 		return mux, nil
 	}
-	secret, err := os.ReadFile(o.WebhookSecret)
-	if err != nil {
-		return nil, fmt.Errorf("--webhook-secret-file: %w", err)
-	}
-	secret = []byte(strings.TrimSpace(string(secret)))
-	if len(secret) == 0 {
-		return nil, fmt.Errorf("--webhook-secret-file %s is empty", o.WebhookSecret)
-	}
-	mux.Handle("/api/webhook", webhook.New(secret, func(p webhook.Push) int {
+	mux.Handle("/api/webhook", webhook.New(o.webhookSecret, func(p webhook.Push) int {
 		pushed := map[string]bool{}
 		for _, u := range p.URLs {
 			pushed[webhook.Normalize(u)] = true
