@@ -18,6 +18,7 @@ import (
 	"github.com/flotilla-dev/flotilla/hub/internal/cluster"
 	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
 	"github.com/flotilla-dev/flotilla/hub/internal/metrics"
+	"github.com/flotilla-dev/flotilla/hub/internal/notify"
 	"github.com/flotilla-dev/flotilla/hub/internal/pki"
 	"github.com/flotilla-dev/flotilla/hub/internal/render"
 	"github.com/flotilla-dev/flotilla/hub/internal/server"
@@ -108,22 +109,7 @@ func runHub(ctx context.Context, o *completedOptions, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	fl.OnReport(func(cluster string, r *fleet.Report) {
-		data, err := json.Marshal(r)
-		if err == nil {
-			err = st.PutStatus(cluster, r.App, data)
-		}
-		if err != nil {
-			log.Warn("status snapshot not saved", logging.KeyCluster, cluster, logging.KeyApp, r.App, logging.Err(err))
-		}
-		notifier.Report(cluster, r)
-	})
-	fl.OnForget(func(cluster, app string) {
-		if err := st.DeleteStatus(cluster, app); err != nil {
-			log.Warn("status snapshot not deleted", logging.KeyCluster, cluster, logging.KeyApp, app, logging.Err(err))
-		}
-	})
-	fl.OnRemovalHold(notifier.RemovalHeld)
+	watchFleet(fl, st, notifier, log)
 	fetcher, err := source.New(source.Options{
 		CacheDir: filepath.Join(o.DataDir, "git"), AllowLocal: o.AllowLocalRepos, Credentials: o.repoCredentials,
 	})
@@ -171,6 +157,27 @@ func runHub(ctx context.Context, o *completedOptions, log *slog.Logger) error {
 	log.Info("hub started", logging.KeyAddr, lis.Addr().String(), logging.KeyAdvertise, o.Advertise,
 		logging.KeyVersion, version.String(), logging.KeyAdminConfig, filepath.Join(o.DataDir, "admin.yaml"))
 	return g.Wait()
+}
+
+// watchFleet keeps a snapshot of every agent report in the store (restoreReports reads them
+// at the next start) and hands reports and held removals to the notifier.
+func watchFleet(fl *fleet.Fleet, st *store.Store, notifier *notify.Notifier, log *slog.Logger) {
+	fl.OnReport(func(cluster string, r *fleet.Report) {
+		data, err := json.Marshal(r)
+		if err == nil {
+			err = st.PutStatus(cluster, r.App, data)
+		}
+		if err != nil {
+			log.Warn("status snapshot not saved", logging.KeyCluster, cluster, logging.KeyApp, r.App, logging.Err(err))
+		}
+		notifier.Report(cluster, r)
+	})
+	fl.OnForget(func(cluster, app string) {
+		if err := st.DeleteStatus(cluster, app); err != nil {
+			log.Warn("status snapshot not deleted", logging.KeyCluster, cluster, logging.KeyApp, app, logging.Err(err))
+		}
+	})
+	fl.OnRemovalHold(notifier.RemovalHeld)
 }
 
 // presenceCounter counts, at scrape time, the agents connected to this hub and its stale
