@@ -15,7 +15,6 @@ import (
 
 	"github.com/flotilla-dev/flotilla/hub/internal/cluster"
 	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
-	"github.com/flotilla-dev/flotilla/hub/internal/metrics"
 	"github.com/flotilla-dev/flotilla/hub/internal/pki"
 	"github.com/flotilla-dev/flotilla/hub/internal/server"
 	"github.com/flotilla-dev/flotilla/shared/logging"
@@ -82,26 +81,21 @@ func (o *ReplicaOptions) validate(dataDir, advertise string) error {
 // startReplica joins the other hub replicas when the hub is one of several: it starts
 // gossip (left when ctx ends) and issues the certificate this replica calls its peers with.
 // It returns nils for a hub that runs alone.
-func startReplica(ctx context.Context, o *Options, ca *pki.CA, m *metrics.Hub, log *slog.Logger) (*cluster.Membership, *server.HAConfig, error) {
+func startReplica(ctx context.Context, o *completedOptions, ca *pki.CA, log *slog.Logger) (*cluster.Membership, *server.HAConfig, error) {
 	ro := o.Replicas
 	if !ro.enabled() {
 		return nil, nil, nil
-	}
-	keys, err := readGossipKeys(ro.GossipKeyFile)
-	if err != nil {
-		return nil, nil, err
 	}
 	cert, err := ca.IssueReplica(ro.NodeName, replicaCertTTL)
 	if err != nil {
 		return nil, nil, fmt.Errorf("replica certificate: %w", err)
 	}
 	ml, err := cluster.Start(ctx, cluster.Config{
-		NodeName: ro.NodeName, BindAddr: ro.GossipListen, AdvertiseGRPC: o.Advertise, Peers: ro.Peers, Keys: keys, Logger: log,
+		NodeName: ro.NodeName, BindAddr: ro.GossipListen, AdvertiseGRPC: o.Advertise, Peers: ro.Peers, Keys: o.gossipKeys, Logger: log,
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	m.Replicas(func() int { return len(ml.Members()) })
 	log.Info("hub replica started", logging.KeyPeer, ro.NodeName, logging.KeyGossip, ro.GossipListen, logging.KeyCount, len(ro.Peers))
 	return ml, &server.HAConfig{
 		Replicas: ml,
@@ -111,7 +105,7 @@ func startReplica(ctx context.Context, o *Options, ca *pki.CA, m *metrics.Hub, l
 
 // ownedClusters narrows list to the clusters this replica owns, as owned says at every call
 // (the members may have changed); on a hub that runs alone it is list. The reconciler's
-// owned is Server.Release, read at the start of every round: a cluster that moved away
+// owned is cluster.Ownership.Release, read at the start of every round: a cluster that moved away
 // during a round is not left with the state that round rendered for it.
 func ownedClusters(list func() ([]fleet.ClusterVars, error), ha *server.HAConfig, owned func() func(string) bool) func() ([]fleet.ClusterVars, error) {
 	if ha == nil {

@@ -9,15 +9,16 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/flotilla-dev/flotilla/hub/internal/cli"
+	"github.com/flotilla-dev/flotilla/hub/internal/cluster"
 	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
 	"github.com/flotilla-dev/flotilla/hub/internal/metrics"
+	"github.com/flotilla-dev/flotilla/hub/internal/notify"
 	"github.com/flotilla-dev/flotilla/hub/internal/pki"
 	"github.com/flotilla-dev/flotilla/hub/internal/render"
 	"github.com/flotilla-dev/flotilla/hub/internal/server"
@@ -52,14 +53,19 @@ its agent.`,
 			if err != nil {
 				return err
 			}
-			return runHub(cmd.Context(), o, log)
+			c, err := o.Complete()
+			if err != nil {
+				return err
+			}
+			return runHub(cmd.Context(), c, log)
 		},
 	}
 	o.AddFlags(cmd.Flags())
 	return cmd
 }
 
-func runHub(ctx context.Context, o *Options, log *slog.Logger) error {
+// runHub runs the hub of the completed options until ctx ends.
+func runHub(ctx context.Context, o *completedOptions, log *slog.Logger) error {
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
@@ -79,52 +85,33 @@ func runHub(ctx context.Context, o *Options, log *slog.Logger) error {
 	}
 	defer st.Close()
 	st.SetRetention(o.Retention)
-	if err := writeAdminConfig(o, ca); err != nil {
+	if err := writeAdminConfig(o.Options, ca); err != nil {
 		return fmt.Errorf("operator config: %w", err)
 	}
 
 	fl := fleet.New(3 * o.Heartbeat)
 	fl.SetRemovalGrace(o.RemovalGrace)
-	var srv *server.Server // which clusters are this replica's: built below, asked once running
-	owned := func() func(string) bool { return srv.Owned() }
-	m := metrics.New(presenceCounter(st, fl, owned))
-	ml, ha, err := startReplica(ctx, o, ca, m, log)
+	ml, ha, err := startReplica(ctx, o, ca, log)
 	if err != nil {
 		return fmt.Errorf("hub replicas: %w", err)
 	}
+	own := cluster.NewOwnership(nil, nil, log) // a hub that runs alone owns every cluster
 	if ml != nil {
 		defer func() { _ = ml.Leave(leaveTimeout) }()
+		own = cluster.NewOwnership(ml, st.ClusterNames, log)
 	}
-	release := func() func(string) bool { return srv.Release() }
+	m := metrics.New(presenceCounter(st, fl, own.Owned))
+	if ml != nil {
+		m.Replicas(func() int { return len(ml.Members()) })
+	}
 	restoreReports(fl, st, log)
-	notifier, err := newNotifier(o, fl, st, ownedClusters(clusterLister(st), ha, owned), m, log)
+	notifier, err := newNotifier(o, fl, st, ownedClusters(clusterLister(st), ha, own.Owned), m, log)
 	if err != nil {
 		return err
 	}
-	fl.OnReport(func(cluster string, r *fleet.Report) {
-		data, err := json.Marshal(r)
-		if err == nil {
-			err = st.PutStatus(cluster, r.App, data)
-		}
-		if err != nil {
-			log.Warn("status snapshot not saved", logging.KeyCluster, cluster, logging.KeyApp, r.App, logging.Err(err))
-		}
-		notifier.Report(cluster, r)
-	})
-	fl.OnForget(func(cluster, app string) {
-		if err := st.DeleteStatus(cluster, app); err != nil {
-			log.Warn("status snapshot not deleted", logging.KeyCluster, cluster, logging.KeyApp, app, logging.Err(err))
-		}
-	})
-	fl.OnRemovalHold(notifier.RemovalHeld)
-	var creds *source.Credentials
-	if o.RepoCredentials != "" {
-		if creds, err = source.LoadCredentials(o.RepoCredentials); err != nil {
-			return fmt.Errorf("--repo-credentials: %w", err)
-		}
-	}
+	watchFleet(fl, st, notifier, log)
 	fetcher, err := source.New(source.Options{
-		CacheDir: filepath.Join(o.DataDir, "git"), AllowLocal: o.AllowLocalRepos, Credentials: creds,
+		CacheDir: filepath.Join(o.DataDir, "git"), AllowLocal: o.AllowLocalRepos, Credentials: o.repoCredentials,
 	})
 	if err != nil {
 		return err
@@ -132,12 +119,12 @@ func runHub(ctx context.Context, o *Options, log *slog.Logger) error {
 	rec := fleet.NewReconciler(fleet.ReconcilerConfig{
 		AppsDir: o.AppsDir, AppsRepo: o.AppsRepo, AppsRevision: o.AppsRevision, AppsPath: o.AppsPath,
 		PollInterval: o.PollInterval, Fetcher: fetcher, Renderer: render.New(render.Options{}),
-		Cache: render.NewCache(0), Clusters: ownedClusters(clusterLister(st), ha, release), Logger: log, Metrics: m,
+		Cache: render.NewCache(0), Clusters: ownedClusters(clusterLister(st), ha, own.Release), Logger: log, Metrics: m,
 	}, fl)
-	srv = server.New(server.Config{
-		Fleet: fl, Store: st, CA: ca, Serving: serving, Reconcile: rec, Heartbeat: o.Heartbeat,
+	srv := server.New(server.Config{
+		Fleet: fl, Store: st, Pins: st, Replication: st, CA: ca, Serving: serving, Reconcile: rec, Heartbeat: o.Heartbeat,
 		AgentCertTTL: o.AgentCertTTL, RenewalGrace: o.AgentCertRenewalGrace, HubVersion: version.Version, Logger: log, Metrics: m, Git: fetcher, HA: ha,
-		Retention: o.Retention,
+		Ownership: own, Retention: o.Retention,
 	})
 
 	lis, err := net.Listen("tcp", o.Listen)
@@ -170,6 +157,27 @@ func runHub(ctx context.Context, o *Options, log *slog.Logger) error {
 	log.Info("hub started", logging.KeyAddr, lis.Addr().String(), logging.KeyAdvertise, o.Advertise,
 		logging.KeyVersion, version.String(), logging.KeyAdminConfig, filepath.Join(o.DataDir, "admin.yaml"))
 	return g.Wait()
+}
+
+// watchFleet keeps a snapshot of every agent report in the store (restoreReports reads them
+// at the next start) and hands reports and held removals to the notifier.
+func watchFleet(fl *fleet.Fleet, st *store.Store, notifier *notify.Notifier, log *slog.Logger) {
+	fl.OnReport(func(cluster string, r *fleet.Report) {
+		data, err := json.Marshal(r)
+		if err == nil {
+			err = st.PutStatus(cluster, r.App, data)
+		}
+		if err != nil {
+			log.Warn("status snapshot not saved", logging.KeyCluster, cluster, logging.KeyApp, r.App, logging.Err(err))
+		}
+		notifier.Report(cluster, r)
+	})
+	fl.OnForget(func(cluster, app string) {
+		if err := st.DeleteStatus(cluster, app); err != nil {
+			log.Warn("status snapshot not deleted", logging.KeyCluster, cluster, logging.KeyApp, app, logging.Err(err))
+		}
+	})
+	fl.OnRemovalHold(notifier.RemovalHeld)
 }
 
 // presenceCounter counts, at scrape time, the agents connected to this hub and its stale
@@ -245,27 +253,19 @@ func writeAdminConfig(o *Options, ca *pki.CA) error {
 }
 
 // httpMux serves health and, with a webhook secret, POST /api/webhook.
-func httpMux(o *Options, fl *fleet.Fleet, rec *fleet.Reconciler, m *metrics.Hub, log *slog.Logger) (*http.ServeMux, error) {
+func httpMux(o *completedOptions, fl *fleet.Fleet, rec *fleet.Reconciler, m *metrics.Hub, log *slog.Logger) (*http.ServeMux, error) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.Handler())
 	ok := func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) }
 	mux.HandleFunc("GET /healthz", ok)
 	mux.HandleFunc("GET /readyz", ok)
-	if o.WebhookSecret == "" {
+	if o.webhookSecret == nil {
 		mux.HandleFunc("/api/webhook", func(w http.ResponseWriter, _ *http.Request) {
 			http.Error(w, "webhooks are off: start the hub with --webhook-secret-file", http.StatusNotFound)
 		})
 		return mux, nil
 	}
-	secret, err := os.ReadFile(o.WebhookSecret)
-	if err != nil {
-		return nil, fmt.Errorf("--webhook-secret-file: %w", err)
-	}
-	secret = []byte(strings.TrimSpace(string(secret)))
-	if len(secret) == 0 {
-		return nil, fmt.Errorf("--webhook-secret-file %s is empty", o.WebhookSecret)
-	}
-	mux.Handle("/api/webhook", webhook.New(secret, func(p webhook.Push) int {
+	mux.Handle("/api/webhook", webhook.New(o.webhookSecret, func(p webhook.Push) int {
 		pushed := map[string]bool{}
 		for _, u := range p.URLs {
 			pushed[webhook.Normalize(u)] = true

@@ -2,7 +2,6 @@ package app
 
 import (
 	"encoding/json"
-	"fmt"
 	"log/slog"
 
 	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
@@ -15,13 +14,10 @@ import (
 // newNotifier builds the notifier of --notifications, seeded with the persisted reports so a
 // restart announces nothing already known; nil (a no-op) without the flag. It watches the
 // clusters list returns (those this replica owns, when the hub is one of several).
-func newNotifier(o *Options, fl *fleet.Fleet, st *store.Store, list func() ([]fleet.ClusterVars, error), m *metrics.Hub, log *slog.Logger) (*notify.Notifier, error) {
-	if o.Notifications == "" {
+func newNotifier(o *completedOptions, fl *fleet.Fleet, st *store.Store, list func() ([]fleet.ClusterVars, error), m *metrics.Hub, log *slog.Logger) (*notify.Notifier, error) {
+	cfg := o.notifications
+	if cfg == nil {
 		return nil, nil
-	}
-	cfg, err := notify.LoadConfig(o.Notifications)
-	if err != nil {
-		return nil, fmt.Errorf("--notifications: %w", err)
 	}
 	clusters := func() ([]string, error) {
 		cs, err := list()

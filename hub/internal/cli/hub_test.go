@@ -55,7 +55,7 @@ func startHub(t *testing.T) *testHub {
 	}
 	fl := fleet.New(time.Hour)
 	srv := server.New(server.Config{
-		Fleet: fl, Store: st, CA: ca, Serving: serving, Heartbeat: time.Hour, HubVersion: "test",
+		Fleet: fl, Store: st, Pins: st, Replication: st, CA: ca, Serving: serving, Heartbeat: time.Hour, HubVersion: "test",
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Git: fetcher, Retention: testRetention,
 	})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")

@@ -1,8 +1,9 @@
 // Package promote decides whether an app's revision may be promoted from one environment to
 // the next and writes the promotion: the source environment's clusters must all run the same
 // revision and have been Healthy on it for the soak time; then what the app declares as
-// promotable in the source overlay (kustomize images) is copied to the target overlay. It is
-// pure logic: the server gathers the reports, reads and pushes Git.
+// promotable in the source overlay (kustomize images) is copied to the target overlay, and
+// Writer pushes that commit (write.go). The server gathers the reports from every replica
+// and hands them in as Witnesses; nothing here knows the gRPC types.
 package promote
 
 import (
@@ -21,6 +22,15 @@ type RefusedError struct {
 }
 
 func (e *RefusedError) Error() string { return "promotion refused: " + e.Reason }
+
+// PlanError says why the promotion cannot be written: the app's overlays or repository do
+// not allow it (no overlay per environment, no kustomization, nothing to copy).
+type PlanError struct {
+	Err error
+}
+
+func (e *PlanError) Error() string { return e.Err.Error() }
+func (e *PlanError) Unwrap() error { return e.Err }
 
 func refused(format string, args ...any) error {
 	return &RefusedError{Reason: fmt.Sprintf(format, args...)}

@@ -1,9 +1,9 @@
 package server
 
 import (
+	"fmt"
+
 	"filippo.io/age"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/flotilla-dev/flotilla/hub/internal/store"
 )
@@ -21,7 +21,7 @@ func (s *Server) recordAgeRecipient(c store.Cluster, recipient string) error {
 	}
 	c.AgeRecipient = recipient
 	if err := s.cfg.Store.PutCluster(c); err != nil {
-		return status.Errorf(codes.Unavailable, "record age recipient: %v", err)
+		return fmt.Errorf("record age recipient: %w", err)
 	}
 	return nil
 }
@@ -32,7 +32,7 @@ func checkAgeRecipient(recipient string) error {
 		return nil
 	}
 	if _, err := age.ParseX25519Recipient(recipient); err != nil {
-		return status.Errorf(codes.InvalidArgument, "age recipient: %v", err)
+		return invalidArgument("age recipient: %v", err)
 	}
 	return nil
 }

@@ -35,7 +35,7 @@ func (s *Server) Connect(stream flotillav1.AgentService_ConnectServer) error {
 	s.mu.Lock()
 	if s.stopping {
 		s.mu.Unlock()
-		return status.Error(codes.Unavailable, "the hub is stopping")
+		return toStatus(errors.New("the hub is stopping"))
 	}
 	if old := s.streams[cluster]; old != nil {
 		old.cancel() // one stream per cluster: the newest wins
@@ -61,15 +61,15 @@ func (s *Server) Connect(stream flotillav1.AgentService_ConnectServer) error {
 		return err
 	}
 	if hello.ProtocolVersion < version.MinProtocol {
-		return status.Errorf(codes.FailedPrecondition,
-			"agent protocol %d is older than this hub supports (%d..%d): upgrade the agent", hello.ProtocolVersion, version.MinProtocol, version.Protocol)
+		return toStatus(reword(errProtocol,
+			"agent protocol %d is older than this hub supports (%d..%d): upgrade the agent", hello.ProtocolVersion, version.MinProtocol, version.Protocol))
 	}
 	if hello.ProtocolVersion > version.Protocol {
-		return status.Errorf(codes.FailedPrecondition,
-			"agent protocol %d is newer than this hub supports (%d..%d): upgrade the hub", hello.ProtocolVersion, version.MinProtocol, version.Protocol)
+		return toStatus(reword(errProtocol,
+			"agent protocol %d is newer than this hub supports (%d..%d): upgrade the hub", hello.ProtocolVersion, version.MinProtocol, version.Protocol))
 	}
 	if len(hello.Apps) > MaxAppsPerAgent {
-		return status.Errorf(codes.ResourceExhausted, "agent says it holds %d apps, more than the %d a hub takes from one agent", len(hello.Apps), MaxAppsPerAgent)
+		return toStatus(reword(errTooMuch, "agent says it holds %d apps, more than the %d a hub takes from one agent", len(hello.Apps), MaxAppsPerAgent))
 	}
 	held := make([]fleet.Held, 0, len(hello.Apps))
 	heldApps := make(map[string]bool, len(hello.Apps))
@@ -121,11 +121,11 @@ func recvHello(ctx context.Context, stream flotillav1.AgentService_ConnectServer
 		}
 		h := r.msg.GetHello()
 		if h == nil {
-			return nil, status.Error(codes.InvalidArgument, "the first message must be Hello")
+			return nil, toStatus(invalidArgument("the first message must be Hello"))
 		}
 		return h, nil
 	case <-time.After(timeout):
-		return nil, status.Error(codes.DeadlineExceeded, "no Hello received")
+		return nil, toStatus(reword(errTimeout, "no Hello received"))
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
@@ -304,7 +304,7 @@ func (s *Server) receive(ctx context.Context, stream flotillav1.AgentService_Con
 		case *flotillav1.AgentMessage_Heartbeat:
 			s.cfg.Metrics.StreamMessage("in", "heartbeat")
 		case *flotillav1.AgentMessage_Hello:
-			return status.Error(codes.InvalidArgument, "Hello sent twice")
+			return toStatus(invalidArgument("Hello sent twice"))
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()

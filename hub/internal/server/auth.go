@@ -8,12 +8,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
-	"google.golang.org/grpc/status"
 
 	"github.com/flotilla-dev/flotilla/hub/internal/pki"
+	"github.com/flotilla-dev/flotilla/hub/internal/store"
 )
 
 type identityKey struct{}
@@ -48,36 +47,36 @@ func (s *Server) authenticate(ctx context.Context, fullMethod string) (context.C
 	}
 	p, ok := peer.FromContext(ctx)
 	if !ok {
-		return nil, status.Error(codes.Unauthenticated, "no peer")
+		return nil, reword(errUnauthenticated, "no peer")
 	}
 	info, ok := p.AuthInfo.(credentials.TLSInfo)
 	if !ok || len(info.State.PeerCertificates) == 0 {
-		return nil, status.Error(codes.Unauthenticated, "a client certificate issued by this hub is required")
+		return nil, reword(errUnauthenticated, "a client certificate issued by this hub is required")
 	}
 	// The handshake verified the chain already (verifyClientChain); verifying again costs one
 	// signature check and keeps this check independent of the TLS configuration.
 	now := time.Now()
 	if err := pki.VerifyClientChain(s.roots, info.State.PeerCertificates, now); err != nil {
-		return nil, status.Error(codes.Unauthenticated, "a client certificate issued by this hub is required")
+		return nil, reword(errUnauthenticated, "a client certificate issued by this hub is required")
 	}
 	leaf := info.State.PeerCertificates[0]
 	gotRole, name, err := pki.Identity(leaf)
 	if err != nil {
-		return nil, status.Errorf(codes.Unauthenticated, "client certificate: %v", err)
+		return nil, reword(errUnauthenticated, "client certificate: %v", err)
 	}
 	if gotRole != role && !peerMayCall(gotRole, fullMethod) {
-		return nil, status.Errorf(codes.PermissionDenied, "%s needs a %s certificate", fullMethod, role)
+		return nil, reword(errDenied, "%s needs a %s certificate", fullMethod, role)
 	}
 	if role == pki.RoleAgent {
 		c, found, err := s.cfg.Store.GetCluster(name)
 		if err != nil {
-			return nil, status.Error(codes.Unavailable, "cluster registry unavailable")
+			return nil, reword(err, "cluster registry unavailable")
 		}
 		if !found {
-			return nil, status.Errorf(codes.PermissionDenied, "cluster %q is not registered", name)
+			return nil, reword(errDenied, "cluster %q is %v", name, store.ErrNotRegistered)
 		}
 		if c.Revoked {
-			return nil, status.Errorf(codes.PermissionDenied, "cluster %q is revoked", name)
+			return nil, reword(errDenied, "cluster %q is %v", name, store.ErrRevoked)
 		}
 	}
 	if err := s.checkExpiry(leaf, gotRole, name, fullMethod, now); err != nil {
@@ -99,13 +98,13 @@ func (s *Server) checkExpiry(leaf *x509.Certificate, role, name, fullMethod stri
 	expired := leaf.NotAfter.UTC().Format(time.RFC3339)
 	switch {
 	case role != pki.RoleAgent:
-		return status.Errorf(codes.Unauthenticated, "the client certificate of %q expired at %s", name, expired)
+		return reword(errUnauthenticated, "the client certificate of %q expired at %s", name, expired)
 	case ago > s.cfg.RenewalGrace:
-		return status.Errorf(codes.Unauthenticated, "the certificate of cluster %q expired at %s, longer ago than the renewal grace of %s: "+
+		return reword(errUnauthenticated, "the certificate of cluster %q expired at %s, longer ago than the renewal grace of %s: "+
 			"enrol the agent again: delete its identity Secret and start it with a new join token (`flotilla token create --cluster %s`)",
 			name, expired, s.cfg.RenewalGrace, name)
 	case fullMethod != renewMethod:
-		return status.Errorf(codes.Unauthenticated, "the certificate of cluster %q expired at %s: the agent must renew it first (accepted until %s after expiry)",
+		return reword(errUnauthenticated, "the certificate of cluster %q expired at %s: the agent must renew it first (accepted until %s after expiry)",
 			name, expired, s.cfg.RenewalGrace)
 	}
 	return nil
@@ -141,7 +140,7 @@ func callerFrom(ctx context.Context) caller {
 func (s *Server) unaryAuth(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	ctx, err := s.authenticate(ctx, info.FullMethod)
 	if err != nil {
-		return nil, err
+		return nil, toStatus(err)
 	}
 	return handler(ctx, req)
 }
@@ -156,7 +155,7 @@ func (a *authedStream) Context() context.Context { return a.ctx }
 func (s *Server) streamAuth(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	ctx, err := s.authenticate(ss.Context(), info.FullMethod)
 	if err != nil {
-		return err
+		return toStatus(err)
 	}
 	return handler(srv, &authedStream{ServerStream: ss, ctx: ctx})
 }

@@ -161,10 +161,12 @@ func startReplicas(t *testing.T, n int, opts ...func(*Config)) (*gossip, *pki.CA
 		}
 		r := rs[i]
 		r.store, r.fleet, r.rounds = st, fleet.New(time.Minute), &rounds{}
-		cfg := Config{Fleet: r.fleet, Store: st, CA: ca, Serving: serving, Heartbeat: time.Hour, HubVersion: "test", Reconcile: r.rounds,
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		view := &replicaView{g: g, self: cluster.Member{Name: name, GRPCAddr: lis.Addr().String()}}
+		cfg := Config{Fleet: r.fleet, Store: st, Pins: st, Replication: st, CA: ca, Serving: serving, Heartbeat: time.Hour, HubVersion: "test", Reconcile: r.rounds,
+			Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Ownership: cluster.NewOwnership(view, st.ClusterNames, nil),
 			HA: &HAConfig{
-				Replicas:    &replicaView{g: g, self: cluster.Member{Name: name, GRPCAddr: lis.Addr().String()}},
+				Replicas:    view,
 				PeerTLS:     &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{peerCert}, MinVersion: tls.VersionTLS13},
 				PeerTimeout: time.Second,
 			},
@@ -258,7 +260,7 @@ func TestReplicasRedirectAgentsToTheOwner(t *testing.T) {
 
 	// The cluster moves to hub-c: hub-b closes the stream, and now redirects.
 	g.setOwner("c1", "hub-c")
-	rs[1].srv.Release()
+	rs[1].srv.cfg.Ownership.Release()
 	for {
 		if _, err := stream.Recv(); err != nil {
 			break

@@ -8,9 +8,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
 
@@ -32,48 +30,48 @@ import (
 func (s *Server) Join(ctx context.Context, req *flotillav1.JoinRequest) (*flotillav1.JoinResponse, error) {
 	tok, err := jointoken.Parse(req.Token)
 	if err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "join token: %v", err)
+		return nil, toStatus(invalidArgument("join token: %v", err))
 	}
 	if tok.CAFingerprint != s.cfg.CA.Fingerprint() {
-		return nil, status.Error(codes.PermissionDenied, "join token was issued by another hub")
+		return nil, toStatus(reword(errDenied, "join token was issued by another hub"))
 	}
 	if err := checkAgeRecipient(req.AgeRecipient); err != nil {
-		return nil, err // before the token is redeemed: the agent may retry with it
+		return nil, toStatus(err) // before the token is redeemed: the agent may retry with it
 	}
 	keyID, err := pki.CheckCSR(req.CsrPem)
 	if err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "%v (the join token was not used)", err)
+		return nil, toStatus(invalidArgument("%v (the join token was not used)", err))
 	}
 	cluster, again, err := s.cfg.Store.RedeemToken(tok.ID, tok.Secret, keyID, time.Now())
 	switch {
 	case errors.Is(err, store.ErrTokenExpired):
-		return nil, status.Error(codes.PermissionDenied, "join token expired: create a new one with `flotilla token create`")
+		return nil, toStatus(reword(err, "join token expired: create a new one with `flotilla token create`"))
 	case errors.Is(err, store.ErrTokenUsed):
-		return nil, status.Error(codes.PermissionDenied, "join token already used: create a new one with `flotilla token create`")
+		return nil, toStatus(reword(err, "join token already used: create a new one with `flotilla token create`"))
 	case errors.Is(err, store.ErrTokenInvalid):
-		return nil, status.Error(codes.PermissionDenied, "join token invalid")
+		return nil, toStatus(reword(err, "join token invalid"))
 	case err != nil:
-		return nil, status.Error(codes.Unavailable, "join token store unavailable (the join token was not used)")
+		return nil, toStatus(reword(err, "join token store unavailable (the join token was not used)"))
 	}
 	if !again {
-		s.replicateToken(tok.ID)
+		s.replicator.Token(tok.ID)
 	}
 	// From here on a failure is retried by the agent with the same request (same key).
 	retry := fmt.Sprintf("retry with the same certificate request within %s", store.ReenrolWindow)
 	c, found, err := s.cfg.Store.GetCluster(cluster)
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "cluster registry unavailable: %s", retry)
+		return nil, toStatus(reword(err, "cluster registry unavailable: %s", retry))
 	}
 	if !found || c.Revoked {
-		return nil, status.Errorf(codes.PermissionDenied, "cluster %q is not registered or is revoked", cluster)
+		return nil, toStatus(reword(errDenied, "cluster %q is not registered or is revoked", cluster))
 	}
 	cert, err := s.cfg.CA.SignAgent(req.CsrPem, cluster, s.cfg.AgentCertTTL)
 	if err != nil {
 		s.log.Error("agent certificate not signed", logging.KeyCluster, cluster, logging.Err(err))
-		return nil, status.Errorf(codes.Internal, "certificate not signed: %s", retry)
+		return nil, toStatus(reword(errInternal, "certificate not signed: %s", retry))
 	}
 	if err := s.recordAgeRecipient(c, req.AgeRecipient); err != nil {
-		return nil, status.Errorf(status.Code(err), "%s: %s", status.Convert(err).Message(), retry)
+		return nil, toStatus(reword(err, "%v: %s", err, retry))
 	}
 	detail := "agent " + req.AgentVersion
 	if again {
@@ -88,7 +86,7 @@ func (s *Server) Join(ctx context.Context, req *flotillav1.JoinRequest) (*flotil
 func (s *Server) Status(ctx context.Context, req *flotillav1.StatusRequest) (*flotillav1.StatusResponse, error) {
 	inSelector, err := s.selectClusters(req.Selector)
 	if err != nil {
-		return nil, err
+		return nil, toStatus(err)
 	}
 	resp := &flotillav1.StatusResponse{}
 	for _, r := range s.cfg.Fleet.Rows() {
@@ -132,14 +130,14 @@ func (s *Server) Status(ctx context.Context, req *flotillav1.StatusRequest) (*fl
 		}
 		resp.Items = append(resp.Items, item)
 	}
-	return s.gatherStatus(ctx, req, resp)
+	return mapped(s.gatherStatus(ctx, req, resp))
 }
 
 // ListClusters lists the registered clusters with their link state.
 func (s *Server) ListClusters(ctx context.Context, _ *flotillav1.ListClustersRequest) (*flotillav1.ListClustersResponse, error) {
 	list, err := s.cfg.Store.ListClusters()
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "list clusters: %v", err)
+		return nil, toStatus(fmt.Errorf("list clusters: %w", err))
 	}
 	resp := &flotillav1.ListClustersResponse{}
 	for _, c := range list {
@@ -163,7 +161,7 @@ func (s *Server) ListClusters(ctx context.Context, _ *flotillav1.ListClustersReq
 		}
 		resp.Items = append(resp.Items, item)
 	}
-	return s.gatherClusters(ctx, resp)
+	return mapped(s.gatherClusters(ctx, resp))
 }
 
 // ListApps lists the Applications the hub knows, with their errors and warnings, and every
@@ -171,7 +169,7 @@ func (s *Server) ListClusters(ctx context.Context, _ *flotillav1.ListClustersReq
 func (s *Server) ListApps(ctx context.Context, _ *flotillav1.ListAppsRequest) (*flotillav1.ListAppsResponse, error) {
 	targets, err := s.targeting()
 	if err != nil {
-		return nil, err
+		return nil, toStatus(err)
 	}
 	resp := &flotillav1.ListAppsResponse{}
 	for _, a := range s.cfg.Fleet.Apps() {
@@ -196,12 +194,10 @@ func (s *Server) ListApps(ctx context.Context, _ *flotillav1.ListAppsRequest) (*
 func (s *Server) ConfirmRemoval(ctx context.Context, _ *flotillav1.ConfirmRemovalRequest) (*flotillav1.ConfirmRemovalResponse, error) {
 	h, ok := s.cfg.Fleet.RemovalHeld()
 	if !ok {
-		return nil, status.Error(codes.FailedPrecondition, "no removal is held: `flotilla apps` shows a held removal when there is one")
+		return nil, toStatus(fmt.Errorf("%w: `flotilla apps` shows a held removal when there is one", fleet.ErrNoRemovalHeld))
 	}
 	s.confirmRemoval(h.Apps)
-	if s.cfg.HA != nil {
-		s.broadcast(registryMsg{ConfirmRemoval: h.Apps})
-	}
+	s.replicator.ConfirmRemoval(h.Apps)
 	s.audit(callerFrom(ctx).Name, "apps.confirm-removal", strings.Join(h.Apps, ","), fmt.Sprintf("%d of %d applications", len(h.Apps), h.Total))
 	s.log.Warn("held removal confirmed", logging.KeyCount, len(h.Apps))
 	return &flotillav1.ConfirmRemovalResponse{Apps: h.Apps}, nil
@@ -209,6 +205,11 @@ func (s *Server) ConfirmRemoval(ctx context.Context, _ *flotillav1.ConfirmRemova
 
 func (s *Server) confirmRemoval(apps []string) {
 	s.cfg.Fleet.ConfirmRemoval(apps)
+	s.trigger()
+}
+
+// trigger asks the reconciler for a round now, when there is one.
+func (s *Server) trigger() {
 	if s.cfg.Reconcile != nil {
 		s.cfg.Reconcile.Trigger()
 	}
@@ -217,32 +218,32 @@ func (s *Server) confirmRemoval(apps []string) {
 // AddCluster registers a cluster and returns a join token for its agent.
 func (s *Server) AddCluster(ctx context.Context, req *flotillav1.AddClusterRequest) (*flotillav1.AddClusterResponse, error) {
 	if errs := validation.IsDNS1123Label(req.Name); len(errs) > 0 {
-		return nil, status.Errorf(codes.InvalidArgument, "cluster name %q: %s", req.Name, errs[0])
+		return nil, toStatus(invalidArgument("cluster name %q: %s", req.Name, errs[0]))
 	}
 	for k, v := range req.Labels {
 		if errs := validation.IsQualifiedName(k); len(errs) > 0 {
-			return nil, status.Errorf(codes.InvalidArgument, "label %q: %s", k, errs[0])
+			return nil, toStatus(invalidArgument("label %q: %s", k, errs[0]))
 		}
 		if errs := validation.IsValidLabelValue(v); len(errs) > 0 {
-			return nil, status.Errorf(codes.InvalidArgument, "label %s=%q: %s", k, v, errs[0])
+			return nil, toStatus(invalidArgument("label %s=%q: %s", k, v, errs[0]))
 		}
 	}
 	ttl, err := s.tokenTTL(req.TokenTtlSeconds)
 	if err != nil {
-		return nil, err
+		return nil, toStatus(err)
 	}
 	if _, found, err := s.cfg.Store.GetCluster(req.Name); err != nil {
-		return nil, status.Errorf(codes.Unavailable, "cluster registry: %v", err)
+		return nil, toStatus(fmt.Errorf("cluster registry: %w", err))
 	} else if found {
-		return nil, status.Errorf(codes.AlreadyExists, "cluster %q already exists: use `flotilla token create --cluster %s` for a new join token", req.Name, req.Name)
+		return nil, toStatus(fmt.Errorf("cluster %q %w: use `flotilla token create --cluster %s` for a new join token", req.Name, store.ErrClusterExists, req.Name))
 	}
 	if err := s.cfg.Store.PutCluster(store.Cluster{Name: req.Name, Labels: req.Labels, CreatedAt: time.Now()}); err != nil {
-		return nil, status.Errorf(codes.Unavailable, "register cluster: %v", err)
+		return nil, toStatus(fmt.Errorf("register cluster: %w", err))
 	}
-	s.replicateCluster(req.Name)
+	s.replicator.Cluster(req.Name)
 	token, expires, err := s.newToken(req.Name, ttl)
 	if err != nil {
-		return nil, err
+		return nil, toStatus(err)
 	}
 	s.audit(callerFrom(ctx).Name, "cluster.add", req.Name, fmt.Sprintf("labels=%v", req.Labels))
 	if s.cfg.Reconcile != nil {
@@ -255,21 +256,21 @@ func (s *Server) AddCluster(ctx context.Context, req *flotillav1.AddClusterReque
 func (s *Server) CreateToken(ctx context.Context, req *flotillav1.CreateTokenRequest) (*flotillav1.CreateTokenResponse, error) {
 	ttl, err := s.tokenTTL(req.TtlSeconds)
 	if err != nil {
-		return nil, err
+		return nil, toStatus(err)
 	}
 	c, found, err := s.cfg.Store.GetCluster(req.Cluster)
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "cluster registry: %v", err)
+		return nil, toStatus(fmt.Errorf("cluster registry: %w", err))
 	}
 	if !found {
-		return nil, status.Errorf(codes.NotFound, "cluster %q is not registered: use `flotilla cluster add`", req.Cluster)
+		return nil, toStatus(fmt.Errorf("cluster %q is %w: use `flotilla cluster add`", req.Cluster, store.ErrNotRegistered))
 	}
 	if c.Revoked {
-		return nil, status.Errorf(codes.FailedPrecondition, "cluster %q is revoked", req.Cluster)
+		return nil, toStatus(fmt.Errorf("cluster %q is %w", req.Cluster, store.ErrRevoked))
 	}
 	token, expires, err := s.newToken(req.Cluster, ttl)
 	if err != nil {
-		return nil, err
+		return nil, toStatus(err)
 	}
 	s.audit(callerFrom(ctx).Name, "token.create", req.Cluster, "")
 	return &flotillav1.CreateTokenResponse{JoinToken: token, ExpiresUnixMs: expires.UnixMilli()}, nil
@@ -283,7 +284,7 @@ func (s *Server) tokenTTL(seconds int64) (time.Duration, error) {
 	}
 	ttl := time.Duration(min(seconds, 1<<33)) * time.Second // 272 years: refused, and no overflow
 	if err := jointoken.CheckTTL("ttl", ttl); err != nil {
-		return 0, status.Error(codes.InvalidArgument, err.Error())
+		return 0, invalidArgument("%v", err)
 	}
 	return ttl, nil
 }
@@ -291,15 +292,15 @@ func (s *Server) tokenTTL(seconds int64) (time.Duration, error) {
 func (s *Server) newToken(cluster string, ttl time.Duration) (string, time.Time, error) {
 	tok, err := jointoken.Generate(s.cfg.CA.Fingerprint())
 	if err != nil {
-		return "", time.Time{}, status.Errorf(codes.Internal, "generate token: %v", err)
+		return "", time.Time{}, reword(errInternal, "generate token: %v", err)
 	}
 	expires := time.Now().Add(ttl)
 	if err := s.cfg.Store.PutToken(store.JoinToken{
 		ID: tok.ID, SecretHash: jointoken.HashSecret(tok.Secret), Cluster: cluster, ExpiresAt: expires,
 	}); err != nil {
-		return "", time.Time{}, status.Errorf(codes.Unavailable, "store token: %v", err)
+		return "", time.Time{}, fmt.Errorf("store token: %w", err)
 	}
-	s.replicateToken(tok.ID)
+	s.replicator.Token(tok.ID)
 	return tok.String(), expires, nil
 }
 
@@ -314,7 +315,7 @@ func (s *Server) History(ctx context.Context, req *flotillav1.HistoryRequest) (*
 	}
 	recs, err := s.cfg.Store.ListHistory(req.App, req.Cluster, limit)
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "history: %v", err)
+		return nil, toStatus(fmt.Errorf("history: %w", err))
 	}
 	// What is kept, for the CLI to say (a header: the message is shared with older hubs).
 	_ = grpc.SetHeader(ctx, metadata.Pairs(RetentionHeader, s.cfg.Retention.HistoryString()))
@@ -325,7 +326,7 @@ func (s *Server) History(ctx context.Context, req *flotillav1.HistoryRequest) (*
 			Author: r.Author, Message: r.Message, Result: r.Result, Health: r.Health,
 		})
 	}
-	return s.gatherHistory(ctx, req, limit, resp)
+	return mapped(s.gatherHistory(ctx, req, limit, resp))
 }
 
 // selectClusters returns the names of registered clusters matching a label selector, or nil
@@ -336,11 +337,11 @@ func (s *Server) selectClusters(selector string) (map[string]bool, error) {
 	}
 	sel, err := labels.Parse(selector)
 	if err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "selector %q: %v", selector, err)
+		return nil, invalidArgument("selector %q: %v", selector, err)
 	}
 	list, err := s.cfg.Store.ListClusters()
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "list clusters: %v", err)
+		return nil, fmt.Errorf("list clusters: %w", err)
 	}
 	out := map[string]bool{}
 	for _, c := range list {

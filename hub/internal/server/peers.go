@@ -13,9 +13,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/status"
 
 	"github.com/flotilla-dev/flotilla/hub/internal/cluster"
 	"github.com/flotilla-dev/flotilla/hub/internal/pki"
@@ -165,22 +163,11 @@ func (s *Server) peerTimeout() time.Duration {
 // ExportRegistry returns this replica's cluster registry, live join tokens and pin records,
 // cleared ones included (Peer service, flotilla:hub callers only).
 func (s *Server) ExportRegistry(ctx context.Context, _ *flotillav1.ExportRegistryRequest) (*flotillav1.ExportRegistryResponse, error) {
-	clusters, err := s.cfg.Store.ListClusters()
+	reg, err := s.replicator.Export()
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "cluster registry: %v", err)
+		return nil, toStatus(err)
 	}
-	for i := range clusters {
-		clusters[i] = replicatedCluster(clusters[i])
-	}
-	tokens, err := s.tokens().ListTokens(time.Now())
-	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "join tokens: %v", err)
-	}
-	pins, err := s.pins().ListPinRecords()
-	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "pins: %v", err)
-	}
-	return registryToProto(registryState{clusters: clusters, tokens: tokens, pins: pins}), nil
+	return registryToProto(reg), nil
 }
 
 // pullRegistry merges every peer's registry into this one.
@@ -189,23 +176,7 @@ func (s *Server) pullRegistry(ctx context.Context) {
 		return flotillav1.NewPeerClient(conn).ExportRegistry(ctx, &flotillav1.ExportRegistryRequest{})
 	})
 	for _, a := range answers {
-		r := registryFromProto(a.resp)
-		n := 0
-		for _, c := range r.clusters {
-			if s.mergeCluster(c) {
-				n++
-			}
-		}
-		for _, t := range r.tokens {
-			changed, err := s.tokens().MergeToken(t)
-			if err != nil {
-				s.log.Warn("replicated join token not stored", logging.KeyPeer, a.peer.Name, logging.Err(err))
-			} else if changed {
-				n++
-			}
-		}
-		n += s.mergePins(r.pins)
-		if n > 0 {
+		if n := s.replicator.Merge(a.peer.Name, registryFromProto(a.resp)); n > 0 {
 			s.log.Info("registry records pulled from a replica", logging.KeyPeer, a.peer.Name, logging.KeyCount, n)
 		}
 	}
@@ -233,7 +204,7 @@ func (s *Server) RunReplica(ctx context.Context, changes <-chan struct{}) error 
 				return nil
 			case <-changes:
 			}
-			s.Release()
+			s.cfg.Ownership.Release()
 			s.peers.retain(s.replicaAddrs())
 			if s.cfg.Reconcile != nil {
 				s.cfg.Reconcile.Trigger()
@@ -268,12 +239,12 @@ func (s *Server) gatherStatus(ctx context.Context, req *flotillav1.StatusRequest
 	if s.cfg.HA == nil {
 		return local, nil
 	}
-	owners, err := s.ownersNow()
+	owners, err := s.cfg.Ownership.Now()
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "cluster registry: %v", err)
+		return nil, fmt.Errorf("cluster registry: %w", err)
 	}
 	if fromPeer(ctx) {
-		local.Items = slices.DeleteFunc(local.Items, func(it *flotillav1.AppClusterStatus) bool { return !owners.mine(it.Cluster) })
+		local.Items = slices.DeleteFunc(local.Items, func(it *flotillav1.AppClusterStatus) bool { return !owners.Mine(it.Cluster) })
 		return local, nil
 	}
 	answers, unreachable := askPeers(ctx, s, func(ctx context.Context, conn *grpc.ClientConn) (*flotillav1.StatusResponse, error) {
@@ -287,7 +258,7 @@ func (s *Server) gatherStatus(ctx context.Context, req *flotillav1.StatusRequest
 		}
 	}
 	for _, it := range local.Items {
-		if owners.mine(it.Cluster) || slices.Contains(unreachable, owners.of(it.Cluster)) {
+		if owners.Mine(it.Cluster) || slices.Contains(unreachable, owners.Of(it.Cluster).Member.Name) {
 			add(it)
 		}
 	}
@@ -313,15 +284,15 @@ func (s *Server) gatherClusters(ctx context.Context, local *flotillav1.ListClust
 	if s.cfg.HA == nil {
 		return local, nil
 	}
-	owners, err := s.ownersNow()
+	owners, err := s.cfg.Ownership.Now()
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "cluster registry: %v", err)
+		return nil, fmt.Errorf("cluster registry: %w", err)
 	}
 	for _, it := range local.Items {
-		it.Replica = owners.of(it.Name)
+		it.Replica = owners.Of(it.Name).Member.Name
 	}
 	if fromPeer(ctx) {
-		local.Items = slices.DeleteFunc(local.Items, func(it *flotillav1.Cluster) bool { return !owners.mine(it.Name) })
+		local.Items = slices.DeleteFunc(local.Items, func(it *flotillav1.Cluster) bool { return !owners.Mine(it.Name) })
 		return local, nil
 	}
 	answers, unreachable := askPeers(ctx, s, func(ctx context.Context, conn *grpc.ClientConn) (*flotillav1.ListClustersResponse, error) {
@@ -338,7 +309,7 @@ func (s *Server) gatherClusters(ctx context.Context, local *flotillav1.ListClust
 			case old == nil:
 			case old.State == "Revoked" || it.State == "Revoked":
 				it.State, it.Connected = "Revoked", false
-			case owners.mine(it.Name) && !it.Connected:
+			case owners.Mine(it.Name) && !it.Connected:
 				continue // this replica owns it: its view wins over a stale claim
 			}
 			byName[it.Name] = it
@@ -379,23 +350,6 @@ func (s *Server) gatherHistory(ctx context.Context, req *flotillav1.HistoryReque
 	}
 	return &flotillav1.HistoryResponse{Items: items, UnreachablePeers: unreachable}, nil
 }
-
-// owners is who owns each cluster, over one reading of the registry.
-type owners struct {
-	s    *Server
-	keys []string
-}
-
-func (s *Server) ownersNow() (owners, error) {
-	keys, err := s.clusterKeys()
-	if err != nil {
-		return owners{}, err
-	}
-	return owners{s: s, keys: keys}, nil
-}
-
-func (o owners) mine(cluster string) bool { return o.s.ownerIn(cluster, o.keys).mine }
-func (o owners) of(cluster string) string { return o.s.ownerIn(cluster, o.keys).member.Name }
 
 func cmpPair(a1, a2, b1, b2 string) int {
 	if c := strings.Compare(a1, b1); c != 0 {

@@ -4,20 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
-
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/flotilla-dev/flotilla/hub/internal/apps"
 	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
 	"github.com/flotilla-dev/flotilla/hub/internal/promote"
 	"github.com/flotilla-dev/flotilla/hub/internal/source"
-	"github.com/flotilla-dev/flotilla/hub/internal/store"
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
-	"github.com/flotilla-dev/flotilla/shared/logging"
 )
 
 // gitRepos reads and writes the apps' repositories, with the hub's Git credentials.
@@ -25,17 +19,6 @@ type gitRepos interface {
 	Fetch(ctx context.Context, repoURL, rev string) (*source.Snapshot, error)
 	Push(ctx context.Context, repoURL string, c source.Commit) (string, error)
 }
-
-var _ gitRepos = (*source.Fetcher)(nil)
-
-// promoteEnvLabel is the cluster label that names a cluster's environment.
-const promoteEnvLabel = "env"
-
-// The signature of promotion commits; Promoted-By in the message names the operator.
-const (
-	promoteAuthorName  = "Flotilla"
-	promoteAuthorEmail = "flotilla@flotilla.dev"
-)
 
 // Promote copies what an app declares as promotable (the kustomize images of its overlay)
 // from the overlay of one environment to another's, once every cluster of the source
@@ -47,127 +30,58 @@ func (s *Server) Promote(ctx context.Context, req *flotillav1.PromoteRequest) (*
 	actor := callerFrom(ctx).Name
 	switch {
 	case req.App == "" || req.FromEnv == "" || req.ToEnv == "":
-		return nil, status.Error(codes.InvalidArgument, "app, source and target environments are required")
+		return nil, toStatus(invalidArgument("app, source and target environments are required"))
 	case req.FromEnv == req.ToEnv:
-		return nil, status.Errorf(codes.InvalidArgument, "source and target are both env=%s", req.FromEnv)
+		return nil, toStatus(invalidArgument("source and target are both env=%s", req.FromEnv))
 	case req.SoakMs < 0:
-		return nil, status.Error(codes.InvalidArgument, "the soak time is negative")
+		return nil, toStatus(invalidArgument("the soak time is negative"))
 	case req.Push && req.Branch != "":
-		return nil, status.Error(codes.InvalidArgument, "a branch and push to the target branch exclude each other")
-	case s.cfg.Git == nil:
-		return nil, status.Error(codes.Unimplemented, "promotion is off: this hub has no Git access")
+		return nil, toStatus(invalidArgument("a branch and push to the target branch exclude each other"))
+	case s.promoter == nil:
+		return nil, toStatus(errPromotionOff)
 	}
-	soak := time.Duration(req.SoakMs) * time.Millisecond
 	info, ok := s.appInfo(req.App)
 	if !ok {
-		return nil, status.Errorf(codes.NotFound, "app %q is not known to the hub", req.App)
+		return nil, toStatus(fmt.Errorf("app %q is %w", req.App, fleet.ErrUnknownApp))
 	}
 	srcVars, dstVars, err := s.environments(info, req.FromEnv, req.ToEnv)
 	if err != nil {
-		return nil, err
+		return nil, toStatus(err)
 	}
 	witnesses, unreachable, err := s.witnesses(ctx, req.App, srcVars)
 	if err != nil {
-		return nil, err
+		return nil, toStatus(err)
+	}
+	refuse := func(err error) {
+		s.audit(actor, "promote.refused", req.App, fmt.Sprintf("from=%s to=%s: %v", req.FromEnv, req.ToEnv, err))
 	}
 	if len(unreachable) > 0 {
 		err := fmt.Errorf("promotion refused: hub replicas %s did not answer: the clusters of env=%s they own cannot vouch unseen; try again once they answer or leave",
 			strings.Join(unreachable, ", "), req.FromEnv)
-		s.audit(actor, "promote.refused", req.App, fmt.Sprintf("from=%s to=%s: %v", req.FromEnv, req.ToEnv, err))
-		return nil, status.Error(codes.Unavailable, err.Error())
+		refuse(err)
+		return nil, toStatus(err)
 	}
-	src, err := promote.Vouch(req.FromEnv, witnesses, soak, time.Now())
+	res, err := s.promoter.Write(ctx, promote.Request{
+		App: info, From: req.FromEnv, To: req.ToEnv, Soak: time.Duration(req.SoakMs) * time.Millisecond,
+		Push: req.Push, Branch: req.Branch, By: actor,
+	}, srcVars, dstVars, witnesses)
+	if refused := (*promote.RefusedError)(nil); errors.As(err, &refused) {
+		refuse(err)
+	}
 	if err != nil {
-		s.audit(actor, "promote.refused", req.App, fmt.Sprintf("from=%s to=%s: %v", req.FromEnv, req.ToEnv, err))
-		return nil, status.Error(codes.FailedPrecondition, err.Error())
+		return nil, toStatus(err)
 	}
-	app := &apps.Application{Name: info.Name, Source: apps.Source{RepoURL: info.RepoURL, TargetRevision: info.TargetRevision, Path: info.Path}}
-	srcPath, err := overlayPath(app, req.FromEnv, srcVars)
-	if err != nil {
-		return nil, err
-	}
-	dstPath, err := overlayPath(app, req.ToEnv, dstVars)
-	if err != nil {
-		return nil, err
-	}
-	if srcPath == dstPath {
-		return nil, status.Errorf(codes.FailedPrecondition, "env=%s and env=%s both render %s: there is no overlay to promote to", req.FromEnv, req.ToEnv, srcPath)
-	}
-
-	target, err := s.cfg.Git.Fetch(ctx, info.RepoURL, info.TargetRevision)
-	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "fetch the target revision: %v", err)
-	}
-	branch := req.Branch
-	switch {
-	case req.Push:
-		name, ok := strings.CutPrefix(target.Ref, "refs/heads/")
-		if !ok {
-			return nil, status.Errorf(codes.FailedPrecondition, "the app's target revision %q is no branch to push to: promote to a new branch instead", info.TargetRevision)
-		}
-		branch = name
-	case branch == "":
-		branch = promote.BranchName(req.App, src.Revision)
-	}
-	srcSnap := target
-	if src.Revision != target.Commit {
-		if srcSnap, err = s.cfg.Git.Fetch(ctx, info.RepoURL, src.Revision); err != nil {
-			return nil, status.Errorf(codes.Unavailable, "fetch the source revision: %v", err)
-		}
-	}
-	srcData, _, err := readKustomization(srcSnap, srcPath)
-	if err != nil {
-		return nil, status.Errorf(codes.FailedPrecondition, "env=%s at %s: %v", req.FromEnv, promote.ShortRev(src.Revision), err)
-	}
-	dstData, dstFile, err := readKustomization(target, dstPath)
-	if err != nil {
-		return nil, status.Errorf(codes.FailedPrecondition, "env=%s at %s: %v", req.ToEnv, promote.ShortRev(target.Commit), err)
-	}
-	out, changes, err := promote.CopyImages(srcData, dstData)
-	if err != nil {
-		return nil, status.Errorf(codes.FailedPrecondition, "promote %s from %s to %s: %v", req.App, srcPath, dstFile, err)
-	}
-	plan := &promote.Plan{
-		App: req.App, From: req.FromEnv, To: req.ToEnv, Source: src, SourcePath: srcPath, TargetPath: dstFile,
-		Changes: changes, Soak: soak, By: actor,
-	}
-	commit, err := s.cfg.Git.Push(ctx, info.RepoURL, source.Commit{
-		Parent: target.Commit, Files: map[string][]byte{dstFile: out}, Message: plan.CommitMessage(),
-		AuthorName: promoteAuthorName, AuthorEmail: promoteAuthorEmail, Branch: branch,
-	})
-	switch {
-	case errors.Is(err, source.ErrPushRejected):
-		return nil, status.Errorf(codes.Aborted, "push the promotion: %v", err)
-	case err != nil:
-		return nil, status.Errorf(codes.Unavailable, "push the promotion: %v", err)
-	}
-
 	resp := &flotillav1.PromoteResponse{
-		SourceRevision: src.Revision, VouchedBy: src.Clusters, Commit: commit, Branch: branch, PushedToTarget: req.Push,
-		SourcePath: srcPath, TargetPath: dstFile,
+		SourceRevision: res.Source.Revision, VouchedBy: res.Source.Clusters, Commit: res.Commit, Branch: res.Branch, PushedToTarget: req.Push,
+		SourcePath: res.SourcePath, TargetPath: res.TargetPath,
 	}
 	var shown []string
-	for _, c := range changes {
+	for _, c := range res.Changes {
 		resp.Images = append(resp.Images, &flotillav1.ImageChange{Name: c.Name, From: c.From, To: c.To})
 		shown = append(shown, c.To)
 	}
 	s.audit(actor, "promote", req.App, fmt.Sprintf("from=%s to=%s revision=%s vouchedBy=%v commit=%s branch=%s images=%v",
-		req.FromEnv, req.ToEnv, src.Revision, src.Clusters, commit, branch, shown))
-	result := fmt.Sprintf("Promoted from env=%s at %s: pushed to branch %s (merge it to roll out)", req.FromEnv, promote.ShortRev(src.Revision), branch)
-	if req.Push {
-		result = fmt.Sprintf("Promoted from env=%s at %s: pushed to %s", req.FromEnv, promote.ShortRev(src.Revision), branch)
-	}
-	for _, c := range dstVars {
-		rec := store.HistoryRecord{
-			Time: time.Now(), Cluster: c.Name, App: req.App, Revision: commit,
-			Author: promoteAuthorName + " <" + promoteAuthorEmail + ">", Message: subjectLine(plan.CommitMessage()), Result: result,
-		}
-		if err := s.cfg.Store.AddHistory(rec); err != nil {
-			s.log.Warn("record history", logging.KeyCluster, c.Name, logging.KeyApp, req.App, logging.Err(err))
-		}
-	}
-	s.log.Info("promoted", logging.KeyApp, req.App, logging.KeyFrom, req.FromEnv, logging.KeyTo, req.ToEnv,
-		logging.KeyRevision, src.Revision, logging.KeyCommit, commit, logging.KeyBranch, branch)
+		req.FromEnv, req.ToEnv, res.Source.Revision, res.Source.Clusters, res.Commit, res.Branch, shown))
 	if req.Push && s.cfg.Reconcile != nil {
 		s.cfg.Reconcile.Trigger()
 	}
@@ -192,21 +106,10 @@ func (s *Server) environments(info fleet.AppInfo, from, to string) ([]apps.Clust
 	}
 	list, err := s.cfg.Store.ListClusters()
 	if err != nil {
-		return nil, nil, status.Errorf(codes.Unavailable, "list clusters: %v", err)
+		return nil, nil, fmt.Errorf("list clusters: %w", err)
 	}
-	var srcVars, dstVars []apps.ClusterVars
-	for _, c := range list {
-		if c.Revoked || !slices.Contains(targeted, c.Name) {
-			continue
-		}
-		switch c.Labels[promoteEnvLabel] {
-		case from:
-			srcVars = append(srcVars, apps.ClusterVars{Name: c.Name, Labels: c.Labels})
-		case to:
-			dstVars = append(dstVars, apps.ClusterVars{Name: c.Name, Labels: c.Labels})
-		}
-	}
-	return srcVars, dstVars, nil
+	src, dst := promote.Environments(list, targeted, from, to)
+	return src, dst, nil
 }
 
 // witnesses returns what the fleet-wide status and cluster list (those of `flotilla status`
@@ -259,40 +162,4 @@ func reportOf(it *flotillav1.AppClusterStatus) *fleet.Report {
 		r.HealthySince = time.UnixMilli(it.HealthySinceUnixMs)
 	}
 	return r
-}
-
-// overlayPath is the app's path for the clusters of env: the one they all render, or, with
-// no cluster, the path for a cluster labelled env alone.
-func overlayPath(app *apps.Application, env string, vars []apps.ClusterVars) (string, error) {
-	if len(vars) == 0 {
-		vars = []apps.ClusterVars{{Labels: map[string]string{promoteEnvLabel: env}}}
-	}
-	paths := map[string]bool{}
-	var p string
-	for _, v := range vars {
-		got, err := app.PathFor(v)
-		if err != nil {
-			return "", status.Errorf(codes.FailedPrecondition, "env=%s: %v", env, err)
-		}
-		paths[got], p = true, got
-	}
-	if len(paths) > 1 {
-		return "", status.Errorf(codes.FailedPrecondition, "the clusters of env=%s render different paths of app %q: promotion needs one overlay per environment", env, app.Name)
-	}
-	return p, nil
-}
-
-// readKustomization returns the kustomization of dir in snap, and its path.
-func readKustomization(snap *source.Snapshot, dir string) ([]byte, string, error) {
-	fsys, err := snap.FS()
-	if err != nil {
-		return nil, "", err
-	}
-	p, data, err := promote.FindKustomization(fsys, dir)
-	return data, p, err
-}
-
-func subjectLine(s string) string {
-	line, _, _ := strings.Cut(s, "\n")
-	return line
 }

@@ -85,7 +85,7 @@ func TestPromote(t *testing.T) {
 	fl := fleet.New(time.Minute)
 	fl.SetApps([]*fleet.AppInfo{{Name: "api", RepoURL: repo, TargetRevision: "main", Path: "env/{{ .labels.env }}/api",
 		Clusters: []string{"prod-1", "staging-1", "staging-2"}}})
-	s := New(Config{Fleet: fl, Store: st, Git: fetcher, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	s := New(Config{Fleet: fl, Store: st, Pins: st, Replication: st, Git: fetcher, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	report := func(cluster, health string) {
 		fl.Seen(cluster, "test", true)
 		fl.Status(cluster, fleet.Report{App: "api", Sync: "Synced", Health: health, AppliedRevision: rev, AppliedDigest: "d", HealthyRevision: rev})

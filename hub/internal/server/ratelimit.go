@@ -5,8 +5,6 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // Defaults of RateLimits.
@@ -65,8 +63,8 @@ func (s *streamLimiter) wait(ctx context.Context) error {
 	s.throttled++
 	if s.throttled > s.limits.MaxThrottled {
 		r.Cancel()
-		return status.Errorf(codes.ResourceExhausted,
-			"agent sent more than %g messages/s (burst %d) for %d messages in a row: slow down", s.limits.PerSecond, s.limits.Burst, s.throttled)
+		return toStatus(reword(errTooMuch,
+			"agent sent more than %g messages/s (burst %d) for %d messages in a row: slow down", s.limits.PerSecond, s.limits.Burst, s.throttled))
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()

@@ -4,9 +4,6 @@ import (
 	"context"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
 	"github.com/flotilla-dev/flotilla/shared/logging"
 )
@@ -20,7 +17,7 @@ func (s *Server) Renew(ctx context.Context, req *flotillav1.RenewRequest) (*flot
 	cluster := c.Name
 	cert, err := s.cfg.CA.SignAgent(req.CsrPem, cluster, s.cfg.AgentCertTTL)
 	if err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "certificate request: %v", err)
+		return nil, toStatus(invalidArgument("certificate request: %v", err))
 	}
 	if c.Expired > 0 {
 		ago := c.Expired.Round(time.Second)

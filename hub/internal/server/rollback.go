@@ -2,31 +2,18 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
+	"github.com/flotilla-dev/flotilla/hub/internal/pins"
 	"github.com/flotilla-dev/flotilla/hub/internal/store"
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
 	"github.com/flotilla-dev/flotilla/shared/logging"
 )
-
-type pinStore interface {
-	PutPin(p store.Pin) (store.Pin, error)
-	MergePin(p store.Pin) (bool, error)
-	ListPins() ([]store.Pin, error)
-	ListPinRecords() ([]store.Pin, error)
-}
-
-var _ pinStore = (*store.Store)(nil)
-
-// maxPinRevision bounds the revision of a pin: a commit, tag or branch name.
-const maxPinRevision = 255
 
 // Rollback pins an app to an earlier revision on the chosen clusters (it stays there, whatever
 // Git's target revision does, until cleared), or clears pins. Any replica takes the request:
@@ -34,62 +21,42 @@ const maxPinRevision = 255
 // the pinned revision for it. Every pin is audited, by the replica that took the request.
 func (s *Server) Rollback(ctx context.Context, req *flotillav1.RollbackRequest) (*flotillav1.RollbackResponse, error) {
 	if req.App == "" {
-		return nil, status.Error(codes.InvalidArgument, "app is required")
+		return nil, toStatus(invalidArgument("app is required"))
 	}
 	if !req.Clear && req.ToRevision == "" {
-		return nil, status.Error(codes.InvalidArgument, "--to REVISION is required (or --clear)")
+		return nil, toStatus(invalidArgument("--to REVISION is required (or --clear)"))
 	}
-	if len(req.ToRevision) > maxPinRevision {
-		return nil, status.Errorf(codes.InvalidArgument, "--to: a revision of at most %d characters", maxPinRevision)
+	if len(req.ToRevision) > pins.MaxRevision {
+		return nil, toStatus(invalidArgument("--to: a revision of at most %d characters", pins.MaxRevision))
 	}
 	if !req.Clear && req.Cluster == "" && req.Selector == "" {
-		return nil, status.Error(codes.InvalidArgument, "--cluster or --selector is required: a pin names its clusters")
+		return nil, toStatus(invalidArgument("--cluster or --selector is required: a pin names its clusters"))
 	}
 	app, known := s.app(req.App)
 	if !known {
-		return nil, status.Errorf(codes.NotFound, "app %q is not known to the hub", req.App)
+		return nil, toStatus(fmt.Errorf("app %q is %w", req.App, fleet.ErrUnknownApp))
 	}
 	targeted, err := s.targeted(app)
 	if err != nil {
-		return nil, err
+		return nil, toStatus(err)
 	}
 	inSelector, err := s.selectClusters(req.Selector)
 	if err != nil {
-		return nil, err
+		return nil, toStatus(err)
 	}
-	var clusters []string
-	for _, c := range targeted {
-		if (req.Cluster == "" || c == req.Cluster) && (inSelector == nil || inSelector[c]) {
-			clusters = append(clusters, c)
-		}
-	}
-	if req.Clear {
-		pins, err := s.pins().ListPins()
-		if err != nil {
-			return nil, status.Errorf(codes.Unavailable, "pins: %v", err)
-		}
-		clusters = clusters[:0]
-		for _, p := range pins {
-			if p.App == req.App && (req.Cluster == "" || p.Cluster == req.Cluster) && (inSelector == nil || inSelector[p.Cluster]) {
-				clusters = append(clusters, p.Cluster)
-			}
-		}
-	}
-	if len(clusters) == 0 {
-		return nil, status.Errorf(codes.NotFound, "app %q: no matching cluster (it targets %s)", req.App, strings.Join(targeted, ", "))
-	}
-	sort.Strings(clusters)
 	actor := callerFrom(ctx).Name
-	now := time.Now()
-	for _, c := range clusters {
-		p, err := s.pins().PutPin(store.Pin{App: req.App, Cluster: c, Revision: req.ToRevision, Actor: actor, Time: now, Cleared: req.Clear})
-		if err != nil {
-			return nil, status.Errorf(codes.Unavailable, "pin: %v", err)
-		}
-		s.replicatePin(p)
+	clusters, changed, err := s.pins.Apply(pins.Change{
+		App: req.App, Revision: req.ToRevision, Clear: req.Clear, Cluster: req.Cluster, InSelector: inSelector,
+		Actor: actor, Time: time.Now(),
+	}, targeted)
+	for _, p := range changed {
+		s.replicator.Pin(p)
 	}
-	if err := s.reloadPins(); err != nil {
-		return nil, status.Errorf(codes.Unavailable, "pins: %v", err)
+	if errors.Is(err, pins.ErrNoMatchingCluster) {
+		err = fmt.Errorf("app %q: %w (it targets %s)", req.App, err, strings.Join(targeted, ", "))
+	}
+	if err != nil {
+		return nil, toStatus(err)
 	}
 	if req.Clear {
 		s.audit(actor, "rollback.clear", req.App, fmt.Sprintf("clusters=%v", clusters))
@@ -131,7 +98,7 @@ func (s *Server) targeting() (func(fleet.AppInfo) []string, error) {
 	}
 	list, err := s.cfg.Store.ListClusters()
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "cluster registry: %v", err)
+		return nil, fmt.Errorf("cluster registry: %w", err)
 	}
 	return func(app fleet.AppInfo) []string {
 		var out []string
@@ -145,47 +112,21 @@ func (s *Server) targeting() (func(fleet.AppInfo) []string, error) {
 	}, nil
 }
 
-func (s *Server) pins() pinStore { return s.cfg.Store.(pinStore) }
-
-// reloadPins loads the pins in force from the store into the fleet. Loads run one at a time,
-// so that a slower one never installs an older list over a newer one.
-func (s *Server) reloadPins() error {
-	ps, ok := s.cfg.Store.(pinStore)
-	if !ok {
-		return nil
-	}
-	s.pinMu.Lock()
-	defer s.pinMu.Unlock()
-	list, err := ps.ListPins()
-	if err != nil {
-		return err
-	}
-	pins := map[string]map[string]string{}
-	for _, p := range list {
-		if pins[p.App] == nil {
-			pins[p.App] = map[string]string{}
-		}
-		pins[p.App][p.Cluster] = p.Revision
-	}
-	s.cfg.Fleet.SetPins(pins)
-	return nil
-}
-
 // RevokeCluster revokes a cluster: its agent's stream closes now and it is refused from then
 // on (the registry keeps the mark across restarts).
 func (s *Server) RevokeCluster(ctx context.Context, req *flotillav1.RevokeClusterRequest) (*flotillav1.RevokeClusterResponse, error) {
 	c, found, err := s.cfg.Store.GetCluster(req.Name)
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "cluster registry: %v", err)
+		return nil, toStatus(fmt.Errorf("cluster registry: %w", err))
 	}
 	if !found {
-		return nil, status.Errorf(codes.NotFound, "cluster %q is not registered", req.Name)
+		return nil, toStatus(fmt.Errorf("cluster %q is %w", req.Name, store.ErrNotRegistered))
 	}
 	c.Revoked = true
 	if err := s.cfg.Store.PutCluster(c); err != nil {
-		return nil, status.Errorf(codes.Unavailable, "revoke: %v", err)
+		return nil, toStatus(fmt.Errorf("revoke: %w", err))
 	}
-	s.replicateCluster(req.Name)
+	s.replicator.Cluster(req.Name)
 	s.mu.Lock()
 	if st := s.streams[req.Name]; st != nil {
 		st.cancel()

@@ -16,8 +16,12 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/flotilla-dev/flotilla/hub/internal/cluster"
 	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
 	"github.com/flotilla-dev/flotilla/hub/internal/metrics"
+	"github.com/flotilla-dev/flotilla/hub/internal/pins"
+	"github.com/flotilla-dev/flotilla/hub/internal/promote"
+	"github.com/flotilla-dev/flotilla/hub/internal/replicate"
 	"github.com/flotilla-dev/flotilla/hub/internal/store"
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
 	"github.com/flotilla-dev/flotilla/shared/logging"
@@ -51,11 +55,17 @@ type trigger interface{ Trigger() }
 
 // Config wires the server.
 type Config struct {
-	Fleet     *fleet.Fleet
-	Store     registry
-	CA        authority
-	Serving   tls.Certificate
-	Reconcile trigger
+	Fleet *fleet.Fleet
+	// Store is the cluster registry, with history and audit.
+	Store registry
+	// Pins keeps the operator rollback pins (rollback.go); nil leaves the fleet unpinned.
+	Pins pins.Store
+	// Replication is what replicas exchange beyond the registry: join tokens and merges of
+	// clusters (replicate.go). In the hub, Store, Pins and Replication are one store.Store.
+	Replication replicate.Store
+	CA          authority
+	Serving     tls.Certificate
+	Reconcile   trigger
 	// Heartbeat is how often both sides send heartbeats; a cluster silent for three is Stale.
 	Heartbeat time.Duration
 	// AgentCertTTL is the validity of issued agent certificates.
@@ -73,6 +83,9 @@ type Config struct {
 	Git gitRepos
 	// HA makes this server one of several hub replicas (redirect.go); nil for a single hub.
 	HA *HAConfig
+	// Ownership says which replica owns each cluster (built over HA.Replicas); nil for a
+	// single hub, which owns them all.
+	Ownership *cluster.Ownership
 	// AgentLimits bound the messages of each agent stream (ratelimit.go).
 	AgentLimits RateLimits
 	// Retention is what the store keeps of history, as `flotilla history` tells.
@@ -95,7 +108,9 @@ type Server struct {
 	// stopping: Serve is stopping; agent streams are closed and new ones refused.
 	stopping bool
 
-	pinMu sync.Mutex // serialises loading the pins into the fleet
+	pins       *pins.Pins      // nil without Config.Pins
+	promoter   *promote.Writer // nil without Config.Git: promotion is off
+	replicator *replicate.Replicator
 
 	peers *peerConns // connections to the other hub replicas
 }
@@ -114,13 +129,24 @@ func New(cfg Config) *Server {
 	if cfg.DefaultTokenTTL == 0 {
 		cfg.DefaultTokenTTL = time.Hour
 	}
+	if cfg.Ownership == nil {
+		cfg.Ownership = cluster.NewOwnership(nil, nil, cfg.Logger)
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger, streams: map[string]*agentStream{}, peers: newPeerConns(cfg.HA)}
 	if cfg.CA != nil {
 		s.roots = cfg.CA.Pool()
 	}
-	if err := s.reloadPins(); err != nil {
-		s.log.Warn("operator pins not loaded", logging.KeyErr, err)
+	if cfg.Git != nil {
+		s.promoter = promote.NewWriter(cfg.Git, cfg.Store, cfg.Logger)
 	}
+	if cfg.Pins != nil {
+		s.pins = pins.New(cfg.Pins, cfg.Fleet, cfg.Logger)
+		if err := s.pins.Load(); err != nil {
+			s.log.Warn("operator pins not loaded", logging.KeyErr, err)
+		}
+	}
+	s.replicator = newReplicator(s)
+	cfg.Ownership.OnRelease(s.release)
 	return s
 }
 

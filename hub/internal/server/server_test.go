@@ -77,7 +77,7 @@ func newHubUnderTest(t testing.TB, limits RateLimits) (*hubUnderTest, *Server) {
 	}
 	t.Cleanup(func() { st.Close() })
 	h := &hubUnderTest{ca: ca, store: st, fleet: fleet.New(time.Minute), lis: bufconn.Listen(256 << 10)}
-	srv := New(Config{Fleet: h.fleet, Store: st, CA: ca, Serving: serving, Heartbeat: time.Hour, HubVersion: "test",
+	srv := New(Config{Fleet: h.fleet, Store: st, Pins: st, Replication: st, CA: ca, Serving: serving, Heartbeat: time.Hour, HubVersion: "test",
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), AgentLimits: limits})
 	return h, srv
 }

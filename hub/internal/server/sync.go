@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
 	"github.com/flotilla-dev/flotilla/shared/logging"
 )
@@ -21,22 +22,22 @@ import (
 // fleet; it audits the request once, with every cluster that took it.
 func (s *Server) Sync(ctx context.Context, req *flotillav1.SyncRequest) (*flotillav1.SyncResponse, error) {
 	if req.App == "" {
-		return nil, status.Error(codes.InvalidArgument, "app is required")
+		return nil, toStatus(invalidArgument("app is required"))
 	}
 	inSelector, err := s.selectClusters(req.Selector)
 	if err != nil {
-		return nil, err
+		return nil, toStatus(err)
 	}
 	clusters, err := s.syncHere(req, inSelector)
 	if err != nil {
-		return nil, err
+		return nil, toStatus(err)
 	}
 	if fromPeer(ctx) {
 		return &flotillav1.SyncResponse{Clusters: clusters}, nil // this replica's share
 	}
 	forwarded, unreachable, err := s.syncOnPeers(ctx, req)
 	if err != nil {
-		return nil, err
+		return nil, toStatus(err)
 	}
 	clusters = append(clusters, forwarded...)
 	slices.Sort(clusters)
@@ -47,10 +48,10 @@ func (s *Server) Sync(ctx context.Context, req *flotillav1.SyncRequest) (*flotil
 			where = "cluster " + req.Cluster
 		}
 		if len(unreachable) > 0 {
-			return nil, status.Errorf(codes.Unavailable, "app %q: no rendered desired state on %s here or on the hub replicas that answered; %s did not answer",
-				req.App, where, strings.Join(unreachable, ", "))
+			return nil, toStatus(fmt.Errorf("app %q: no rendered desired state on %s here or on the hub replicas that answered; %s did not answer",
+				req.App, where, strings.Join(unreachable, ", ")))
 		}
-		return nil, status.Errorf(codes.NotFound, "app %q has no rendered desired state on %s", req.App, where)
+		return nil, toStatus(fmt.Errorf("app %q has %w on %s", req.App, fleet.ErrNoDesiredState, where))
 	}
 	s.audit(callerFrom(ctx).Name, "sync", req.App, fmt.Sprintf("clusters=%v confirmPrune=%v", clusters, req.ConfirmPrune))
 	return &flotillav1.SyncResponse{Clusters: clusters, UnreachablePeers: unreachable}, nil
@@ -59,7 +60,7 @@ func (s *Server) Sync(ctx context.Context, req *flotillav1.SyncRequest) (*flotil
 // syncHere requests the sync on the clusters this replica owns that req names, once every one
 // of them passed the revision check, and returns them.
 func (s *Server) syncHere(req *flotillav1.SyncRequest, inSelector map[string]bool) ([]string, error) {
-	mine := s.Owned()
+	mine := s.cfg.Ownership.Owned()
 	var picked []string
 	for _, cluster := range s.cfg.Fleet.ClusterNames() {
 		if (req.Cluster != "" && cluster != req.Cluster) || (inSelector != nil && !inSelector[cluster]) || !mine(cluster) {
@@ -71,7 +72,7 @@ func (s *Server) syncHere(req *flotillav1.SyncRequest, inSelector map[string]boo
 				continue
 			}
 			if !strings.HasPrefix(d.Revision, req.Revision) {
-				return nil, status.Errorf(codes.FailedPrecondition, "cluster %s: the desired revision of %s is %s, not %s", cluster, req.App, d.Revision, req.Revision)
+				return nil, fmt.Errorf("cluster %s: %w", cluster, &fleet.RevisionError{App: req.App, Desired: d.Revision, Asked: req.Revision})
 			}
 		}
 		picked = append(picked, cluster)
@@ -115,17 +116,17 @@ func (s *Server) syncOnPeers(ctx context.Context, req *flotillav1.SyncRequest) (
 	if req.Cluster != "" {
 		o, err := s.ownerOf(req.Cluster)
 		if err != nil {
-			return nil, nil, status.Errorf(codes.Unavailable, "cluster registry: %v", err)
+			return nil, nil, fmt.Errorf("cluster registry: %w", err)
 		}
-		if o.mine {
+		if o.Mine {
 			return nil, nil, nil
 		}
-		share, err := callPeer(ctx, s, o.member, call)
+		share, err := callPeer(ctx, s, o.Member, call)
 		if err != nil {
-			s.log.Warn("hub replica did not answer", logging.KeyPeer, o.member.Name, logging.KeyAddr, o.member.GRPCAddr, logging.Err(err))
-			return nil, []string{o.member.Name}, nil
+			s.log.Warn("hub replica did not answer", logging.KeyPeer, o.Member.Name, logging.KeyAddr, o.Member.GRPCAddr, logging.Err(err))
+			return nil, []string{o.Member.Name}, nil
 		}
-		answers = []peerAnswer[syncShare]{{peer: o.member, resp: share}}
+		answers = []peerAnswer[syncShare]{{peer: o.Member, resp: share}}
 	} else {
 		answers, unreachable = askPeers(ctx, s, call)
 	}

@@ -3,10 +3,19 @@ package store
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+)
+
+// Errors about a cluster of the registry, worded to end a sentence that names the cluster
+// ("cluster %q is %w").
+var (
+	ErrNotRegistered = errors.New("not registered")
+	ErrRevoked       = errors.New("revoked")
+	ErrClusterExists = errors.New("already exists")
 )
 
 // Cluster is a registered cluster.
@@ -68,6 +77,19 @@ func (s *Store) ListClusters() ([]Cluster, error) {
 		return nil, fmt.Errorf("list clusters: %w", err)
 	}
 	return out, nil
+}
+
+// ClusterNames lists the name of every registered cluster, revoked ones included.
+func (s *Store) ClusterNames() ([]string, error) {
+	list, err := s.ListClusters()
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(list))
+	for i, c := range list {
+		names[i] = c.Name
+	}
+	return names, nil
 }
 
 // DeleteCluster removes the cluster together with its status snapshots and its join tokens,
