@@ -60,6 +60,7 @@ func (s *Server) Connect(stream flotillav1.AgentService_ConnectServer) error {
 	if err != nil {
 		return err
 	}
+	s.cfg.Metrics.StreamMessage("in", "hello")
 	if hello.ProtocolVersion < version.MinProtocol {
 		return toStatus(reword(errProtocol,
 			"agent protocol %d is older than this hub supports (%d..%d): upgrade the agent", hello.ProtocolVersion, version.MinProtocol, version.Protocol))
