@@ -63,6 +63,8 @@ type envOptions struct {
 	pollInterval time.Duration
 	hubArgs      []string
 	skipAgents   bool
+	// binaries overrides the hub's ("hub") or a cluster's agent's executable.
+	binaries map[string]string
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -89,6 +91,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	}
 	e.fleet, err = localfleet.Start(ctx, localfleet.Options{
 		Dir: dir, BinDir: binDir, AppsDir: e.appsDir, PollInterval: o.pollInterval, Heartbeat: time.Second, HubArgs: o.hubArgs, SkipAgents: o.skipAgents,
+		Binaries: o.binaries,
 		Members: []localfleet.Member{
 			{Cluster: cs[0], Labels: map[string]string{"env": "staging"}},
 			{Cluster: cs[1], Labels: map[string]string{"env": "production"}},

@@ -43,6 +43,9 @@ type Options struct {
 	// SkipAgents registers the members but starts no agents (a test starts them its own way,
 	// with Token).
 	SkipAgents bool
+	// Binaries overrides BinDir's executable for one process: "hub" for the hub, a cluster's
+	// name for its agent (an older build in the version-skew test). UseBinary changes it later.
+	Binaries map[string]string
 }
 
 // Fleet is a running hub with its agents.
@@ -81,15 +84,55 @@ func Build(ctx context.Context, outDir string, race bool) error {
 	if err != nil {
 		return err
 	}
+	return build(ctx, root, outDir, race)
+}
+
+// BuildAt compiles flotilla and flotilla-agent as they were at an earlier commit of this
+// repository into outDir, stamped with version (what `flotilla clusters` shows as the agent's
+// version). The commit's tree is exported with git archive, so the clone needs its history.
+func BuildAt(ctx context.Context, commit, version, outDir string, race bool) error {
+	root, err := RepoRoot()
+	if err != nil {
+		return err
+	}
+	src, err := os.MkdirTemp("", "flotilla-at-"+commit+"-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(src)
+	archive := exec.CommandContext(ctx, "git", "-C", root, "archive", "--format=tar", commit)
+	untar := exec.CommandContext(ctx, "tar", "-x", "-C", src)
+	if untar.Stdin, err = archive.StdoutPipe(); err != nil {
+		return err
+	}
+	var stderr strings.Builder
+	archive.Stderr = &stderr
+	if err := untar.Start(); err != nil {
+		return err
+	}
+	if err := archive.Run(); err != nil {
+		return fmt.Errorf("git archive %s (the clone needs this commit: git fetch --unshallow): %w: %s", commit, err, stderr.String())
+	}
+	if err := untar.Wait(); err != nil {
+		return fmt.Errorf("unpacking %s: %w", commit, err)
+	}
+	return build(ctx, src, outDir, race,
+		"-ldflags", "-X "+versionPkg+".Version="+version+" -X "+versionPkg+".Commit="+commit)
+}
+
+const versionPkg = "github.com/flotilla-dev/flotilla/shared/version"
+
+// build compiles the two binaries of the module in dir.
+func build(ctx context.Context, dir, outDir string, race bool, flags ...string) error {
 	for bin, pkg := range map[string]string{"flotilla": "./hub/cmd/flotilla", "flotilla-agent": "./agent/cmd/flotilla-agent"} {
-		args := []string{"build", "-o", filepath.Join(outDir, bin)}
+		args := append([]string{"build", "-o", filepath.Join(outDir, bin)}, flags...)
 		if race {
 			args = append(args, "-race")
 		}
 		cmd := exec.CommandContext(ctx, "go", append(args, pkg)...)
-		cmd.Dir = root
+		cmd.Dir = dir
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
+			return fmt.Errorf("go build %s in %s: %w\n%s", pkg, dir, err, out)
 		}
 	}
 	return nil
@@ -141,7 +184,7 @@ func (f *Fleet) StartHub(ctx context.Context) error {
 	args := []string{"hub", "--data-dir", f.DataDir, "--listen", f.HubAddr, "--http-listen", f.HTTPAddr,
 		"--apps-dir", f.opts.AppsDir, "--poll-interval", f.opts.PollInterval.String(),
 		"--heartbeat", f.opts.Heartbeat.String(), "--allow-local-repos", "--log-level", "debug"}
-	hub, err := localkube.StartProcess("hub", filepath.Join(f.opts.BinDir, "flotilla"), append(args, f.opts.HubArgs...), nil, f.LogDir)
+	hub, err := localkube.StartProcess("hub", f.binary("hub", "flotilla"), append(args, f.opts.HubArgs...), nil, f.LogDir)
 	if err != nil {
 		return err
 	}
@@ -186,12 +229,28 @@ func (f *Fleet) StartAgent(c *localkube.Cluster) error {
 	f.AgentHTTP[c.Name] = "127.0.0.1:" + strconv.Itoa(ports[0])
 	args := []string{"--hub", f.HubAddr, "--join-token", f.tokens[c.Name], "--kubeconfig", c.Kubeconfig,
 		"--http-listen", f.AgentHTTP[c.Name], "--log-level", "debug"}
-	p, err := localkube.StartProcess("agent-"+c.Name, filepath.Join(f.opts.BinDir, "flotilla-agent"), args, nil, f.LogDir)
+	p, err := localkube.StartProcess("agent-"+c.Name, f.binary(c.Name, "flotilla-agent"), args, nil, f.LogDir)
 	if err != nil {
 		return err
 	}
 	f.Agents[c.Name] = p
 	return nil
+}
+
+// UseBinary makes the next start of a process ("hub" or a cluster's name) run path.
+func (f *Fleet) UseBinary(process, path string) {
+	if f.opts.Binaries == nil {
+		f.opts.Binaries = map[string]string{}
+	}
+	f.opts.Binaries[process] = path
+}
+
+// binary is the executable a process runs: its override, or name in BinDir.
+func (f *Fleet) binary(process, name string) string {
+	if path, ok := f.opts.Binaries[process]; ok {
+		return path
+	}
+	return filepath.Join(f.opts.BinDir, name)
 }
 
 // CLI runs `flotilla` with the operator config and returns its standard output.
