@@ -1,17 +1,21 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/flotilla-dev/flotilla/e2e/localfleet"
+	"github.com/flotilla-dev/flotilla/shared/testwait"
 )
 
 // TestBrokenOverlayOnOneCluster: a kustomization that breaks production's worker overlay shows
@@ -75,12 +79,9 @@ func TestBrokenOverlayOnOneCluster(t *testing.T) {
 	if it := statusOf(sel.Items, "production", "worker"); len(sel.Items) != 2 || it == nil || it.Sync != "RenderFailed" {
 		t.Errorf("status --selector env=production: %s", out)
 	}
-	wctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
-	out, _ = e.fleet.CLI(wctx, "status", "--watch", "-o", "wide")
-	cancel()
-	if !strings.Contains(string(out), "RenderFailed") || !strings.Contains(string(out), "queue.yaml") {
-		t.Errorf("status --watch -o wide shows no render failure:\n%s", out)
-	}
+	watchCLI(t, e, "status --watch -o wide shows the render failure", func(out string) bool {
+		return strings.Contains(out, "RenderFailed") && strings.Contains(out, "queue.yaml")
+	}, "status", "--watch", "-o", "wide")
 
 	// The per-app and per-cluster aggregates count it.
 	out, err = e.fleet.CLI(e.ctx, "apps", "-o", "json")
@@ -176,4 +177,40 @@ func TestBrokenOverlayOnOneCluster(t *testing.T) {
 	if n := recv.events(t, "/hook", "sync-failed", "production", "worker"); len(n) != 1 {
 		t.Errorf("sync-failed notifications after the fix %+v, want still one", n)
 	}
+}
+
+// watchCLI runs a flotilla command that keeps printing (--watch) until what it printed so far
+// satisfies shows, failing the test if it does not within a minute.
+func watchCLI(t *testing.T, e *env, what string, shows func(out string) bool, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(e.ctx)
+	defer cancel()
+	var out syncBuffer
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "flotilla"), append([]string{"--config", e.fleet.AdminConfig}, args...)...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Wait() }()
+	testwait.For(t, time.Minute, what, func(context.Context) (bool, error) {
+		return shows(out.String()), nil
+	})
+}
+
+// syncBuffer is a bytes.Buffer that a process writes while the test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
