@@ -184,14 +184,16 @@ func TestBrokenOverlayOnOneCluster(t *testing.T) {
 func watchCLI(t *testing.T, e *env, what string, shows func(out string) bool, args ...string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(e.ctx)
-	defer cancel()
 	var out syncBuffer
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "flotilla"), append([]string{"--config", e.fleet.AdminConfig}, args...)...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = cmd.Wait() }()
+	defer func() {
+		cancel() // ends the command
+		_ = cmd.Wait()
+	}()
 	testwait.For(t, time.Minute, what, func(context.Context) (bool, error) {
 		return shows(out.String()), nil
 	})
