@@ -211,10 +211,10 @@ func run(ctx context.Context, o *Options, log *slog.Logger) error {
 	log = log.With(logging.KeyCluster, id.Cluster)
 	log.Info("age recipient for EncryptedSecrets", logging.KeyAgeRecipient, recipient, logging.KeyCreated, created)
 	creds := hubclient.NewCredentials(id, identity.NewStore(client, o.Namespace, IdentitySecret), log)
-	hc := hubclient.New(hubclient.Config{Addrs: o.Hubs, TLS: creds.TLSConfig, Logger: log})
+	out := hubclient.NewOutbox() // what the controller reports, until the client sends it
 	m := metrics.New(version.Version)
 	ctrl, err := syncer.NewController(syncer.Config{
-		RESTConfig: cfg, Namespace: o.Namespace, FieldManager: o.FieldManager, Reporter: hc, Logger: log,
+		RESTConfig: cfg, Namespace: o.Namespace, FieldManager: o.FieldManager, Reporter: out, Logger: log,
 		AllowSelfManagement: o.AllowSelfManagement, AgeIdentity: ageID, Registerer: m.Registerer(),
 		SyncTimeout: o.SyncTimeout,
 	})
@@ -226,7 +226,7 @@ func run(ctx context.Context, o *Options, log *slog.Logger) error {
 	if err := ctrl.Load(ctx); err != nil {
 		return fmt.Errorf("restore state: %w", err)
 	}
-	hc.SetController(ctrl)
+	hc := hubclient.New(hubclient.Config{Addrs: o.Hubs, TLS: creds.TLSConfig, Logger: log, Controller: ctrl, Outbox: out})
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return ctrl.Run(gctx) })
 	g.Go(func() error { return hc.Run(gctx) })
@@ -239,10 +239,8 @@ func run(ctx context.Context, o *Options, log *slog.Logger) error {
 }
 
 // loadOrJoin returns the identity kept in the cluster, or enrols with the join token.
+// The agent's namespace exists (run made sure of it).
 func loadOrJoin(ctx context.Context, o *Options, client kubernetes.Interface, ageRecipient string, log *slog.Logger) (*identity.Identity, error) {
-	if err := identity.EnsureNamespace(ctx, client, o.Namespace); err != nil {
-		return nil, fmt.Errorf("namespace %s: %w", o.Namespace, err)
-	}
 	st := identity.NewStore(client, o.Namespace, IdentitySecret)
 	id, found, err := st.Load(ctx)
 	if err != nil {

@@ -90,9 +90,9 @@ func runScript(t *testing.T, script []*flotillav1.Desired) (applied, nacked []st
 			return cfg, nil
 		},
 		Heartbeat: time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Controller: recordingController{desired: make(chan *syncer.Desired, 100)},
 	})
-	ctrl := recordingController{desired: make(chan *syncer.Desired, 100)}
-	c.SetController(ctrl)
+	ctrl := c.ctrl.(recordingController)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = c.Run(ctx) }()
@@ -113,7 +113,7 @@ func runScript(t *testing.T, script []*flotillav1.Desired) (applied, nacked []st
 	}
 	// Every nack of the script was queued before "end" was handed on: one queued now arrives
 	// after them.
-	c.Nack("end", 1, "end")
+	c.out.Nack("end", 1, "end")
 	for {
 		var m *flotillav1.AgentMessage
 		select {

@@ -39,14 +39,15 @@ const maxBundleSize = 30 << 20
 // coalesced per app and need no bound beyond the number of apps.
 const maxQueued = 1024
 
-type controller interface {
+// Controller is what the client feeds with the hub's messages: the syncer's Controller.
+type Controller interface {
 	Held() []syncer.Held
 	SetDesired(d *syncer.Desired)
 	Remove(app string, generation uint64)
 	ReportAll()
 }
 
-var _ controller = (*syncer.Controller)(nil)
+var _ Controller = (*syncer.Controller)(nil)
 
 // Config wires the client.
 type Config struct {
@@ -57,20 +58,22 @@ type Config struct {
 	TLS       func(serverName string) (*tls.Config, error)
 	Heartbeat time.Duration
 	Logger    *slog.Logger
+	// Controller receives the desired states and removals; Run refuses to start without it.
+	Controller Controller
+	// Outbox is what the client sends (the controller's Reporter); New makes one when nil.
+	Outbox *Outbox
 }
 
-// Client is the agent's link to the hub. It implements syncer.Reporter.
+// Client is the agent's link to the hub: it feeds the Controller and sends the Outbox.
 type Client struct {
 	cfg  Config
 	log  *slog.Logger
-	ctrl controller
+	ctrl Controller
 
-	mu       sync.Mutex
-	queue    []*flotillav1.AgentMessage          // ACKs and NACKs, in order
-	statuses map[string]*flotillav1.AgentMessage // latest status per app
-	order    []string                            // apps in the order their status changed
-	wake     chan struct{}
-	partial  map[string]*assembly // bundles arriving in chunks, per app
+	out *Outbox
+
+	mu      sync.Mutex
+	partial map[string]*assembly // bundles arriving in chunks, per app
 	// assembled is, per app, the newest generation assembled or failed on this stream: its
 	// chunks sent again are ignored.
 	assembled map[string]uint64
@@ -81,9 +84,7 @@ type Client struct {
 	backOff func(time.Duration) <-chan time.Time
 }
 
-var _ syncer.Reporter = (*Client)(nil)
-
-// New returns a client; SetController must be called before Run.
+// New returns a client.
 func New(cfg Config) *Client {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -91,15 +92,15 @@ func New(cfg Config) *Client {
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = 10 * time.Second
 	}
+	if cfg.Outbox == nil {
+		cfg.Outbox = NewOutbox()
+	}
 	return &Client{
-		cfg: cfg, log: cfg.Logger, statuses: map[string]*flotillav1.AgentMessage{},
-		wake: make(chan struct{}, 1), partial: map[string]*assembly{}, assembled: map[string]uint64{},
+		cfg: cfg, log: cfg.Logger, ctrl: cfg.Controller, out: cfg.Outbox,
+		partial: map[string]*assembly{}, assembled: map[string]uint64{},
 		route: newRoute(cfg.Addrs), backOff: time.After,
 	}
 }
-
-// SetController attaches the syncer the client feeds.
-func (c *Client) SetController(ctrl controller) { c.ctrl = ctrl }
 
 // Run keeps a stream to the hub open until ctx ends, reconnecting with jittered exponential
 // backoff (0.5s doubling to 30s, reset after a stream that lasted a minute, or was welcomed
@@ -214,7 +215,7 @@ func (c *Client) receive(ctx context.Context, stream flotillav1.AgentService_Con
 			d, err := c.assemble(m.Desired)
 			if err != nil {
 				c.log.Warn("bundle rejected", logging.KeyApp, m.Desired.App, logging.KeyGeneration, m.Desired.Generation, logging.Err(err))
-				c.Nack(m.Desired.App, m.Desired.Generation, err.Error())
+				c.out.Nack(m.Desired.App, m.Desired.Generation, err.Error())
 				continue
 			}
 			if d != nil {
@@ -241,19 +242,19 @@ func (c *Client) sendLoop(ctx context.Context, stream flotillav1.AgentService_Co
 	defer t.Stop()
 	for {
 		for {
-			msg := c.next()
+			msg := c.out.next()
 			if msg == nil {
 				break
 			}
 			if err := stream.Send(msg); err != nil {
-				c.requeue(msg)
+				c.out.requeue(msg)
 				return err
 			}
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-c.wake:
+		case <-c.out.wake:
 		case <-t.C:
 			if err := stream.Send(&flotillav1.AgentMessage{Msg: &flotillav1.AgentMessage_Heartbeat{
 				Heartbeat: &flotillav1.Heartbeat{SentUnixMs: time.Now().UnixMilli()},
@@ -262,82 +263,6 @@ func (c *Client) sendLoop(ctx context.Context, stream flotillav1.AgentService_Co
 			}
 		}
 	}
-}
-
-func (c *Client) next() *flotillav1.AgentMessage {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.queue) > 0 {
-		m := c.queue[0]
-		c.queue = c.queue[1:]
-		return m
-	}
-	for len(c.order) > 0 {
-		app := c.order[0]
-		c.order = c.order[1:]
-		if m, ok := c.statuses[app]; ok {
-			delete(c.statuses, app)
-			return m
-		}
-	}
-	return nil
-}
-
-// requeue puts back a message whose send failed, to go out on the next stream.
-func (c *Client) requeue(m *flotillav1.AgentMessage) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if s := m.GetStatus(); s != nil {
-		if _, newer := c.statuses[s.App]; !newer {
-			c.statuses[s.App] = m
-			c.order = append([]string{s.App}, c.order...)
-		}
-		return
-	}
-	c.queue = append([]*flotillav1.AgentMessage{m}, c.queue...)
-}
-
-func (c *Client) enqueue(m *flotillav1.AgentMessage) {
-	c.mu.Lock()
-	if len(c.queue) >= maxQueued {
-		c.queue = c.queue[1:] // the hub re-learns applied state from Hello and statuses
-	}
-	c.queue = append(c.queue, m)
-	c.mu.Unlock()
-	c.signal()
-}
-
-func (c *Client) signal() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
-}
-
-// Ack reports that a generation was applied.
-func (c *Client) Ack(app string, generation uint64, revision, digest string) {
-	c.enqueue(&flotillav1.AgentMessage{Msg: &flotillav1.AgentMessage_Ack{Ack: &flotillav1.Ack{
-		App: app, Generation: generation, Revision: revision, Digest: digest,
-	}}})
-}
-
-// Nack reports that a generation failed; reason is already scrubbed by the caller.
-func (c *Client) Nack(app string, generation uint64, reason string) {
-	c.enqueue(&flotillav1.AgentMessage{Msg: &flotillav1.AgentMessage_Nack{Nack: &flotillav1.Nack{
-		App: app, Generation: generation, Error: reason,
-	}}})
-}
-
-// Status queues an app's status; an older queued status of the same app is replaced.
-func (c *Client) Status(s syncer.AppStatus) {
-	m := &flotillav1.AgentMessage{Msg: &flotillav1.AgentMessage_Status{Status: statusToProto(s)}}
-	c.mu.Lock()
-	if _, queued := c.statuses[s.App]; !queued {
-		c.order = append(c.order, s.App)
-	}
-	c.statuses[s.App] = m
-	c.mu.Unlock()
-	c.signal()
 }
 
 func statusToProto(s syncer.AppStatus) *flotillav1.AppStatus {

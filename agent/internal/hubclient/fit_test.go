@@ -65,7 +65,7 @@ func TestFitStatus(t *testing.T) {
 // the hub receives it, cut to the budget, and the stream stays up.
 func TestHugeStatusReachesHub(t *testing.T) {
 	_, _, _, c, got := runScript(t, nil)
-	c.Status(hugeStatus(40000, 2000))
+	c.out.Status(hugeStatus(40000, 2000))
 	timeout := time.After(30 * time.Second)
 	status := false
 	for {
@@ -76,7 +76,7 @@ func TestHugeStatusReachesHub(t *testing.T) {
 				if !strings.Contains(st.Message, "not shown (status size limit)") {
 					t.Errorf("status message %q does not say what was left out", st.Message)
 				}
-				c.Nack("after", 1, "after") // the stream is still up: this arrives too
+				c.out.Nack("after", 1, "after") // the stream is still up: this arrives too
 			}
 			if n := m.GetNack(); n != nil && n.App == "after" {
 				return

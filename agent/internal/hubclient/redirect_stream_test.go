@@ -136,8 +136,8 @@ func TestClientFollowsRedirectAtOnce(t *testing.T) {
 			return cfg, nil
 		},
 		Heartbeat: time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Controller: nopController{},
 	})
-	c.SetController(nopController{})
 	c.backOff = func(d time.Duration) <-chan time.Time {
 		backOffs.Add(1)
 		return time.After(d)
