@@ -261,7 +261,9 @@ func start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if err != nil {
 		return c, err
 	}
-	if err := c.waitReady(ctx, client, 90*time.Second); err != nil {
+	// A bound, not a speed check: on a loaded 2-core machine (parallel packages each starting
+	// control planes) kube-apiserver has taken over 90 s to become ready.
+	if err := c.waitReady(ctx, client, 3*time.Minute); err != nil {
 		return c, err
 	}
 	c.Kubeconfig = file("kubeconfig")
