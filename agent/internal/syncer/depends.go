@@ -103,6 +103,9 @@ func (c *Controller) awaitDependencies(ctx context.Context, a *app, d *Desired, 
 		waiting = waitingFor(d.DependsOn, c.dependencyStates(d.DependsOn))
 	}
 	a.deps.waiting, a.deps.generation = waiting, d.Generation
+	if waiting == "" {
+		a.deps.held = nil // needed only while waiting
+	}
 	c.mu.Unlock()
 	if waiting == "" {
 		return false
