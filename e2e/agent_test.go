@@ -802,6 +802,8 @@ type appSpec struct {
 	health string
 	// preserve sets spec.syncPolicy.preserveResourcesOnDeletion.
 	preserve bool
+	// dependsOn lists the apps of spec.dependsOn.
+	dependsOn []string
 }
 
 // pathMarker makes each rewrite of a templated path textually new (spaces inside the
@@ -849,7 +851,15 @@ spec:
   syncPolicy:
 %s    syncOptions: [CreateNamespace=true]
     retry: {limit: 3, backoff: {duration: 2s, factor: 2, maxDuration: 30s}}
-%s%s`, s.name, repoURL, path, dest, ns, automated, s.policy(), s.healthPolicy())
+%s%s%s`, s.name, repoURL, path, dest, ns, automated, s.policy(), s.healthPolicy(), s.dependencies())
+}
+
+// dependencies is the spec.dependsOn line, or nothing.
+func (s appSpec) dependencies() string {
+	if len(s.dependsOn) == 0 {
+		return ""
+	}
+	return "  dependsOn: [{app: " + strings.Join(s.dependsOn, "}, {app: ") + "}]\n"
 }
 
 // healthPolicy is the spec.health line, or nothing.

@@ -65,6 +65,9 @@ func TestAssess(t *testing.T) {
 		{"pod-imagepull.yaml", Degraded, `container main: ImagePullBackOff: Back-off pulling image "registry.example/app:missing"`},
 		{"pod-failed.yaml", Degraded, "container main exited with code 2 (Error)"},
 		{"pod-evicted.yaml", Degraded, "Evicted: The node was low on resource: memory."},
+		// Argo CD: Running, not Ready, restartPolicy Always, a container restarted after failing.
+		{"pod-restarting.yaml", Degraded, "container main restarted 3 times, last exited with code 1 (Error)"},
+		{"pod-restarted-ready.yaml", Progressing, "1/2 containers ready"},
 
 		{"job-running.yaml", Progressing, "running: 1 active, 0 succeeded, 0 failed"},
 		{"job-complete.yaml", Healthy, "completed: 1 succeeded"},
@@ -80,9 +83,12 @@ func TestAssess(t *testing.T) {
 		{"service-clusterip.yaml", Healthy, "ClusterIP service"},
 		{"service-lb-ready.yaml", Healthy, "load balancer at 203.0.113.7"},
 		{"service-lb-pending.yaml", Progressing, "waiting for a load balancer address"},
+		// Argo CD: any entry in status.loadBalancer.ingress, with an address or not.
+		{"service-lb-no-address.yaml", Healthy, "load balancer ingress published"},
 
 		{"ingress-healthy.yaml", Healthy, "lb.example.net"},
 		{"ingress-progressing.yaml", Progressing, "waiting for the ingress controller"},
+		{"ingress-no-address.yaml", Healthy, "load balancer ingress published"},
 
 		{"pvc-bound.yaml", Healthy, "bound to volume pv-0042"},
 		{"pvc-pending.yaml", Progressing, "not bound: Pending"},
@@ -95,6 +101,13 @@ func TestAssess(t *testing.T) {
 		{"hpa-v1-healthy.yaml", Healthy, "ValidMetricFound"},
 		{"hpa-v1-progressing.yaml", Progressing, "waiting for the autoscaler"},
 		{"hpa-v1-degraded.yaml", Degraded, "FailedUpdateScale"},
+		// Argo CD: AbleToScale or ScalingLimited True is Healthy, unless a condition says Degraded.
+		{"hpa-v2-able-only.yaml", Healthy, "ReadyForNewScale: recommended size matches current size"},
+		{"hpa-v1-limited-only.yaml", Healthy, "TooManyReplicas"},
+		{"hpa-v2-starting.yaml", Degraded, "FailedGetScale"},
+		{"hpa-v1-empty-conditions.yaml", Progressing, "waiting for the autoscaler"},
+		// Flotilla's own: Argo CD says Healthy.
+		{"hpa-v2-scaling-disabled.yaml", Suspended, "ScalingDisabled"},
 
 		{"apiservice-healthy.yaml", Healthy, "all checks passed"},
 		{"apiservice-progressing.yaml", Progressing, "MissingEndpoints"},

@@ -106,23 +106,33 @@ func nestedString(obj *unstructured.Unstructured, fields ...string) string {
 	return v
 }
 
-// lbAddresses lists the addresses in status.loadBalancer.ingress (Service and Ingress).
-func lbAddresses(obj *unstructured.Unstructured) []string {
+// lbIngress returns how many entries status.loadBalancer.ingress has (Service and Ingress),
+// and the addresses among them.
+func lbIngress(obj *unstructured.Unstructured) (entries int, addrs []string) {
 	list, _, _ := unstructured.NestedSlice(obj.Object, "status", "loadBalancer", "ingress")
-	var out []string
 	for _, item := range list {
 		m, _ := item.(map[string]any)
 		for _, k := range []string{"ip", "hostname"} {
 			if s, _ := m[k].(string); s != "" {
-				out = append(out, s)
+				addrs = append(addrs, s)
 				break
 			}
 		}
 	}
-	return out
+	return len(list), addrs
 }
 
-// service: a LoadBalancer is Progressing until it has an address; other types are Healthy.
+// published describes a load balancer that published entries, with or without addresses.
+func published(prefix string, addrs []string) string {
+	if len(addrs) == 0 {
+		return "load balancer ingress published (no address)"
+	}
+	return prefix + strings.Join(addrs, ", ")
+}
+
+// service: a LoadBalancer is Healthy once its status.loadBalancer.ingress has an entry, with an
+// address or not (an entry may carry only ports or ipMode), as in Argo CD; Progressing before.
+// Other types are Healthy.
 func service(obj *unstructured.Unstructured) (Status, string) {
 	typ := nestedString(obj, "spec", "type")
 	if typ != "LoadBalancer" {
@@ -131,16 +141,17 @@ func service(obj *unstructured.Unstructured) (Status, string) {
 		}
 		return Healthy, typ + " service"
 	}
-	if addrs := lbAddresses(obj); len(addrs) > 0 {
-		return Healthy, "load balancer at " + strings.Join(addrs, ", ")
+	if n, addrs := lbIngress(obj); n > 0 {
+		return Healthy, published("load balancer at ", addrs)
 	}
 	return Progressing, "waiting for a load balancer address"
 }
 
-// ingress is Healthy once its controller published an address, as in Argo CD.
+// ingress is Healthy once its controller published an entry in status.loadBalancer.ingress, as
+// in Argo CD.
 func ingress(obj *unstructured.Unstructured) (Status, string) {
-	if addrs := lbAddresses(obj); len(addrs) > 0 {
-		return Healthy, "address " + strings.Join(addrs, ", ")
+	if n, addrs := lbIngress(obj); n > 0 {
+		return Healthy, published("address ", addrs)
 	}
 	return Progressing, "waiting for the ingress controller to publish an address"
 }
@@ -162,10 +173,19 @@ func pvc(obj *unstructured.Unstructured) (Status, string) {
 // hpaConditionsAnnotation carries the conditions of an autoscaling/v1 HorizontalPodAutoscaler.
 const hpaConditionsAnnotation = "autoscaling.alpha.kubernetes.io/conditions"
 
-// hpa reads the autoscaler's conditions (status.conditions in autoscaling/v2, an annotation in
-// autoscaling/v1). It cannot reach or scale its target: Degraded. Its metrics are invalid:
-// Degraded; unavailable: Healthy with the reason in the message (the workload's own health
-// decides). Scaling is disabled (target at zero replicas): Suspended.
+// hpa reads the autoscaler's conditions (status.conditions in autoscaling/v2, the
+// autoscaling.alpha.kubernetes.io/conditions annotation in autoscaling/v1) as Argo CD does:
+//
+//   - Degraded when it cannot reach or scale its target (AbleToScale False: FailedGetScale,
+//     FailedUpdateScale) or its selector or metric source is invalid (ScalingActive False with
+//     an Invalid* reason; Argo CD names InvalidSelector);
+//   - else Healthy when AbleToScale or ScalingLimited is True;
+//   - else, or without conditions, Progressing.
+//
+// Two deliberate differences, documented in the README: metrics that cannot be read
+// (ScalingActive False, FailedGet*Metric or FailedComputeMetricsReplicas) are Healthy with the
+// reason in the message, where Argo CD says Degraded; scaling disabled (ScalingDisabled: the
+// target is at zero replicas) is Suspended, where Argo CD says Healthy.
 func hpa(obj *unstructured.Unstructured) (Status, string) {
 	conds := conditions(obj)
 	if len(conds) == 0 {
@@ -192,18 +212,22 @@ func hpa(obj *unstructured.Unstructured) (Status, string) {
 		default:
 			// FailedGet*Metric, FailedComputeMetricsReplicas: the metrics pipeline (for example
 			// metrics-server) does not answer. The autoscaler keeps the current replicas, and the
-			// workload's health is its own; making this Progressing would hold every revision
-			// unhealthy, and roll it back, on clusters without metrics.
+			// workload's health is its own; making this Degraded (Argo CD) or Progressing would
+			// hold every revision unhealthy, and roll it back, on clusters without metrics.
 			return Healthy, "autoscaling inactive: " + explain(active.Reason, active.Message)
 		}
 	}
-	if !hasAble || !hasActive || able.Status != "True" || active.Status != "True" {
-		return Progressing, "waiting for the autoscaler"
-	}
-	if limited, ok := findCondition(conds, "ScalingLimited"); ok && limited.Status == "True" {
+	limited, hasLimited := findCondition(conds, "ScalingLimited")
+	switch {
+	case hasLimited && limited.Status == "True":
 		return Healthy, explain(limited.Reason, limited.Message)
+	case !hasAble || able.Status != "True":
+		return Progressing, "waiting for the autoscaler"
+	case hasActive && active.Status == "True":
+		return Healthy, explain(active.Reason, active.Message)
+	default:
+		return Healthy, explain(able.Reason, able.Message)
 	}
-	return Healthy, explain(active.Reason, active.Message)
 }
 
 // apiService reads the aggregator's Available condition. A Service that does not exist or does

@@ -41,8 +41,9 @@ func failingWaitReason(reason string) bool {
 }
 
 // pod: a container crash-looping or unable to pull its image is Degraded whatever the phase.
-// A pod that restarts its containers (restartPolicy Always) is Healthy when Ready; one that
-// runs to completion (OnFailure, Never) is Progressing while it runs, Healthy when it
+// A pod that restarts its containers (restartPolicy Always) is Healthy when Ready, Degraded when
+// not Ready with a container restarted after failing (Argo CD's verdict), else Progressing; one
+// that runs to completion (OnFailure, Never) is Progressing while it runs, Healthy when it
 // succeeded, Degraded when it failed.
 func pod(obj *unstructured.Unstructured) (Status, string) {
 	for _, field := range []string{"initContainerStatuses", "containerStatuses"} {
@@ -81,6 +82,9 @@ func pod(obj *unstructured.Unstructured) (Status, string) {
 		if c, ok := findCondition(conds, "Ready"); ok && c.Status == "True" {
 			return Healthy, "running and Ready"
 		}
+		if msg := restartedAfterError(obj); msg != "" {
+			return Degraded, msg
+		}
 		ready, total, restarts := containerCounts(obj)
 		msg := fmt.Sprintf("running, %d/%d containers ready", ready, total)
 		if restarts > 0 {
@@ -114,6 +118,32 @@ func containerCounts(obj *unstructured.Unstructured) (ready, total int, restarts
 		}
 	}
 	return ready, total, restarts
+}
+
+// restartedAfterError describes the first container that is not ready and whose last run
+// ended with an error (lastState.terminated with a non-zero exit code): a container that keeps
+// failing between its CrashLoopBackOff waits, which Argo CD calls Degraded.
+func restartedAfterError(obj *unstructured.Unstructured) string {
+	list, _, _ := unstructured.NestedSlice(obj.Object, "status", "containerStatuses")
+	for _, item := range list {
+		cs, _ := item.(map[string]any)
+		if ready, _ := cs["ready"].(bool); ready {
+			continue
+		}
+		last, _, _ := unstructured.NestedMap(cs, "lastState", "terminated")
+		code, _ := last["exitCode"].(int64)
+		if code == 0 {
+			continue
+		}
+		name, _ := cs["name"].(string)
+		restarts, _ := cs["restartCount"].(int64)
+		msg := fmt.Sprintf("container %s restarted %d times, last exited with code %d", name, restarts, code)
+		if reason, _ := last["reason"].(string); reason != "" {
+			msg += " (" + reason + ")"
+		}
+		return msg
+	}
+	return ""
 }
 
 // terminatedWithError describes the first container that exited with a non-zero code.

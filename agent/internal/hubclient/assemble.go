@@ -160,6 +160,7 @@ func desiredFromProto(h *flotillav1.Desired, objs []*unstructured.Unstructured, 
 	d := &syncer.Desired{
 		App: h.App, Generation: h.Generation, Revision: h.Revision, Digest: h.Digest, Namespace: h.Namespace,
 		Objects: objs, Bundle: data, SyncRequested: h.SyncRequested, PruneConfirmed: h.PruneConfirmed,
+		DependsOn: h.DependsOn,
 	}
 	if p := h.SyncPolicy; p != nil {
 		d.Policy = syncer.SyncPolicy{

@@ -65,3 +65,10 @@ func TestDesiredFromProtoSyncPolicy(t *testing.T) {
 		t.Errorf("sync policy %+v, want automated, prune, preserve and force", p)
 	}
 }
+
+func TestDesiredFromProtoDependsOn(t *testing.T) {
+	d := desiredFromProto(&flotillav1.Desired{App: "shop", DependsOn: []string{"cert-manager", "db"}}, nil, nil)
+	if !reflect.DeepEqual(d.DependsOn, []string{"cert-manager", "db"}) {
+		t.Errorf("dependsOn %v, want [cert-manager db]", d.DependsOn)
+	}
+}

@@ -32,6 +32,7 @@ type app struct {
 	drift    driftState
 	rb       rollbackState // rollback.go
 	unsaved  unsavedState  // save.go
+	deps     depsState     // depends.go
 	reported *AppStatus    // the last status published
 }
 

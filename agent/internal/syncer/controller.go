@@ -377,9 +377,11 @@ func (c *Controller) reconcile(ctx context.Context, name string) {
 	}
 	skip := (!d.Policy.Automated && !d.SyncRequested) || a.sync.gaveUp == d.Generation
 	c.mu.Unlock()
-	if skip {
+	switch {
+	case skip:
 		c.checkDrift(ctx, a, d, applied)
-	} else {
+	case c.awaitDependencies(ctx, a, d, applied): // depends.go
+	default:
 		c.sync(ctx, a, d, applied)
 	}
 }

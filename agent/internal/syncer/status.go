@@ -202,7 +202,8 @@ func (c *Controller) publish(a *app, force bool) {
 	c.mu.Lock()
 	if c.apps[a.name] != a {
 		c.mu.Unlock()
-		return // removed
+		c.wakeDependents(a.name) // removed: apps waiting for it are told so
+		return
 	}
 	s := c.statusOf(a)
 	if !force && a.reported != nil && reflect.DeepEqual(*a.reported, s) {
@@ -212,6 +213,7 @@ func (c *Controller) publish(a *app, force bool) {
 	a.reported = &s
 	c.mu.Unlock()
 	c.cfg.Reporter.Status(s)
+	c.wakeDependents(a.name) // depends.go: apps waiting for it judge it again
 }
 
 // statusOf builds the app's status. Caller holds Controller.mu.
@@ -255,6 +257,9 @@ func (c *Controller) statusOf(a *app) AppStatus {
 		s.Sync = SyncSynced
 	default:
 		s.Sync = SyncOutOfSync
+	}
+	if w := a.deps.waitingFor(d); w != "" && (st == nil || st.Digest != d.Digest) {
+		msgs = append(msgs, w) // depends.go
 	}
 	if d != nil {
 		s.Generation = d.Generation

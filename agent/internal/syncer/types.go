@@ -33,6 +33,9 @@ type Desired struct {
 	// PruneConfirmed: an operator confirmed the deletions a prune would otherwise hold (a large
 	// share of the inventory, Namespaces, PersistentVolumeClaims, CustomResourceDefinitions).
 	PruneConfirmed bool
+	// DependsOn names the apps that must be Synced and Healthy on this cluster before a new
+	// revision of this one is applied (depends.go).
+	DependsOn []string
 
 	// decryptErr is set when an EncryptedSecret of Objects could not be decrypted
 	// (encrypted.go): Apply fails with it.

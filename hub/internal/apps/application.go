@@ -38,6 +38,9 @@ type Application struct {
 	Access AccessPolicy
 	// Secrets is spec.secrets: whether plain Secret manifests warn (default) or fail the render.
 	Secrets SecretsMode
+	// DependsOn is spec.dependsOn: the apps that must be Synced and Healthy on a cluster before
+	// a new revision of this one is applied there (depends.go).
+	DependsOn []string
 	// Warnings report accepted manifests fields that Flotilla does not honour (mostly Argo CD
 	// fields); they are never silently ignored.
 	Warnings []string

@@ -29,6 +29,9 @@ type argoDoc struct {
 		// Policy is Flotilla's spec.policy, also read on Argo CD Applications (not an Argo CD
 		// field: Flotilla has no AppProjects, its policy lives on the Application).
 		Policy json.RawMessage `json:"policy"`
+		// DependsOn is Flotilla's spec.dependsOn, also read on Argo CD Applications (Argo CD
+		// orders apps with sync waves of an app of apps; Flotilla has no such parent app).
+		DependsOn []dependsOnDoc `json:"dependsOn"`
 	} `json:"spec"`
 }
 
@@ -41,6 +44,7 @@ var argoKnown = known{
 	"spec": {
 		"project":     nil,
 		"policy":      nil, // decoded strictly on its own
+		"dependsOn":   nil, // each entry's app is checked
 		"source":      {"repoURL": nil, "targetRevision": nil, "path": nil},
 		"destination": {"server": nil, "name": nil, "namespace": nil},
 		"syncPolicy": {
@@ -110,6 +114,9 @@ func parseArgoCD(file string, doc []byte, h header, errAt errorf) (*Application,
 	access, accessErrs := accessPolicy(pd, a.Destination.Namespace, errAt)
 	a.Access = access
 	errs = append(errs, accessErrs...)
+	deps, depErrs := dependsOn(d.Spec.DependsOn, errAt)
+	a.DependsOn = deps
+	errs = append(errs, depErrs...)
 	errs = append(errs, validate(a, errAt)...)
 	if len(errs) > 0 {
 		return nil, errs

@@ -34,8 +34,9 @@ type flotillaDoc struct {
 			Rollback         string          `json:"rollback,omitempty"`
 			CustomRules      []healthRuleDoc `json:"customRules,omitempty"`
 		} `json:"health,omitempty"`
-		Policy  *policyDoc `json:"policy,omitempty"`
-		Secrets string     `json:"secrets,omitempty"`
+		Policy    *policyDoc     `json:"policy,omitempty"`
+		Secrets   string         `json:"secrets,omitempty"`
+		DependsOn []dependsOnDoc `json:"dependsOn,omitempty"`
 	} `json:"spec"`
 }
 
@@ -118,6 +119,9 @@ func parseFlotilla(file string, doc []byte, h header, errAt errorf) (*Applicatio
 	if a.Secrets, err = parseSecretsMode(d.Spec.Secrets, errAt); err != nil {
 		errs = append(errs, err)
 	}
+	deps, depErrs := dependsOn(d.Spec.DependsOn, errAt)
+	a.DependsOn = deps
+	errs = append(errs, depErrs...)
 	errs = append(errs, validate(a, errAt)...)
 	if len(errs) > 0 {
 		return nil, errs

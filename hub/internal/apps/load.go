@@ -14,7 +14,8 @@ import (
 // order, skipping directories whose names start with a dot. Applications are named after
 // their file, joined to dir. One bad file or document never hides the good ones; an
 // application name defined more than once is an error naming every file, and none of its
-// definitions is returned.
+// definitions is returned; nor is an application that depends on one no manifest defines, or
+// that is part of a dependsOn cycle (depends.go).
 func LoadDir(dir string) ([]*Application, []error) {
 	return load(os.DirFS(dir), ".", func(p string) string { return filepath.Join(dir, filepath.FromSlash(p)) })
 }
@@ -62,7 +63,9 @@ func load(fsys fs.FS, root string, display func(string) string) ([]*Application,
 		errs = append(errs, fmt.Errorf("read %s: %w", display(root), walkErr))
 	}
 	apps, dupErrs := dropDuplicates(all)
-	return apps, append(errs, dupErrs...)
+	errs = append(errs, dupErrs...)
+	apps, depErrs := checkDependencies(apps, errs)
+	return apps, append(errs, depErrs...)
 }
 
 // dropDuplicates removes every application whose name is defined more than once, with an

@@ -7,6 +7,7 @@ package fleet
 
 import (
 	"reflect"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -34,6 +35,8 @@ type Desired struct {
 	PruneConfirmed bool
 	// Pinned: Revision is an operator's pin (flotilla rollback --to), not Git's target.
 	Pinned bool
+	// DependsOn is the app's spec.dependsOn, judged by the agent on its cluster.
+	DependsOn []string
 }
 
 // Digest is the bundle's digest.
@@ -44,7 +47,8 @@ func (d *Desired) Digest() string { return d.Bundle.Digest }
 // agents (a thousand clusters are not re-sent an identical bundle for a commit elsewhere).
 func (d *Desired) same(o *Desired) bool {
 	return d.Bundle.Digest == o.Bundle.Digest && d.Namespace == o.Namespace && d.Pinned == o.Pinned &&
-		d.Policy == o.Policy && reflect.DeepEqual(d.Health, o.Health) && reflect.DeepEqual(d.Access, o.Access)
+		d.Policy == o.Policy && reflect.DeepEqual(d.Health, o.Health) && reflect.DeepEqual(d.Access, o.Access) &&
+		slices.Equal(d.DependsOn, o.DependsOn)
 }
 
 // Held is what an agent says it holds for an app.

@@ -48,6 +48,16 @@ func TestSetDesiredMovesGenerationOnlyOnChange(t *testing.T) {
 	if got := f.Snapshot("c1")["api"].Generation; got != 3 {
 		t.Fatalf("generation after a policy change = %d, want 3", got)
 	}
+	dependent := Desired{Cluster: "c1", App: "api", Revision: "r2", Bundle: b2, Policy: apps.SyncPolicy{Automated: true}, DependsOn: []string{"db"}}
+	f.SetDesired(dependent)
+	if got := f.Snapshot("c1")["api"].Generation; got != 4 {
+		t.Fatalf("generation after a dependsOn change = %d, want 4", got)
+	}
+	dependent.DependsOn = []string{"db"} // equal, not the same slice
+	f.SetDesired(dependent)
+	if got := f.Snapshot("c1")["api"].Generation; got != 4 {
+		t.Fatalf("an unchanged dependsOn moved the generation to %d", got)
+	}
 }
 
 func TestAlignAfterHubRestart(t *testing.T) {

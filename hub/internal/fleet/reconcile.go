@@ -261,7 +261,7 @@ func (r *Reconciler) renderFor(ctx context.Context, app *apps.Application, c Clu
 	r.fleet.SetDesired(Desired{
 		Cluster: c.Name, App: app.Name, Revision: snap.Commit, Bundle: b,
 		Namespace: app.Destination.Namespace, Policy: app.SyncPolicy, Health: app.Health, Access: app.Access,
-		CommitTime: snap.Time, Author: snap.Author, Message: snap.Message, Pinned: pinned,
+		CommitTime: snap.Time, Author: snap.Author, Message: snap.Message, Pinned: pinned, DependsOn: app.DependsOn,
 	})
 	return warnings, nil
 }

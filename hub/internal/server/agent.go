@@ -204,6 +204,7 @@ func (s *Server) sendDesired(stream flotillav1.AgentService_ConnectServer, d *fl
 		if i == 0 {
 			msg.SyncPolicy = syncPolicyToProto(d)
 			msg.Policy = accessPolicyToProto(d.Access)
+			msg.DependsOn = d.DependsOn
 			msg.HealthPolicy = &flotillav1.HealthPolicy{
 				ProgressDeadlineMs: d.Health.ProgressDeadline.Milliseconds(), AutoRollback: d.Health.AutoRollback,
 			}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"github.com/flotilla-dev/flotilla/shared/testwait"
+	"slices"
 
 	"bytes"
 	"context"
@@ -278,14 +279,14 @@ func TestStreamSendsOnlyOwnClusterAndOnlyDifferences(t *testing.T) {
 	stream := connect(t, h.dial(t, h.agentCert(t, "c1")), &flotillav1.HeldApp{App: "kept", Generation: 4, Revision: "r1", Digest: held.Digest},
 		&flotillav1.HeldApp{App: "other", Generation: 1, Revision: "r0", Digest: "sha256:old"})
 	fresh := configMapBundle(t, "fresh", "z")
-	h.fleet.SetDesired(fleet.Desired{Cluster: "c1", App: "new", Revision: "r2", Bundle: fresh})
+	h.fleet.SetDesired(fleet.Desired{Cluster: "c1", App: "new", Revision: "r2", Bundle: fresh, DependsOn: []string{"kept"}})
 	m, err := stream.Recv()
 	if err != nil {
 		t.Fatal(err)
 	}
 	d := m.GetDesired()
-	if d == nil || d.App != "new" || d.Digest != fresh.Digest || d.Generation != 1 {
-		t.Fatalf("first message = %v, want Desired for app new only", m)
+	if d == nil || d.App != "new" || d.Digest != fresh.Digest || d.Generation != 1 || !slices.Equal(d.DependsOn, []string{"kept"}) {
+		t.Fatalf("first message = %v, want Desired for app new only, depending on kept", m)
 	}
 
 	// ACK and status land on the stream's cluster, whatever the message says.

@@ -824,7 +824,10 @@ type Desired struct {
 	// The size in bytes of the whole compressed bundle, all chunks together; the same in every
 	// chunk. The agent refuses a bundle larger than it accepts before buffering any of it, and
 	// never buffers more than this. 0 (an older hub): only the agent's own limit applies.
-	BundleSize    uint64 `protobuf:"varint,15,opt,name=bundle_size,json=bundleSize,proto3" json:"bundle_size,omitempty"`
+	BundleSize uint64 `protobuf:"varint,15,opt,name=bundle_size,json=bundleSize,proto3" json:"bundle_size,omitempty"`
+	// The app's spec.dependsOn: the apps that must be Synced and Healthy on this cluster before
+	// the agent applies a new revision of this one. Sent in the first chunk.
+	DependsOn     []string `protobuf:"bytes,25,rep,name=depends_on,json=dependsOn,proto3" json:"depends_on,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -962,6 +965,13 @@ func (x *Desired) GetBundleSize() uint64 {
 		return x.BundleSize
 	}
 	return 0
+}
+
+func (x *Desired) GetDependsOn() []string {
+	if x != nil {
+		return x.DependsOn
+	}
+	return nil
 }
 
 type SyncPolicy struct {
@@ -4209,7 +4219,7 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\bRedirect\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x1a\n" +
-	"\breplicas\x18\x03 \x03(\tR\breplicas\"\xb9\x04\n" +
+	"\breplicas\x18\x03 \x03(\tR\breplicas\"\xd8\x04\n" +
 	"\aDesired\x12\x10\n" +
 	"\x03app\x18\x01 \x01(\tR\x03app\x12\x1e\n" +
 	"\n" +
@@ -4232,7 +4242,9 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x0fprune_confirmed\x18\r \x01(\bR\x0epruneConfirmed\x12+\n" +
 	"\x06policy\x18\x0e \x01(\v2\x13.flotilla.v1.PolicyR\x06policy\x12\x1f\n" +
 	"\vbundle_size\x18\x0f \x01(\x04R\n" +
-	"bundleSize\"\xcd\x02\n" +
+	"bundleSize\x12\x1d\n" +
+	"\n" +
+	"depends_on\x18\x19 \x03(\tR\tdependsOn\"\xcd\x02\n" +
 	"\n" +
 	"SyncPolicy\x12\x1c\n" +
 	"\tautomated\x18\x01 \x01(\bR\tautomated\x12\x14\n" +
