@@ -24,21 +24,6 @@ const AnnotationSyncOptions = "flotilla.dev/sync-options"
 // recreateWait bounds the wait for an object deleted to be recreated to be gone.
 const recreateWait = 2 * time.Minute
 
-// syncOption reports whether o's sync options annotations (Flotilla's or Argo CD's) set opt
-// ("Force", "Replace", ...) to true.
-func syncOption(o *unstructured.Unstructured, opt string) bool {
-	ann := o.GetAnnotations()
-	for _, key := range []string{AnnotationSyncOptions, AnnotationArgoSyncOptions} {
-		for _, kv := range strings.Split(ann[key], ",") {
-			k, v, _ := strings.Cut(strings.ReplaceAll(kv, " ", ""), "=")
-			if strings.EqualFold(k, opt) && strings.EqualFold(v, "true") {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // immutableFields returns the fields err, an Invalid API error, says may not change; nil when
 // it is another error.
 func immutableFields(err error) []string {
@@ -90,7 +75,7 @@ func (a *Applier) recreate(ctx context.Context, it *item, uid types.UID) (*unstr
 	if err != nil {
 		return nil, &ObjectError{Object: it.ref, Op: "delete", Err: fmt.Errorf("recreating it: not gone within %s: %w", recreateWait, err)}
 	}
-	out, err := ri.Apply(ctx, it.obj.GetName(), it.obj, metav1.ApplyOptions{FieldManager: a.fieldManager, Force: true})
+	out, err := a.ssa(ctx, it, false, true)
 	if err != nil {
 		return nil, objectError("apply", it.ref, err)
 	}
