@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -20,7 +21,8 @@ import (
 //   - Force=true, Replace=true: an object whose update changes an immutable field is deleted and
 //     recreated (recreate.go).
 //   - ServerSideApply=true: what the agent always does.
-//   - Validate=false: applied without the API server's field validation (fieldValidation=Ignore).
+//   - Validate=false: applied without the API server's field validation (fieldValidation=Ignore),
+//     fields the kind's schema does not declare dropped (ssa).
 //   - SkipDryRunOnMissingResource=true: an object whose kind the cluster does not serve yet is
 //     not dry-run before the first write; it is applied once its kind is served (waited for, as
 //     for the kinds of the revision's own CRDs, up to crdWait).
@@ -122,8 +124,10 @@ func (a *Applier) setOptions(d *Revision, items []*item, heal bool, res *ChangeS
 	return nil
 }
 
-// ssa server-side applies it (dry-run or not, forcing conflicts or not), without field
-// validation when its options say Validate=false.
+// ssa server-side applies it (dry-run or not, forcing conflicts or not). With Validate=false
+// it is applied without field validation (fieldValidation=Ignore); and since server-side apply
+// refuses fields the kind's schema does not declare whatever the validation, such fields are
+// dropped from it (as a create or update without validation would) and it is applied again.
 func (a *Applier) ssa(ctx context.Context, it *item, dryRun, force bool) (*unstructured.Unstructured, error) {
 	opts := metav1.PatchOptions{FieldManager: a.fieldManager, Force: &force}
 	if dryRun {
@@ -132,11 +136,46 @@ func (a *Applier) ssa(ctx context.Context, it *item, dryRun, force bool) (*unstr
 	if it.skipValidation {
 		opts.FieldValidation = "Ignore"
 	}
-	data, err := json.Marshal(it.obj.Object)
-	if err != nil {
-		return nil, err
+	patch := func() (*unstructured.Unstructured, error) {
+		data, err := json.Marshal(it.obj.Object)
+		if err != nil {
+			return nil, err
+		}
+		return a.resource(it.mapping, it.obj.GetNamespace()).Patch(ctx, it.obj.GetName(), types.ApplyPatchType, data, opts)
 	}
-	return a.resource(it.mapping, it.obj.GetNamespace()).Patch(ctx, it.obj.GetName(), types.ApplyPatchType, data, opts)
+	out, err := patch()
+	for range maxUndeclared {
+		fields := undeclaredFields(err)
+		if !it.skipValidation || len(fields) == 0 {
+			break
+		}
+		obj := it.obj.DeepCopy()
+		for _, f := range fields {
+			unstructured.RemoveNestedField(obj.Object, f...)
+		}
+		it.obj = obj
+		out, err = patch()
+	}
+	return out, err
+}
+
+// maxUndeclared bounds the applies of one object that drop undeclared fields.
+const maxUndeclared = 3
+
+// undeclared matches a field server-side apply refuses because the schema lacks it.
+var undeclared = regexp.MustCompile(`(?m)(?:^|\s|: )\.([A-Za-z0-9_.-]+): field not declared in schema`)
+
+// undeclaredFields returns the fields (as paths of map keys) err says the schema does not
+// declare; fields inside lists are not returned.
+func undeclaredFields(err error) [][]string {
+	if err == nil {
+		return nil
+	}
+	var out [][]string
+	for _, m := range undeclared.FindAllStringSubmatch(err.Error(), -1) {
+		out = append(out, strings.Split(m[1], "."))
+	}
+	return out
 }
 
 // propagation is the deletion propagation of prunes (PrunePropagationPolicy; background when
