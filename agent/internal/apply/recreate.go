@@ -47,7 +47,7 @@ func immutableFields(err error) []string {
 // without Force=true: it names them and the option that recreates the object.
 func immutableError(it *item, fields []string, err error) error {
 	return &ObjectError{Object: it.ref, Op: "dry-run", Reason: string(metav1.StatusReasonInvalid), Rejected: true,
-		Err: fmt.Errorf("immutable field %s changed: the object must be deleted and recreated, which the sync option Force=true does (for the whole app in spec.syncPolicy.syncOptions, or per object in the annotation %s or %s): %w",
+		Err: fmt.Errorf("immutable field %s changed: the object must be deleted and recreated, which the sync option Force=true (or Replace=true) does (for the whole app in spec.syncPolicy.syncOptions, or per object in the annotation %s or %s): %w",
 			strings.Join(fields, ", "), AnnotationArgoSyncOptions, AnnotationSyncOptions, err)}
 }
 
