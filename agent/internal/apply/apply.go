@@ -26,6 +26,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/flotilla-dev/flotilla/shared/ignore"
+	"github.com/flotilla-dev/flotilla/shared/syncoptions"
 )
 
 // Labels and annotations the agent reads or writes on applied objects.
@@ -35,7 +36,7 @@ const (
 	// AnnotationPrune set to "disabled" keeps an object from ever being deleted by a prune.
 	AnnotationPrune = "flotilla.dev/prune"
 	// AnnotationArgoSyncOptions containing "Prune=false" does the same (Argo CD compatible).
-	AnnotationArgoSyncOptions = "argocd.argoproj.io/sync-options"
+	AnnotationArgoSyncOptions = syncoptions.Argo
 	// DefaultFieldManager is the server-side apply field manager.
 	DefaultFieldManager = "flotilla-agent"
 )

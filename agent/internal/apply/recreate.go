@@ -13,13 +13,15 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/flotilla-dev/flotilla/shared/syncoptions"
 )
 
 // AnnotationSyncOptions holds per-object sync options, comma separated, as
 // AnnotationArgoSyncOptions does: "Force=true" deletes and recreates an object whose update
 // changes an immutable field (a Deployment's selector, a Job's template, a Service's
 // clusterIP); "Prune=false" keeps it from pruning.
-const AnnotationSyncOptions = "flotilla.dev/sync-options"
+const AnnotationSyncOptions = syncoptions.Flotilla
 
 // recreateWait bounds the wait for an object deleted to be recreated to be gone.
 const recreateWait = 2 * time.Minute

@@ -10,6 +10,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/flotilla-dev/flotilla/shared/syncoptions"
 )
 
 // Per-object options, in the annotations AnnotationArgoSyncOptions and AnnotationSyncOptions
@@ -27,32 +29,15 @@ import (
 //     not dry-run before the first write; it is applied once its kind is served (waited for, as
 //     for the kinds of the revision's own CRDs, up to crdWait).
 //   - compare-options IgnoreExtraneous: the object never counts as drift.
-const (
-	// AnnotationArgoCompareOptions holds Argo CD's compare options; IgnoreExtraneous keeps the
-	// object out of drift.
-	AnnotationArgoCompareOptions = "argocd.argoproj.io/compare-options"
-)
-
-// knownSyncOptions are the per-object sync options the agent honours, with the value each
-// takes; any other is reported (unknownSyncOptions).
-var knownSyncOptions = map[string]string{
-	"prune": "false", "delete": "false", "force": "true", "replace": "true", "serversideapply": "true",
-	"validate": "false", "skipdryrunonmissingresource": "true",
-}
+//
+// AnnotationArgoCompareOptions holds Argo CD's compare options; IgnoreExtraneous keeps the
+// object out of drift.
+const AnnotationArgoCompareOptions = syncoptions.ArgoCompare
 
 // syncOptionValue returns the value o's sync options annotations (Flotilla's or Argo CD's)
 // give opt, case-insensitively ("" when unset).
 func syncOptionValue(o *unstructured.Unstructured, opt string) string {
-	ann := o.GetAnnotations()
-	for _, key := range []string{AnnotationSyncOptions, AnnotationArgoSyncOptions} {
-		for _, kv := range strings.Split(ann[key], ",") {
-			k, v, _ := strings.Cut(strings.ReplaceAll(kv, " ", ""), "=")
-			if strings.EqualFold(k, opt) {
-				return strings.ToLower(v)
-			}
-		}
-	}
-	return ""
+	return syncoptions.Value(o.GetAnnotations(), opt)
 }
 
 // syncOptionOff reports whether o's sync options set opt to false ("Prune=false").
@@ -62,36 +47,12 @@ func syncOptionOff(o *unstructured.Unstructured, opt string) bool {
 
 // unknownSyncOptions lists the per-object options of o the agent does not honour.
 func unknownSyncOptions(o *unstructured.Unstructured) []string {
-	var out []string
-	ann := o.GetAnnotations()
-	for _, key := range []string{AnnotationSyncOptions, AnnotationArgoSyncOptions} {
-		for _, kv := range strings.Split(ann[key], ",") {
-			kv = strings.ReplaceAll(kv, " ", "")
-			if kv == "" {
-				continue
-			}
-			k, v, _ := strings.Cut(kv, "=")
-			if want, ok := knownSyncOptions[strings.ToLower(k)]; !ok || !strings.EqualFold(v, want) {
-				out = append(out, kv)
-			}
-		}
-	}
-	for _, opt := range strings.Split(ann[AnnotationArgoCompareOptions], ",") {
-		if opt = strings.TrimSpace(opt); opt != "" && opt != "IgnoreExtraneous" {
-			out = append(out, opt)
-		}
-	}
-	return out
+	return syncoptions.Unknown(o.GetAnnotations())
 }
 
 // ignoreExtraneous reports whether o's compare options say it never counts as drift.
 func ignoreExtraneous(o *unstructured.Unstructured) bool {
-	for _, opt := range strings.Split(o.GetAnnotations()[AnnotationArgoCompareOptions], ",") {
-		if strings.TrimSpace(opt) == "IgnoreExtraneous" {
-			return true
-		}
-	}
-	return false
+	return syncoptions.IgnoreExtraneous(o.GetAnnotations())
 }
 
 // keptOnDelete reports whether o stays in the cluster when its app leaves it (Delete=false).

@@ -263,6 +263,7 @@ func (r *Reconciler) renderFor(ctx context.Context, app *apps.Application, c Clu
 	if err != nil {
 		return nil, err
 	}
+	warnings = append(warnings, r.optionWarnings(b)...)
 	r.fleet.SetDesired(Desired{
 		Cluster: c.Name, App: app.Name, Revision: snap.Commit, Bundle: b,
 		Namespace: app.Destination.Namespace, Policy: app.SyncPolicy, Health: app.Health, Access: app.Access,
