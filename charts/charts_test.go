@@ -20,7 +20,7 @@ var (
 	hubFlags = []string{"data-dir", "listen", "http-listen", "advertise-address", "tls-san",
 		"apps-dir", "apps-repo", "apps-revision", "apps-path", "poll-interval", "removal-grace", "allow-local-repos",
 		"heartbeat", "agent-cert-ttl", "agent-cert-renewal-grace", "webhook-secret-file", "repo-credentials", "log-level", "log-format",
-		"ca-dir", "node-name", "gossip-listen", "peers", "gossip-key-file"}
+		"ignore-differences", "ca-dir", "node-name", "gossip-listen", "peers", "gossip-key-file"}
 	agentFlags = []string{"hub", "join-token", "kubeconfig", "namespace", "http-listen",
 		"field-manager", "log-level", "log-format", "kube-api-qps", "kube-api-burst", "sync-timeout"}
 )

@@ -111,6 +111,30 @@ func TestHub(t *testing.T) {
 			}
 		},
 	}, {
+		name: "default ignoreDifferences",
+		values: fromYAML(t, `
+ignoreDifferences:
+- {group: admissionregistration.k8s.io, kind: MutatingWebhookConfiguration, jqPathExpressions: ['.webhooks[]?.clientConfig.caBundle']}
+- {group: apps, kind: Deployment, jsonPointers: [/spec/replicas], managedFieldsManagers: [kube-controller-manager]}
+`),
+		check: func(t *testing.T, objs []*unstructured.Unstructured) {
+			s := statefulSet(t, objs)
+			c := s.Spec.Template.Spec.Containers[0]
+			if got := flagValues(c.Args, "ignore-differences"); !slices.Equal(got, []string{"/etc/flotilla/ignore/ignore-differences.yaml"}) {
+				t.Errorf("--ignore-differences = %q", got)
+			}
+			checkMount(t, s, "ignore", "/etc/flotilla/ignore")
+			cm := typed[corev1.ConfigMap](t, find(t, objs, "ConfigMap", "flotilla-hub-ignore-differences"))
+			var rules []map[string]any
+			if err := yaml.Unmarshal([]byte(cm.Data["ignore-differences.yaml"]), &rules); err != nil || len(rules) != 2 ||
+				rules[1]["kind"] != "Deployment" || fmt.Sprint(rules[0]["jqPathExpressions"]) != "[.webhooks[]?.clientConfig.caBundle]" {
+				t.Errorf("ignore-differences.yaml = %q (%v), want the two rules", cm.Data["ignore-differences.yaml"], err)
+			}
+			if s.Spec.Template.Annotations["checksum/ignore-differences"] == "" {
+				t.Error("no checksum of the rules on the pod: changing them would not restart the hub, which reads them at start")
+			}
+		},
+	}, {
 		name: "three replicas with ingress",
 		values: fromYAML(t, `
 replicas: 3
@@ -388,6 +412,8 @@ func TestHubRefusesReplicasThatCannotFormOneHub(t *testing.T) {
 		{"no gossip key", with(t, nil, "replicas=3,ca.existingSecret=hub-ca"), []string{"replicas=3", "gossip.existingSecret"}},
 		{"no CA", with(t, nil, "replicas=2,gossip.existingSecret=hub-gossip"), []string{"replicas=2", "ca.existingSecret", "ca.crt and ca.key"}},
 		{"one address for all", with(t, haValues(), "replicas=3,advertiseAddress=hub.example.com:443"), []string{"advertiseAddress", "$(POD_NAME)"}},
+		{"an ignoreDifferences pointer without its slash", fromYAML(t, "ignoreDifferences: [{kind: Deployment, jsonPointers: [spec/replicas]}]"), []string{"ignoreDifferences"}},
+		{"an ignoreDifferences rule naming no field", fromYAML(t, "ignoreDifferences: [{kind: Deployment}]"), []string{"ignoreDifferences"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

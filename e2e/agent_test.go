@@ -804,6 +804,10 @@ type appSpec struct {
 	preserve bool
 	// dependsOn lists the apps of spec.dependsOn.
 	dependsOn []string
+	// syncOptions are added to CreateNamespace=true.
+	syncOptions []string
+	// spec is more of the spec, as YAML lines indented by two spaces (e.g. ignoreDifferences).
+	spec string
 }
 
 // pathMarker makes each rewrite of a templated path textually new (spaces inside the
@@ -849,9 +853,10 @@ spec:
   destination:
 %s    namespace: %s
   syncPolicy:
-%s    syncOptions: [CreateNamespace=true]
+%s    syncOptions: [%s]
     retry: {limit: 3, backoff: {duration: 2s, factor: 2, maxDuration: 30s}}
-%s%s%s`, s.name, repoURL, path, dest, ns, automated, s.policy(), s.healthPolicy(), s.dependencies())
+%s%s%s%s`, s.name, repoURL, path, dest, ns, automated, strings.Join(append([]string{"CreateNamespace=true"}, s.syncOptions...), ", "),
+		s.policy(), s.healthPolicy(), s.spec, s.dependencies())
 }
 
 // dependencies is the spec.dependsOn line, or nothing.

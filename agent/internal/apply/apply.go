@@ -24,6 +24,9 @@ import (
 	"k8s.io/client-go/restmapper"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/flotilla-dev/flotilla/shared/ignore"
+	"github.com/flotilla-dev/flotilla/shared/syncoptions"
 )
 
 // Labels and annotations the agent reads or writes on applied objects.
@@ -33,7 +36,7 @@ const (
 	// AnnotationPrune set to "disabled" keeps an object from ever being deleted by a prune.
 	AnnotationPrune = "flotilla.dev/prune"
 	// AnnotationArgoSyncOptions containing "Prune=false" does the same (Argo CD compatible).
-	AnnotationArgoSyncOptions = "argocd.argoproj.io/sync-options"
+	AnnotationArgoSyncOptions = syncoptions.Argo
 	// DefaultFieldManager is the server-side apply field manager.
 	DefaultFieldManager = "flotilla-agent"
 )
@@ -62,6 +65,8 @@ type Applier struct {
 	// own maps each object the Applier last wrote to the resourceVersion its write returned,
 	// so that the watch event of the agent's own write is not taken for drift.
 	own map[string]string
+	// ignoreCache holds compiled ignoreDifferences rules by their JSON (ignore.go).
+	ignoreCache map[string]*ignore.Set
 }
 
 // Options configure an Applier.
@@ -99,6 +104,7 @@ func New(cfg *rest.Config, o Options) (*Applier, error) {
 		self:         selfGuard{namespace: o.GuardNamespace},
 		owners:       o.Owners,
 		own:          map[string]string{},
+		ignoreCache:  map[string]*ignore.Set{},
 	}
 	a.cache = newWatcher(a, o.OnChange)
 	return a, nil
@@ -119,8 +125,13 @@ type item struct {
 	// recreate is the UID of the live object to delete before writing it: its update changes
 	// immutable fields and it has the sync option Force=true (recreate.go).
 	recreate types.UID
-	// force: the app's or the object's sync options say Force=true.
+	// force: the app's or the object's sync options say Force=true (or Replace=true).
 	force bool
+	// skipValidation: applied with fieldValidation=Ignore (Validate=false; syncoptions.go).
+	skipValidation bool
+	// respect: the ignoreDifferences rules whose fields are taken from the live object before
+	// it is written (a heal, or RespectIgnoreDifferences; ignore.go).
+	respect *ignore.Fields
 }
 
 // Apply applies d in stages (Namespaces and CRDs, then the rest), each object dry-run before
@@ -136,8 +147,15 @@ func (a *Applier) Apply(ctx context.Context, d *Revision, prevInventory []Object
 	if err != nil {
 		return nil, err
 	}
+	var warnings ChangeSet
+	if err := a.setOptions(d, items, false, &warnings); err != nil {
+		return nil, err
+	}
 	a.warm(ctx, items)
 	res, err := a.applyItems(ctx, items, prevInventory)
+	if res != nil {
+		res.Warnings = append(warnings.Warnings, res.Warnings...)
+	}
 	if err != nil {
 		return res, err
 	}
@@ -168,6 +186,9 @@ func (a *Applier) Heal(ctx context.Context, d *Revision, refs, inventory []Objec
 	// The destination namespace CreateNamespace adds (not inventory) comes along: it is
 	// only there when it is missing.
 	items = slices.DeleteFunc(items, func(it *item) bool { return it.inventory && !want[it.ref.Key()] })
+	if err := a.setOptions(d, items, true, &ChangeSet{}); err != nil {
+		return nil, err
+	}
 	res, err := a.applyItems(ctx, items, inventory)
 	if err != nil {
 		return res, err
@@ -266,7 +287,7 @@ func (a *Applier) prepare(ctx context.Context, d *Revision) ([]*item, error) {
 	for _, o := range d.Objects {
 		obj := prepareObject(o, d.App)
 		gvk := obj.GroupVersionKind()
-		it := &item{obj: obj, inventory: true, force: d.Policy.Force || syncOption(obj, "Force")}
+		it := &item{obj: obj, inventory: true, force: d.Policy.Force || syncOptionValue(obj, "Force") == "true"}
 		namespaced, known, err := a.scope(ctx, gvk, crds, it, &fresh)
 		if err != nil {
 			return nil, err
@@ -348,6 +369,10 @@ func (a *Applier) scope(ctx context.Context, gvk schema.GroupVersionKind, crds m
 		if scope, ok := crds[gvk.GroupKind()]; ok {
 			return scope != "Cluster", false, nil
 		}
+		if skipDryRunOnMissing(it.obj) && fresh != nil {
+			// Taken as namespaced until its kind is served (resolveDeferred).
+			return true, false, nil
+		}
 		switch {
 		case fresh == nil:
 			m, err = a.restMapping(ctx, gvk)
@@ -414,13 +439,11 @@ func (a *Applier) dryRun(ctx context.Context, it *item, res *ChangeSet) error {
 	if other := a.ownedByOther(app, it.ref, live); other != "" {
 		return ownerConflict(app, other, it.ref)
 	}
-	ri := a.resource(it.mapping, it.obj.GetNamespace())
-	opts := metav1.ApplyOptions{FieldManager: a.fieldManager, DryRun: []string{metav1.DryRunAll}}
-	dry, err := ri.Apply(ctx, it.obj.GetName(), it.obj, opts)
+	respectLive(it, live)
+	dry, err := a.ssa(ctx, it, true, false)
 	if apierrors.IsConflict(err) {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("%s: %v; taking the fields over", it.ref, err))
-		opts.Force = true
-		dry, err = ri.Apply(ctx, it.obj.GetName(), it.obj, opts)
+		dry, err = a.ssa(ctx, it, true, true)
 	}
 	if fields := immutableFields(err); len(fields) > 0 {
 		if !it.force {
@@ -506,12 +529,11 @@ func (a *Applier) write(ctx context.Context, items []*item, stage int, res *Chan
 		}
 	}
 	return a.each(ctx, todo, func(ctx context.Context, it *item, r *ChangeSet) error {
-		ri := a.resource(it.mapping, it.obj.GetNamespace())
 		var out *unstructured.Unstructured
 		var err error
 		if it.recreate != "" {
 			out, err = a.recreate(ctx, it, it.recreate)
-		} else if out, err = ri.Apply(ctx, it.obj.GetName(), it.obj, metav1.ApplyOptions{FieldManager: a.fieldManager, Force: true}); err != nil {
+		} else if out, err = a.ssa(ctx, it, false, true); err != nil {
 			err = objectError("apply", it.ref, err)
 		}
 		if err != nil {

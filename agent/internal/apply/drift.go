@@ -17,14 +17,20 @@ import (
 // Drift compares d's objects with the cluster: an object that is gone is "missing", one that a
 // server-side apply of d would change is "modified". With only set, just the objects whose
 // keys it holds are compared. It only reads (from the watch caches where it can) and dry-runs.
+// The fields d's ignoreDifferences rules name are left out of the comparison, and an object
+// with the compare option IgnoreExtraneous is never drift (syncoptions.go).
 func (a *Applier) Drift(ctx context.Context, d *Revision, only map[string]bool) ([]Drift, error) {
 	items, err := a.prepare(ctx, d)
 	if err != nil {
 		return nil, err
 	}
+	rules, err := a.ignoreRules(d.Ignore)
+	if err != nil {
+		return nil, err
+	}
 	var out []Drift
 	for _, it := range items {
-		if !it.inventory || (only != nil && !only[it.ref.Key()]) {
+		if !it.inventory || (only != nil && !only[it.ref.Key()]) || ignoreExtraneous(it.obj) {
 			continue
 		}
 		if it.mapping == nil { // its CRD is gone
@@ -49,6 +55,7 @@ func (a *Applier) Drift(ctx context.Context, d *Revision, only map[string]bool) 
 		if err != nil {
 			return nil, objectError("dry-run", it.ref, err)
 		}
+		dry, live = normalized(rules.For(it.ref.Group, it.ref.Kind, it.ref.Namespace, it.ref.Name), dry, live)
 		if !sameObject(dry, live) {
 			secret := it.ref.Group == "" && it.ref.Kind == "Secret"
 			out = append(out, Drift{Object: it.ref, Type: DriftModified, Diff: diff(live, dry, secret), Fingerprint: fingerprint(live)})

@@ -128,14 +128,5 @@ const annotationLastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 
 // keepAnnotated reports whether o carries an annotation that keeps it from pruning.
 func keepAnnotated(o *unstructured.Unstructured) bool {
-	ann := o.GetAnnotations()
-	if strings.EqualFold(strings.TrimSpace(ann[AnnotationPrune]), "disabled") {
-		return true
-	}
-	for _, opt := range strings.Split(ann[AnnotationArgoSyncOptions], ",") {
-		if strings.EqualFold(strings.ReplaceAll(opt, " ", ""), "Prune=false") {
-			return true
-		}
-	}
-	return false
+	return strings.EqualFold(strings.TrimSpace(o.GetAnnotations()[AnnotationPrune]), "disabled") || syncOptionOff(o, "Prune")
 }

@@ -44,8 +44,13 @@ func (a *Applier) DeleteInventory(ctx context.Context, app string, inventory []O
 			continue
 		}
 		live, ok := a.claim(ctx, app, r, res)
-		if ok {
-			a.deleteObject(ctx, r, live, res)
+		switch {
+		case !ok:
+		case keptOnDelete(live):
+			res.add(Orphaned, r)
+			res.Warnings = append(res.Warnings, fmt.Sprintf("delete %s: not deleted (sync option Delete=false); left in the cluster, no longer managed", r))
+		default:
+			a.deleteObject(ctx, r, live, res, metav1.DeletePropagationBackground)
 		}
 	}
 	sortRefs(res.Inventory)
@@ -146,7 +151,7 @@ func (a *Applier) prune(ctx context.Context, d *Revision, prev []ObjectRef, desi
 	}
 	start := time.Now()
 	for _, x := range del {
-		a.deleteObject(ctx, x.ref, x.live, res)
+		a.deleteObject(ctx, x.ref, x.live, res, propagation(d.Policy))
 	}
 	res.PruneTook += time.Since(start)
 }
@@ -170,18 +175,18 @@ func (a *Applier) claim(ctx context.Context, app string, r ObjectRef, res *Chang
 		return nil, false
 	case keepAnnotated(live):
 		res.add(Orphaned, r)
+		res.Warnings = append(res.Warnings, fmt.Sprintf("prune %s: not deleted (Prune=false); left in the cluster, no longer managed", r))
 		return nil, false
 	}
 	return live, true
 }
 
-// deleteObject deletes live (the object r names) in the background, only if it is still the
-// same object (UID). A failure keeps r in the inventory.
-func (a *Applier) deleteObject(ctx context.Context, r ObjectRef, live *unstructured.Unstructured, res *ChangeSet) {
+// deleteObject deletes live (the object r names) with the given propagation, only if it is
+// still the same object (UID). A failure keeps r in the inventory.
+func (a *Applier) deleteObject(ctx context.Context, r ObjectRef, live *unstructured.Unstructured, res *ChangeSet, policy metav1.DeletionPropagation) {
 	m, err := a.restMapping(ctx, schema.GroupVersionKind{Group: r.Group, Version: r.Version, Kind: r.Kind})
 	if err == nil {
 		uid := types.UID(live.GetUID())
-		policy := metav1.DeletePropagationBackground
 		err = a.resource(m, r.Namespace).Delete(ctx, r.Name, metav1.DeleteOptions{
 			Preconditions:     &metav1.Preconditions{UID: &uid},
 			PropagationPolicy: &policy,

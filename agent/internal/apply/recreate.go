@@ -13,31 +13,18 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/flotilla-dev/flotilla/shared/syncoptions"
 )
 
 // AnnotationSyncOptions holds per-object sync options, comma separated, as
 // AnnotationArgoSyncOptions does: "Force=true" deletes and recreates an object whose update
 // changes an immutable field (a Deployment's selector, a Job's template, a Service's
 // clusterIP); "Prune=false" keeps it from pruning.
-const AnnotationSyncOptions = "flotilla.dev/sync-options"
+const AnnotationSyncOptions = syncoptions.Flotilla
 
 // recreateWait bounds the wait for an object deleted to be recreated to be gone.
 const recreateWait = 2 * time.Minute
-
-// syncOption reports whether o's sync options annotations (Flotilla's or Argo CD's) set opt
-// ("Force", "Replace", ...) to true.
-func syncOption(o *unstructured.Unstructured, opt string) bool {
-	ann := o.GetAnnotations()
-	for _, key := range []string{AnnotationSyncOptions, AnnotationArgoSyncOptions} {
-		for _, kv := range strings.Split(ann[key], ",") {
-			k, v, _ := strings.Cut(strings.ReplaceAll(kv, " ", ""), "=")
-			if strings.EqualFold(k, opt) && strings.EqualFold(v, "true") {
-				return true
-			}
-		}
-	}
-	return false
-}
 
 // immutableFields returns the fields err, an Invalid API error, says may not change; nil when
 // it is another error.
@@ -62,7 +49,7 @@ func immutableFields(err error) []string {
 // without Force=true: it names them and the option that recreates the object.
 func immutableError(it *item, fields []string, err error) error {
 	return &ObjectError{Object: it.ref, Op: "dry-run", Reason: string(metav1.StatusReasonInvalid), Rejected: true,
-		Err: fmt.Errorf("immutable field %s changed: the object must be deleted and recreated, which the sync option Force=true does (for the whole app in spec.syncPolicy.syncOptions, or per object in the annotation %s or %s): %w",
+		Err: fmt.Errorf("immutable field %s changed: the object must be deleted and recreated, which the sync option Force=true (or Replace=true) does (for the whole app in spec.syncPolicy.syncOptions, or per object in the annotation %s or %s): %w",
 			strings.Join(fields, ", "), AnnotationArgoSyncOptions, AnnotationSyncOptions, err)}
 }
 
@@ -90,7 +77,7 @@ func (a *Applier) recreate(ctx context.Context, it *item, uid types.UID) (*unstr
 	if err != nil {
 		return nil, &ObjectError{Object: it.ref, Op: "delete", Err: fmt.Errorf("recreating it: not gone within %s: %w", recreateWait, err)}
 	}
-	out, err := ri.Apply(ctx, it.obj.GetName(), it.obj, metav1.ApplyOptions{FieldManager: a.fieldManager, Force: true})
+	out, err := a.ssa(ctx, it, false, true)
 	if err != nil {
 		return nil, objectError("apply", it.ref, err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/flotilla-dev/flotilla/shared/ignore"
 	"github.com/flotilla-dev/flotilla/shared/policy"
 )
 
@@ -53,6 +54,8 @@ type Revision struct {
 	// PruneConfirmed: an operator confirmed the deletions a prune would otherwise hold (a large
 	// share of the inventory, Namespaces, PersistentVolumeClaims, CustomResourceDefinitions).
 	PruneConfirmed bool
+	// Ignore are the app's ignoreDifferences rules: fields that are not drift (ignore.go).
+	Ignore []ignore.Rule
 }
 
 // Policy is the part of an app's sync policy that governs how it is applied and pruned.
@@ -64,6 +67,14 @@ type Policy struct {
 	// Force (syncOptions Force=true): every object of the app is recreated when its update
 	// changes an immutable field, as the per-object annotation does (recreate.go).
 	Force bool
+	// RespectIgnoreDifferences: Apply leaves the fields Ignore names as they are live (ignore.go).
+	RespectIgnoreDifferences bool
+	// PrunePropagation is how prune deletes propagate: "foreground", "background" (empty) or
+	// "orphan" (syncoptions.go).
+	PrunePropagation string
+	// SkipValidation (syncOptions Validate=false): every object is applied without field
+	// validation, as the per-object option does.
+	SkipValidation bool
 }
 
 // Action is what the engine did with one object.

@@ -12,6 +12,7 @@ import (
 	"github.com/flotilla-dev/flotilla/agent/internal/syncer"
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
 	"github.com/flotilla-dev/flotilla/shared/bundle"
+	"github.com/flotilla-dev/flotilla/shared/ignore"
 	"github.com/flotilla-dev/flotilla/shared/logging"
 )
 
@@ -166,6 +167,7 @@ func desiredFromProto(h *flotillav1.Desired, objs []*unstructured.Unstructured, 
 		d.Policy = syncer.SyncPolicy{
 			Automated: p.Automated, Prune: p.Prune, SelfHeal: p.SelfHeal, AllowEmpty: p.AllowEmpty,
 			CreateNamespace: p.CreateNamespace, PruneLast: p.PruneLast, PreserveResourcesOnDeletion: p.PreserveResourcesOnDeletion, Force: p.Force,
+			RespectIgnoreDifferences: p.RespectIgnoreDifferences, PrunePropagation: p.PrunePropagationPolicy, SkipValidation: p.SkipValidation,
 		}
 		if r := p.Retry; r != nil {
 			d.Policy.Retry = syncer.Retry{
@@ -175,6 +177,12 @@ func desiredFromProto(h *flotillav1.Desired, objs []*unstructured.Unstructured, 
 		}
 	}
 	d.Access = accessFromProto(h.Policy)
+	for _, r := range h.IgnoreDifferences {
+		d.Ignore = append(d.Ignore, ignore.Rule{
+			Group: r.Group, Kind: r.Kind, Name: r.Name, Namespace: r.Namespace, JSONPointers: r.JsonPointers,
+			JQPathExpressions: r.JqPathExpressions, ManagedFieldsManagers: r.ManagedFieldsManagers,
+		})
+	}
 	if hp := h.HealthPolicy; hp != nil {
 		d.Health = syncer.HealthPolicy{
 			ProgressDeadline: time.Duration(hp.ProgressDeadlineMs) * time.Millisecond, AutoRollback: hp.AutoRollback,

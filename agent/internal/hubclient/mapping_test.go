@@ -10,6 +10,7 @@ import (
 	"github.com/flotilla-dev/flotilla/agent/internal/health"
 	"github.com/flotilla-dev/flotilla/agent/internal/syncer"
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
+	"github.com/flotilla-dev/flotilla/shared/ignore"
 )
 
 func TestDesiredFromProtoHealthPolicy(t *testing.T) {
@@ -70,5 +71,24 @@ func TestDesiredFromProtoDependsOn(t *testing.T) {
 	d := desiredFromProto(&flotillav1.Desired{App: "shop", DependsOn: []string{"cert-manager", "db"}}, nil, nil)
 	if !reflect.DeepEqual(d.DependsOn, []string{"cert-manager", "db"}) {
 		t.Errorf("dependsOn %v, want [cert-manager db]", d.DependsOn)
+	}
+}
+
+func TestDesiredFromProtoIgnoreDifferences(t *testing.T) {
+	d := desiredFromProto(&flotillav1.Desired{
+		App:        "shop",
+		SyncPolicy: &flotillav1.SyncPolicy{Automated: true, RespectIgnoreDifferences: true, PrunePropagationPolicy: "orphan", SkipValidation: true},
+		IgnoreDifferences: []*flotillav1.IgnoreDifferencesRule{
+			{Group: "apps", Kind: "Deployment", Name: "web", Namespace: "shop", JsonPointers: []string{"/spec/replicas"},
+				JqPathExpressions: []string{".spec.template.spec.containers[].image"}, ManagedFieldsManagers: []string{"kube-controller-manager"}},
+		},
+	}, nil, nil)
+	want := []ignore.Rule{{Group: "apps", Kind: "Deployment", Name: "web", Namespace: "shop", JSONPointers: []string{"/spec/replicas"},
+		JQPathExpressions: []string{".spec.template.spec.containers[].image"}, ManagedFieldsManagers: []string{"kube-controller-manager"}}}
+	if !reflect.DeepEqual(d.Ignore, want) {
+		t.Errorf("ignore rules %+v, want %+v", d.Ignore, want)
+	}
+	if p := d.Policy; !p.RespectIgnoreDifferences || p.PrunePropagation != "orphan" || !p.SkipValidation {
+		t.Errorf("sync policy %+v, want RespectIgnoreDifferences, orphan propagation, no validation", p)
 	}
 }

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/flotilla-dev/flotilla/shared/ignore"
 )
 
 // Labels, keys and names of the state Secrets.
@@ -115,6 +117,12 @@ type Policy struct {
 	Namespaces       []string    `json:",omitempty"`
 	ClusterResources []GroupKind `json:",omitempty"`
 	Deny             []GroupKind `json:",omitempty"`
+	// The app's ignoreDifferences rules and the sync options about applying, so that a restarted
+	// agent ignores and applies as the hub said.
+	IgnoreDifferences        []ignore.Rule `json:",omitempty"`
+	RespectIgnoreDifferences bool          `json:",omitempty"`
+	PrunePropagation         string        `json:",omitempty"`
+	SkipValidation           bool          `json:",omitempty"`
 }
 
 // GroupKind names a kind in a policy; group and kind may be globs.

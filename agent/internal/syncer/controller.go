@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"sort"
 	"sync"
 	"time"
@@ -359,7 +360,10 @@ func (c *Controller) reconcile(ctx context.Context, name string) {
 		if ack {
 			st := *applied
 			st.Generation, st.Revision = d.Generation, d.Revision
-			st.Policy = toStatePolicy(d.Policy, d.Health, d.Access)
+			if !reflect.DeepEqual(st.Policy.IgnoreDifferences, d.Ignore) {
+				a.drift.all = true // other fields are ignored now: compare every object again
+			}
+			st.Policy = toStatePolicy(d.Policy, d.Health, d.Access, d.Ignore)
 			unmark, st.RolledBack = st.RolledBack != nil, nil
 			a.applied = &st
 			a.sync.done(d.Generation)

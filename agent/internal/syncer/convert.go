@@ -11,6 +11,7 @@ import (
 	"github.com/flotilla-dev/flotilla/agent/internal/health"
 	"github.com/flotilla-dev/flotilla/agent/internal/state"
 	"github.com/flotilla-dev/flotilla/shared/bundle"
+	"github.com/flotilla-dev/flotilla/shared/ignore"
 )
 
 // Conversions between the syncer's types and the state package's (which cannot import syncer).
@@ -31,11 +32,13 @@ func fromStateRefs(refs []state.ObjectRef) []apply.ObjectRef {
 	return out
 }
 
-func toStatePolicy(p SyncPolicy, h HealthPolicy, access AccessPolicy) state.Policy {
+func toStatePolicy(p SyncPolicy, h HealthPolicy, access AccessPolicy, rules []ignore.Rule) state.Policy {
 	sp := state.Policy{
 		Automated: p.Automated, Prune: p.Prune, SelfHeal: p.SelfHeal, AllowEmpty: p.AllowEmpty,
 		CreateNamespace: p.CreateNamespace, PruneLast: p.PruneLast, PreserveResourcesOnDeletion: p.PreserveResourcesOnDeletion, Force: p.Force,
-		RetryLimit: p.Retry.Limit, RetryDuration: p.Retry.Duration, RetryFactor: p.Retry.Factor,
+		IgnoreDifferences: rules, RespectIgnoreDifferences: p.RespectIgnoreDifferences, PrunePropagation: p.PrunePropagation,
+		SkipValidation: p.SkipValidation,
+		RetryLimit:     p.Retry.Limit, RetryDuration: p.Retry.Duration, RetryFactor: p.Retry.Factor,
 		RetryMaxDuration: p.Retry.MaxDuration,
 		ProgressDeadline: h.ProgressDeadline, AutoRollback: h.AutoRollback,
 	}
@@ -68,6 +71,7 @@ func fromStatePolicy(p state.Policy) (SyncPolicy, HealthPolicy) {
 	return SyncPolicy{
 			Automated: p.Automated, Prune: p.Prune, SelfHeal: p.SelfHeal, AllowEmpty: p.AllowEmpty,
 			CreateNamespace: p.CreateNamespace, PruneLast: p.PruneLast, PreserveResourcesOnDeletion: p.PreserveResourcesOnDeletion, Force: p.Force,
+			RespectIgnoreDifferences: p.RespectIgnoreDifferences, PrunePropagation: p.PrunePropagation, SkipValidation: p.SkipValidation,
 			Retry: Retry{Limit: p.RetryLimit, Duration: p.RetryDuration, Factor: p.RetryFactor, MaxDuration: p.RetryMaxDuration},
 		},
 		HealthPolicy{ProgressDeadline: p.ProgressDeadline, AutoRollback: p.AutoRollback, Rules: healthRules(p.HealthRules)}
@@ -92,7 +96,7 @@ func desiredFromState(st *state.AppState) (*Desired, error) {
 	return &Desired{
 		App: st.App, Generation: st.Generation, Revision: st.Revision, Digest: st.Digest,
 		Namespace: st.Namespace, Objects: objs, Bundle: st.Bundle, Policy: policy, Health: hp,
-		Access: fromStateAccess(st.Policy),
+		Access: fromStateAccess(st.Policy), Ignore: st.Policy.IgnoreDifferences,
 	}, nil
 }
 

@@ -27,7 +27,7 @@ func (c *Controller) sync(ctx context.Context, a *app, d *Desired, applied *stat
 	if err == nil {
 		st = &state.AppState{
 			App: d.App, Generation: d.Generation, Revision: d.Revision, Digest: d.Digest,
-			Bundle: d.Bundle, Namespace: d.Namespace, Policy: toStatePolicy(d.Policy, d.Health, d.Access),
+			Bundle: d.Bundle, Namespace: d.Namespace, Policy: toStatePolicy(d.Policy, d.Health, d.Access, d.Ignore),
 			Inventory: toStateRefs(res.Inventory), AppliedAt: time.Now().UTC().Truncate(time.Millisecond),
 		}
 		if applied != nil {
@@ -84,7 +84,7 @@ func (c *Controller) keepWritten(ctx context.Context, a *app, d *Desired, applie
 	if applied != nil {
 		st = *applied
 	} else {
-		st = state.AppState{App: d.App, Namespace: d.Namespace, Policy: toStatePolicy(d.Policy, d.Health, d.Access)}
+		st = state.AppState{App: d.App, Namespace: d.Namespace, Policy: toStatePolicy(d.Policy, d.Health, d.Access, d.Ignore)}
 	}
 	st.Inventory = toStateRefs(res.Inventory)
 	_ = c.save(ctx, a, &st) // a failure is retried (save.go)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/flotilla-dev/flotilla/agent/internal/apply"
 	"github.com/flotilla-dev/flotilla/agent/internal/health"
+	"github.com/flotilla-dev/flotilla/shared/ignore"
 	"github.com/flotilla-dev/flotilla/shared/policy"
 )
 
@@ -24,10 +25,12 @@ type Desired struct {
 	Namespace string
 	Objects   []*unstructured.Unstructured
 	// Bundle is the canonical bundle data the objects were decoded from (kept in state).
-	Bundle        []byte
-	Policy        SyncPolicy
-	Health        HealthPolicy
-	Access        AccessPolicy // spec.policy, checked before anything is applied
+	Bundle []byte
+	Policy SyncPolicy
+	Health HealthPolicy
+	Access AccessPolicy // spec.policy, checked before anything is applied
+	// Ignore are the ignoreDifferences rules: fields that are not drift.
+	Ignore        []ignore.Rule
 	CommitTime    time.Time
 	SyncRequested bool // an operator asked for a sync (apps without automated sync)
 	// PruneConfirmed: an operator confirmed the deletions a prune would otherwise hold (a large
@@ -46,9 +49,11 @@ type Desired struct {
 func (d *Desired) revision() *apply.Revision {
 	return &apply.Revision{
 		App: d.App, Namespace: d.Namespace, Objects: d.Objects, Access: d.Access, PruneConfirmed: d.PruneConfirmed,
+		Ignore: d.Ignore,
 		Policy: apply.Policy{
 			Prune: d.Policy.Prune, AllowEmpty: d.Policy.AllowEmpty, CreateNamespace: d.Policy.CreateNamespace,
-			PruneLast: d.Policy.PruneLast, Force: d.Policy.Force,
+			PruneLast: d.Policy.PruneLast, Force: d.Policy.Force, RespectIgnoreDifferences: d.Policy.RespectIgnoreDifferences,
+			PrunePropagation: d.Policy.PrunePropagation, SkipValidation: d.Policy.SkipValidation,
 		},
 	}
 }
@@ -67,6 +72,13 @@ type SyncPolicy struct {
 	// Force (syncOptions Force=true): every object of the app is recreated when its update
 	// changes an immutable field, as the per-object annotation does (recreate.go).
 	Force bool
+	// RespectIgnoreDifferences: a sync leaves the ignored fields as they are live.
+	RespectIgnoreDifferences bool
+	// PrunePropagation is how prune deletes propagate: "foreground", "background" (empty) or
+	// "orphan".
+	PrunePropagation string
+	// SkipValidation (syncOptions Validate=false): no server-side field validation.
+	SkipValidation bool
 }
 
 // Retry governs failed syncs.

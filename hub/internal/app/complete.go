@@ -5,8 +5,10 @@ import (
 	"os"
 	"strings"
 
+	"github.com/flotilla-dev/flotilla/hub/internal/apps"
 	"github.com/flotilla-dev/flotilla/hub/internal/notify"
 	"github.com/flotilla-dev/flotilla/hub/internal/source"
+	"github.com/flotilla-dev/flotilla/shared/ignore"
 )
 
 // completedOptions are the Options with every file they name read and checked: what the hub
@@ -21,6 +23,8 @@ type completedOptions struct {
 	notifications *notify.Config
 	// gossipKeys of --gossip-key-file; nil for a hub that runs alone.
 	gossipKeys [][]byte
+	// ignoreDifferences of --ignore-differences: rules every app gets before its own.
+	ignoreDifferences []ignore.Rule
 }
 
 // Complete reads and checks the files the options name (call it after Validate). Its errors
@@ -47,6 +51,15 @@ func (o *Options) Complete() (*completedOptions, error) {
 			return nil, fmt.Errorf("--repo-credentials: %w", err)
 		}
 		c.repoCredentials = creds
+	}
+	if o.IgnoreDifferences != "" {
+		data, err := os.ReadFile(o.IgnoreDifferences)
+		if err != nil {
+			return nil, fmt.Errorf("--ignore-differences: %w", err)
+		}
+		if c.ignoreDifferences, err = apps.ParseIgnoreDifferences(o.IgnoreDifferences, data); err != nil {
+			return nil, fmt.Errorf("--ignore-differences: %w", err)
+		}
 	}
 	if o.WebhookSecret != "" {
 		secret, err := os.ReadFile(o.WebhookSecret)

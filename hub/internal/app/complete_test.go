@@ -21,6 +21,9 @@ func TestComplete(t *testing.T) {
 	secret := write("secret", "  s3cret\n")
 	empty := write("empty", "\n")
 	missing := filepath.Join(dir, "missing")
+	ignoreGood := write("ignore.yaml", "- {group: apps, kind: Deployment, jsonPointers: [/spec/replicas]}\n- {group: admissionregistration.k8s.io, kind: '*WebhookConfiguration', jqPathExpressions: ['.webhooks[].clientConfig.caBundle']}\n")
+	ignoreBad := write("ignore-bad.yaml", "- {group: apps, kind: Deployment, jsonPointers: [/spec/replicas]}\n- {kind: Service, jsonPointers: [spec/clusterIP]}\n")
+	ignoreUnknown := write("ignore-unknown.yaml", "- {kind: Service, jsonPointer: [/spec/clusterIP]}\n")
 	for _, tc := range []struct {
 		name string
 		set  func(o *Options)
@@ -32,6 +35,11 @@ func TestComplete(t *testing.T) {
 		{"missing webhook secret", func(o *Options) { o.WebhookSecret = missing }, "--webhook-secret-file: "},
 		{"missing credentials", func(o *Options) { o.RepoCredentials = missing }, "--repo-credentials: "},
 		{"missing notifications", func(o *Options) { o.Notifications = missing }, "--notifications: "},
+		{"ignore differences", func(o *Options) { o.IgnoreDifferences = ignoreGood }, ""},
+		{"bad ignore differences", func(o *Options) { o.IgnoreDifferences = ignoreBad },
+			`--ignore-differences: ` + ignoreBad + `: [1].jsonPointers[0]: "spec/clusterIP" is not a JSON pointer: it must start with "/"`},
+		{"unknown field in ignore differences", func(o *Options) { o.IgnoreDifferences = ignoreUnknown }, `--ignore-differences: ` + ignoreUnknown + `: unknown field "[0].jsonPointer"`},
+		{"missing ignore differences", func(o *Options) { o.IgnoreDifferences = missing }, "--ignore-differences: "},
 		{"missing gossip key", func(o *Options) { o.Replicas.GossipListen, o.Replicas.GossipKeyFile = "127.0.0.1:0", missing }, "hub replicas: --gossip-key-file: "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -46,6 +54,8 @@ func TestComplete(t *testing.T) {
 				t.Fatalf("Complete = %v, want an error with %q", err, tc.want)
 			case tc.want == "" && o.WebhookSecret != "" && string(c.webhookSecret) != "s3cret":
 				t.Fatalf("webhook secret %q, want it trimmed", c.webhookSecret)
+			case tc.want == "" && o.IgnoreDifferences != "" && (len(c.ignoreDifferences) != 2 || c.ignoreDifferences[1].JQPathExpressions[0] != ".webhooks[].clientConfig.caBundle"):
+				t.Fatalf("ignoreDifferences = %+v, want the file's two rules", c.ignoreDifferences)
 			}
 			if _, err := os.Stat(o.DataDir); !os.IsNotExist(err) {
 				t.Fatalf("Complete touched --data-dir: %v", err)

@@ -36,6 +36,8 @@ type Options struct {
 	WebhookSecret         string
 	RepoCredentials       string
 	Notifications         string
+	// IgnoreDifferences is a YAML file of ignoreDifferences rules every app gets before its own.
+	IgnoreDifferences string
 	// Retention bounds the history and audit records kept.
 	Retention store.Retention
 	Log       logging.Options
@@ -85,6 +87,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.WebhookSecret, "webhook-secret-file", o.WebhookSecret, "file holding the shared secret that signs Git push webhooks on POST /api/webhook (GitHub, GitLab, Gitea, Bitbucket); without it the endpoint is off")
 	fs.StringVar(&o.RepoCredentials, "repo-credentials", o.RepoCredentials, "YAML file of Git credentials by URL prefix (HTTPS token/basic auth from files, SSH keys with a pinned known_hosts)")
 	fs.StringVar(&o.Notifications, "notifications", o.Notifications, "YAML file of notification sinks (generic webhook or Slack; each URL read from a file) and the events each takes")
+	fs.StringVar(&o.IgnoreDifferences, "ignore-differences", o.IgnoreDifferences, "YAML file of default ignoreDifferences rules (a list in the syntax of an Application's spec.ignoreDifferences: group, kind, name, namespace, jsonPointers, jqPathExpressions, managedFieldsManagers) that every app gets before its own: fields that are never drift")
 	fs.IntVar(&o.Retention.HistoryPerApp, "history-keep", o.Retention.HistoryPerApp, "history entries kept per app and cluster, the newest (0: no limit)")
 	fs.DurationVar(&o.Retention.HistoryMaxAge, "history-max-age", o.Retention.HistoryMaxAge, "history entries older than this are deleted (0: no limit)")
 	fs.IntVar(&o.Retention.AuditMax, "audit-keep", o.Retention.AuditMax, "audit records kept, the newest (0: no limit)")

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/flotilla-dev/flotilla/shared/ignore"
 )
 
 // Defaults applied while parsing.
@@ -41,6 +43,8 @@ type Application struct {
 	// DependsOn is spec.dependsOn: the apps that must be Synced and Healthy on a cluster before
 	// a new revision of this one is applied there (depends.go).
 	DependsOn []string
+	// IgnoreDifferences is spec.ignoreDifferences: fields that are not drift (shared/ignore).
+	IgnoreDifferences []ignore.Rule
 	// Warnings report accepted manifests fields that Flotilla does not honour (mostly Argo CD
 	// fields); they are never silently ignored.
 	Warnings []string
@@ -76,9 +80,18 @@ type SyncPolicy struct {
 	// PreserveResourcesOnDeletion: when the app leaves a cluster, its objects stay there,
 	// no longer managed; nothing is deleted.
 	PreserveResourcesOnDeletion bool
-	// Force (syncOptions Force=true): an object whose update changes an immutable field is
-	// deleted and recreated.
+	// Force (syncOptions Force=true or Replace=true): an object whose update changes an
+	// immutable field is deleted and recreated.
 	Force bool
+	// RespectIgnoreDifferences (syncOptions RespectIgnoreDifferences=true): a sync leaves the
+	// fields spec.ignoreDifferences names as they are live, as self-heal always does.
+	RespectIgnoreDifferences bool
+	// PrunePropagation (syncOptions PrunePropagationPolicy=...): how prune deletes propagate,
+	// one of the Propagation constants; empty is background.
+	PrunePropagation string
+	// SkipValidation (syncOptions Validate=false): objects are applied without the API server's
+	// field validation, as the per-object option does.
+	SkipValidation bool
 }
 
 // Retry bounds the retries of a failed sync. Limit 0 means no retries, a negative Limit

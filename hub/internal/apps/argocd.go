@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/flotilla-dev/flotilla/shared/ignore"
 )
 
 // argoDoc is the part of an argoproj.io/v1alpha1 Application that Flotilla honours. It is
@@ -25,7 +27,8 @@ type argoDoc struct {
 			Name      string `json:"name"`
 			Namespace string `json:"namespace"`
 		} `json:"destination"`
-		SyncPolicy *syncPolicyDoc `json:"syncPolicy"`
+		SyncPolicy        *syncPolicyDoc `json:"syncPolicy"`
+		IgnoreDifferences []ignore.Rule  `json:"ignoreDifferences"`
 		// Policy is Flotilla's spec.policy, also read on Argo CD Applications (not an Argo CD
 		// field: Flotilla has no AppProjects, its policy lives on the Application).
 		Policy json.RawMessage `json:"policy"`
@@ -42,11 +45,12 @@ type known map[string]known
 var argoKnown = known{
 	"apiVersion": nil, "kind": nil, "metadata": nil, "status": nil, "operation": nil,
 	"spec": {
-		"project":     nil,
-		"policy":      nil, // decoded strictly on its own
-		"dependsOn":   nil, // each entry's app is checked
-		"source":      {"repoURL": nil, "targetRevision": nil, "path": nil},
-		"destination": {"server": nil, "name": nil, "namespace": nil},
+		"project":           nil,
+		"ignoreDifferences": nil,
+		"policy":            nil, // decoded strictly on its own
+		"dependsOn":         nil, // each entry's app is checked
+		"source":            {"repoURL": nil, "targetRevision": nil, "path": nil},
+		"destination":       {"server": nil, "name": nil, "namespace": nil},
 		"syncPolicy": {
 			"automated":                   {"prune": nil, "selfHeal": nil, "allowEmpty": nil, "enabled": nil},
 			"syncOptions":                 nil,
@@ -58,9 +62,6 @@ var argoKnown = known{
 		},
 	},
 }
-
-// argoSyncOptions Flotilla accepts without doing anything: it always applies server-side.
-var argoSyncOptions = []string{"ServerSideApply=true"}
 
 func parseArgoCD(file string, doc []byte, h header, errAt errorf) (*Application, []error) {
 	var d argoDoc
@@ -100,12 +101,7 @@ func parseArgoCD(file string, doc []byte, h header, errAt errorf) (*Application,
 		a.Destination.Clusters = []string{dst.Name}
 	}
 	sp, spErrs := syncPolicy(d.Spec.SyncPolicy, errAt, func(i int, opt string) {
-		switch {
-		case perObjectOption(opt):
-			a.Warnings = append(a.Warnings, fmt.Sprintf("spec.syncPolicy.syncOptions %q is not supported for a whole app and is ignored: %s", opt, perObjectHint))
-		case !slices.Contains(argoSyncOptions, opt):
-			a.Warnings = append(a.Warnings, fmt.Sprintf("spec.syncPolicy.syncOptions %q is not supported and is ignored", opt))
-		}
+		a.Warnings = append(a.Warnings, fmt.Sprintf("spec.syncPolicy.syncOptions %q is not supported and is ignored", opt))
 	})
 	a.SyncPolicy = sp
 	errs = append(errs, spErrs...)
@@ -117,6 +113,8 @@ func parseArgoCD(file string, doc []byte, h header, errAt errorf) (*Application,
 	deps, depErrs := dependsOn(d.Spec.DependsOn, errAt)
 	a.DependsOn = deps
 	errs = append(errs, depErrs...)
+	a.IgnoreDifferences = d.Spec.IgnoreDifferences
+	errs = append(errs, checkIgnoreDifferences(a.IgnoreDifferences, errAt)...)
 	errs = append(errs, validate(a, errAt)...)
 	if len(errs) > 0 {
 		return nil, errs

@@ -6,6 +6,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	sigsjson "sigs.k8s.io/json"
+
+	"github.com/flotilla-dev/flotilla/shared/ignore"
 )
 
 // flotillaDoc is the flotilla.dev/v1alpha1 Application, decoded strictly.
@@ -34,9 +36,10 @@ type flotillaDoc struct {
 			Rollback         string          `json:"rollback,omitempty"`
 			CustomRules      []healthRuleDoc `json:"customRules,omitempty"`
 		} `json:"health,omitempty"`
-		Policy    *policyDoc     `json:"policy,omitempty"`
-		Secrets   string         `json:"secrets,omitempty"`
-		DependsOn []dependsOnDoc `json:"dependsOn,omitempty"`
+		Policy            *policyDoc     `json:"policy,omitempty"`
+		Secrets           string         `json:"secrets,omitempty"`
+		IgnoreDifferences []ignore.Rule  `json:"ignoreDifferences,omitempty"`
+		DependsOn         []dependsOnDoc `json:"dependsOn,omitempty"`
 	} `json:"spec"`
 }
 
@@ -81,12 +84,8 @@ func parseFlotilla(file string, doc []byte, h header, errAt errorf) (*Applicatio
 		a.Destination.Selector = sel
 	}
 	sp, spErrs := syncPolicy(d.Spec.SyncPolicy, errAt, func(i int, opt string) {
-		hint := ""
-		if perObjectOption(opt) {
-			hint = "; " + perObjectHint
-		}
 		errs = append(errs, errAt(fmt.Sprintf("spec.syncPolicy.syncOptions[%d]", i),
-			fmt.Errorf("%q is not supported (want CreateNamespace=true, PruneLast=true or Force=true%s)", opt, hint)))
+			fmt.Errorf("%q is not supported (want %s)", opt, SupportedSyncOptions)))
 	})
 	a.SyncPolicy = sp
 	errs = append(errs, spErrs...)
@@ -116,6 +115,8 @@ func parseFlotilla(file string, doc []byte, h header, errAt errorf) (*Applicatio
 	access, accessErrs := accessPolicy(d.Spec.Policy, a.Destination.Namespace, errAt)
 	a.Access = access
 	errs = append(errs, accessErrs...)
+	a.IgnoreDifferences = d.Spec.IgnoreDifferences
+	errs = append(errs, checkIgnoreDifferences(a.IgnoreDifferences, errAt)...)
 	if a.Secrets, err = parseSecretsMode(d.Spec.Secrets, errAt); err != nil {
 		errs = append(errs, err)
 	}

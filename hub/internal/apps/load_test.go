@@ -8,6 +8,8 @@ import (
 	"testing"
 	"testing/fstest"
 	"time"
+
+	"github.com/flotilla-dev/flotilla/shared/ignore"
 )
 
 // summary is the comparable part of an Application.
@@ -18,13 +20,14 @@ type summary struct {
 	Sync                  SyncPolicy
 	Health                HealthPolicy
 	Warnings              []string
+	Ignore                []ignore.Rule
 }
 
 func summarize(a *Application) summary {
 	s := summary{
 		File: a.SourceFile, Repo: a.Source.RepoURL, Rev: a.Source.TargetRevision, Path: a.Source.Path,
 		Clusters: a.Destination.Clusters, Namespace: a.Destination.Namespace,
-		Sync: a.SyncPolicy, Health: a.Health, Warnings: a.Warnings,
+		Sync: a.SyncPolicy, Health: a.Health, Warnings: a.Warnings, Ignore: a.IgnoreDifferences,
 	}
 	if a.Destination.Selector != nil {
 		s.Selector = "selector(" + a.Destination.Selector.String() + ")"
@@ -62,15 +65,16 @@ func TestLoadDir(t *testing.T) {
 			File: file("argo/guestbook.yaml"), Repo: "https://github.com/argoproj/argocd-example-apps.git", Rev: "HEAD",
 			Path: "guestbook", Clusters: []string{"prod-eu-1"}, Namespace: "guestbook", Health: defaultHealth,
 			Sync: SyncPolicy{Automated: true, Prune: true, CreateNamespace: true, PreserveResourcesOnDeletion: true,
+				Force: true, SkipValidation: true, RespectIgnoreDifferences: true, PrunePropagation: PropagationOrphan,
 				Retry: Retry{Limit: 3, Duration: 10 * time.Second, Factor: 3, MaxDuration: time.Minute}},
+			// Every field and option Flotilla honours goes without a word; the others are named.
 			Warnings: []string{
-				"spec.ignoreDifferences is not supported and is ignored",
 				"spec.source.kustomize is not supported and is ignored",
 				`spec.project "team-a" is ignored: Flotilla has no projects`,
 				"destination.server is not supported, use destination.name",
-				`spec.syncPolicy.syncOptions "Validate=false" is not supported and is ignored`,
-				`spec.syncPolicy.syncOptions "Replace=true" is not supported for a whole app and is ignored: set Force=true (to recreate objects whose immutable fields change) for the app, or per object in the annotation argocd.argoproj.io/sync-options or flotilla.dev/sync-options`,
+				`spec.syncPolicy.syncOptions "SkipDryRunOnMissingResource=true" is not supported and is ignored`,
 			},
+			Ignore: []ignore.Rule{{Group: "apps", Kind: "Deployment", JSONPointers: []string{"/spec/replicas"}}},
 		},
 		"fine": {File: file("broken.yaml"), Repo: "https://git.example.com/fine.git", Rev: "HEAD", Path: "",
 			Clusters: []string{"a"}, Health: defaultHealth},

@@ -47,12 +47,25 @@ func TestParseErrors(t *testing.T) {
 		{"bad rollback and sync option", head + `spec:
   source: {repoURL: r}
   destination: {clusters: [a]}
-  syncPolicy: {syncOptions: [CreateNamespace=true, Replace=true]}
+  syncPolicy: {syncOptions: [CreateNamespace=true, Replace=true, PrunePropagationPolicy=sideways]}
   health: {rollback: always}
 `, []string{
-			`apps/api.yaml: Application "api": spec.syncPolicy.syncOptions[1]: "Replace=true" is not supported (want CreateNamespace=true, PruneLast=true or Force=true; set Force=true (to recreate objects whose immutable fields change) for the app, or per object in the annotation argocd.argoproj.io/sync-options or flotilla.dev/sync-options)`,
+			`apps/api.yaml: Application "api": spec.syncPolicy.syncOptions[2]: "PrunePropagationPolicy=sideways" is not supported (want ` + SupportedSyncOptions + `)`,
 			`apps/api.yaml: Application "api": spec.health.rollback: "always" must be auto or none`,
 		}},
+		{"bad ignoreDifferences", head + `spec:
+  source: {repoURL: r}
+  destination: {clusters: [a]}
+  ignoreDifferences:
+    - {group: apps, kind: Deployment, jsonPointers: [/spec/replicas]}
+    - {group: apps, kind: Deployment, jsonPointers: [/spec/ok, spec/replicas], jqPathExpressions: ['.spec | select(']}
+`, []string{
+			`apps/api.yaml: Application "api": spec.ignoreDifferences[1].jsonPointers[1]: "spec/replicas" is not a JSON pointer: it must start with "/"`,
+			`apps/api.yaml: Application "api": spec.ignoreDifferences[1].jqPathExpressions[0]: ".spec | select(" does not compile: unexpected EOF`,
+		}},
+		{"argo bad ignoreDifferences", "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: api}\n" +
+			"spec: {source: {repoURL: r}, destination: {name: c}, ignoreDifferences: [{kind: Service, jqPathExpressions: ['.a[']}]}\n",
+			[]string{`apps/api.yaml: Application "api": spec.ignoreDifferences[0].jqPathExpressions[0]: ".a[" does not compile: unexpected EOF`}},
 		{"absolute path", head + "spec: {source: {repoURL: r, path: /etc}, destination: {clusters: [a]}}\n",
 			[]string{`apps/api.yaml: Application "api": spec.source.path: "/etc" must be relative to the repository root`}},
 		{"escaping path", head + "spec: {source: {repoURL: r, path: a/../../b}, destination: {clusters: [a]}}\n",

@@ -73,10 +73,33 @@ func (d *duration) parse(field string, errAt errorf) (time.Duration, error) {
 	return v, nil
 }
 
-// syncOption values Flotilla understands; unknown is called with the others.
+// Prune propagation policies (syncOptions PrunePropagationPolicy=...).
+const (
+	PropagationForeground = "foreground"
+	PropagationBackground = "background"
+	PropagationOrphan     = "orphan"
+)
+
+// SupportedSyncOptions lists the app sync options Flotilla takes, for messages.
+const SupportedSyncOptions = "CreateNamespace, PruneLast, Force, Replace, Validate, RespectIgnoreDifferences, PrunePropagationPolicy=foreground|background|orphan, " +
+	"and ServerSideApply=true, ApplyOutOfSyncOnly=true, FailOnSharedResource=true (always Flotilla's behaviour)"
+
+// syncOptions reads the sync options Flotilla understands; unknown is called with the others.
+// ServerSideApply=true, ApplyOutOfSyncOnly=true and FailOnSharedResource=true are what Flotilla
+// always does: accepted, nothing to set. Replace=true is Force=true: an update cannot change an
+// immutable field either, so the object is deleted and recreated.
 func syncOptions(opts []string, sp *SyncPolicy, unknown func(i int, opt string)) {
 	for i, o := range opts {
 		k, v, _ := strings.Cut(strings.TrimSpace(o), "=")
+		if k == "PrunePropagationPolicy" {
+			switch p := strings.ToLower(v); p {
+			case PropagationForeground, PropagationBackground, PropagationOrphan:
+				sp.PrunePropagation = p
+			default:
+				unknown(i, o)
+			}
+			continue
+		}
 		b, err := strconv.ParseBool(v)
 		switch {
 		case err != nil:
@@ -85,24 +108,18 @@ func syncOptions(opts []string, sp *SyncPolicy, unknown func(i int, opt string))
 			sp.CreateNamespace = b
 		case k == "PruneLast":
 			sp.PruneLast = b
-		case k == "Force":
-			sp.Force = b
+		case k == "Force", k == "Replace":
+			sp.Force = sp.Force || b
+		case k == "Validate":
+			sp.SkipValidation = !b
+		case k == "RespectIgnoreDifferences":
+			sp.RespectIgnoreDifferences = b
+		case b && (k == "ServerSideApply" || k == "ApplyOutOfSyncOnly" || k == "FailOnSharedResource"):
 		default:
 			unknown(i, o)
 		}
 	}
 }
-
-// perObjectOption reports whether opt is Argo CD's Replace, which Flotilla does not take: an
-// update (PUT) cannot change an immutable field either; Force=true, for the whole app or per
-// object, deletes and recreates such an object.
-func perObjectOption(opt string) bool {
-	k, _, _ := strings.Cut(strings.TrimSpace(opt), "=")
-	return k == "Replace"
-}
-
-// perObjectHint is what the message about such an option adds.
-const perObjectHint = "set Force=true (to recreate objects whose immutable fields change) for the app, or per object in the annotation argocd.argoproj.io/sync-options or flotilla.dev/sync-options"
 
 // syncPolicy converts the shared syncPolicy block. Unknown sync options are passed to
 // unknown, which decides whether they are warnings or errors.

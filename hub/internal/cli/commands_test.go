@@ -34,6 +34,8 @@ func TestListingGolden(t *testing.T) {
 		[]string{"history", "nope"},
 		[]string{"diff", "api"},
 		[]string{"diff", "api", "--cluster", "prod-1"},
+		[]string{"diff", "api", "--suggest-ignore"},
+		[]string{"diff", "api", "--cluster", "prod-1", "--suggest-ignore"},
 	)
 	for _, args := range cases {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {

@@ -12,11 +12,18 @@ import (
 
 func newDiffCmd(o *rootOptions) *cobra.Command {
 	var cluster string
+	var suggest bool
 	cmd := &cobra.Command{
 		Use:   "diff APP --cluster C",
 		Short: "Show how the live objects of an app differ from Git (drift), field by field, Secret values masked",
+		Long: `Show how the live objects of an app differ from Git (drift), field by field, Secret values masked.
+
+With --suggest-ignore, print instead an ignoreDifferences snippet (JSON pointers per object) for
+the fields of the drift that is contested: fields another actor keeps changing back, from which
+self-heal backs off. It reads the drift the agents last reported; it measures nothing new.`,
 		Example: `  flotilla diff api --cluster prod-eu-1
-  flotilla diff api            # every cluster`,
+  flotilla diff api            # every cluster
+  flotilla diff api --suggest-ignore`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return o.run(cmd, func(ctx context.Context, c *client) error {
@@ -28,6 +35,9 @@ func newDiffCmd(o *rootOptions) *cobra.Command {
 					return fmt.Errorf("app %q has no status on %s", args[0], orAll(cluster))
 				}
 				w := cmd.OutOrStdout()
+				if suggest {
+					return suggestIgnore(w, args[0], resp.Items)
+				}
 				drifted := 0
 				for _, s := range resp.Items {
 					for _, d := range s.Drift {
@@ -59,6 +69,7 @@ func newDiffCmd(o *rootOptions) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&cluster, "cluster", "", "only this cluster")
+	cmd.Flags().BoolVar(&suggest, "suggest-ignore", false, "print an ignoreDifferences snippet for the fields of contested drift (fields another actor keeps changing back)")
 	return cmd
 }
 

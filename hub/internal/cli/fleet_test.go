@@ -106,9 +106,9 @@ func populate(t *testing.T, h *testHub) *testFleet {
 	join("staging-2", "", map[string]appReport{
 		"api": {health: "Healthy", drift: []*flotillav1.DriftItem{
 			{Object: &flotillav1.ObjectRef{Version: "v1", Kind: "ConfigMap", Namespace: "api", Name: "api-settings"}, Type: "modified",
-				Diff: "  data.LOG_LEVEL:\n-   info\n+   debug"},
+				Diff: `data.LOG_LEVEL: "debug" → "info"`},
 			{Object: &flotillav1.ObjectRef{Group: "apps", Version: "v1", Kind: "Deployment", Namespace: "api", Name: "api"}, Type: "modified",
-				Diff: "  spec.replicas:\n-   3\n+   5", Contested: true},
+				Diff: "metadata.annotations.sidecar.istio.io/status: \"injected\" → <none>\nspec.replicas: 5 → 3", Contested: true},
 			{Object: &flotillav1.ObjectRef{Version: "v1", Kind: "Service", Namespace: "api", Name: "api-metrics"}, Type: "missing"},
 		}},
 		"worker": {nack: "apply Deployment worker/worker: admission webhook \"policy.example.com\" denied the request: image tag latest is not allowed"},

@@ -14,23 +14,26 @@ import (
 
 	"github.com/flotilla-dev/flotilla/hub/internal/apps"
 	"github.com/flotilla-dev/flotilla/shared/bundle"
+	"github.com/flotilla-dev/flotilla/shared/ignore"
 )
 
 // Desired is the desired state of one app on one cluster.
 type Desired struct {
-	Cluster       string
-	App           string
-	Generation    uint64
-	Revision      string
-	Bundle        *bundle.Bundle
-	Namespace     string
-	Policy        apps.SyncPolicy
-	Health        apps.HealthPolicy
-	Access        apps.AccessPolicy // spec.policy
-	CommitTime    time.Time
-	Author        string
-	Message       string
-	SyncRequested bool
+	Cluster    string
+	App        string
+	Generation uint64
+	Revision   string
+	Bundle     *bundle.Bundle
+	Namespace  string
+	Policy     apps.SyncPolicy
+	Health     apps.HealthPolicy
+	Access     apps.AccessPolicy // spec.policy
+	// IgnoreDifferences are the hub's default rules, then the app's spec.ignoreDifferences.
+	IgnoreDifferences []ignore.Rule
+	CommitTime        time.Time
+	Author            string
+	Message           string
+	SyncRequested     bool
 	// PruneConfirmed carries an operator's confirmation of held deletions, for one sync.
 	PruneConfirmed bool
 	// Pinned: Revision is an operator's pin (flotilla rollback --to), not Git's target.
@@ -48,7 +51,8 @@ func (d *Desired) Digest() string { return d.Bundle.Digest }
 func (d *Desired) same(o *Desired) bool {
 	return d.Bundle.Digest == o.Bundle.Digest && d.Namespace == o.Namespace && d.Pinned == o.Pinned &&
 		d.Policy == o.Policy && reflect.DeepEqual(d.Health, o.Health) && reflect.DeepEqual(d.Access, o.Access) &&
-		slices.Equal(d.DependsOn, o.DependsOn)
+		slices.Equal(d.DependsOn, o.DependsOn) &&
+		reflect.DeepEqual(d.IgnoreDifferences, o.IgnoreDifferences)
 }
 
 // Held is what an agent says it holds for an app.

@@ -12,6 +12,7 @@ import (
 	"github.com/flotilla-dev/flotilla/hub/internal/apps"
 	"github.com/flotilla-dev/flotilla/shared/bundle"
 	"github.com/flotilla-dev/flotilla/shared/policy"
+	"github.com/flotilla-dev/flotilla/shared/syncoptions"
 )
 
 // The hub checks each render against its app's spec.policy before it becomes desired state, so
@@ -80,6 +81,9 @@ type policyObject struct {
 	namespace string
 	name      string
 	cluster   bool // cluster-scoped, as scopeOf decides
+	// unknownOptions are the per-object sync options in its annotations that the agent does
+	// not honour (shared/syncoptions).
+	unknownOptions []string
 }
 
 // String names the object as people read it: "ClusterRole/admin-all", "Deployment/api/web".
@@ -125,8 +129,9 @@ func decodePolicyObjects(data []byte) ([]policyObject, error) {
 		APIVersion string `json:"apiVersion"`
 		Kind       string `json:"kind"`
 		Metadata   struct {
-			Name      string `json:"name"`
-			Namespace string `json:"namespace"`
+			Name        string            `json:"name"`
+			Namespace   string            `json:"namespace"`
+			Annotations map[string]string `json:"annotations"`
 		} `json:"metadata"`
 		Spec json.RawMessage `json:"spec"`
 	}
@@ -140,7 +145,8 @@ func decodePolicyObjects(data []byte) ([]policyObject, error) {
 		if err != nil {
 			return nil, fmt.Errorf("policy check: %s/%s: %w", r.Kind, r.Metadata.Name, err)
 		}
-		objs[i] = policyObject{gk: schema.GroupKind{Group: gv.Group, Kind: r.Kind}, namespace: r.Metadata.Namespace, name: r.Metadata.Name}
+		objs[i] = policyObject{gk: schema.GroupKind{Group: gv.Group, Kind: r.Kind}, namespace: r.Metadata.Namespace, name: r.Metadata.Name,
+			unknownOptions: syncoptions.Unknown(r.Metadata.Annotations)}
 		if objs[i].gk == (schema.GroupKind{Group: "apiextensions.k8s.io", Kind: "CustomResourceDefinition"}) && len(r.Spec) > 0 {
 			var spec struct {
 				Group string `json:"group"`
@@ -158,6 +164,22 @@ func decodePolicyObjects(data []byte) ([]policyObject, error) {
 		objs[i].cluster = scopeOf(objs[i], crds)
 	}
 	return objs, nil
+}
+
+// optionWarnings names, for `flotilla apps`, the per-object sync and compare options of b's
+// objects that the agent does not honour.
+func (r *Reconciler) optionWarnings(b *bundle.Bundle) []string {
+	objs, err := r.policy.objects(b)
+	if err != nil {
+		return nil // the policy check reports it
+	}
+	var out []string
+	for _, o := range objs {
+		if len(o.unknownOptions) > 0 {
+			out = append(out, fmt.Sprintf("%s: sync options %s are not supported and are ignored", o, strings.Join(o.unknownOptions, ", ")))
+		}
+	}
+	return out
 }
 
 // scopeOf decides whether o is cluster-scoped (see the rule at the top of this file).

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/flotilla-dev/flotilla/hub/internal/render"
 	"github.com/flotilla-dev/flotilla/hub/internal/source"
 	"github.com/flotilla-dev/flotilla/shared/bundle"
+	"github.com/flotilla-dev/flotilla/shared/ignore"
 	"github.com/flotilla-dev/flotilla/shared/logging"
 )
 
@@ -62,6 +64,9 @@ type ReconcilerConfig struct {
 	Logger   *slog.Logger
 	// Metrics may be nil.
 	Metrics *metrics.Hub
+	// IgnoreDifferences are the hub's default ignoreDifferences rules (--ignore-differences):
+	// every app gets them before its own.
+	IgnoreDifferences []ignore.Rule
 }
 
 // Reconciler turns Git into desired state: each round it loads the Applications, fetches
@@ -258,10 +263,12 @@ func (r *Reconciler) renderFor(ctx context.Context, app *apps.Application, c Clu
 	if err != nil {
 		return nil, err
 	}
+	warnings = append(warnings, r.optionWarnings(b)...)
 	r.fleet.SetDesired(Desired{
 		Cluster: c.Name, App: app.Name, Revision: snap.Commit, Bundle: b,
 		Namespace: app.Destination.Namespace, Policy: app.SyncPolicy, Health: app.Health, Access: app.Access,
-		CommitTime: snap.Time, Author: snap.Author, Message: snap.Message, Pinned: pinned, DependsOn: app.DependsOn,
+		IgnoreDifferences: slices.Concat(r.cfg.IgnoreDifferences, app.IgnoreDifferences),
+		CommitTime:        snap.Time, Author: snap.Author, Message: snap.Message, Pinned: pinned, DependsOn: app.DependsOn,
 	})
 	return warnings, nil
 }

@@ -76,3 +76,25 @@ func TestCheckSecrets(t *testing.T) {
 		t.Errorf("addWarnings: %q (shared %q)", info.Warnings, shared)
 	}
 }
+
+// TestOptionWarnings: `flotilla apps` names the per-object sync and compare options the agent
+// does not honour, and none of those it does.
+func TestOptionWarnings(t *testing.T) {
+	cm := func(name string, ann map[string]any) *unstructured.Unstructured {
+		return &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
+			"metadata": map[string]any{"name": name, "namespace": "api", "annotations": ann}}}
+	}
+	b, err := bundle.New([]*unstructured.Unstructured{
+		cm("fine", map[string]any{"argocd.argoproj.io/sync-options": "Prune=false,Delete=false,Replace=true,Validate=false,ServerSideApply=true,SkipDryRunOnMissingResource=true",
+			"argocd.argoproj.io/compare-options": "IgnoreExtraneous", "flotilla.dev/sync-options": "Force=true"}),
+		cm("odd", map[string]any{"argocd.argoproj.io/sync-options": "PruneLast=true, Prune=confirm", "argocd.argoproj.io/compare-options": "ServerSideDiff=true"}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := (&Reconciler{}).optionWarnings(b)
+	want := "ConfigMap/api/odd: sync options PruneLast=true, Prune=confirm, ServerSideDiff=true are not supported and are ignored"
+	if len(got) != 1 || got[0] != want {
+		t.Errorf("optionWarnings = %q, want [%q]", got, want)
+	}
+}

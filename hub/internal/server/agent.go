@@ -15,6 +15,7 @@ import (
 	"github.com/flotilla-dev/flotilla/hub/internal/store"
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
 	"github.com/flotilla-dev/flotilla/shared/bundle"
+	"github.com/flotilla-dev/flotilla/shared/ignore"
 	"github.com/flotilla-dev/flotilla/shared/logging"
 	"github.com/flotilla-dev/flotilla/shared/version"
 )
@@ -205,6 +206,7 @@ func (s *Server) sendDesired(stream flotillav1.AgentService_ConnectServer, d *fl
 			msg.SyncPolicy = syncPolicyToProto(d)
 			msg.Policy = accessPolicyToProto(d.Access)
 			msg.DependsOn = d.DependsOn
+			msg.IgnoreDifferences = ignoreToProto(d.IgnoreDifferences)
 			msg.HealthPolicy = &flotillav1.HealthPolicy{
 				ProgressDeadlineMs: d.Health.ProgressDeadline.Milliseconds(), AutoRollback: d.Health.AutoRollback,
 			}
@@ -235,11 +237,24 @@ func accessPolicyToProto(p apps.AccessPolicy) *flotillav1.Policy {
 	return out
 }
 
+// ignoreToProto maps the ignoreDifferences rules.
+func ignoreToProto(rules []ignore.Rule) []*flotillav1.IgnoreDifferencesRule {
+	out := make([]*flotillav1.IgnoreDifferencesRule, 0, len(rules))
+	for _, r := range rules {
+		out = append(out, &flotillav1.IgnoreDifferencesRule{
+			Group: r.Group, Kind: r.Kind, Name: r.Name, Namespace: r.Namespace, JsonPointers: r.JSONPointers,
+			JqPathExpressions: r.JQPathExpressions, ManagedFieldsManagers: r.ManagedFieldsManagers,
+		})
+	}
+	return out
+}
+
 func syncPolicyToProto(d *fleet.Desired) *flotillav1.SyncPolicy {
 	p := d.Policy
 	return &flotillav1.SyncPolicy{
 		Automated: p.Automated, Prune: p.Prune, SelfHeal: p.SelfHeal, AllowEmpty: p.AllowEmpty,
 		CreateNamespace: p.CreateNamespace, PruneLast: p.PruneLast, PreserveResourcesOnDeletion: p.PreserveResourcesOnDeletion, Force: p.Force,
+		RespectIgnoreDifferences: p.RespectIgnoreDifferences, PrunePropagationPolicy: p.PrunePropagation, SkipValidation: p.SkipValidation,
 		Retry: &flotillav1.Retry{
 			Limit: int32(p.Retry.Limit), BackoffDurationMs: p.Retry.Duration.Milliseconds(),
 			BackoffFactor: p.Retry.Factor, BackoffMaxDurationMs: p.Retry.MaxDuration.Milliseconds(),

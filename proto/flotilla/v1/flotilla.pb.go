@@ -827,9 +827,13 @@ type Desired struct {
 	BundleSize uint64 `protobuf:"varint,15,opt,name=bundle_size,json=bundleSize,proto3" json:"bundle_size,omitempty"`
 	// The app's spec.dependsOn: the apps that must be Synced and Healthy on this cluster before
 	// the agent applies a new revision of this one. Sent in the first chunk.
-	DependsOn     []string `protobuf:"bytes,25,rep,name=depends_on,json=dependsOn,proto3" json:"depends_on,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	DependsOn []string `protobuf:"bytes,25,rep,name=depends_on,json=dependsOn,proto3" json:"depends_on,omitempty"`
+	// The hub's default ignoreDifferences rules (--ignore-differences), then the app's
+	// spec.ignoreDifferences: fields that are not drift, never corrected by self-heal, and with
+	// SyncPolicy.respect_ignore_differences never overwritten by a sync either.
+	IgnoreDifferences []*IgnoreDifferencesRule `protobuf:"bytes,20,rep,name=ignore_differences,json=ignoreDifferences,proto3" json:"ignore_differences,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Desired) Reset() {
@@ -974,6 +978,108 @@ func (x *Desired) GetDependsOn() []string {
 	return nil
 }
 
+func (x *Desired) GetIgnoreDifferences() []*IgnoreDifferencesRule {
+	if x != nil {
+		return x.IgnoreDifferences
+	}
+	return nil
+}
+
+// IgnoreDifferencesRule is one entry of spec.ignoreDifferences, in Argo CD's syntax: the
+// objects it applies to (group and kind may be globs; empty name and namespace match any) and
+// the fields it ignores.
+type IgnoreDifferencesRule struct {
+	state                 protoimpl.MessageState `protogen:"open.v1"`
+	Group                 string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Kind                  string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Name                  string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	Namespace             string                 `protobuf:"bytes,4,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	JsonPointers          []string               `protobuf:"bytes,5,rep,name=json_pointers,json=jsonPointers,proto3" json:"json_pointers,omitempty"`
+	JqPathExpressions     []string               `protobuf:"bytes,6,rep,name=jq_path_expressions,json=jqPathExpressions,proto3" json:"jq_path_expressions,omitempty"`
+	ManagedFieldsManagers []string               `protobuf:"bytes,7,rep,name=managed_fields_managers,json=managedFieldsManagers,proto3" json:"managed_fields_managers,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
+}
+
+func (x *IgnoreDifferencesRule) Reset() {
+	*x = IgnoreDifferencesRule{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IgnoreDifferencesRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IgnoreDifferencesRule) ProtoMessage() {}
+
+func (x *IgnoreDifferencesRule) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IgnoreDifferencesRule.ProtoReflect.Descriptor instead.
+func (*IgnoreDifferencesRule) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *IgnoreDifferencesRule) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *IgnoreDifferencesRule) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *IgnoreDifferencesRule) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *IgnoreDifferencesRule) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *IgnoreDifferencesRule) GetJsonPointers() []string {
+	if x != nil {
+		return x.JsonPointers
+	}
+	return nil
+}
+
+func (x *IgnoreDifferencesRule) GetJqPathExpressions() []string {
+	if x != nil {
+		return x.JqPathExpressions
+	}
+	return nil
+}
+
+func (x *IgnoreDifferencesRule) GetManagedFieldsManagers() []string {
+	if x != nil {
+		return x.ManagedFieldsManagers
+	}
+	return nil
+}
+
 type SyncPolicy struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Automated       bool                   `protobuf:"varint,1,opt,name=automated,proto3" json:"automated,omitempty"`
@@ -988,14 +1094,21 @@ type SyncPolicy struct {
 	PreserveResourcesOnDeletion bool `protobuf:"varint,8,opt,name=preserve_resources_on_deletion,json=preserveResourcesOnDeletion,proto3" json:"preserve_resources_on_deletion,omitempty"`
 	// syncOptions Force=true: an object whose update changes an immutable field is deleted and
 	// recreated (as the per-object annotation does).
-	Force         bool `protobuf:"varint,9,opt,name=force,proto3" json:"force,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Force bool `protobuf:"varint,9,opt,name=force,proto3" json:"force,omitempty"`
+	// syncOptions RespectIgnoreDifferences=true: a sync leaves the ignored fields as they are live.
+	RespectIgnoreDifferences bool `protobuf:"varint,14,opt,name=respect_ignore_differences,json=respectIgnoreDifferences,proto3" json:"respect_ignore_differences,omitempty"`
+	// syncOptions PrunePropagationPolicy: "foreground", "background" or "orphan"; empty is
+	// background.
+	PrunePropagationPolicy string `protobuf:"bytes,15,opt,name=prune_propagation_policy,json=prunePropagationPolicy,proto3" json:"prune_propagation_policy,omitempty"`
+	// syncOptions Validate=false: objects are applied without server-side field validation.
+	SkipValidation bool `protobuf:"varint,16,opt,name=skip_validation,json=skipValidation,proto3" json:"skip_validation,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *SyncPolicy) Reset() {
 	*x = SyncPolicy{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[11]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1007,7 +1120,7 @@ func (x *SyncPolicy) String() string {
 func (*SyncPolicy) ProtoMessage() {}
 
 func (x *SyncPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[11]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1020,7 +1133,7 @@ func (x *SyncPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncPolicy.ProtoReflect.Descriptor instead.
 func (*SyncPolicy) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{11}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SyncPolicy) GetAutomated() bool {
@@ -1086,6 +1199,27 @@ func (x *SyncPolicy) GetForce() bool {
 	return false
 }
 
+func (x *SyncPolicy) GetRespectIgnoreDifferences() bool {
+	if x != nil {
+		return x.RespectIgnoreDifferences
+	}
+	return false
+}
+
+func (x *SyncPolicy) GetPrunePropagationPolicy() string {
+	if x != nil {
+		return x.PrunePropagationPolicy
+	}
+	return ""
+}
+
+func (x *SyncPolicy) GetSkipValidation() bool {
+	if x != nil {
+		return x.SkipValidation
+	}
+	return false
+}
+
 type Retry struct {
 	state                protoimpl.MessageState `protogen:"open.v1"`
 	Limit                int32                  `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
@@ -1098,7 +1232,7 @@ type Retry struct {
 
 func (x *Retry) Reset() {
 	*x = Retry{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[12]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1110,7 +1244,7 @@ func (x *Retry) String() string {
 func (*Retry) ProtoMessage() {}
 
 func (x *Retry) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[12]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1123,7 +1257,7 @@ func (x *Retry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Retry.ProtoReflect.Descriptor instead.
 func (*Retry) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{12}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Retry) GetLimit() int32 {
@@ -1166,7 +1300,7 @@ type HealthPolicy struct {
 
 func (x *HealthPolicy) Reset() {
 	*x = HealthPolicy{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[13]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1178,7 +1312,7 @@ func (x *HealthPolicy) String() string {
 func (*HealthPolicy) ProtoMessage() {}
 
 func (x *HealthPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[13]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1191,7 +1325,7 @@ func (x *HealthPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthPolicy.ProtoReflect.Descriptor instead.
 func (*HealthPolicy) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{13}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *HealthPolicy) GetProgressDeadlineMs() int64 {
@@ -1228,7 +1362,7 @@ type HealthRule struct {
 
 func (x *HealthRule) Reset() {
 	*x = HealthRule{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[14]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1240,7 +1374,7 @@ func (x *HealthRule) String() string {
 func (*HealthRule) ProtoMessage() {}
 
 func (x *HealthRule) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[14]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1253,7 +1387,7 @@ func (x *HealthRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRule.ProtoReflect.Descriptor instead.
 func (*HealthRule) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{14}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *HealthRule) GetGroup() string {
@@ -1295,7 +1429,7 @@ type Policy struct {
 
 func (x *Policy) Reset() {
 	*x = Policy{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[15]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1307,7 +1441,7 @@ func (x *Policy) String() string {
 func (*Policy) ProtoMessage() {}
 
 func (x *Policy) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[15]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1320,7 +1454,7 @@ func (x *Policy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Policy.ProtoReflect.Descriptor instead.
 func (*Policy) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{15}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Policy) GetNamespaces() []string {
@@ -1354,7 +1488,7 @@ type GroupKind struct {
 
 func (x *GroupKind) Reset() {
 	*x = GroupKind{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[16]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1366,7 +1500,7 @@ func (x *GroupKind) String() string {
 func (*GroupKind) ProtoMessage() {}
 
 func (x *GroupKind) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[16]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1379,7 +1513,7 @@ func (x *GroupKind) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupKind.ProtoReflect.Descriptor instead.
 func (*GroupKind) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{16}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GroupKind) GetGroup() string {
@@ -1407,7 +1541,7 @@ type Remove struct {
 
 func (x *Remove) Reset() {
 	*x = Remove{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[17]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1419,7 +1553,7 @@ func (x *Remove) String() string {
 func (*Remove) ProtoMessage() {}
 
 func (x *Remove) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[17]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1432,7 +1566,7 @@ func (x *Remove) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Remove.ProtoReflect.Descriptor instead.
 func (*Remove) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{17}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Remove) GetApp() string {
@@ -1461,7 +1595,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[18]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1473,7 +1607,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[18]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1486,7 +1620,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{18}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Ack) GetApp() string {
@@ -1529,7 +1663,7 @@ type Nack struct {
 
 func (x *Nack) Reset() {
 	*x = Nack{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[19]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1541,7 +1675,7 @@ func (x *Nack) String() string {
 func (*Nack) ProtoMessage() {}
 
 func (x *Nack) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[19]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1554,7 +1688,7 @@ func (x *Nack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Nack.ProtoReflect.Descriptor instead.
 func (*Nack) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{19}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Nack) GetApp() string {
@@ -1587,7 +1721,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[20]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1599,7 +1733,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[20]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1612,7 +1746,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{20}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Heartbeat) GetSentUnixMs() int64 {
@@ -1647,7 +1781,7 @@ type AppStatus struct {
 
 func (x *AppStatus) Reset() {
 	*x = AppStatus{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[21]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1659,7 +1793,7 @@ func (x *AppStatus) String() string {
 func (*AppStatus) ProtoMessage() {}
 
 func (x *AppStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[21]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1672,7 +1806,7 @@ func (x *AppStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppStatus.ProtoReflect.Descriptor instead.
 func (*AppStatus) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{21}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AppStatus) GetApp() string {
@@ -1772,7 +1906,7 @@ type ObjectRef struct {
 
 func (x *ObjectRef) Reset() {
 	*x = ObjectRef{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[22]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1784,7 +1918,7 @@ func (x *ObjectRef) String() string {
 func (*ObjectRef) ProtoMessage() {}
 
 func (x *ObjectRef) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[22]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1797,7 +1931,7 @@ func (x *ObjectRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectRef.ProtoReflect.Descriptor instead.
 func (*ObjectRef) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{22}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ObjectRef) GetGroup() string {
@@ -1850,7 +1984,7 @@ type DriftItem struct {
 
 func (x *DriftItem) Reset() {
 	*x = DriftItem{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[23]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1862,7 +1996,7 @@ func (x *DriftItem) String() string {
 func (*DriftItem) ProtoMessage() {}
 
 func (x *DriftItem) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[23]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1875,7 +2009,7 @@ func (x *DriftItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DriftItem.ProtoReflect.Descriptor instead.
 func (*DriftItem) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{23}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DriftItem) GetObject() *ObjectRef {
@@ -1917,7 +2051,7 @@ type ResourceStatus struct {
 
 func (x *ResourceStatus) Reset() {
 	*x = ResourceStatus{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[24]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1929,7 +2063,7 @@ func (x *ResourceStatus) String() string {
 func (*ResourceStatus) ProtoMessage() {}
 
 func (x *ResourceStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[24]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1942,7 +2076,7 @@ func (x *ResourceStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceStatus.ProtoReflect.Descriptor instead.
 func (*ResourceStatus) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{24}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ResourceStatus) GetObject() *ObjectRef {
@@ -1984,7 +2118,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[25]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1996,7 +2130,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[25]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2009,7 +2143,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{25}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *StatusRequest) GetApp() string {
@@ -2066,7 +2200,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[26]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2078,7 +2212,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[26]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2091,7 +2225,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{26}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *StatusResponse) GetItems() []*AppClusterStatus {
@@ -2135,7 +2269,7 @@ type AppClusterStatus struct {
 
 func (x *AppClusterStatus) Reset() {
 	*x = AppClusterStatus{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[27]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2147,7 +2281,7 @@ func (x *AppClusterStatus) String() string {
 func (*AppClusterStatus) ProtoMessage() {}
 
 func (x *AppClusterStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[27]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2160,7 +2294,7 @@ func (x *AppClusterStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppClusterStatus.ProtoReflect.Descriptor instead.
 func (*AppClusterStatus) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{27}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AppClusterStatus) GetCluster() string {
@@ -2276,7 +2410,7 @@ type ListClustersRequest struct {
 
 func (x *ListClustersRequest) Reset() {
 	*x = ListClustersRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[28]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2288,7 +2422,7 @@ func (x *ListClustersRequest) String() string {
 func (*ListClustersRequest) ProtoMessage() {}
 
 func (x *ListClustersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[28]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2301,7 +2435,7 @@ func (x *ListClustersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClustersRequest.ProtoReflect.Descriptor instead.
 func (*ListClustersRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{28}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{29}
 }
 
 type ListClustersResponse struct {
@@ -2315,7 +2449,7 @@ type ListClustersResponse struct {
 
 func (x *ListClustersResponse) Reset() {
 	*x = ListClustersResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[29]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2327,7 +2461,7 @@ func (x *ListClustersResponse) String() string {
 func (*ListClustersResponse) ProtoMessage() {}
 
 func (x *ListClustersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[29]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2340,7 +2474,7 @@ func (x *ListClustersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClustersResponse.ProtoReflect.Descriptor instead.
 func (*ListClustersResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{29}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListClustersResponse) GetItems() []*Cluster {
@@ -2375,7 +2509,7 @@ type Cluster struct {
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[30]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2387,7 +2521,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[30]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2400,7 +2534,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{30}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Cluster) GetName() string {
@@ -2467,7 +2601,7 @@ type ListAppsRequest struct {
 
 func (x *ListAppsRequest) Reset() {
 	*x = ListAppsRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[31]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2479,7 +2613,7 @@ func (x *ListAppsRequest) String() string {
 func (*ListAppsRequest) ProtoMessage() {}
 
 func (x *ListAppsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[31]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2492,7 +2626,7 @@ func (x *ListAppsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAppsRequest.ProtoReflect.Descriptor instead.
 func (*ListAppsRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{31}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{32}
 }
 
 type ListAppsResponse struct {
@@ -2506,7 +2640,7 @@ type ListAppsResponse struct {
 
 func (x *ListAppsResponse) Reset() {
 	*x = ListAppsResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[32]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2518,7 +2652,7 @@ func (x *ListAppsResponse) String() string {
 func (*ListAppsResponse) ProtoMessage() {}
 
 func (x *ListAppsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[32]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2531,7 +2665,7 @@ func (x *ListAppsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAppsResponse.ProtoReflect.Descriptor instead.
 func (*ListAppsResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{32}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListAppsResponse) GetItems() []*App {
@@ -2562,7 +2696,7 @@ type RemovalHold struct {
 
 func (x *RemovalHold) Reset() {
 	*x = RemovalHold{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[33]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2574,7 +2708,7 @@ func (x *RemovalHold) String() string {
 func (*RemovalHold) ProtoMessage() {}
 
 func (x *RemovalHold) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[33]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2587,7 +2721,7 @@ func (x *RemovalHold) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovalHold.ProtoReflect.Descriptor instead.
 func (*RemovalHold) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{33}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RemovalHold) GetApps() []string {
@@ -2619,7 +2753,7 @@ type ConfirmRemovalRequest struct {
 
 func (x *ConfirmRemovalRequest) Reset() {
 	*x = ConfirmRemovalRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[34]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2631,7 +2765,7 @@ func (x *ConfirmRemovalRequest) String() string {
 func (*ConfirmRemovalRequest) ProtoMessage() {}
 
 func (x *ConfirmRemovalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[34]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2644,7 +2778,7 @@ func (x *ConfirmRemovalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmRemovalRequest.ProtoReflect.Descriptor instead.
 func (*ConfirmRemovalRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{34}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{35}
 }
 
 type ConfirmRemovalResponse struct {
@@ -2657,7 +2791,7 @@ type ConfirmRemovalResponse struct {
 
 func (x *ConfirmRemovalResponse) Reset() {
 	*x = ConfirmRemovalResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[35]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2669,7 +2803,7 @@ func (x *ConfirmRemovalResponse) String() string {
 func (*ConfirmRemovalResponse) ProtoMessage() {}
 
 func (x *ConfirmRemovalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[35]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2682,7 +2816,7 @@ func (x *ConfirmRemovalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmRemovalResponse.ProtoReflect.Descriptor instead.
 func (*ConfirmRemovalResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{35}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ConfirmRemovalResponse) GetApps() []string {
@@ -2712,7 +2846,7 @@ type App struct {
 
 func (x *App) Reset() {
 	*x = App{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[36]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2724,7 +2858,7 @@ func (x *App) String() string {
 func (*App) ProtoMessage() {}
 
 func (x *App) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[36]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2737,7 +2871,7 @@ func (x *App) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use App.ProtoReflect.Descriptor instead.
 func (*App) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{36}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *App) GetName() string {
@@ -2828,7 +2962,7 @@ type AddClusterRequest struct {
 
 func (x *AddClusterRequest) Reset() {
 	*x = AddClusterRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[37]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2840,7 +2974,7 @@ func (x *AddClusterRequest) String() string {
 func (*AddClusterRequest) ProtoMessage() {}
 
 func (x *AddClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[37]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2853,7 +2987,7 @@ func (x *AddClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddClusterRequest.ProtoReflect.Descriptor instead.
 func (*AddClusterRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{37}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *AddClusterRequest) GetName() string {
@@ -2887,7 +3021,7 @@ type AddClusterResponse struct {
 
 func (x *AddClusterResponse) Reset() {
 	*x = AddClusterResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[38]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2899,7 +3033,7 @@ func (x *AddClusterResponse) String() string {
 func (*AddClusterResponse) ProtoMessage() {}
 
 func (x *AddClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[38]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2912,7 +3046,7 @@ func (x *AddClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddClusterResponse.ProtoReflect.Descriptor instead.
 func (*AddClusterResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{38}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *AddClusterResponse) GetJoinToken() string {
@@ -2939,7 +3073,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[39]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2951,7 +3085,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[39]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2964,7 +3098,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{39}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *CreateTokenRequest) GetCluster() string {
@@ -2991,7 +3125,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[40]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3003,7 +3137,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[40]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3016,7 +3150,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{40}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *CreateTokenResponse) GetJoinToken() string {
@@ -3049,7 +3183,7 @@ type SyncRequest struct {
 
 func (x *SyncRequest) Reset() {
 	*x = SyncRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[41]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3061,7 +3195,7 @@ func (x *SyncRequest) String() string {
 func (*SyncRequest) ProtoMessage() {}
 
 func (x *SyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[41]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3074,7 +3208,7 @@ func (x *SyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncRequest.ProtoReflect.Descriptor instead.
 func (*SyncRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{41}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SyncRequest) GetApp() string {
@@ -3123,7 +3257,7 @@ type SyncResponse struct {
 
 func (x *SyncResponse) Reset() {
 	*x = SyncResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[42]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3135,7 +3269,7 @@ func (x *SyncResponse) String() string {
 func (*SyncResponse) ProtoMessage() {}
 
 func (x *SyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[42]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3148,7 +3282,7 @@ func (x *SyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncResponse.ProtoReflect.Descriptor instead.
 func (*SyncResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{42}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SyncResponse) GetClusters() []string {
@@ -3176,7 +3310,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[43]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3188,7 +3322,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[43]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3201,7 +3335,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{43}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *HistoryRequest) GetApp() string {
@@ -3236,7 +3370,7 @@ type HistoryResponse struct {
 
 func (x *HistoryResponse) Reset() {
 	*x = HistoryResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[44]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3248,7 +3382,7 @@ func (x *HistoryResponse) String() string {
 func (*HistoryResponse) ProtoMessage() {}
 
 func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[44]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3261,7 +3395,7 @@ func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
 func (*HistoryResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{44}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *HistoryResponse) GetItems() []*HistoryEntry {
@@ -3294,7 +3428,7 @@ type HistoryEntry struct {
 
 func (x *HistoryEntry) Reset() {
 	*x = HistoryEntry{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[45]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3306,7 +3440,7 @@ func (x *HistoryEntry) String() string {
 func (*HistoryEntry) ProtoMessage() {}
 
 func (x *HistoryEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[45]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3319,7 +3453,7 @@ func (x *HistoryEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryEntry.ProtoReflect.Descriptor instead.
 func (*HistoryEntry) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{45}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *HistoryEntry) GetTimeUnixMs() int64 {
@@ -3392,7 +3526,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[46]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3404,7 +3538,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[46]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3417,7 +3551,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{46}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RollbackRequest) GetApp() string {
@@ -3464,7 +3598,7 @@ type RollbackResponse struct {
 
 func (x *RollbackResponse) Reset() {
 	*x = RollbackResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[47]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3476,7 +3610,7 @@ func (x *RollbackResponse) String() string {
 func (*RollbackResponse) ProtoMessage() {}
 
 func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[47]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3489,7 +3623,7 @@ func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResponse.ProtoReflect.Descriptor instead.
 func (*RollbackResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{47}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *RollbackResponse) GetClusters() []string {
@@ -3508,7 +3642,7 @@ type RevokeClusterRequest struct {
 
 func (x *RevokeClusterRequest) Reset() {
 	*x = RevokeClusterRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[48]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3520,7 +3654,7 @@ func (x *RevokeClusterRequest) String() string {
 func (*RevokeClusterRequest) ProtoMessage() {}
 
 func (x *RevokeClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[48]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3533,7 +3667,7 @@ func (x *RevokeClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeClusterRequest.ProtoReflect.Descriptor instead.
 func (*RevokeClusterRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{48}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *RevokeClusterRequest) GetName() string {
@@ -3551,7 +3685,7 @@ type RevokeClusterResponse struct {
 
 func (x *RevokeClusterResponse) Reset() {
 	*x = RevokeClusterResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[49]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3563,7 +3697,7 @@ func (x *RevokeClusterResponse) String() string {
 func (*RevokeClusterResponse) ProtoMessage() {}
 
 func (x *RevokeClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[49]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3576,7 +3710,7 @@ func (x *RevokeClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeClusterResponse.ProtoReflect.Descriptor instead.
 func (*RevokeClusterResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{49}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{50}
 }
 
 // PromoteRequest promotes an app from the clusters labelled env=<from_env> to the overlay of
@@ -3598,7 +3732,7 @@ type PromoteRequest struct {
 
 func (x *PromoteRequest) Reset() {
 	*x = PromoteRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[50]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3610,7 +3744,7 @@ func (x *PromoteRequest) String() string {
 func (*PromoteRequest) ProtoMessage() {}
 
 func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[50]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3623,7 +3757,7 @@ func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteRequest.ProtoReflect.Descriptor instead.
 func (*PromoteRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{50}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *PromoteRequest) GetApp() string {
@@ -3686,7 +3820,7 @@ type PromoteResponse struct {
 
 func (x *PromoteResponse) Reset() {
 	*x = PromoteResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[51]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3698,7 +3832,7 @@ func (x *PromoteResponse) String() string {
 func (*PromoteResponse) ProtoMessage() {}
 
 func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[51]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3711,7 +3845,7 @@ func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteResponse.ProtoReflect.Descriptor instead.
 func (*PromoteResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{51}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *PromoteResponse) GetSourceRevision() string {
@@ -3782,7 +3916,7 @@ type ImageChange struct {
 
 func (x *ImageChange) Reset() {
 	*x = ImageChange{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[52]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3794,7 +3928,7 @@ func (x *ImageChange) String() string {
 func (*ImageChange) ProtoMessage() {}
 
 func (x *ImageChange) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[52]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3807,7 +3941,7 @@ func (x *ImageChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageChange.ProtoReflect.Descriptor instead.
 func (*ImageChange) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{52}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ImageChange) GetName() string {
@@ -3839,7 +3973,7 @@ type ExportRegistryRequest struct {
 
 func (x *ExportRegistryRequest) Reset() {
 	*x = ExportRegistryRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[53]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3851,7 +3985,7 @@ func (x *ExportRegistryRequest) String() string {
 func (*ExportRegistryRequest) ProtoMessage() {}
 
 func (x *ExportRegistryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[53]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3864,7 +3998,7 @@ func (x *ExportRegistryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportRegistryRequest.ProtoReflect.Descriptor instead.
 func (*ExportRegistryRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{53}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{54}
 }
 
 type ExportRegistryResponse struct {
@@ -3881,7 +4015,7 @@ type ExportRegistryResponse struct {
 
 func (x *ExportRegistryResponse) Reset() {
 	*x = ExportRegistryResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[54]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3893,7 +4027,7 @@ func (x *ExportRegistryResponse) String() string {
 func (*ExportRegistryResponse) ProtoMessage() {}
 
 func (x *ExportRegistryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[54]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3906,7 +4040,7 @@ func (x *ExportRegistryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportRegistryResponse.ProtoReflect.Descriptor instead.
 func (*ExportRegistryResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{54}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ExportRegistryResponse) GetClusters() []*RegistryCluster {
@@ -3942,7 +4076,7 @@ type RegistryCluster struct {
 
 func (x *RegistryCluster) Reset() {
 	*x = RegistryCluster{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[55]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3954,7 +4088,7 @@ func (x *RegistryCluster) String() string {
 func (*RegistryCluster) ProtoMessage() {}
 
 func (x *RegistryCluster) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[55]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3967,7 +4101,7 @@ func (x *RegistryCluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistryCluster.ProtoReflect.Descriptor instead.
 func (*RegistryCluster) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{55}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *RegistryCluster) GetName() string {
@@ -4013,7 +4147,7 @@ type RegistryToken struct {
 
 func (x *RegistryToken) Reset() {
 	*x = RegistryToken{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[56]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4025,7 +4159,7 @@ func (x *RegistryToken) String() string {
 func (*RegistryToken) ProtoMessage() {}
 
 func (x *RegistryToken) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[56]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4038,7 +4172,7 @@ func (x *RegistryToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistryToken.ProtoReflect.Descriptor instead.
 func (*RegistryToken) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{56}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *RegistryToken) GetId() string {
@@ -4093,7 +4227,7 @@ type RegistryPin struct {
 
 func (x *RegistryPin) Reset() {
 	*x = RegistryPin{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[57]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4105,7 +4239,7 @@ func (x *RegistryPin) String() string {
 func (*RegistryPin) ProtoMessage() {}
 
 func (x *RegistryPin) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[57]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4118,7 +4252,7 @@ func (x *RegistryPin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistryPin.ProtoReflect.Descriptor instead.
 func (*RegistryPin) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{57}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *RegistryPin) GetApp() string {
@@ -4219,7 +4353,7 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\bRedirect\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x1a\n" +
-	"\breplicas\x18\x03 \x03(\tR\breplicas\"\xd8\x04\n" +
+	"\breplicas\x18\x03 \x03(\tR\breplicas\"\xab\x05\n" +
 	"\aDesired\x12\x10\n" +
 	"\x03app\x18\x01 \x01(\tR\x03app\x12\x1e\n" +
 	"\n" +
@@ -4244,7 +4378,16 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\vbundle_size\x18\x0f \x01(\x04R\n" +
 	"bundleSize\x12\x1d\n" +
 	"\n" +
-	"depends_on\x18\x19 \x03(\tR\tdependsOn\"\xcd\x02\n" +
+	"depends_on\x18\x19 \x03(\tR\tdependsOn\x12Q\n" +
+	"\x12ignore_differences\x18\x14 \x03(\v2\".flotilla.v1.IgnoreDifferencesRuleR\x11ignoreDifferences\"\x80\x02\n" +
+	"\x15IgnoreDifferencesRule\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x1c\n" +
+	"\tnamespace\x18\x04 \x01(\tR\tnamespace\x12#\n" +
+	"\rjson_pointers\x18\x05 \x03(\tR\fjsonPointers\x12.\n" +
+	"\x13jq_path_expressions\x18\x06 \x03(\tR\x11jqPathExpressions\x126\n" +
+	"\x17managed_fields_managers\x18\a \x03(\tR\x15managedFieldsManagers\"\xee\x03\n" +
 	"\n" +
 	"SyncPolicy\x12\x1c\n" +
 	"\tautomated\x18\x01 \x01(\bR\tautomated\x12\x14\n" +
@@ -4257,7 +4400,10 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"prune_last\x18\x06 \x01(\bR\tpruneLast\x12(\n" +
 	"\x05retry\x18\a \x01(\v2\x12.flotilla.v1.RetryR\x05retry\x12C\n" +
 	"\x1epreserve_resources_on_deletion\x18\b \x01(\bR\x1bpreserveResourcesOnDeletion\x12\x14\n" +
-	"\x05force\x18\t \x01(\bR\x05force\"\xab\x01\n" +
+	"\x05force\x18\t \x01(\bR\x05force\x12<\n" +
+	"\x1arespect_ignore_differences\x18\x0e \x01(\bR\x18respectIgnoreDifferences\x128\n" +
+	"\x18prune_propagation_policy\x18\x0f \x01(\tR\x16prunePropagationPolicy\x12'\n" +
+	"\x0fskip_validation\x18\x10 \x01(\bR\x0eskipValidation\"\xab\x01\n" +
 	"\x05Retry\x12\x14\n" +
 	"\x05limit\x18\x01 \x01(\x05R\x05limit\x12.\n" +
 	"\x13backoff_duration_ms\x18\x02 \x01(\x03R\x11backoffDurationMs\x12%\n" +
@@ -4548,7 +4694,7 @@ func file_flotilla_v1_flotilla_proto_rawDescGZIP() []byte {
 	return file_flotilla_v1_flotilla_proto_rawDescData
 }
 
-var file_flotilla_v1_flotilla_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
+var file_flotilla_v1_flotilla_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
 var file_flotilla_v1_flotilla_proto_goTypes = []any{
 	(*JoinRequest)(nil),            // 0: flotilla.v1.JoinRequest
 	(*JoinResponse)(nil),           // 1: flotilla.v1.JoinResponse
@@ -4561,128 +4707,130 @@ var file_flotilla_v1_flotilla_proto_goTypes = []any{
 	(*Welcome)(nil),                // 8: flotilla.v1.Welcome
 	(*Redirect)(nil),               // 9: flotilla.v1.Redirect
 	(*Desired)(nil),                // 10: flotilla.v1.Desired
-	(*SyncPolicy)(nil),             // 11: flotilla.v1.SyncPolicy
-	(*Retry)(nil),                  // 12: flotilla.v1.Retry
-	(*HealthPolicy)(nil),           // 13: flotilla.v1.HealthPolicy
-	(*HealthRule)(nil),             // 14: flotilla.v1.HealthRule
-	(*Policy)(nil),                 // 15: flotilla.v1.Policy
-	(*GroupKind)(nil),              // 16: flotilla.v1.GroupKind
-	(*Remove)(nil),                 // 17: flotilla.v1.Remove
-	(*Ack)(nil),                    // 18: flotilla.v1.Ack
-	(*Nack)(nil),                   // 19: flotilla.v1.Nack
-	(*Heartbeat)(nil),              // 20: flotilla.v1.Heartbeat
-	(*AppStatus)(nil),              // 21: flotilla.v1.AppStatus
-	(*ObjectRef)(nil),              // 22: flotilla.v1.ObjectRef
-	(*DriftItem)(nil),              // 23: flotilla.v1.DriftItem
-	(*ResourceStatus)(nil),         // 24: flotilla.v1.ResourceStatus
-	(*StatusRequest)(nil),          // 25: flotilla.v1.StatusRequest
-	(*StatusResponse)(nil),         // 26: flotilla.v1.StatusResponse
-	(*AppClusterStatus)(nil),       // 27: flotilla.v1.AppClusterStatus
-	(*ListClustersRequest)(nil),    // 28: flotilla.v1.ListClustersRequest
-	(*ListClustersResponse)(nil),   // 29: flotilla.v1.ListClustersResponse
-	(*Cluster)(nil),                // 30: flotilla.v1.Cluster
-	(*ListAppsRequest)(nil),        // 31: flotilla.v1.ListAppsRequest
-	(*ListAppsResponse)(nil),       // 32: flotilla.v1.ListAppsResponse
-	(*RemovalHold)(nil),            // 33: flotilla.v1.RemovalHold
-	(*ConfirmRemovalRequest)(nil),  // 34: flotilla.v1.ConfirmRemovalRequest
-	(*ConfirmRemovalResponse)(nil), // 35: flotilla.v1.ConfirmRemovalResponse
-	(*App)(nil),                    // 36: flotilla.v1.App
-	(*AddClusterRequest)(nil),      // 37: flotilla.v1.AddClusterRequest
-	(*AddClusterResponse)(nil),     // 38: flotilla.v1.AddClusterResponse
-	(*CreateTokenRequest)(nil),     // 39: flotilla.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),    // 40: flotilla.v1.CreateTokenResponse
-	(*SyncRequest)(nil),            // 41: flotilla.v1.SyncRequest
-	(*SyncResponse)(nil),           // 42: flotilla.v1.SyncResponse
-	(*HistoryRequest)(nil),         // 43: flotilla.v1.HistoryRequest
-	(*HistoryResponse)(nil),        // 44: flotilla.v1.HistoryResponse
-	(*HistoryEntry)(nil),           // 45: flotilla.v1.HistoryEntry
-	(*RollbackRequest)(nil),        // 46: flotilla.v1.RollbackRequest
-	(*RollbackResponse)(nil),       // 47: flotilla.v1.RollbackResponse
-	(*RevokeClusterRequest)(nil),   // 48: flotilla.v1.RevokeClusterRequest
-	(*RevokeClusterResponse)(nil),  // 49: flotilla.v1.RevokeClusterResponse
-	(*PromoteRequest)(nil),         // 50: flotilla.v1.PromoteRequest
-	(*PromoteResponse)(nil),        // 51: flotilla.v1.PromoteResponse
-	(*ImageChange)(nil),            // 52: flotilla.v1.ImageChange
-	(*ExportRegistryRequest)(nil),  // 53: flotilla.v1.ExportRegistryRequest
-	(*ExportRegistryResponse)(nil), // 54: flotilla.v1.ExportRegistryResponse
-	(*RegistryCluster)(nil),        // 55: flotilla.v1.RegistryCluster
-	(*RegistryToken)(nil),          // 56: flotilla.v1.RegistryToken
-	(*RegistryPin)(nil),            // 57: flotilla.v1.RegistryPin
-	nil,                            // 58: flotilla.v1.Cluster.LabelsEntry
-	nil,                            // 59: flotilla.v1.AddClusterRequest.LabelsEntry
-	nil,                            // 60: flotilla.v1.RegistryCluster.LabelsEntry
+	(*IgnoreDifferencesRule)(nil),  // 11: flotilla.v1.IgnoreDifferencesRule
+	(*SyncPolicy)(nil),             // 12: flotilla.v1.SyncPolicy
+	(*Retry)(nil),                  // 13: flotilla.v1.Retry
+	(*HealthPolicy)(nil),           // 14: flotilla.v1.HealthPolicy
+	(*HealthRule)(nil),             // 15: flotilla.v1.HealthRule
+	(*Policy)(nil),                 // 16: flotilla.v1.Policy
+	(*GroupKind)(nil),              // 17: flotilla.v1.GroupKind
+	(*Remove)(nil),                 // 18: flotilla.v1.Remove
+	(*Ack)(nil),                    // 19: flotilla.v1.Ack
+	(*Nack)(nil),                   // 20: flotilla.v1.Nack
+	(*Heartbeat)(nil),              // 21: flotilla.v1.Heartbeat
+	(*AppStatus)(nil),              // 22: flotilla.v1.AppStatus
+	(*ObjectRef)(nil),              // 23: flotilla.v1.ObjectRef
+	(*DriftItem)(nil),              // 24: flotilla.v1.DriftItem
+	(*ResourceStatus)(nil),         // 25: flotilla.v1.ResourceStatus
+	(*StatusRequest)(nil),          // 26: flotilla.v1.StatusRequest
+	(*StatusResponse)(nil),         // 27: flotilla.v1.StatusResponse
+	(*AppClusterStatus)(nil),       // 28: flotilla.v1.AppClusterStatus
+	(*ListClustersRequest)(nil),    // 29: flotilla.v1.ListClustersRequest
+	(*ListClustersResponse)(nil),   // 30: flotilla.v1.ListClustersResponse
+	(*Cluster)(nil),                // 31: flotilla.v1.Cluster
+	(*ListAppsRequest)(nil),        // 32: flotilla.v1.ListAppsRequest
+	(*ListAppsResponse)(nil),       // 33: flotilla.v1.ListAppsResponse
+	(*RemovalHold)(nil),            // 34: flotilla.v1.RemovalHold
+	(*ConfirmRemovalRequest)(nil),  // 35: flotilla.v1.ConfirmRemovalRequest
+	(*ConfirmRemovalResponse)(nil), // 36: flotilla.v1.ConfirmRemovalResponse
+	(*App)(nil),                    // 37: flotilla.v1.App
+	(*AddClusterRequest)(nil),      // 38: flotilla.v1.AddClusterRequest
+	(*AddClusterResponse)(nil),     // 39: flotilla.v1.AddClusterResponse
+	(*CreateTokenRequest)(nil),     // 40: flotilla.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),    // 41: flotilla.v1.CreateTokenResponse
+	(*SyncRequest)(nil),            // 42: flotilla.v1.SyncRequest
+	(*SyncResponse)(nil),           // 43: flotilla.v1.SyncResponse
+	(*HistoryRequest)(nil),         // 44: flotilla.v1.HistoryRequest
+	(*HistoryResponse)(nil),        // 45: flotilla.v1.HistoryResponse
+	(*HistoryEntry)(nil),           // 46: flotilla.v1.HistoryEntry
+	(*RollbackRequest)(nil),        // 47: flotilla.v1.RollbackRequest
+	(*RollbackResponse)(nil),       // 48: flotilla.v1.RollbackResponse
+	(*RevokeClusterRequest)(nil),   // 49: flotilla.v1.RevokeClusterRequest
+	(*RevokeClusterResponse)(nil),  // 50: flotilla.v1.RevokeClusterResponse
+	(*PromoteRequest)(nil),         // 51: flotilla.v1.PromoteRequest
+	(*PromoteResponse)(nil),        // 52: flotilla.v1.PromoteResponse
+	(*ImageChange)(nil),            // 53: flotilla.v1.ImageChange
+	(*ExportRegistryRequest)(nil),  // 54: flotilla.v1.ExportRegistryRequest
+	(*ExportRegistryResponse)(nil), // 55: flotilla.v1.ExportRegistryResponse
+	(*RegistryCluster)(nil),        // 56: flotilla.v1.RegistryCluster
+	(*RegistryToken)(nil),          // 57: flotilla.v1.RegistryToken
+	(*RegistryPin)(nil),            // 58: flotilla.v1.RegistryPin
+	nil,                            // 59: flotilla.v1.Cluster.LabelsEntry
+	nil,                            // 60: flotilla.v1.AddClusterRequest.LabelsEntry
+	nil,                            // 61: flotilla.v1.RegistryCluster.LabelsEntry
 }
 var file_flotilla_v1_flotilla_proto_depIdxs = []int32{
 	6,  // 0: flotilla.v1.AgentMessage.hello:type_name -> flotilla.v1.Hello
-	18, // 1: flotilla.v1.AgentMessage.ack:type_name -> flotilla.v1.Ack
-	19, // 2: flotilla.v1.AgentMessage.nack:type_name -> flotilla.v1.Nack
-	21, // 3: flotilla.v1.AgentMessage.status:type_name -> flotilla.v1.AppStatus
-	20, // 4: flotilla.v1.AgentMessage.heartbeat:type_name -> flotilla.v1.Heartbeat
+	19, // 1: flotilla.v1.AgentMessage.ack:type_name -> flotilla.v1.Ack
+	20, // 2: flotilla.v1.AgentMessage.nack:type_name -> flotilla.v1.Nack
+	22, // 3: flotilla.v1.AgentMessage.status:type_name -> flotilla.v1.AppStatus
+	21, // 4: flotilla.v1.AgentMessage.heartbeat:type_name -> flotilla.v1.Heartbeat
 	8,  // 5: flotilla.v1.HubMessage.welcome:type_name -> flotilla.v1.Welcome
 	10, // 6: flotilla.v1.HubMessage.desired:type_name -> flotilla.v1.Desired
-	17, // 7: flotilla.v1.HubMessage.remove:type_name -> flotilla.v1.Remove
-	20, // 8: flotilla.v1.HubMessage.heartbeat:type_name -> flotilla.v1.Heartbeat
+	18, // 7: flotilla.v1.HubMessage.remove:type_name -> flotilla.v1.Remove
+	21, // 8: flotilla.v1.HubMessage.heartbeat:type_name -> flotilla.v1.Heartbeat
 	9,  // 9: flotilla.v1.HubMessage.redirect:type_name -> flotilla.v1.Redirect
 	7,  // 10: flotilla.v1.Hello.apps:type_name -> flotilla.v1.HeldApp
-	11, // 11: flotilla.v1.Desired.sync_policy:type_name -> flotilla.v1.SyncPolicy
-	13, // 12: flotilla.v1.Desired.health_policy:type_name -> flotilla.v1.HealthPolicy
-	15, // 13: flotilla.v1.Desired.policy:type_name -> flotilla.v1.Policy
-	12, // 14: flotilla.v1.SyncPolicy.retry:type_name -> flotilla.v1.Retry
-	14, // 15: flotilla.v1.HealthPolicy.rules:type_name -> flotilla.v1.HealthRule
-	16, // 16: flotilla.v1.Policy.cluster_resources:type_name -> flotilla.v1.GroupKind
-	16, // 17: flotilla.v1.Policy.deny:type_name -> flotilla.v1.GroupKind
-	23, // 18: flotilla.v1.AppStatus.drift:type_name -> flotilla.v1.DriftItem
-	24, // 19: flotilla.v1.AppStatus.resources:type_name -> flotilla.v1.ResourceStatus
-	22, // 20: flotilla.v1.DriftItem.object:type_name -> flotilla.v1.ObjectRef
-	22, // 21: flotilla.v1.ResourceStatus.object:type_name -> flotilla.v1.ObjectRef
-	27, // 22: flotilla.v1.StatusResponse.items:type_name -> flotilla.v1.AppClusterStatus
-	23, // 23: flotilla.v1.AppClusterStatus.drift:type_name -> flotilla.v1.DriftItem
-	30, // 24: flotilla.v1.ListClustersResponse.items:type_name -> flotilla.v1.Cluster
-	58, // 25: flotilla.v1.Cluster.labels:type_name -> flotilla.v1.Cluster.LabelsEntry
-	36, // 26: flotilla.v1.ListAppsResponse.items:type_name -> flotilla.v1.App
-	33, // 27: flotilla.v1.ListAppsResponse.removal_hold:type_name -> flotilla.v1.RemovalHold
-	59, // 28: flotilla.v1.AddClusterRequest.labels:type_name -> flotilla.v1.AddClusterRequest.LabelsEntry
-	45, // 29: flotilla.v1.HistoryResponse.items:type_name -> flotilla.v1.HistoryEntry
-	52, // 30: flotilla.v1.PromoteResponse.images:type_name -> flotilla.v1.ImageChange
-	55, // 31: flotilla.v1.ExportRegistryResponse.clusters:type_name -> flotilla.v1.RegistryCluster
-	56, // 32: flotilla.v1.ExportRegistryResponse.tokens:type_name -> flotilla.v1.RegistryToken
-	57, // 33: flotilla.v1.ExportRegistryResponse.pins:type_name -> flotilla.v1.RegistryPin
-	60, // 34: flotilla.v1.RegistryCluster.labels:type_name -> flotilla.v1.RegistryCluster.LabelsEntry
-	0,  // 35: flotilla.v1.Enrollment.Join:input_type -> flotilla.v1.JoinRequest
-	4,  // 36: flotilla.v1.AgentService.Connect:input_type -> flotilla.v1.AgentMessage
-	2,  // 37: flotilla.v1.AgentService.Renew:input_type -> flotilla.v1.RenewRequest
-	25, // 38: flotilla.v1.Operator.Status:input_type -> flotilla.v1.StatusRequest
-	28, // 39: flotilla.v1.Operator.ListClusters:input_type -> flotilla.v1.ListClustersRequest
-	31, // 40: flotilla.v1.Operator.ListApps:input_type -> flotilla.v1.ListAppsRequest
-	37, // 41: flotilla.v1.Operator.AddCluster:input_type -> flotilla.v1.AddClusterRequest
-	39, // 42: flotilla.v1.Operator.CreateToken:input_type -> flotilla.v1.CreateTokenRequest
-	41, // 43: flotilla.v1.Operator.Sync:input_type -> flotilla.v1.SyncRequest
-	43, // 44: flotilla.v1.Operator.History:input_type -> flotilla.v1.HistoryRequest
-	46, // 45: flotilla.v1.Operator.Rollback:input_type -> flotilla.v1.RollbackRequest
-	48, // 46: flotilla.v1.Operator.RevokeCluster:input_type -> flotilla.v1.RevokeClusterRequest
-	50, // 47: flotilla.v1.Operator.Promote:input_type -> flotilla.v1.PromoteRequest
-	34, // 48: flotilla.v1.Operator.ConfirmRemoval:input_type -> flotilla.v1.ConfirmRemovalRequest
-	53, // 49: flotilla.v1.Peer.ExportRegistry:input_type -> flotilla.v1.ExportRegistryRequest
-	1,  // 50: flotilla.v1.Enrollment.Join:output_type -> flotilla.v1.JoinResponse
-	5,  // 51: flotilla.v1.AgentService.Connect:output_type -> flotilla.v1.HubMessage
-	3,  // 52: flotilla.v1.AgentService.Renew:output_type -> flotilla.v1.RenewResponse
-	26, // 53: flotilla.v1.Operator.Status:output_type -> flotilla.v1.StatusResponse
-	29, // 54: flotilla.v1.Operator.ListClusters:output_type -> flotilla.v1.ListClustersResponse
-	32, // 55: flotilla.v1.Operator.ListApps:output_type -> flotilla.v1.ListAppsResponse
-	38, // 56: flotilla.v1.Operator.AddCluster:output_type -> flotilla.v1.AddClusterResponse
-	40, // 57: flotilla.v1.Operator.CreateToken:output_type -> flotilla.v1.CreateTokenResponse
-	42, // 58: flotilla.v1.Operator.Sync:output_type -> flotilla.v1.SyncResponse
-	44, // 59: flotilla.v1.Operator.History:output_type -> flotilla.v1.HistoryResponse
-	47, // 60: flotilla.v1.Operator.Rollback:output_type -> flotilla.v1.RollbackResponse
-	49, // 61: flotilla.v1.Operator.RevokeCluster:output_type -> flotilla.v1.RevokeClusterResponse
-	51, // 62: flotilla.v1.Operator.Promote:output_type -> flotilla.v1.PromoteResponse
-	35, // 63: flotilla.v1.Operator.ConfirmRemoval:output_type -> flotilla.v1.ConfirmRemovalResponse
-	54, // 64: flotilla.v1.Peer.ExportRegistry:output_type -> flotilla.v1.ExportRegistryResponse
-	50, // [50:65] is the sub-list for method output_type
-	35, // [35:50] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	12, // 11: flotilla.v1.Desired.sync_policy:type_name -> flotilla.v1.SyncPolicy
+	14, // 12: flotilla.v1.Desired.health_policy:type_name -> flotilla.v1.HealthPolicy
+	16, // 13: flotilla.v1.Desired.policy:type_name -> flotilla.v1.Policy
+	11, // 14: flotilla.v1.Desired.ignore_differences:type_name -> flotilla.v1.IgnoreDifferencesRule
+	13, // 15: flotilla.v1.SyncPolicy.retry:type_name -> flotilla.v1.Retry
+	15, // 16: flotilla.v1.HealthPolicy.rules:type_name -> flotilla.v1.HealthRule
+	17, // 17: flotilla.v1.Policy.cluster_resources:type_name -> flotilla.v1.GroupKind
+	17, // 18: flotilla.v1.Policy.deny:type_name -> flotilla.v1.GroupKind
+	24, // 19: flotilla.v1.AppStatus.drift:type_name -> flotilla.v1.DriftItem
+	25, // 20: flotilla.v1.AppStatus.resources:type_name -> flotilla.v1.ResourceStatus
+	23, // 21: flotilla.v1.DriftItem.object:type_name -> flotilla.v1.ObjectRef
+	23, // 22: flotilla.v1.ResourceStatus.object:type_name -> flotilla.v1.ObjectRef
+	28, // 23: flotilla.v1.StatusResponse.items:type_name -> flotilla.v1.AppClusterStatus
+	24, // 24: flotilla.v1.AppClusterStatus.drift:type_name -> flotilla.v1.DriftItem
+	31, // 25: flotilla.v1.ListClustersResponse.items:type_name -> flotilla.v1.Cluster
+	59, // 26: flotilla.v1.Cluster.labels:type_name -> flotilla.v1.Cluster.LabelsEntry
+	37, // 27: flotilla.v1.ListAppsResponse.items:type_name -> flotilla.v1.App
+	34, // 28: flotilla.v1.ListAppsResponse.removal_hold:type_name -> flotilla.v1.RemovalHold
+	60, // 29: flotilla.v1.AddClusterRequest.labels:type_name -> flotilla.v1.AddClusterRequest.LabelsEntry
+	46, // 30: flotilla.v1.HistoryResponse.items:type_name -> flotilla.v1.HistoryEntry
+	53, // 31: flotilla.v1.PromoteResponse.images:type_name -> flotilla.v1.ImageChange
+	56, // 32: flotilla.v1.ExportRegistryResponse.clusters:type_name -> flotilla.v1.RegistryCluster
+	57, // 33: flotilla.v1.ExportRegistryResponse.tokens:type_name -> flotilla.v1.RegistryToken
+	58, // 34: flotilla.v1.ExportRegistryResponse.pins:type_name -> flotilla.v1.RegistryPin
+	61, // 35: flotilla.v1.RegistryCluster.labels:type_name -> flotilla.v1.RegistryCluster.LabelsEntry
+	0,  // 36: flotilla.v1.Enrollment.Join:input_type -> flotilla.v1.JoinRequest
+	4,  // 37: flotilla.v1.AgentService.Connect:input_type -> flotilla.v1.AgentMessage
+	2,  // 38: flotilla.v1.AgentService.Renew:input_type -> flotilla.v1.RenewRequest
+	26, // 39: flotilla.v1.Operator.Status:input_type -> flotilla.v1.StatusRequest
+	29, // 40: flotilla.v1.Operator.ListClusters:input_type -> flotilla.v1.ListClustersRequest
+	32, // 41: flotilla.v1.Operator.ListApps:input_type -> flotilla.v1.ListAppsRequest
+	38, // 42: flotilla.v1.Operator.AddCluster:input_type -> flotilla.v1.AddClusterRequest
+	40, // 43: flotilla.v1.Operator.CreateToken:input_type -> flotilla.v1.CreateTokenRequest
+	42, // 44: flotilla.v1.Operator.Sync:input_type -> flotilla.v1.SyncRequest
+	44, // 45: flotilla.v1.Operator.History:input_type -> flotilla.v1.HistoryRequest
+	47, // 46: flotilla.v1.Operator.Rollback:input_type -> flotilla.v1.RollbackRequest
+	49, // 47: flotilla.v1.Operator.RevokeCluster:input_type -> flotilla.v1.RevokeClusterRequest
+	51, // 48: flotilla.v1.Operator.Promote:input_type -> flotilla.v1.PromoteRequest
+	35, // 49: flotilla.v1.Operator.ConfirmRemoval:input_type -> flotilla.v1.ConfirmRemovalRequest
+	54, // 50: flotilla.v1.Peer.ExportRegistry:input_type -> flotilla.v1.ExportRegistryRequest
+	1,  // 51: flotilla.v1.Enrollment.Join:output_type -> flotilla.v1.JoinResponse
+	5,  // 52: flotilla.v1.AgentService.Connect:output_type -> flotilla.v1.HubMessage
+	3,  // 53: flotilla.v1.AgentService.Renew:output_type -> flotilla.v1.RenewResponse
+	27, // 54: flotilla.v1.Operator.Status:output_type -> flotilla.v1.StatusResponse
+	30, // 55: flotilla.v1.Operator.ListClusters:output_type -> flotilla.v1.ListClustersResponse
+	33, // 56: flotilla.v1.Operator.ListApps:output_type -> flotilla.v1.ListAppsResponse
+	39, // 57: flotilla.v1.Operator.AddCluster:output_type -> flotilla.v1.AddClusterResponse
+	41, // 58: flotilla.v1.Operator.CreateToken:output_type -> flotilla.v1.CreateTokenResponse
+	43, // 59: flotilla.v1.Operator.Sync:output_type -> flotilla.v1.SyncResponse
+	45, // 60: flotilla.v1.Operator.History:output_type -> flotilla.v1.HistoryResponse
+	48, // 61: flotilla.v1.Operator.Rollback:output_type -> flotilla.v1.RollbackResponse
+	50, // 62: flotilla.v1.Operator.RevokeCluster:output_type -> flotilla.v1.RevokeClusterResponse
+	52, // 63: flotilla.v1.Operator.Promote:output_type -> flotilla.v1.PromoteResponse
+	36, // 64: flotilla.v1.Operator.ConfirmRemoval:output_type -> flotilla.v1.ConfirmRemovalResponse
+	55, // 65: flotilla.v1.Peer.ExportRegistry:output_type -> flotilla.v1.ExportRegistryResponse
+	51, // [51:66] is the sub-list for method output_type
+	36, // [36:51] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_flotilla_v1_flotilla_proto_init() }
@@ -4710,7 +4858,7 @@ func file_flotilla_v1_flotilla_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotilla_v1_flotilla_proto_rawDesc), len(file_flotilla_v1_flotilla_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   61,
+			NumMessages:   62,
 			NumExtensions: 0,
 			NumServices:   4,
 		},
