@@ -136,12 +136,15 @@ func (a *Applier) Apply(ctx context.Context, d *Revision, prevInventory []Object
 	if err != nil {
 		return nil, err
 	}
+	desired, err := a.unappliedKeys(ctx, d) // hooks and skipped objects are never pruned
+	if err != nil {
+		return nil, err
+	}
 	a.warm(ctx, items)
 	res, err := a.applyItems(ctx, items, prevInventory)
 	if err != nil {
 		return res, err
 	}
-	desired := map[string]bool{}
 	for _, it := range items {
 		if it.inventory {
 			desired[it.ref.Key()] = true
@@ -519,6 +522,7 @@ func (a *Applier) write(ctx context.Context, items []*item, stage int, res *Chan
 		}
 		a.noteWrite(it.ref, out.GetResourceVersion())
 		r.add(Applied, it.ref)
+		r.wrote(it.ref.Key(), out.GetGeneration())
 		if it.inventory {
 			r.written = append(r.written, it.ref)
 		}

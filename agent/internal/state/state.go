@@ -67,6 +67,9 @@ type AppState struct {
 	Policy    Policy
 	// Inventory lists every object the app owns in the cluster.
 	Inventory []ObjectRef
+	// Waves are the sync waves inventory objects were last applied in, by ObjectRef key
+	// (group/kind/namespace/name), wave 0 left out: a prune deletes the highest wave first.
+	Waves map[string]int
 	// HealthyRevision, HealthyDigest and HealthyBundle are the last applied revision that
 	// became Healthy: the rollback target.
 	HealthyRevision string
@@ -150,6 +153,7 @@ type document struct {
 	Namespace       string          `json:",omitempty"`
 	Policy          Policy
 	Inventory       []ObjectRef
+	Waves           map[string]int  `json:",omitempty"`
 	HealthyRevision string          `json:",omitempty"`
 	HealthyDigest   string          `json:",omitempty"`
 	HealthyBundle   json.RawMessage `json:",omitempty"`
@@ -165,7 +169,7 @@ func encode(s *AppState) ([]byte, error) {
 	}
 	doc := document{
 		App: s.App, Generation: s.Generation, Revision: s.Revision, Digest: s.Digest,
-		Bundle: raw(s.Bundle), Namespace: s.Namespace, Policy: s.Policy, Inventory: s.Inventory,
+		Bundle: raw(s.Bundle), Namespace: s.Namespace, Policy: s.Policy, Inventory: s.Inventory, Waves: s.Waves,
 		HealthyRevision: s.HealthyRevision, HealthyDigest: s.HealthyDigest, AppliedAt: s.AppliedAt.UTC(),
 		RolledBack: s.RolledBack,
 	}
@@ -197,7 +201,7 @@ func decode(data []byte) (*AppState, error) {
 	}
 	s := &AppState{
 		App: doc.App, Generation: doc.Generation, Revision: doc.Revision, Digest: doc.Digest,
-		Bundle: bytesOf(doc.Bundle), Namespace: doc.Namespace, Policy: doc.Policy, Inventory: doc.Inventory,
+		Bundle: bytesOf(doc.Bundle), Namespace: doc.Namespace, Policy: doc.Policy, Inventory: doc.Inventory, Waves: doc.Waves,
 		HealthyRevision: doc.HealthyRevision, HealthyDigest: doc.HealthyDigest,
 		HealthyBundle: bytesOf(doc.HealthyBundle), AppliedAt: doc.AppliedAt, RolledBack: doc.RolledBack,
 	}

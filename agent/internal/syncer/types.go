@@ -39,15 +39,17 @@ type Desired struct {
 	decryptErr error
 }
 
-// revision is what the engine applies of d.
+// revision is what the engine applies of d: its hooks and skipped objects apart (waves.go).
 func (d *Desired) revision() *apply.Revision {
-	return &apply.Revision{
+	r := &apply.Revision{
 		App: d.App, Namespace: d.Namespace, Objects: d.Objects, Access: d.Access, PruneConfirmed: d.PruneConfirmed,
 		Policy: apply.Policy{
 			Prune: d.Policy.Prune, AllowEmpty: d.Policy.AllowEmpty, CreateNamespace: d.Policy.CreateNamespace,
 			PruneLast: d.Policy.PruneLast, Force: d.Policy.Force,
 		},
 	}
+	splitHooks(r)
+	return r
 }
 
 // SyncPolicy mirrors the Application's syncPolicy.
