@@ -64,7 +64,7 @@ type Env struct {
 }
 
 // NewEnv returns an Env on c.
-func NewEnv(t *testing.T, c *localkube.Cluster) *Env {
+func NewEnv(t testing.TB, c *localkube.Cluster) *Env {
 	t.Helper()
 	cfg := rest.CopyConfig(c.Config)
 	wc := &Writes{log: make(chan string, 100)}
@@ -134,7 +134,7 @@ func Uniq(base string) string {
 }
 
 // Ctx is a context for one test, bounded, cancelled when it ends.
-func Ctx(t *testing.T) context.Context {
+func Ctx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
 	return ctx
@@ -142,7 +142,7 @@ func Ctx(t *testing.T) context.Context {
 
 // Bundle builds objects the way the hub and hubclient do: YAML documents → canonical bundle →
 // decoded objects (numbers as float64). It returns the objects, the bundle and its digest.
-func Bundle(t *testing.T, docs ...string) ([]*unstructured.Unstructured, []byte, string) {
+func Bundle(t testing.TB, docs ...string) ([]*unstructured.Unstructured, []byte, string) {
 	t.Helper()
 	var objs []*unstructured.Unstructured
 	for _, doc := range docs {

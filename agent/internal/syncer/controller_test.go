@@ -88,13 +88,13 @@ func (r *recorder) waitStatus(t *testing.T, app string, timeout time.Duration, w
 	return got
 }
 
-func (r *recorder) waitAck(t *testing.T, app string, generation uint64, timeout time.Duration) {
+func (r *recorder) waitAck(t testing.TB, app string, generation uint64, timeout time.Duration) {
 	t.Helper()
 	testwait.For(t, timeout, "ack", func(context.Context) (bool, error) { return r.acked(app, generation), nil })
 }
 
 // startController runs a Controller for the test's duration.
-func startController(t *testing.T, e *kubetest.Env, agentNS string, opts ...func(*Config)) (*Controller, *recorder) {
+func startController(t testing.TB, e *kubetest.Env, agentNS string, opts ...func(*Config)) (*Controller, *recorder) {
 	t.Helper()
 	rec := &recorder{}
 	cfg := Config{
