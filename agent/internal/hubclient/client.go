@@ -328,6 +328,14 @@ func (c *Client) Nack(app string, generation uint64, reason string) {
 	}}})
 }
 
+// Hook reports the outcome of a hook, queued in order with ACKs and NACKs.
+func (c *Client) Hook(r syncer.HookRun) {
+	c.enqueue(&flotillav1.AgentMessage{Msg: &flotillav1.AgentMessage_HookRun{HookRun: &flotillav1.HookRun{
+		App: r.App, Generation: r.Generation, Revision: r.Revision, Phase: r.Phase, Object: refToProto(r.Object),
+		Result: r.Result, Message: r.Message, StartedUnixMs: r.Started.UnixMilli(), FinishedUnixMs: r.Finished.UnixMilli(),
+	}}})
+}
+
 // Status queues an app's status; an older queued status of the same app is replaced.
 func (c *Client) Status(s syncer.AppStatus) {
 	m := &flotillav1.AgentMessage{Msg: &flotillav1.AgentMessage_Status{Status: statusToProto(s)}}

@@ -225,6 +225,32 @@ spec:
 `, name, replicas, podLabels)
 }
 
+// Job is the YAML of a Job of one pod that completes through kwok, or fails when failing;
+// annotations as key, value pairs (hooks: argocd.argoproj.io/hook, ...).
+func Job(name string, failing bool, annotations ...string) string {
+	s := fmt.Sprintf("apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: %s\n", name)
+	if len(annotations) > 0 {
+		s += "  annotations:\n"
+		for i := 0; i+1 < len(annotations); i += 2 {
+			s += fmt.Sprintf("    %s: %q\n", annotations[i], annotations[i+1])
+		}
+	}
+	labels := "      labels:\n        hook: " + name + "\n"
+	if failing {
+		labels += fmt.Sprintf("        %s: \"true\"\n", localkube.ExitingPodLabel)
+	}
+	return s + fmt.Sprintf(`spec:
+  backoffLimit: 0
+  template:
+    metadata:
+%s    spec:
+      restartPolicy: Never
+      containers:
+      - name: main
+        image: registry.example/%s:v1
+`, labels, name)
+}
+
 // Names returns how refs are written for people.
 func Names[T fmt.Stringer](refs []T) []string {
 	out := make([]string, len(refs))

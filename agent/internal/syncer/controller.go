@@ -46,6 +46,8 @@ const (
 	keyWarning   = "warning"
 	keyTarget    = "target"
 	keyReason    = "reason"
+	keyPhase     = "phase"
+	keyResult    = "result"
 )
 
 // Config configures a Controller.

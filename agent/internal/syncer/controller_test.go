@@ -25,6 +25,7 @@ type recorder struct {
 	acks     []Held // App, Generation, Revision, Digest
 	nacks    []string
 	statuses []AppStatus
+	hooks    []HookRun
 }
 
 var _ Reporter = (*recorder)(nil)
@@ -39,6 +40,12 @@ func (r *recorder) Nack(app string, generation uint64, reason string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.nacks = append(r.nacks, reason)
+}
+
+func (r *recorder) Hook(h HookRun) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.hooks = append(r.hooks, h)
 }
 
 func (r *recorder) Status(s AppStatus) {

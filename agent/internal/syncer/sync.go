@@ -29,6 +29,9 @@ func (c *Controller) sync(ctx context.Context, a *app, d *Desired, applied *stat
 		if applied != nil {
 			st.HealthyRevision, st.HealthyDigest, st.HealthyBundle = applied.HealthyRevision, applied.HealthyDigest, applied.HealthyBundle
 		}
+		if done := c.hooksDone(a, d); len(done) > 0 {
+			st.Hooks = &state.Hooks{Digest: d.Digest, Done: done} // hooks.go
+		}
 		_ = c.save(ctx, a, st) // the cluster holds st either way; a failure is retried (save.go)
 	}
 	if ctx.Err() != nil {
@@ -83,6 +86,11 @@ const deadlineSlack = 50 * time.Millisecond
 // keepWritten records the objects a failed sync wrote before failing in the app's inventory,
 // so that they are pruned when no longer rendered; the rest of the state stays as it was.
 func (c *Controller) keepWritten(ctx context.Context, a *app, d *Desired, applied *state.AppState, res *apply.ChangeSet, waves map[string]int) {
+	c.mu.Lock()
+	if a.applied != nil {
+		applied = a.applied // with the hook phases done meanwhile (hooks.go)
+	}
+	c.mu.Unlock()
 	var st state.AppState
 	if applied != nil {
 		st = *applied

@@ -142,10 +142,31 @@ type AppStatus struct {
 	Resources          []ResourceStatus
 }
 
+// Hook results.
+const (
+	HookSucceeded = "Succeeded"
+	HookFailed    = "Failed"
+)
+
+// HookRun is the outcome of one hook of a sync (hooks.go).
+type HookRun struct {
+	App        string
+	Generation uint64
+	Revision   string
+	Phase      string // PreSync, Sync, PostSync, SyncFail
+	Object     apply.ObjectRef
+	Result     string // HookSucceeded or HookFailed
+	Message    string // scrubbed
+	Started    time.Time
+	Finished   time.Time
+}
+
 // Reporter carries the agent's answers to the hub. Implementations never block for long: the
 // hub client queues and coalesces (latest status per app wins).
 type Reporter interface {
 	Ack(app string, generation uint64, revision, digest string)
 	Nack(app string, generation uint64, reason string)
 	Status(s AppStatus)
+	// Hook reports the outcome of a hook, for the app's history.
+	Hook(r HookRun)
 }

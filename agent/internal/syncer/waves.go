@@ -64,7 +64,8 @@ func (e *WaveError) Error() string {
 func rejected(err error) bool {
 	var ae *plan.AnnotationError
 	var we *WaveError
-	return apply.IsRejected(err) || errors.As(err, &ae) || errors.As(err, &we)
+	var he *HookError
+	return apply.IsRejected(err) || errors.As(err, &ae) || errors.As(err, &we) || errors.As(err, &he)
 }
 
 // splitHooks moves r's hooks and skipped objects out of its Objects: the engine applies,
@@ -147,29 +148,60 @@ func (c *Controller) applySteps(ctx context.Context, a *app, d *Desired, p *plan
 		total.Inventory = inventory
 		return total, keptWaves(prevWaves, inventory, now), cause(err)
 	}
+	done := c.hooksDone(a, d)
+	failed := func(err error) (*apply.ChangeSet, map[string]int, error) {
+		c.runSyncFail(ctx, a, d, p, cause(err))
+		return partial(err)
+	}
+	// runPhase runs the hooks of step s unless its phase already ran for d.
+	runPhase := func(s plan.Step) error {
+		if len(s.Hooks) == 0 || slices.Contains(done, string(s.Phase)) {
+			return nil
+		}
+		return c.runHooks(sctx, a, d, s)
+	}
+	last := map[plan.Phase]int{} // the index of each phase's last step
+	for i, s := range p.Steps {
+		last[s.Phase] = i
+	}
 	steps := syncSteps(p)
-	for i, s := range steps {
-		c.setProgress(a, fmt.Sprintf("revision %s: applying wave %d (%d of %d)", d.Revision, s.Wave, i+1, len(steps)))
-		step := d.revision()
-		step.Objects, step.Hooks, step.Skipped = s.Objects, nil, nil
-		var res *apply.ChangeSet
-		err := c.bounded(sctx, func(ctx context.Context) (err error) {
-			res, err = c.applier.ApplyStep(ctx, step, inventory)
-			return err
-		})
-		if res != nil {
-			total.Entries = append(total.Entries, res.Entries...)
-			total.Warnings = append(total.Warnings, res.Warnings...)
-			inventory = res.Inventory
-			appliedIn(res, s.Wave, now)
+	_, postSync := last[plan.PostSync]
+	for i, s := range p.Steps {
+		if s.Phase == plan.PostSync {
+			break // after the prune
 		}
-		if err != nil {
-			return partial(err)
-		}
-		if i < len(steps)-1 {
-			if err := c.waitWave(sctx, a, d, s.Wave, fmt.Sprintf("%d of %d", i+1, len(steps)), res); err != nil {
-				return partial(err)
+		if s.Phase == plan.Sync {
+			c.setProgress(a, fmt.Sprintf("revision %s: applying wave %d (%d of %d)", d.Revision, s.Wave, slices.IndexFunc(steps, func(x plan.Step) bool { return x.Wave == s.Wave })+1, len(steps)))
+			step := d.revision()
+			step.Objects, step.Hooks, step.Skipped = s.Objects, nil, nil
+			var res *apply.ChangeSet
+			err := c.bounded(sctx, func(ctx context.Context) (err error) {
+				res, err = c.applier.ApplyStep(ctx, step, inventory)
+				return err
+			})
+			if res != nil {
+				total.Entries = append(total.Entries, res.Entries...)
+				total.Warnings = append(total.Warnings, res.Warnings...)
+				inventory = res.Inventory
+				appliedIn(res, s.Wave, now)
 			}
+			if err != nil {
+				return failed(err)
+			}
+			if err := runPhase(s); err != nil {
+				return failed(err)
+			}
+			if i < last[plan.Sync] || postSync {
+				n := slices.IndexFunc(steps, func(x plan.Step) bool { return x.Wave == s.Wave }) + 1
+				if err := c.waitWave(sctx, a, d, s.Wave, fmt.Sprintf("%d of %d", n, len(steps)), res); err != nil {
+					return failed(err)
+				}
+			}
+		} else if err := runPhase(s); err != nil {
+			return failed(err)
+		}
+		if i == last[s.Phase] && phaseHasHooks(p, s.Phase) {
+			c.phaseDone(ctx, a, d, s.Phase)
 		}
 	}
 	var res *apply.ChangeSet
@@ -178,12 +210,29 @@ func (c *Controller) applySteps(ctx context.Context, a *app, d *Desired, p *plan
 		return err
 	})
 	if err != nil {
-		return partial(err)
+		return failed(err)
 	}
 	total.Entries = append(total.Entries, res.Entries...)
 	total.Warnings = append(total.Warnings, res.Warnings...)
 	total.PruneTook, total.Inventory = res.PruneTook, res.Inventory
+	inventory = res.Inventory // what a failed PostSync hook leaves
+	for i, s := range p.Steps {
+		if s.Phase != plan.PostSync {
+			continue
+		}
+		if err := runPhase(s); err != nil {
+			return failed(err)
+		}
+		if i == last[plan.PostSync] {
+			c.phaseDone(ctx, a, d, plan.PostSync)
+		}
+	}
 	return total, keptWaves(prevWaves, total.Inventory, now), nil
+}
+
+// phaseHasHooks reports whether any step of phase in p has hooks.
+func phaseHasHooks(p *plan.Plan, phase plan.Phase) bool {
+	return slices.ContainsFunc(p.Hooks, func(h plan.Hook) bool { return h.Phase == phase })
 }
 
 // syncSteps are the steps of p's Sync phase.
