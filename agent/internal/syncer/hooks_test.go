@@ -96,3 +96,33 @@ func TestHooks(t *testing.T) {
 		t.Error("the SyncFail Job does not exist")
 	}
 }
+
+// TestPostSyncHook: a PostSync hook runs once the app's objects are applied and Healthy, and
+// with HookSucceeded it is deleted once it succeeded; Helm's post-install hook is one.
+func TestPostSyncHook(t *testing.T) {
+	e := newEnv(t)
+	ns, agentNS := kubetest.Uniq("t-postsync"), kubetest.Uniq("t-agent-postsync")
+	c, rec := startController(t, e, agentNS)
+	d := desired(t, "post", ns, SyncPolicy{Automated: true, Prune: true, CreateNamespace: true},
+		kubetest.Deployment("web", 1, false),
+		kubetest.Job("smoke", false, "helm.sh/hook", "post-install", "helm.sh/hook-delete-policy", "hook-succeeded"))
+	d.Health = HealthPolicy{ProgressDeadline: 60 * time.Second}
+	c.SetDesired(d)
+	rec.waitAck(t, "post", 1, 90*time.Second)
+	runs := rec.hookRuns()
+	if len(runs) != 1 || runs[0].Phase != "PostSync" || runs[0].Result != HookSucceeded || runs[0].Object.Name != "smoke" {
+		t.Fatalf("hook runs %+v, want PostSync smoke Succeeded", runs)
+	}
+	ctx := kubetest.Ctx(t)
+	dep, err := e.Client.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dep.Status.AvailableReplicas != 1 {
+		t.Errorf("web has %d available replicas once the PostSync hook ran, want 1", dep.Status.AvailableReplicas)
+	}
+	testwait.For(t, 30*time.Second, "the hook deleted (HookSucceeded)", func(ctx context.Context) (bool, error) {
+		_, err := e.Client.BatchV1().Jobs(ns).Get(ctx, "smoke", metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	})
+}
