@@ -41,6 +41,21 @@ func newNotifReceiver(t *testing.T) *notifReceiver {
 	return r
 }
 
+// webhookConfig writes a hub notifications file with one webhook sink posting to path on r,
+// and returns its path (for the hub's --notifications).
+func (r *notifReceiver) webhookConfig(t *testing.T, path string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "hook.url"), []byte(r.URL+path+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "notifications.yaml")
+	if err := os.WriteFile(cfg, []byte("sinks:\n- {name: ops, type: webhook, urlFile: hook.url}\nretryBackoff: 200ms\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
 func (r *notifReceiver) all() map[string][]string {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -135,15 +134,7 @@ type rollbackFleet struct {
 func newRollbackFleet(t *testing.T, deadline time.Duration) *rollbackFleet {
 	t.Helper()
 	recv := newNotifReceiver(t)
-	cfgDir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(cfgDir, "hook.url"), []byte(recv.URL+rollbackHook+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(cfgDir, "notifications.yaml")
-	if err := os.WriteFile(cfg, []byte("sinks:\n- {name: ops, type: webhook, urlFile: hook.url}\nretryBackoff: 200ms\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	e := newEnv(t, envOptions{pollInterval: time.Second, hubArgs: []string{"--notifications", cfg}})
+	e := newEnv(t, envOptions{pollInterval: time.Second, hubArgs: []string{"--notifications", recv.webhookConfig(t, rollbackHook)}})
 	rev1, _ := e.repo.Head()
 	if _, err := e.fleet.WaitStatus(e.ctx, 3*time.Minute, allAt(rev1, 4)); err != nil {
 		t.Fatal(err)

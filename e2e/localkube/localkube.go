@@ -42,6 +42,10 @@ const KubernetesVersion = "v1.37.2"
 // the workload's pods stay Running with Ready=False and containers in CrashLoopBackOff.
 const FailingPodLabel = "flotilla.dev/e2e-fail"
 
+// ExitingPodLabel marks pods that fail: put it (any value) on a pod template and its pods end
+// in phase Failed, their containers exited with code 1; a Job of them fails.
+const ExitingPodLabel = "flotilla.dev/e2e-exit"
+
 //go:embed stages/stages.yaml
 var stagesYAML []byte
 

@@ -151,6 +151,10 @@ func (a *Applier) Apply(ctx context.Context, d *Revision, prevInventory []Object
 	if err := a.setOptions(d, items, false, &warnings); err != nil {
 		return nil, err
 	}
+	desired, err := a.unappliedKeys(ctx, d) // hooks and skipped objects are never pruned
+	if err != nil {
+		return nil, err
+	}
 	a.warm(ctx, items)
 	res, err := a.applyItems(ctx, items, prevInventory)
 	if res != nil {
@@ -159,7 +163,6 @@ func (a *Applier) Apply(ctx context.Context, d *Revision, prevInventory []Object
 	if err != nil {
 		return res, err
 	}
-	desired := map[string]bool{}
 	for _, it := range items {
 		if it.inventory {
 			desired[it.ref.Key()] = true
@@ -541,6 +544,7 @@ func (a *Applier) write(ctx context.Context, items []*item, stage int, res *Chan
 		}
 		a.noteWrite(it.ref, out.GetResourceVersion())
 		r.add(Applied, it.ref)
+		r.wrote(it.ref.Key(), out.GetGeneration())
 		if it.inventory {
 			r.written = append(r.written, it.ref)
 		}

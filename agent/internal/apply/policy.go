@@ -3,6 +3,7 @@ package apply
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -53,7 +54,7 @@ func (a *Applier) checkPolicy(ctx context.Context, d *Revision) error {
 	crds := bundleCRDs(d.Objects)
 	fresh := false
 	var violations []string
-	for _, o := range d.Objects {
+	for _, o := range slices.Concat(d.Objects, d.Hooks) {
 		gvk := o.GroupVersionKind()
 		namespaced, _, err := a.scope(ctx, gvk, crds, &item{obj: o}, &fresh)
 		if err != nil {

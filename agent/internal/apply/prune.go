@@ -3,6 +3,7 @@ package apply
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -17,6 +18,12 @@ import (
 // anything: the deferred prune of PruneLast, once the revision is healthy. The Result's
 // Inventory is what the app owns afterwards.
 func (a *Applier) Prune(ctx context.Context, d *Revision, inventory []ObjectRef) (*ChangeSet, error) {
+	return a.pruneStale(ctx, d, inventory, inventory, true)
+}
+
+// pruneStale handles the objects of prev that d no longer holds (prune), the Result's
+// Inventory being the objects of inventory d holds plus those kept. finalPass as for prune.
+func (a *Applier) pruneStale(ctx context.Context, d *Revision, prev, inventory []ObjectRef, finalPass bool) (*ChangeSet, error) {
 	desired, err := a.desiredKeys(ctx, d)
 	if err != nil {
 		return nil, err
@@ -27,7 +34,8 @@ func (a *Applier) Prune(ctx context.Context, d *Revision, inventory []ObjectRef)
 			res.Inventory = append(res.Inventory, r)
 		}
 	}
-	a.prune(ctx, d, inventory, desired, true, res)
+	a.prune(ctx, d, prev, desired, finalPass, res)
+	res.Inventory = dedupe(res.Inventory)
 	sortRefs(res.Inventory)
 	return res, nil
 }
@@ -113,7 +121,7 @@ func (a *Applier) prune(ctx context.Context, d *Revision, prev []ObjectRef, desi
 	case !d.Policy.Prune:
 		keep()
 		return
-	case len(d.Objects) == 0 && !d.Policy.AllowEmpty:
+	case len(d.Objects)+len(d.Hooks)+len(d.Skipped) == 0 && !d.Policy.AllowEmpty:
 		keep()
 		res.Warnings = append(res.Warnings, fmt.Sprintf("the render has no objects: nothing pruned (allowEmpty is off), %d objects kept", len(stale)))
 		return
@@ -122,10 +130,6 @@ func (a *Applier) prune(ctx context.Context, d *Revision, prev []ObjectRef, desi
 		return
 	}
 
-	type doomed struct {
-		ref  ObjectRef
-		live *unstructured.Unstructured
-	}
 	var del, held []doomed
 	for _, r := range stale {
 		live, ok := a.claim(ctx, d.App, r, res)
@@ -150,9 +154,7 @@ func (a *Applier) prune(ctx context.Context, d *Revision, prev []ObjectRef, desi
 		res.Inventory = append(res.Inventory, h.ref)
 	}
 	start := time.Now()
-	for _, x := range del {
-		a.deleteObject(ctx, x.ref, x.live, res, propagation(d.Policy))
-	}
+	a.deleteByWave(ctx, d.Waves, del, propagation(d.Policy), res)
 	res.PruneTook += time.Since(start)
 }
 
@@ -206,7 +208,7 @@ func (a *Applier) desiredKeys(ctx context.Context, d *Revision) (map[string]bool
 	crds := bundleCRDs(d.Objects)
 	keys := map[string]bool{}
 	fresh := false
-	for _, o := range d.Objects {
+	for _, o := range slices.Concat(d.Objects, d.Hooks, d.Skipped) {
 		obj := o.DeepCopy()
 		gvk := obj.GroupVersionKind()
 		namespaced, _, err := a.scope(ctx, gvk, crds, &item{obj: obj}, &fresh)

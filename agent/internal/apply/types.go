@@ -56,6 +56,15 @@ type Revision struct {
 	PruneConfirmed bool
 	// Ignore are the app's ignoreDifferences rules: fields that are not drift (ignore.go).
 	Ignore []ignore.Rule
+	// Hooks are the revision's hooks (agent/internal/plan): policy-checked with Objects, run by
+	// RunHook, never applied by Apply, kept in an inventory, drift-checked or pruned.
+	Hooks []*unstructured.Unstructured
+	// Skipped are objects the revision names but never applies (hook Skip, Helm test hooks):
+	// never pruned either.
+	Skipped []*unstructured.Unstructured
+	// Waves are the sync waves the inventory's objects were last applied in, by key (wave 0
+	// left out): a prune deletes the highest wave first (steps.go).
+	Waves map[string]int
 }
 
 // Policy is the part of an app's sync policy that governs how it is applied and pruned.
@@ -130,6 +139,9 @@ type ChangeSet struct {
 	Warnings []string
 	// PruneTook is the time spent deleting.
 	PruneTook time.Duration
+	// Generations are the metadata.generation each write returned, by key: a live view older
+	// than that has not seen the write yet (the syncer's wait for a wave).
+	Generations map[string]int64
 
 	written []ObjectRef // inventory objects written so far
 }
@@ -165,9 +177,20 @@ func (c *ChangeSet) add(action Action, refs ...ObjectRef) {
 
 // merge appends what part recorded to c.
 func (c *ChangeSet) merge(part *ChangeSet) {
+	for k, g := range part.Generations {
+		c.wrote(k, g)
+	}
 	c.Entries = append(c.Entries, part.Entries...)
 	c.Warnings = append(c.Warnings, part.Warnings...)
 	c.written = append(c.written, part.written...)
+}
+
+// wrote records the generation a write of the object key returned.
+func (c *ChangeSet) wrote(key string, generation int64) {
+	if c.Generations == nil {
+		c.Generations = map[string]int64{}
+	}
+	c.Generations[key] = generation
 }
 
 // Drift types.

@@ -104,3 +104,11 @@ func (o *Outbox) Status(s syncer.AppStatus) {
 	o.mu.Unlock()
 	o.signal()
 }
+
+// Hook reports the outcome of a hook, queued in order with ACKs and NACKs.
+func (o *Outbox) Hook(r syncer.HookRun) {
+	o.enqueue(&flotillav1.AgentMessage{Msg: &flotillav1.AgentMessage_HookRun{HookRun: &flotillav1.HookRun{
+		App: r.App, Generation: r.Generation, Revision: r.Revision, Phase: r.Phase, Object: refToProto(r.Object),
+		Result: r.Result, Message: r.Message, StartedUnixMs: r.Started.UnixMilli(), FinishedUnixMs: r.Finished.UnixMilli(),
+	}}})
+}

@@ -64,7 +64,7 @@ type Env struct {
 }
 
 // NewEnv returns an Env on c.
-func NewEnv(t *testing.T, c *localkube.Cluster) *Env {
+func NewEnv(t testing.TB, c *localkube.Cluster) *Env {
 	t.Helper()
 	cfg := rest.CopyConfig(c.Config)
 	wc := &Writes{log: make(chan string, 100)}
@@ -134,7 +134,7 @@ func Uniq(base string) string {
 }
 
 // Ctx is a context for one test, bounded, cancelled when it ends.
-func Ctx(t *testing.T) context.Context {
+func Ctx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
 	return ctx
@@ -142,7 +142,7 @@ func Ctx(t *testing.T) context.Context {
 
 // Bundle builds objects the way the hub and hubclient do: YAML documents → canonical bundle →
 // decoded objects (numbers as float64). It returns the objects, the bundle and its digest.
-func Bundle(t *testing.T, docs ...string) ([]*unstructured.Unstructured, []byte, string) {
+func Bundle(t testing.TB, docs ...string) ([]*unstructured.Unstructured, []byte, string) {
 	t.Helper()
 	var objs []*unstructured.Unstructured
 	for _, doc := range docs {
@@ -223,6 +223,32 @@ spec:
       - name: main
         image: registry.example/%[1]s:v1
 `, name, replicas, podLabels)
+}
+
+// Job is the YAML of a Job of one pod that completes through kwok, or fails when failing;
+// annotations as key, value pairs (hooks: argocd.argoproj.io/hook, ...).
+func Job(name string, failing bool, annotations ...string) string {
+	s := fmt.Sprintf("apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: %s\n", name)
+	if len(annotations) > 0 {
+		s += "  annotations:\n"
+		for i := 0; i+1 < len(annotations); i += 2 {
+			s += fmt.Sprintf("    %s: %q\n", annotations[i], annotations[i+1])
+		}
+	}
+	labels := "      labels:\n        hook: " + name + "\n"
+	if failing {
+		labels += fmt.Sprintf("        %s: \"true\"\n", localkube.ExitingPodLabel)
+	}
+	return s + fmt.Sprintf(`spec:
+  backoffLimit: 0
+  template:
+    metadata:
+%s    spec:
+      restartPolicy: Never
+      containers:
+      - name: main
+        image: registry.example/%s:v1
+`, labels, name)
 }
 
 // Names returns how refs are written for people.

@@ -69,6 +69,9 @@ type AppState struct {
 	Policy    Policy
 	// Inventory lists every object the app owns in the cluster.
 	Inventory []ObjectRef
+	// Waves are the sync waves inventory objects were last applied in, by ObjectRef key
+	// (group/kind/namespace/name), wave 0 left out: a prune deletes the highest wave first.
+	Waves map[string]int
 	// HealthyRevision, HealthyDigest and HealthyBundle are the last applied revision that
 	// became Healthy: the rollback target.
 	HealthyRevision string
@@ -79,6 +82,15 @@ type AppState struct {
 	// healthy, or tried to: that revision is not applied again until the hub sends another
 	// revision or digest, or an operator asks for it.
 	RolledBack *RolledBack
+	// Hooks records the hook phases that ran to success for one revision: they do not run
+	// again for it (a re-sync, an agent restart).
+	Hooks *Hooks
+}
+
+// Hooks are the hook phases done for the revision of Digest.
+type Hooks struct {
+	Digest string
+	Done   []string // PreSync, Sync, PostSync
 }
 
 // RolledBack records an automatic rollback from one revision.
@@ -158,12 +170,14 @@ type document struct {
 	Namespace       string          `json:",omitempty"`
 	Policy          Policy
 	Inventory       []ObjectRef
+	Waves           map[string]int  `json:",omitempty"`
 	HealthyRevision string          `json:",omitempty"`
 	HealthyDigest   string          `json:",omitempty"`
 	HealthyBundle   json.RawMessage `json:",omitempty"`
 	HealthySame     bool            `json:",omitempty"`
 	AppliedAt       time.Time
 	RolledBack      *RolledBack `json:",omitempty"`
+	Hooks           *Hooks      `json:",omitempty"`
 }
 
 // encode returns the JSON form of s (deterministic: equal states give equal bytes).
@@ -173,9 +187,9 @@ func encode(s *AppState) ([]byte, error) {
 	}
 	doc := document{
 		App: s.App, Generation: s.Generation, Revision: s.Revision, Digest: s.Digest,
-		Bundle: raw(s.Bundle), Namespace: s.Namespace, Policy: s.Policy, Inventory: s.Inventory,
+		Bundle: raw(s.Bundle), Namespace: s.Namespace, Policy: s.Policy, Inventory: s.Inventory, Waves: s.Waves,
 		HealthyRevision: s.HealthyRevision, HealthyDigest: s.HealthyDigest, AppliedAt: s.AppliedAt.UTC(),
-		RolledBack: s.RolledBack,
+		RolledBack: s.RolledBack, Hooks: s.Hooks,
 	}
 	if s.HealthyDigest != "" && s.HealthyDigest == s.Digest && bytes.Equal(s.HealthyBundle, s.Bundle) {
 		doc.HealthySame = true
@@ -205,9 +219,9 @@ func decode(data []byte) (*AppState, error) {
 	}
 	s := &AppState{
 		App: doc.App, Generation: doc.Generation, Revision: doc.Revision, Digest: doc.Digest,
-		Bundle: bytesOf(doc.Bundle), Namespace: doc.Namespace, Policy: doc.Policy, Inventory: doc.Inventory,
+		Bundle: bytesOf(doc.Bundle), Namespace: doc.Namespace, Policy: doc.Policy, Inventory: doc.Inventory, Waves: doc.Waves,
 		HealthyRevision: doc.HealthyRevision, HealthyDigest: doc.HealthyDigest,
-		HealthyBundle: bytesOf(doc.HealthyBundle), AppliedAt: doc.AppliedAt, RolledBack: doc.RolledBack,
+		HealthyBundle: bytesOf(doc.HealthyBundle), AppliedAt: doc.AppliedAt, RolledBack: doc.RolledBack, Hooks: doc.Hooks,
 	}
 	if doc.HealthySame {
 		s.HealthyBundle = s.Bundle

@@ -92,6 +92,8 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	st := NewStore(cs, ns)
 	a, b := sample("shop"), sample("billing")
 	b.HealthyRevision, b.HealthyDigest, b.HealthyBundle = "old", "sha256:11", []byte(`[]`)
+	b.Waves = map[string]int{"/ConfigMap/api/web": -2}                 // the sync wave it was applied in
+	b.Hooks = &Hooks{Digest: "sha256:00ff", Done: []string{"PreSync"}} // hook phases done
 	for _, s := range []*AppState{a, b} {
 		if err := st.Save(ctx, s); err != nil {
 			t.Fatal(err)

@@ -1,6 +1,7 @@
 package syncer
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"slices"
@@ -61,6 +62,10 @@ type syncState struct {
 	// pruneFailed counts the deletions of the last prune that failed; they are retried, the
 	// pruneTries-th time with backoff.
 	pruneFailed, pruneTries int
+	// progress says which step of a sync in waves is under way (waves.go); cancelSteps ends
+	// it when a newer revision arrives.
+	progress    string
+	cancelSteps context.CancelFunc
 }
 
 // restart starts counting attempts again: a new desired state arrived.

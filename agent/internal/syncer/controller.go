@@ -47,6 +47,8 @@ const (
 	keyWarning   = "warning"
 	keyTarget    = "target"
 	keyReason    = "reason"
+	keyPhase     = "phase"
+	keyResult    = "result"
 )
 
 // Config configures a Controller.
@@ -221,10 +223,14 @@ func (c *Controller) SetDesired(d *Desired) {
 		c.mu.Unlock()
 		return
 	}
+	was := a.desired
 	a.desired, a.remove = d, 0
 	a.sync.restart()
 	if a.rb.cancelAssess != nil && (a.applied == nil || a.applied.Digest != d.Digest) {
 		a.rb.cancelAssess() // a new revision: stop judging the previous one, apply this one
+	}
+	if a.sync.cancelSteps != nil && (was == nil || was.Digest != d.Digest) {
+		a.sync.cancelSteps() // a newer revision: stop waiting for the waves of this one (waves.go)
 	}
 	c.mu.Unlock()
 	c.queue.Add(d.App)

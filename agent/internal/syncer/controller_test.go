@@ -25,6 +25,7 @@ type recorder struct {
 	acks     []Held // App, Generation, Revision, Digest
 	nacks    []string
 	statuses []AppStatus
+	hooks    []HookRun
 }
 
 var _ Reporter = (*recorder)(nil)
@@ -39,6 +40,12 @@ func (r *recorder) Nack(app string, generation uint64, reason string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.nacks = append(r.nacks, reason)
+}
+
+func (r *recorder) Hook(h HookRun) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.hooks = append(r.hooks, h)
 }
 
 func (r *recorder) Status(s AppStatus) {
@@ -88,13 +95,13 @@ func (r *recorder) waitStatus(t *testing.T, app string, timeout time.Duration, w
 	return got
 }
 
-func (r *recorder) waitAck(t *testing.T, app string, generation uint64, timeout time.Duration) {
+func (r *recorder) waitAck(t testing.TB, app string, generation uint64, timeout time.Duration) {
 	t.Helper()
 	testwait.For(t, timeout, "ack", func(context.Context) (bool, error) { return r.acked(app, generation), nil })
 }
 
 // startController runs a Controller for the test's duration.
-func startController(t *testing.T, e *kubetest.Env, agentNS string, opts ...func(*Config)) (*Controller, *recorder) {
+func startController(t testing.TB, e *kubetest.Env, agentNS string, opts ...func(*Config)) (*Controller, *recorder) {
 	t.Helper()
 	rec := &recorder{}
 	cfg := Config{

@@ -93,7 +93,7 @@ func TestDecrypted(t *testing.T) {
 				if strings.Contains(msg, canary) || strings.Contains(msg, "AGE ENCRYPTED") || !apply.IsRejected(got.decryptErr) {
 					t.Errorf("error %q leaks a value or is not a rejection", msg)
 				}
-				_, err := (&Controller{}).apply(t.Context(), got, nil)
+				_, err := (&Controller{}).apply(t.Context(), got, nil, nil)
 				if err != got.decryptErr {
 					t.Errorf("Apply returned %v, want the decrypt error", err)
 				}

@@ -42,12 +42,15 @@ func (c *Controller) bounded(ctx context.Context, fn func(context.Context) error
 
 // apply applies d, after failing a revision whose EncryptedSecrets could not be decrypted
 // (encrypted.go).
-func (c *Controller) apply(ctx context.Context, d *Desired, prev []apply.ObjectRef) (res *apply.ChangeSet, err error) {
+// waves are the sync waves prev's objects were applied in (a prune deletes the highest first).
+func (c *Controller) apply(ctx context.Context, d *Desired, prev []apply.ObjectRef, waves map[string]int) (res *apply.ChangeSet, err error) {
 	if d.decryptErr != nil {
 		return nil, d.decryptErr
 	}
+	rev := d.revision()
+	rev.Waves = waves
 	err = c.bounded(ctx, func(ctx context.Context) error {
-		res, err = c.applier.Apply(ctx, d.revision(), prev)
+		res, err = c.applier.Apply(ctx, rev, prev)
 		return err
 	})
 	return res, err
@@ -66,9 +69,12 @@ func (c *Controller) heal(ctx context.Context, d *Desired, refs, inventory []app
 }
 
 // prune deletes from inventory what d no longer holds (PruneLast's deferred prune).
-func (c *Controller) prune(ctx context.Context, d *Desired, inventory []apply.ObjectRef) (res *apply.ChangeSet, err error) {
+// waves as for apply.
+func (c *Controller) prune(ctx context.Context, d *Desired, inventory []apply.ObjectRef, waves map[string]int) (res *apply.ChangeSet, err error) {
+	rev := d.revision()
+	rev.Waves = waves
 	err = c.bounded(ctx, func(ctx context.Context) error {
-		res, err = c.applier.Prune(ctx, d.revision(), inventory)
+		res, err = c.applier.Prune(ctx, rev, inventory)
 		return err
 	})
 	return res, err

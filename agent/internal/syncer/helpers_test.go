@@ -14,14 +14,14 @@ var shared = localkube.NewShared(localkube.Options{Name: "syncer"})
 
 func TestMain(m *testing.M) { os.Exit(shared.Main(m)) }
 
-func newEnv(t *testing.T) *kubetest.Env {
+func newEnv(t testing.TB) *kubetest.Env {
 	t.Helper()
 	return kubetest.NewEnv(t, shared.Clusters(t)[0])
 }
 
 // desired builds a Desired the way the hub and hubclient do (kubetest.Bundle). Its
 // spec.policy allows everything (see allowAll); policy_test.go sets its own.
-func desired(t *testing.T, app, namespace string, policy SyncPolicy, docs ...string) *Desired {
+func desired(t testing.TB, app, namespace string, policy SyncPolicy, docs ...string) *Desired {
 	t.Helper()
 	objs, data, digest := kubetest.Bundle(t, docs...)
 	return &Desired{

@@ -133,7 +133,7 @@ func (c *Controller) rollBack(ctx context.Context, a *app, d *Desired, st *state
 		target.Objects = objs
 		target = decrypted(target, c.cfg.AgeIdentity)
 		scrubbers = append(scrubbers, newScrubber(target))
-		res, err = c.apply(ctx, target, fromStateRefs(st.Inventory))
+		res, err = c.apply(ctx, target, fromStateRefs(st.Inventory), st.Waves)
 	}
 	if ctx.Err() != nil {
 		return // shutting down: the next health pass finds the revision unhealthy again
@@ -145,6 +145,7 @@ func (c *Controller) rollBack(ctx context.Context, a *app, d *Desired, st *state
 		next = state.AppState{
 			App: st.App, Generation: st.Generation, Revision: target.Revision, Digest: target.Digest,
 			Bundle: target.Bundle, Namespace: st.Namespace, Policy: st.Policy, Inventory: toStateRefs(res.Inventory),
+			Waves:           keptWaves(st.Waves, res.Inventory, nil),
 			HealthyRevision: st.HealthyRevision, HealthyDigest: st.HealthyDigest, HealthyBundle: st.HealthyBundle,
 			AppliedAt: now, RolledBack: mark,
 		}

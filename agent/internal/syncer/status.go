@@ -174,7 +174,7 @@ func (c *Controller) pruneLast(ctx context.Context, a *app) {
 		return
 	}
 	log := c.log.With(logging.KeyApp, a.name, logging.KeyRevision, st.Revision)
-	res, err := c.prune(ctx, d, fromStateRefs(st.Inventory))
+	res, err := c.prune(ctx, d, fromStateRefs(st.Inventory), st.Waves)
 	if err != nil {
 		log.Warn("prune after healthy failed", logging.Err(err))
 		c.queue.AddAfter(a.name, backoff(Retry{}, 1))
@@ -183,6 +183,7 @@ func (c *Controller) pruneLast(ctx context.Context, a *app) {
 	log.Info("pruned after healthy", keyPruned, res.Count(apply.Pruned), keyHeld, res.Count(apply.Held))
 	next := *st
 	next.Inventory = toStateRefs(res.Inventory)
+	next.Waves = keptWaves(st.Waves, res.Inventory, nil)
 	_ = c.save(ctx, a, &next) // a failure is retried (save.go)
 	c.mu.Lock()
 	var retry time.Duration
@@ -274,7 +275,7 @@ func (c *Controller) statusOf(a *app) AppStatus {
 			msgs = append(msgs, fmt.Sprintf("%d contested: another actor keeps changing them back, self-heal is backing off", c))
 		}
 	}
-	for _, m := range []string{a.sync.err, a.sync.notes, healthMsg} {
+	for _, m := range []string{a.sync.progress, a.sync.err, a.sync.notes, healthMsg} {
 		if m != "" {
 			msgs = append(msgs, m)
 		}

@@ -18,32 +18,38 @@ import (
 func (c *Controller) sync(ctx context.Context, a *app, d *Desired, applied *state.AppState) {
 	log := c.log.With(logging.KeyApp, d.App, logging.KeyRevision, d.Revision, logging.KeyGeneration, d.Generation)
 	start := time.Now()
-	var prev []apply.ObjectRef
-	if applied != nil {
-		prev = fromStateRefs(applied.Inventory)
-	}
-	res, err := c.apply(ctx, d, prev)
+	res, waves, err := c.applyPlanned(ctx, a, d, applied)
 	var st *state.AppState
 	if err == nil {
 		st = &state.AppState{
 			App: d.App, Generation: d.Generation, Revision: d.Revision, Digest: d.Digest,
 			Bundle: d.Bundle, Namespace: d.Namespace, Policy: toStatePolicy(d.Policy, d.Health, d.Access, d.Ignore),
-			Inventory: toStateRefs(res.Inventory), AppliedAt: time.Now().UTC().Truncate(time.Millisecond),
+			Inventory: toStateRefs(res.Inventory), Waves: waves, AppliedAt: time.Now().UTC().Truncate(time.Millisecond),
 		}
 		if applied != nil {
 			st.HealthyRevision, st.HealthyDigest, st.HealthyBundle = applied.HealthyRevision, applied.HealthyDigest, applied.HealthyBundle
+		}
+		if done := c.hooksDone(a, d); len(done) > 0 {
+			st.Hooks = &state.Hooks{Digest: d.Digest, Done: done} // hooks.go
 		}
 		_ = c.save(ctx, a, st) // the cluster holds st either way; a failure is retried (save.go)
 	}
 	if ctx.Err() != nil {
 		return // shutting down: not the revision's fault
 	}
+	if errors.Is(err, errSuperseded) {
+		if res != nil {
+			c.keepWritten(ctx, a, d, applied, res, waves)
+		}
+		return // a newer revision is queued: not this one's failure
+	}
 	c.metrics.synced(err, time.Since(start), res)
 	if err != nil {
 		if res != nil && st == nil {
-			c.keepWritten(ctx, a, d, applied, res)
+			c.keepWritten(ctx, a, d, applied, res, waves)
 		}
 		c.failed(ctx, a, d, err, log)
+		c.rollBackWave(ctx, a, d, err)
 		return
 	}
 	c.mu.Lock()
@@ -79,7 +85,12 @@ const deadlineSlack = 50 * time.Millisecond
 
 // keepWritten records the objects a failed sync wrote before failing in the app's inventory,
 // so that they are pruned when no longer rendered; the rest of the state stays as it was.
-func (c *Controller) keepWritten(ctx context.Context, a *app, d *Desired, applied *state.AppState, res *apply.ChangeSet) {
+func (c *Controller) keepWritten(ctx context.Context, a *app, d *Desired, applied *state.AppState, res *apply.ChangeSet, waves map[string]int) {
+	c.mu.Lock()
+	if a.applied != nil {
+		applied = a.applied // with the hook phases done meanwhile (hooks.go)
+	}
+	c.mu.Unlock()
 	var st state.AppState
 	if applied != nil {
 		st = *applied
@@ -87,6 +98,7 @@ func (c *Controller) keepWritten(ctx context.Context, a *app, d *Desired, applie
 		st = state.AppState{App: d.App, Namespace: d.Namespace, Policy: toStatePolicy(d.Policy, d.Health, d.Access, d.Ignore)}
 	}
 	st.Inventory = toStateRefs(res.Inventory)
+	st.Waves = waves
 	_ = c.save(ctx, a, &st) // a failure is retried (save.go)
 	c.mu.Lock()
 	a.applied = &st
@@ -98,7 +110,7 @@ func (c *Controller) keepWritten(ctx context.Context, a *app, d *Desired, applie
 func (c *Controller) failed(ctx context.Context, a *app, d *Desired, err error, log *slog.Logger) {
 	reason := newScrubber(d).scrub(err.Error())
 	c.mu.Lock()
-	f := a.sync.failed(d, apply.IsRejected(err), reason)
+	f := a.sync.failed(d, rejected(err), reason)
 	var target apply.ObjectRef // what the Event is about: the object at fault, else one of the app's
 	if oe := (*apply.ObjectError)(nil); errors.As(err, &oe) && oe.Object.Namespace != "" {
 		target = oe.Object

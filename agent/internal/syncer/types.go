@@ -45,9 +45,9 @@ type Desired struct {
 	decryptErr error
 }
 
-// revision is what the engine applies of d.
+// revision is what the engine applies of d: its hooks and skipped objects apart (waves.go).
 func (d *Desired) revision() *apply.Revision {
-	return &apply.Revision{
+	r := &apply.Revision{
 		App: d.App, Namespace: d.Namespace, Objects: d.Objects, Access: d.Access, PruneConfirmed: d.PruneConfirmed,
 		Ignore: d.Ignore,
 		Policy: apply.Policy{
@@ -56,6 +56,8 @@ func (d *Desired) revision() *apply.Revision {
 			PrunePropagation: d.Policy.PrunePropagation, SkipValidation: d.Policy.SkipValidation,
 		},
 	}
+	splitHooks(r)
+	return r
 }
 
 // SyncPolicy mirrors the Application's syncPolicy.
@@ -155,10 +157,31 @@ type AppStatus struct {
 	Resources          []ResourceStatus
 }
 
+// Hook results.
+const (
+	HookSucceeded = "Succeeded"
+	HookFailed    = "Failed"
+)
+
+// HookRun is the outcome of one hook of a sync (hooks.go).
+type HookRun struct {
+	App        string
+	Generation uint64
+	Revision   string
+	Phase      string // PreSync, Sync, PostSync, SyncFail
+	Object     apply.ObjectRef
+	Result     string // HookSucceeded or HookFailed
+	Message    string // scrubbed
+	Started    time.Time
+	Finished   time.Time
+}
+
 // Reporter carries the agent's answers to the hub. Implementations never block for long: the
 // hub client queues and coalesces (latest status per app wins).
 type Reporter interface {
 	Ack(app string, generation uint64, revision, digest string)
 	Nack(app string, generation uint64, reason string)
 	Status(s AppStatus)
+	// Hook reports the outcome of a hook, for the app's history.
+	Hook(r HookRun)
 }

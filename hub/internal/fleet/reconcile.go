@@ -246,7 +246,7 @@ func (r *Reconciler) Round(ctx context.Context) {
 }
 
 // renderFor renders app for cluster c and makes it desired state, unless the render fails or
-// breaks the app's policy. It returns warnings for `flotilla apps` (plain Secrets).
+// breaks the app's policy. It returns warnings for `flotilla apps` (plain Secrets, hooks never run).
 func (r *Reconciler) renderFor(ctx context.Context, app *apps.Application, c ClusterVars, snap *source.Snapshot, pinned bool) ([]string, error) {
 	path, err := app.PathFor(c)
 	if err != nil {
@@ -264,6 +264,7 @@ func (r *Reconciler) renderFor(ctx context.Context, app *apps.Application, c Clu
 		return nil, err
 	}
 	warnings = append(warnings, r.optionWarnings(b)...)
+	warnings = append(warnings, checkHooks(b)...) // hooks.go
 	r.fleet.SetDesired(Desired{
 		Cluster: c.Name, App: app.Name, Revision: snap.Commit, Bundle: b,
 		Namespace: app.Destination.Namespace, Policy: app.SyncPolicy, Health: app.Health, Access: app.Access,

@@ -318,6 +318,11 @@ func (s *Server) receive(ctx context.Context, stream flotillav1.AgentService_Con
 				continue
 			}
 			s.cfg.Fleet.Status(cluster, reportFromProto(m.Status))
+		case *flotillav1.AgentMessage_HookRun:
+			s.cfg.Metrics.StreamMessage("in", "hook")
+			if h := m.HookRun; known(h.App) {
+				s.recordHistory(cluster, h.App, h.Revision, hookResult(h), nil)
+			}
 		case *flotillav1.AgentMessage_Heartbeat:
 			s.cfg.Metrics.StreamMessage("in", "heartbeat")
 		case *flotillav1.AgentMessage_Hello:
@@ -327,6 +332,28 @@ func (s *Server) receive(ctx context.Context, stream flotillav1.AgentService_Con
 			return ctx.Err()
 		}
 	}
+}
+
+// hookResult is a hook's outcome as `flotilla history` shows it: "PreSync hook
+// Job.batch/api/migrate: Succeeded (4.2s)", with the reason of a failure.
+func hookResult(h *flotillav1.HookRun) string {
+	o := h.GetObject()
+	kind := o.GetKind()
+	if o.GetGroup() != "" {
+		kind += "." + o.GetGroup()
+	}
+	name := kind + "/" + o.GetName()
+	if o.GetNamespace() != "" {
+		name = kind + "/" + o.GetNamespace() + "/" + o.GetName()
+	}
+	out := fmt.Sprintf("%s hook %s: %s", h.Phase, name, h.Result)
+	if took := time.Duration(h.FinishedUnixMs-h.StartedUnixMs) * time.Millisecond; took > 0 {
+		out += fmt.Sprintf(" (%s)", took.Round(100*time.Millisecond))
+	}
+	if h.Message != "" {
+		out += ": " + h.Message
+	}
+	return fleet.Truncate(out, fleet.MaxMessageBytes)
 }
 
 func reportFromProto(p *flotillav1.AppStatus) fleet.Report {

@@ -260,6 +260,7 @@ type AgentMessage struct {
 	//	*AgentMessage_Nack
 	//	*AgentMessage_Status
 	//	*AgentMessage_Heartbeat
+	//	*AgentMessage_HookRun
 	Msg           isAgentMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -347,6 +348,15 @@ func (x *AgentMessage) GetHeartbeat() *Heartbeat {
 	return nil
 }
 
+func (x *AgentMessage) GetHookRun() *HookRun {
+	if x != nil {
+		if x, ok := x.Msg.(*AgentMessage_HookRun); ok {
+			return x.HookRun
+		}
+	}
+	return nil
+}
+
 type isAgentMessage_Msg interface {
 	isAgentMessage_Msg()
 }
@@ -371,6 +381,10 @@ type AgentMessage_Heartbeat struct {
 	Heartbeat *Heartbeat `protobuf:"bytes,5,opt,name=heartbeat,proto3,oneof"`
 }
 
+type AgentMessage_HookRun struct {
+	HookRun *HookRun `protobuf:"bytes,6,opt,name=hook_run,json=hookRun,proto3,oneof"`
+}
+
 func (*AgentMessage_Hello) isAgentMessage_Msg() {}
 
 func (*AgentMessage_Ack) isAgentMessage_Msg() {}
@@ -380,6 +394,8 @@ func (*AgentMessage_Nack) isAgentMessage_Msg() {}
 func (*AgentMessage_Status) isAgentMessage_Msg() {}
 
 func (*AgentMessage_Heartbeat) isAgentMessage_Msg() {}
+
+func (*AgentMessage_HookRun) isAgentMessage_Msg() {}
 
 type HubMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1756,6 +1772,120 @@ func (x *Heartbeat) GetSentUnixMs() int64 {
 	return 0
 }
 
+// HookRun is the outcome of one hook (a Job or Pod of a sync phase, Argo CD's
+// argocd.argoproj.io/hook or Helm's helm.sh/hook) the agent ran for a revision; the hub records it
+// in the app's history.
+type HookRun struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	App        string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	Generation uint64                 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
+	Revision   string                 `protobuf:"bytes,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	// PreSync, Sync, PostSync or SyncFail.
+	Phase  string     `protobuf:"bytes,4,opt,name=phase,proto3" json:"phase,omitempty"`
+	Object *ObjectRef `protobuf:"bytes,5,opt,name=object,proto3" json:"object,omitempty"`
+	// Succeeded or Failed.
+	Result string `protobuf:"bytes,6,opt,name=result,proto3" json:"result,omitempty"`
+	// Scrubbed: why it failed, never a Secret value.
+	Message        string `protobuf:"bytes,7,opt,name=message,proto3" json:"message,omitempty"`
+	StartedUnixMs  int64  `protobuf:"varint,8,opt,name=started_unix_ms,json=startedUnixMs,proto3" json:"started_unix_ms,omitempty"`
+	FinishedUnixMs int64  `protobuf:"varint,9,opt,name=finished_unix_ms,json=finishedUnixMs,proto3" json:"finished_unix_ms,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *HookRun) Reset() {
+	*x = HookRun{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HookRun) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HookRun) ProtoMessage() {}
+
+func (x *HookRun) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HookRun.ProtoReflect.Descriptor instead.
+func (*HookRun) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *HookRun) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+func (x *HookRun) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *HookRun) GetRevision() string {
+	if x != nil {
+		return x.Revision
+	}
+	return ""
+}
+
+func (x *HookRun) GetPhase() string {
+	if x != nil {
+		return x.Phase
+	}
+	return ""
+}
+
+func (x *HookRun) GetObject() *ObjectRef {
+	if x != nil {
+		return x.Object
+	}
+	return nil
+}
+
+func (x *HookRun) GetResult() string {
+	if x != nil {
+		return x.Result
+	}
+	return ""
+}
+
+func (x *HookRun) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *HookRun) GetStartedUnixMs() int64 {
+	if x != nil {
+		return x.StartedUnixMs
+	}
+	return 0
+}
+
+func (x *HookRun) GetFinishedUnixMs() int64 {
+	if x != nil {
+		return x.FinishedUnixMs
+	}
+	return 0
+}
+
 // AppStatus is an agent's report on one app of its cluster.
 type AppStatus struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
@@ -1781,7 +1911,7 @@ type AppStatus struct {
 
 func (x *AppStatus) Reset() {
 	*x = AppStatus{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[22]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1793,7 +1923,7 @@ func (x *AppStatus) String() string {
 func (*AppStatus) ProtoMessage() {}
 
 func (x *AppStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[22]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1806,7 +1936,7 @@ func (x *AppStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppStatus.ProtoReflect.Descriptor instead.
 func (*AppStatus) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{22}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AppStatus) GetApp() string {
@@ -1906,7 +2036,7 @@ type ObjectRef struct {
 
 func (x *ObjectRef) Reset() {
 	*x = ObjectRef{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[23]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1918,7 +2048,7 @@ func (x *ObjectRef) String() string {
 func (*ObjectRef) ProtoMessage() {}
 
 func (x *ObjectRef) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[23]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1931,7 +2061,7 @@ func (x *ObjectRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectRef.ProtoReflect.Descriptor instead.
 func (*ObjectRef) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{23}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ObjectRef) GetGroup() string {
@@ -1984,7 +2114,7 @@ type DriftItem struct {
 
 func (x *DriftItem) Reset() {
 	*x = DriftItem{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[24]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1996,7 +2126,7 @@ func (x *DriftItem) String() string {
 func (*DriftItem) ProtoMessage() {}
 
 func (x *DriftItem) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[24]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2009,7 +2139,7 @@ func (x *DriftItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DriftItem.ProtoReflect.Descriptor instead.
 func (*DriftItem) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{24}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DriftItem) GetObject() *ObjectRef {
@@ -2051,7 +2181,7 @@ type ResourceStatus struct {
 
 func (x *ResourceStatus) Reset() {
 	*x = ResourceStatus{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[25]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2063,7 +2193,7 @@ func (x *ResourceStatus) String() string {
 func (*ResourceStatus) ProtoMessage() {}
 
 func (x *ResourceStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[25]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2076,7 +2206,7 @@ func (x *ResourceStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceStatus.ProtoReflect.Descriptor instead.
 func (*ResourceStatus) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{25}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ResourceStatus) GetObject() *ObjectRef {
@@ -2118,7 +2248,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[26]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2130,7 +2260,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[26]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2143,7 +2273,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{26}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *StatusRequest) GetApp() string {
@@ -2200,7 +2330,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[27]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2212,7 +2342,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[27]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2225,7 +2355,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{27}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *StatusResponse) GetItems() []*AppClusterStatus {
@@ -2269,7 +2399,7 @@ type AppClusterStatus struct {
 
 func (x *AppClusterStatus) Reset() {
 	*x = AppClusterStatus{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[28]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2281,7 +2411,7 @@ func (x *AppClusterStatus) String() string {
 func (*AppClusterStatus) ProtoMessage() {}
 
 func (x *AppClusterStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[28]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2294,7 +2424,7 @@ func (x *AppClusterStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppClusterStatus.ProtoReflect.Descriptor instead.
 func (*AppClusterStatus) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{28}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *AppClusterStatus) GetCluster() string {
@@ -2410,7 +2540,7 @@ type ListClustersRequest struct {
 
 func (x *ListClustersRequest) Reset() {
 	*x = ListClustersRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[29]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2422,7 +2552,7 @@ func (x *ListClustersRequest) String() string {
 func (*ListClustersRequest) ProtoMessage() {}
 
 func (x *ListClustersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[29]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2435,7 +2565,7 @@ func (x *ListClustersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClustersRequest.ProtoReflect.Descriptor instead.
 func (*ListClustersRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{29}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{30}
 }
 
 type ListClustersResponse struct {
@@ -2449,7 +2579,7 @@ type ListClustersResponse struct {
 
 func (x *ListClustersResponse) Reset() {
 	*x = ListClustersResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[30]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2461,7 +2591,7 @@ func (x *ListClustersResponse) String() string {
 func (*ListClustersResponse) ProtoMessage() {}
 
 func (x *ListClustersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[30]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2474,7 +2604,7 @@ func (x *ListClustersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClustersResponse.ProtoReflect.Descriptor instead.
 func (*ListClustersResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{30}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListClustersResponse) GetItems() []*Cluster {
@@ -2509,7 +2639,7 @@ type Cluster struct {
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[31]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2521,7 +2651,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[31]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2534,7 +2664,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{31}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Cluster) GetName() string {
@@ -2601,7 +2731,7 @@ type ListAppsRequest struct {
 
 func (x *ListAppsRequest) Reset() {
 	*x = ListAppsRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[32]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2613,7 +2743,7 @@ func (x *ListAppsRequest) String() string {
 func (*ListAppsRequest) ProtoMessage() {}
 
 func (x *ListAppsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[32]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2626,7 +2756,7 @@ func (x *ListAppsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAppsRequest.ProtoReflect.Descriptor instead.
 func (*ListAppsRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{32}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{33}
 }
 
 type ListAppsResponse struct {
@@ -2640,7 +2770,7 @@ type ListAppsResponse struct {
 
 func (x *ListAppsResponse) Reset() {
 	*x = ListAppsResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[33]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2652,7 +2782,7 @@ func (x *ListAppsResponse) String() string {
 func (*ListAppsResponse) ProtoMessage() {}
 
 func (x *ListAppsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[33]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2665,7 +2795,7 @@ func (x *ListAppsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAppsResponse.ProtoReflect.Descriptor instead.
 func (*ListAppsResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{33}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListAppsResponse) GetItems() []*App {
@@ -2696,7 +2826,7 @@ type RemovalHold struct {
 
 func (x *RemovalHold) Reset() {
 	*x = RemovalHold{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[34]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2708,7 +2838,7 @@ func (x *RemovalHold) String() string {
 func (*RemovalHold) ProtoMessage() {}
 
 func (x *RemovalHold) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[34]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2721,7 +2851,7 @@ func (x *RemovalHold) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovalHold.ProtoReflect.Descriptor instead.
 func (*RemovalHold) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{34}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RemovalHold) GetApps() []string {
@@ -2753,7 +2883,7 @@ type ConfirmRemovalRequest struct {
 
 func (x *ConfirmRemovalRequest) Reset() {
 	*x = ConfirmRemovalRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[35]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2765,7 +2895,7 @@ func (x *ConfirmRemovalRequest) String() string {
 func (*ConfirmRemovalRequest) ProtoMessage() {}
 
 func (x *ConfirmRemovalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[35]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2778,7 +2908,7 @@ func (x *ConfirmRemovalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmRemovalRequest.ProtoReflect.Descriptor instead.
 func (*ConfirmRemovalRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{35}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{36}
 }
 
 type ConfirmRemovalResponse struct {
@@ -2791,7 +2921,7 @@ type ConfirmRemovalResponse struct {
 
 func (x *ConfirmRemovalResponse) Reset() {
 	*x = ConfirmRemovalResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[36]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2803,7 +2933,7 @@ func (x *ConfirmRemovalResponse) String() string {
 func (*ConfirmRemovalResponse) ProtoMessage() {}
 
 func (x *ConfirmRemovalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[36]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2816,7 +2946,7 @@ func (x *ConfirmRemovalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmRemovalResponse.ProtoReflect.Descriptor instead.
 func (*ConfirmRemovalResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{36}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ConfirmRemovalResponse) GetApps() []string {
@@ -2846,7 +2976,7 @@ type App struct {
 
 func (x *App) Reset() {
 	*x = App{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[37]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2858,7 +2988,7 @@ func (x *App) String() string {
 func (*App) ProtoMessage() {}
 
 func (x *App) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[37]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2871,7 +3001,7 @@ func (x *App) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use App.ProtoReflect.Descriptor instead.
 func (*App) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{37}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *App) GetName() string {
@@ -2962,7 +3092,7 @@ type AddClusterRequest struct {
 
 func (x *AddClusterRequest) Reset() {
 	*x = AddClusterRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[38]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2974,7 +3104,7 @@ func (x *AddClusterRequest) String() string {
 func (*AddClusterRequest) ProtoMessage() {}
 
 func (x *AddClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[38]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2987,7 +3117,7 @@ func (x *AddClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddClusterRequest.ProtoReflect.Descriptor instead.
 func (*AddClusterRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{38}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *AddClusterRequest) GetName() string {
@@ -3021,7 +3151,7 @@ type AddClusterResponse struct {
 
 func (x *AddClusterResponse) Reset() {
 	*x = AddClusterResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[39]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3033,7 +3163,7 @@ func (x *AddClusterResponse) String() string {
 func (*AddClusterResponse) ProtoMessage() {}
 
 func (x *AddClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[39]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3046,7 +3176,7 @@ func (x *AddClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddClusterResponse.ProtoReflect.Descriptor instead.
 func (*AddClusterResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{39}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *AddClusterResponse) GetJoinToken() string {
@@ -3073,7 +3203,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[40]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3085,7 +3215,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[40]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3098,7 +3228,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{40}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *CreateTokenRequest) GetCluster() string {
@@ -3125,7 +3255,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[41]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3137,7 +3267,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[41]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3150,7 +3280,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{41}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *CreateTokenResponse) GetJoinToken() string {
@@ -3183,7 +3313,7 @@ type SyncRequest struct {
 
 func (x *SyncRequest) Reset() {
 	*x = SyncRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[42]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3195,7 +3325,7 @@ func (x *SyncRequest) String() string {
 func (*SyncRequest) ProtoMessage() {}
 
 func (x *SyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[42]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3208,7 +3338,7 @@ func (x *SyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncRequest.ProtoReflect.Descriptor instead.
 func (*SyncRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{42}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SyncRequest) GetApp() string {
@@ -3257,7 +3387,7 @@ type SyncResponse struct {
 
 func (x *SyncResponse) Reset() {
 	*x = SyncResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[43]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3269,7 +3399,7 @@ func (x *SyncResponse) String() string {
 func (*SyncResponse) ProtoMessage() {}
 
 func (x *SyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[43]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3282,7 +3412,7 @@ func (x *SyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncResponse.ProtoReflect.Descriptor instead.
 func (*SyncResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{43}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *SyncResponse) GetClusters() []string {
@@ -3310,7 +3440,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[44]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3322,7 +3452,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[44]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3335,7 +3465,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{44}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *HistoryRequest) GetApp() string {
@@ -3370,7 +3500,7 @@ type HistoryResponse struct {
 
 func (x *HistoryResponse) Reset() {
 	*x = HistoryResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[45]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3382,7 +3512,7 @@ func (x *HistoryResponse) String() string {
 func (*HistoryResponse) ProtoMessage() {}
 
 func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[45]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3395,7 +3525,7 @@ func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
 func (*HistoryResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{45}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *HistoryResponse) GetItems() []*HistoryEntry {
@@ -3428,7 +3558,7 @@ type HistoryEntry struct {
 
 func (x *HistoryEntry) Reset() {
 	*x = HistoryEntry{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[46]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3440,7 +3570,7 @@ func (x *HistoryEntry) String() string {
 func (*HistoryEntry) ProtoMessage() {}
 
 func (x *HistoryEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[46]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3453,7 +3583,7 @@ func (x *HistoryEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryEntry.ProtoReflect.Descriptor instead.
 func (*HistoryEntry) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{46}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *HistoryEntry) GetTimeUnixMs() int64 {
@@ -3526,7 +3656,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[47]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3538,7 +3668,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[47]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3551,7 +3681,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{47}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *RollbackRequest) GetApp() string {
@@ -3598,7 +3728,7 @@ type RollbackResponse struct {
 
 func (x *RollbackResponse) Reset() {
 	*x = RollbackResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[48]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3610,7 +3740,7 @@ func (x *RollbackResponse) String() string {
 func (*RollbackResponse) ProtoMessage() {}
 
 func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[48]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3623,7 +3753,7 @@ func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResponse.ProtoReflect.Descriptor instead.
 func (*RollbackResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{48}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *RollbackResponse) GetClusters() []string {
@@ -3642,7 +3772,7 @@ type RevokeClusterRequest struct {
 
 func (x *RevokeClusterRequest) Reset() {
 	*x = RevokeClusterRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[49]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3654,7 +3784,7 @@ func (x *RevokeClusterRequest) String() string {
 func (*RevokeClusterRequest) ProtoMessage() {}
 
 func (x *RevokeClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[49]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3667,7 +3797,7 @@ func (x *RevokeClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeClusterRequest.ProtoReflect.Descriptor instead.
 func (*RevokeClusterRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{49}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *RevokeClusterRequest) GetName() string {
@@ -3685,7 +3815,7 @@ type RevokeClusterResponse struct {
 
 func (x *RevokeClusterResponse) Reset() {
 	*x = RevokeClusterResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[50]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3697,7 +3827,7 @@ func (x *RevokeClusterResponse) String() string {
 func (*RevokeClusterResponse) ProtoMessage() {}
 
 func (x *RevokeClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[50]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3710,7 +3840,7 @@ func (x *RevokeClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeClusterResponse.ProtoReflect.Descriptor instead.
 func (*RevokeClusterResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{50}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{51}
 }
 
 // PromoteRequest promotes an app from the clusters labelled env=<from_env> to the overlay of
@@ -3732,7 +3862,7 @@ type PromoteRequest struct {
 
 func (x *PromoteRequest) Reset() {
 	*x = PromoteRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[51]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3744,7 +3874,7 @@ func (x *PromoteRequest) String() string {
 func (*PromoteRequest) ProtoMessage() {}
 
 func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[51]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3757,7 +3887,7 @@ func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteRequest.ProtoReflect.Descriptor instead.
 func (*PromoteRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{51}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *PromoteRequest) GetApp() string {
@@ -3820,7 +3950,7 @@ type PromoteResponse struct {
 
 func (x *PromoteResponse) Reset() {
 	*x = PromoteResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[52]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3832,7 +3962,7 @@ func (x *PromoteResponse) String() string {
 func (*PromoteResponse) ProtoMessage() {}
 
 func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[52]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3845,7 +3975,7 @@ func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteResponse.ProtoReflect.Descriptor instead.
 func (*PromoteResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{52}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *PromoteResponse) GetSourceRevision() string {
@@ -3916,7 +4046,7 @@ type ImageChange struct {
 
 func (x *ImageChange) Reset() {
 	*x = ImageChange{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[53]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3928,7 +4058,7 @@ func (x *ImageChange) String() string {
 func (*ImageChange) ProtoMessage() {}
 
 func (x *ImageChange) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[53]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3941,7 +4071,7 @@ func (x *ImageChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageChange.ProtoReflect.Descriptor instead.
 func (*ImageChange) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{53}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ImageChange) GetName() string {
@@ -3973,7 +4103,7 @@ type ExportRegistryRequest struct {
 
 func (x *ExportRegistryRequest) Reset() {
 	*x = ExportRegistryRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[54]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3985,7 +4115,7 @@ func (x *ExportRegistryRequest) String() string {
 func (*ExportRegistryRequest) ProtoMessage() {}
 
 func (x *ExportRegistryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[54]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3998,7 +4128,7 @@ func (x *ExportRegistryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportRegistryRequest.ProtoReflect.Descriptor instead.
 func (*ExportRegistryRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{54}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{55}
 }
 
 type ExportRegistryResponse struct {
@@ -4015,7 +4145,7 @@ type ExportRegistryResponse struct {
 
 func (x *ExportRegistryResponse) Reset() {
 	*x = ExportRegistryResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[55]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4027,7 +4157,7 @@ func (x *ExportRegistryResponse) String() string {
 func (*ExportRegistryResponse) ProtoMessage() {}
 
 func (x *ExportRegistryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[55]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4040,7 +4170,7 @@ func (x *ExportRegistryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportRegistryResponse.ProtoReflect.Descriptor instead.
 func (*ExportRegistryResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{55}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ExportRegistryResponse) GetClusters() []*RegistryCluster {
@@ -4076,7 +4206,7 @@ type RegistryCluster struct {
 
 func (x *RegistryCluster) Reset() {
 	*x = RegistryCluster{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[56]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4088,7 +4218,7 @@ func (x *RegistryCluster) String() string {
 func (*RegistryCluster) ProtoMessage() {}
 
 func (x *RegistryCluster) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[56]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4101,7 +4231,7 @@ func (x *RegistryCluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistryCluster.ProtoReflect.Descriptor instead.
 func (*RegistryCluster) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{56}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *RegistryCluster) GetName() string {
@@ -4147,7 +4277,7 @@ type RegistryToken struct {
 
 func (x *RegistryToken) Reset() {
 	*x = RegistryToken{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[57]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4159,7 +4289,7 @@ func (x *RegistryToken) String() string {
 func (*RegistryToken) ProtoMessage() {}
 
 func (x *RegistryToken) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[57]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4172,7 +4302,7 @@ func (x *RegistryToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistryToken.ProtoReflect.Descriptor instead.
 func (*RegistryToken) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{57}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *RegistryToken) GetId() string {
@@ -4227,7 +4357,7 @@ type RegistryPin struct {
 
 func (x *RegistryPin) Reset() {
 	*x = RegistryPin{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[58]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4239,7 +4369,7 @@ func (x *RegistryPin) String() string {
 func (*RegistryPin) ProtoMessage() {}
 
 func (x *RegistryPin) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[58]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4252,7 +4382,7 @@ func (x *RegistryPin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistryPin.ProtoReflect.Descriptor instead.
 func (*RegistryPin) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{58}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *RegistryPin) GetApp() string {
@@ -4315,13 +4445,14 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\acsr_pem\x18\x01 \x01(\fR\x06csrPem\"O\n" +
 	"\rRenewResponse\x12'\n" +
 	"\x0fcertificate_pem\x18\x01 \x01(\fR\x0ecertificatePem\x12\x15\n" +
-	"\x06ca_pem\x18\x02 \x01(\fR\x05caPem\"\xfa\x01\n" +
+	"\x06ca_pem\x18\x02 \x01(\fR\x05caPem\"\xad\x02\n" +
 	"\fAgentMessage\x12*\n" +
 	"\x05hello\x18\x01 \x01(\v2\x12.flotilla.v1.HelloH\x00R\x05hello\x12$\n" +
 	"\x03ack\x18\x02 \x01(\v2\x10.flotilla.v1.AckH\x00R\x03ack\x12'\n" +
 	"\x04nack\x18\x03 \x01(\v2\x11.flotilla.v1.NackH\x00R\x04nack\x120\n" +
 	"\x06status\x18\x04 \x01(\v2\x16.flotilla.v1.AppStatusH\x00R\x06status\x126\n" +
-	"\theartbeat\x18\x05 \x01(\v2\x16.flotilla.v1.HeartbeatH\x00R\theartbeatB\x05\n" +
+	"\theartbeat\x18\x05 \x01(\v2\x16.flotilla.v1.HeartbeatH\x00R\theartbeat\x121\n" +
+	"\bhook_run\x18\x06 \x01(\v2\x14.flotilla.v1.HookRunH\x00R\ahookRunB\x05\n" +
 	"\x03msg\"\x93\x02\n" +
 	"\n" +
 	"HubMessage\x120\n" +
@@ -4449,7 +4580,19 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x05error\x18\x03 \x01(\tR\x05error\"-\n" +
 	"\tHeartbeat\x12 \n" +
 	"\fsent_unix_ms\x18\x01 \x01(\x03R\n" +
-	"sentUnixMs\"\xc8\x03\n" +
+	"sentUnixMs\"\xa1\x02\n" +
+	"\aHookRun\x12\x10\n" +
+	"\x03app\x18\x01 \x01(\tR\x03app\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x02 \x01(\x04R\n" +
+	"generation\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\tR\brevision\x12\x14\n" +
+	"\x05phase\x18\x04 \x01(\tR\x05phase\x12.\n" +
+	"\x06object\x18\x05 \x01(\v2\x16.flotilla.v1.ObjectRefR\x06object\x12\x16\n" +
+	"\x06result\x18\x06 \x01(\tR\x06result\x12\x18\n" +
+	"\amessage\x18\a \x01(\tR\amessage\x12&\n" +
+	"\x0fstarted_unix_ms\x18\b \x01(\x03R\rstartedUnixMs\x12(\n" +
+	"\x10finished_unix_ms\x18\t \x01(\x03R\x0efinishedUnixMs\"\xc8\x03\n" +
 	"\tAppStatus\x12\x10\n" +
 	"\x03app\x18\x01 \x01(\tR\x03app\x12\x12\n" +
 	"\x04sync\x18\x02 \x01(\tR\x04sync\x12\x16\n" +
@@ -4694,7 +4837,7 @@ func file_flotilla_v1_flotilla_proto_rawDescGZIP() []byte {
 	return file_flotilla_v1_flotilla_proto_rawDescData
 }
 
-var file_flotilla_v1_flotilla_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
+var file_flotilla_v1_flotilla_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
 var file_flotilla_v1_flotilla_proto_goTypes = []any{
 	(*JoinRequest)(nil),            // 0: flotilla.v1.JoinRequest
 	(*JoinResponse)(nil),           // 1: flotilla.v1.JoinResponse
@@ -4718,119 +4861,122 @@ var file_flotilla_v1_flotilla_proto_goTypes = []any{
 	(*Ack)(nil),                    // 19: flotilla.v1.Ack
 	(*Nack)(nil),                   // 20: flotilla.v1.Nack
 	(*Heartbeat)(nil),              // 21: flotilla.v1.Heartbeat
-	(*AppStatus)(nil),              // 22: flotilla.v1.AppStatus
-	(*ObjectRef)(nil),              // 23: flotilla.v1.ObjectRef
-	(*DriftItem)(nil),              // 24: flotilla.v1.DriftItem
-	(*ResourceStatus)(nil),         // 25: flotilla.v1.ResourceStatus
-	(*StatusRequest)(nil),          // 26: flotilla.v1.StatusRequest
-	(*StatusResponse)(nil),         // 27: flotilla.v1.StatusResponse
-	(*AppClusterStatus)(nil),       // 28: flotilla.v1.AppClusterStatus
-	(*ListClustersRequest)(nil),    // 29: flotilla.v1.ListClustersRequest
-	(*ListClustersResponse)(nil),   // 30: flotilla.v1.ListClustersResponse
-	(*Cluster)(nil),                // 31: flotilla.v1.Cluster
-	(*ListAppsRequest)(nil),        // 32: flotilla.v1.ListAppsRequest
-	(*ListAppsResponse)(nil),       // 33: flotilla.v1.ListAppsResponse
-	(*RemovalHold)(nil),            // 34: flotilla.v1.RemovalHold
-	(*ConfirmRemovalRequest)(nil),  // 35: flotilla.v1.ConfirmRemovalRequest
-	(*ConfirmRemovalResponse)(nil), // 36: flotilla.v1.ConfirmRemovalResponse
-	(*App)(nil),                    // 37: flotilla.v1.App
-	(*AddClusterRequest)(nil),      // 38: flotilla.v1.AddClusterRequest
-	(*AddClusterResponse)(nil),     // 39: flotilla.v1.AddClusterResponse
-	(*CreateTokenRequest)(nil),     // 40: flotilla.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),    // 41: flotilla.v1.CreateTokenResponse
-	(*SyncRequest)(nil),            // 42: flotilla.v1.SyncRequest
-	(*SyncResponse)(nil),           // 43: flotilla.v1.SyncResponse
-	(*HistoryRequest)(nil),         // 44: flotilla.v1.HistoryRequest
-	(*HistoryResponse)(nil),        // 45: flotilla.v1.HistoryResponse
-	(*HistoryEntry)(nil),           // 46: flotilla.v1.HistoryEntry
-	(*RollbackRequest)(nil),        // 47: flotilla.v1.RollbackRequest
-	(*RollbackResponse)(nil),       // 48: flotilla.v1.RollbackResponse
-	(*RevokeClusterRequest)(nil),   // 49: flotilla.v1.RevokeClusterRequest
-	(*RevokeClusterResponse)(nil),  // 50: flotilla.v1.RevokeClusterResponse
-	(*PromoteRequest)(nil),         // 51: flotilla.v1.PromoteRequest
-	(*PromoteResponse)(nil),        // 52: flotilla.v1.PromoteResponse
-	(*ImageChange)(nil),            // 53: flotilla.v1.ImageChange
-	(*ExportRegistryRequest)(nil),  // 54: flotilla.v1.ExportRegistryRequest
-	(*ExportRegistryResponse)(nil), // 55: flotilla.v1.ExportRegistryResponse
-	(*RegistryCluster)(nil),        // 56: flotilla.v1.RegistryCluster
-	(*RegistryToken)(nil),          // 57: flotilla.v1.RegistryToken
-	(*RegistryPin)(nil),            // 58: flotilla.v1.RegistryPin
-	nil,                            // 59: flotilla.v1.Cluster.LabelsEntry
-	nil,                            // 60: flotilla.v1.AddClusterRequest.LabelsEntry
-	nil,                            // 61: flotilla.v1.RegistryCluster.LabelsEntry
+	(*HookRun)(nil),                // 22: flotilla.v1.HookRun
+	(*AppStatus)(nil),              // 23: flotilla.v1.AppStatus
+	(*ObjectRef)(nil),              // 24: flotilla.v1.ObjectRef
+	(*DriftItem)(nil),              // 25: flotilla.v1.DriftItem
+	(*ResourceStatus)(nil),         // 26: flotilla.v1.ResourceStatus
+	(*StatusRequest)(nil),          // 27: flotilla.v1.StatusRequest
+	(*StatusResponse)(nil),         // 28: flotilla.v1.StatusResponse
+	(*AppClusterStatus)(nil),       // 29: flotilla.v1.AppClusterStatus
+	(*ListClustersRequest)(nil),    // 30: flotilla.v1.ListClustersRequest
+	(*ListClustersResponse)(nil),   // 31: flotilla.v1.ListClustersResponse
+	(*Cluster)(nil),                // 32: flotilla.v1.Cluster
+	(*ListAppsRequest)(nil),        // 33: flotilla.v1.ListAppsRequest
+	(*ListAppsResponse)(nil),       // 34: flotilla.v1.ListAppsResponse
+	(*RemovalHold)(nil),            // 35: flotilla.v1.RemovalHold
+	(*ConfirmRemovalRequest)(nil),  // 36: flotilla.v1.ConfirmRemovalRequest
+	(*ConfirmRemovalResponse)(nil), // 37: flotilla.v1.ConfirmRemovalResponse
+	(*App)(nil),                    // 38: flotilla.v1.App
+	(*AddClusterRequest)(nil),      // 39: flotilla.v1.AddClusterRequest
+	(*AddClusterResponse)(nil),     // 40: flotilla.v1.AddClusterResponse
+	(*CreateTokenRequest)(nil),     // 41: flotilla.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),    // 42: flotilla.v1.CreateTokenResponse
+	(*SyncRequest)(nil),            // 43: flotilla.v1.SyncRequest
+	(*SyncResponse)(nil),           // 44: flotilla.v1.SyncResponse
+	(*HistoryRequest)(nil),         // 45: flotilla.v1.HistoryRequest
+	(*HistoryResponse)(nil),        // 46: flotilla.v1.HistoryResponse
+	(*HistoryEntry)(nil),           // 47: flotilla.v1.HistoryEntry
+	(*RollbackRequest)(nil),        // 48: flotilla.v1.RollbackRequest
+	(*RollbackResponse)(nil),       // 49: flotilla.v1.RollbackResponse
+	(*RevokeClusterRequest)(nil),   // 50: flotilla.v1.RevokeClusterRequest
+	(*RevokeClusterResponse)(nil),  // 51: flotilla.v1.RevokeClusterResponse
+	(*PromoteRequest)(nil),         // 52: flotilla.v1.PromoteRequest
+	(*PromoteResponse)(nil),        // 53: flotilla.v1.PromoteResponse
+	(*ImageChange)(nil),            // 54: flotilla.v1.ImageChange
+	(*ExportRegistryRequest)(nil),  // 55: flotilla.v1.ExportRegistryRequest
+	(*ExportRegistryResponse)(nil), // 56: flotilla.v1.ExportRegistryResponse
+	(*RegistryCluster)(nil),        // 57: flotilla.v1.RegistryCluster
+	(*RegistryToken)(nil),          // 58: flotilla.v1.RegistryToken
+	(*RegistryPin)(nil),            // 59: flotilla.v1.RegistryPin
+	nil,                            // 60: flotilla.v1.Cluster.LabelsEntry
+	nil,                            // 61: flotilla.v1.AddClusterRequest.LabelsEntry
+	nil,                            // 62: flotilla.v1.RegistryCluster.LabelsEntry
 }
 var file_flotilla_v1_flotilla_proto_depIdxs = []int32{
 	6,  // 0: flotilla.v1.AgentMessage.hello:type_name -> flotilla.v1.Hello
 	19, // 1: flotilla.v1.AgentMessage.ack:type_name -> flotilla.v1.Ack
 	20, // 2: flotilla.v1.AgentMessage.nack:type_name -> flotilla.v1.Nack
-	22, // 3: flotilla.v1.AgentMessage.status:type_name -> flotilla.v1.AppStatus
+	23, // 3: flotilla.v1.AgentMessage.status:type_name -> flotilla.v1.AppStatus
 	21, // 4: flotilla.v1.AgentMessage.heartbeat:type_name -> flotilla.v1.Heartbeat
-	8,  // 5: flotilla.v1.HubMessage.welcome:type_name -> flotilla.v1.Welcome
-	10, // 6: flotilla.v1.HubMessage.desired:type_name -> flotilla.v1.Desired
-	18, // 7: flotilla.v1.HubMessage.remove:type_name -> flotilla.v1.Remove
-	21, // 8: flotilla.v1.HubMessage.heartbeat:type_name -> flotilla.v1.Heartbeat
-	9,  // 9: flotilla.v1.HubMessage.redirect:type_name -> flotilla.v1.Redirect
-	7,  // 10: flotilla.v1.Hello.apps:type_name -> flotilla.v1.HeldApp
-	12, // 11: flotilla.v1.Desired.sync_policy:type_name -> flotilla.v1.SyncPolicy
-	14, // 12: flotilla.v1.Desired.health_policy:type_name -> flotilla.v1.HealthPolicy
-	16, // 13: flotilla.v1.Desired.policy:type_name -> flotilla.v1.Policy
-	11, // 14: flotilla.v1.Desired.ignore_differences:type_name -> flotilla.v1.IgnoreDifferencesRule
-	13, // 15: flotilla.v1.SyncPolicy.retry:type_name -> flotilla.v1.Retry
-	15, // 16: flotilla.v1.HealthPolicy.rules:type_name -> flotilla.v1.HealthRule
-	17, // 17: flotilla.v1.Policy.cluster_resources:type_name -> flotilla.v1.GroupKind
-	17, // 18: flotilla.v1.Policy.deny:type_name -> flotilla.v1.GroupKind
-	24, // 19: flotilla.v1.AppStatus.drift:type_name -> flotilla.v1.DriftItem
-	25, // 20: flotilla.v1.AppStatus.resources:type_name -> flotilla.v1.ResourceStatus
-	23, // 21: flotilla.v1.DriftItem.object:type_name -> flotilla.v1.ObjectRef
-	23, // 22: flotilla.v1.ResourceStatus.object:type_name -> flotilla.v1.ObjectRef
-	28, // 23: flotilla.v1.StatusResponse.items:type_name -> flotilla.v1.AppClusterStatus
-	24, // 24: flotilla.v1.AppClusterStatus.drift:type_name -> flotilla.v1.DriftItem
-	31, // 25: flotilla.v1.ListClustersResponse.items:type_name -> flotilla.v1.Cluster
-	59, // 26: flotilla.v1.Cluster.labels:type_name -> flotilla.v1.Cluster.LabelsEntry
-	37, // 27: flotilla.v1.ListAppsResponse.items:type_name -> flotilla.v1.App
-	34, // 28: flotilla.v1.ListAppsResponse.removal_hold:type_name -> flotilla.v1.RemovalHold
-	60, // 29: flotilla.v1.AddClusterRequest.labels:type_name -> flotilla.v1.AddClusterRequest.LabelsEntry
-	46, // 30: flotilla.v1.HistoryResponse.items:type_name -> flotilla.v1.HistoryEntry
-	53, // 31: flotilla.v1.PromoteResponse.images:type_name -> flotilla.v1.ImageChange
-	56, // 32: flotilla.v1.ExportRegistryResponse.clusters:type_name -> flotilla.v1.RegistryCluster
-	57, // 33: flotilla.v1.ExportRegistryResponse.tokens:type_name -> flotilla.v1.RegistryToken
-	58, // 34: flotilla.v1.ExportRegistryResponse.pins:type_name -> flotilla.v1.RegistryPin
-	61, // 35: flotilla.v1.RegistryCluster.labels:type_name -> flotilla.v1.RegistryCluster.LabelsEntry
-	0,  // 36: flotilla.v1.Enrollment.Join:input_type -> flotilla.v1.JoinRequest
-	4,  // 37: flotilla.v1.AgentService.Connect:input_type -> flotilla.v1.AgentMessage
-	2,  // 38: flotilla.v1.AgentService.Renew:input_type -> flotilla.v1.RenewRequest
-	26, // 39: flotilla.v1.Operator.Status:input_type -> flotilla.v1.StatusRequest
-	29, // 40: flotilla.v1.Operator.ListClusters:input_type -> flotilla.v1.ListClustersRequest
-	32, // 41: flotilla.v1.Operator.ListApps:input_type -> flotilla.v1.ListAppsRequest
-	38, // 42: flotilla.v1.Operator.AddCluster:input_type -> flotilla.v1.AddClusterRequest
-	40, // 43: flotilla.v1.Operator.CreateToken:input_type -> flotilla.v1.CreateTokenRequest
-	42, // 44: flotilla.v1.Operator.Sync:input_type -> flotilla.v1.SyncRequest
-	44, // 45: flotilla.v1.Operator.History:input_type -> flotilla.v1.HistoryRequest
-	47, // 46: flotilla.v1.Operator.Rollback:input_type -> flotilla.v1.RollbackRequest
-	49, // 47: flotilla.v1.Operator.RevokeCluster:input_type -> flotilla.v1.RevokeClusterRequest
-	51, // 48: flotilla.v1.Operator.Promote:input_type -> flotilla.v1.PromoteRequest
-	35, // 49: flotilla.v1.Operator.ConfirmRemoval:input_type -> flotilla.v1.ConfirmRemovalRequest
-	54, // 50: flotilla.v1.Peer.ExportRegistry:input_type -> flotilla.v1.ExportRegistryRequest
-	1,  // 51: flotilla.v1.Enrollment.Join:output_type -> flotilla.v1.JoinResponse
-	5,  // 52: flotilla.v1.AgentService.Connect:output_type -> flotilla.v1.HubMessage
-	3,  // 53: flotilla.v1.AgentService.Renew:output_type -> flotilla.v1.RenewResponse
-	27, // 54: flotilla.v1.Operator.Status:output_type -> flotilla.v1.StatusResponse
-	30, // 55: flotilla.v1.Operator.ListClusters:output_type -> flotilla.v1.ListClustersResponse
-	33, // 56: flotilla.v1.Operator.ListApps:output_type -> flotilla.v1.ListAppsResponse
-	39, // 57: flotilla.v1.Operator.AddCluster:output_type -> flotilla.v1.AddClusterResponse
-	41, // 58: flotilla.v1.Operator.CreateToken:output_type -> flotilla.v1.CreateTokenResponse
-	43, // 59: flotilla.v1.Operator.Sync:output_type -> flotilla.v1.SyncResponse
-	45, // 60: flotilla.v1.Operator.History:output_type -> flotilla.v1.HistoryResponse
-	48, // 61: flotilla.v1.Operator.Rollback:output_type -> flotilla.v1.RollbackResponse
-	50, // 62: flotilla.v1.Operator.RevokeCluster:output_type -> flotilla.v1.RevokeClusterResponse
-	52, // 63: flotilla.v1.Operator.Promote:output_type -> flotilla.v1.PromoteResponse
-	36, // 64: flotilla.v1.Operator.ConfirmRemoval:output_type -> flotilla.v1.ConfirmRemovalResponse
-	55, // 65: flotilla.v1.Peer.ExportRegistry:output_type -> flotilla.v1.ExportRegistryResponse
-	51, // [51:66] is the sub-list for method output_type
-	36, // [36:51] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	22, // 5: flotilla.v1.AgentMessage.hook_run:type_name -> flotilla.v1.HookRun
+	8,  // 6: flotilla.v1.HubMessage.welcome:type_name -> flotilla.v1.Welcome
+	10, // 7: flotilla.v1.HubMessage.desired:type_name -> flotilla.v1.Desired
+	18, // 8: flotilla.v1.HubMessage.remove:type_name -> flotilla.v1.Remove
+	21, // 9: flotilla.v1.HubMessage.heartbeat:type_name -> flotilla.v1.Heartbeat
+	9,  // 10: flotilla.v1.HubMessage.redirect:type_name -> flotilla.v1.Redirect
+	7,  // 11: flotilla.v1.Hello.apps:type_name -> flotilla.v1.HeldApp
+	12, // 12: flotilla.v1.Desired.sync_policy:type_name -> flotilla.v1.SyncPolicy
+	14, // 13: flotilla.v1.Desired.health_policy:type_name -> flotilla.v1.HealthPolicy
+	16, // 14: flotilla.v1.Desired.policy:type_name -> flotilla.v1.Policy
+	11, // 15: flotilla.v1.Desired.ignore_differences:type_name -> flotilla.v1.IgnoreDifferencesRule
+	13, // 16: flotilla.v1.SyncPolicy.retry:type_name -> flotilla.v1.Retry
+	15, // 17: flotilla.v1.HealthPolicy.rules:type_name -> flotilla.v1.HealthRule
+	17, // 18: flotilla.v1.Policy.cluster_resources:type_name -> flotilla.v1.GroupKind
+	17, // 19: flotilla.v1.Policy.deny:type_name -> flotilla.v1.GroupKind
+	24, // 20: flotilla.v1.HookRun.object:type_name -> flotilla.v1.ObjectRef
+	25, // 21: flotilla.v1.AppStatus.drift:type_name -> flotilla.v1.DriftItem
+	26, // 22: flotilla.v1.AppStatus.resources:type_name -> flotilla.v1.ResourceStatus
+	24, // 23: flotilla.v1.DriftItem.object:type_name -> flotilla.v1.ObjectRef
+	24, // 24: flotilla.v1.ResourceStatus.object:type_name -> flotilla.v1.ObjectRef
+	29, // 25: flotilla.v1.StatusResponse.items:type_name -> flotilla.v1.AppClusterStatus
+	25, // 26: flotilla.v1.AppClusterStatus.drift:type_name -> flotilla.v1.DriftItem
+	32, // 27: flotilla.v1.ListClustersResponse.items:type_name -> flotilla.v1.Cluster
+	60, // 28: flotilla.v1.Cluster.labels:type_name -> flotilla.v1.Cluster.LabelsEntry
+	38, // 29: flotilla.v1.ListAppsResponse.items:type_name -> flotilla.v1.App
+	35, // 30: flotilla.v1.ListAppsResponse.removal_hold:type_name -> flotilla.v1.RemovalHold
+	61, // 31: flotilla.v1.AddClusterRequest.labels:type_name -> flotilla.v1.AddClusterRequest.LabelsEntry
+	47, // 32: flotilla.v1.HistoryResponse.items:type_name -> flotilla.v1.HistoryEntry
+	54, // 33: flotilla.v1.PromoteResponse.images:type_name -> flotilla.v1.ImageChange
+	57, // 34: flotilla.v1.ExportRegistryResponse.clusters:type_name -> flotilla.v1.RegistryCluster
+	58, // 35: flotilla.v1.ExportRegistryResponse.tokens:type_name -> flotilla.v1.RegistryToken
+	59, // 36: flotilla.v1.ExportRegistryResponse.pins:type_name -> flotilla.v1.RegistryPin
+	62, // 37: flotilla.v1.RegistryCluster.labels:type_name -> flotilla.v1.RegistryCluster.LabelsEntry
+	0,  // 38: flotilla.v1.Enrollment.Join:input_type -> flotilla.v1.JoinRequest
+	4,  // 39: flotilla.v1.AgentService.Connect:input_type -> flotilla.v1.AgentMessage
+	2,  // 40: flotilla.v1.AgentService.Renew:input_type -> flotilla.v1.RenewRequest
+	27, // 41: flotilla.v1.Operator.Status:input_type -> flotilla.v1.StatusRequest
+	30, // 42: flotilla.v1.Operator.ListClusters:input_type -> flotilla.v1.ListClustersRequest
+	33, // 43: flotilla.v1.Operator.ListApps:input_type -> flotilla.v1.ListAppsRequest
+	39, // 44: flotilla.v1.Operator.AddCluster:input_type -> flotilla.v1.AddClusterRequest
+	41, // 45: flotilla.v1.Operator.CreateToken:input_type -> flotilla.v1.CreateTokenRequest
+	43, // 46: flotilla.v1.Operator.Sync:input_type -> flotilla.v1.SyncRequest
+	45, // 47: flotilla.v1.Operator.History:input_type -> flotilla.v1.HistoryRequest
+	48, // 48: flotilla.v1.Operator.Rollback:input_type -> flotilla.v1.RollbackRequest
+	50, // 49: flotilla.v1.Operator.RevokeCluster:input_type -> flotilla.v1.RevokeClusterRequest
+	52, // 50: flotilla.v1.Operator.Promote:input_type -> flotilla.v1.PromoteRequest
+	36, // 51: flotilla.v1.Operator.ConfirmRemoval:input_type -> flotilla.v1.ConfirmRemovalRequest
+	55, // 52: flotilla.v1.Peer.ExportRegistry:input_type -> flotilla.v1.ExportRegistryRequest
+	1,  // 53: flotilla.v1.Enrollment.Join:output_type -> flotilla.v1.JoinResponse
+	5,  // 54: flotilla.v1.AgentService.Connect:output_type -> flotilla.v1.HubMessage
+	3,  // 55: flotilla.v1.AgentService.Renew:output_type -> flotilla.v1.RenewResponse
+	28, // 56: flotilla.v1.Operator.Status:output_type -> flotilla.v1.StatusResponse
+	31, // 57: flotilla.v1.Operator.ListClusters:output_type -> flotilla.v1.ListClustersResponse
+	34, // 58: flotilla.v1.Operator.ListApps:output_type -> flotilla.v1.ListAppsResponse
+	40, // 59: flotilla.v1.Operator.AddCluster:output_type -> flotilla.v1.AddClusterResponse
+	42, // 60: flotilla.v1.Operator.CreateToken:output_type -> flotilla.v1.CreateTokenResponse
+	44, // 61: flotilla.v1.Operator.Sync:output_type -> flotilla.v1.SyncResponse
+	46, // 62: flotilla.v1.Operator.History:output_type -> flotilla.v1.HistoryResponse
+	49, // 63: flotilla.v1.Operator.Rollback:output_type -> flotilla.v1.RollbackResponse
+	51, // 64: flotilla.v1.Operator.RevokeCluster:output_type -> flotilla.v1.RevokeClusterResponse
+	53, // 65: flotilla.v1.Operator.Promote:output_type -> flotilla.v1.PromoteResponse
+	37, // 66: flotilla.v1.Operator.ConfirmRemoval:output_type -> flotilla.v1.ConfirmRemovalResponse
+	56, // 67: flotilla.v1.Peer.ExportRegistry:output_type -> flotilla.v1.ExportRegistryResponse
+	53, // [53:68] is the sub-list for method output_type
+	38, // [38:53] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_flotilla_v1_flotilla_proto_init() }
@@ -4844,6 +4990,7 @@ func file_flotilla_v1_flotilla_proto_init() {
 		(*AgentMessage_Nack)(nil),
 		(*AgentMessage_Status)(nil),
 		(*AgentMessage_Heartbeat)(nil),
+		(*AgentMessage_HookRun)(nil),
 	}
 	file_flotilla_v1_flotilla_proto_msgTypes[5].OneofWrappers = []any{
 		(*HubMessage_Welcome)(nil),
@@ -4858,7 +5005,7 @@ func file_flotilla_v1_flotilla_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotilla_v1_flotilla_proto_rawDesc), len(file_flotilla_v1_flotilla_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   62,
+			NumMessages:   63,
 			NumExtensions: 0,
 			NumServices:   4,
 		},
