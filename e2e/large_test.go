@@ -76,14 +76,14 @@ spec:
 `, name, repoURL, path, namespace)
 }
 
-// TestLargeAppDeliveredInChunks: an app of about 10 MiB (12 ConfigMaps of 850 KiB of random
+// TestLargeAppDeliveredInChunks: an app of about 7 MiB (8 ConfigMaps of 850 KiB of random
 // base64) goes from Git to both clusters. Its compressed bundle is larger than one gRPC
 // message, so it can only arrive in chunks; the agent keeps its state, larger than a Secret,
 // in several Secrets.
 func TestLargeAppDeliveredInChunks(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
-	files, sums, objs := largeApp(t, "large", 12, 850<<10)
+	files, sums, objs := largeApp(t, "large", 8, 850<<10)
 	b, err := bundle.New(objs)
 	if err != nil {
 		t.Fatal(err)
@@ -105,7 +105,9 @@ func TestLargeAppDeliveredInChunks(t *testing.T) {
 		t.Fatal(err)
 	}
 	added := time.Now()
-	if _, err := e.fleet.WaitStatus(e.ctx, 5*time.Minute, appliedEverywhere("large", rev)); err != nil {
+	// A bound for a loaded machine: the race-built hub's first round for megabytes of YAML has
+	// taken over 3 minutes beside the other e2e tests.
+	if _, err := e.fleet.WaitStatus(e.ctx, 8*time.Minute, appliedEverywhere("large", rev)); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("large app applied on both clusters %s after its Application was written", time.Since(added).Round(time.Millisecond))
@@ -234,8 +236,9 @@ type argoAppItem struct {
 }
 
 // TestArgoCDApplication: an Argo CD Application manifest works unmodified (destination.name
-// is one cluster, CreateNamespace, automated prune and self-heal, retry backoff); one with a
-// field Flotilla does not support is applied too, and `flotilla apps` names the field.
+// is one cluster, CreateNamespace, automated prune and self-heal, retry backoff); one with
+// ignoreDifferences and a field Flotilla does not support is applied too, and `flotilla apps`
+// names only the unsupported field.
 func TestArgoCDApplication(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
@@ -250,6 +253,7 @@ func TestArgoCDApplication(t *testing.T) {
   - group: apps
     kind: Deployment
     jsonPointers: [/spec/replicas]
+  revisionHistoryLimit: 5
 `),
 	}); err != nil {
 		t.Fatal(err)
@@ -302,9 +306,11 @@ func TestArgoCDApplication(t *testing.T) {
 	if w := byName["guestbook"].Warnings; len(w) != 0 {
 		t.Errorf("the unmodified Argo CD Application has warnings: %q", w)
 	}
+	// ignoreDifferences works now: only the field Flotilla does not support is named.
 	w := byName["guestbook-ignored"].Warnings
-	if !slices.ContainsFunc(w, func(s string) bool { return strings.Contains(s, "spec.ignoreDifferences") }) {
-		t.Errorf("warnings of the Application with ignoreDifferences = %q, want one naming spec.ignoreDifferences", w)
+	if !slices.ContainsFunc(w, func(s string) bool { return strings.Contains(s, "spec.revisionHistoryLimit") }) ||
+		slices.ContainsFunc(w, func(s string) bool { return strings.Contains(s, "ignoreDifferences") }) {
+		t.Errorf("warnings of the Application with ignoreDifferences and revisionHistoryLimit = %q, want one naming spec.revisionHistoryLimit and none ignoreDifferences", w)
 	}
 
 	// The objects are on staging, in namespaces the agent created; production has none.
