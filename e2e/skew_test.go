@@ -17,7 +17,7 @@ import (
 // protocol version, same go.mod). Move it forward when the protocol or the stored state changes,
 // so the test keeps covering the upgrade operators make.
 const (
-	skewCommit  = "c7c14ed"
+	skewCommit  = "c7c14edfce1e220a77ee2c11b97fc9665bfd224e"
 	skewVersion = "skew-old"
 )
 

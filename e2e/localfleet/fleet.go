@@ -89,13 +89,20 @@ func Build(ctx context.Context, outDir string, race bool) error {
 
 // BuildAt compiles flotilla and flotilla-agent as they were at an earlier commit of this
 // repository into outDir, stamped with version (what `flotilla clusters` shows as the agent's
-// version). The commit's tree is exported with git archive, so the clone needs its history.
+// version). The commit's tree is exported with git archive; a shallow clone fetches the commit
+// (a full 40-digit hash) from its origin first.
 func BuildAt(ctx context.Context, commit, version, outDir string, race bool) error {
 	root, err := RepoRoot()
 	if err != nil {
 		return err
 	}
-	src, err := os.MkdirTemp("", "flotilla-at-"+commit+"-")
+	// A shallow clone lacks the commit: fetch it from the clone's origin first.
+	if exec.CommandContext(ctx, "git", "-C", root, "cat-file", "-e", commit+"^{commit}").Run() != nil {
+		if out, err := exec.CommandContext(ctx, "git", "-C", root, "fetch", "--no-tags", "--depth", "1", "origin", commit).CombinedOutput(); err != nil {
+			return fmt.Errorf("commit %s is not in this clone and could not be fetched from origin (clone with history): %w: %s", commit, err, out)
+		}
+	}
+	src, err := os.MkdirTemp("", "flotilla-at-"+commit[:7]+"-")
 	if err != nil {
 		return err
 	}
@@ -111,7 +118,7 @@ func BuildAt(ctx context.Context, commit, version, outDir string, race bool) err
 		return err
 	}
 	if err := archive.Run(); err != nil {
-		return fmt.Errorf("git archive %s (the clone needs this commit: git fetch --unshallow): %w: %s", commit, err, stderr.String())
+		return fmt.Errorf("git archive %s: %w: %s", commit, err, stderr.String())
 	}
 	if err := untar.Wait(); err != nil {
 		return fmt.Errorf("unpacking %s: %w", commit, err)
