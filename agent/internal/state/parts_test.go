@@ -135,13 +135,13 @@ func TestSaveLoadLargeState(t *testing.T) {
 	}
 
 	// Steady state: the same Store, a Store that loaded, and a fresh Store write nothing.
-	before := wc.count.Load()
+	before := wc.Count.Load()
 	for _, s := range []*Store{st, loader, NewStore(cs, ns)} {
 		if err := s.Save(ctx, bigState("shop", 6<<20, 1)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if n := wc.count.Load() - before; n != 0 {
+	if n := wc.Count.Load() - before; n != 0 {
 		t.Errorf("saving an unchanged large state made %d write requests, want 0", n)
 	}
 }
@@ -568,14 +568,14 @@ func TestLoadStateWithoutParts(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(got["shop"], old) {
 		t.Fatalf("Load = %v, %v; want the state", keys(got), err)
 	}
-	before := wc.count.Load()
+	before := wc.Count.Load()
 	if err := st.Save(ctx, sample("shop")); err != nil {
 		t.Fatal(err)
 	}
 	if err := NewStore(cs, ns).Save(ctx, sample("shop")); err != nil {
 		t.Fatal(err)
 	}
-	if n := wc.count.Load() - before; n != 0 {
+	if n := wc.Count.Load() - before; n != 0 {
 		t.Errorf("saving the unchanged state made %d writes, want 0", n)
 	}
 	big := bigState("shop", 1<<20, 40)

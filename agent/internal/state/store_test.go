@@ -3,7 +3,6 @@ package state
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"reflect"
 	"strings"
@@ -16,8 +15,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
+	"github.com/flotilla-dev/flotilla/agent/internal/kubetest"
 	"github.com/flotilla-dev/flotilla/e2e/localkube"
 )
 
@@ -25,40 +24,15 @@ var shared = localkube.NewShared(localkube.Options{Name: "state"})
 
 func TestMain(m *testing.M) { os.Exit(shared.Main(m)) }
 
-// writeCounter counts requests that may change the cluster.
-type writeCounter struct {
-	count atomic.Int64
-}
-
-type countingTransport struct {
-	next http.RoundTripper
-	w    *writeCounter
-}
-
-func (c countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	w := c.w
-	switch r.Method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions:
-	default:
-		if !strings.Contains(r.URL.RawQuery, "dryRun") {
-			w.count.Add(1)
-		}
-	}
-	return c.next.RoundTrip(r)
-}
-
-// client returns a clientset for the shared cluster and its write counter.
-func client(t *testing.T) (kubernetes.Interface, *writeCounter) {
+// client returns a clientset for the shared cluster that counts its writes (kubetest).
+func client(t *testing.T) (kubernetes.Interface, *kubetest.Writes) {
 	t.Helper()
-	c := shared.Clusters(t)[0]
-	cfg := rest.CopyConfig(c.Config)
-	wc := &writeCounter{}
-	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return countingTransport{next: rt, w: wc} })
-	cs, err := kubernetes.NewForConfig(cfg)
+	e := kubetest.NewEnv(t, shared.Clusters(t)[0])
+	cs, err := kubernetes.NewForConfig(e.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return cs, wc
+	return cs, e.Writes
 }
 
 var uniqSeq atomic.Int64
@@ -134,7 +108,7 @@ func TestSaveUnchangedWritesNothing(t *testing.T) {
 	if _, err := st.Load(ctx); err != nil {
 		t.Fatal(err)
 	}
-	before := wc.count.Load()
+	before := wc.Count.Load()
 	if err := st.Save(ctx, sample("shop")); err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +116,7 @@ func TestSaveUnchangedWritesNothing(t *testing.T) {
 	if err := NewStore(cs, ns).Save(ctx, sample("shop")); err != nil {
 		t.Fatal(err)
 	}
-	if n := wc.count.Load() - before; n != 0 {
+	if n := wc.Count.Load() - before; n != 0 {
 		t.Errorf("saving an unchanged state made %d write requests, want 0", n)
 	}
 
@@ -155,7 +129,7 @@ func TestSaveUnchangedWritesNothing(t *testing.T) {
 	if err := st.Save(ctx, changed); err != nil {
 		t.Fatal(err)
 	}
-	if n := wc.count.Load() - before; n != 1 {
+	if n := wc.Count.Load() - before; n != 1 {
 		t.Errorf("saving a changed state twice made %d write requests, want 1", n)
 	}
 	got, err := NewStore(cs, ns).Load(ctx)
