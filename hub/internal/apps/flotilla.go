@@ -40,6 +40,7 @@ type flotillaDoc struct {
 		Secrets           string         `json:"secrets,omitempty"`
 		IgnoreDifferences []ignore.Rule  `json:"ignoreDifferences,omitempty"`
 		DependsOn         []dependsOnDoc `json:"dependsOn,omitempty"`
+		Rollout           *rolloutDoc    `json:"rollout,omitempty"`
 	} `json:"spec"`
 }
 
@@ -123,6 +124,9 @@ func parseFlotilla(file string, doc []byte, h header, errAt errorf) (*Applicatio
 	deps, depErrs := dependsOn(d.Spec.DependsOn, errAt)
 	a.DependsOn = deps
 	errs = append(errs, depErrs...)
+	rollout, rolloutErrs := rolloutSpec(d.Spec.Rollout, errAt)
+	a.Rollout = rollout
+	errs = append(errs, rolloutErrs...)
 	errs = append(errs, validate(a, errAt)...)
 	if len(errs) > 0 {
 		return nil, errs
