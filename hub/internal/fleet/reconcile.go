@@ -67,6 +67,8 @@ type ReconcilerConfig struct {
 	// IgnoreDifferences are the hub's default ignoreDifferences rules (--ignore-differences):
 	// every app gets them before its own.
 	IgnoreDifferences []ignore.Rule
+	// Rollouts runs the apps' progressive rollouts (may be nil: every cluster gets Git's target).
+	Rollouts RolloutGate
 }
 
 // Reconciler turns Git into desired state: each round it loads the Applications, fetches
@@ -189,8 +191,13 @@ func (r *Reconciler) Round(ctx context.Context) {
 			info.Clusters = append(info.Clusters, c.Name)
 			csnap := snap
 			pinned := r.fleet.Pin(app.Name, c.Name)
+			byOperator := pinned != ""
+			if !byOperator && snap != nil {
+				pinned = r.rolloutRevision(app, c, snap.Commit) // rollout.go
+			}
 			if pinned != "" {
-				// An operator pinned this cluster to an earlier revision.
+				// An operator pinned this cluster to an earlier revision, or a rollout holds it
+				// at the revision it runs until its step.
 				var err error
 				if csnap, err = fetch(app.Source.RepoURL, pinned); err != nil {
 					errs = append(errs, fmt.Sprintf("%s: pinned revision %s: %v", c.Name, pinned, err))
@@ -201,7 +208,7 @@ func (r *Reconciler) Round(ctx context.Context) {
 			if csnap == nil {
 				continue
 			}
-			warnings, err := r.renderFor(ctx, app, c, csnap, pinned != "")
+			warnings, err := r.renderFor(ctx, app, c, csnap, byOperator)
 			addWarnings(info, warnings)
 			r.fleet.SetRenderError(c.Name, app.Name, csnap.Commit, err)
 			if err != nil {

@@ -114,6 +114,8 @@ type Row struct {
 	CommitToApplied time.Duration
 	// Pinned is the revision an operator pinned the app to on this cluster, if any.
 	Pinned string
+	// Rollout says why a progressive rollout holds the app back here, if it does.
+	Rollout string
 }
 
 // RestoreReport puts back a report persisted before a restart.
@@ -369,6 +371,12 @@ func (f *Fleet) rowLocked(cluster, app string) Row {
 	f.removingRow(&row)
 	if row.Pinned != "" && row.Message == "" {
 		row.Message = "Pinned to " + shortRev(row.Pinned) + " by an operator (flotilla rollback --clear to follow Git again)"
+	}
+	if hold := f.holds[app][cluster]; hold != "" && row.Pinned == "" {
+		row.Rollout = hold
+		if row.Message == "" {
+			row.Message = hold
+		}
 	}
 	if state != StateConnected {
 		row.Health = HealthUnknown

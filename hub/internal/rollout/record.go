@@ -107,7 +107,8 @@ func (r *Record) Active() bool { return r.State == StateRunning || r.State == St
 // Baseline is the record of an app first seen at revision: nothing to roll out from, every
 // cluster gets it.
 func Baseline(app, revision string, now time.Time) *Record {
-	return &Record{App: app, ID: ID(revision), Revision: revision, State: StateCompleted, Started: now, Updated: now, Seq: 1}
+	return &Record{App: app, ID: ID(revision), Revision: revision, State: StateCompleted, Started: now, Updated: now, Seq: 1,
+		Reason: "the first revision seen of the app (or since it had no spec.rollout): every cluster got it at once"}
 }
 
 // ID names the rollout of revision.

@@ -2393,8 +2393,11 @@ type AppClusterStatus struct {
 	HealthySinceUnixMs int64 `protobuf:"varint,14,opt,name=healthy_since_unix_ms,json=healthySinceUnixMs,proto3" json:"healthy_since_unix_ms,omitempty"`
 	// The revision the agent rolled back from, while it holds the last healthy one instead.
 	RolledBackRevision string `protobuf:"bytes,15,opt,name=rolled_back_revision,json=rolledBackRevision,proto3" json:"rolled_back_revision,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Why a progressive rollout holds the app back here ("Waiting for rollout step 3 of
+	// r-abc123"), if it does.
+	Rollout       string `protobuf:"bytes,30,opt,name=rollout,proto3" json:"rollout,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AppClusterStatus) Reset() {
@@ -2528,6 +2531,13 @@ func (x *AppClusterStatus) GetHealthySinceUnixMs() int64 {
 func (x *AppClusterStatus) GetRolledBackRevision() string {
 	if x != nil {
 		return x.RolledBackRevision
+	}
+	return ""
+}
+
+func (x *AppClusterStatus) GetRollout() string {
+	if x != nil {
+		return x.Rollout
 	}
 	return ""
 }
@@ -4427,6 +4437,554 @@ func (x *RegistryPin) GetCleared() bool {
 	return false
 }
 
+type RolloutStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	App           string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RolloutStatusRequest) Reset() {
+	*x = RolloutStatusRequest{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RolloutStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RolloutStatusRequest) ProtoMessage() {}
+
+func (x *RolloutStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RolloutStatusRequest.ProtoReflect.Descriptor instead.
+func (*RolloutStatusRequest) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *RolloutStatusRequest) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+type RolloutStatusResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rollout       *Rollout               `protobuf:"bytes,1,opt,name=rollout,proto3" json:"rollout,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RolloutStatusResponse) Reset() {
+	*x = RolloutStatusResponse{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RolloutStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RolloutStatusResponse) ProtoMessage() {}
+
+func (x *RolloutStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RolloutStatusResponse.ProtoReflect.Descriptor instead.
+func (*RolloutStatusResponse) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *RolloutStatusResponse) GetRollout() *Rollout {
+	if x != nil {
+		return x.Rollout
+	}
+	return nil
+}
+
+// Rollout is an app's latest progressive rollout.
+type Rollout struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	App   string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	// e.g. r-abc123
+	Id       string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	Revision string `protobuf:"bytes,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	// The revision the clusters had before (each cluster's own when it differs).
+	FromRevision string `protobuf:"bytes,4,opt,name=from_revision,json=fromRevision,proto3" json:"from_revision,omitempty"`
+	// Running, WaitingApproval, Halted, RolledBack, Aborted, Completed.
+	State  string `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"`
+	Paused bool   `protobuf:"varint,6,opt,name=paused,proto3" json:"paused,omitempty"`
+	// The active step, 1-based (steps+1 once all are done).
+	Step          int32  `protobuf:"varint,7,opt,name=step,proto3" json:"step,omitempty"`
+	FailurePolicy string `protobuf:"bytes,8,opt,name=failure_policy,json=failurePolicy,proto3" json:"failure_policy,omitempty"`
+	// What the rollout waits for, and since when.
+	Waiting string `protobuf:"bytes,9,opt,name=waiting,proto3" json:"waiting,omitempty"`
+	// Why it halted, was rolled back or aborted.
+	Reason            string         `protobuf:"bytes,10,opt,name=reason,proto3" json:"reason,omitempty"`
+	StartedUnixMs     int64          `protobuf:"varint,11,opt,name=started_unix_ms,json=startedUnixMs,proto3" json:"started_unix_ms,omitempty"`
+	StepStartedUnixMs int64          `protobuf:"varint,12,opt,name=step_started_unix_ms,json=stepStartedUnixMs,proto3" json:"step_started_unix_ms,omitempty"`
+	UpdatedUnixMs     int64          `protobuf:"varint,13,opt,name=updated_unix_ms,json=updatedUnixMs,proto3" json:"updated_unix_ms,omitempty"`
+	Steps             []*RolloutStep `protobuf:"bytes,14,rep,name=steps,proto3" json:"steps,omitempty"`
+	// The hub replica that coordinates the rollout (empty for a single hub).
+	Coordinator   string `protobuf:"bytes,15,opt,name=coordinator,proto3" json:"coordinator,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Rollout) Reset() {
+	*x = Rollout{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Rollout) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Rollout) ProtoMessage() {}
+
+func (x *Rollout) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Rollout.ProtoReflect.Descriptor instead.
+func (*Rollout) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *Rollout) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+func (x *Rollout) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Rollout) GetRevision() string {
+	if x != nil {
+		return x.Revision
+	}
+	return ""
+}
+
+func (x *Rollout) GetFromRevision() string {
+	if x != nil {
+		return x.FromRevision
+	}
+	return ""
+}
+
+func (x *Rollout) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *Rollout) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
+}
+
+func (x *Rollout) GetStep() int32 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *Rollout) GetFailurePolicy() string {
+	if x != nil {
+		return x.FailurePolicy
+	}
+	return ""
+}
+
+func (x *Rollout) GetWaiting() string {
+	if x != nil {
+		return x.Waiting
+	}
+	return ""
+}
+
+func (x *Rollout) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Rollout) GetStartedUnixMs() int64 {
+	if x != nil {
+		return x.StartedUnixMs
+	}
+	return 0
+}
+
+func (x *Rollout) GetStepStartedUnixMs() int64 {
+	if x != nil {
+		return x.StepStartedUnixMs
+	}
+	return 0
+}
+
+func (x *Rollout) GetUpdatedUnixMs() int64 {
+	if x != nil {
+		return x.UpdatedUnixMs
+	}
+	return 0
+}
+
+func (x *Rollout) GetSteps() []*RolloutStep {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+func (x *Rollout) GetCoordinator() string {
+	if x != nil {
+		return x.Coordinator
+	}
+	return ""
+}
+
+type RolloutStep struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1-based.
+	Number int32 `protobuf:"varint,1,opt,name=number,proto3" json:"number,omitempty"`
+	// What the step takes, e.g. "ring=canary, soak 10m" or "approval".
+	Description string `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	Approval    bool   `protobuf:"varint,3,opt,name=approval,proto3" json:"approval,omitempty"`
+	Approved    bool   `protobuf:"varint,4,opt,name=approved,proto3" json:"approved,omitempty"`
+	// Done, Active or Pending.
+	State         string            `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"`
+	Clusters      []*RolloutCluster `protobuf:"bytes,6,rep,name=clusters,proto3" json:"clusters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RolloutStep) Reset() {
+	*x = RolloutStep{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RolloutStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RolloutStep) ProtoMessage() {}
+
+func (x *RolloutStep) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RolloutStep.ProtoReflect.Descriptor instead.
+func (*RolloutStep) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *RolloutStep) GetNumber() int32 {
+	if x != nil {
+		return x.Number
+	}
+	return 0
+}
+
+func (x *RolloutStep) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *RolloutStep) GetApproval() bool {
+	if x != nil {
+		return x.Approval
+	}
+	return false
+}
+
+func (x *RolloutStep) GetApproved() bool {
+	if x != nil {
+		return x.Approved
+	}
+	return false
+}
+
+func (x *RolloutStep) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *RolloutStep) GetClusters() []*RolloutCluster {
+	if x != nil {
+		return x.Clusters
+	}
+	return nil
+}
+
+type RolloutCluster struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Pending, Updating, Soaking, Done, Failed, Skipped.
+	Phase       string `protobuf:"bytes,2,opt,name=phase,proto3" json:"phase,omitempty"`
+	SinceUnixMs int64  `protobuf:"varint,3,opt,name=since_unix_ms,json=sinceUnixMs,proto3" json:"since_unix_ms,omitempty"`
+	Reason      string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The revision it gets now.
+	Revision      string `protobuf:"bytes,5,opt,name=revision,proto3" json:"revision,omitempty"`
+	Sync          string `protobuf:"bytes,6,opt,name=sync,proto3" json:"sync,omitempty"`
+	Health        string `protobuf:"bytes,7,opt,name=health,proto3" json:"health,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RolloutCluster) Reset() {
+	*x = RolloutCluster{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RolloutCluster) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RolloutCluster) ProtoMessage() {}
+
+func (x *RolloutCluster) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RolloutCluster.ProtoReflect.Descriptor instead.
+func (*RolloutCluster) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *RolloutCluster) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RolloutCluster) GetPhase() string {
+	if x != nil {
+		return x.Phase
+	}
+	return ""
+}
+
+func (x *RolloutCluster) GetSinceUnixMs() int64 {
+	if x != nil {
+		return x.SinceUnixMs
+	}
+	return 0
+}
+
+func (x *RolloutCluster) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RolloutCluster) GetRevision() string {
+	if x != nil {
+		return x.Revision
+	}
+	return ""
+}
+
+func (x *RolloutCluster) GetSync() string {
+	if x != nil {
+		return x.Sync
+	}
+	return ""
+}
+
+func (x *RolloutCluster) GetHealth() string {
+	if x != nil {
+		return x.Health
+	}
+	return ""
+}
+
+type RolloutActionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	App   string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	// approve, pause, resume, abort or skip.
+	Action string `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
+	// The cluster to skip.
+	Cluster string `protobuf:"bytes,3,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	// abort: also return the updated clusters to the revision they had.
+	Rollback      bool `protobuf:"varint,4,opt,name=rollback,proto3" json:"rollback,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RolloutActionRequest) Reset() {
+	*x = RolloutActionRequest{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RolloutActionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RolloutActionRequest) ProtoMessage() {}
+
+func (x *RolloutActionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RolloutActionRequest.ProtoReflect.Descriptor instead.
+func (*RolloutActionRequest) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *RolloutActionRequest) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+func (x *RolloutActionRequest) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *RolloutActionRequest) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *RolloutActionRequest) GetRollback() bool {
+	if x != nil {
+		return x.Rollback
+	}
+	return false
+}
+
+type RolloutActionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rollout       *Rollout               `protobuf:"bytes,1,opt,name=rollout,proto3" json:"rollout,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RolloutActionResponse) Reset() {
+	*x = RolloutActionResponse{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RolloutActionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RolloutActionResponse) ProtoMessage() {}
+
+func (x *RolloutActionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RolloutActionResponse.ProtoReflect.Descriptor instead.
+func (*RolloutActionResponse) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *RolloutActionResponse) GetRollout() *Rollout {
+	if x != nil {
+		return x.Rollout
+	}
+	return nil
+}
+
 var File_flotilla_v1_flotilla_proto protoreflect.FileDescriptor
 
 const file_flotilla_v1_flotilla_proto_rawDesc = "" +
@@ -4633,7 +5191,7 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\brevision\x18\x06 \x01(\tR\brevision\"r\n" +
 	"\x0eStatusResponse\x123\n" +
 	"\x05items\x18\x01 \x03(\v2\x1d.flotilla.v1.AppClusterStatusR\x05items\x12+\n" +
-	"\x11unreachable_peers\x18\x02 \x03(\tR\x10unreachablePeers\"\xbc\x04\n" +
+	"\x11unreachable_peers\x18\x02 \x03(\tR\x10unreachablePeers\"\xd6\x04\n" +
 	"\x10AppClusterStatus\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x10\n" +
 	"\x03app\x18\x02 \x01(\tR\x03app\x12\x12\n" +
@@ -4651,7 +5209,8 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"last_error\x18\f \x01(\tR\tlastError\x12'\n" +
 	"\x0fpinned_revision\x18\r \x01(\tR\x0epinnedRevision\x121\n" +
 	"\x15healthy_since_unix_ms\x18\x0e \x01(\x03R\x12healthySinceUnixMs\x120\n" +
-	"\x14rolled_back_revision\x18\x0f \x01(\tR\x12rolledBackRevision\"\x15\n" +
+	"\x14rolled_back_revision\x18\x0f \x01(\tR\x12rolledBackRevision\x12\x18\n" +
+	"\arollout\x18\x1e \x01(\tR\arollout\"\x15\n" +
 	"\x13ListClustersRequest\"o\n" +
 	"\x14ListClustersResponse\x12*\n" +
 	"\x05items\x18\x01 \x03(\v2\x14.flotilla.v1.ClusterR\x05items\x12+\n" +
@@ -4802,13 +5361,56 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x05actor\x18\x04 \x01(\tR\x05actor\x12 \n" +
 	"\ftime_unix_ms\x18\x05 \x01(\x03R\n" +
 	"timeUnixMs\x12\x18\n" +
-	"\acleared\x18\x06 \x01(\bR\acleared2I\n" +
+	"\acleared\x18\x06 \x01(\bR\acleared\"(\n" +
+	"\x14RolloutStatusRequest\x12\x10\n" +
+	"\x03app\x18\x01 \x01(\tR\x03app\"G\n" +
+	"\x15RolloutStatusResponse\x12.\n" +
+	"\arollout\x18\x01 \x01(\v2\x14.flotilla.v1.RolloutR\arollout\"\xda\x03\n" +
+	"\aRollout\x12\x10\n" +
+	"\x03app\x18\x01 \x01(\tR\x03app\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\tR\brevision\x12#\n" +
+	"\rfrom_revision\x18\x04 \x01(\tR\ffromRevision\x12\x14\n" +
+	"\x05state\x18\x05 \x01(\tR\x05state\x12\x16\n" +
+	"\x06paused\x18\x06 \x01(\bR\x06paused\x12\x12\n" +
+	"\x04step\x18\a \x01(\x05R\x04step\x12%\n" +
+	"\x0efailure_policy\x18\b \x01(\tR\rfailurePolicy\x12\x18\n" +
+	"\awaiting\x18\t \x01(\tR\awaiting\x12\x16\n" +
+	"\x06reason\x18\n" +
+	" \x01(\tR\x06reason\x12&\n" +
+	"\x0fstarted_unix_ms\x18\v \x01(\x03R\rstartedUnixMs\x12/\n" +
+	"\x14step_started_unix_ms\x18\f \x01(\x03R\x11stepStartedUnixMs\x12&\n" +
+	"\x0fupdated_unix_ms\x18\r \x01(\x03R\rupdatedUnixMs\x12.\n" +
+	"\x05steps\x18\x0e \x03(\v2\x18.flotilla.v1.RolloutStepR\x05steps\x12 \n" +
+	"\vcoordinator\x18\x0f \x01(\tR\vcoordinator\"\xce\x01\n" +
+	"\vRolloutStep\x12\x16\n" +
+	"\x06number\x18\x01 \x01(\x05R\x06number\x12 \n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x1a\n" +
+	"\bapproval\x18\x03 \x01(\bR\bapproval\x12\x1a\n" +
+	"\bapproved\x18\x04 \x01(\bR\bapproved\x12\x14\n" +
+	"\x05state\x18\x05 \x01(\tR\x05state\x127\n" +
+	"\bclusters\x18\x06 \x03(\v2\x1b.flotilla.v1.RolloutClusterR\bclusters\"\xbe\x01\n" +
+	"\x0eRolloutCluster\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05phase\x18\x02 \x01(\tR\x05phase\x12\"\n" +
+	"\rsince_unix_ms\x18\x03 \x01(\x03R\vsinceUnixMs\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x1a\n" +
+	"\brevision\x18\x05 \x01(\tR\brevision\x12\x12\n" +
+	"\x04sync\x18\x06 \x01(\tR\x04sync\x12\x16\n" +
+	"\x06health\x18\a \x01(\tR\x06health\"v\n" +
+	"\x14RolloutActionRequest\x12\x10\n" +
+	"\x03app\x18\x01 \x01(\tR\x03app\x12\x16\n" +
+	"\x06action\x18\x02 \x01(\tR\x06action\x12\x18\n" +
+	"\acluster\x18\x03 \x01(\tR\acluster\x12\x1a\n" +
+	"\brollback\x18\x04 \x01(\bR\brollback\"G\n" +
+	"\x15RolloutActionResponse\x12.\n" +
+	"\arollout\x18\x01 \x01(\v2\x14.flotilla.v1.RolloutR\arollout2I\n" +
 	"\n" +
 	"Enrollment\x12;\n" +
 	"\x04Join\x12\x18.flotilla.v1.JoinRequest\x1a\x19.flotilla.v1.JoinResponse2\x91\x01\n" +
 	"\fAgentService\x12A\n" +
 	"\aConnect\x12\x19.flotilla.v1.AgentMessage\x1a\x17.flotilla.v1.HubMessage(\x010\x01\x12>\n" +
-	"\x05Renew\x12\x19.flotilla.v1.RenewRequest\x1a\x1a.flotilla.v1.RenewResponse2\xd1\x06\n" +
+	"\x05Renew\x12\x19.flotilla.v1.RenewRequest\x1a\x1a.flotilla.v1.RenewResponse2\x81\b\n" +
 	"\bOperator\x12A\n" +
 	"\x06Status\x12\x1a.flotilla.v1.StatusRequest\x1a\x1b.flotilla.v1.StatusResponse\x12S\n" +
 	"\fListClusters\x12 .flotilla.v1.ListClustersRequest\x1a!.flotilla.v1.ListClustersResponse\x12G\n" +
@@ -4821,7 +5423,9 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\bRollback\x12\x1c.flotilla.v1.RollbackRequest\x1a\x1d.flotilla.v1.RollbackResponse\x12V\n" +
 	"\rRevokeCluster\x12!.flotilla.v1.RevokeClusterRequest\x1a\".flotilla.v1.RevokeClusterResponse\x12D\n" +
 	"\aPromote\x12\x1b.flotilla.v1.PromoteRequest\x1a\x1c.flotilla.v1.PromoteResponse\x12Y\n" +
-	"\x0eConfirmRemoval\x12\".flotilla.v1.ConfirmRemovalRequest\x1a#.flotilla.v1.ConfirmRemovalResponse2a\n" +
+	"\x0eConfirmRemoval\x12\".flotilla.v1.ConfirmRemovalRequest\x1a#.flotilla.v1.ConfirmRemovalResponse\x12V\n" +
+	"\rRolloutStatus\x12!.flotilla.v1.RolloutStatusRequest\x1a\".flotilla.v1.RolloutStatusResponse\x12V\n" +
+	"\rRolloutAction\x12!.flotilla.v1.RolloutActionRequest\x1a\".flotilla.v1.RolloutActionResponse2a\n" +
 	"\x04Peer\x12Y\n" +
 	"\x0eExportRegistry\x12\".flotilla.v1.ExportRegistryRequest\x1a#.flotilla.v1.ExportRegistryResponseB?Z=github.com/flotilla-dev/flotilla/proto/flotilla/v1;flotillav1b\x06proto3"
 
@@ -4837,7 +5441,7 @@ func file_flotilla_v1_flotilla_proto_rawDescGZIP() []byte {
 	return file_flotilla_v1_flotilla_proto_rawDescData
 }
 
-var file_flotilla_v1_flotilla_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
+var file_flotilla_v1_flotilla_proto_msgTypes = make([]protoimpl.MessageInfo, 70)
 var file_flotilla_v1_flotilla_proto_goTypes = []any{
 	(*JoinRequest)(nil),            // 0: flotilla.v1.JoinRequest
 	(*JoinResponse)(nil),           // 1: flotilla.v1.JoinResponse
@@ -4899,9 +5503,16 @@ var file_flotilla_v1_flotilla_proto_goTypes = []any{
 	(*RegistryCluster)(nil),        // 57: flotilla.v1.RegistryCluster
 	(*RegistryToken)(nil),          // 58: flotilla.v1.RegistryToken
 	(*RegistryPin)(nil),            // 59: flotilla.v1.RegistryPin
-	nil,                            // 60: flotilla.v1.Cluster.LabelsEntry
-	nil,                            // 61: flotilla.v1.AddClusterRequest.LabelsEntry
-	nil,                            // 62: flotilla.v1.RegistryCluster.LabelsEntry
+	(*RolloutStatusRequest)(nil),   // 60: flotilla.v1.RolloutStatusRequest
+	(*RolloutStatusResponse)(nil),  // 61: flotilla.v1.RolloutStatusResponse
+	(*Rollout)(nil),                // 62: flotilla.v1.Rollout
+	(*RolloutStep)(nil),            // 63: flotilla.v1.RolloutStep
+	(*RolloutCluster)(nil),         // 64: flotilla.v1.RolloutCluster
+	(*RolloutActionRequest)(nil),   // 65: flotilla.v1.RolloutActionRequest
+	(*RolloutActionResponse)(nil),  // 66: flotilla.v1.RolloutActionResponse
+	nil,                            // 67: flotilla.v1.Cluster.LabelsEntry
+	nil,                            // 68: flotilla.v1.AddClusterRequest.LabelsEntry
+	nil,                            // 69: flotilla.v1.RegistryCluster.LabelsEntry
 }
 var file_flotilla_v1_flotilla_proto_depIdxs = []int32{
 	6,  // 0: flotilla.v1.AgentMessage.hello:type_name -> flotilla.v1.Hello
@@ -4932,51 +5543,59 @@ var file_flotilla_v1_flotilla_proto_depIdxs = []int32{
 	29, // 25: flotilla.v1.StatusResponse.items:type_name -> flotilla.v1.AppClusterStatus
 	25, // 26: flotilla.v1.AppClusterStatus.drift:type_name -> flotilla.v1.DriftItem
 	32, // 27: flotilla.v1.ListClustersResponse.items:type_name -> flotilla.v1.Cluster
-	60, // 28: flotilla.v1.Cluster.labels:type_name -> flotilla.v1.Cluster.LabelsEntry
+	67, // 28: flotilla.v1.Cluster.labels:type_name -> flotilla.v1.Cluster.LabelsEntry
 	38, // 29: flotilla.v1.ListAppsResponse.items:type_name -> flotilla.v1.App
 	35, // 30: flotilla.v1.ListAppsResponse.removal_hold:type_name -> flotilla.v1.RemovalHold
-	61, // 31: flotilla.v1.AddClusterRequest.labels:type_name -> flotilla.v1.AddClusterRequest.LabelsEntry
+	68, // 31: flotilla.v1.AddClusterRequest.labels:type_name -> flotilla.v1.AddClusterRequest.LabelsEntry
 	47, // 32: flotilla.v1.HistoryResponse.items:type_name -> flotilla.v1.HistoryEntry
 	54, // 33: flotilla.v1.PromoteResponse.images:type_name -> flotilla.v1.ImageChange
 	57, // 34: flotilla.v1.ExportRegistryResponse.clusters:type_name -> flotilla.v1.RegistryCluster
 	58, // 35: flotilla.v1.ExportRegistryResponse.tokens:type_name -> flotilla.v1.RegistryToken
 	59, // 36: flotilla.v1.ExportRegistryResponse.pins:type_name -> flotilla.v1.RegistryPin
-	62, // 37: flotilla.v1.RegistryCluster.labels:type_name -> flotilla.v1.RegistryCluster.LabelsEntry
-	0,  // 38: flotilla.v1.Enrollment.Join:input_type -> flotilla.v1.JoinRequest
-	4,  // 39: flotilla.v1.AgentService.Connect:input_type -> flotilla.v1.AgentMessage
-	2,  // 40: flotilla.v1.AgentService.Renew:input_type -> flotilla.v1.RenewRequest
-	27, // 41: flotilla.v1.Operator.Status:input_type -> flotilla.v1.StatusRequest
-	30, // 42: flotilla.v1.Operator.ListClusters:input_type -> flotilla.v1.ListClustersRequest
-	33, // 43: flotilla.v1.Operator.ListApps:input_type -> flotilla.v1.ListAppsRequest
-	39, // 44: flotilla.v1.Operator.AddCluster:input_type -> flotilla.v1.AddClusterRequest
-	41, // 45: flotilla.v1.Operator.CreateToken:input_type -> flotilla.v1.CreateTokenRequest
-	43, // 46: flotilla.v1.Operator.Sync:input_type -> flotilla.v1.SyncRequest
-	45, // 47: flotilla.v1.Operator.History:input_type -> flotilla.v1.HistoryRequest
-	48, // 48: flotilla.v1.Operator.Rollback:input_type -> flotilla.v1.RollbackRequest
-	50, // 49: flotilla.v1.Operator.RevokeCluster:input_type -> flotilla.v1.RevokeClusterRequest
-	52, // 50: flotilla.v1.Operator.Promote:input_type -> flotilla.v1.PromoteRequest
-	36, // 51: flotilla.v1.Operator.ConfirmRemoval:input_type -> flotilla.v1.ConfirmRemovalRequest
-	55, // 52: flotilla.v1.Peer.ExportRegistry:input_type -> flotilla.v1.ExportRegistryRequest
-	1,  // 53: flotilla.v1.Enrollment.Join:output_type -> flotilla.v1.JoinResponse
-	5,  // 54: flotilla.v1.AgentService.Connect:output_type -> flotilla.v1.HubMessage
-	3,  // 55: flotilla.v1.AgentService.Renew:output_type -> flotilla.v1.RenewResponse
-	28, // 56: flotilla.v1.Operator.Status:output_type -> flotilla.v1.StatusResponse
-	31, // 57: flotilla.v1.Operator.ListClusters:output_type -> flotilla.v1.ListClustersResponse
-	34, // 58: flotilla.v1.Operator.ListApps:output_type -> flotilla.v1.ListAppsResponse
-	40, // 59: flotilla.v1.Operator.AddCluster:output_type -> flotilla.v1.AddClusterResponse
-	42, // 60: flotilla.v1.Operator.CreateToken:output_type -> flotilla.v1.CreateTokenResponse
-	44, // 61: flotilla.v1.Operator.Sync:output_type -> flotilla.v1.SyncResponse
-	46, // 62: flotilla.v1.Operator.History:output_type -> flotilla.v1.HistoryResponse
-	49, // 63: flotilla.v1.Operator.Rollback:output_type -> flotilla.v1.RollbackResponse
-	51, // 64: flotilla.v1.Operator.RevokeCluster:output_type -> flotilla.v1.RevokeClusterResponse
-	53, // 65: flotilla.v1.Operator.Promote:output_type -> flotilla.v1.PromoteResponse
-	37, // 66: flotilla.v1.Operator.ConfirmRemoval:output_type -> flotilla.v1.ConfirmRemovalResponse
-	56, // 67: flotilla.v1.Peer.ExportRegistry:output_type -> flotilla.v1.ExportRegistryResponse
-	53, // [53:68] is the sub-list for method output_type
-	38, // [38:53] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	69, // 37: flotilla.v1.RegistryCluster.labels:type_name -> flotilla.v1.RegistryCluster.LabelsEntry
+	62, // 38: flotilla.v1.RolloutStatusResponse.rollout:type_name -> flotilla.v1.Rollout
+	63, // 39: flotilla.v1.Rollout.steps:type_name -> flotilla.v1.RolloutStep
+	64, // 40: flotilla.v1.RolloutStep.clusters:type_name -> flotilla.v1.RolloutCluster
+	62, // 41: flotilla.v1.RolloutActionResponse.rollout:type_name -> flotilla.v1.Rollout
+	0,  // 42: flotilla.v1.Enrollment.Join:input_type -> flotilla.v1.JoinRequest
+	4,  // 43: flotilla.v1.AgentService.Connect:input_type -> flotilla.v1.AgentMessage
+	2,  // 44: flotilla.v1.AgentService.Renew:input_type -> flotilla.v1.RenewRequest
+	27, // 45: flotilla.v1.Operator.Status:input_type -> flotilla.v1.StatusRequest
+	30, // 46: flotilla.v1.Operator.ListClusters:input_type -> flotilla.v1.ListClustersRequest
+	33, // 47: flotilla.v1.Operator.ListApps:input_type -> flotilla.v1.ListAppsRequest
+	39, // 48: flotilla.v1.Operator.AddCluster:input_type -> flotilla.v1.AddClusterRequest
+	41, // 49: flotilla.v1.Operator.CreateToken:input_type -> flotilla.v1.CreateTokenRequest
+	43, // 50: flotilla.v1.Operator.Sync:input_type -> flotilla.v1.SyncRequest
+	45, // 51: flotilla.v1.Operator.History:input_type -> flotilla.v1.HistoryRequest
+	48, // 52: flotilla.v1.Operator.Rollback:input_type -> flotilla.v1.RollbackRequest
+	50, // 53: flotilla.v1.Operator.RevokeCluster:input_type -> flotilla.v1.RevokeClusterRequest
+	52, // 54: flotilla.v1.Operator.Promote:input_type -> flotilla.v1.PromoteRequest
+	36, // 55: flotilla.v1.Operator.ConfirmRemoval:input_type -> flotilla.v1.ConfirmRemovalRequest
+	60, // 56: flotilla.v1.Operator.RolloutStatus:input_type -> flotilla.v1.RolloutStatusRequest
+	65, // 57: flotilla.v1.Operator.RolloutAction:input_type -> flotilla.v1.RolloutActionRequest
+	55, // 58: flotilla.v1.Peer.ExportRegistry:input_type -> flotilla.v1.ExportRegistryRequest
+	1,  // 59: flotilla.v1.Enrollment.Join:output_type -> flotilla.v1.JoinResponse
+	5,  // 60: flotilla.v1.AgentService.Connect:output_type -> flotilla.v1.HubMessage
+	3,  // 61: flotilla.v1.AgentService.Renew:output_type -> flotilla.v1.RenewResponse
+	28, // 62: flotilla.v1.Operator.Status:output_type -> flotilla.v1.StatusResponse
+	31, // 63: flotilla.v1.Operator.ListClusters:output_type -> flotilla.v1.ListClustersResponse
+	34, // 64: flotilla.v1.Operator.ListApps:output_type -> flotilla.v1.ListAppsResponse
+	40, // 65: flotilla.v1.Operator.AddCluster:output_type -> flotilla.v1.AddClusterResponse
+	42, // 66: flotilla.v1.Operator.CreateToken:output_type -> flotilla.v1.CreateTokenResponse
+	44, // 67: flotilla.v1.Operator.Sync:output_type -> flotilla.v1.SyncResponse
+	46, // 68: flotilla.v1.Operator.History:output_type -> flotilla.v1.HistoryResponse
+	49, // 69: flotilla.v1.Operator.Rollback:output_type -> flotilla.v1.RollbackResponse
+	51, // 70: flotilla.v1.Operator.RevokeCluster:output_type -> flotilla.v1.RevokeClusterResponse
+	53, // 71: flotilla.v1.Operator.Promote:output_type -> flotilla.v1.PromoteResponse
+	37, // 72: flotilla.v1.Operator.ConfirmRemoval:output_type -> flotilla.v1.ConfirmRemovalResponse
+	61, // 73: flotilla.v1.Operator.RolloutStatus:output_type -> flotilla.v1.RolloutStatusResponse
+	66, // 74: flotilla.v1.Operator.RolloutAction:output_type -> flotilla.v1.RolloutActionResponse
+	56, // 75: flotilla.v1.Peer.ExportRegistry:output_type -> flotilla.v1.ExportRegistryResponse
+	59, // [59:76] is the sub-list for method output_type
+	42, // [42:59] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_flotilla_v1_flotilla_proto_init() }
@@ -5005,7 +5624,7 @@ func file_flotilla_v1_flotilla_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotilla_v1_flotilla_proto_rawDesc), len(file_flotilla_v1_flotilla_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   63,
+			NumMessages:   70,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -286,6 +286,8 @@ const (
 	Operator_RevokeCluster_FullMethodName  = "/flotilla.v1.Operator/RevokeCluster"
 	Operator_Promote_FullMethodName        = "/flotilla.v1.Operator/Promote"
 	Operator_ConfirmRemoval_FullMethodName = "/flotilla.v1.Operator/ConfirmRemoval"
+	Operator_RolloutStatus_FullMethodName  = "/flotilla.v1.Operator/RolloutStatus"
+	Operator_RolloutAction_FullMethodName  = "/flotilla.v1.Operator/RolloutAction"
 )
 
 // OperatorClient is the client API for Operator service.
@@ -309,6 +311,10 @@ type OperatorClient interface {
 	// ConfirmRemoval lets the removal of more than half of the Applications, held by the hub,
 	// go ahead (each removed app then goes through its grace period).
 	ConfirmRemoval(ctx context.Context, in *ConfirmRemovalRequest, opts ...grpc.CallOption) (*ConfirmRemovalResponse, error)
+	// RolloutStatus is an app's latest progressive rollout (spec.rollout).
+	RolloutStatus(ctx context.Context, in *RolloutStatusRequest, opts ...grpc.CallOption) (*RolloutStatusResponse, error)
+	// RolloutAction approves, pauses, resumes or aborts an app's rollout, or skips a cluster.
+	RolloutAction(ctx context.Context, in *RolloutActionRequest, opts ...grpc.CallOption) (*RolloutActionResponse, error)
 }
 
 type operatorClient struct {
@@ -429,6 +435,26 @@ func (c *operatorClient) ConfirmRemoval(ctx context.Context, in *ConfirmRemovalR
 	return out, nil
 }
 
+func (c *operatorClient) RolloutStatus(ctx context.Context, in *RolloutStatusRequest, opts ...grpc.CallOption) (*RolloutStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RolloutStatusResponse)
+	err := c.cc.Invoke(ctx, Operator_RolloutStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *operatorClient) RolloutAction(ctx context.Context, in *RolloutActionRequest, opts ...grpc.CallOption) (*RolloutActionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RolloutActionResponse)
+	err := c.cc.Invoke(ctx, Operator_RolloutAction_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OperatorServer is the server API for Operator service.
 // All implementations must embed UnimplementedOperatorServer
 // for forward compatibility.
@@ -450,6 +476,10 @@ type OperatorServer interface {
 	// ConfirmRemoval lets the removal of more than half of the Applications, held by the hub,
 	// go ahead (each removed app then goes through its grace period).
 	ConfirmRemoval(context.Context, *ConfirmRemovalRequest) (*ConfirmRemovalResponse, error)
+	// RolloutStatus is an app's latest progressive rollout (spec.rollout).
+	RolloutStatus(context.Context, *RolloutStatusRequest) (*RolloutStatusResponse, error)
+	// RolloutAction approves, pauses, resumes or aborts an app's rollout, or skips a cluster.
+	RolloutAction(context.Context, *RolloutActionRequest) (*RolloutActionResponse, error)
 	mustEmbedUnimplementedOperatorServer()
 }
 
@@ -492,6 +522,12 @@ func (UnimplementedOperatorServer) Promote(context.Context, *PromoteRequest) (*P
 }
 func (UnimplementedOperatorServer) ConfirmRemoval(context.Context, *ConfirmRemovalRequest) (*ConfirmRemovalResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ConfirmRemoval not implemented")
+}
+func (UnimplementedOperatorServer) RolloutStatus(context.Context, *RolloutStatusRequest) (*RolloutStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RolloutStatus not implemented")
+}
+func (UnimplementedOperatorServer) RolloutAction(context.Context, *RolloutActionRequest) (*RolloutActionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RolloutAction not implemented")
 }
 func (UnimplementedOperatorServer) mustEmbedUnimplementedOperatorServer() {}
 func (UnimplementedOperatorServer) testEmbeddedByValue()                  {}
@@ -712,6 +748,42 @@ func _Operator_ConfirmRemoval_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Operator_RolloutStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RolloutStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServer).RolloutStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Operator_RolloutStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServer).RolloutStatus(ctx, req.(*RolloutStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Operator_RolloutAction_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RolloutActionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServer).RolloutAction(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Operator_RolloutAction_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServer).RolloutAction(ctx, req.(*RolloutActionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Operator_ServiceDesc is the grpc.ServiceDesc for Operator service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -762,6 +834,14 @@ var Operator_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ConfirmRemoval",
 			Handler:    _Operator_ConfirmRemoval_Handler,
+		},
+		{
+			MethodName: "RolloutStatus",
+			Handler:    _Operator_RolloutStatus_Handler,
+		},
+		{
+			MethodName: "RolloutAction",
+			Handler:    _Operator_RolloutAction_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
