@@ -117,9 +117,17 @@ func runHub(ctx context.Context, o *completedOptions, log *slog.Logger) error {
 		return err
 	}
 	var rec *fleet.Reconciler
-	rollouts, err := rollout.New(rollout.Config{
+	var rollouts *rollout.Coordinator
+	rolloutMetrics := m.Rollouts(rollout.AllStates, func() map[string]int { return rollouts.CountByState() })
+	rollouts, err = rollout.New(rollout.Config{
 		Store: st, Fleet: fl, Clusters: ownedClusters(clusterLister(st), ha, own.Owned),
 		Trigger: func() { rec.Trigger() }, Logger: log,
+		Notify: func(r *rollout.Record, t rollout.Transition) {
+			if t.Kind == notify.RolloutStepCompleted {
+				rolloutMetrics.StepDone(t.Duration)
+			}
+			notifier.Rollout(t.Kind, r.App, r.Revision, t.Summary, r.Updated)
+		},
 	})
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/flotilla-dev/flotilla/hub/internal/apps"
+	"github.com/flotilla-dev/flotilla/hub/internal/notify"
 )
 
 // Observation is what the agents' reports say of one cluster, against the rollout's revision.
@@ -24,18 +25,10 @@ type Observation struct {
 	Failure string
 }
 
-// Transition kinds, each notified once.
-const (
-	Started         = "rollout-started"
-	StepCompleted   = "step-completed"
-	WaitingApproval = "rollout-waiting-approval"
-	Halted          = "rollout-halted"
-	Completed       = "rollout-completed"
-)
-
 // Transition is one change of a rollout worth telling people about.
 type Transition struct {
-	Kind string
+	// Kind is one of notify's Rollout events.
+	Kind notify.Event
 	// Step is the step it concerns (0-based); Duration how long the step took.
 	Step     int
 	Duration time.Duration
@@ -71,7 +64,7 @@ func (r *Record) Advance(spec *apps.RolloutSpec, targets []apps.ClusterVars, obs
 			res.Moved = true
 		}
 		r.Reason = fmt.Sprintf("%s: %s", failed, reason)
-		res.Transitions = append(res.Transitions, Transition{Kind: Halted, Step: r.Step,
+		res.Transitions = append(res.Transitions, Transition{Kind: notify.RolloutHalted, Step: r.Step,
 			Summary: fmt.Sprintf("rollout %s halted at step %d of %d (%s): %s", r.ID, r.Step+1, len(spec.Steps), policyName(spec), r.Reason)})
 	}
 	for r.State != StateHalted && r.State != StateRolledBack && !r.Paused && r.Step < len(spec.Steps) {
@@ -79,7 +72,7 @@ func (r *Record) Advance(spec *apps.RolloutSpec, targets []apps.ClusterVars, obs
 		if step.Approval && !slices.Contains(r.Approved, r.Step) {
 			if r.State != StateWaitingApproval {
 				r.State = StateWaitingApproval
-				res.Transitions = append(res.Transitions, Transition{Kind: WaitingApproval, Step: r.Step,
+				res.Transitions = append(res.Transitions, Transition{Kind: notify.RolloutWaitingApproval, Step: r.Step,
 					Summary: fmt.Sprintf("rollout %s waits for approval of step %d of %d (flotilla rollout approve %s)", r.ID, r.Step+1, len(spec.Steps), r.App)})
 			}
 			break
@@ -91,7 +84,7 @@ func (r *Record) Advance(spec *apps.RolloutSpec, targets []apps.ClusterVars, obs
 		if !r.stepDone() {
 			break
 		}
-		res.Transitions = append(res.Transitions, Transition{Kind: StepCompleted, Step: r.Step, Duration: now.Sub(r.StepStarted),
+		res.Transitions = append(res.Transitions, Transition{Kind: notify.RolloutStepCompleted, Step: r.Step, Duration: now.Sub(r.StepStarted),
 			Summary: fmt.Sprintf("rollout %s: step %d of %d done in %s", r.ID, r.Step+1, len(spec.Steps), now.Sub(r.StepStarted).Round(time.Second))})
 		r.Step++
 		r.StepStarted = now
@@ -99,7 +92,7 @@ func (r *Record) Advance(spec *apps.RolloutSpec, targets []apps.ClusterVars, obs
 	if r.Step >= len(spec.Steps) && r.Active() {
 		r.State = StateCompleted
 		res.Moved = true
-		res.Transitions = append(res.Transitions, Transition{Kind: Completed, Step: r.Step - 1, Duration: now.Sub(r.Started),
+		res.Transitions = append(res.Transitions, Transition{Kind: notify.RolloutCompleted, Step: r.Step - 1, Duration: now.Sub(r.Started),
 			Summary: fmt.Sprintf("rollout %s of %s completed in %s", r.ID, short(r.Revision), now.Sub(r.Started).Round(time.Second))})
 	}
 	res.Changed = !sameRecord(before, r)

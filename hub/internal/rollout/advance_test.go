@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/flotilla-dev/flotilla/hub/internal/apps"
+	"github.com/flotilla-dev/flotilla/hub/internal/notify"
 )
 
 // sim is a pretend fleet for the pure state machine: what each agent reports.
@@ -60,8 +61,8 @@ func phases(r *Record) string {
 	return strings.TrimSpace(b.String())
 }
 
-func kinds(res Result) []string {
-	var out []string
+func kinds(res Result) []notify.Event {
+	var out []notify.Event
 	for _, tr := range res.Transitions {
 		out = append(out, tr.Kind)
 	}
@@ -120,7 +121,7 @@ func TestRolloutGoodRevision(t *testing.T) {
 	s.now = s.now.Add(time.Second)
 	res = s.advance(t, r, spec)
 	wantPhases(t, r, "canary=Done m1=Updating m2=Pending m3=Pending other=Pending")
-	if got := kinds(res); len(got) != 1 || got[0] != StepCompleted {
+	if got := kinds(res); len(got) != 1 || got[0] != notify.RolloutStepCompleted {
 		t.Fatalf("transitions = %v", got)
 	}
 
@@ -147,12 +148,12 @@ func TestRolloutGoodRevision(t *testing.T) {
 	}
 	res = s.advance(t, r, spec)
 	wantPhases(t, r, "canary=Done m1=Done m2=Done m3=Done other=Updating")
-	if got := kinds(res); len(got) != 1 || got[0] != StepCompleted {
+	if got := kinds(res); len(got) != 1 || got[0] != notify.RolloutStepCompleted {
 		t.Fatalf("the gate step completes at once: %v", got)
 	}
 	s.healthy("other")
 	res = s.advance(t, r, spec)
-	if r.State != StateCompleted || kinds(res)[len(res.Transitions)-1] != Completed {
+	if r.State != StateCompleted || kinds(res)[len(res.Transitions)-1] != notify.RolloutCompleted {
 		t.Fatalf("state %s transitions %v", r.State, kinds(res))
 	}
 	wantRevision(t, r, "other", "new1111", false)
@@ -202,7 +203,7 @@ func TestRolloutFailure(t *testing.T) {
 			s.advance(t, r, spec)
 			s.obs["canary"] = Observation{Failure: "the agent rolled bad back: Deployment web not Available"}
 			res := s.advance(t, r, spec)
-			if r.State != tt.state || len(res.Transitions) != 1 || res.Transitions[0].Kind != Halted {
+			if r.State != tt.state || len(res.Transitions) != 1 || res.Transitions[0].Kind != notify.RolloutHalted {
 				t.Fatalf("state %s transitions %v", r.State, kinds(res))
 			}
 			if !strings.Contains(r.Reason, "canary: the agent rolled bad back") {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/flotilla-dev/flotilla/hub/internal/apps"
 	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
+	"github.com/flotilla-dev/flotilla/hub/internal/notify"
 	"github.com/flotilla-dev/flotilla/hub/internal/store"
 	"github.com/flotilla-dev/flotilla/shared/logging"
 )
@@ -130,7 +131,7 @@ func (c *Coordinator) Revision(app *apps.Application, cl apps.ClusterVars, commi
 	case rec.Revision != commit:
 		rec = Start(rec, commit, now)
 		c.saveLocked(rec)
-		c.notifyLocked(rec, Transition{Kind: Started, Summary: fmt.Sprintf("rollout %s of %s to %s started (%d steps)", rec.ID, app.Name, short(commit), len(app.Rollout.Steps))})
+		c.notifyLocked(rec, Transition{Kind: notify.RolloutStarted, Summary: fmt.Sprintf("rollout %s of %s to %s started (%d steps)", rec.ID, app.Name, short(commit), len(app.Rollout.Steps))})
 		c.advanceLocked(app.Name, false) // this round renders what it admits
 	}
 	rev, held := c.records[app.Name].RevisionFor(cl.Name)
@@ -170,7 +171,7 @@ func holds(rec *Record) map[string]string {
 }
 
 func (c *Coordinator) notifyLocked(rec *Record, t Transition) {
-	c.cfg.Logger.Info("rollout "+t.Kind, logging.KeyApp, rec.App, logging.KeyRollout, rec.ID, logging.KeyRevision, rec.Revision,
+	c.cfg.Logger.Info("rollout "+string(t.Kind), logging.KeyApp, rec.App, logging.KeyRollout, rec.ID, logging.KeyRevision, rec.Revision,
 		logging.KeyStep, t.Step+1, logging.KeyState, rec.State, logging.KeyDuration, t.Duration)
 	if c.cfg.Notify != nil {
 		c.cfg.Notify(rec.Clone(), t)
@@ -297,3 +298,14 @@ const (
 )
 
 var _ fleet.RolloutGate = (*Coordinator)(nil)
+
+// CountByState counts the apps' latest rollouts by state, for metrics.
+func (c *Coordinator) CountByState() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]int, len(AllStates))
+	for _, rec := range c.records {
+		out[rec.State]++
+	}
+	return out
+}

@@ -54,7 +54,7 @@ func (h *hubParts) coordinator() *Coordinator {
 		Trigger: func() { h.mu.Lock(); h.triggers++; h.mu.Unlock() },
 		Notify: func(rec *Record, tr Transition) {
 			h.mu.Lock()
-			h.notified = append(h.notified, tr.Kind)
+			h.notified = append(h.notified, string(tr.Kind))
 			h.mu.Unlock()
 		},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
