@@ -20,9 +20,15 @@ type Observation struct {
 	Healthy      bool
 	HealthySince time.Time
 	Sync, Health string
-	// Failure is why the cluster failed the revision: the agent rolled it back, it is
-	// Degraded on it, or its agent NACKed it. Empty when it did not.
+	// Failure is why the cluster failed the revision: the agent rolled it back or NACKed it.
+	// Empty when it did not.
 	Failure string
+	// Degraded says why the agent reports it Degraded on the revision; it fails the revision
+	// only once AppliedAt moved past the cluster's admission (the health an agent reported of
+	// what it held before is not the revision's).
+	Degraded string
+	// AppliedAt is when the agent applied what it holds, as it reports (its clock).
+	AppliedAt time.Time
 }
 
 // Transition is one change of a rollout worth telling people about.
@@ -78,7 +84,7 @@ func (r *Record) Advance(spec *apps.RolloutSpec, targets []apps.ClusterVars, obs
 			break
 		}
 		r.State = StateRunning
-		if r.admit(step, now) {
+		if r.admit(step, observe, now) {
 			res.Moved = true
 		}
 		if !r.stepDone() {
@@ -139,10 +145,14 @@ func (r *Record) judge(spec *apps.RolloutSpec, observe func(string) Observation,
 			continue
 		}
 		o := observe(name)
-		if o.Failure != "" {
-			c.Phase, c.Since, c.Reason = PhaseFailed, now, o.Failure
+		failure := o.Failure
+		if failure == "" && o.Degraded != "" && !o.AppliedAt.Equal(c.AppliedAt) {
+			failure = o.Degraded
+		}
+		if failure != "" {
+			c.Phase, c.Since, c.Reason = PhaseFailed, now, failure
 			if failed == "" {
-				failed, reason = name, o.Failure
+				failed, reason = name, failure
 			}
 			continue
 		}
@@ -171,9 +181,9 @@ func soakOf(spec *apps.RolloutSpec, step int) time.Duration {
 }
 
 // admit admits pending clusters of the active step while fewer than its batch are updating,
-// and at once those placed in a step already passed (they joined late). It reports whether
-// it admitted any.
-func (r *Record) admit(step *apps.RolloutStep, now time.Time) bool {
+// and at once those placed in a step already passed (they joined late), noting when their
+// agent applied what they hold. It reports whether it admitted any.
+func (r *Record) admit(step *apps.RolloutStep, observe func(string) Observation, now time.Time) bool {
 	members, inflight := 0, 0
 	for _, c := range r.Clusters {
 		if c.Step != r.Step || c.Phase == PhaseSkipped {
@@ -198,7 +208,7 @@ func (r *Record) admit(step *apps.RolloutStep, now time.Time) bool {
 		default:
 			continue
 		}
-		c.Phase, c.Since = PhaseUpdating, now
+		c.Phase, c.Since, c.AppliedAt = PhaseUpdating, now, observe(name).AppliedAt
 		admitted = true
 	}
 	return admitted

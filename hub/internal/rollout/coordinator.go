@@ -273,7 +273,7 @@ func Observe(fl fleetView, cluster, app, revision string) Observation {
 	}
 	d := fl.Snapshot(cluster)[app]
 	desired := d != nil && d.Revision == revision
-	o.Sync, o.Health, o.HealthySince = rep.Sync, rep.Health, rep.HealthySince
+	o.Sync, o.Health, o.HealthySince, o.AppliedAt = rep.Sync, rep.Health, rep.HealthySince, rep.AppliedAt
 	o.OnRevision = desired && rep.AppliedDigest == d.Digest()
 	o.Healthy = rep.Sync == fleet.SyncSynced && rep.Health == healthHealthy
 	var nacked uint64
@@ -283,10 +283,10 @@ func Observe(fl fleetView, cluster, app, revision string) Observation {
 	switch {
 	case rep.RolledBackRevision != "" && rep.RolledBackRevision == revision:
 		o.Failure = fmt.Sprintf("its agent rolled %s back: %s", short(revision), rep.Message)
-	case o.OnRevision && rep.Health == healthDegraded:
-		o.Failure = fmt.Sprintf("Degraded on %s: %s", short(revision), rep.Message)
 	case desired && rep.LastError != "" && nacked >= d.Generation:
 		o.Failure = "its agent refused " + short(revision) + ": " + rep.LastError
+	case o.OnRevision && rep.Health == healthDegraded && rep.RolledBackRevision == "":
+		o.Degraded = fmt.Sprintf("Degraded on %s: %s", short(revision), rep.Message)
 	}
 	return o
 }

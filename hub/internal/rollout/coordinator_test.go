@@ -28,6 +28,8 @@ type hubParts struct {
 	mu       sync.Mutex
 	notified []string
 	triggers int
+	// applies is when the pretend agents applied, moved on a second by each apply.
+	applies time.Time
 }
 
 func newHubParts(t *testing.T, policy string) *hubParts {
@@ -37,7 +39,7 @@ func newHubParts(t *testing.T, policy string) *hubParts {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	h := &hubParts{t: t, fleet: fleet.New(time.Hour), store: st,
+	h := &hubParts{t: t, fleet: fleet.New(time.Hour), store: st, applies: time.Unix(1_700_000_000, 0),
 		clusters: []apps.ClusterVars{cl("canary", "canary"), cl("m1", "main"), cl("m2", "main")}}
 	h.app = &apps.Application{Name: "api", Destination: apps.Destination{Clusters: []string{"canary", "m1", "m2"}},
 		Rollout: &apps.RolloutSpec{FailurePolicy: policy, Steps: []apps.RolloutStep{{Selector: ringSel("canary")}, {MaxUnavailable: 1}}}}
@@ -80,11 +82,17 @@ func (h *hubParts) round(c *Coordinator, commit string) {
 func (h *hubParts) applied(cluster, health string) {
 	d := h.fleet.Snapshot(cluster)["api"]
 	h.fleet.Ack(cluster, "api", d.Generation, d.Revision, d.Digest())
-	rep := fleet.Report{App: "api", Sync: fleet.SyncSynced, Health: health, Generation: d.Generation, AppliedRevision: d.Revision, AppliedDigest: d.Digest()}
+	rep := fleet.Report{App: "api", Sync: fleet.SyncSynced, Health: health, Generation: d.Generation, AppliedRevision: d.Revision,
+		AppliedDigest: d.Digest(), AppliedAt: h.nextApply()}
 	if health == healthHealthy {
 		rep.HealthyRevision = d.Revision
 	}
 	h.fleet.Status(cluster, rep)
+}
+
+func (h *hubParts) nextApply() time.Time {
+	h.applies = h.applies.Add(time.Second)
+	return h.applies
 }
 
 func (h *hubParts) desired(cluster string) string { return h.fleet.Snapshot(cluster)["api"].Revision }
@@ -184,5 +192,27 @@ func TestCoordinatorFailures(t *testing.T) {
 				t.Fatalf("after v3: canary %s m1 %s", h.desired("canary"), h.desired("m1"))
 			}
 		})
+	}
+}
+
+// TestCoordinatorStaleDegraded: a cluster Degraded on what it held before its admission (here
+// an earlier rollback) is ACKed the new revision; until its agent reports on that apply, the
+// Degraded it said of the old one does not fail the new revision.
+func TestCoordinatorStaleDegraded(t *testing.T) {
+	h := newHubParts(t, apps.FailureHalt)
+	c := h.coordinator()
+	h.round(c, "v1")
+	h.applied("canary", healthDegraded)
+	h.round(c, "v2")
+	d := h.fleet.Snapshot("canary")["api"]
+	h.fleet.Ack("canary", "api", d.Generation, d.Revision, d.Digest()) // the report keeps Health Degraded
+	c.AdvanceAll()
+	if v, _ := c.Get("api"); v.Record.State != StateRunning {
+		t.Fatalf("a stale Degraded failed the rollout: %s %s", v.Record.State, v.Record.Reason)
+	}
+	h.applied("canary", healthDegraded)
+	c.AdvanceAll()
+	if v, _ := c.Get("api"); v.Record.State != StateHalted {
+		t.Fatalf("Degraded on the revision it applied: %s", v.Record.State)
 	}
 }

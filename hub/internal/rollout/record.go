@@ -66,6 +66,8 @@ type Cluster struct {
 	// Since is when it entered its phase; Reason says why it failed.
 	Since  time.Time `json:"since,omitzero"`
 	Reason string    `json:"reason,omitempty"`
+	// AppliedAt is when its agent had applied what it held when it was admitted (its report).
+	AppliedAt time.Time `json:"appliedAt,omitzero"`
 }
 
 func (c *Cluster) admitted() bool {
