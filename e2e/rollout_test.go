@@ -360,7 +360,8 @@ func (f *rolloutFleet) hubKilledDuringSoak(t *testing.T) {
 	restarted := time.Now()
 	v = f.waitRollout(t, fixed, "the rollout waiting for approval after the restart", 5*time.Minute, func(v *rolloutView) bool { return v.State == "WaitingApproval" })
 	_, canaryDone := v.phase("canary")
-	t.Logf("hub down %s; the canary's step done %s after the restart", restarted.Sub(killed).Round(time.Millisecond), canaryDone.Sub(restarted).Round(time.Millisecond))
+	t.Logf("hub down %s; the canary's step done %s after the restart, %s after it began to soak (soak 8s: not started again by the restart)",
+		restarted.Sub(killed).Round(time.Millisecond), canaryDone.Sub(restarted).Round(time.Millisecond), canaryDone.Sub(since).Round(time.Millisecond))
 	if n := len(apiWrites(t, f.kube["canary"], committed)); n != canaryWrites {
 		t.Errorf("the canary's api Deployment written %d more times after the restart", n-canaryWrites)
 	}

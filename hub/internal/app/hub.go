@@ -121,7 +121,7 @@ func runHub(ctx context.Context, o *completedOptions, log *slog.Logger) error {
 	rolloutMetrics := m.Rollouts(rollout.AllStates, func() map[string]int { return rollouts.CountByState() })
 	rollouts, err = rollout.New(rollout.Config{
 		Store: st, Fleet: fl, Clusters: ownedClusters(clusterLister(st), ha, own.Owned),
-		Trigger: func() { rec.Trigger() }, Logger: log,
+		Trigger: func() { rec.Trigger() }, Logger: log, Off: rolloutsOff(ha),
 		Notify: func(r *rollout.Record, t rollout.Transition) {
 			if t.Kind == notify.RolloutStepCompleted {
 				rolloutMetrics.StepDone(t.Duration)
@@ -176,6 +176,16 @@ func runHub(ctx context.Context, o *completedOptions, log *slog.Logger) error {
 	log.Info("hub started", logging.KeyAddr, lis.Addr().String(), logging.KeyAdvertise, o.Advertise,
 		logging.KeyVersion, version.String(), logging.KeyAdminConfig, filepath.Join(o.DataDir, "admin.yaml"))
 	return g.Wait()
+}
+
+// rolloutsOff says why a hub runs no progressive rollout: one of several replicas does not
+// (their coordination is not built yet), and holds every new commit of an app with
+// spec.rollout back instead of sending it everywhere at once.
+func rolloutsOff(ha *server.HAConfig) string {
+	if ha == nil {
+		return ""
+	}
+	return "progressive rollouts need a single hub for now (this one runs with replicas); the app keeps its revision"
 }
 
 // watchFleet keeps a snapshot of every agent report in the store (restoreReports reads them

@@ -34,3 +34,20 @@ func (f *Fleet) SetRolloutHolds(app string, holds map[string]string) {
 	}
 	f.holds[app] = holds
 }
+
+// SetRolloutHold says why a rollout holds app back on one cluster ("": it does not).
+func (f *Fleet) SetRolloutHold(app, cluster, msg string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if msg == "" {
+		delete(f.holds[app], cluster)
+		return
+	}
+	if f.holds == nil {
+		f.holds = map[string]map[string]string{}
+	}
+	if f.holds[app] == nil {
+		f.holds[app] = map[string]string{}
+	}
+	f.holds[app][cluster] = msg
+}

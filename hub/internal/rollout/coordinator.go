@@ -30,6 +30,7 @@ type fleetView interface {
 	Presence(cluster string) (fleet.Presence, string)
 	Snapshot(cluster string) map[string]*fleet.Desired
 	SetRolloutHolds(app string, holds map[string]string)
+	SetRolloutHold(app, cluster, msg string)
 }
 
 var (
@@ -49,6 +50,10 @@ type Config struct {
 	Notify func(rec *Record, t Transition)
 	// Changed is told each record this replica changed, to replicate it (may be nil).
 	Changed func(r store.Rollout)
+	// Off, when set, says why this hub runs no rollout (it is one of several replicas, whose
+	// rollouts are not coordinated yet): a new commit of an app with spec.rollout is then held
+	// back on every cluster, which keeps the revision it runs, and `flotilla status` says why.
+	Off string
 	// Interval is how often the active rollouts are judged (default a second).
 	Interval time.Duration
 	Logger   *slog.Logger
@@ -124,6 +129,9 @@ func (c *Coordinator) Revision(app *apps.Application, cl apps.ClusterVars, commi
 		}
 		return "", false
 	}
+	if c.cfg.Off != "" {
+		return c.holdLocked(app.Name, rec, cl.Name, commit, now)
+	}
 	c.apps[app.Name] = app
 	switch {
 	case rec == nil:
@@ -138,6 +146,22 @@ func (c *Coordinator) Revision(app *apps.Application, cl apps.ClusterVars, commi
 	if !held {
 		return "", false
 	}
+	return rev, true
+}
+
+// holdLocked is Revision on a hub that runs no rollout: the first commit seen of the app is
+// its baseline, everywhere at once; a later one is held back on every cluster.
+func (c *Coordinator) holdLocked(app string, rec *Record, cluster, commit string, now time.Time) (string, bool) {
+	if rec == nil {
+		rec = Baseline(app, commit, now)
+		c.saveLocked(rec)
+	}
+	rev, _ := rec.RevisionFor(cluster)
+	if rev == commit {
+		c.cfg.Fleet.SetRolloutHold(app, cluster, "")
+		return "", false
+	}
+	c.cfg.Fleet.SetRolloutHold(app, cluster, fmt.Sprintf("Rollout of %s not started: %s", short(commit), c.cfg.Off))
 	return rev, true
 }
 

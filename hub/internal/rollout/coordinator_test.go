@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"errors"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -49,9 +50,11 @@ func newHubParts(t *testing.T, policy string) *hubParts {
 	return h
 }
 
-func (h *hubParts) coordinator() *Coordinator {
+func (h *hubParts) coordinator() *Coordinator { return h.coordinatorOff("") }
+
+func (h *hubParts) coordinatorOff(off string) *Coordinator {
 	h.t.Helper()
-	c, err := New(Config{
+	c, err := New(Config{Off: off,
 		Store: h.store, Fleet: h.fleet, Clusters: func() ([]apps.ClusterVars, error) { return h.clusters, nil },
 		Trigger: func() { h.mu.Lock(); h.triggers++; h.mu.Unlock() },
 		Notify: func(rec *Record, tr Transition) {
@@ -214,5 +217,28 @@ func TestCoordinatorStaleDegraded(t *testing.T) {
 	c.AdvanceAll()
 	if v, _ := c.Get("api"); v.Record.State != StateHalted {
 		t.Fatalf("Degraded on the revision it applied: %s", v.Record.State)
+	}
+}
+
+// TestCoordinatorOff: a hub that runs no rollout (one of several replicas) gives an app's
+// first commit to every cluster and holds every later one back, saying why.
+func TestCoordinatorOff(t *testing.T) {
+	h := newHubParts(t, apps.FailureHalt)
+	c := h.coordinatorOff("replicas")
+	h.round(c, "v1")
+	h.round(c, "v2")
+	for _, cv := range h.clusters {
+		if got := h.desired(cv.Name); got != "v1" {
+			t.Errorf("%s gets %s, want v1 (held)", cv.Name, got)
+		}
+	}
+	if got := h.fleet.Rows()[0].Message; got != "Rollout of v2 not started: replicas" {
+		t.Errorf("status message %q", got)
+	}
+	if _, err := c.Get("api"); !errors.Is(err, ErrOff) {
+		t.Errorf("Get = %v, want ErrOff", err)
+	}
+	if _, err := c.Act("api", Action{Kind: ActApprove}); !errors.Is(err, ErrOff) {
+		t.Errorf("Act = %v, want ErrOff", err)
 	}
 }
