@@ -29,6 +29,8 @@ type Observation struct {
 	Degraded string
 	// AppliedAt is when the agent applied what it holds, as it reports (its clock).
 	AppliedAt time.Time
+	// Pinned: an operator pinned the app on the cluster; the pin wins over the rollout.
+	Pinned bool
 }
 
 // Transition is one change of a rollout worth telling people about.
@@ -160,7 +162,10 @@ func (r *Record) judge(spec *apps.RolloutSpec, observe func(string) Observation,
 			continue // done stays done: its step's gate was passed
 		}
 		phase := PhaseUpdating
-		if !o.Stale && o.OnRevision && o.Healthy && !o.HealthySince.IsZero() {
+		switch {
+		case o.Pinned:
+			phase = PhasePinned
+		case !o.Stale && o.OnRevision && o.Healthy && !o.HealthySince.IsZero():
 			phase = PhaseSoaking
 			if now.Sub(o.HealthySince) >= soakOf(spec, c.Step) {
 				phase = PhaseDone
@@ -214,10 +219,10 @@ func (r *Record) admit(step *apps.RolloutStep, observe func(string) Observation,
 	return admitted
 }
 
-// stepDone reports whether every cluster of the active step is done (or skipped).
+// stepDone reports whether every cluster of the active step is done (or skipped, or pinned).
 func (r *Record) stepDone() bool {
 	for _, c := range r.Clusters {
-		if c.Step == r.Step && c.Phase != PhaseDone && c.Phase != PhaseSkipped {
+		if c.Step == r.Step && c.Phase != PhaseDone && c.Phase != PhaseSkipped && c.Phase != PhasePinned {
 			return false
 		}
 	}

@@ -348,3 +348,12 @@ func TestRolloutPauseResumeAbort(t *testing.T) {
 		t.Fatalf("Abort = %v, state %s", err, r2.State)
 	}
 }
+
+// TestRolloutPinnedNotWaitedFor: an operator's pin wins over the rollout on its cluster, and
+// the step does not wait for that cluster while it is pinned.
+func TestRolloutPinnedNotWaitedFor(t *testing.T) {
+	s, r, spec := started(t, cl("canary", "canary"), cl("m1", "main"))
+	s.obs["canary"] = Observation{Pinned: true}
+	s.advance(t, r, spec)
+	wantPhases(t, r, "canary=Pinned m1=Updating")
+}

@@ -31,6 +31,7 @@ type fleetView interface {
 	Snapshot(cluster string) map[string]*fleet.Desired
 	SetRolloutHolds(app string, holds map[string]string)
 	SetRolloutHold(app, cluster, msg string)
+	Pin(app, cluster string) string
 }
 
 var (
@@ -290,7 +291,7 @@ func (c *Coordinator) observer(app, revision string) func(cluster string) Observ
 // `flotilla status` shows, nothing measured anew.
 func Observe(fl fleetView, cluster, app, revision string) Observation {
 	_, state := fl.Presence(cluster)
-	o := Observation{Stale: state != fleet.StateConnected}
+	o := Observation{Stale: state != fleet.StateConnected, Pinned: fl.Pin(app, cluster) != ""}
 	rep, ok := fl.LatestReport(cluster, app)
 	if !ok {
 		return o

@@ -46,6 +46,9 @@ const (
 	// PhaseSkipped: an operator moved on without it; it gets the revision with its step but
 	// is not waited for.
 	PhaseSkipped = "Skipped"
+	// PhasePinned: an operator pinned it (flotilla rollback --to), which wins over the
+	// rollout; it is not waited for while pinned.
+	PhasePinned = "Pinned"
 )
 
 // Errors of the operator's actions.
@@ -74,7 +77,7 @@ type Cluster struct {
 
 func (c *Cluster) admitted() bool {
 	switch c.Phase {
-	case PhaseUpdating, PhaseSoaking, PhaseDone, PhaseFailed:
+	case PhaseUpdating, PhaseSoaking, PhaseDone, PhaseFailed, PhasePinned:
 		return true
 	}
 	return false
