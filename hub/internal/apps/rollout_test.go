@@ -92,3 +92,17 @@ func TestParseRolloutErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestArgoCDRolloutIsUnsupported: an Argo CD Application goes to one cluster; a spec.rollout
+// on one is not read, and said so.
+func TestArgoCDRolloutIsUnsupported(t *testing.T) {
+	doc := "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: api}\n" +
+		"spec: {source: {repoURL: r}, destination: {name: c}, rollout: {steps: [{}]}}\n"
+	list, errs := Parse("apps/api.yaml", []byte(doc))
+	if len(errs) > 0 || len(list) != 1 {
+		t.Fatalf("Parse: %v", errs)
+	}
+	if list[0].Rollout != nil || !strings.Contains(strings.Join(list[0].Warnings, "\n"), "spec.rollout") {
+		t.Errorf("rollout %+v, warnings %q", list[0].Rollout, list[0].Warnings)
+	}
+}
