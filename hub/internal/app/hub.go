@@ -120,8 +120,8 @@ func runHub(ctx context.Context, o *completedOptions, log *slog.Logger) error {
 	var rollouts *rollout.Coordinator
 	rolloutMetrics := m.Rollouts(rollout.AllStates, func() map[string]int { return rollouts.CountByState() })
 	rollouts, err = rollout.New(rollout.Config{
-		Store: st, Fleet: fl, Clusters: ownedClusters(clusterLister(st), ha, own.Owned),
-		Trigger: func() { rec.Trigger() }, Logger: log, Off: rolloutsOff(ha),
+		Store: st, Fleet: fl, Clusters: clusterLister(st), Owns: coordinates(own), Local: own.Owned,
+		Trigger: func() { rec.Trigger() }, Logger: log,
 		Notify: func(r *rollout.Record, t rollout.Transition) {
 			if t.Kind == notify.RolloutStepCompleted {
 				rolloutMetrics.StepDone(t.Duration)
@@ -146,6 +146,9 @@ func runHub(ctx context.Context, o *completedOptions, log *slog.Logger) error {
 		Ownership: own, Retention: o.Retention, Rollouts: rollouts,
 	})
 
+	if ha != nil {
+		rollouts.SetPeers(srv)
+	}
 	lis, err := net.Listen("tcp", o.Listen)
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
@@ -179,14 +182,13 @@ func runHub(ctx context.Context, o *completedOptions, log *slog.Logger) error {
 	return g.Wait()
 }
 
-// rolloutsOff says why a hub runs no progressive rollout: one of several replicas does not
-// (their coordination is not built yet), and holds every new commit of an app with
-// spec.rollout back instead of sending it everywhere at once.
-func rolloutsOff(ha *server.HAConfig) string {
-	if ha == nil {
-		return ""
+// coordinates says whether this replica coordinates an app's rollouts: it owns the app's key
+// on the ring the clusters are shared out on (a hub that runs alone coordinates them all).
+func coordinates(own *cluster.Ownership) func(app string) bool {
+	return func(app string) bool {
+		w, err := own.Now()
+		return err == nil && w.Mine(rollout.OwnerKey(app))
 	}
-	return "progressive rollouts need a single hub for now (this one runs with replicas); the app keeps its revision"
 }
 
 // watchFleet keeps a snapshot of every agent report in the store (restoreReports reads them

@@ -49,15 +49,26 @@ func TestRolloutCommands(t *testing.T) {
 		t.Fatal(errs)
 	}
 	app := list[0]
-	// round is what the reconciler does with each cluster: ask which revision it gets.
-	round := func(commit string) {
+	// render is what the reconciler does with each cluster: ask which revision it gets.
+	render := func(commit string) {
 		for _, c := range []string{"canary-1", "edge-1", "main-1", "main-2"} {
 			rev, held := h.rollouts.Revision(app, fleet.ClusterVars{Name: c, Labels: labelMap(clusters[c])}, commit)
-			if !held {
+			switch {
+			case held && rev == "":
+				continue
+			case !held:
 				rev = commit
 			}
 			h.fleet.SetDesired(fleet.Desired{Cluster: c, App: "api", Revision: rev, Bundle: configMapBundle(t, "api", rev)})
 		}
+	}
+	// round renders, records the apps, lets the coordinator advance and renders again, as the
+	// round it asks for does.
+	round := func(commit string) {
+		render(commit)
+		h.fleet.SetApps([]*fleet.AppInfo{{Name: "api", Destination: app.Destination, Revision: commit, Rollout: app.Rollout}})
+		h.rollouts.AdvanceAll()
+		render(commit)
 	}
 	round(rolloutRev1)
 	golden(t, "rollout_01_status_baseline", n, h.flotilla(t, "rollout", "status", "api"))

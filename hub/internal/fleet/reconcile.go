@@ -177,6 +177,7 @@ func (r *Reconciler) Round(ctx context.Context) {
 			Destination: app.Destination,
 		}
 		infos = append(infos, info)
+		info.Rollout = app.Rollout // for the replica that coordinates its rollouts (rollout.go)
 		snap, fetchErr := fetch(app.Source.RepoURL, app.Source.TargetRevision)
 		var errs []string
 		for _, c := range clusters {
@@ -193,7 +194,10 @@ func (r *Reconciler) Round(ctx context.Context) {
 			pinned := r.fleet.Pin(app.Name, c.Name)
 			byOperator := pinned != ""
 			if !byOperator && snap != nil {
-				pinned = r.rolloutRevision(app, c, snap.Commit) // rollout.go
+				var wait bool
+				if pinned, wait = r.rolloutRevision(app, c, snap.Commit); wait { // rollout.go
+					continue // the coordinator's record is not here yet: the last desired state stays
+				}
 			}
 			if pinned != "" {
 				// An operator pinned this cluster to an earlier revision, or a rollout holds it

@@ -90,6 +90,8 @@ type AppInfo struct {
 	// last successful fetch.
 	RepoState   string
 	LastFetched time.Time
+	// Rollout is the app's spec.rollout (nil: none), for the replica that coordinates it.
+	Rollout *apps.RolloutSpec
 }
 
 // Repository states.

@@ -30,8 +30,8 @@ type fleetView interface {
 	Presence(cluster string) (fleet.Presence, string)
 	Snapshot(cluster string) map[string]*fleet.Desired
 	SetRolloutHolds(app string, holds map[string]string)
-	SetRolloutHold(app, cluster, msg string)
 	Pin(app, cluster string) string
+	Apps() []fleet.AppInfo
 }
 
 var (
@@ -49,12 +49,13 @@ type Config struct {
 	Trigger func()
 	// Notify is told each transition once (may be nil).
 	Notify func(rec *Record, t Transition)
-	// Changed is told each record this replica changed, to replicate it (may be nil).
-	Changed func(r store.Rollout)
-	// Off, when set, says why this hub runs no rollout (it is one of several replicas, whose
-	// rollouts are not coordinated yet): a new commit of an app with spec.rollout is then held
-	// back on every cluster, which keeps the revision it runs, and `flotilla status` says why.
-	Off string
+	// Owns says whether this replica coordinates an app's rollouts: the one that owns
+	// OwnerKey(app) on the replicas' ring (nil: a hub that runs alone coordinates them all).
+	// The others follow the coordinator's record (Peers.Record) and take over from their copy.
+	Owns func(app string) bool
+	// Local says, over one reading of the registry, which clusters this replica owns: their
+	// reports are in its fleet; the others' come from Peers.Reports (nil: all of them).
+	Local func() func(cluster string) bool
 	// Interval is how often the active rollouts are judged (default a second).
 	Interval time.Duration
 	Logger   *slog.Logger
@@ -70,6 +71,8 @@ type Coordinator struct {
 	mu      sync.Mutex
 	records map[string]*Record
 	apps    map[string]*apps.Application // the apps with spec.rollout, as the last round saw them
+	peers   Peers                        // nil for a hub that runs alone
+	remote  map[string][]Report          // app → the other replicas' reports, as last gathered
 }
 
 // New returns a coordinator with the records kept in the store.
@@ -86,7 +89,14 @@ func New(cfg Config) (*Coordinator, error) {
 	if cfg.Trigger == nil {
 		cfg.Trigger = func() {}
 	}
-	c := &Coordinator{cfg: cfg, wake: make(chan struct{}, 1), records: map[string]*Record{}, apps: map[string]*apps.Application{}}
+	if cfg.Owns == nil {
+		cfg.Owns = func(string) bool { return true }
+	}
+	if cfg.Local == nil {
+		cfg.Local = func() func(string) bool { return func(string) bool { return true } }
+	}
+	c := &Coordinator{cfg: cfg, wake: make(chan struct{}, 1), records: map[string]*Record{}, apps: map[string]*apps.Application{},
+		remote: map[string][]Report{}}
 	list, err := cfg.Store.ListRollouts()
 	if err != nil {
 		return nil, fmt.Errorf("rollouts: %w", err)
@@ -113,57 +123,49 @@ func decode(sr store.Rollout) (*Record, error) {
 }
 
 // Revision is the revision cluster c gets of app, whose Git target is now commit, and whether
-// a rollout holds it back from commit. A new commit of an app with spec.rollout starts its
-// rollout (superseding a running one); the first commit seen of an app is its baseline.
+// a rollout holds it back from commit. It only reads the app's record: the coordinator starts
+// a rollout (or makes the first commit seen of an app its baseline) when it next advances,
+// from the apps as the round that ends records them (Fleet.SetApps), and asks for a round. So
+// a new commit is held back everywhere until its rollout admits clusters, and a cluster of an
+// app with no record yet (here: another replica may coordinate it) is held at "": it keeps
+// what it has.
 func (c *Coordinator) Revision(app *apps.Application, cl apps.ClusterVars, commit string) (string, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	now := c.cfg.Now()
 	rec := c.records[app.Name]
 	if app.Rollout == nil {
-		delete(c.apps, app.Name)
-		if rec != nil && (rec.State != StateCompleted || rec.Revision != commit) {
+		if rec != nil && (rec.State != StateCompleted || rec.Revision != commit) && c.cfg.Owns(app.Name) {
 			// The app dropped spec.rollout: all at once, from this commit on.
-			base := Baseline(app.Name, commit, now)
+			base := Baseline(app.Name, commit, c.cfg.Now())
 			base.Seq = rec.Seq + 1
 			c.saveLocked(base)
 		}
 		return "", false
 	}
-	if c.cfg.Off != "" {
-		return c.holdLocked(app.Name, rec, cl.Name, commit, now)
+	if rec == nil {
+		return "", true
 	}
+	rev, _ := rec.RevisionFor(cl.Name)
+	return rev, rev != commit
+}
+
+// ensureLocked makes commit the revision of app's rollout: its baseline when the app is new,
+// else a rollout that supersedes the last one, advanced at once (trigger: ask for a round).
+func (c *Coordinator) ensureLocked(app *apps.Application, commit string, trigger bool) {
 	c.apps[app.Name] = app
-	switch {
+	now := c.cfg.Now()
+	switch rec := c.records[app.Name]; {
 	case rec == nil:
 		c.saveLocked(Baseline(app.Name, commit, now))
+		if trigger {
+			c.cfg.Trigger()
+		}
 	case rec.Revision != commit:
 		rec = Start(rec, commit, now)
 		c.saveLocked(rec)
 		c.notifyLocked(rec, Transition{Kind: notify.RolloutStarted, Summary: fmt.Sprintf("rollout %s of %s to %s started (%d steps)", rec.ID, app.Name, short(commit), len(app.Rollout.Steps))})
-		c.advanceLocked(app.Name, false) // this round renders what it admits
+		c.advanceLocked(app.Name, trigger)
 	}
-	rev, held := c.records[app.Name].RevisionFor(cl.Name)
-	if !held {
-		return "", false
-	}
-	return rev, true
-}
-
-// holdLocked is Revision on a hub that runs no rollout: the first commit seen of the app is
-// its baseline, everywhere at once; a later one is held back on every cluster.
-func (c *Coordinator) holdLocked(app string, rec *Record, cluster, commit string, now time.Time) (string, bool) {
-	if rec == nil {
-		rec = Baseline(app, commit, now)
-		c.saveLocked(rec)
-	}
-	rev, _ := rec.RevisionFor(cluster)
-	if rev == commit {
-		c.cfg.Fleet.SetRolloutHold(app, cluster, "")
-		return "", false
-	}
-	c.cfg.Fleet.SetRolloutHold(app, cluster, fmt.Sprintf("Rollout of %s not started: %s", short(commit), c.cfg.Off))
-	return rev, true
 }
 
 // saveLocked installs rec, stores it and tells the fleet which clusters it holds back.
@@ -172,10 +174,7 @@ func (c *Coordinator) saveLocked(rec *Record) {
 	c.cfg.Fleet.SetRolloutHolds(rec.App, holds(rec))
 	data, err := json.Marshal(rec)
 	if err == nil {
-		sr := store.Rollout{App: rec.App, Seq: rec.Seq, Data: data}
-		if err = c.cfg.Store.PutRollout(sr); err == nil && c.cfg.Changed != nil {
-			c.cfg.Changed(sr)
-		}
+		err = c.cfg.Store.PutRollout(store.Rollout{App: rec.App, Seq: rec.Seq, Data: data})
 	}
 	if err != nil {
 		c.cfg.Logger.Error("rollout record not stored", logging.KeyApp, rec.App, logging.KeyRollout, rec.ID, logging.Err(err))
@@ -226,21 +225,123 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	}
 }
 
-// AdvanceAll advances every active rollout once.
-func (c *Coordinator) AdvanceAll() {
+// AdvanceAll advances once every rollout this replica coordinates (starting those of new
+// commits, as the last round saw the apps), and follows the others' coordinators.
+func (c *Coordinator) AdvanceAll() { c.advanceAll(context.Background()) }
+
+func (c *Coordinator) advanceAll(ctx context.Context) {
+	infos := c.cfg.Fleet.Apps()
+	for _, info := range infos {
+		if info.Rollout == nil || info.Revision == "" {
+			continue
+		}
+		if !c.cfg.Owns(info.Name) {
+			c.follow(ctx, info.Name)
+			continue
+		}
+		c.mu.Lock()
+		c.ensureLocked(&apps.Application{Name: info.Name, Destination: info.Destination, Rollout: info.Rollout}, info.Revision, true)
+		c.mu.Unlock()
+	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	names := make([]string, 0, len(c.records))
+	peers := c.peers
+	var names []string
 	for name, rec := range c.records {
-		if rec.Active() {
+		if rec.Active() && c.apps[name] != nil && c.cfg.Owns(name) {
 			names = append(names, name)
 		}
 	}
+	c.mu.Unlock()
 	sort.Strings(names)
 	for _, name := range names {
+		var reports []Report
+		if peers != nil {
+			var err error
+			if reports, err = peers.Reports(ctx, name); err != nil {
+				c.cfg.Logger.Warn("rollout: reports of other replicas not gathered", logging.KeyApp, name, logging.Err(err))
+			}
+		}
+		c.mu.Lock()
+		c.remote[name] = reports
 		c.advanceLocked(name, true)
+		c.mu.Unlock()
 	}
 }
+
+// follow takes the coordinator's record of app when it is newer than this replica's copy,
+// stores it (a replica that takes over goes on from it) and asks for a round when a cluster's
+// revision changed.
+func (c *Coordinator) follow(ctx context.Context, app string) {
+	c.mu.Lock()
+	peers := c.peers
+	c.mu.Unlock()
+	if peers == nil {
+		return
+	}
+	sr, found, err := peers.Record(ctx, app)
+	if err != nil || !found {
+		if err != nil {
+			c.cfg.Logger.Warn("rollout: coordinator's record not read", logging.KeyApp, app, logging.Err(err))
+		}
+		return
+	}
+	rec, err := decode(sr)
+	if err != nil {
+		c.cfg.Logger.Warn("rollout: coordinator's record not read", logging.KeyApp, app, logging.Err(err))
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.records[app]
+	if old != nil && old.Seq >= rec.Seq {
+		return
+	}
+	if _, err := c.cfg.Store.MergeRollout(sr); err != nil {
+		c.cfg.Logger.Warn("rollout: coordinator's record not stored", logging.KeyApp, app, logging.Err(err))
+	}
+	c.records[app] = rec
+	c.cfg.Fleet.SetRolloutHolds(app, holds(rec))
+	if old == nil || movedFor(old, rec) {
+		c.cfg.Trigger()
+	}
+}
+
+// movedFor reports whether some cluster gets another revision under b than under a.
+func movedFor(a, b *Record) bool {
+	for name := range b.Clusters {
+		ra, _ := a.RevisionFor(name)
+		rb, _ := b.RevisionFor(name)
+		if ra != rb {
+			return true
+		}
+	}
+	return a.Revision != b.Revision || a.State != b.State
+}
+
+// Export is the record of app's rollout as this replica keeps it, for the others.
+func (c *Coordinator) Export(app string) (store.Rollout, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rec := c.records[app]
+	if rec == nil {
+		return store.Rollout{}, false
+	}
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return store.Rollout{}, false
+	}
+	return store.Rollout{App: app, Seq: rec.Seq, Data: data}, true
+}
+
+// SetPeers gives the coordinator the other replicas (server.Server), once they can be asked.
+func (c *Coordinator) SetPeers(p Peers) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.peers = p
+}
+
+// Coordinates reports whether this replica coordinates app's rollouts.
+func (c *Coordinator) Coordinates(app string) bool { return c.cfg.Owns(app) }
 
 // advanceLocked advances app's rollout from the agents' reports; trigger asks for a round
 // when a cluster's revision changed.
@@ -280,10 +381,23 @@ func (c *Coordinator) targetsOf(app *apps.Application) ([]apps.ClusterVars, erro
 	return out, nil
 }
 
-// observer reads what the agents report of app against revision.
+// observer reads what the agents report of app against revision: in this replica's fleet for
+// the clusters it owns, in the other replicas' reports (gathered by advanceAll) for the rest.
+// A cluster no replica reported on is Stale.
 func (c *Coordinator) observer(app, revision string) func(cluster string) Observation {
+	local := c.cfg.Local()
+	remote := make(map[string]Report, len(c.remote[app]))
+	for _, r := range c.remote[app] {
+		remote[r.Cluster] = r
+	}
 	return func(cluster string) Observation {
-		return Observe(c.cfg.Fleet, cluster, app, revision)
+		if local(cluster) {
+			return Observe(c.cfg.Fleet, cluster, app, revision)
+		}
+		if r, ok := remote[cluster]; ok {
+			return r.observe(revision)
+		}
+		return Observation{Stale: true}
 	}
 }
 

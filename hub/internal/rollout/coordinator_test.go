@@ -1,7 +1,6 @@
 package rollout
 
 import (
-	"errors"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -50,11 +49,9 @@ func newHubParts(t *testing.T, policy string) *hubParts {
 	return h
 }
 
-func (h *hubParts) coordinator() *Coordinator { return h.coordinatorOff("") }
-
-func (h *hubParts) coordinatorOff(off string) *Coordinator {
+func (h *hubParts) coordinator() *Coordinator {
 	h.t.Helper()
-	c, err := New(Config{Off: off,
+	c, err := New(Config{
 		Store: h.store, Fleet: h.fleet, Clusters: func() ([]apps.ClusterVars, error) { return h.clusters, nil },
 		Trigger: func() { h.mu.Lock(); h.triggers++; h.mu.Unlock() },
 		Notify: func(rec *Record, tr Transition) {
@@ -70,11 +67,23 @@ func (h *hubParts) coordinatorOff(off string) *Coordinator {
 	return c
 }
 
-// round does what the reconciler does for each cluster: asks the revision and makes it desired.
+// round does what the reconciler does: for each cluster it asks the revision and makes it
+// desired, then records the apps; the coordinator advances (starting a rollout of a new
+// commit) and asks for a round, which renders what it admitted.
 func (h *hubParts) round(c *Coordinator, commit string) {
+	h.render(c, commit)
+	h.fleet.SetApps([]*fleet.AppInfo{{Name: "api", Destination: h.app.Destination, Revision: commit, Rollout: h.app.Rollout}})
+	c.AdvanceAll()
+	h.render(c, commit)
+}
+
+func (h *hubParts) render(c *Coordinator, commit string) {
 	for _, cv := range h.clusters {
 		rev, held := c.Revision(h.app, cv, commit)
-		if !held {
+		switch {
+		case held && rev == "":
+			continue
+		case !held:
 			rev = commit
 		}
 		h.fleet.SetDesired(fleet.Desired{Cluster: cv.Name, App: "api", Revision: rev, Bundle: testBundle(h.t, rev)})
@@ -217,28 +226,5 @@ func TestCoordinatorStaleDegraded(t *testing.T) {
 	c.AdvanceAll()
 	if v, _ := c.Get("api"); v.Record.State != StateHalted {
 		t.Fatalf("Degraded on the revision it applied: %s", v.Record.State)
-	}
-}
-
-// TestCoordinatorOff: a hub that runs no rollout (one of several replicas) gives an app's
-// first commit to every cluster and holds every later one back, saying why.
-func TestCoordinatorOff(t *testing.T) {
-	h := newHubParts(t, apps.FailureHalt)
-	c := h.coordinatorOff("replicas")
-	h.round(c, "v1")
-	h.round(c, "v2")
-	for _, cv := range h.clusters {
-		if got := h.desired(cv.Name); got != "v1" {
-			t.Errorf("%s gets %s, want v1 (held)", cv.Name, got)
-		}
-	}
-	if got := h.fleet.Rows()[0].Message; got != "Rollout of v2 not started: replicas" {
-		t.Errorf("status message %q", got)
-	}
-	if _, err := c.Get("api"); !errors.Is(err, ErrOff) {
-		t.Errorf("Get = %v, want ErrOff", err)
-	}
-	if _, err := c.Act("api", Action{Kind: ActApprove}); !errors.Is(err, ErrOff) {
-		t.Errorf("Act = %v, want ErrOff", err)
 	}
 }

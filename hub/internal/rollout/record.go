@@ -57,8 +57,6 @@ var (
 	ErrNotWaiting     = errors.New("the rollout is not waiting for approval")
 	ErrUnknownCluster = errors.New("the rollout has no such cluster")
 	ErrNoRollout      = errors.New("no rollout")
-	// ErrOff: this hub runs no rollout (Config.Off says why).
-	ErrOff = errors.New("progressive rollouts are off on this hub")
 )
 
 // Cluster is one cluster's part in a rollout.

@@ -203,9 +203,6 @@ func (c *Coordinator) Get(app string) (*View, error) {
 }
 
 func (c *Coordinator) viewLocked(app string) (*View, error) {
-	if c.cfg.Off != "" {
-		return nil, fmt.Errorf("%s: %w", c.cfg.Off, ErrOff)
-	}
 	rec := c.records[app]
 	if rec == nil {
 		return nil, fmt.Errorf("app %q: %w (it has no spec.rollout, or no revision was seen yet)", app, ErrNoRollout)
@@ -221,9 +218,6 @@ func (c *Coordinator) viewLocked(app string) (*View, error) {
 func (c *Coordinator) Act(app string, a Action) (*View, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.cfg.Off != "" {
-		return nil, fmt.Errorf("%s: %w", c.cfg.Off, ErrOff)
-	}
 	rec := c.records[app]
 	if rec == nil {
 		return nil, fmt.Errorf("app %q: %w", app, ErrNoRollout)

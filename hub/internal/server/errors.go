@@ -69,7 +69,7 @@ func codeOf(err error) codes.Code {
 		return codes.AlreadyExists
 	case errors.Is(err, store.ErrRevoked), errors.Is(err, fleet.ErrNoRemovalHeld), errors.Is(err, errProtocol),
 		errors.As(err, &refused), errors.As(err, &plan), errors.As(err, &rev),
-		errors.Is(err, rollout.ErrNotActive), errors.Is(err, rollout.ErrNotWaiting), errors.Is(err, rollout.ErrOff):
+		errors.Is(err, rollout.ErrNotActive), errors.Is(err, rollout.ErrNotWaiting):
 		return codes.FailedPrecondition
 	case errors.Is(err, source.ErrPushRejected):
 		return codes.Aborted

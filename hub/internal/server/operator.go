@@ -121,6 +121,7 @@ func (s *Server) Status(ctx context.Context, req *flotillav1.StatusRequest) (*fl
 			if !rep.HealthySince.IsZero() {
 				item.HealthySinceUnixMs = rep.HealthySince.UnixMilli()
 			}
+			item.AppliedAtUnixMs = unixMs(rep.AppliedAt)
 		}
 		for _, d := range r.Drift {
 			item.Drift = append(item.Drift, &flotillav1.DriftItem{

@@ -82,14 +82,19 @@ func benchRollout(b *testing.B, n int) {
 		coord.Poke()
 	})
 	bundles := map[string]*bundle.Bundle{"r1": configMapBundle(b, "app", "v1"), "r2": configMapBundle(b, "app", "v2")}
+	// round is the reconciler's round: the revision of every cluster, then the apps recorded.
 	round := func(commit string) {
 		for _, c := range clusters {
 			rev, held := coord.Revision(app, c, commit)
-			if !held {
+			switch {
+			case held && rev == "":
+				continue
+			case !held:
 				rev = commit
 			}
 			h.fleet.SetDesired(fleet.Desired{Cluster: c.Name, App: "app", Revision: rev, Bundle: bundles[rev]})
 		}
+		h.fleet.SetApps([]*fleet.AppInfo{{Name: "app", Destination: app.Destination, Revision: commit, Rollout: app.Rollout}})
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -105,19 +110,23 @@ func benchRollout(b *testing.B, n int) {
 		})
 	}
 	_ = dial.Wait()
-	round("r1") // the baseline: everywhere at once
+	round("r1")
+	coord.AdvanceAll() // the baseline: everywhere at once
+	round("r1")
 	waitCount(b, ctx, counter("r1"), n, "baseline r1 Healthy everywhere")
 
 	b.StartTimer()
 	start := time.Now()
-	round("r2") // starts the rollout and admits the first batch
+	round("r2") // everything held at r1
+	t0 := time.Now()
+	coord.AdvanceAll() // starts the rollout and admits the first batch
+	decisions := []time.Duration{time.Since(t0)}
 	view, err := coord.Get("app")
 	if err != nil {
 		b.Fatal(err)
 	}
 	first := view.Record // the active rollout, with its first clusters admitted
 
-	var decisions []time.Duration
 	for view.Record.State != rollout.StateCompleted {
 		select {
 		case <-triggered:

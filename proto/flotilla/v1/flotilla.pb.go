@@ -2395,9 +2395,11 @@ type AppClusterStatus struct {
 	RolledBackRevision string `protobuf:"bytes,15,opt,name=rolled_back_revision,json=rolledBackRevision,proto3" json:"rolled_back_revision,omitempty"`
 	// Why a progressive rollout holds the app back here ("Waiting for rollout step 3 of
 	// r-abc123"), if it does.
-	Rollout       string `protobuf:"bytes,30,opt,name=rollout,proto3" json:"rollout,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Rollout string `protobuf:"bytes,30,opt,name=rollout,proto3" json:"rollout,omitempty"`
+	// When the agent applied what it holds, as it reports.
+	AppliedAtUnixMs int64 `protobuf:"varint,31,opt,name=applied_at_unix_ms,json=appliedAtUnixMs,proto3" json:"applied_at_unix_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *AppClusterStatus) Reset() {
@@ -2540,6 +2542,13 @@ func (x *AppClusterStatus) GetRollout() string {
 		return x.Rollout
 	}
 	return ""
+}
+
+func (x *AppClusterStatus) GetAppliedAtUnixMs() int64 {
+	if x != nil {
+		return x.AppliedAtUnixMs
+	}
+	return 0
 }
 
 type ListClustersRequest struct {
@@ -4105,6 +4114,110 @@ func (x *ImageChange) GetTo() string {
 	return ""
 }
 
+type ExportRolloutRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	App           string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportRolloutRequest) Reset() {
+	*x = ExportRolloutRequest{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportRolloutRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportRolloutRequest) ProtoMessage() {}
+
+func (x *ExportRolloutRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportRolloutRequest.ProtoReflect.Descriptor instead.
+func (*ExportRolloutRequest) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *ExportRolloutRequest) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+type ExportRolloutResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Found         bool                   `protobuf:"varint,1,opt,name=found,proto3" json:"found,omitempty"`
+	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	Data          []byte                 `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportRolloutResponse) Reset() {
+	*x = ExportRolloutResponse{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportRolloutResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportRolloutResponse) ProtoMessage() {}
+
+func (x *ExportRolloutResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportRolloutResponse.ProtoReflect.Descriptor instead.
+func (*ExportRolloutResponse) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *ExportRolloutResponse) GetFound() bool {
+	if x != nil {
+		return x.Found
+	}
+	return false
+}
+
+func (x *ExportRolloutResponse) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *ExportRolloutResponse) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 type ExportRegistryRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -4113,7 +4226,7 @@ type ExportRegistryRequest struct {
 
 func (x *ExportRegistryRequest) Reset() {
 	*x = ExportRegistryRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[55]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4125,7 +4238,7 @@ func (x *ExportRegistryRequest) String() string {
 func (*ExportRegistryRequest) ProtoMessage() {}
 
 func (x *ExportRegistryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[55]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4138,7 +4251,7 @@ func (x *ExportRegistryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportRegistryRequest.ProtoReflect.Descriptor instead.
 func (*ExportRegistryRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{55}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{57}
 }
 
 type ExportRegistryResponse struct {
@@ -4155,7 +4268,7 @@ type ExportRegistryResponse struct {
 
 func (x *ExportRegistryResponse) Reset() {
 	*x = ExportRegistryResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[56]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4167,7 +4280,7 @@ func (x *ExportRegistryResponse) String() string {
 func (*ExportRegistryResponse) ProtoMessage() {}
 
 func (x *ExportRegistryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[56]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4180,7 +4293,7 @@ func (x *ExportRegistryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportRegistryResponse.ProtoReflect.Descriptor instead.
 func (*ExportRegistryResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{56}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ExportRegistryResponse) GetClusters() []*RegistryCluster {
@@ -4216,7 +4329,7 @@ type RegistryCluster struct {
 
 func (x *RegistryCluster) Reset() {
 	*x = RegistryCluster{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[57]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4228,7 +4341,7 @@ func (x *RegistryCluster) String() string {
 func (*RegistryCluster) ProtoMessage() {}
 
 func (x *RegistryCluster) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[57]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4241,7 +4354,7 @@ func (x *RegistryCluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistryCluster.ProtoReflect.Descriptor instead.
 func (*RegistryCluster) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{57}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *RegistryCluster) GetName() string {
@@ -4287,7 +4400,7 @@ type RegistryToken struct {
 
 func (x *RegistryToken) Reset() {
 	*x = RegistryToken{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[58]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4299,7 +4412,7 @@ func (x *RegistryToken) String() string {
 func (*RegistryToken) ProtoMessage() {}
 
 func (x *RegistryToken) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[58]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4312,7 +4425,7 @@ func (x *RegistryToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistryToken.ProtoReflect.Descriptor instead.
 func (*RegistryToken) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{58}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *RegistryToken) GetId() string {
@@ -4367,7 +4480,7 @@ type RegistryPin struct {
 
 func (x *RegistryPin) Reset() {
 	*x = RegistryPin{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[59]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4379,7 +4492,7 @@ func (x *RegistryPin) String() string {
 func (*RegistryPin) ProtoMessage() {}
 
 func (x *RegistryPin) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[59]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4392,7 +4505,7 @@ func (x *RegistryPin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistryPin.ProtoReflect.Descriptor instead.
 func (*RegistryPin) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{59}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *RegistryPin) GetApp() string {
@@ -4446,7 +4559,7 @@ type RolloutStatusRequest struct {
 
 func (x *RolloutStatusRequest) Reset() {
 	*x = RolloutStatusRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[60]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4458,7 +4571,7 @@ func (x *RolloutStatusRequest) String() string {
 func (*RolloutStatusRequest) ProtoMessage() {}
 
 func (x *RolloutStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[60]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4471,7 +4584,7 @@ func (x *RolloutStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutStatusRequest.ProtoReflect.Descriptor instead.
 func (*RolloutStatusRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{60}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *RolloutStatusRequest) GetApp() string {
@@ -4490,7 +4603,7 @@ type RolloutStatusResponse struct {
 
 func (x *RolloutStatusResponse) Reset() {
 	*x = RolloutStatusResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[61]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4502,7 +4615,7 @@ func (x *RolloutStatusResponse) String() string {
 func (*RolloutStatusResponse) ProtoMessage() {}
 
 func (x *RolloutStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[61]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4515,7 +4628,7 @@ func (x *RolloutStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutStatusResponse.ProtoReflect.Descriptor instead.
 func (*RolloutStatusResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{61}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *RolloutStatusResponse) GetRollout() *Rollout {
@@ -4556,7 +4669,7 @@ type Rollout struct {
 
 func (x *Rollout) Reset() {
 	*x = Rollout{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[62]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4568,7 +4681,7 @@ func (x *Rollout) String() string {
 func (*Rollout) ProtoMessage() {}
 
 func (x *Rollout) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[62]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4581,7 +4694,7 @@ func (x *Rollout) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rollout.ProtoReflect.Descriptor instead.
 func (*Rollout) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{62}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *Rollout) GetApp() string {
@@ -4706,7 +4819,7 @@ type RolloutStep struct {
 
 func (x *RolloutStep) Reset() {
 	*x = RolloutStep{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[63]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4718,7 +4831,7 @@ func (x *RolloutStep) String() string {
 func (*RolloutStep) ProtoMessage() {}
 
 func (x *RolloutStep) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[63]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4731,7 +4844,7 @@ func (x *RolloutStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutStep.ProtoReflect.Descriptor instead.
 func (*RolloutStep) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{63}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *RolloutStep) GetNumber() int32 {
@@ -4793,7 +4906,7 @@ type RolloutCluster struct {
 
 func (x *RolloutCluster) Reset() {
 	*x = RolloutCluster{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[64]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4805,7 +4918,7 @@ func (x *RolloutCluster) String() string {
 func (*RolloutCluster) ProtoMessage() {}
 
 func (x *RolloutCluster) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[64]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4818,7 +4931,7 @@ func (x *RolloutCluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutCluster.ProtoReflect.Descriptor instead.
 func (*RolloutCluster) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{64}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *RolloutCluster) GetName() string {
@@ -4878,14 +4991,17 @@ type RolloutActionRequest struct {
 	// The cluster to skip.
 	Cluster string `protobuf:"bytes,3,opt,name=cluster,proto3" json:"cluster,omitempty"`
 	// abort: also return the updated clusters to the revision they had.
-	Rollback      bool `protobuf:"varint,4,opt,name=rollback,proto3" json:"rollback,omitempty"`
+	Rollback bool `protobuf:"varint,4,opt,name=rollback,proto3" json:"rollback,omitempty"`
+	// Set by the replica that forwards the action to the app's coordinator: the operator who
+	// asked (ignored from anyone else).
+	Actor         string `protobuf:"bytes,5,opt,name=actor,proto3" json:"actor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RolloutActionRequest) Reset() {
 	*x = RolloutActionRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[65]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4897,7 +5013,7 @@ func (x *RolloutActionRequest) String() string {
 func (*RolloutActionRequest) ProtoMessage() {}
 
 func (x *RolloutActionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[65]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4910,7 +5026,7 @@ func (x *RolloutActionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutActionRequest.ProtoReflect.Descriptor instead.
 func (*RolloutActionRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{65}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *RolloutActionRequest) GetApp() string {
@@ -4941,6 +5057,13 @@ func (x *RolloutActionRequest) GetRollback() bool {
 	return false
 }
 
+func (x *RolloutActionRequest) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
 type RolloutActionResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Rollout       *Rollout               `protobuf:"bytes,1,opt,name=rollout,proto3" json:"rollout,omitempty"`
@@ -4950,7 +5073,7 @@ type RolloutActionResponse struct {
 
 func (x *RolloutActionResponse) Reset() {
 	*x = RolloutActionResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[66]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4962,7 +5085,7 @@ func (x *RolloutActionResponse) String() string {
 func (*RolloutActionResponse) ProtoMessage() {}
 
 func (x *RolloutActionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[66]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4975,7 +5098,7 @@ func (x *RolloutActionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutActionResponse.ProtoReflect.Descriptor instead.
 func (*RolloutActionResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{66}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *RolloutActionResponse) GetRollout() *Rollout {
@@ -5191,7 +5314,7 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\brevision\x18\x06 \x01(\tR\brevision\"r\n" +
 	"\x0eStatusResponse\x123\n" +
 	"\x05items\x18\x01 \x03(\v2\x1d.flotilla.v1.AppClusterStatusR\x05items\x12+\n" +
-	"\x11unreachable_peers\x18\x02 \x03(\tR\x10unreachablePeers\"\xd6\x04\n" +
+	"\x11unreachable_peers\x18\x02 \x03(\tR\x10unreachablePeers\"\x83\x05\n" +
 	"\x10AppClusterStatus\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x10\n" +
 	"\x03app\x18\x02 \x01(\tR\x03app\x12\x12\n" +
@@ -5210,7 +5333,8 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x0fpinned_revision\x18\r \x01(\tR\x0epinnedRevision\x121\n" +
 	"\x15healthy_since_unix_ms\x18\x0e \x01(\x03R\x12healthySinceUnixMs\x120\n" +
 	"\x14rolled_back_revision\x18\x0f \x01(\tR\x12rolledBackRevision\x12\x18\n" +
-	"\arollout\x18\x1e \x01(\tR\arollout\"\x15\n" +
+	"\arollout\x18\x1e \x01(\tR\arollout\x12+\n" +
+	"\x12applied_at_unix_ms\x18\x1f \x01(\x03R\x0fappliedAtUnixMs\"\x15\n" +
 	"\x13ListClustersRequest\"o\n" +
 	"\x14ListClustersResponse\x12*\n" +
 	"\x05items\x18\x01 \x03(\v2\x14.flotilla.v1.ClusterR\x05items\x12+\n" +
@@ -5332,7 +5456,13 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\vImageChange\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12\x0e\n" +
-	"\x02to\x18\x03 \x01(\tR\x02to\"\x17\n" +
+	"\x02to\x18\x03 \x01(\tR\x02to\"(\n" +
+	"\x14ExportRolloutRequest\x12\x10\n" +
+	"\x03app\x18\x01 \x01(\tR\x03app\"S\n" +
+	"\x15ExportRolloutResponse\x12\x14\n" +
+	"\x05found\x18\x01 \x01(\bR\x05found\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\"\x17\n" +
 	"\x15ExportRegistryRequest\"\xb4\x01\n" +
 	"\x16ExportRegistryResponse\x128\n" +
 	"\bclusters\x18\x01 \x03(\v2\x1c.flotilla.v1.RegistryClusterR\bclusters\x122\n" +
@@ -5397,12 +5527,13 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x1a\n" +
 	"\brevision\x18\x05 \x01(\tR\brevision\x12\x12\n" +
 	"\x04sync\x18\x06 \x01(\tR\x04sync\x12\x16\n" +
-	"\x06health\x18\a \x01(\tR\x06health\"v\n" +
+	"\x06health\x18\a \x01(\tR\x06health\"\x8c\x01\n" +
 	"\x14RolloutActionRequest\x12\x10\n" +
 	"\x03app\x18\x01 \x01(\tR\x03app\x12\x16\n" +
 	"\x06action\x18\x02 \x01(\tR\x06action\x12\x18\n" +
 	"\acluster\x18\x03 \x01(\tR\acluster\x12\x1a\n" +
-	"\brollback\x18\x04 \x01(\bR\brollback\"G\n" +
+	"\brollback\x18\x04 \x01(\bR\brollback\x12\x14\n" +
+	"\x05actor\x18\x05 \x01(\tR\x05actor\"G\n" +
 	"\x15RolloutActionResponse\x12.\n" +
 	"\arollout\x18\x01 \x01(\v2\x14.flotilla.v1.RolloutR\arollout2I\n" +
 	"\n" +
@@ -5425,9 +5556,10 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\aPromote\x12\x1b.flotilla.v1.PromoteRequest\x1a\x1c.flotilla.v1.PromoteResponse\x12Y\n" +
 	"\x0eConfirmRemoval\x12\".flotilla.v1.ConfirmRemovalRequest\x1a#.flotilla.v1.ConfirmRemovalResponse\x12V\n" +
 	"\rRolloutStatus\x12!.flotilla.v1.RolloutStatusRequest\x1a\".flotilla.v1.RolloutStatusResponse\x12V\n" +
-	"\rRolloutAction\x12!.flotilla.v1.RolloutActionRequest\x1a\".flotilla.v1.RolloutActionResponse2a\n" +
+	"\rRolloutAction\x12!.flotilla.v1.RolloutActionRequest\x1a\".flotilla.v1.RolloutActionResponse2\xb9\x01\n" +
 	"\x04Peer\x12Y\n" +
-	"\x0eExportRegistry\x12\".flotilla.v1.ExportRegistryRequest\x1a#.flotilla.v1.ExportRegistryResponseB?Z=github.com/flotilla-dev/flotilla/proto/flotilla/v1;flotillav1b\x06proto3"
+	"\x0eExportRegistry\x12\".flotilla.v1.ExportRegistryRequest\x1a#.flotilla.v1.ExportRegistryResponse\x12V\n" +
+	"\rExportRollout\x12!.flotilla.v1.ExportRolloutRequest\x1a\".flotilla.v1.ExportRolloutResponseB?Z=github.com/flotilla-dev/flotilla/proto/flotilla/v1;flotillav1b\x06proto3"
 
 var (
 	file_flotilla_v1_flotilla_proto_rawDescOnce sync.Once
@@ -5441,7 +5573,7 @@ func file_flotilla_v1_flotilla_proto_rawDescGZIP() []byte {
 	return file_flotilla_v1_flotilla_proto_rawDescData
 }
 
-var file_flotilla_v1_flotilla_proto_msgTypes = make([]protoimpl.MessageInfo, 70)
+var file_flotilla_v1_flotilla_proto_msgTypes = make([]protoimpl.MessageInfo, 72)
 var file_flotilla_v1_flotilla_proto_goTypes = []any{
 	(*JoinRequest)(nil),            // 0: flotilla.v1.JoinRequest
 	(*JoinResponse)(nil),           // 1: flotilla.v1.JoinResponse
@@ -5498,21 +5630,23 @@ var file_flotilla_v1_flotilla_proto_goTypes = []any{
 	(*PromoteRequest)(nil),         // 52: flotilla.v1.PromoteRequest
 	(*PromoteResponse)(nil),        // 53: flotilla.v1.PromoteResponse
 	(*ImageChange)(nil),            // 54: flotilla.v1.ImageChange
-	(*ExportRegistryRequest)(nil),  // 55: flotilla.v1.ExportRegistryRequest
-	(*ExportRegistryResponse)(nil), // 56: flotilla.v1.ExportRegistryResponse
-	(*RegistryCluster)(nil),        // 57: flotilla.v1.RegistryCluster
-	(*RegistryToken)(nil),          // 58: flotilla.v1.RegistryToken
-	(*RegistryPin)(nil),            // 59: flotilla.v1.RegistryPin
-	(*RolloutStatusRequest)(nil),   // 60: flotilla.v1.RolloutStatusRequest
-	(*RolloutStatusResponse)(nil),  // 61: flotilla.v1.RolloutStatusResponse
-	(*Rollout)(nil),                // 62: flotilla.v1.Rollout
-	(*RolloutStep)(nil),            // 63: flotilla.v1.RolloutStep
-	(*RolloutCluster)(nil),         // 64: flotilla.v1.RolloutCluster
-	(*RolloutActionRequest)(nil),   // 65: flotilla.v1.RolloutActionRequest
-	(*RolloutActionResponse)(nil),  // 66: flotilla.v1.RolloutActionResponse
-	nil,                            // 67: flotilla.v1.Cluster.LabelsEntry
-	nil,                            // 68: flotilla.v1.AddClusterRequest.LabelsEntry
-	nil,                            // 69: flotilla.v1.RegistryCluster.LabelsEntry
+	(*ExportRolloutRequest)(nil),   // 55: flotilla.v1.ExportRolloutRequest
+	(*ExportRolloutResponse)(nil),  // 56: flotilla.v1.ExportRolloutResponse
+	(*ExportRegistryRequest)(nil),  // 57: flotilla.v1.ExportRegistryRequest
+	(*ExportRegistryResponse)(nil), // 58: flotilla.v1.ExportRegistryResponse
+	(*RegistryCluster)(nil),        // 59: flotilla.v1.RegistryCluster
+	(*RegistryToken)(nil),          // 60: flotilla.v1.RegistryToken
+	(*RegistryPin)(nil),            // 61: flotilla.v1.RegistryPin
+	(*RolloutStatusRequest)(nil),   // 62: flotilla.v1.RolloutStatusRequest
+	(*RolloutStatusResponse)(nil),  // 63: flotilla.v1.RolloutStatusResponse
+	(*Rollout)(nil),                // 64: flotilla.v1.Rollout
+	(*RolloutStep)(nil),            // 65: flotilla.v1.RolloutStep
+	(*RolloutCluster)(nil),         // 66: flotilla.v1.RolloutCluster
+	(*RolloutActionRequest)(nil),   // 67: flotilla.v1.RolloutActionRequest
+	(*RolloutActionResponse)(nil),  // 68: flotilla.v1.RolloutActionResponse
+	nil,                            // 69: flotilla.v1.Cluster.LabelsEntry
+	nil,                            // 70: flotilla.v1.AddClusterRequest.LabelsEntry
+	nil,                            // 71: flotilla.v1.RegistryCluster.LabelsEntry
 }
 var file_flotilla_v1_flotilla_proto_depIdxs = []int32{
 	6,  // 0: flotilla.v1.AgentMessage.hello:type_name -> flotilla.v1.Hello
@@ -5543,20 +5677,20 @@ var file_flotilla_v1_flotilla_proto_depIdxs = []int32{
 	29, // 25: flotilla.v1.StatusResponse.items:type_name -> flotilla.v1.AppClusterStatus
 	25, // 26: flotilla.v1.AppClusterStatus.drift:type_name -> flotilla.v1.DriftItem
 	32, // 27: flotilla.v1.ListClustersResponse.items:type_name -> flotilla.v1.Cluster
-	67, // 28: flotilla.v1.Cluster.labels:type_name -> flotilla.v1.Cluster.LabelsEntry
+	69, // 28: flotilla.v1.Cluster.labels:type_name -> flotilla.v1.Cluster.LabelsEntry
 	38, // 29: flotilla.v1.ListAppsResponse.items:type_name -> flotilla.v1.App
 	35, // 30: flotilla.v1.ListAppsResponse.removal_hold:type_name -> flotilla.v1.RemovalHold
-	68, // 31: flotilla.v1.AddClusterRequest.labels:type_name -> flotilla.v1.AddClusterRequest.LabelsEntry
+	70, // 31: flotilla.v1.AddClusterRequest.labels:type_name -> flotilla.v1.AddClusterRequest.LabelsEntry
 	47, // 32: flotilla.v1.HistoryResponse.items:type_name -> flotilla.v1.HistoryEntry
 	54, // 33: flotilla.v1.PromoteResponse.images:type_name -> flotilla.v1.ImageChange
-	57, // 34: flotilla.v1.ExportRegistryResponse.clusters:type_name -> flotilla.v1.RegistryCluster
-	58, // 35: flotilla.v1.ExportRegistryResponse.tokens:type_name -> flotilla.v1.RegistryToken
-	59, // 36: flotilla.v1.ExportRegistryResponse.pins:type_name -> flotilla.v1.RegistryPin
-	69, // 37: flotilla.v1.RegistryCluster.labels:type_name -> flotilla.v1.RegistryCluster.LabelsEntry
-	62, // 38: flotilla.v1.RolloutStatusResponse.rollout:type_name -> flotilla.v1.Rollout
-	63, // 39: flotilla.v1.Rollout.steps:type_name -> flotilla.v1.RolloutStep
-	64, // 40: flotilla.v1.RolloutStep.clusters:type_name -> flotilla.v1.RolloutCluster
-	62, // 41: flotilla.v1.RolloutActionResponse.rollout:type_name -> flotilla.v1.Rollout
+	59, // 34: flotilla.v1.ExportRegistryResponse.clusters:type_name -> flotilla.v1.RegistryCluster
+	60, // 35: flotilla.v1.ExportRegistryResponse.tokens:type_name -> flotilla.v1.RegistryToken
+	61, // 36: flotilla.v1.ExportRegistryResponse.pins:type_name -> flotilla.v1.RegistryPin
+	71, // 37: flotilla.v1.RegistryCluster.labels:type_name -> flotilla.v1.RegistryCluster.LabelsEntry
+	64, // 38: flotilla.v1.RolloutStatusResponse.rollout:type_name -> flotilla.v1.Rollout
+	65, // 39: flotilla.v1.Rollout.steps:type_name -> flotilla.v1.RolloutStep
+	66, // 40: flotilla.v1.RolloutStep.clusters:type_name -> flotilla.v1.RolloutCluster
+	64, // 41: flotilla.v1.RolloutActionResponse.rollout:type_name -> flotilla.v1.Rollout
 	0,  // 42: flotilla.v1.Enrollment.Join:input_type -> flotilla.v1.JoinRequest
 	4,  // 43: flotilla.v1.AgentService.Connect:input_type -> flotilla.v1.AgentMessage
 	2,  // 44: flotilla.v1.AgentService.Renew:input_type -> flotilla.v1.RenewRequest
@@ -5571,28 +5705,30 @@ var file_flotilla_v1_flotilla_proto_depIdxs = []int32{
 	50, // 53: flotilla.v1.Operator.RevokeCluster:input_type -> flotilla.v1.RevokeClusterRequest
 	52, // 54: flotilla.v1.Operator.Promote:input_type -> flotilla.v1.PromoteRequest
 	36, // 55: flotilla.v1.Operator.ConfirmRemoval:input_type -> flotilla.v1.ConfirmRemovalRequest
-	60, // 56: flotilla.v1.Operator.RolloutStatus:input_type -> flotilla.v1.RolloutStatusRequest
-	65, // 57: flotilla.v1.Operator.RolloutAction:input_type -> flotilla.v1.RolloutActionRequest
-	55, // 58: flotilla.v1.Peer.ExportRegistry:input_type -> flotilla.v1.ExportRegistryRequest
-	1,  // 59: flotilla.v1.Enrollment.Join:output_type -> flotilla.v1.JoinResponse
-	5,  // 60: flotilla.v1.AgentService.Connect:output_type -> flotilla.v1.HubMessage
-	3,  // 61: flotilla.v1.AgentService.Renew:output_type -> flotilla.v1.RenewResponse
-	28, // 62: flotilla.v1.Operator.Status:output_type -> flotilla.v1.StatusResponse
-	31, // 63: flotilla.v1.Operator.ListClusters:output_type -> flotilla.v1.ListClustersResponse
-	34, // 64: flotilla.v1.Operator.ListApps:output_type -> flotilla.v1.ListAppsResponse
-	40, // 65: flotilla.v1.Operator.AddCluster:output_type -> flotilla.v1.AddClusterResponse
-	42, // 66: flotilla.v1.Operator.CreateToken:output_type -> flotilla.v1.CreateTokenResponse
-	44, // 67: flotilla.v1.Operator.Sync:output_type -> flotilla.v1.SyncResponse
-	46, // 68: flotilla.v1.Operator.History:output_type -> flotilla.v1.HistoryResponse
-	49, // 69: flotilla.v1.Operator.Rollback:output_type -> flotilla.v1.RollbackResponse
-	51, // 70: flotilla.v1.Operator.RevokeCluster:output_type -> flotilla.v1.RevokeClusterResponse
-	53, // 71: flotilla.v1.Operator.Promote:output_type -> flotilla.v1.PromoteResponse
-	37, // 72: flotilla.v1.Operator.ConfirmRemoval:output_type -> flotilla.v1.ConfirmRemovalResponse
-	61, // 73: flotilla.v1.Operator.RolloutStatus:output_type -> flotilla.v1.RolloutStatusResponse
-	66, // 74: flotilla.v1.Operator.RolloutAction:output_type -> flotilla.v1.RolloutActionResponse
-	56, // 75: flotilla.v1.Peer.ExportRegistry:output_type -> flotilla.v1.ExportRegistryResponse
-	59, // [59:76] is the sub-list for method output_type
-	42, // [42:59] is the sub-list for method input_type
+	62, // 56: flotilla.v1.Operator.RolloutStatus:input_type -> flotilla.v1.RolloutStatusRequest
+	67, // 57: flotilla.v1.Operator.RolloutAction:input_type -> flotilla.v1.RolloutActionRequest
+	57, // 58: flotilla.v1.Peer.ExportRegistry:input_type -> flotilla.v1.ExportRegistryRequest
+	55, // 59: flotilla.v1.Peer.ExportRollout:input_type -> flotilla.v1.ExportRolloutRequest
+	1,  // 60: flotilla.v1.Enrollment.Join:output_type -> flotilla.v1.JoinResponse
+	5,  // 61: flotilla.v1.AgentService.Connect:output_type -> flotilla.v1.HubMessage
+	3,  // 62: flotilla.v1.AgentService.Renew:output_type -> flotilla.v1.RenewResponse
+	28, // 63: flotilla.v1.Operator.Status:output_type -> flotilla.v1.StatusResponse
+	31, // 64: flotilla.v1.Operator.ListClusters:output_type -> flotilla.v1.ListClustersResponse
+	34, // 65: flotilla.v1.Operator.ListApps:output_type -> flotilla.v1.ListAppsResponse
+	40, // 66: flotilla.v1.Operator.AddCluster:output_type -> flotilla.v1.AddClusterResponse
+	42, // 67: flotilla.v1.Operator.CreateToken:output_type -> flotilla.v1.CreateTokenResponse
+	44, // 68: flotilla.v1.Operator.Sync:output_type -> flotilla.v1.SyncResponse
+	46, // 69: flotilla.v1.Operator.History:output_type -> flotilla.v1.HistoryResponse
+	49, // 70: flotilla.v1.Operator.Rollback:output_type -> flotilla.v1.RollbackResponse
+	51, // 71: flotilla.v1.Operator.RevokeCluster:output_type -> flotilla.v1.RevokeClusterResponse
+	53, // 72: flotilla.v1.Operator.Promote:output_type -> flotilla.v1.PromoteResponse
+	37, // 73: flotilla.v1.Operator.ConfirmRemoval:output_type -> flotilla.v1.ConfirmRemovalResponse
+	63, // 74: flotilla.v1.Operator.RolloutStatus:output_type -> flotilla.v1.RolloutStatusResponse
+	68, // 75: flotilla.v1.Operator.RolloutAction:output_type -> flotilla.v1.RolloutActionResponse
+	58, // 76: flotilla.v1.Peer.ExportRegistry:output_type -> flotilla.v1.ExportRegistryResponse
+	56, // 77: flotilla.v1.Peer.ExportRollout:output_type -> flotilla.v1.ExportRolloutResponse
+	60, // [60:78] is the sub-list for method output_type
+	42, // [42:60] is the sub-list for method input_type
 	42, // [42:42] is the sub-list for extension type_name
 	42, // [42:42] is the sub-list for extension extendee
 	0,  // [0:42] is the sub-list for field type_name
@@ -5624,7 +5760,7 @@ func file_flotilla_v1_flotilla_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotilla_v1_flotilla_proto_rawDesc), len(file_flotilla_v1_flotilla_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   70,
+			NumMessages:   72,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

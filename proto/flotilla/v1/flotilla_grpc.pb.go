@@ -850,6 +850,7 @@ var Operator_ServiceDesc = grpc.ServiceDesc{
 
 const (
 	Peer_ExportRegistry_FullMethodName = "/flotilla.v1.Peer/ExportRegistry"
+	Peer_ExportRollout_FullMethodName  = "/flotilla.v1.Peer/ExportRollout"
 )
 
 // PeerClient is the client API for Peer service.
@@ -862,6 +863,9 @@ const (
 // (or one that missed a broadcast) up to date.
 type PeerClient interface {
 	ExportRegistry(ctx context.Context, in *ExportRegistryRequest, opts ...grpc.CallOption) (*ExportRegistryResponse, error)
+	// ExportRollout is the record of an app's latest progressive rollout, as the replica that
+	// coordinates it keeps it: the others follow it, and take over from their copy.
+	ExportRollout(ctx context.Context, in *ExportRolloutRequest, opts ...grpc.CallOption) (*ExportRolloutResponse, error)
 }
 
 type peerClient struct {
@@ -882,6 +886,16 @@ func (c *peerClient) ExportRegistry(ctx context.Context, in *ExportRegistryReque
 	return out, nil
 }
 
+func (c *peerClient) ExportRollout(ctx context.Context, in *ExportRolloutRequest, opts ...grpc.CallOption) (*ExportRolloutResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExportRolloutResponse)
+	err := c.cc.Invoke(ctx, Peer_ExportRollout_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServer is the server API for Peer service.
 // All implementations must embed UnimplementedPeerServer
 // for forward compatibility.
@@ -892,6 +906,9 @@ func (c *peerClient) ExportRegistry(ctx context.Context, in *ExportRegistryReque
 // (or one that missed a broadcast) up to date.
 type PeerServer interface {
 	ExportRegistry(context.Context, *ExportRegistryRequest) (*ExportRegistryResponse, error)
+	// ExportRollout is the record of an app's latest progressive rollout, as the replica that
+	// coordinates it keeps it: the others follow it, and take over from their copy.
+	ExportRollout(context.Context, *ExportRolloutRequest) (*ExportRolloutResponse, error)
 	mustEmbedUnimplementedPeerServer()
 }
 
@@ -904,6 +921,9 @@ type UnimplementedPeerServer struct{}
 
 func (UnimplementedPeerServer) ExportRegistry(context.Context, *ExportRegistryRequest) (*ExportRegistryResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ExportRegistry not implemented")
+}
+func (UnimplementedPeerServer) ExportRollout(context.Context, *ExportRolloutRequest) (*ExportRolloutResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ExportRollout not implemented")
 }
 func (UnimplementedPeerServer) mustEmbedUnimplementedPeerServer() {}
 func (UnimplementedPeerServer) testEmbeddedByValue()              {}
@@ -944,6 +964,24 @@ func _Peer_ExportRegistry_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Peer_ExportRollout_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExportRolloutRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).ExportRollout(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_ExportRollout_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).ExportRollout(ctx, req.(*ExportRolloutRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Peer_ServiceDesc is the grpc.ServiceDesc for Peer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -954,6 +992,10 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ExportRegistry",
 			Handler:    _Peer_ExportRegistry_Handler,
+		},
+		{
+			MethodName: "ExportRollout",
+			Handler:    _Peer_ExportRollout_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
