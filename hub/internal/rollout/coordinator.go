@@ -438,13 +438,16 @@ const (
 
 var _ fleet.RolloutGate = (*Coordinator)(nil)
 
-// CountByState counts the apps' latest rollouts by state, for metrics.
+// CountByState counts the latest rollouts of the apps this replica coordinates by state, for
+// metrics (summed over the replicas, each app counts once).
 func (c *Coordinator) CountByState() map[string]int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := make(map[string]int, len(AllStates))
-	for _, rec := range c.records {
-		out[rec.State]++
+	for app, rec := range c.records {
+		if c.cfg.Owns(app) {
+			out[rec.State]++
+		}
 	}
 	return out
 }
