@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -378,4 +380,125 @@ func (f *rolloutFleet) hubKilledDuringSoak(t *testing.T) {
 	if _, err := f.fleet.WaitStatus(f.ctx, 2*time.Minute, allAt(fixed, 4)); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestRolloutHubReplicasCoordinatorKilled: three hub replicas; worker-a (staging-a, then
+// production-a) gets a rollout whose first step soaks 10s. The replica that coordinates it is
+// killed while staging-a soaks: a surviving replica takes the rollout over from its copy of
+// the record, at the same step, and production-a gets the commit only after staging-a's
+// soak; staging-a is not sent the commit again.
+func TestRolloutHubReplicasCoordinatorKilled(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	f := startHAFleet(t, ctx)
+	hubs := f.hubs
+	rev1, _ := f.repo.Head()
+	for i := range hubs.Hubs {
+		if _, err := waitReplicaStatus(ctx, hubs, i, 3*time.Minute, fleetAt(f.names, rev1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	appsDir := filepath.Join(f.dir, "apps")
+	current, err := os.ReadFile(filepath.Join(appsDir, "worker-a.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := strings.Replace(string(current), "  syncPolicy:", `  rollout:
+    steps:
+    - {clusters: [staging-a], soak: 10s}
+    - {}
+  syncPolicy:`, 1)
+	if err := localfleet.WriteFiles(appsDir, map[string]string{"worker-a.yaml": app}); err != nil {
+		t.Fatal(err)
+	}
+	status := func(ctx context.Context, i int) (*rolloutView, string, error) {
+		out, _, err := hubs.CLI(ctx, i, "rollout", "status", "worker-a", "-o", "json")
+		if err != nil {
+			return nil, "", err
+		}
+		var resp struct {
+			Items []struct {
+				rolloutView
+				Coordinator string `json:"coordinator"`
+			}
+		}
+		if err := json.Unmarshal(out, &resp); err != nil || len(resp.Items) != 1 {
+			return nil, "", fmt.Errorf("rollout status: %v: %s", err, out)
+		}
+		return &resp.Items[0].rolloutView, resp.Items[0].Coordinator, nil
+	}
+	// waitRollout waits, asking replica i, until cond holds of worker-a's rollout.
+	waitRollout := func(i int, what string, timeout time.Duration, cond func(*rolloutView, string) bool) (*rolloutView, string) {
+		t.Helper()
+		var v *rolloutView
+		var coordinator string
+		testwait.For(t, timeout, what, func(ctx context.Context) (bool, error) {
+			got, c, err := status(ctx, i)
+			if err != nil {
+				return false, nil // a replica just killed may still be asked
+			}
+			v, coordinator = got, c
+			return cond(v, c), nil
+		})
+		return v, coordinator
+	}
+	waitRollout(0, "worker-a's baseline", time.Minute, func(v *rolloutView, _ string) bool { return v.State == "Completed" && v.Revision == rev1 })
+
+	committed := time.Now()
+	rev2, err := f.repo.Commit("worker: queue rollout", map[string]string{
+		"base/worker/configmap.yaml": strings.Replace(localfleet.DemoManifests("1.0.0")["base/worker/configmap.yaml"], "QUEUE: jobs", "QUEUE: rollout", 1),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, coordinator := waitRollout(0, "staging-a soaking the commit", 3*time.Minute, func(v *rolloutView, _ string) bool {
+		p, _ := v.phase("staging-a")
+		return v.Revision == rev2 && p == "Soaking"
+	})
+	_, soaking := v.phase("staging-a")
+	victim := slices.IndexFunc(hubs.Hubs, func(h *localfleet.Replica) bool { return h.Name == coordinator })
+	if victim < 0 {
+		t.Fatalf("coordinator %q is none of the replicas", coordinator)
+	}
+	stagingA := f.members[0]
+	productionA := f.members[2]
+	writesBefore := len(workerWrites(t, stagingA.kube, "worker-a", committed))
+	hubs.Hubs[victim].Process.Kill()
+	killed := time.Now()
+	t.Logf("killed the coordinator %s with staging-a soaking for %s", coordinator, killed.Sub(soaking).Round(time.Millisecond))
+	if w := workerWrites(t, productionA.kube, "worker-a", committed); len(w) > 0 {
+		t.Fatalf("production-a written at %s, during staging-a's soak", w[0].StageTimestamp.Format(time.StampMilli))
+	}
+
+	survivor := (victim + 1) % len(hubs.Hubs)
+	v, next := waitRollout(survivor, "the rollout completed by a surviving replica", 5*time.Minute, func(v *rolloutView, c string) bool {
+		return v.Revision == rev2 && v.State == "Completed" && c != coordinator
+	})
+	_, stagingDone := v.phase("staging-a")
+	t.Logf("%s took over; staging-a's step done %s after the kill, %s after it began to soak (soak 10s)", next,
+		stagingDone.Sub(killed).Round(time.Millisecond), stagingDone.Sub(soaking).Round(time.Millisecond))
+	w := workerWrites(t, productionA.kube, "worker-a", committed)
+	if len(w) == 0 || !w[0].StageTimestamp.After(stagingDone) {
+		t.Errorf("production-a's first write of worker-a %v, want one after staging-a's step was done (%s)", w, stagingDone.Format(time.StampMilli))
+	} else {
+		t.Logf("staging-a's step done → production-a's first apply: %s", w[0].StageTimestamp.Sub(stagingDone).Round(time.Millisecond))
+	}
+	if n := len(workerWrites(t, stagingA.kube, "worker-a", committed)) - writesBefore; n != 0 {
+		t.Errorf("staging-a's worker-a written %d more times after the kill: its step was repeated", n)
+	}
+	assertHAWorkersQueues(t, ctx, []haMember{stagingA, productionA}, func(haMember) string { return "rollout" })
+}
+
+// workerWrites returns the agents' writes in namespace ns of cluster c after since, from its
+// audit log.
+func workerWrites(t *testing.T, c *localkube.Cluster, ns string, since time.Time) []auditEvent {
+	t.Helper()
+	var out []auditEvent
+	for _, ev := range agentRequests(t, c, "") {
+		if strings.Contains(ev.RequestURI, "/namespaces/"+ns+"/") && ev.StageTimestamp.After(since) {
+			out = append(out, ev)
+		}
+	}
+	return out
 }

@@ -151,6 +151,8 @@ type rolloutItem struct {
 	Started       time.Time         `json:"started"`
 	StepStarted   *time.Time        `json:"stepStarted,omitempty"`
 	Steps         []rolloutStepItem `json:"steps"`
+	// Coordinator is the hub replica that coordinates the app's rollouts (with replicas).
+	Coordinator string `json:"coordinator,omitempty"`
 }
 
 type rolloutStepItem struct {
@@ -186,6 +188,7 @@ func printRollout(w io.Writer, r *flotillav1.Rollout, out string) error {
 			App: r.App, ID: r.Id, Revision: r.Revision, FromRevision: r.FromRevision, State: r.State, Paused: r.Paused,
 			Step: r.Step, FailurePolicy: r.FailurePolicy, Waiting: r.Waiting, Reason: r.Reason,
 			Started: time.UnixMilli(r.StartedUnixMs).UTC(), StepStarted: timeOf(r.StepStartedUnixMs), Steps: []rolloutStepItem{},
+			Coordinator: r.Coordinator,
 		}
 		for _, s := range r.Steps {
 			si := rolloutStepItem{Number: s.Number, Description: s.Description, Approval: s.Approval, Approved: s.Approved, State: s.State, Clusters: []rolloutClusterItem{}}
@@ -201,6 +204,9 @@ func printRollout(w io.Writer, r *flotillav1.Rollout, out string) error {
 	fmt.Fprintf(w, "State:   %s", rolloutState(r))
 	if r.FailurePolicy != "" {
 		fmt.Fprintf(w, ", failurePolicy %s", clean(r.FailurePolicy))
+	}
+	if r.Coordinator != "" {
+		fmt.Fprintf(w, ", coordinated by %s", clean(r.Coordinator))
 	}
 	fmt.Fprintln(w)
 	if r.Waiting != "" {
