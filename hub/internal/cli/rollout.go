@@ -25,7 +25,8 @@ An app with spec.rollout receives each new revision step by step: a step's clust
 them has been Synced and Healthy on it for the step's soak, as their agents report. Clusters
 not yet in an active step keep what they run. A cluster that turns Degraded, NACKs or rolls
 itself back halts the rollout (failurePolicy: rollback also returns the updated clusters to
-the revision they had). Every action is audited.`,
+the revision they had). Every action is audited. With hub replicas any replica answers: the
+one that coordinates the app's rollouts does.`,
 		Args: cobra.NoArgs,
 	}
 	cmd.AddCommand(newRolloutStatusCmd(o),
