@@ -74,7 +74,7 @@ func (f *Fetcher) fetchOCI(ctx context.Context, ref Ref) (*Artifact, error) {
 		return nil, failure(ref, err, "manifest of version "+version, secrets)
 	}
 	if layer.Size > f.cfg.MaxChartBytes {
-		return nil, &Error{Ref: ref, Kind: ErrTooLarge, Detail: fmt.Sprintf("archive of version %s is %d bytes, over %d", version, layer.Size, f.cfg.MaxChartBytes)}
+		return nil, &Error{Ref: ref, Kind: ErrTooLarge, Detail: fmt.Sprintf("archive of version %s is over %d bytes (%d)", version, f.cfg.MaxChartBytes, layer.Size)}
 	}
 	digest := layer.Digest.String()
 	if data := f.cache.get(digest); data != nil {
@@ -201,6 +201,8 @@ func ociKind(err error) (error, bool) {
 		return kindOfStatus(resp.StatusCode), true
 	case errors.Is(err, errdef.ErrNotFound):
 		return ErrNotFound, true
+	case errors.Is(err, orasauth.ErrBasicCredentialNotFound):
+		return ErrUnauthorized, true
 	}
 	return nil, false
 }

@@ -57,20 +57,22 @@ func (f *Fetcher) fetchHTTP(ctx context.Context, ref Ref) (*Artifact, error) {
 			return &Artifact{Ref: ref, Version: cv.Version, Digest: want, Archive: data}, nil
 		}
 	}
-	v, err := f.shared(ctx, "archive\x00"+archiveURL, func(ctx context.Context) (any, error) {
-		// Credentials go only to URLs under the entry's prefix (Argo CD's passCredentials
-		// off): an archive on another host gets none.
-		var send *source.RepoAuth
-		if auth != nil && auth.Covers(archiveURL) {
-			send = auth
+	// Credentials go only to URLs under the entry's prefix (Argo CD's passCredentials off):
+	// an archive elsewhere gets those of its own entry, if any.
+	send := auth
+	if auth == nil || !auth.Covers(archiveURL) {
+		if send, err = f.auth(ref, archiveURL); err != nil {
+			return nil, err
 		}
+	}
+	v, err := f.shared(ctx, "archive\x00"+archiveURL, func(ctx context.Context) (any, error) {
 		return f.get(ctx, archiveURL, send, f.cfg.MaxChartBytes)
 	})
 	if err != nil {
 		if errors.Is(err, ErrTooLarge) {
 			return nil, &Error{Ref: ref, Kind: ErrTooLarge, Detail: fmt.Sprintf("archive of version %s is over %d bytes", cv.Version, f.cfg.MaxChartBytes)}
 		}
-		return nil, failure(ref, err, "download version "+cv.Version, auth.Secrets())
+		return nil, failure(ref, err, "download version "+cv.Version, send.Secrets())
 	}
 	data := v.([]byte)
 	digest := digestOf(data)

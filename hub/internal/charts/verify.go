@@ -36,7 +36,7 @@ func (f *Fetcher) checkArchive(ref Ref, version string, data []byte) error {
 	if err != nil {
 		return &Error{Ref: ref, Kind: ErrInvalidChart, Detail: fmt.Sprintf("archive of version %s: %v", version, err)}
 	}
-	gotVersion, _ := acc.MetadataAsMap()["version"].(string)
+	gotVersion, _ := acc.MetadataAsMap()["Version"].(string) // the Go field names of the chart's metadata
 	if acc.Name() != ref.Chart || !sameVersion(gotVersion, version) {
 		return &Error{Ref: ref, Kind: ErrInvalidChart,
 			Detail: fmt.Sprintf("the archive of version %s holds chart %q version %q", version, acc.Name(), gotVersion)}

@@ -39,13 +39,16 @@ func NewOCIRegistry(t testing.TB, auth Auth) *OCIRegistry {
 	r := &OCIRegistry{}
 	r.admin = httptest.NewTLSServer(handler)
 	t.Cleanup(r.admin.Close)
+	r.public = httptest.NewUnstartedServer(nil)
+	r.Host = r.public.Listener.Addr().String()
 	challenge := `Basic realm="chartstest"`
 	if auth.Token != "" {
-		challenge = `Bearer realm="https://127.0.0.1/token",service="chartstest"`
+		// A client without the token goes to the realm for one, and is refused there too.
+		challenge = `Bearer realm="https://` + r.Host + `/token",service="chartstest"`
 	}
-	r.public = httptest.NewTLSServer(auth.require(handler, challenge))
+	r.public.Config.Handler = auth.require(handler, challenge)
+	r.public.StartTLS()
 	t.Cleanup(r.public.Close)
-	r.Host = strings.TrimPrefix(r.public.URL, "https://")
 	r.URL = "oci://" + r.Host + "/charts"
 	client, err := registry.NewClient(
 		registry.ClientOptHTTPClient(&http.Client{Transport: &http.Transport{
