@@ -35,7 +35,6 @@ const (
 	KeyAgentVersion = "agentVersion" // the version an agent reports
 	KeyAgeRecipient = "ageRecipient" // the agent's public age key
 	KeyBranch       = "branch"       // a Git branch
-	KeyChart        = "chart"        // a Helm chart's name
 	KeyChunks       = "chunks"       // chunks of a bundle
 	KeyCommit       = "commit"       // a Git commit made by the hub
 	KeyCreated      = "created"      // whether something was created now

@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -17,7 +16,6 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/flotilla-dev/flotilla/hub/internal/source"
-	"github.com/flotilla-dev/flotilla/shared/logging"
 )
 
 // Defaults of Config.
@@ -52,7 +50,6 @@ type Config struct {
 	Credentials *source.Credentials
 	// RootCAs verify the repositories' TLS certificates; nil uses the system's.
 	RootCAs *x509.CertPool
-	Logger  *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
@@ -75,9 +72,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.IndexTTL == 0 {
 		c.IndexTTL = DefaultIndexTTL
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return c
 }
@@ -130,7 +124,8 @@ func New(cfg Config) (*Fetcher, error) {
 // when it holds the resolved digest. The index or tag list is asked again once it is older
 // than Config.IndexTTL, so a range follows new releases. When the repository cannot be
 // reached the error wraps ErrUnavailable; an exact version already in the cache is then
-// served from it. Credentials come from Config.Credentials at each call.
+// served from it, with Artifact.Stale set to that error. Credentials come from
+// Config.Credentials at each call.
 func (f *Fetcher) Fetch(ctx context.Context, ref Ref) (*Artifact, error) {
 	kind, err := checkRef(ref)
 	if err != nil {
@@ -151,8 +146,7 @@ func (f *Fetcher) Fetch(ctx context.Context, ref Ref) (*Artifact, error) {
 	}
 	if errors.Is(err, ErrUnavailable) && isExact(ref.Version) {
 		if cached := f.cache.recall(ref); cached != nil {
-			f.cfg.Logger.Warn("chart repository unavailable; chart served from the cache",
-				logging.KeyRepo, ref.RepoURL, logging.KeyChart, ref.Chart, logging.KeyDigest, cached.Digest, logging.Err(err))
+			cached.Stale = err
 			return cached, nil
 		}
 	}

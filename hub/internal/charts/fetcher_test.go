@@ -227,6 +227,9 @@ func TestFetchWhileTheRepositoryIsDown(t *testing.T) {
 			}
 			exact := charts.Ref{RepoURL: s.repoURL, Chart: "app", Version: "1.1.0"}
 			want := fetchVersion(t, s.f, exact, "1.1.0")
+			if want.Stale != nil {
+				t.Fatalf("a fresh artifact is Stale: %v", want.Stale)
+			}
 			s.stop()
 			for _, ref := range []charts.Ref{
 				{RepoURL: s.repoURL, Chart: "app", Version: "1.x"},   // a range needs the repository
@@ -249,6 +252,9 @@ func TestFetchWhileTheRepositoryIsDown(t *testing.T) {
 				}
 				if got.Digest != want.Digest || got.Version != "1.1.0" || string(got.Archive) != string(want.Archive) {
 					t.Errorf("served %s %s, want %s", got.Version, got.Digest, want.Digest)
+				}
+				if !errors.Is(got.Stale, charts.ErrUnavailable) || !strings.Contains(got.Stale.Error(), s.repoURL) {
+					t.Errorf("Stale = %v, want the ErrUnavailable of the repository", got.Stale)
 				}
 			}
 		})
