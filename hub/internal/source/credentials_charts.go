@@ -31,7 +31,11 @@ func (a *RepoAuth) Covers(rawURL string) bool {
 }
 
 // Secrets are the strings that must never appear in a message: the password, the token.
+// A nil *RepoAuth has none.
 func (a *RepoAuth) Secrets() []string {
+	if a == nil {
+		return nil
+	}
 	var s []string
 	for _, v := range []string{a.Password, a.BearerToken} {
 		if v != "" {
