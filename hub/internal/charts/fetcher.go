@@ -14,6 +14,7 @@ import (
 
 	"github.com/Masterminds/semver/v3"
 	"golang.org/x/sync/singleflight"
+	orasauth "oras.land/oras-go/v2/registry/remote/auth"
 
 	"github.com/flotilla-dev/flotilla/hub/internal/source"
 )
@@ -85,6 +86,10 @@ type Fetcher struct {
 	cache  *diskCache
 	// flight merges concurrent requests for one index, tag list or archive.
 	flight singleflight.Group
+	// ociAuth remembers each registry's auth scheme (and the tokens of a token service), so
+	// that requests carry credentials without a 401 first; the credentials themselves are
+	// read at each fetch.
+	ociAuth orasauth.Cache
 
 	mu      sync.Mutex
 	indexes map[string]*cachedIndex // by repository URL
@@ -114,6 +119,7 @@ func New(cfg Config) (*Fetcher, error) {
 		cfg:     cfg,
 		client:  &http.Client{Transport: transport},
 		cache:   cache,
+		ociAuth: orasauth.NewCache(),
 		indexes: map[string]*cachedIndex{},
 		tags:    map[string]*cachedTags{},
 	}, nil

@@ -47,17 +47,17 @@ func servers(t *testing.T, auth chartstest.Auth, cfg charts.Config) []*server {
 			publishAs: func(t testing.TB, a []byte, name, version string) {
 				helm.PublishAs(t, a, chartstest.Published{Name: name, Version: version})
 			},
-			stop: helm.Stop, f: newFetcher(t, cfg, helm.URL+"/", auth), dir: cfg.Dir},
+			stop: helm.Stop, f: newFetcher(t, cfg, auth, helm.URL+"/"), dir: cfg.Dir},
 		{kind: "oci", repoURL: oci.URL, publish: func(t testing.TB, a []byte) { oci.Push(t, a) }, publishAs: oci.PushAs,
-			stop: oci.Stop, f: newFetcher(t, cfg, oci.URL, auth), dir: cfg.Dir},
+			stop: oci.Stop, f: newFetcher(t, cfg, auth, oci.URL), dir: cfg.Dir},
 	}
 }
 
-// newFetcher makes a fetcher whose credentials give auth to urlPrefix, trusting the test
-// servers' certificate, with a cache under a new directory unless cfg names one.
-func newFetcher(t *testing.T, cfg charts.Config, urlPrefix string, auth chartstest.Auth) *charts.Fetcher {
+// newFetcher makes a fetcher whose credentials give auth to each URL prefix, trusting the
+// test servers' certificate, with a cache under a new directory unless cfg names one.
+func newFetcher(t testing.TB, cfg charts.Config, auth chartstest.Auth, urlPrefixes ...string) *charts.Fetcher {
 	t.Helper()
-	creds, err := source.LoadCredentials(chartstest.WriteCredentials(t, urlPrefix, auth))
+	creds, err := source.LoadCredentials(chartstest.WriteCredentials(t, auth, urlPrefixes...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +151,7 @@ func TestFetchReresolvesWhenTheIndexIsOld(t *testing.T) {
 
 func TestFetchReusesTheIndexWithinItsTTLAndTheArchiveByDigest(t *testing.T) {
 	repo := chartstest.NewHelmRepo(t, basicAuth)
-	f := newFetcher(t, charts.Config{IndexTTL: time.Hour}, repo.URL, basicAuth)
+	f := newFetcher(t, charts.Config{IndexTTL: time.Hour}, basicAuth, repo.URL)
 	path := repo.Publish(t, pkg(t, "app", "1.0.0"))
 	ref := charts.Ref{RepoURL: repo.URL, Chart: "app", Version: "1.x"}
 	fetchVersion(t, f, ref, "1.0.0")
@@ -161,7 +161,7 @@ func TestFetchReusesTheIndexWithinItsTTLAndTheArchiveByDigest(t *testing.T) {
 		t.Errorf("index.yaml asked %d times, want 1", n)
 	}
 
-	f = newFetcher(t, charts.Config{IndexTTL: -1, Dir: t.TempDir()}, repo.URL, basicAuth)
+	f = newFetcher(t, charts.Config{IndexTTL: -1, Dir: t.TempDir()}, basicAuth, repo.URL)
 	ref.Version = "1.0.0"
 	for range 3 {
 		fetchVersion(t, f, ref, "1.0.0")
@@ -201,8 +201,8 @@ func TestFetchWithWrongCredentials(t *testing.T) {
 		}
 		for _, repoURL := range []string{helm.URL, oci.URL} {
 			for name, f := range map[string]*charts.Fetcher{
-				"wrong": newFetcher(t, charts.Config{}, repoURL, wrong),
-				"none":  newFetcher(t, charts.Config{}, "https://elsewhere.example.com/", wrong),
+				"wrong": newFetcher(t, charts.Config{}, wrong, repoURL),
+				"none":  newFetcher(t, charts.Config{}, wrong, "https://elsewhere.example.com/"),
 			} {
 				t.Run(repoURL+"/"+name, func(t *testing.T) {
 					_, err := f.Fetch(context.Background(), charts.Ref{RepoURL: repoURL, Chart: "app", Version: "1.0.0"})
@@ -306,7 +306,7 @@ func TestFetchRefusesAnArchiveOfAnotherChart(t *testing.T) {
 
 func TestFetchRefusesADigestMismatch(t *testing.T) {
 	repo := chartstest.NewHelmRepo(t, basicAuth)
-	f := newFetcher(t, charts.Config{}, repo.URL, basicAuth)
+	f := newFetcher(t, charts.Config{}, basicAuth, repo.URL)
 	path := repo.Publish(t, pkg(t, "app", "1.0.0"))
 	repo.Replace(path, pkg(t, "app", "1.0.0-tampered")) // another archive where the index points
 	_, err := f.Fetch(context.Background(), charts.Ref{RepoURL: repo.URL, Chart: "app", Version: "1.0.0"})
@@ -321,32 +321,14 @@ func TestFetchSendsCredentialsOnlyUnderTheirPrefix(t *testing.T) {
 	archive := pkg(t, "app", "1.0.0")
 	cdnPath := cdn.Publish(t, archive)
 	repo.PublishAs(t, archive, chartstest.Published{URL: cdn.URL + cdnPath})
-	f := newFetcher(t, charts.Config{}, repo.URL, basicAuth)
+	f := newFetcher(t, charts.Config{}, basicAuth, repo.URL)
 	_, err := f.Fetch(context.Background(), charts.Ref{RepoURL: repo.URL, Chart: "app", Version: "1.0.0"})
 	if !errors.Is(err, charts.ErrUnauthorized) || !strings.Contains(err.Error(), cdn.URL) {
 		t.Fatalf("error = %v, want ErrUnauthorized from %s: the credentials are not for it", err, cdn.URL)
 	}
-	// An entry for the other host gives it credentials on purpose; the index has no digest.
-	creds := filepath.Join(t.TempDir(), "credentials.yaml")
-	secret := filepath.Join(filepath.Dir(creds), "secret")
-	writeFile(t, secret, password)
-	writeFile(t, creds, "repositories:\n- urlPrefix: "+repo.URL+"/\n  username: reader\n  passwordFile: secret\n- urlPrefix: "+cdn.URL+"/\n  username: reader\n  passwordFile: secret\n")
-	c, err := source.LoadCredentials(creds)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err = charts.New(charts.Config{Dir: t.TempDir(), Credentials: c, RootCAs: repo.CertPool()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// An entry for the other host gives it credentials on purpose.
+	f = newFetcher(t, charts.Config{}, basicAuth, repo.URL+"/", cdn.URL+"/")
 	fetchVersion(t, f, charts.Ref{RepoURL: repo.URL, Chart: "app", Version: "1.0.0"}, "1.0.0")
-}
-
-func writeFile(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func TestCacheEvictsTheLeastRecentlyUsed(t *testing.T) {
@@ -359,7 +341,7 @@ func TestCacheEvictsTheLeastRecentlyUsed(t *testing.T) {
 		largest = max(largest, len(archives[name]))
 	}
 	dir := t.TempDir()
-	f := newFetcher(t, charts.Config{Dir: dir, MaxCacheBytes: int64(2*largest + largest/2), MaxChartBytes: int64(largest)}, repo.URL, basicAuth)
+	f := newFetcher(t, charts.Config{Dir: dir, MaxCacheBytes: int64(2*largest + largest/2), MaxChartBytes: int64(largest)}, basicAuth, repo.URL)
 	for _, name := range []string{"a", "b", "a", "c"} { // b is the least recently used when c comes
 		fetchVersion(t, f, charts.Ref{RepoURL: repo.URL, Chart: name, Version: "1.0.0"}, "1.0.0")
 	}

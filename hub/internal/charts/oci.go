@@ -58,7 +58,7 @@ func (f *Fetcher) fetchOCI(ctx context.Context, ref Ref) (*Artifact, error) {
 	if err != nil {
 		return nil, &Error{Ref: ref, Kind: ErrInvalidRef, Detail: err.Error()}
 	}
-	repo.Client = &orasauth.Client{Client: f.client, Credential: registryCredential(repo.Reference.Registry, auth)}
+	repo.Client = &orasauth.Client{Client: f.client, Credential: registryCredential(repo.Reference.Registry, auth), Cache: f.ociAuth}
 	repo.MaxMetadataBytes = maxManifestBytes
 	repo.TagListMaxPages = tagPages
 	secrets := auth.Secrets()

@@ -107,19 +107,24 @@ func certPool(srv *httptest.Server) *x509.CertPool {
 	return pool
 }
 
-// WriteCredentials writes a --repo-credentials file with one entry for urlPrefix giving
-// auth, its secret in a file beside it, and returns the file's path.
-func WriteCredentials(t testing.TB, urlPrefix string, auth Auth) string {
+// WriteCredentials writes a --repo-credentials file with an entry giving auth to each URL
+// prefix, its secret in a file beside it, and returns the file's path.
+func WriteCredentials(t testing.TB, auth Auth, urlPrefixes ...string) string {
 	t.Helper()
 	dir := t.TempDir()
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "repositories:\n- urlPrefix: %s\n", urlPrefix)
+	b.WriteString("repositories:\n")
 	secret := auth.Password
 	if auth.Token != "" {
 		secret = auth.Token
-		b.WriteString("  bearerTokenFile: secret\n")
-	} else {
-		fmt.Fprintf(&b, "  username: %s\n  passwordFile: secret\n", auth.Username)
+	}
+	for _, prefix := range urlPrefixes {
+		fmt.Fprintf(&b, "- urlPrefix: %s\n", prefix)
+		if auth.Token != "" {
+			b.WriteString("  bearerTokenFile: secret\n")
+		} else {
+			fmt.Fprintf(&b, "  username: %s\n  passwordFile: secret\n", auth.Username)
+		}
 	}
 	if err := os.WriteFile(filepath.Join(dir, "secret"), []byte(secret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
