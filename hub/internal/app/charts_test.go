@@ -17,7 +17,7 @@ func TestChartFlags(t *testing.T) {
 		cache, max, expanded  int64
 		wantParseErr, wantErr string
 	}{
-		{args: nil, cache: 1 << 30, max: 10 << 20, expanded: 50 << 20},
+		{args: nil, cache: 256 << 20, max: 10 << 20, expanded: 50 << 20},
 		{args: []string{"--chart-cache-size=2Gi", "--chart-max-size=1Mi", "--chart-max-expanded-size=5000000"}, cache: 2 << 30, max: 1 << 20, expanded: 5000000},
 		{args: []string{"--chart-cache-size=1Mi", "--chart-max-size=2Mi"}, wantErr: "--chart-cache-size 1Mi: smaller than --chart-max-size 2Mi"},
 		{args: []string{"--chart-max-size=0"}, wantErr: "--chart-max-size and --chart-max-expanded-size: must be positive"},

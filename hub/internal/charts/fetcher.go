@@ -21,7 +21,7 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultMaxCacheBytes    = 1 << 30
+	DefaultMaxCacheBytes    = 256 << 20
 	DefaultMaxChartBytes    = 10 << 20
 	DefaultMaxExpandedBytes = 50 << 20
 	DefaultMaxIndexBytes    = 64 << 20
