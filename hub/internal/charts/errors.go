@@ -59,12 +59,16 @@ func failure(ref Ref, err error, what string, secrets []string) error {
 	return &Error{Ref: ref, Kind: classify(err), Detail: what + ": " + scrub(err.Error(), secrets)}
 }
 
-// classify tells the kind of a transport error: a response by its status code; anything
-// else (a network failure, a TLS failure, a timeout) is ErrUnavailable.
+// classify tells the kind of a transport error: a response by its status code, a body over
+// its bound ErrTooLarge; anything else (a network failure, a TLS failure, a timeout) is
+// ErrUnavailable.
 func classify(err error) error {
 	var status *statusError
 	if errors.As(err, &status) {
 		return status.kind()
+	}
+	if errors.Is(err, ErrTooLarge) {
+		return ErrTooLarge
 	}
 	if kind, ok := ociKind(err); ok {
 		return kind

@@ -114,10 +114,9 @@ func New(cfg Config) (*Fetcher, error) {
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.TLSClientConfig = &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12}
-	transport.Proxy = http.ProxyFromEnvironment
 	return &Fetcher{
 		cfg:     cfg,
-		client:  &http.Client{Transport: transport},
+		client:  &http.Client{Transport: transport, CheckRedirect: sameHostAuth},
 		cache:   cache,
 		ociAuth: orasauth.NewCache(),
 		indexes: map[string]*cachedIndex{},
@@ -157,6 +156,18 @@ func (f *Fetcher) Fetch(ctx context.Context, ref Ref) (*Artifact, error) {
 		}
 	}
 	return nil, err
+}
+
+// sameHostAuth follows at most 10 redirects and drops the credentials of a request
+// redirected to another host (Go's client would keep them for a subdomain).
+func sameHostAuth(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	if req.URL.Host != via[0].URL.Host {
+		req.Header.Del("Authorization")
+	}
+	return nil
 }
 
 // checkRef checks ref's fields and returns the kind of repository, "https" or "oci".
