@@ -433,3 +433,17 @@ func TestConcurrentFetchesAgree(t *testing.T) {
 		})
 	}
 }
+
+func TestFetchChecksACachedArchiveAgainstTheChartAskedFor(t *testing.T) {
+	first := chartstest.NewHelmRepo(t, chartstest.Auth{})
+	second := chartstest.NewHelmRepo(t, chartstest.Auth{})
+	other := pkg(t, "other", "1.0.0")
+	first.Publish(t, other)
+	second.PublishAs(t, pkg(t, "app", "1.0.0"), chartstest.Published{Digest: strings.TrimPrefix(digest(other), "sha256:")})
+	f := newFetcher(t, charts.Config{}, basicAuth, "https://elsewhere.example.com/")
+	fetchVersion(t, f, charts.Ref{RepoURL: first.URL, Chart: "other", Version: "1.0.0"}, "1.0.0")
+	_, err := f.Fetch(context.Background(), charts.Ref{RepoURL: second.URL, Chart: "app", Version: "1.0.0"})
+	if !errors.Is(err, charts.ErrInvalidChart) || !strings.Contains(err.Error(), `holds chart "other"`) {
+		t.Errorf("error = %v, want ErrInvalidChart: the cached archive of that digest is another chart", err)
+	}
+}

@@ -78,6 +78,10 @@ func (f *Fetcher) fetchOCI(ctx context.Context, ref Ref) (*Artifact, error) {
 	}
 	digest := layer.Digest.String()
 	if data := f.cache.get(digest); data != nil {
+		// Checked again: another repository may hold this layer under another name.
+		if err := f.checkArchive(ref, version, data); err != nil {
+			return nil, err
+		}
 		return &Artifact{Ref: ref, Version: version, Digest: digest, Archive: data}, nil
 	}
 	v, err := f.shared(ctx, "blob\x00"+path+"@"+digest, func(ctx context.Context) (any, error) {

@@ -52,8 +52,12 @@ func (f *Fetcher) fetchHTTP(ctx context.Context, ref Ref) (*Artifact, error) {
 	}
 	want := ""
 	if cv.Digest != "" {
-		want = "sha256:" + strings.TrimPrefix(cv.Digest, "sha256:")
+		want = "sha256:" + strings.ToLower(strings.TrimPrefix(cv.Digest, "sha256:"))
 		if data := f.cache.get(want); data != nil {
+			// Checked again: another repository may publish this digest for another chart.
+			if err := f.checkArchive(ref, cv.Version, data); err != nil {
+				return nil, err
+			}
 			return &Artifact{Ref: ref, Version: cv.Version, Digest: want, Archive: data}, nil
 		}
 	}
