@@ -2,8 +2,10 @@ package charts_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,13 +13,19 @@ import (
 	"github.com/flotilla-dev/flotilla/hub/internal/charts/chartstest"
 )
 
-// benchChart is a chart of 20 templates, about what a platform chart holds.
+// benchChart is a chart of 20 templates of about 2 KiB each that compress as YAML does
+// (the archive is tens of KiB), about what a platform chart holds.
 func benchChart(b *testing.B, name, version string) []byte {
 	files := map[string][]byte{}
 	for i := range 20 {
+		var notes strings.Builder
+		for j := range 24 {
+			sum := sha256.Sum256(fmt.Appendf(nil, "%s/%s/%d/%d", name, version, i, j))
+			fmt.Fprintf(&notes, "    # %x\n", sum[:24])
+		}
 		files[fmt.Sprintf("templates/cm-%02d.yaml", i)] = fmt.Appendf(nil,
-			"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-%d\n  labels: {app: %s}\ndata:\n  replicas: {{ .Values.replicas | default 1 | quote }}\n  note: %q\n",
-			i, name, fmt.Sprintf("template %d of chart %s version %s, padded to look like a real one", i, name, version))
+			"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-%d\n  labels: {app: %s}\ndata:\n  replicas: {{ .Values.replicas | default 1 | quote }}\n%s",
+			i, name, notes.String())
 	}
 	return chartstest.PackageChart(b, chartstest.Chart{Name: name, Version: version, Files: files})
 }

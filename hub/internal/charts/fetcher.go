@@ -94,6 +94,8 @@ type Fetcher struct {
 	mu      sync.Mutex
 	indexes map[string]*cachedIndex // by repository URL
 	tags    map[string]*cachedTags  // by OCI repository
+	// checked are the archives found to hold a chart at a version: "digest chart version".
+	checked map[string]struct{}
 }
 
 var _ Source = (*Fetcher)(nil)
@@ -121,6 +123,7 @@ func New(cfg Config) (*Fetcher, error) {
 		ociAuth: orasauth.NewCache(),
 		indexes: map[string]*cachedIndex{},
 		tags:    map[string]*cachedTags{},
+		checked: map[string]struct{}{},
 	}, nil
 }
 

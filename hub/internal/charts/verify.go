@@ -11,9 +11,34 @@ import (
 	"helm.sh/helm/v4/pkg/chart/loader"
 )
 
+// maxChecked bounds the archives remembered as checked.
+const maxChecked = 10000
+
 // checkArchive checks that data is a chart archive within the bounds, holding the chart
-// ref.Chart at version: the expanded size is counted before Helm's loader reads it.
+// ref.Chart at version: the expanded size is counted before Helm's loader reads it. An
+// archive already found to hold that chart and version is not loaded again.
 func (f *Fetcher) checkArchive(ref Ref, version string, data []byte) error {
+	key := digestOf(data) + " " + ref.Chart + " " + version
+	f.mu.Lock()
+	_, done := f.checked[key]
+	f.mu.Unlock()
+	if done {
+		return nil
+	}
+	if err := f.loadArchive(ref, version, data); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	if len(f.checked) >= maxChecked {
+		clear(f.checked)
+	}
+	f.checked[key] = struct{}{}
+	f.mu.Unlock()
+	return nil
+}
+
+// loadArchive is checkArchive without the memory of what was checked.
+func (f *Fetcher) loadArchive(ref Ref, version string, data []byte) error {
 	if int64(len(data)) > f.cfg.MaxChartBytes {
 		return &Error{Ref: ref, Kind: ErrTooLarge, Detail: fmt.Sprintf("archive of version %s is over %d bytes", version, f.cfg.MaxChartBytes)}
 	}
