@@ -121,6 +121,7 @@ func runHub(ctx context.Context, o *completedOptions, log *slog.Logger) error {
 		PollInterval: o.PollInterval, Fetcher: fetcher, Renderer: render.New(render.Options{}),
 		Cache: render.NewCache(0), Clusters: ownedClusters(clusterLister(st), ha, own.Release), Logger: log, Metrics: m,
 		IgnoreDifferences: o.ignoreDifferences,
+		// TODO(charts): Charts: o.charts, once fleet.ReconcilerConfig has the Charts field (issue 15).
 	}, fl)
 	srv := server.New(server.Config{
 		Fleet: fl, Store: st, Pins: st, Replication: st, CA: ca, Serving: serving, Reconcile: rec, Heartbeat: o.Heartbeat,
