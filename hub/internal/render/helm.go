@@ -22,9 +22,9 @@ import (
 
 // Chart size bounds, defaults of Options.
 const (
-	DefaultMaxChartBytes         = 10 << 20  // a packaged chart (.tgz), and a fetched dependency
-	DefaultMaxChartExpandedBytes = 50 << 20  // all files of a chart and its dependencies
-	DefaultMaxOutputBytes        = 64 << 20  // everything a chart's templates render
+	DefaultMaxChartBytes         = 10 << 20 // a packaged chart (.tgz), and a fetched dependency
+	DefaultMaxChartExpandedBytes = 50 << 20 // all files of a chart and its dependencies
+	DefaultMaxOutputBytes        = 64 << 20 // everything a chart's templates render
 	helmHookAnnotation           = "helm.sh/hook"
 	helmTestHookPrefix           = "test" // test, test-success, test-failure
 )

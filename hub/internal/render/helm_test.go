@@ -17,8 +17,8 @@ import (
 // API is served, a CRD in crds/, a test hook, a pre-install hook and NOTES.txt.
 func monitoringChart() map[string][]byte {
 	return map[string][]byte{
-		"Chart.yaml":  []byte("apiVersion: v2\nname: monitoring\nversion: 1.0.0\n"),
-		"values.yaml": []byte("greeting: hello\nreplicas: 1\nnested:\n  a: chart\n  b: chart\n"),
+		"Chart.yaml":             []byte("apiVersion: v2\nname: monitoring\nversion: 1.0.0\n"),
+		"values.yaml":            []byte("greeting: hello\nreplicas: 1\nnested:\n  a: chart\n  b: chart\n"),
 		"templates/_helpers.tpl": []byte(`{{- define "monitoring.name" -}}{{ .Release.Name }}-mon{{- end -}}`),
 		"templates/configmap.yaml": []byte(`apiVersion: v1
 kind: ConfigMap
