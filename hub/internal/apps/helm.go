@@ -281,3 +281,17 @@ func SplitRef(p string) (ref, rest string, ok bool) {
 	ref, rest, _ = strings.Cut(p[1:], "/")
 	return ref, path.Clean(rest), true
 }
+
+// SourcePathFor renders the path of s, one of the app's sources, for cluster c, as PathFor
+// does for the primary source.
+func (a *Application) SourcePathFor(s Source, c ClusterVars) (string, error) {
+	p, err := expand(s.Path, c)
+	if err != nil {
+		return "", fmt.Errorf("application %q: source %s path: %w", a.Name, s.RepoURL, err)
+	}
+	p, err = cleanPath(p)
+	if err != nil {
+		return "", fmt.Errorf("application %q: source %s path: %w", a.Name, s.RepoURL, err)
+	}
+	return p, nil
+}
