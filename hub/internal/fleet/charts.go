@@ -31,6 +31,8 @@ type chartRun struct {
 	artifacts map[charts.Ref]*charts.Artifact
 	errs      map[charts.Ref]error
 	loaded    map[string]*loadedChart
+	// info is, per app, its chart as last rendered this round, for `flotilla apps`.
+	info map[string]*ChartInfo
 }
 
 // loadedChart is a chart's files and what identifies it.
@@ -65,7 +67,7 @@ func (r *Reconciler) chart(ctx context.Context, ref charts.Ref) (*charts.Artifac
 
 func (r *Reconciler) chartRun() *chartRun {
 	if r.charts == nil {
-		r.charts = &chartRun{artifacts: map[charts.Ref]*charts.Artifact{}, errs: map[charts.Ref]error{}, loaded: map[string]*loadedChart{}}
+		r.charts = &chartRun{artifacts: map[charts.Ref]*charts.Artifact{}, errs: map[charts.Ref]error{}, loaded: map[string]*loadedChart{}, info: map[string]*ChartInfo{}}
 	}
 	return r.charts
 }
@@ -83,6 +85,16 @@ func (r *Reconciler) fetchPrimary(ctx context.Context, app *apps.Application, fe
 	}
 	r.lastFetched[app.Source.RepoURL+"@"+app.Source.TargetRevision] = time.Now()
 	return chartSnapshot(app.Source, a), nil
+}
+
+// noteChart puts the app's chart, as rendered this round, in its `flotilla apps` entry; for
+// a chart in a repository whose fetch failed, the chart's name all the same.
+func (r *Reconciler) noteChart(info *AppInfo, app *apps.Application) {
+	if ci := r.chartRun().info[app.Name]; ci != nil {
+		info.Chart, info.ChartVersion = ci.Chart, ci.Version
+		return
+	}
+	info.Chart = app.Source.Chart
 }
 
 func chartRef(s apps.Source) charts.Ref {
@@ -161,8 +173,9 @@ func (r *Reconciler) sourcesBundle(ctx context.Context, app *apps.Application, c
 		if err != nil {
 			return nil, nil, err
 		}
-		if info == nil {
+		if info == nil && ci != nil {
 			info = ci
+			r.chartRun().info[app.Name] = ci
 		}
 		outs = append(outs, out)
 	}

@@ -222,6 +222,7 @@ func (r *Reconciler) Round(ctx context.Context) {
 				log.Warn("render failed; last good state kept", logging.KeyApp, app.Name, logging.KeyCluster, c.Name, logging.Err(err))
 			}
 		}
+		r.noteChart(info, app) // charts.go
 		key := app.Source.RepoURL + "@" + app.Source.TargetRevision
 		info.LastFetched = r.lastFetched[key]
 		info.RepoState = RepoCurrent

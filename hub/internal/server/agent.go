@@ -398,6 +398,9 @@ func (s *Server) recordHistory(cluster, app, revision, result string, r *fleet.R
 	rec := store.HistoryRecord{Time: time.Now(), Cluster: cluster, App: app, Revision: revision, Result: result}
 	if d != nil && (revision == "" || d.Revision == revision) {
 		rec.Revision, rec.Author, rec.Message = d.Revision, d.Author, d.Message
+		if d.Chart != nil {
+			rec.ChartVersion, rec.ValuesDigest = d.Chart.Version, d.Chart.ValuesDigest
+		}
 	}
 	if r != nil && r.CommitToApplied > 0 {
 		rec.Result = fmt.Sprintf("%s (%s after commit)", result, r.CommitToApplied.Round(time.Millisecond))

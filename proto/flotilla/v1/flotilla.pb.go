@@ -3054,8 +3054,12 @@ type App struct {
 	// "Current", or "Stale" when the latest fetch failed (the last good render is still served).
 	RepoState         string `protobuf:"bytes,10,opt,name=repo_state,json=repoState,proto3" json:"repo_state,omitempty"`
 	LastFetchedUnixMs int64  `protobuf:"varint,11,opt,name=last_fetched_unix_ms,json=lastFetchedUnixMs,proto3" json:"last_fetched_unix_ms,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// For an app rendered from a Helm chart: the chart (its name in a repository, or its path
+	// in Git) and the version it resolved to.
+	Chart         string `protobuf:"bytes,20,opt,name=chart,proto3" json:"chart,omitempty"`
+	ChartVersion  string `protobuf:"bytes,21,opt,name=chart_version,json=chartVersion,proto3" json:"chart_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *App) Reset() {
@@ -3163,6 +3167,20 @@ func (x *App) GetLastFetchedUnixMs() int64 {
 		return x.LastFetchedUnixMs
 	}
 	return 0
+}
+
+func (x *App) GetChart() string {
+	if x != nil {
+		return x.Chart
+	}
+	return ""
+}
+
+func (x *App) GetChartVersion() string {
+	if x != nil {
+		return x.ChartVersion
+	}
+	return ""
 }
 
 type AddClusterRequest struct {
@@ -3627,15 +3645,19 @@ func (x *HistoryResponse) GetUnreachablePeers() []string {
 }
 
 type HistoryEntry struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TimeUnixMs    int64                  `protobuf:"varint,1,opt,name=time_unix_ms,json=timeUnixMs,proto3" json:"time_unix_ms,omitempty"`
-	Cluster       string                 `protobuf:"bytes,2,opt,name=cluster,proto3" json:"cluster,omitempty"`
-	App           string                 `protobuf:"bytes,3,opt,name=app,proto3" json:"app,omitempty"`
-	Revision      string                 `protobuf:"bytes,4,opt,name=revision,proto3" json:"revision,omitempty"`
-	Author        string                 `protobuf:"bytes,5,opt,name=author,proto3" json:"author,omitempty"`
-	Message       string                 `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
-	Result        string                 `protobuf:"bytes,7,opt,name=result,proto3" json:"result,omitempty"`
-	Health        string                 `protobuf:"bytes,8,opt,name=health,proto3" json:"health,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	TimeUnixMs int64                  `protobuf:"varint,1,opt,name=time_unix_ms,json=timeUnixMs,proto3" json:"time_unix_ms,omitempty"`
+	Cluster    string                 `protobuf:"bytes,2,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	App        string                 `protobuf:"bytes,3,opt,name=app,proto3" json:"app,omitempty"`
+	Revision   string                 `protobuf:"bytes,4,opt,name=revision,proto3" json:"revision,omitempty"`
+	Author     string                 `protobuf:"bytes,5,opt,name=author,proto3" json:"author,omitempty"`
+	Message    string                 `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
+	Result     string                 `protobuf:"bytes,7,opt,name=result,proto3" json:"result,omitempty"`
+	Health     string                 `protobuf:"bytes,8,opt,name=health,proto3" json:"health,omitempty"`
+	// For an app rendered from a Helm chart: the chart's version and the digest of the values
+	// it was rendered with.
+	ChartVersion  string `protobuf:"bytes,20,opt,name=chart_version,json=chartVersion,proto3" json:"chart_version,omitempty"`
+	ValuesDigest  string `protobuf:"bytes,21,opt,name=values_digest,json=valuesDigest,proto3" json:"values_digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3722,6 +3744,20 @@ func (x *HistoryEntry) GetResult() string {
 func (x *HistoryEntry) GetHealth() string {
 	if x != nil {
 		return x.Health
+	}
+	return ""
+}
+
+func (x *HistoryEntry) GetChartVersion() string {
+	if x != nil {
+		return x.ChartVersion
+	}
+	return ""
+}
+
+func (x *HistoryEntry) GetValuesDigest() string {
+	if x != nil {
+		return x.ValuesDigest
 	}
 	return ""
 }
@@ -4769,7 +4805,7 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\rsince_unix_ms\x18\x03 \x01(\x03R\vsinceUnixMs\"\x17\n" +
 	"\x15ConfirmRemovalRequest\",\n" +
 	"\x16ConfirmRemovalResponse\x12\x12\n" +
-	"\x04apps\x18\x01 \x03(\tR\x04apps\"\xcc\x02\n" +
+	"\x04apps\x18\x01 \x03(\tR\x04apps\"\x87\x03\n" +
 	"\x03App\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x19\n" +
 	"\brepo_url\x18\x02 \x01(\tR\arepoUrl\x12'\n" +
@@ -4784,7 +4820,9 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\n" +
 	"repo_state\x18\n" +
 	" \x01(\tR\trepoState\x12/\n" +
-	"\x14last_fetched_unix_ms\x18\v \x01(\x03R\x11lastFetchedUnixMs\"\xd2\x01\n" +
+	"\x14last_fetched_unix_ms\x18\v \x01(\x03R\x11lastFetchedUnixMs\x12\x14\n" +
+	"\x05chart\x18\x14 \x01(\tR\x05chart\x12#\n" +
+	"\rchart_version\x18\x15 \x01(\tR\fchartVersion\"\xd2\x01\n" +
 	"\x11AddClusterRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12B\n" +
 	"\x06labels\x18\x02 \x03(\v2*.flotilla.v1.AddClusterRequest.LabelsEntryR\x06labels\x12*\n" +
@@ -4819,7 +4857,7 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x05limit\x18\x03 \x01(\x05R\x05limit\"o\n" +
 	"\x0fHistoryResponse\x12/\n" +
 	"\x05items\x18\x01 \x03(\v2\x19.flotilla.v1.HistoryEntryR\x05items\x12+\n" +
-	"\x11unreachable_peers\x18\x02 \x03(\tR\x10unreachablePeers\"\xda\x01\n" +
+	"\x11unreachable_peers\x18\x02 \x03(\tR\x10unreachablePeers\"\xa4\x02\n" +
 	"\fHistoryEntry\x12 \n" +
 	"\ftime_unix_ms\x18\x01 \x01(\x03R\n" +
 	"timeUnixMs\x12\x18\n" +
@@ -4829,7 +4867,9 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x06author\x18\x05 \x01(\tR\x06author\x12\x18\n" +
 	"\amessage\x18\x06 \x01(\tR\amessage\x12\x16\n" +
 	"\x06result\x18\a \x01(\tR\x06result\x12\x16\n" +
-	"\x06health\x18\b \x01(\tR\x06health\"\x90\x01\n" +
+	"\x06health\x18\b \x01(\tR\x06health\x12#\n" +
+	"\rchart_version\x18\x14 \x01(\tR\fchartVersion\x12#\n" +
+	"\rvalues_digest\x18\x15 \x01(\tR\fvaluesDigest\"\x90\x01\n" +
 	"\x0fRollbackRequest\x12\x10\n" +
 	"\x03app\x18\x01 \x01(\tR\x03app\x12\x18\n" +
 	"\acluster\x18\x02 \x01(\tR\acluster\x12\x1a\n" +
