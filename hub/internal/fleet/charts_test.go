@@ -2,7 +2,6 @@ package fleet
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -338,8 +337,70 @@ spec:
 	}
 }
 
-func TestChartErrors(t *testing.T) {
-	if !errors.Is(fmt.Errorf("x: %w", ErrNoChartFetcher), ErrNoChartFetcher) {
-		t.Fatal("sentinel")
+// TestChartDependenciesAndDuplicates: a Git chart's dependency that charts/ lacks is fetched
+// from its repository and rendered with its values; an object two sources render is an error
+// naming both; a file:// dependency absent from charts/ is refused naming it.
+func TestChartDependenciesAndDuplicates(t *testing.T) {
+	const helmRepo = "https://charts.example.com"
+	src := &fakeCharts{}
+	src.add(t, helmRepo, map[string]string{
+		"Chart.yaml":        "apiVersion: v2\nname: redis\nversion: 1.2.0\n",
+		"values.yaml":       "size: small\n",
+		"templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: redis-{{ .Values.size }}}\n",
+	})
+	repo := newTestRepo(t)
+	repo.commit("app with a dependency", map[string]string{
+		"app/Chart.yaml":        "apiVersion: v2\nname: app\nversion: 0.1.0\ndependencies:\n- {name: redis, version: 1.2.0, repository: " + helmRepo + "}\n",
+		"app/values.yaml":       "redis: {size: large}\n",
+		"app/templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\n",
+		"plain/cm.yaml":         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: redis-large}\n",
+	})
+	appsDir := t.TempDir()
+	writeApp(t, appsDir, "app", fmt.Sprintf(`apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {name: app}
+spec:
+  source: {repoURL: %q, targetRevision: main, path: app}
+  destination: {name: staging, namespace: app}
+`, repo.dir))
+	f, r := newTestReconciler(t, appsDir, twoClusters[:1])
+	r.cfg.Charts = src
+	ctx := context.Background()
+	r.Round(ctx)
+	if errs := appErrors(f); errs != "" {
+		t.Fatal(errs)
+	}
+	if got, want := keys(objectsOf(t, f, "staging", "app")), []string{"ConfigMap/app", "ConfigMap/redis-large"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("objects %v, want %v (the dependency fetched, with the parent's values)", got, want)
+	}
+
+	// Two sources rendering ConfigMap redis-large.
+	writeApp(t, appsDir, "app", fmt.Sprintf(`apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {name: app}
+spec:
+  sources:
+  - {repoURL: %[1]q, targetRevision: main, path: app}
+  - {repoURL: %[1]q, targetRevision: main, path: plain}
+  destination: {name: staging, namespace: app}
+`, repo.dir))
+	r.Round(ctx)
+	if errs := appErrors(f); !strings.Contains(errs, "ConfigMap/redis-large is rendered by two sources: "+repo.dir+" chart app and "+repo.dir+" path plain") {
+		t.Errorf("errors %q", errs)
+	}
+
+	repo.commit("a file:// dependency", map[string]string{
+		"app/Chart.yaml": "apiVersion: v2\nname: app\nversion: 0.2.0\ndependencies:\n- {name: common, version: 1.0.0, repository: file://../common}\n",
+	})
+	writeApp(t, appsDir, "app", fmt.Sprintf(`apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {name: app}
+spec:
+  source: {repoURL: %q, targetRevision: main, path: app}
+  destination: {name: staging, namespace: app}
+`, repo.dir))
+	r.Round(ctx)
+	if errs := appErrors(f); !strings.Contains(errs, `chart app: dependency common: repository "file://../common": only https:// and oci:// repositories are fetched`) {
+		t.Errorf("errors %q", errs)
 	}
 }
