@@ -33,6 +33,8 @@ type chartRun struct {
 	loaded    map[string]*loadedChart
 	// info is, per app, its chart as last rendered this round, for `flotilla apps`.
 	info map[string]*ChartInfo
+	// fsys is each snapshot's file system, built once per round to look for Chart.yaml.
+	fsys map[*source.Snapshot]filesys.FileSystem
 }
 
 // loadedChart is a chart's files and what identifies it.
@@ -67,7 +69,7 @@ func (r *Reconciler) chart(ctx context.Context, ref charts.Ref) (*charts.Artifac
 
 func (r *Reconciler) chartRun() *chartRun {
 	if r.charts == nil {
-		r.charts = &chartRun{artifacts: map[charts.Ref]*charts.Artifact{}, errs: map[charts.Ref]error{}, loaded: map[string]*loadedChart{}, info: map[string]*ChartInfo{}}
+		r.charts = &chartRun{artifacts: map[charts.Ref]*charts.Artifact{}, errs: map[charts.Ref]error{}, loaded: map[string]*loadedChart{}, info: map[string]*ChartInfo{}, fsys: map[*source.Snapshot]filesys.FileSystem{}}
 	}
 	return r.charts
 }
@@ -109,17 +111,35 @@ func chartSnapshot(s apps.Source, a *charts.Artifact) *source.Snapshot {
 }
 
 // needsSources reports whether app renders through sourcesBundle rather than bundleFor: a
-// chart, several sources, or a Git path holding Chart.yaml.
-func needsSources(app *apps.Application, snap *source.Snapshot, p string) (bool, error) {
+// chart, several sources, or a Git path holding Chart.yaml. Whether a path of a tree holds a
+// chart never changes, so the answer is kept across rounds (bounded), and a round with no new
+// commit builds no file system to ask.
+func (r *Reconciler) needsSources(app *apps.Application, snap *source.Snapshot, p string) (bool, error) {
 	if app.Source.IsChart() || len(app.Sources) > 0 {
 		return true, nil
 	}
-	fsys, err := snap.FileSystem()
-	if err != nil {
-		return false, err
+	key := snap.RepoURL + "@" + snap.TreeHash + ":" + p
+	if is, ok := r.chartDirs[key]; ok {
+		return is, nil
 	}
-	return isChartDir(fsys, p), nil
+	run := r.chartRun()
+	fsys := run.fsys[snap]
+	if fsys == nil {
+		var err error
+		if fsys, err = snap.FileSystem(); err != nil {
+			return false, err
+		}
+		run.fsys[snap] = fsys
+	}
+	if r.chartDirs == nil || len(r.chartDirs) >= maxChartDirs {
+		r.chartDirs = map[string]bool{}
+	}
+	r.chartDirs[key] = isChartDir(fsys, p)
+	return r.chartDirs[key], nil
 }
+
+// maxChartDirs bounds the memory of needsSources.
+const maxChartDirs = 4096
 
 func isChartDir(fsys filesys.FileSystem, p string) bool {
 	f := path.Join("/", p, "Chart.yaml")

@@ -94,6 +94,8 @@ type Reconciler struct {
 	// sources other than an app's primary one (charts.go; owned by Run's goroutine).
 	fetchRound func(repo, rev string) (*source.Snapshot, error)
 	charts     *chartRun
+	// chartDirs remembers which repository paths of which trees hold a chart (charts.go).
+	chartDirs map[string]bool
 }
 
 // NewReconciler returns a reconciler feeding fleet.
@@ -270,7 +272,7 @@ func (r *Reconciler) renderFor(ctx context.Context, app *apps.Application, c Clu
 		b     *bundle.Bundle
 		chart *ChartInfo
 	)
-	helm, err := needsSources(app, snap, path)
+	helm, err := r.needsSources(app, snap, path)
 	switch {
 	case err != nil:
 	case helm:
