@@ -13,6 +13,9 @@ import (
 type capabilities struct {
 	mu      sync.Mutex
 	cluster map[string]render.Capabilities
+	// sets holds each distinct list of API versions once, by digest: a thousand clusters of
+	// the same version share one list.
+	sets map[string][]string
 }
 
 // SetCapabilities records what cluster's agent reported and reports whether it changed (a
@@ -32,11 +35,32 @@ func (f *Fleet) SetCapabilities(cluster string, c render.Capabilities) bool {
 		return false
 	}
 	f.caps.cluster[cluster] = c
+	f.caps.share(cluster)
 	return true
 }
 
+// share makes cluster's API versions the list other clusters with the same ones hold, and
+// drops the lists no cluster holds any more once they outnumber the clusters.
+func (c *capabilities) share(cluster string) {
+	if c.sets == nil || len(c.sets) > 2*len(c.cluster)+16 {
+		c.sets = map[string][]string{}
+		for _, caps := range c.cluster {
+			c.sets[render.Capabilities{APIVersions: caps.APIVersions}.Digest()] = caps.APIVersions
+		}
+	}
+	caps := c.cluster[cluster]
+	key := render.Capabilities{APIVersions: caps.APIVersions}.Digest()
+	if shared, ok := c.sets[key]; ok {
+		caps.APIVersions = shared
+		c.cluster[cluster] = caps
+		return
+	}
+	c.sets[key] = caps.APIVersions
+}
+
 // Capabilities returns what cluster's agent last reported; zero (Helm's defaults at render)
-// when it reported nothing.
+// when it reported nothing. The API versions may be shared with other clusters: callers must
+// not modify them.
 func (f *Fleet) Capabilities(cluster string) render.Capabilities {
 	f.caps.mu.Lock()
 	defer f.caps.mu.Unlock()
