@@ -281,3 +281,78 @@ func TestHelmPlatformChart(t *testing.T) {
 		}
 	}
 }
+
+// TestHelmMultiSourceValues: an Argo CD multi-source Application, unchanged — the chart from
+// one source, its values from a `ref: values` source as $values/... — renders the chart with
+// those values; a value file changed in Git reaches the cluster.
+func TestHelmMultiSourceValues(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{pollInterval: time.Second})
+	files := monitoringChartFiles("1.0.0")
+	files["fleet-values/monitoring/staging.yaml"] = "retention: 14d\n"
+	rev1, err := e.repo.Commit("monitoring chart and fleet values", files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repoURL := e.git.URL(e.repo.Dir)
+	app := fmt.Sprintf(`apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {name: monitoring-ms, namespace: argocd}
+spec:
+  project: default
+  sources:
+  - repoURL: %[1]s
+    targetRevision: main
+    path: platform/monitoring
+    helm:
+      releaseName: ms
+      valueFiles: ["values/{{ .labels.env }}.yaml", "$values/fleet-values/monitoring/{{ .labels.env }}.yaml"]
+  - repoURL: %[1]s
+    targetRevision: main
+    ref: values
+  destination: {name: staging, namespace: monitoring-ms}
+  syncPolicy:
+    automated: {prune: true}
+    syncOptions: [CreateNamespace=true]
+`, repoURL)
+	if err := localfleet.WriteFiles(e.appsDir, map[string]string{"monitoring-ms.yaml": app}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		e.fleet.Stop()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := kubeClient(t, e.clusters[0]).CoreV1().Namespaces().Delete(ctx, "monitoring-ms", metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			t.Errorf("delete namespace monitoring-ms: %v", err)
+		}
+	})
+	staging := kubeClient(t, e.clusters[0])
+	retention := func(want string) {
+		t.Helper()
+		testwait.For(t, 3*time.Minute, "ms-config with retention "+want+" on staging", func(ctx context.Context) (bool, error) {
+			cm, err := staging.CoreV1().ConfigMaps("monitoring-ms").Get(ctx, "ms-config", metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				return false, nil
+			}
+			if err != nil {
+				return false, err
+			}
+			return cm.Data["retention"] == want && cm.Data["env"] == "staging", nil
+		})
+	}
+	retention("14d")
+	items, err := e.fleet.WaitStatus(e.ctx, time.Minute, func(items []localfleet.StatusItem) bool {
+		it := statusOf(items, "staging", "monitoring-ms")
+		return it != nil && it.Sync == "Synced" && it.AppliedRevision == rev1
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it := statusOf(items, "production", "monitoring-ms"); it != nil {
+		t.Errorf("the app reached production: %+v", it)
+	}
+	if _, err := e.repo.Commit("staging keeps metrics longer", map[string]string{"fleet-values/monitoring/staging.yaml": "retention: 60d\n"}); err != nil {
+		t.Fatal(err)
+	}
+	retention("60d")
+}
