@@ -1,15 +1,18 @@
 package fleet
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
+	helmignore "helm.sh/helm/v4/pkg/ignore"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
@@ -388,13 +391,31 @@ func (r *Reconciler) dependency(ctx context.Context, chartPath, name, repo, vers
 	return a, nil
 }
 
-// chartFiles reads the files of the chart directory p.
+// chartFiles reads the files of the chart directory p, leaving out what its .helmignore (and
+// Helm's defaults) ignore, as Helm does when it loads a directory.
 func chartFiles(fsys filesys.FileSystem, p string) (map[string][]byte, error) {
 	dir := path.Join("/", p)
+	rules := helmignore.Empty()
+	if data, err := fsys.ReadFile(path.Join(dir, helmignore.HelmIgnore)); err == nil {
+		if rules, err = helmignore.Parse(bytes.NewReader(data)); err != nil {
+			return nil, fmt.Errorf("chart %s: %s: %w", p, helmignore.HelmIgnore, err)
+		}
+	}
+	rules.AddDefaults()
 	files := map[string][]byte{}
 	err := fsys.Walk(dir, func(name string, fi os.FileInfo, err error) error {
 		if err != nil {
 			return err
+		}
+		rel := strings.TrimPrefix(name, dir+"/")
+		if name == dir || rel == "" {
+			return nil
+		}
+		if rules.Ignore(rel, fi) {
+			if fi.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
 		}
 		if fi.IsDir() {
 			return nil
@@ -403,7 +424,7 @@ func chartFiles(fsys filesys.FileSystem, p string) (map[string][]byte, error) {
 		if err != nil {
 			return err
 		}
-		files[strings.TrimPrefix(name, dir+"/")] = data
+		files[rel] = data
 		return nil
 	})
 	if err != nil {

@@ -404,3 +404,36 @@ spec:
 		t.Errorf("errors %q", errs)
 	}
 }
+
+// TestChartHelmignore: a Git chart's .helmignore leaves files and directories out, as Helm
+// does when it loads a directory.
+func TestChartHelmignore(t *testing.T) {
+	repo := newTestRepo(t)
+	repo.commit("chart with .helmignore", map[string]string{
+		"c/Chart.yaml":             "apiVersion: v2\nname: c\nversion: 0.1.0\n",
+		"c/.helmignore":            "*.bak\nscratch/\n",
+		"c/templates/cm.yaml":      "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {files: {{ len (.Files.Glob \"**\") | quote }}}\n",
+		"c/templates/old.yaml.bak": "{{ this does not parse\n",
+		"c/scratch/notes.txt":      "x\n",
+		"c/scratch/deep/more.yaml": "y\n",
+		"c/files/kept.txt":         "kept\n",
+	})
+	appsDir := t.TempDir()
+	writeApp(t, appsDir, "c", fmt.Sprintf(`apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {name: c}
+spec:
+  source: {repoURL: %q, targetRevision: main, path: c}
+  destination: {name: staging, namespace: c}
+`, repo.dir))
+	f, r := newTestReconciler(t, appsDir, twoClusters[:1])
+	r.Round(context.Background())
+	if errs := appErrors(f); errs != "" {
+		t.Fatal(errs)
+	}
+	d, _, _ := unstructured.NestedStringMap(objectsOf(t, f, "staging", "c")["ConfigMap/c"].Object, "data")
+	// .helmignore and files/kept.txt: Chart.yaml and templates are not in .Files.
+	if d["files"] != "2" {
+		t.Errorf(".Files has %s files, want 2 (.helmignore, files/kept.txt)", d["files"])
+	}
+}
