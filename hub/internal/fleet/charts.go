@@ -27,6 +27,9 @@ import (
 // repository when the hub has no chart fetcher (ReconcilerConfig.Charts).
 var ErrNoChartFetcher = errors.New("no chart fetcher configured")
 
+// chartFetchTimeout bounds one chart fetch (the index or manifest and the archive).
+const chartFetchTimeout = 2 * time.Minute
+
 // chartRun is what one round knows of charts: each chart reference fetched once, each
 // chart's files read once (by archive digest, or Git tree and path) however many clusters
 // it renders for.
@@ -61,7 +64,9 @@ func (r *Reconciler) chart(ctx context.Context, ref charts.Ref) (*charts.Artifac
 	if err := r.charts.errs[ref]; err != nil {
 		return nil, err
 	}
-	a, err := r.cfg.Charts.Fetch(ctx, ref)
+	fctx, cancel := context.WithTimeout(ctx, chartFetchTimeout)
+	a, err := r.cfg.Charts.Fetch(fctx, ref)
+	cancel()
 	if err != nil {
 		r.charts.errs[ref] = err
 		return nil, err
@@ -121,24 +126,39 @@ func (r *Reconciler) needsSources(app *apps.Application, snap *source.Snapshot, 
 	if app.Source.IsChart() || len(app.Sources) > 0 {
 		return true, nil
 	}
+	return r.chartPath(snap, p)
+}
+
+// chartPath reports whether path p of snap holds Chart.yaml, remembered across rounds.
+func (r *Reconciler) chartPath(snap *source.Snapshot, p string) (bool, error) {
 	key := snap.RepoURL + "@" + snap.TreeHash + ":" + p
 	if is, ok := r.chartDirs[key]; ok {
 		return is, nil
 	}
-	run := r.chartRun()
-	fsys := run.fsys[snap]
-	if fsys == nil {
-		var err error
-		if fsys, err = snap.FileSystem(); err != nil {
-			return false, err
-		}
-		run.fsys[snap] = fsys
+	fsys, err := r.fileSystem(snap)
+	if err != nil {
+		return false, err
 	}
 	if r.chartDirs == nil || len(r.chartDirs) >= maxChartDirs {
 		r.chartDirs = map[string]bool{}
 	}
 	r.chartDirs[key] = isChartDir(fsys, p)
 	return r.chartDirs[key], nil
+}
+
+// fileSystem is snap's file system, built once per round (a snapshot builds a new one on
+// every call) however many clusters and value files read it. Chart code only reads it.
+func (r *Reconciler) fileSystem(snap *source.Snapshot) (filesys.FileSystem, error) {
+	run := r.chartRun()
+	if fsys := run.fsys[snap]; fsys != nil {
+		return fsys, nil
+	}
+	fsys, err := snap.FileSystem()
+	if err != nil {
+		return nil, err
+	}
+	run.fsys[snap] = fsys
+	return fsys, nil
 }
 
 // maxChartDirs bounds the memory of needsSources.
@@ -240,11 +260,11 @@ func (r *Reconciler) snapshotOf(ctx context.Context, s apps.Source) (*source.Sna
 // Chart.yaml), or a Git path through bundleFor.
 func (r *Reconciler) renderSource(ctx context.Context, app *apps.Application, s apps.Source, c ClusterVars, snap *source.Snapshot, p string) (sourceOut, *ChartInfo, error) {
 	if !s.IsChart() {
-		fsys, err := snap.FileSystem()
+		isChart, err := r.chartPath(snap, p)
 		if err != nil {
 			return sourceOut{}, nil, err
 		}
-		if !isChartDir(fsys, p) {
+		if !isChart {
 			b, err := r.bundleFor(ctx, snap, p)
 			if err != nil {
 				return sourceOut{}, nil, err
@@ -352,7 +372,7 @@ func (r *Reconciler) loadChart(ctx context.Context, s apps.Source, snap *source.
 			lc.files[f.Name] = f.Data
 		}
 	} else {
-		fsys, err := snap.FileSystem()
+		fsys, err := r.fileSystem(snap)
 		if err != nil {
 			return nil, err
 		}
@@ -472,7 +492,7 @@ func (r *Reconciler) valueFile(ctx context.Context, app *apps.Application, f str
 	if app.Sources[i].IsChart() {
 		return nil, fmt.Errorf("source %q is a chart: value files come from Git sources", ref)
 	}
-	fsys, err := snap.FileSystem()
+	fsys, err := r.fileSystem(snap)
 	if err != nil {
 		return nil, err
 	}
