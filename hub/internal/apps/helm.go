@@ -28,6 +28,10 @@ type Helm struct {
 	// PassCredentials is accepted for Argo CD compatibility; the chart fetcher's credentials
 	// rules decide what is sent where.
 	PassCredentials bool
+	// KubeVersion and APIVersions, when set, replace the cluster's own in .Capabilities (as
+	// in Argo CD); by default each cluster's reported ones are used.
+	KubeVersion string
+	APIVersions []string
 }
 
 // HelmParameter is one helm.parameters entry (`--set name=value`, or `--set-string` with
@@ -50,6 +54,8 @@ type helmDoc struct {
 	IgnoreMissingValueFiles bool            `json:"ignoreMissingValueFiles,omitempty"`
 	PassCredentials         bool            `json:"passCredentials,omitempty"`
 	Version                 string          `json:"version,omitempty"`
+	KubeVersion             string          `json:"kubeVersion,omitempty"`
+	APIVersions             []string        `json:"apiVersions,omitempty"`
 }
 
 // sourceDoc is one source as written (spec.source, or an entry of spec.sources).
@@ -66,6 +72,7 @@ type sourceDoc struct {
 var helmKnown = known{
 	"releaseName": nil, "namespace": nil, "valueFiles": nil, "values": nil, "valuesObject": nil,
 	"parameters": nil, "skipCrds": nil, "ignoreMissingValueFiles": nil, "passCredentials": nil, "version": nil,
+	"kubeVersion": nil, "apiVersions": nil,
 }
 
 // sourceKnown lists the fields of a source Flotilla reads.
@@ -91,6 +98,7 @@ func (d sourceDoc) source(field string, errAt errorf) (Source, []error) {
 			ReleaseName: h.ReleaseName, Namespace: h.Namespace, ValueFiles: h.ValueFiles, Values: h.Values,
 			ValuesObject: h.ValuesObject, Parameters: h.Parameters, SkipCRDs: h.SkipCRDs,
 			IgnoreMissingValueFiles: h.IgnoreMissingValueFiles, PassCredentials: h.PassCredentials,
+			KubeVersion: h.KubeVersion, APIVersions: h.APIVersions,
 		}
 		for i, p := range h.Parameters {
 			if strings.TrimSpace(p.Name) == "" {

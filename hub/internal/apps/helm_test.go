@@ -27,6 +27,8 @@ spec:
       ignoreMissingValueFiles: true
       passCredentials: false
       version: v3
+      kubeVersion: v1.30.0
+      apiVersions: [monitoring.coreos.com/v1]
       fileParameters: [{name: x, path: y}]
   destination: {name: prod, namespace: cert-manager}
 `
@@ -45,7 +47,8 @@ spec:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h.ReleaseName != "cm" || h.Namespace != "cert-manager" || !h.SkipCRDs || !h.IgnoreMissingValueFiles {
+	if h.ReleaseName != "cm" || h.Namespace != "cert-manager" || !h.SkipCRDs || !h.IgnoreMissingValueFiles ||
+		h.KubeVersion != "v1.30.0" || !reflect.DeepEqual(h.APIVersions, []string{"monitoring.coreos.com/v1"}) {
 		t.Errorf("helm %+v", h)
 	}
 	if !reflect.DeepEqual(h.ValueFiles, []string{"values-prod.yaml"}) || h.Values != "clusterName: prod-eu\n" {

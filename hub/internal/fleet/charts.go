@@ -343,6 +343,12 @@ func (r *Reconciler) chartInput(ctx context.Context, app *apps.Application, s ap
 		Name: h.ReleaseName, Namespace: h.Namespace, Values: vals, SkipCRDs: h.SkipCRDs,
 		Capabilities: r.fleet.Capabilities(c.Name),
 	}
+	if h.KubeVersion != "" {
+		in.rel.Capabilities.KubeVersion = h.KubeVersion // helm.kubeVersion overrides the cluster's
+	}
+	if len(h.APIVersions) > 0 {
+		in.rel.Capabilities.APIVersions = h.APIVersions
+	}
 	return in, nil
 }
 

@@ -437,3 +437,27 @@ spec:
 		t.Errorf(".Files has %s files, want 2 (.helmignore, files/kept.txt)", d["files"])
 	}
 }
+
+// TestChartCapabilitiesOverride: helm.kubeVersion and helm.apiVersions replace the cluster's
+// own capabilities, as in Argo CD.
+func TestChartCapabilitiesOverride(t *testing.T) {
+	repo := newTestRepo(t)
+	repo.commit("monitoring", prefixed("mon/", monitoringChart("1.0.0")))
+	appsDir := t.TempDir()
+	writeApp(t, appsDir, "mon", fmt.Sprintf(`apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {name: mon}
+spec:
+  source: {repoURL: %q, targetRevision: main, path: mon, helm: {kubeVersion: v1.29.3, apiVersions: [v1, apps/v1, monitoring.coreos.com/v1]}}
+  destination: {name: staging, namespace: mon}
+`, repo.dir))
+	f, r := newTestReconciler(t, appsDir, twoClusters[:1])
+	f.SetCapabilities("staging", render.Capabilities{KubeVersion: "v1.33.0", APIVersions: []string{"v1", "apps/v1"}})
+	r.Round(context.Background())
+	if errs := appErrors(f); errs != "" {
+		t.Fatal(errs)
+	}
+	if _, ok := objectsOf(t, f, "staging", "mon")["ServiceMonitor/mon"]; !ok {
+		t.Error("helm.apiVersions did not make the ServiceMonitor render")
+	}
+}
