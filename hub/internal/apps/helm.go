@@ -163,9 +163,9 @@ func sources(single *sourceDoc, multi []sourceDoc, errAt errorf) (Source, []Sour
 // with only a ref provides files to the others.
 func (s Source) Renders() bool { return s.Chart != "" || s.Path != "" || s.Ref == "" }
 
-// IsChartRepo reports whether url names a Helm repository or an OCI registry rather than Git:
-// https:// or http:// URLs are Helm repositories only with a chart named, so this looks at
-// the scheme oci:// and, for a chart source, at http(s).
+// IsChartRepo reports whether url can name a Helm repository (https://, http://) or an OCI
+// registry (oci://), where a source's chart or a chart's dependency is fetched from. (An
+// https:// URL may be a Git repository too: a source is a chart only when it names one.)
 func IsChartRepo(url string) bool {
 	lower := strings.ToLower(url)
 	return strings.HasPrefix(lower, "oci://") || strings.HasPrefix(lower, "https://") || strings.HasPrefix(lower, "http://")
