@@ -90,6 +90,10 @@ type AppInfo struct {
 	// last successful fetch.
 	RepoState   string
 	LastFetched time.Time
+	// Chart and ChartVersion are set for an app rendered from a Helm chart: its name in a
+	// repository (or path in Git) and the version it resolved to.
+	Chart        string
+	ChartVersion string
 }
 
 // Repository states.
