@@ -12,11 +12,14 @@ import (
 	"path"
 	"strings"
 
-	"helm.sh/helm/v3/pkg/chart"
-	"helm.sh/helm/v3/pkg/chart/loader"
-	"helm.sh/helm/v3/pkg/chartutil"
-	"helm.sh/helm/v3/pkg/engine"
-	"helm.sh/helm/v3/pkg/releaseutil"
+	"helm.sh/helm/v4/pkg/chart/common"
+	commonutil "helm.sh/helm/v4/pkg/chart/common/util"
+	"helm.sh/helm/v4/pkg/chart/loader/archive"
+	chart "helm.sh/helm/v4/pkg/chart/v2"
+	"helm.sh/helm/v4/pkg/chart/v2/loader"
+	chartutil "helm.sh/helm/v4/pkg/chart/v2/util"
+	"helm.sh/helm/v4/pkg/engine"
+	releaseutil "helm.sh/helm/v4/pkg/release/v1/util"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 )
@@ -68,7 +71,7 @@ func Load(name string) (*chart.Chart, error) {
 	if err != nil {
 		return nil, fmt.Errorf("chart %s: %w", name, err)
 	}
-	var files []*loader.BufferedFile
+	var files []*archive.BufferedFile
 	err = fs.WalkDir(sub, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
@@ -77,7 +80,7 @@ func Load(name string) (*chart.Chart, error) {
 		if err != nil {
 			return err
 		}
-		files = append(files, &loader.BufferedFile{Name: p, Data: data})
+		files = append(files, &archive.BufferedFile{Name: p, Data: data})
 		return nil
 	})
 	if err != nil {
@@ -122,7 +125,7 @@ func RenderFiles(ch *chart.Chart, rel Release, values map[string]any) (map[strin
 	if kv := ch.Metadata.KubeVersion; kv != "" && !chartutil.IsCompatibleRange(kv, caps.KubeVersion.String()) {
 		return nil, fmt.Errorf("chart %s: requires Kubernetes %s, have %s", ch.Name(), kv, caps.KubeVersion.String())
 	}
-	vals, err := chartutil.ToRenderValues(ch, values, chartutil.ReleaseOptions{
+	vals, err := commonutil.ToRenderValues(ch, values, common.ReleaseOptions{
 		Name: rel.Name, Namespace: rel.Namespace, Revision: 1, IsInstall: true,
 	}, caps)
 	if err != nil {
@@ -137,15 +140,15 @@ func RenderFiles(ch *chart.Chart, rel Release, values map[string]any) (map[strin
 
 // capabilities are Helm's defaults with the Kubernetes version set to version (KubeVersion
 // when empty).
-func capabilities(version string) (*chartutil.Capabilities, error) {
+func capabilities(version string) (*common.Capabilities, error) {
 	if version == "" {
 		version = KubeVersion
 	}
-	kv, err := chartutil.ParseKubeVersion(version)
+	kv, err := common.ParseKubeVersion(version)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes version %q: %w", version, err)
 	}
-	caps := chartutil.DefaultCapabilities.Copy()
+	caps := common.DefaultCapabilities.Copy()
 	caps.KubeVersion = *kv
 	return caps, nil
 }

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"helm.sh/helm/v3/pkg/chartutil"
-	"helm.sh/helm/v3/pkg/lint"
-	"helm.sh/helm/v3/pkg/strvals"
+	"helm.sh/helm/v4/pkg/chart/common"
+	"helm.sh/helm/v4/pkg/chart/v2/lint"
+	"helm.sh/helm/v4/pkg/strvals"
 	"sigs.k8s.io/yaml"
 )
 
@@ -60,7 +60,7 @@ func fromYAML(t *testing.T, doc string) map[string]any {
 }
 
 func TestLint(t *testing.T) {
-	kv, err := chartutil.ParseKubeVersion(KubeVersion)
+	kv, err := common.ParseKubeVersion(KubeVersion)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func TestLint(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l := lint.AllWithKubeVersion(tt.chart, tt.values, DefaultNamespace, kv)
+			l := lint.RunAll(tt.chart, tt.values, DefaultNamespace, lint.WithKubeVersion(kv))
 			// Chart publishing checks read every message, INFO ("icon is recommended") too.
 			for _, m := range l.Messages {
 				t.Errorf("lint %s: %s", tt.chart, m)

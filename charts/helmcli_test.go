@@ -17,7 +17,7 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// The Helm CLI of the helm.sh/helm/v3 module in go.mod (a `tool` there, so that its packages
+// The Helm CLI of the helm.sh/helm/v4 module in go.mod (a `tool` there, so that its packages
 // stay in go.mod), built once per test binary into helmDir, the way Helm's Makefile builds its
 // releases: the Kubernetes version it assumes follows k8s.io/client-go.
 var (
@@ -49,34 +49,24 @@ func helmCLI(t *testing.T) string {
 	return helmPath
 }
 
-// buildHelm builds helm.sh/helm/v3/cmd/helm into dir with the linker flags of Helm's Makefile
-// (version, and the Kubernetes version: client-go v0.X.Y is Kubernetes 1.X).
+// buildHelm builds helm.sh/helm/v4/cmd/helm into dir with the version linker flag of Helm's
+// Makefile. Helm v4 takes the Kubernetes version it assumes from the k8s.io/client-go in its
+// build information (client-go v0.X.Y is Kubernetes 1.X), so no flag is needed for that.
 func buildHelm(dir string) (string, error) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
 	}
-	out, err := exec.Command(goBin, "list", "-m", "-f", "{{.Version}}", "helm.sh/helm/v3", "k8s.io/client-go").Output()
+	out, err := exec.Command(goBin, "list", "-m", "-f", "{{.Version}}", "helm.sh/helm/v4").Output()
 	if err != nil {
-		return "", fmt.Errorf("go list -m helm.sh/helm/v3 k8s.io/client-go: %w", err)
+		return "", fmt.Errorf("go list -m helm.sh/helm/v4: %w", err)
 	}
-	versions := strings.Fields(string(out))
-	if len(versions) != 2 {
-		return "", fmt.Errorf("go list -m: want two versions, got %q", out)
-	}
-	kube := strings.Split(strings.TrimPrefix(versions[1], "v"), ".")
-	if len(kube) < 2 || kube[0] != "0" {
-		return "", fmt.Errorf("k8s.io/client-go %s: not a v0.X.Y version", versions[1])
-	}
-	var ldflags []string
-	for _, pkg := range []string{"helm.sh/helm/v3/pkg/chartutil", "helm.sh/helm/v3/pkg/lint/rules"} {
-		ldflags = append(ldflags, "-X", pkg+".k8sVersionMajor=1", "-X", pkg+".k8sVersionMinor="+kube[1])
-	}
-	ldflags = append(ldflags, "-X", "helm.sh/helm/v3/internal/version.version="+versions[0])
+	version := strings.TrimSpace(string(out))
 	path := filepath.Join(dir, "helm")
-	cmd := exec.Command(goBin, "build", "-ldflags", strings.Join(ldflags, " "), "-o", path, "helm.sh/helm/v3/cmd/helm")
+	ldflags := "-X helm.sh/helm/v4/internal/version.version=" + version
+	cmd := exec.Command(goBin, "build", "-ldflags", ldflags, "-o", path, "helm.sh/helm/v4/cmd/helm")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build helm.sh/helm/v3/cmd/helm: %w\n%s", err, out)
+		return "", fmt.Errorf("go build helm.sh/helm/v4/cmd/helm: %w\n%s", err, out)
 	}
 	return path, nil
 }

@@ -7,9 +7,78 @@ import (
 )
 
 // DemoManifests is the seed layout: bases for api and worker, and staging/production overlays
-// (staging: api 1 replica; production: api 5 replicas with higher limits). apiTag is the api
+// (staging: api 1 replica; production: api 5 replicas with higher limits), and the platform/
+// layer: a Helm chart of our own (platform/ingress, DemoPlatformManifests). apiTag is the api
 // image tag set in base/api with kustomize's images.
 func DemoManifests(apiTag string) map[string]string {
+	files := demoApps(apiTag)
+	for p, content := range DemoPlatformManifests() {
+		files[p] = content
+	}
+	return files
+}
+
+// DemoPlatformManifests is the platform/ layer of the seed: platform/ingress, a small Helm
+// chart (an ingress controller Deployment and Service, its settings in a ConfigMap from
+// values) with a values file per environment (values/staging.yaml, values/production.yaml).
+func DemoPlatformManifests() map[string]string {
+	return map[string]string{
+		"platform/ingress/Chart.yaml": "apiVersion: v2\nname: ingress\ndescription: The demo's ingress controller\nversion: 0.1.0\nappVersion: \"1.0.0\"\n",
+		"platform/ingress/values.yaml": `replicas: 1
+image: registry.example/ingress-controller
+logLevel: info
+`,
+		"platform/ingress/values/staging.yaml":    "logLevel: debug\n",
+		"platform/ingress/values/production.yaml": "replicas: 2\n",
+		"platform/ingress/templates/_helpers.tpl": `{{- define "ingress.labels" -}}
+app: {{ .Release.Name }}
+{{- end -}}
+`,
+		"platform/ingress/templates/deployment.yaml": `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ .Release.Name }}-controller
+  labels: {{- include "ingress.labels" . | nindent 4 }}
+spec:
+  replicas: {{ .Values.replicas }}
+  progressDeadlineSeconds: 60
+  selector:
+    matchLabels: {{- include "ingress.labels" . | nindent 6 }}
+  template:
+    metadata:
+      labels: {{- include "ingress.labels" . | nindent 8 }}
+    spec:
+      containers:
+      - name: controller
+        image: {{ .Values.image }}:{{ .Chart.AppVersion }}
+        envFrom:
+        - configMapRef: {name: {{ .Release.Name }}-settings}
+        ports:
+        - containerPort: 8080
+`,
+		"platform/ingress/templates/service.yaml": `apiVersion: v1
+kind: Service
+metadata:
+  name: {{ .Release.Name }}
+spec:
+  selector: {{- include "ingress.labels" . | nindent 4 }}
+  ports:
+  - port: 80
+    targetPort: 8080
+`,
+		"platform/ingress/templates/configmap.yaml": `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ .Release.Name }}-settings
+data:
+  LOG_LEVEL: {{ .Values.logLevel | quote }}
+  CLUSTER: {{ .Values.cluster | default "unknown" | quote }}
+`,
+	}
+}
+
+// demoApps is the api and worker part of the seed.
+func demoApps(apiTag string) map[string]string {
 	return map[string]string{
 		"base/api/kustomization.yaml": BaseAPIKustomization(apiTag),
 		"base/api/deployment.yaml": `apiVersion: apps/v1
@@ -172,6 +241,34 @@ spec:
 `, name, repoURL)
 	}
 	return map[string]string{"api.yaml": app("api"), "worker.yaml": app("worker")}
+}
+
+// DemoPlatformApplications are the Application manifests of the platform/ layer: the
+// platform/ingress chart to every cluster with an env label, with its env's values file and
+// the cluster's name in its values.
+func DemoPlatformApplications(repoURL string) map[string]string {
+	return map[string]string{"platform-ingress.yaml": fmt.Sprintf(`apiVersion: flotilla.dev/v1alpha1
+kind: Application
+metadata:
+  name: platform-ingress
+spec:
+  source:
+    repoURL: %s
+    targetRevision: main
+    path: platform/ingress
+    helm:
+      releaseName: ingress
+      valueFiles: ["values/{{ .labels.env }}.yaml"]
+      valuesObject: {cluster: "{{ .name }}"}
+  destination:
+    clusterSelector:
+      matchExpressions:
+      - {key: env, operator: In, values: [staging, production]}
+    namespace: platform-ingress
+  syncPolicy:
+    automated: {prune: true, selfHeal: true}
+    syncOptions: [CreateNamespace=true]
+`, repoURL)}
 }
 
 // WriteFiles writes files (path → content) under dir.

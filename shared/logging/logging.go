@@ -54,6 +54,7 @@ const (
 	KeySource       = "source"       // the library a bridged log line comes from
 	KeyTo           = "to"           // the target environment of a promotion
 	KeyVersion      = "version"      // this binary's version
+	KeyKubeVersion  = "kubeVersion"  // the Kubernetes version a cluster reports
 )
 
 // Options are the logging flags of both binaries.

@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/flotilla-dev/flotilla/agent/internal/apply"
 	"github.com/flotilla-dev/flotilla/agent/internal/hubclient"
 	"github.com/flotilla-dev/flotilla/agent/internal/identity"
 	"github.com/flotilla-dev/flotilla/agent/internal/metrics"
@@ -226,7 +227,12 @@ func run(ctx context.Context, o *Options, log *slog.Logger) error {
 	if err := ctrl.Load(ctx); err != nil {
 		return fmt.Errorf("restore state: %w", err)
 	}
-	hc := hubclient.New(hubclient.Config{Addrs: o.Hubs, TLS: creds.TLSConfig, Logger: log, Controller: ctrl, Outbox: out})
+	discoverer, err := apply.NewCapabilitiesDiscoverer(cfg)
+	if err != nil {
+		return err
+	}
+	hc := hubclient.New(hubclient.Config{Addrs: o.Hubs, TLS: creds.TLSConfig, Logger: log, Controller: ctrl, Outbox: out,
+		Capabilities: discoverer.Discover})
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return ctrl.Run(gctx) })
 	g.Go(func() error { return hc.Run(gctx) })

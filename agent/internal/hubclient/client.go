@@ -62,6 +62,11 @@ type Config struct {
 	Controller Controller
 	// Outbox is what the client sends (the controller's Reporter); New makes one when nil.
 	Outbox *Outbox
+	// Capabilities discovers the cluster's Kubernetes version and served APIs, sent in Hello
+	// and again when a check every CapabilitiesEvery finds them changed (capabilities.go);
+	// nil sends none.
+	Capabilities      func(ctx context.Context) (apply.Capabilities, error)
+	CapabilitiesEvery time.Duration
 }
 
 // Client is the agent's link to the hub: it feeds the Controller and sends the Outbox.
@@ -94,6 +99,9 @@ func New(cfg Config) *Client {
 	}
 	if cfg.Outbox == nil {
 		cfg.Outbox = NewOutbox()
+	}
+	if cfg.CapabilitiesEvery <= 0 {
+		cfg.CapabilitiesEvery = DefaultCapabilitiesEvery
 	}
 	return &Client{
 		cfg: cfg, log: cfg.Logger, ctrl: cfg.Controller, out: cfg.Outbox,
@@ -168,6 +176,10 @@ func (c *Client) session(ctx context.Context, addr string) error {
 		return err
 	}
 	hello := &flotillav1.Hello{AgentVersion: version.Version, ProtocolVersion: version.Protocol}
+	caps, capsOK := c.discoverCapabilities(ctx)
+	if capsOK {
+		hello.Capabilities = capabilitiesToProto(caps)
+	}
 	for _, h := range c.ctrl.Held() {
 		hello.Apps = append(hello.Apps, &flotillav1.HeldApp{App: h.App, Generation: h.Generation, Revision: h.Revision, Digest: h.Digest})
 	}
@@ -201,6 +213,7 @@ func (c *Client) session(ctx context.Context, addr string) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return c.receive(gctx, stream) })
 	g.Go(func() error { return c.sendLoop(gctx, stream, heartbeat) })
+	g.Go(func() error { return c.watchCapabilities(gctx, caps) })
 	return g.Wait()
 }
 

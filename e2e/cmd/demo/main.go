@@ -65,6 +65,9 @@ func run() error {
 	if err := localfleet.WriteFiles(appsDir, localfleet.DemoApplications(git.URL(repo.Dir))); err != nil {
 		return err
 	}
+	if err := localfleet.WriteFiles(appsDir, localfleet.DemoPlatformApplications(git.URL(repo.Dir))); err != nil {
+		return err
+	}
 	say("starting the hub and one agent per cluster...")
 	fleet, err := localfleet.Start(ctx, localfleet.Options{
 		Dir: dir, BinDir: bins, AppsDir: appsDir, PollInterval: *poll, Heartbeat: 2 * time.Second,
@@ -81,9 +84,9 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	say("waiting until api and worker are Synced and Healthy on both clusters...")
+	say("waiting until api, worker and platform-ingress (a Helm chart) are Synced and Healthy on both clusters...")
 	_, err = fleet.WaitStatus(ctx, 5*time.Minute, func(items []localfleet.StatusItem) bool {
-		if len(items) != 4 {
+		if len(items) != 6 {
 			return false
 		}
 		for _, it := range items {
@@ -115,6 +118,13 @@ func run() error {
   # look into a cluster
   kubectl --kubeconfig %[3]s -n api get deploy,svc,hpa,pods
   kubectl --kubeconfig %[4]s -n api get deploy,svc,hpa,pods
+  kubectl --kubeconfig %[4]s -n platform-ingress get deploy,svc,cm   # the platform/ingress chart
+
+  # the platform/ layer is a Helm chart rendered by the hub: bump it and watch both clusters
+  cd %[5]s
+  sed -i 's/^version: 0.1.0/version: 0.2.0/; s/^appVersion: "1.0.0"/appVersion: "1.1.0"/' platform/ingress/Chart.yaml
+  git -c user.name=you -c user.email=you@example.com commit -qam "ingress 1.1.0"
+  %[2]s apps          # PATH shows platform/ingress (chart 0.2.0)
 
   # change the api image in Git and watch it roll out to both clusters
   cd %[5]s

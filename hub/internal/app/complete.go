@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/flotilla-dev/flotilla/hub/internal/apps"
+	"github.com/flotilla-dev/flotilla/hub/internal/charts"
 	"github.com/flotilla-dev/flotilla/hub/internal/notify"
 	"github.com/flotilla-dev/flotilla/hub/internal/source"
 	"github.com/flotilla-dev/flotilla/shared/ignore"
@@ -25,6 +26,9 @@ type completedOptions struct {
 	gossipKeys [][]byte
 	// ignoreDifferences of --ignore-differences: rules every app gets before its own.
 	ignoreDifferences []ignore.Rule
+	// charts fetches charts from Helm repositories and OCI registries (--chart-* flags, the
+	// credentials of --repo-credentials).
+	charts *charts.Fetcher
 }
 
 // Complete reads and checks the files the options name (call it after Validate). Its errors
@@ -52,6 +56,11 @@ func (o *Options) Complete() (*completedOptions, error) {
 		}
 		c.repoCredentials = creds
 	}
+	fetcher, err := o.Charts.fetcher(o.DataDir, c.repoCredentials)
+	if err != nil {
+		return nil, err
+	}
+	c.charts = fetcher
 	if o.IgnoreDifferences != "" {
 		data, err := os.ReadFile(o.IgnoreDifferences)
 		if err != nil {

@@ -138,7 +138,7 @@ func runHub(ctx context.Context, o *completedOptions, log *slog.Logger) error {
 		AppsDir:  o.AppsDir, AppsRepo: o.AppsRepo, AppsRevision: o.AppsRevision, AppsPath: o.AppsPath,
 		PollInterval: o.PollInterval, Fetcher: fetcher, Renderer: render.New(render.Options{}),
 		Cache: render.NewCache(0), Clusters: ownedClusters(clusterLister(st), ha, own.Release), Logger: log, Metrics: m,
-		IgnoreDifferences: o.ignoreDifferences,
+		IgnoreDifferences: o.ignoreDifferences, Charts: o.charts,
 	}, fl)
 	srv := server.New(server.Config{
 		Fleet: fl, Store: st, Pins: st, Replication: st, CA: ca, Serving: serving, Reconcile: rec, Heartbeat: o.Heartbeat,

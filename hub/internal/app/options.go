@@ -43,6 +43,8 @@ type Options struct {
 	Log       logging.Options
 	// Replicas make the hub one of several (ha.go).
 	Replicas ReplicaOptions
+	// Charts configure fetching charts from Helm repositories and OCI registries (charts.go).
+	Charts ChartOptions
 }
 
 // NewOptions returns the defaults.
@@ -64,12 +66,13 @@ func NewOptions() *Options {
 		// into it) plus 7 days still renews on its own.
 		AgentCertRenewalGrace: 7 * 24 * time.Hour,
 		Log:                   logging.Options{Level: "info", Format: "text"},
+		Charts:                newChartOptions(),
 	}
 }
 
 // AddFlags binds the options to flags.
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.DataDir, "data-dir", o.DataDir, "directory for the hub's store, CA, certificates and git cache")
+	fs.StringVar(&o.DataDir, "data-dir", o.DataDir, "directory for the hub's store, CA, certificates, git cache and chart cache")
 	fs.StringVar(&o.Listen, "listen", o.Listen, "gRPC address for agents and the CLI (TLS)")
 	fs.StringVar(&o.HTTPListen, "http-listen", o.HTTPListen, "HTTP address for health (/healthz, /readyz), metrics and webhooks")
 	fs.StringVar(&o.Advertise, "advertise-address", o.Advertise, "host:port agents and the CLI use to reach the hub (default: --listen, with 127.0.0.1 for an unspecified host); written to DATA_DIR/admin.yaml")
@@ -85,7 +88,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.AgentCertTTL, "agent-cert-ttl", o.AgentCertTTL, "validity of the client certificates issued to agents (renewed two thirds into it; at least 1s)")
 	fs.DurationVar(&o.AgentCertRenewalGrace, "agent-cert-renewal-grace", o.AgentCertRenewalGrace, "how long after its certificate expired an agent cut off from the hubs may still renew it (renewal only, never after revocation; 0 disables); later it needs a new join token")
 	fs.StringVar(&o.WebhookSecret, "webhook-secret-file", o.WebhookSecret, "file holding the shared secret that signs Git push webhooks on POST /api/webhook (GitHub, GitLab, Gitea, Bitbucket); without it the endpoint is off")
-	fs.StringVar(&o.RepoCredentials, "repo-credentials", o.RepoCredentials, "YAML file of Git credentials by URL prefix (HTTPS token/basic auth from files, SSH keys with a pinned known_hosts)")
+	fs.StringVar(&o.RepoCredentials, "repo-credentials", o.RepoCredentials, "YAML file of credentials by URL prefix for Git repositories, Helm repositories and OCI registries (basic auth or bearer token from files, SSH keys with a pinned known_hosts)")
 	fs.StringVar(&o.Notifications, "notifications", o.Notifications, "YAML file of notification sinks (generic webhook or Slack; each URL read from a file) and the events each takes")
 	fs.StringVar(&o.IgnoreDifferences, "ignore-differences", o.IgnoreDifferences, "YAML file of default ignoreDifferences rules (a list in the syntax of an Application's spec.ignoreDifferences: group, kind, name, namespace, jsonPointers, jqPathExpressions, managedFieldsManagers) that every app gets before its own: fields that are never drift")
 	fs.IntVar(&o.Retention.HistoryPerApp, "history-keep", o.Retention.HistoryPerApp, "history entries kept per app and cluster, the newest (0: no limit)")
@@ -95,6 +98,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Log.Level, "log-level", o.Log.Level, "debug, info, warn or error")
 	fs.StringVar(&o.Log.Format, "log-format", o.Log.Format, "text or json")
 	o.Replicas.AddFlags(fs)
+	o.Charts.AddFlags(fs)
 }
 
 // Validate checks the options and fills derived defaults.
@@ -154,6 +158,6 @@ func (o *Options) Validate() error {
 		}
 		o.Advertise = net.JoinHostPort(host, port)
 	}
-	errs = append(errs, o.Replicas.validate(o.DataDir, o.Advertise))
+	errs = append(errs, o.Replicas.validate(o.DataDir, o.Advertise), o.Charts.validate())
 	return errors.Join(errs...)
 }

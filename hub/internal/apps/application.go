@@ -30,9 +30,14 @@ const (
 // Application is one application: where its manifests come from, which clusters receive them,
 // and how they are synced and judged healthy.
 type Application struct {
-	Name        string
-	SourceFile  string // the file it was read from, for errors and `flotilla apps`
-	Source      Source
+	Name       string
+	SourceFile string // the file it was read from, for errors and `flotilla apps`
+	// Source is the source that renders (spec.source, or the first of spec.sources with a
+	// chart or a path).
+	Source Source
+	// Sources are all of spec.sources (Argo CD multi-source), Source among them; nil for an
+	// app with one spec.source.
+	Sources     []Source
 	Destination Destination
 	SyncPolicy  SyncPolicy
 	Health      HealthPolicy
@@ -55,13 +60,26 @@ type Application struct {
 	pathTmpl *template.Template // Source.Path parsed; nil until first needed
 }
 
-// Source is the Git location of an application's manifests.
+// Source is where an application's manifests come from: a path in Git (a kustomization, a
+// plain directory, or a chart when it holds Chart.yaml), or a chart in a Helm or OCI
+// repository.
 type Source struct {
-	RepoURL        string
-	TargetRevision string // branch, tag, commit or "HEAD"
+	RepoURL string
+	// TargetRevision is, in Git, a branch, tag, commit or "HEAD"; for a chart in a Helm or OCI
+	// repository, its version or a semver range (empty: the newest).
+	TargetRevision string
 	// Path is a Go text/template over the cluster variables: {{ .name }} and {{ .labels.KEY }}.
 	Path string
+	// Chart names a chart in the Helm or OCI repository RepoURL.
+	Chart string
+	// Ref names this source for the others' value files ("$REF/path", multi-source apps).
+	Ref string
+	// Helm is the source's helm block (helm.go); nil when absent.
+	Helm *Helm
 }
+
+// IsChart reports whether the source is a chart in a Helm or OCI repository (not Git).
+func (s Source) IsChart() bool { return s.Chart != "" }
 
 // Destination names the clusters an application goes to: Clusters by name or Selector over
 // cluster labels, exactly one of the two.

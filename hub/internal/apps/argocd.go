@@ -16,12 +16,9 @@ type argoDoc struct {
 		Name string `json:"name"`
 	} `json:"metadata"`
 	Spec struct {
-		Project string `json:"project"`
-		Source  struct {
-			RepoURL        string `json:"repoURL"`
-			TargetRevision string `json:"targetRevision"`
-			Path           string `json:"path"`
-		} `json:"source"`
+		Project     string      `json:"project"`
+		Source      *sourceDoc  `json:"source"`
+		Sources     []sourceDoc `json:"sources"`
 		Destination struct {
 			Server    string `json:"server"`
 			Name      string `json:"name"`
@@ -49,7 +46,8 @@ var argoKnown = known{
 		"ignoreDifferences": nil,
 		"policy":            nil, // decoded strictly on its own
 		"dependsOn":         nil, // each entry's app is checked
-		"source":            {"repoURL": nil, "targetRevision": nil, "path": nil},
+		"source":            sourceKnown,
+		"sources":           nil, // each entry checked against sourceKnown
 		"destination":       {"server": nil, "name": nil, "namespace": nil},
 		"syncPolicy": {
 			"automated":                   {"prune": nil, "selfHeal": nil, "allowEmpty": nil, "enabled": nil},
@@ -73,13 +71,8 @@ func parseArgoCD(file string, doc []byte, h header, errAt errorf) (*Application,
 		return nil, []error{errAt("", fmt.Errorf("decode: %w", err))}
 	}
 	a := &Application{
-		Name:       d.Metadata.Name,
-		SourceFile: file,
-		Source: Source{
-			RepoURL:        d.Spec.Source.RepoURL,
-			TargetRevision: d.Spec.Source.TargetRevision,
-			Path:           d.Spec.Source.Path,
-		},
+		Name:        d.Metadata.Name,
+		SourceFile:  file,
 		Destination: Destination{Namespace: d.Spec.Destination.Namespace},
 		Health:      HealthPolicy{ProgressDeadline: DefaultProgressDeadline},
 		Warnings:    unknownFields(generic, argoKnown, ""),
@@ -88,6 +81,16 @@ func parseArgoCD(file string, doc []byte, h header, errAt errorf) (*Application,
 		a.Warnings = append(a.Warnings, fmt.Sprintf("spec.project %q is ignored: Flotilla has no projects", p))
 	}
 	var errs []error
+	var srcErrs []error
+	a.Source, a.Sources, srcErrs = sources(d.Spec.Source, d.Spec.Sources, errAt)
+	errs = append(errs, srcErrs...)
+	if list, ok := generic["spec"].(map[string]any)["sources"].([]any); ok {
+		for i, s := range list {
+			if m, ok := s.(map[string]any); ok {
+				a.Warnings = append(a.Warnings, unknownFields(m, sourceKnown, fmt.Sprintf("spec.sources[%d]", i))...)
+			}
+		}
+	}
 	dst := d.Spec.Destination
 	if dst.Server != "" {
 		a.Warnings = append(a.Warnings, "destination.server is not supported, use destination.name")

@@ -20,11 +20,8 @@ type flotillaDoc struct {
 		Annotations map[string]string `json:"annotations,omitempty"`
 	} `json:"metadata"`
 	Spec struct {
-		Source struct {
-			RepoURL        string `json:"repoURL"`
-			TargetRevision string `json:"targetRevision,omitempty"`
-			Path           string `json:"path,omitempty"`
-		} `json:"source"`
+		Source      *sourceDoc  `json:"source,omitempty"`
+		Sources     []sourceDoc `json:"sources,omitempty"`
 		Destination struct {
 			Clusters        []string              `json:"clusters,omitempty"`
 			ClusterSelector *metav1.LabelSelector `json:"clusterSelector,omitempty"`
@@ -60,17 +57,15 @@ func parseFlotilla(file string, doc []byte, h header, errAt errorf) (*Applicatio
 	a := &Application{
 		Name:       d.Metadata.Name,
 		SourceFile: file,
-		Source: Source{
-			RepoURL:        d.Spec.Source.RepoURL,
-			TargetRevision: d.Spec.Source.TargetRevision,
-			Path:           d.Spec.Source.Path,
-		},
 		Destination: Destination{
 			Clusters:  d.Spec.Destination.Clusters,
 			Namespace: d.Spec.Destination.Namespace,
 		},
 		Health: HealthPolicy{ProgressDeadline: DefaultProgressDeadline},
 	}
+	var srcErrs []error
+	a.Source, a.Sources, srcErrs = sources(d.Spec.Source, d.Spec.Sources, errAt)
+	errs = append(errs, srcErrs...)
 	dst := d.Spec.Destination
 	switch {
 	case len(dst.Clusters) == 0 && dst.ClusterSelector == nil:
@@ -127,6 +122,11 @@ func parseFlotilla(file string, doc []byte, h header, errAt errorf) (*Applicatio
 	rollout, rolloutErrs := rolloutSpec(d.Spec.Rollout, errAt)
 	a.Rollout = rollout
 	errs = append(errs, rolloutErrs...)
+	if rollout != nil && a.Source.IsChart() {
+		// A held cluster is rendered at the Git commit it runs; a chart's version in a Helm or
+		// OCI repository is not one.
+		errs = append(errs, errAt("spec.rollout", fmt.Errorf("not supported for a chart from a Helm or OCI repository (source.chart %q): only for sources in Git", a.Source.Chart)))
+	}
 	errs = append(errs, validate(a, errAt)...)
 	if len(errs) > 0 {
 		return nil, errs

@@ -13,10 +13,10 @@ func TestParseErrors(t *testing.T) {
 		doc  string
 		want []string // each a whole error message
 	}{
-		{"unknown field", head + "spec: {source: {repoURL: r, helm: {}}, destination: {clusters: [a]}}\n",
-			[]string{`apps/api.yaml: Application "api": unknown field "spec.source.helm"`}},
+		{"unknown field", head + "spec: {source: {repoURL: r, kustomize: {}}, destination: {clusters: [a]}}\n",
+			[]string{`apps/api.yaml: Application "api": unknown field "spec.source.kustomize"`}},
 		{"wrong type", head + "spec: {source: {repoURL: [r]}, destination: {clusters: [a]}}\n",
-			[]string{`apps/api.yaml: Application "api": decode: cannot unmarshal array into Go struct field .spec.source.repoURL of type string`}},
+			[]string{`apps/api.yaml: Application "api": decode: cannot unmarshal array into Go struct field sourceDoc.spec.source.repoURL of type string`}},
 		{"missing repo and destination", head + "spec: {}\n", []string{
 			`apps/api.yaml: Application "api": spec.destination: clusters or clusterSelector: required`,
 			`apps/api.yaml: Application "api": spec.source.repoURL: required`,

@@ -106,3 +106,14 @@ func TestArgoCDRolloutIsUnsupported(t *testing.T) {
 		t.Errorf("rollout %+v, warnings %q", list[0].Rollout, list[0].Warnings)
 	}
 }
+
+// TestRolloutOfARepositoryChartRefused: a held cluster is rendered at the Git commit it runs,
+// which a chart version in a Helm repository is not.
+func TestRolloutOfARepositoryChartRefused(t *testing.T) {
+	doc := head + "spec:\n  source: {repoURL: 'https://charts.example.com', chart: web, targetRevision: 1.2.0}\n" +
+		"  destination: {clusters: [a]}\n  rollout: {steps: [{}]}\n"
+	_, errs := Parse("apps/api.yaml", []byte(doc))
+	if len(errs) != 1 || !strings.Contains(errs[0].Error(), `spec.rollout: not supported for a chart from a Helm or OCI repository (source.chart "web")`) {
+		t.Fatalf("errors = %v", errs)
+	}
+}

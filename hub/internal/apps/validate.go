@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -18,14 +19,16 @@ func validate(a *Application, errAt errorf) []error {
 	} else if msgs := validation.IsDNS1123Label(a.Name); len(msgs) > 0 {
 		errs = append(errs, errAt("metadata.name", fmt.Errorf("%q: %s", a.Name, strings.Join(msgs, "; "))))
 	}
-	if strings.TrimSpace(a.Source.RepoURL) == "" {
-		errs = append(errs, errAt("spec.source.repoURL", ErrRequired))
-	} else if err := CheckRepoURL(a.Source.RepoURL); err != nil {
-		errs = append(errs, errAt("spec.source.repoURL", err))
+	if len(a.Sources) == 0 {
+		errs = append(errs, checkSource(&a.Source, "spec.source", errAt)...)
 	}
-	if a.Source.TargetRevision == "" {
-		a.Source.TargetRevision = DefaultTargetRevision
+	for i := range a.Sources {
+		errs = append(errs, checkSource(&a.Sources[i], fmt.Sprintf("spec.sources[%d]", i), errAt)...)
 	}
+	if i := slices.IndexFunc(a.Sources, Source.Renders); i >= 0 {
+		a.Source = a.Sources[i] // with its defaults filled in
+	}
+	errs = append(errs, checkRefs(a, errAt)...)
 	if t, err := parsePath(a.Source.Path); err != nil {
 		errs = append(errs, errAt("spec.source.path", err))
 	} else {
@@ -45,6 +48,48 @@ func validate(a *Application, errAt errorf) []error {
 	if d.Namespace != "" {
 		if msgs := validation.IsDNS1123Label(d.Namespace); len(msgs) > 0 {
 			errs = append(errs, errAt("spec.destination.namespace", fmt.Errorf("%q: %s", d.Namespace, strings.Join(msgs, "; "))))
+		}
+	}
+	return errs
+}
+
+// checkSource checks one source and fills in its default revision (HEAD in Git; a chart's
+// empty version means its newest).
+func checkSource(s *Source, field string, errAt errorf) []error {
+	var errs []error
+	if strings.TrimSpace(s.RepoURL) == "" {
+		errs = append(errs, errAt(field+".repoURL", ErrRequired))
+	} else if err := CheckRepoURL(s.RepoURL); err != nil {
+		errs = append(errs, errAt(field+".repoURL", err))
+	}
+	if s.TargetRevision == "" && !s.IsChart() {
+		s.TargetRevision = DefaultTargetRevision
+	}
+	return errs
+}
+
+// checkRefs refuses a value file "$REF/..." whose REF no source of the app has.
+func checkRefs(a *Application, errAt errorf) []error {
+	refs := map[string]bool{}
+	for _, s := range a.Sources {
+		if s.Ref != "" {
+			refs[s.Ref] = true
+		}
+	}
+	var errs []error
+	all := a.Sources
+	if len(all) == 0 {
+		all = []Source{a.Source}
+	}
+	for i, s := range all {
+		for j, f := range s.Helm.valueFiles() {
+			if ref, _, ok := SplitRef(f); ok && !refs[ref] {
+				field := fmt.Sprintf("spec.sources[%d].helm.valueFiles[%d]", i, j)
+				if len(a.Sources) == 0 {
+					field = fmt.Sprintf("spec.source.helm.valueFiles[%d]", j)
+				}
+				errs = append(errs, errAt(field, fmt.Errorf("%q: no source has ref %q", f, ref)))
+			}
 		}
 	}
 	return errs

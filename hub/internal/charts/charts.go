@@ -28,6 +28,11 @@ type Artifact struct {
 	Digest string
 	// Archive is the packaged chart (.tgz). Callers must not modify it.
 	Archive []byte
+	// Stale is nil for an artifact the repository just resolved. When the repository could
+	// not be reached and an exact version came from the cache instead, it is the fetch's
+	// error (wrapping ErrUnavailable): the caller renders the artifact and shows the
+	// repository Stale, as for a Git repository that is down.
+	Stale error
 }
 
 // Source fetches charts. A failed fetch returns an error naming the repository and chart

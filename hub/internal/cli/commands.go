@@ -293,7 +293,13 @@ func newAppsCmd(o *rootOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "apps",
 		Short: "List Applications: source, revision, target clusters, errors and unsupported fields",
-		Args:  cobra.NoArgs,
+		Long: `List Applications: source, revision, target clusters, errors and unsupported fields.
+
+For an app rendered from a Helm chart, PATH names the chart and the version it resolved to
+("chart cert-manager 1.16.2" for a chart in a Helm or OCI repository, "platform/monitoring
+(chart 1.2.0)" for a chart directory in Git), and PROBLEMS says why a render failed, naming the
+chart and template.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkOutput(out); err != nil {
 				return err
@@ -327,12 +333,15 @@ func newAppsCmd(o *rootOptions) *cobra.Command {
 						Error          string     `json:"error"`
 						Warnings       []string   `json:"warnings"`
 						Fleet          tally      `json:"fleet"`
+						// Set for an app rendered from a Helm chart.
+						Chart        string `json:"chart,omitempty"`
+						ChartVersion string `json:"chartVersion,omitempty"`
 					}
 					list := []item{}
 					for _, a := range resp.Items {
 						it := item{Name: a.Name, SourceFile: a.SourceFile, RepoURL: a.RepoUrl, TargetRevision: a.TargetRevision,
 							Path: a.Path, Revision: a.Revision, Clusters: nonNil(a.Clusters), RepoState: a.RepoState,
-							Error: a.Error, Warnings: nonNil(a.Warnings), Fleet: fleet[a.Name]}
+							Error: a.Error, Warnings: nonNil(a.Warnings), Fleet: fleet[a.Name], Chart: a.Chart, ChartVersion: a.ChartVersion}
 						if a.LastFetchedUnixMs > 0 {
 							t := time.UnixMilli(a.LastFetchedUnixMs).UTC()
 							it.LastFetched = &t
@@ -353,7 +362,7 @@ func newAppsCmd(o *rootOptions) *cobra.Command {
 						fetched = "Stale, last good " + fetched
 					}
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", orDash(clean(a.Name)), orDash(clean(a.RepoUrl)), orDash(clean(a.TargetRevision)),
-						orDash(clean(a.Path)), short(a.Revision), fetched, orDash(strings.Join(a.Clusters, ",")), fleet[a.Name],
+						appPath(a), short(a.Revision), fetched, orDash(strings.Join(a.Clusters, ",")), fleet[a.Name],
 						orDash(clean(strings.Join(problems, "; "))))
 				}
 				return tw.Flush()
@@ -381,6 +390,20 @@ func newConfirmRemovalCmd(o *rootOptions) *cobra.Command {
 			})
 		},
 	}
+}
+
+// appPath is the PATH cell of `flotilla apps`: the path, and for an app rendered from a Helm
+// chart the chart and its resolved version ("platform/monitoring (chart 1.2.0)", "chart
+// cert-manager 1.16.2").
+func appPath(a *flotillav1.App) string {
+	if a.Chart == "" {
+		return orDash(clean(a.Path))
+	}
+	version := orDash(clean(a.ChartVersion))
+	if a.Path != "" {
+		return fmt.Sprintf("%s (chart %s)", clean(a.Path), version)
+	}
+	return fmt.Sprintf("chart %s %s", clean(a.Chart), version)
 }
 
 // printItems prints {"items": items} as JSON or YAML.

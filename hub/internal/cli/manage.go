@@ -221,6 +221,8 @@ func newHistoryCmd(o *rootOptions) *cobra.Command {
 		Use:   "history APP",
 		Short: "List the revisions applied for an app: time, cluster, revision, commit author and message, result",
 		Long: `List the revisions applied for an app: time, cluster, revision, commit author and message, result.
+For an app rendered from a Helm chart, the revision is followed by the chart's version and the
+digest of the values it was rendered with.
 
 The hub keeps a bounded history (flotilla hub --history-keep, --history-max-age); what it keeps
 is printed on standard error.`,
@@ -249,10 +251,14 @@ is printed on standard error.`,
 						Message  string    `json:"message"`
 						Result   string    `json:"result"`
 						Health   string    `json:"health"`
+						// Set for an app rendered from a Helm chart.
+						ChartVersion string `json:"chartVersion,omitempty"`
+						ValuesDigest string `json:"valuesDigest,omitempty"`
 					}
 					list := []item{}
 					for _, h := range resp.Items {
-						list = append(list, item{time.UnixMilli(h.TimeUnixMs).UTC(), h.Cluster, h.App, h.Revision, h.Author, h.Message, h.Result, h.Health})
+						list = append(list, item{time.UnixMilli(h.TimeUnixMs).UTC(), h.Cluster, h.App, h.Revision, h.Author, h.Message, h.Result, h.Health,
+							h.ChartVersion, h.ValuesDigest})
 					}
 					return printItems(cmd.OutOrStdout(), list, out)
 				}
@@ -261,7 +267,7 @@ is printed on standard error.`,
 				for _, h := range resp.Items {
 					msg, _, _ := strings.Cut(h.Message, "\n")
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", time.UnixMilli(h.TimeUnixMs).Local().Format("2006-01-02 15:04:05"),
-						h.Cluster, short(clean(h.Revision)), orDash(clean(h.Author)), orDash(clean(msg)), clean(h.Result))
+						h.Cluster, historyRevision(h), orDash(clean(h.Author)), orDash(clean(msg)), clean(h.Result))
 				}
 				return tw.Flush()
 			})
@@ -271,6 +277,20 @@ is printed on standard error.`,
 	cmd.Flags().IntVar(&limit, "limit", 50, "at most this many entries")
 	addOutputFlag(cmd, &out)
 	return cmd
+}
+
+// historyRevision is the REVISION cell of a history entry: the revision, and for an app
+// rendered from a chart the chart's version and the values digest ("3f2a9c1d chart 1.2.0
+// values 9b1c04aa").
+func historyRevision(h *flotillav1.HistoryEntry) string {
+	rev := short(clean(h.Revision))
+	if h.ChartVersion == "" {
+		return rev
+	}
+	if rev == clean(h.ChartVersion) {
+		rev = "-" // a chart from a repository: the revision is the version
+	}
+	return fmt.Sprintf("%s chart %s values %s", rev, clean(h.ChartVersion), short(strings.TrimPrefix(clean(h.ValuesDigest), "sha256:")))
 }
 
 // parseLabels parses "k=v,k2=v2".

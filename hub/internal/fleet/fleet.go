@@ -40,6 +40,9 @@ type Desired struct {
 	Pinned bool
 	// DependsOn is the app's spec.dependsOn, judged by the agent on its cluster.
 	DependsOn []string
+	// Chart is set for an app rendered from a chart: its name, resolved version and values
+	// digest, for `flotilla apps` and history.
+	Chart *ChartInfo
 }
 
 // Digest is the bundle's digest.
@@ -87,6 +90,8 @@ type Fleet struct {
 	held map[string]map[string]Held
 	// rm is the removal bookkeeping (removal.go).
 	rm removals
+	// caps are the clusters' reported capabilities (capabilities.go).
+	caps capabilities
 }
 
 // New returns an empty fleet. A cluster that has sent nothing for staleAge is Stale.

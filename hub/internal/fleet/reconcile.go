@@ -14,7 +14,10 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
+	chart "helm.sh/helm/v4/pkg/chart/v2"
+
 	"github.com/flotilla-dev/flotilla/hub/internal/apps"
+	"github.com/flotilla-dev/flotilla/hub/internal/charts"
 	"github.com/flotilla-dev/flotilla/hub/internal/metrics"
 	"github.com/flotilla-dev/flotilla/hub/internal/render"
 	"github.com/flotilla-dev/flotilla/hub/internal/source"
@@ -29,6 +32,8 @@ type fetcher interface {
 
 type renderer interface {
 	Render(ctx context.Context, fsys filesys.FileSystem, path string) ([]*unstructured.Unstructured, error)
+	RenderChart(ctx context.Context, src render.ChartSource, rel render.Release) ([]*unstructured.Unstructured, error)
+	LoadChart(src render.ChartSource) (*chart.Chart, error)
 }
 
 type bundleCache interface {
@@ -59,6 +64,9 @@ type ReconcilerConfig struct {
 	Fetcher       fetcher
 	Renderer      renderer
 	Cache         bundleCache
+	// Charts fetches charts from Helm and OCI repositories; nil: apps with such charts fail
+	// with ErrNoChartFetcher (charts in Git render without it).
+	Charts charts.Source
 	// Clusters lists the registered, non-revoked clusters.
 	Clusters func() ([]ClusterVars, error)
 	Logger   *slog.Logger
@@ -84,6 +92,12 @@ type Reconciler struct {
 	rendered map[string]*rendered
 	// policy remembers what the spec.policy check needs of recent bundles.
 	policy policyIndex
+	// fetchRound and charts are the current round's fetches of Git and of charts, for the
+	// sources other than an app's primary one (charts.go; owned by Run's goroutine).
+	fetchRound func(repo, rev string) (*source.Snapshot, error)
+	charts     *chartRun
+	// chartDirs remembers which repository paths of which trees hold a chart (charts.go).
+	chartDirs map[string]bool
 }
 
 // NewReconciler returns a reconciler feeding fleet.
@@ -165,6 +179,7 @@ func (r *Reconciler) Round(ctx context.Context) {
 		r.lastFetched[key] = time.Now()
 		return snap, nil
 	}
+	r.fetchRound, r.charts = fetch, nil
 	infos := make([]*AppInfo, 0, len(list))
 	targets := make(map[string]map[string]bool, len(clusters))
 	for _, c := range clusters {
@@ -178,7 +193,7 @@ func (r *Reconciler) Round(ctx context.Context) {
 		}
 		infos = append(infos, info)
 		info.Rollout = app.Rollout // for the replica that coordinates its rollouts (rollout.go)
-		snap, fetchErr := fetch(app.Source.RepoURL, app.Source.TargetRevision)
+		snap, fetchErr := r.fetchPrimary(ctx, app, fetch)
 		var errs []string
 		for _, c := range clusters {
 			if !app.Targets(c) {
@@ -220,6 +235,7 @@ func (r *Reconciler) Round(ctx context.Context) {
 				log.Warn("render failed; last good state kept", logging.KeyApp, app.Name, logging.KeyCluster, c.Name, logging.Err(err))
 			}
 		}
+		r.noteChart(info, app) // charts.go
 		key := app.Source.RepoURL + "@" + app.Source.TargetRevision
 		info.LastFetched = r.lastFetched[key]
 		info.RepoState = RepoCurrent
@@ -227,7 +243,8 @@ func (r *Reconciler) Round(ctx context.Context) {
 			info.RepoState = RepoStale
 			info.Error = "fetch: " + fetchErr.Error()
 			log.Warn("fetch failed; last good state kept", logging.KeyApp, app.Name, logging.KeyRepo, app.Source.RepoURL, logging.Err(fetchErr))
-		} else {
+		}
+		if snap != nil {
 			info.Revision = snap.Commit
 		}
 		if len(errs) > 0 {
@@ -263,7 +280,18 @@ func (r *Reconciler) renderFor(ctx context.Context, app *apps.Application, c Clu
 	if err != nil {
 		return nil, err
 	}
-	b, err := r.bundleFor(ctx, snap, path)
+	var (
+		b     *bundle.Bundle
+		chart *ChartInfo
+	)
+	helm, err := r.needsSources(app, snap, path)
+	switch {
+	case err != nil:
+	case helm:
+		b, chart, err = r.sourcesBundle(ctx, app, c, snap, path) // charts.go
+	default:
+		b, err = r.bundleFor(ctx, snap, path)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -281,6 +309,7 @@ func (r *Reconciler) renderFor(ctx context.Context, app *apps.Application, c Clu
 		Namespace: app.Destination.Namespace, Policy: app.SyncPolicy, Health: app.Health, Access: app.Access,
 		IgnoreDifferences: slices.Concat(r.cfg.IgnoreDifferences, app.IgnoreDifferences),
 		CommitTime:        snap.Time, Author: snap.Author, Message: snap.Message, Pinned: pinned, DependsOn: app.DependsOn,
+		Chart: chart,
 	})
 	return warnings, nil
 }

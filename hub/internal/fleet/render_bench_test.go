@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	chart "helm.sh/helm/v4/pkg/chart/v2"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
@@ -36,6 +37,15 @@ var _ renderer = (*countingRenderer)(nil)
 func (c *countingRenderer) Render(ctx context.Context, fsys filesys.FileSystem, path string) ([]*unstructured.Unstructured, error) {
 	c.count.Add(1)
 	return c.next.Render(ctx, fsys, path)
+}
+
+func (c *countingRenderer) RenderChart(ctx context.Context, src render.ChartSource, rel render.Release) ([]*unstructured.Unstructured, error) {
+	c.count.Add(1)
+	return c.next.RenderChart(ctx, src, rel)
+}
+
+func (c *countingRenderer) LoadChart(src render.ChartSource) (*chart.Chart, error) {
+	return c.next.LoadChart(src)
 }
 
 // benchRepo is a Git working repository made with the git CLI.

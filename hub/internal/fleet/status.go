@@ -92,6 +92,10 @@ type AppInfo struct {
 	LastFetched time.Time
 	// Rollout is the app's spec.rollout (nil: none), for the replica that coordinates it.
 	Rollout *apps.RolloutSpec
+	// Chart and ChartVersion are set for an app rendered from a Helm chart: its name in a
+	// repository (or path in Git) and the version it resolved to.
+	Chart        string
+	ChartVersion string
 }
 
 // Repository states.

@@ -1,6 +1,6 @@
 // Package render turns a directory of a repository into Kubernetes objects: a kustomization
 // built with kustomize (no plugins, no exec, no remote bases), or else a plain directory of
-// YAML and JSON manifests.
+// YAML and JSON manifests; and renders Helm charts in-process with the Helm SDK (helm.go).
 package render
 
 import (
@@ -33,6 +33,11 @@ var ErrNotFound = errors.New("not found in repository")
 type Options struct {
 	MaxObjects int           // most objects one render may produce
 	Timeout    time.Duration // longest one render may take
+	// Charts (helm.go): the largest packaged chart, all of a chart's files with its
+	// dependencies, and everything its templates may render.
+	MaxChartBytes         int
+	MaxChartExpandedBytes int
+	MaxOutputBytes        int
 }
 
 // Renderer renders repository paths. It is safe for concurrent use.
@@ -47,6 +52,15 @@ func New(opts Options) *Renderer {
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
+	}
+	if opts.MaxChartBytes <= 0 {
+		opts.MaxChartBytes = DefaultMaxChartBytes
+	}
+	if opts.MaxChartExpandedBytes <= 0 {
+		opts.MaxChartExpandedBytes = DefaultMaxChartExpandedBytes
+	}
+	if opts.MaxOutputBytes <= 0 {
+		opts.MaxOutputBytes = DefaultMaxOutputBytes
 	}
 	return &Renderer{opts: opts}
 }

@@ -82,6 +82,7 @@ func (s *Server) Connect(stream flotillav1.AgentService_ConnectServer) error {
 	s.cfg.Fleet.Align(cluster, held)
 	s.cfg.Fleet.Seen(cluster, hello.AgentVersion, true)
 	s.recordAgentVersion(cluster, hello.AgentVersion)
+	s.setCapabilities(cluster, hello.Capabilities) // capabilities.go
 	log.Info("agent connected", logging.KeyAgentVersion, hello.AgentVersion, logging.KeyCount, len(held))
 	if err := stream.Send(&flotillav1.HubMessage{Msg: &flotillav1.HubMessage_Welcome{Welcome: &flotillav1.Welcome{
 		Cluster: cluster, HubVersion: s.cfg.HubVersion, ProtocolVersion: version.Protocol,
@@ -325,6 +326,9 @@ func (s *Server) receive(ctx context.Context, stream flotillav1.AgentService_Con
 			}
 		case *flotillav1.AgentMessage_Heartbeat:
 			s.cfg.Metrics.StreamMessage("in", "heartbeat")
+		case *flotillav1.AgentMessage_Capabilities:
+			s.cfg.Metrics.StreamMessage("in", "capabilities")
+			s.setCapabilities(cluster, m.Capabilities)
 		case *flotillav1.AgentMessage_Hello:
 			return toStatus(invalidArgument("Hello sent twice"))
 		}
@@ -394,6 +398,9 @@ func (s *Server) recordHistory(cluster, app, revision, result string, r *fleet.R
 	rec := store.HistoryRecord{Time: time.Now(), Cluster: cluster, App: app, Revision: revision, Result: result}
 	if d != nil && (revision == "" || d.Revision == revision) {
 		rec.Revision, rec.Author, rec.Message = d.Revision, d.Author, d.Message
+		if d.Chart != nil {
+			rec.ChartVersion, rec.ValuesDigest = d.Chart.Version, d.Chart.ValuesDigest
+		}
 	}
 	if r != nil && r.CommitToApplied > 0 {
 		rec.Result = fmt.Sprintf("%s (%s after commit)", result, r.CommitToApplied.Round(time.Millisecond))

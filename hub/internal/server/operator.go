@@ -177,7 +177,7 @@ func (s *Server) ListApps(ctx context.Context, _ *flotillav1.ListAppsRequest) (*
 		item := &flotillav1.App{
 			Name: a.Name, RepoUrl: a.RepoURL, TargetRevision: a.TargetRevision, Path: a.Path,
 			Revision: a.Revision, Clusters: targets(a), Error: a.Error, Warnings: a.Warnings, SourceFile: a.SourceFile,
-			RepoState: a.RepoState,
+			RepoState: a.RepoState, Chart: a.Chart, ChartVersion: a.ChartVersion,
 		}
 		if !a.LastFetched.IsZero() {
 			item.LastFetchedUnixMs = a.LastFetched.UnixMilli()
@@ -325,6 +325,7 @@ func (s *Server) History(ctx context.Context, req *flotillav1.HistoryRequest) (*
 		resp.Items = append(resp.Items, &flotillav1.HistoryEntry{
 			TimeUnixMs: r.Time.UnixMilli(), Cluster: r.Cluster, App: r.App, Revision: r.Revision,
 			Author: r.Author, Message: r.Message, Result: r.Result, Health: r.Health,
+			ChartVersion: r.ChartVersion, ValuesDigest: r.ValuesDigest,
 		})
 	}
 	return mapped(s.gatherHistory(ctx, req, limit, resp))

@@ -56,7 +56,11 @@ func (c *Credentials) auth(r remote, deadline time.Time) (transport.AuthMethod, 
 		if cred == nil || hasPassword {
 			return nil, r, nil
 		}
-		auth, r, err = cred.basicAuth(r)
+		if cred.tokenFile != "" {
+			auth, r, err = cred.tokenAuth(r)
+		} else {
+			auth, r, err = cred.basicAuth(r)
+		}
 	default:
 		return nil, r, nil
 	}
@@ -67,21 +71,50 @@ func (c *Credentials) auth(r remote, deadline time.Time) (transport.AuthMethod, 
 }
 
 func (c *credential) basicAuth(r remote) (transport.AuthMethod, remote, error) {
-	secret, err := readSecret(c.passwordFile)
+	user, password, err := c.password()
 	if err != nil {
-		return nil, r, fmt.Errorf("passwordFile: %w", err)
-	}
-	password := strings.TrimRight(string(secret), "\r\n")
-	if password == "" {
-		return nil, r, fmt.Errorf("passwordFile %s is empty", c.passwordFile)
-	}
-	user := c.username
-	if user == "" {
-		user = defaultUsername
+		return nil, r, err
 	}
 	r = r.withSecrets(password, url.QueryEscape(password), url.PathEscape(password),
 		base64.StdEncoding.EncodeToString([]byte(user+":"+password)))
 	return &githttp.BasicAuth{Username: user, Password: password}, r, nil
+}
+
+func (c *credential) tokenAuth(r remote) (transport.AuthMethod, remote, error) {
+	token, err := c.token()
+	if err != nil {
+		return nil, r, err
+	}
+	r = r.withSecrets(token, url.QueryEscape(token))
+	return &githttp.TokenAuth{Token: token}, r, nil
+}
+
+// password reads the entry's passwordFile; the user is the entry's or defaultUsername.
+func (c *credential) password() (user, password string, err error) {
+	password, err = readSecretLine(c.passwordFile, "passwordFile")
+	if err != nil {
+		return "", "", err
+	}
+	return cmp.Or(c.username, defaultUsername), password, nil
+}
+
+// token reads the entry's bearerTokenFile.
+func (c *credential) token() (string, error) {
+	return readSecretLine(c.tokenFile, "bearerTokenFile")
+}
+
+// readSecretLine reads a secret file holding one line, the field that names it for errors;
+// an empty one is an error.
+func readSecretLine(path, field string) (string, error) {
+	secret, err := readSecret(path)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", field, err)
+	}
+	s := strings.TrimRight(string(secret), "\r\n")
+	if s == "" {
+		return "", fmt.Errorf("%s %s is empty", field, path)
+	}
+	return s, nil
 }
 
 func (c *credential) sshAuth(r remote, e endpoint, deadline time.Time) (transport.AuthMethod, remote, error) {

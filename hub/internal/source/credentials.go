@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"golang.org/x/crypto/ssh/knownhosts"
@@ -18,7 +19,8 @@ import (
 var ErrNoCredentials = errors.New("no credentials")
 
 // Credentials are the entries of a credentials file: per URL prefix, an HTTP password or
-// token, or an SSH private key with the host keys it pins. The files holding secrets are
+// token, a bearer token, or an SSH private key with the host keys it pins. The same entries
+// serve Git repositories and, through RepoAuth, Helm repositories and OCI registries. The files holding secrets are
 // read at each fetch, so a rotated Secret mounted as files is picked up; their content
 // never appears in errors. A nil *Credentials has no entries.
 type Credentials struct {
@@ -35,6 +37,7 @@ type credentialSpec struct {
 	URLPrefix         string `json:"urlPrefix"`
 	Username          string `json:"username,omitempty"`
 	PasswordFile      string `json:"passwordFile,omitempty"`
+	BearerTokenFile   string `json:"bearerTokenFile,omitempty"`
 	SSHPrivateKeyFile string `json:"sshPrivateKeyFile,omitempty"`
 	KnownHostsFile    string `json:"knownHostsFile,omitempty"`
 }
@@ -44,7 +47,8 @@ type credential struct {
 	index          int
 	prefix         endpoint
 	username       string
-	passwordFile   string // http and https
+	passwordFile   string // http, https and oci
+	tokenFile      string // http, https and oci: a bearer token
 	keyFile        string // ssh
 	knownHostsFile string // ssh
 }
@@ -62,7 +66,7 @@ type endpoint struct {
 	path   string
 }
 
-var defaultPorts = map[string]string{"http": "80", "https": "443", "ssh": "22", "git": "9418"}
+var defaultPorts = map[string]string{"http": "80", "https": "443", "ssh": "22", "git": "9418", "oci": "443"}
 
 // parseEndpoint takes apart a URL or an scp-like address; ok is false for anything else
 // (local paths). hasPassword reports userinfo with a password.
@@ -135,9 +139,15 @@ func (p endpoint) String() string {
 //	- urlPrefix: ssh://git@git.example.com/   # or git@git.example.com:
 //	  sshPrivateKeyFile: /etc/flotilla/deploy-key
 //	  knownHostsFile: /etc/flotilla/known_hosts
+//	- urlPrefix: https://charts.example.com/  # a Helm repository
+//	  bearerTokenFile: /etc/flotilla/charts-token
+//	- urlPrefix: oci://registry.example.com/charts   # an OCI registry
+//	  username: robot
+//	  passwordFile: /etc/flotilla/registry-password
 //
-// Each entry has a urlPrefix (https, http, ssh or scp-like) and exactly one of passwordFile
-// (https and http) or sshPrivateKeyFile (ssh, which also needs knownHostsFile). The entry
+// Each entry has a urlPrefix (https, http, ssh, scp-like or oci) and exactly one of
+// passwordFile (https, http and oci), bearerTokenFile (https, http and oci) or
+// sshPrivateKeyFile (ssh, which also needs knownHostsFile). The entry
 // whose prefix matches the most of a repository URL applies to it; the host must match
 // exactly. Relative file paths are relative to the credentials file's directory. The files
 // must exist; the secrets in them are read at each fetch, known_hosts is checked now and
@@ -190,29 +200,40 @@ func (s credentialSpec) check(index int, dir string) (credential, error) {
 	prefix, hasPassword, ok := parseEndpoint(strings.TrimSpace(s.URLPrefix))
 	switch {
 	case !ok:
-		return credential{}, fmt.Errorf("urlPrefix %q is not an https, http or ssh URL", redactText(s.URLPrefix))
+		return credential{}, fmt.Errorf("urlPrefix %q is not an https, http, ssh or oci URL", redactText(s.URLPrefix))
 	case hasPassword:
 		return credential{}, fmt.Errorf("urlPrefix must not hold a password: put it in passwordFile")
-	case prefix.scheme != "https" && prefix.scheme != "http" && prefix.scheme != "ssh":
-		return credential{}, fmt.Errorf("urlPrefix %q: credentials are for https, http and ssh URLs, not %s", prefix, prefix.scheme)
+	case !slices.Contains([]string{"https", "http", "ssh", "oci"}, prefix.scheme):
+		return credential{}, fmt.Errorf("urlPrefix %q: credentials are for https, http, ssh and oci URLs, not %s", prefix, prefix.scheme)
 	}
 	c := credential{
 		index:          index,
 		prefix:         prefix,
 		username:       s.Username,
 		passwordFile:   abs(dir, s.PasswordFile),
+		tokenFile:      abs(dir, s.BearerTokenFile),
 		keyFile:        abs(dir, s.SSHPrivateKeyFile),
 		knownHostsFile: abs(dir, s.KnownHostsFile),
 	}
+	secrets := 0
+	for _, f := range []string{c.passwordFile, c.tokenFile, c.keyFile} {
+		if f != "" {
+			secrets++
+		}
+	}
 	switch {
-	case c.passwordFile != "" && c.keyFile != "":
-		return credential{}, fmt.Errorf("passwordFile and sshPrivateKeyFile are exclusive: give one")
-	case c.passwordFile == "" && c.keyFile == "":
-		return credential{}, fmt.Errorf("one of passwordFile or sshPrivateKeyFile is required")
+	case secrets > 1:
+		return credential{}, fmt.Errorf("passwordFile, bearerTokenFile and sshPrivateKeyFile are exclusive: give one")
+	case secrets == 0:
+		return credential{}, fmt.Errorf("one of passwordFile, bearerTokenFile or sshPrivateKeyFile is required")
 	case c.passwordFile != "" && prefix.scheme == "ssh":
-		return credential{}, fmt.Errorf("passwordFile is for https and http, urlPrefix %q is ssh: use sshPrivateKeyFile", prefix)
+		return credential{}, fmt.Errorf("passwordFile is for https, http and oci, urlPrefix %q is ssh: use sshPrivateKeyFile", prefix)
+	case c.tokenFile != "" && prefix.scheme == "ssh":
+		return credential{}, fmt.Errorf("bearerTokenFile is for https, http and oci, urlPrefix %q is ssh: use sshPrivateKeyFile", prefix)
+	case c.tokenFile != "" && c.username != "":
+		return credential{}, fmt.Errorf("username goes with passwordFile, not bearerTokenFile")
 	case c.keyFile != "" && prefix.scheme != "ssh":
-		return credential{}, fmt.Errorf("sshPrivateKeyFile is for ssh, urlPrefix %q is %s: use passwordFile", prefix, prefix.scheme)
+		return credential{}, fmt.Errorf("sshPrivateKeyFile is for ssh, urlPrefix %q is %s: use passwordFile or bearerTokenFile", prefix, prefix.scheme)
 	case c.keyFile != "" && c.knownHostsFile == "":
 		return credential{}, fmt.Errorf("knownHostsFile is required with sshPrivateKeyFile: host keys are pinned, never trusted on first use")
 	case c.knownHostsFile != "" && c.keyFile == "":
@@ -231,7 +252,7 @@ func abs(dir, p string) string {
 
 // checkFiles checks that the entry's files are there and known_hosts parses.
 func (c *credential) checkFiles() error {
-	for _, p := range []string{c.passwordFile, c.keyFile, c.knownHostsFile} {
+	for _, p := range []string{c.passwordFile, c.tokenFile, c.keyFile, c.knownHostsFile} {
 		if p == "" {
 			continue
 		}

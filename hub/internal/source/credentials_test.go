@@ -3,6 +3,7 @@ package source
 import (
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,6 +35,13 @@ repositories:
 - urlPrefix: git@github.com:org/
   sshPrivateKeyFile: deploy-key
   knownHostsFile: known_hosts
+- urlPrefix: https://charts.example.com/
+  bearerTokenFile: charts-token
+- urlPrefix: oci://registry.example.com/charts
+  username: robot
+  passwordFile: registry-password
+- urlPrefix: oci://ghcr.io/org/
+  bearerTokenFile: ghcr-token
 `},
 		{name: "no urlPrefix", yaml: `
 repositories:
@@ -46,12 +54,35 @@ repositories:
 - urlPrefix: https://github.com/
   passwordFile: token
   sshPrivateKeyFile: key
-`, wantErr: "repositories[0]: passwordFile and sshPrivateKeyFile are exclusive"},
+`, wantErr: "repositories[0]: passwordFile, bearerTokenFile and sshPrivateKeyFile are exclusive"},
+		{name: "password and token", yaml: `
+repositories:
+- urlPrefix: https://charts.example.com/
+  passwordFile: password
+  bearerTokenFile: token
+`, wantErr: "repositories[0]: passwordFile, bearerTokenFile and sshPrivateKeyFile are exclusive"},
+		{name: "token for ssh", yaml: `
+repositories:
+- urlPrefix: ssh://git@git.example.com/
+  bearerTokenFile: token
+`, wantErr: `repositories[0]: bearerTokenFile is for https, http and oci, urlPrefix "ssh://git@git.example.com/" is ssh`},
+		{name: "username with token", yaml: `
+repositories:
+- urlPrefix: oci://registry.example.com/
+  username: robot
+  bearerTokenFile: token
+`, wantErr: "repositories[0]: username goes with passwordFile, not bearerTokenFile"},
+		{name: "key for oci", yaml: `
+repositories:
+- urlPrefix: oci://registry.example.com/
+  sshPrivateKeyFile: key
+  knownHostsFile: known_hosts
+`, wantErr: `repositories[0]: sshPrivateKeyFile is for ssh, urlPrefix "oci://registry.example.com/" is oci`},
 		{name: "no secret", yaml: `
 repositories:
 - urlPrefix: https://github.com/
   username: bot
-`, wantErr: "repositories[0]: one of passwordFile or sshPrivateKeyFile is required"},
+`, wantErr: "repositories[0]: one of passwordFile, bearerTokenFile or sshPrivateKeyFile is required"},
 		{name: "ssh without known_hosts", yaml: `
 repositories:
 - urlPrefix: ssh://git@git.example.com/
@@ -66,7 +97,7 @@ repositories:
 repositories:
 - urlPrefix: git@github.com:org/
   passwordFile: token
-`, wantErr: `repositories[0]: passwordFile is for https and http, urlPrefix "ssh://git@github.com/org/" is ssh`},
+`, wantErr: `repositories[0]: passwordFile is for https, http and oci, urlPrefix "ssh://git@github.com/org/" is ssh`},
 		{name: "key for https", yaml: `
 repositories:
 - urlPrefix: https://github.com/
@@ -83,12 +114,12 @@ repositories:
 repositories:
 - urlPrefix: git://github.com/
   passwordFile: token
-`, wantErr: "credentials are for https, http and ssh URLs, not git"},
+`, wantErr: "credentials are for https, http, ssh and oci URLs, not git"},
 		{name: "not a URL", yaml: `
 repositories:
 - urlPrefix: github.com/org
   passwordFile: token
-`, wantErr: `repositories[0]: urlPrefix "github.com/org" is not an https, http or ssh URL`},
+`, wantErr: `repositories[0]: urlPrefix "github.com/org" is not an https, http, ssh or oci URL`},
 		{name: "password in urlPrefix", yaml: `
 repositories:
 - urlPrefix: https://bot:hunter2@github.com/
@@ -167,6 +198,10 @@ repositories:
 - urlPrefix: ssh://alice@git.example.com/
   sshPrivateKeyFile: alice
   knownHostsFile: known_hosts
+- urlPrefix: oci://registry.example.com/charts
+  bearerTokenFile: registry
+- urlPrefix: https://registry.example.com/
+  passwordFile: registry-https
 `), "/c/credentials.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -195,12 +230,16 @@ repositories:
 		{"git://github.com/org/repo", ""},
 		{"/srv/git/org/repo", ""},
 		{"file:///srv/git/repo", ""},
+		{"oci://registry.example.com/charts/cert-manager", "registry"},
+		{"oci://REGISTRY.example.com:443/charts", "registry"},
+		{"oci://registry.example.com/other", ""}, // an https entry is not an oci one
+		{"https://registry.example.com/charts/index.yaml", "registry-https"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.url, func(t *testing.T) {
 			got := ""
 			if e := c.lookup(tt.url); e != nil {
-				got = filepath.Base(e.passwordFile + e.keyFile)
+				got = filepath.Base(e.passwordFile + e.tokenFile + e.keyFile)
 			}
 			if got != tt.want {
 				t.Errorf("lookup(%q) = %q, want %q", tt.url, got, tt.want)
@@ -266,6 +305,8 @@ repositories:
   passwordFile: token
 - urlPrefix: https://github.com/empty/
   passwordFile: empty
+- urlPrefix: https://git.example.com/
+  bearerTokenFile: token
 `)
 	tests := []struct {
 		url, user, password string
@@ -280,6 +321,7 @@ repositories:
 		{url: "https://github.com/empty/repo", wantErrText: "repositories[2]: passwordFile " + filepath.Join(dir, "empty") + " is empty"},
 		{url: "ssh://git@github.com/org/repo", wantErr: ErrNoCredentials},
 		{url: "git@github.com:org/repo", wantErr: ErrNoCredentials},
+		{url: "https://git.example.com/repo", user: "(bearer)", password: "s3cr3t"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.url, func(t *testing.T) {
@@ -303,6 +345,15 @@ repositories:
 				}
 				return
 			}
+			if token, ok := auth.(*githttp.TokenAuth); ok {
+				if tt.user != "(bearer)" || token.Token != tt.password {
+					t.Fatalf("auth = token %q, want %s:%s", token.Token, tt.user, tt.password)
+				}
+				if msg := r.scrub(errors.New("server got Bearer " + tt.password)).Error(); msg != "server got Bearer ***" {
+					t.Errorf("scrubbed error = %q", msg)
+				}
+				return
+			}
 			basic, ok := auth.(*githttp.BasicAuth)
 			if !ok || basic.Username != tt.user || basic.Password != tt.password {
 				t.Fatalf("auth = %#v, want %s:%s", auth, tt.user, tt.password)
@@ -312,5 +363,69 @@ repositories:
 				t.Errorf("scrubbed error = %q", msg)
 			}
 		})
+	}
+}
+
+func TestRepoAuth(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "password", "hunter2\n")
+	writeFile(t, dir, "token", "t0ken\n")
+	writeFile(t, dir, "empty", "")
+	c := credentialsFor(t, dir, `
+repositories:
+- urlPrefix: https://charts.example.com/private/
+  username: reader
+  passwordFile: password
+- urlPrefix: oci://registry.example.com/charts
+  bearerTokenFile: token
+- urlPrefix: https://empty.example.com/
+  passwordFile: empty
+`)
+	file := filepath.Join(dir, "credentials.yaml")
+	tests := []struct {
+		url                       string
+		user, password, token     string
+		entry, wantErr, notCovers string
+	}{
+		{url: "https://charts.example.com/private/index.yaml", user: "reader", password: "hunter2",
+			entry: "credentials " + file + ": repositories[0]", notCovers: "https://cdn.example.com/private/a-1.0.0.tgz"},
+		{url: "oci://registry.example.com/charts/cert-manager", token: "t0ken",
+			entry: "credentials " + file + ": repositories[1]", notCovers: "oci://registry.example.com/other/chart"},
+		{url: "https://charts.example.com/public/index.yaml"},
+		{url: "https://empty.example.com/index.yaml", wantErr: "credentials " + file + ": repositories[2]: passwordFile " + filepath.Join(dir, "empty") + " is empty"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.url, func(t *testing.T) {
+			a, err := c.RepoAuth(tt.url)
+			if tt.wantErr != "" {
+				if err == nil || err.Error() != tt.wantErr {
+					t.Fatalf("error = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.entry == "" {
+				if a != nil {
+					t.Fatalf("auth = %v, want none", a)
+				}
+				return
+			}
+			if a.Username != tt.user || a.Password != tt.password || a.BearerToken != tt.token {
+				t.Errorf("auth = %q:%q bearer %q, want %q:%q bearer %q", a.Username, a.Password, a.BearerToken, tt.user, tt.password, tt.token)
+			}
+			for _, s := range []string{fmt.Sprint(a), fmt.Sprintf("%v %+v %#v", a, a, a)} {
+				if !strings.Contains(s, tt.entry) || strings.Contains(s, "hunter2") || strings.Contains(s, "t0ken") {
+					t.Errorf("printed as %q: want the entry %q and no secret", s, tt.entry)
+				}
+			}
+			if !a.Covers(tt.url) || a.Covers(tt.notCovers) {
+				t.Errorf("Covers(%q) = %v, Covers(%q) = %v; want true, false", tt.url, a.Covers(tt.url), tt.notCovers, a.Covers(tt.notCovers))
+			}
+		})
+	}
+	if a, err := (*Credentials)(nil).RepoAuth("https://charts.example.com/private/"); a != nil || err != nil {
+		t.Errorf("nil credentials: %v, %v", a, err)
 	}
 }

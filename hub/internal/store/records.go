@@ -29,6 +29,9 @@ type HistoryRecord struct {
 	Message  string    `json:"message,omitempty"`
 	Result   string    `json:"result,omitempty"`
 	Health   string    `json:"health,omitempty"`
+	// ChartVersion and ValuesDigest are set for an app rendered from a Helm chart.
+	ChartVersion string `json:"chartVersion,omitempty"`
+	ValuesDigest string `json:"valuesDigest,omitempty"`
 }
 
 // Audit appends an audit record; a zero Time means now.

@@ -261,6 +261,7 @@ type AgentMessage struct {
 	//	*AgentMessage_Status
 	//	*AgentMessage_Heartbeat
 	//	*AgentMessage_HookRun
+	//	*AgentMessage_Capabilities
 	Msg           isAgentMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -357,6 +358,15 @@ func (x *AgentMessage) GetHookRun() *HookRun {
 	return nil
 }
 
+func (x *AgentMessage) GetCapabilities() *Capabilities {
+	if x != nil {
+		if x, ok := x.Msg.(*AgentMessage_Capabilities); ok {
+			return x.Capabilities
+		}
+	}
+	return nil
+}
+
 type isAgentMessage_Msg interface {
 	isAgentMessage_Msg()
 }
@@ -385,6 +395,11 @@ type AgentMessage_HookRun struct {
 	HookRun *HookRun `protobuf:"bytes,6,opt,name=hook_run,json=hookRun,proto3,oneof"`
 }
 
+type AgentMessage_Capabilities struct {
+	// Sent when the cluster's Kubernetes version or served APIs change after Hello.
+	Capabilities *Capabilities `protobuf:"bytes,10,opt,name=capabilities,proto3,oneof"`
+}
+
 func (*AgentMessage_Hello) isAgentMessage_Msg() {}
 
 func (*AgentMessage_Ack) isAgentMessage_Msg() {}
@@ -396,6 +411,8 @@ func (*AgentMessage_Status) isAgentMessage_Msg() {}
 func (*AgentMessage_Heartbeat) isAgentMessage_Msg() {}
 
 func (*AgentMessage_HookRun) isAgentMessage_Msg() {}
+
+func (*AgentMessage_Capabilities) isAgentMessage_Msg() {}
 
 type HubMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -533,8 +550,11 @@ type Hello struct {
 	AgentVersion    string                 `protobuf:"bytes,1,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
 	ProtocolVersion uint32                 `protobuf:"varint,2,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
 	Apps            []*HeldApp             `protobuf:"bytes,3,rep,name=apps,proto3" json:"apps,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The cluster's capabilities at connection time (an older agent sends none: the hub renders
+	// charts with Helm's default capabilities for it).
+	Capabilities  *Capabilities `protobuf:"bytes,10,opt,name=capabilities,proto3" json:"capabilities,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Hello) Reset() {
@@ -588,6 +608,70 @@ func (x *Hello) GetApps() []*HeldApp {
 	return nil
 }
 
+func (x *Hello) GetCapabilities() *Capabilities {
+	if x != nil {
+		return x.Capabilities
+	}
+	return nil
+}
+
+// Capabilities are what the cluster's API server reports, for the .Capabilities of the Helm
+// charts the hub renders for it.
+type Capabilities struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The Kubernetes version, e.g. "v1.31.2".
+	KubeVersion string `protobuf:"bytes,1,opt,name=kube_version,json=kubeVersion,proto3" json:"kube_version,omitempty"`
+	// The group-versions served ("v1", "apps/v1", "monitoring.coreos.com/v1") and, for each
+	// resource kind, "group-version/Kind" ("apps/v1/Deployment"), as Helm lists them.
+	ApiVersions   []string `protobuf:"bytes,2,rep,name=api_versions,json=apiVersions,proto3" json:"api_versions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Capabilities) Reset() {
+	*x = Capabilities{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Capabilities) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Capabilities) ProtoMessage() {}
+
+func (x *Capabilities) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Capabilities.ProtoReflect.Descriptor instead.
+func (*Capabilities) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Capabilities) GetKubeVersion() string {
+	if x != nil {
+		return x.KubeVersion
+	}
+	return ""
+}
+
+func (x *Capabilities) GetApiVersions() []string {
+	if x != nil {
+		return x.ApiVersions
+	}
+	return nil
+}
+
 type HeldApp struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	App           string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
@@ -600,7 +684,7 @@ type HeldApp struct {
 
 func (x *HeldApp) Reset() {
 	*x = HeldApp{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[7]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -612,7 +696,7 @@ func (x *HeldApp) String() string {
 func (*HeldApp) ProtoMessage() {}
 
 func (x *HeldApp) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[7]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -625,7 +709,7 @@ func (x *HeldApp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeldApp.ProtoReflect.Descriptor instead.
 func (*HeldApp) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{7}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *HeldApp) GetApp() string {
@@ -675,7 +759,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[8]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -687,7 +771,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[8]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -700,7 +784,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{8}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Welcome) GetCluster() string {
@@ -762,7 +846,7 @@ type Redirect struct {
 
 func (x *Redirect) Reset() {
 	*x = Redirect{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[9]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -774,7 +858,7 @@ func (x *Redirect) String() string {
 func (*Redirect) ProtoMessage() {}
 
 func (x *Redirect) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[9]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -787,7 +871,7 @@ func (x *Redirect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Redirect.ProtoReflect.Descriptor instead.
 func (*Redirect) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{9}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Redirect) GetAddress() string {
@@ -854,7 +938,7 @@ type Desired struct {
 
 func (x *Desired) Reset() {
 	*x = Desired{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[10]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -866,7 +950,7 @@ func (x *Desired) String() string {
 func (*Desired) ProtoMessage() {}
 
 func (x *Desired) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[10]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -879,7 +963,7 @@ func (x *Desired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Desired.ProtoReflect.Descriptor instead.
 func (*Desired) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{10}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Desired) GetApp() string {
@@ -1019,7 +1103,7 @@ type IgnoreDifferencesRule struct {
 
 func (x *IgnoreDifferencesRule) Reset() {
 	*x = IgnoreDifferencesRule{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[11]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1031,7 +1115,7 @@ func (x *IgnoreDifferencesRule) String() string {
 func (*IgnoreDifferencesRule) ProtoMessage() {}
 
 func (x *IgnoreDifferencesRule) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[11]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1044,7 +1128,7 @@ func (x *IgnoreDifferencesRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IgnoreDifferencesRule.ProtoReflect.Descriptor instead.
 func (*IgnoreDifferencesRule) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{11}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *IgnoreDifferencesRule) GetGroup() string {
@@ -1124,7 +1208,7 @@ type SyncPolicy struct {
 
 func (x *SyncPolicy) Reset() {
 	*x = SyncPolicy{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[12]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1136,7 +1220,7 @@ func (x *SyncPolicy) String() string {
 func (*SyncPolicy) ProtoMessage() {}
 
 func (x *SyncPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[12]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1149,7 +1233,7 @@ func (x *SyncPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncPolicy.ProtoReflect.Descriptor instead.
 func (*SyncPolicy) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{12}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SyncPolicy) GetAutomated() bool {
@@ -1248,7 +1332,7 @@ type Retry struct {
 
 func (x *Retry) Reset() {
 	*x = Retry{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[13]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1260,7 +1344,7 @@ func (x *Retry) String() string {
 func (*Retry) ProtoMessage() {}
 
 func (x *Retry) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[13]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1273,7 +1357,7 @@ func (x *Retry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Retry.ProtoReflect.Descriptor instead.
 func (*Retry) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{13}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Retry) GetLimit() int32 {
@@ -1316,7 +1400,7 @@ type HealthPolicy struct {
 
 func (x *HealthPolicy) Reset() {
 	*x = HealthPolicy{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[14]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1328,7 +1412,7 @@ func (x *HealthPolicy) String() string {
 func (*HealthPolicy) ProtoMessage() {}
 
 func (x *HealthPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[14]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1341,7 +1425,7 @@ func (x *HealthPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthPolicy.ProtoReflect.Descriptor instead.
 func (*HealthPolicy) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{14}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *HealthPolicy) GetProgressDeadlineMs() int64 {
@@ -1378,7 +1462,7 @@ type HealthRule struct {
 
 func (x *HealthRule) Reset() {
 	*x = HealthRule{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[15]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1390,7 +1474,7 @@ func (x *HealthRule) String() string {
 func (*HealthRule) ProtoMessage() {}
 
 func (x *HealthRule) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[15]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1403,7 +1487,7 @@ func (x *HealthRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRule.ProtoReflect.Descriptor instead.
 func (*HealthRule) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{15}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *HealthRule) GetGroup() string {
@@ -1445,7 +1529,7 @@ type Policy struct {
 
 func (x *Policy) Reset() {
 	*x = Policy{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[16]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1457,7 +1541,7 @@ func (x *Policy) String() string {
 func (*Policy) ProtoMessage() {}
 
 func (x *Policy) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[16]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1470,7 +1554,7 @@ func (x *Policy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Policy.ProtoReflect.Descriptor instead.
 func (*Policy) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{16}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Policy) GetNamespaces() []string {
@@ -1504,7 +1588,7 @@ type GroupKind struct {
 
 func (x *GroupKind) Reset() {
 	*x = GroupKind{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[17]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1516,7 +1600,7 @@ func (x *GroupKind) String() string {
 func (*GroupKind) ProtoMessage() {}
 
 func (x *GroupKind) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[17]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1529,7 +1613,7 @@ func (x *GroupKind) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupKind.ProtoReflect.Descriptor instead.
 func (*GroupKind) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{17}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GroupKind) GetGroup() string {
@@ -1557,7 +1641,7 @@ type Remove struct {
 
 func (x *Remove) Reset() {
 	*x = Remove{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[18]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1569,7 +1653,7 @@ func (x *Remove) String() string {
 func (*Remove) ProtoMessage() {}
 
 func (x *Remove) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[18]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1582,7 +1666,7 @@ func (x *Remove) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Remove.ProtoReflect.Descriptor instead.
 func (*Remove) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{18}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Remove) GetApp() string {
@@ -1611,7 +1695,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[19]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1623,7 +1707,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[19]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1636,7 +1720,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{19}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Ack) GetApp() string {
@@ -1679,7 +1763,7 @@ type Nack struct {
 
 func (x *Nack) Reset() {
 	*x = Nack{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[20]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1691,7 +1775,7 @@ func (x *Nack) String() string {
 func (*Nack) ProtoMessage() {}
 
 func (x *Nack) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[20]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1704,7 +1788,7 @@ func (x *Nack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Nack.ProtoReflect.Descriptor instead.
 func (*Nack) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{20}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Nack) GetApp() string {
@@ -1737,7 +1821,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[21]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1749,7 +1833,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[21]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1762,7 +1846,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{21}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Heartbeat) GetSentUnixMs() int64 {
@@ -1795,7 +1879,7 @@ type HookRun struct {
 
 func (x *HookRun) Reset() {
 	*x = HookRun{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[22]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1807,7 +1891,7 @@ func (x *HookRun) String() string {
 func (*HookRun) ProtoMessage() {}
 
 func (x *HookRun) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[22]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1820,7 +1904,7 @@ func (x *HookRun) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HookRun.ProtoReflect.Descriptor instead.
 func (*HookRun) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{22}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *HookRun) GetApp() string {
@@ -1911,7 +1995,7 @@ type AppStatus struct {
 
 func (x *AppStatus) Reset() {
 	*x = AppStatus{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[23]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1923,7 +2007,7 @@ func (x *AppStatus) String() string {
 func (*AppStatus) ProtoMessage() {}
 
 func (x *AppStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[23]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1936,7 +2020,7 @@ func (x *AppStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppStatus.ProtoReflect.Descriptor instead.
 func (*AppStatus) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{23}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *AppStatus) GetApp() string {
@@ -2036,7 +2120,7 @@ type ObjectRef struct {
 
 func (x *ObjectRef) Reset() {
 	*x = ObjectRef{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[24]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2048,7 +2132,7 @@ func (x *ObjectRef) String() string {
 func (*ObjectRef) ProtoMessage() {}
 
 func (x *ObjectRef) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[24]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2061,7 +2145,7 @@ func (x *ObjectRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectRef.ProtoReflect.Descriptor instead.
 func (*ObjectRef) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{24}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ObjectRef) GetGroup() string {
@@ -2114,7 +2198,7 @@ type DriftItem struct {
 
 func (x *DriftItem) Reset() {
 	*x = DriftItem{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[25]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2126,7 +2210,7 @@ func (x *DriftItem) String() string {
 func (*DriftItem) ProtoMessage() {}
 
 func (x *DriftItem) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[25]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2139,7 +2223,7 @@ func (x *DriftItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DriftItem.ProtoReflect.Descriptor instead.
 func (*DriftItem) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{25}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DriftItem) GetObject() *ObjectRef {
@@ -2181,7 +2265,7 @@ type ResourceStatus struct {
 
 func (x *ResourceStatus) Reset() {
 	*x = ResourceStatus{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[26]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2193,7 +2277,7 @@ func (x *ResourceStatus) String() string {
 func (*ResourceStatus) ProtoMessage() {}
 
 func (x *ResourceStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[26]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2206,7 +2290,7 @@ func (x *ResourceStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceStatus.ProtoReflect.Descriptor instead.
 func (*ResourceStatus) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{26}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ResourceStatus) GetObject() *ObjectRef {
@@ -2248,7 +2332,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[27]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2260,7 +2344,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[27]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2273,7 +2357,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{27}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *StatusRequest) GetApp() string {
@@ -2330,7 +2414,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[28]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2342,7 +2426,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[28]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2355,7 +2439,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{28}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *StatusResponse) GetItems() []*AppClusterStatus {
@@ -2404,7 +2488,7 @@ type AppClusterStatus struct {
 
 func (x *AppClusterStatus) Reset() {
 	*x = AppClusterStatus{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[29]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2416,7 +2500,7 @@ func (x *AppClusterStatus) String() string {
 func (*AppClusterStatus) ProtoMessage() {}
 
 func (x *AppClusterStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[29]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2429,7 +2513,7 @@ func (x *AppClusterStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppClusterStatus.ProtoReflect.Descriptor instead.
 func (*AppClusterStatus) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{29}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *AppClusterStatus) GetCluster() string {
@@ -2559,7 +2643,7 @@ type ListClustersRequest struct {
 
 func (x *ListClustersRequest) Reset() {
 	*x = ListClustersRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[30]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2571,7 +2655,7 @@ func (x *ListClustersRequest) String() string {
 func (*ListClustersRequest) ProtoMessage() {}
 
 func (x *ListClustersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[30]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2584,7 +2668,7 @@ func (x *ListClustersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClustersRequest.ProtoReflect.Descriptor instead.
 func (*ListClustersRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{30}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{31}
 }
 
 type ListClustersResponse struct {
@@ -2598,7 +2682,7 @@ type ListClustersResponse struct {
 
 func (x *ListClustersResponse) Reset() {
 	*x = ListClustersResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[31]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2610,7 +2694,7 @@ func (x *ListClustersResponse) String() string {
 func (*ListClustersResponse) ProtoMessage() {}
 
 func (x *ListClustersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[31]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2623,7 +2707,7 @@ func (x *ListClustersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClustersResponse.ProtoReflect.Descriptor instead.
 func (*ListClustersResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{31}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListClustersResponse) GetItems() []*Cluster {
@@ -2658,7 +2742,7 @@ type Cluster struct {
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[32]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2670,7 +2754,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[32]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2683,7 +2767,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{32}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Cluster) GetName() string {
@@ -2750,7 +2834,7 @@ type ListAppsRequest struct {
 
 func (x *ListAppsRequest) Reset() {
 	*x = ListAppsRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[33]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2762,7 +2846,7 @@ func (x *ListAppsRequest) String() string {
 func (*ListAppsRequest) ProtoMessage() {}
 
 func (x *ListAppsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[33]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2775,7 +2859,7 @@ func (x *ListAppsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAppsRequest.ProtoReflect.Descriptor instead.
 func (*ListAppsRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{33}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{34}
 }
 
 type ListAppsResponse struct {
@@ -2789,7 +2873,7 @@ type ListAppsResponse struct {
 
 func (x *ListAppsResponse) Reset() {
 	*x = ListAppsResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[34]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2801,7 +2885,7 @@ func (x *ListAppsResponse) String() string {
 func (*ListAppsResponse) ProtoMessage() {}
 
 func (x *ListAppsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[34]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2814,7 +2898,7 @@ func (x *ListAppsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAppsResponse.ProtoReflect.Descriptor instead.
 func (*ListAppsResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{34}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListAppsResponse) GetItems() []*App {
@@ -2845,7 +2929,7 @@ type RemovalHold struct {
 
 func (x *RemovalHold) Reset() {
 	*x = RemovalHold{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[35]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2857,7 +2941,7 @@ func (x *RemovalHold) String() string {
 func (*RemovalHold) ProtoMessage() {}
 
 func (x *RemovalHold) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[35]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2870,7 +2954,7 @@ func (x *RemovalHold) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovalHold.ProtoReflect.Descriptor instead.
 func (*RemovalHold) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{35}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RemovalHold) GetApps() []string {
@@ -2902,7 +2986,7 @@ type ConfirmRemovalRequest struct {
 
 func (x *ConfirmRemovalRequest) Reset() {
 	*x = ConfirmRemovalRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[36]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2914,7 +2998,7 @@ func (x *ConfirmRemovalRequest) String() string {
 func (*ConfirmRemovalRequest) ProtoMessage() {}
 
 func (x *ConfirmRemovalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[36]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2927,7 +3011,7 @@ func (x *ConfirmRemovalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmRemovalRequest.ProtoReflect.Descriptor instead.
 func (*ConfirmRemovalRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{36}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{37}
 }
 
 type ConfirmRemovalResponse struct {
@@ -2940,7 +3024,7 @@ type ConfirmRemovalResponse struct {
 
 func (x *ConfirmRemovalResponse) Reset() {
 	*x = ConfirmRemovalResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[37]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2952,7 +3036,7 @@ func (x *ConfirmRemovalResponse) String() string {
 func (*ConfirmRemovalResponse) ProtoMessage() {}
 
 func (x *ConfirmRemovalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[37]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2965,7 +3049,7 @@ func (x *ConfirmRemovalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmRemovalResponse.ProtoReflect.Descriptor instead.
 func (*ConfirmRemovalResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{37}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ConfirmRemovalResponse) GetApps() []string {
@@ -2989,13 +3073,17 @@ type App struct {
 	// "Current", or "Stale" when the latest fetch failed (the last good render is still served).
 	RepoState         string `protobuf:"bytes,10,opt,name=repo_state,json=repoState,proto3" json:"repo_state,omitempty"`
 	LastFetchedUnixMs int64  `protobuf:"varint,11,opt,name=last_fetched_unix_ms,json=lastFetchedUnixMs,proto3" json:"last_fetched_unix_ms,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// For an app rendered from a Helm chart: the chart (its name in a repository, or its path
+	// in Git) and the version it resolved to.
+	Chart         string `protobuf:"bytes,20,opt,name=chart,proto3" json:"chart,omitempty"`
+	ChartVersion  string `protobuf:"bytes,21,opt,name=chart_version,json=chartVersion,proto3" json:"chart_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *App) Reset() {
 	*x = App{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[38]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3007,7 +3095,7 @@ func (x *App) String() string {
 func (*App) ProtoMessage() {}
 
 func (x *App) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[38]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3020,7 +3108,7 @@ func (x *App) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use App.ProtoReflect.Descriptor instead.
 func (*App) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{38}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *App) GetName() string {
@@ -3100,6 +3188,20 @@ func (x *App) GetLastFetchedUnixMs() int64 {
 	return 0
 }
 
+func (x *App) GetChart() string {
+	if x != nil {
+		return x.Chart
+	}
+	return ""
+}
+
+func (x *App) GetChartVersion() string {
+	if x != nil {
+		return x.ChartVersion
+	}
+	return ""
+}
+
 type AddClusterRequest struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Name            string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -3111,7 +3213,7 @@ type AddClusterRequest struct {
 
 func (x *AddClusterRequest) Reset() {
 	*x = AddClusterRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[39]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3123,7 +3225,7 @@ func (x *AddClusterRequest) String() string {
 func (*AddClusterRequest) ProtoMessage() {}
 
 func (x *AddClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[39]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3136,7 +3238,7 @@ func (x *AddClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddClusterRequest.ProtoReflect.Descriptor instead.
 func (*AddClusterRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{39}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *AddClusterRequest) GetName() string {
@@ -3170,7 +3272,7 @@ type AddClusterResponse struct {
 
 func (x *AddClusterResponse) Reset() {
 	*x = AddClusterResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[40]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3182,7 +3284,7 @@ func (x *AddClusterResponse) String() string {
 func (*AddClusterResponse) ProtoMessage() {}
 
 func (x *AddClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[40]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3195,7 +3297,7 @@ func (x *AddClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddClusterResponse.ProtoReflect.Descriptor instead.
 func (*AddClusterResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{40}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *AddClusterResponse) GetJoinToken() string {
@@ -3222,7 +3324,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[41]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3234,7 +3336,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[41]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3247,7 +3349,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{41}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *CreateTokenRequest) GetCluster() string {
@@ -3274,7 +3376,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[42]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3286,7 +3388,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[42]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3299,7 +3401,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{42}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *CreateTokenResponse) GetJoinToken() string {
@@ -3332,7 +3434,7 @@ type SyncRequest struct {
 
 func (x *SyncRequest) Reset() {
 	*x = SyncRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[43]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3344,7 +3446,7 @@ func (x *SyncRequest) String() string {
 func (*SyncRequest) ProtoMessage() {}
 
 func (x *SyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[43]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3357,7 +3459,7 @@ func (x *SyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncRequest.ProtoReflect.Descriptor instead.
 func (*SyncRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{43}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *SyncRequest) GetApp() string {
@@ -3406,7 +3508,7 @@ type SyncResponse struct {
 
 func (x *SyncResponse) Reset() {
 	*x = SyncResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[44]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3418,7 +3520,7 @@ func (x *SyncResponse) String() string {
 func (*SyncResponse) ProtoMessage() {}
 
 func (x *SyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[44]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3431,7 +3533,7 @@ func (x *SyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncResponse.ProtoReflect.Descriptor instead.
 func (*SyncResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{44}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *SyncResponse) GetClusters() []string {
@@ -3459,7 +3561,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[45]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3471,7 +3573,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[45]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3484,7 +3586,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{45}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *HistoryRequest) GetApp() string {
@@ -3519,7 +3621,7 @@ type HistoryResponse struct {
 
 func (x *HistoryResponse) Reset() {
 	*x = HistoryResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[46]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3531,7 +3633,7 @@ func (x *HistoryResponse) String() string {
 func (*HistoryResponse) ProtoMessage() {}
 
 func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[46]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3544,7 +3646,7 @@ func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
 func (*HistoryResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{46}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *HistoryResponse) GetItems() []*HistoryEntry {
@@ -3562,22 +3664,26 @@ func (x *HistoryResponse) GetUnreachablePeers() []string {
 }
 
 type HistoryEntry struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TimeUnixMs    int64                  `protobuf:"varint,1,opt,name=time_unix_ms,json=timeUnixMs,proto3" json:"time_unix_ms,omitempty"`
-	Cluster       string                 `protobuf:"bytes,2,opt,name=cluster,proto3" json:"cluster,omitempty"`
-	App           string                 `protobuf:"bytes,3,opt,name=app,proto3" json:"app,omitempty"`
-	Revision      string                 `protobuf:"bytes,4,opt,name=revision,proto3" json:"revision,omitempty"`
-	Author        string                 `protobuf:"bytes,5,opt,name=author,proto3" json:"author,omitempty"`
-	Message       string                 `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
-	Result        string                 `protobuf:"bytes,7,opt,name=result,proto3" json:"result,omitempty"`
-	Health        string                 `protobuf:"bytes,8,opt,name=health,proto3" json:"health,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	TimeUnixMs int64                  `protobuf:"varint,1,opt,name=time_unix_ms,json=timeUnixMs,proto3" json:"time_unix_ms,omitempty"`
+	Cluster    string                 `protobuf:"bytes,2,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	App        string                 `protobuf:"bytes,3,opt,name=app,proto3" json:"app,omitempty"`
+	Revision   string                 `protobuf:"bytes,4,opt,name=revision,proto3" json:"revision,omitempty"`
+	Author     string                 `protobuf:"bytes,5,opt,name=author,proto3" json:"author,omitempty"`
+	Message    string                 `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
+	Result     string                 `protobuf:"bytes,7,opt,name=result,proto3" json:"result,omitempty"`
+	Health     string                 `protobuf:"bytes,8,opt,name=health,proto3" json:"health,omitempty"`
+	// For an app rendered from a Helm chart: the chart's version and the digest of the values
+	// it was rendered with.
+	ChartVersion  string `protobuf:"bytes,20,opt,name=chart_version,json=chartVersion,proto3" json:"chart_version,omitempty"`
+	ValuesDigest  string `protobuf:"bytes,21,opt,name=values_digest,json=valuesDigest,proto3" json:"values_digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HistoryEntry) Reset() {
 	*x = HistoryEntry{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[47]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3589,7 +3695,7 @@ func (x *HistoryEntry) String() string {
 func (*HistoryEntry) ProtoMessage() {}
 
 func (x *HistoryEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[47]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3602,7 +3708,7 @@ func (x *HistoryEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryEntry.ProtoReflect.Descriptor instead.
 func (*HistoryEntry) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{47}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *HistoryEntry) GetTimeUnixMs() int64 {
@@ -3661,6 +3767,20 @@ func (x *HistoryEntry) GetHealth() string {
 	return ""
 }
 
+func (x *HistoryEntry) GetChartVersion() string {
+	if x != nil {
+		return x.ChartVersion
+	}
+	return ""
+}
+
+func (x *HistoryEntry) GetValuesDigest() string {
+	if x != nil {
+		return x.ValuesDigest
+	}
+	return ""
+}
+
 // RollbackRequest pins an app to an earlier revision on some clusters, or clears the pins.
 type RollbackRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -3675,7 +3795,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[48]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3687,7 +3807,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[48]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3700,7 +3820,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{48}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *RollbackRequest) GetApp() string {
@@ -3747,7 +3867,7 @@ type RollbackResponse struct {
 
 func (x *RollbackResponse) Reset() {
 	*x = RollbackResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[49]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3759,7 +3879,7 @@ func (x *RollbackResponse) String() string {
 func (*RollbackResponse) ProtoMessage() {}
 
 func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[49]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3772,7 +3892,7 @@ func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResponse.ProtoReflect.Descriptor instead.
 func (*RollbackResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{49}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *RollbackResponse) GetClusters() []string {
@@ -3791,7 +3911,7 @@ type RevokeClusterRequest struct {
 
 func (x *RevokeClusterRequest) Reset() {
 	*x = RevokeClusterRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[50]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3803,7 +3923,7 @@ func (x *RevokeClusterRequest) String() string {
 func (*RevokeClusterRequest) ProtoMessage() {}
 
 func (x *RevokeClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[50]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3816,7 +3936,7 @@ func (x *RevokeClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeClusterRequest.ProtoReflect.Descriptor instead.
 func (*RevokeClusterRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{50}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *RevokeClusterRequest) GetName() string {
@@ -3834,7 +3954,7 @@ type RevokeClusterResponse struct {
 
 func (x *RevokeClusterResponse) Reset() {
 	*x = RevokeClusterResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[51]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3846,7 +3966,7 @@ func (x *RevokeClusterResponse) String() string {
 func (*RevokeClusterResponse) ProtoMessage() {}
 
 func (x *RevokeClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[51]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3859,7 +3979,7 @@ func (x *RevokeClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeClusterResponse.ProtoReflect.Descriptor instead.
 func (*RevokeClusterResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{51}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{52}
 }
 
 // PromoteRequest promotes an app from the clusters labelled env=<from_env> to the overlay of
@@ -3881,7 +4001,7 @@ type PromoteRequest struct {
 
 func (x *PromoteRequest) Reset() {
 	*x = PromoteRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[52]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3893,7 +4013,7 @@ func (x *PromoteRequest) String() string {
 func (*PromoteRequest) ProtoMessage() {}
 
 func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[52]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3906,7 +4026,7 @@ func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteRequest.ProtoReflect.Descriptor instead.
 func (*PromoteRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{52}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *PromoteRequest) GetApp() string {
@@ -3969,7 +4089,7 @@ type PromoteResponse struct {
 
 func (x *PromoteResponse) Reset() {
 	*x = PromoteResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[53]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3981,7 +4101,7 @@ func (x *PromoteResponse) String() string {
 func (*PromoteResponse) ProtoMessage() {}
 
 func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[53]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3994,7 +4114,7 @@ func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteResponse.ProtoReflect.Descriptor instead.
 func (*PromoteResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{53}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *PromoteResponse) GetSourceRevision() string {
@@ -4065,7 +4185,7 @@ type ImageChange struct {
 
 func (x *ImageChange) Reset() {
 	*x = ImageChange{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[54]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4077,7 +4197,7 @@ func (x *ImageChange) String() string {
 func (*ImageChange) ProtoMessage() {}
 
 func (x *ImageChange) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[54]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4090,7 +4210,7 @@ func (x *ImageChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageChange.ProtoReflect.Descriptor instead.
 func (*ImageChange) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{54}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ImageChange) GetName() string {
@@ -4123,7 +4243,7 @@ type ExportRolloutRequest struct {
 
 func (x *ExportRolloutRequest) Reset() {
 	*x = ExportRolloutRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[55]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4135,7 +4255,7 @@ func (x *ExportRolloutRequest) String() string {
 func (*ExportRolloutRequest) ProtoMessage() {}
 
 func (x *ExportRolloutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[55]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4148,7 +4268,7 @@ func (x *ExportRolloutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportRolloutRequest.ProtoReflect.Descriptor instead.
 func (*ExportRolloutRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{55}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ExportRolloutRequest) GetApp() string {
@@ -4169,7 +4289,7 @@ type ExportRolloutResponse struct {
 
 func (x *ExportRolloutResponse) Reset() {
 	*x = ExportRolloutResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[56]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4181,7 +4301,7 @@ func (x *ExportRolloutResponse) String() string {
 func (*ExportRolloutResponse) ProtoMessage() {}
 
 func (x *ExportRolloutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[56]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4194,7 +4314,7 @@ func (x *ExportRolloutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportRolloutResponse.ProtoReflect.Descriptor instead.
 func (*ExportRolloutResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{56}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ExportRolloutResponse) GetFound() bool {
@@ -4226,7 +4346,7 @@ type ExportRegistryRequest struct {
 
 func (x *ExportRegistryRequest) Reset() {
 	*x = ExportRegistryRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[57]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4238,7 +4358,7 @@ func (x *ExportRegistryRequest) String() string {
 func (*ExportRegistryRequest) ProtoMessage() {}
 
 func (x *ExportRegistryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[57]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4251,7 +4371,7 @@ func (x *ExportRegistryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportRegistryRequest.ProtoReflect.Descriptor instead.
 func (*ExportRegistryRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{57}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{58}
 }
 
 type ExportRegistryResponse struct {
@@ -4268,7 +4388,7 @@ type ExportRegistryResponse struct {
 
 func (x *ExportRegistryResponse) Reset() {
 	*x = ExportRegistryResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[58]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4280,7 +4400,7 @@ func (x *ExportRegistryResponse) String() string {
 func (*ExportRegistryResponse) ProtoMessage() {}
 
 func (x *ExportRegistryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[58]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4293,7 +4413,7 @@ func (x *ExportRegistryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportRegistryResponse.ProtoReflect.Descriptor instead.
 func (*ExportRegistryResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{58}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ExportRegistryResponse) GetClusters() []*RegistryCluster {
@@ -4329,7 +4449,7 @@ type RegistryCluster struct {
 
 func (x *RegistryCluster) Reset() {
 	*x = RegistryCluster{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[59]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4341,7 +4461,7 @@ func (x *RegistryCluster) String() string {
 func (*RegistryCluster) ProtoMessage() {}
 
 func (x *RegistryCluster) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[59]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4354,7 +4474,7 @@ func (x *RegistryCluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistryCluster.ProtoReflect.Descriptor instead.
 func (*RegistryCluster) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{59}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *RegistryCluster) GetName() string {
@@ -4400,7 +4520,7 @@ type RegistryToken struct {
 
 func (x *RegistryToken) Reset() {
 	*x = RegistryToken{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[60]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4412,7 +4532,7 @@ func (x *RegistryToken) String() string {
 func (*RegistryToken) ProtoMessage() {}
 
 func (x *RegistryToken) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[60]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4425,7 +4545,7 @@ func (x *RegistryToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistryToken.ProtoReflect.Descriptor instead.
 func (*RegistryToken) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{60}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *RegistryToken) GetId() string {
@@ -4480,7 +4600,7 @@ type RegistryPin struct {
 
 func (x *RegistryPin) Reset() {
 	*x = RegistryPin{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[61]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4492,7 +4612,7 @@ func (x *RegistryPin) String() string {
 func (*RegistryPin) ProtoMessage() {}
 
 func (x *RegistryPin) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[61]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4505,7 +4625,7 @@ func (x *RegistryPin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistryPin.ProtoReflect.Descriptor instead.
 func (*RegistryPin) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{61}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *RegistryPin) GetApp() string {
@@ -4559,7 +4679,7 @@ type RolloutStatusRequest struct {
 
 func (x *RolloutStatusRequest) Reset() {
 	*x = RolloutStatusRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[62]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4571,7 +4691,7 @@ func (x *RolloutStatusRequest) String() string {
 func (*RolloutStatusRequest) ProtoMessage() {}
 
 func (x *RolloutStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[62]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4584,7 +4704,7 @@ func (x *RolloutStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutStatusRequest.ProtoReflect.Descriptor instead.
 func (*RolloutStatusRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{62}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *RolloutStatusRequest) GetApp() string {
@@ -4603,7 +4723,7 @@ type RolloutStatusResponse struct {
 
 func (x *RolloutStatusResponse) Reset() {
 	*x = RolloutStatusResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[63]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4615,7 +4735,7 @@ func (x *RolloutStatusResponse) String() string {
 func (*RolloutStatusResponse) ProtoMessage() {}
 
 func (x *RolloutStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[63]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4628,7 +4748,7 @@ func (x *RolloutStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutStatusResponse.ProtoReflect.Descriptor instead.
 func (*RolloutStatusResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{63}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *RolloutStatusResponse) GetRollout() *Rollout {
@@ -4669,7 +4789,7 @@ type Rollout struct {
 
 func (x *Rollout) Reset() {
 	*x = Rollout{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[64]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4681,7 +4801,7 @@ func (x *Rollout) String() string {
 func (*Rollout) ProtoMessage() {}
 
 func (x *Rollout) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[64]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4694,7 +4814,7 @@ func (x *Rollout) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rollout.ProtoReflect.Descriptor instead.
 func (*Rollout) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{64}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *Rollout) GetApp() string {
@@ -4819,7 +4939,7 @@ type RolloutStep struct {
 
 func (x *RolloutStep) Reset() {
 	*x = RolloutStep{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[65]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4831,7 +4951,7 @@ func (x *RolloutStep) String() string {
 func (*RolloutStep) ProtoMessage() {}
 
 func (x *RolloutStep) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[65]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4844,7 +4964,7 @@ func (x *RolloutStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutStep.ProtoReflect.Descriptor instead.
 func (*RolloutStep) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{65}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *RolloutStep) GetNumber() int32 {
@@ -4906,7 +5026,7 @@ type RolloutCluster struct {
 
 func (x *RolloutCluster) Reset() {
 	*x = RolloutCluster{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[66]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4918,7 +5038,7 @@ func (x *RolloutCluster) String() string {
 func (*RolloutCluster) ProtoMessage() {}
 
 func (x *RolloutCluster) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[66]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4931,7 +5051,7 @@ func (x *RolloutCluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutCluster.ProtoReflect.Descriptor instead.
 func (*RolloutCluster) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{66}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *RolloutCluster) GetName() string {
@@ -5001,7 +5121,7 @@ type RolloutActionRequest struct {
 
 func (x *RolloutActionRequest) Reset() {
 	*x = RolloutActionRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[67]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5013,7 +5133,7 @@ func (x *RolloutActionRequest) String() string {
 func (*RolloutActionRequest) ProtoMessage() {}
 
 func (x *RolloutActionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[67]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5026,7 +5146,7 @@ func (x *RolloutActionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutActionRequest.ProtoReflect.Descriptor instead.
 func (*RolloutActionRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{67}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *RolloutActionRequest) GetApp() string {
@@ -5073,7 +5193,7 @@ type RolloutActionResponse struct {
 
 func (x *RolloutActionResponse) Reset() {
 	*x = RolloutActionResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[68]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5085,7 +5205,7 @@ func (x *RolloutActionResponse) String() string {
 func (*RolloutActionResponse) ProtoMessage() {}
 
 func (x *RolloutActionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[68]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5098,7 +5218,7 @@ func (x *RolloutActionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutActionResponse.ProtoReflect.Descriptor instead.
 func (*RolloutActionResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{68}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *RolloutActionResponse) GetRollout() *Rollout {
@@ -5126,14 +5246,16 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\acsr_pem\x18\x01 \x01(\fR\x06csrPem\"O\n" +
 	"\rRenewResponse\x12'\n" +
 	"\x0fcertificate_pem\x18\x01 \x01(\fR\x0ecertificatePem\x12\x15\n" +
-	"\x06ca_pem\x18\x02 \x01(\fR\x05caPem\"\xad\x02\n" +
+	"\x06ca_pem\x18\x02 \x01(\fR\x05caPem\"\xee\x02\n" +
 	"\fAgentMessage\x12*\n" +
 	"\x05hello\x18\x01 \x01(\v2\x12.flotilla.v1.HelloH\x00R\x05hello\x12$\n" +
 	"\x03ack\x18\x02 \x01(\v2\x10.flotilla.v1.AckH\x00R\x03ack\x12'\n" +
 	"\x04nack\x18\x03 \x01(\v2\x11.flotilla.v1.NackH\x00R\x04nack\x120\n" +
 	"\x06status\x18\x04 \x01(\v2\x16.flotilla.v1.AppStatusH\x00R\x06status\x126\n" +
 	"\theartbeat\x18\x05 \x01(\v2\x16.flotilla.v1.HeartbeatH\x00R\theartbeat\x121\n" +
-	"\bhook_run\x18\x06 \x01(\v2\x14.flotilla.v1.HookRunH\x00R\ahookRunB\x05\n" +
+	"\bhook_run\x18\x06 \x01(\v2\x14.flotilla.v1.HookRunH\x00R\ahookRun\x12?\n" +
+	"\fcapabilities\x18\n" +
+	" \x01(\v2\x19.flotilla.v1.CapabilitiesH\x00R\fcapabilitiesB\x05\n" +
 	"\x03msg\"\x93\x02\n" +
 	"\n" +
 	"HubMessage\x120\n" +
@@ -5142,11 +5264,16 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x06remove\x18\x03 \x01(\v2\x13.flotilla.v1.RemoveH\x00R\x06remove\x126\n" +
 	"\theartbeat\x18\x04 \x01(\v2\x16.flotilla.v1.HeartbeatH\x00R\theartbeat\x123\n" +
 	"\bredirect\x18\x05 \x01(\v2\x15.flotilla.v1.RedirectH\x00R\bredirectB\x05\n" +
-	"\x03msg\"\x81\x01\n" +
+	"\x03msg\"\xc0\x01\n" +
 	"\x05Hello\x12#\n" +
 	"\ragent_version\x18\x01 \x01(\tR\fagentVersion\x12)\n" +
 	"\x10protocol_version\x18\x02 \x01(\rR\x0fprotocolVersion\x12(\n" +
-	"\x04apps\x18\x03 \x03(\v2\x14.flotilla.v1.HeldAppR\x04apps\"o\n" +
+	"\x04apps\x18\x03 \x03(\v2\x14.flotilla.v1.HeldAppR\x04apps\x12=\n" +
+	"\fcapabilities\x18\n" +
+	" \x01(\v2\x19.flotilla.v1.CapabilitiesR\fcapabilities\"T\n" +
+	"\fCapabilities\x12!\n" +
+	"\fkube_version\x18\x01 \x01(\tR\vkubeVersion\x12!\n" +
+	"\fapi_versions\x18\x02 \x03(\tR\vapiVersions\"o\n" +
 	"\aHeldApp\x12\x10\n" +
 	"\x03app\x18\x01 \x01(\tR\x03app\x12\x1e\n" +
 	"\n" +
@@ -5361,7 +5488,7 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\rsince_unix_ms\x18\x03 \x01(\x03R\vsinceUnixMs\"\x17\n" +
 	"\x15ConfirmRemovalRequest\",\n" +
 	"\x16ConfirmRemovalResponse\x12\x12\n" +
-	"\x04apps\x18\x01 \x03(\tR\x04apps\"\xcc\x02\n" +
+	"\x04apps\x18\x01 \x03(\tR\x04apps\"\x87\x03\n" +
 	"\x03App\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x19\n" +
 	"\brepo_url\x18\x02 \x01(\tR\arepoUrl\x12'\n" +
@@ -5376,7 +5503,9 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\n" +
 	"repo_state\x18\n" +
 	" \x01(\tR\trepoState\x12/\n" +
-	"\x14last_fetched_unix_ms\x18\v \x01(\x03R\x11lastFetchedUnixMs\"\xd2\x01\n" +
+	"\x14last_fetched_unix_ms\x18\v \x01(\x03R\x11lastFetchedUnixMs\x12\x14\n" +
+	"\x05chart\x18\x14 \x01(\tR\x05chart\x12#\n" +
+	"\rchart_version\x18\x15 \x01(\tR\fchartVersion\"\xd2\x01\n" +
 	"\x11AddClusterRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12B\n" +
 	"\x06labels\x18\x02 \x03(\v2*.flotilla.v1.AddClusterRequest.LabelsEntryR\x06labels\x12*\n" +
@@ -5411,7 +5540,7 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x05limit\x18\x03 \x01(\x05R\x05limit\"o\n" +
 	"\x0fHistoryResponse\x12/\n" +
 	"\x05items\x18\x01 \x03(\v2\x19.flotilla.v1.HistoryEntryR\x05items\x12+\n" +
-	"\x11unreachable_peers\x18\x02 \x03(\tR\x10unreachablePeers\"\xda\x01\n" +
+	"\x11unreachable_peers\x18\x02 \x03(\tR\x10unreachablePeers\"\xa4\x02\n" +
 	"\fHistoryEntry\x12 \n" +
 	"\ftime_unix_ms\x18\x01 \x01(\x03R\n" +
 	"timeUnixMs\x12\x18\n" +
@@ -5421,7 +5550,9 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x06author\x18\x05 \x01(\tR\x06author\x12\x18\n" +
 	"\amessage\x18\x06 \x01(\tR\amessage\x12\x16\n" +
 	"\x06result\x18\a \x01(\tR\x06result\x12\x16\n" +
-	"\x06health\x18\b \x01(\tR\x06health\"\x90\x01\n" +
+	"\x06health\x18\b \x01(\tR\x06health\x12#\n" +
+	"\rchart_version\x18\x14 \x01(\tR\fchartVersion\x12#\n" +
+	"\rvalues_digest\x18\x15 \x01(\tR\fvaluesDigest\"\x90\x01\n" +
 	"\x0fRollbackRequest\x12\x10\n" +
 	"\x03app\x18\x01 \x01(\tR\x03app\x12\x18\n" +
 	"\acluster\x18\x02 \x01(\tR\acluster\x12\x1a\n" +
@@ -5573,7 +5704,7 @@ func file_flotilla_v1_flotilla_proto_rawDescGZIP() []byte {
 	return file_flotilla_v1_flotilla_proto_rawDescData
 }
 
-var file_flotilla_v1_flotilla_proto_msgTypes = make([]protoimpl.MessageInfo, 72)
+var file_flotilla_v1_flotilla_proto_msgTypes = make([]protoimpl.MessageInfo, 73)
 var file_flotilla_v1_flotilla_proto_goTypes = []any{
 	(*JoinRequest)(nil),            // 0: flotilla.v1.JoinRequest
 	(*JoinResponse)(nil),           // 1: flotilla.v1.JoinResponse
@@ -5582,156 +5713,159 @@ var file_flotilla_v1_flotilla_proto_goTypes = []any{
 	(*AgentMessage)(nil),           // 4: flotilla.v1.AgentMessage
 	(*HubMessage)(nil),             // 5: flotilla.v1.HubMessage
 	(*Hello)(nil),                  // 6: flotilla.v1.Hello
-	(*HeldApp)(nil),                // 7: flotilla.v1.HeldApp
-	(*Welcome)(nil),                // 8: flotilla.v1.Welcome
-	(*Redirect)(nil),               // 9: flotilla.v1.Redirect
-	(*Desired)(nil),                // 10: flotilla.v1.Desired
-	(*IgnoreDifferencesRule)(nil),  // 11: flotilla.v1.IgnoreDifferencesRule
-	(*SyncPolicy)(nil),             // 12: flotilla.v1.SyncPolicy
-	(*Retry)(nil),                  // 13: flotilla.v1.Retry
-	(*HealthPolicy)(nil),           // 14: flotilla.v1.HealthPolicy
-	(*HealthRule)(nil),             // 15: flotilla.v1.HealthRule
-	(*Policy)(nil),                 // 16: flotilla.v1.Policy
-	(*GroupKind)(nil),              // 17: flotilla.v1.GroupKind
-	(*Remove)(nil),                 // 18: flotilla.v1.Remove
-	(*Ack)(nil),                    // 19: flotilla.v1.Ack
-	(*Nack)(nil),                   // 20: flotilla.v1.Nack
-	(*Heartbeat)(nil),              // 21: flotilla.v1.Heartbeat
-	(*HookRun)(nil),                // 22: flotilla.v1.HookRun
-	(*AppStatus)(nil),              // 23: flotilla.v1.AppStatus
-	(*ObjectRef)(nil),              // 24: flotilla.v1.ObjectRef
-	(*DriftItem)(nil),              // 25: flotilla.v1.DriftItem
-	(*ResourceStatus)(nil),         // 26: flotilla.v1.ResourceStatus
-	(*StatusRequest)(nil),          // 27: flotilla.v1.StatusRequest
-	(*StatusResponse)(nil),         // 28: flotilla.v1.StatusResponse
-	(*AppClusterStatus)(nil),       // 29: flotilla.v1.AppClusterStatus
-	(*ListClustersRequest)(nil),    // 30: flotilla.v1.ListClustersRequest
-	(*ListClustersResponse)(nil),   // 31: flotilla.v1.ListClustersResponse
-	(*Cluster)(nil),                // 32: flotilla.v1.Cluster
-	(*ListAppsRequest)(nil),        // 33: flotilla.v1.ListAppsRequest
-	(*ListAppsResponse)(nil),       // 34: flotilla.v1.ListAppsResponse
-	(*RemovalHold)(nil),            // 35: flotilla.v1.RemovalHold
-	(*ConfirmRemovalRequest)(nil),  // 36: flotilla.v1.ConfirmRemovalRequest
-	(*ConfirmRemovalResponse)(nil), // 37: flotilla.v1.ConfirmRemovalResponse
-	(*App)(nil),                    // 38: flotilla.v1.App
-	(*AddClusterRequest)(nil),      // 39: flotilla.v1.AddClusterRequest
-	(*AddClusterResponse)(nil),     // 40: flotilla.v1.AddClusterResponse
-	(*CreateTokenRequest)(nil),     // 41: flotilla.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),    // 42: flotilla.v1.CreateTokenResponse
-	(*SyncRequest)(nil),            // 43: flotilla.v1.SyncRequest
-	(*SyncResponse)(nil),           // 44: flotilla.v1.SyncResponse
-	(*HistoryRequest)(nil),         // 45: flotilla.v1.HistoryRequest
-	(*HistoryResponse)(nil),        // 46: flotilla.v1.HistoryResponse
-	(*HistoryEntry)(nil),           // 47: flotilla.v1.HistoryEntry
-	(*RollbackRequest)(nil),        // 48: flotilla.v1.RollbackRequest
-	(*RollbackResponse)(nil),       // 49: flotilla.v1.RollbackResponse
-	(*RevokeClusterRequest)(nil),   // 50: flotilla.v1.RevokeClusterRequest
-	(*RevokeClusterResponse)(nil),  // 51: flotilla.v1.RevokeClusterResponse
-	(*PromoteRequest)(nil),         // 52: flotilla.v1.PromoteRequest
-	(*PromoteResponse)(nil),        // 53: flotilla.v1.PromoteResponse
-	(*ImageChange)(nil),            // 54: flotilla.v1.ImageChange
-	(*ExportRolloutRequest)(nil),   // 55: flotilla.v1.ExportRolloutRequest
-	(*ExportRolloutResponse)(nil),  // 56: flotilla.v1.ExportRolloutResponse
-	(*ExportRegistryRequest)(nil),  // 57: flotilla.v1.ExportRegistryRequest
-	(*ExportRegistryResponse)(nil), // 58: flotilla.v1.ExportRegistryResponse
-	(*RegistryCluster)(nil),        // 59: flotilla.v1.RegistryCluster
-	(*RegistryToken)(nil),          // 60: flotilla.v1.RegistryToken
-	(*RegistryPin)(nil),            // 61: flotilla.v1.RegistryPin
-	(*RolloutStatusRequest)(nil),   // 62: flotilla.v1.RolloutStatusRequest
-	(*RolloutStatusResponse)(nil),  // 63: flotilla.v1.RolloutStatusResponse
-	(*Rollout)(nil),                // 64: flotilla.v1.Rollout
-	(*RolloutStep)(nil),            // 65: flotilla.v1.RolloutStep
-	(*RolloutCluster)(nil),         // 66: flotilla.v1.RolloutCluster
-	(*RolloutActionRequest)(nil),   // 67: flotilla.v1.RolloutActionRequest
-	(*RolloutActionResponse)(nil),  // 68: flotilla.v1.RolloutActionResponse
-	nil,                            // 69: flotilla.v1.Cluster.LabelsEntry
-	nil,                            // 70: flotilla.v1.AddClusterRequest.LabelsEntry
-	nil,                            // 71: flotilla.v1.RegistryCluster.LabelsEntry
+	(*Capabilities)(nil),           // 7: flotilla.v1.Capabilities
+	(*HeldApp)(nil),                // 8: flotilla.v1.HeldApp
+	(*Welcome)(nil),                // 9: flotilla.v1.Welcome
+	(*Redirect)(nil),               // 10: flotilla.v1.Redirect
+	(*Desired)(nil),                // 11: flotilla.v1.Desired
+	(*IgnoreDifferencesRule)(nil),  // 12: flotilla.v1.IgnoreDifferencesRule
+	(*SyncPolicy)(nil),             // 13: flotilla.v1.SyncPolicy
+	(*Retry)(nil),                  // 14: flotilla.v1.Retry
+	(*HealthPolicy)(nil),           // 15: flotilla.v1.HealthPolicy
+	(*HealthRule)(nil),             // 16: flotilla.v1.HealthRule
+	(*Policy)(nil),                 // 17: flotilla.v1.Policy
+	(*GroupKind)(nil),              // 18: flotilla.v1.GroupKind
+	(*Remove)(nil),                 // 19: flotilla.v1.Remove
+	(*Ack)(nil),                    // 20: flotilla.v1.Ack
+	(*Nack)(nil),                   // 21: flotilla.v1.Nack
+	(*Heartbeat)(nil),              // 22: flotilla.v1.Heartbeat
+	(*HookRun)(nil),                // 23: flotilla.v1.HookRun
+	(*AppStatus)(nil),              // 24: flotilla.v1.AppStatus
+	(*ObjectRef)(nil),              // 25: flotilla.v1.ObjectRef
+	(*DriftItem)(nil),              // 26: flotilla.v1.DriftItem
+	(*ResourceStatus)(nil),         // 27: flotilla.v1.ResourceStatus
+	(*StatusRequest)(nil),          // 28: flotilla.v1.StatusRequest
+	(*StatusResponse)(nil),         // 29: flotilla.v1.StatusResponse
+	(*AppClusterStatus)(nil),       // 30: flotilla.v1.AppClusterStatus
+	(*ListClustersRequest)(nil),    // 31: flotilla.v1.ListClustersRequest
+	(*ListClustersResponse)(nil),   // 32: flotilla.v1.ListClustersResponse
+	(*Cluster)(nil),                // 33: flotilla.v1.Cluster
+	(*ListAppsRequest)(nil),        // 34: flotilla.v1.ListAppsRequest
+	(*ListAppsResponse)(nil),       // 35: flotilla.v1.ListAppsResponse
+	(*RemovalHold)(nil),            // 36: flotilla.v1.RemovalHold
+	(*ConfirmRemovalRequest)(nil),  // 37: flotilla.v1.ConfirmRemovalRequest
+	(*ConfirmRemovalResponse)(nil), // 38: flotilla.v1.ConfirmRemovalResponse
+	(*App)(nil),                    // 39: flotilla.v1.App
+	(*AddClusterRequest)(nil),      // 40: flotilla.v1.AddClusterRequest
+	(*AddClusterResponse)(nil),     // 41: flotilla.v1.AddClusterResponse
+	(*CreateTokenRequest)(nil),     // 42: flotilla.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),    // 43: flotilla.v1.CreateTokenResponse
+	(*SyncRequest)(nil),            // 44: flotilla.v1.SyncRequest
+	(*SyncResponse)(nil),           // 45: flotilla.v1.SyncResponse
+	(*HistoryRequest)(nil),         // 46: flotilla.v1.HistoryRequest
+	(*HistoryResponse)(nil),        // 47: flotilla.v1.HistoryResponse
+	(*HistoryEntry)(nil),           // 48: flotilla.v1.HistoryEntry
+	(*RollbackRequest)(nil),        // 49: flotilla.v1.RollbackRequest
+	(*RollbackResponse)(nil),       // 50: flotilla.v1.RollbackResponse
+	(*RevokeClusterRequest)(nil),   // 51: flotilla.v1.RevokeClusterRequest
+	(*RevokeClusterResponse)(nil),  // 52: flotilla.v1.RevokeClusterResponse
+	(*PromoteRequest)(nil),         // 53: flotilla.v1.PromoteRequest
+	(*PromoteResponse)(nil),        // 54: flotilla.v1.PromoteResponse
+	(*ImageChange)(nil),            // 55: flotilla.v1.ImageChange
+	(*ExportRolloutRequest)(nil),   // 56: flotilla.v1.ExportRolloutRequest
+	(*ExportRolloutResponse)(nil),  // 57: flotilla.v1.ExportRolloutResponse
+	(*ExportRegistryRequest)(nil),  // 58: flotilla.v1.ExportRegistryRequest
+	(*ExportRegistryResponse)(nil), // 59: flotilla.v1.ExportRegistryResponse
+	(*RegistryCluster)(nil),        // 60: flotilla.v1.RegistryCluster
+	(*RegistryToken)(nil),          // 61: flotilla.v1.RegistryToken
+	(*RegistryPin)(nil),            // 62: flotilla.v1.RegistryPin
+	(*RolloutStatusRequest)(nil),   // 63: flotilla.v1.RolloutStatusRequest
+	(*RolloutStatusResponse)(nil),  // 64: flotilla.v1.RolloutStatusResponse
+	(*Rollout)(nil),                // 65: flotilla.v1.Rollout
+	(*RolloutStep)(nil),            // 66: flotilla.v1.RolloutStep
+	(*RolloutCluster)(nil),         // 67: flotilla.v1.RolloutCluster
+	(*RolloutActionRequest)(nil),   // 68: flotilla.v1.RolloutActionRequest
+	(*RolloutActionResponse)(nil),  // 69: flotilla.v1.RolloutActionResponse
+	nil,                            // 70: flotilla.v1.Cluster.LabelsEntry
+	nil,                            // 71: flotilla.v1.AddClusterRequest.LabelsEntry
+	nil,                            // 72: flotilla.v1.RegistryCluster.LabelsEntry
 }
 var file_flotilla_v1_flotilla_proto_depIdxs = []int32{
 	6,  // 0: flotilla.v1.AgentMessage.hello:type_name -> flotilla.v1.Hello
-	19, // 1: flotilla.v1.AgentMessage.ack:type_name -> flotilla.v1.Ack
-	20, // 2: flotilla.v1.AgentMessage.nack:type_name -> flotilla.v1.Nack
-	23, // 3: flotilla.v1.AgentMessage.status:type_name -> flotilla.v1.AppStatus
-	21, // 4: flotilla.v1.AgentMessage.heartbeat:type_name -> flotilla.v1.Heartbeat
-	22, // 5: flotilla.v1.AgentMessage.hook_run:type_name -> flotilla.v1.HookRun
-	8,  // 6: flotilla.v1.HubMessage.welcome:type_name -> flotilla.v1.Welcome
-	10, // 7: flotilla.v1.HubMessage.desired:type_name -> flotilla.v1.Desired
-	18, // 8: flotilla.v1.HubMessage.remove:type_name -> flotilla.v1.Remove
-	21, // 9: flotilla.v1.HubMessage.heartbeat:type_name -> flotilla.v1.Heartbeat
-	9,  // 10: flotilla.v1.HubMessage.redirect:type_name -> flotilla.v1.Redirect
-	7,  // 11: flotilla.v1.Hello.apps:type_name -> flotilla.v1.HeldApp
-	12, // 12: flotilla.v1.Desired.sync_policy:type_name -> flotilla.v1.SyncPolicy
-	14, // 13: flotilla.v1.Desired.health_policy:type_name -> flotilla.v1.HealthPolicy
-	16, // 14: flotilla.v1.Desired.policy:type_name -> flotilla.v1.Policy
-	11, // 15: flotilla.v1.Desired.ignore_differences:type_name -> flotilla.v1.IgnoreDifferencesRule
-	13, // 16: flotilla.v1.SyncPolicy.retry:type_name -> flotilla.v1.Retry
-	15, // 17: flotilla.v1.HealthPolicy.rules:type_name -> flotilla.v1.HealthRule
-	17, // 18: flotilla.v1.Policy.cluster_resources:type_name -> flotilla.v1.GroupKind
-	17, // 19: flotilla.v1.Policy.deny:type_name -> flotilla.v1.GroupKind
-	24, // 20: flotilla.v1.HookRun.object:type_name -> flotilla.v1.ObjectRef
-	25, // 21: flotilla.v1.AppStatus.drift:type_name -> flotilla.v1.DriftItem
-	26, // 22: flotilla.v1.AppStatus.resources:type_name -> flotilla.v1.ResourceStatus
-	24, // 23: flotilla.v1.DriftItem.object:type_name -> flotilla.v1.ObjectRef
-	24, // 24: flotilla.v1.ResourceStatus.object:type_name -> flotilla.v1.ObjectRef
-	29, // 25: flotilla.v1.StatusResponse.items:type_name -> flotilla.v1.AppClusterStatus
-	25, // 26: flotilla.v1.AppClusterStatus.drift:type_name -> flotilla.v1.DriftItem
-	32, // 27: flotilla.v1.ListClustersResponse.items:type_name -> flotilla.v1.Cluster
-	69, // 28: flotilla.v1.Cluster.labels:type_name -> flotilla.v1.Cluster.LabelsEntry
-	38, // 29: flotilla.v1.ListAppsResponse.items:type_name -> flotilla.v1.App
-	35, // 30: flotilla.v1.ListAppsResponse.removal_hold:type_name -> flotilla.v1.RemovalHold
-	70, // 31: flotilla.v1.AddClusterRequest.labels:type_name -> flotilla.v1.AddClusterRequest.LabelsEntry
-	47, // 32: flotilla.v1.HistoryResponse.items:type_name -> flotilla.v1.HistoryEntry
-	54, // 33: flotilla.v1.PromoteResponse.images:type_name -> flotilla.v1.ImageChange
-	59, // 34: flotilla.v1.ExportRegistryResponse.clusters:type_name -> flotilla.v1.RegistryCluster
-	60, // 35: flotilla.v1.ExportRegistryResponse.tokens:type_name -> flotilla.v1.RegistryToken
-	61, // 36: flotilla.v1.ExportRegistryResponse.pins:type_name -> flotilla.v1.RegistryPin
-	71, // 37: flotilla.v1.RegistryCluster.labels:type_name -> flotilla.v1.RegistryCluster.LabelsEntry
-	64, // 38: flotilla.v1.RolloutStatusResponse.rollout:type_name -> flotilla.v1.Rollout
-	65, // 39: flotilla.v1.Rollout.steps:type_name -> flotilla.v1.RolloutStep
-	66, // 40: flotilla.v1.RolloutStep.clusters:type_name -> flotilla.v1.RolloutCluster
-	64, // 41: flotilla.v1.RolloutActionResponse.rollout:type_name -> flotilla.v1.Rollout
-	0,  // 42: flotilla.v1.Enrollment.Join:input_type -> flotilla.v1.JoinRequest
-	4,  // 43: flotilla.v1.AgentService.Connect:input_type -> flotilla.v1.AgentMessage
-	2,  // 44: flotilla.v1.AgentService.Renew:input_type -> flotilla.v1.RenewRequest
-	27, // 45: flotilla.v1.Operator.Status:input_type -> flotilla.v1.StatusRequest
-	30, // 46: flotilla.v1.Operator.ListClusters:input_type -> flotilla.v1.ListClustersRequest
-	33, // 47: flotilla.v1.Operator.ListApps:input_type -> flotilla.v1.ListAppsRequest
-	39, // 48: flotilla.v1.Operator.AddCluster:input_type -> flotilla.v1.AddClusterRequest
-	41, // 49: flotilla.v1.Operator.CreateToken:input_type -> flotilla.v1.CreateTokenRequest
-	43, // 50: flotilla.v1.Operator.Sync:input_type -> flotilla.v1.SyncRequest
-	45, // 51: flotilla.v1.Operator.History:input_type -> flotilla.v1.HistoryRequest
-	48, // 52: flotilla.v1.Operator.Rollback:input_type -> flotilla.v1.RollbackRequest
-	50, // 53: flotilla.v1.Operator.RevokeCluster:input_type -> flotilla.v1.RevokeClusterRequest
-	52, // 54: flotilla.v1.Operator.Promote:input_type -> flotilla.v1.PromoteRequest
-	36, // 55: flotilla.v1.Operator.ConfirmRemoval:input_type -> flotilla.v1.ConfirmRemovalRequest
-	62, // 56: flotilla.v1.Operator.RolloutStatus:input_type -> flotilla.v1.RolloutStatusRequest
-	67, // 57: flotilla.v1.Operator.RolloutAction:input_type -> flotilla.v1.RolloutActionRequest
-	57, // 58: flotilla.v1.Peer.ExportRegistry:input_type -> flotilla.v1.ExportRegistryRequest
-	55, // 59: flotilla.v1.Peer.ExportRollout:input_type -> flotilla.v1.ExportRolloutRequest
-	1,  // 60: flotilla.v1.Enrollment.Join:output_type -> flotilla.v1.JoinResponse
-	5,  // 61: flotilla.v1.AgentService.Connect:output_type -> flotilla.v1.HubMessage
-	3,  // 62: flotilla.v1.AgentService.Renew:output_type -> flotilla.v1.RenewResponse
-	28, // 63: flotilla.v1.Operator.Status:output_type -> flotilla.v1.StatusResponse
-	31, // 64: flotilla.v1.Operator.ListClusters:output_type -> flotilla.v1.ListClustersResponse
-	34, // 65: flotilla.v1.Operator.ListApps:output_type -> flotilla.v1.ListAppsResponse
-	40, // 66: flotilla.v1.Operator.AddCluster:output_type -> flotilla.v1.AddClusterResponse
-	42, // 67: flotilla.v1.Operator.CreateToken:output_type -> flotilla.v1.CreateTokenResponse
-	44, // 68: flotilla.v1.Operator.Sync:output_type -> flotilla.v1.SyncResponse
-	46, // 69: flotilla.v1.Operator.History:output_type -> flotilla.v1.HistoryResponse
-	49, // 70: flotilla.v1.Operator.Rollback:output_type -> flotilla.v1.RollbackResponse
-	51, // 71: flotilla.v1.Operator.RevokeCluster:output_type -> flotilla.v1.RevokeClusterResponse
-	53, // 72: flotilla.v1.Operator.Promote:output_type -> flotilla.v1.PromoteResponse
-	37, // 73: flotilla.v1.Operator.ConfirmRemoval:output_type -> flotilla.v1.ConfirmRemovalResponse
-	63, // 74: flotilla.v1.Operator.RolloutStatus:output_type -> flotilla.v1.RolloutStatusResponse
-	68, // 75: flotilla.v1.Operator.RolloutAction:output_type -> flotilla.v1.RolloutActionResponse
-	58, // 76: flotilla.v1.Peer.ExportRegistry:output_type -> flotilla.v1.ExportRegistryResponse
-	56, // 77: flotilla.v1.Peer.ExportRollout:output_type -> flotilla.v1.ExportRolloutResponse
-	60, // [60:78] is the sub-list for method output_type
-	42, // [42:60] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	20, // 1: flotilla.v1.AgentMessage.ack:type_name -> flotilla.v1.Ack
+	21, // 2: flotilla.v1.AgentMessage.nack:type_name -> flotilla.v1.Nack
+	24, // 3: flotilla.v1.AgentMessage.status:type_name -> flotilla.v1.AppStatus
+	22, // 4: flotilla.v1.AgentMessage.heartbeat:type_name -> flotilla.v1.Heartbeat
+	23, // 5: flotilla.v1.AgentMessage.hook_run:type_name -> flotilla.v1.HookRun
+	7,  // 6: flotilla.v1.AgentMessage.capabilities:type_name -> flotilla.v1.Capabilities
+	9,  // 7: flotilla.v1.HubMessage.welcome:type_name -> flotilla.v1.Welcome
+	11, // 8: flotilla.v1.HubMessage.desired:type_name -> flotilla.v1.Desired
+	19, // 9: flotilla.v1.HubMessage.remove:type_name -> flotilla.v1.Remove
+	22, // 10: flotilla.v1.HubMessage.heartbeat:type_name -> flotilla.v1.Heartbeat
+	10, // 11: flotilla.v1.HubMessage.redirect:type_name -> flotilla.v1.Redirect
+	8,  // 12: flotilla.v1.Hello.apps:type_name -> flotilla.v1.HeldApp
+	7,  // 13: flotilla.v1.Hello.capabilities:type_name -> flotilla.v1.Capabilities
+	13, // 14: flotilla.v1.Desired.sync_policy:type_name -> flotilla.v1.SyncPolicy
+	15, // 15: flotilla.v1.Desired.health_policy:type_name -> flotilla.v1.HealthPolicy
+	17, // 16: flotilla.v1.Desired.policy:type_name -> flotilla.v1.Policy
+	12, // 17: flotilla.v1.Desired.ignore_differences:type_name -> flotilla.v1.IgnoreDifferencesRule
+	14, // 18: flotilla.v1.SyncPolicy.retry:type_name -> flotilla.v1.Retry
+	16, // 19: flotilla.v1.HealthPolicy.rules:type_name -> flotilla.v1.HealthRule
+	18, // 20: flotilla.v1.Policy.cluster_resources:type_name -> flotilla.v1.GroupKind
+	18, // 21: flotilla.v1.Policy.deny:type_name -> flotilla.v1.GroupKind
+	25, // 22: flotilla.v1.HookRun.object:type_name -> flotilla.v1.ObjectRef
+	26, // 23: flotilla.v1.AppStatus.drift:type_name -> flotilla.v1.DriftItem
+	27, // 24: flotilla.v1.AppStatus.resources:type_name -> flotilla.v1.ResourceStatus
+	25, // 25: flotilla.v1.DriftItem.object:type_name -> flotilla.v1.ObjectRef
+	25, // 26: flotilla.v1.ResourceStatus.object:type_name -> flotilla.v1.ObjectRef
+	30, // 27: flotilla.v1.StatusResponse.items:type_name -> flotilla.v1.AppClusterStatus
+	26, // 28: flotilla.v1.AppClusterStatus.drift:type_name -> flotilla.v1.DriftItem
+	33, // 29: flotilla.v1.ListClustersResponse.items:type_name -> flotilla.v1.Cluster
+	70, // 30: flotilla.v1.Cluster.labels:type_name -> flotilla.v1.Cluster.LabelsEntry
+	39, // 31: flotilla.v1.ListAppsResponse.items:type_name -> flotilla.v1.App
+	36, // 32: flotilla.v1.ListAppsResponse.removal_hold:type_name -> flotilla.v1.RemovalHold
+	71, // 33: flotilla.v1.AddClusterRequest.labels:type_name -> flotilla.v1.AddClusterRequest.LabelsEntry
+	48, // 34: flotilla.v1.HistoryResponse.items:type_name -> flotilla.v1.HistoryEntry
+	55, // 35: flotilla.v1.PromoteResponse.images:type_name -> flotilla.v1.ImageChange
+	60, // 36: flotilla.v1.ExportRegistryResponse.clusters:type_name -> flotilla.v1.RegistryCluster
+	61, // 37: flotilla.v1.ExportRegistryResponse.tokens:type_name -> flotilla.v1.RegistryToken
+	62, // 38: flotilla.v1.ExportRegistryResponse.pins:type_name -> flotilla.v1.RegistryPin
+	72, // 39: flotilla.v1.RegistryCluster.labels:type_name -> flotilla.v1.RegistryCluster.LabelsEntry
+	65, // 40: flotilla.v1.RolloutStatusResponse.rollout:type_name -> flotilla.v1.Rollout
+	66, // 41: flotilla.v1.Rollout.steps:type_name -> flotilla.v1.RolloutStep
+	67, // 42: flotilla.v1.RolloutStep.clusters:type_name -> flotilla.v1.RolloutCluster
+	65, // 43: flotilla.v1.RolloutActionResponse.rollout:type_name -> flotilla.v1.Rollout
+	0,  // 44: flotilla.v1.Enrollment.Join:input_type -> flotilla.v1.JoinRequest
+	4,  // 45: flotilla.v1.AgentService.Connect:input_type -> flotilla.v1.AgentMessage
+	2,  // 46: flotilla.v1.AgentService.Renew:input_type -> flotilla.v1.RenewRequest
+	28, // 47: flotilla.v1.Operator.Status:input_type -> flotilla.v1.StatusRequest
+	31, // 48: flotilla.v1.Operator.ListClusters:input_type -> flotilla.v1.ListClustersRequest
+	34, // 49: flotilla.v1.Operator.ListApps:input_type -> flotilla.v1.ListAppsRequest
+	40, // 50: flotilla.v1.Operator.AddCluster:input_type -> flotilla.v1.AddClusterRequest
+	42, // 51: flotilla.v1.Operator.CreateToken:input_type -> flotilla.v1.CreateTokenRequest
+	44, // 52: flotilla.v1.Operator.Sync:input_type -> flotilla.v1.SyncRequest
+	46, // 53: flotilla.v1.Operator.History:input_type -> flotilla.v1.HistoryRequest
+	49, // 54: flotilla.v1.Operator.Rollback:input_type -> flotilla.v1.RollbackRequest
+	51, // 55: flotilla.v1.Operator.RevokeCluster:input_type -> flotilla.v1.RevokeClusterRequest
+	53, // 56: flotilla.v1.Operator.Promote:input_type -> flotilla.v1.PromoteRequest
+	37, // 57: flotilla.v1.Operator.ConfirmRemoval:input_type -> flotilla.v1.ConfirmRemovalRequest
+	63, // 58: flotilla.v1.Operator.RolloutStatus:input_type -> flotilla.v1.RolloutStatusRequest
+	68, // 59: flotilla.v1.Operator.RolloutAction:input_type -> flotilla.v1.RolloutActionRequest
+	58, // 60: flotilla.v1.Peer.ExportRegistry:input_type -> flotilla.v1.ExportRegistryRequest
+	56, // 61: flotilla.v1.Peer.ExportRollout:input_type -> flotilla.v1.ExportRolloutRequest
+	1,  // 62: flotilla.v1.Enrollment.Join:output_type -> flotilla.v1.JoinResponse
+	5,  // 63: flotilla.v1.AgentService.Connect:output_type -> flotilla.v1.HubMessage
+	3,  // 64: flotilla.v1.AgentService.Renew:output_type -> flotilla.v1.RenewResponse
+	29, // 65: flotilla.v1.Operator.Status:output_type -> flotilla.v1.StatusResponse
+	32, // 66: flotilla.v1.Operator.ListClusters:output_type -> flotilla.v1.ListClustersResponse
+	35, // 67: flotilla.v1.Operator.ListApps:output_type -> flotilla.v1.ListAppsResponse
+	41, // 68: flotilla.v1.Operator.AddCluster:output_type -> flotilla.v1.AddClusterResponse
+	43, // 69: flotilla.v1.Operator.CreateToken:output_type -> flotilla.v1.CreateTokenResponse
+	45, // 70: flotilla.v1.Operator.Sync:output_type -> flotilla.v1.SyncResponse
+	47, // 71: flotilla.v1.Operator.History:output_type -> flotilla.v1.HistoryResponse
+	50, // 72: flotilla.v1.Operator.Rollback:output_type -> flotilla.v1.RollbackResponse
+	52, // 73: flotilla.v1.Operator.RevokeCluster:output_type -> flotilla.v1.RevokeClusterResponse
+	54, // 74: flotilla.v1.Operator.Promote:output_type -> flotilla.v1.PromoteResponse
+	38, // 75: flotilla.v1.Operator.ConfirmRemoval:output_type -> flotilla.v1.ConfirmRemovalResponse
+	64, // 76: flotilla.v1.Operator.RolloutStatus:output_type -> flotilla.v1.RolloutStatusResponse
+	69, // 77: flotilla.v1.Operator.RolloutAction:output_type -> flotilla.v1.RolloutActionResponse
+	59, // 78: flotilla.v1.Peer.ExportRegistry:output_type -> flotilla.v1.ExportRegistryResponse
+	57, // 79: flotilla.v1.Peer.ExportRollout:output_type -> flotilla.v1.ExportRolloutResponse
+	62, // [62:80] is the sub-list for method output_type
+	44, // [44:62] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_flotilla_v1_flotilla_proto_init() }
@@ -5746,6 +5880,7 @@ func file_flotilla_v1_flotilla_proto_init() {
 		(*AgentMessage_Status)(nil),
 		(*AgentMessage_Heartbeat)(nil),
 		(*AgentMessage_HookRun)(nil),
+		(*AgentMessage_Capabilities)(nil),
 	}
 	file_flotilla_v1_flotilla_proto_msgTypes[5].OneofWrappers = []any{
 		(*HubMessage_Welcome)(nil),
@@ -5760,7 +5895,7 @@ func file_flotilla_v1_flotilla_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotilla_v1_flotilla_proto_rawDesc), len(file_flotilla_v1_flotilla_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   72,
+			NumMessages:   73,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

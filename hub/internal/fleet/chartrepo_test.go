@@ -1,0 +1,113 @@
+package fleet
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/flotilla-dev/flotilla/hub/internal/charts"
+	"github.com/flotilla-dev/flotilla/hub/internal/charts/chartstest"
+	"github.com/flotilla-dev/flotilla/hub/internal/source"
+)
+
+// TestChartFromRealRepositories: the hub's own chart fetcher against a TLS Helm repository
+// and a TLS OCI registry that both require credentials: a range re-resolves to a newly
+// published version on the next round; with both repositories down, the app shows its
+// repository Stale and every cluster keeps the last good state, and the exact version, held
+// in the hub's chart cache, is still rendered.
+func TestChartFromRealRepositories(t *testing.T) {
+	auth := chartstest.Auth{Username: "fleet", Password: "s3cret-pass"}
+	helmRepo := chartstest.NewHelmRepo(t, auth)
+	oci := chartstest.NewOCIRegistry(t, auth)
+	pkg := func(version string) []byte {
+		return chartstest.PackageChart(t, chartstest.Chart{Name: "mon", Version: version, Files: map[string][]byte{
+			"templates/config.yaml": []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: {{ .Release.Name }}-config}\n" +
+				"data: {version: {{ .Chart.Version | quote }}, env: {{ .Values.env | default \"none\" | quote }}}\n"),
+		}})
+	}
+	helmRepo.Publish(t, pkg("1.0.0"))
+	oci.Push(t, pkg("1.0.0"))
+	creds, err := source.LoadCredentials(chartstest.WriteCredentials(t, auth, helmRepo.URL, oci.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// httptest's TLS servers share one certificate: one pool trusts both.
+	roots := helmRepo.CertPool()
+	fetcher, err := charts.New(charts.Config{
+		Dir: filepath.Join(t.TempDir(), "charts"), Credentials: creds, RootCAs: roots, IndexTTL: -1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appsDir := t.TempDir()
+	app := func(name, repoURL, version string) string {
+		return fmt.Sprintf(`apiVersion: flotilla.dev/v1alpha1
+kind: Application
+metadata: {name: %s}
+spec:
+  source:
+    repoURL: %s
+    chart: mon
+    targetRevision: %q
+    helm:
+      valuesObject: {env: "{{ .labels.env }}"}
+  destination: {clusterSelector: {matchExpressions: [{key: env, operator: Exists}]}, namespace: monitoring}
+`, name, repoURL, version)
+	}
+	writeApp(t, appsDir, "ranged", app("ranged", helmRepo.URL, "1.*"))
+	writeApp(t, appsDir, "exact", app("exact", oci.URL, "1.0.0"))
+	f, r := newTestReconciler(t, appsDir, twoClusters)
+	r.cfg.Charts = fetcher
+	ctx := context.Background()
+
+	r.Round(ctx)
+	if errs := appErrors(f); errs != "" {
+		t.Fatal(errs)
+	}
+	configData := func(cluster, app string) map[string]string {
+		d, _, _ := unstructured.NestedStringMap(objectsOf(t, f, cluster, app)["ConfigMap/"+app+"-config"].Object, "data")
+		return d
+	}
+	if d := configData("production", "exact"); d["version"] != "1.0.0" || d["env"] != "production" {
+		t.Errorf("exact on production: %v", d)
+	}
+
+	helmRepo.Publish(t, pkg("1.1.0"))
+	r.Round(ctx)
+	for _, c := range twoClusters {
+		if d := configData(c.Name, "ranged"); d["version"] != "1.1.0" || d["env"] != c.Labels["env"] {
+			t.Errorf("ranged on %s after 1.1.0 was published: %v", c.Name, d)
+		}
+	}
+	good := map[string]string{}
+	for _, c := range twoClusters {
+		for _, a := range []string{"ranged", "exact"} {
+			good[c.Name+"/"+a] = f.Snapshot(c.Name)[a].Bundle.Digest
+		}
+	}
+
+	helmRepo.Stop()
+	oci.Stop()
+	r.Round(ctx)
+	for key, digest := range good {
+		c, a, _ := strings.Cut(key, "/")
+		if got := f.Snapshot(c)[a].Bundle.Digest; got != digest {
+			t.Errorf("%s: the last good state was replaced while its repository is down", key)
+		}
+	}
+	for _, a := range f.Apps() {
+		if a.RepoState != RepoStale || !strings.Contains(a.Error, "fetch: ") {
+			t.Errorf("app %s: state %s error %q, want Stale with the fetch error", a.Name, a.RepoState, a.Error)
+		}
+		if strings.Contains(a.Error, auth.Password) {
+			t.Errorf("app %s: error shows the password", a.Name)
+		}
+		if a.Name == "exact" && a.Revision != "1.0.0" {
+			t.Errorf("exact: revision %q, want 1.0.0 served from the chart cache", a.Revision)
+		}
+	}
+}
