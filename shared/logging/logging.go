@@ -47,6 +47,9 @@ const (
 	KeyProvider     = "provider"     // a webhook provider
 	KeyRemote       = "remote"       // a remote network address
 	KeyRetryIn      = "retryIn"      // the wait before the next attempt
+	KeyRollout      = "rollout"      // a progressive rollout's id
+	KeyState        = "state"        // a progressive rollout's state
+	KeyStep         = "step"         // a progressive rollout's step, 1-based
 	KeySinks        = "sinks"        // notification sinks
 	KeySource       = "source"       // the library a bridged log line comes from
 	KeyTo           = "to"           // the target environment of a promotion

@@ -21,6 +21,7 @@ import (
 	"github.com/flotilla-dev/flotilla/hub/internal/notify"
 	"github.com/flotilla-dev/flotilla/hub/internal/pki"
 	"github.com/flotilla-dev/flotilla/hub/internal/render"
+	"github.com/flotilla-dev/flotilla/hub/internal/rollout"
 	"github.com/flotilla-dev/flotilla/hub/internal/server"
 	"github.com/flotilla-dev/flotilla/hub/internal/source"
 	"github.com/flotilla-dev/flotilla/hub/internal/store"
@@ -109,15 +110,32 @@ func runHub(ctx context.Context, o *completedOptions, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	watchFleet(fl, st, notifier, log)
 	fetcher, err := source.New(source.Options{
 		CacheDir: filepath.Join(o.DataDir, "git"), AllowLocal: o.AllowLocalRepos, Credentials: o.repoCredentials,
 	})
 	if err != nil {
 		return err
 	}
-	rec := fleet.NewReconciler(fleet.ReconcilerConfig{
-		AppsDir: o.AppsDir, AppsRepo: o.AppsRepo, AppsRevision: o.AppsRevision, AppsPath: o.AppsPath,
+	var rec *fleet.Reconciler
+	var rollouts *rollout.Coordinator
+	rolloutMetrics := m.Rollouts(rollout.AllStates, func() map[string]int { return rollouts.CountByState() })
+	rollouts, err = rollout.New(rollout.Config{
+		Store: st, Fleet: fl, Clusters: clusterLister(st), Owns: coordinates(own), Local: own.Owned,
+		Trigger: func() { rec.Trigger() }, Logger: log,
+		Notify: func(r *rollout.Record, t rollout.Transition) {
+			if t.Kind == notify.RolloutStepCompleted {
+				rolloutMetrics.StepDone(t.Duration)
+			}
+			notifier.Rollout(t.Kind, r.App, r.Revision, t.Summary, r.Updated)
+		},
+	})
+	if err != nil {
+		return err
+	}
+	watchFleet(fl, st, notifier, rollouts.Poke, log)
+	rec = fleet.NewReconciler(fleet.ReconcilerConfig{
+		Rollouts: rollouts,
+		AppsDir:  o.AppsDir, AppsRepo: o.AppsRepo, AppsRevision: o.AppsRevision, AppsPath: o.AppsPath,
 		PollInterval: o.PollInterval, Fetcher: fetcher, Renderer: render.New(render.Options{}),
 		Cache: render.NewCache(0), Clusters: ownedClusters(clusterLister(st), ha, own.Release), Logger: log, Metrics: m,
 		IgnoreDifferences: o.ignoreDifferences, Charts: o.charts,
@@ -125,9 +143,12 @@ func runHub(ctx context.Context, o *completedOptions, log *slog.Logger) error {
 	srv := server.New(server.Config{
 		Fleet: fl, Store: st, Pins: st, Replication: st, CA: ca, Serving: serving, Reconcile: rec, Heartbeat: o.Heartbeat,
 		AgentCertTTL: o.AgentCertTTL, RenewalGrace: o.AgentCertRenewalGrace, HubVersion: version.Version, Logger: log, Metrics: m, Git: fetcher, HA: ha,
-		Ownership: own, Retention: o.Retention,
+		Ownership: own, Retention: o.Retention, Rollouts: rollouts,
 	})
 
+	if ha != nil {
+		rollouts.SetPeers(srv)
+	}
 	lis, err := net.Listen("tcp", o.Listen)
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
@@ -135,6 +156,7 @@ func runHub(ctx context.Context, o *completedOptions, log *slog.Logger) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Serve(gctx, lis) })
 	g.Go(func() error { return rec.Run(gctx) })
+	g.Go(func() error { return rollouts.Run(gctx) })
 	g.Go(func() error { return notifier.Run(gctx) })
 	g.Go(func() error { return pruneRecords(gctx, st, log) })
 	if ml != nil {
@@ -160,9 +182,18 @@ func runHub(ctx context.Context, o *completedOptions, log *slog.Logger) error {
 	return g.Wait()
 }
 
+// coordinates says whether this replica coordinates an app's rollouts: it owns the app's key
+// on the ring the clusters are shared out on (a hub that runs alone coordinates them all).
+func coordinates(own *cluster.Ownership) func(app string) bool {
+	return func(app string) bool {
+		w, err := own.Now()
+		return err == nil && w.Mine(rollout.OwnerKey(app))
+	}
+}
+
 // watchFleet keeps a snapshot of every agent report in the store (restoreReports reads them
-// at the next start) and hands reports and held removals to the notifier.
-func watchFleet(fl *fleet.Fleet, st *store.Store, notifier *notify.Notifier, log *slog.Logger) {
+// at the next start), hands reports and held removals to the notifier and pokes the rollouts.
+func watchFleet(fl *fleet.Fleet, st *store.Store, notifier *notify.Notifier, poke func(), log *slog.Logger) {
 	fl.OnReport(func(cluster string, r *fleet.Report) {
 		data, err := json.Marshal(r)
 		if err == nil {
@@ -172,6 +203,7 @@ func watchFleet(fl *fleet.Fleet, st *store.Store, notifier *notify.Notifier, log
 			log.Warn("status snapshot not saved", logging.KeyCluster, cluster, logging.KeyApp, r.App, logging.Err(err))
 		}
 		notifier.Report(cluster, r)
+		poke()
 	})
 	fl.OnForget(func(cluster, app string) {
 		if err := st.DeleteStatus(cluster, app); err != nil {

@@ -48,6 +48,9 @@ type Application struct {
 	// DependsOn is spec.dependsOn: the apps that must be Synced and Healthy on a cluster before
 	// a new revision of this one is applied there (depends.go).
 	DependsOn []string
+	// Rollout is spec.rollout (rollout.go): a new revision reaches the clusters step by step;
+	// nil: all at once.
+	Rollout *RolloutSpec
 	// IgnoreDifferences is spec.ignoreDifferences: fields that are not drift (shared/ignore).
 	IgnoreDifferences []ignore.Rule
 	// Warnings report accepted manifests fields that Flotilla does not honour (mostly Argo CD

@@ -37,6 +37,7 @@ type flotillaDoc struct {
 		Secrets           string         `json:"secrets,omitempty"`
 		IgnoreDifferences []ignore.Rule  `json:"ignoreDifferences,omitempty"`
 		DependsOn         []dependsOnDoc `json:"dependsOn,omitempty"`
+		Rollout           *rolloutDoc    `json:"rollout,omitempty"`
 	} `json:"spec"`
 }
 
@@ -118,6 +119,14 @@ func parseFlotilla(file string, doc []byte, h header, errAt errorf) (*Applicatio
 	deps, depErrs := dependsOn(d.Spec.DependsOn, errAt)
 	a.DependsOn = deps
 	errs = append(errs, depErrs...)
+	rollout, rolloutErrs := rolloutSpec(d.Spec.Rollout, errAt)
+	a.Rollout = rollout
+	errs = append(errs, rolloutErrs...)
+	if rollout != nil && a.Source.IsChart() {
+		// A held cluster is rendered at the Git commit it runs; a chart's version in a Helm or
+		// OCI repository is not one.
+		errs = append(errs, errAt("spec.rollout", fmt.Errorf("not supported for a chart from a Helm or OCI repository (source.chart %q): only for sources in Git", a.Source.Chart)))
+	}
 	errs = append(errs, validate(a, errAt)...)
 	if len(errs) > 0 {
 		return nil, errs

@@ -29,7 +29,7 @@ func AddCommands(root *cobra.Command) {
 	o := &rootOptions{}
 	root.PersistentFlags().StringVar(&o.configPath, "config", "", "operator config file (default $FLOTILLA_CONFIG, else ~/.config/flotilla/config; the hub writes one to DATA_DIR/admin.yaml)")
 	root.PersistentFlags().DurationVar(&o.timeout, "request-timeout", 30*time.Second, "time limit for one request to the hub")
-	root.AddCommand(newStatusCmd(o), newClustersCmd(o), newAppsCmd(o), newClusterCmd(o), newTokenCmd(o), newSyncCmd(o), newHistoryCmd(o), newDiffCmd(o), newRollbackCmd(o), newPromoteCmd(o))
+	root.AddCommand(newStatusCmd(o), newClustersCmd(o), newAppsCmd(o), newClusterCmd(o), newTokenCmd(o), newSyncCmd(o), newHistoryCmd(o), newDiffCmd(o), newRollbackCmd(o), newPromoteCmd(o), newRolloutCmd(o))
 }
 
 // run calls fn with a connected client and a bounded context, and makes gRPC errors readable.
@@ -81,6 +81,7 @@ type statusItem struct {
 	Message           string      `json:"message"`
 	CommitToAppliedMs int64       `json:"commitToAppliedMs,omitempty"`
 	PinnedRevision    string      `json:"pinnedRevision,omitempty"`
+	Rollout           string      `json:"rollout,omitempty"`
 }
 
 type driftItem struct {
@@ -126,16 +127,7 @@ and the last good state stays applied, its health still shown.`,
 				err = printStatus(&b, resp.Items, out)
 				return b.Bytes(), err
 			}
-			if !watch {
-				return o.run(cmd, func(ctx context.Context, c *client) error {
-					b, err := get(ctx, c)
-					if err == nil {
-						_, err = cmd.OutOrStdout().Write(b)
-					}
-					return err
-				})
-			}
-			return o.watch(cmd, get)
+			return o.show(cmd, watch, get)
 		},
 	}
 	cmd.Flags().StringVar(&req.App, "app", "", "only this app")
@@ -147,6 +139,20 @@ and the last good state stays applied, its health still shown.`,
 	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "redraw whenever the fleet changes (Ctrl-C to stop)")
 	addOutputFlag(cmd, &out)
 	return cmd
+}
+
+// show prints the output of get once, or with watch redraws it until interrupted.
+func (o *rootOptions) show(cmd *cobra.Command, watch bool, get func(context.Context, *client) ([]byte, error)) error {
+	if watch {
+		return o.watch(cmd, get)
+	}
+	return o.run(cmd, func(ctx context.Context, c *client) error {
+		b, err := get(ctx, c)
+		if err == nil {
+			_, err = cmd.OutOrStdout().Write(b)
+		}
+		return err
+	})
 }
 
 // watch redraws the output of get every second when it changed, until interrupted.
@@ -190,7 +196,7 @@ func printStatus(w io.Writer, items []*flotillav1.AppClusterStatus, out string) 
 				Cluster: s.Cluster, App: s.App, Sync: s.Sync, Health: s.Health,
 				DesiredRevision: s.DesiredRevision, AppliedRevision: s.AppliedRevision, HealthyRevision: s.HealthyRevision,
 				Message: s.Message, Drift: []driftItem{}, CommitToAppliedMs: s.CommitToAppliedMs,
-				PinnedRevision: s.PinnedRevision,
+				PinnedRevision: s.PinnedRevision, Rollout: s.Rollout,
 			}
 			if s.LastSeenUnixMs > 0 {
 				t := time.UnixMilli(s.LastSeenUnixMs).UTC()

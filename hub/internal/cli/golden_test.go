@@ -142,6 +142,8 @@ var volatile = []struct {
 	{regexp.MustCompile(`\((\d+h)?(\d+m)?\d+(\.\d+)?(s|ms) after commit\)`), "(<duration> after commit)"},
 	{regexp.MustCompile(`("?commitToAppliedMs"?: )\d+`), "${1}<ms>"},
 	{regexp.MustCompile(`\bHealthy for (\d+h)?(\d+m)?\d+s\b`), "Healthy for <duration>"},
+	{regexp.MustCompile(`\b(Healthy \([A-Za-z ]+ )(\d+h)?(\d+m)?\d+s\)`), "${1}<duration>)"}, // rollout waiting
+	{regexp.MustCompile(`\bsoak \((\d+h)?(\d+m)?\d+s of`), "soak (<duration> of"},
 	{regexp.MustCompile(`^(\d+h)?(\d+m)?\d+(\.\d+)?(s|ms|µs)$`), "<duration>"}, // a table cell of its own
 }
 

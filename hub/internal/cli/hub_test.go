@@ -11,6 +11,7 @@ import (
 
 	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
 	"github.com/flotilla-dev/flotilla/hub/internal/pki"
+	"github.com/flotilla-dev/flotilla/hub/internal/rollout"
 	"github.com/flotilla-dev/flotilla/hub/internal/server"
 	"github.com/flotilla-dev/flotilla/hub/internal/source"
 	"github.com/flotilla-dev/flotilla/hub/internal/store"
@@ -19,11 +20,12 @@ import (
 // testHub is a real hub running in the test's process: a store in a temporary directory, a CA,
 // TLS gRPC on a loopback port, and the operator config the CLI reads (config).
 type testHub struct {
-	fleet  *fleet.Fleet
-	store  *store.Store
-	ca     *pki.CA
-	addr   string // host:port of the hub's gRPC listener
-	config string // path of the operator config, as the hub writes DATA_DIR/admin.yaml
+	fleet    *fleet.Fleet
+	store    *store.Store
+	rollouts *rollout.Coordinator
+	ca       *pki.CA
+	addr     string // host:port of the hub's gRPC listener
+	config   string // path of the operator config, as the hub writes DATA_DIR/admin.yaml
 }
 
 // testRetention is what the test hub keeps of history, as `flotilla history` tells.
@@ -54,9 +56,14 @@ func startHub(t *testing.T) *testHub {
 		t.Fatal(err)
 	}
 	fl := fleet.New(time.Hour)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	rollouts, err := rollout.New(rollout.Config{Store: st, Fleet: fl, Clusters: registered(st), Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := server.New(server.Config{
 		Fleet: fl, Store: st, Pins: st, Replication: st, CA: ca, Serving: serving, Heartbeat: time.Hour, HubVersion: "test",
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Git: fetcher, Retention: testRetention,
+		Logger: log, Git: fetcher, Retention: testRetention, Rollouts: rollouts,
 	})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -77,9 +84,24 @@ func startHub(t *testing.T) *testHub {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &testHub{fleet: fl, store: st, ca: ca, addr: lis.Addr().String(), config: filepath.Join(dir, "admin.yaml")}
+	h := &testHub{fleet: fl, store: st, rollouts: rollouts, ca: ca, addr: lis.Addr().String(), config: filepath.Join(dir, "admin.yaml")}
 	if err := WriteConfig(h.config, &Config{Hub: h.addr, CA: string(ca.CertPEM()), Cert: string(cert), Key: string(key)}); err != nil {
 		t.Fatal(err)
 	}
 	return h
+}
+
+// registered lists the registered clusters, as the hub's rollouts place them.
+func registered(st *store.Store) func() ([]fleet.ClusterVars, error) {
+	return func() ([]fleet.ClusterVars, error) {
+		list, err := st.ListClusters()
+		if err != nil {
+			return nil, err
+		}
+		out := make([]fleet.ClusterVars, 0, len(list))
+		for _, c := range list {
+			out = append(out, fleet.ClusterVars{Name: c.Name, Labels: c.Labels})
+		}
+		return out, nil
+	}
 }

@@ -76,6 +76,7 @@ type Fleet struct {
 	known    bool
 	targets  map[string]map[string]bool   // cluster → apps targeting it (last complete load)
 	pins     map[string]map[string]string // app → cluster → pinned revision
+	holds    map[string]map[string]string // app → cluster → why a rollout holds it back (rollout.go)
 	apps     map[string]*AppInfo
 	desired  map[string]map[string]*Desired // cluster → app
 	status   map[string]map[string]*Report  // cluster → app

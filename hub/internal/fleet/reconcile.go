@@ -75,6 +75,8 @@ type ReconcilerConfig struct {
 	// IgnoreDifferences are the hub's default ignoreDifferences rules (--ignore-differences):
 	// every app gets them before its own.
 	IgnoreDifferences []ignore.Rule
+	// Rollouts runs the apps' progressive rollouts (may be nil: every cluster gets Git's target).
+	Rollouts RolloutGate
 }
 
 // Reconciler turns Git into desired state: each round it loads the Applications, fetches
@@ -190,6 +192,7 @@ func (r *Reconciler) Round(ctx context.Context) {
 			Destination: app.Destination,
 		}
 		infos = append(infos, info)
+		info.Rollout = app.Rollout // for the replica that coordinates its rollouts (rollout.go)
 		snap, fetchErr := r.fetchPrimary(ctx, app, fetch)
 		var errs []string
 		for _, c := range clusters {
@@ -204,8 +207,16 @@ func (r *Reconciler) Round(ctx context.Context) {
 			info.Clusters = append(info.Clusters, c.Name)
 			csnap := snap
 			pinned := r.fleet.Pin(app.Name, c.Name)
+			byOperator := pinned != ""
+			if !byOperator && snap != nil {
+				var wait bool
+				if pinned, wait = r.rolloutRevision(app, c, snap.Commit); wait { // rollout.go
+					continue // the coordinator's record is not here yet: the last desired state stays
+				}
+			}
 			if pinned != "" {
-				// An operator pinned this cluster to an earlier revision.
+				// An operator pinned this cluster to an earlier revision, or a rollout holds it
+				// at the revision it runs until its step.
 				var err error
 				if csnap, err = fetch(app.Source.RepoURL, pinned); err != nil {
 					errs = append(errs, fmt.Sprintf("%s: pinned revision %s: %v", c.Name, pinned, err))
@@ -216,7 +227,7 @@ func (r *Reconciler) Round(ctx context.Context) {
 			if csnap == nil {
 				continue
 			}
-			warnings, err := r.renderFor(ctx, app, c, csnap, pinned != "")
+			warnings, err := r.renderFor(ctx, app, c, csnap, byOperator)
 			addWarnings(info, warnings)
 			r.fleet.SetRenderError(c.Name, app.Name, csnap.Commit, err)
 			if err != nil {

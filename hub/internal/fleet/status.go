@@ -90,6 +90,8 @@ type AppInfo struct {
 	// last successful fetch.
 	RepoState   string
 	LastFetched time.Time
+	// Rollout is the app's spec.rollout (nil: none), for the replica that coordinates it.
+	Rollout *apps.RolloutSpec
 	// Chart and ChartVersion are set for an app rendered from a Helm chart: its name in a
 	// repository (or path in Git) and the version it resolved to.
 	Chart        string
@@ -118,6 +120,8 @@ type Row struct {
 	CommitToApplied time.Duration
 	// Pinned is the revision an operator pinned the app to on this cluster, if any.
 	Pinned string
+	// Rollout says why a progressive rollout holds the app back here, if it does.
+	Rollout string
 }
 
 // RestoreReport puts back a report persisted before a restart.
@@ -373,6 +377,12 @@ func (f *Fleet) rowLocked(cluster, app string) Row {
 	f.removingRow(&row)
 	if row.Pinned != "" && row.Message == "" {
 		row.Message = "Pinned to " + shortRev(row.Pinned) + " by an operator (flotilla rollback --clear to follow Git again)"
+	}
+	if hold := f.holds[app][cluster]; hold != "" && row.Pinned == "" {
+		row.Rollout = hold
+		if row.Message == "" {
+			row.Message = hold
+		}
 	}
 	if state != StateConnected {
 		row.Health = HealthUnknown

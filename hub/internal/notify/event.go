@@ -32,12 +32,19 @@ const (
 	// RemovalHeld: more than half of the Applications went from the apps source at once; their
 	// removal waits for `flotilla apps confirm-removal`.
 	RemovalHeld Event = "removal-held"
+	// Progressive rollouts (hub/internal/rollout), once per transition of an app's rollout.
+	RolloutStarted         Event = "rollout-started"
+	RolloutStepCompleted   Event = "step-completed"
+	RolloutWaitingApproval Event = "rollout-waiting-approval"
+	RolloutHalted          Event = "rollout-halted"
+	RolloutCompleted       Event = "rollout-completed"
 )
 
 // AllEvents lists every event, in a stable order.
 var AllEvents = []Event{
 	DriftDetected, DriftCorrected, SyncSucceeded, SyncFailed, HealthDegraded, HealthRecovered,
 	RolledBack, RollbackFailed, PruneHeld, ClusterStale, RepoStale, RemovalHeld,
+	RolloutStarted, RolloutStepCompleted, RolloutWaitingApproval, RolloutHalted, RolloutCompleted,
 }
 
 // parseEvent checks an event name from the configuration.

@@ -54,6 +54,15 @@ func (n *Notifier) RemovalHeld(h fleet.RemovalHold) {
 			len(h.Apps), h.Total, strings.Join(h.Apps, ", "))})
 }
 
+// Rollout announces a transition of an app's progressive rollout (the rollout coordinator's
+// hook, called once per transition). It never blocks.
+func (n *Notifier) Rollout(event Event, app, revision, summary string, at time.Time) {
+	if n == nil {
+		return
+	}
+	n.dispatcher.Notify(Notification{Event: event, App: app, Revision: revision, Summary: summary, Time: at})
+}
+
 // Run polls and delivers until ctx ends.
 func (n *Notifier) Run(ctx context.Context) error {
 	if n == nil {

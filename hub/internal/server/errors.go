@@ -10,6 +10,7 @@ import (
 	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
 	"github.com/flotilla-dev/flotilla/hub/internal/pins"
 	"github.com/flotilla-dev/flotilla/hub/internal/promote"
+	"github.com/flotilla-dev/flotilla/hub/internal/rollout"
 	"github.com/flotilla-dev/flotilla/hub/internal/source"
 	"github.com/flotilla-dev/flotilla/hub/internal/store"
 	"github.com/flotilla-dev/flotilla/shared/jointoken"
@@ -53,7 +54,7 @@ func codeOf(err error) codes.Code {
 		rev     *fleet.RevisionError
 	)
 	switch {
-	case errors.Is(err, errInvalid), errors.Is(err, jointoken.ErrMalformed):
+	case errors.Is(err, errInvalid), errors.Is(err, jointoken.ErrMalformed), errors.Is(err, rollout.ErrBadAction):
 		return codes.InvalidArgument
 	case errors.Is(err, errUnauthenticated):
 		return codes.Unauthenticated
@@ -61,18 +62,20 @@ func codeOf(err error) codes.Code {
 		errors.Is(err, store.ErrTokenExpired), errors.Is(err, store.ErrTokenUsed):
 		return codes.PermissionDenied
 	case errors.Is(err, fleet.ErrUnknownApp), errors.Is(err, fleet.ErrNoDesiredState),
-		errors.Is(err, store.ErrNotRegistered), errors.Is(err, pins.ErrNoMatchingCluster):
+		errors.Is(err, store.ErrNotRegistered), errors.Is(err, pins.ErrNoMatchingCluster),
+		errors.Is(err, rollout.ErrNoRollout), errors.Is(err, rollout.ErrUnknownCluster):
 		return codes.NotFound
 	case errors.Is(err, store.ErrClusterExists):
 		return codes.AlreadyExists
 	case errors.Is(err, store.ErrRevoked), errors.Is(err, fleet.ErrNoRemovalHeld), errors.Is(err, errProtocol),
-		errors.As(err, &refused), errors.As(err, &plan), errors.As(err, &rev):
+		errors.As(err, &refused), errors.As(err, &plan), errors.As(err, &rev),
+		errors.Is(err, rollout.ErrNotActive), errors.Is(err, rollout.ErrNotWaiting):
 		return codes.FailedPrecondition
 	case errors.Is(err, source.ErrPushRejected):
 		return codes.Aborted
 	case errors.Is(err, errTooMuch):
 		return codes.ResourceExhausted
-	case errors.Is(err, errPromotionOff):
+	case errors.Is(err, errPromotionOff), errors.Is(err, errRolloutsOff):
 		return codes.Unimplemented
 	case errors.Is(err, errInternal):
 		return codes.Internal

@@ -62,7 +62,7 @@ func benchFanOut(b *testing.B, n int) {
 		dial.Go(func() error {
 			stream := connect(b, h.dial(b, h.agentCert(b, c.name)))
 			connected.Add(1)
-			g.Go(func() error { return simulateAgent(gctx, stream) })
+			g.Go(func() error { return simulateAgent(gctx, stream, false) })
 			return nil
 		})
 	}
@@ -95,8 +95,9 @@ func benchFanOut(b *testing.B, n int) {
 
 type flotillaConn struct{ name string }
 
-// simulateAgent ACKs every complete Desired without applying anything.
-func simulateAgent(ctx context.Context, stream flotillav1.AgentService_ConnectClient) error {
+// simulateAgent ACKs every complete Desired without applying anything; with healthy it also
+// reports it Synced and Healthy at once.
+func simulateAgent(ctx context.Context, stream flotillav1.AgentService_ConnectClient, healthy bool) error {
 	for {
 		m, err := stream.Recv()
 		if err != nil {
@@ -106,10 +107,19 @@ func simulateAgent(ctx context.Context, stream flotillav1.AgentService_ConnectCl
 		if d == nil || d.ChunkIndex+1 != d.ChunkCount {
 			continue
 		}
-		if err := stream.Send(&flotillav1.AgentMessage{Msg: &flotillav1.AgentMessage_Ack{Ack: &flotillav1.Ack{
+		msgs := []*flotillav1.AgentMessage{{Msg: &flotillav1.AgentMessage_Ack{Ack: &flotillav1.Ack{
 			App: d.App, Generation: d.Generation, Revision: d.Revision, Digest: d.Digest,
-		}}}); err != nil {
-			return nil
+		}}}}
+		if healthy {
+			msgs = append(msgs, &flotillav1.AgentMessage{Msg: &flotillav1.AgentMessage_Status{Status: &flotillav1.AppStatus{
+				App: d.App, Sync: "Synced", Health: "Healthy", Generation: d.Generation, AppliedRevision: d.Revision,
+				AppliedDigest: d.Digest, HealthyRevision: d.Revision, AppliedAtUnixMs: time.Now().UnixMilli(),
+			}}})
+		}
+		for _, msg := range msgs {
+			if err := stream.Send(msg); err != nil {
+				return nil
+			}
 		}
 		if ctx.Err() != nil {
 			return nil

@@ -111,7 +111,7 @@ func (s *Server) Status(ctx context.Context, req *flotillav1.StatusRequest) (*fl
 			Cluster: r.Cluster, App: r.App, Sync: r.Sync, Health: r.Health,
 			DesiredRevision: r.DesiredRevision, AppliedRevision: r.AppliedRevision, HealthyRevision: r.HealthyRevision,
 			Message: r.Message, CommitToAppliedMs: r.CommitToApplied.Milliseconds(), LastError: r.LastError,
-			PinnedRevision: r.Pinned,
+			PinnedRevision: r.Pinned, Rollout: r.Rollout,
 		}
 		if !r.LastSeen.IsZero() {
 			item.LastSeenUnixMs = r.LastSeen.UnixMilli()
@@ -121,6 +121,7 @@ func (s *Server) Status(ctx context.Context, req *flotillav1.StatusRequest) (*fl
 			if !rep.HealthySince.IsZero() {
 				item.HealthySinceUnixMs = rep.HealthySince.UnixMilli()
 			}
+			item.AppliedAtUnixMs = unixMs(rep.AppliedAt)
 		}
 		for _, d := range r.Drift {
 			item.Drift = append(item.Drift, &flotillav1.DriftItem{

@@ -42,6 +42,9 @@ var peerCallable = map[string]bool{
 	"/flotilla.v1.Operator/ListClusters": true,
 	"/flotilla.v1.Operator/History":      true,
 	"/flotilla.v1.Operator/Sync":         true,
+	// The replica that coordinates an app's rollouts answers these for the others.
+	"/flotilla.v1.Operator/RolloutStatus": true,
+	"/flotilla.v1.Operator/RolloutAction": true,
 }
 
 // peerMayCall reports whether a caller of role may call fullMethod, which needs another role.

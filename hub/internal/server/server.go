@@ -90,6 +90,8 @@ type Config struct {
 	AgentLimits RateLimits
 	// Retention is what the store keeps of history, as `flotilla history` tells.
 	Retention store.Retention
+	// Rollouts runs the progressive rollouts (rollout.go); nil turns `flotilla rollout` off.
+	Rollouts rollouts
 }
 
 // Server implements the three gRPC services.

@@ -40,7 +40,8 @@ var (
 	bucketAudit    = []byte("audit")
 	bucketHistory  = []byte("history")
 	bucketPins     = []byte("pins")
-	allBuckets     = [][]byte{bucketClusters, bucketTokens, bucketStatus, bucketAudit, bucketHistory, bucketPins}
+	bucketRollouts = []byte("rollouts")
+	allBuckets     = [][]byte{bucketClusters, bucketTokens, bucketStatus, bucketAudit, bucketHistory, bucketPins, bucketRollouts}
 )
 
 // sep separates the parts of a composite key; names never contain it.

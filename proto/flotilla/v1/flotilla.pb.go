@@ -2477,8 +2477,13 @@ type AppClusterStatus struct {
 	HealthySinceUnixMs int64 `protobuf:"varint,14,opt,name=healthy_since_unix_ms,json=healthySinceUnixMs,proto3" json:"healthy_since_unix_ms,omitempty"`
 	// The revision the agent rolled back from, while it holds the last healthy one instead.
 	RolledBackRevision string `protobuf:"bytes,15,opt,name=rolled_back_revision,json=rolledBackRevision,proto3" json:"rolled_back_revision,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Why a progressive rollout holds the app back here ("Waiting for rollout step 3 of
+	// r-abc123"), if it does.
+	Rollout string `protobuf:"bytes,30,opt,name=rollout,proto3" json:"rollout,omitempty"`
+	// When the agent applied what it holds, as it reports.
+	AppliedAtUnixMs int64 `protobuf:"varint,31,opt,name=applied_at_unix_ms,json=appliedAtUnixMs,proto3" json:"applied_at_unix_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *AppClusterStatus) Reset() {
@@ -2614,6 +2619,20 @@ func (x *AppClusterStatus) GetRolledBackRevision() string {
 		return x.RolledBackRevision
 	}
 	return ""
+}
+
+func (x *AppClusterStatus) GetRollout() string {
+	if x != nil {
+		return x.Rollout
+	}
+	return ""
+}
+
+func (x *AppClusterStatus) GetAppliedAtUnixMs() int64 {
+	if x != nil {
+		return x.AppliedAtUnixMs
+	}
+	return 0
 }
 
 type ListClustersRequest struct {
@@ -4215,6 +4234,110 @@ func (x *ImageChange) GetTo() string {
 	return ""
 }
 
+type ExportRolloutRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	App           string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportRolloutRequest) Reset() {
+	*x = ExportRolloutRequest{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportRolloutRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportRolloutRequest) ProtoMessage() {}
+
+func (x *ExportRolloutRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportRolloutRequest.ProtoReflect.Descriptor instead.
+func (*ExportRolloutRequest) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *ExportRolloutRequest) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+type ExportRolloutResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Found         bool                   `protobuf:"varint,1,opt,name=found,proto3" json:"found,omitempty"`
+	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	Data          []byte                 `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportRolloutResponse) Reset() {
+	*x = ExportRolloutResponse{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportRolloutResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportRolloutResponse) ProtoMessage() {}
+
+func (x *ExportRolloutResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportRolloutResponse.ProtoReflect.Descriptor instead.
+func (*ExportRolloutResponse) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *ExportRolloutResponse) GetFound() bool {
+	if x != nil {
+		return x.Found
+	}
+	return false
+}
+
+func (x *ExportRolloutResponse) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *ExportRolloutResponse) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 type ExportRegistryRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -4223,7 +4346,7 @@ type ExportRegistryRequest struct {
 
 func (x *ExportRegistryRequest) Reset() {
 	*x = ExportRegistryRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[56]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4235,7 +4358,7 @@ func (x *ExportRegistryRequest) String() string {
 func (*ExportRegistryRequest) ProtoMessage() {}
 
 func (x *ExportRegistryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[56]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4248,7 +4371,7 @@ func (x *ExportRegistryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportRegistryRequest.ProtoReflect.Descriptor instead.
 func (*ExportRegistryRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{56}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{58}
 }
 
 type ExportRegistryResponse struct {
@@ -4265,7 +4388,7 @@ type ExportRegistryResponse struct {
 
 func (x *ExportRegistryResponse) Reset() {
 	*x = ExportRegistryResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[57]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4277,7 +4400,7 @@ func (x *ExportRegistryResponse) String() string {
 func (*ExportRegistryResponse) ProtoMessage() {}
 
 func (x *ExportRegistryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[57]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4290,7 +4413,7 @@ func (x *ExportRegistryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportRegistryResponse.ProtoReflect.Descriptor instead.
 func (*ExportRegistryResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{57}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ExportRegistryResponse) GetClusters() []*RegistryCluster {
@@ -4326,7 +4449,7 @@ type RegistryCluster struct {
 
 func (x *RegistryCluster) Reset() {
 	*x = RegistryCluster{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[58]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4338,7 +4461,7 @@ func (x *RegistryCluster) String() string {
 func (*RegistryCluster) ProtoMessage() {}
 
 func (x *RegistryCluster) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[58]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4351,7 +4474,7 @@ func (x *RegistryCluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistryCluster.ProtoReflect.Descriptor instead.
 func (*RegistryCluster) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{58}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *RegistryCluster) GetName() string {
@@ -4397,7 +4520,7 @@ type RegistryToken struct {
 
 func (x *RegistryToken) Reset() {
 	*x = RegistryToken{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[59]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4409,7 +4532,7 @@ func (x *RegistryToken) String() string {
 func (*RegistryToken) ProtoMessage() {}
 
 func (x *RegistryToken) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[59]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4422,7 +4545,7 @@ func (x *RegistryToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistryToken.ProtoReflect.Descriptor instead.
 func (*RegistryToken) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{59}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *RegistryToken) GetId() string {
@@ -4477,7 +4600,7 @@ type RegistryPin struct {
 
 func (x *RegistryPin) Reset() {
 	*x = RegistryPin{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[60]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4489,7 +4612,7 @@ func (x *RegistryPin) String() string {
 func (*RegistryPin) ProtoMessage() {}
 
 func (x *RegistryPin) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[60]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4502,7 +4625,7 @@ func (x *RegistryPin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistryPin.ProtoReflect.Descriptor instead.
 func (*RegistryPin) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{60}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *RegistryPin) GetApp() string {
@@ -4545,6 +4668,564 @@ func (x *RegistryPin) GetCleared() bool {
 		return x.Cleared
 	}
 	return false
+}
+
+type RolloutStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	App           string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RolloutStatusRequest) Reset() {
+	*x = RolloutStatusRequest{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RolloutStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RolloutStatusRequest) ProtoMessage() {}
+
+func (x *RolloutStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RolloutStatusRequest.ProtoReflect.Descriptor instead.
+func (*RolloutStatusRequest) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *RolloutStatusRequest) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+type RolloutStatusResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rollout       *Rollout               `protobuf:"bytes,1,opt,name=rollout,proto3" json:"rollout,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RolloutStatusResponse) Reset() {
+	*x = RolloutStatusResponse{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RolloutStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RolloutStatusResponse) ProtoMessage() {}
+
+func (x *RolloutStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RolloutStatusResponse.ProtoReflect.Descriptor instead.
+func (*RolloutStatusResponse) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *RolloutStatusResponse) GetRollout() *Rollout {
+	if x != nil {
+		return x.Rollout
+	}
+	return nil
+}
+
+// Rollout is an app's latest progressive rollout.
+type Rollout struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	App   string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	// e.g. r-abc123
+	Id       string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	Revision string `protobuf:"bytes,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	// The revision the clusters had before (each cluster's own when it differs).
+	FromRevision string `protobuf:"bytes,4,opt,name=from_revision,json=fromRevision,proto3" json:"from_revision,omitempty"`
+	// Running, WaitingApproval, Halted, RolledBack, Aborted, Completed.
+	State  string `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"`
+	Paused bool   `protobuf:"varint,6,opt,name=paused,proto3" json:"paused,omitempty"`
+	// The active step, 1-based (steps+1 once all are done).
+	Step          int32  `protobuf:"varint,7,opt,name=step,proto3" json:"step,omitempty"`
+	FailurePolicy string `protobuf:"bytes,8,opt,name=failure_policy,json=failurePolicy,proto3" json:"failure_policy,omitempty"`
+	// What the rollout waits for, and since when.
+	Waiting string `protobuf:"bytes,9,opt,name=waiting,proto3" json:"waiting,omitempty"`
+	// Why it halted, was rolled back or aborted.
+	Reason            string         `protobuf:"bytes,10,opt,name=reason,proto3" json:"reason,omitempty"`
+	StartedUnixMs     int64          `protobuf:"varint,11,opt,name=started_unix_ms,json=startedUnixMs,proto3" json:"started_unix_ms,omitempty"`
+	StepStartedUnixMs int64          `protobuf:"varint,12,opt,name=step_started_unix_ms,json=stepStartedUnixMs,proto3" json:"step_started_unix_ms,omitempty"`
+	UpdatedUnixMs     int64          `protobuf:"varint,13,opt,name=updated_unix_ms,json=updatedUnixMs,proto3" json:"updated_unix_ms,omitempty"`
+	Steps             []*RolloutStep `protobuf:"bytes,14,rep,name=steps,proto3" json:"steps,omitempty"`
+	// The hub replica that coordinates the rollout (empty for a single hub).
+	Coordinator   string `protobuf:"bytes,15,opt,name=coordinator,proto3" json:"coordinator,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Rollout) Reset() {
+	*x = Rollout{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Rollout) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Rollout) ProtoMessage() {}
+
+func (x *Rollout) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Rollout.ProtoReflect.Descriptor instead.
+func (*Rollout) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *Rollout) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+func (x *Rollout) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Rollout) GetRevision() string {
+	if x != nil {
+		return x.Revision
+	}
+	return ""
+}
+
+func (x *Rollout) GetFromRevision() string {
+	if x != nil {
+		return x.FromRevision
+	}
+	return ""
+}
+
+func (x *Rollout) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *Rollout) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
+}
+
+func (x *Rollout) GetStep() int32 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *Rollout) GetFailurePolicy() string {
+	if x != nil {
+		return x.FailurePolicy
+	}
+	return ""
+}
+
+func (x *Rollout) GetWaiting() string {
+	if x != nil {
+		return x.Waiting
+	}
+	return ""
+}
+
+func (x *Rollout) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Rollout) GetStartedUnixMs() int64 {
+	if x != nil {
+		return x.StartedUnixMs
+	}
+	return 0
+}
+
+func (x *Rollout) GetStepStartedUnixMs() int64 {
+	if x != nil {
+		return x.StepStartedUnixMs
+	}
+	return 0
+}
+
+func (x *Rollout) GetUpdatedUnixMs() int64 {
+	if x != nil {
+		return x.UpdatedUnixMs
+	}
+	return 0
+}
+
+func (x *Rollout) GetSteps() []*RolloutStep {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+func (x *Rollout) GetCoordinator() string {
+	if x != nil {
+		return x.Coordinator
+	}
+	return ""
+}
+
+type RolloutStep struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1-based.
+	Number int32 `protobuf:"varint,1,opt,name=number,proto3" json:"number,omitempty"`
+	// What the step takes, e.g. "ring=canary, soak 10m" or "approval".
+	Description string `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	Approval    bool   `protobuf:"varint,3,opt,name=approval,proto3" json:"approval,omitempty"`
+	Approved    bool   `protobuf:"varint,4,opt,name=approved,proto3" json:"approved,omitempty"`
+	// Done, Active or Pending.
+	State         string            `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"`
+	Clusters      []*RolloutCluster `protobuf:"bytes,6,rep,name=clusters,proto3" json:"clusters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RolloutStep) Reset() {
+	*x = RolloutStep{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RolloutStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RolloutStep) ProtoMessage() {}
+
+func (x *RolloutStep) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RolloutStep.ProtoReflect.Descriptor instead.
+func (*RolloutStep) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *RolloutStep) GetNumber() int32 {
+	if x != nil {
+		return x.Number
+	}
+	return 0
+}
+
+func (x *RolloutStep) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *RolloutStep) GetApproval() bool {
+	if x != nil {
+		return x.Approval
+	}
+	return false
+}
+
+func (x *RolloutStep) GetApproved() bool {
+	if x != nil {
+		return x.Approved
+	}
+	return false
+}
+
+func (x *RolloutStep) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *RolloutStep) GetClusters() []*RolloutCluster {
+	if x != nil {
+		return x.Clusters
+	}
+	return nil
+}
+
+type RolloutCluster struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Pending, Updating, Soaking, Done, Failed, Skipped.
+	Phase       string `protobuf:"bytes,2,opt,name=phase,proto3" json:"phase,omitempty"`
+	SinceUnixMs int64  `protobuf:"varint,3,opt,name=since_unix_ms,json=sinceUnixMs,proto3" json:"since_unix_ms,omitempty"`
+	Reason      string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The revision it gets now.
+	Revision      string `protobuf:"bytes,5,opt,name=revision,proto3" json:"revision,omitempty"`
+	Sync          string `protobuf:"bytes,6,opt,name=sync,proto3" json:"sync,omitempty"`
+	Health        string `protobuf:"bytes,7,opt,name=health,proto3" json:"health,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RolloutCluster) Reset() {
+	*x = RolloutCluster{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RolloutCluster) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RolloutCluster) ProtoMessage() {}
+
+func (x *RolloutCluster) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RolloutCluster.ProtoReflect.Descriptor instead.
+func (*RolloutCluster) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *RolloutCluster) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RolloutCluster) GetPhase() string {
+	if x != nil {
+		return x.Phase
+	}
+	return ""
+}
+
+func (x *RolloutCluster) GetSinceUnixMs() int64 {
+	if x != nil {
+		return x.SinceUnixMs
+	}
+	return 0
+}
+
+func (x *RolloutCluster) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RolloutCluster) GetRevision() string {
+	if x != nil {
+		return x.Revision
+	}
+	return ""
+}
+
+func (x *RolloutCluster) GetSync() string {
+	if x != nil {
+		return x.Sync
+	}
+	return ""
+}
+
+func (x *RolloutCluster) GetHealth() string {
+	if x != nil {
+		return x.Health
+	}
+	return ""
+}
+
+type RolloutActionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	App   string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	// approve, pause, resume, abort or skip.
+	Action string `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
+	// The cluster to skip.
+	Cluster string `protobuf:"bytes,3,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	// abort: also return the updated clusters to the revision they had.
+	Rollback bool `protobuf:"varint,4,opt,name=rollback,proto3" json:"rollback,omitempty"`
+	// Set by the replica that forwards the action to the app's coordinator: the operator who
+	// asked (ignored from anyone else).
+	Actor         string `protobuf:"bytes,5,opt,name=actor,proto3" json:"actor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RolloutActionRequest) Reset() {
+	*x = RolloutActionRequest{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RolloutActionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RolloutActionRequest) ProtoMessage() {}
+
+func (x *RolloutActionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RolloutActionRequest.ProtoReflect.Descriptor instead.
+func (*RolloutActionRequest) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *RolloutActionRequest) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+func (x *RolloutActionRequest) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *RolloutActionRequest) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *RolloutActionRequest) GetRollback() bool {
+	if x != nil {
+		return x.Rollback
+	}
+	return false
+}
+
+func (x *RolloutActionRequest) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+type RolloutActionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rollout       *Rollout               `protobuf:"bytes,1,opt,name=rollout,proto3" json:"rollout,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RolloutActionResponse) Reset() {
+	*x = RolloutActionResponse{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RolloutActionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RolloutActionResponse) ProtoMessage() {}
+
+func (x *RolloutActionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RolloutActionResponse.ProtoReflect.Descriptor instead.
+func (*RolloutActionResponse) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *RolloutActionResponse) GetRollout() *Rollout {
+	if x != nil {
+		return x.Rollout
+	}
+	return nil
 }
 
 var File_flotilla_v1_flotilla_proto protoreflect.FileDescriptor
@@ -4760,7 +5441,7 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\brevision\x18\x06 \x01(\tR\brevision\"r\n" +
 	"\x0eStatusResponse\x123\n" +
 	"\x05items\x18\x01 \x03(\v2\x1d.flotilla.v1.AppClusterStatusR\x05items\x12+\n" +
-	"\x11unreachable_peers\x18\x02 \x03(\tR\x10unreachablePeers\"\xbc\x04\n" +
+	"\x11unreachable_peers\x18\x02 \x03(\tR\x10unreachablePeers\"\x83\x05\n" +
 	"\x10AppClusterStatus\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x10\n" +
 	"\x03app\x18\x02 \x01(\tR\x03app\x12\x12\n" +
@@ -4778,7 +5459,9 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"last_error\x18\f \x01(\tR\tlastError\x12'\n" +
 	"\x0fpinned_revision\x18\r \x01(\tR\x0epinnedRevision\x121\n" +
 	"\x15healthy_since_unix_ms\x18\x0e \x01(\x03R\x12healthySinceUnixMs\x120\n" +
-	"\x14rolled_back_revision\x18\x0f \x01(\tR\x12rolledBackRevision\"\x15\n" +
+	"\x14rolled_back_revision\x18\x0f \x01(\tR\x12rolledBackRevision\x12\x18\n" +
+	"\arollout\x18\x1e \x01(\tR\arollout\x12+\n" +
+	"\x12applied_at_unix_ms\x18\x1f \x01(\x03R\x0fappliedAtUnixMs\"\x15\n" +
 	"\x13ListClustersRequest\"o\n" +
 	"\x14ListClustersResponse\x12*\n" +
 	"\x05items\x18\x01 \x03(\v2\x14.flotilla.v1.ClusterR\x05items\x12+\n" +
@@ -4904,7 +5587,13 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\vImageChange\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12\x0e\n" +
-	"\x02to\x18\x03 \x01(\tR\x02to\"\x17\n" +
+	"\x02to\x18\x03 \x01(\tR\x02to\"(\n" +
+	"\x14ExportRolloutRequest\x12\x10\n" +
+	"\x03app\x18\x01 \x01(\tR\x03app\"S\n" +
+	"\x15ExportRolloutResponse\x12\x14\n" +
+	"\x05found\x18\x01 \x01(\bR\x05found\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\"\x17\n" +
 	"\x15ExportRegistryRequest\"\xb4\x01\n" +
 	"\x16ExportRegistryResponse\x128\n" +
 	"\bclusters\x18\x01 \x03(\v2\x1c.flotilla.v1.RegistryClusterR\bclusters\x122\n" +
@@ -4933,13 +5622,57 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x05actor\x18\x04 \x01(\tR\x05actor\x12 \n" +
 	"\ftime_unix_ms\x18\x05 \x01(\x03R\n" +
 	"timeUnixMs\x12\x18\n" +
-	"\acleared\x18\x06 \x01(\bR\acleared2I\n" +
+	"\acleared\x18\x06 \x01(\bR\acleared\"(\n" +
+	"\x14RolloutStatusRequest\x12\x10\n" +
+	"\x03app\x18\x01 \x01(\tR\x03app\"G\n" +
+	"\x15RolloutStatusResponse\x12.\n" +
+	"\arollout\x18\x01 \x01(\v2\x14.flotilla.v1.RolloutR\arollout\"\xda\x03\n" +
+	"\aRollout\x12\x10\n" +
+	"\x03app\x18\x01 \x01(\tR\x03app\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\tR\brevision\x12#\n" +
+	"\rfrom_revision\x18\x04 \x01(\tR\ffromRevision\x12\x14\n" +
+	"\x05state\x18\x05 \x01(\tR\x05state\x12\x16\n" +
+	"\x06paused\x18\x06 \x01(\bR\x06paused\x12\x12\n" +
+	"\x04step\x18\a \x01(\x05R\x04step\x12%\n" +
+	"\x0efailure_policy\x18\b \x01(\tR\rfailurePolicy\x12\x18\n" +
+	"\awaiting\x18\t \x01(\tR\awaiting\x12\x16\n" +
+	"\x06reason\x18\n" +
+	" \x01(\tR\x06reason\x12&\n" +
+	"\x0fstarted_unix_ms\x18\v \x01(\x03R\rstartedUnixMs\x12/\n" +
+	"\x14step_started_unix_ms\x18\f \x01(\x03R\x11stepStartedUnixMs\x12&\n" +
+	"\x0fupdated_unix_ms\x18\r \x01(\x03R\rupdatedUnixMs\x12.\n" +
+	"\x05steps\x18\x0e \x03(\v2\x18.flotilla.v1.RolloutStepR\x05steps\x12 \n" +
+	"\vcoordinator\x18\x0f \x01(\tR\vcoordinator\"\xce\x01\n" +
+	"\vRolloutStep\x12\x16\n" +
+	"\x06number\x18\x01 \x01(\x05R\x06number\x12 \n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x1a\n" +
+	"\bapproval\x18\x03 \x01(\bR\bapproval\x12\x1a\n" +
+	"\bapproved\x18\x04 \x01(\bR\bapproved\x12\x14\n" +
+	"\x05state\x18\x05 \x01(\tR\x05state\x127\n" +
+	"\bclusters\x18\x06 \x03(\v2\x1b.flotilla.v1.RolloutClusterR\bclusters\"\xbe\x01\n" +
+	"\x0eRolloutCluster\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05phase\x18\x02 \x01(\tR\x05phase\x12\"\n" +
+	"\rsince_unix_ms\x18\x03 \x01(\x03R\vsinceUnixMs\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x1a\n" +
+	"\brevision\x18\x05 \x01(\tR\brevision\x12\x12\n" +
+	"\x04sync\x18\x06 \x01(\tR\x04sync\x12\x16\n" +
+	"\x06health\x18\a \x01(\tR\x06health\"\x8c\x01\n" +
+	"\x14RolloutActionRequest\x12\x10\n" +
+	"\x03app\x18\x01 \x01(\tR\x03app\x12\x16\n" +
+	"\x06action\x18\x02 \x01(\tR\x06action\x12\x18\n" +
+	"\acluster\x18\x03 \x01(\tR\acluster\x12\x1a\n" +
+	"\brollback\x18\x04 \x01(\bR\brollback\x12\x14\n" +
+	"\x05actor\x18\x05 \x01(\tR\x05actor\"G\n" +
+	"\x15RolloutActionResponse\x12.\n" +
+	"\arollout\x18\x01 \x01(\v2\x14.flotilla.v1.RolloutR\arollout2I\n" +
 	"\n" +
 	"Enrollment\x12;\n" +
 	"\x04Join\x12\x18.flotilla.v1.JoinRequest\x1a\x19.flotilla.v1.JoinResponse2\x91\x01\n" +
 	"\fAgentService\x12A\n" +
 	"\aConnect\x12\x19.flotilla.v1.AgentMessage\x1a\x17.flotilla.v1.HubMessage(\x010\x01\x12>\n" +
-	"\x05Renew\x12\x19.flotilla.v1.RenewRequest\x1a\x1a.flotilla.v1.RenewResponse2\xd1\x06\n" +
+	"\x05Renew\x12\x19.flotilla.v1.RenewRequest\x1a\x1a.flotilla.v1.RenewResponse2\x81\b\n" +
 	"\bOperator\x12A\n" +
 	"\x06Status\x12\x1a.flotilla.v1.StatusRequest\x1a\x1b.flotilla.v1.StatusResponse\x12S\n" +
 	"\fListClusters\x12 .flotilla.v1.ListClustersRequest\x1a!.flotilla.v1.ListClustersResponse\x12G\n" +
@@ -4952,9 +5685,12 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\bRollback\x12\x1c.flotilla.v1.RollbackRequest\x1a\x1d.flotilla.v1.RollbackResponse\x12V\n" +
 	"\rRevokeCluster\x12!.flotilla.v1.RevokeClusterRequest\x1a\".flotilla.v1.RevokeClusterResponse\x12D\n" +
 	"\aPromote\x12\x1b.flotilla.v1.PromoteRequest\x1a\x1c.flotilla.v1.PromoteResponse\x12Y\n" +
-	"\x0eConfirmRemoval\x12\".flotilla.v1.ConfirmRemovalRequest\x1a#.flotilla.v1.ConfirmRemovalResponse2a\n" +
+	"\x0eConfirmRemoval\x12\".flotilla.v1.ConfirmRemovalRequest\x1a#.flotilla.v1.ConfirmRemovalResponse\x12V\n" +
+	"\rRolloutStatus\x12!.flotilla.v1.RolloutStatusRequest\x1a\".flotilla.v1.RolloutStatusResponse\x12V\n" +
+	"\rRolloutAction\x12!.flotilla.v1.RolloutActionRequest\x1a\".flotilla.v1.RolloutActionResponse2\xb9\x01\n" +
 	"\x04Peer\x12Y\n" +
-	"\x0eExportRegistry\x12\".flotilla.v1.ExportRegistryRequest\x1a#.flotilla.v1.ExportRegistryResponseB?Z=github.com/flotilla-dev/flotilla/proto/flotilla/v1;flotillav1b\x06proto3"
+	"\x0eExportRegistry\x12\".flotilla.v1.ExportRegistryRequest\x1a#.flotilla.v1.ExportRegistryResponse\x12V\n" +
+	"\rExportRollout\x12!.flotilla.v1.ExportRolloutRequest\x1a\".flotilla.v1.ExportRolloutResponseB?Z=github.com/flotilla-dev/flotilla/proto/flotilla/v1;flotillav1b\x06proto3"
 
 var (
 	file_flotilla_v1_flotilla_proto_rawDescOnce sync.Once
@@ -4968,7 +5704,7 @@ func file_flotilla_v1_flotilla_proto_rawDescGZIP() []byte {
 	return file_flotilla_v1_flotilla_proto_rawDescData
 }
 
-var file_flotilla_v1_flotilla_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
+var file_flotilla_v1_flotilla_proto_msgTypes = make([]protoimpl.MessageInfo, 73)
 var file_flotilla_v1_flotilla_proto_goTypes = []any{
 	(*JoinRequest)(nil),            // 0: flotilla.v1.JoinRequest
 	(*JoinResponse)(nil),           // 1: flotilla.v1.JoinResponse
@@ -5026,14 +5762,23 @@ var file_flotilla_v1_flotilla_proto_goTypes = []any{
 	(*PromoteRequest)(nil),         // 53: flotilla.v1.PromoteRequest
 	(*PromoteResponse)(nil),        // 54: flotilla.v1.PromoteResponse
 	(*ImageChange)(nil),            // 55: flotilla.v1.ImageChange
-	(*ExportRegistryRequest)(nil),  // 56: flotilla.v1.ExportRegistryRequest
-	(*ExportRegistryResponse)(nil), // 57: flotilla.v1.ExportRegistryResponse
-	(*RegistryCluster)(nil),        // 58: flotilla.v1.RegistryCluster
-	(*RegistryToken)(nil),          // 59: flotilla.v1.RegistryToken
-	(*RegistryPin)(nil),            // 60: flotilla.v1.RegistryPin
-	nil,                            // 61: flotilla.v1.Cluster.LabelsEntry
-	nil,                            // 62: flotilla.v1.AddClusterRequest.LabelsEntry
-	nil,                            // 63: flotilla.v1.RegistryCluster.LabelsEntry
+	(*ExportRolloutRequest)(nil),   // 56: flotilla.v1.ExportRolloutRequest
+	(*ExportRolloutResponse)(nil),  // 57: flotilla.v1.ExportRolloutResponse
+	(*ExportRegistryRequest)(nil),  // 58: flotilla.v1.ExportRegistryRequest
+	(*ExportRegistryResponse)(nil), // 59: flotilla.v1.ExportRegistryResponse
+	(*RegistryCluster)(nil),        // 60: flotilla.v1.RegistryCluster
+	(*RegistryToken)(nil),          // 61: flotilla.v1.RegistryToken
+	(*RegistryPin)(nil),            // 62: flotilla.v1.RegistryPin
+	(*RolloutStatusRequest)(nil),   // 63: flotilla.v1.RolloutStatusRequest
+	(*RolloutStatusResponse)(nil),  // 64: flotilla.v1.RolloutStatusResponse
+	(*Rollout)(nil),                // 65: flotilla.v1.Rollout
+	(*RolloutStep)(nil),            // 66: flotilla.v1.RolloutStep
+	(*RolloutCluster)(nil),         // 67: flotilla.v1.RolloutCluster
+	(*RolloutActionRequest)(nil),   // 68: flotilla.v1.RolloutActionRequest
+	(*RolloutActionResponse)(nil),  // 69: flotilla.v1.RolloutActionResponse
+	nil,                            // 70: flotilla.v1.Cluster.LabelsEntry
+	nil,                            // 71: flotilla.v1.AddClusterRequest.LabelsEntry
+	nil,                            // 72: flotilla.v1.RegistryCluster.LabelsEntry
 }
 var file_flotilla_v1_flotilla_proto_depIdxs = []int32{
 	6,  // 0: flotilla.v1.AgentMessage.hello:type_name -> flotilla.v1.Hello
@@ -5066,51 +5811,61 @@ var file_flotilla_v1_flotilla_proto_depIdxs = []int32{
 	30, // 27: flotilla.v1.StatusResponse.items:type_name -> flotilla.v1.AppClusterStatus
 	26, // 28: flotilla.v1.AppClusterStatus.drift:type_name -> flotilla.v1.DriftItem
 	33, // 29: flotilla.v1.ListClustersResponse.items:type_name -> flotilla.v1.Cluster
-	61, // 30: flotilla.v1.Cluster.labels:type_name -> flotilla.v1.Cluster.LabelsEntry
+	70, // 30: flotilla.v1.Cluster.labels:type_name -> flotilla.v1.Cluster.LabelsEntry
 	39, // 31: flotilla.v1.ListAppsResponse.items:type_name -> flotilla.v1.App
 	36, // 32: flotilla.v1.ListAppsResponse.removal_hold:type_name -> flotilla.v1.RemovalHold
-	62, // 33: flotilla.v1.AddClusterRequest.labels:type_name -> flotilla.v1.AddClusterRequest.LabelsEntry
+	71, // 33: flotilla.v1.AddClusterRequest.labels:type_name -> flotilla.v1.AddClusterRequest.LabelsEntry
 	48, // 34: flotilla.v1.HistoryResponse.items:type_name -> flotilla.v1.HistoryEntry
 	55, // 35: flotilla.v1.PromoteResponse.images:type_name -> flotilla.v1.ImageChange
-	58, // 36: flotilla.v1.ExportRegistryResponse.clusters:type_name -> flotilla.v1.RegistryCluster
-	59, // 37: flotilla.v1.ExportRegistryResponse.tokens:type_name -> flotilla.v1.RegistryToken
-	60, // 38: flotilla.v1.ExportRegistryResponse.pins:type_name -> flotilla.v1.RegistryPin
-	63, // 39: flotilla.v1.RegistryCluster.labels:type_name -> flotilla.v1.RegistryCluster.LabelsEntry
-	0,  // 40: flotilla.v1.Enrollment.Join:input_type -> flotilla.v1.JoinRequest
-	4,  // 41: flotilla.v1.AgentService.Connect:input_type -> flotilla.v1.AgentMessage
-	2,  // 42: flotilla.v1.AgentService.Renew:input_type -> flotilla.v1.RenewRequest
-	28, // 43: flotilla.v1.Operator.Status:input_type -> flotilla.v1.StatusRequest
-	31, // 44: flotilla.v1.Operator.ListClusters:input_type -> flotilla.v1.ListClustersRequest
-	34, // 45: flotilla.v1.Operator.ListApps:input_type -> flotilla.v1.ListAppsRequest
-	40, // 46: flotilla.v1.Operator.AddCluster:input_type -> flotilla.v1.AddClusterRequest
-	42, // 47: flotilla.v1.Operator.CreateToken:input_type -> flotilla.v1.CreateTokenRequest
-	44, // 48: flotilla.v1.Operator.Sync:input_type -> flotilla.v1.SyncRequest
-	46, // 49: flotilla.v1.Operator.History:input_type -> flotilla.v1.HistoryRequest
-	49, // 50: flotilla.v1.Operator.Rollback:input_type -> flotilla.v1.RollbackRequest
-	51, // 51: flotilla.v1.Operator.RevokeCluster:input_type -> flotilla.v1.RevokeClusterRequest
-	53, // 52: flotilla.v1.Operator.Promote:input_type -> flotilla.v1.PromoteRequest
-	37, // 53: flotilla.v1.Operator.ConfirmRemoval:input_type -> flotilla.v1.ConfirmRemovalRequest
-	56, // 54: flotilla.v1.Peer.ExportRegistry:input_type -> flotilla.v1.ExportRegistryRequest
-	1,  // 55: flotilla.v1.Enrollment.Join:output_type -> flotilla.v1.JoinResponse
-	5,  // 56: flotilla.v1.AgentService.Connect:output_type -> flotilla.v1.HubMessage
-	3,  // 57: flotilla.v1.AgentService.Renew:output_type -> flotilla.v1.RenewResponse
-	29, // 58: flotilla.v1.Operator.Status:output_type -> flotilla.v1.StatusResponse
-	32, // 59: flotilla.v1.Operator.ListClusters:output_type -> flotilla.v1.ListClustersResponse
-	35, // 60: flotilla.v1.Operator.ListApps:output_type -> flotilla.v1.ListAppsResponse
-	41, // 61: flotilla.v1.Operator.AddCluster:output_type -> flotilla.v1.AddClusterResponse
-	43, // 62: flotilla.v1.Operator.CreateToken:output_type -> flotilla.v1.CreateTokenResponse
-	45, // 63: flotilla.v1.Operator.Sync:output_type -> flotilla.v1.SyncResponse
-	47, // 64: flotilla.v1.Operator.History:output_type -> flotilla.v1.HistoryResponse
-	50, // 65: flotilla.v1.Operator.Rollback:output_type -> flotilla.v1.RollbackResponse
-	52, // 66: flotilla.v1.Operator.RevokeCluster:output_type -> flotilla.v1.RevokeClusterResponse
-	54, // 67: flotilla.v1.Operator.Promote:output_type -> flotilla.v1.PromoteResponse
-	38, // 68: flotilla.v1.Operator.ConfirmRemoval:output_type -> flotilla.v1.ConfirmRemovalResponse
-	57, // 69: flotilla.v1.Peer.ExportRegistry:output_type -> flotilla.v1.ExportRegistryResponse
-	55, // [55:70] is the sub-list for method output_type
-	40, // [40:55] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	60, // 36: flotilla.v1.ExportRegistryResponse.clusters:type_name -> flotilla.v1.RegistryCluster
+	61, // 37: flotilla.v1.ExportRegistryResponse.tokens:type_name -> flotilla.v1.RegistryToken
+	62, // 38: flotilla.v1.ExportRegistryResponse.pins:type_name -> flotilla.v1.RegistryPin
+	72, // 39: flotilla.v1.RegistryCluster.labels:type_name -> flotilla.v1.RegistryCluster.LabelsEntry
+	65, // 40: flotilla.v1.RolloutStatusResponse.rollout:type_name -> flotilla.v1.Rollout
+	66, // 41: flotilla.v1.Rollout.steps:type_name -> flotilla.v1.RolloutStep
+	67, // 42: flotilla.v1.RolloutStep.clusters:type_name -> flotilla.v1.RolloutCluster
+	65, // 43: flotilla.v1.RolloutActionResponse.rollout:type_name -> flotilla.v1.Rollout
+	0,  // 44: flotilla.v1.Enrollment.Join:input_type -> flotilla.v1.JoinRequest
+	4,  // 45: flotilla.v1.AgentService.Connect:input_type -> flotilla.v1.AgentMessage
+	2,  // 46: flotilla.v1.AgentService.Renew:input_type -> flotilla.v1.RenewRequest
+	28, // 47: flotilla.v1.Operator.Status:input_type -> flotilla.v1.StatusRequest
+	31, // 48: flotilla.v1.Operator.ListClusters:input_type -> flotilla.v1.ListClustersRequest
+	34, // 49: flotilla.v1.Operator.ListApps:input_type -> flotilla.v1.ListAppsRequest
+	40, // 50: flotilla.v1.Operator.AddCluster:input_type -> flotilla.v1.AddClusterRequest
+	42, // 51: flotilla.v1.Operator.CreateToken:input_type -> flotilla.v1.CreateTokenRequest
+	44, // 52: flotilla.v1.Operator.Sync:input_type -> flotilla.v1.SyncRequest
+	46, // 53: flotilla.v1.Operator.History:input_type -> flotilla.v1.HistoryRequest
+	49, // 54: flotilla.v1.Operator.Rollback:input_type -> flotilla.v1.RollbackRequest
+	51, // 55: flotilla.v1.Operator.RevokeCluster:input_type -> flotilla.v1.RevokeClusterRequest
+	53, // 56: flotilla.v1.Operator.Promote:input_type -> flotilla.v1.PromoteRequest
+	37, // 57: flotilla.v1.Operator.ConfirmRemoval:input_type -> flotilla.v1.ConfirmRemovalRequest
+	63, // 58: flotilla.v1.Operator.RolloutStatus:input_type -> flotilla.v1.RolloutStatusRequest
+	68, // 59: flotilla.v1.Operator.RolloutAction:input_type -> flotilla.v1.RolloutActionRequest
+	58, // 60: flotilla.v1.Peer.ExportRegistry:input_type -> flotilla.v1.ExportRegistryRequest
+	56, // 61: flotilla.v1.Peer.ExportRollout:input_type -> flotilla.v1.ExportRolloutRequest
+	1,  // 62: flotilla.v1.Enrollment.Join:output_type -> flotilla.v1.JoinResponse
+	5,  // 63: flotilla.v1.AgentService.Connect:output_type -> flotilla.v1.HubMessage
+	3,  // 64: flotilla.v1.AgentService.Renew:output_type -> flotilla.v1.RenewResponse
+	29, // 65: flotilla.v1.Operator.Status:output_type -> flotilla.v1.StatusResponse
+	32, // 66: flotilla.v1.Operator.ListClusters:output_type -> flotilla.v1.ListClustersResponse
+	35, // 67: flotilla.v1.Operator.ListApps:output_type -> flotilla.v1.ListAppsResponse
+	41, // 68: flotilla.v1.Operator.AddCluster:output_type -> flotilla.v1.AddClusterResponse
+	43, // 69: flotilla.v1.Operator.CreateToken:output_type -> flotilla.v1.CreateTokenResponse
+	45, // 70: flotilla.v1.Operator.Sync:output_type -> flotilla.v1.SyncResponse
+	47, // 71: flotilla.v1.Operator.History:output_type -> flotilla.v1.HistoryResponse
+	50, // 72: flotilla.v1.Operator.Rollback:output_type -> flotilla.v1.RollbackResponse
+	52, // 73: flotilla.v1.Operator.RevokeCluster:output_type -> flotilla.v1.RevokeClusterResponse
+	54, // 74: flotilla.v1.Operator.Promote:output_type -> flotilla.v1.PromoteResponse
+	38, // 75: flotilla.v1.Operator.ConfirmRemoval:output_type -> flotilla.v1.ConfirmRemovalResponse
+	64, // 76: flotilla.v1.Operator.RolloutStatus:output_type -> flotilla.v1.RolloutStatusResponse
+	69, // 77: flotilla.v1.Operator.RolloutAction:output_type -> flotilla.v1.RolloutActionResponse
+	59, // 78: flotilla.v1.Peer.ExportRegistry:output_type -> flotilla.v1.ExportRegistryResponse
+	57, // 79: flotilla.v1.Peer.ExportRollout:output_type -> flotilla.v1.ExportRolloutResponse
+	62, // [62:80] is the sub-list for method output_type
+	44, // [44:62] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_flotilla_v1_flotilla_proto_init() }
@@ -5140,7 +5895,7 @@ func file_flotilla_v1_flotilla_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotilla_v1_flotilla_proto_rawDesc), len(file_flotilla_v1_flotilla_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   64,
+			NumMessages:   73,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -286,6 +286,8 @@ const (
 	Operator_RevokeCluster_FullMethodName  = "/flotilla.v1.Operator/RevokeCluster"
 	Operator_Promote_FullMethodName        = "/flotilla.v1.Operator/Promote"
 	Operator_ConfirmRemoval_FullMethodName = "/flotilla.v1.Operator/ConfirmRemoval"
+	Operator_RolloutStatus_FullMethodName  = "/flotilla.v1.Operator/RolloutStatus"
+	Operator_RolloutAction_FullMethodName  = "/flotilla.v1.Operator/RolloutAction"
 )
 
 // OperatorClient is the client API for Operator service.
@@ -309,6 +311,10 @@ type OperatorClient interface {
 	// ConfirmRemoval lets the removal of more than half of the Applications, held by the hub,
 	// go ahead (each removed app then goes through its grace period).
 	ConfirmRemoval(ctx context.Context, in *ConfirmRemovalRequest, opts ...grpc.CallOption) (*ConfirmRemovalResponse, error)
+	// RolloutStatus is an app's latest progressive rollout (spec.rollout).
+	RolloutStatus(ctx context.Context, in *RolloutStatusRequest, opts ...grpc.CallOption) (*RolloutStatusResponse, error)
+	// RolloutAction approves, pauses, resumes or aborts an app's rollout, or skips a cluster.
+	RolloutAction(ctx context.Context, in *RolloutActionRequest, opts ...grpc.CallOption) (*RolloutActionResponse, error)
 }
 
 type operatorClient struct {
@@ -429,6 +435,26 @@ func (c *operatorClient) ConfirmRemoval(ctx context.Context, in *ConfirmRemovalR
 	return out, nil
 }
 
+func (c *operatorClient) RolloutStatus(ctx context.Context, in *RolloutStatusRequest, opts ...grpc.CallOption) (*RolloutStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RolloutStatusResponse)
+	err := c.cc.Invoke(ctx, Operator_RolloutStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *operatorClient) RolloutAction(ctx context.Context, in *RolloutActionRequest, opts ...grpc.CallOption) (*RolloutActionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RolloutActionResponse)
+	err := c.cc.Invoke(ctx, Operator_RolloutAction_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OperatorServer is the server API for Operator service.
 // All implementations must embed UnimplementedOperatorServer
 // for forward compatibility.
@@ -450,6 +476,10 @@ type OperatorServer interface {
 	// ConfirmRemoval lets the removal of more than half of the Applications, held by the hub,
 	// go ahead (each removed app then goes through its grace period).
 	ConfirmRemoval(context.Context, *ConfirmRemovalRequest) (*ConfirmRemovalResponse, error)
+	// RolloutStatus is an app's latest progressive rollout (spec.rollout).
+	RolloutStatus(context.Context, *RolloutStatusRequest) (*RolloutStatusResponse, error)
+	// RolloutAction approves, pauses, resumes or aborts an app's rollout, or skips a cluster.
+	RolloutAction(context.Context, *RolloutActionRequest) (*RolloutActionResponse, error)
 	mustEmbedUnimplementedOperatorServer()
 }
 
@@ -492,6 +522,12 @@ func (UnimplementedOperatorServer) Promote(context.Context, *PromoteRequest) (*P
 }
 func (UnimplementedOperatorServer) ConfirmRemoval(context.Context, *ConfirmRemovalRequest) (*ConfirmRemovalResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ConfirmRemoval not implemented")
+}
+func (UnimplementedOperatorServer) RolloutStatus(context.Context, *RolloutStatusRequest) (*RolloutStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RolloutStatus not implemented")
+}
+func (UnimplementedOperatorServer) RolloutAction(context.Context, *RolloutActionRequest) (*RolloutActionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RolloutAction not implemented")
 }
 func (UnimplementedOperatorServer) mustEmbedUnimplementedOperatorServer() {}
 func (UnimplementedOperatorServer) testEmbeddedByValue()                  {}
@@ -712,6 +748,42 @@ func _Operator_ConfirmRemoval_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Operator_RolloutStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RolloutStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServer).RolloutStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Operator_RolloutStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServer).RolloutStatus(ctx, req.(*RolloutStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Operator_RolloutAction_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RolloutActionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServer).RolloutAction(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Operator_RolloutAction_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServer).RolloutAction(ctx, req.(*RolloutActionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Operator_ServiceDesc is the grpc.ServiceDesc for Operator service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -763,6 +835,14 @@ var Operator_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "ConfirmRemoval",
 			Handler:    _Operator_ConfirmRemoval_Handler,
 		},
+		{
+			MethodName: "RolloutStatus",
+			Handler:    _Operator_RolloutStatus_Handler,
+		},
+		{
+			MethodName: "RolloutAction",
+			Handler:    _Operator_RolloutAction_Handler,
+		},
 	},
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "flotilla/v1/flotilla.proto",
@@ -770,6 +850,7 @@ var Operator_ServiceDesc = grpc.ServiceDesc{
 
 const (
 	Peer_ExportRegistry_FullMethodName = "/flotilla.v1.Peer/ExportRegistry"
+	Peer_ExportRollout_FullMethodName  = "/flotilla.v1.Peer/ExportRollout"
 )
 
 // PeerClient is the client API for Peer service.
@@ -782,6 +863,9 @@ const (
 // (or one that missed a broadcast) up to date.
 type PeerClient interface {
 	ExportRegistry(ctx context.Context, in *ExportRegistryRequest, opts ...grpc.CallOption) (*ExportRegistryResponse, error)
+	// ExportRollout is the record of an app's latest progressive rollout, as the replica that
+	// coordinates it keeps it: the others follow it, and take over from their copy.
+	ExportRollout(ctx context.Context, in *ExportRolloutRequest, opts ...grpc.CallOption) (*ExportRolloutResponse, error)
 }
 
 type peerClient struct {
@@ -802,6 +886,16 @@ func (c *peerClient) ExportRegistry(ctx context.Context, in *ExportRegistryReque
 	return out, nil
 }
 
+func (c *peerClient) ExportRollout(ctx context.Context, in *ExportRolloutRequest, opts ...grpc.CallOption) (*ExportRolloutResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExportRolloutResponse)
+	err := c.cc.Invoke(ctx, Peer_ExportRollout_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServer is the server API for Peer service.
 // All implementations must embed UnimplementedPeerServer
 // for forward compatibility.
@@ -812,6 +906,9 @@ func (c *peerClient) ExportRegistry(ctx context.Context, in *ExportRegistryReque
 // (or one that missed a broadcast) up to date.
 type PeerServer interface {
 	ExportRegistry(context.Context, *ExportRegistryRequest) (*ExportRegistryResponse, error)
+	// ExportRollout is the record of an app's latest progressive rollout, as the replica that
+	// coordinates it keeps it: the others follow it, and take over from their copy.
+	ExportRollout(context.Context, *ExportRolloutRequest) (*ExportRolloutResponse, error)
 	mustEmbedUnimplementedPeerServer()
 }
 
@@ -824,6 +921,9 @@ type UnimplementedPeerServer struct{}
 
 func (UnimplementedPeerServer) ExportRegistry(context.Context, *ExportRegistryRequest) (*ExportRegistryResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ExportRegistry not implemented")
+}
+func (UnimplementedPeerServer) ExportRollout(context.Context, *ExportRolloutRequest) (*ExportRolloutResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ExportRollout not implemented")
 }
 func (UnimplementedPeerServer) mustEmbedUnimplementedPeerServer() {}
 func (UnimplementedPeerServer) testEmbeddedByValue()              {}
@@ -864,6 +964,24 @@ func _Peer_ExportRegistry_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Peer_ExportRollout_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExportRolloutRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).ExportRollout(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_ExportRollout_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).ExportRollout(ctx, req.(*ExportRolloutRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Peer_ServiceDesc is the grpc.ServiceDesc for Peer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -874,6 +992,10 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ExportRegistry",
 			Handler:    _Peer_ExportRegistry_Handler,
+		},
+		{
+			MethodName: "ExportRollout",
+			Handler:    _Peer_ExportRollout_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
