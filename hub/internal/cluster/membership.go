@@ -67,6 +67,7 @@ type Membership struct {
 	peers   []string
 	log     *slog.Logger
 	ml      *memberlist.Memberlist
+	addr    string // the gossip address, read once: memberlist's local node is written by UpdateNode
 	tracker *tracker
 	meta    *localMeta
 	queue   *memberlist.TransmitLimitedQueue
@@ -126,6 +127,8 @@ func Start(ctx context.Context, cfg Config) (*Membership, error) {
 		return nil, fmt.Errorf("start gossip on %s: %w", cfg.BindAddr, err)
 	}
 	m.ml = ml
+	local := ml.LocalNode() // no UpdateNode has run yet
+	m.addr = net.JoinHostPort(local.Addr.String(), strconv.Itoa(int(local.Port)))
 	m.refresh() // our own join: epoch 1, Members and Owner answer from now on
 
 	runCtx, cancel := context.WithCancel(ctx)
@@ -496,7 +499,4 @@ func joinErrors(errs []error) error {
 }
 
 // gossipAddr is the address other replicas reach this one's gossip on.
-func (m *Membership) gossipAddr() string {
-	n := m.ml.LocalNode()
-	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
-}
+func (m *Membership) gossipAddr() string { return m.addr }
