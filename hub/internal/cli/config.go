@@ -106,6 +106,8 @@ func (c *Config) Dial() (*grpc.ClientConn, error) {
 type client struct {
 	conn *grpc.ClientConn
 	op   flotillav1.OperatorClient
+	// target is the hub's address, from the config.
+	target string
 }
 
 func (o *rootOptions) client() (*client, error) {
@@ -117,5 +119,5 @@ func (o *rootOptions) client() (*client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &client{conn: conn, op: flotillav1.NewOperatorClient(conn)}, nil
+	return &client{conn: conn, op: flotillav1.NewOperatorClient(conn), target: cfg.Hub}, nil
 }
