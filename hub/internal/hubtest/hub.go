@@ -29,9 +29,10 @@ import (
 
 // Hub is a real hub running in the test's process.
 type Hub struct {
-	Fleet *fleet.Fleet
-	Store *store.Store
-	CA    *pki.CA
+	Server *server.Server
+	Fleet  *fleet.Fleet
+	Store  *store.Store
+	CA     *pki.CA
 	// Addr is host:port of the hub's gRPC listener.
 	Addr string
 	// AdminCert and AdminKey are PEM: the operator certificate the hub writes to admin.yaml.
@@ -86,7 +87,7 @@ func Start(t *testing.T) *Hub {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Hub{Fleet: fl, Store: st, CA: ca, Addr: lis.Addr().String(), AdminCert: cert, AdminKey: key}
+	return &Hub{Server: srv, Fleet: fl, Store: st, CA: ca, Addr: lis.Addr().String(), AdminCert: cert, AdminKey: key}
 }
 
 // Dial connects to the hub over TLS with the given client certificate (none: nil), closed
