@@ -40,18 +40,23 @@ func Entries(items []*flotillav1.AppClusterStatus) []Entry {
 
 // Of describes one drift item reported from cluster.
 func Of(cluster string, d *flotillav1.DriftItem) Entry {
-	o := d.Object
-	kind := o.GetKind()
-	if g := o.GetGroup(); g != "" {
-		kind += "." + g
-	}
-	name := o.GetName()
-	if ns := o.GetNamespace(); ns != "" {
-		name = ns + "/" + name
-	}
+	kind, name := Object(d.Object)
 	typ := d.Type
 	if d.Contested {
 		typ += ", " + Contested
 	}
 	return Entry{Cluster: cluster, Kind: kind, Name: name, Type: typ, Diff: strings.TrimRight(d.Diff, "\n")}
+}
+
+// Object names an object as people read it: Kind.group (the group left out for the core
+// group) and namespace/name (name alone for a cluster-scoped object).
+func Object(o *flotillav1.ObjectRef) (kind, name string) {
+	kind, name = o.GetKind(), o.GetName()
+	if g := o.GetGroup(); g != "" {
+		kind += "." + g
+	}
+	if ns := o.GetNamespace(); ns != "" {
+		name = ns + "/" + name
+	}
+	return kind, name
 }

@@ -23,10 +23,11 @@ import (
 // Report is what a test agent reports for one app once it applied it: its health and
 // message and drift, or, with Nack set, a refusal to apply.
 type Report struct {
-	Health  string
-	Message string
-	Drift   []*flotillav1.DriftItem
-	Nack    string
+	Health    string
+	Message   string
+	Drift     []*flotillav1.DriftItem
+	Resources []*flotillav1.ResourceStatus
+	Nack      string
 }
 
 // agent stands in for flotilla-agent on the other end of the real agent stream: it
@@ -114,7 +115,7 @@ func (a *agent) serve(stream flotillav1.AgentService_ConnectClient) error {
 		} else {
 			st := &flotillav1.AppStatus{
 				App: d.App, Sync: "Synced", Health: r.Health, Message: r.Message, Generation: d.Generation,
-				AppliedRevision: d.Revision, AppliedDigest: d.Digest, Drift: r.Drift,
+				AppliedRevision: d.Revision, AppliedDigest: d.Digest, Drift: r.Drift, Resources: r.Resources,
 			}
 			if r.Health == "Healthy" {
 				st.HealthyRevision = d.Revision

@@ -369,5 +369,5 @@ func (h *Handler) fleetPage(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	h.render(w, r, http.StatusOK, "fleet", "Fleet", q.encode(), v)
+	h.render(w, r, http.StatusOK, "fleet", "Fleet", eventsOf(q), v)
 }

@@ -51,7 +51,7 @@ func (h *Handler) appPage(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	sort.Slice(v.Rows, func(i, j int) bool { return v.Rows[i].Status.Cluster < v.Rows[j].Status.Cluster })
-	h.render(w, r, http.StatusOK, "app", "App "+name, query{App: name}.encode(), v)
+	h.render(w, r, http.StatusOK, "app", "App "+name, eventsOf(query{App: name}), v)
 }
 
 func staleness(clusters []*flotillav1.Cluster) func(string) bool {
@@ -100,7 +100,7 @@ func (h *Handler) clusterPage(w http.ResponseWriter, r *http.Request) {
 		v.Rows = append(v.Rows, statusRow{Cell: newCell(row, stale), Status: row, LastSeen: agoMs(row.LastSeenUnixMs)})
 	}
 	sort.Slice(v.Rows, func(i, j int) bool { return v.Rows[i].Status.App < v.Rows[j].Status.App })
-	h.render(w, r, http.StatusOK, "cluster", "Cluster "+name, query{Cluster: name}.encode(), v)
+	h.render(w, r, http.StatusOK, "cluster", "Cluster "+name, eventsOf(query{Cluster: name}), v)
 }
 
 // appClusterView is the App-on-a-cluster page.
@@ -108,10 +108,16 @@ type appClusterView struct {
 	Cluster, App string
 	Row          statusRow
 	Drift        []drift.Entry
+	Objects      []object
 	History      []historyEntry
 	// Target is the revision a rollback would pin to: the latest other revision that was
 	// Healthy here, else the last healthy one the agent reported.
 	Target string
+}
+
+// object is one of the app's objects with its health.
+type object struct {
+	Kind, Name, Health, Message string
 }
 
 type historyEntry struct {
@@ -123,7 +129,7 @@ func (h *Handler) appOnClusterPage(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 	defer cancel()
 	v := &appClusterView{Cluster: r.PathValue("cluster"), App: r.PathValue("app")}
-	st, err := h.cfg.Backend.Status(ctx, &flotillav1.StatusRequest{App: v.App, Cluster: v.Cluster})
+	st, err := h.cfg.Backend.Status(ctx, &flotillav1.StatusRequest{App: v.App, Cluster: v.Cluster, Resources: true})
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -140,6 +146,10 @@ func (h *Handler) appOnClusterPage(w http.ResponseWriter, r *http.Request) {
 	}
 	v.Row = statusRow{Cell: newCell(s, staleness(list.Items)(v.Cluster)), Status: s, LastSeen: agoMs(s.LastSeenUnixMs)}
 	v.Drift = drift.Entries(st.Items)
+	for _, res := range s.Resources {
+		kind, name := drift.Object(res.Object)
+		v.Objects = append(v.Objects, object{Kind: kind, Name: name, Health: res.Health, Message: res.Message})
+	}
 	hist, err := h.cfg.Backend.History(ctx, &flotillav1.HistoryRequest{App: v.App, Cluster: v.Cluster, Limit: 20})
 	if err != nil {
 		h.fail(w, r, err)
@@ -154,5 +164,5 @@ func (h *Handler) appOnClusterPage(w http.ResponseWriter, r *http.Request) {
 	if v.Target == "" && s.HealthyRevision != s.AppliedRevision {
 		v.Target = s.HealthyRevision
 	}
-	h.render(w, r, http.StatusOK, "appcluster", v.App+" on "+v.Cluster, query{App: v.App, Cluster: v.Cluster}.encode(), v)
+	h.render(w, r, http.StatusOK, "appcluster", v.App+" on "+v.Cluster, eventsOf(query{App: v.App, Cluster: v.Cluster}), v)
 }

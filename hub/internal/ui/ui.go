@@ -137,7 +137,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 type page struct {
 	Title    string
 	Identity string
-	// Events is the query of /events this page listens to ("": none).
+	// Events is the URL of the event stream this page listens to ("": none).
 	Events string
 	CSRF   string
 	Data   any
@@ -171,7 +171,10 @@ var funcs = template.FuncMap{
 	},
 }
 
-// render writes the page name with data.
+// eventsOf is the URL of the event stream of the view q.
+func eventsOf(q query) string { return "/events?" + q.encode() }
+
+// render writes the page name with data; events is the URL of its event stream ("": none).
 func (h *Handler) render(w http.ResponseWriter, r *http.Request, code int, name, title, events string, data any) {
 	p := page{Title: title, Identity: h.identity(r), Events: events, CSRF: h.csrf.token(w, r), Data: data}
 	var b strings.Builder

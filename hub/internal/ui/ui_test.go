@@ -71,6 +71,10 @@ func startDashboard(t *testing.T, pageSize int) *dashboard {
 		"api": {Health: "Healthy", Drift: []*flotillav1.DriftItem{
 			{Object: &flotillav1.ObjectRef{Version: "v1", Kind: "Secret", Namespace: "api", Name: "creds" + hostile}, Type: "modified",
 				Diff: `data.password: "<masked, changed>"`},
+		}, Resources: []*flotillav1.ResourceStatus{
+			{Object: &flotillav1.ObjectRef{Version: "v1", Kind: "ConfigMap", Namespace: "api", Name: "settings" + hostile}, Health: "Healthy"},
+			{Object: &flotillav1.ObjectRef{Group: "apps", Version: "v1", Kind: "Deployment", Namespace: "api", Name: "api"}, Health: "Progressing",
+				Message: "1 of 2 replicas updated " + hostile},
 		}},
 		"worker": {Health: "Degraded", Message: "Deployment worker: 0 of 2 available " + hostile},
 	})
@@ -201,7 +205,8 @@ func TestPages(t *testing.T) {
 
 	onCluster := d.get(t, "/clusters/staging-1/apps/api", http.StatusOK)
 	noScript(t, "app on cluster", onCluster)
-	for _, want := range []string{"Secret", "api/creds" + escaped, "modified", `data.password: &#34;&lt;masked, changed&gt;&#34;`, "api: " + escaped, "Mallory"} {
+	for _, want := range []string{"Secret", "api/creds" + escaped, "modified", `data.password: &#34;&lt;masked, changed&gt;&#34;`, "api: " + escaped, "Mallory",
+		"api/settings" + escaped, "Deployment.apps", `<td class="health-Progressing">Progressing</td>`, "1 of 2 replicas updated " + escaped} {
 		if !strings.Contains(onCluster, want) {
 			t.Errorf("app-on-cluster page lacks %q", want)
 		}

@@ -2241,7 +2241,10 @@ type StatusRequest struct {
 	// Only apps with drift.
 	Drifted bool `protobuf:"varint,5,opt,name=drifted,proto3" json:"drifted,omitempty"`
 	// Only rows whose desired or applied revision starts with this.
-	Revision      string `protobuf:"bytes,6,opt,name=revision,proto3" json:"revision,omitempty"`
+	Revision string `protobuf:"bytes,6,opt,name=revision,proto3" json:"revision,omitempty"`
+	// Include each row's objects with their health, as its agent last reported them (the
+	// dashboard's page of one app on one cluster).
+	Resources     bool `protobuf:"varint,40,opt,name=resources,proto3" json:"resources,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2316,6 +2319,13 @@ func (x *StatusRequest) GetRevision() string {
 		return x.Revision
 	}
 	return ""
+}
+
+func (x *StatusRequest) GetResources() bool {
+	if x != nil {
+		return x.Resources
+	}
+	return false
 }
 
 type StatusResponse struct {
@@ -2393,8 +2403,10 @@ type AppClusterStatus struct {
 	HealthySinceUnixMs int64 `protobuf:"varint,14,opt,name=healthy_since_unix_ms,json=healthySinceUnixMs,proto3" json:"healthy_since_unix_ms,omitempty"`
 	// The revision the agent rolled back from, while it holds the last healthy one instead.
 	RolledBackRevision string `protobuf:"bytes,15,opt,name=rolled_back_revision,json=rolledBackRevision,proto3" json:"rolled_back_revision,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The app's objects with their health, when StatusRequest.resources asks for them.
+	Resources     []*ResourceStatus `protobuf:"bytes,40,rep,name=resources,proto3" json:"resources,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AppClusterStatus) Reset() {
@@ -2530,6 +2542,13 @@ func (x *AppClusterStatus) GetRolledBackRevision() string {
 		return x.RolledBackRevision
 	}
 	return ""
+}
+
+func (x *AppClusterStatus) GetResources() []*ResourceStatus {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
 }
 
 type ListClustersRequest struct {
@@ -4623,17 +4642,18 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x0eResourceStatus\x12.\n" +
 	"\x06object\x18\x01 \x01(\v2\x16.flotilla.v1.ObjectRefR\x06object\x12\x16\n" +
 	"\x06health\x18\x02 \x01(\tR\x06health\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage\"\xa3\x01\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"\xc1\x01\n" +
 	"\rStatusRequest\x12\x10\n" +
 	"\x03app\x18\x01 \x01(\tR\x03app\x12\x18\n" +
 	"\acluster\x18\x02 \x01(\tR\acluster\x12\x1a\n" +
 	"\bselector\x18\x03 \x01(\tR\bselector\x12\x14\n" +
 	"\x05stale\x18\x04 \x01(\bR\x05stale\x12\x18\n" +
 	"\adrifted\x18\x05 \x01(\bR\adrifted\x12\x1a\n" +
-	"\brevision\x18\x06 \x01(\tR\brevision\"r\n" +
+	"\brevision\x18\x06 \x01(\tR\brevision\x12\x1c\n" +
+	"\tresources\x18( \x01(\bR\tresources\"r\n" +
 	"\x0eStatusResponse\x123\n" +
 	"\x05items\x18\x01 \x03(\v2\x1d.flotilla.v1.AppClusterStatusR\x05items\x12+\n" +
-	"\x11unreachable_peers\x18\x02 \x03(\tR\x10unreachablePeers\"\xbc\x04\n" +
+	"\x11unreachable_peers\x18\x02 \x03(\tR\x10unreachablePeers\"\xf7\x04\n" +
 	"\x10AppClusterStatus\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x10\n" +
 	"\x03app\x18\x02 \x01(\tR\x03app\x12\x12\n" +
@@ -4651,7 +4671,8 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"last_error\x18\f \x01(\tR\tlastError\x12'\n" +
 	"\x0fpinned_revision\x18\r \x01(\tR\x0epinnedRevision\x121\n" +
 	"\x15healthy_since_unix_ms\x18\x0e \x01(\x03R\x12healthySinceUnixMs\x120\n" +
-	"\x14rolled_back_revision\x18\x0f \x01(\tR\x12rolledBackRevision\"\x15\n" +
+	"\x14rolled_back_revision\x18\x0f \x01(\tR\x12rolledBackRevision\x129\n" +
+	"\tresources\x18( \x03(\v2\x1b.flotilla.v1.ResourceStatusR\tresources\"\x15\n" +
 	"\x13ListClustersRequest\"o\n" +
 	"\x14ListClustersResponse\x12*\n" +
 	"\x05items\x18\x01 \x03(\v2\x14.flotilla.v1.ClusterR\x05items\x12+\n" +
@@ -4931,52 +4952,53 @@ var file_flotilla_v1_flotilla_proto_depIdxs = []int32{
 	24, // 24: flotilla.v1.ResourceStatus.object:type_name -> flotilla.v1.ObjectRef
 	29, // 25: flotilla.v1.StatusResponse.items:type_name -> flotilla.v1.AppClusterStatus
 	25, // 26: flotilla.v1.AppClusterStatus.drift:type_name -> flotilla.v1.DriftItem
-	32, // 27: flotilla.v1.ListClustersResponse.items:type_name -> flotilla.v1.Cluster
-	60, // 28: flotilla.v1.Cluster.labels:type_name -> flotilla.v1.Cluster.LabelsEntry
-	38, // 29: flotilla.v1.ListAppsResponse.items:type_name -> flotilla.v1.App
-	35, // 30: flotilla.v1.ListAppsResponse.removal_hold:type_name -> flotilla.v1.RemovalHold
-	61, // 31: flotilla.v1.AddClusterRequest.labels:type_name -> flotilla.v1.AddClusterRequest.LabelsEntry
-	47, // 32: flotilla.v1.HistoryResponse.items:type_name -> flotilla.v1.HistoryEntry
-	54, // 33: flotilla.v1.PromoteResponse.images:type_name -> flotilla.v1.ImageChange
-	57, // 34: flotilla.v1.ExportRegistryResponse.clusters:type_name -> flotilla.v1.RegistryCluster
-	58, // 35: flotilla.v1.ExportRegistryResponse.tokens:type_name -> flotilla.v1.RegistryToken
-	59, // 36: flotilla.v1.ExportRegistryResponse.pins:type_name -> flotilla.v1.RegistryPin
-	62, // 37: flotilla.v1.RegistryCluster.labels:type_name -> flotilla.v1.RegistryCluster.LabelsEntry
-	0,  // 38: flotilla.v1.Enrollment.Join:input_type -> flotilla.v1.JoinRequest
-	4,  // 39: flotilla.v1.AgentService.Connect:input_type -> flotilla.v1.AgentMessage
-	2,  // 40: flotilla.v1.AgentService.Renew:input_type -> flotilla.v1.RenewRequest
-	27, // 41: flotilla.v1.Operator.Status:input_type -> flotilla.v1.StatusRequest
-	30, // 42: flotilla.v1.Operator.ListClusters:input_type -> flotilla.v1.ListClustersRequest
-	33, // 43: flotilla.v1.Operator.ListApps:input_type -> flotilla.v1.ListAppsRequest
-	39, // 44: flotilla.v1.Operator.AddCluster:input_type -> flotilla.v1.AddClusterRequest
-	41, // 45: flotilla.v1.Operator.CreateToken:input_type -> flotilla.v1.CreateTokenRequest
-	43, // 46: flotilla.v1.Operator.Sync:input_type -> flotilla.v1.SyncRequest
-	45, // 47: flotilla.v1.Operator.History:input_type -> flotilla.v1.HistoryRequest
-	48, // 48: flotilla.v1.Operator.Rollback:input_type -> flotilla.v1.RollbackRequest
-	50, // 49: flotilla.v1.Operator.RevokeCluster:input_type -> flotilla.v1.RevokeClusterRequest
-	52, // 50: flotilla.v1.Operator.Promote:input_type -> flotilla.v1.PromoteRequest
-	36, // 51: flotilla.v1.Operator.ConfirmRemoval:input_type -> flotilla.v1.ConfirmRemovalRequest
-	55, // 52: flotilla.v1.Peer.ExportRegistry:input_type -> flotilla.v1.ExportRegistryRequest
-	1,  // 53: flotilla.v1.Enrollment.Join:output_type -> flotilla.v1.JoinResponse
-	5,  // 54: flotilla.v1.AgentService.Connect:output_type -> flotilla.v1.HubMessage
-	3,  // 55: flotilla.v1.AgentService.Renew:output_type -> flotilla.v1.RenewResponse
-	28, // 56: flotilla.v1.Operator.Status:output_type -> flotilla.v1.StatusResponse
-	31, // 57: flotilla.v1.Operator.ListClusters:output_type -> flotilla.v1.ListClustersResponse
-	34, // 58: flotilla.v1.Operator.ListApps:output_type -> flotilla.v1.ListAppsResponse
-	40, // 59: flotilla.v1.Operator.AddCluster:output_type -> flotilla.v1.AddClusterResponse
-	42, // 60: flotilla.v1.Operator.CreateToken:output_type -> flotilla.v1.CreateTokenResponse
-	44, // 61: flotilla.v1.Operator.Sync:output_type -> flotilla.v1.SyncResponse
-	46, // 62: flotilla.v1.Operator.History:output_type -> flotilla.v1.HistoryResponse
-	49, // 63: flotilla.v1.Operator.Rollback:output_type -> flotilla.v1.RollbackResponse
-	51, // 64: flotilla.v1.Operator.RevokeCluster:output_type -> flotilla.v1.RevokeClusterResponse
-	53, // 65: flotilla.v1.Operator.Promote:output_type -> flotilla.v1.PromoteResponse
-	37, // 66: flotilla.v1.Operator.ConfirmRemoval:output_type -> flotilla.v1.ConfirmRemovalResponse
-	56, // 67: flotilla.v1.Peer.ExportRegistry:output_type -> flotilla.v1.ExportRegistryResponse
-	53, // [53:68] is the sub-list for method output_type
-	38, // [38:53] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	26, // 27: flotilla.v1.AppClusterStatus.resources:type_name -> flotilla.v1.ResourceStatus
+	32, // 28: flotilla.v1.ListClustersResponse.items:type_name -> flotilla.v1.Cluster
+	60, // 29: flotilla.v1.Cluster.labels:type_name -> flotilla.v1.Cluster.LabelsEntry
+	38, // 30: flotilla.v1.ListAppsResponse.items:type_name -> flotilla.v1.App
+	35, // 31: flotilla.v1.ListAppsResponse.removal_hold:type_name -> flotilla.v1.RemovalHold
+	61, // 32: flotilla.v1.AddClusterRequest.labels:type_name -> flotilla.v1.AddClusterRequest.LabelsEntry
+	47, // 33: flotilla.v1.HistoryResponse.items:type_name -> flotilla.v1.HistoryEntry
+	54, // 34: flotilla.v1.PromoteResponse.images:type_name -> flotilla.v1.ImageChange
+	57, // 35: flotilla.v1.ExportRegistryResponse.clusters:type_name -> flotilla.v1.RegistryCluster
+	58, // 36: flotilla.v1.ExportRegistryResponse.tokens:type_name -> flotilla.v1.RegistryToken
+	59, // 37: flotilla.v1.ExportRegistryResponse.pins:type_name -> flotilla.v1.RegistryPin
+	62, // 38: flotilla.v1.RegistryCluster.labels:type_name -> flotilla.v1.RegistryCluster.LabelsEntry
+	0,  // 39: flotilla.v1.Enrollment.Join:input_type -> flotilla.v1.JoinRequest
+	4,  // 40: flotilla.v1.AgentService.Connect:input_type -> flotilla.v1.AgentMessage
+	2,  // 41: flotilla.v1.AgentService.Renew:input_type -> flotilla.v1.RenewRequest
+	27, // 42: flotilla.v1.Operator.Status:input_type -> flotilla.v1.StatusRequest
+	30, // 43: flotilla.v1.Operator.ListClusters:input_type -> flotilla.v1.ListClustersRequest
+	33, // 44: flotilla.v1.Operator.ListApps:input_type -> flotilla.v1.ListAppsRequest
+	39, // 45: flotilla.v1.Operator.AddCluster:input_type -> flotilla.v1.AddClusterRequest
+	41, // 46: flotilla.v1.Operator.CreateToken:input_type -> flotilla.v1.CreateTokenRequest
+	43, // 47: flotilla.v1.Operator.Sync:input_type -> flotilla.v1.SyncRequest
+	45, // 48: flotilla.v1.Operator.History:input_type -> flotilla.v1.HistoryRequest
+	48, // 49: flotilla.v1.Operator.Rollback:input_type -> flotilla.v1.RollbackRequest
+	50, // 50: flotilla.v1.Operator.RevokeCluster:input_type -> flotilla.v1.RevokeClusterRequest
+	52, // 51: flotilla.v1.Operator.Promote:input_type -> flotilla.v1.PromoteRequest
+	36, // 52: flotilla.v1.Operator.ConfirmRemoval:input_type -> flotilla.v1.ConfirmRemovalRequest
+	55, // 53: flotilla.v1.Peer.ExportRegistry:input_type -> flotilla.v1.ExportRegistryRequest
+	1,  // 54: flotilla.v1.Enrollment.Join:output_type -> flotilla.v1.JoinResponse
+	5,  // 55: flotilla.v1.AgentService.Connect:output_type -> flotilla.v1.HubMessage
+	3,  // 56: flotilla.v1.AgentService.Renew:output_type -> flotilla.v1.RenewResponse
+	28, // 57: flotilla.v1.Operator.Status:output_type -> flotilla.v1.StatusResponse
+	31, // 58: flotilla.v1.Operator.ListClusters:output_type -> flotilla.v1.ListClustersResponse
+	34, // 59: flotilla.v1.Operator.ListApps:output_type -> flotilla.v1.ListAppsResponse
+	40, // 60: flotilla.v1.Operator.AddCluster:output_type -> flotilla.v1.AddClusterResponse
+	42, // 61: flotilla.v1.Operator.CreateToken:output_type -> flotilla.v1.CreateTokenResponse
+	44, // 62: flotilla.v1.Operator.Sync:output_type -> flotilla.v1.SyncResponse
+	46, // 63: flotilla.v1.Operator.History:output_type -> flotilla.v1.HistoryResponse
+	49, // 64: flotilla.v1.Operator.Rollback:output_type -> flotilla.v1.RollbackResponse
+	51, // 65: flotilla.v1.Operator.RevokeCluster:output_type -> flotilla.v1.RevokeClusterResponse
+	53, // 66: flotilla.v1.Operator.Promote:output_type -> flotilla.v1.PromoteResponse
+	37, // 67: flotilla.v1.Operator.ConfirmRemoval:output_type -> flotilla.v1.ConfirmRemovalResponse
+	56, // 68: flotilla.v1.Peer.ExportRegistry:output_type -> flotilla.v1.ExportRegistryResponse
+	54, // [54:69] is the sub-list for method output_type
+	39, // [39:54] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_flotilla_v1_flotilla_proto_init() }
