@@ -84,7 +84,8 @@ func TestDashboard(t *testing.T) {
 	// The diff page: the Secret's change by key, no value; the hostile commit message as text.
 	b.open(t, url+"clusters/staging/apps/worker")
 	html := b.html(t)
-	for _, want := range []string{"Secret", "worker/worker-secret", "data.TOKEN", "modified"} {
+	for _, want := range []string{"Secret", "worker/worker-secret", "data.TOKEN", "modified",
+		`<td>Deployment.apps</td><td>worker/worker</td><td class="health-Healthy">Healthy</td>`} {
 		if !strings.Contains(html, want) {
 			t.Errorf("the diff page lacks %q", want)
 		}

@@ -8,10 +8,14 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
 
 	"github.com/flotilla-dev/flotilla/hub/internal/ui"
 	"github.com/flotilla-dev/flotilla/shared/httpserve"
 )
+
+// dashboardMaxMessage bounds one answer of the hub to the dashboard.
+const dashboardMaxMessage = 512 << 20
 
 func newDashboardCmd(o *rootOptions) *cobra.Command {
 	var port int
@@ -35,7 +39,10 @@ operator's certificate. The pages update themselves within a second of a change.
 			if port < 0 || port > 65535 {
 				return fmt.Errorf("--port %d: want 0 (a free port) to 65535", port)
 			}
-			c, err := o.client()
+			// The dashboard reads the whole fleet's status at once (it pages and counts on its
+			// side): a fleet of thousands of clusters answers with far more than gRPC's
+			// default 4 MiB.
+			c, err := o.client(grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(dashboardMaxMessage)))
 			if err != nil {
 				return err
 			}
