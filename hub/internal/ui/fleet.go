@@ -26,6 +26,9 @@ type query struct {
 	State    string
 	Revision string
 	Page     int
+	// All: every matching cluster, unpaged. Only an event stream takes it (all=1): the App
+	// page lists every cluster of its app and listens to all of them.
+	All bool
 }
 
 func parseQuery(v url.Values) query {
@@ -34,6 +37,7 @@ func parseQuery(v url.Values) query {
 		State: v.Get("state"), Revision: strings.TrimSpace(v.Get("revision")),
 	}
 	q.Page, _ = strconv.Atoi(v.Get("page"))
+	q.All = v.Get("all") == "1"
 	if q.Page < 1 {
 		q.Page = 1
 	}
@@ -50,6 +54,9 @@ func (q query) encode() string {
 	}
 	if q.Page > 1 {
 		v.Set("page", strconv.Itoa(q.Page))
+	}
+	if q.All {
+		v.Set("all", "1")
 	}
 	return v.Encode()
 }
@@ -309,6 +316,9 @@ func build(s *snapshot, q query, pageSize int) (*fleetView, error) {
 		col[a] = i
 	}
 	v.Counts.Clusters = len(names)
+	if q.All {
+		pageSize = max(len(names), 1)
+	}
 	v.Pages = (len(names) + pageSize - 1) / pageSize
 	if v.Pages == 0 {
 		v.Pages = 1
@@ -359,6 +369,7 @@ func (h *Handler) fleetPage(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 	defer cancel()
 	q := parseQuery(r.URL.Query())
+	q.All = false // the fleet page is always paged
 	s, err := read(ctx, h.cfg.Backend)
 	if err != nil {
 		h.fail(w, r, err)

@@ -51,7 +51,7 @@ func (h *Handler) appPage(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	sort.Slice(v.Rows, func(i, j int) bool { return v.Rows[i].Status.Cluster < v.Rows[j].Status.Cluster })
-	h.render(w, r, http.StatusOK, "app", "App "+name, eventsOf(query{App: name}), v)
+	h.render(w, r, http.StatusOK, "app", "App "+name, eventsOf(query{App: name, All: true}), v)
 }
 
 func staleness(clusters []*flotillav1.Cluster) func(string) bool {

@@ -267,15 +267,30 @@ func TestPagination(t *testing.T) {
 	if second := d.get(t, "/?app=api&page=2", http.StatusOK); !strings.Contains(second, ">staging-1<") || !strings.Contains(second, "page 2 of 2") {
 		t.Errorf("page 2 of 2 with app=api")
 	}
+	if all := d.get(t, "/?app=api&all=1", http.StatusOK); strings.Contains(all, ">staging-1<") || !strings.Contains(all, "page 1 of 2") {
+		t.Errorf("the fleet page took all=1: it is always paged")
+	}
+	// The App page lists every cluster of its app and listens to all of them.
+	if app := d.get(t, "/apps/api", http.StatusOK); !strings.Contains(app, `data-events="/events?all=1&amp;app=api"`) ||
+		!strings.Contains(app, ">prod-1<") || !strings.Contains(app, ">staging-1<") {
+		t.Errorf("the app page lists or listens to fewer than its clusters")
+	}
+	select {
+	case b := <-d.listen(t, "all=1&app=api"):
+		if len(b.Cells) != 2 || b.Counts == nil || b.Counts.Cells != 2 {
+			t.Errorf("the app page's first event: %+v, want both clusters' cells", b)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no event in 30s")
+	}
 }
 
-// TestLiveUpdates listens as the fleet page does and sees a cell change when an agent applies a
-// new revision.
-func TestLiveUpdates(t *testing.T) {
-	d := startDashboard(t, 50)
+// listen opens the event stream of a view (its query) until the test ends, and hands over
+// each event.
+func (d *dashboard) listen(t *testing.T, query string) <-chan batch {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.srv.URL+"/events?app=api", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.srv.URL+"/events?"+query, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,7 +298,10 @@ func TestLiveUpdates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	t.Cleanup(func() {
+		cancel()
+		resp.Body.Close()
+	})
 	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
 		t.Fatalf("content type %q", ct)
 	}
@@ -301,6 +319,14 @@ func TestLiveUpdates(t *testing.T) {
 			}
 		}
 	}()
+	return events
+}
+
+// TestLiveUpdates listens as the fleet page does and sees a cell change when an agent applies a
+// new revision.
+func TestLiveUpdates(t *testing.T) {
+	d := startDashboard(t, 50)
+	events := d.listen(t, "app=api")
 	seen := map[string]cell{}
 	next := func() batch {
 		select {
