@@ -141,23 +141,29 @@ func newRollbackFleet(t *testing.T, deadline time.Duration) *rollbackFleet {
 	}
 	e.setApps(t, appSpec{name: "api", prune: true, selfHeal: true,
 		health: fmt.Sprintf("{progressDeadline: %s, rollback: auto}", deadline)})
-	// A revision that changes api's objects on staging, so that the agent holds it under its
-	// own name (a commit rendering the same objects is not sent again).
+	good := e.commitGoodStagingAPI(t)
+	return &rollbackFleet{env: e, recv: recv, deadline: deadline, staging: kubeClient(t, e.clusters[0]), good: good}
+}
+
+// commitGoodStagingAPI commits a revision that changes api's objects on staging, so that the
+// agent holds it under its own name (a commit rendering the same objects is not sent again),
+// and waits until the agent reports it Healthy as its last healthy revision: from then on it
+// is the rollback target.
+func (e *env) commitGoodStagingAPI(t *testing.T) string {
+	t.Helper()
 	good, err := e.repo.Commit("api: 1.0.1 on staging", map[string]string{
 		"environments/staging/api/kustomization.yaml": stagingAPIOverlay("1.0.1", false),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The agent records a revision as its last healthy one before it reports that: from then
-	// on it is the rollback target.
 	if _, err := e.fleet.WaitStatus(e.ctx, time.Minute, func(items []localfleet.StatusItem) bool {
 		it := statusOf(items, "staging", "api")
 		return it != nil && it.AppliedRevision == good && it.Health == "Healthy" && it.HealthyRevision == good
 	}); err != nil {
 		t.Fatal(err)
 	}
-	return &rollbackFleet{env: e, recv: recv, deadline: deadline, staging: kubeClient(t, e.clusters[0]), good: good}
+	return good
 }
 
 // breakStaging commits a revision whose api pods on staging never become ready and waits

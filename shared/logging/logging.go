@@ -29,6 +29,8 @@ const (
 	KeyPeer       = "peer"
 
 	KeyAction       = "action"       // an audited operator action
+	KeyActor        = "actor"        // who did an action (a dashboard identity)
+	KeyPage         = "page"         // a dashboard page
 	KeyAdminConfig  = "adminConfig"  // a written operator configuration file
 	KeyAdvertise    = "advertise"    // a hub replica's advertised address
 	KeyAgain        = "again"        // an enrolment repeated with the same key

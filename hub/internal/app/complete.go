@@ -29,6 +29,8 @@ type completedOptions struct {
 	// charts fetches charts from Helm repositories and OCI registries (--chart-* flags, the
 	// credentials of --repo-credentials).
 	charts *charts.Fetcher
+	// oidcClientSecret of --oidc-client-secret-file, for the dashboard's login (--ui).
+	oidcClientSecret string
 }
 
 // Complete reads and checks the files the options name (call it after Validate). Its errors
@@ -69,6 +71,9 @@ func (o *Options) Complete() (*completedOptions, error) {
 		if c.ignoreDifferences, err = apps.ParseIgnoreDifferences(o.IgnoreDifferences, data); err != nil {
 			return nil, fmt.Errorf("--ignore-differences: %w", err)
 		}
+	}
+	if c.oidcClientSecret, err = o.UI.readClientSecret(); err != nil {
+		return nil, err
 	}
 	if o.WebhookSecret != "" {
 		secret, err := os.ReadFile(o.WebhookSecret)

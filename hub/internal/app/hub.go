@@ -175,6 +175,14 @@ func runHub(ctx context.Context, o *completedOptions, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
+		if o.UI.Enabled {
+			dash, protected, err := dashboard(ctx, o, srv, log)
+			if err != nil {
+				return err
+			}
+			mux.Handle("/", protected)
+			g.Go(func() error { return dash.Run(gctx) })
+		}
 		g.Go(func() error { return httpserve.Serve(gctx, httpserve.New(mux, httpserve.Timeouts{}), hl) })
 	}
 	log.Info("hub started", logging.KeyAddr, lis.Addr().String(), logging.KeyAdvertise, o.Advertise,

@@ -45,6 +45,8 @@ type Options struct {
 	Replicas ReplicaOptions
 	// Charts configure fetching charts from Helm repositories and OCI registries (charts.go).
 	Charts ChartOptions
+	// UI serves the dashboard on --http-listen behind OpenID Connect (ui.go).
+	UI UIOptions
 }
 
 // NewOptions returns the defaults.
@@ -99,6 +101,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Log.Format, "log-format", o.Log.Format, "text or json")
 	o.Replicas.AddFlags(fs)
 	o.Charts.AddFlags(fs)
+	o.UI.AddFlags(fs)
 }
 
 // Validate checks the options and fills derived defaults.
@@ -158,6 +161,6 @@ func (o *Options) Validate() error {
 		}
 		o.Advertise = net.JoinHostPort(host, port)
 	}
-	errs = append(errs, o.Replicas.validate(o.DataDir, o.Advertise), o.Charts.validate())
+	errs = append(errs, o.Replicas.validate(o.DataDir, o.Advertise), o.Charts.validate(), o.UI.validate(o.HTTPListen))
 	return errors.Join(errs...)
 }

@@ -29,7 +29,7 @@ func AddCommands(root *cobra.Command) {
 	o := &rootOptions{}
 	root.PersistentFlags().StringVar(&o.configPath, "config", "", "operator config file (default $FLOTILLA_CONFIG, else ~/.config/flotilla/config; the hub writes one to DATA_DIR/admin.yaml)")
 	root.PersistentFlags().DurationVar(&o.timeout, "request-timeout", 30*time.Second, "time limit for one request to the hub")
-	root.AddCommand(newStatusCmd(o), newClustersCmd(o), newAppsCmd(o), newClusterCmd(o), newTokenCmd(o), newSyncCmd(o), newHistoryCmd(o), newDiffCmd(o), newRollbackCmd(o), newPromoteCmd(o), newRolloutCmd(o))
+	root.AddCommand(newStatusCmd(o), newClustersCmd(o), newAppsCmd(o), newClusterCmd(o), newTokenCmd(o), newSyncCmd(o), newHistoryCmd(o), newDiffCmd(o), newRollbackCmd(o), newPromoteCmd(o), newRolloutCmd(o), newDashboardCmd(o))
 }
 
 // run calls fn with a connected client and a bounded context, and makes gRPC errors readable.
@@ -230,7 +230,11 @@ func printStatus(w io.Writer, items []*flotillav1.AppClusterStatus, out string) 
 		}
 		fmt.Fprintln(tw, line)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprint(w, "\ndashboard: flotilla dashboard\n")
+	return err
 }
 
 func newClustersCmd(o *rootOptions) *cobra.Command {

@@ -181,8 +181,8 @@ func TestChangeGolden(t *testing.T) {
 	succeeds(step("16_history_promoted", "history", "api", "--cluster", "prod-1"))
 
 	// A mass removal held, shown by apps, then confirmed.
-	h.fleet.GuardRemoval([]string{"api", "broken", "edge-proxy", "legacy", "worker"})
-	if held := h.fleet.GuardRemoval([]string{"api"}); len(held) != 4 {
+	h.Fleet.GuardRemoval([]string{"api", "broken", "edge-proxy", "legacy", "worker"})
+	if held := h.Fleet.GuardRemoval([]string{"api"}); len(held) != 4 {
 		t.Fatalf("removal held for %v, want 4 apps", held)
 	}
 	succeeds(step("17_apps_removal_held", "apps"))

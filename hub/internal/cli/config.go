@@ -82,8 +82,8 @@ func WriteConfig(path string, c *Config) error {
 	return os.Rename(tmp, path)
 }
 
-// Dial opens a TLS connection to the hub with the operator certificate.
-func (c *Config) Dial() (*grpc.ClientConn, error) {
+// Dial opens a TLS connection to the hub with the operator certificate (and opts).
+func (c *Config) Dial(opts ...grpc.DialOption) (*grpc.ClientConn, error) {
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM([]byte(c.CA)) {
 		return nil, errors.New("operator config: ca holds no certificate")
@@ -99,23 +99,25 @@ func (c *Config) Dial() (*grpc.ClientConn, error) {
 	creds := credentials.NewTLS(&tls.Config{
 		RootCAs: pool, Certificates: []tls.Certificate{cert}, ServerName: host, MinVersion: tls.VersionTLS13,
 	})
-	return grpc.NewClient(c.Hub, grpc.WithTransportCredentials(creds))
+	return grpc.NewClient(c.Hub, append([]grpc.DialOption{grpc.WithTransportCredentials(creds)}, opts...)...)
 }
 
 // client is what commands use.
 type client struct {
 	conn *grpc.ClientConn
 	op   flotillav1.OperatorClient
+	// target is the hub's address, from the config.
+	target string
 }
 
-func (o *rootOptions) client() (*client, error) {
+func (o *rootOptions) client(opts ...grpc.DialOption) (*client, error) {
 	cfg, err := LoadConfig(ConfigPath(o.configPath))
 	if err != nil {
 		return nil, err
 	}
-	conn, err := cfg.Dial()
+	conn, err := cfg.Dial(opts...)
 	if err != nil {
 		return nil, err
 	}
-	return &client{conn: conn, op: flotillav1.NewOperatorClient(conn)}, nil
+	return &client{conn: conn, op: flotillav1.NewOperatorClient(conn), target: cfg.Hub}, nil
 }

@@ -7,6 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/flotilla-dev/flotilla/hub/internal/drift"
+
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
 )
 
@@ -38,30 +40,14 @@ self-heal backs off. It reads the drift the agents last reported; it measures no
 				if suggest {
 					return suggestIgnore(w, args[0], resp.Items)
 				}
-				drifted := 0
-				for _, s := range resp.Items {
-					for _, d := range s.Drift {
-						drifted++
-						o := d.Object
-						kind := o.GetKind()
-						if g := o.GetGroup(); g != "" {
-							kind += "." + g
-						}
-						name := o.GetName()
-						if ns := o.GetNamespace(); ns != "" {
-							name = ns + "/" + name
-						}
-						typ := d.Type
-						if d.Contested {
-							typ += ", contested: another actor keeps changing it back; self-heal is backing off"
-						}
-						fmt.Fprintf(w, "=== %s: %s %s (%s)\n", s.Cluster, clean(kind), clean(name), clean(typ))
-						if d.Diff != "" {
-							fmt.Fprintln(w, strings.TrimRight(cleanLines(d.Diff), "\n"))
-						}
+				entries := drift.Entries(resp.Items)
+				for _, e := range entries {
+					fmt.Fprintf(w, "=== %s: %s %s (%s)\n", e.Cluster, clean(e.Kind), clean(e.Name), clean(e.Type))
+					if e.Diff != "" {
+						fmt.Fprintln(w, strings.TrimRight(cleanLines(e.Diff), "\n"))
 					}
 				}
-				if drifted == 0 {
+				if len(entries) == 0 {
 					fmt.Fprintf(w, "no drift: the live objects of %s match Git on %s\n", args[0], orAll(cluster))
 				}
 				return nil

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -10,12 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-
 	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
+	"github.com/flotilla-dev/flotilla/hub/internal/hubtest"
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
-	"github.com/flotilla-dev/flotilla/shared/bundle"
-	"github.com/flotilla-dev/flotilla/shared/testwait"
 )
 
 // ageRecipient is the age public key staging-1's agent sends when it joins (a fixed one, so
@@ -64,7 +60,7 @@ func populate(t *testing.T, h *testHub) *testFleet {
 	}
 
 	now := time.Now()
-	h.fleet.SetApps([]*fleet.AppInfo{
+	h.Fleet.SetApps([]*fleet.AppInfo{
 		{Name: "api", SourceFile: "apps/api.yaml", RepoURL: f.repo, TargetRevision: "main", Path: "env/{{ .labels.env }}/api",
 			Revision: f.rev2, Clusters: []string{"prod-1", "staging-1", "staging-2"}, RepoState: fleet.RepoCurrent, LastFetched: now},
 		{Name: "broken", SourceFile: "apps/broken.yaml", Error: "apps/broken.yaml: spec.destination: give clusters or a selector"},
@@ -84,7 +80,7 @@ func populate(t *testing.T, h *testHub) *testFleet {
 	})
 	commit := now.Add(-time.Minute)
 	desire := func(cluster, app, rev, author, msg string) {
-		h.fleet.SetDesired(fleet.Desired{Cluster: cluster, App: app, Revision: rev, Bundle: configMapBundle(t, app, rev),
+		h.Fleet.SetDesired(fleet.Desired{Cluster: cluster, App: app, Revision: rev, Bundle: hubtest.ConfigMapBundle(t, app, rev),
 			Namespace: app, CommitTime: commit, Author: author, Message: msg})
 	}
 	for _, c := range []string{"prod-1", "staging-1", "staging-2"} {
@@ -96,68 +92,38 @@ func populate(t *testing.T, h *testHub) *testFleet {
 	desire("edge-1", "edge-proxy", "4e07408562bedb8b60ce05c1decfe3ad16b72230", "Linus <linus@example.com>", "edge-proxy: v3.1.0")
 
 	// One agent at a time, so that the history is in the same order every run.
-	join := func(cluster, recipient string, reports map[string]appReport, wait map[string]func(fleet.Report) bool) {
-		h.connectAgent(t, cluster, h.enrol(t, tokens[cluster], recipient), reports)
+	join := func(cluster, recipient string, reports map[string]hubtest.Report, wait map[string]func(fleet.Report) bool) {
+		h.ConnectAgent(t, cluster, h.Enrol(t, tokens[cluster], recipient), reports)
 		for app, ok := range wait {
-			h.waitReport(t, cluster, app, ok)
+			h.WaitReport(t, cluster, app, ok)
 		}
 	}
 	applied := func(rev, health string) func(fleet.Report) bool {
 		return func(r fleet.Report) bool { return r.AppliedRevision == rev && r.Health == health }
 	}
-	join("prod-1", "", map[string]appReport{}, map[string]func(fleet.Report) bool{"api": applied(f.rev1, "Healthy")})
-	join("staging-1", ageRecipient, map[string]appReport{
-		"worker": {health: "Degraded", message: "Deployment worker/worker: 0 of 2 replicas available: ImagePullBackOff"},
+	join("prod-1", "", map[string]hubtest.Report{}, map[string]func(fleet.Report) bool{"api": applied(f.rev1, "Healthy")})
+	join("staging-1", ageRecipient, map[string]hubtest.Report{
+		"worker": {Health: "Degraded", Message: "Deployment worker/worker: 0 of 2 replicas available: ImagePullBackOff"},
 	}, map[string]func(fleet.Report) bool{"api": applied(f.rev1, "Healthy"), "worker": applied(workerRevision, "Degraded")})
-	join("staging-2", "", map[string]appReport{
-		"api": {health: "Healthy", drift: []*flotillav1.DriftItem{
+	join("staging-2", "", map[string]hubtest.Report{
+		"api": {Health: "Healthy", Drift: []*flotillav1.DriftItem{
 			{Object: &flotillav1.ObjectRef{Version: "v1", Kind: "ConfigMap", Namespace: "api", Name: "api-settings"}, Type: "modified",
 				Diff: `data.LOG_LEVEL: "debug" → "info"`},
 			{Object: &flotillav1.ObjectRef{Group: "apps", Version: "v1", Kind: "Deployment", Namespace: "api", Name: "api"}, Type: "modified",
 				Diff: "metadata.annotations.sidecar.istio.io/status: \"injected\" → <none>\nspec.replicas: 5 → 3", Contested: true},
 			{Object: &flotillav1.ObjectRef{Version: "v1", Kind: "Service", Namespace: "api", Name: "api-metrics"}, Type: "missing"},
 		}},
-		"worker": {nack: "apply Deployment worker/worker: admission webhook \"policy.example.com\" denied the request: image tag latest is not allowed"},
+		"worker": {Nack: "apply Deployment worker/worker: admission webhook \"policy.example.com\" denied the request: image tag latest is not allowed"},
 	}, map[string]func(fleet.Report) bool{"api": applied(f.rev1, "Healthy"), "worker": func(r fleet.Report) bool { return r.LastError != "" }})
-	h.waitHistory(t, "worker", "staging-2", 1)
+	h.WaitHistory(t, "worker", "staging-2", 1)
 
 	// The second revision: to staging; production's render of it fails.
 	for _, c := range []string{"staging-1", "staging-2"} {
 		desire(c, "api", f.rev2, "Ada <ada@example.com>", "api: 2.0.0 on staging")
-		h.waitReport(t, c, "api", applied(f.rev2, "Healthy"))
+		h.WaitReport(t, c, "api", applied(f.rev2, "Healthy"))
 	}
-	h.fleet.SetRenderError("prod-1", "api", f.rev2, errors.New("env/production/api/kustomization.yaml: resource ../../../base/api: no such directory"))
+	h.Fleet.SetRenderError("prod-1", "api", f.rev2, errors.New("env/production/api/kustomization.yaml: resource ../../../base/api: no such directory"))
 	return f
-}
-
-// waitReport waits until the hub's latest report on app from cluster satisfies ok.
-func (h *testHub) waitReport(t *testing.T, cluster, app string, ok func(fleet.Report) bool) {
-	t.Helper()
-	testwait.Until(t, 30*time.Second, "report on "+app+" from "+cluster, func() bool {
-		r, found := h.fleet.LatestReport(cluster, app)
-		return found && ok(r)
-	})
-}
-
-// waitHistory waits until the hub recorded n history entries of app on cluster.
-func (h *testHub) waitHistory(t *testing.T, app, cluster string, n int) {
-	t.Helper()
-	testwait.For(t, 30*time.Second, "history of "+app+" on "+cluster, func(ctx context.Context) (bool, error) {
-		recs, err := h.store.ListHistory(app, cluster, 0)
-		return len(recs) >= n, err
-	})
-}
-
-func configMapBundle(t *testing.T, name, data string) *bundle.Bundle {
-	t.Helper()
-	b, err := bundle.New([]*unstructured.Unstructured{{Object: map[string]any{
-		"apiVersion": "v1", "kind": "ConfigMap", "metadata": map[string]any{"name": name},
-		"data": map[string]any{"revision": data},
-	}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // apiRepo makes a bare repository for the api app, with overlays for staging and production,

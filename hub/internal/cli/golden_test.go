@@ -119,7 +119,7 @@ type normaliser struct {
 
 func newNormaliser(h *testHub) *normaliser {
 	n := &normaliser{known: map[string]string{}}
-	n.add(h.addr, "<hub>")
+	n.add(h.Addr, "<hub>")
 	return n
 }
 

@@ -6,6 +6,7 @@ import (
 
 	"github.com/flotilla-dev/flotilla/hub/internal/apps"
 	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
+	"github.com/flotilla-dev/flotilla/hub/internal/hubtest"
 )
 
 const rolloutApp = `apiVersion: flotilla.dev/v1alpha1
@@ -42,7 +43,7 @@ func TestRolloutCommands(t *testing.T) {
 		if r := h.flotilla(t, "cluster", "add", c, "--labels", clusters[c]); r.err != nil {
 			t.Fatalf("cluster add %s: %v", c, r.err)
 		}
-		h.fleet.Seen(c, "test", true) // connected: not Stale, and not reporting either
+		h.Fleet.Seen(c, "test", true) // connected: not Stale, and not reporting either
 	}
 	list, errs := apps.Parse("apps/api.yaml", []byte(rolloutApp))
 	if len(errs) > 0 {
@@ -52,22 +53,22 @@ func TestRolloutCommands(t *testing.T) {
 	// render is what the reconciler does with each cluster: ask which revision it gets.
 	render := func(commit string) {
 		for _, c := range []string{"canary-1", "edge-1", "main-1", "main-2"} {
-			rev, held := h.rollouts.Revision(app, fleet.ClusterVars{Name: c, Labels: labelMap(clusters[c])}, commit)
+			rev, held := h.Rollouts.Revision(app, fleet.ClusterVars{Name: c, Labels: labelMap(clusters[c])}, commit)
 			switch {
 			case held && rev == "":
 				continue
 			case !held:
 				rev = commit
 			}
-			h.fleet.SetDesired(fleet.Desired{Cluster: c, App: "api", Revision: rev, Bundle: configMapBundle(t, "api", rev)})
+			h.Fleet.SetDesired(fleet.Desired{Cluster: c, App: "api", Revision: rev, Bundle: hubtest.ConfigMapBundle(t, "api", rev)})
 		}
 	}
 	// round renders, records the apps, lets the coordinator advance and renders again, as the
 	// round it asks for does.
 	round := func(commit string) {
 		render(commit)
-		h.fleet.SetApps([]*fleet.AppInfo{{Name: "api", Destination: app.Destination, Revision: commit, Rollout: app.Rollout}})
-		h.rollouts.AdvanceAll()
+		h.Fleet.SetApps([]*fleet.AppInfo{{Name: "api", Destination: app.Destination, Revision: commit, Rollout: app.Rollout}})
+		h.Rollouts.AdvanceAll()
 		render(commit)
 	}
 	round(rolloutRev1)
@@ -89,7 +90,7 @@ func TestRolloutCommands(t *testing.T) {
 	golden(t, "rollout_13_status_rolled_back", n, h.flotilla(t, "rollout", "status", "api", "-o", "wide"))
 	golden(t, "rollout_14_status_unknown_app", n, h.flotilla(t, "rollout", "status", "nope"))
 
-	audit, err := h.store.ListAudit(100)
+	audit, err := h.Store.ListAudit(100)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +104,7 @@ func TestRolloutCommands(t *testing.T) {
 		}
 	}
 	for _, c := range []string{"canary-1", "main-1"} {
-		if rev, held := h.rollouts.Revision(app, fleet.ClusterVars{Name: c, Labels: labelMap(clusters[c])}, rolloutRev2); rev != rolloutRev1 || !held {
+		if rev, held := h.Rollouts.Revision(app, fleet.ClusterVars{Name: c, Labels: labelMap(clusters[c])}, rolloutRev2); rev != rolloutRev1 || !held {
 			t.Errorf("after abort --rollback, %s gets %s (held %v), want %s", c, rev, held, rolloutRev1)
 		}
 	}

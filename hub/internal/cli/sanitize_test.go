@@ -62,8 +62,8 @@ func TestStatusTableEscapesAgentText(t *testing.T) {
 				t.Errorf("-o %s prints control character %q:\n%q", out, r, s)
 			}
 		}
-		if n := strings.Count(s, "\n"); n != 2 {
-			t.Errorf("-o %s prints %d lines for one row, want a header and the row:\n%s", out, n, s)
+		if n := strings.Count(s, "\n"); n != 4 {
+			t.Errorf("-o %s prints %d lines for one row, want a header, the row, a blank line and the dashboard footer:\n%s", out, n, s)
 		}
 		if !strings.Contains(s, "HealthyDegraded") {
 			t.Errorf("-o %s lost the text around the escapes:\n%s", out, s)

@@ -46,6 +46,7 @@ func (f *Fleet) Knows(cluster, app string) bool {
 const (
 	MaxMessageBytes = 4 << 10   // a status message or NACK reason
 	MaxDriftItems   = 100       // drifted objects listed
+	MaxResources    = 500       // objects listed with their health
 	MaxDiffBytes    = 16 << 10  // one object's diff
 	MaxReportBytes  = 256 << 10 // all diffs of one report
 )
@@ -67,6 +68,15 @@ func capReport(r *Report) {
 		}
 		d.Group, d.Version, d.Kind = Truncate(d.Group, 253), Truncate(d.Version, 63), Truncate(d.Kind, 63)
 		d.Namespace, d.Name, d.Type = Truncate(d.Namespace, 253), Truncate(d.Name, 253), Truncate(d.Type, 63)
+	}
+	if len(r.Resources) > MaxResources {
+		r.Resources = r.Resources[:MaxResources:MaxResources]
+	}
+	for i := range r.Resources {
+		o := &r.Resources[i]
+		o.Group, o.Version, o.Kind = Truncate(o.Group, 253), Truncate(o.Version, 63), Truncate(o.Kind, 63)
+		o.Namespace, o.Name, o.Health = Truncate(o.Namespace, 253), Truncate(o.Name, 253), Truncate(o.Health, 63)
+		o.Message = Truncate(o.Message, 1<<10)
 	}
 	for _, s := range []*string{&r.Sync, &r.Health, &r.AppliedRevision, &r.AppliedDigest, &r.HealthyRevision, &r.RolledBackRevision} {
 		*s = Truncate(*s, 128)

@@ -36,6 +36,8 @@ type Report struct {
 	HealthyRevision string      `json:"healthyRevision,omitempty"`
 	AppliedAt       time.Time   `json:"appliedAt,omitempty"`
 	Drift           []DriftItem `json:"drift,omitempty"`
+	// Resources are the app's objects with their health, as the agent last reported them.
+	Resources []ResourceItem `json:"resources,omitempty"`
 	// RolledBackRevision is set while the agent holds the app at its last healthy revision
 	// because this one did not become healthy; Message says why.
 	RolledBackRevision string `json:"rolledBackRevision,omitempty"`
@@ -63,6 +65,17 @@ type DriftItem struct {
 	Type      string `json:"type"`
 	Contested bool   `json:"contested,omitempty"`
 	Diff      string `json:"diff,omitempty"`
+}
+
+// ResourceItem is one of an app's objects with its health.
+type ResourceItem struct {
+	Group     string `json:"group,omitempty"`
+	Version   string `json:"version,omitempty"`
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name"`
+	Health    string `json:"health"`
+	Message   string `json:"message,omitempty"`
 }
 
 // Presence is what the hub knows about a cluster's agent link.

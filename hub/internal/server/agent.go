@@ -376,6 +376,13 @@ func reportFromProto(p *flotillav1.AppStatus) fleet.Report {
 			Name: o.GetName(), Type: d.Type, Diff: d.Diff, Contested: d.Contested,
 		})
 	}
+	for _, res := range p.Resources {
+		o := res.GetObject()
+		r.Resources = append(r.Resources, fleet.ResourceItem{
+			Group: o.GetGroup(), Version: o.GetVersion(), Kind: o.GetKind(), Namespace: o.GetNamespace(),
+			Name: o.GetName(), Health: res.Health, Message: res.Message,
+		})
+	}
 	return r
 }
 

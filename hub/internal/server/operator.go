@@ -122,6 +122,14 @@ func (s *Server) Status(ctx context.Context, req *flotillav1.StatusRequest) (*fl
 				item.HealthySinceUnixMs = rep.HealthySince.UnixMilli()
 			}
 			item.AppliedAtUnixMs = unixMs(rep.AppliedAt)
+			if req.Resources {
+				for _, o := range rep.Resources {
+					item.Resources = append(item.Resources, &flotillav1.ResourceStatus{
+						Object: &flotillav1.ObjectRef{Group: o.Group, Version: o.Version, Kind: o.Kind, Namespace: o.Namespace, Name: o.Name},
+						Health: o.Health, Message: o.Message,
+					})
+				}
+			}
 		}
 		for _, d := range r.Drift {
 			item.Drift = append(item.Drift, &flotillav1.DriftItem{

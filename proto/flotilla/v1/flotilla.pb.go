@@ -2325,7 +2325,10 @@ type StatusRequest struct {
 	// Only apps with drift.
 	Drifted bool `protobuf:"varint,5,opt,name=drifted,proto3" json:"drifted,omitempty"`
 	// Only rows whose desired or applied revision starts with this.
-	Revision      string `protobuf:"bytes,6,opt,name=revision,proto3" json:"revision,omitempty"`
+	Revision string `protobuf:"bytes,6,opt,name=revision,proto3" json:"revision,omitempty"`
+	// Include each row's objects with their health, as its agent last reported them (the
+	// dashboard's page of one app on one cluster).
+	Resources     bool `protobuf:"varint,40,opt,name=resources,proto3" json:"resources,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2400,6 +2403,13 @@ func (x *StatusRequest) GetRevision() string {
 		return x.Revision
 	}
 	return ""
+}
+
+func (x *StatusRequest) GetResources() bool {
+	if x != nil {
+		return x.Resources
+	}
+	return false
 }
 
 type StatusResponse struct {
@@ -2482,8 +2492,10 @@ type AppClusterStatus struct {
 	Rollout string `protobuf:"bytes,30,opt,name=rollout,proto3" json:"rollout,omitempty"`
 	// When the agent applied what it holds, as it reports.
 	AppliedAtUnixMs int64 `protobuf:"varint,31,opt,name=applied_at_unix_ms,json=appliedAtUnixMs,proto3" json:"applied_at_unix_ms,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The app's objects with their health, when StatusRequest.resources asks for them.
+	Resources     []*ResourceStatus `protobuf:"bytes,40,rep,name=resources,proto3" json:"resources,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AppClusterStatus) Reset() {
@@ -2633,6 +2645,13 @@ func (x *AppClusterStatus) GetAppliedAtUnixMs() int64 {
 		return x.AppliedAtUnixMs
 	}
 	return 0
+}
+
+func (x *AppClusterStatus) GetResources() []*ResourceStatus {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
 }
 
 type ListClustersRequest struct {
@@ -5431,17 +5450,18 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x0eResourceStatus\x12.\n" +
 	"\x06object\x18\x01 \x01(\v2\x16.flotilla.v1.ObjectRefR\x06object\x12\x16\n" +
 	"\x06health\x18\x02 \x01(\tR\x06health\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage\"\xa3\x01\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"\xc1\x01\n" +
 	"\rStatusRequest\x12\x10\n" +
 	"\x03app\x18\x01 \x01(\tR\x03app\x12\x18\n" +
 	"\acluster\x18\x02 \x01(\tR\acluster\x12\x1a\n" +
 	"\bselector\x18\x03 \x01(\tR\bselector\x12\x14\n" +
 	"\x05stale\x18\x04 \x01(\bR\x05stale\x12\x18\n" +
 	"\adrifted\x18\x05 \x01(\bR\adrifted\x12\x1a\n" +
-	"\brevision\x18\x06 \x01(\tR\brevision\"r\n" +
+	"\brevision\x18\x06 \x01(\tR\brevision\x12\x1c\n" +
+	"\tresources\x18( \x01(\bR\tresources\"r\n" +
 	"\x0eStatusResponse\x123\n" +
 	"\x05items\x18\x01 \x03(\v2\x1d.flotilla.v1.AppClusterStatusR\x05items\x12+\n" +
-	"\x11unreachable_peers\x18\x02 \x03(\tR\x10unreachablePeers\"\x83\x05\n" +
+	"\x11unreachable_peers\x18\x02 \x03(\tR\x10unreachablePeers\"\xbe\x05\n" +
 	"\x10AppClusterStatus\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x10\n" +
 	"\x03app\x18\x02 \x01(\tR\x03app\x12\x12\n" +
@@ -5461,7 +5481,8 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x15healthy_since_unix_ms\x18\x0e \x01(\x03R\x12healthySinceUnixMs\x120\n" +
 	"\x14rolled_back_revision\x18\x0f \x01(\tR\x12rolledBackRevision\x12\x18\n" +
 	"\arollout\x18\x1e \x01(\tR\arollout\x12+\n" +
-	"\x12applied_at_unix_ms\x18\x1f \x01(\x03R\x0fappliedAtUnixMs\"\x15\n" +
+	"\x12applied_at_unix_ms\x18\x1f \x01(\x03R\x0fappliedAtUnixMs\x129\n" +
+	"\tresources\x18( \x03(\v2\x1b.flotilla.v1.ResourceStatusR\tresources\"\x15\n" +
 	"\x13ListClustersRequest\"o\n" +
 	"\x14ListClustersResponse\x12*\n" +
 	"\x05items\x18\x01 \x03(\v2\x14.flotilla.v1.ClusterR\x05items\x12+\n" +
@@ -5810,62 +5831,63 @@ var file_flotilla_v1_flotilla_proto_depIdxs = []int32{
 	25, // 26: flotilla.v1.ResourceStatus.object:type_name -> flotilla.v1.ObjectRef
 	30, // 27: flotilla.v1.StatusResponse.items:type_name -> flotilla.v1.AppClusterStatus
 	26, // 28: flotilla.v1.AppClusterStatus.drift:type_name -> flotilla.v1.DriftItem
-	33, // 29: flotilla.v1.ListClustersResponse.items:type_name -> flotilla.v1.Cluster
-	70, // 30: flotilla.v1.Cluster.labels:type_name -> flotilla.v1.Cluster.LabelsEntry
-	39, // 31: flotilla.v1.ListAppsResponse.items:type_name -> flotilla.v1.App
-	36, // 32: flotilla.v1.ListAppsResponse.removal_hold:type_name -> flotilla.v1.RemovalHold
-	71, // 33: flotilla.v1.AddClusterRequest.labels:type_name -> flotilla.v1.AddClusterRequest.LabelsEntry
-	48, // 34: flotilla.v1.HistoryResponse.items:type_name -> flotilla.v1.HistoryEntry
-	55, // 35: flotilla.v1.PromoteResponse.images:type_name -> flotilla.v1.ImageChange
-	60, // 36: flotilla.v1.ExportRegistryResponse.clusters:type_name -> flotilla.v1.RegistryCluster
-	61, // 37: flotilla.v1.ExportRegistryResponse.tokens:type_name -> flotilla.v1.RegistryToken
-	62, // 38: flotilla.v1.ExportRegistryResponse.pins:type_name -> flotilla.v1.RegistryPin
-	72, // 39: flotilla.v1.RegistryCluster.labels:type_name -> flotilla.v1.RegistryCluster.LabelsEntry
-	65, // 40: flotilla.v1.RolloutStatusResponse.rollout:type_name -> flotilla.v1.Rollout
-	66, // 41: flotilla.v1.Rollout.steps:type_name -> flotilla.v1.RolloutStep
-	67, // 42: flotilla.v1.RolloutStep.clusters:type_name -> flotilla.v1.RolloutCluster
-	65, // 43: flotilla.v1.RolloutActionResponse.rollout:type_name -> flotilla.v1.Rollout
-	0,  // 44: flotilla.v1.Enrollment.Join:input_type -> flotilla.v1.JoinRequest
-	4,  // 45: flotilla.v1.AgentService.Connect:input_type -> flotilla.v1.AgentMessage
-	2,  // 46: flotilla.v1.AgentService.Renew:input_type -> flotilla.v1.RenewRequest
-	28, // 47: flotilla.v1.Operator.Status:input_type -> flotilla.v1.StatusRequest
-	31, // 48: flotilla.v1.Operator.ListClusters:input_type -> flotilla.v1.ListClustersRequest
-	34, // 49: flotilla.v1.Operator.ListApps:input_type -> flotilla.v1.ListAppsRequest
-	40, // 50: flotilla.v1.Operator.AddCluster:input_type -> flotilla.v1.AddClusterRequest
-	42, // 51: flotilla.v1.Operator.CreateToken:input_type -> flotilla.v1.CreateTokenRequest
-	44, // 52: flotilla.v1.Operator.Sync:input_type -> flotilla.v1.SyncRequest
-	46, // 53: flotilla.v1.Operator.History:input_type -> flotilla.v1.HistoryRequest
-	49, // 54: flotilla.v1.Operator.Rollback:input_type -> flotilla.v1.RollbackRequest
-	51, // 55: flotilla.v1.Operator.RevokeCluster:input_type -> flotilla.v1.RevokeClusterRequest
-	53, // 56: flotilla.v1.Operator.Promote:input_type -> flotilla.v1.PromoteRequest
-	37, // 57: flotilla.v1.Operator.ConfirmRemoval:input_type -> flotilla.v1.ConfirmRemovalRequest
-	63, // 58: flotilla.v1.Operator.RolloutStatus:input_type -> flotilla.v1.RolloutStatusRequest
-	68, // 59: flotilla.v1.Operator.RolloutAction:input_type -> flotilla.v1.RolloutActionRequest
-	58, // 60: flotilla.v1.Peer.ExportRegistry:input_type -> flotilla.v1.ExportRegistryRequest
-	56, // 61: flotilla.v1.Peer.ExportRollout:input_type -> flotilla.v1.ExportRolloutRequest
-	1,  // 62: flotilla.v1.Enrollment.Join:output_type -> flotilla.v1.JoinResponse
-	5,  // 63: flotilla.v1.AgentService.Connect:output_type -> flotilla.v1.HubMessage
-	3,  // 64: flotilla.v1.AgentService.Renew:output_type -> flotilla.v1.RenewResponse
-	29, // 65: flotilla.v1.Operator.Status:output_type -> flotilla.v1.StatusResponse
-	32, // 66: flotilla.v1.Operator.ListClusters:output_type -> flotilla.v1.ListClustersResponse
-	35, // 67: flotilla.v1.Operator.ListApps:output_type -> flotilla.v1.ListAppsResponse
-	41, // 68: flotilla.v1.Operator.AddCluster:output_type -> flotilla.v1.AddClusterResponse
-	43, // 69: flotilla.v1.Operator.CreateToken:output_type -> flotilla.v1.CreateTokenResponse
-	45, // 70: flotilla.v1.Operator.Sync:output_type -> flotilla.v1.SyncResponse
-	47, // 71: flotilla.v1.Operator.History:output_type -> flotilla.v1.HistoryResponse
-	50, // 72: flotilla.v1.Operator.Rollback:output_type -> flotilla.v1.RollbackResponse
-	52, // 73: flotilla.v1.Operator.RevokeCluster:output_type -> flotilla.v1.RevokeClusterResponse
-	54, // 74: flotilla.v1.Operator.Promote:output_type -> flotilla.v1.PromoteResponse
-	38, // 75: flotilla.v1.Operator.ConfirmRemoval:output_type -> flotilla.v1.ConfirmRemovalResponse
-	64, // 76: flotilla.v1.Operator.RolloutStatus:output_type -> flotilla.v1.RolloutStatusResponse
-	69, // 77: flotilla.v1.Operator.RolloutAction:output_type -> flotilla.v1.RolloutActionResponse
-	59, // 78: flotilla.v1.Peer.ExportRegistry:output_type -> flotilla.v1.ExportRegistryResponse
-	57, // 79: flotilla.v1.Peer.ExportRollout:output_type -> flotilla.v1.ExportRolloutResponse
-	62, // [62:80] is the sub-list for method output_type
-	44, // [44:62] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	27, // 29: flotilla.v1.AppClusterStatus.resources:type_name -> flotilla.v1.ResourceStatus
+	33, // 30: flotilla.v1.ListClustersResponse.items:type_name -> flotilla.v1.Cluster
+	70, // 31: flotilla.v1.Cluster.labels:type_name -> flotilla.v1.Cluster.LabelsEntry
+	39, // 32: flotilla.v1.ListAppsResponse.items:type_name -> flotilla.v1.App
+	36, // 33: flotilla.v1.ListAppsResponse.removal_hold:type_name -> flotilla.v1.RemovalHold
+	71, // 34: flotilla.v1.AddClusterRequest.labels:type_name -> flotilla.v1.AddClusterRequest.LabelsEntry
+	48, // 35: flotilla.v1.HistoryResponse.items:type_name -> flotilla.v1.HistoryEntry
+	55, // 36: flotilla.v1.PromoteResponse.images:type_name -> flotilla.v1.ImageChange
+	60, // 37: flotilla.v1.ExportRegistryResponse.clusters:type_name -> flotilla.v1.RegistryCluster
+	61, // 38: flotilla.v1.ExportRegistryResponse.tokens:type_name -> flotilla.v1.RegistryToken
+	62, // 39: flotilla.v1.ExportRegistryResponse.pins:type_name -> flotilla.v1.RegistryPin
+	72, // 40: flotilla.v1.RegistryCluster.labels:type_name -> flotilla.v1.RegistryCluster.LabelsEntry
+	65, // 41: flotilla.v1.RolloutStatusResponse.rollout:type_name -> flotilla.v1.Rollout
+	66, // 42: flotilla.v1.Rollout.steps:type_name -> flotilla.v1.RolloutStep
+	67, // 43: flotilla.v1.RolloutStep.clusters:type_name -> flotilla.v1.RolloutCluster
+	65, // 44: flotilla.v1.RolloutActionResponse.rollout:type_name -> flotilla.v1.Rollout
+	0,  // 45: flotilla.v1.Enrollment.Join:input_type -> flotilla.v1.JoinRequest
+	4,  // 46: flotilla.v1.AgentService.Connect:input_type -> flotilla.v1.AgentMessage
+	2,  // 47: flotilla.v1.AgentService.Renew:input_type -> flotilla.v1.RenewRequest
+	28, // 48: flotilla.v1.Operator.Status:input_type -> flotilla.v1.StatusRequest
+	31, // 49: flotilla.v1.Operator.ListClusters:input_type -> flotilla.v1.ListClustersRequest
+	34, // 50: flotilla.v1.Operator.ListApps:input_type -> flotilla.v1.ListAppsRequest
+	40, // 51: flotilla.v1.Operator.AddCluster:input_type -> flotilla.v1.AddClusterRequest
+	42, // 52: flotilla.v1.Operator.CreateToken:input_type -> flotilla.v1.CreateTokenRequest
+	44, // 53: flotilla.v1.Operator.Sync:input_type -> flotilla.v1.SyncRequest
+	46, // 54: flotilla.v1.Operator.History:input_type -> flotilla.v1.HistoryRequest
+	49, // 55: flotilla.v1.Operator.Rollback:input_type -> flotilla.v1.RollbackRequest
+	51, // 56: flotilla.v1.Operator.RevokeCluster:input_type -> flotilla.v1.RevokeClusterRequest
+	53, // 57: flotilla.v1.Operator.Promote:input_type -> flotilla.v1.PromoteRequest
+	37, // 58: flotilla.v1.Operator.ConfirmRemoval:input_type -> flotilla.v1.ConfirmRemovalRequest
+	63, // 59: flotilla.v1.Operator.RolloutStatus:input_type -> flotilla.v1.RolloutStatusRequest
+	68, // 60: flotilla.v1.Operator.RolloutAction:input_type -> flotilla.v1.RolloutActionRequest
+	58, // 61: flotilla.v1.Peer.ExportRegistry:input_type -> flotilla.v1.ExportRegistryRequest
+	56, // 62: flotilla.v1.Peer.ExportRollout:input_type -> flotilla.v1.ExportRolloutRequest
+	1,  // 63: flotilla.v1.Enrollment.Join:output_type -> flotilla.v1.JoinResponse
+	5,  // 64: flotilla.v1.AgentService.Connect:output_type -> flotilla.v1.HubMessage
+	3,  // 65: flotilla.v1.AgentService.Renew:output_type -> flotilla.v1.RenewResponse
+	29, // 66: flotilla.v1.Operator.Status:output_type -> flotilla.v1.StatusResponse
+	32, // 67: flotilla.v1.Operator.ListClusters:output_type -> flotilla.v1.ListClustersResponse
+	35, // 68: flotilla.v1.Operator.ListApps:output_type -> flotilla.v1.ListAppsResponse
+	41, // 69: flotilla.v1.Operator.AddCluster:output_type -> flotilla.v1.AddClusterResponse
+	43, // 70: flotilla.v1.Operator.CreateToken:output_type -> flotilla.v1.CreateTokenResponse
+	45, // 71: flotilla.v1.Operator.Sync:output_type -> flotilla.v1.SyncResponse
+	47, // 72: flotilla.v1.Operator.History:output_type -> flotilla.v1.HistoryResponse
+	50, // 73: flotilla.v1.Operator.Rollback:output_type -> flotilla.v1.RollbackResponse
+	52, // 74: flotilla.v1.Operator.RevokeCluster:output_type -> flotilla.v1.RevokeClusterResponse
+	54, // 75: flotilla.v1.Operator.Promote:output_type -> flotilla.v1.PromoteResponse
+	38, // 76: flotilla.v1.Operator.ConfirmRemoval:output_type -> flotilla.v1.ConfirmRemovalResponse
+	64, // 77: flotilla.v1.Operator.RolloutStatus:output_type -> flotilla.v1.RolloutStatusResponse
+	69, // 78: flotilla.v1.Operator.RolloutAction:output_type -> flotilla.v1.RolloutActionResponse
+	59, // 79: flotilla.v1.Peer.ExportRegistry:output_type -> flotilla.v1.ExportRegistryResponse
+	57, // 80: flotilla.v1.Peer.ExportRollout:output_type -> flotilla.v1.ExportRolloutResponse
+	63, // [63:81] is the sub-list for method output_type
+	45, // [45:63] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_flotilla_v1_flotilla_proto_init() }

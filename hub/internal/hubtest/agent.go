@@ -1,4 +1,4 @@
-package cli
+package hubtest
 
 import (
 	"context"
@@ -13,49 +13,33 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
 	"github.com/flotilla-dev/flotilla/shared/version"
 )
 
-// appReport is what a test agent reports for one app once it applied it: its health and
-// message and drift, or, with nack set, a refusal to apply.
-type appReport struct {
-	health  string
-	message string
-	drift   []*flotillav1.DriftItem
-	nack    string
+// Report is what a test agent reports for one app once it applied it: its health and
+// message and drift, or, with Nack set, a refusal to apply.
+type Report struct {
+	Health    string
+	Message   string
+	Drift     []*flotillav1.DriftItem
+	Resources []*flotillav1.ResourceStatus
+	Nack      string
 }
 
-// testAgent stands in for flotilla-agent on the other end of the real agent stream: it
+// agent stands in for flotilla-agent on the other end of the real agent stream: it
 // acknowledges every desired state the hub sends and reports on it as told (reports, per app;
 // Healthy without drift for an app it was told nothing of).
-type testAgent struct {
-	reports map[string]appReport
+type agent struct {
+	reports map[string]Report
 }
 
-// dialHub connects to the test hub over TLS with the given client certificate (none: nil).
-func (h *testHub) dialHub(t *testing.T, cert *tls.Certificate) *grpc.ClientConn {
-	t.Helper()
-	cfg := &tls.Config{RootCAs: h.ca.Pool(), ServerName: "127.0.0.1", MinVersion: tls.VersionTLS13}
-	if cert != nil {
-		cfg.Certificates = []tls.Certificate{*cert}
-	}
-	conn, err := grpc.NewClient(h.addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
-}
-
-// enrol redeems a join token as an agent does (a fresh key, a CSR, the agent's age recipient)
+// Enrol redeems a join token as an agent does (a fresh key, a CSR, the agent's age recipient)
 // and returns the client certificate the hub issued.
-func (h *testHub) enrol(t *testing.T, token, ageRecipient string) *tls.Certificate {
+func (h *Hub) Enrol(t *testing.T, token, ageRecipient string) *tls.Certificate {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -67,7 +51,7 @@ func (h *testHub) enrol(t *testing.T, token, ageRecipient string) *tls.Certifica
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	resp, err := flotillav1.NewEnrollmentClient(h.dialHub(t, nil)).Join(ctx, &flotillav1.JoinRequest{
+	resp, err := flotillav1.NewEnrollmentClient(h.Dial(t, nil)).Join(ctx, &flotillav1.JoinRequest{
 		Token: token, CsrPem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr}),
 		AgentVersion: "v1.4.2", AgeRecipient: ageRecipient,
 	})
@@ -81,12 +65,12 @@ func (h *testHub) enrol(t *testing.T, token, ageRecipient string) *tls.Certifica
 	return &tls.Certificate{Certificate: [][]byte{block.Bytes}, PrivateKey: key}
 }
 
-// connectAgent opens the agent stream with cert and serves it until the test ends.
-func (h *testHub) connectAgent(t *testing.T, cluster string, cert *tls.Certificate, reports map[string]appReport) {
+// ConnectAgent opens the agent stream with cert and serves it until the test ends.
+func (h *Hub) ConnectAgent(t *testing.T, cluster string, cert *tls.Certificate, reports map[string]Report) {
 	t.Helper()
-	a := &testAgent{reports: reports}
+	a := &agent{reports: reports}
 	ctx, cancel := context.WithCancel(context.Background())
-	stream, err := flotillav1.NewAgentServiceClient(h.dialHub(t, cert)).Connect(ctx)
+	stream, err := flotillav1.NewAgentServiceClient(h.Dial(t, cert)).Connect(ctx)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -109,7 +93,7 @@ func (h *testHub) connectAgent(t *testing.T, cluster string, cert *tls.Certifica
 
 // serve answers each desired state (in one chunk: the test bundles are small) with an ACK and
 // a status report, or a NACK.
-func (a *testAgent) serve(stream flotillav1.AgentService_ConnectClient) error {
+func (a *agent) serve(stream flotillav1.AgentService_ConnectClient) error {
 	for {
 		m, err := stream.Recv()
 		if err != nil {
@@ -121,19 +105,19 @@ func (a *testAgent) serve(stream flotillav1.AgentService_ConnectClient) error {
 		}
 		r, ok := a.reports[d.App]
 		if !ok {
-			r = appReport{health: "Healthy"}
+			r = Report{Health: "Healthy"}
 		}
 		var out []*flotillav1.AgentMessage
-		if r.nack != "" {
+		if r.Nack != "" {
 			out = append(out, &flotillav1.AgentMessage{Msg: &flotillav1.AgentMessage_Nack{Nack: &flotillav1.Nack{
-				App: d.App, Generation: d.Generation, Error: r.nack,
+				App: d.App, Generation: d.Generation, Error: r.Nack,
 			}}})
 		} else {
 			st := &flotillav1.AppStatus{
-				App: d.App, Sync: "Synced", Health: r.health, Message: r.message, Generation: d.Generation,
-				AppliedRevision: d.Revision, AppliedDigest: d.Digest, Drift: r.drift,
+				App: d.App, Sync: "Synced", Health: r.Health, Message: r.Message, Generation: d.Generation,
+				AppliedRevision: d.Revision, AppliedDigest: d.Digest, Drift: r.Drift, Resources: r.Resources,
 			}
-			if r.health == "Healthy" {
+			if r.Health == "Healthy" {
 				st.HealthyRevision = d.Revision
 			}
 			out = append(out,
