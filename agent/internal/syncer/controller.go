@@ -232,9 +232,17 @@ func (c *Controller) SetDesired(d *Desired) {
 	if a.sync.cancelSteps != nil && (was == nil || was.Digest != d.Digest) {
 		a.sync.cancelSteps() // a newer revision: stop waiting for the waves of this one (waves.go)
 	}
+	if was != nil && was.Digest == d.Digest && !heals(was.Policy) && heals(d.Policy) {
+		// Self-heal turned on for the revision held: the drift already found is put back now,
+		// not when its objects next change.
+		a.drift.all = true
+	}
 	c.mu.Unlock()
 	c.queue.Add(d.App)
 }
+
+// heals reports whether p puts drift back.
+func heals(p SyncPolicy) bool { return p.Automated && p.SelfHeal }
 
 // Remove stops managing app: its state is deleted, and its objects too when its policy prunes
 // (never Namespaces, PersistentVolumeClaims or CRDs). It never blocks; a generation older than

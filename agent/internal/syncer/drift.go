@@ -91,7 +91,7 @@ func (c *Controller) checkDrift(ctx context.Context, a *app, d *Desired, applied
 	}
 	c.metrics.driftDetected(found)
 
-	if len(found) > 0 && held == d && d.Policy.Automated && d.Policy.SelfHeal {
+	if len(found) > 0 && held == d && heals(d.Policy) {
 		now := time.Now()
 		var fix, later []apply.ObjectRef
 		var states []string

@@ -91,3 +91,39 @@ func TestControllerSelfHeal(t *testing.T) {
 		return s.Sync == SyncSynced && len(s.Drift) == 0 && s.Health == "Healthy"
 	})
 }
+
+// TestSelfHealTurnedOnHealsReportedDrift: drift reported without self-heal is put back as
+// soon as a new generation of the same revision turns self-heal on, without waiting for the
+// object to change again.
+func TestSelfHealTurnedOnHealsReportedDrift(t *testing.T) {
+	e := newEnv(t)
+	ns := kubetest.Uniq("t-heal-on")
+	c, rec := startController(t, e, kubetest.Uniq("t-agent-heal-on"))
+	d := desired(t, "healon", ns, SyncPolicy{Automated: true, CreateNamespace: true}, kubetest.ConfigMap("a", "v1"))
+	c.SetDesired(d)
+	rec.waitAck(t, "healon", 1, 30*time.Second)
+
+	ctx := kubetest.Ctx(t)
+	cm, err := e.Client.CoreV1().ConfigMaps(ns).Get(ctx, "a", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm.Data["value"] = "by-hand"
+	if _, err := e.Client.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{FieldManager: "kubectl-edit"}); err != nil {
+		t.Fatal(err)
+	}
+	ref := "ConfigMap/" + ns + "/a"
+	rec.waitStatus(t, "healon", 30*time.Second, "a modified", func(s AppStatus) bool { return driftOf(s, DriftModified, ref) != nil })
+
+	healing := *d
+	healing.Generation = 2
+	healing.Policy.SelfHeal = true
+	c.SetDesired(&healing)
+	testwait.For(t, 30*time.Second, "a healed", func(context.Context) (bool, error) {
+		v, _ := e.ConfigMapValue(t, ns, "a", "value")
+		return v == "v1", nil
+	})
+	rec.waitStatus(t, "healon", 30*time.Second, "Synced without drift", func(s AppStatus) bool {
+		return s.Sync == SyncSynced && len(s.Drift) == 0
+	})
+}
