@@ -10,8 +10,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/flotilla-dev/flotilla/hub/internal/charts"
-	"github.com/flotilla-dev/flotilla/hub/internal/charts/chartstest"
 	"github.com/flotilla-dev/flotilla/hub/internal/source"
+	"github.com/flotilla-dev/flotilla/shared/chartstest"
 )
 
 // TestChartFromRealRepositories: the hub's own chart fetcher against a TLS Helm repository
