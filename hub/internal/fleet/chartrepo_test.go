@@ -111,3 +111,71 @@ spec:
 		}
 	}
 }
+
+// TestChartKustomizePatches: a chart's rendered output post-rendered with the source's
+// kustomize.patches: the patched object is in the bundle; a patch that selects nothing fails
+// the app's render with an error naming the app, the chart and the patch, and the last good
+// state stays.
+func TestChartKustomizePatches(t *testing.T) {
+	auth := chartstest.Auth{Token: "patch-token"}
+	oci := chartstest.NewOCIRegistry(t, auth)
+	oci.Push(t, chartstest.PackageChart(t, chartstest.Chart{Name: "mon", Version: "1.0.0"}))
+	creds, err := source.LoadCredentials(chartstest.WriteCredentials(t, auth, oci.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fetcher, err := charts.New(charts.Config{Dir: filepath.Join(t.TempDir(), "charts"), Credentials: creds, RootCAs: oci.CertPool()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appsDir := t.TempDir()
+	app := func(target string) string {
+		return fmt.Sprintf(`apiVersion: flotilla.dev/v1alpha1
+kind: Application
+metadata: {name: mon}
+spec:
+  source:
+    repoURL: %s
+    chart: mon
+    targetRevision: 1.0.0
+    kustomize:
+      patches:
+      - patch: |
+          apiVersion: v1
+          kind: ConfigMap
+          metadata: {name: mon-mon, labels: {team: platform}}
+          data: {extra: "{{ not a template }}"}
+      - target: {kind: %s}
+        patch: '[{"op": "add", "path": "/metadata/annotations", "value": {"patched": "json6902"}}]'
+  destination: {clusterSelector: {matchExpressions: [{key: env, operator: Exists}]}, namespace: monitoring}
+`, oci.URL, target)
+	}
+	writeApp(t, appsDir, "mon", app("ConfigMap"))
+	f, r := newTestReconciler(t, appsDir, twoClusters)
+	r.cfg.Charts = fetcher
+	ctx := context.Background()
+
+	r.Round(ctx)
+	if errs := appErrors(f); errs != "" {
+		t.Fatal(errs)
+	}
+	cm := objectsOf(t, f, "staging", "mon")["ConfigMap/mon-mon"]
+	if cm == nil || cm.GetLabels()["team"] != "platform" || cm.GetAnnotations()["patched"] != "json6902" {
+		t.Fatalf("ConfigMap not patched: %v", cm)
+	}
+	if d, _, _ := unstructured.NestedStringMap(cm.Object, "data"); d["version"] != "1.0.0" || d["extra"] != "{{ not a template }}" {
+		t.Errorf("data %v, want the chart's version and the patch's extra, as written", d)
+	}
+	good := f.Snapshot("staging")["mon"].Bundle.Digest
+
+	writeApp(t, appsDir, "mon", app("Secret"))
+	r.Round(ctx)
+	want := `application "mon": chart mon: kustomize.patches[1] (kind=Secret): selects no object the chart rendered`
+	if errs := appErrors(f); !strings.Contains(errs, want) {
+		t.Errorf("app errors %q, want %q", errs, want)
+	}
+	if got := f.Snapshot("staging")["mon"].Bundle.Digest; got != good {
+		t.Error("the last good state was replaced by a failed patch")
+	}
+
+}

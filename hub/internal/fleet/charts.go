@@ -110,11 +110,11 @@ func chartSnapshot(s apps.Source, a *charts.Artifact) *source.Snapshot {
 }
 
 // needsSources reports whether app renders through sourcesBundle rather than bundleFor: a
-// chart, several sources, or a Git path holding Chart.yaml. Whether a path of a tree holds a
-// chart never changes, so the answer is kept across rounds (bounded), and a round with no new
-// commit builds no file system to ask.
+// chart, several sources, kustomize patches (for a chart only), or a Git path holding
+// Chart.yaml. Whether a path of a tree holds a chart never changes, so the answer is kept
+// across rounds (bounded), and a round with no new commit builds no file system to ask.
 func (r *Reconciler) needsSources(app *apps.Application, snap *source.Snapshot, p string) (bool, error) {
-	if app.Source.IsChart() || len(app.Sources) > 0 {
+	if app.Source.IsChart() || len(app.Sources) > 0 || len(app.Source.Patches) > 0 {
 		return true, nil
 	}
 	return r.chartPath(snap, p)
@@ -256,6 +256,9 @@ func (r *Reconciler) renderSource(ctx context.Context, app *apps.Application, s 
 			return sourceOut{}, nil, err
 		}
 		if !isChart {
+			if len(s.Patches) > 0 {
+				return sourceOut{}, nil, fmt.Errorf("application %q: %s path %s: kustomize.patches apply to a chart's rendered output, and this path holds no Chart.yaml (list the patches in its kustomization)", app.Name, s.RepoURL, p)
+			}
 			b, err := r.bundleFor(ctx, snap, p)
 			if err != nil {
 				return sourceOut{}, nil, err
@@ -268,6 +271,9 @@ func (r *Reconciler) renderSource(ctx context.Context, app *apps.Application, s 
 		return sourceOut{}, nil, err
 	}
 	key := render.ChartCacheKey(in.digest, in.valuesDigest, in.rel)
+	if d := render.PatchesDigest(s.Patches); d != "" {
+		key += "|patches=" + d
+	}
 	ci := &ChartInfo{Chart: in.name, Version: in.version, ValuesDigest: in.valuesDigest}
 	name := s.RepoURL + " chart " + in.name
 	if b, ok := r.cfg.Cache.Get(key); ok {
@@ -278,6 +284,11 @@ func (r *Reconciler) renderSource(ctx context.Context, app *apps.Application, s 
 	start := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, r.cfg.RenderTimeout)
 	objs, err := r.cfg.Renderer.RenderChart(rctx, in.src, in.rel)
+	if err == nil && len(s.Patches) > 0 {
+		if objs, err = r.cfg.Renderer.PatchObjects(rctx, objs, s.Patches); err != nil {
+			err = fmt.Errorf("application %q: chart %s: %w", app.Name, in.name, err)
+		}
+	}
 	cancel()
 	r.cfg.Metrics.Render(time.Since(start), err)
 	if err != nil {

@@ -34,6 +34,7 @@ type renderer interface {
 	Render(ctx context.Context, fsys filesys.FileSystem, path string) ([]*unstructured.Unstructured, error)
 	RenderChart(ctx context.Context, src render.ChartSource, rel render.Release) ([]*unstructured.Unstructured, error)
 	LoadChart(src render.ChartSource) (*chart.Chart, error)
+	PatchObjects(ctx context.Context, objs []*unstructured.Unstructured, patches []render.Patch) ([]*unstructured.Unstructured, error)
 }
 
 type bundleCache interface {
