@@ -67,7 +67,7 @@ spec:
 }
 
 // ociChartApp is a Flotilla Application of the chart mon from an OCI registry at version, on
-// both clusters, with a label as a value.
+// both clusters, with a label as a value, its ConfigMap labelled by a kustomize patch.
 func ociChartApp(registryURL, version string) string {
 	return fmt.Sprintf(`apiVersion: flotilla.dev/v1alpha1
 kind: Application
@@ -80,6 +80,12 @@ spec:
     helm:
       releaseName: oci
       valuesObject: {env: "{{ .labels.env }}"}
+    kustomize:
+      patches:
+      - patch: |
+          apiVersion: v1
+          kind: ConfigMap
+          metadata: {name: oci-config, labels: {patched-by: kustomize}}
   destination:
     clusterSelector: {matchExpressions: [{key: env, operator: In, values: [staging, production]}]}
     namespace: mon-oci
@@ -135,9 +141,10 @@ func configData(t *testing.T, ctx context.Context, cs map[string]kubernetes.Inte
 // registry (token), the hub trusting them through --chart-ca-file and authenticating through
 // --repo-credentials: Argo CD multi-source Applications applied unchanged (chart from the
 // repository, $values from Git) reach both clusters; an OCI chart at an exact version reaches
-// both, and a bump prunes what the new version dropped; a chart over --chart-max-size is
-// refused naming the chart while the last good state stays; with both repositories down the
-// last good state stays applied and `flotilla apps` shows them Stale, without a credential.
+// both, post-rendered by a kustomize patch, and a bump prunes what the new version dropped; a
+// chart over --chart-max-size is refused naming the chart while the last good state stays;
+// with both repositories down the last good state stays applied and `flotilla apps` shows
+// them Stale, without a credential.
 func TestHelmRemoteSources(t *testing.T) {
 	t.Parallel()
 	basic := chartstest.Auth{Username: "fleet", Password: "repo-pass-e2e"}
@@ -206,10 +213,20 @@ func TestHelmRemoteSources(t *testing.T) {
 		return d["version"] == "1.0.0" && d["env"] == envOf[cluster]+"-from-git"
 	})
 
-	// b. The OCI chart at an exact version, then bumped: the legacy ConfigMap is pruned.
+	// b. The OCI chart at an exact version, post-rendered by a kustomize patch, then bumped: the
+	// legacy ConfigMap is pruned.
 	configData(t, e.ctx, clients, "mon-oci", "oci-config", func(cluster string, d map[string]string) bool {
 		return d["version"] == "1.0.0" && d["env"] == envOf[cluster]
 	})
+	for cluster, c := range clients {
+		cm, err := c.CoreV1().ConfigMaps("mon-oci").Get(e.ctx, "oci-config", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cm.Labels["patched-by"] != "kustomize" {
+			t.Errorf("%s: oci-config labels %v, want the kustomize patch's", cluster, cm.Labels)
+		}
+	}
 	waitConfigMaps(t, e.ctx, kubeClients(t, e.clusters), "mon-oci", true, "oci-legacy")
 	if err := localfleet.WriteFiles(e.appsDir, map[string]string{"mon-oci.yaml": ociChartApp(oci.URL, "2.0.0")}); err != nil {
 		t.Fatal(err)
