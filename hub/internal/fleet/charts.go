@@ -88,6 +88,22 @@ func (r *Reconciler) fetchPrimary(ctx context.Context, app *apps.Application, fe
 	return chartSnapshot(app.Source, a), nil
 }
 
+// fetchPinned fetches the revision rev an operator pinned app to: a Git commit through fetch,
+// or for a chart in a Helm or OCI repository that chart version (the revision its history
+// shows), from the hub's chart cache while the repository is down.
+func (r *Reconciler) fetchPinned(ctx context.Context, app *apps.Application, rev string, fetch func(repo, rev string) (*source.Snapshot, error)) (*source.Snapshot, error) {
+	if !app.Source.IsChart() {
+		return fetch(app.Source.RepoURL, rev)
+	}
+	s := app.Source
+	s.TargetRevision = rev
+	a, err := r.chart(ctx, chartRef(s))
+	if err != nil {
+		return nil, err
+	}
+	return chartSnapshot(s, a), nil
+}
+
 // noteChart puts the app's chart, as rendered this round, in its `flotilla apps` entry; for
 // a chart in a repository whose fetch failed, the chart's name all the same.
 func (r *Reconciler) noteChart(info *AppInfo, app *apps.Application) {

@@ -208,7 +208,7 @@ func (r *Reconciler) Round(ctx context.Context) {
 			if pinned != "" {
 				// An operator pinned this cluster to an earlier revision.
 				var err error
-				if csnap, err = fetch(app.Source.RepoURL, pinned); err != nil {
+				if csnap, err = r.fetchPinned(ctx, app, pinned, fetch); err != nil { // charts.go
 					errs = append(errs, fmt.Sprintf("%s: pinned revision %s: %v", c.Name, pinned, err))
 					r.fleet.SetRenderError(c.Name, app.Name, pinned, fmt.Errorf("pinned revision %s: %w", pinned, err))
 					continue
