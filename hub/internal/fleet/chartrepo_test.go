@@ -135,6 +135,11 @@ spec:
 		if got := version("staging"); got != "2.0.0" {
 			t.Errorf("repository down %t: staging renders %s, want the app's 2.0.0", down, got)
 		}
+		for _, a := range f.Apps() {
+			if a.ChartVersion != "2.0.0" {
+				t.Errorf("repository down %t: flotilla apps shows chart version %q, want the app's 2.0.0, not a pin's", down, a.ChartVersion)
+			}
+		}
 		for _, row := range f.Rows() {
 			if row.App == "mon" && row.Cluster == "production" && row.Sync == SyncRenderFailed {
 				t.Errorf("repository down %t: production %+v", down, row)

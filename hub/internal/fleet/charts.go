@@ -225,7 +225,9 @@ func (r *Reconciler) sourcesBundle(ctx context.Context, app *apps.Application, c
 		}
 		if info == nil && ci != nil {
 			info = ci
-			r.chartRun().info[app.Name] = ci
+			if r.fleet.Pin(app.Name, c.Name) == "" { // `flotilla apps` shows the app's chart, not a pin's
+				r.chartRun().info[app.Name] = ci
+			}
 		}
 		outs = append(outs, out)
 	}
