@@ -141,8 +141,9 @@ func configData(t *testing.T, ctx context.Context, cs map[string]kubernetes.Inte
 // registry (token), the hub trusting them through --chart-ca-file and authenticating through
 // --repo-credentials: Argo CD multi-source Applications applied unchanged (chart from the
 // repository, $values from Git) reach both clusters; an OCI chart at an exact version reaches
-// both, post-rendered by a kustomize patch, and a bump prunes what the new version dropped; a
-// chart over --chart-max-size is refused naming the chart while the last good state stays;
+// both, post-rendered by a kustomize patch, and a bump prunes what the new version dropped;
+// `flotilla rollback --to` pins a cluster to an earlier chart version until cleared; a chart
+// over --chart-max-size is refused naming the chart while the last good state stays;
 // with both repositories down the last good state stays applied and `flotilla apps` shows
 // them Stale, without a credential.
 func TestHelmRemoteSources(t *testing.T) {
@@ -236,6 +237,25 @@ func TestHelmRemoteSources(t *testing.T) {
 	if _, err := e.fleet.WaitStatus(e.ctx, 3*time.Minute, appliedEverywhere("mon-oci", "2.0.0")); err != nil {
 		t.Fatal(err)
 	}
+
+	// A rollback pins production to the chart version 1.0.0; staging keeps 2.0.0; cleared,
+	// production follows the app again.
+	staging, production := e.clusters[0].Name, e.clusters[1].Name
+	if _, err := e.fleet.CLI(e.ctx, "rollback", "mon-oci", "--cluster", production, "--to", "1.0.0"); err != nil {
+		t.Fatal(err)
+	}
+	configData(t, e.ctx, map[string]kubernetes.Interface{production: clients[production]}, "mon-oci", "oci-config",
+		func(_ string, d map[string]string) bool { return d["version"] == "1.0.0" })
+	if cm, err := clients[staging].CoreV1().ConfigMaps("mon-oci").Get(e.ctx, "oci-config", metav1.GetOptions{}); err != nil || cm.Data["version"] != "2.0.0" {
+		t.Errorf("staging while production is pinned: %v %v, want 2.0.0", cm.Data, err)
+	}
+	if _, err := e.fleet.CLI(e.ctx, "rollback", "mon-oci", "--clear"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.fleet.WaitStatus(e.ctx, 3*time.Minute, appliedEverywhere("mon-oci", "2.0.0")); err != nil {
+		t.Fatal(err)
+	}
+	waitConfigMaps(t, e.ctx, kubeClients(t, e.clusters), "mon-oci", false, "oci-legacy")
 
 	// d. 3.0.0 is over --chart-max-size: refused, naming the chart; 2.0.0 stays.
 	if err := localfleet.WriteFiles(e.appsDir, map[string]string{"mon-oci.yaml": ociChartApp(oci.URL, "3.0.0")}); err != nil {
