@@ -14,6 +14,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/flotilla-dev/flotilla/hub/internal/render"
 	"github.com/flotilla-dev/flotilla/shared/ignore"
 )
 
@@ -76,6 +77,9 @@ type Source struct {
 	Ref string
 	// Helm is the source's helm block (helm.go); nil when absent.
 	Helm *Helm
+	// Patches are the source's kustomize.patches (kustomize.go), applied to a chart's
+	// rendered output.
+	Patches []render.Patch
 }
 
 // IsChart reports whether the source is a chart in a Helm or OCI repository (not Git).

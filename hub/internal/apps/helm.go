@@ -66,6 +66,8 @@ type sourceDoc struct {
 	Chart          string   `json:"chart,omitempty"`
 	Ref            string   `json:"ref,omitempty"`
 	Helm           *helmDoc `json:"helm,omitempty"`
+	// Kustomize patches the chart's rendered output (kustomize.go).
+	Kustomize *kustomizeDoc `json:"kustomize,omitempty"`
 }
 
 // helmKnown lists the helm fields Flotilla reads, for Argo CD's lenient decoding.
@@ -78,12 +80,14 @@ var helmKnown = known{
 // sourceKnown lists the fields of a source Flotilla reads.
 var sourceKnown = known{
 	"repoURL": nil, "targetRevision": nil, "path": nil, "chart": nil, "ref": nil, "helm": helmKnown,
+	"kustomize": kustomizeKnown,
 }
 
 // source converts d; field is where it stands ("spec.source", "spec.sources[1]").
 func (d sourceDoc) source(field string, errAt errorf) (Source, []error) {
 	s := Source{RepoURL: d.RepoURL, TargetRevision: d.TargetRevision, Path: d.Path, Chart: d.Chart, Ref: d.Ref}
-	var errs []error
+	patches, errs := d.Kustomize.patches(field+".kustomize", errAt)
+	s.Patches = patches
 	if d.Chart != "" && d.Path != "" {
 		errs = append(errs, errAt(field, fmt.Errorf("chart and path are exclusive: chart names a chart in a Helm or OCI repository, path a directory in Git")))
 	}

@@ -131,3 +131,39 @@ func TestFlotillaHelmStrict(t *testing.T) {
 		}
 	}
 }
+
+// TestKustomizePatchesOnChart: a source's kustomize.patches (Argo CD's field names) are read
+// for post-rendering the chart; other kustomize fields are warned about in an Argo CD
+// Application; a patch without an inline patch is refused, naming the field.
+func TestKustomizePatchesOnChart(t *testing.T) {
+	doc := `apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {name: ingress}
+spec:
+  source:
+    repoURL: https://charts.example.com
+    chart: ingress-nginx
+    targetRevision: 4.11.3
+    kustomize:
+      namePrefix: x-
+      patches:
+      - target: {kind: Deployment, name: ingress-nginx-controller}
+        patch: '[{"op": "add", "path": "/spec/replicas", "value": 3}]'
+  destination: {name: prod, namespace: ingress}
+`
+	list, errs := Parse("ingress.yaml", []byte(doc))
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	a := list[0]
+	if len(a.Source.Patches) != 1 || a.Source.Patches[0].Target == nil || a.Source.Patches[0].Target.Name != "ingress-nginx-controller" {
+		t.Errorf("patches %+v", a.Source.Patches)
+	}
+	if !reflect.DeepEqual(a.Warnings, []string{"spec.source.kustomize.namePrefix is not supported and is ignored"}) {
+		t.Errorf("warnings %q", a.Warnings)
+	}
+	bad := strings.Replace(doc, `patch: '[{"op": "add", "path": "/spec/replicas", "value": 3}]'`, "path: patches/replicas.yaml", 1)
+	if _, errs := Parse("ingress.yaml", []byte(bad)); len(errs) != 1 || !strings.Contains(errs[0].Error(), "spec.source.kustomize.patches[0].patch: required (an inline patch; path is not supported)") {
+		t.Errorf("patch from a path: %v", errs)
+	}
+}

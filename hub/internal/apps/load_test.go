@@ -69,7 +69,7 @@ func TestLoadDir(t *testing.T) {
 				Retry: Retry{Limit: 3, Duration: 10 * time.Second, Factor: 3, MaxDuration: time.Minute}},
 			// Every field and option Flotilla honours goes without a word; the others are named.
 			Warnings: []string{
-				"spec.source.kustomize is not supported and is ignored",
+				"spec.source.kustomize.namePrefix is not supported and is ignored",
 				`spec.project "team-a" is ignored: Flotilla has no projects`,
 				"destination.server is not supported, use destination.name",
 				`spec.syncPolicy.syncOptions "SkipDryRunOnMissingResource=true" is not supported and is ignored`,

@@ -13,8 +13,8 @@ func TestParseErrors(t *testing.T) {
 		doc  string
 		want []string // each a whole error message
 	}{
-		{"unknown field", head + "spec: {source: {repoURL: r, kustomize: {}}, destination: {clusters: [a]}}\n",
-			[]string{`apps/api.yaml: Application "api": unknown field "spec.source.kustomize"`}},
+		{"unknown field", head + "spec: {source: {repoURL: r, directory: {}}, destination: {clusters: [a]}}\n",
+			[]string{`apps/api.yaml: Application "api": unknown field "spec.source.directory"`}},
 		{"wrong type", head + "spec: {source: {repoURL: [r]}, destination: {clusters: [a]}}\n",
 			[]string{`apps/api.yaml: Application "api": decode: cannot unmarshal array into Go struct field sourceDoc.spec.source.repoURL of type string`}},
 		{"missing repo and destination", head + "spec: {}\n", []string{

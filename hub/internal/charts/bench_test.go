@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/flotilla-dev/flotilla/hub/internal/charts"
-	"github.com/flotilla-dev/flotilla/hub/internal/charts/chartstest"
+	"github.com/flotilla-dev/flotilla/shared/chartstest"
 )
 
 // benchChart is a chart of 20 templates of about 2 KiB each that compress as YAML does

@@ -15,8 +15,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/flotilla-dev/flotilla/hub/internal/charts"
-	"github.com/flotilla-dev/flotilla/hub/internal/charts/chartstest"
 	"github.com/flotilla-dev/flotilla/hub/internal/source"
+	"github.com/flotilla-dev/flotilla/shared/chartstest"
 )
 
 // password is the secret the test servers require; no error may hold it.

@@ -97,7 +97,9 @@ func (r *Reconciler) loadChart(ctx context.Context, s apps.Source, snap *source.
 	}
 	lc := &loadedChart{}
 	if s.IsChart() {
-		a, err := r.chart(ctx, chartRef(s))
+		ref := chartRef(s)
+		ref.Version = snap.Revision // the version asked for: the source's, or a pinned one
+		a, err := r.chart(ctx, ref)
 		if err != nil {
 			return nil, err
 		}

@@ -88,6 +88,22 @@ func (r *Reconciler) fetchPrimary(ctx context.Context, app *apps.Application, fe
 	return chartSnapshot(app.Source, a), nil
 }
 
+// fetchPinned fetches the revision rev an operator pinned app to: a Git commit through fetch,
+// or for a chart in a Helm or OCI repository that chart version (the revision its history
+// shows), from the hub's chart cache while the repository is down.
+func (r *Reconciler) fetchPinned(ctx context.Context, app *apps.Application, rev string, fetch func(repo, rev string) (*source.Snapshot, error)) (*source.Snapshot, error) {
+	if !app.Source.IsChart() {
+		return fetch(app.Source.RepoURL, rev)
+	}
+	s := app.Source
+	s.TargetRevision = rev
+	a, err := r.chart(ctx, chartRef(s))
+	if err != nil {
+		return nil, err
+	}
+	return chartSnapshot(s, a), nil
+}
+
 // noteChart puts the app's chart, as rendered this round, in its `flotilla apps` entry; for
 // a chart in a repository whose fetch failed, the chart's name all the same.
 func (r *Reconciler) noteChart(info *AppInfo, app *apps.Application) {
@@ -110,11 +126,11 @@ func chartSnapshot(s apps.Source, a *charts.Artifact) *source.Snapshot {
 }
 
 // needsSources reports whether app renders through sourcesBundle rather than bundleFor: a
-// chart, several sources, or a Git path holding Chart.yaml. Whether a path of a tree holds a
-// chart never changes, so the answer is kept across rounds (bounded), and a round with no new
-// commit builds no file system to ask.
+// chart, several sources, kustomize patches (for a chart only), or a Git path holding
+// Chart.yaml. Whether a path of a tree holds a chart never changes, so the answer is kept
+// across rounds (bounded), and a round with no new commit builds no file system to ask.
 func (r *Reconciler) needsSources(app *apps.Application, snap *source.Snapshot, p string) (bool, error) {
-	if app.Source.IsChart() || len(app.Sources) > 0 {
+	if app.Source.IsChart() || len(app.Sources) > 0 || len(app.Source.Patches) > 0 {
 		return true, nil
 	}
 	return r.chartPath(snap, p)
@@ -209,7 +225,9 @@ func (r *Reconciler) sourcesBundle(ctx context.Context, app *apps.Application, c
 		}
 		if info == nil && ci != nil {
 			info = ci
-			r.chartRun().info[app.Name] = ci
+			if r.fleet.Pin(app.Name, c.Name) == "" { // `flotilla apps` shows the app's chart, not a pin's
+				r.chartRun().info[app.Name] = ci
+			}
 		}
 		outs = append(outs, out)
 	}
@@ -256,6 +274,9 @@ func (r *Reconciler) renderSource(ctx context.Context, app *apps.Application, s 
 			return sourceOut{}, nil, err
 		}
 		if !isChart {
+			if len(s.Patches) > 0 {
+				return sourceOut{}, nil, fmt.Errorf("application %q: %s path %s: kustomize.patches apply to a chart's rendered output, and this path holds no Chart.yaml (list the patches in its kustomization)", app.Name, s.RepoURL, p)
+			}
 			b, err := r.bundleFor(ctx, snap, p)
 			if err != nil {
 				return sourceOut{}, nil, err
@@ -268,6 +289,9 @@ func (r *Reconciler) renderSource(ctx context.Context, app *apps.Application, s 
 		return sourceOut{}, nil, err
 	}
 	key := render.ChartCacheKey(in.digest, in.valuesDigest, in.rel)
+	if d := render.PatchesDigest(s.Patches); d != "" {
+		key += "|patches=" + d
+	}
 	ci := &ChartInfo{Chart: in.name, Version: in.version, ValuesDigest: in.valuesDigest}
 	name := s.RepoURL + " chart " + in.name
 	if b, ok := r.cfg.Cache.Get(key); ok {
@@ -278,6 +302,11 @@ func (r *Reconciler) renderSource(ctx context.Context, app *apps.Application, s 
 	start := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, r.cfg.RenderTimeout)
 	objs, err := r.cfg.Renderer.RenderChart(rctx, in.src, in.rel)
+	if err == nil && len(s.Patches) > 0 {
+		if objs, err = r.cfg.Renderer.PatchObjects(rctx, objs, s.Patches); err != nil {
+			err = fmt.Errorf("application %q: chart %s: %w", app.Name, in.name, err)
+		}
+	}
 	cancel()
 	r.cfg.Metrics.Render(time.Since(start), err)
 	if err != nil {

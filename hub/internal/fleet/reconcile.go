@@ -34,6 +34,7 @@ type renderer interface {
 	Render(ctx context.Context, fsys filesys.FileSystem, path string) ([]*unstructured.Unstructured, error)
 	RenderChart(ctx context.Context, src render.ChartSource, rel render.Release) ([]*unstructured.Unstructured, error)
 	LoadChart(src render.ChartSource) (*chart.Chart, error)
+	PatchObjects(ctx context.Context, objs []*unstructured.Unstructured, patches []render.Patch) ([]*unstructured.Unstructured, error)
 }
 
 type bundleCache interface {
@@ -218,7 +219,7 @@ func (r *Reconciler) Round(ctx context.Context) {
 				// An operator pinned this cluster to an earlier revision, or a rollout holds it
 				// at the revision it runs until its step.
 				var err error
-				if csnap, err = fetch(app.Source.RepoURL, pinned); err != nil {
+				if csnap, err = r.fetchPinned(ctx, app, pinned, fetch); err != nil { // charts.go
 					errs = append(errs, fmt.Sprintf("%s: pinned revision %s: %v", c.Name, pinned, err))
 					r.fleet.SetRenderError(c.Name, app.Name, pinned, fmt.Errorf("pinned revision %s: %w", pinned, err))
 					continue

@@ -48,6 +48,10 @@ func (c *countingRenderer) LoadChart(src render.ChartSource) (*chart.Chart, erro
 	return c.next.LoadChart(src)
 }
 
+func (c *countingRenderer) PatchObjects(ctx context.Context, objs []*unstructured.Unstructured, patches []render.Patch) ([]*unstructured.Unstructured, error) {
+	return c.next.PatchObjects(ctx, objs, patches)
+}
+
 // benchRepo is a Git working repository made with the git CLI.
 type benchRepo struct {
 	tb  testing.TB

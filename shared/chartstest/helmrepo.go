@@ -150,5 +150,9 @@ func (r *HelmRepo) Requests(path string) int {
 // CertPool trusts the repository's TLS certificate.
 func (r *HelmRepo) CertPool() *x509.CertPool { return certPool(r.server) }
 
+// WriteCAFile writes the repository's TLS certificate as a PEM file (the hub's
+// --chart-ca-file) and returns its path.
+func (r *HelmRepo) WriteCAFile(t testing.TB) string { return writeCertPEM(t, r.server) }
+
 // Stop stops the server: the repository is down, connections are refused.
 func (r *HelmRepo) Stop() { r.server.Close() }

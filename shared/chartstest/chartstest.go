@@ -7,6 +7,7 @@ package chartstest
 import (
 	"bytes"
 	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -111,26 +112,54 @@ func certPool(srv *httptest.Server) *x509.CertPool {
 // prefix, its secret in a file beside it, and returns the file's path.
 func WriteCredentials(t testing.TB, auth Auth, urlPrefixes ...string) string {
 	t.Helper()
+	entries := make([]Credential, len(urlPrefixes))
+	for i, prefix := range urlPrefixes {
+		entries[i] = Credential{URLPrefix: prefix, Auth: auth}
+	}
+	return WriteCredentialsFile(t, entries...)
+}
+
+// Credential is one entry of a --repo-credentials file: Auth for URLPrefix.
+type Credential struct {
+	URLPrefix string
+	Auth      Auth
+}
+
+// WriteCredentialsFile writes a --repo-credentials file with the entries, each secret in a
+// file beside it, and returns the file's path.
+func WriteCredentialsFile(t testing.TB, entries ...Credential) string {
+	t.Helper()
 	dir := t.TempDir()
 	var b bytes.Buffer
 	b.WriteString("repositories:\n")
-	secret := auth.Password
-	if auth.Token != "" {
-		secret = auth.Token
-	}
-	for _, prefix := range urlPrefixes {
-		fmt.Fprintf(&b, "- urlPrefix: %s\n", prefix)
-		if auth.Token != "" {
-			b.WriteString("  bearerTokenFile: secret\n")
+	for i, e := range entries {
+		secretFile := fmt.Sprintf("secret-%d", i)
+		secret := e.Auth.Password
+		fmt.Fprintf(&b, "- urlPrefix: %s\n", e.URLPrefix)
+		if e.Auth.Token != "" {
+			secret = e.Auth.Token
+			fmt.Fprintf(&b, "  bearerTokenFile: %s\n", secretFile)
 		} else {
-			fmt.Fprintf(&b, "  username: %s\n  passwordFile: secret\n", auth.Username)
+			fmt.Fprintf(&b, "  username: %s\n  passwordFile: %s\n", e.Auth.Username, secretFile)
 		}
-	}
-	if err := os.WriteFile(filepath.Join(dir, "secret"), []byte(secret+"\n"), 0o600); err != nil {
-		t.Fatal(err)
+		if err := os.WriteFile(filepath.Join(dir, secretFile), []byte(secret+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	path := filepath.Join(dir, "credentials.yaml")
 	if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// writeCertPEM writes the certificate of srv as PEM into a file of the test and returns its
+// path, for a process (the hub's --chart-ca-file) that must trust the server.
+func writeCertPEM(t testing.TB, srv *httptest.Server) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "ca.pem")
+	data := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return path

@@ -86,5 +86,9 @@ func (r *OCIRegistry) PushAs(t testing.TB, archive []byte, name, version string)
 // CertPool trusts the registry's TLS certificate.
 func (r *OCIRegistry) CertPool() *x509.CertPool { return certPool(r.public) }
 
+// WriteCAFile writes the registry's TLS certificate as a PEM file (the hub's
+// --chart-ca-file) and returns its path.
+func (r *OCIRegistry) WriteCAFile(t testing.TB) string { return writeCertPEM(t, r.public) }
+
 // Stop stops the registry: it is down, connections are refused.
 func (r *OCIRegistry) Stop() { r.public.Close() }
