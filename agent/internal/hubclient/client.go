@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -171,10 +172,7 @@ func (c *Client) session(ctx context.Context, addr string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer c.streamEnded()
-	stream, err := flotillav1.NewAgentServiceClient(conn).Connect(ctx)
-	if err != nil {
-		return err
-	}
+	// Discovery first: a stream is opened only when Hello is ready to go.
 	hello := &flotillav1.Hello{AgentVersion: version.Version, ProtocolVersion: version.Protocol}
 	caps, capsOK := c.discoverCapabilities(ctx)
 	if capsOK {
@@ -183,7 +181,16 @@ func (c *Client) session(ctx context.Context, addr string) error {
 	for _, h := range c.ctrl.Held() {
 		hello.Apps = append(hello.Apps, &flotillav1.HeldApp{App: h.App, Generation: h.Generation, Revision: h.Revision, Digest: h.Digest})
 	}
+	stream, err := flotillav1.NewAgentServiceClient(conn).Connect(ctx)
+	if err != nil {
+		return err
+	}
 	if err := stream.Send(&flotillav1.AgentMessage{Msg: &flotillav1.AgentMessage_Hello{Hello: hello}}); err != nil {
+		if errors.Is(err, io.EOF) {
+			// The hub ended the stream (it refused this agent, e.g. a revoked cluster): its
+			// reason is the status Recv returns.
+			_, err = stream.Recv()
+		}
 		return err
 	}
 	first, err := stream.Recv()
