@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/flotilla-dev/flotilla/hub/internal/rolloutfmt"
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
 )
 
@@ -96,7 +97,7 @@ func newRolloutActionCmd(o *rootOptions, action, short, flag string) *cobra.Comm
 					return err
 				}
 				r := resp.Rollout
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: rollout %s %s; %s\n", clean(r.App), clean(r.Id), pastTense(action), rolloutState(r))
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: rollout %s %s; %s\n", clean(r.App), clean(r.Id), rolloutfmt.PastTense(action), rolloutfmt.State(r))
 				if r.Waiting != "" {
 					fmt.Fprintln(cmd.OutOrStdout(), clean(r.Waiting))
 				}
@@ -111,30 +112,6 @@ func newRolloutActionCmd(o *rootOptions, action, short, flag string) *cobra.Comm
 		cmd.Flags().StringVar(&req.Cluster, "cluster", "", "the cluster to move on without")
 	}
 	return cmd
-}
-
-func pastTense(action string) string {
-	switch action {
-	case "abort":
-		return "aborted"
-	case "skip":
-		return "skipped a cluster"
-	case "approve", "pause", "resume":
-		return action + "d"
-	}
-	return action
-}
-
-// rolloutState is "Running at step 2 of 4", "Completed", ...
-func rolloutState(r *flotillav1.Rollout) string {
-	state := r.State
-	if r.Paused {
-		state += " (paused)"
-	}
-	if n := int32(len(r.Steps)); n > 0 && r.Step <= n && r.State != "Completed" {
-		state += fmt.Sprintf(" at step %d of %d", r.Step, n)
-	}
-	return state
 }
 
 // rolloutItem is the JSON form of a rollout.
@@ -202,7 +179,7 @@ func printRollout(w io.Writer, r *flotillav1.Rollout, out string) error {
 		return printItems(w, []rolloutItem{it}, out)
 	}
 	fmt.Fprintf(w, "Rollout %s of %s: %s -> %s\n", clean(r.Id), clean(r.App), short(clean(r.FromRevision)), short(clean(r.Revision)))
-	fmt.Fprintf(w, "State:   %s", rolloutState(r))
+	fmt.Fprintf(w, "State:   %s", rolloutfmt.State(r))
 	if r.FailurePolicy != "" {
 		fmt.Fprintf(w, ", failurePolicy %s", clean(r.FailurePolicy))
 	}
@@ -213,7 +190,7 @@ func printRollout(w io.Writer, r *flotillav1.Rollout, out string) error {
 	if r.Waiting != "" {
 		fmt.Fprintf(w, "Now:     %s\n", clean(r.Waiting))
 	}
-	if r.Reason != "" && r.Waiting == "" && r.State != "Running" {
+	if rolloutfmt.ShowReason(r) {
 		fmt.Fprintf(w, "Reason:  %s\n", clean(r.Reason))
 	}
 	fmt.Fprintln(w)
@@ -224,11 +201,7 @@ func printRollout(w io.Writer, r *flotillav1.Rollout, out string) error {
 	}
 	fmt.Fprintln(tw, header)
 	for _, s := range r.Steps {
-		state := s.State
-		if s.Approval && !s.Approved && s.State != "Done" {
-			state += " (needs approval)"
-		}
-		lead := fmt.Sprintf("%d\t%s\t%s", s.Number, clean(s.Description), state)
+		lead := fmt.Sprintf("%d\t%s\t%s", s.Number, clean(s.Description), rolloutfmt.StepState(s))
 		if len(s.Clusters) == 0 {
 			fmt.Fprintln(tw, lead+"\t-\t-\t-\t-"+wideDashes(out))
 		}

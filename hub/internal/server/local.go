@@ -61,3 +61,11 @@ func (l *LocalOperator) Rollback(ctx context.Context, in *flotillav1.RollbackReq
 func (l *LocalOperator) RevokeCluster(ctx context.Context, in *flotillav1.RevokeClusterRequest, _ ...grpc.CallOption) (*flotillav1.RevokeClusterResponse, error) {
 	return l.s.RevokeCluster(l.as(ctx), in)
 }
+
+func (l *LocalOperator) RolloutStatus(ctx context.Context, in *flotillav1.RolloutStatusRequest, _ ...grpc.CallOption) (*flotillav1.RolloutStatusResponse, error) {
+	return l.s.RolloutStatus(l.as(ctx), in)
+}
+
+func (l *LocalOperator) RolloutAction(ctx context.Context, in *flotillav1.RolloutActionRequest, _ ...grpc.CallOption) (*flotillav1.RolloutActionResponse, error) {
+	return l.s.RolloutAction(l.as(ctx), in)
+}

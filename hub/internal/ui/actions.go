@@ -18,7 +18,8 @@ type action struct {
 	// Describe says what will happen, for the confirmation page.
 	Describe func(f target) string
 	// Needs is what the form must carry besides the target: "prune" (a checkbox confirming
-	// deletions), "revision" (an input), "name" (the cluster's name typed again).
+	// deletions), "revision" (an input), "name" (the cluster's name typed again), "rollback"
+	// (a checkbox: abort also returns the updated clusters to the revision they had).
 	Needs string
 	Do    func(ctx context.Context, b Backend, f target) (string, error)
 }
@@ -28,11 +29,13 @@ type target struct {
 	App, Cluster, Revision string
 	Prune                  bool
 	Name                   string
+	Rollback               bool
 }
 
 func targetOf(v url.Values) target {
 	return target{App: v.Get("app"), Cluster: v.Get("cluster"), Revision: strings.TrimSpace(v.Get("revision")),
-		Prune: v.Get("confirm_prune") == "yes", Name: v.Get("name")}
+		Prune: v.Get("confirm_prune") == "yes", Name: v.Get("name"),
+		Rollback: v.Get("rollback") == "yes"}
 }
 
 func where(f target) string {
@@ -97,6 +100,40 @@ var actions = map[string]action{
 			return "cluster " + f.Cluster + " revoked", nil
 		},
 	},
+	"rollout-approve": {
+		Title: "Approve the rollout's step",
+		Describe: func(f target) string {
+			return "Give the approval the active step of " + f.App + "'s rollout waits for."
+		},
+		Do: rollingOut("approve"),
+	},
+	"rollout-pause": {
+		Title: "Pause the rollout",
+		Describe: func(f target) string {
+			return "Pause the rollout of " + f.App + ": no further cluster is admitted until it is resumed (those updating carry on)."
+		},
+		Do: rollingOut("pause"),
+	},
+	"rollout-resume": {
+		Title:    "Resume the rollout",
+		Describe: func(f target) string { return "Resume the paused rollout of " + f.App + "." },
+		Do:       rollingOut("resume"),
+	},
+	"rollout-abort": {
+		Title: "Abort the rollout",
+		Describe: func(f target) string {
+			return "End the rollout of " + f.App + ": no further cluster gets its revision."
+		},
+		Needs: "rollback",
+		Do:    rollingOut("abort"),
+	},
+	"rollout-skip": {
+		Title: "Skip a cluster in the rollout",
+		Describe: func(f target) string {
+			return "Move the rollout of " + f.App + " on without cluster " + f.Cluster + ": its step no longer waits for it (it still gets the revision with its step)."
+		},
+		Do: rollingOut("skip"),
+	},
 }
 
 // syncing sends an app's desired state again; with prune, the deletions held for
@@ -128,8 +165,11 @@ type confirmView struct {
 	Back     string
 }
 
-func back(f target) string {
+// back is the page an action returns to: a rollout's actions, its app's page.
+func back(name string, f target) string {
 	switch {
+	case strings.HasPrefix(name, "rollout-") && f.App != "":
+		return "/apps/" + url.PathEscape(f.App)
 	case f.App != "" && f.Cluster != "":
 		return cellHref(f.Cluster, f.App)
 	case f.App != "":
@@ -149,7 +189,7 @@ func (h *Handler) confirmPage(w http.ResponseWriter, r *http.Request) {
 	}
 	f := targetOf(r.URL.Query())
 	h.render(w, r, http.StatusOK, "confirm", a.Title, "", &confirmView{
-		Action: name, Title: a.Title, Describe: a.Describe(f), Needs: a.Needs, Target: f, Back: back(f),
+		Action: name, Title: a.Title, Describe: a.Describe(f), Needs: a.Needs, Target: f, Back: back(name, f),
 	})
 }
 
@@ -184,5 +224,5 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.log.Info("dashboard action", logging.KeyAction, name, logging.KeyApp, f.App, logging.KeyCluster, f.Cluster, logging.KeyActor, h.identity(r))
-	h.render(w, r, http.StatusOK, "done", a.Title, "", &doneView{Message: msg, Back: back(f)})
+	h.render(w, r, http.StatusOK, "done", a.Title, "", &doneView{Message: msg, Back: back(name, f)})
 }

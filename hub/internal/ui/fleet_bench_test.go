@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
@@ -80,6 +82,14 @@ func (f *bigFleet) Rollback(context.Context, *flotillav1.RollbackRequest, ...grp
 
 func (f *bigFleet) RevokeCluster(context.Context, *flotillav1.RevokeClusterRequest, ...grpc.CallOption) (*flotillav1.RevokeClusterResponse, error) {
 	return &flotillav1.RevokeClusterResponse{}, nil
+}
+
+func (f *bigFleet) RolloutStatus(context.Context, *flotillav1.RolloutStatusRequest, ...grpc.CallOption) (*flotillav1.RolloutStatusResponse, error) {
+	return nil, status.Error(codes.NotFound, "no rollout")
+}
+
+func (f *bigFleet) RolloutAction(context.Context, *flotillav1.RolloutActionRequest, ...grpc.CallOption) (*flotillav1.RolloutActionResponse, error) {
+	return nil, status.Error(codes.NotFound, "no rollout")
 }
 
 // BenchmarkFleetPage10kx20 serves the fleet page's first view (no filter, page 1) for 10,000

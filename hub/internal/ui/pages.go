@@ -23,6 +23,8 @@ type statusRow struct {
 type appView struct {
 	App  *flotillav1.App
 	Rows []statusRow
+	// Rollout is the app's rollout (nil: it has none).
+	Rollout *rolloutView
 }
 
 func (h *Handler) appPage(w http.ResponseWriter, r *http.Request) {
@@ -44,6 +46,7 @@ func (h *Handler) appPage(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, notFound("no app "+name+" in the hub's apps source"))
 		return
 	}
+	v.Rollout = rolloutOf(ctx, h.cfg.Backend, name)
 	stale := staleness(s.clusters)
 	for _, row := range s.rows {
 		if row.App == name {

@@ -36,6 +36,8 @@ type Backend interface {
 	Sync(ctx context.Context, in *flotillav1.SyncRequest, opts ...grpc.CallOption) (*flotillav1.SyncResponse, error)
 	Rollback(ctx context.Context, in *flotillav1.RollbackRequest, opts ...grpc.CallOption) (*flotillav1.RollbackResponse, error)
 	RevokeCluster(ctx context.Context, in *flotillav1.RevokeClusterRequest, opts ...grpc.CallOption) (*flotillav1.RevokeClusterResponse, error)
+	RolloutStatus(ctx context.Context, in *flotillav1.RolloutStatusRequest, opts ...grpc.CallOption) (*flotillav1.RolloutStatusResponse, error)
+	RolloutAction(ctx context.Context, in *flotillav1.RolloutActionRequest, opts ...grpc.CallOption) (*flotillav1.RolloutActionResponse, error)
 }
 
 var _ Backend = flotillav1.OperatorClient(nil)

@@ -86,7 +86,14 @@ func startDashboard(t *testing.T, pageSize int) *dashboard {
 	h.WaitReport(t, "staging-1", "worker", applied("Degraded"))
 	h.WaitHistory(t, "api", "staging-1", 1)
 
-	ui, err := New(Config{Backend: op, PageSize: pageSize, Poll: 50 * time.Millisecond})
+	return serveDashboard(t, h, op, pageSize)
+}
+
+// serveDashboard serves the dashboard over b (the hub h's Operator service) with httptest,
+// its live updates running, for a client with a cookie jar (a browser's session).
+func serveDashboard(t *testing.T, h *hubtest.Hub, b Backend, pageSize int) *dashboard {
+	t.Helper()
+	ui, err := New(Config{Backend: b, PageSize: pageSize, Poll: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,196 @@
+package ui
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flotilla-dev/flotilla/hub/internal/apps"
+	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
+	"github.com/flotilla-dev/flotilla/hub/internal/hubtest"
+	"github.com/flotilla-dev/flotilla/hub/internal/store"
+	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
+)
+
+// rolloutApp waits for an approval, then gives the revision to the rest.
+const rolloutApp = `apiVersion: flotilla.dev/v1alpha1
+kind: Application
+metadata: {name: api}
+spec:
+  source: {repoURL: https://git.example.com/org/api.git}
+  destination: {clusterSelector: {matchLabels: {team: api}}}
+  rollout:
+    steps:
+    - approval: true
+    - {}
+    failurePolicy: halt
+`
+
+// hostileCluster is a registered cluster whose name would run as script unescaped.
+const hostileCluster = "edge" + hostile
+
+// startRollout is a real hub whose app api is rolling rev2 out (waiting for the approval of
+// its first step) on canary-1 and hostileCluster, and whose app worker has no rollout, with
+// the dashboard over the hub's Operator service. The rollout is driven through the hub's
+// coordinator as its reconciler does (see hub/internal/cli's TestRolloutCommands).
+func startRollout(t *testing.T) (*dashboard, flotillav1.OperatorClient) {
+	t.Helper()
+	h := hubtest.Start(t)
+	op := h.Operator(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := op.AddCluster(ctx, &flotillav1.AddClusterRequest{Name: "canary-1", Labels: map[string]string{"team": "api"}, TokenTtlSeconds: 600}); err != nil {
+		t.Fatal(err)
+	}
+	// The Operator service refuses such a name; the store holds whatever it is given (a
+	// registry replicated from elsewhere, say).
+	if err := h.Store.PutCluster(store.Cluster{Name: hostileCluster, Labels: map[string]string{"team": "api"}, CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"canary-1", hostileCluster}
+	for _, c := range names {
+		h.Fleet.Seen(c, "test", true)
+	}
+	list, errs := apps.Parse("apps/api.yaml", []byte(rolloutApp))
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	app := list[0]
+	render := func(commit string) {
+		for _, c := range names {
+			rev, held := h.Rollouts.Revision(app, fleet.ClusterVars{Name: c, Labels: map[string]string{"team": "api"}}, commit)
+			switch {
+			case held && rev == "":
+				continue
+			case !held:
+				rev = commit
+			}
+			h.Fleet.SetDesired(fleet.Desired{Cluster: c, App: "api", Revision: rev, Bundle: hubtest.ConfigMapBundle(t, "api", rev)})
+		}
+	}
+	for _, commit := range []string{rev1, rev2} {
+		render(commit)
+		h.Fleet.SetApps([]*fleet.AppInfo{
+			{Name: "api", SourceFile: "apps/api.yaml", RepoURL: "https://git.example.com/org/api.git", TargetRevision: "main",
+				Revision: commit, Destination: app.Destination, Rollout: app.Rollout, Clusters: names, RepoState: fleet.RepoCurrent, LastFetched: time.Now()},
+			{Name: "worker", SourceFile: "apps/worker.yaml", RepoURL: "https://git.example.com/org/worker.git", TargetRevision: "main",
+				Revision: rev1, Clusters: []string{"canary-1"}, RepoState: fleet.RepoCurrent, LastFetched: time.Now()},
+		})
+		h.Rollouts.AdvanceAll()
+		render(commit)
+	}
+	return serveDashboard(t, h, op, 50), op
+}
+
+func rolloutNow(t *testing.T, op flotillav1.OperatorClient) *flotillav1.Rollout {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := op.RolloutStatus(ctx, &flotillav1.RolloutStatusRequest{App: "api"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.Rollout
+}
+
+// act confirms the action on the page at confirm and posts it with the session's CSRF token.
+func (d *dashboard) act(t *testing.T, confirm string, form url.Values) string {
+	t.Helper()
+	action := strings.TrimPrefix(confirm[:strings.Index(confirm, "?")], "/confirm/")
+	form.Set("csrf", d.csrfOf(t, confirm))
+	return d.post(t, "/actions/"+action, form, http.StatusOK)
+}
+
+func contains(t *testing.T, page, body string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(body, w) {
+			t.Errorf("%s lacks %q", page, w)
+		}
+	}
+}
+
+func TestRolloutPanel(t *testing.T) {
+	d, op := startRollout(t)
+	escaped := "edge&lt;script&gt;alert(&#34;pwned&#34;)&lt;/script&gt;"
+	r := rolloutNow(t, op)
+	if r.State != "WaitingApproval" || r.Step != 1 {
+		t.Fatalf("rollout %s at step %d, want WaitingApproval at step 1", r.State, r.Step)
+	}
+
+	page := d.get(t, "/apps/api", http.StatusOK)
+	noScript(t, "app with a rollout", page)
+	contains(t, "the rollout panel", page, `id="rollout"`, r.Id, rev2, "WaitingApproval at step 1 of 2, failurePolicy halt",
+		"waiting for approval of step 1 since", "(flotilla rollout approve api)", "approval", "Active (needs approval)", "the rest",
+		">canary-1<", ">"+escaped+"<", "Pending",
+		`href="/confirm/rollout-approve?app=api"`, `href="/confirm/rollout-pause?app=api"`, `href="/confirm/rollout-abort?app=api"`)
+
+	// No rollout: no panel, and no error.
+	worker := d.get(t, "/apps/worker", http.StatusOK)
+	if strings.Contains(worker, `id="rollout"`) || strings.Contains(worker, "rollout:") {
+		t.Errorf("the app without a rollout has a rollout panel")
+	}
+
+	// Approve from the page: the confirmation, then the POST with the session's token.
+	confirm := d.get(t, "/confirm/rollout-approve?app=api", http.StatusOK)
+	contains(t, "the approval's confirmation", confirm, "Give the approval the active step of api&#39;s rollout waits for.", `action="/actions/rollout-approve"`)
+	done := d.act(t, "/confirm/rollout-approve?app=api", url.Values{"app": {"api"}})
+	contains(t, "the approval's answer", done, "api: rollout "+r.Id+" approved; Running at step 2 of 2", `href="/apps/api"`)
+	if r := rolloutNow(t, op); r.State != "Running" || r.Step != 2 {
+		t.Errorf("after the approval, the rollout is %s at step %d, want Running at step 2", r.State, r.Step)
+	}
+	page = d.get(t, "/apps/api", http.StatusOK)
+	noScript(t, "app with a rollout at step 2", page)
+	contains(t, "the rollout panel at step 2", page, "Running at step 2 of 2", "waiting for canary-1 Healthy (no report", escaped+" Healthy (no report",
+		"Updating", `href="/confirm/rollout-skip?app=api&amp;cluster=canary-1"`,
+		`href="/confirm/rollout-skip?app=api&amp;cluster=edge%3Cscript%3Ealert%28%22pwned%22%29%3C%2Fscript%3E"`)
+
+	// Skip the hostile cluster: its name is escaped on the confirmation and the answer.
+	skip := "/confirm/rollout-skip?" + url.Values{"app": {"api"}, "cluster": {hostileCluster}}.Encode()
+	confirm = d.get(t, skip, http.StatusOK)
+	noScript(t, "the skip's confirmation", confirm)
+	contains(t, "the skip's confirmation", confirm, "without cluster "+escaped)
+	done = d.act(t, skip, url.Values{"app": {"api"}, "cluster": {hostileCluster}})
+	contains(t, "the skip's answer", done, "rollout "+r.Id+" skipped a cluster")
+
+	// Pause, then the panel offers to resume; abort with the rollback box ticked.
+	d.act(t, "/confirm/rollout-pause?app=api", url.Values{"app": {"api"}})
+	page = d.get(t, "/apps/api", http.StatusOK)
+	contains(t, "the paused rollout's panel", page, "Running (paused) at step 2 of 2", "paused by an operator since", `href="/confirm/rollout-resume?app=api"`)
+	d.act(t, "/confirm/rollout-resume?app=api", url.Values{"app": {"api"}})
+	confirm = d.get(t, "/confirm/rollout-abort?app=api", http.StatusOK)
+	contains(t, "the abort's confirmation", confirm, `name="rollback" value="yes"`, "also roll back updated clusters")
+	done = d.act(t, "/confirm/rollout-abort?app=api", url.Values{"app": {"api"}, "rollback": {"yes"}})
+	contains(t, "the abort's answer", done, "rollout "+r.Id+" aborted")
+	page = d.get(t, "/apps/api", http.StatusOK)
+	if strings.Contains(page, "/confirm/rollout-approve") || strings.Contains(page, "/confirm/rollout-skip") {
+		t.Errorf("the ended rollout's panel still offers actions")
+	}
+
+	// Each action is audited, under the operator's certificate.
+	recs, err := d.hub.Store.ListAudit(100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, a := range recs {
+		got = append(got, a.Actor+" "+a.Action+" "+a.Target+" "+a.Detail)
+	}
+	for _, want := range []string{"admin rollout.approve api rollout=" + r.Id, "admin rollout.skip api rollout=" + r.Id + " revision=" + rev2 + " cluster=" + hostileCluster,
+		"admin rollout.pause api", "admin rollout.resume api", "admin rollout.abort api rollout=" + r.Id + " revision=" + rev2 + " rollback=true"} {
+		if !strings.Contains(strings.Join(got, "\n"), want) {
+			t.Errorf("audit log lacks %q:\n%s", want, strings.Join(got, "\n"))
+		}
+	}
+
+	// The dashboard of `flotilla hub --ui` reads the same panel through the in-process service.
+	ended := rolloutNow(t, op)
+	local := serveDashboard(t, d.hub, d.hub.Server.Local(), 50)
+	contains(t, "the panel in-process", local.get(t, "/apps/api", http.StatusOK), `id="rollout"`, r.Id, ended.State)
+	if worker := local.get(t, "/apps/worker", http.StatusOK); strings.Contains(worker, `id="rollout"`) {
+		t.Errorf("the app without a rollout has a rollout panel in-process")
+	}
+}
