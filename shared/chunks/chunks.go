@@ -25,7 +25,7 @@ type assembly struct {
 type Assembler struct {
 	log           *slog.Logger
 	maxBundle     int64 // bytes a decompressed bundle may have
-	maxCompressed int // bytes a compressed bundle may have
+	maxCompressed int   // bytes a compressed bundle may have
 
 	mu      sync.Mutex
 	partial map[string]*assembly // bundles arriving in chunks, per app

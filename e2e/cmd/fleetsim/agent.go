@@ -260,9 +260,13 @@ func (a *agent) applied(ctx context.Context, s *stream1, d *flotillav1.Desired) 
 
 func (a *agent) nack(s *stream1, d *flotillav1.Desired, why string) error {
 	a.sim.rec.add(func(r *recorder) { r.nacks++ })
+	st := &flotillav1.AppStatus{App: d.App, Sync: "OutOfSync", Health: "Degraded", Generation: d.Generation, Message: why}
+	a.mu.Lock()
+	if h := a.held[d.App]; h != nil { // the revision applied before stays
+		st.AppliedRevision, st.AppliedDigest, st.HealthyRevision = h.Revision, h.Digest, h.Revision
+	}
+	a.mu.Unlock()
 	return s.send(
 		&flotillav1.AgentMessage{Msg: &flotillav1.AgentMessage_Nack{Nack: &flotillav1.Nack{App: d.App, Generation: d.Generation, Error: why}}},
-		&flotillav1.AgentMessage{Msg: &flotillav1.AgentMessage_Status{Status: &flotillav1.AppStatus{
-			App: d.App, Sync: "OutOfSync", Health: "Degraded", Generation: d.Generation, Message: why,
-		}}})
+		&flotillav1.AgentMessage{Msg: &flotillav1.AgentMessage_Status{Status: st}})
 }
