@@ -36,20 +36,23 @@ type simEnv struct {
 
 // simStats is fleetsim's GET /stats (its Summary).
 type simStats struct {
-	Agents    int `json:"agents"`
-	Connected int `json:"connected"`
-	Welcomes  int `json:"welcomes"`
-	Bundles   int `json:"bundles"`
-	Acks      int `json:"acks"`
-	Nacks     int `json:"nacks"`
-	Latency   struct {
-		Count              int
-		P50, P90, P99, Max float64
-	} `json:"latency"`
-	WelcomeWait struct {
-		Count              int
-		P50, P90, P99, Max float64
-	} `json:"welcomeWait"`
+	Agents      int     `json:"agents"`
+	Connected   int     `json:"connected"`
+	Welcomes    int     `json:"welcomes"`
+	Bundles     int     `json:"bundles"`
+	Acks        int     `json:"acks"`
+	Nacks       int     `json:"nacks"`
+	Latency     simDist `json:"latency"`
+	WelcomeWait simDist `json:"welcomeWait"`
+}
+
+// simDist is one of fleetsim's distributions, in milliseconds.
+type simDist struct {
+	Count int     `json:"count"`
+	P50   float64 `json:"p50Ms"`
+	P90   float64 `json:"p90Ms"`
+	P99   float64 `json:"p99Ms"`
+	Max   float64 `json:"maxMs"`
 }
 
 // newSimEnv starts the hub (built into binDir, with fleetsim beside it) with the demo's

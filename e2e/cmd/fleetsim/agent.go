@@ -51,8 +51,8 @@ func (a *agent) run(ctx context.Context, first chan struct{}) {
 	for ctx.Err() == nil {
 		err := a.session(ctx, first)
 		first = nil
-		if err != nil && ctx.Err() == nil {
-			a.sim.log.Debug("session ended", logging.KeyCluster, a.name, logging.Err(err))
+		if err != nil && ctx.Err() == nil && !errors.Is(err, errStorm) && !errors.Is(err, errFlap) {
+			a.sim.log.Info("session ended", logging.KeyCluster, a.name, logging.Err(err))
 		}
 		select {
 		case <-ctx.Done():
@@ -70,8 +70,8 @@ func (a *agent) session(ctx context.Context, first chan struct{}) error {
 			close(first)
 		}
 	}()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// The stream lives in the group's context: the first of its goroutines to end ends it.
+	g, ctx := errgroup.WithContext(ctx)
 	storm := a.sim.stormChan()
 	start := time.Now()
 	a.mu.Lock()
@@ -122,17 +122,19 @@ func (a *agent) session(ctx context.Context, first chan struct{}) error {
 	}
 	s := &stream1{stream: stream}
 	heartbeat := time.Duration(max(w.HeartbeatSeconds, 1)) * time.Second
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return a.receive(gctx, s) })
-	g.Go(func() error { return a.beat(gctx, s, heartbeat) })
+	if err := a.reportHeld(s); err != nil {
+		return err
+	}
+	g.Go(func() error { return a.receive(ctx, s) })
+	g.Go(func() error { return a.beat(ctx, s, heartbeat) })
 	g.Go(func() error {
 		var flap <-chan time.Time
 		if a.sim.opts.FlapEvery > 0 {
 			flap = time.After(a.sim.opts.FlapEvery)
 		}
 		select {
-		case <-gctx.Done():
-			return nil
+		case <-ctx.Done():
+			return ctx.Err()
 		case <-storm:
 			return errStorm
 		case <-flap:
@@ -164,13 +166,35 @@ func (s *stream1) send(msgs ...*flotillav1.AgentMessage) error {
 	return nil
 }
 
+// reportHeld reports every app held Synced and Healthy, as an agent does on each new stream.
+func (a *agent) reportHeld(s *stream1) error {
+	if a.sim.mode() == ModeSilent {
+		return nil
+	}
+	a.mu.Lock()
+	var msgs []*flotillav1.AgentMessage
+	for _, h := range a.held {
+		msgs = append(msgs, &flotillav1.AgentMessage{Msg: &flotillav1.AgentMessage_Status{Status: syncedStatus(h, time.Now())}})
+	}
+	a.mu.Unlock()
+	return s.send(msgs...)
+}
+
+func syncedStatus(h *flotillav1.HeldApp, at time.Time) *flotillav1.AppStatus {
+	return &flotillav1.AppStatus{
+		App: h.App, Sync: "Synced", Health: "Healthy", Generation: h.Generation, AppliedRevision: h.Revision,
+		AppliedDigest: h.Digest, HealthyRevision: h.Revision, AppliedAtUnixMs: at.UnixMilli(),
+		Message: fmt.Sprintf("simulated: healthy since %s", at.UTC().Format(time.RFC3339)),
+	}
+}
+
 func (a *agent) beat(ctx context.Context, s *stream1, every time.Duration) error {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return ctx.Err()
 		case <-t.C:
 		}
 		if a.sim.mode() == ModeSilent {
@@ -230,19 +254,15 @@ func (a *agent) applied(ctx context.Context, s *stream1, d *flotillav1.Desired) 
 	case ModeNack:
 		return a.nack(s, d, nackMessage)
 	}
-	now := time.Now()
+	h := &flotillav1.HeldApp{App: d.App, Generation: d.Generation, Revision: d.Revision, Digest: d.Digest}
 	a.mu.Lock()
-	a.held[d.App] = &flotillav1.HeldApp{App: d.App, Generation: d.Generation, Revision: d.Revision, Digest: d.Digest}
+	a.held[d.App] = h
 	a.mu.Unlock()
 	err := s.send(
 		&flotillav1.AgentMessage{Msg: &flotillav1.AgentMessage_Ack{Ack: &flotillav1.Ack{
 			App: d.App, Generation: d.Generation, Revision: d.Revision, Digest: d.Digest,
 		}}},
-		&flotillav1.AgentMessage{Msg: &flotillav1.AgentMessage_Status{Status: &flotillav1.AppStatus{
-			App: d.App, Sync: "Synced", Health: "Healthy", Generation: d.Generation, AppliedRevision: d.Revision,
-			AppliedDigest: d.Digest, HealthyRevision: d.Revision, AppliedAtUnixMs: now.UnixMilli(),
-			Message: fmt.Sprintf("simulated: healthy since %s", now.UTC().Format(time.RFC3339)),
-		}}})
+		&flotillav1.AgentMessage{Msg: &flotillav1.AgentMessage_Status{Status: syncedStatus(h, time.Now())}})
 	if err != nil {
 		return err
 	}
