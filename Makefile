@@ -32,9 +32,25 @@ test: k8s-bins ## run every test (unit, integration, e2e against local clusters)
 	@mkdir -p .cache && go build -o .cache/testsummary ./hack/testsummary
 	set -o pipefail; go test -json $(GOTEST_FLAGS) ./... | .cache/testsummary -slowest 15
 
+# make bench: the reproducible suite (under 20 minutes on 2 cores): the fleet simulator against
+# a real hub at BENCH_AGENTS agents, and webhook → applied on one real cluster; one table.
+BENCH_AGENTS ?= 1000
+BENCH ?= FleetSim|WebhookToApplied
+
 .PHONY: bench
-bench: k8s-bins ## run the benchmarks and print their figures
-	go test -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
+bench: k8s-bins ## run the benchmark suite (fleetsim at BENCH_AGENTS=1000, webhook→applied) and print one table
+	@mkdir -p .cache && go build -o .cache/benchtable ./hack/benchtable
+	set -o pipefail; FLOTILLA_BENCH_AGENTS=$(BENCH_AGENTS) go test -run '^$$' -bench '$(BENCH)' -benchtime 1x -timeout 20m ./e2e/ | .cache/benchtable
+
+.PHONY: bench-fleet
+bench-fleet: ## the fleet figures at 10,000 simulated agents (long; one table)
+	@mkdir -p .cache && go build -o .cache/benchtable ./hack/benchtable
+	set -o pipefail; FLOTILLA_BENCH_AGENTS=10000 go test -run '^$$' -bench 'FleetSim' -benchtime 1x -timeout 90m ./e2e/ | .cache/benchtable
+
+.PHONY: bench-all
+bench-all: k8s-bins ## every benchmark of the module, in-process ones too (long); one table
+	@mkdir -p .cache && go build -o .cache/benchtable ./hack/benchtable
+	set -o pipefail; go test -run '^$$' -bench . -benchtime 1x -timeout 90m ./... | .cache/benchtable
 
 .PHONY: lint
 lint: ## gofmt check and go vet

@@ -20,6 +20,7 @@ import (
 	"github.com/flotilla-dev/flotilla/agent/internal/syncer"
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
 	"github.com/flotilla-dev/flotilla/shared/bundle"
+	"github.com/flotilla-dev/flotilla/shared/chunks"
 )
 
 // scriptedHub welcomes the agent, sends script on its stream, and passes on every message
@@ -196,7 +197,7 @@ func TestChunkAssembly(t *testing.T) {
 		d.BundleSize -= 10
 	}
 	over := chunked(t, "web", 1, b1, 4)
-	over[0].BundleSize = maxCompressedBundle + 1
+	over[0].BundleSize = uint64(chunks.New(nil, maxBundleSize).MaxCompressed()) + 1
 	malformed := &flotillav1.Desired{App: "web", Generation: 1, Digest: b1.Digest, ChunkCount: 0}
 	empty := chunked(t, "web", 1, b1, 4)
 	empty[1].BundleChunk = nil
@@ -231,10 +232,8 @@ func TestChunkAssembly(t *testing.T) {
 					t.Errorf("nack %q does not say %q", e, tt.nackedBecause)
 				}
 			}
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			if tt.name != "interleaved generations" && len(c.partial) != 0 {
-				t.Errorf("partial bundles left: %d", len(c.partial))
+			if tt.name != "interleaved generations" && c.chunks.Partial() != 0 {
+				t.Errorf("partial bundles left: %d", c.chunks.Partial())
 			}
 		})
 	}
@@ -244,7 +243,7 @@ func TestChunkAssembly(t *testing.T) {
 // chunks exceed what the agent accepts is nacked as soon as they do, its buffer dropped.
 func TestChunkAssemblyBoundedWithoutDeclaredSize(t *testing.T) {
 	const chunk = 1 << 20
-	n := maxCompressedBundle/chunk + 2
+	n := chunks.New(nil, maxBundleSize).MaxCompressed()/chunk + 2
 	filler := make([]byte, chunk)
 	var script []*flotillav1.Desired
 	for i := range n {
@@ -256,10 +255,8 @@ func TestChunkAssemblyBoundedWithoutDeclaredSize(t *testing.T) {
 	if len(applied) != 0 || !slices.Equal(nacked, []string{"big/3"}) || !strings.Contains(errs[0], "more than what this agent accepts") {
 		t.Fatalf("handed on %v, nacked %v %q; want one nack of big/3 for its size", applied, nacked, errs)
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.partial) != 0 {
-		t.Errorf("partial bundles left: %d", len(c.partial))
+	if c.chunks.Partial() != 0 {
+		t.Errorf("partial bundles left: %d", c.chunks.Partial())
 	}
 }
 

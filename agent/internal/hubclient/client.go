@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -25,6 +24,7 @@ import (
 	"github.com/flotilla-dev/flotilla/agent/internal/apply"
 	"github.com/flotilla-dev/flotilla/agent/internal/syncer"
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
+	"github.com/flotilla-dev/flotilla/shared/chunks"
 	"github.com/flotilla-dev/flotilla/shared/logging"
 	"github.com/flotilla-dev/flotilla/shared/version"
 )
@@ -78,11 +78,7 @@ type Client struct {
 
 	out *Outbox
 
-	mu      sync.Mutex
-	partial map[string]*assembly // bundles arriving in chunks, per app
-	// assembled is, per app, the newest generation assembled or failed on this stream: its
-	// chunks sent again are ignored.
-	assembled map[string]uint64
+	chunks *chunks.Assembler // bundles arriving in chunks, per app
 
 	route *route // which hub replica to dial (redirect.go)
 	// backOff is time.After, through which Run waits before reconnecting; tests count the
@@ -106,8 +102,8 @@ func New(cfg Config) *Client {
 	}
 	return &Client{
 		cfg: cfg, log: cfg.Logger, ctrl: cfg.Controller, out: cfg.Outbox,
-		partial: map[string]*assembly{}, assembled: map[string]uint64{},
-		route: newRoute(cfg.Addrs), backOff: time.After,
+		chunks: chunks.New(cfg.Logger, maxBundleSize),
+		route:  newRoute(cfg.Addrs), backOff: time.After,
 	}
 }
 

@@ -1,0 +1,143 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/flotilla-dev/flotilla/e2e/localfleet"
+)
+
+// EnvBenchAgents sets how many simulated agents BenchmarkFleetSim runs (default 1,000; the
+// issue's fleet figure is 10,000: make bench-fleet).
+const EnvBenchAgents = "FLOTILLA_BENCH_AGENTS"
+
+// BenchmarkFleetSim runs a real hub process (built without -race) and e2e/cmd/fleetsim as a
+// separate process with N simulated agents, and reports, for the hub alone:
+//
+//   - hub-KiB/agent: the hub's RSS growth per connected, synced, idle agent;
+//
+//   - commit-ack-p50/p99/max-ms: from a signed push webhook for a commit changing one app
+//     (base/api) to each agent's ACK of it;
+//
+//   - restart-s, restart-resent: a hub restart until every agent is welcomed again and status
+//     shows every app Synced at the commit, and how many bundles the restarted hub sent (0
+//     wanted: the agents hold matching digests);
+//
+//   - storm-status-p99-ms, storm-welcome-max-ms: every agent reconnects at once while an
+//     operator's `flotilla status` is timed back to back, and the longest any agent waited
+//     for its Welcome.
+//
+//     FLOTILLA_BENCH_AGENTS=1000 go test -run '^$' -bench FleetSim -benchtime 1x ./e2e/
+func BenchmarkFleetSim(b *testing.B) {
+	n := 1000
+	if v := os.Getenv(EnvBenchAgents); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n <= 0 {
+			b.Fatalf("%s=%q: want a positive number", EnvBenchAgents, v)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 55*time.Minute)
+	defer cancel()
+	bin := b.TempDir()
+	if err := localfleet.Build(ctx, bin, false); err != nil {
+		b.Fatal(err)
+	}
+	secret := filepath.Join(b.TempDir(), "webhook-secret")
+	if err := os.WriteFile(secret, []byte("bench-secret\n"), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	e := newSimEnv(b, ctx, bin, false, 10*time.Minute, "--webhook-secret-file", secret, "--log-level", "info")
+	start := time.Now()
+	e.prepare(n)
+	b.Logf("%d agents registered and enrolled in %s", n, time.Since(start).Round(time.Millisecond))
+	rev, err := e.repo.Head()
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	for b.Loop() {
+		// (a) hub RSS per idle connected agent.
+		before, err := e.fleet.Hub.RSS()
+		if err != nil {
+			b.Fatal(err)
+		}
+		e.run()
+		if _, err := e.fleet.WaitStatus(ctx, 20*time.Minute, simAllAt(n, rev)); err != nil {
+			b.Fatal(err)
+		}
+		e.waitStats(10*time.Minute, "every agent connected", func(s simStats) bool { return s.Connected == n })
+		time.Sleep(5 * time.Second) // idle: let the delivery's garbage go before reading RSS
+		after, err := e.fleet.Hub.RSS()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(after-before)/float64(n)/1024, "hub-KiB/agent")
+
+		// (b) webhook → every ACK of one changed app.
+		rev, err = e.repo.Commit("api 1.1.0", map[string]string{"base/api/kustomization.yaml": localfleet.BaseAPIKustomization("1.1.0")})
+		if err != nil {
+			b.Fatal(err)
+		}
+		e.post("/mark")
+		body := fmt.Sprintf(`{"ref":"refs/heads/main","repository":{"clone_url":%q}}`, e.git.URL(e.repo.Dir))
+		if code := signedWebhook(b, e.fleet.HTTPAddr, body, "bench-secret"); code != http.StatusOK {
+			b.Fatalf("webhook: status %d", code)
+		}
+		s := e.waitStats(10*time.Minute, "every agent ACKed the commit", func(s simStats) bool { return s.Acks >= n })
+		b.ReportMetric(s.Latency.P50, "commit-ack-p50-ms")
+		b.ReportMetric(s.Latency.P99, "commit-ack-p99-ms")
+		b.ReportMetric(s.Latency.Max, "commit-ack-max-ms")
+		if _, err := e.fleet.WaitStatus(ctx, 10*time.Minute, simAllAt(n, rev)); err != nil {
+			b.Fatal(err)
+		}
+
+		// (c) hub restart: every agent back and synced; bundles the new hub sent.
+		e.fleet.Hub.Stop(10 * time.Second)
+		e.post("/reset")
+		restarted := time.Now()
+		if err := e.fleet.StartHub(ctx); err != nil {
+			b.Fatal(err)
+		}
+		e.waitStats(20*time.Minute, "every agent welcomed again", func(s simStats) bool { return s.Welcomes >= n && s.Connected == n })
+		if _, err := e.fleet.WaitStatus(ctx, 20*time.Minute, simAllAt(n, rev)); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(time.Since(restarted).Seconds(), "restart-s")
+		sent, err := e.hubMetric("flotilla_hub_stream_messages_total", `direction="out"`, `type="desired"`)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(sent, "restart-resent")
+
+		// (d) reconnect storm while an operator polls status.
+		e.post("/storm")
+		var done atomic.Bool
+		polls := make(chan []time.Duration)
+		go func() {
+			var ds []time.Duration
+			for !done.Load() {
+				t := time.Now()
+				if _, err := e.fleet.Status(ctx); err == nil {
+					ds = append(ds, time.Since(t))
+				}
+			}
+			polls <- ds
+		}()
+		s = e.waitStats(20*time.Minute, "every agent reconnected after the storm", func(s simStats) bool { return s.Welcomes >= n && s.Connected == n })
+		done.Store(true)
+		ds := <-polls
+		slices.Sort(ds)
+		b.ReportMetric(float64(percentile(ds, 99).Microseconds())/1000, "storm-status-p99-ms")
+		b.ReportMetric(s.WelcomeWait.Max, "storm-welcome-max-ms")
+		b.ReportMetric(float64(n), "agents")
+	}
+	b.ReportMetric(0, "ns/op")
+}
