@@ -114,6 +114,7 @@ func run() error {
   %[2]s status -o json
   %[2]s clusters
   %[2]s apps
+  %[2]s dashboard --open   # the web dashboard on 127.0.0.1, with the same credentials
 
   # look into a cluster
   kubectl --kubeconfig %[3]s -n api get deploy,svc,hpa,pods
