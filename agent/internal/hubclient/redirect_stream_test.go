@@ -37,8 +37,8 @@ func (f *fakeReplica) Connect(stream flotillav1.AgentService_ConnectServer) erro
 	if _, err := stream.Recv(); err != nil {
 		return err
 	}
-	f.hellos <- struct{}{}
 	msg := f.answer()
+	f.hellos <- struct{}{} // after answer: a test woken by the Hello sees what answer recorded
 	if err := stream.Send(msg); err != nil || msg.GetRedirect() != nil {
 		return err
 	}
