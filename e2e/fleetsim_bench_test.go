@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/flotilla-dev/flotilla/e2e/localfleet"
+	"github.com/flotilla-dev/flotilla/e2e/localkube"
+	"github.com/flotilla-dev/flotilla/shared/testwait"
 )
 
 // EnvBenchAgents sets how many simulated agents BenchmarkFleetSim runs (default 1,000; the
@@ -74,11 +76,7 @@ func BenchmarkFleetSim(b *testing.B) {
 			b.Fatal(err)
 		}
 		e.waitStats(10*time.Minute, "every agent connected", func(s simStats) bool { return s.Connected == n })
-		time.Sleep(5 * time.Second) // idle: let the delivery's garbage go before reading RSS
-		after, err := e.fleet.Hub.RSS()
-		if err != nil {
-			b.Fatal(err)
-		}
+		after := steadyRSS(b, e.fleet.Hub) // idle: the delivery's garbage gone
 		b.ReportMetric(float64(after-before)/float64(n)/1024, "hub-KiB/agent")
 
 		// (b) webhook → every ACK of one changed app.
@@ -140,4 +138,31 @@ func BenchmarkFleetSim(b *testing.B) {
 		b.ReportMetric(float64(n), "agents")
 	}
 	b.ReportMetric(0, "ns/op")
+}
+
+// steadyRSS polls p's RSS until it has stayed within 1 % of one reading for 2 s, and returns
+// the last reading: the idle hub's memory once a delivery's garbage is collected.
+func steadyRSS(b *testing.B, p *localkube.Process) int64 {
+	b.Helper()
+	var base, last int64
+	var since time.Time
+	testwait.For(b, 2*time.Minute, "the hub's RSS steady", func(context.Context) (bool, error) {
+		rss, err := p.RSS()
+		if err != nil {
+			return false, err
+		}
+		last = rss
+		if base == 0 || abs64(rss-base)*100 >= base {
+			base, since = rss, time.Now()
+		}
+		return time.Since(since) >= 2*time.Second, nil
+	})
+	return last
+}
+
+func abs64(v int64) int64 {
+	if v < 0 {
+		return -v
+	}
+	return v
 }
