@@ -356,6 +356,7 @@ func (f *rolloutFleet) hubKilledDuringSoak(t *testing.T) {
 	}
 	canaryWrites := len(apiWrites(t, f.kube["canary"], committed))
 	sentBefore := f.desiredSentTo(t, "canary", fixed)
+	starting := time.Now() // from here the new hub process runs; StartHub returns once the CLI reaches it
 	if err := f.fleet.StartHub(f.ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -368,8 +369,8 @@ func (f *rolloutFleet) hubKilledDuringSoak(t *testing.T) {
 		t.Errorf("the canary's api Deployment written %d more times after the restart", n-canaryWrites)
 	}
 	for _, m := range rolloutMains[:2] {
-		if w := f.firstWrite(t, m, committed); w.Before(restarted) {
-			t.Errorf("%s written at %s, before the restarted hub judged the canary's soak", m, w.Format(time.StampMilli))
+		if w := f.firstWrite(t, m, committed); w.Before(starting) {
+			t.Errorf("%s written at %s, before the hub was started again", m, w.Format(time.StampMilli))
 		}
 	}
 	t.Logf("desired sent to the canary for the fixed commit: %d before the kill, %d in all", sentBefore, f.desiredSentTo(t, "canary", fixed))
