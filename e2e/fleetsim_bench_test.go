@@ -24,7 +24,10 @@ const EnvBenchAgents = "FLOTILLA_BENCH_AGENTS"
 // BenchmarkFleetSim runs a real hub process (built without -race) and e2e/cmd/fleetsim as a
 // separate process with N simulated agents, and reports, for the hub alone:
 //
-//   - hub-KiB/agent: the hub's RSS growth per connected, synced, idle agent;
+//   - hub-KiB/agent: the hub's RSS growth per connected, synced, idle agent; and of it, the Go
+//     heap in use, goroutine stacks and goroutines per agent (from the hub's --pprof), with the
+//     heap profile kept in $FLOTILLA_BENCH_PROFILES (default: the temp dir's
+//     flotilla-bench-profiles) for `go tool pprof -top`;
 //
 //   - commit-ack-p50/p99/max-ms: from a signed push webhook for a commit changing one app
 //     (base/api) to each agent's ACK of it;
@@ -56,7 +59,7 @@ func BenchmarkFleetSim(b *testing.B) {
 	if err := os.WriteFile(secret, []byte("bench-secret\n"), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	e := newSimEnv(b, ctx, bin, false, 10*time.Minute, "--webhook-secret-file", secret, "--log-level", "info")
+	e := newSimEnv(b, ctx, bin, false, 10*time.Minute, "--webhook-secret-file", secret, "--log-level", "info", "--pprof")
 	start := time.Now()
 	e.prepare(n)
 	b.Logf("%d agents registered and enrolled in %s", n, time.Since(start).Round(time.Millisecond))
@@ -71,6 +74,7 @@ func BenchmarkFleetSim(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		memBefore := e.hubMemory(b, "")
 		e.run()
 		if _, err := e.fleet.WaitStatus(ctx, 20*time.Minute, simAllAt(n, rev)); err != nil {
 			b.Fatal(err)
@@ -78,6 +82,10 @@ func BenchmarkFleetSim(b *testing.B) {
 		e.waitStats(10*time.Minute, "every agent connected", func(s simStats) bool { return s.Connected == n })
 		after := steadyRSS(b, e.fleet.Hub) // idle: the delivery's garbage gone
 		b.ReportMetric(float64(after-before)/float64(n)/1024, "hub-KiB/agent")
+		memAfter := e.hubMemory(b, fmt.Sprintf("hub-heap-%d-agents.pprof", n))
+		b.ReportMetric(float64(memAfter.heap-memBefore.heap)/float64(n)/1024, "hub-heap-KiB/agent")
+		b.ReportMetric(float64(memAfter.stack-memBefore.stack)/float64(n)/1024, "hub-stack-KiB/agent")
+		b.ReportMetric(float64(memAfter.goroutines-memBefore.goroutines)/float64(n), "hub-goroutines/agent")
 
 		// (b) webhook → every ACK of one changed app.
 		rev, err = e.repo.Commit("api 1.1.0", map[string]string{"base/api/kustomization.yaml": localfleet.BaseAPIKustomization("1.1.0")})

@@ -210,3 +210,59 @@ func simAllAt(n int, rev string) func([]localfleet.StatusItem) bool {
 		return at == 2*n
 	}
 }
+
+// EnvBenchProfiles names the directory the benchmarks keep their profiles in.
+const EnvBenchProfiles = "FLOTILLA_BENCH_PROFILES"
+
+// hubMem is where the hub's memory is, as its runtime counts it.
+type hubMem struct {
+	heap, stack int64 // bytes: HeapInuse, StackInuse
+	goroutines  int64
+}
+
+// hubMemory reads the hub's heap and stack in use and its goroutines from its /debug/pprof
+// (the hub runs with --pprof), after a garbage collection; with a file name, it also keeps the
+// heap profile there, in EnvBenchProfiles, and logs its path.
+func (e *simEnv) hubMemory(b *testing.B, keep string) hubMem {
+	b.Helper()
+	get := func(path string) []byte {
+		resp, err := http.Get("http://" + e.fleet.HTTPAddr + path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			b.Fatalf("GET %s: %d %v (does the hub run with --pprof?)", path, resp.StatusCode, err)
+		}
+		return body
+	}
+	var m hubMem
+	for _, line := range strings.Split(string(get("/debug/pprof/heap?gc=1&debug=1")), "\n") {
+		if v, ok := strings.CutPrefix(line, "# HeapInuse = "); ok {
+			m.heap, _ = strconv.ParseInt(v, 10, 64)
+		}
+		if v, ok := strings.CutPrefix(line, "# StackInuse = "); ok {
+			m.stack, _ = strconv.ParseInt(v, 10, 64)
+		}
+	}
+	first, _, _ := strings.Cut(string(get("/debug/pprof/goroutine?debug=1")), "\n")
+	if _, err := fmt.Sscanf(first, "goroutine profile: total %d", &m.goroutines); err != nil || m.heap == 0 || m.stack == 0 {
+		b.Fatalf("the hub's profiles unreadable: heap %d, stack %d, %q: %v", m.heap, m.stack, first, err)
+	}
+	if keep != "" {
+		dir := os.Getenv(EnvBenchProfiles)
+		if dir == "" {
+			dir = filepath.Join(os.TempDir(), "flotilla-bench-profiles")
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		path := filepath.Join(dir, keep)
+		if err := os.WriteFile(path, get("/debug/pprof/heap?gc=1"), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("hub heap profile: %s (go tool pprof -top -sample_index=inuse_space %s)", path, path)
+	}
+	return m
+}

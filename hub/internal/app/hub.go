@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"time"
@@ -293,13 +294,21 @@ func writeAdminConfig(o *Options, ca *pki.CA) error {
 	return cli.WriteConfig(path, &cli.Config{Hub: o.Advertise, CA: string(ca.CertPEM()), Cert: string(cert), Key: string(key)})
 }
 
-// httpMux serves health and, with a webhook secret, POST /api/webhook.
+// httpMux serves health, metrics, with --pprof the runtime profiles, and, with a webhook
+// secret, POST /api/webhook.
 func httpMux(o *completedOptions, fl *fleet.Fleet, rec *fleet.Reconciler, m *metrics.Hub, log *slog.Logger) (*http.ServeMux, error) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.Handler())
 	ok := func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) }
 	mux.HandleFunc("GET /healthz", ok)
 	mux.HandleFunc("GET /readyz", ok)
+	if o.Pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	if o.webhookSecret == nil {
 		mux.HandleFunc("/api/webhook", func(w http.ResponseWriter, _ *http.Request) {
 			http.Error(w, "webhooks are off: start the hub with --webhook-secret-file", http.StatusNotFound)

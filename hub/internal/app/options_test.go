@@ -1,12 +1,16 @@
 package app
 
 import (
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/spf13/pflag"
 
+	"github.com/flotilla-dev/flotilla/hub/internal/metrics"
 	"github.com/flotilla-dev/flotilla/shared/helpcheck"
 )
 
@@ -69,6 +73,27 @@ func TestRemovalGraceFlag(t *testing.T) {
 		}
 		if err != nil || o.RemovalGrace != tt.want {
 			t.Errorf("%v: grace %s, error %v; want %s", tt.args, o.RemovalGrace, err, tt.want)
+		}
+	}
+}
+
+// TestPprofFlag: the runtime profiles are served on the HTTP listener only with --pprof.
+func TestPprofFlag(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		o := NewOptions()
+		o.Pprof = on
+		mux, err := httpMux(&completedOptions{Options: o}, nil, nil, metrics.New(nil), slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/pprof/heap?debug=1", nil))
+		want := http.StatusNotFound
+		if on {
+			want = http.StatusOK
+		}
+		if rec.Code != want || on && !strings.Contains(rec.Body.String(), "HeapInuse") {
+			t.Errorf("--pprof=%t: GET /debug/pprof/heap = %d, want %d (body starts %.80q)", on, rec.Code, want, rec.Body.String())
 		}
 	}
 }

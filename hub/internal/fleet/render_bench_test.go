@@ -8,8 +8,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,10 +23,30 @@ import (
 	"github.com/flotilla-dev/flotilla/hub/internal/source"
 )
 
-const (
-	benchClusters = 1000
-	benchOverlays = 10
-)
+const benchOverlays = 10
+
+// benchClusterCount is how many clusters BenchmarkRenderFanOut reconciles: 1,000, or
+// $FLOTILLA_BENCH_CLUSTERS (make bench: 10,000).
+func benchClusterCount(b *testing.B) int {
+	v := os.Getenv("FLOTILLA_BENCH_CLUSTERS")
+	if v == "" {
+		return 1000
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		b.Fatalf("FLOTILLA_BENCH_CLUSTERS=%q: want a positive number", v)
+	}
+	return n
+}
+
+// cpuTime is the CPU time the process has used, user and system.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
 
 // countingRenderer counts the renders it performs.
 type countingRenderer struct {
@@ -147,12 +169,16 @@ type roundResult struct {
 	misses  uint64 // cache misses
 	resent  int    // clusters whose desired generation moved (their agent is sent the app again)
 	wall    time.Duration
+	cpu     time.Duration // CPU time of the process during the round
 }
 
-// BenchmarkRenderFanOut: renders performed versus clusters for 1,000 clusters over 10
-// overlays, with a real Git repository, fetcher, renderer and cache. Round 1 starts cold;
-// round 2 follows a commit that touches one overlay; round 3 follows no change.
+// BenchmarkRenderFanOut: renders performed versus clusters for 1,000 clusters (or
+// $FLOTILLA_BENCH_CLUSTERS) over 10 overlays, with a real Git repository, fetcher, renderer and
+// cache. Round 1 starts cold; round 2 follows a commit that touches one overlay; round 3
+// follows no change. cpu-us/cluster-* is the CPU the round cost per cluster: the hub's decision
+// for one cluster (a render-cache hit or miss and the desired-state diff).
 func BenchmarkRenderFanOut(b *testing.B) {
+	benchClusters := benchClusterCount(b)
 	repo := newBenchRepo(b)
 	appsDir := filepath.Join(b.TempDir(), "apps")
 	if err := os.MkdirAll(appsDir, 0o755); err != nil {
@@ -195,9 +221,9 @@ spec:
 		round := func(name string) {
 			gens := generations(f, clusters)
 			before, renders := cache.Stats().Misses, rend.count.Load()
-			start := time.Now()
+			start, cpu := time.Now(), cpuTime(b)
 			r.Round(ctx)
-			res := roundResult{name: name, wall: time.Since(start), renders: rend.count.Load() - renders, misses: cache.Stats().Misses - before}
+			res := roundResult{name: name, wall: time.Since(start), cpu: cpuTime(b) - cpu, renders: rend.count.Load() - renders, misses: cache.Stats().Misses - before}
 			for i, g := range generations(f, clusters) {
 				if g != gens[i] {
 					res.resent++
@@ -228,9 +254,10 @@ spec:
 	for i, unit := range []string{"cold", "commit", "nochange"} {
 		b.ReportMetric(float64(results[i].renders), "renders-"+unit)
 		b.ReportMetric(float64(results[i].wall.Microseconds())/1000, "ms-"+unit)
+		b.ReportMetric(float64(results[i].cpu.Microseconds())/float64(benchClusters), "cpu-us/cluster-"+unit)
 	}
 	b.ReportMetric(float64(results[1].resent), "resent-commit")
-	b.ReportMetric(benchClusters, "clusters")
+	b.ReportMetric(float64(benchClusters), "clusters")
 }
 
 // generations returns the desired generation of app web on each cluster (0 for none).
