@@ -25,7 +25,7 @@ const EnvBenchAgents = "FLOTILLA_BENCH_AGENTS"
 // separate process with N simulated agents, and reports, for the hub alone:
 //
 //   - hub-KiB/agent: the hub's RSS growth per connected, synced, idle agent; and of it, the Go
-//     heap in use, goroutine stacks and goroutines per agent (from the hub's --pprof), with the
+//     heap in use, goroutine stacks and goroutines per agent (from the hub's --profiling), with the
 //     heap profile kept in $FLOTILLA_BENCH_PROFILES (default: the temp dir's
 //     flotilla-bench-profiles) for `go tool pprof -top`;
 //
@@ -59,7 +59,7 @@ func BenchmarkFleetSim(b *testing.B) {
 	if err := os.WriteFile(secret, []byte("bench-secret\n"), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	e := newSimEnv(b, ctx, bin, false, 10*time.Minute, "--webhook-secret-file", secret, "--log-level", "info", "--pprof")
+	e := newSimEnv(b, ctx, bin, false, 10*time.Minute, "--webhook-secret-file", secret, "--log-level", "info", "--profiling")
 	start := time.Now()
 	e.prepare(n)
 	b.Logf("%d agents registered and enrolled in %s", n, time.Since(start).Round(time.Millisecond))

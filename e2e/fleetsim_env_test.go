@@ -221,7 +221,7 @@ type hubMem struct {
 }
 
 // hubMemory reads the hub's heap and stack in use and its goroutines from its /debug/pprof
-// (the hub runs with --pprof), after a garbage collection; with a file name, it also keeps the
+// (the hub runs with --profiling), after a garbage collection; with a file name, it also keeps the
 // heap profile there, in EnvBenchProfiles, and logs its path.
 func (e *simEnv) hubMemory(b *testing.B, keep string) hubMem {
 	b.Helper()
@@ -233,7 +233,7 @@ func (e *simEnv) hubMemory(b *testing.B, keep string) hubMem {
 		defer resp.Body.Close()
 		body, err := io.ReadAll(resp.Body)
 		if err != nil || resp.StatusCode != http.StatusOK {
-			b.Fatalf("GET %s: %d %v (does the hub run with --pprof?)", path, resp.StatusCode, err)
+			b.Fatalf("GET %s: %d %v (does the hub run with --profiling?)", path, resp.StatusCode, err)
 		}
 		return body
 	}

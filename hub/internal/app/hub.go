@@ -294,7 +294,7 @@ func writeAdminConfig(o *Options, ca *pki.CA) error {
 	return cli.WriteConfig(path, &cli.Config{Hub: o.Advertise, CA: string(ca.CertPEM()), Cert: string(cert), Key: string(key)})
 }
 
-// httpMux serves health, metrics, with --pprof the runtime profiles, and, with a webhook
+// httpMux serves health, metrics, with --profiling the runtime profiles, and, with a webhook
 // secret, POST /api/webhook.
 func httpMux(o *completedOptions, fl *fleet.Fleet, rec *fleet.Reconciler, m *metrics.Hub, log *slog.Logger) (*http.ServeMux, error) {
 	mux := http.NewServeMux()
@@ -302,7 +302,7 @@ func httpMux(o *completedOptions, fl *fleet.Fleet, rec *fleet.Reconciler, m *met
 	ok := func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) }
 	mux.HandleFunc("GET /healthz", ok)
 	mux.HandleFunc("GET /readyz", ok)
-	if o.Pprof {
+	if o.Profiling {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
 		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)

@@ -77,11 +77,11 @@ func TestRemovalGraceFlag(t *testing.T) {
 	}
 }
 
-// TestPprofFlag: the runtime profiles are served on the HTTP listener only with --pprof.
-func TestPprofFlag(t *testing.T) {
+// TestProfilingFlag: the runtime profiles are served on the HTTP listener only with --profiling.
+func TestProfilingFlag(t *testing.T) {
 	for _, on := range []bool{false, true} {
 		o := NewOptions()
-		o.Pprof = on
+		o.Profiling = on
 		mux, err := httpMux(&completedOptions{Options: o}, nil, nil, metrics.New(nil), slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
@@ -93,7 +93,7 @@ func TestPprofFlag(t *testing.T) {
 			want = http.StatusOK
 		}
 		if rec.Code != want || on && !strings.Contains(rec.Body.String(), "HeapInuse") {
-			t.Errorf("--pprof=%t: GET /debug/pprof/heap = %d, want %d (body starts %.80q)", on, rec.Code, want, rec.Body.String())
+			t.Errorf("--profiling=%t: GET /debug/pprof/heap = %d, want %d (body starts %.80q)", on, rec.Code, want, rec.Body.String())
 		}
 	}
 }
