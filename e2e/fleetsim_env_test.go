@@ -216,7 +216,7 @@ const EnvBenchProfiles = "FLOTILLA_BENCH_PROFILES"
 
 // hubMem is where the hub's memory is, as its runtime counts it.
 type hubMem struct {
-	heap, stack int64 // bytes: HeapInuse, StackInuse
+	heap, stack int64 // bytes: HeapInuse, StackInuse ("# Stack = inuse / sys")
 	goroutines  int64
 }
 
@@ -242,8 +242,9 @@ func (e *simEnv) hubMemory(b *testing.B, keep string) hubMem {
 		if v, ok := strings.CutPrefix(line, "# HeapInuse = "); ok {
 			m.heap, _ = strconv.ParseInt(v, 10, 64)
 		}
-		if v, ok := strings.CutPrefix(line, "# StackInuse = "); ok {
-			m.stack, _ = strconv.ParseInt(v, 10, 64)
+		if v, ok := strings.CutPrefix(line, "# Stack = "); ok { // "# Stack = inuse / sys"
+			inuse, _, _ := strings.Cut(v, " ")
+			m.stack, _ = strconv.ParseInt(inuse, 10, 64)
 		}
 	}
 	first, _, _ := strings.Cut(string(get("/debug/pprof/goroutine?debug=1")), "\n")
