@@ -91,15 +91,23 @@ func (s *Server) Connect(stream flotillav1.AgentService_ConnectServer) error {
 		return err
 	}
 
-	// The first of receive and send to end ends the stream. A Recv blocked on the agent only
-	// returns once this handler has returned and gRPC closed the stream, so the handler does
-	// not wait for it: both goroutines end with the RPC (send with ctx, receive with the stream),
-	// and a revoked or replaced stream closes at once.
-	errc := make(chan error, 2)
-	go func() { errc <- s.receive(ctx, stream, cluster, heldApps) }()
-	go func() { errc <- s.send(ctx, stream, cluster, held) }()
-	err = <-errc
+	// The first of receive and send to end ends the stream. Send runs on this handler's
+	// goroutine (one goroutine less per connected agent); receive runs beside it and, when it
+	// ends, cancels ctx, which ends send. A Recv blocked on the agent only returns once this
+	// handler has returned and gRPC closed the stream, so the handler does not wait for it, and
+	// a revoked or replaced stream closes at once.
+	received := make(chan error, 1)
+	go func() {
+		received <- s.receive(ctx, stream, cluster, heldApps)
+		cancel()
+	}()
+	err = s.send(ctx, stream, cluster, held)
 	cancel()
+	select {
+	case rerr := <-received: // receive ended first (its cancel ended send): its reason
+		err = rerr
+	default:
+	}
 	log.Info("agent disconnected", logging.Err(err))
 	if errors.Is(err, io.EOF) || errors.Is(err, context.Canceled) || status.Code(err) == codes.Canceled {
 		return nil

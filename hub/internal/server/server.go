@@ -170,6 +170,12 @@ func (s *Server) GRPCServer() *grpc.Server {
 		grpc.MaxSendMsgSize(MaxMessageSize+64<<10),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		// An agent's connection is idle nearly always, and gRPC's per-connection buffers were
+		// most of what an idle agent cost the hub (BenchmarkFleetSim's heap profile: 32 KiB of
+		// read buffer each). TLS already holds a whole record, so the framer reads from it
+		// directly; the write buffer goes back to a pool after each flush.
+		grpc.ReadBufferSize(0),
+		grpc.SharedWriteBuffer(true),
 		grpc.UnaryInterceptor(s.unaryAuth),
 		grpc.StreamInterceptor(s.streamAuth),
 	)
