@@ -10,6 +10,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -68,6 +69,11 @@ its agent.`,
 
 // runHub runs the hub of the completed options until ctx ends.
 func runHub(ctx context.Context, o *completedOptions, log *slog.Logger) error {
+	if o.Profiling {
+		// A heap profile's figures per connection (a few KiB each) need finer samples than
+		// Go's default of one per 512 KiB allocated.
+		runtime.MemProfileRate = profilingMemRate
+	}
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
@@ -293,6 +299,9 @@ func writeAdminConfig(o *Options, ca *pki.CA) error {
 	}
 	return cli.WriteConfig(path, &cli.Config{Hub: o.Advertise, CA: string(ca.CertPEM()), Cert: string(cert), Key: string(key)})
 }
+
+// profilingMemRate is the heap profile's sampling with --profiling: one sample per 16 KiB.
+const profilingMemRate = 16 << 10
 
 // httpMux serves health, metrics, with --profiling the runtime profiles, and, with a webhook
 // secret, POST /api/webhook.

@@ -99,7 +99,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.Retention.HistoryMaxAge, "history-max-age", o.Retention.HistoryMaxAge, "history entries older than this are deleted (0: no limit)")
 	fs.IntVar(&o.Retention.AuditMax, "audit-keep", o.Retention.AuditMax, "audit records kept, the newest (0: no limit)")
 	fs.DurationVar(&o.Retention.AuditMaxAge, "audit-max-age", o.Retention.AuditMaxAge, "audit records older than this are deleted (0: no limit)")
-	fs.BoolVar(&o.Profiling, "profiling", o.Profiling, "serve Go's runtime profiles (heap, goroutines, CPU) on --http-listen under /debug/pprof/, to see where the hub's memory and time go; they reveal internals, so keep --http-listen on a private address")
+	fs.BoolVar(&o.Profiling, "profiling", o.Profiling, "serve Go's runtime profiles (heap, goroutines, CPU) on --http-listen under /debug/pprof/, to see where the hub's memory and time go (the heap sampled every 16 KiB allocated, finer than Go's default); they reveal internals, so keep --http-listen on a private address")
 	fs.StringVar(&o.Log.Level, "log-level", o.Log.Level, "debug, info, warn or error")
 	fs.StringVar(&o.Log.Format, "log-format", o.Log.Format, "text or json")
 	o.Replicas.AddFlags(fs)
