@@ -83,7 +83,7 @@ func TestGossipKeyFileRotation(t *testing.T) {
 			return true, nil
 		})
 		if err != nil {
-			t.Fatalf("%s: members not %v within 15s", what, want)
+			t.Fatalf("%s: members not %v within 60s", what, want)
 		}
 	}
 

@@ -147,8 +147,11 @@ func readGossipKeys(path string) ([][]byte, error) {
 // the keyring it holds, so that an operator rotates the key by editing the file (or the
 // Secret it is mounted from) on every replica, step by step, without restarting any. A file
 // that cannot be read or parsed keeps the keys in use; it is reported once per change.
+//
+// The first read is held against the keys installed, not against the file as startReplica
+// read it: an edit made before this loop started is installed too.
 func reloadGossipKeys(ctx context.Context, ml *cluster.Membership, path string, interval time.Duration, log *slog.Logger) error {
-	last, _ := os.ReadFile(path) // what startReplica installed
+	var last []byte // the content last installed; nil: not read yet
 	var lastErr string
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -159,17 +162,20 @@ func reloadGossipKeys(ctx context.Context, ml *cluster.Membership, path string, 
 		case <-t.C:
 		}
 		data, err := os.ReadFile(path)
-		if err == nil && bytes.Equal(data, last) {
+		if err == nil && last != nil && bytes.Equal(data, last) {
 			continue
 		}
 		var keys [][]byte
+		var changed bool
 		if err != nil {
 			err = fmt.Errorf("--gossip-key-file: %w", err)
 		} else if keys, err = cluster.ParseKeys(data); err != nil {
 			err = fmt.Errorf("--gossip-key-file %s: %w", path, err)
-		} else if _, err = ml.SetKeys(keys); err == nil {
+		} else if changed, err = ml.SetKeys(keys); err == nil {
 			last, lastErr = data, ""
-			log.Info("gossip keys reloaded", logging.KeyCount, len(keys))
+			if changed {
+				log.Info("gossip keys reloaded", logging.KeyCount, len(keys))
+			}
 			continue
 		}
 		if err.Error() != lastErr {
