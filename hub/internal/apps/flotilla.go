@@ -131,6 +131,10 @@ func parseFlotilla(file string, doc []byte, h header, errAt errorf) (*Applicatio
 	if len(errs) > 0 {
 		return nil, errs
 	}
+	if a.Spec, err = specDigest(&d); err != nil {
+		return nil, []error{errAt("spec", err)}
+	}
+	a.Doc = doc
 	return a, nil
 }
 

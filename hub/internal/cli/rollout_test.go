@@ -53,7 +53,7 @@ func TestRolloutCommands(t *testing.T) {
 	// render is what the reconciler does with each cluster: ask which revision it gets.
 	render := func(commit string) {
 		for _, c := range []string{"canary-1", "edge-1", "main-1", "main-2"} {
-			rev, held := h.Rollouts.Revision(app, fleet.ClusterVars{Name: c, Labels: labelMap(clusters[c])}, commit)
+			rev, _, held := h.Rollouts.Revision(app, fleet.ClusterVars{Name: c, Labels: labelMap(clusters[c])}, commit)
 			switch {
 			case held && rev == "":
 				continue
@@ -104,7 +104,7 @@ func TestRolloutCommands(t *testing.T) {
 		}
 	}
 	for _, c := range []string{"canary-1", "main-1"} {
-		if rev, held := h.Rollouts.Revision(app, fleet.ClusterVars{Name: c, Labels: labelMap(clusters[c])}, rolloutRev2); rev != rolloutRev1 || !held {
+		if rev, _, held := h.Rollouts.Revision(app, fleet.ClusterVars{Name: c, Labels: labelMap(clusters[c])}, rolloutRev2); rev != rolloutRev1 || !held {
 			t.Errorf("after abort --rollback, %s gets %s (held %v), want %s", c, rev, held, rolloutRev1)
 		}
 	}

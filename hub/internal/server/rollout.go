@@ -136,6 +136,7 @@ func (s *Server) Reports(ctx context.Context, app string) ([]rollout.Report, err
 				Cluster: it.Cluster, Sync: it.Sync, Health: it.Health, DesiredRevision: it.DesiredRevision, AppliedRevision: it.AppliedRevision,
 				RolledBackRevision: it.RolledBackRevision, LastError: it.LastError, Message: it.Message,
 				HealthySince: timeOfMs(it.HealthySinceUnixMs), AppliedAt: timeOfMs(it.AppliedAtUnixMs), Pinned: it.PinnedRevision != "",
+				DesiredSpec: it.DesiredSpec, AppliedDesired: it.AppliedDesired,
 			})
 		}
 	}
@@ -187,7 +188,7 @@ func timeOfMs(ms int64) time.Time {
 func (s *Server) rolloutToProto(v *rollout.View) *flotillav1.Rollout {
 	r := v.Record
 	out := &flotillav1.Rollout{
-		App: r.App, Id: r.ID, Revision: r.Revision, FromRevision: r.From, State: r.State, Paused: r.Paused,
+		App: r.App, Id: r.ID, Revision: r.Revision, FromRevision: r.From, State: r.State, Paused: r.Paused, Edit: r.Edit(),
 		Step: int32(r.Step + 1), FailurePolicy: v.FailurePolicy, Waiting: v.Waiting, Reason: r.Reason,
 		StartedUnixMs: r.Started.UnixMilli(), StepStartedUnixMs: unixMs(r.StepStarted), UpdatedUnixMs: r.Updated.UnixMilli(),
 	}

@@ -36,7 +36,7 @@ func (r *rolloutReplica) round(t *testing.T, app *apps.Application, commit strin
 		if !mine(c.Name) {
 			continue
 		}
-		rev, held := r.coord.Revision(app, c, commit)
+		rev, _, held := r.coord.Revision(app, c, commit)
 		switch {
 		case held && rev == "":
 			continue
