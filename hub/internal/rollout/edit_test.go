@@ -9,9 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/flotilla-dev/flotilla/hub/internal/apps"
+	"github.com/flotilla-dev/flotilla/hub/internal/charts"
 	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
 	"github.com/flotilla-dev/flotilla/hub/internal/render"
 	"github.com/flotilla-dev/flotilla/hub/internal/source"
@@ -25,6 +25,8 @@ type editParts struct {
 	repo, appsDir string
 	rec           *fleet.Reconciler
 	coord         *Coordinator
+	// charts fetches charts from Helm and OCI repositories (nil: none).
+	charts charts.Source
 }
 
 func gitIn(t *testing.T, dir string, args ...string) string {
@@ -100,7 +102,7 @@ func (e *editParts) start(t *testing.T) {
 	e.coord = e.coordinator()
 	e.rec = fleet.NewReconciler(fleet.ReconcilerConfig{
 		AppsDir: e.appsDir, Fetcher: fetcher, Renderer: render.New(render.Options{}), Cache: render.NewCache(0),
-		Clusters: func() ([]fleet.ClusterVars, error) { return e.clusters, nil }, Rollouts: e.coord,
+		Clusters: func() ([]fleet.ClusterVars, error) { return e.clusters, nil }, Rollouts: e.coord, Charts: e.charts,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}, e.fleet)
 }
@@ -120,6 +122,12 @@ func (e *editParts) cycle() {
 // level is the LEVEL of the ConfigMap desired on cluster, and its desired state.
 func (e *editParts) level(t *testing.T, cluster string) (string, *fleet.Desired) {
 	t.Helper()
+	return e.data(t, cluster, "LEVEL")
+}
+
+// data is the value of key in the ConfigMap desired on cluster, and its desired state.
+func (e *editParts) data(t *testing.T, cluster, key string) (string, *fleet.Desired) {
+	t.Helper()
 	d := e.fleet.Snapshot(cluster)["api"]
 	if d == nil {
 		t.Fatalf("%s: no desired state", cluster)
@@ -128,7 +136,7 @@ func (e *editParts) level(t *testing.T, cluster string) (string, *fleet.Desired)
 	if err != nil || len(objs) != 1 {
 		t.Fatalf("%s: %d objects, %v", cluster, len(objs), err)
 	}
-	return objs[0].Object["data"].(map[string]any)["LEVEL"].(string), d
+	return objs[0].Object["data"].(map[string]any)[key].(string), d
 }
 
 // TestCoordinatorRollsOutAnApplicationEdit: an edit of a helm value in the Application (no new
@@ -217,5 +225,3 @@ func TestCoordinatorRollsOutAnApplicationEdit(t *testing.T) {
 		t.Errorf("an edit of spec.rollout started %s (%s)", after.Record.ID, after.Record.State)
 	}
 }
-
-var _ = time.Second
