@@ -74,6 +74,10 @@ type Coordinator struct {
 	peers   Peers                        // nil for a hub that runs alone
 	remote  map[string][]Report          // app → the other replicas' reports, as last gathered
 	defs    map[string]*apps.Application // definitions parsed from records, by digest
+	// outbox are the notifications waiting for the followers (notices.go); exported is, per
+	// app and follower, the highest seq of the record it was answered.
+	outbox   map[string][]notice
+	exported map[string]map[string]uint64
 }
 
 // New returns a coordinator with the records kept in the store.
@@ -97,7 +101,7 @@ func New(cfg Config) (*Coordinator, error) {
 		cfg.Local = func() func(string) bool { return func(string) bool { return true } }
 	}
 	c := &Coordinator{cfg: cfg, wake: make(chan struct{}, 1), records: map[string]*Record{}, apps: map[string]*apps.Application{},
-		remote: map[string][]Report{}, defs: map[string]*apps.Application{}}
+		remote: map[string][]Report{}, defs: map[string]*apps.Application{}, outbox: map[string][]notice{}, exported: map[string]map[string]uint64{}}
 	list, err := cfg.Store.ListRollouts()
 	if err != nil {
 		return nil, fmt.Errorf("rollouts: %w", err)
@@ -208,8 +212,7 @@ func (c *Coordinator) ensureLocked(app *apps.Application, commit string, trigger
 	case rec.Target() != to:
 		rec = Start(rec, to, now)
 		rec.Defs.setDoc(app.Spec, app.Doc)
-		c.saveLocked(rec)
-		c.notifyLocked(rec, Transition{Kind: notify.RolloutStarted, Summary: fmt.Sprintf("rollout %s of %s to %s started (%d steps)%s", rec.ID, app.Name, short(commit), len(app.Rollout.Steps), editNote(rec))})
+		c.commitLocked(rec, true, []Transition{{Kind: notify.RolloutStarted, Summary: fmt.Sprintf("rollout %s of %s to %s started (%d steps)%s", rec.ID, app.Name, short(commit), len(app.Rollout.Steps), editNote(rec))}})
 		c.advanceLocked(app.Name, trigger)
 	}
 }
@@ -246,14 +249,6 @@ func holds(rec *Record) map[string]string {
 		}
 	}
 	return out
-}
-
-func (c *Coordinator) notifyLocked(rec *Record, t Transition) {
-	c.cfg.Logger.Info("rollout "+string(t.Kind), logging.KeyApp, rec.App, logging.KeyRollout, rec.ID, logging.KeyRevision, rec.Revision,
-		logging.KeyStep, t.Step+1, logging.KeyState, rec.State, logging.KeyDuration, t.Duration)
-	if c.cfg.Notify != nil {
-		c.cfg.Notify(rec.Clone(), t)
-	}
 }
 
 // Poke asks for the active rollouts to be judged now (an agent reported).
@@ -298,6 +293,7 @@ func (c *Coordinator) advanceAll(ctx context.Context) {
 		c.mu.Unlock()
 	}
 	c.mu.Lock()
+	c.flushAllLocked()
 	peers := c.peers
 	var names []string
 	for name, rec := range c.records {
@@ -372,8 +368,10 @@ func movedFor(a, b *Record) bool {
 	return a.Target() != b.Target() || a.State != b.State
 }
 
-// Export is the record of app's rollout as this replica keeps it, for the others.
-func (c *Coordinator) Export(app string) (store.Rollout, bool) {
+// Export is the record of app's rollout as this replica keeps it, for replica (another one,
+// which stores it): the notifications of the transitions it marks may go out once every
+// follower has it (notices.go).
+func (c *Coordinator) Export(app, replica string) (store.Rollout, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	rec := c.records[app]
@@ -383,6 +381,13 @@ func (c *Coordinator) Export(app string) (store.Rollout, bool) {
 	data, err := json.Marshal(rec)
 	if err != nil {
 		return store.Rollout{}, false
+	}
+	if replica != "" {
+		if c.exported[app] == nil {
+			c.exported[app] = map[string]uint64{}
+		}
+		c.exported[app][replica] = max(c.exported[app][replica], rec.Seq)
+		c.flushLocked(app)
 	}
 	return store.Rollout{App: app, Seq: rec.Seq, Data: data}, true
 }
@@ -410,12 +415,7 @@ func (c *Coordinator) advanceLocked(name string, trigger bool) {
 		return
 	}
 	res := rec.Advance(app.Rollout, targets, c.observer(name, rec.Target()), c.cfg.Now())
-	if res.Changed {
-		c.saveLocked(rec)
-	}
-	for _, t := range res.Transitions {
-		c.notifyLocked(rec, t)
-	}
+	c.commitLocked(rec, res.Changed, res.Transitions)
 	if res.Moved && trigger {
 		c.cfg.Trigger()
 	}

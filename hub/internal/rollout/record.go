@@ -109,6 +109,8 @@ type Record struct {
 	Reason string `json:"reason,omitempty"`
 	// Seq counts the record's changes: replicas keep the higher (store.MergeRollout).
 	Seq uint64 `json:"seq"`
+	// Notified are the transitions notified of this rollout, "kind/step" (notices.go).
+	Notified []string `json:"notified,omitempty"`
 }
 
 // Active reports whether the rollout may still admit clusters.
@@ -252,6 +254,7 @@ func (r *Record) Names() []string {
 func (r *Record) Clone() *Record {
 	out := *r
 	out.Approved = slices.Clone(r.Approved)
+	out.Notified = slices.Clone(r.Notified)
 	out.Defs.Docs = maps.Clone(r.Defs.Docs)
 	out.Clusters = make(map[string]*Cluster, len(r.Clusters))
 	for n, c := range r.Clusters {

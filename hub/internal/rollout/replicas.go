@@ -22,6 +22,9 @@ type Peers interface {
 	Reports(ctx context.Context, app string) ([]Report, error)
 	// Record is the record of app's rollout at the replica that coordinates it.
 	Record(ctx context.Context, app string) (store.Rollout, bool, error)
+	// Followers are the other live replicas (by name): each follows the record of the
+	// rollouts this one coordinates.
+	Followers() []string
 }
 
 // OwnerKey is the name an app's rollouts are owned under on the replicas' ring (a cluster

@@ -19,7 +19,7 @@ import (
 type rollouts interface {
 	Get(app string) (*rollout.View, error)
 	Act(app string, a rollout.Action) (*rollout.View, error)
-	Export(app string) (store.Rollout, bool)
+	Export(app, replica string) (store.Rollout, bool)
 	Coordinates(app string) bool
 }
 
@@ -146,6 +146,22 @@ func (s *Server) Reports(ctx context.Context, app string) ([]rollout.Report, err
 	return out, nil
 }
 
+// Followers are the other live replicas, which follow the rollouts this one coordinates
+// (rollout.Peers).
+func (s *Server) Followers() []string {
+	if s.cfg.HA == nil {
+		return nil
+	}
+	local := s.cfg.HA.Replicas.Local().Name
+	var out []string
+	for _, m := range s.cfg.HA.Replicas.Members() {
+		if m.Name != local {
+			out = append(out, m.Name)
+		}
+	}
+	return out
+}
+
 // Record is the record of app's rollout at the replica that coordinates it (rollout.Peers);
 // not found when that is this one.
 func (s *Server) Record(ctx context.Context, app string) (store.Rollout, bool, error) {
@@ -161,7 +177,7 @@ func (s *Server) Record(ctx context.Context, app string) (store.Rollout, bool, e
 		return store.Rollout{}, false, nil
 	}
 	resp, err := callPeer(ctx, s, o.Member, func(ctx context.Context, conn *grpc.ClientConn) (*flotillav1.ExportRolloutResponse, error) {
-		return flotillav1.NewPeerClient(conn).ExportRollout(ctx, &flotillav1.ExportRolloutRequest{App: app})
+		return flotillav1.NewPeerClient(conn).ExportRollout(ctx, &flotillav1.ExportRolloutRequest{App: app, Replica: s.cfg.HA.Replicas.Local().Name})
 	})
 	if err != nil {
 		return store.Rollout{}, false, fmt.Errorf("coordinator %s: %w", o.Member.Name, err)
@@ -174,7 +190,7 @@ func (s *Server) ExportRollout(_ context.Context, req *flotillav1.ExportRolloutR
 	if s.cfg.Rollouts == nil {
 		return &flotillav1.ExportRolloutResponse{}, nil
 	}
-	r, found := s.cfg.Rollouts.Export(req.App)
+	r, found := s.cfg.Rollouts.Export(req.App, req.Replica)
 	return &flotillav1.ExportRolloutResponse{Found: found, Seq: r.Seq, Data: r.Data}, nil
 }
 

@@ -4273,8 +4273,12 @@ func (x *ImageChange) GetTo() string {
 }
 
 type ExportRolloutRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	App           string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	App   string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	// The replica that asks (it stores the record it is answered): the coordinator sends a
+	// transition's notification once every other live replica has the record that marks it
+	// notified, so that one taking over never notifies it again.
+	Replica       string `protobuf:"bytes,60,opt,name=replica,proto3" json:"replica,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4312,6 +4316,13 @@ func (*ExportRolloutRequest) Descriptor() ([]byte, []int) {
 func (x *ExportRolloutRequest) GetApp() string {
 	if x != nil {
 		return x.App
+	}
+	return ""
+}
+
+func (x *ExportRolloutRequest) GetReplica() string {
+	if x != nil {
+		return x.Replica
 	}
 	return ""
 }
@@ -5639,9 +5650,10 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\vImageChange\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12\x0e\n" +
-	"\x02to\x18\x03 \x01(\tR\x02to\"(\n" +
+	"\x02to\x18\x03 \x01(\tR\x02to\"B\n" +
 	"\x14ExportRolloutRequest\x12\x10\n" +
-	"\x03app\x18\x01 \x01(\tR\x03app\"S\n" +
+	"\x03app\x18\x01 \x01(\tR\x03app\x12\x18\n" +
+	"\areplica\x18< \x01(\tR\areplica\"S\n" +
 	"\x15ExportRolloutResponse\x12\x14\n" +
 	"\x05found\x18\x01 \x01(\bR\x05found\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x12\n" +
