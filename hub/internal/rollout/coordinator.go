@@ -140,9 +140,11 @@ func (c *Coordinator) Revision(app *apps.Application, cl apps.ClusterVars, commi
 	defer c.mu.Unlock()
 	rec := c.records[app.Name]
 	if app.Rollout == nil {
-		if rec != nil && (rec.State != StateCompleted || rec.Revision != commit) && c.cfg.Owns(app.Name) {
-			// The app dropped spec.rollout: all at once, from this commit on.
+		if rec != nil && (rec.State != StateCompleted || rec.Target() != (Target{Revision: commit, Spec: app.Spec})) && c.cfg.Owns(app.Name) {
+			// The app dropped spec.rollout: all at once, from this commit and definition on
+			// (and when it gains it again, they are its baseline).
 			base := Baseline(app.Name, Target{Revision: commit, Spec: app.Spec}, c.cfg.Now())
+			base.Defs.setDoc(app.Spec, app.Doc)
 			base.Seq = rec.Seq + 1
 			c.saveLocked(base)
 		}

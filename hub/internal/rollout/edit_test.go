@@ -224,4 +224,20 @@ func TestCoordinatorRollsOutAnApplicationEdit(t *testing.T) {
 	if after, _ := e.coord.Get("api"); after.Record.ID != done.Record.ID || after.Record.State != StateCompleted {
 		t.Errorf("an edit of spec.rollout started %s (%s)", after.Record.ID, after.Record.State)
 	}
+
+	// Without spec.rollout an edit goes everywhere at once; spec.rollout added back makes the
+	// definition it finds the baseline: no rollout starts.
+	without, _, _ := strings.Cut(editApp(e.repo, "trace", ""), "  rollout:")
+	writeFiles(t, e.appsDir, map[string]string{"api.yaml": without})
+	e.cycle()
+	for _, c := range e.clusters {
+		if lvl, _ := e.level(t, c.Name); lvl != "trace" {
+			t.Errorf("without spec.rollout: %s level %s, want trace at once", c.Name, lvl)
+		}
+	}
+	e.edit(t, "trace", "")
+	e.cycle()
+	if v, _ := e.coord.Get("api"); v.Record.State != StateCompleted || v.Record.Edit() {
+		t.Errorf("spec.rollout added back: %s %s, want the definition as the baseline", v.Record.ID, v.Record.State)
+	}
 }
