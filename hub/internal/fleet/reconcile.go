@@ -228,7 +228,7 @@ func (r *Reconciler) Round(ctx context.Context) {
 			if csnap == nil {
 				continue
 			}
-			warnings, err := r.renderFor(ctx, def, c, csnap, byOperator)
+			warnings, err := r.renderFor(ctx, def, c, csnap, byOperator, pinned == "" && def == app)
 			addWarnings(info, warnings)
 			r.fleet.SetRenderError(c.Name, app.Name, csnap.Commit, err)
 			if err != nil {
@@ -275,8 +275,10 @@ func (r *Reconciler) Round(ctx context.Context) {
 }
 
 // renderFor renders app for cluster c and makes it desired state, unless the render fails or
-// breaks the app's policy. It returns warnings for `flotilla apps` (plain Secrets, hooks never run).
-func (r *Reconciler) renderFor(ctx context.Context, app *apps.Application, c ClusterVars, snap *source.Snapshot, pinned bool) ([]string, error) {
+// breaks the app's policy. It returns warnings for `flotilla apps` (plain Secrets, hooks never
+// run). current: snap and app are the app's own target, not an operator's pin nor a rollout's
+// hold (its chart is the one `flotilla apps` shows).
+func (r *Reconciler) renderFor(ctx context.Context, app *apps.Application, c ClusterVars, snap *source.Snapshot, pinned, current bool) ([]string, error) {
 	path, err := app.PathFor(c)
 	if err != nil {
 		return nil, err
@@ -289,7 +291,7 @@ func (r *Reconciler) renderFor(ctx context.Context, app *apps.Application, c Clu
 	switch {
 	case err != nil:
 	case helm:
-		b, chart, err = r.sourcesBundle(ctx, app, c, snap, path) // charts.go
+		b, chart, err = r.sourcesBundle(ctx, app, c, snap, path, current) // charts.go
 	default:
 		b, err = r.bundleFor(ctx, snap, path)
 	}

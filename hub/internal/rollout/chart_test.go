@@ -84,6 +84,11 @@ spec:
 					t.Errorf("m1's desired state changed: generation %d→%d", m1Before.Generation, d.Generation)
 				}
 			}
+			for _, info := range e.fleet.Apps() {
+				if info.Name == "api" && (info.ChartVersion != "1.1.0" || info.Revision != "1.1.0") {
+					t.Errorf("flotilla apps shows chart version %s, revision %s; want the app's 1.1.0, not a held cluster's", info.ChartVersion, info.Revision)
+				}
+			}
 			e.applied("canary", healthHealthy)
 			e.cycle()
 			for _, m := range []string{"m1", "m2"} {
