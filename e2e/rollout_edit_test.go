@@ -154,7 +154,7 @@ func TestRolloutApplicationEdit(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "(an Application edit)") {
 		t.Errorf("rollout status: %v: %s", err, out)
 	}
-	if it := mustStatus(t, f.env, "main", "api"); it.Message != "Waiting for rollout step 2 of "+v.ID+" (an Application edit)" {
+	if it := mustStatus(t, f.env, "main", "api"); it.Message != "Waiting for rollout step 3 of "+v.ID+" (an Application edit)" {
 		t.Errorf("main's status message %q", it.Message)
 	}
 	testwait.Holds(t, 5*time.Second, "main untouched until approved", func(ctx context.Context) error {
