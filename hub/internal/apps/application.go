@@ -54,6 +54,11 @@ type Application struct {
 	Rollout *RolloutSpec
 	// IgnoreDifferences is spec.ignoreDifferences: fields that are not drift (shared/ignore).
 	IgnoreDifferences []ignore.Rule
+	// Spec is the digest of what the app's clusters receive of its definition, and Doc its
+	// manifest document, for progressive rollouts (definition.go); empty for an Argo CD
+	// Application (it has no spec.rollout).
+	Spec string
+	Doc  []byte
 	// Warnings report accepted manifests fields that Flotilla does not honour (mostly Argo CD
 	// fields); they are never silently ignored.
 	Warnings []string

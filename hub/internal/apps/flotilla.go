@@ -122,15 +122,14 @@ func parseFlotilla(file string, doc []byte, h header, errAt errorf) (*Applicatio
 	rollout, rolloutErrs := rolloutSpec(d.Spec.Rollout, errAt)
 	a.Rollout = rollout
 	errs = append(errs, rolloutErrs...)
-	if rollout != nil && a.Source.IsChart() {
-		// A held cluster is rendered at the Git commit it runs; a chart's version in a Helm or
-		// OCI repository is not one.
-		errs = append(errs, errAt("spec.rollout", fmt.Errorf("not supported for a chart from a Helm or OCI repository (source.chart %q): only for sources in Git", a.Source.Chart)))
-	}
 	errs = append(errs, validate(a, errAt)...)
 	if len(errs) > 0 {
 		return nil, errs
 	}
+	if a.Spec, err = specDigest(&d); err != nil {
+		return nil, []error{errAt("spec", err)}
+	}
+	a.Doc = doc
 	return a, nil
 }
 

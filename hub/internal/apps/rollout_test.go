@@ -107,13 +107,13 @@ func TestArgoCDRolloutIsUnsupported(t *testing.T) {
 	}
 }
 
-// TestRolloutOfARepositoryChartRefused: a held cluster is rendered at the Git commit it runs,
-// which a chart version in a Helm repository is not.
-func TestRolloutOfARepositoryChartRefused(t *testing.T) {
-	doc := head + "spec:\n  source: {repoURL: 'https://charts.example.com', chart: web, targetRevision: 1.2.0}\n" +
+// TestRolloutOfARepositoryChart: a chart from a Helm or OCI repository is rolled out by its
+// resolved version, so spec.rollout is accepted on it.
+func TestRolloutOfARepositoryChart(t *testing.T) {
+	doc := head + "spec:\n  source: {repoURL: 'https://charts.example.com', chart: web, targetRevision: 1.2.*}\n" +
 		"  destination: {clusters: [a]}\n  rollout: {steps: [{}]}\n"
-	_, errs := Parse("apps/api.yaml", []byte(doc))
-	if len(errs) != 1 || !strings.Contains(errs[0].Error(), `spec.rollout: not supported for a chart from a Helm or OCI repository (source.chart "web")`) {
-		t.Fatalf("errors = %v", errs)
+	list, errs := Parse("apps/api.yaml", []byte(doc))
+	if len(errs) != 0 || len(list) != 1 || list[0].Rollout == nil || list[0].Spec == "" {
+		t.Fatalf("Parse = %+v, %v", list, errs)
 	}
 }

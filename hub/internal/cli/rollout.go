@@ -116,10 +116,13 @@ func newRolloutActionCmd(o *rootOptions, action, short, flag string) *cobra.Comm
 
 // rolloutItem is the JSON form of a rollout.
 type rolloutItem struct {
-	App           string            `json:"app"`
-	ID            string            `json:"id"`
-	Revision      string            `json:"revision"`
-	FromRevision  string            `json:"fromRevision,omitempty"`
+	App          string `json:"app"`
+	ID           string `json:"id"`
+	Revision     string `json:"revision"`
+	FromRevision string `json:"fromRevision,omitempty"`
+	// Edit: the rollout carries an edit of the Application (Change says which).
+	Edit          bool              `json:"edit,omitempty"`
+	Change        string            `json:"change,omitempty"`
 	State         string            `json:"state"`
 	Paused        bool              `json:"paused,omitempty"`
 	Step          int32             `json:"step"`
@@ -163,7 +166,7 @@ func timeOf(ms int64) *time.Time {
 func printRollout(w io.Writer, r *flotillav1.Rollout, out string) error {
 	if out == "json" || out == "yaml" {
 		it := rolloutItem{
-			App: r.App, ID: r.Id, Revision: r.Revision, FromRevision: r.FromRevision, State: r.State, Paused: r.Paused,
+			App: r.App, ID: r.Id, Revision: r.Revision, FromRevision: r.FromRevision, Edit: r.Edit, Change: rolloutfmt.Change(r), State: r.State, Paused: r.Paused,
 			Step: r.Step, FailurePolicy: r.FailurePolicy, Waiting: r.Waiting, Reason: r.Reason,
 			Started: time.UnixMilli(r.StartedUnixMs).UTC(), StepStarted: timeOf(r.StepStartedUnixMs), Steps: []rolloutStepItem{},
 			Coordinator: r.Coordinator,
@@ -178,7 +181,11 @@ func printRollout(w io.Writer, r *flotillav1.Rollout, out string) error {
 		}
 		return printItems(w, []rolloutItem{it}, out)
 	}
-	fmt.Fprintf(w, "Rollout %s of %s: %s -> %s\n", clean(r.Id), clean(r.App), short(clean(r.FromRevision)), short(clean(r.Revision)))
+	fmt.Fprintf(w, "Rollout %s of %s: %s -> %s", clean(r.Id), clean(r.App), short(clean(r.FromRevision)), short(clean(r.Revision)))
+	if c := rolloutfmt.Change(r); c != "" {
+		fmt.Fprintf(w, " (%s)", c)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "State:   %s", rolloutfmt.State(r))
 	if r.FailurePolicy != "" {
 		fmt.Fprintf(w, ", failurePolicy %s", clean(r.FailurePolicy))

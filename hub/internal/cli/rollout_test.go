@@ -53,7 +53,7 @@ func TestRolloutCommands(t *testing.T) {
 	// render is what the reconciler does with each cluster: ask which revision it gets.
 	render := func(commit string) {
 		for _, c := range []string{"canary-1", "edge-1", "main-1", "main-2"} {
-			rev, held := h.Rollouts.Revision(app, fleet.ClusterVars{Name: c, Labels: labelMap(clusters[c])}, commit)
+			rev, _, held := h.Rollouts.Revision(app, fleet.ClusterVars{Name: c, Labels: labelMap(clusters[c])}, commit)
 			switch {
 			case held && rev == "":
 				continue
@@ -67,7 +67,7 @@ func TestRolloutCommands(t *testing.T) {
 	// round it asks for does.
 	round := func(commit string) {
 		render(commit)
-		h.Fleet.SetApps([]*fleet.AppInfo{{Name: "api", Destination: app.Destination, Revision: commit, Rollout: app.Rollout}})
+		h.Fleet.SetApps([]*fleet.AppInfo{{Name: "api", Destination: app.Destination, Revision: commit, Rollout: app.Rollout, Spec: app.Spec, Doc: app.Doc}})
 		h.Rollouts.AdvanceAll()
 		render(commit)
 	}
@@ -104,10 +104,20 @@ func TestRolloutCommands(t *testing.T) {
 		}
 	}
 	for _, c := range []string{"canary-1", "main-1"} {
-		if rev, held := h.Rollouts.Revision(app, fleet.ClusterVars{Name: c, Labels: labelMap(clusters[c])}, rolloutRev2); rev != rolloutRev1 || !held {
+		if rev, _, held := h.Rollouts.Revision(app, fleet.ClusterVars{Name: c, Labels: labelMap(clusters[c])}, rolloutRev2); rev != rolloutRev1 || !held {
 			t.Errorf("after abort --rollback, %s gets %s (held %v), want %s", c, rev, held, rolloutRev1)
 		}
 	}
+
+	// An edit of the Application at the same commit is a rollout of its own, and says so.
+	edited, errs := apps.Parse("apps/api.yaml", []byte(strings.Replace(rolloutApp, "api.git}", "api.git, path: deploy}", 1)))
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	app = edited[0]
+	round(rolloutRev2)
+	golden(t, "rollout_15_status_edit", n, h.flotilla(t, "rollout", "status", "api"))
+	golden(t, "rollout_16_fleet_status_held_edit", n, h.flotilla(t, "status", "--app", "api", "-o", "wide"))
 }
 
 func labelMap(s string) map[string]string {

@@ -192,8 +192,8 @@ type ChartInfo struct {
 // sourcesBundle renders every source of app that renders for cluster c into one bundle. A
 // chart is rendered with the cluster's capabilities, cached by (chart digest, values digest,
 // capabilities digest, release name, namespace). An object two sources both render is an
-// error naming both.
-func (r *Reconciler) sourcesBundle(ctx context.Context, app *apps.Application, c ClusterVars, snap *source.Snapshot, primaryPath string) (*bundle.Bundle, *ChartInfo, error) {
+// error naming both. current: snap is the app's own target (renderFor).
+func (r *Reconciler) sourcesBundle(ctx context.Context, app *apps.Application, c ClusterVars, snap *source.Snapshot, primaryPath string, current bool) (*bundle.Bundle, *ChartInfo, error) {
 	list := app.Sources
 	if len(list) == 0 {
 		list = []apps.Source{app.Source}
@@ -225,7 +225,7 @@ func (r *Reconciler) sourcesBundle(ctx context.Context, app *apps.Application, c
 		}
 		if info == nil && ci != nil {
 			info = ci
-			if r.fleet.Pin(app.Name, c.Name) == "" { // `flotilla apps` shows the app's chart, not a pin's
+			if current { // `flotilla apps` shows the app's chart, not a pin's or a held cluster's
 				r.chartRun().info[app.Name] = ci
 			}
 		}

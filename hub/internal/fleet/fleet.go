@@ -43,6 +43,9 @@ type Desired struct {
 	// Chart is set for an app rendered from a chart: its name, resolved version and values
 	// digest, for `flotilla apps` and history.
 	Chart *ChartInfo
+	// Spec is the digest of the app's definition this was rendered with (apps.Application.Spec),
+	// for a rollout to tell an edit's render from the one before.
+	Spec string
 }
 
 // Digest is the bundle's digest.
@@ -132,7 +135,7 @@ func (f *Fleet) SetDesired(d Desired) {
 		// Nothing for the agent to do; record the new revision (a copy: readers hold the old
 		// pointer without the lock).
 		nd := *old
-		nd.Revision, nd.CommitTime, nd.Author, nd.Message = d.Revision, d.CommitTime, d.Author, d.Message
+		nd.Revision, nd.CommitTime, nd.Author, nd.Message, nd.Spec = d.Revision, d.CommitTime, d.Author, d.Message, d.Spec
 		byApp[d.App] = &nd
 		return
 	}

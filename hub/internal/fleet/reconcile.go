@@ -193,7 +193,7 @@ func (r *Reconciler) Round(ctx context.Context) {
 			Destination: app.Destination,
 		}
 		infos = append(infos, info)
-		info.Rollout = app.Rollout // for the replica that coordinates its rollouts (rollout.go)
+		info.Rollout, info.Spec, info.Doc = app.Rollout, app.Spec, app.Doc // for the replica that coordinates its rollouts (rollout.go)
 		snap, fetchErr := r.fetchPrimary(ctx, app, fetch)
 		var errs []string
 		for _, c := range clusters {
@@ -206,20 +206,20 @@ func (r *Reconciler) Round(ctx context.Context) {
 			}
 			targets[c.Name][app.Name] = true
 			info.Clusters = append(info.Clusters, c.Name)
-			csnap := snap
+			csnap, def := snap, app
 			pinned := r.fleet.Pin(app.Name, c.Name)
 			byOperator := pinned != ""
 			if !byOperator && snap != nil {
 				var wait bool
-				if pinned, wait = r.rolloutRevision(app, c, snap.Commit); wait { // rollout.go
+				if pinned, def, wait = r.rolloutRevision(app, c, snap.Commit); wait { // rollout.go
 					continue // the coordinator's record is not here yet: the last desired state stays
 				}
 			}
 			if pinned != "" {
 				// An operator pinned this cluster to an earlier revision, or a rollout holds it
-				// at the revision it runs until its step.
+				// at the revision it runs until its step (with the definition it had).
 				var err error
-				if csnap, err = r.fetchPinned(ctx, app, pinned, fetch); err != nil { // charts.go
+				if csnap, err = r.fetchPinned(ctx, def, pinned, fetch); err != nil { // charts.go
 					errs = append(errs, fmt.Sprintf("%s: pinned revision %s: %v", c.Name, pinned, err))
 					r.fleet.SetRenderError(c.Name, app.Name, pinned, fmt.Errorf("pinned revision %s: %w", pinned, err))
 					continue
@@ -228,7 +228,7 @@ func (r *Reconciler) Round(ctx context.Context) {
 			if csnap == nil {
 				continue
 			}
-			warnings, err := r.renderFor(ctx, app, c, csnap, byOperator)
+			warnings, err := r.renderFor(ctx, def, c, csnap, byOperator, pinned == "" && def == app)
 			addWarnings(info, warnings)
 			r.fleet.SetRenderError(c.Name, app.Name, csnap.Commit, err)
 			if err != nil {
@@ -275,8 +275,10 @@ func (r *Reconciler) Round(ctx context.Context) {
 }
 
 // renderFor renders app for cluster c and makes it desired state, unless the render fails or
-// breaks the app's policy. It returns warnings for `flotilla apps` (plain Secrets, hooks never run).
-func (r *Reconciler) renderFor(ctx context.Context, app *apps.Application, c ClusterVars, snap *source.Snapshot, pinned bool) ([]string, error) {
+// breaks the app's policy. It returns warnings for `flotilla apps` (plain Secrets, hooks never
+// run). current: snap and app are the app's own target, not an operator's pin nor a rollout's
+// hold (its chart is the one `flotilla apps` shows).
+func (r *Reconciler) renderFor(ctx context.Context, app *apps.Application, c ClusterVars, snap *source.Snapshot, pinned, current bool) ([]string, error) {
 	path, err := app.PathFor(c)
 	if err != nil {
 		return nil, err
@@ -289,7 +291,7 @@ func (r *Reconciler) renderFor(ctx context.Context, app *apps.Application, c Clu
 	switch {
 	case err != nil:
 	case helm:
-		b, chart, err = r.sourcesBundle(ctx, app, c, snap, path) // charts.go
+		b, chart, err = r.sourcesBundle(ctx, app, c, snap, path, current) // charts.go
 	default:
 		b, err = r.bundleFor(ctx, snap, path)
 	}
@@ -310,7 +312,7 @@ func (r *Reconciler) renderFor(ctx context.Context, app *apps.Application, c Clu
 		Namespace: app.Destination.Namespace, Policy: app.SyncPolicy, Health: app.Health, Access: app.Access,
 		IgnoreDifferences: slices.Concat(r.cfg.IgnoreDifferences, app.IgnoreDifferences),
 		CommitTime:        snap.Time, Author: snap.Author, Message: snap.Message, Pinned: pinned, DependsOn: app.DependsOn,
-		Chart: chart,
+		Chart: chart, Spec: app.Spec,
 	})
 	return warnings, nil
 }

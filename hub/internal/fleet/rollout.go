@@ -2,29 +2,34 @@ package fleet
 
 import "github.com/flotilla-dev/flotilla/hub/internal/apps"
 
-// RolloutGate says which revision a cluster gets while an app's progressive rollout runs
-// (rollout.Coordinator): a cluster not yet in an active step keeps the revision it runs
-// (held at it), and one whose revision is not known yet here is held at "" (it keeps its
-// last desired state).
+// RolloutGate says what a cluster gets while an app's progressive rollout runs
+// (rollout.Coordinator): a cluster not yet in an active step keeps the revision it runs,
+// rendered with the definition of the app it had (held at it; def nil: the app as it is
+// now), and one whose revision is not known yet here is held at "" (it keeps its last
+// desired state).
 type RolloutGate interface {
-	Revision(app *apps.Application, c ClusterVars, commit string) (rev string, held bool)
+	Revision(app *apps.Application, c ClusterVars, commit string) (rev string, def *apps.Application, held bool)
 }
 
-// rolloutRevision is the revision a rollout holds cluster c at instead of commit, or "";
-// wait when it holds c back without a revision yet (another replica coordinates the app and
-// its record has not come): c keeps its last desired state this round.
-func (r *Reconciler) rolloutRevision(app *apps.Application, c ClusterVars, commit string) (rev string, wait bool) {
+// rolloutRevision is the revision a rollout holds cluster c at instead of commit ("": commit)
+// and the definition of app it renders with; wait when it holds c back without a revision
+// yet (another replica coordinates the app and its record has not come): c keeps its last
+// desired state this round.
+func (r *Reconciler) rolloutRevision(app *apps.Application, c ClusterVars, commit string) (rev string, def *apps.Application, wait bool) {
 	if r.cfg.Rollouts == nil {
-		return "", false
+		return "", app, false
 	}
-	rev, held := r.cfg.Rollouts.Revision(app, c, commit)
+	rev, def, held := r.cfg.Rollouts.Revision(app, c, commit)
+	if def == nil || !held {
+		def = app
+	}
 	switch {
 	case !held || rev == commit:
-		return "", false
+		return "", def, false
 	case rev == "":
-		return "", true
+		return "", app, true
 	}
-	return rev, false
+	return rev, def, false
 }
 
 // SetRolloutHolds replaces what `flotilla status` says of the clusters an app's rollout holds

@@ -17,18 +17,19 @@ import (
 type holdGate struct {
 	mu    sync.Mutex
 	at    string
+	def   *apps.Application // the definition held clusters render with (nil: the app's)
 	held  map[string]bool
 	asked map[string]string // cluster → the commit it was asked about
 }
 
-func (g *holdGate) Revision(_ *apps.Application, c ClusterVars, commit string) (string, bool) {
+func (g *holdGate) Revision(_ *apps.Application, c ClusterVars, commit string) (string, *apps.Application, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.asked[c.Name] = commit
 	if g.held[c.Name] {
-		return g.at, true
+		return g.at, g.def, true
 	}
-	return "", false
+	return "", nil, false
 }
 
 // TestRolloutGateHoldsAClusterAtItsRevision: a cluster a rollout holds back is rendered at the

@@ -105,6 +105,10 @@ type AppInfo struct {
 	LastFetched time.Time
 	// Rollout is the app's spec.rollout (nil: none), for the replica that coordinates it.
 	Rollout *apps.RolloutSpec
+	// Spec and Doc are the digest and manifest of the app's definition (apps.Application),
+	// for its rollouts: an edit is rolled out like a commit.
+	Spec string
+	Doc  []byte
 	// Chart and ChartVersion are set for an app rendered from a Helm chart: its name in a
 	// repository (or path in Git) and the version it resolved to.
 	Chart        string

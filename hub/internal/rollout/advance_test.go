@@ -86,7 +86,7 @@ func wantRevision(t *testing.T, r *Record, cluster, rev string, held bool) {
 func TestRolloutGoodRevision(t *testing.T) {
 	s := newSim(cl("canary", "canary"), cl("m1", "main"), cl("m2", "main"), cl("m3", "main"), cl("other", "edge"))
 	spec := threeSteps(apps.FailureHalt)
-	r := Start(Baseline("api", "old0000", s.now), "new1111", s.now)
+	r := Start(Baseline("api", Target{Revision: "old0000"}, s.now), Target{Revision: "new1111"}, s.now)
 	if r.ID != "r-new111" || r.From != "old0000" {
 		t.Fatalf("Start = %+v", r)
 	}
@@ -166,7 +166,7 @@ func TestRolloutBatchesByPercent(t *testing.T) {
 	}
 	s := newSim(cs...)
 	spec := &apps.RolloutSpec{FailurePolicy: apps.FailureHalt, Steps: []apps.RolloutStep{{MaxUnavailablePercent: 10}}}
-	r := Start(Baseline("api", "old", s.now), "new", s.now)
+	r := Start(Baseline("api", Target{Revision: "old"}, s.now), Target{Revision: "new"}, s.now)
 	for batch := 0; r.State == StateRunning; batch++ {
 		s.advance(t, r, spec)
 		updating := 0
@@ -199,7 +199,7 @@ func TestRolloutFailure(t *testing.T) {
 		t.Run(tt.policy, func(t *testing.T) {
 			s := newSim(cl("canary", "canary"), cl("m1", "main"), cl("m2", "main"))
 			spec := threeSteps(tt.policy)
-			r := Start(Baseline("api", "good", s.now), "bad", s.now)
+			r := Start(Baseline("api", Target{Revision: "good"}, s.now), Target{Revision: "bad"}, s.now)
 			s.advance(t, r, spec)
 			s.obs["canary"] = Observation{Failure: "the agent rolled bad back: Deployment web not Available"}
 			res := s.advance(t, r, spec)
@@ -227,7 +227,7 @@ func started(t *testing.T, clusters ...apps.ClusterVars) (*sim, *Record, *apps.R
 	t.Helper()
 	s := newSim(clusters...)
 	spec := threeSteps(apps.FailureHalt)
-	r := Start(Baseline("api", "v1", s.now), "v2", s.now)
+	r := Start(Baseline("api", Target{Revision: "v1"}, s.now), Target{Revision: "v2"}, s.now)
 	s.advance(t, r, spec)
 	return s, r, spec
 }
@@ -247,7 +247,7 @@ func TestRolloutSupersede(t *testing.T) {
 	s, r, spec := pastCanary(t, cl("canary", "canary"), cl("m1", "main"), cl("m2", "main"))
 	wantPhases(t, r, "canary=Done m1=Updating m2=Pending")
 
-	r3 := Start(r, "v3", s.now)
+	r3 := Start(r, Target{Revision: "v3"}, s.now)
 	if r3.From != "v1" || r3.Clusters["canary"].From != "v2" || r3.Clusters["m1"].From != "v2" || r3.Clusters["m2"].From != "" {
 		t.Fatalf("Start after a superseded rollout = %+v", r3)
 	}
@@ -342,7 +342,7 @@ func TestRolloutPauseResumeAbort(t *testing.T) {
 		t.Errorf("Hold = %q", got)
 	}
 
-	r2 := Start(r, "v3", s.now)
+	r2 := Start(r, Target{Revision: "v3"}, s.now)
 	wantRevision(t, r2, "canary", "v1", true)
 	if err := r2.Abort(false, "bob", s.now); err != nil || r2.State != StateAborted {
 		t.Fatalf("Abort = %v, state %s", err, r2.State)

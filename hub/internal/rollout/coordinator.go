@@ -73,6 +73,11 @@ type Coordinator struct {
 	apps    map[string]*apps.Application // the apps with spec.rollout, as the last round saw them
 	peers   Peers                        // nil for a hub that runs alone
 	remote  map[string][]Report          // app → the other replicas' reports, as last gathered
+	defs    map[string]*apps.Application // definitions parsed from records, by digest
+	// outbox are the notifications waiting for the followers (notices.go); exported is, per
+	// app and follower, the highest seq of the record it was answered.
+	outbox   map[string][]notice
+	exported map[string]map[string]uint64
 }
 
 // New returns a coordinator with the records kept in the store.
@@ -96,7 +101,7 @@ func New(cfg Config) (*Coordinator, error) {
 		cfg.Local = func() func(string) bool { return func(string) bool { return true } }
 	}
 	c := &Coordinator{cfg: cfg, wake: make(chan struct{}, 1), records: map[string]*Record{}, apps: map[string]*apps.Application{},
-		remote: map[string][]Report{}}
+		remote: map[string][]Report{}, defs: map[string]*apps.Application{}, outbox: map[string][]notice{}, exported: map[string]map[string]uint64{}}
 	list, err := cfg.Store.ListRollouts()
 	if err != nil {
 		return nil, fmt.Errorf("rollouts: %w", err)
@@ -122,50 +127,104 @@ func decode(sr store.Rollout) (*Record, error) {
 	return &rec, nil
 }
 
-// Revision is the revision cluster c gets of app, whose Git target is now commit, and whether
-// a rollout holds it back from commit. It only reads the app's record: the coordinator starts
-// a rollout (or makes the first commit seen of an app its baseline) when it next advances,
-// from the apps as the round that ends records them (Fleet.SetApps), and asks for a round. So
-// a new commit is held back everywhere until its rollout admits clusters, and a cluster of an
-// app with no record yet (here: another replica may coordinate it) is held at "": it keeps
-// what it has.
-func (c *Coordinator) Revision(app *apps.Application, cl apps.ClusterVars, commit string) (string, bool) {
+// Revision is the revision cluster c gets of app, whose Git target is now commit, the
+// definition of app it is rendered with (nil: app as it is), and whether a rollout holds it
+// back from commit or from app's definition. It only reads the app's record: the coordinator
+// starts a rollout (or makes the first commit seen of an app its baseline) when it next
+// advances, from the apps as the round that ends records them (Fleet.SetApps), and asks for a
+// round. So a new commit or edit is held back everywhere until its rollout admits clusters,
+// and a cluster of an app with no record yet (here: another replica may coordinate it) is held
+// at "": it keeps what it has.
+func (c *Coordinator) Revision(app *apps.Application, cl apps.ClusterVars, commit string) (string, *apps.Application, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	rec := c.records[app.Name]
 	if app.Rollout == nil {
-		if rec != nil && (rec.State != StateCompleted || rec.Revision != commit) && c.cfg.Owns(app.Name) {
-			// The app dropped spec.rollout: all at once, from this commit on.
-			base := Baseline(app.Name, commit, c.cfg.Now())
+		if rec != nil && (rec.State != StateCompleted || rec.Target() != (Target{Revision: commit, Spec: app.Spec})) && c.cfg.Owns(app.Name) {
+			// The app dropped spec.rollout: all at once, from this commit and definition on
+			// (and when it gains it again, they are its baseline).
+			base := Baseline(app.Name, Target{Revision: commit, Spec: app.Spec}, c.cfg.Now())
+			base.Defs.setDoc(app.Spec, app.Doc)
 			base.Seq = rec.Seq + 1
 			c.saveLocked(base)
 		}
-		return "", false
+		return "", nil, false
 	}
 	if rec == nil {
-		return "", true
+		return "", nil, true
 	}
-	rev, _ := rec.RevisionFor(cl.Name)
-	return rev, rev != commit
+	t, _ := rec.TargetFor(cl.Name)
+	if t.Spec == "" || t.Spec == app.Spec {
+		return t.Revision, nil, t.Revision != commit
+	}
+	return t.Revision, c.definitionLocked(rec, t.Spec), true
 }
 
-// ensureLocked makes commit the revision of app's rollout: its baseline when the app is new,
-// else a rollout that supersedes the last one, advanced at once (trigger: ask for a round).
+// definitionLocked is the definition of rec's app whose digest is spec, parsed from the
+// record once; nil (the app as it is now) when the record lacks it or it no longer parses.
+func (c *Coordinator) definitionLocked(rec *Record, spec string) *apps.Application {
+	if def := c.defs[spec]; def != nil {
+		return def
+	}
+	doc, ok := rec.Defs.Docs[spec]
+	if !ok {
+		c.cfg.Logger.Warn("rollout: definition of the app not in its record; held clusters render the current one", logging.KeyApp, rec.App, logging.KeyRollout, rec.ID)
+		return nil
+	}
+	def, err := apps.ParseDefinition("rollout "+rec.ID+" of "+rec.App, doc)
+	if err != nil {
+		c.cfg.Logger.Warn("rollout: definition of the app not parsed; held clusters render the current one", logging.KeyApp, rec.App, logging.KeyRollout, rec.ID, logging.Err(err))
+		return nil
+	}
+	if len(c.defs) >= maxDefs {
+		clear(c.defs)
+	}
+	c.defs[spec] = def
+	return def
+}
+
+// maxDefs bounds the parsed definitions a coordinator keeps.
+const maxDefs = 256
+
+// ensureLocked makes commit, rendered with app's definition, the target of app's rollout: its
+// baseline when the app is new, else a rollout that supersedes the last one (a new commit, an
+// edit of the Application, or both), advanced at once (trigger: ask for a round).
 func (c *Coordinator) ensureLocked(app *apps.Application, commit string, trigger bool) {
 	c.apps[app.Name] = app
 	now := c.cfg.Now()
-	switch rec := c.records[app.Name]; {
+	to := Target{Revision: commit, Spec: app.Spec}
+	rec := c.records[app.Name]
+	switch {
 	case rec == nil:
-		c.saveLocked(Baseline(app.Name, commit, now))
+		rec = Baseline(app.Name, to, now)
+		rec.Defs.setDoc(app.Spec, app.Doc)
+		c.saveLocked(rec)
 		if trigger {
 			c.cfg.Trigger()
 		}
-	case rec.Revision != commit:
-		rec = Start(rec, commit, now)
-		c.saveLocked(rec)
-		c.notifyLocked(rec, Transition{Kind: notify.RolloutStarted, Summary: fmt.Sprintf("rollout %s of %s to %s started (%d steps)", rec.ID, app.Name, short(commit), len(app.Rollout.Steps))})
+	case rec.Defs.Spec == "" && app.Spec != "":
+		// A record from before edits were rolled out: the app's definition now is the one it
+		// carries (and its clusters had), as it was taken then.
+		next := rec.Clone()
+		next.Defs.Spec = app.Spec
+		next.Defs.setDoc(app.Spec, app.Doc)
+		next.touch(now)
+		c.saveLocked(next)
+		c.ensureLocked(app, commit, trigger)
+	case rec.Target() != to:
+		rec = Start(rec, to, now)
+		rec.Defs.setDoc(app.Spec, app.Doc)
+		c.commitLocked(rec, true, []Transition{{Kind: notify.RolloutStarted, Summary: fmt.Sprintf("rollout %s of %s to %s started (%d steps)%s", rec.ID, app.Name, short(commit), len(app.Rollout.Steps), editNote(rec))}})
 		c.advanceLocked(app.Name, trigger)
 	}
+}
+
+// editNote is ": an Application edit" for a rollout that carries one.
+func editNote(rec *Record) string {
+	if rec.Edit() {
+		return ": " + EditWords
+	}
+	return ""
 }
 
 // saveLocked installs rec, stores it and tells the fleet which clusters it holds back.
@@ -192,14 +251,6 @@ func holds(rec *Record) map[string]string {
 		}
 	}
 	return out
-}
-
-func (c *Coordinator) notifyLocked(rec *Record, t Transition) {
-	c.cfg.Logger.Info("rollout "+string(t.Kind), logging.KeyApp, rec.App, logging.KeyRollout, rec.ID, logging.KeyRevision, rec.Revision,
-		logging.KeyStep, t.Step+1, logging.KeyState, rec.State, logging.KeyDuration, t.Duration)
-	if c.cfg.Notify != nil {
-		c.cfg.Notify(rec.Clone(), t)
-	}
 }
 
 // Poke asks for the active rollouts to be judged now (an agent reported).
@@ -240,10 +291,11 @@ func (c *Coordinator) advanceAll(ctx context.Context) {
 			continue
 		}
 		c.mu.Lock()
-		c.ensureLocked(&apps.Application{Name: info.Name, Destination: info.Destination, Rollout: info.Rollout}, info.Revision, true)
+		c.ensureLocked(&apps.Application{Name: info.Name, Destination: info.Destination, Rollout: info.Rollout, Spec: info.Spec, Doc: info.Doc}, info.Revision, true)
 		c.mu.Unlock()
 	}
 	c.mu.Lock()
+	c.flushAllLocked()
 	peers := c.peers
 	var names []string
 	for name, rec := range c.records {
@@ -309,17 +361,19 @@ func (c *Coordinator) follow(ctx context.Context, app string) {
 // movedFor reports whether some cluster gets another revision under b than under a.
 func movedFor(a, b *Record) bool {
 	for name := range b.Clusters {
-		ra, _ := a.RevisionFor(name)
-		rb, _ := b.RevisionFor(name)
-		if ra != rb {
+		ta, _ := a.TargetFor(name)
+		tb, _ := b.TargetFor(name)
+		if ta != tb {
 			return true
 		}
 	}
-	return a.Revision != b.Revision || a.State != b.State
+	return a.Target() != b.Target() || a.State != b.State
 }
 
-// Export is the record of app's rollout as this replica keeps it, for the others.
-func (c *Coordinator) Export(app string) (store.Rollout, bool) {
+// Export is the record of app's rollout as this replica keeps it, for replica (another one,
+// which stores it): the notifications of the transitions it marks may go out once every
+// follower has it (notices.go).
+func (c *Coordinator) Export(app, replica string) (store.Rollout, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	rec := c.records[app]
@@ -329,6 +383,13 @@ func (c *Coordinator) Export(app string) (store.Rollout, bool) {
 	data, err := json.Marshal(rec)
 	if err != nil {
 		return store.Rollout{}, false
+	}
+	if replica != "" {
+		if c.exported[app] == nil {
+			c.exported[app] = map[string]uint64{}
+		}
+		c.exported[app][replica] = max(c.exported[app][replica], rec.Seq)
+		c.flushLocked(app)
 	}
 	return store.Rollout{App: app, Seq: rec.Seq, Data: data}, true
 }
@@ -355,13 +416,8 @@ func (c *Coordinator) advanceLocked(name string, trigger bool) {
 		c.cfg.Logger.Warn("rollout not advanced: clusters not listed", logging.KeyApp, name, logging.Err(err))
 		return
 	}
-	res := rec.Advance(app.Rollout, targets, c.observer(name, rec.Revision), c.cfg.Now())
-	if res.Changed {
-		c.saveLocked(rec)
-	}
-	for _, t := range res.Transitions {
-		c.notifyLocked(rec, t)
-	}
+	res := rec.Advance(app.Rollout, targets, c.observer(name, rec.Target()), c.cfg.Now())
+	c.commitLocked(rec, res.Changed, res.Transitions)
 	if res.Moved && trigger {
 		c.cfg.Trigger()
 	}
@@ -381,10 +437,10 @@ func (c *Coordinator) targetsOf(app *apps.Application) ([]apps.ClusterVars, erro
 	return out, nil
 }
 
-// observer reads what the agents report of app against revision: in this replica's fleet for
-// the clusters it owns, in the other replicas' reports (gathered by advanceAll) for the rest.
+// observer reads what the agents report of app against t: in this replica's fleet for the
+// clusters it owns, in the other replicas' reports (gathered by advanceAll) for the rest.
 // A cluster no replica reported on is Stale.
-func (c *Coordinator) observer(app, revision string) func(cluster string) Observation {
+func (c *Coordinator) observer(app string, t Target) func(cluster string) Observation {
 	local := c.cfg.Local()
 	remote := make(map[string]Report, len(c.remote[app]))
 	for _, r := range c.remote[app] {
@@ -392,18 +448,20 @@ func (c *Coordinator) observer(app, revision string) func(cluster string) Observ
 	}
 	return func(cluster string) Observation {
 		if local(cluster) {
-			return Observe(c.cfg.Fleet, cluster, app, revision)
+			return Observe(c.cfg.Fleet, cluster, app, t)
 		}
 		if r, ok := remote[cluster]; ok {
-			return r.observe(revision)
+			return r.observe(t)
 		}
 		return Observation{Stale: true}
 	}
 }
 
-// Observe is what the fleet says of app on cluster against revision: the same reports
-// `flotilla status` shows, nothing measured anew.
-func Observe(fl fleetView, cluster, app, revision string) Observation {
+// Observe is what the fleet says of app on cluster against t: the same reports
+// `flotilla status` shows, nothing measured anew. The cluster is on t when its desired state
+// is t's revision rendered with t's definition, and its agent holds that.
+func Observe(fl fleetView, cluster, app string, t Target) Observation {
+	revision := t.Revision
 	_, state := fl.Presence(cluster)
 	o := Observation{Stale: state != fleet.StateConnected, Pinned: fl.Pin(app, cluster) != ""}
 	rep, ok := fl.LatestReport(cluster, app)
@@ -411,7 +469,7 @@ func Observe(fl fleetView, cluster, app, revision string) Observation {
 		return o
 	}
 	d := fl.Snapshot(cluster)[app]
-	desired := d != nil && d.Revision == revision
+	desired := d != nil && d.Revision == revision && (t.Spec == "" || d.Spec == t.Spec)
 	o.Sync, o.Health, o.HealthySince, o.AppliedAt = rep.Sync, rep.Health, rep.HealthySince, rep.AppliedAt
 	o.OnRevision = desired && rep.AppliedDigest == d.Digest()
 	o.Healthy = rep.Sync == fleet.SyncSynced && rep.Health == healthHealthy
@@ -420,7 +478,7 @@ func Observe(fl fleetView, cluster, app, revision string) Observation {
 		_, _ = fmt.Sscanf(rep.LastError, "generation %d:", &nacked)
 	}
 	switch {
-	case rep.RolledBackRevision != "" && rep.RolledBackRevision == revision:
+	case rep.RolledBackRevision != "" && rep.RolledBackRevision == revision && (t.Spec == "" || desired):
 		o.Failure = fmt.Sprintf("its agent rolled %s back: %s", short(revision), rep.Message)
 	case desired && rep.LastError != "" && nacked >= d.Generation:
 		o.Failure = "its agent refused " + short(revision) + ": " + rep.LastError

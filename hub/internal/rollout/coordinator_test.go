@@ -79,7 +79,7 @@ func (h *hubParts) round(c *Coordinator, commit string) {
 
 func (h *hubParts) render(c *Coordinator, commit string) {
 	for _, cv := range h.clusters {
-		rev, held := c.Revision(h.app, cv, commit)
+		rev, _, held := c.Revision(h.app, cv, commit)
 		switch {
 		case held && rev == "":
 			continue

@@ -19,7 +19,7 @@ func BenchmarkRecordHeap(b *testing.B) {
 		s.tgts = append(s.tgts, apps.ClusterVars{Name: fmt.Sprintf("sim-%05d", i)})
 	}
 	spec := &apps.RolloutSpec{FailurePolicy: apps.FailureHalt, Steps: []apps.RolloutStep{{MaxUnavailablePercent: 10}}}
-	r := Start(Baseline("app", "r1", s.now), "r2", s.now)
+	r := Start(Baseline("app", Target{Revision: "r1"}, s.now), Target{Revision: "r2"}, s.now)
 	r.Advance(spec, s.tgts, s.observe, s.now.Add(time.Second))
 	for i := 0; i < b.N; i++ {
 		records, holdMaps := make([]*Record, copies), make([]map[string]string, copies)

@@ -13,6 +13,7 @@ package rollout
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"time"
@@ -64,8 +65,10 @@ type Cluster struct {
 	// Step is the index of the step that takes it.
 	Step  int    `json:"step"`
 	Phase string `json:"phase"`
-	// From is the revision it had when the rollout started, when not the record's From.
-	From string `json:"from,omitempty"`
+	// From is the revision it had when the rollout started, when not the record's From;
+	// FromSpec likewise the definition it had (definition.go), when not Defs.From.
+	From     string `json:"from,omitempty"`
+	FromSpec string `json:"fromSpec,omitempty"`
 	// Since is when it entered its phase; Reason says why it failed.
 	Since  time.Time `json:"since,omitzero"`
 	Reason string    `json:"reason,omitempty"`
@@ -88,7 +91,9 @@ type Record struct {
 	ID       string `json:"id"`
 	Revision string `json:"revision"`
 	// From is the revision the clusters had before (each Cluster.From overrides it).
-	From  string `json:"from,omitempty"`
+	From string `json:"from,omitempty"`
+	// Defs are the app's definitions the rollout carries and the clusters had (definition.go).
+	Defs  Defs   `json:"defs,omitzero"`
 	State string `json:"state"`
 	// Paused: no cluster is admitted until resumed.
 	Paused bool `json:"paused,omitempty"`
@@ -104,15 +109,17 @@ type Record struct {
 	Reason string `json:"reason,omitempty"`
 	// Seq counts the record's changes: replicas keep the higher (store.MergeRollout).
 	Seq uint64 `json:"seq"`
+	// Notified are the transitions notified of this rollout, "kind/step" (notices.go).
+	Notified []string `json:"notified,omitempty"`
 }
 
 // Active reports whether the rollout may still admit clusters.
 func (r *Record) Active() bool { return r.State == StateRunning || r.State == StateWaitingApproval }
 
-// Baseline is the record of an app first seen at revision: nothing to roll out from, every
+// Baseline is the record of an app first seen at to: nothing to roll out from, every
 // cluster gets it.
-func Baseline(app, revision string, now time.Time) *Record {
-	return &Record{App: app, ID: ID(revision), Revision: revision, State: StateCompleted, Started: now, Updated: now, Seq: 1,
+func Baseline(app string, to Target, now time.Time) *Record {
+	return &Record{App: app, ID: ID(to.Revision), Revision: to.Revision, Defs: Defs{Spec: to.Spec}, State: StateCompleted, Started: now, Updated: now, Seq: 1,
 		Reason: "the first revision seen of the app (or since it had no spec.rollout): every cluster got it at once"}
 }
 
@@ -124,52 +131,78 @@ func ID(revision string) string {
 	return "r-" + revision
 }
 
-// Start begins the rollout of revision after prev (the app's last record): each cluster keeps
-// what prev gave it until its step, so clusters already past a superseded rollout are not
-// rolled back first.
-func Start(prev *Record, revision string, now time.Time) *Record {
-	from := prev.Revision
+// Start begins the rollout of to (a new commit, a new definition of the app, or both) after
+// prev (the app's last record): each cluster keeps what prev gave it until its step, so
+// clusters already past a superseded rollout are not rolled back first.
+func Start(prev *Record, to Target, now time.Time) *Record {
+	from := prev.Target()
 	if prev.State != StateCompleted {
-		from = prev.From
+		from = prev.fromOf("")
 	}
 	r := &Record{
-		App: prev.App, ID: ID(revision), Revision: revision, From: from, State: StateRunning,
+		App: prev.App, Revision: to.Revision, From: from.Revision, Defs: Defs{Spec: to.Spec, From: from.Spec}, State: StateRunning,
 		Clusters: map[string]*Cluster{}, Started: now, Updated: now, StepStarted: now, Seq: prev.Seq + 1,
 	}
+	r.ID = r.idFor()
 	for name := range prev.Clusters {
 		c := &Cluster{Phase: PhasePending, Since: now}
-		if had, _ := prev.RevisionFor(name); had != from {
-			c.From = had
+		had, _ := prev.TargetFor(name)
+		if had.Revision != from.Revision {
+			c.From = had.Revision
+		}
+		if had.Spec != from.Spec {
+			c.FromSpec = had.Spec
 		}
 		r.Clusters[name] = c
 	}
+	r.Defs.Docs = prev.Defs.keep(r)
 	return r
 }
 
-// fromOf is the revision cluster name had before this rollout.
-func (r *Record) fromOf(name string) string {
-	if c := r.Clusters[name]; c != nil && c.From != "" {
-		return c.From
+// Target is the rollout's own target: its revision rendered with its definition.
+func (r *Record) Target() Target { return Target{Revision: r.Revision, Spec: r.Defs.Spec} }
+
+// fromOf is what cluster name had before this rollout ("": what the clusters had that have no
+// From of their own).
+func (r *Record) fromOf(name string) Target {
+	t := Target{Revision: r.From, Spec: r.Defs.From}
+	if c := r.Clusters[name]; c != nil {
+		if c.From != "" {
+			t.Revision = c.From
+		}
+		if c.FromSpec != "" {
+			t.Spec = c.FromSpec
+		}
 	}
-	if r.From == "" {
-		return r.Revision
+	if t.Revision == "" {
+		t.Revision = r.Revision
 	}
-	return r.From
+	if t.Spec == "" {
+		t.Spec = r.Defs.Spec
+	}
+	return t
 }
 
-// RevisionFor is the revision cluster name gets, and whether the rollout holds it back from
-// the rollout's revision.
-func (r *Record) RevisionFor(name string) (rev string, held bool) {
+// TargetFor is what cluster name gets (a revision, rendered with a definition of the app),
+// and whether the rollout holds it back from the rollout's own target.
+func (r *Record) TargetFor(name string) (t Target, held bool) {
 	if r.State == StateCompleted {
-		return r.Revision, false
+		return r.Target(), false
 	}
 	from := r.fromOf(name)
 	c := r.Clusters[name]
 	gets := c != nil && (c.admitted() || c.Phase == PhaseSkipped && c.Step <= r.Step)
 	if !gets || r.State == StateRolledBack {
-		return from, from != r.Revision
+		return from, from != r.Target()
 	}
-	return r.Revision, false
+	return r.Target(), false
+}
+
+// RevisionFor is the revision cluster name gets, and whether the rollout holds it back from
+// the rollout's target (its revision or its definition).
+func (r *Record) RevisionFor(name string) (rev string, held bool) {
+	t, held := r.TargetFor(name)
+	return t.Revision, held
 }
 
 // Hold is what `flotilla status` says of a cluster the rollout holds back, or "".
@@ -181,15 +214,23 @@ func (r *Record) Hold(name string) string {
 	c := r.Clusters[name]
 	switch {
 	case r.State == StateRolledBack:
-		return fmt.Sprintf("Rollout %s rolled back: kept at %s (%s)", r.ID, short(rev), r.Reason)
+		return fmt.Sprintf("Rollout %s%s rolled back: kept at %s (%s)", r.ID, r.what(), short(rev), r.Reason)
 	case r.State == StateHalted:
-		return fmt.Sprintf("Rollout %s halted: kept at %s (%s)", r.ID, short(rev), r.Reason)
+		return fmt.Sprintf("Rollout %s%s halted: kept at %s (%s)", r.ID, r.what(), short(rev), r.Reason)
 	case r.State == StateAborted:
-		return fmt.Sprintf("Rollout %s aborted: kept at %s", r.ID, short(rev))
+		return fmt.Sprintf("Rollout %s%s aborted: kept at %s", r.ID, r.what(), short(rev))
 	case c == nil:
-		return fmt.Sprintf("Waiting for rollout %s to place it", r.ID)
+		return fmt.Sprintf("Waiting for rollout %s to place it%s", r.ID, r.what())
 	}
-	return fmt.Sprintf("Waiting for rollout step %d of %s", c.Step+1, r.ID)
+	return fmt.Sprintf("Waiting for rollout step %d of %s%s", c.Step+1, r.ID, r.what())
+}
+
+// what is " (an Application edit)" for a rollout that carries one, else "".
+func (r *Record) what() string {
+	if r.Edit() {
+		return " (" + EditWords + ")"
+	}
+	return ""
 }
 
 func short(rev string) string {
@@ -213,6 +254,8 @@ func (r *Record) Names() []string {
 func (r *Record) Clone() *Record {
 	out := *r
 	out.Approved = slices.Clone(r.Approved)
+	out.Notified = slices.Clone(r.Notified)
+	out.Defs.Docs = maps.Clone(r.Defs.Docs)
 	out.Clusters = make(map[string]*Cluster, len(r.Clusters))
 	for n, c := range r.Clusters {
 		cc := *c

@@ -22,6 +22,9 @@ type Peers interface {
 	Reports(ctx context.Context, app string) ([]Report, error)
 	// Record is the record of app's rollout at the replica that coordinates it.
 	Record(ctx context.Context, app string) (store.Rollout, bool, error)
+	// Followers are the other live replicas (by name): each follows the record of the
+	// rollouts this one coordinates.
+	Followers() []string
 }
 
 // OwnerKey is the name an app's rollouts are owned under on the replicas' ring (a cluster
@@ -40,11 +43,17 @@ type Report struct {
 	HealthySince       time.Time
 	AppliedAt          time.Time
 	Pinned             bool
+	// DesiredSpec is the digest of the definition the desired state was rendered with;
+	// AppliedDesired: the agent holds exactly the desired state's objects.
+	DesiredSpec    string
+	AppliedDesired bool
 }
 
-// observe is r judged against revision, as Observe judges a report in this replica's fleet.
-func (r Report) observe(revision string) Observation {
-	on := r.DesiredRevision == revision && r.AppliedRevision == revision
+// observe is r judged against t, as Observe judges a report in this replica's fleet.
+func (r Report) observe(t Target) Observation {
+	revision := t.Revision
+	desired := r.DesiredRevision == revision && (t.Spec == "" || r.DesiredSpec == t.Spec)
+	on := desired && r.AppliedRevision == revision && (t.Spec == "" || r.AppliedDesired)
 	o := Observation{
 		// A row of a cluster that is not connected says Unknown: it is never counted Healthy.
 		Stale:      r.Sync == fleet.SyncUnknown && r.Health == fleet.HealthUnknown,
@@ -52,9 +61,9 @@ func (r Report) observe(revision string) Observation {
 		HealthySince: r.HealthySince, Sync: r.Sync, Health: r.Health, AppliedAt: r.AppliedAt, Pinned: r.Pinned,
 	}
 	switch {
-	case r.RolledBackRevision != "" && r.RolledBackRevision == revision:
+	case r.RolledBackRevision != "" && r.RolledBackRevision == revision && (t.Spec == "" || desired):
 		o.Failure = fmt.Sprintf("its agent rolled %s back: %s", short(revision), r.Message)
-	case r.DesiredRevision == revision && !on && r.LastError != "":
+	case desired && !on && r.LastError != "":
 		o.Failure = "its agent refused " + short(revision) + ": " + r.LastError
 	case on && r.Health == healthDegraded && r.RolledBackRevision == "":
 		o.Degraded = fmt.Sprintf("Degraded on %s: %s", short(revision), r.Message)

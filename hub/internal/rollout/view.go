@@ -211,7 +211,7 @@ func (c *Coordinator) viewLocked(app string) (*View, error) {
 	if a := c.apps[app]; a != nil {
 		spec = a.Rollout
 	}
-	return NewView(rec.Clone(), spec, c.observer(app, rec.Revision), c.cfg.Now()), nil
+	return NewView(rec.Clone(), spec, c.observer(app, rec.Target()), c.cfg.Now()), nil
 }
 
 // Act applies an operator's action to app's rollout, stores it and advances the rollout.

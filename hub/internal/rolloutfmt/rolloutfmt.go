@@ -22,6 +22,19 @@ func State(r *flotillav1.Rollout) string {
 	return state
 }
 
+// Change says what the rollout carries, when it is an edit of the Application: "an
+// Application edit" (at the same revision) or "a new revision and an Application edit"; ""
+// for a new revision alone.
+func Change(r *flotillav1.Rollout) string {
+	switch {
+	case !r.Edit:
+		return ""
+	case r.FromRevision != "" && r.FromRevision != r.Revision:
+		return "a new revision and an Application edit"
+	}
+	return "an Application edit"
+}
+
 // StepState is a step's state, with " (needs approval)" while it waits for one.
 func StepState(s *flotillav1.RolloutStep) string {
 	if waitsForApproval(s) {

@@ -122,6 +122,9 @@ func (s *Server) Status(ctx context.Context, req *flotillav1.StatusRequest) (*fl
 				item.HealthySinceUnixMs = rep.HealthySince.UnixMilli()
 			}
 			item.AppliedAtUnixMs = unixMs(rep.AppliedAt)
+			if d := s.cfg.Fleet.Snapshot(r.Cluster)[r.App]; d != nil {
+				item.DesiredSpec, item.AppliedDesired = d.Spec, rep.AppliedDigest == d.Digest()
+			}
 			if req.Resources {
 				for _, o := range rep.Resources {
 					item.Resources = append(item.Resources, &flotillav1.ResourceStatus{

@@ -19,7 +19,7 @@ import (
 type rollouts interface {
 	Get(app string) (*rollout.View, error)
 	Act(app string, a rollout.Action) (*rollout.View, error)
-	Export(app string) (store.Rollout, bool)
+	Export(app, replica string) (store.Rollout, bool)
 	Coordinates(app string) bool
 }
 
@@ -136,6 +136,7 @@ func (s *Server) Reports(ctx context.Context, app string) ([]rollout.Report, err
 				Cluster: it.Cluster, Sync: it.Sync, Health: it.Health, DesiredRevision: it.DesiredRevision, AppliedRevision: it.AppliedRevision,
 				RolledBackRevision: it.RolledBackRevision, LastError: it.LastError, Message: it.Message,
 				HealthySince: timeOfMs(it.HealthySinceUnixMs), AppliedAt: timeOfMs(it.AppliedAtUnixMs), Pinned: it.PinnedRevision != "",
+				DesiredSpec: it.DesiredSpec, AppliedDesired: it.AppliedDesired,
 			})
 		}
 	}
@@ -143,6 +144,22 @@ func (s *Server) Reports(ctx context.Context, app string) ([]rollout.Report, err
 		return out, fmt.Errorf("replicas %v did not answer: their clusters count as Stale", unreachable)
 	}
 	return out, nil
+}
+
+// Followers are the other live replicas, which follow the rollouts this one coordinates
+// (rollout.Peers).
+func (s *Server) Followers() []string {
+	if s.cfg.HA == nil {
+		return nil
+	}
+	local := s.cfg.HA.Replicas.Local().Name
+	var out []string
+	for _, m := range s.cfg.HA.Replicas.Members() {
+		if m.Name != local {
+			out = append(out, m.Name)
+		}
+	}
+	return out
 }
 
 // Record is the record of app's rollout at the replica that coordinates it (rollout.Peers);
@@ -160,7 +177,7 @@ func (s *Server) Record(ctx context.Context, app string) (store.Rollout, bool, e
 		return store.Rollout{}, false, nil
 	}
 	resp, err := callPeer(ctx, s, o.Member, func(ctx context.Context, conn *grpc.ClientConn) (*flotillav1.ExportRolloutResponse, error) {
-		return flotillav1.NewPeerClient(conn).ExportRollout(ctx, &flotillav1.ExportRolloutRequest{App: app})
+		return flotillav1.NewPeerClient(conn).ExportRollout(ctx, &flotillav1.ExportRolloutRequest{App: app, Replica: s.cfg.HA.Replicas.Local().Name})
 	})
 	if err != nil {
 		return store.Rollout{}, false, fmt.Errorf("coordinator %s: %w", o.Member.Name, err)
@@ -173,7 +190,7 @@ func (s *Server) ExportRollout(_ context.Context, req *flotillav1.ExportRolloutR
 	if s.cfg.Rollouts == nil {
 		return &flotillav1.ExportRolloutResponse{}, nil
 	}
-	r, found := s.cfg.Rollouts.Export(req.App)
+	r, found := s.cfg.Rollouts.Export(req.App, req.Replica)
 	return &flotillav1.ExportRolloutResponse{Found: found, Seq: r.Seq, Data: r.Data}, nil
 }
 
@@ -187,7 +204,7 @@ func timeOfMs(ms int64) time.Time {
 func (s *Server) rolloutToProto(v *rollout.View) *flotillav1.Rollout {
 	r := v.Record
 	out := &flotillav1.Rollout{
-		App: r.App, Id: r.ID, Revision: r.Revision, FromRevision: r.From, State: r.State, Paused: r.Paused,
+		App: r.App, Id: r.ID, Revision: r.Revision, FromRevision: r.From, State: r.State, Paused: r.Paused, Edit: r.Edit(),
 		Step: int32(r.Step + 1), FailurePolicy: v.FailurePolicy, Waiting: v.Waiting, Reason: r.Reason,
 		StartedUnixMs: r.Started.UnixMilli(), StepStartedUnixMs: unixMs(r.StepStarted), UpdatedUnixMs: r.Updated.UnixMilli(),
 	}

@@ -85,7 +85,7 @@ func benchRollout(b *testing.B, n int) {
 	// round is the reconciler's round: the revision of every cluster, then the apps recorded.
 	round := func(commit string) {
 		for _, c := range clusters {
-			rev, held := coord.Revision(app, c, commit)
+			rev, _, held := coord.Revision(app, c, commit)
 			switch {
 			case held && rev == "":
 				continue

@@ -36,7 +36,7 @@ func (r *rolloutReplica) round(t *testing.T, app *apps.Application, commit strin
 		if !mine(c.Name) {
 			continue
 		}
-		rev, held := r.coord.Revision(app, c, commit)
+		rev, _, held := r.coord.Revision(app, c, commit)
 		switch {
 		case held && rev == "":
 			continue
@@ -72,7 +72,18 @@ func (r *rolloutReplica) desired(cluster, app string) string {
 // once, where it was asked). When the coordinator goes, the other replica owns the app's key
 // and goes on from the same step: the canary is not admitted again, nothing is notified
 // twice.
-func TestRolloutCoordinatedAcrossReplicas(t *testing.T) {
+// rolloutReplicas are two replicas with their coordinators, the canary on hub-a, main-1 on
+// hub-b, hub-a coordinating api (a two-step rollout: the canary, then the rest).
+type rolloutReplicas struct {
+	g        *gossip
+	op       flotillav1.OperatorClient
+	clusters []apps.ClusterVars
+	rs       []*rolloutReplica
+	app      *apps.Application
+}
+
+func startRolloutReplicas(t *testing.T) *rolloutReplicas {
+	t.Helper()
 	g, ca, urs := startReplicas(t, 2)
 	ctx := context.Background()
 	op := flotillav1.NewOperatorClient(dialTCP(t, ca, urs[1].addr, adminOf(t, ca)))
@@ -110,17 +121,34 @@ func TestRolloutCoordinatedAcrossReplicas(t *testing.T) {
 		u.srv.cfg.Rollouts, r.coord = coord, coord
 		rs = append(rs, r)
 	}
-	a, b := rs[0], rs[1]
 	app := &apps.Application{Name: "api", Destination: apps.Destination{Selector: labels.Everything()},
 		Rollout: &apps.RolloutSpec{FailurePolicy: apps.FailureHalt, Steps: []apps.RolloutStep{{Selector: labels.SelectorFromSet(labels.Set{"ring": "canary"})}, {}}}}
-	both := func(commit string) {
-		for _, r := range rs {
-			r.round(t, app, commit, clusters)
-		}
-		for _, r := range rs {
-			r.coord.AdvanceAll()
-		}
+	return &rolloutReplicas{g: g, op: op, clusters: clusters, rs: rs, app: app}
+}
+
+// both plays a round of commit on each replica, then advances each coordinator.
+func (h *rolloutReplicas) both(t *testing.T, commit string) {
+	t.Helper()
+	for _, r := range h.rs {
+		r.round(t, h.app, commit, h.clusters)
 	}
+	for _, r := range h.rs {
+		r.coord.AdvanceAll()
+	}
+}
+
+func (r *rolloutReplica) notifications() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return strings.Join(r.notified, " ")
+}
+
+func TestRolloutCoordinatedAcrossReplicas(t *testing.T) {
+	h := startRolloutReplicas(t)
+	g, op, clusters, rs, app := h.g, h.op, h.clusters, h.rs, h.app
+	ctx := context.Background()
+	a, b := rs[0], rs[1]
+	both := func(commit string) { h.both(t, commit) }
 
 	// The first commit: the coordinator's baseline; the other replica waits for it, then
 	// renders it.
@@ -215,4 +243,58 @@ func rowMessage(t *testing.T, r *rolloutReplica, cluster string) string {
 	}
 	t.Fatalf("no row of api on %s", cluster)
 	return ""
+}
+
+// TestRolloutNotifiedOnceAcrossFailover: the coordinator derives a step's completion and dies
+// before the other replica has read the record: it has not notified it (the follower had not
+// the record that marks it), and the replica that takes over derives it and notifies it once.
+// A transition the follower did read is notified by the coordinator as soon as it did, and
+// never again by the one that takes over.
+func TestRolloutNotifiedOnceAcrossFailover(t *testing.T) {
+	h := startRolloutReplicas(t)
+	a, b := h.rs[0], h.rs[1]
+	h.both(t, "v1")
+	h.both(t, "v1")
+	a.healthy("canary", "api")
+	b.healthy("main-1", "api")
+	h.both(t, "v2")
+	h.both(t, "v2")
+	if got := a.notifications(); got != "rollout-started" {
+		t.Fatalf("hub-a notified %q once hub-b had the record, want rollout-started", got)
+	}
+
+	// The canary is Healthy: hub-a completes step 1 and dies before hub-b asks for the record.
+	a.healthy("canary", "api")
+	a.round(t, h.app, "v2", h.clusters)
+	a.coord.AdvanceAll()
+	if v, _ := a.coord.Get("api"); v.Record.Step != 1 {
+		t.Fatalf("hub-a at step %d, want 2", v.Record.Step+1)
+	}
+	if got := a.notifications(); got != "rollout-started" {
+		t.Fatalf("hub-a notified %q before hub-b had the record", got)
+	}
+	a.stop()
+	h.g.drop("hub-a")
+	h.g.setOwner("canary", "hub-b")
+	h.g.setOwner(rollout.OwnerKey("api"), "hub-b")
+	// The canary's agent reconnects to hub-b and reports it Healthy on v2.
+	b.round(t, h.app, "v2", h.clusters)
+	b.healthy("canary", "api")
+	testwait.For(t, 10*time.Second, "hub-b completes the rollout", func(context.Context) (bool, error) {
+		b.round(t, h.app, "v2", h.clusters)
+		b.coord.AdvanceAll()
+		b.round(t, h.app, "v2", h.clusters)
+		if b.desired("main-1", "api") == "v2" {
+			b.healthy("main-1", "api")
+		}
+		v, err := b.coord.Get("api")
+		return err == nil && v.Record.State == rollout.StateCompleted, err
+	})
+	all := a.notifications() + " " + b.notifications()
+	if n := strings.Count(all, "step-completed"); n != 2 {
+		t.Errorf("notified %q: %d step-completed, want 2 (one per step)", all, n)
+	}
+	if got := b.notifications(); got != "step-completed step-completed rollout-completed" {
+		t.Errorf("hub-b notified %q", got)
+	}
 }

@@ -61,7 +61,7 @@ func startRollout(t *testing.T) (*dashboard, flotillav1.OperatorClient) {
 	app := list[0]
 	render := func(commit string) {
 		for _, c := range names {
-			rev, held := h.Rollouts.Revision(app, fleet.ClusterVars{Name: c, Labels: map[string]string{"team": "api"}}, commit)
+			rev, _, held := h.Rollouts.Revision(app, fleet.ClusterVars{Name: c, Labels: map[string]string{"team": "api"}}, commit)
 			switch {
 			case held && rev == "":
 				continue

@@ -2492,6 +2492,11 @@ type AppClusterStatus struct {
 	Rollout string `protobuf:"bytes,30,opt,name=rollout,proto3" json:"rollout,omitempty"`
 	// When the agent applied what it holds, as it reports.
 	AppliedAtUnixMs int64 `protobuf:"varint,31,opt,name=applied_at_unix_ms,json=appliedAtUnixMs,proto3" json:"applied_at_unix_ms,omitempty"`
+	// The digest of the app's definition the desired state was rendered with, and whether the
+	// agent holds exactly the desired state's objects: for the replica that coordinates the
+	// app's rollout, which tells an edit of the Application from the definition before.
+	DesiredSpec    string `protobuf:"bytes,60,opt,name=desired_spec,json=desiredSpec,proto3" json:"desired_spec,omitempty"`
+	AppliedDesired bool   `protobuf:"varint,61,opt,name=applied_desired,json=appliedDesired,proto3" json:"applied_desired,omitempty"`
 	// The app's objects with their health, when StatusRequest.resources asks for them.
 	Resources     []*ResourceStatus `protobuf:"bytes,40,rep,name=resources,proto3" json:"resources,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -2645,6 +2650,20 @@ func (x *AppClusterStatus) GetAppliedAtUnixMs() int64 {
 		return x.AppliedAtUnixMs
 	}
 	return 0
+}
+
+func (x *AppClusterStatus) GetDesiredSpec() string {
+	if x != nil {
+		return x.DesiredSpec
+	}
+	return ""
+}
+
+func (x *AppClusterStatus) GetAppliedDesired() bool {
+	if x != nil {
+		return x.AppliedDesired
+	}
+	return false
 }
 
 func (x *AppClusterStatus) GetResources() []*ResourceStatus {
@@ -4254,8 +4273,12 @@ func (x *ImageChange) GetTo() string {
 }
 
 type ExportRolloutRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	App           string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	App   string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	// The replica that asks (it stores the record it is answered): the coordinator sends a
+	// transition's notification once every other live replica has the record that marks it
+	// notified, so that one taking over never notifies it again.
+	Replica       string `protobuf:"bytes,60,opt,name=replica,proto3" json:"replica,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4293,6 +4316,13 @@ func (*ExportRolloutRequest) Descriptor() ([]byte, []int) {
 func (x *ExportRolloutRequest) GetApp() string {
 	if x != nil {
 		return x.App
+	}
+	return ""
+}
+
+func (x *ExportRolloutRequest) GetReplica() string {
+	if x != nil {
+		return x.Replica
 	}
 	return ""
 }
@@ -4801,7 +4831,10 @@ type Rollout struct {
 	UpdatedUnixMs     int64          `protobuf:"varint,13,opt,name=updated_unix_ms,json=updatedUnixMs,proto3" json:"updated_unix_ms,omitempty"`
 	Steps             []*RolloutStep `protobuf:"bytes,14,rep,name=steps,proto3" json:"steps,omitempty"`
 	// The hub replica that coordinates the rollout (empty for a single hub).
-	Coordinator   string `protobuf:"bytes,15,opt,name=coordinator,proto3" json:"coordinator,omitempty"`
+	Coordinator string `protobuf:"bytes,15,opt,name=coordinator,proto3" json:"coordinator,omitempty"`
+	// The rollout carries an edit of the Application (what its clusters receive changed), with
+	// or without a new revision.
+	Edit          bool `protobuf:"varint,60,opt,name=edit,proto3" json:"edit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4939,6 +4972,13 @@ func (x *Rollout) GetCoordinator() string {
 		return x.Coordinator
 	}
 	return ""
+}
+
+func (x *Rollout) GetEdit() bool {
+	if x != nil {
+		return x.Edit
+	}
+	return false
 }
 
 type RolloutStep struct {
@@ -5461,7 +5501,7 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\tresources\x18( \x01(\bR\tresources\"r\n" +
 	"\x0eStatusResponse\x123\n" +
 	"\x05items\x18\x01 \x03(\v2\x1d.flotilla.v1.AppClusterStatusR\x05items\x12+\n" +
-	"\x11unreachable_peers\x18\x02 \x03(\tR\x10unreachablePeers\"\xbe\x05\n" +
+	"\x11unreachable_peers\x18\x02 \x03(\tR\x10unreachablePeers\"\x8a\x06\n" +
 	"\x10AppClusterStatus\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x10\n" +
 	"\x03app\x18\x02 \x01(\tR\x03app\x12\x12\n" +
@@ -5481,7 +5521,9 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x15healthy_since_unix_ms\x18\x0e \x01(\x03R\x12healthySinceUnixMs\x120\n" +
 	"\x14rolled_back_revision\x18\x0f \x01(\tR\x12rolledBackRevision\x12\x18\n" +
 	"\arollout\x18\x1e \x01(\tR\arollout\x12+\n" +
-	"\x12applied_at_unix_ms\x18\x1f \x01(\x03R\x0fappliedAtUnixMs\x129\n" +
+	"\x12applied_at_unix_ms\x18\x1f \x01(\x03R\x0fappliedAtUnixMs\x12!\n" +
+	"\fdesired_spec\x18< \x01(\tR\vdesiredSpec\x12'\n" +
+	"\x0fapplied_desired\x18= \x01(\bR\x0eappliedDesired\x129\n" +
 	"\tresources\x18( \x03(\v2\x1b.flotilla.v1.ResourceStatusR\tresources\"\x15\n" +
 	"\x13ListClustersRequest\"o\n" +
 	"\x14ListClustersResponse\x12*\n" +
@@ -5608,9 +5650,10 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\vImageChange\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12\x0e\n" +
-	"\x02to\x18\x03 \x01(\tR\x02to\"(\n" +
+	"\x02to\x18\x03 \x01(\tR\x02to\"B\n" +
 	"\x14ExportRolloutRequest\x12\x10\n" +
-	"\x03app\x18\x01 \x01(\tR\x03app\"S\n" +
+	"\x03app\x18\x01 \x01(\tR\x03app\x12\x18\n" +
+	"\areplica\x18< \x01(\tR\areplica\"S\n" +
 	"\x15ExportRolloutResponse\x12\x14\n" +
 	"\x05found\x18\x01 \x01(\bR\x05found\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x12\n" +
@@ -5647,7 +5690,7 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x14RolloutStatusRequest\x12\x10\n" +
 	"\x03app\x18\x01 \x01(\tR\x03app\"G\n" +
 	"\x15RolloutStatusResponse\x12.\n" +
-	"\arollout\x18\x01 \x01(\v2\x14.flotilla.v1.RolloutR\arollout\"\xda\x03\n" +
+	"\arollout\x18\x01 \x01(\v2\x14.flotilla.v1.RolloutR\arollout\"\xee\x03\n" +
 	"\aRollout\x12\x10\n" +
 	"\x03app\x18\x01 \x01(\tR\x03app\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x1a\n" +
@@ -5664,7 +5707,8 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x14step_started_unix_ms\x18\f \x01(\x03R\x11stepStartedUnixMs\x12&\n" +
 	"\x0fupdated_unix_ms\x18\r \x01(\x03R\rupdatedUnixMs\x12.\n" +
 	"\x05steps\x18\x0e \x03(\v2\x18.flotilla.v1.RolloutStepR\x05steps\x12 \n" +
-	"\vcoordinator\x18\x0f \x01(\tR\vcoordinator\"\xce\x01\n" +
+	"\vcoordinator\x18\x0f \x01(\tR\vcoordinator\x12\x12\n" +
+	"\x04edit\x18< \x01(\bR\x04edit\"\xce\x01\n" +
 	"\vRolloutStep\x12\x16\n" +
 	"\x06number\x18\x01 \x01(\x05R\x06number\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x1a\n" +
