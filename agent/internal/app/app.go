@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"strings"
 	"time"
@@ -58,7 +59,9 @@ type Options struct {
 	KubeAPIBurst int
 	// SyncTimeout bounds one sync of an app (syncer.Config.SyncTimeout).
 	SyncTimeout time.Duration
-	Log         logging.Options
+	// Profiling serves Go's pprof profiles under /debug/pprof/ on HTTPListen.
+	Profiling bool
+	Log       logging.Options
 }
 
 // NewOptions returns the defaults.
@@ -86,6 +89,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "sustained requests per second to the cluster's API server (the server's priority and fairness has the last word)")
 	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "requests allowed in a burst above --kube-api-qps (a large first sync)")
 	fs.DurationVar(&o.SyncTimeout, "sync-timeout", o.SyncTimeout, "how long one sync of an app (apply, prune, self-heal) may take before it is cancelled, reported as failed and retried with backoff")
+	fs.BoolVar(&o.Profiling, "profiling", o.Profiling, "also serve Go's pprof profiles (heap, CPU, goroutines) under /debug/pprof/ on --http-listen; off by default, since anyone who reaches that address can read them")
 	fs.StringVar(&o.Log.Level, "log-level", o.Log.Level, "debug, info, warn or error")
 	fs.StringVar(&o.Log.Format, "log-format", o.Log.Format, "text or json")
 }
@@ -238,7 +242,7 @@ func run(ctx context.Context, o *Options, log *slog.Logger) error {
 	g.Go(func() error { return hc.Run(gctx) })
 	g.Go(func() error { return creds.Rotate(gctx, o.Hubs) })
 	if p.health != nil {
-		g.Go(func() error { return serveHealth(gctx, p.health, m) })
+		g.Go(func() error { return serveHealth(gctx, p.health, m, o.Profiling) })
 	}
 	log.Info("agent started", logging.KeyVersion, version.String(), logging.KeyHubs, strings.Join(o.Hubs, ","))
 	return g.Wait()
@@ -330,9 +334,16 @@ func join(ctx context.Context, hubs []string, token, ageRecipient string, log *s
 	return nil, "", err
 }
 
-func serveHealth(ctx context.Context, l net.Listener, m *metrics.Agent) error {
+func serveHealth(ctx context.Context, l net.Listener, m *metrics.Agent, profiling bool) error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.Handler())
+	if profiling {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	ok := func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) }
 	mux.HandleFunc("GET /healthz", ok)
 	mux.HandleFunc("GET /readyz", ok)
