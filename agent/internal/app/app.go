@@ -26,6 +26,7 @@ import (
 	"github.com/flotilla-dev/flotilla/agent/internal/identity"
 	"github.com/flotilla-dev/flotilla/agent/internal/metrics"
 	"github.com/flotilla-dev/flotilla/agent/internal/syncer"
+	"github.com/flotilla-dev/flotilla/shared/agentkey"
 	"github.com/flotilla-dev/flotilla/shared/httpserve"
 	"github.com/flotilla-dev/flotilla/shared/jointoken"
 	"github.com/flotilla-dev/flotilla/shared/logging"
@@ -297,7 +298,7 @@ var enrolBackoff = wait.Backoff{Duration: time.Second, Factor: 2, Jitter: 0.5, S
 // unreachable or failing, with one key: a hub that spent the token and whose reply was lost
 // accepts the same request again. A hub that refuses the token or the request ends it.
 func join(ctx context.Context, hubs []string, token, ageRecipient string, log *slog.Logger) (*identity.Identity, string, error) {
-	keyPEM, csrPEM, err := identity.NewKeyAndCSR()
+	keyPEM, csrPEM, err := agentkey.New()
 	if err != nil {
 		return nil, "", err
 	}
