@@ -22,7 +22,7 @@ func TestHelmTemplateAgent(t *testing.T) {
 	d := deployment(t, objs, "a-flotilla-agent")
 	c := d.Spec.Template.Spec.Containers[0]
 	wantArgs := []string{"--namespace=flotilla-system", "--hub=hub.example.com:443",
-		"--http-listen=0.0.0.0:8080", "--log-level=info", "--log-format=json", "--kube-api-qps=50", "--kube-api-burst=300", "--sync-timeout=5m"}
+		"--http-listen=0.0.0.0:8080", "--log-level=info", "--log-format=json", "--kube-api-qps=200", "--kube-api-burst=400", "--sync-timeout=5m"}
 	if !slices.Equal(c.Args, wantArgs) {
 		t.Errorf("args = %q, want %q", c.Args, wantArgs)
 	}

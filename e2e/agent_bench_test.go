@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -79,6 +81,7 @@ func newBenchEnv(b *testing.B) *env {
 	}
 	e.fleet, err = localfleet.Start(ctx, localfleet.Options{
 		Dir: dir, BinDir: bin, AppsDir: e.appsDir, PollInterval: 2 * time.Second, Heartbeat: time.Second,
+		AgentArgs: []string{"--profiling"}, // the benchmarks read the agents' heap profiles
 		Members: []localfleet.Member{
 			{Cluster: cs[0], Labels: map[string]string{"env": "staging"}},
 			{Cluster: cs[1], Labels: map[string]string{"env": "production"}},
@@ -274,6 +277,7 @@ func BenchmarkApply1000ConfigMaps(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
+	kubectlReqs := startRequestCount(b, e.ctx, client)
 	start := time.Now()
 	cmd := exec.CommandContext(e.ctx, "kubectl", "--kubeconfig", staging.Kubeconfig, "apply", "--server-side",
 		"--field-manager", "e2e-kubectl", "-n", nsKubectl, "-f", file)
@@ -282,6 +286,7 @@ func BenchmarkApply1000ConfigMaps(b *testing.B) {
 	}
 	kubectlTime := time.Since(start)
 	b.StopTimer()
+	kubectlCount := kubectlReqs.stop()
 	countConfigMaps(b, e.ctx, client, nsKubectl, n)
 
 	// Flotilla: the app is rendered and sent first (no automated sync), so the clock covers
@@ -301,6 +306,7 @@ func BenchmarkApply1000ConfigMaps(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.StartTimer()
+	agentReqs := startRequestCount(b, e.ctx, client)
 	start = time.Now()
 	if out, err := e.fleet.CLI(e.ctx, "sync", "bench", "--cluster", "staging"); err != nil {
 		b.Fatalf("sync bench: %v\n%s", err, out)
@@ -313,6 +319,7 @@ func BenchmarkApply1000ConfigMaps(b *testing.B) {
 	}
 	flotillaTime := time.Since(start)
 	b.StopTimer()
+	agentCount := agentReqs.stop()
 	countConfigMaps(b, e.ctx, client, nsFlotilla, n)
 	agentApply := agentSyncDuration(b, agent.LogPath, "bench")
 	healthyAfter := time.Duration(0)
@@ -332,6 +339,8 @@ func BenchmarkApply1000ConfigMaps(b *testing.B) {
 	rssManaging := peakRSS(b, e.ctx, agent, idle)
 	getRate := (apiserverRequests(b, e.ctx, client, "GET", "configmaps") - getsBefore) / idle.Seconds()
 	rssOther := peakRSS(b, e.ctx, e.fleet.Agents["production"], time.Second)
+	heap, heapTop := heapProfile(b, e.ctx, e.fleet.AgentHTTP["staging"], filepath.Join(e.dir, "agent-heap-1000.pprof"))
+	rssAnon, rssFile := rssParts(b, agent.Pid())
 
 	// Drift on one object of the big app.
 	const bigEvents = 3
@@ -368,6 +377,12 @@ func BenchmarkApply1000ConfigMaps(b *testing.B) {
 	fmt.Fprintf(os.Stderr, "  %-58s %9.1f MiB\n", "agent RSS, demo apps only (peak over 5s)", mib(rssBaseline))
 	fmt.Fprintf(os.Stderr, "  %-58s %9.1f MiB\n", "agent RSS managing +1,000 ConfigMaps (peak over 20s)", mib(rssManaging))
 	fmt.Fprintf(os.Stderr, "  %-58s %9.1f MiB\n", "production agent RSS, demo apps only", mib(rssOther))
+	fmt.Fprintf(os.Stderr, "  %-58s %9.1f MiB\n", "agent Go heap in use managing +1,000 ConfigMaps (after a GC)", mib(heap))
+	fmt.Fprintf(os.Stderr, "  %-58s %5.1f/%.1f MiB\n", "  agent RSS then: anonymous / file-backed (the binary's pages)", mib(rssAnon), mib(rssFile))
+	fmt.Fprintf(os.Stderr, "  %-58s %12.2f\n", "API requests per object, agent's sync", agentCount.total()/n)
+	fmt.Fprintf(os.Stderr, "  %-58s %12s\n", "  by verb", agentCount)
+	fmt.Fprintf(os.Stderr, "  %-58s %12.2f\n", "API requests per object, kubectl apply --server-side", kubectlCount.total()/n)
+	fmt.Fprintf(os.Stderr, "  %-58s %12s\n", "  by verb", kubectlCount)
 	fmt.Fprintf(os.Stderr, "  %-58s %12.1f\n", "GET configmaps/s at the API server, app idle (agent's reads)", getRate)
 	fmt.Fprintf(os.Stderr, "  %-58s %12s\n", fmt.Sprintf("drift-to-corrected, 1 of the 1,000 (min/max of %d)", bigEvents),
 		bigLat[0].Round(time.Millisecond).String()+"/"+bigLat[len(bigLat)-1].Round(time.Millisecond).String())
@@ -379,6 +394,163 @@ func BenchmarkApply1000ConfigMaps(b *testing.B) {
 	b.ReportMetric(ratio, "flotilla/kubectl")
 	b.ReportMetric(mib(rssBaseline), "MiB-rss-baseline")
 	b.ReportMetric(mib(rssManaging), "MiB-rss-1000")
+	b.ReportMetric(mib(heap), "MiB-heap-1000")
+	b.ReportMetric(mib(rssAnon), "MiB-rss-anon-1000")
+	b.ReportMetric(agentCount.total()/n, "agent-requests/object")
+	b.ReportMetric(kubectlCount.total()/n, "kubectl-requests/object")
+	fmt.Fprintf(os.Stderr, "\nagent heap profile managing +1,000 ConfigMaps (inuse_space, top 15):\n%s\n", heapTop)
+}
+
+// requestCount counts the requests an API server serves from its start to stop, by verb (a
+// dry-run counted apart), from its apiserver_request_total. The local control plane's own
+// lease renewals are left out: they go on whatever the client measured does.
+type requestCount struct {
+	b      *testing.B
+	ctx    context.Context
+	client kubernetes.Interface
+	before map[string]float64
+}
+
+// requests are counts by verb.
+type requests map[string]float64
+
+func startRequestCount(b *testing.B, ctx context.Context, client kubernetes.Interface) *requestCount {
+	b.Helper()
+	return &requestCount{b: b, ctx: ctx, client: client, before: apiserverRequestsByVerb(b, ctx, client)}
+}
+
+func (r *requestCount) stop() requests {
+	r.b.Helper()
+	out := requests{}
+	for verb, v := range apiserverRequestsByVerb(r.b, r.ctx, r.client) {
+		if d := v - r.before[verb]; d > 0 {
+			out[verb] = d
+		}
+	}
+	return out
+}
+
+func (r requests) total() float64 {
+	var t float64
+	for _, v := range r {
+		t += v
+	}
+	return t
+}
+
+// String lists the counts by verb, largest first: "APPLY 1000, APPLY(dry-run) 1000, GET 3".
+func (r requests) String() string {
+	verbs := make([]string, 0, len(r))
+	for v := range r {
+		verbs = append(verbs, v)
+	}
+	slices.SortFunc(verbs, func(a, b string) int {
+		if r[a] != r[b] {
+			return int(r[b] - r[a])
+		}
+		return strings.Compare(a, b)
+	})
+	parts := make([]string, len(verbs))
+	for i, v := range verbs {
+		parts[i] = fmt.Sprintf("%s %.0f", v, r[v])
+	}
+	return strings.Join(parts, ", ")
+}
+
+var requestLabel = regexp.MustCompile(`(\w+)="([^"]*)"`)
+
+// apiserverRequestsByVerb returns the API server's counts of requests by verb ("APPLY",
+// "APPLY(dry-run)", ...), every resource but leases, from its /metrics.
+func apiserverRequestsByVerb(b *testing.B, ctx context.Context, client kubernetes.Interface) map[string]float64 {
+	b.Helper()
+	raw, err := client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		b.Fatalf("API server metrics: %v", err)
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if !strings.HasPrefix(line, "apiserver_request_total{") {
+			continue
+		}
+		labels := map[string]string{}
+		for _, m := range requestLabel.FindAllStringSubmatch(line[:strings.LastIndexByte(line, '}')], -1) {
+			labels[m[1]] = m[2]
+		}
+		if labels["resource"] == "leases" {
+			continue
+		}
+		verb := labels["verb"]
+		if labels["dry_run"] != "" {
+			verb += "(dry-run)"
+		}
+		var v float64
+		if _, err := fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v); err == nil {
+			out[verb] += v
+		}
+	}
+	return out
+}
+
+// rssParts returns a process's resident memory by kind: anonymous (heap, stacks) and
+// file-backed (mostly its executable's pages), from /proc/PID/status.
+func rssParts(b *testing.B, pid int) (anon, file int64) {
+	b.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		var kb int64
+		if _, err := fmt.Sscanf(line, "RssAnon: %d kB", &kb); err == nil {
+			anon = kb * 1024
+		}
+		if _, err := fmt.Sscanf(line, "RssFile: %d kB", &kb); err == nil {
+			file = kb * 1024
+		}
+	}
+	return anon, file
+}
+
+// heapProfile has the agent serving on addr (with --profiling) collect its garbage and write
+// its heap profile to path; it returns the heap in use then (go_memstats_heap_alloc_bytes) and
+// the profile's top 15 by inuse_space, as go tool pprof prints it.
+func heapProfile(b *testing.B, ctx context.Context, addr, path string) (int64, string) {
+	b.Helper()
+	get := func(url string) []byte {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			b.Fatalf("GET %s: %v", url, err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			b.Fatalf("GET %s: %d %v\n%.500s", url, resp.StatusCode, err, body)
+		}
+		return body
+	}
+	if err := os.WriteFile(path, get("http://"+addr+"/debug/pprof/heap?gc=1"), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	var heap float64
+	for _, line := range strings.Split(string(get("http://"+addr+"/metrics")), "\n") {
+		if v, ok := strings.CutPrefix(line, "go_memstats_heap_alloc_bytes "); ok {
+			if _, err := fmt.Sscan(v, &heap); err != nil {
+				b.Fatalf("agent metrics: %q: %v", line, err)
+			}
+		}
+	}
+	if heap == 0 {
+		b.Fatal("agent metrics: no go_memstats_heap_alloc_bytes")
+	}
+	top, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-nodecount=15", "-sample_index=inuse_space", path).CombinedOutput()
+	if err != nil {
+		b.Fatalf("go tool pprof %s: %v\n%s", path, err, top)
+	}
+	return int64(heap), string(top)
 }
 
 // apiserverRequests returns the API server's count of requests of verb on resource, from its

@@ -40,6 +40,8 @@ type Options struct {
 	Heartbeat    time.Duration
 	// HubArgs are extra flags for `flotilla hub`.
 	HubArgs []string
+	// AgentArgs are extra flags for every `flotilla-agent`.
+	AgentArgs []string
 	// SkipAgents registers the members but starts no agents (a test starts them its own way,
 	// with Token).
 	SkipAgents bool
@@ -236,7 +238,7 @@ func (f *Fleet) StartAgent(c *localkube.Cluster) error {
 	f.AgentHTTP[c.Name] = "127.0.0.1:" + strconv.Itoa(ports[0])
 	args := []string{"--hub", f.HubAddr, "--join-token", f.tokens[c.Name], "--kubeconfig", c.Kubeconfig,
 		"--http-listen", f.AgentHTTP[c.Name], "--log-level", "debug"}
-	p, err := localkube.StartProcess("agent-"+c.Name, f.binary(c.Name, "flotilla-agent"), args, nil, f.LogDir)
+	p, err := localkube.StartProcess("agent-"+c.Name, f.binary(c.Name, "flotilla-agent"), append(args, f.opts.AgentArgs...), nil, f.LogDir)
 	if err != nil {
 		return err
 	}

@@ -1,12 +1,19 @@
 package app
 
 import (
+	"context"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/flotilla-dev/flotilla/agent/internal/metrics"
+	"github.com/flotilla-dev/flotilla/shared/testwait"
 )
 
 // TestKubeAPILimits: the client limits reach the rest config; non-positive ones are refused
@@ -46,4 +53,48 @@ current-context: c
 		t.Fatal(err)
 	}
 	return kubeconfig
+}
+
+// TestProfilingIsOptIn: /debug/pprof/heap is served only with --profiling; /metrics always.
+func TestProfilingIsOptIn(t *testing.T) {
+	for _, profiling := range []bool{false, true} {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- serveHealth(ctx, l, metrics.New("test"), profiling) }()
+		get := func(path string) int {
+			var code int
+			testwait.For(t, 10*time.Second, "GET "+path, func(ctx context.Context) (bool, error) {
+				req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+l.Addr().String()+path, nil)
+				if err != nil {
+					return false, err
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					return false, nil // not serving yet
+				}
+				_ = resp.Body.Close()
+				code = resp.StatusCode
+				return true, nil
+			})
+			return code
+		}
+		if code := get("/metrics"); code != http.StatusOK {
+			t.Errorf("profiling %v: /metrics answered %d", profiling, code)
+		}
+		want := http.StatusNotFound
+		if profiling {
+			want = http.StatusOK
+		}
+		if code := get("/debug/pprof/heap"); code != want {
+			t.Errorf("profiling %v: /debug/pprof/heap answered %d, want %d", profiling, code, want)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}
 }

@@ -65,6 +65,10 @@ type Applier struct {
 	// own maps each object the Applier last wrote to the resourceVersion its write returned,
 	// so that the watch event of the agent's own write is not taken for drift.
 	own map[string]string
+	// confirmed maps each object to the state in which the Applier last found it as it
+	// applies it (confirm.go): a sync or drift check that finds it there again spends no
+	// dry-run on it.
+	confirmed map[string]confirmation
 	// ignoreCache holds compiled ignoreDifferences rules by their JSON (ignore.go).
 	ignoreCache map[string]*ignore.Set
 }
@@ -104,6 +108,7 @@ func New(cfg *rest.Config, o Options) (*Applier, error) {
 		self:         selfGuard{namespace: o.GuardNamespace},
 		owners:       o.Owners,
 		own:          map[string]string{},
+		confirmed:    map[string]confirmation{},
 		ignoreCache:  map[string]*ignore.Set{},
 	}
 	a.cache = newWatcher(a, o.OnChange)
@@ -132,6 +137,8 @@ type item struct {
 	// respect: the ignoreDifferences rules whose fields are taken from the live object before
 	// it is written (a heal, or RespectIgnoreDifferences; ignore.go).
 	respect *ignore.Fields
+	// digest identifies obj as it is applied (confirm.go); set by dryRun.
+	digest string
 }
 
 // Apply applies d in stages (Namespaces and CRDs, then the rest), each object dry-run before
@@ -443,6 +450,12 @@ func (a *Applier) dryRun(ctx context.Context, it *item, res *ChangeSet) error {
 		return ownerConflict(app, other, it.ref)
 	}
 	respectLive(it, live)
+	if it.digest, err = digestOf(it.obj); err != nil {
+		return objectError("dry-run", it.ref, err)
+	}
+	if a.unchangedSince(it.ref, live, it.digest) {
+		return nil // as it was when last applied or found unchanged: nothing to dry-run or write
+	}
 	dry, err := a.ssa(ctx, it, true, false)
 	if apierrors.IsConflict(err) {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("%s: %v; taking the fields over", it.ref, err))
@@ -473,6 +486,9 @@ func (a *Applier) dryRun(ctx context.Context, it *item, res *ChangeSet) error {
 		it.changed = true
 	default:
 		it.changed = !a.owns(live) || !sameObject(dry, live)
+	}
+	if !it.changed {
+		a.confirm(it.ref, live.GetResourceVersion(), it.digest)
 	}
 	return nil
 }
@@ -543,6 +559,7 @@ func (a *Applier) write(ctx context.Context, items []*item, stage int, res *Chan
 			return err
 		}
 		a.noteWrite(it.ref, out.GetResourceVersion())
+		a.confirm(it.ref, out.GetResourceVersion(), it.digest)
 		r.add(Applied, it.ref)
 		r.wrote(it.ref.Key(), out.GetGeneration())
 		if it.inventory {
@@ -552,8 +569,9 @@ func (a *Applier) write(ctx context.Context, items []*item, stage int, res *Chan
 	}, res)
 }
 
-// applyConcurrency is how many requests of one kind an apply has in flight.
-const applyConcurrency = 4
+// applyConcurrency is how many requests of one kind an apply has in flight (the client's QPS
+// limit, --kube-api-qps, bounds their rate).
+const applyConcurrency = 8
 
 // each runs fn over items: groups of consecutive items of one stage and order (one kind in
 // install order) one after another, the items of a group concurrently. It stops at the first
@@ -605,11 +623,12 @@ func (a *Applier) ownWrite(ref ObjectRef, rv string) bool {
 	return ok && want == rv
 }
 
-// forgetWrite drops the record of the Applier's last write of ref.
+// forgetWrite drops the record of the Applier's last write of ref, and its confirmation.
 func (a *Applier) forgetWrite(ref ObjectRef) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	delete(a.own, ref.Key())
+	delete(a.confirmed, ref.Key())
 }
 
 // waitCRDs waits until every CRD of the revision is Established.

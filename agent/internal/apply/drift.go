@@ -16,7 +16,8 @@ import (
 
 // Drift compares d's objects with the cluster: an object that is gone is "missing", one that a
 // server-side apply of d would change is "modified". With only set, just the objects whose
-// keys it holds are compared. It only reads (from the watch caches where it can) and dry-runs.
+// keys it holds are compared. It only reads (from the watch caches where it can) and dry-runs,
+// and not even that for an object unchanged since it was last confirmed (confirm.go).
 // The fields d's ignoreDifferences rules name are left out of the comparison, and an object
 // with the compare option IgnoreExtraneous is never drift (syncoptions.go).
 func (a *Applier) Drift(ctx context.Context, d *Revision, only map[string]bool) ([]Drift, error) {
@@ -49,11 +50,22 @@ func (a *Applier) Drift(ctx context.Context, d *Revision, only map[string]bool) 
 		if it.deferred || a.ownedByOther(d.App, it.ref, live) != "" {
 			continue // another app's object is not this app's drift (owners.go)
 		}
+		digest, err := digestOf(it.obj)
+		if err != nil {
+			return nil, objectError("dry-run", it.ref, err)
+		}
+		if a.unchangedSince(it.ref, live, digest) {
+			continue // as last applied or found (confirm.go)
+		}
 		dry, err := ri.Apply(ctx, it.obj.GetName(), it.obj, metav1.ApplyOptions{
 			FieldManager: a.fieldManager, Force: true, DryRun: []string{metav1.DryRunAll},
 		})
 		if err != nil {
 			return nil, objectError("dry-run", it.ref, err)
+		}
+		if a.owns(live) && sameObject(dry, live) {
+			a.confirm(it.ref, live.GetResourceVersion(), digest)
+			continue
 		}
 		dry, live = normalized(rules.For(it.ref.Group, it.ref.Kind, it.ref.Namespace, it.ref.Name), dry, live)
 		if !sameObject(dry, live) {

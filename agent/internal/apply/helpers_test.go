@@ -1,6 +1,7 @@
 package apply
 
 import (
+	"context"
 	"os"
 	"testing"
 
@@ -27,6 +28,18 @@ func newApplier(t *testing.T, e *kubetest.Env) *Applier {
 		t.Fatal(err)
 	}
 	return a
+}
+
+// runningApplier is newApplier with its watches running until the test ends; ctx is the
+// test's.
+func runningApplier(t *testing.T, e *kubetest.Env) (*Applier, context.Context) {
+	t.Helper()
+	a := newApplier(t, e)
+	ctx, cancel := context.WithCancel(kubetest.Ctx(t))
+	done := make(chan struct{})
+	go func() { a.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return a, ctx
 }
 
 // revision builds a Revision the way the hub and hubclient do (kubetest.Bundle). Its

@@ -13,7 +13,8 @@ import (
 	"k8s.io/client-go/tools/cache"
 )
 
-// watcher keeps informers on the kinds the apps' inventories hold, filtered by LabelApp, and
+// watcher keeps informers on the kinds the apps' inventories hold (one per kind, shared by
+// every app), filtered by LabelApp, their objects compacted (compact.go), and
 // tells its owner which object of which app changed. It only ever lists and watches. Its
 // caches are also the Applier's view of live objects (liveCache): reading them instead of
 // the API server keeps health checks, drift checks and unchanged applies free of requests.
@@ -69,6 +70,9 @@ func (w *watcher) start(gvrs []schema.GroupVersionResource) []cache.SharedIndexI
 			continue
 		}
 		inf := w.factory.ForResource(gvr).Informer()
+		if err := inf.SetTransform(compact(w.applier.fieldManager)); err != nil {
+			continue // started already: cannot happen, each kind's informer is made here once
+		}
 		if _, err := inf.AddEventHandler(w); err != nil {
 			continue
 		}

@@ -19,7 +19,7 @@ import (
 )
 
 // Join enrols the agent with a hub: it verifies the hub against the CA fingerprint the token
-// carries, sends the certificate request of the agent's new key (identity.NewKeyAndCSR) with
+// carries, sends the certificate request of the agent's new key (shared/agentkey) with
 // the token, and returns the identity the hub issued. The private key never leaves the agent.
 // ageRecipient, the public half of the agent's age identity, is recorded in the hub's cluster
 // registry for encrypting EncryptedSecrets.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/flotilla-dev/flotilla/agent/internal/identity"
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
+	"github.com/flotilla-dev/flotilla/shared/agentkey"
 	"github.com/flotilla-dev/flotilla/shared/logging"
 )
 
@@ -122,7 +123,7 @@ func (c *Credentials) Rotate(ctx context.Context, addrs []string) error {
 
 func (c *Credentials) renew(ctx context.Context, addrs []string) error {
 	cur := c.Current()
-	keyPEM, csrPEM, err := identity.NewKeyAndCSR()
+	keyPEM, csrPEM, err := agentkey.New()
 	if err != nil {
 		return err
 	}

@@ -1,11 +1,9 @@
 // Package identity is the agent's own identity: its private key, the client certificate the
 // hub signed for it, and the hub's CA certificate, kept in a Secret in the agent's namespace.
+// New keys and their certificate requests come from shared/agentkey.
 package identity
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -29,26 +27,6 @@ var (
 	_ fmt.GoStringer = Identity{}
 	_ slog.LogValuer = Identity{}
 )
-
-// NewKeyAndCSR generates a new ECDSA P-256 key and a certificate signing request for it. The
-// hub ignores the CSR's subject and names the certificate after the cluster the join token
-// was issued for.
-func NewKeyAndCSR() (keyPEM, csrPEM []byte, err error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, fmt.Errorf("generate agent key: %w", err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, nil, fmt.Errorf("encode agent key: %w", err)
-	}
-	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
-	if err != nil {
-		return nil, nil, fmt.Errorf("create certificate request: %w", err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr}), nil
-}
 
 // TLSConfig returns the client TLS configuration for talking to the hub at serverName: the
 // agent's certificate, the hub CA as the only root, TLS 1.3.

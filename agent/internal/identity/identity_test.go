@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/flotilla-dev/flotilla/shared/agentkey"
 )
 
 // testCA stands in for the hub's CA (the agent cannot import hub packages).
@@ -80,51 +82,11 @@ func (ca *testCA) sign(t *testing.T, csrPEM []byte, cluster string, notAfter tim
 
 func newTestIdentity(t *testing.T, ca *testCA, cluster string, notAfter time.Time) *Identity {
 	t.Helper()
-	keyPEM, csrPEM, err := NewKeyAndCSR()
+	keyPEM, csrPEM, err := agentkey.New()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return &Identity{KeyPEM: keyPEM, CertPEM: ca.sign(t, csrPEM, cluster, notAfter), CAPEM: ca.certPEM, Cluster: cluster}
-}
-
-func TestNewKeyAndCSR(t *testing.T) {
-	keyPEM, csrPEM, err := NewKeyAndCSR()
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, _ := pem.Decode(keyPEM)
-	if kb == nil || kb.Type != "PRIVATE KEY" {
-		t.Fatal("key is not a PEM PRIVATE KEY")
-	}
-	key, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ek, ok := key.(*ecdsa.PrivateKey)
-	if !ok || ek.Curve != elliptic.P256() {
-		t.Fatalf("key is %T, want ECDSA P-256", key)
-	}
-	cb, _ := pem.Decode(csrPEM)
-	if cb == nil || cb.Type != "CERTIFICATE REQUEST" {
-		t.Fatal("CSR is not a PEM CERTIFICATE REQUEST")
-	}
-	csr, err := x509.ParseCertificateRequest(cb.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := csr.CheckSignature(); err != nil {
-		t.Errorf("CSR signature: %v", err)
-	}
-	if !ek.PublicKey.Equal(csr.PublicKey) {
-		t.Error("CSR is not for the generated key")
-	}
-	other, _, err := NewKeyAndCSR()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if bytes.Equal(other, keyPEM) {
-		t.Error("two calls returned the same key")
-	}
 }
 
 func TestTLSConfig(t *testing.T) {

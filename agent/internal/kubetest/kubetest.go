@@ -34,6 +34,8 @@ type Writes struct {
 	log   chan string // every write, for diagnostics
 	// ConfigMapGets counts GETs of single ConfigMaps (not lists or watches).
 	ConfigMapGets atomic.Int64
+	// DryRuns counts dry-run requests.
+	DryRuns atomic.Int64
 }
 
 type countingTransport struct {
@@ -45,6 +47,9 @@ func (c countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	w := c.w
 	if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/configmaps/") && !strings.Contains(r.URL.RawQuery, "watch") {
 		w.ConfigMapGets.Add(1)
+	}
+	if strings.Contains(r.URL.RawQuery, "dryRun=") {
+		w.DryRuns.Add(1)
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead && !strings.Contains(r.URL.RawQuery, "dryRun=") {
 		w.Count.Add(1)

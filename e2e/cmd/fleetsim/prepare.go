@@ -3,11 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"net"
 	"os"
@@ -21,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
+	"github.com/flotilla-dev/flotilla/shared/agentkey"
 	"github.com/flotilla-dev/flotilla/shared/jointoken"
 	"github.com/flotilla-dev/flotilla/shared/version"
 )
@@ -98,7 +94,7 @@ func enrol(ctx context.Context, addr, token, dir string) error {
 	if err != nil {
 		return fmt.Errorf("hub address %q: %w", addr, err)
 	}
-	keyPEM, csrPEM, err := newKeyAndCSR()
+	keyPEM, csrPEM, err := agentkey.New()
 	if err != nil {
 		return err
 	}
@@ -123,23 +119,4 @@ func enrol(ctx context.Context, addr, token, dir string) error {
 		}
 	}
 	return nil
-}
-
-// newKeyAndCSR is a P-256 key and a certificate request for it; the hub names the certificate
-// after the token's cluster.
-func newKeyAndCSR() (keyPEM, csrPEM []byte, err error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
-	if err != nil {
-		return nil, nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr}), nil
 }
