@@ -47,7 +47,7 @@ var Retention = store.Retention{HistoryPerApp: 100, HistoryMaxAge: 30 * 24 * tim
 
 // Start starts a hub for t, stopped when t ends. server.Config is assembled here and nowhere
 // else in tests. Heartbeats are an hour apart, so no cluster goes Stale while a test reads.
-func Start(t *testing.T) *Hub {
+func Start(t testing.TB) *Hub {
 	t.Helper()
 	dir := t.TempDir()
 	ca, err := pki.LoadOrCreate(filepath.Join(dir, "ca"))
@@ -100,7 +100,7 @@ func Start(t *testing.T) *Hub {
 
 // Dial connects to the hub over TLS with the given client certificate (none: nil), closed
 // when t ends.
-func (h *Hub) Dial(t *testing.T, cert *tls.Certificate) *grpc.ClientConn {
+func (h *Hub) Dial(t testing.TB, cert *tls.Certificate) *grpc.ClientConn {
 	t.Helper()
 	cfg := &tls.Config{RootCAs: h.CA.Pool(), ServerName: "127.0.0.1", MinVersion: tls.VersionTLS13}
 	if cert != nil {
@@ -115,7 +115,7 @@ func (h *Hub) Dial(t *testing.T, cert *tls.Certificate) *grpc.ClientConn {
 }
 
 // Operator is a client of the hub's Operator service with the admin certificate.
-func (h *Hub) Operator(t *testing.T) flotillav1.OperatorClient {
+func (h *Hub) Operator(t testing.TB) flotillav1.OperatorClient {
 	t.Helper()
 	cert, err := tls.X509KeyPair(h.AdminCert, h.AdminKey)
 	if err != nil {
@@ -143,7 +143,7 @@ func (h *Hub) WaitHistory(t *testing.T, app, cluster string, n int) {
 }
 
 // ConfigMapBundle is a bundle of one ConfigMap, name, whose data holds revision: data.
-func ConfigMapBundle(t *testing.T, name, data string) *bundle.Bundle {
+func ConfigMapBundle(t testing.TB, name, data string) *bundle.Bundle {
 	t.Helper()
 	b, err := bundle.New([]*unstructured.Unstructured{{Object: map[string]any{
 		"apiVersion": "v1", "kind": "ConfigMap", "metadata": map[string]any{"name": name},

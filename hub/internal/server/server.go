@@ -115,6 +115,8 @@ type Server struct {
 	replicator *replicate.Replicator
 
 	peers *peerConns // connections to the other hub replicas
+
+	matrix matrixCache // the fleet as FleetPage last read it (fleetpage.go)
 }
 
 // New returns a server; call Serve to run it.

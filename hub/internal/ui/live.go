@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc/status"
 
 	"github.com/flotilla-dev/flotilla/shared/logging"
@@ -17,9 +18,11 @@ import (
 // maxStream bounds one event stream; the browser's EventSource opens the next one by itself.
 const maxStream = 10 * time.Minute
 
-// live reads the fleet every poll while at least one page listens, and sends each listener the
-// cells of its page that changed since what it last sent that page (a batch per read), and
-// the page's counts when they changed.
+// live reads, every poll while pages listen, each distinct page they show (one FleetPage call
+// per page however many browsers show it, naming the version last read, so that an unchanged
+// page costs the hub's answer "unchanged" and nothing more), and sends each listener the cells
+// of its page that changed since what it last sent that page (a batch per read), and the
+// page's counts when they changed.
 type live struct {
 	backend  Backend
 	poll     time.Duration
@@ -29,6 +32,19 @@ type live struct {
 	mu   sync.Mutex
 	subs map[*listener]struct{}
 	wake chan struct{}
+
+	// pages are the pages listened to, by their query's encoding: the last view read of each
+	// and its version. Only run touches it.
+	pages map[string]*watched
+}
+
+// watched is the last read of a page some listener shows.
+type watched struct {
+	q       query
+	version string
+	view    *fleetView
+	err     error
+	subs    []*listener
 }
 
 // listener is one page's event stream.
@@ -51,7 +67,8 @@ type batch struct {
 }
 
 func newLive(b Backend, poll time.Duration, pageSize int, log *slog.Logger) *live {
-	return &live{backend: b, poll: poll, pageSize: pageSize, log: log, subs: map[*listener]struct{}{}, wake: make(chan struct{}, 1)}
+	return &live{backend: b, poll: poll, pageSize: pageSize, log: log, subs: map[*listener]struct{}{}, wake: make(chan struct{}, 1),
+		pages: map[string]*watched{}}
 }
 
 func (l *live) add(q query) *listener {
@@ -93,37 +110,66 @@ func (l *live) run(ctx context.Context) error {
 		case <-t.C:
 		case <-l.wake:
 		}
-		subs := l.listeners()
-		if len(subs) == 0 {
-			continue
-		}
-		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
-		snap, err := read(rctx, l.backend)
-		cancel()
-		for _, s := range subs {
-			l.update(s, snap, err)
-		}
+		l.read(ctx, l.listeners())
 	}
+}
+
+// read reads each page subs show, at most four at once, and updates the listeners of each.
+func (l *live) read(ctx context.Context, subs []*listener) {
+	pages := map[string]*watched{}
+	for _, s := range subs {
+		k := s.q.encode()
+		w := pages[k]
+		if w == nil {
+			if w = l.pages[k]; w == nil {
+				w = &watched{q: s.q}
+			}
+			w.subs = nil
+			pages[k] = w
+		}
+		w.subs = append(w.subs, s)
+	}
+	l.pages = pages // the pages nobody shows any more are forgotten
+	var g errgroup.Group
+	g.SetLimit(4)
+	for _, w := range pages {
+		g.Go(func() error {
+			rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+			defer cancel()
+			resp, err := l.backend.FleetPage(rctx, w.q.request(l.pageSize, w.version))
+			w.err = err
+			switch {
+			case err != nil:
+				w.version = "" // read it whole once the hub answers again
+			case !resp.Unchanged || w.view == nil:
+				w.version, w.view = resp.Version, viewOf(resp, w.q, "")
+			}
+			for _, s := range w.subs {
+				l.update(s, w.view, w.err)
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
 }
 
 // update sends s what changed on its page, when its last event was taken; else it keeps
 // what it knows, so that the next read sends the changes of both.
-func (l *live) update(s *listener, snap *snapshot, err error) {
+func (l *live) update(s *listener, v *fleetView, err error) {
 	b := batch{}
-	if err != nil {
-		msg := err.Error()
-		if st, ok := status.FromError(err); ok {
-			msg = st.Message()
+	if err != nil || v == nil {
+		msg := "no answer yet"
+		if err != nil {
+			msg = err.Error()
+			if st, ok := status.FromError(err); ok {
+				msg = st.Message()
+			}
 		}
 		b.Hub = "the hub does not answer: " + msg
 		if s.hubDown && s.primed {
 			return
 		}
 		l.send(s, b, nil, s.counts, true)
-		return
-	}
-	v, berr := build(snap, s.q, l.pageSize)
-	if berr != nil {
 		return
 	}
 	cells := v.cells()

@@ -27,10 +27,11 @@ import (
 )
 
 // Backend is what the dashboard asks of a hub: the Operator service's calls it reads and acts
-// with.
+// with. Every view reads one page of the fleet (FleetPage: the hub filters, counts and pages),
+// never the whole fleet.
 type Backend interface {
+	FleetPage(ctx context.Context, in *flotillav1.FleetPageRequest, opts ...grpc.CallOption) (*flotillav1.FleetPageResponse, error)
 	Status(ctx context.Context, in *flotillav1.StatusRequest, opts ...grpc.CallOption) (*flotillav1.StatusResponse, error)
-	ListClusters(ctx context.Context, in *flotillav1.ListClustersRequest, opts ...grpc.CallOption) (*flotillav1.ListClustersResponse, error)
 	ListApps(ctx context.Context, in *flotillav1.ListAppsRequest, opts ...grpc.CallOption) (*flotillav1.ListAppsResponse, error)
 	History(ctx context.Context, in *flotillav1.HistoryRequest, opts ...grpc.CallOption) (*flotillav1.HistoryResponse, error)
 	Sync(ctx context.Context, in *flotillav1.SyncRequest, opts ...grpc.CallOption) (*flotillav1.SyncResponse, error)

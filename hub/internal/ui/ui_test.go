@@ -274,18 +274,20 @@ func TestPagination(t *testing.T) {
 	if second := d.get(t, "/?app=api&page=2", http.StatusOK); !strings.Contains(second, ">staging-1<") || !strings.Contains(second, "page 2 of 2") {
 		t.Errorf("page 2 of 2 with app=api")
 	}
-	if all := d.get(t, "/?app=api&all=1", http.StatusOK); strings.Contains(all, ">staging-1<") || !strings.Contains(all, "page 1 of 2") {
-		t.Errorf("the fleet page took all=1: it is always paged")
+	// The App page pages its clusters too, and listens to the page it shows.
+	app := d.get(t, "/apps/api", http.StatusOK)
+	if !strings.Contains(app, `data-events="/events?app=api"`) || !strings.Contains(app, ">prod-1<") || strings.Contains(app, ">staging-1<") ||
+		!strings.Contains(app, `href="/apps/api?page=2"`) || !strings.Contains(app, "2 clusters: prod-1, staging-1") {
+		t.Errorf("the app page's first page:\n%s", app)
 	}
-	// The App page lists every cluster of its app and listens to all of them.
-	if app := d.get(t, "/apps/api", http.StatusOK); !strings.Contains(app, `data-events="/events?all=1&amp;app=api"`) ||
-		!strings.Contains(app, ">prod-1<") || !strings.Contains(app, ">staging-1<") {
-		t.Errorf("the app page lists or listens to fewer than its clusters")
+	app2 := d.get(t, "/apps/api?page=2", http.StatusOK)
+	if !strings.Contains(app2, `data-events="/events?app=api&amp;page=2"`) || !strings.Contains(app2, ">staging-1<") || strings.Contains(app2, ">prod-1<") {
+		t.Errorf("the app page's second page:\n%s", app2)
 	}
 	select {
-	case b := <-d.listen(t, "all=1&app=api"):
-		if len(b.Cells) != 2 || b.Counts == nil || b.Counts.Cells != 2 {
-			t.Errorf("the app page's first event: %+v, want both clusters' cells", b)
+	case b := <-d.listen(t, "app=api&page=2"):
+		if len(b.Cells) != 1 || b.Cells[0].Key != cellKey("staging-1", "api") || b.Counts == nil || b.Counts.Cells != 2 {
+			t.Errorf("the app page's first event: %+v, want staging-1's cell and the counts of both", b)
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("no event in 30s")
