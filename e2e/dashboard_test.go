@@ -177,6 +177,35 @@ func TestDashboard(t *testing.T) {
 	})
 	b.waitCell(t, "production", "worker", "the new revision after the hub's restart", func(s cellState) bool { return s.Rev == next[:7] })
 	b.screenshot(t, "fleet-after-hub-restart")
+
+	// Events' summary: a StatefulSet whose pods name a ServiceAccount that does not exist; the
+	// API server refuses its pods, kube-controller-manager records a Warning Event on it, and
+	// the agent reports it on the app-on-cluster page.
+	e.commitApplied(t, "worker: a database whose pods cannot be created", "worker", map[string]string{
+		"base/worker/statefulset.yaml": `apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: worker-db
+spec:
+  serviceName: worker-db
+  replicas: 1
+  selector: {matchLabels: {app: worker-db}}
+  template:
+    metadata: {labels: {app: worker-db}}
+    spec:
+      serviceAccountName: no-such-account
+      containers: [{name: db, image: example.com/db:1}]
+`,
+		"base/worker/kustomization.yaml": workerKustomization("secret.yaml", "statefulset.yaml"),
+	})
+	testwait.For(t, 2*time.Minute, "the StatefulSet's Warning Event on the app-on-cluster page", func(context.Context) (bool, error) {
+		b.open(t, url+"clusters/staging/apps/worker")
+		html := b.html(t)
+		return strings.Contains(html, `<td class="warn">FailedCreate</td><td>StatefulSet.apps worker/worker-db</td>`) &&
+			strings.Contains(html, "no-such-account"), nil
+	})
+	b.assertInert(t, "the app-on-cluster page with events", "")
+	b.screenshot(t, "events")
 }
 
 // waitBanner waits until the page shows (down) or hides the banner saying the hub does not

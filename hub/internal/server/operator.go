@@ -113,7 +113,7 @@ func (s *Server) Status(ctx context.Context, req *flotillav1.StatusRequest) (*fl
 }
 
 // statusItem is one row of Status (and of a FleetPage): with resources, the app's objects and
-// the Warning Events of them, as the agent last reported.
+// the Warning Events of them, as the agent last reported (`flotilla status` asks for neither).
 func (s *Server) statusItem(r fleet.Row, resources bool) *flotillav1.AppClusterStatus {
 	item := &flotillav1.AppClusterStatus{
 		Cluster: r.Cluster, App: r.App, Sync: r.Sync, Health: r.Health,
@@ -135,6 +135,12 @@ func (s *Server) statusItem(r fleet.Row, resources bool) *flotillav1.AppClusterS
 				item.Resources = append(item.Resources, &flotillav1.ResourceStatus{
 					Object: &flotillav1.ObjectRef{Group: o.Group, Version: o.Version, Kind: o.Kind, Namespace: o.Namespace, Name: o.Name},
 					Health: o.Health, Message: o.Message,
+				})
+			}
+			for _, e := range rep.Events {
+				item.Events = append(item.Events, &flotillav1.ObjectEvent{
+					Object: &flotillav1.ObjectRef{Group: e.Group, Version: e.Version, Kind: e.Kind, Namespace: e.Namespace, Name: e.Name},
+					Type:   e.Type, Reason: e.Reason, Message: e.Message, Count: e.Count, LastSeenUnixMs: unixMs(e.LastSeen),
 				})
 			}
 		}

@@ -129,7 +129,9 @@ type appClusterView struct {
 	Row          statusRow
 	Drift        []drift.Entry
 	Objects      []object
-	History      []historyEntry
+	// Events are the latest Warning Events of the app's objects, as its agent reported them.
+	Events  []event
+	History []historyEntry
 	// Target is the revision a rollback would pin to: the latest other revision that was
 	// Healthy here, else the last healthy one the agent reported.
 	Target string
@@ -138,6 +140,12 @@ type appClusterView struct {
 // object is one of the app's objects with its health.
 type object struct {
 	Kind, Name, Health, Message string
+}
+
+// event is a Warning Event of one of the app's objects.
+type event struct {
+	Kind, Name, Reason, Message, LastSeen string
+	Count                                 int32
 }
 
 type historyEntry struct {
@@ -171,6 +179,10 @@ func (h *Handler) appOnClusterPage(w http.ResponseWriter, r *http.Request) {
 	for _, res := range s.Resources {
 		kind, name := drift.Object(res.Object)
 		v.Objects = append(v.Objects, object{Kind: kind, Name: name, Health: res.Health, Message: res.Message})
+	}
+	for _, e := range s.Events {
+		kind, name := drift.Object(e.Object)
+		v.Events = append(v.Events, event{Kind: kind, Name: name, Reason: e.Reason, Message: e.Message, Count: e.Count, LastSeen: agoMs(e.LastSeenUnixMs)})
 	}
 	hist, err := h.cfg.Backend.History(ctx, &flotillav1.HistoryRequest{App: v.App, Cluster: v.Cluster, Limit: 20})
 	if err != nil {

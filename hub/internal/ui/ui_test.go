@@ -75,6 +75,9 @@ func startDashboard(t *testing.T, pageSize int) *dashboard {
 			{Object: &flotillav1.ObjectRef{Version: "v1", Kind: "ConfigMap", Namespace: "api", Name: "settings" + hostile}, Health: "Healthy"},
 			{Object: &flotillav1.ObjectRef{Group: "apps", Version: "v1", Kind: "Deployment", Namespace: "api", Name: "api"}, Health: "Progressing",
 				Message: "1 of 2 replicas updated " + hostile},
+		}, Events: []*flotillav1.ObjectEvent{
+			{Object: &flotillav1.ObjectRef{Group: "apps", Version: "v1", Kind: "Deployment", Namespace: "api", Name: "api"}, Type: "Warning",
+				Reason: "FailedCreate", Message: "pods are forbidden " + hostile, Count: 4, LastSeenUnixMs: time.Now().UnixMilli()},
 		}},
 		"worker": {Health: "Degraded", Message: "Deployment worker: 0 of 2 available " + hostile},
 	})
@@ -213,9 +216,23 @@ func TestPages(t *testing.T) {
 	onCluster := d.get(t, "/clusters/staging-1/apps/api", http.StatusOK)
 	noScript(t, "app on cluster", onCluster)
 	for _, want := range []string{"Secret", "api/creds" + escaped, "modified", `data.password: &#34;&lt;masked, changed&gt;&#34;`, "api: " + escaped, "Mallory",
-		"api/settings" + escaped, "Deployment.apps", `<td class="health-Progressing">Progressing</td>`, "1 of 2 replicas updated " + escaped} {
+		"api/settings" + escaped, "Deployment.apps", `<td class="health-Progressing">Progressing</td>`, "1 of 2 replicas updated " + escaped,
+		`<td class="warn">FailedCreate</td><td>Deployment.apps api/api</td><td class="msg">pods are forbidden ` + escaped + `</td><td>4</td>`} {
 		if !strings.Contains(onCluster, want) {
 			t.Errorf("app-on-cluster page lacks %q", want)
+		}
+	}
+	// The events are the page's (resources asked), not `flotilla status`'s.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	op := d.hub.Operator(t)
+	for _, resources := range []bool{false, true} {
+		st, err := op.Status(ctx, &flotillav1.StatusRequest{Cluster: "staging-1", App: "api", Resources: resources})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(st.Items[0].Events); n != map[bool]int{false: 0, true: 1}[resources] {
+			t.Errorf("Status with resources=%v: %d events", resources, n)
 		}
 	}
 }
