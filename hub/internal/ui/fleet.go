@@ -24,6 +24,8 @@ type query struct {
 	State    string
 	Revision string
 	Page     int
+	// Rollout: the App page's event stream, which also carries its Rollout panel (rollout=1).
+	Rollout bool
 }
 
 func parseQuery(v url.Values) query {
@@ -32,6 +34,7 @@ func parseQuery(v url.Values) query {
 		State: v.Get("state"), Revision: strings.TrimSpace(v.Get("revision")),
 	}
 	q.Page, _ = strconv.Atoi(v.Get("page"))
+	q.Rollout = v.Get("rollout") == "1" && q.App != ""
 	if q.Page < 1 {
 		q.Page = 1
 	}
@@ -48,6 +51,9 @@ func (q query) encode() string {
 	}
 	if q.Page > 1 {
 		v.Set("page", strconv.Itoa(q.Page))
+	}
+	if q.Rollout {
+		v.Set("rollout", "1")
 	}
 	return v.Encode()
 }

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc/status"
 
+	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
 	"github.com/flotilla-dev/flotilla/shared/logging"
 )
 
@@ -28,6 +29,8 @@ type live struct {
 	poll     time.Duration
 	pageSize int
 	log      *slog.Logger
+	// panel renders an App page's Rollout panel (nil: no rollout, "").
+	panel func(*rolloutView) (string, error)
 
 	mu   sync.Mutex
 	subs map[*listener]struct{}
@@ -45,6 +48,11 @@ type watched struct {
 	view    *fleetView
 	err     error
 	subs    []*listener
+	// For an App page (q.Rollout): its Rollout panel, rendered, made again only when the
+	// hub's answer changed (rolloutKey); rolloutSeq counts the changes.
+	rolloutKey  string
+	rolloutHTML string
+	rolloutSeq  int
 }
 
 // listener is one page's event stream.
@@ -56,12 +64,17 @@ type listener struct {
 	counts  counts
 	hubDown bool
 	primed  bool
+	// rolloutSeq is the Rollout panel last sent (watched.rolloutSeq).
+	rolloutSeq int
 }
 
 // batch is one event: the cells that changed, the page's counts, the hub's reachability.
 type batch struct {
 	Cells  []cell  `json:"cells,omitempty"`
 	Counts *counts `json:"counts,omitempty"`
+	// Rollout is the App page's Rollout panel, rendered (html/template: everything escaped),
+	// when it changed ("": the app has no rollout now).
+	Rollout *string `json:"rollout,omitempty"`
 	// Hub is "" while the hub answers, else why it does not.
 	Hub string `json:"hub"`
 }
@@ -137,6 +150,9 @@ func (l *live) read(ctx context.Context, subs []*listener) {
 			rctx, cancel := context.WithTimeout(ctx, requestTimeout)
 			defer cancel()
 			resp, err := l.backend.FleetPage(rctx, w.q.request(l.pageSize, w.version))
+			if w.q.Rollout {
+				l.readRollout(rctx, w)
+			}
 			w.err = err
 			switch {
 			case err != nil:
@@ -145,7 +161,7 @@ func (l *live) read(ctx context.Context, subs []*listener) {
 				w.version, w.view = resp.Version, viewOf(resp, w.q, "")
 			}
 			for _, s := range w.subs {
-				l.update(s, w.view, w.err)
+				l.update(s, w)
 			}
 			return nil
 		})
@@ -153,9 +169,30 @@ func (l *live) read(ctx context.Context, subs []*listener) {
 	_ = g.Wait()
 }
 
-// update sends s what changed on its page, when its last event was taken; else it keeps
+// readRollout reads the Rollout panel of w, an App page, and renders it again when the hub's
+// answer changed.
+func (l *live) readRollout(ctx context.Context, w *watched) {
+	resp, err := l.backend.RolloutStatus(ctx, &flotillav1.RolloutStatusRequest{App: w.q.App})
+	key := rolloutKey(resp, err)
+	if key == w.rolloutKey && w.rolloutSeq > 0 {
+		return
+	}
+	html := ""
+	if v := rolloutViewOf(w.q.App, resp, err); v != nil && l.panel != nil {
+		var rerr error
+		if html, rerr = l.panel(v); rerr != nil {
+			l.log.Error("dashboard rollout panel not rendered", logging.KeyApp, w.q.App, logging.Err(rerr))
+			return
+		}
+	}
+	w.rolloutKey, w.rolloutHTML = key, html
+	w.rolloutSeq++
+}
+
+// update sends s what changed on its page (w), when its last event was taken; else it keeps
 // what it knows, so that the next read sends the changes of both.
-func (l *live) update(s *listener, v *fleetView, err error) {
+func (l *live) update(s *listener, w *watched) {
+	v, err := w.view, w.err
 	b := batch{}
 	if err != nil || v == nil {
 		msg := "no answer yet"
@@ -181,27 +218,35 @@ func (l *live) update(s *listener, v *fleetView, err error) {
 	if v.Counts != s.counts || !s.primed {
 		b.Counts = &v.Counts
 	}
-	if len(b.Cells) == 0 && b.Counts == nil && !s.hubDown && s.primed {
+	if w.q.Rollout && w.rolloutSeq != s.rolloutSeq {
+		html := w.rolloutHTML
+		b.Rollout = &html
+	}
+	if len(b.Cells) == 0 && b.Counts == nil && b.Rollout == nil && !s.hubDown && s.primed {
 		return
 	}
-	l.send(s, b, cells, v.Counts, false)
+	if l.send(s, b, cells, v.Counts, false) {
+		s.rolloutSeq = w.rolloutSeq
+	}
 }
 
-func (l *live) send(s *listener, b batch, cells map[string]*cell, c counts, down bool) {
+// send hands b to s's page and reports whether it was taken.
+func (l *live) send(s *listener, b batch, cells map[string]*cell, c counts, down bool) bool {
 	data, err := json.Marshal(b)
 	if err != nil {
 		l.log.Error("dashboard event not encoded", logging.Err(err))
-		return
+		return false
 	}
 	select {
 	case s.out <- data:
 	default:
-		return // the page has not taken the last one: send the changes of both next time
+		return false // the page has not taken the last one: send the changes of both next time
 	}
 	for k, c := range cells {
 		s.sent[k] = *c
 	}
 	s.counts, s.hubDown, s.primed = c, down, true
+	return true
 }
 
 // events is the server-sent event stream of a page: /events?<the page's query>.

@@ -65,6 +65,7 @@ func (h *Handler) appPage(w http.ResponseWriter, r *http.Request) {
 	v.Page.Prev, v.Page.Next = pager(v.Page, query{Page: q.Page}, "/apps/"+url.PathEscape(name)) // the path names the app
 	v.Rollout = rolloutOf(ctx, h.cfg.Backend, name)
 	v.Rows = statusRows(v.Page)
+	q.Rollout = true // its event stream carries the Rollout panel too
 	h.render(w, r, http.StatusOK, "app", "App "+name, eventsOf(q), v)
 }
 

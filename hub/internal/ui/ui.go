@@ -108,6 +108,11 @@ func New(cfg Config) (*Handler, error) {
 	}
 	h := &Handler{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), pages: pages, csrf: c}
 	h.live = newLive(cfg.Backend, cfg.Poll, cfg.PageSize, cfg.Logger)
+	h.live.panel = func(v *rolloutView) (string, error) {
+		var b strings.Builder
+		err := h.pages["app"].ExecuteTemplate(&b, "rollout", v)
+		return b.String(), err
+	}
 	assets, err := fs.Sub(files, "assets")
 	if err != nil {
 		return nil, err

@@ -293,12 +293,12 @@ func TestPagination(t *testing.T) {
 	}
 	// The App page pages its clusters too, and listens to the page it shows.
 	app := d.get(t, "/apps/api", http.StatusOK)
-	if !strings.Contains(app, `data-events="/events?app=api"`) || !strings.Contains(app, ">prod-1<") || strings.Contains(app, ">staging-1<") ||
+	if !strings.Contains(app, `data-events="/events?app=api&amp;rollout=1"`) || !strings.Contains(app, ">prod-1<") || strings.Contains(app, ">staging-1<") ||
 		!strings.Contains(app, `href="/apps/api?page=2"`) || !strings.Contains(app, "2 clusters: prod-1, staging-1") {
 		t.Errorf("the app page's first page:\n%s", app)
 	}
 	app2 := d.get(t, "/apps/api?page=2", http.StatusOK)
-	if !strings.Contains(app2, `data-events="/events?app=api&amp;page=2"`) || !strings.Contains(app2, ">staging-1<") || strings.Contains(app2, ">prod-1<") {
+	if !strings.Contains(app2, `data-events="/events?app=api&amp;page=2&amp;rollout=1"`) || !strings.Contains(app2, ">staging-1<") || strings.Contains(app2, ">prod-1<") {
 		t.Errorf("the app page's second page:\n%s", app2)
 	}
 	select {
