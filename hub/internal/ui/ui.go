@@ -70,6 +70,10 @@ type Config struct {
 	Acting func(*http.Request) context.Context
 	// CSRFKey signs the per-session CSRF tokens; random when empty.
 	CSRFKey []byte
+	// SecureCookies makes the session cookie Secure whatever the request came over (browsers
+	// reach the dashboard over https through a proxy that terminates TLS); else it is Secure
+	// on requests that came over TLS. Behind sets it when the OIDC redirect URL is https.
+	SecureCookies bool
 }
 
 // Handler serves the dashboard.
@@ -102,7 +106,7 @@ func New(cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := newCSRF(cfg.CSRFKey)
+	c, err := newCSRF(cfg.CSRFKey, cfg.SecureCookies)
 	if err != nil {
 		return nil, err
 	}
