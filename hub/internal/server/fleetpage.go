@@ -117,15 +117,15 @@ func (s *Server) fleetShare(q *fleetQuery, mine func(string) bool, replica func(
 	if err != nil {
 		return nil, err
 	}
+	kept := map[string]bool{} // per cluster: ownership and selectors are not asked per row
 	keep := func(name string) bool {
-		if !mine(name) || (q.req.Cluster != "" && name != q.req.Cluster) {
-			return false
+		k, seen := kept[name]
+		if !seen {
+			c, registered := m.registry[name]
+			k = (q.req.Cluster == "" || name == q.req.Cluster) && (q.sel == nil || registered && q.sel.Matches(labels.Set(c.Labels))) && mine(name)
+			kept[name] = k
 		}
-		if q.sel == nil {
-			return true
-		}
-		c, ok := m.registry[name]
-		return ok && q.sel.Matches(labels.Set(c.Labels))
+		return k
 	}
 	out := &flotillav1.FleetPageResponse{Counts: &flotillav1.FleetCounts{}}
 	cells := map[string][]*matrixRow{}
