@@ -187,20 +187,21 @@ func (s *Server) fleetShare(q *fleetQuery, mine func(string) bool, replica func(
 	return out, nil
 }
 
-// matrixTTL is how long one read of the whole fleet serves FleetPage calls: every page read
-// within it (the live updates of many pages, a burst of browsers) costs a filter over the rows
-// read, not another read of the fleet. Well under the dashboard's second from a change to
-// the page.
+// matrixTTL is how long one read of the whole fleet serves FleetPage calls at least: every
+// page read within it (the live updates of many pages, a burst of browsers) costs a filter
+// over the rows read, not another read of the fleet. Well under the dashboard's second from a
+// change to the page. A read that took longer serves for twice as long as it took, so that
+// the dashboard's polls never keep more than a third of a core reading a large fleet.
 const matrixTTL = 250 * time.Millisecond
 
 // matrix is the whole fleet as one read saw it: its rows (with the revision each rolled back
 // from), the registry, each cluster as this replica knows it, the apps.
 type matrix struct {
-	at       time.Time
-	rows     []matrixRow
-	registry map[string]store.Cluster
-	infos    map[string]*flotillav1.Cluster
-	apps     []string
+	at, until time.Time
+	rows      []matrixRow
+	registry  map[string]store.Cluster
+	infos     map[string]*flotillav1.Cluster
+	apps      []string
 }
 
 type matrixRow struct {
@@ -218,7 +219,7 @@ type matrixCache struct {
 func (s *Server) fleetMatrix() (*matrix, error) {
 	s.matrix.mu.Lock()
 	defer s.matrix.mu.Unlock()
-	if m := s.matrix.m; m != nil && time.Since(m.at) < matrixTTL {
+	if m := s.matrix.m; m != nil && time.Now().Before(m.until) {
 		return m, nil
 	}
 	list, err := s.cfg.Store.ListClusters()
@@ -244,6 +245,7 @@ func (s *Server) fleetMatrix() (*matrix, error) {
 	for _, a := range s.cfg.Fleet.Apps() {
 		m.apps = append(m.apps, a.Name)
 	}
+	m.until = time.Now().Add(max(matrixTTL, 2*time.Since(m.at)))
 	s.matrix.m = m
 	return m, nil
 }
