@@ -46,8 +46,9 @@ type Hub struct {
 var Retention = store.Retention{HistoryPerApp: 100, HistoryMaxAge: 30 * 24 * time.Hour}
 
 // Start starts a hub for t, stopped when t ends. server.Config is assembled here and nowhere
-// else in tests. Heartbeats are an hour apart, so no cluster goes Stale while a test reads.
-func Start(t testing.TB) *Hub {
+// else in tests (opts adjust it). Heartbeats are an hour apart, so no cluster goes Stale while
+// a test reads.
+func Start(t testing.TB, opts ...func(*server.Config)) *Hub {
 	t.Helper()
 	dir := t.TempDir()
 	ca, err := pki.LoadOrCreate(filepath.Join(dir, "ca"))
@@ -73,10 +74,14 @@ func Start(t testing.TB) *Hub {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := server.New(server.Config{
+	cfg := server.Config{
 		Fleet: fl, Store: st, Pins: st, Replication: st, CA: ca, Serving: serving, Heartbeat: time.Hour, HubVersion: "test",
 		Logger: log, Git: fetcher, Retention: Retention, Rollouts: rollouts,
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	srv := server.New(cfg)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

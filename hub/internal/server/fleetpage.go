@@ -245,7 +245,14 @@ func (s *Server) fleetMatrix() (*matrix, error) {
 	for _, a := range s.cfg.Fleet.Apps() {
 		m.apps = append(m.apps, a.Name)
 	}
-	m.until = time.Now().Add(max(matrixTTL, 2*time.Since(m.at)))
+	reuse := s.cfg.FleetReadReuse
+	if reuse == 0 {
+		reuse = matrixTTL
+	}
+	m.until = time.Now().Add(max(reuse, 2*time.Since(m.at)))
+	if reuse < 0 {
+		m.until = time.Time{}
+	}
 	s.matrix.m = m
 	return m, nil
 }
