@@ -73,6 +73,17 @@ func (w *warningSet) set(app string, evs []ObjectEvent) bool {
 	return true
 }
 
+// retain forgets the apps keep does not keep (removed ones).
+func (w *warningSet) retain(keep func(app string) bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for app := range w.byApp {
+		if !keep(app) {
+			delete(w.byApp, app)
+		}
+	}
+}
+
 func involvedKey(group, kind, namespace, name string) string {
 	return group + "/" + kind + "/" + namespace + "/" + name
 }
@@ -130,7 +141,13 @@ func (c *Controller) watchWarnings(ctx context.Context) {
 // refreshWarnings makes each app's list again from the Events indexed, and publishes the
 // status of each app whose list changed.
 func (c *Controller) refreshWarnings(idx cache.Indexer) {
-	for _, a := range c.snapshot() {
+	apps := c.snapshot()
+	names := map[string]bool{}
+	for _, a := range apps {
+		names[a.name] = true
+	}
+	c.warnings.retain(func(name string) bool { return names[name] })
+	for _, a := range apps {
 		c.mu.Lock()
 		st := a.applied
 		c.mu.Unlock()
