@@ -177,6 +177,82 @@ func TestDashboard(t *testing.T) {
 	})
 	b.waitCell(t, "production", "worker", "the new revision after the hub's restart", func(s cellState) bool { return s.Rev == next[:7] })
 	b.screenshot(t, "fleet-after-hub-restart")
+
+	// Events' summary: a StatefulSet whose pods name a ServiceAccount that does not exist; the
+	// API server refuses its pods, kube-controller-manager records a Warning Event on it, and
+	// the agent reports it on the app-on-cluster page.
+	e.commitApplied(t, "worker: a database whose pods cannot be created", "worker", map[string]string{
+		"base/worker/statefulset.yaml": `apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: worker-db
+spec:
+  serviceName: worker-db
+  replicas: 1
+  selector: {matchLabels: {app: worker-db}}
+  template:
+    metadata: {labels: {app: worker-db}}
+    spec:
+      serviceAccountName: no-such-account
+      containers: [{name: db, image: example.com/db:1}]
+`,
+		"base/worker/kustomization.yaml": workerKustomization("secret.yaml", "statefulset.yaml"),
+	})
+	testwait.For(t, 2*time.Minute, "the StatefulSet's Warning Event on the app-on-cluster page", func(context.Context) (bool, error) {
+		b.open(t, url+"clusters/staging/apps/worker")
+		html := b.html(t)
+		return strings.Contains(html, `<td class="warn">FailedCreate</td><td>StatefulSet.apps worker/worker-db</td>`) &&
+			strings.Contains(html, "no-such-account"), nil
+	})
+	b.assertInert(t, "the app-on-cluster page with events", "")
+	b.screenshot(t, "events")
+
+	// The App page's Rollout panel updates itself: with the page open, worker gets a rollout
+	// whose first step waits for an approval and a new commit; the panel appears, and once the
+	// CLI approves, it moves on, without a reload.
+	b.open(t, url+"apps/worker")
+	b.evaluate(t, `(() => { document.body.setAttribute("data-opened", "1"); return "marked"; })()`)
+	workerApp, err := os.ReadFile(filepath.Join(e.appsDir, "worker.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	withRollout := strings.Replace(string(workerApp), "  syncPolicy:", "  rollout:\n    steps:\n    - {approval: true}\n    - {}\n  syncPolicy:", 1)
+	if err := localfleet.WriteFiles(e.appsDir, map[string]string{"worker.yaml": withRollout}); err != nil {
+		t.Fatal(err)
+	}
+	panel := func(what string, ok func(string) bool) {
+		t.Helper()
+		testwait.For(t, 2*time.Minute, "the open App page's Rollout panel: "+what, func(context.Context) (bool, error) {
+			if b.evaluate(t, `document.body.getAttribute("data-opened") || "reloaded"`) != "1" {
+				return false, fmt.Errorf("the App page was reloaded")
+			}
+			return ok(b.evaluate(t, `document.getElementById("rollout-panel").textContent`)), nil
+		})
+	}
+	// The app's first rollout is its baseline, the revision it runs, Completed at once.
+	panel("the baseline rollout", func(s string) bool { return strings.Contains(s, "Completed") })
+	rolled, err := e.repo.Commit("worker: rolled out, step by step", map[string]string{
+		"base/worker/configmap.yaml": strings.Replace(localfleet.DemoManifests("1.0.0")["base/worker/configmap.yaml"], "QUEUE: jobs", "QUEUE: rollout", 1),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	panel("waiting for the approval", func(s string) bool { return strings.Contains(s, rolled) && strings.Contains(s, "WaitingApproval") })
+	b.screenshot(t, "app-rollout-waiting")
+	if out, err := e.fleet.CLI(e.ctx, "rollout", "approve", "worker"); err != nil {
+		t.Fatalf("flotilla rollout approve worker: %v: %s", err, out)
+	}
+	panel("approved", func(s string) bool {
+		return strings.Contains(s, rolled) && !strings.Contains(s, "WaitingApproval") && (strings.Contains(s, "Running") || strings.Contains(s, "Completed"))
+	})
+	b.assertInert(t, "the App page with its live Rollout panel", "")
+	b.screenshot(t, "app-rollout-approved")
+}
+
+// evaluate runs expr, whose value is a string, in the page.
+func (b *browser) evaluate(t *testing.T, expr string) string {
+	t.Helper()
+	return inTab(t, b, "evaluate "+expr, chromedp.Evaluate[string](expr))
 }
 
 // waitBanner waits until the page shows (down) or hides the banner saying the hub does not

@@ -296,6 +296,10 @@ func statusToProto(s syncer.AppStatus) *flotillav1.AppStatus {
 	for _, r := range s.Resources {
 		p.Resources = append(p.Resources, &flotillav1.ResourceStatus{Object: refToProto(r.Object), Health: r.Health, Message: r.Message})
 	}
+	for _, e := range s.Events {
+		p.Events = append(p.Events, &flotillav1.ObjectEvent{Object: refToProto(e.Object), Type: e.Type, Reason: e.Reason, Message: e.Message,
+			Count: e.Count, LastSeenUnixMs: e.LastSeen.UnixMilli()})
+	}
 	fitStatus(p, statusBudget)
 	return p
 }

@@ -91,6 +91,8 @@ type Controller struct {
 	kube    kubernetes.Interface
 	queue   workqueue.TypedDelayingInterface[string]
 	metrics *metrics
+	// warnings are each app's latest Warning Events (warnings.go).
+	warnings warningSet
 	// assessNow wakes the health loop (assessSoon).
 	assessNow chan struct{}
 
@@ -280,6 +282,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		c.healthLoop(ctx)
 		return nil
 	})
+	g.Go(func() error { c.watchWarnings(ctx); return nil })
 	g.Go(func() error {
 		for _, a := range c.snapshot() {
 			c.mu.Lock()

@@ -251,6 +251,7 @@ func (c *Controller) statusOf(a *app) AppStatus {
 		msgs = append(msgs, fmt.Sprintf("%s: revision %s %s", EventRolledBack, rb.Revision, rb.Reason))
 	}
 	s.Drift = slices.Clone(a.drift.items)
+	s.Events = c.warnings.of(a.name)
 	switch {
 	case d == nil:
 		s.Sync = SyncUnknown

@@ -155,6 +155,7 @@ type AppStatus struct {
 	AppliedAt          time.Time
 	Drift              []DriftItem
 	Resources          []ResourceStatus
+	Events             []ObjectEvent // the objects' latest Warning Events (warnings.go)
 }
 
 // Hook results.

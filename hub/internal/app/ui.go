@@ -32,7 +32,7 @@ func (o *UIOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Issuer, "oidc-issuer", o.Issuer, "OpenID Connect issuer URL of the dashboard's login, e.g. https://accounts.example.com")
 	fs.StringVar(&o.ClientID, "oidc-client-id", o.ClientID, "the dashboard's OpenID Connect client id")
 	fs.StringVar(&o.ClientSecretFile, "oidc-client-secret-file", o.ClientSecretFile, "file holding the dashboard's OpenID Connect client secret")
-	fs.StringVar(&o.RedirectURL, "oidc-redirect-url", o.RedirectURL, "the dashboard's callback as registered with the provider: https://HOST/auth/callback")
+	fs.StringVar(&o.RedirectURL, "oidc-redirect-url", o.RedirectURL, "the dashboard's callback as registered with the provider: https://HOST/auth/callback; when it is https every dashboard cookie is Secure, also when a proxy terminates TLS and talks plain HTTP to the hub")
 }
 
 // validate refuses --ui without OpenID Connect or without --http-listen, and --oidc-* flags

@@ -14,8 +14,10 @@ import (
 	"github.com/flotilla-dev/flotilla/shared/httpserve"
 )
 
-// dashboardMaxMessage bounds one answer of the hub to the dashboard.
-const dashboardMaxMessage = 512 << 20
+// dashboardMaxMessage bounds one answer of the hub to the dashboard: a page of the fleet (the
+// hub filters, counts and pages it), an app with every cluster it targets, or one app on one
+// cluster with its objects, drift and events.
+const dashboardMaxMessage = 64 << 20
 
 func newDashboardCmd(o *rootOptions) *cobra.Command {
 	var port int
@@ -27,7 +29,8 @@ func newDashboardCmd(o *rootOptions) *cobra.Command {
 printed), talking to the hub with the operator certificate of the CLI's config, as kubectl proxy
 does: nothing new is exposed, and it works against any hub replica.
 
-Pages: the fleet (a cluster × app matrix, filtered by labels, app, state and revision, paged),
+Pages: the fleet (a cluster × app matrix, filtered by labels, app, state and revision, counted
+and paged by the hub, so that each view reads one page of the fleet however large it is),
 each app, each cluster, and each app on a cluster (its drift field by field with Secret values
 masked, its history, its rollback target). Actions (sync, sync with prune, pin or clear a
 revision, revoke a cluster) each ask for a confirmation, and the hub audits them under this
@@ -39,9 +42,8 @@ operator's certificate. The pages update themselves within a second of a change.
 			if port < 0 || port > 65535 {
 				return fmt.Errorf("--port %d: want 0 (a free port) to 65535", port)
 			}
-			// The dashboard reads the whole fleet's status at once (it pages and counts on its
-			// side): a fleet of thousands of clusters answers with far more than gRPC's
-			// default 4 MiB.
+			// An app that targets every cluster of a large fleet lists them all: more than
+			// gRPC's default 4 MiB past some 200,000 clusters.
 			c, err := o.client(grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(dashboardMaxMessage)))
 			if err != nil {
 				return err

@@ -78,6 +78,7 @@ func capReport(r *Report) {
 		o.Namespace, o.Name, o.Health = Truncate(o.Namespace, 253), Truncate(o.Name, 253), Truncate(o.Health, 63)
 		o.Message = Truncate(o.Message, 1<<10)
 	}
+	capEvents(r)
 	for _, s := range []*string{&r.Sync, &r.Health, &r.AppliedRevision, &r.AppliedDigest, &r.HealthyRevision, &r.RolledBackRevision} {
 		*s = Truncate(*s, 128)
 	}

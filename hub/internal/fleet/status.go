@@ -38,6 +38,9 @@ type Report struct {
 	Drift           []DriftItem `json:"drift,omitempty"`
 	// Resources are the app's objects with their health, as the agent last reported them.
 	Resources []ResourceItem `json:"resources,omitempty"`
+	// Events are the latest Warning Events of the app's objects, as the agent last reported
+	// them (events.go).
+	Events []EventItem `json:"events,omitempty"`
 	// RolledBackRevision is set while the agent holds the app at its last healthy revision
 	// because this one did not become healthy; Message says why.
 	RolledBackRevision string `json:"rolledBackRevision,omitempty"`

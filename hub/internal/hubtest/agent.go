@@ -27,6 +27,7 @@ type Report struct {
 	Message   string
 	Drift     []*flotillav1.DriftItem
 	Resources []*flotillav1.ResourceStatus
+	Events    []*flotillav1.ObjectEvent
 	Nack      string
 }
 
@@ -115,7 +116,7 @@ func (a *agent) serve(stream flotillav1.AgentService_ConnectClient) error {
 		} else {
 			st := &flotillav1.AppStatus{
 				App: d.App, Sync: "Synced", Health: r.Health, Message: r.Message, Generation: d.Generation,
-				AppliedRevision: d.Revision, AppliedDigest: d.Digest, Drift: r.Drift, Resources: r.Resources,
+				AppliedRevision: d.Revision, AppliedDigest: d.Digest, Drift: r.Drift, Resources: r.Resources, Events: r.Events,
 			}
 			if r.Health == "Healthy" {
 				st.HealthyRevision = d.Revision

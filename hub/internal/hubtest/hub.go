@@ -46,8 +46,9 @@ type Hub struct {
 var Retention = store.Retention{HistoryPerApp: 100, HistoryMaxAge: 30 * 24 * time.Hour}
 
 // Start starts a hub for t, stopped when t ends. server.Config is assembled here and nowhere
-// else in tests. Heartbeats are an hour apart, so no cluster goes Stale while a test reads.
-func Start(t *testing.T) *Hub {
+// else in tests (opts adjust it). Heartbeats are an hour apart, so no cluster goes Stale while
+// a test reads.
+func Start(t testing.TB, opts ...func(*server.Config)) *Hub {
 	t.Helper()
 	dir := t.TempDir()
 	ca, err := pki.LoadOrCreate(filepath.Join(dir, "ca"))
@@ -73,10 +74,14 @@ func Start(t *testing.T) *Hub {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := server.New(server.Config{
+	cfg := server.Config{
 		Fleet: fl, Store: st, Pins: st, Replication: st, CA: ca, Serving: serving, Heartbeat: time.Hour, HubVersion: "test",
 		Logger: log, Git: fetcher, Retention: Retention, Rollouts: rollouts,
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	srv := server.New(cfg)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -100,7 +105,7 @@ func Start(t *testing.T) *Hub {
 
 // Dial connects to the hub over TLS with the given client certificate (none: nil), closed
 // when t ends.
-func (h *Hub) Dial(t *testing.T, cert *tls.Certificate) *grpc.ClientConn {
+func (h *Hub) Dial(t testing.TB, cert *tls.Certificate) *grpc.ClientConn {
 	t.Helper()
 	cfg := &tls.Config{RootCAs: h.CA.Pool(), ServerName: "127.0.0.1", MinVersion: tls.VersionTLS13}
 	if cert != nil {
@@ -115,7 +120,7 @@ func (h *Hub) Dial(t *testing.T, cert *tls.Certificate) *grpc.ClientConn {
 }
 
 // Operator is a client of the hub's Operator service with the admin certificate.
-func (h *Hub) Operator(t *testing.T) flotillav1.OperatorClient {
+func (h *Hub) Operator(t testing.TB) flotillav1.OperatorClient {
 	t.Helper()
 	cert, err := tls.X509KeyPair(h.AdminCert, h.AdminKey)
 	if err != nil {
@@ -143,7 +148,7 @@ func (h *Hub) WaitHistory(t *testing.T, app, cluster string, n int) {
 }
 
 // ConfigMapBundle is a bundle of one ConfigMap, name, whose data holds revision: data.
-func ConfigMapBundle(t *testing.T, name, data string) *bundle.Bundle {
+func ConfigMapBundle(t testing.TB, name, data string) *bundle.Bundle {
 	t.Helper()
 	b, err := bundle.New([]*unstructured.Unstructured{{Object: map[string]any{
 		"apiVersion": "v1", "kind": "ConfigMap", "metadata": map[string]any{"name": name},

@@ -391,6 +391,13 @@ func reportFromProto(p *flotillav1.AppStatus) fleet.Report {
 			Name: o.GetName(), Health: res.Health, Message: res.Message,
 		})
 	}
+	for _, e := range p.Events {
+		o := e.GetObject()
+		r.Events = append(r.Events, fleet.EventItem{
+			Group: o.GetGroup(), Version: o.GetVersion(), Kind: o.GetKind(), Namespace: o.GetNamespace(), Name: o.GetName(),
+			Type: e.Type, Reason: e.Reason, Message: e.Message, Count: e.Count, LastSeen: time.UnixMilli(e.LastSeenUnixMs),
+		})
+	}
 	return r
 }
 

@@ -69,3 +69,7 @@ func (l *LocalOperator) RolloutStatus(ctx context.Context, in *flotillav1.Rollou
 func (l *LocalOperator) RolloutAction(ctx context.Context, in *flotillav1.RolloutActionRequest, _ ...grpc.CallOption) (*flotillav1.RolloutActionResponse, error) {
 	return l.s.RolloutAction(l.as(ctx), in)
 }
+
+func (l *LocalOperator) FleetPage(ctx context.Context, in *flotillav1.FleetPageRequest, _ ...grpc.CallOption) (*flotillav1.FleetPageResponse, error) {
+	return l.s.FleetPage(l.as(ctx), in)
+}

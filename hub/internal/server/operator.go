@@ -107,42 +107,54 @@ func (s *Server) Status(ctx context.Context, req *flotillav1.StatusRequest) (*fl
 		if req.Revision != "" && !strings.HasPrefix(r.DesiredRevision, req.Revision) && !strings.HasPrefix(r.AppliedRevision, req.Revision) {
 			continue
 		}
-		item := &flotillav1.AppClusterStatus{
-			Cluster: r.Cluster, App: r.App, Sync: r.Sync, Health: r.Health,
-			DesiredRevision: r.DesiredRevision, AppliedRevision: r.AppliedRevision, HealthyRevision: r.HealthyRevision,
-			Message: r.Message, CommitToAppliedMs: r.CommitToApplied.Milliseconds(), LastError: r.LastError,
-			PinnedRevision: r.Pinned, Rollout: r.Rollout,
-		}
-		if !r.LastSeen.IsZero() {
-			item.LastSeenUnixMs = r.LastSeen.UnixMilli()
-		}
-		if rep, ok := s.cfg.Fleet.LatestReport(r.Cluster, r.App); ok {
-			item.RolledBackRevision = rep.RolledBackRevision
-			if !rep.HealthySince.IsZero() {
-				item.HealthySinceUnixMs = rep.HealthySince.UnixMilli()
-			}
-			item.AppliedAtUnixMs = unixMs(rep.AppliedAt)
-			if d := s.cfg.Fleet.Snapshot(r.Cluster)[r.App]; d != nil {
-				item.DesiredSpec, item.AppliedDesired = d.Spec, rep.AppliedDigest == d.Digest()
-			}
-			if req.Resources {
-				for _, o := range rep.Resources {
-					item.Resources = append(item.Resources, &flotillav1.ResourceStatus{
-						Object: &flotillav1.ObjectRef{Group: o.Group, Version: o.Version, Kind: o.Kind, Namespace: o.Namespace, Name: o.Name},
-						Health: o.Health, Message: o.Message,
-					})
-				}
-			}
-		}
-		for _, d := range r.Drift {
-			item.Drift = append(item.Drift, &flotillav1.DriftItem{
-				Object: &flotillav1.ObjectRef{Group: d.Group, Version: d.Version, Kind: d.Kind, Namespace: d.Namespace, Name: d.Name},
-				Type:   d.Type, Diff: d.Diff, Contested: d.Contested,
-			})
-		}
-		resp.Items = append(resp.Items, item)
+		resp.Items = append(resp.Items, s.statusItem(r, req.Resources))
 	}
 	return mapped(s.gatherStatus(ctx, req, resp))
+}
+
+// statusItem is one row of Status (and of a FleetPage): with resources, the app's objects and
+// the Warning Events of them, as the agent last reported (`flotilla status` asks for neither).
+func (s *Server) statusItem(r fleet.Row, resources bool) *flotillav1.AppClusterStatus {
+	item := &flotillav1.AppClusterStatus{
+		Cluster: r.Cluster, App: r.App, Sync: r.Sync, Health: r.Health,
+		DesiredRevision: r.DesiredRevision, AppliedRevision: r.AppliedRevision, HealthyRevision: r.HealthyRevision,
+		Message: r.Message, CommitToAppliedMs: r.CommitToApplied.Milliseconds(), LastError: r.LastError,
+		PinnedRevision: r.Pinned, Rollout: r.Rollout, DriftCount: int32(len(r.Drift)),
+	}
+	if !r.LastSeen.IsZero() {
+		item.LastSeenUnixMs = r.LastSeen.UnixMilli()
+	}
+	if rep, ok := s.cfg.Fleet.LatestReport(r.Cluster, r.App); ok {
+		item.RolledBackRevision = rep.RolledBackRevision
+		if !rep.HealthySince.IsZero() {
+			item.HealthySinceUnixMs = rep.HealthySince.UnixMilli()
+		}
+		item.AppliedAtUnixMs = unixMs(rep.AppliedAt)
+		if d := s.cfg.Fleet.Snapshot(r.Cluster)[r.App]; d != nil {
+			item.DesiredSpec, item.AppliedDesired = d.Spec, rep.AppliedDigest == d.Digest()
+		}
+		if resources {
+			for _, o := range rep.Resources {
+				item.Resources = append(item.Resources, &flotillav1.ResourceStatus{
+					Object: &flotillav1.ObjectRef{Group: o.Group, Version: o.Version, Kind: o.Kind, Namespace: o.Namespace, Name: o.Name},
+					Health: o.Health, Message: o.Message,
+				})
+			}
+			for _, e := range rep.Events {
+				item.Events = append(item.Events, &flotillav1.ObjectEvent{
+					Object: &flotillav1.ObjectRef{Group: e.Group, Version: e.Version, Kind: e.Kind, Namespace: e.Namespace, Name: e.Name},
+					Type:   e.Type, Reason: e.Reason, Message: e.Message, Count: e.Count, LastSeenUnixMs: unixMs(e.LastSeen),
+				})
+			}
+		}
+	}
+	for _, d := range r.Drift {
+		item.Drift = append(item.Drift, &flotillav1.DriftItem{
+			Object: &flotillav1.ObjectRef{Group: d.Group, Version: d.Version, Kind: d.Kind, Namespace: d.Namespace, Name: d.Name},
+			Type:   d.Type, Diff: d.Diff, Contested: d.Contested,
+		})
+	}
+	return item
 }
 
 // ListClusters lists the registered clusters with their link state.
@@ -153,38 +165,46 @@ func (s *Server) ListClusters(ctx context.Context, _ *flotillav1.ListClustersReq
 	}
 	resp := &flotillav1.ListClustersResponse{}
 	for _, c := range list {
-		p, state := s.cfg.Fleet.Presence(c.Name)
-		item := &flotillav1.Cluster{
-			Name: c.Name, Labels: c.Labels, Connected: state == fleet.StateConnected, State: state,
-			AgentVersion: c.AgentVersion, AgeRecipient: c.AgeRecipient,
-		}
-		if p.AgentVersion != "" {
-			item.AgentVersion = p.AgentVersion
-		}
-		if c.Revoked {
-			item.State = "Revoked"
-		}
-		last := p.LastSeen
-		if last.IsZero() {
-			last = c.LastSeen
-		}
-		if !last.IsZero() {
-			item.LastSeenUnixMs = last.UnixMilli()
-		}
-		resp.Items = append(resp.Items, item)
+		resp.Items = append(resp.Items, s.clusterItem(c))
 	}
 	return mapped(s.gatherClusters(ctx, resp))
 }
 
+// clusterItem is a registered cluster with its link state as this replica knows it.
+func (s *Server) clusterItem(c store.Cluster) *flotillav1.Cluster {
+	p, state := s.cfg.Fleet.Presence(c.Name)
+	item := &flotillav1.Cluster{
+		Name: c.Name, Labels: c.Labels, Connected: state == fleet.StateConnected, State: state,
+		AgentVersion: c.AgentVersion, AgeRecipient: c.AgeRecipient,
+	}
+	if p.AgentVersion != "" {
+		item.AgentVersion = p.AgentVersion
+	}
+	if c.Revoked {
+		item.State = "Revoked"
+	}
+	last := p.LastSeen
+	if last.IsZero() {
+		last = c.LastSeen
+	}
+	if !last.IsZero() {
+		item.LastSeenUnixMs = last.UnixMilli()
+	}
+	return item
+}
+
 // ListApps lists the Applications the hub knows, with their errors and warnings, and every
 // cluster each targets, owned by this replica or another.
-func (s *Server) ListApps(ctx context.Context, _ *flotillav1.ListAppsRequest) (*flotillav1.ListAppsResponse, error) {
+func (s *Server) ListApps(ctx context.Context, req *flotillav1.ListAppsRequest) (*flotillav1.ListAppsResponse, error) {
 	targets, err := s.targeting()
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	resp := &flotillav1.ListAppsResponse{}
 	for _, a := range s.cfg.Fleet.Apps() {
+		if req.Name != "" && a.Name != req.Name {
+			continue
+		}
 		item := &flotillav1.App{
 			Name: a.Name, RepoUrl: a.RepoURL, TargetRevision: a.TargetRevision, Path: a.Path,
 			Revision: a.Revision, Clusters: targets(a), Error: a.Error, Warnings: a.Warnings, SourceFile: a.SourceFile,

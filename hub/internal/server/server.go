@@ -92,6 +92,9 @@ type Config struct {
 	Retention store.Retention
 	// Rollouts runs the progressive rollouts (rollout.go); nil turns `flotilla rollout` off.
 	Rollouts rollouts
+	// FleetReadReuse is how long a read of the whole fleet serves FleetPage calls at least
+	// (0: matrixTTL; negative: never, every call reads the fleet: benchmarks of a first view).
+	FleetReadReuse time.Duration
 }
 
 // Server implements the three gRPC services.
@@ -115,6 +118,8 @@ type Server struct {
 	replicator *replicate.Replicator
 
 	peers *peerConns // connections to the other hub replicas
+
+	matrix matrixCache // the fleet as FleetPage last read it (fleetpage.go)
 }
 
 // New returns a server; call Serve to run it.

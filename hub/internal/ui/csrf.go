@@ -14,16 +14,20 @@ import (
 // so a page of another site can neither read nor forge one.
 const sessionCookie = "flotilla_session"
 
-type csrf struct{ key []byte }
+type csrf struct {
+	key []byte
+	// secure: the session cookie is Secure on every request (Config.SecureCookies).
+	secure bool
+}
 
-func newCSRF(key []byte) (*csrf, error) {
+func newCSRF(key []byte, secure bool) (*csrf, error) {
 	if len(key) == 0 {
 		key = make([]byte, 32)
 		if _, err := rand.Read(key); err != nil {
 			return nil, err
 		}
 	}
-	return &csrf{key: key}, nil
+	return &csrf{key: key, secure: secure}, nil
 }
 
 func (c *csrf) sign(session string) string {
@@ -43,7 +47,7 @@ func (c *csrf) token(w http.ResponseWriter, r *http.Request) string {
 	}
 	id := base64.RawURLEncoding.EncodeToString(b)
 	http.SetCookie(w, &http.Cookie{
-		Name: sessionCookie, Value: id, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
+		Name: sessionCookie, Value: id, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: c.secure || r.TLS != nil,
 	})
 	r.AddCookie(&http.Cookie{Name: sessionCookie, Value: id})
 	return c.sign(id)

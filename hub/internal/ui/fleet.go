@@ -5,17 +5,15 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 
-	"golang.org/x/sync/errgroup"
 	"k8s.io/apimachinery/pkg/labels"
 
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
 )
 
-// States the fleet page filters cells by (state=...).
+// States the fleet page filters cells by (state=...), as the hub's FleetPage takes them.
 var states = []string{"stale", "drifted", "Degraded", "RolledBack", "Pinned", "OutOfSync"}
 
 // query is a view's filters, all in its URL so that it can be shared.
@@ -26,9 +24,8 @@ type query struct {
 	State    string
 	Revision string
 	Page     int
-	// All: every matching cluster, unpaged. Only an event stream takes it (all=1): the App
-	// page lists every cluster of its app and listens to all of them.
-	All bool
+	// Rollout: the App page's event stream, which also carries its Rollout panel (rollout=1).
+	Rollout bool
 }
 
 func parseQuery(v url.Values) query {
@@ -37,7 +34,7 @@ func parseQuery(v url.Values) query {
 		State: v.Get("state"), Revision: strings.TrimSpace(v.Get("revision")),
 	}
 	q.Page, _ = strconv.Atoi(v.Get("page"))
-	q.All = v.Get("all") == "1"
+	q.Rollout = v.Get("rollout") == "1" && q.App != ""
 	if q.Page < 1 {
 		q.Page = 1
 	}
@@ -55,55 +52,38 @@ func (q query) encode() string {
 	if q.Page > 1 {
 		v.Set("page", strconv.Itoa(q.Page))
 	}
-	if q.All {
-		v.Set("all", "1")
+	if q.Rollout {
+		v.Set("rollout", "1")
 	}
 	return v.Encode()
 }
 
-func (q query) withPage(p int) string {
+// withPage is the URL of page p of the view q on path.
+func (q query) withPage(path string, p int) string {
 	q.Page = p
 	if e := q.encode(); e != "" {
-		return "/?" + e
+		return path + "?" + e
 	}
-	return "/"
+	return path
 }
 
-// snapshot is the fleet as one read of the backend saw it.
-type snapshot struct {
-	rows     []*flotillav1.AppClusterStatus
-	clusters []*flotillav1.Cluster
-	apps     []*flotillav1.App
-	// unreachable are hub replicas that did not answer: their clusters' rows may be missing.
-	unreachable []string
+// request is the hub's FleetPage request of q, pages of size; known is the version of the
+// page the caller holds ("": none).
+func (q query) request(size int, known string) *flotillav1.FleetPageRequest {
+	return &flotillav1.FleetPageRequest{
+		Selector: q.Selector, App: q.App, Cluster: q.Cluster, State: q.State, Revision: q.Revision,
+		Page: int32(q.Page), PageSize: int32(size), KnownVersion: known,
+	}
 }
 
-// read takes a snapshot of the whole fleet: three calls, in parallel.
-func read(ctx context.Context, b Backend) (*snapshot, error) {
-	s := &snapshot{}
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		resp, err := b.Status(gctx, &flotillav1.StatusRequest{})
-		if err == nil {
-			s.rows, s.unreachable = resp.Items, resp.UnreachablePeers
-		}
-		return err
-	})
-	g.Go(func() error {
-		resp, err := b.ListClusters(gctx, &flotillav1.ListClustersRequest{})
-		if err == nil {
-			s.clusters = resp.Items
-		}
-		return err
-	})
-	g.Go(func() error {
-		resp, err := b.ListApps(gctx, &flotillav1.ListAppsRequest{})
-		if err == nil {
-			s.apps = resp.Items
-		}
-		return err
-	})
-	return s, g.Wait()
+// readPage asks the hub for one page of the fleet matrix (it filters, counts and pages), for
+// the page on path.
+func readPage(ctx context.Context, b Backend, q query, size int, path string) (*fleetView, error) {
+	resp, err := b.FleetPage(ctx, q.request(size, ""))
+	if err != nil {
+		return nil, err
+	}
+	return viewOf(resp, q, path), nil
 }
 
 // cell is one app on one cluster as a page shows it, every field already text: the live
@@ -131,7 +111,7 @@ func newCell(s *flotillav1.AppClusterStatus, stale bool) *cell {
 	if c.Rev == "" {
 		c.Rev = short(s.DesiredRevision)
 	}
-	if n := len(s.Drift); n > 0 {
+	if n := max(len(s.Drift), int(s.DriftCount)); n > 0 {
 		c.Drift = fmt.Sprintf("drift %d", n)
 	}
 	var flags []string
@@ -163,60 +143,18 @@ func cellHref(cluster, app string) string {
 	return "/clusters/" + url.PathEscape(cluster) + "/apps/" + url.PathEscape(app)
 }
 
-// matches tells whether a row is in the state asked for.
-func matches(state string, s *flotillav1.AppClusterStatus, stale bool) bool {
-	switch state {
-	case "":
-		return true
-	case "stale":
-		return stale
-	case "drifted":
-		return len(s.Drift) > 0
-	case "Degraded":
-		return s.Health == "Degraded"
-	case "RolledBack":
-		return s.RolledBackRevision != ""
-	case "Pinned":
-		return s.PinnedRevision != ""
-	case "OutOfSync":
-		return s.Sync != "Synced"
-	}
-	return false
-}
-
-// counts are the tallies over every cell the filters keep (all pages).
+// counts are the tallies over every cell the filters keep (all pages), as the hub counted.
 type counts struct {
 	Clusters, Cells                                   int
 	Synced, OutOfSync, Healthy, Degraded, Progressing int
 	Drifted, Stale, RolledBack, Pinned                int
 }
 
-func (c *counts) add(s *flotillav1.AppClusterStatus, stale bool) {
-	c.Cells++
-	if s.Sync == "Synced" {
-		c.Synced++
-	} else {
-		c.OutOfSync++
-	}
-	switch s.Health {
-	case "Healthy":
-		c.Healthy++
-	case "Degraded":
-		c.Degraded++
-	case "Progressing":
-		c.Progressing++
-	}
-	if len(s.Drift) > 0 {
-		c.Drifted++
-	}
-	if stale {
-		c.Stale++
-	}
-	if s.RolledBackRevision != "" {
-		c.RolledBack++
-	}
-	if s.PinnedRevision != "" {
-		c.Pinned++
+func countsOf(c *flotillav1.FleetCounts) counts {
+	return counts{
+		Clusters: int(c.GetClusters()), Cells: int(c.GetCells()), Synced: int(c.GetSynced()), OutOfSync: int(c.GetOutOfSync()),
+		Healthy: int(c.GetHealthy()), Degraded: int(c.GetDegraded()), Progressing: int(c.GetProgressing()), Drifted: int(c.GetDrifted()),
+		Stale: int(c.GetStale()), RolledBack: int(c.GetRolledBack()), Pinned: int(c.GetPinned()),
 	}
 }
 
@@ -227,9 +165,12 @@ type fleetRow struct {
 	State   string
 	Labels  string
 	Cells   []*cell
+	// Info is the cluster as the hub knows it; Statuses its cells as the hub sent them.
+	Info     *flotillav1.Cluster
+	Statuses []*flotillav1.AppClusterStatus
 }
 
-// fleetView is the fleet page.
+// fleetView is one page of the fleet matrix.
 type fleetView struct {
 	Q           query
 	States      []string
@@ -239,112 +180,33 @@ type fleetView struct {
 	Page, Pages int
 	Prev, Next  string
 	Unreachable []string
+	// Version is the hub's version of the page (FleetPageResponse.version).
+	Version string
 }
 
-// build applies q to s: the clusters that match (and, with an app, state or revision filter,
-// have a cell that does), sorted by name, the page asked for of them, and the counts of all.
-func build(s *snapshot, q query, pageSize int) (*fleetView, error) {
-	var sel labels.Selector
-	if q.Selector != "" {
-		var err error
-		if sel, err = labels.Parse(q.Selector); err != nil {
-			return nil, badQuery(fmt.Sprintf("selector %q: %v", q.Selector, err))
-		}
-	}
-	known := map[string]*flotillav1.Cluster{}
-	for _, c := range s.clusters {
-		known[c.Name] = c
-	}
-	keep := func(name string) bool {
-		if q.Cluster != "" && name != q.Cluster {
-			return false
-		}
-		if sel == nil {
-			return true
-		}
-		c, ok := known[name]
-		return ok && sel.Matches(labels.Set(c.Labels))
-	}
-	stale := func(name string) bool {
-		c, ok := known[name]
-		return !ok || c.State != "Connected"
-	}
-	v := &fleetView{Q: q, States: states, Unreachable: s.unreachable}
-	byCluster := map[string][]*flotillav1.AppClusterStatus{}
-	apps := map[string]bool{}
-	cellFilter := q.App != "" || q.State != "" || q.Revision != ""
-	for _, r := range s.rows {
-		if (q.App != "" && r.App != q.App) || !keep(r.Cluster) {
-			continue
-		}
-		st := stale(r.Cluster)
-		if !matches(q.State, r, st) {
-			continue
-		}
-		if q.Revision != "" && !strings.HasPrefix(r.DesiredRevision, q.Revision) && !strings.HasPrefix(r.AppliedRevision, q.Revision) {
-			continue
-		}
-		v.Counts.add(r, st)
-		byCluster[r.Cluster] = append(byCluster[r.Cluster], r)
-		apps[r.App] = true
-	}
-	if !cellFilter {
-		for _, c := range s.clusters {
-			if keep(c.Name) {
-				if _, ok := byCluster[c.Name]; !ok {
-					byCluster[c.Name] = nil
-				}
-			}
-		}
-		for _, a := range s.apps {
-			apps[a.Name] = true
-		}
-	} else if q.App != "" {
-		apps[q.App] = true
-	}
-	names := make([]string, 0, len(byCluster))
-	for n := range byCluster {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for a := range apps {
-		v.Apps = append(v.Apps, a)
-	}
-	sort.Strings(v.Apps)
+// viewOf is the hub's page resp of the view q as the page on path shows it.
+func viewOf(resp *flotillav1.FleetPageResponse, q query, path string) *fleetView {
+	v := &fleetView{Q: q, States: states, Apps: resp.Apps, Counts: countsOf(resp.Counts), Page: int(resp.Page), Pages: int(resp.Pages),
+		Unreachable: resp.UnreachablePeers, Version: resp.Version}
+	v.Page, v.Pages = max(v.Page, 1), max(v.Pages, 1)
 	col := map[string]int{}
 	for i, a := range v.Apps {
 		col[a] = i
 	}
-	v.Counts.Clusters = len(names)
-	if q.All {
-		pageSize = max(len(names), 1)
-	}
-	v.Pages = (len(names) + pageSize - 1) / pageSize
-	if v.Pages == 0 {
-		v.Pages = 1
-	}
-	v.Page = min(q.Page, v.Pages)
-	from := (v.Page - 1) * pageSize
-	to := min(from+pageSize, len(names))
-	for _, n := range names[from:to] {
-		row := fleetRow{Cluster: n, Href: "/clusters/" + url.PathEscape(n), Cells: make([]*cell, len(v.Apps)), State: "Unknown"}
-		if c, ok := known[n]; ok {
-			row.State = c.State
-			row.Labels = labels.Set(c.Labels).String()
-		}
-		st := stale(n)
-		for _, r := range byCluster[n] {
-			row.Cells[col[r.App]] = newCell(r, st)
+	for _, r := range resp.Rows {
+		c := r.Cluster
+		row := fleetRow{Cluster: c.GetName(), Href: "/clusters/" + url.PathEscape(c.GetName()), State: c.GetState(),
+			Labels: labels.Set(c.GetLabels()).String(), Cells: make([]*cell, len(v.Apps)), Info: c, Statuses: r.Cells}
+		stale := c.GetState() != "Connected"
+		for _, s := range r.Cells {
+			if i, ok := col[s.App]; ok {
+				row.Cells[i] = newCell(s, stale)
+			}
 		}
 		v.Rows = append(v.Rows, row)
 	}
-	if v.Page > 1 {
-		v.Prev = q.withPage(v.Page - 1)
-	}
-	if v.Page < v.Pages {
-		v.Next = q.withPage(v.Page + 1)
-	}
-	return v, nil
+	v.Prev, v.Next = pager(v, q, path)
+	return v
 }
 
 // cells are the cells on the view's page, by key.
@@ -369,13 +231,7 @@ func (h *Handler) fleetPage(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 	defer cancel()
 	q := parseQuery(r.URL.Query())
-	q.All = false // the fleet page is always paged
-	s, err := read(ctx, h.cfg.Backend)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	v, err := build(s, q, h.cfg.PageSize)
+	v, err := readPage(ctx, h.cfg.Backend, q, h.cfg.PageSize, "/")
 	if err != nil {
 		h.fail(w, r, err)
 		return

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -27,7 +28,15 @@ type OIDC struct {
 	ClientID     string
 	ClientSecret string
 	// RedirectURL is this dashboard's callback, https://HOST/auth/callback, as registered.
+	// When it is https, every cookie of the dashboard is Secure, also when the hub itself is
+	// reached over plain HTTP behind a proxy that terminates TLS.
 	RedirectURL string
+}
+
+// secureURL reports whether browsers reach the dashboard at u over https.
+func secureURL(u string) bool {
+	p, err := url.Parse(u)
+	return err == nil && strings.EqualFold(p.Scheme, "https")
 }
 
 // Cookies of the login: the signed-in identity, and the state of a login under way.
@@ -47,6 +56,8 @@ type Login struct {
 	verifier *oidc.IDTokenVerifier
 	key      []byte
 	log      *slog.Logger
+	// secure: the redirect URL is https, so every cookie is Secure (secureURL).
+	secure bool
 }
 
 // NewLogin discovers the provider (within ctx) and returns the login for cfg. key signs the
@@ -72,7 +83,7 @@ func NewLogin(ctx context.Context, cfg OIDC, key []byte, log *slog.Logger) (*Log
 		oauth: oauth2.Config{ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, Endpoint: p.Endpoint(), RedirectURL: cfg.RedirectURL,
 			Scopes: []string{oidc.ScopeOpenID, "email", "profile"}},
 		verifier: p.Verifier(&oidc.Config{ClientID: cfg.ClientID}),
-		key:      key, log: log,
+		key:      key, log: log, secure: secureURL(cfg.RedirectURL),
 	}, nil
 }
 
@@ -85,7 +96,7 @@ func (l *Login) Protect(next http.Handler) http.Handler {
 			l.callback(w, r)
 			return
 		case "/auth/logout":
-			http.SetCookie(w, &http.Cookie{Name: identityCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true})
+			http.SetCookie(w, &http.Cookie{Name: identityCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: l.secureFor(r)})
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			fmt.Fprintln(w, "signed out")
 			return
@@ -130,7 +141,7 @@ func (l *Login) callback(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "sign-in failed: the login expired or did not start here; open the dashboard again", http.StatusBadRequest)
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true})
+	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: l.secureFor(r)})
 	if e := r.URL.Query().Get("error"); e != "" {
 		http.Error(w, "sign-in refused by the provider", http.StatusForbidden)
 		return
@@ -194,9 +205,14 @@ func (l *Login) setCookie(w http.ResponseWriter, r *http.Request, name string, v
 	payload := name + "." + base64.RawURLEncoding.EncodeToString(data)
 	http.SetCookie(w, &http.Cookie{
 		Name: name, Value: payload[len(name)+1:] + "." + l.mac(payload), Path: "/", MaxAge: int(ttl.Seconds()),
-		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode,
+		HttpOnly: true, Secure: l.secureFor(r), SameSite: http.SameSiteLaxMode,
 	})
 }
+
+// secureFor reports whether the cookies sent with the answer to r are Secure: when the
+// redirect URL is https (browsers reach the dashboard over https, also through a proxy that
+// terminates TLS and talks plain HTTP to the hub), or r itself came over TLS.
+func (l *Login) secureFor(r *http.Request) bool { return l.secure || r.TLS != nil }
 
 // readCookie reads a cookie setCookie wrote, if its signature holds (the name is signed too,
 // so one cookie cannot stand in for another).
@@ -223,6 +239,7 @@ func randomString() string {
 // action is sent as asOperator(ctx, "oidc:" + identity), so that the hub audits it under it.
 func Behind(l *Login, cfg Config, asOperator func(context.Context, string) context.Context) (*Handler, http.Handler, error) {
 	cfg.Identity = l.Identity
+	cfg.SecureCookies = cfg.SecureCookies || l.secure
 	cfg.Acting = func(r *http.Request) context.Context { return asOperator(r.Context(), "oidc:"+l.Identity(r)) }
 	h, err := New(cfg)
 	if err != nil {

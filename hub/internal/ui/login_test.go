@@ -144,3 +144,52 @@ func TestLoginAndAuditedActions(t *testing.T) {
 		t.Errorf("a forged identity cookie: %d, want the redirect to sign in", resp.StatusCode)
 	}
 }
+
+// TestCookiesSecureBehindATLSProxy: with an https redirect URL (browsers reach the dashboard
+// over https, through a proxy that terminates TLS and talks plain HTTP to the hub), every
+// cookie the dashboard sets is Secure although the request came without TLS; with an http
+// redirect URL (a dashboard on loopback) they are not.
+func TestCookiesSecureBehindATLSProxy(t *testing.T) {
+	h := hubtest.Start(t)
+	m, err := mockoidc.Run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Shutdown() })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := m.Config()
+	for _, tc := range []struct {
+		redirect string
+		secure   bool
+	}{
+		{"https://dashboard.example.com/auth/callback", true},
+		{"http://127.0.0.1:8080/auth/callback", false},
+	} {
+		login, err := NewLogin(ctx, OIDC{Issuer: cfg.Issuer, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, RedirectURL: tc.redirect}, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ui, protected, err := Behind(login, Config{Backend: h.Server.Local()}, server.AsOperator)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The proxy's plain-HTTP request for a page: the login's cookie, on its way to the provider.
+		rec := httptest.NewRecorder()
+		protected.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "http://hub.internal:8080/", nil))
+		// A signed-in page: the session cookie of the CSRF tokens.
+		page := httptest.NewRecorder()
+		ui.ServeHTTP(page, httptest.NewRequest(http.MethodGet, "http://hub.internal:8080/confirm/sync?app=api", nil))
+		cookies := append(rec.Result().Cookies(), page.Result().Cookies()...)
+		names := map[string]bool{}
+		for _, c := range cookies {
+			names[c.Name] = true
+			if c.Secure != tc.secure {
+				t.Errorf("redirect %s: cookie %s Secure=%v, want %v", tc.redirect, c.Name, c.Secure, tc.secure)
+			}
+		}
+		if !names[loginCookie] || !names[sessionCookie] {
+			t.Errorf("redirect %s: cookies %v, want %s and %s", tc.redirect, names, loginCookie, sessionCookie)
+		}
+	}
+}

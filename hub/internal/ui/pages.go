@@ -3,6 +3,7 @@ package ui
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"sort"
 	"time"
 
@@ -19,10 +20,15 @@ type statusRow struct {
 	LastSeen string
 }
 
-// appView is the App page: what `flotilla apps` shows of it, and a row per cluster.
+// appView is the App page: what `flotilla apps` shows of it, and a row per cluster of one page
+// of its clusters.
 type appView struct {
-	App  *flotillav1.App
-	Rows []statusRow
+	App *flotillav1.App
+	// Targets are the first maxTargets clusters the app targets; MoreTargets counts the rest.
+	Targets     []string
+	MoreTargets int
+	Page        *fleetView
+	Rows        []statusRow
 	// Rollout is the app's rollout (nil: it has none).
 	Rollout *rolloutView
 }
@@ -31,14 +37,14 @@ func (h *Handler) appPage(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 	defer cancel()
 	name := r.PathValue("app")
-	s, err := read(ctx, h.cfg.Backend)
+	list, err := h.cfg.Backend.ListApps(ctx, &flotillav1.ListAppsRequest{Name: name})
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
 	v := &appView{}
-	for _, a := range s.apps {
-		if a.Name == name {
+	for _, a := range list.Items {
+		if a.Name == name { // a hub older than ListAppsRequest.name lists every app
 			v.App = a
 		}
 	}
@@ -46,23 +52,48 @@ func (h *Handler) appPage(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, notFound("no app "+name+" in the hub's apps source"))
 		return
 	}
-	v.Rollout = rolloutOf(ctx, h.cfg.Backend, name)
-	stale := staleness(s.clusters)
-	for _, row := range s.rows {
-		if row.App == name {
-			v.Rows = append(v.Rows, statusRow{Cell: newCell(row, stale(row.Cluster)), Status: row, LastSeen: agoMs(row.LastSeenUnixMs)})
-		}
+	v.Targets, v.MoreTargets = v.App.Clusters, 0
+	if n := len(v.Targets); n > maxTargets {
+		v.Targets, v.MoreTargets = v.Targets[:maxTargets], n-maxTargets
 	}
-	sort.Slice(v.Rows, func(i, j int) bool { return v.Rows[i].Status.Cluster < v.Rows[j].Status.Cluster })
-	h.render(w, r, http.StatusOK, "app", "App "+name, eventsOf(query{App: name, All: true}), v)
+	q := query{App: name, Page: parseQuery(r.URL.Query()).Page}
+	v.Page, err = readPage(ctx, h.cfg.Backend, q, h.cfg.PageSize, "")
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	v.Page.Prev, v.Page.Next = pager(v.Page, query{Page: q.Page}, "/apps/"+url.PathEscape(name)) // the path names the app
+	v.Rollout = rolloutOf(ctx, h.cfg.Backend, name)
+	v.Rows = statusRows(v.Page)
+	q.Rollout = true // its event stream carries the Rollout panel too
+	h.render(w, r, http.StatusOK, "app", "App "+name, eventsOf(q), v)
 }
 
-func staleness(clusters []*flotillav1.Cluster) func(string) bool {
-	state := map[string]string{}
-	for _, c := range clusters {
-		state[c.Name] = c.State
+// maxTargets is how many of an app's target clusters its page names (the rest are counted).
+const maxTargets = 50
+
+// pager is the previous and next page links of v, a view of q on path.
+func pager(v *fleetView, q query, path string) (prev, next string) {
+	if v.Page > 1 {
+		prev = q.withPage(path, v.Page-1)
 	}
-	return func(n string) bool { return state[n] != "Connected" }
+	if v.Page < v.Pages {
+		next = q.withPage(path, v.Page+1)
+	}
+	return prev, next
+}
+
+// statusRows are the cells of a page of the fleet as table rows, cluster by cluster and app by
+// app.
+func statusRows(v *fleetView) []statusRow {
+	var out []statusRow
+	for _, row := range v.Rows {
+		stale := row.State != "Connected"
+		for _, s := range row.Statuses {
+			out = append(out, statusRow{Cell: newCell(s, stale), Status: s, LastSeen: agoMs(s.LastSeenUnixMs)})
+		}
+	}
+	return out
 }
 
 // clusterView is the Cluster page.
@@ -77,33 +108,20 @@ func (h *Handler) clusterPage(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 	defer cancel()
 	name := r.PathValue("cluster")
-	list, err := h.cfg.Backend.ListClusters(ctx, &flotillav1.ListClustersRequest{})
+	q := query{Cluster: name, Page: 1}
+	page, err := readPage(ctx, h.cfg.Backend, q, 1, "")
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	v := &clusterView{}
-	for _, c := range list.Items {
-		if c.Name == name {
-			v.Cluster = c
-		}
-	}
-	if v.Cluster == nil {
+	if len(page.Rows) == 0 || page.Rows[0].Info.GetName() != name {
 		h.fail(w, r, notFound("no cluster "+name+" registered"))
 		return
 	}
+	v := &clusterView{Cluster: page.Rows[0].Info, Rows: statusRows(page)}
 	v.Labels, v.LastSeen = labels.Set(v.Cluster.Labels).String(), agoMs(v.Cluster.LastSeenUnixMs)
-	st, err := h.cfg.Backend.Status(ctx, &flotillav1.StatusRequest{Cluster: name})
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	stale := v.Cluster.State != "Connected"
-	for _, row := range st.Items {
-		v.Rows = append(v.Rows, statusRow{Cell: newCell(row, stale), Status: row, LastSeen: agoMs(row.LastSeenUnixMs)})
-	}
 	sort.Slice(v.Rows, func(i, j int) bool { return v.Rows[i].Status.App < v.Rows[j].Status.App })
-	h.render(w, r, http.StatusOK, "cluster", "Cluster "+name, eventsOf(query{Cluster: name}), v)
+	h.render(w, r, http.StatusOK, "cluster", "Cluster "+name, eventsOf(q), v)
 }
 
 // appClusterView is the App-on-a-cluster page.
@@ -112,7 +130,9 @@ type appClusterView struct {
 	Row          statusRow
 	Drift        []drift.Entry
 	Objects      []object
-	History      []historyEntry
+	// Events are the latest Warning Events of the app's objects, as its agent reported them.
+	Events  []event
+	History []historyEntry
 	// Target is the revision a rollback would pin to: the latest other revision that was
 	// Healthy here, else the last healthy one the agent reported.
 	Target string
@@ -121,6 +141,12 @@ type appClusterView struct {
 // object is one of the app's objects with its health.
 type object struct {
 	Kind, Name, Health, Message string
+}
+
+// event is a Warning Event of one of the app's objects.
+type event struct {
+	Kind, Name, Reason, Message, LastSeen string
+	Count                                 int32
 }
 
 type historyEntry struct {
@@ -142,16 +168,22 @@ func (h *Handler) appOnClusterPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s := st.Items[0]
-	list, err := h.cfg.Backend.ListClusters(ctx, &flotillav1.ListClustersRequest{})
+	q := query{App: v.App, Cluster: v.Cluster, Page: 1}
+	page, err := readPage(ctx, h.cfg.Backend, q, 1, "")
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	v.Row = statusRow{Cell: newCell(s, staleness(list.Items)(v.Cluster)), Status: s, LastSeen: agoMs(s.LastSeenUnixMs)}
+	stale := len(page.Rows) == 0 || page.Rows[0].State != "Connected"
+	v.Row = statusRow{Cell: newCell(s, stale), Status: s, LastSeen: agoMs(s.LastSeenUnixMs)}
 	v.Drift = drift.Entries(st.Items)
 	for _, res := range s.Resources {
 		kind, name := drift.Object(res.Object)
 		v.Objects = append(v.Objects, object{Kind: kind, Name: name, Health: res.Health, Message: res.Message})
+	}
+	for _, e := range s.Events {
+		kind, name := drift.Object(e.Object)
+		v.Events = append(v.Events, event{Kind: kind, Name: name, Reason: e.Reason, Message: e.Message, Count: e.Count, LastSeen: agoMs(e.LastSeenUnixMs)})
 	}
 	hist, err := h.cfg.Backend.History(ctx, &flotillav1.HistoryRequest{App: v.App, Cluster: v.Cluster, Limit: 20})
 	if err != nil {
@@ -167,5 +199,5 @@ func (h *Handler) appOnClusterPage(w http.ResponseWriter, r *http.Request) {
 	if v.Target == "" && s.HealthyRevision != s.AppliedRevision {
 		v.Target = s.HealthyRevision
 	}
-	h.render(w, r, http.StatusOK, "appcluster", v.App+" on "+v.Cluster, eventsOf(query{App: v.App, Cluster: v.Cluster}), v)
+	h.render(w, r, http.StatusOK, "appcluster", v.App+" on "+v.Cluster, eventsOf(q), v)
 }

@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/flotilla-dev/flotilla/hub/internal/rolloutfmt"
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
@@ -46,6 +47,11 @@ type rolloutClusterView struct {
 // revision seen yet, or no rollout coordinator on the hub).
 func rolloutOf(ctx context.Context, b Backend, app string) *rolloutView {
 	resp, err := b.RolloutStatus(ctx, &flotillav1.RolloutStatusRequest{App: app})
+	return rolloutViewOf(app, resp, err)
+}
+
+// rolloutViewOf is the panel of the hub's answer to RolloutStatus (resp or err).
+func rolloutViewOf(app string, resp *flotillav1.RolloutStatusResponse, err error) *rolloutView {
 	if err != nil {
 		switch status.Code(err) {
 		case codes.NotFound, codes.Unimplemented:
@@ -111,4 +117,16 @@ func rollingOut(kind string) func(context.Context, Backend, target) (string, err
 		}
 		return msg, nil
 	}
+}
+
+// rolloutKey tells two answers of RolloutStatus apart: the panel changes only when it does.
+func rolloutKey(resp *flotillav1.RolloutStatusResponse, err error) string {
+	if err != nil {
+		return "error " + status.Code(err).String() + " " + err.Error()
+	}
+	data, merr := proto.MarshalOptions{Deterministic: true}.Marshal(resp)
+	if merr != nil {
+		return "unreadable " + merr.Error()
+	}
+	return string(data)
 }

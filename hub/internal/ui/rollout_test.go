@@ -13,6 +13,7 @@ import (
 	"github.com/flotilla-dev/flotilla/hub/internal/hubtest"
 	"github.com/flotilla-dev/flotilla/hub/internal/store"
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
+	"github.com/flotilla-dev/flotilla/shared/testwait"
 )
 
 // rolloutApp waits for an approval, then gives the revision to the rest.
@@ -193,4 +194,55 @@ func TestRolloutPanel(t *testing.T) {
 	if worker := local.get(t, "/apps/worker", http.StatusOK); strings.Contains(worker, `id="rollout"`) {
 		t.Errorf("the app without a rollout has a rollout panel in-process")
 	}
+}
+
+// TestRolloutPanelLive: the App page's event stream carries its Rollout panel, rendered and
+// escaped, first when it opens, then only when the rollout changed.
+func TestRolloutPanelLive(t *testing.T) {
+	d, op := startRollout(t)
+	escaped := "edge&lt;script&gt;alert(&#34;pwned&#34;)&lt;/script&gt;"
+	events := d.listen(t, "app=api&rollout=1")
+	panel := func(what string, ok func(string) bool) {
+		t.Helper()
+		deadline := time.After(30 * time.Second)
+		for {
+			select {
+			case b, open := <-events:
+				if !open {
+					t.Fatalf("the event stream ended before %s", what)
+				}
+				if b.Rollout == nil {
+					continue
+				}
+				noScript(t, "the live rollout panel", *b.Rollout)
+				if !strings.Contains(*b.Rollout, `id="rollout"`) || !strings.Contains(*b.Rollout, ">"+escaped+"<") {
+					t.Errorf("the live rollout panel lacks the panel or the escaped cluster name:\n%s", *b.Rollout)
+				}
+				if ok(*b.Rollout) {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("no rollout panel with %s in 30s", what)
+			}
+		}
+	}
+	panel("the approval awaited", func(p string) bool { return strings.Contains(p, "WaitingApproval at step 1 of 2") })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := op.RolloutAction(ctx, &flotillav1.RolloutActionRequest{App: "api", Action: "approve"}); err != nil {
+		t.Fatal(err)
+	}
+	panel("step 2 running", func(p string) bool {
+		return strings.Contains(p, "Running at step 2 of 2") && !strings.Contains(p, "/confirm/rollout-approve")
+	})
+	// Nothing changed since: the stream sends no panel again (over several polls of 50 ms).
+	testwait.Stays(t, 500*time.Millisecond, "no panel sent again while the rollout does not change", func() bool {
+		select {
+		case b := <-events:
+			return b.Rollout == nil
+		default:
+			return true
+		}
+	})
 }

@@ -27,10 +27,11 @@ import (
 )
 
 // Backend is what the dashboard asks of a hub: the Operator service's calls it reads and acts
-// with.
+// with. Every view reads one page of the fleet (FleetPage: the hub filters, counts and pages),
+// never the whole fleet.
 type Backend interface {
+	FleetPage(ctx context.Context, in *flotillav1.FleetPageRequest, opts ...grpc.CallOption) (*flotillav1.FleetPageResponse, error)
 	Status(ctx context.Context, in *flotillav1.StatusRequest, opts ...grpc.CallOption) (*flotillav1.StatusResponse, error)
-	ListClusters(ctx context.Context, in *flotillav1.ListClustersRequest, opts ...grpc.CallOption) (*flotillav1.ListClustersResponse, error)
 	ListApps(ctx context.Context, in *flotillav1.ListAppsRequest, opts ...grpc.CallOption) (*flotillav1.ListAppsResponse, error)
 	History(ctx context.Context, in *flotillav1.HistoryRequest, opts ...grpc.CallOption) (*flotillav1.HistoryResponse, error)
 	Sync(ctx context.Context, in *flotillav1.SyncRequest, opts ...grpc.CallOption) (*flotillav1.SyncResponse, error)
@@ -69,6 +70,10 @@ type Config struct {
 	Acting func(*http.Request) context.Context
 	// CSRFKey signs the per-session CSRF tokens; random when empty.
 	CSRFKey []byte
+	// SecureCookies makes the session cookie Secure whatever the request came over (browsers
+	// reach the dashboard over https through a proxy that terminates TLS); else it is Secure
+	// on requests that came over TLS. Behind sets it when the OIDC redirect URL is https.
+	SecureCookies bool
 }
 
 // Handler serves the dashboard.
@@ -101,12 +106,17 @@ func New(cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := newCSRF(cfg.CSRFKey)
+	c, err := newCSRF(cfg.CSRFKey, cfg.SecureCookies)
 	if err != nil {
 		return nil, err
 	}
 	h := &Handler{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), pages: pages, csrf: c}
 	h.live = newLive(cfg.Backend, cfg.Poll, cfg.PageSize, cfg.Logger)
+	h.live.panel = func(v *rolloutView) (string, error) {
+		var b strings.Builder
+		err := h.pages["app"].ExecuteTemplate(&b, "rollout", v)
+		return b.String(), err
+	}
 	assets, err := fs.Sub(files, "assets")
 	if err != nil {
 		return nil, err

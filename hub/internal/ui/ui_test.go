@@ -75,6 +75,9 @@ func startDashboard(t *testing.T, pageSize int) *dashboard {
 			{Object: &flotillav1.ObjectRef{Version: "v1", Kind: "ConfigMap", Namespace: "api", Name: "settings" + hostile}, Health: "Healthy"},
 			{Object: &flotillav1.ObjectRef{Group: "apps", Version: "v1", Kind: "Deployment", Namespace: "api", Name: "api"}, Health: "Progressing",
 				Message: "1 of 2 replicas updated " + hostile},
+		}, Events: []*flotillav1.ObjectEvent{
+			{Object: &flotillav1.ObjectRef{Group: "apps", Version: "v1", Kind: "Deployment", Namespace: "api", Name: "api"}, Type: "Warning",
+				Reason: "FailedCreate", Message: "pods are forbidden " + hostile, Count: 4, LastSeenUnixMs: time.Now().UnixMilli()},
 		}},
 		"worker": {Health: "Degraded", Message: "Deployment worker: 0 of 2 available " + hostile},
 	})
@@ -213,9 +216,23 @@ func TestPages(t *testing.T) {
 	onCluster := d.get(t, "/clusters/staging-1/apps/api", http.StatusOK)
 	noScript(t, "app on cluster", onCluster)
 	for _, want := range []string{"Secret", "api/creds" + escaped, "modified", `data.password: &#34;&lt;masked, changed&gt;&#34;`, "api: " + escaped, "Mallory",
-		"api/settings" + escaped, "Deployment.apps", `<td class="health-Progressing">Progressing</td>`, "1 of 2 replicas updated " + escaped} {
+		"api/settings" + escaped, "Deployment.apps", `<td class="health-Progressing">Progressing</td>`, "1 of 2 replicas updated " + escaped,
+		`<td class="warn">FailedCreate</td><td>Deployment.apps api/api</td><td class="msg">pods are forbidden ` + escaped + `</td><td>4</td>`} {
 		if !strings.Contains(onCluster, want) {
 			t.Errorf("app-on-cluster page lacks %q", want)
+		}
+	}
+	// The events are the page's (resources asked), not `flotilla status`'s.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	op := d.hub.Operator(t)
+	for _, resources := range []bool{false, true} {
+		st, err := op.Status(ctx, &flotillav1.StatusRequest{Cluster: "staging-1", App: "api", Resources: resources})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(st.Items[0].Events); n != map[bool]int{false: 0, true: 1}[resources] {
+			t.Errorf("Status with resources=%v: %d events", resources, n)
 		}
 	}
 }
@@ -274,18 +291,20 @@ func TestPagination(t *testing.T) {
 	if second := d.get(t, "/?app=api&page=2", http.StatusOK); !strings.Contains(second, ">staging-1<") || !strings.Contains(second, "page 2 of 2") {
 		t.Errorf("page 2 of 2 with app=api")
 	}
-	if all := d.get(t, "/?app=api&all=1", http.StatusOK); strings.Contains(all, ">staging-1<") || !strings.Contains(all, "page 1 of 2") {
-		t.Errorf("the fleet page took all=1: it is always paged")
+	// The App page pages its clusters too, and listens to the page it shows.
+	app := d.get(t, "/apps/api", http.StatusOK)
+	if !strings.Contains(app, `data-events="/events?app=api&amp;rollout=1"`) || !strings.Contains(app, ">prod-1<") || strings.Contains(app, ">staging-1<") ||
+		!strings.Contains(app, `href="/apps/api?page=2"`) || !strings.Contains(app, "2 clusters: prod-1, staging-1") {
+		t.Errorf("the app page's first page:\n%s", app)
 	}
-	// The App page lists every cluster of its app and listens to all of them.
-	if app := d.get(t, "/apps/api", http.StatusOK); !strings.Contains(app, `data-events="/events?all=1&amp;app=api"`) ||
-		!strings.Contains(app, ">prod-1<") || !strings.Contains(app, ">staging-1<") {
-		t.Errorf("the app page lists or listens to fewer than its clusters")
+	app2 := d.get(t, "/apps/api?page=2", http.StatusOK)
+	if !strings.Contains(app2, `data-events="/events?app=api&amp;page=2&amp;rollout=1"`) || !strings.Contains(app2, ">staging-1<") || strings.Contains(app2, ">prod-1<") {
+		t.Errorf("the app page's second page:\n%s", app2)
 	}
 	select {
-	case b := <-d.listen(t, "all=1&app=api"):
-		if len(b.Cells) != 2 || b.Counts == nil || b.Counts.Cells != 2 {
-			t.Errorf("the app page's first event: %+v, want both clusters' cells", b)
+	case b := <-d.listen(t, "app=api&page=2"):
+		if len(b.Cells) != 1 || b.Cells[0].Key != cellKey("staging-1", "api") || b.Counts == nil || b.Counts.Cells != 2 {
+			t.Errorf("the app page's first event: %+v, want staging-1's cell and the counts of both", b)
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("no event in 30s")

@@ -1989,8 +1989,11 @@ type AppStatus struct {
 	// Set while the agent holds the app at its last healthy revision because this revision did
 	// not become healthy (health.rollback: auto); message says why.
 	RolledBackRevision string `protobuf:"bytes,12,opt,name=rolled_back_revision,json=rolledBackRevision,proto3" json:"rolled_back_revision,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The most recent Kubernetes Warning Events of the app's objects (at most 10, newest first,
+	// messages cut short).
+	Events        []*ObjectEvent `protobuf:"bytes,50,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AppStatus) Reset() {
@@ -2107,6 +2110,98 @@ func (x *AppStatus) GetRolledBackRevision() string {
 	return ""
 }
 
+func (x *AppStatus) GetEvents() []*ObjectEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+// ObjectEvent is a Kubernetes Event about one of an app's objects, as its agent sees it.
+type ObjectEvent struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Object         *ObjectRef             `protobuf:"bytes,1,opt,name=object,proto3" json:"object,omitempty"`
+	Type           string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	Reason         string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	Message        string                 `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	Count          int32                  `protobuf:"varint,5,opt,name=count,proto3" json:"count,omitempty"`
+	LastSeenUnixMs int64                  `protobuf:"varint,6,opt,name=last_seen_unix_ms,json=lastSeenUnixMs,proto3" json:"last_seen_unix_ms,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ObjectEvent) Reset() {
+	*x = ObjectEvent{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ObjectEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ObjectEvent) ProtoMessage() {}
+
+func (x *ObjectEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ObjectEvent.ProtoReflect.Descriptor instead.
+func (*ObjectEvent) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ObjectEvent) GetObject() *ObjectRef {
+	if x != nil {
+		return x.Object
+	}
+	return nil
+}
+
+func (x *ObjectEvent) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *ObjectEvent) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ObjectEvent) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *ObjectEvent) GetCount() int32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *ObjectEvent) GetLastSeenUnixMs() int64 {
+	if x != nil {
+		return x.LastSeenUnixMs
+	}
+	return 0
+}
+
 type ObjectRef struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
@@ -2120,7 +2215,7 @@ type ObjectRef struct {
 
 func (x *ObjectRef) Reset() {
 	*x = ObjectRef{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[25]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2132,7 +2227,7 @@ func (x *ObjectRef) String() string {
 func (*ObjectRef) ProtoMessage() {}
 
 func (x *ObjectRef) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[25]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2145,7 +2240,7 @@ func (x *ObjectRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectRef.ProtoReflect.Descriptor instead.
 func (*ObjectRef) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{25}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ObjectRef) GetGroup() string {
@@ -2198,7 +2293,7 @@ type DriftItem struct {
 
 func (x *DriftItem) Reset() {
 	*x = DriftItem{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[26]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2210,7 +2305,7 @@ func (x *DriftItem) String() string {
 func (*DriftItem) ProtoMessage() {}
 
 func (x *DriftItem) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[26]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2223,7 +2318,7 @@ func (x *DriftItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DriftItem.ProtoReflect.Descriptor instead.
 func (*DriftItem) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{26}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DriftItem) GetObject() *ObjectRef {
@@ -2265,7 +2360,7 @@ type ResourceStatus struct {
 
 func (x *ResourceStatus) Reset() {
 	*x = ResourceStatus{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[27]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2277,7 +2372,7 @@ func (x *ResourceStatus) String() string {
 func (*ResourceStatus) ProtoMessage() {}
 
 func (x *ResourceStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[27]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2290,7 +2385,7 @@ func (x *ResourceStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceStatus.ProtoReflect.Descriptor instead.
 func (*ResourceStatus) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{27}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ResourceStatus) GetObject() *ObjectRef {
@@ -2314,6 +2409,410 @@ func (x *ResourceStatus) GetMessage() string {
 	return ""
 }
 
+type FleetPageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A label selector over cluster labels.
+	Selector string `protobuf:"bytes,1,opt,name=selector,proto3" json:"selector,omitempty"`
+	// Only this app's cells (and only the clusters that have one).
+	App string `protobuf:"bytes,2,opt,name=app,proto3" json:"app,omitempty"`
+	// Only this cluster.
+	Cluster string `protobuf:"bytes,3,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	// Only cells in this state: stale, drifted, Degraded, RolledBack, Pinned or OutOfSync.
+	State string `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	// Only cells whose desired or applied revision starts with this.
+	Revision string `protobuf:"bytes,5,opt,name=revision,proto3" json:"revision,omitempty"`
+	// The page of clusters, from 1 (past the last: the last), and its size (0: 50; at most 500).
+	Page     int32 `protobuf:"varint,6,opt,name=page,proto3" json:"page,omitempty"`
+	PageSize int32 `protobuf:"varint,7,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The version of this page the caller holds: when the page's still has it, the answer is
+	// only {version, unchanged}.
+	KnownVersion  string `protobuf:"bytes,8,opt,name=known_version,json=knownVersion,proto3" json:"known_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FleetPageRequest) Reset() {
+	*x = FleetPageRequest{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FleetPageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FleetPageRequest) ProtoMessage() {}
+
+func (x *FleetPageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FleetPageRequest.ProtoReflect.Descriptor instead.
+func (*FleetPageRequest) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *FleetPageRequest) GetSelector() string {
+	if x != nil {
+		return x.Selector
+	}
+	return ""
+}
+
+func (x *FleetPageRequest) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+func (x *FleetPageRequest) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *FleetPageRequest) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *FleetPageRequest) GetRevision() string {
+	if x != nil {
+		return x.Revision
+	}
+	return ""
+}
+
+func (x *FleetPageRequest) GetPage() int32 {
+	if x != nil {
+		return x.Page
+	}
+	return 0
+}
+
+func (x *FleetPageRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *FleetPageRequest) GetKnownVersion() string {
+	if x != nil {
+		return x.KnownVersion
+	}
+	return ""
+}
+
+type FleetPageResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A digest of what the page shows (its rows' cells and clusters, columns, counts, pages,
+	// the replicas that did not answer), as a cheap "has it changed" for live updates.
+	Version   string `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	Unchanged bool   `protobuf:"varint,2,opt,name=unchanged,proto3" json:"unchanged,omitempty"`
+	// The matrix's columns: every app (none filtered out by app, state or revision), sorted.
+	Apps []string `protobuf:"bytes,3,rep,name=apps,proto3" json:"apps,omitempty"`
+	// The page's rows: clusters, sorted by name.
+	Rows []*FleetPageRow `protobuf:"bytes,4,rep,name=rows,proto3" json:"rows,omitempty"`
+	// Tallies over every cell the filters keep, on all pages.
+	Counts *FleetCounts `protobuf:"bytes,5,opt,name=counts,proto3" json:"counts,omitempty"`
+	// The page answered (the one asked for, or the last) and how many there are.
+	Page  int32 `protobuf:"varint,6,opt,name=page,proto3" json:"page,omitempty"`
+	Pages int32 `protobuf:"varint,7,opt,name=pages,proto3" json:"pages,omitempty"`
+	// Hub replicas that did not answer in time: their clusters are counted and shown as this
+	// replica last knew them.
+	UnreachablePeers []string `protobuf:"bytes,8,rep,name=unreachable_peers,json=unreachablePeers,proto3" json:"unreachable_peers,omitempty"`
+	// Only in a replica's answer to another: the names of every cluster of its share that the
+	// filters keep, sorted (the replica asked pages the merged list).
+	MatchingClusters []string `protobuf:"bytes,9,rep,name=matching_clusters,json=matchingClusters,proto3" json:"matching_clusters,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *FleetPageResponse) Reset() {
+	*x = FleetPageResponse{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FleetPageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FleetPageResponse) ProtoMessage() {}
+
+func (x *FleetPageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FleetPageResponse.ProtoReflect.Descriptor instead.
+func (*FleetPageResponse) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *FleetPageResponse) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *FleetPageResponse) GetUnchanged() bool {
+	if x != nil {
+		return x.Unchanged
+	}
+	return false
+}
+
+func (x *FleetPageResponse) GetApps() []string {
+	if x != nil {
+		return x.Apps
+	}
+	return nil
+}
+
+func (x *FleetPageResponse) GetRows() []*FleetPageRow {
+	if x != nil {
+		return x.Rows
+	}
+	return nil
+}
+
+func (x *FleetPageResponse) GetCounts() *FleetCounts {
+	if x != nil {
+		return x.Counts
+	}
+	return nil
+}
+
+func (x *FleetPageResponse) GetPage() int32 {
+	if x != nil {
+		return x.Page
+	}
+	return 0
+}
+
+func (x *FleetPageResponse) GetPages() int32 {
+	if x != nil {
+		return x.Pages
+	}
+	return 0
+}
+
+func (x *FleetPageResponse) GetUnreachablePeers() []string {
+	if x != nil {
+		return x.UnreachablePeers
+	}
+	return nil
+}
+
+func (x *FleetPageResponse) GetMatchingClusters() []string {
+	if x != nil {
+		return x.MatchingClusters
+	}
+	return nil
+}
+
+// FleetPageRow is one cluster of a fleet page and its cells (without drift diffs: drift_count
+// says how many objects drifted).
+type FleetPageRow struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cluster       *Cluster               `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	Cells         []*AppClusterStatus    `protobuf:"bytes,2,rep,name=cells,proto3" json:"cells,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FleetPageRow) Reset() {
+	*x = FleetPageRow{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FleetPageRow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FleetPageRow) ProtoMessage() {}
+
+func (x *FleetPageRow) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FleetPageRow.ProtoReflect.Descriptor instead.
+func (*FleetPageRow) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *FleetPageRow) GetCluster() *Cluster {
+	if x != nil {
+		return x.Cluster
+	}
+	return nil
+}
+
+func (x *FleetPageRow) GetCells() []*AppClusterStatus {
+	if x != nil {
+		return x.Cells
+	}
+	return nil
+}
+
+type FleetCounts struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Clusters      int32                  `protobuf:"varint,1,opt,name=clusters,proto3" json:"clusters,omitempty"`
+	Cells         int32                  `protobuf:"varint,2,opt,name=cells,proto3" json:"cells,omitempty"`
+	Synced        int32                  `protobuf:"varint,3,opt,name=synced,proto3" json:"synced,omitempty"`
+	OutOfSync     int32                  `protobuf:"varint,4,opt,name=out_of_sync,json=outOfSync,proto3" json:"out_of_sync,omitempty"`
+	Healthy       int32                  `protobuf:"varint,5,opt,name=healthy,proto3" json:"healthy,omitempty"`
+	Degraded      int32                  `protobuf:"varint,6,opt,name=degraded,proto3" json:"degraded,omitempty"`
+	Progressing   int32                  `protobuf:"varint,7,opt,name=progressing,proto3" json:"progressing,omitempty"`
+	Drifted       int32                  `protobuf:"varint,8,opt,name=drifted,proto3" json:"drifted,omitempty"`
+	Stale         int32                  `protobuf:"varint,9,opt,name=stale,proto3" json:"stale,omitempty"`
+	RolledBack    int32                  `protobuf:"varint,10,opt,name=rolled_back,json=rolledBack,proto3" json:"rolled_back,omitempty"`
+	Pinned        int32                  `protobuf:"varint,11,opt,name=pinned,proto3" json:"pinned,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FleetCounts) Reset() {
+	*x = FleetCounts{}
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FleetCounts) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FleetCounts) ProtoMessage() {}
+
+func (x *FleetCounts) ProtoReflect() protoreflect.Message {
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FleetCounts.ProtoReflect.Descriptor instead.
+func (*FleetCounts) Descriptor() ([]byte, []int) {
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *FleetCounts) GetClusters() int32 {
+	if x != nil {
+		return x.Clusters
+	}
+	return 0
+}
+
+func (x *FleetCounts) GetCells() int32 {
+	if x != nil {
+		return x.Cells
+	}
+	return 0
+}
+
+func (x *FleetCounts) GetSynced() int32 {
+	if x != nil {
+		return x.Synced
+	}
+	return 0
+}
+
+func (x *FleetCounts) GetOutOfSync() int32 {
+	if x != nil {
+		return x.OutOfSync
+	}
+	return 0
+}
+
+func (x *FleetCounts) GetHealthy() int32 {
+	if x != nil {
+		return x.Healthy
+	}
+	return 0
+}
+
+func (x *FleetCounts) GetDegraded() int32 {
+	if x != nil {
+		return x.Degraded
+	}
+	return 0
+}
+
+func (x *FleetCounts) GetProgressing() int32 {
+	if x != nil {
+		return x.Progressing
+	}
+	return 0
+}
+
+func (x *FleetCounts) GetDrifted() int32 {
+	if x != nil {
+		return x.Drifted
+	}
+	return 0
+}
+
+func (x *FleetCounts) GetStale() int32 {
+	if x != nil {
+		return x.Stale
+	}
+	return 0
+}
+
+func (x *FleetCounts) GetRolledBack() int32 {
+	if x != nil {
+		return x.RolledBack
+	}
+	return 0
+}
+
+func (x *FleetCounts) GetPinned() int32 {
+	if x != nil {
+		return x.Pinned
+	}
+	return 0
+}
+
 type StatusRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	App     string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
@@ -2335,7 +2834,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[28]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2347,7 +2846,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[28]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2360,7 +2859,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{28}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *StatusRequest) GetApp() string {
@@ -2424,7 +2923,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[29]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2436,7 +2935,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[29]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2449,7 +2948,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{29}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *StatusResponse) GetItems() []*AppClusterStatus {
@@ -2498,14 +2997,18 @@ type AppClusterStatus struct {
 	DesiredSpec    string `protobuf:"bytes,60,opt,name=desired_spec,json=desiredSpec,proto3" json:"desired_spec,omitempty"`
 	AppliedDesired bool   `protobuf:"varint,61,opt,name=applied_desired,json=appliedDesired,proto3" json:"applied_desired,omitempty"`
 	// The app's objects with their health, when StatusRequest.resources asks for them.
-	Resources     []*ResourceStatus `protobuf:"bytes,40,rep,name=resources,proto3" json:"resources,omitempty"`
+	Resources []*ResourceStatus `protobuf:"bytes,40,rep,name=resources,proto3" json:"resources,omitempty"`
+	// How many objects drifted (FleetPage sends this instead of the drift items).
+	DriftCount int32 `protobuf:"varint,50,opt,name=drift_count,json=driftCount,proto3" json:"drift_count,omitempty"`
+	// The recent Warning Events of the app's objects, when StatusRequest.resources asks.
+	Events        []*ObjectEvent `protobuf:"bytes,51,rep,name=events,proto3" json:"events,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AppClusterStatus) Reset() {
 	*x = AppClusterStatus{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[30]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2517,7 +3020,7 @@ func (x *AppClusterStatus) String() string {
 func (*AppClusterStatus) ProtoMessage() {}
 
 func (x *AppClusterStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[30]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2530,7 +3033,7 @@ func (x *AppClusterStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppClusterStatus.ProtoReflect.Descriptor instead.
 func (*AppClusterStatus) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{30}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *AppClusterStatus) GetCluster() string {
@@ -2673,6 +3176,20 @@ func (x *AppClusterStatus) GetResources() []*ResourceStatus {
 	return nil
 }
 
+func (x *AppClusterStatus) GetDriftCount() int32 {
+	if x != nil {
+		return x.DriftCount
+	}
+	return 0
+}
+
+func (x *AppClusterStatus) GetEvents() []*ObjectEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
 type ListClustersRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2681,7 +3198,7 @@ type ListClustersRequest struct {
 
 func (x *ListClustersRequest) Reset() {
 	*x = ListClustersRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[31]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2693,7 +3210,7 @@ func (x *ListClustersRequest) String() string {
 func (*ListClustersRequest) ProtoMessage() {}
 
 func (x *ListClustersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[31]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2706,7 +3223,7 @@ func (x *ListClustersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClustersRequest.ProtoReflect.Descriptor instead.
 func (*ListClustersRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{31}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{36}
 }
 
 type ListClustersResponse struct {
@@ -2720,7 +3237,7 @@ type ListClustersResponse struct {
 
 func (x *ListClustersResponse) Reset() {
 	*x = ListClustersResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[32]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2732,7 +3249,7 @@ func (x *ListClustersResponse) String() string {
 func (*ListClustersResponse) ProtoMessage() {}
 
 func (x *ListClustersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[32]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2745,7 +3262,7 @@ func (x *ListClustersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClustersResponse.ProtoReflect.Descriptor instead.
 func (*ListClustersResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{32}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListClustersResponse) GetItems() []*Cluster {
@@ -2780,7 +3297,7 @@ type Cluster struct {
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[33]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2792,7 +3309,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[33]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2805,7 +3322,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{33}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Cluster) GetName() string {
@@ -2865,14 +3382,16 @@ func (x *Cluster) GetAgeRecipient() string {
 }
 
 type ListAppsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only the app of this name ("": every app).
+	Name          string `protobuf:"bytes,50,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListAppsRequest) Reset() {
 	*x = ListAppsRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[34]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2884,7 +3403,7 @@ func (x *ListAppsRequest) String() string {
 func (*ListAppsRequest) ProtoMessage() {}
 
 func (x *ListAppsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[34]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2897,7 +3416,14 @@ func (x *ListAppsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAppsRequest.ProtoReflect.Descriptor instead.
 func (*ListAppsRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{34}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ListAppsRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
 }
 
 type ListAppsResponse struct {
@@ -2911,7 +3437,7 @@ type ListAppsResponse struct {
 
 func (x *ListAppsResponse) Reset() {
 	*x = ListAppsResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[35]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2923,7 +3449,7 @@ func (x *ListAppsResponse) String() string {
 func (*ListAppsResponse) ProtoMessage() {}
 
 func (x *ListAppsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[35]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2936,7 +3462,7 @@ func (x *ListAppsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAppsResponse.ProtoReflect.Descriptor instead.
 func (*ListAppsResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{35}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListAppsResponse) GetItems() []*App {
@@ -2967,7 +3493,7 @@ type RemovalHold struct {
 
 func (x *RemovalHold) Reset() {
 	*x = RemovalHold{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[36]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2979,7 +3505,7 @@ func (x *RemovalHold) String() string {
 func (*RemovalHold) ProtoMessage() {}
 
 func (x *RemovalHold) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[36]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2992,7 +3518,7 @@ func (x *RemovalHold) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovalHold.ProtoReflect.Descriptor instead.
 func (*RemovalHold) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{36}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RemovalHold) GetApps() []string {
@@ -3024,7 +3550,7 @@ type ConfirmRemovalRequest struct {
 
 func (x *ConfirmRemovalRequest) Reset() {
 	*x = ConfirmRemovalRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[37]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3036,7 +3562,7 @@ func (x *ConfirmRemovalRequest) String() string {
 func (*ConfirmRemovalRequest) ProtoMessage() {}
 
 func (x *ConfirmRemovalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[37]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3049,7 +3575,7 @@ func (x *ConfirmRemovalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmRemovalRequest.ProtoReflect.Descriptor instead.
 func (*ConfirmRemovalRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{37}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{42}
 }
 
 type ConfirmRemovalResponse struct {
@@ -3062,7 +3588,7 @@ type ConfirmRemovalResponse struct {
 
 func (x *ConfirmRemovalResponse) Reset() {
 	*x = ConfirmRemovalResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[38]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3074,7 +3600,7 @@ func (x *ConfirmRemovalResponse) String() string {
 func (*ConfirmRemovalResponse) ProtoMessage() {}
 
 func (x *ConfirmRemovalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[38]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3087,7 +3613,7 @@ func (x *ConfirmRemovalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmRemovalResponse.ProtoReflect.Descriptor instead.
 func (*ConfirmRemovalResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{38}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ConfirmRemovalResponse) GetApps() []string {
@@ -3121,7 +3647,7 @@ type App struct {
 
 func (x *App) Reset() {
 	*x = App{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[39]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3133,7 +3659,7 @@ func (x *App) String() string {
 func (*App) ProtoMessage() {}
 
 func (x *App) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[39]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3146,7 +3672,7 @@ func (x *App) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use App.ProtoReflect.Descriptor instead.
 func (*App) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{39}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *App) GetName() string {
@@ -3251,7 +3777,7 @@ type AddClusterRequest struct {
 
 func (x *AddClusterRequest) Reset() {
 	*x = AddClusterRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[40]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3263,7 +3789,7 @@ func (x *AddClusterRequest) String() string {
 func (*AddClusterRequest) ProtoMessage() {}
 
 func (x *AddClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[40]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3276,7 +3802,7 @@ func (x *AddClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddClusterRequest.ProtoReflect.Descriptor instead.
 func (*AddClusterRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{40}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *AddClusterRequest) GetName() string {
@@ -3310,7 +3836,7 @@ type AddClusterResponse struct {
 
 func (x *AddClusterResponse) Reset() {
 	*x = AddClusterResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[41]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3322,7 +3848,7 @@ func (x *AddClusterResponse) String() string {
 func (*AddClusterResponse) ProtoMessage() {}
 
 func (x *AddClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[41]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3335,7 +3861,7 @@ func (x *AddClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddClusterResponse.ProtoReflect.Descriptor instead.
 func (*AddClusterResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{41}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *AddClusterResponse) GetJoinToken() string {
@@ -3362,7 +3888,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[42]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3374,7 +3900,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[42]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3387,7 +3913,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{42}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *CreateTokenRequest) GetCluster() string {
@@ -3414,7 +3940,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[43]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3426,7 +3952,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[43]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3439,7 +3965,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{43}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *CreateTokenResponse) GetJoinToken() string {
@@ -3472,7 +3998,7 @@ type SyncRequest struct {
 
 func (x *SyncRequest) Reset() {
 	*x = SyncRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[44]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3484,7 +4010,7 @@ func (x *SyncRequest) String() string {
 func (*SyncRequest) ProtoMessage() {}
 
 func (x *SyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[44]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3497,7 +4023,7 @@ func (x *SyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncRequest.ProtoReflect.Descriptor instead.
 func (*SyncRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{44}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *SyncRequest) GetApp() string {
@@ -3546,7 +4072,7 @@ type SyncResponse struct {
 
 func (x *SyncResponse) Reset() {
 	*x = SyncResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[45]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3558,7 +4084,7 @@ func (x *SyncResponse) String() string {
 func (*SyncResponse) ProtoMessage() {}
 
 func (x *SyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[45]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3571,7 +4097,7 @@ func (x *SyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncResponse.ProtoReflect.Descriptor instead.
 func (*SyncResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{45}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *SyncResponse) GetClusters() []string {
@@ -3599,7 +4125,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[46]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3611,7 +4137,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[46]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3624,7 +4150,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{46}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *HistoryRequest) GetApp() string {
@@ -3659,7 +4185,7 @@ type HistoryResponse struct {
 
 func (x *HistoryResponse) Reset() {
 	*x = HistoryResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[47]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3671,7 +4197,7 @@ func (x *HistoryResponse) String() string {
 func (*HistoryResponse) ProtoMessage() {}
 
 func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[47]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3684,7 +4210,7 @@ func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
 func (*HistoryResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{47}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *HistoryResponse) GetItems() []*HistoryEntry {
@@ -3721,7 +4247,7 @@ type HistoryEntry struct {
 
 func (x *HistoryEntry) Reset() {
 	*x = HistoryEntry{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[48]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3733,7 +4259,7 @@ func (x *HistoryEntry) String() string {
 func (*HistoryEntry) ProtoMessage() {}
 
 func (x *HistoryEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[48]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3746,7 +4272,7 @@ func (x *HistoryEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryEntry.ProtoReflect.Descriptor instead.
 func (*HistoryEntry) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{48}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *HistoryEntry) GetTimeUnixMs() int64 {
@@ -3833,7 +4359,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[49]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3845,7 +4371,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[49]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3858,7 +4384,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{49}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *RollbackRequest) GetApp() string {
@@ -3905,7 +4431,7 @@ type RollbackResponse struct {
 
 func (x *RollbackResponse) Reset() {
 	*x = RollbackResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[50]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3917,7 +4443,7 @@ func (x *RollbackResponse) String() string {
 func (*RollbackResponse) ProtoMessage() {}
 
 func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[50]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3930,7 +4456,7 @@ func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResponse.ProtoReflect.Descriptor instead.
 func (*RollbackResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{50}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *RollbackResponse) GetClusters() []string {
@@ -3949,7 +4475,7 @@ type RevokeClusterRequest struct {
 
 func (x *RevokeClusterRequest) Reset() {
 	*x = RevokeClusterRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[51]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3961,7 +4487,7 @@ func (x *RevokeClusterRequest) String() string {
 func (*RevokeClusterRequest) ProtoMessage() {}
 
 func (x *RevokeClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[51]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3974,7 +4500,7 @@ func (x *RevokeClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeClusterRequest.ProtoReflect.Descriptor instead.
 func (*RevokeClusterRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{51}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *RevokeClusterRequest) GetName() string {
@@ -3992,7 +4518,7 @@ type RevokeClusterResponse struct {
 
 func (x *RevokeClusterResponse) Reset() {
 	*x = RevokeClusterResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[52]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4004,7 +4530,7 @@ func (x *RevokeClusterResponse) String() string {
 func (*RevokeClusterResponse) ProtoMessage() {}
 
 func (x *RevokeClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[52]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4017,7 +4543,7 @@ func (x *RevokeClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeClusterResponse.ProtoReflect.Descriptor instead.
 func (*RevokeClusterResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{52}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{57}
 }
 
 // PromoteRequest promotes an app from the clusters labelled env=<from_env> to the overlay of
@@ -4039,7 +4565,7 @@ type PromoteRequest struct {
 
 func (x *PromoteRequest) Reset() {
 	*x = PromoteRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[53]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4051,7 +4577,7 @@ func (x *PromoteRequest) String() string {
 func (*PromoteRequest) ProtoMessage() {}
 
 func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[53]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4064,7 +4590,7 @@ func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteRequest.ProtoReflect.Descriptor instead.
 func (*PromoteRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{53}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *PromoteRequest) GetApp() string {
@@ -4127,7 +4653,7 @@ type PromoteResponse struct {
 
 func (x *PromoteResponse) Reset() {
 	*x = PromoteResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[54]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4139,7 +4665,7 @@ func (x *PromoteResponse) String() string {
 func (*PromoteResponse) ProtoMessage() {}
 
 func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[54]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4152,7 +4678,7 @@ func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteResponse.ProtoReflect.Descriptor instead.
 func (*PromoteResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{54}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *PromoteResponse) GetSourceRevision() string {
@@ -4223,7 +4749,7 @@ type ImageChange struct {
 
 func (x *ImageChange) Reset() {
 	*x = ImageChange{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[55]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4235,7 +4761,7 @@ func (x *ImageChange) String() string {
 func (*ImageChange) ProtoMessage() {}
 
 func (x *ImageChange) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[55]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4248,7 +4774,7 @@ func (x *ImageChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageChange.ProtoReflect.Descriptor instead.
 func (*ImageChange) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{55}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ImageChange) GetName() string {
@@ -4285,7 +4811,7 @@ type ExportRolloutRequest struct {
 
 func (x *ExportRolloutRequest) Reset() {
 	*x = ExportRolloutRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[56]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4297,7 +4823,7 @@ func (x *ExportRolloutRequest) String() string {
 func (*ExportRolloutRequest) ProtoMessage() {}
 
 func (x *ExportRolloutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[56]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4310,7 +4836,7 @@ func (x *ExportRolloutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportRolloutRequest.ProtoReflect.Descriptor instead.
 func (*ExportRolloutRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{56}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ExportRolloutRequest) GetApp() string {
@@ -4338,7 +4864,7 @@ type ExportRolloutResponse struct {
 
 func (x *ExportRolloutResponse) Reset() {
 	*x = ExportRolloutResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[57]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4350,7 +4876,7 @@ func (x *ExportRolloutResponse) String() string {
 func (*ExportRolloutResponse) ProtoMessage() {}
 
 func (x *ExportRolloutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[57]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4363,7 +4889,7 @@ func (x *ExportRolloutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportRolloutResponse.ProtoReflect.Descriptor instead.
 func (*ExportRolloutResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{57}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ExportRolloutResponse) GetFound() bool {
@@ -4395,7 +4921,7 @@ type ExportRegistryRequest struct {
 
 func (x *ExportRegistryRequest) Reset() {
 	*x = ExportRegistryRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[58]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4407,7 +4933,7 @@ func (x *ExportRegistryRequest) String() string {
 func (*ExportRegistryRequest) ProtoMessage() {}
 
 func (x *ExportRegistryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[58]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4420,7 +4946,7 @@ func (x *ExportRegistryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportRegistryRequest.ProtoReflect.Descriptor instead.
 func (*ExportRegistryRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{58}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{63}
 }
 
 type ExportRegistryResponse struct {
@@ -4437,7 +4963,7 @@ type ExportRegistryResponse struct {
 
 func (x *ExportRegistryResponse) Reset() {
 	*x = ExportRegistryResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[59]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4449,7 +4975,7 @@ func (x *ExportRegistryResponse) String() string {
 func (*ExportRegistryResponse) ProtoMessage() {}
 
 func (x *ExportRegistryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[59]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4462,7 +4988,7 @@ func (x *ExportRegistryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportRegistryResponse.ProtoReflect.Descriptor instead.
 func (*ExportRegistryResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{59}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ExportRegistryResponse) GetClusters() []*RegistryCluster {
@@ -4498,7 +5024,7 @@ type RegistryCluster struct {
 
 func (x *RegistryCluster) Reset() {
 	*x = RegistryCluster{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[60]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4510,7 +5036,7 @@ func (x *RegistryCluster) String() string {
 func (*RegistryCluster) ProtoMessage() {}
 
 func (x *RegistryCluster) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[60]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4523,7 +5049,7 @@ func (x *RegistryCluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistryCluster.ProtoReflect.Descriptor instead.
 func (*RegistryCluster) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{60}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *RegistryCluster) GetName() string {
@@ -4569,7 +5095,7 @@ type RegistryToken struct {
 
 func (x *RegistryToken) Reset() {
 	*x = RegistryToken{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[61]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4581,7 +5107,7 @@ func (x *RegistryToken) String() string {
 func (*RegistryToken) ProtoMessage() {}
 
 func (x *RegistryToken) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[61]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4594,7 +5120,7 @@ func (x *RegistryToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistryToken.ProtoReflect.Descriptor instead.
 func (*RegistryToken) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{61}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *RegistryToken) GetId() string {
@@ -4649,7 +5175,7 @@ type RegistryPin struct {
 
 func (x *RegistryPin) Reset() {
 	*x = RegistryPin{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[62]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4661,7 +5187,7 @@ func (x *RegistryPin) String() string {
 func (*RegistryPin) ProtoMessage() {}
 
 func (x *RegistryPin) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[62]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4674,7 +5200,7 @@ func (x *RegistryPin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistryPin.ProtoReflect.Descriptor instead.
 func (*RegistryPin) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{62}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *RegistryPin) GetApp() string {
@@ -4728,7 +5254,7 @@ type RolloutStatusRequest struct {
 
 func (x *RolloutStatusRequest) Reset() {
 	*x = RolloutStatusRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[63]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4740,7 +5266,7 @@ func (x *RolloutStatusRequest) String() string {
 func (*RolloutStatusRequest) ProtoMessage() {}
 
 func (x *RolloutStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[63]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4753,7 +5279,7 @@ func (x *RolloutStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutStatusRequest.ProtoReflect.Descriptor instead.
 func (*RolloutStatusRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{63}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *RolloutStatusRequest) GetApp() string {
@@ -4772,7 +5298,7 @@ type RolloutStatusResponse struct {
 
 func (x *RolloutStatusResponse) Reset() {
 	*x = RolloutStatusResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[64]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4784,7 +5310,7 @@ func (x *RolloutStatusResponse) String() string {
 func (*RolloutStatusResponse) ProtoMessage() {}
 
 func (x *RolloutStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[64]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4797,7 +5323,7 @@ func (x *RolloutStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutStatusResponse.ProtoReflect.Descriptor instead.
 func (*RolloutStatusResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{64}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *RolloutStatusResponse) GetRollout() *Rollout {
@@ -4841,7 +5367,7 @@ type Rollout struct {
 
 func (x *Rollout) Reset() {
 	*x = Rollout{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[65]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4853,7 +5379,7 @@ func (x *Rollout) String() string {
 func (*Rollout) ProtoMessage() {}
 
 func (x *Rollout) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[65]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4866,7 +5392,7 @@ func (x *Rollout) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rollout.ProtoReflect.Descriptor instead.
 func (*Rollout) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{65}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *Rollout) GetApp() string {
@@ -4998,7 +5524,7 @@ type RolloutStep struct {
 
 func (x *RolloutStep) Reset() {
 	*x = RolloutStep{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[66]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5010,7 +5536,7 @@ func (x *RolloutStep) String() string {
 func (*RolloutStep) ProtoMessage() {}
 
 func (x *RolloutStep) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[66]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5023,7 +5549,7 @@ func (x *RolloutStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutStep.ProtoReflect.Descriptor instead.
 func (*RolloutStep) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{66}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *RolloutStep) GetNumber() int32 {
@@ -5085,7 +5611,7 @@ type RolloutCluster struct {
 
 func (x *RolloutCluster) Reset() {
 	*x = RolloutCluster{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[67]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5097,7 +5623,7 @@ func (x *RolloutCluster) String() string {
 func (*RolloutCluster) ProtoMessage() {}
 
 func (x *RolloutCluster) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[67]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5110,7 +5636,7 @@ func (x *RolloutCluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutCluster.ProtoReflect.Descriptor instead.
 func (*RolloutCluster) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{67}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *RolloutCluster) GetName() string {
@@ -5180,7 +5706,7 @@ type RolloutActionRequest struct {
 
 func (x *RolloutActionRequest) Reset() {
 	*x = RolloutActionRequest{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[68]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5192,7 +5718,7 @@ func (x *RolloutActionRequest) String() string {
 func (*RolloutActionRequest) ProtoMessage() {}
 
 func (x *RolloutActionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[68]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5205,7 +5731,7 @@ func (x *RolloutActionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutActionRequest.ProtoReflect.Descriptor instead.
 func (*RolloutActionRequest) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{68}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *RolloutActionRequest) GetApp() string {
@@ -5252,7 +5778,7 @@ type RolloutActionResponse struct {
 
 func (x *RolloutActionResponse) Reset() {
 	*x = RolloutActionResponse{}
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[69]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5264,7 +5790,7 @@ func (x *RolloutActionResponse) String() string {
 func (*RolloutActionResponse) ProtoMessage() {}
 
 func (x *RolloutActionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotilla_v1_flotilla_proto_msgTypes[69]
+	mi := &file_flotilla_v1_flotilla_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5277,7 +5803,7 @@ func (x *RolloutActionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutActionResponse.ProtoReflect.Descriptor instead.
 func (*RolloutActionResponse) Descriptor() ([]byte, []int) {
-	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{69}
+	return file_flotilla_v1_flotilla_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *RolloutActionResponse) GetRollout() *Rollout {
@@ -5459,7 +5985,7 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x06result\x18\x06 \x01(\tR\x06result\x12\x18\n" +
 	"\amessage\x18\a \x01(\tR\amessage\x12&\n" +
 	"\x0fstarted_unix_ms\x18\b \x01(\x03R\rstartedUnixMs\x12(\n" +
-	"\x10finished_unix_ms\x18\t \x01(\x03R\x0efinishedUnixMs\"\xc8\x03\n" +
+	"\x10finished_unix_ms\x18\t \x01(\x03R\x0efinishedUnixMs\"\xfa\x03\n" +
 	"\tAppStatus\x12\x10\n" +
 	"\x03app\x18\x01 \x01(\tR\x03app\x12\x12\n" +
 	"\x04sync\x18\x02 \x01(\tR\x04sync\x12\x16\n" +
@@ -5475,7 +6001,15 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x05drift\x18\n" +
 	" \x03(\v2\x16.flotilla.v1.DriftItemR\x05drift\x129\n" +
 	"\tresources\x18\v \x03(\v2\x1b.flotilla.v1.ResourceStatusR\tresources\x120\n" +
-	"\x14rolled_back_revision\x18\f \x01(\tR\x12rolledBackRevision\"\x81\x01\n" +
+	"\x14rolled_back_revision\x18\f \x01(\tR\x12rolledBackRevision\x120\n" +
+	"\x06events\x182 \x03(\v2\x18.flotilla.v1.ObjectEventR\x06events\"\xc4\x01\n" +
+	"\vObjectEvent\x12.\n" +
+	"\x06object\x18\x01 \x01(\v2\x16.flotilla.v1.ObjectRefR\x06object\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\x12\x14\n" +
+	"\x05count\x18\x05 \x01(\x05R\x05count\x12)\n" +
+	"\x11last_seen_unix_ms\x18\x06 \x01(\x03R\x0elastSeenUnixMs\"\x81\x01\n" +
 	"\tObjectRef\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x12\n" +
@@ -5490,7 +6024,43 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x0eResourceStatus\x12.\n" +
 	"\x06object\x18\x01 \x01(\v2\x16.flotilla.v1.ObjectRefR\x06object\x12\x16\n" +
 	"\x06health\x18\x02 \x01(\tR\x06health\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage\"\xc1\x01\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"\xe2\x01\n" +
+	"\x10FleetPageRequest\x12\x1a\n" +
+	"\bselector\x18\x01 \x01(\tR\bselector\x12\x10\n" +
+	"\x03app\x18\x02 \x01(\tR\x03app\x12\x18\n" +
+	"\acluster\x18\x03 \x01(\tR\acluster\x12\x14\n" +
+	"\x05state\x18\x04 \x01(\tR\x05state\x12\x1a\n" +
+	"\brevision\x18\x05 \x01(\tR\brevision\x12\x12\n" +
+	"\x04page\x18\x06 \x01(\x05R\x04page\x12\x1b\n" +
+	"\tpage_size\x18\a \x01(\x05R\bpageSize\x12#\n" +
+	"\rknown_version\x18\b \x01(\tR\fknownVersion\"\xc4\x02\n" +
+	"\x11FleetPageResponse\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\tR\aversion\x12\x1c\n" +
+	"\tunchanged\x18\x02 \x01(\bR\tunchanged\x12\x12\n" +
+	"\x04apps\x18\x03 \x03(\tR\x04apps\x12-\n" +
+	"\x04rows\x18\x04 \x03(\v2\x19.flotilla.v1.FleetPageRowR\x04rows\x120\n" +
+	"\x06counts\x18\x05 \x01(\v2\x18.flotilla.v1.FleetCountsR\x06counts\x12\x12\n" +
+	"\x04page\x18\x06 \x01(\x05R\x04page\x12\x14\n" +
+	"\x05pages\x18\a \x01(\x05R\x05pages\x12+\n" +
+	"\x11unreachable_peers\x18\b \x03(\tR\x10unreachablePeers\x12+\n" +
+	"\x11matching_clusters\x18\t \x03(\tR\x10matchingClusters\"s\n" +
+	"\fFleetPageRow\x12.\n" +
+	"\acluster\x18\x01 \x01(\v2\x14.flotilla.v1.ClusterR\acluster\x123\n" +
+	"\x05cells\x18\x02 \x03(\v2\x1d.flotilla.v1.AppClusterStatusR\x05cells\"\xb8\x02\n" +
+	"\vFleetCounts\x12\x1a\n" +
+	"\bclusters\x18\x01 \x01(\x05R\bclusters\x12\x14\n" +
+	"\x05cells\x18\x02 \x01(\x05R\x05cells\x12\x16\n" +
+	"\x06synced\x18\x03 \x01(\x05R\x06synced\x12\x1e\n" +
+	"\vout_of_sync\x18\x04 \x01(\x05R\toutOfSync\x12\x18\n" +
+	"\ahealthy\x18\x05 \x01(\x05R\ahealthy\x12\x1a\n" +
+	"\bdegraded\x18\x06 \x01(\x05R\bdegraded\x12 \n" +
+	"\vprogressing\x18\a \x01(\x05R\vprogressing\x12\x18\n" +
+	"\adrifted\x18\b \x01(\x05R\adrifted\x12\x14\n" +
+	"\x05stale\x18\t \x01(\x05R\x05stale\x12\x1f\n" +
+	"\vrolled_back\x18\n" +
+	" \x01(\x05R\n" +
+	"rolledBack\x12\x16\n" +
+	"\x06pinned\x18\v \x01(\x05R\x06pinned\"\xc1\x01\n" +
 	"\rStatusRequest\x12\x10\n" +
 	"\x03app\x18\x01 \x01(\tR\x03app\x12\x18\n" +
 	"\acluster\x18\x02 \x01(\tR\acluster\x12\x1a\n" +
@@ -5501,7 +6071,7 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\tresources\x18( \x01(\bR\tresources\"r\n" +
 	"\x0eStatusResponse\x123\n" +
 	"\x05items\x18\x01 \x03(\v2\x1d.flotilla.v1.AppClusterStatusR\x05items\x12+\n" +
-	"\x11unreachable_peers\x18\x02 \x03(\tR\x10unreachablePeers\"\x8a\x06\n" +
+	"\x11unreachable_peers\x18\x02 \x03(\tR\x10unreachablePeers\"\xdd\x06\n" +
 	"\x10AppClusterStatus\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x10\n" +
 	"\x03app\x18\x02 \x01(\tR\x03app\x12\x12\n" +
@@ -5524,7 +6094,10 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x12applied_at_unix_ms\x18\x1f \x01(\x03R\x0fappliedAtUnixMs\x12!\n" +
 	"\fdesired_spec\x18< \x01(\tR\vdesiredSpec\x12'\n" +
 	"\x0fapplied_desired\x18= \x01(\bR\x0eappliedDesired\x129\n" +
-	"\tresources\x18( \x03(\v2\x1b.flotilla.v1.ResourceStatusR\tresources\"\x15\n" +
+	"\tresources\x18( \x03(\v2\x1b.flotilla.v1.ResourceStatusR\tresources\x12\x1f\n" +
+	"\vdrift_count\x182 \x01(\x05R\n" +
+	"driftCount\x120\n" +
+	"\x06events\x183 \x03(\v2\x18.flotilla.v1.ObjectEventR\x06events\"\x15\n" +
 	"\x13ListClustersRequest\"o\n" +
 	"\x14ListClustersResponse\x12*\n" +
 	"\x05items\x18\x01 \x03(\v2\x14.flotilla.v1.ClusterR\x05items\x12+\n" +
@@ -5540,8 +6113,9 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\rage_recipient\x18\b \x01(\tR\fageRecipient\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x11\n" +
-	"\x0fListAppsRequest\"w\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"%\n" +
+	"\x0fListAppsRequest\x12\x12\n" +
+	"\x04name\x182 \x01(\tR\x04name\"w\n" +
 	"\x10ListAppsResponse\x12&\n" +
 	"\x05items\x18\x01 \x03(\v2\x10.flotilla.v1.AppR\x05items\x12;\n" +
 	"\fremoval_hold\x18\x02 \x01(\v2\x18.flotilla.v1.RemovalHoldR\vremovalHold\"[\n" +
@@ -5737,7 +6311,7 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x04Join\x12\x18.flotilla.v1.JoinRequest\x1a\x19.flotilla.v1.JoinResponse2\x91\x01\n" +
 	"\fAgentService\x12A\n" +
 	"\aConnect\x12\x19.flotilla.v1.AgentMessage\x1a\x17.flotilla.v1.HubMessage(\x010\x01\x12>\n" +
-	"\x05Renew\x12\x19.flotilla.v1.RenewRequest\x1a\x1a.flotilla.v1.RenewResponse2\x81\b\n" +
+	"\x05Renew\x12\x19.flotilla.v1.RenewRequest\x1a\x1a.flotilla.v1.RenewResponse2\xcd\b\n" +
 	"\bOperator\x12A\n" +
 	"\x06Status\x12\x1a.flotilla.v1.StatusRequest\x1a\x1b.flotilla.v1.StatusResponse\x12S\n" +
 	"\fListClusters\x12 .flotilla.v1.ListClustersRequest\x1a!.flotilla.v1.ListClustersResponse\x12G\n" +
@@ -5752,7 +6326,8 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\aPromote\x12\x1b.flotilla.v1.PromoteRequest\x1a\x1c.flotilla.v1.PromoteResponse\x12Y\n" +
 	"\x0eConfirmRemoval\x12\".flotilla.v1.ConfirmRemovalRequest\x1a#.flotilla.v1.ConfirmRemovalResponse\x12V\n" +
 	"\rRolloutStatus\x12!.flotilla.v1.RolloutStatusRequest\x1a\".flotilla.v1.RolloutStatusResponse\x12V\n" +
-	"\rRolloutAction\x12!.flotilla.v1.RolloutActionRequest\x1a\".flotilla.v1.RolloutActionResponse2\xb9\x01\n" +
+	"\rRolloutAction\x12!.flotilla.v1.RolloutActionRequest\x1a\".flotilla.v1.RolloutActionResponse\x12J\n" +
+	"\tFleetPage\x12\x1d.flotilla.v1.FleetPageRequest\x1a\x1e.flotilla.v1.FleetPageResponse2\xb9\x01\n" +
 	"\x04Peer\x12Y\n" +
 	"\x0eExportRegistry\x12\".flotilla.v1.ExportRegistryRequest\x1a#.flotilla.v1.ExportRegistryResponse\x12V\n" +
 	"\rExportRollout\x12!.flotilla.v1.ExportRolloutRequest\x1a\".flotilla.v1.ExportRolloutResponseB?Z=github.com/flotilla-dev/flotilla/proto/flotilla/v1;flotillav1b\x06proto3"
@@ -5769,7 +6344,7 @@ func file_flotilla_v1_flotilla_proto_rawDescGZIP() []byte {
 	return file_flotilla_v1_flotilla_proto_rawDescData
 }
 
-var file_flotilla_v1_flotilla_proto_msgTypes = make([]protoimpl.MessageInfo, 73)
+var file_flotilla_v1_flotilla_proto_msgTypes = make([]protoimpl.MessageInfo, 78)
 var file_flotilla_v1_flotilla_proto_goTypes = []any{
 	(*JoinRequest)(nil),            // 0: flotilla.v1.JoinRequest
 	(*JoinResponse)(nil),           // 1: flotilla.v1.JoinResponse
@@ -5796,54 +6371,59 @@ var file_flotilla_v1_flotilla_proto_goTypes = []any{
 	(*Heartbeat)(nil),              // 22: flotilla.v1.Heartbeat
 	(*HookRun)(nil),                // 23: flotilla.v1.HookRun
 	(*AppStatus)(nil),              // 24: flotilla.v1.AppStatus
-	(*ObjectRef)(nil),              // 25: flotilla.v1.ObjectRef
-	(*DriftItem)(nil),              // 26: flotilla.v1.DriftItem
-	(*ResourceStatus)(nil),         // 27: flotilla.v1.ResourceStatus
-	(*StatusRequest)(nil),          // 28: flotilla.v1.StatusRequest
-	(*StatusResponse)(nil),         // 29: flotilla.v1.StatusResponse
-	(*AppClusterStatus)(nil),       // 30: flotilla.v1.AppClusterStatus
-	(*ListClustersRequest)(nil),    // 31: flotilla.v1.ListClustersRequest
-	(*ListClustersResponse)(nil),   // 32: flotilla.v1.ListClustersResponse
-	(*Cluster)(nil),                // 33: flotilla.v1.Cluster
-	(*ListAppsRequest)(nil),        // 34: flotilla.v1.ListAppsRequest
-	(*ListAppsResponse)(nil),       // 35: flotilla.v1.ListAppsResponse
-	(*RemovalHold)(nil),            // 36: flotilla.v1.RemovalHold
-	(*ConfirmRemovalRequest)(nil),  // 37: flotilla.v1.ConfirmRemovalRequest
-	(*ConfirmRemovalResponse)(nil), // 38: flotilla.v1.ConfirmRemovalResponse
-	(*App)(nil),                    // 39: flotilla.v1.App
-	(*AddClusterRequest)(nil),      // 40: flotilla.v1.AddClusterRequest
-	(*AddClusterResponse)(nil),     // 41: flotilla.v1.AddClusterResponse
-	(*CreateTokenRequest)(nil),     // 42: flotilla.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),    // 43: flotilla.v1.CreateTokenResponse
-	(*SyncRequest)(nil),            // 44: flotilla.v1.SyncRequest
-	(*SyncResponse)(nil),           // 45: flotilla.v1.SyncResponse
-	(*HistoryRequest)(nil),         // 46: flotilla.v1.HistoryRequest
-	(*HistoryResponse)(nil),        // 47: flotilla.v1.HistoryResponse
-	(*HistoryEntry)(nil),           // 48: flotilla.v1.HistoryEntry
-	(*RollbackRequest)(nil),        // 49: flotilla.v1.RollbackRequest
-	(*RollbackResponse)(nil),       // 50: flotilla.v1.RollbackResponse
-	(*RevokeClusterRequest)(nil),   // 51: flotilla.v1.RevokeClusterRequest
-	(*RevokeClusterResponse)(nil),  // 52: flotilla.v1.RevokeClusterResponse
-	(*PromoteRequest)(nil),         // 53: flotilla.v1.PromoteRequest
-	(*PromoteResponse)(nil),        // 54: flotilla.v1.PromoteResponse
-	(*ImageChange)(nil),            // 55: flotilla.v1.ImageChange
-	(*ExportRolloutRequest)(nil),   // 56: flotilla.v1.ExportRolloutRequest
-	(*ExportRolloutResponse)(nil),  // 57: flotilla.v1.ExportRolloutResponse
-	(*ExportRegistryRequest)(nil),  // 58: flotilla.v1.ExportRegistryRequest
-	(*ExportRegistryResponse)(nil), // 59: flotilla.v1.ExportRegistryResponse
-	(*RegistryCluster)(nil),        // 60: flotilla.v1.RegistryCluster
-	(*RegistryToken)(nil),          // 61: flotilla.v1.RegistryToken
-	(*RegistryPin)(nil),            // 62: flotilla.v1.RegistryPin
-	(*RolloutStatusRequest)(nil),   // 63: flotilla.v1.RolloutStatusRequest
-	(*RolloutStatusResponse)(nil),  // 64: flotilla.v1.RolloutStatusResponse
-	(*Rollout)(nil),                // 65: flotilla.v1.Rollout
-	(*RolloutStep)(nil),            // 66: flotilla.v1.RolloutStep
-	(*RolloutCluster)(nil),         // 67: flotilla.v1.RolloutCluster
-	(*RolloutActionRequest)(nil),   // 68: flotilla.v1.RolloutActionRequest
-	(*RolloutActionResponse)(nil),  // 69: flotilla.v1.RolloutActionResponse
-	nil,                            // 70: flotilla.v1.Cluster.LabelsEntry
-	nil,                            // 71: flotilla.v1.AddClusterRequest.LabelsEntry
-	nil,                            // 72: flotilla.v1.RegistryCluster.LabelsEntry
+	(*ObjectEvent)(nil),            // 25: flotilla.v1.ObjectEvent
+	(*ObjectRef)(nil),              // 26: flotilla.v1.ObjectRef
+	(*DriftItem)(nil),              // 27: flotilla.v1.DriftItem
+	(*ResourceStatus)(nil),         // 28: flotilla.v1.ResourceStatus
+	(*FleetPageRequest)(nil),       // 29: flotilla.v1.FleetPageRequest
+	(*FleetPageResponse)(nil),      // 30: flotilla.v1.FleetPageResponse
+	(*FleetPageRow)(nil),           // 31: flotilla.v1.FleetPageRow
+	(*FleetCounts)(nil),            // 32: flotilla.v1.FleetCounts
+	(*StatusRequest)(nil),          // 33: flotilla.v1.StatusRequest
+	(*StatusResponse)(nil),         // 34: flotilla.v1.StatusResponse
+	(*AppClusterStatus)(nil),       // 35: flotilla.v1.AppClusterStatus
+	(*ListClustersRequest)(nil),    // 36: flotilla.v1.ListClustersRequest
+	(*ListClustersResponse)(nil),   // 37: flotilla.v1.ListClustersResponse
+	(*Cluster)(nil),                // 38: flotilla.v1.Cluster
+	(*ListAppsRequest)(nil),        // 39: flotilla.v1.ListAppsRequest
+	(*ListAppsResponse)(nil),       // 40: flotilla.v1.ListAppsResponse
+	(*RemovalHold)(nil),            // 41: flotilla.v1.RemovalHold
+	(*ConfirmRemovalRequest)(nil),  // 42: flotilla.v1.ConfirmRemovalRequest
+	(*ConfirmRemovalResponse)(nil), // 43: flotilla.v1.ConfirmRemovalResponse
+	(*App)(nil),                    // 44: flotilla.v1.App
+	(*AddClusterRequest)(nil),      // 45: flotilla.v1.AddClusterRequest
+	(*AddClusterResponse)(nil),     // 46: flotilla.v1.AddClusterResponse
+	(*CreateTokenRequest)(nil),     // 47: flotilla.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),    // 48: flotilla.v1.CreateTokenResponse
+	(*SyncRequest)(nil),            // 49: flotilla.v1.SyncRequest
+	(*SyncResponse)(nil),           // 50: flotilla.v1.SyncResponse
+	(*HistoryRequest)(nil),         // 51: flotilla.v1.HistoryRequest
+	(*HistoryResponse)(nil),        // 52: flotilla.v1.HistoryResponse
+	(*HistoryEntry)(nil),           // 53: flotilla.v1.HistoryEntry
+	(*RollbackRequest)(nil),        // 54: flotilla.v1.RollbackRequest
+	(*RollbackResponse)(nil),       // 55: flotilla.v1.RollbackResponse
+	(*RevokeClusterRequest)(nil),   // 56: flotilla.v1.RevokeClusterRequest
+	(*RevokeClusterResponse)(nil),  // 57: flotilla.v1.RevokeClusterResponse
+	(*PromoteRequest)(nil),         // 58: flotilla.v1.PromoteRequest
+	(*PromoteResponse)(nil),        // 59: flotilla.v1.PromoteResponse
+	(*ImageChange)(nil),            // 60: flotilla.v1.ImageChange
+	(*ExportRolloutRequest)(nil),   // 61: flotilla.v1.ExportRolloutRequest
+	(*ExportRolloutResponse)(nil),  // 62: flotilla.v1.ExportRolloutResponse
+	(*ExportRegistryRequest)(nil),  // 63: flotilla.v1.ExportRegistryRequest
+	(*ExportRegistryResponse)(nil), // 64: flotilla.v1.ExportRegistryResponse
+	(*RegistryCluster)(nil),        // 65: flotilla.v1.RegistryCluster
+	(*RegistryToken)(nil),          // 66: flotilla.v1.RegistryToken
+	(*RegistryPin)(nil),            // 67: flotilla.v1.RegistryPin
+	(*RolloutStatusRequest)(nil),   // 68: flotilla.v1.RolloutStatusRequest
+	(*RolloutStatusResponse)(nil),  // 69: flotilla.v1.RolloutStatusResponse
+	(*Rollout)(nil),                // 70: flotilla.v1.Rollout
+	(*RolloutStep)(nil),            // 71: flotilla.v1.RolloutStep
+	(*RolloutCluster)(nil),         // 72: flotilla.v1.RolloutCluster
+	(*RolloutActionRequest)(nil),   // 73: flotilla.v1.RolloutActionRequest
+	(*RolloutActionResponse)(nil),  // 74: flotilla.v1.RolloutActionResponse
+	nil,                            // 75: flotilla.v1.Cluster.LabelsEntry
+	nil,                            // 76: flotilla.v1.AddClusterRequest.LabelsEntry
+	nil,                            // 77: flotilla.v1.RegistryCluster.LabelsEntry
 }
 var file_flotilla_v1_flotilla_proto_depIdxs = []int32{
 	6,  // 0: flotilla.v1.AgentMessage.hello:type_name -> flotilla.v1.Hello
@@ -5868,70 +6448,79 @@ var file_flotilla_v1_flotilla_proto_depIdxs = []int32{
 	16, // 19: flotilla.v1.HealthPolicy.rules:type_name -> flotilla.v1.HealthRule
 	18, // 20: flotilla.v1.Policy.cluster_resources:type_name -> flotilla.v1.GroupKind
 	18, // 21: flotilla.v1.Policy.deny:type_name -> flotilla.v1.GroupKind
-	25, // 22: flotilla.v1.HookRun.object:type_name -> flotilla.v1.ObjectRef
-	26, // 23: flotilla.v1.AppStatus.drift:type_name -> flotilla.v1.DriftItem
-	27, // 24: flotilla.v1.AppStatus.resources:type_name -> flotilla.v1.ResourceStatus
-	25, // 25: flotilla.v1.DriftItem.object:type_name -> flotilla.v1.ObjectRef
-	25, // 26: flotilla.v1.ResourceStatus.object:type_name -> flotilla.v1.ObjectRef
-	30, // 27: flotilla.v1.StatusResponse.items:type_name -> flotilla.v1.AppClusterStatus
-	26, // 28: flotilla.v1.AppClusterStatus.drift:type_name -> flotilla.v1.DriftItem
-	27, // 29: flotilla.v1.AppClusterStatus.resources:type_name -> flotilla.v1.ResourceStatus
-	33, // 30: flotilla.v1.ListClustersResponse.items:type_name -> flotilla.v1.Cluster
-	70, // 31: flotilla.v1.Cluster.labels:type_name -> flotilla.v1.Cluster.LabelsEntry
-	39, // 32: flotilla.v1.ListAppsResponse.items:type_name -> flotilla.v1.App
-	36, // 33: flotilla.v1.ListAppsResponse.removal_hold:type_name -> flotilla.v1.RemovalHold
-	71, // 34: flotilla.v1.AddClusterRequest.labels:type_name -> flotilla.v1.AddClusterRequest.LabelsEntry
-	48, // 35: flotilla.v1.HistoryResponse.items:type_name -> flotilla.v1.HistoryEntry
-	55, // 36: flotilla.v1.PromoteResponse.images:type_name -> flotilla.v1.ImageChange
-	60, // 37: flotilla.v1.ExportRegistryResponse.clusters:type_name -> flotilla.v1.RegistryCluster
-	61, // 38: flotilla.v1.ExportRegistryResponse.tokens:type_name -> flotilla.v1.RegistryToken
-	62, // 39: flotilla.v1.ExportRegistryResponse.pins:type_name -> flotilla.v1.RegistryPin
-	72, // 40: flotilla.v1.RegistryCluster.labels:type_name -> flotilla.v1.RegistryCluster.LabelsEntry
-	65, // 41: flotilla.v1.RolloutStatusResponse.rollout:type_name -> flotilla.v1.Rollout
-	66, // 42: flotilla.v1.Rollout.steps:type_name -> flotilla.v1.RolloutStep
-	67, // 43: flotilla.v1.RolloutStep.clusters:type_name -> flotilla.v1.RolloutCluster
-	65, // 44: flotilla.v1.RolloutActionResponse.rollout:type_name -> flotilla.v1.Rollout
-	0,  // 45: flotilla.v1.Enrollment.Join:input_type -> flotilla.v1.JoinRequest
-	4,  // 46: flotilla.v1.AgentService.Connect:input_type -> flotilla.v1.AgentMessage
-	2,  // 47: flotilla.v1.AgentService.Renew:input_type -> flotilla.v1.RenewRequest
-	28, // 48: flotilla.v1.Operator.Status:input_type -> flotilla.v1.StatusRequest
-	31, // 49: flotilla.v1.Operator.ListClusters:input_type -> flotilla.v1.ListClustersRequest
-	34, // 50: flotilla.v1.Operator.ListApps:input_type -> flotilla.v1.ListAppsRequest
-	40, // 51: flotilla.v1.Operator.AddCluster:input_type -> flotilla.v1.AddClusterRequest
-	42, // 52: flotilla.v1.Operator.CreateToken:input_type -> flotilla.v1.CreateTokenRequest
-	44, // 53: flotilla.v1.Operator.Sync:input_type -> flotilla.v1.SyncRequest
-	46, // 54: flotilla.v1.Operator.History:input_type -> flotilla.v1.HistoryRequest
-	49, // 55: flotilla.v1.Operator.Rollback:input_type -> flotilla.v1.RollbackRequest
-	51, // 56: flotilla.v1.Operator.RevokeCluster:input_type -> flotilla.v1.RevokeClusterRequest
-	53, // 57: flotilla.v1.Operator.Promote:input_type -> flotilla.v1.PromoteRequest
-	37, // 58: flotilla.v1.Operator.ConfirmRemoval:input_type -> flotilla.v1.ConfirmRemovalRequest
-	63, // 59: flotilla.v1.Operator.RolloutStatus:input_type -> flotilla.v1.RolloutStatusRequest
-	68, // 60: flotilla.v1.Operator.RolloutAction:input_type -> flotilla.v1.RolloutActionRequest
-	58, // 61: flotilla.v1.Peer.ExportRegistry:input_type -> flotilla.v1.ExportRegistryRequest
-	56, // 62: flotilla.v1.Peer.ExportRollout:input_type -> flotilla.v1.ExportRolloutRequest
-	1,  // 63: flotilla.v1.Enrollment.Join:output_type -> flotilla.v1.JoinResponse
-	5,  // 64: flotilla.v1.AgentService.Connect:output_type -> flotilla.v1.HubMessage
-	3,  // 65: flotilla.v1.AgentService.Renew:output_type -> flotilla.v1.RenewResponse
-	29, // 66: flotilla.v1.Operator.Status:output_type -> flotilla.v1.StatusResponse
-	32, // 67: flotilla.v1.Operator.ListClusters:output_type -> flotilla.v1.ListClustersResponse
-	35, // 68: flotilla.v1.Operator.ListApps:output_type -> flotilla.v1.ListAppsResponse
-	41, // 69: flotilla.v1.Operator.AddCluster:output_type -> flotilla.v1.AddClusterResponse
-	43, // 70: flotilla.v1.Operator.CreateToken:output_type -> flotilla.v1.CreateTokenResponse
-	45, // 71: flotilla.v1.Operator.Sync:output_type -> flotilla.v1.SyncResponse
-	47, // 72: flotilla.v1.Operator.History:output_type -> flotilla.v1.HistoryResponse
-	50, // 73: flotilla.v1.Operator.Rollback:output_type -> flotilla.v1.RollbackResponse
-	52, // 74: flotilla.v1.Operator.RevokeCluster:output_type -> flotilla.v1.RevokeClusterResponse
-	54, // 75: flotilla.v1.Operator.Promote:output_type -> flotilla.v1.PromoteResponse
-	38, // 76: flotilla.v1.Operator.ConfirmRemoval:output_type -> flotilla.v1.ConfirmRemovalResponse
-	64, // 77: flotilla.v1.Operator.RolloutStatus:output_type -> flotilla.v1.RolloutStatusResponse
-	69, // 78: flotilla.v1.Operator.RolloutAction:output_type -> flotilla.v1.RolloutActionResponse
-	59, // 79: flotilla.v1.Peer.ExportRegistry:output_type -> flotilla.v1.ExportRegistryResponse
-	57, // 80: flotilla.v1.Peer.ExportRollout:output_type -> flotilla.v1.ExportRolloutResponse
-	63, // [63:81] is the sub-list for method output_type
-	45, // [45:63] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	26, // 22: flotilla.v1.HookRun.object:type_name -> flotilla.v1.ObjectRef
+	27, // 23: flotilla.v1.AppStatus.drift:type_name -> flotilla.v1.DriftItem
+	28, // 24: flotilla.v1.AppStatus.resources:type_name -> flotilla.v1.ResourceStatus
+	25, // 25: flotilla.v1.AppStatus.events:type_name -> flotilla.v1.ObjectEvent
+	26, // 26: flotilla.v1.ObjectEvent.object:type_name -> flotilla.v1.ObjectRef
+	26, // 27: flotilla.v1.DriftItem.object:type_name -> flotilla.v1.ObjectRef
+	26, // 28: flotilla.v1.ResourceStatus.object:type_name -> flotilla.v1.ObjectRef
+	31, // 29: flotilla.v1.FleetPageResponse.rows:type_name -> flotilla.v1.FleetPageRow
+	32, // 30: flotilla.v1.FleetPageResponse.counts:type_name -> flotilla.v1.FleetCounts
+	38, // 31: flotilla.v1.FleetPageRow.cluster:type_name -> flotilla.v1.Cluster
+	35, // 32: flotilla.v1.FleetPageRow.cells:type_name -> flotilla.v1.AppClusterStatus
+	35, // 33: flotilla.v1.StatusResponse.items:type_name -> flotilla.v1.AppClusterStatus
+	27, // 34: flotilla.v1.AppClusterStatus.drift:type_name -> flotilla.v1.DriftItem
+	28, // 35: flotilla.v1.AppClusterStatus.resources:type_name -> flotilla.v1.ResourceStatus
+	25, // 36: flotilla.v1.AppClusterStatus.events:type_name -> flotilla.v1.ObjectEvent
+	38, // 37: flotilla.v1.ListClustersResponse.items:type_name -> flotilla.v1.Cluster
+	75, // 38: flotilla.v1.Cluster.labels:type_name -> flotilla.v1.Cluster.LabelsEntry
+	44, // 39: flotilla.v1.ListAppsResponse.items:type_name -> flotilla.v1.App
+	41, // 40: flotilla.v1.ListAppsResponse.removal_hold:type_name -> flotilla.v1.RemovalHold
+	76, // 41: flotilla.v1.AddClusterRequest.labels:type_name -> flotilla.v1.AddClusterRequest.LabelsEntry
+	53, // 42: flotilla.v1.HistoryResponse.items:type_name -> flotilla.v1.HistoryEntry
+	60, // 43: flotilla.v1.PromoteResponse.images:type_name -> flotilla.v1.ImageChange
+	65, // 44: flotilla.v1.ExportRegistryResponse.clusters:type_name -> flotilla.v1.RegistryCluster
+	66, // 45: flotilla.v1.ExportRegistryResponse.tokens:type_name -> flotilla.v1.RegistryToken
+	67, // 46: flotilla.v1.ExportRegistryResponse.pins:type_name -> flotilla.v1.RegistryPin
+	77, // 47: flotilla.v1.RegistryCluster.labels:type_name -> flotilla.v1.RegistryCluster.LabelsEntry
+	70, // 48: flotilla.v1.RolloutStatusResponse.rollout:type_name -> flotilla.v1.Rollout
+	71, // 49: flotilla.v1.Rollout.steps:type_name -> flotilla.v1.RolloutStep
+	72, // 50: flotilla.v1.RolloutStep.clusters:type_name -> flotilla.v1.RolloutCluster
+	70, // 51: flotilla.v1.RolloutActionResponse.rollout:type_name -> flotilla.v1.Rollout
+	0,  // 52: flotilla.v1.Enrollment.Join:input_type -> flotilla.v1.JoinRequest
+	4,  // 53: flotilla.v1.AgentService.Connect:input_type -> flotilla.v1.AgentMessage
+	2,  // 54: flotilla.v1.AgentService.Renew:input_type -> flotilla.v1.RenewRequest
+	33, // 55: flotilla.v1.Operator.Status:input_type -> flotilla.v1.StatusRequest
+	36, // 56: flotilla.v1.Operator.ListClusters:input_type -> flotilla.v1.ListClustersRequest
+	39, // 57: flotilla.v1.Operator.ListApps:input_type -> flotilla.v1.ListAppsRequest
+	45, // 58: flotilla.v1.Operator.AddCluster:input_type -> flotilla.v1.AddClusterRequest
+	47, // 59: flotilla.v1.Operator.CreateToken:input_type -> flotilla.v1.CreateTokenRequest
+	49, // 60: flotilla.v1.Operator.Sync:input_type -> flotilla.v1.SyncRequest
+	51, // 61: flotilla.v1.Operator.History:input_type -> flotilla.v1.HistoryRequest
+	54, // 62: flotilla.v1.Operator.Rollback:input_type -> flotilla.v1.RollbackRequest
+	56, // 63: flotilla.v1.Operator.RevokeCluster:input_type -> flotilla.v1.RevokeClusterRequest
+	58, // 64: flotilla.v1.Operator.Promote:input_type -> flotilla.v1.PromoteRequest
+	42, // 65: flotilla.v1.Operator.ConfirmRemoval:input_type -> flotilla.v1.ConfirmRemovalRequest
+	68, // 66: flotilla.v1.Operator.RolloutStatus:input_type -> flotilla.v1.RolloutStatusRequest
+	73, // 67: flotilla.v1.Operator.RolloutAction:input_type -> flotilla.v1.RolloutActionRequest
+	29, // 68: flotilla.v1.Operator.FleetPage:input_type -> flotilla.v1.FleetPageRequest
+	63, // 69: flotilla.v1.Peer.ExportRegistry:input_type -> flotilla.v1.ExportRegistryRequest
+	61, // 70: flotilla.v1.Peer.ExportRollout:input_type -> flotilla.v1.ExportRolloutRequest
+	1,  // 71: flotilla.v1.Enrollment.Join:output_type -> flotilla.v1.JoinResponse
+	5,  // 72: flotilla.v1.AgentService.Connect:output_type -> flotilla.v1.HubMessage
+	3,  // 73: flotilla.v1.AgentService.Renew:output_type -> flotilla.v1.RenewResponse
+	34, // 74: flotilla.v1.Operator.Status:output_type -> flotilla.v1.StatusResponse
+	37, // 75: flotilla.v1.Operator.ListClusters:output_type -> flotilla.v1.ListClustersResponse
+	40, // 76: flotilla.v1.Operator.ListApps:output_type -> flotilla.v1.ListAppsResponse
+	46, // 77: flotilla.v1.Operator.AddCluster:output_type -> flotilla.v1.AddClusterResponse
+	48, // 78: flotilla.v1.Operator.CreateToken:output_type -> flotilla.v1.CreateTokenResponse
+	50, // 79: flotilla.v1.Operator.Sync:output_type -> flotilla.v1.SyncResponse
+	52, // 80: flotilla.v1.Operator.History:output_type -> flotilla.v1.HistoryResponse
+	55, // 81: flotilla.v1.Operator.Rollback:output_type -> flotilla.v1.RollbackResponse
+	57, // 82: flotilla.v1.Operator.RevokeCluster:output_type -> flotilla.v1.RevokeClusterResponse
+	59, // 83: flotilla.v1.Operator.Promote:output_type -> flotilla.v1.PromoteResponse
+	43, // 84: flotilla.v1.Operator.ConfirmRemoval:output_type -> flotilla.v1.ConfirmRemovalResponse
+	69, // 85: flotilla.v1.Operator.RolloutStatus:output_type -> flotilla.v1.RolloutStatusResponse
+	74, // 86: flotilla.v1.Operator.RolloutAction:output_type -> flotilla.v1.RolloutActionResponse
+	30, // 87: flotilla.v1.Operator.FleetPage:output_type -> flotilla.v1.FleetPageResponse
+	64, // 88: flotilla.v1.Peer.ExportRegistry:output_type -> flotilla.v1.ExportRegistryResponse
+	62, // 89: flotilla.v1.Peer.ExportRollout:output_type -> flotilla.v1.ExportRolloutResponse
+	71, // [71:90] is the sub-list for method output_type
+	52, // [52:71] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_flotilla_v1_flotilla_proto_init() }
@@ -5961,7 +6550,7 @@ func file_flotilla_v1_flotilla_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotilla_v1_flotilla_proto_rawDesc), len(file_flotilla_v1_flotilla_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   73,
+			NumMessages:   78,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -288,6 +288,7 @@ const (
 	Operator_ConfirmRemoval_FullMethodName = "/flotilla.v1.Operator/ConfirmRemoval"
 	Operator_RolloutStatus_FullMethodName  = "/flotilla.v1.Operator/RolloutStatus"
 	Operator_RolloutAction_FullMethodName  = "/flotilla.v1.Operator/RolloutAction"
+	Operator_FleetPage_FullMethodName      = "/flotilla.v1.Operator/FleetPage"
 )
 
 // OperatorClient is the client API for Operator service.
@@ -315,6 +316,10 @@ type OperatorClient interface {
 	RolloutStatus(ctx context.Context, in *RolloutStatusRequest, opts ...grpc.CallOption) (*RolloutStatusResponse, error)
 	// RolloutAction approves, pauses, resumes or aborts an app's rollout, or skips a cluster.
 	RolloutAction(ctx context.Context, in *RolloutActionRequest, opts ...grpc.CallOption) (*RolloutActionResponse, error)
+	// FleetPage is one page of the fleet matrix (clusters × apps), filtered, counted and paged
+	// by the hub (the dashboard's views): only that page's rows cross the wire, and a caller
+	// that names the version it holds gets nothing more when the page did not change.
+	FleetPage(ctx context.Context, in *FleetPageRequest, opts ...grpc.CallOption) (*FleetPageResponse, error)
 }
 
 type operatorClient struct {
@@ -455,6 +460,16 @@ func (c *operatorClient) RolloutAction(ctx context.Context, in *RolloutActionReq
 	return out, nil
 }
 
+func (c *operatorClient) FleetPage(ctx context.Context, in *FleetPageRequest, opts ...grpc.CallOption) (*FleetPageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FleetPageResponse)
+	err := c.cc.Invoke(ctx, Operator_FleetPage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OperatorServer is the server API for Operator service.
 // All implementations must embed UnimplementedOperatorServer
 // for forward compatibility.
@@ -480,6 +495,10 @@ type OperatorServer interface {
 	RolloutStatus(context.Context, *RolloutStatusRequest) (*RolloutStatusResponse, error)
 	// RolloutAction approves, pauses, resumes or aborts an app's rollout, or skips a cluster.
 	RolloutAction(context.Context, *RolloutActionRequest) (*RolloutActionResponse, error)
+	// FleetPage is one page of the fleet matrix (clusters × apps), filtered, counted and paged
+	// by the hub (the dashboard's views): only that page's rows cross the wire, and a caller
+	// that names the version it holds gets nothing more when the page did not change.
+	FleetPage(context.Context, *FleetPageRequest) (*FleetPageResponse, error)
 	mustEmbedUnimplementedOperatorServer()
 }
 
@@ -528,6 +547,9 @@ func (UnimplementedOperatorServer) RolloutStatus(context.Context, *RolloutStatus
 }
 func (UnimplementedOperatorServer) RolloutAction(context.Context, *RolloutActionRequest) (*RolloutActionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RolloutAction not implemented")
+}
+func (UnimplementedOperatorServer) FleetPage(context.Context, *FleetPageRequest) (*FleetPageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method FleetPage not implemented")
 }
 func (UnimplementedOperatorServer) mustEmbedUnimplementedOperatorServer() {}
 func (UnimplementedOperatorServer) testEmbeddedByValue()                  {}
@@ -784,6 +806,24 @@ func _Operator_RolloutAction_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Operator_FleetPage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FleetPageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServer).FleetPage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Operator_FleetPage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServer).FleetPage(ctx, req.(*FleetPageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Operator_ServiceDesc is the grpc.ServiceDesc for Operator service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -842,6 +882,10 @@ var Operator_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RolloutAction",
 			Handler:    _Operator_RolloutAction_Handler,
+		},
+		{
+			MethodName: "FleetPage",
+			Handler:    _Operator_FleetPage_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

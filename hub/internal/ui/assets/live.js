@@ -1,5 +1,5 @@
 // Live updates of the dashboard: the page listens to the server-sent events of its own view
-// and changes the cells and counts in place. Every value is set with textContent: nothing the
+// and changes the cells and counts (and, on an App page, the Rollout panel) in place. Every value is set with textContent: nothing the
 // hub sends is ever parsed as HTML. EventSource reconnects by itself (the server asks for one
 // second) when the dashboard or the hub restarts.
 "use strict";
@@ -31,6 +31,17 @@
     (b.cells || []).forEach(function (c) {
       (cells[c.k] || []).forEach(function (el) { setCell(el, c); });
     });
+    if (typeof b.rollout === "string") {
+      // The App page's Rollout panel, rendered and escaped by the dashboard's templates; parsed
+      // into an inert document (nothing in it runs, and the CSP allows no inline script).
+      var panel = document.getElementById("rollout-panel");
+      if (panel) {
+        var doc = new DOMParser().parseFromString("<div id=\"rollout-panel\">" + b.rollout + "</div>", "text/html");
+        var fresh = doc.getElementById("rollout-panel");
+        fresh.setAttribute("data-updated", String(Date.now()));
+        panel.replaceWith(document.adoptNode(fresh));
+      }
+    }
     if (b.counts) {
       Object.keys(b.counts).forEach(function (k) {
         var el = document.querySelector('[data-count="' + k + '"]');
