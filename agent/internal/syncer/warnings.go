@@ -104,6 +104,9 @@ func (c *Controller) watchWarnings(ctx context.Context) {
 	lw := cache.NewFilteredListWatchFromClient(c.kube.CoreV1().RESTClient(), "events", metav1.NamespaceAll,
 		func(o *metav1.ListOptions) { o.FieldSelector = "type=" + corev1.EventTypeWarning })
 	inf := cache.NewSharedIndexInformer(lw, &corev1.Event{}, 0, cache.Indexers{byInvolved: indexInvolved})
+	if err := inf.SetTransform(compactEvent); err != nil {
+		return
+	}
 	changed := make(chan struct{}, 1)
 	poke := func(any) {
 		select {
@@ -191,6 +194,28 @@ func objectEvent(ref apply.ObjectRef, e *corev1.Event) ObjectEvent {
 	}
 	out.Count = max(out.Count, 1)
 	return out
+}
+
+// compactEvent keeps of an Event only what indexInvolved and objectEvent read, its message
+// already cut: the informer holds every Warning Event of the cluster, and a busy cluster has
+// thousands, most about objects of no app.
+func compactEvent(obj any) (any, error) {
+	e, ok := obj.(*corev1.Event)
+	if !ok {
+		return obj, nil // a deletion's tombstone
+	}
+	out := &corev1.Event{
+		ObjectMeta: metav1.ObjectMeta{Name: e.Name, Namespace: e.Namespace, UID: e.UID,
+			ResourceVersion: e.ResourceVersion, CreationTimestamp: e.CreationTimestamp},
+		InvolvedObject: corev1.ObjectReference{APIVersion: e.InvolvedObject.APIVersion, Kind: e.InvolvedObject.Kind,
+			Namespace: e.InvolvedObject.Namespace, Name: e.InvolvedObject.Name},
+		Type: e.Type, Reason: e.Reason, Message: cut(e.Message, maxWarningMessage), Count: e.Count,
+		LastTimestamp: e.LastTimestamp, EventTime: e.EventTime,
+	}
+	if e.Series != nil {
+		out.Series = &corev1.EventSeries{Count: e.Series.Count, LastObservedTime: e.Series.LastObservedTime}
+	}
+	return out, nil
 }
 
 // cut shortens s to at most n bytes on a character boundary, marking the cut.

@@ -2,6 +2,8 @@ package syncer
 
 import (
 	"fmt"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/flotilla-dev/flotilla/agent/internal/apply"
 	"github.com/flotilla-dev/flotilla/agent/internal/kubetest"
 )
 
@@ -65,4 +68,36 @@ func TestWarningEventsReported(t *testing.T) {
 	rec.waitStatus(t, "evs", time.Minute, "the later Warning Event", func(s AppStatus) bool {
 		return len(s.Events) == maxWarnings && s.Events[0].Reason == "Later" && s.Events[1].Reason == "Newest"
 	})
+}
+
+// TestCompactEventKeepsTheSummary: an Event compacted for the informer gives the same summary
+// and index key as the Event itself, and keeps no more than the summary's message.
+func TestCompactEventKeepsTheSummary(t *testing.T) {
+	long := strings.Repeat("x", 4*maxWarningMessage)
+	e := &corev1.Event{
+		ObjectMeta: metav1.ObjectMeta{Name: "web.1", Namespace: "shop", ResourceVersion: "7",
+			Annotations: map[string]string{"big": long}, ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubelet"}}},
+		InvolvedObject: corev1.ObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Namespace: "shop", Name: "web", FieldPath: "spec"},
+		Type:           corev1.EventTypeWarning, Reason: "FailedCreate", Message: long, Count: 3,
+		LastTimestamp: metav1.Now(),
+		Source:        corev1.EventSource{Component: "deployment-controller", Host: "node-1"},
+	}
+	got, err := compactEvent(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := got.(*corev1.Event)
+	ref := apply.ObjectRef{Group: "apps", Version: "v1", Kind: "Deployment", Namespace: "shop", Name: "web"}
+	if a, b := objectEvent(ref, e), objectEvent(ref, c); !reflect.DeepEqual(a, b) {
+		t.Errorf("summary of the compacted Event %+v, of the Event %+v", b, a)
+	}
+	ka, _ := indexInvolved(e)
+	kb, _ := indexInvolved(c)
+	if !slices.Equal(ka, kb) {
+		t.Errorf("index key %v, want %v", kb, ka)
+	}
+	if len(c.Message) > maxWarningMessage || c.Annotations != nil || c.ManagedFields != nil || c.Source.Host != "" {
+		t.Errorf("compacted Event keeps more than the summary: %d-byte message, annotations %v, managedFields %v, source %+v",
+			len(c.Message), len(c.Annotations), len(c.ManagedFields), c.Source)
+	}
 }
