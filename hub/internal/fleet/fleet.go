@@ -215,6 +215,14 @@ func (f *Fleet) Snapshot(cluster string) map[string]*Desired {
 	return out
 }
 
+// DesiredOf returns the desired state of app on cluster, or nil: Snapshot's entry without
+// copying the cluster's map (a status row per app asks for one).
+func (f *Fleet) DesiredOf(cluster, app string) *Desired {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.desired[cluster][app]
+}
+
 // SetPins replaces the operator pins: app → cluster → revision.
 func (f *Fleet) SetPins(pins map[string]map[string]string) {
 	f.mu.Lock()

@@ -2,6 +2,9 @@ package fleet
 
 import (
 	"fmt"
+	"iter"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -311,37 +314,39 @@ func (f *Fleet) Apps() []AppInfo {
 func (f *Fleet) Rows() []Row {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	keys := map[[2]string]bool{}
-	for c, byApp := range f.targets {
-		for a := range byApp {
-			keys[[2]string{c, a}] = true
+	// Each cluster's apps, from every map that may hold a row of it; rows are made in order,
+	// cluster by cluster, so that only each cluster's few apps are sorted, not every row.
+	apps := map[string][]string{}
+	add := func(cluster string, names iter.Seq[string]) {
+		for a := range names {
+			apps[cluster] = append(apps[cluster], a)
 		}
+	}
+	for c, byApp := range f.targets {
+		add(c, maps.Keys(byApp))
 	}
 	for c, byApp := range f.desired {
-		for a := range byApp {
-			keys[[2]string{c, a}] = true
-		}
+		add(c, maps.Keys(byApp))
 	}
 	for c, byApp := range f.status {
-		for a := range byApp {
-			keys[[2]string{c, a}] = true
-		}
+		add(c, maps.Keys(byApp))
 	}
 	for c, byApp := range f.rm.since {
-		for a := range byApp {
-			keys[[2]string{c, a}] = true
+		add(c, maps.Keys(byApp))
+	}
+	clusters := slices.Sorted(maps.Keys(apps))
+	n := 0
+	for c, list := range apps {
+		slices.Sort(list)
+		apps[c] = slices.Compact(list)
+		n += len(apps[c])
+	}
+	rows := make([]Row, 0, n)
+	for _, c := range clusters {
+		for _, a := range apps[c] {
+			rows = append(rows, f.rowLocked(c, a))
 		}
 	}
-	rows := make([]Row, 0, len(keys))
-	for k := range keys {
-		rows = append(rows, f.rowLocked(k[0], k[1]))
-	}
-	sort.Slice(rows, func(i, j int) bool {
-		if rows[i].Cluster != rows[j].Cluster {
-			return rows[i].Cluster < rows[j].Cluster
-		}
-		return rows[i].App < rows[j].App
-	})
 	return rows
 }
 

@@ -130,7 +130,7 @@ func (s *Server) statusItem(r fleet.Row, resources bool) *flotillav1.AppClusterS
 			item.HealthySinceUnixMs = rep.HealthySince.UnixMilli()
 		}
 		item.AppliedAtUnixMs = unixMs(rep.AppliedAt)
-		if d := s.cfg.Fleet.Snapshot(r.Cluster)[r.App]; d != nil {
+		if d := s.cfg.Fleet.DesiredOf(r.Cluster, r.App); d != nil {
 			item.DesiredSpec, item.AppliedDesired = d.Spec, rep.AppliedDigest == d.Digest()
 		}
 		if resources {

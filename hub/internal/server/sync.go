@@ -67,7 +67,7 @@ func (s *Server) syncHere(req *flotillav1.SyncRequest, inSelector map[string]boo
 			continue
 		}
 		if req.Revision != "" {
-			d := s.cfg.Fleet.Snapshot(cluster)[req.App]
+			d := s.cfg.Fleet.DesiredOf(cluster, req.App)
 			if d == nil {
 				continue
 			}
