@@ -16,8 +16,11 @@ import (
 // rolloutView is the App page's Rollout panel: the app's latest rollout, in the words of
 // `flotilla rollout status` (rolloutfmt), and the actions it admits.
 type rolloutView struct {
-	R          *flotillav1.Rollout
-	State      string
+	R     *flotillav1.Rollout
+	State string
+	// Change says the rollout carries an edit of the Application ("": a new revision only),
+	// as `flotilla rollout status` says it.
+	Change     string
 	ShowReason bool
 	Since      string // when the active step started
 	Steps      []rolloutStepView
@@ -64,7 +67,7 @@ func rolloutViewOf(app string, resp *flotillav1.RolloutStatusResponse, err error
 		return &rolloutView{Error: msg}
 	}
 	r := resp.Rollout
-	v := &rolloutView{R: r, State: rolloutfmt.State(r), ShowReason: rolloutfmt.ShowReason(r), Running: rolloutfmt.InProgress(r)}
+	v := &rolloutView{R: r, State: rolloutfmt.State(r), Change: rolloutfmt.Change(r), ShowReason: rolloutfmt.ShowReason(r), Running: rolloutfmt.InProgress(r)}
 	v.Approve = v.Running && rolloutfmt.NeedsApproval(r)
 	if r.StepStartedUnixMs > 0 {
 		v.Since = agoMs(r.StepStartedUnixMs)

@@ -14,6 +14,7 @@ import (
 	"github.com/flotilla-dev/flotilla/hub/internal/store"
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
 	"github.com/flotilla-dev/flotilla/shared/testwait"
+	"google.golang.org/protobuf/proto"
 )
 
 // rolloutApp waits for an approval, then gives the revision to the rest.
@@ -245,4 +246,30 @@ func TestRolloutPanelLive(t *testing.T) {
 			return true
 		}
 	})
+}
+
+// TestRolloutPanelNamesAnEdit: the panel of a rollout that carries an edit of the Application
+// says so, in the words of `flotilla rollout status`; a new revision alone says nothing more.
+func TestRolloutPanelNamesAnEdit(t *testing.T) {
+	pages, err := parsePages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	render := func(r *flotillav1.Rollout) string {
+		var b strings.Builder
+		if err := pages["app"].ExecuteTemplate(&b, "rollout", rolloutViewOf(r.App, &flotillav1.RolloutStatusResponse{Rollout: r}, nil)); err != nil {
+			t.Fatal(err)
+		}
+		return b.String()
+	}
+	base := &flotillav1.Rollout{App: "api", Id: "r-abc123-9f0e", Revision: "abc1234", FromRevision: "abc1234", State: "Running"}
+	edit := proto.Clone(base).(*flotillav1.Rollout)
+	edit.Edit = true
+	contains(t, "the panel of an edit", render(edit), "(an Application edit)")
+	both := proto.Clone(edit).(*flotillav1.Rollout)
+	both.FromRevision = "0ff1ce0"
+	contains(t, "the panel of a commit and an edit", render(both), "(a new revision and an Application edit)")
+	if got := render(base); strings.Contains(got, "Application edit") {
+		t.Errorf("the panel of a new revision names an edit:\n%s", got)
+	}
 }
