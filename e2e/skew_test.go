@@ -29,7 +29,9 @@ const (
 func TestVersionSkew(t *testing.T) {
 	t.Parallel()
 	old := t.TempDir()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	// Building an older commit with -race compiles its whole dependency tree when the build
+	// cache lacks it; on a loaded 2-core machine that took longer than 10 minutes once.
+	ctx, cancel := context.WithTimeout(t.Context(), 25*time.Minute)
 	defer cancel()
 	if err := localfleet.BuildAt(ctx, skewCommit, skewVersion, old, true); err != nil {
 		t.Fatal(err)
