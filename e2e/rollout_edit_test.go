@@ -3,13 +3,11 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/flotilla-dev/flotilla/e2e/localfleet"
 	"github.com/flotilla-dev/flotilla/e2e/localkube"
@@ -53,43 +51,9 @@ spec:
 
 func newEditFleet(t *testing.T) *rolloutFleet {
 	t.Helper()
-	cs := localkube.StartT(t, localkube.Options{Name: "canary"}, localkube.Options{Name: "main"})
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
-	t.Cleanup(cancel)
-	dir := t.TempDir()
-	e := &env{t: t, ctx: ctx, clusters: cs, appsDir: filepath.Join(dir, "apps"), dir: dir}
-	var err error
-	e.repo, e.git, err = localfleet.ServeDemo(ctx, dir, "1.0.0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.git.Stop)
-	if err := localfleet.WriteFiles(e.appsDir, map[string]string{"api.yaml": editAppManifest(e.git.URL(e.repo.Dir), "info")}); err != nil {
-		t.Fatal(err)
-	}
-	recv := newNotifReceiver(t)
-	e.fleet, err = localfleet.Start(ctx, localfleet.Options{
-		Dir: dir, BinDir: binDir, AppsDir: e.appsDir, PollInterval: time.Second, Heartbeat: time.Second,
-		HubArgs: []string{"--notifications", recv.webhookConfig(t, rolloutHook)},
-		Members: []localfleet.Member{
-			{Cluster: cs[0], Labels: map[string]string{"env": "staging", "ring": "canary"}},
-			{Cluster: cs[1], Labels: map[string]string{"env": "staging", "ring": "main"}},
-		},
+	return startRolloutFleet(t, []localkube.Options{{Name: "canary"}, {Name: "main"}}, 20*time.Minute, func(gitURL string) string {
+		return editAppManifest(gitURL, "info")
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Log(e.fleet.Logs())
-		}
-		e.fleet.Stop()
-	})
-	f := &rolloutFleet{env: e, recv: recv, kubes: map[string]kubernetes.Interface{}, kube: map[string]*localkube.Cluster{}}
-	for _, c := range cs {
-		f.kubes[c.Name], f.kube[c.Name] = kubeClient(t, c), c
-	}
-	return f
 }
 
 // chartObjects returns the resourceVersions of the chart's objects on cluster, and its

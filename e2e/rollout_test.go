@@ -61,8 +61,18 @@ func newRolloutFleet(t *testing.T) *rolloutFleet {
 	for _, name := range append([]string{"canary"}, rolloutMains...) {
 		opts = append(opts, localkube.Options{Name: name, AuditLog: true})
 	}
-	cs := localkube.StartT(t, opts...)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	return startRolloutFleet(t, opts, 30*time.Minute, func(gitURL string) string {
+		return appSpec{name: "api", prune: true, selfHeal: true, spec: rolloutSpec}.render(gitURL, "environments/staging/api")
+	})
+}
+
+// startRolloutFleet starts the clusters (the first labelled ring=canary, the others
+// ring=main, all env=staging), the demo repository, app api from manifest (given the
+// repository's URL) and a fleet whose hub notifies a receiver of the rollout's events.
+func startRolloutFleet(t *testing.T, clusters []localkube.Options, timeout time.Duration, manifest func(gitURL string) string) *rolloutFleet {
+	t.Helper()
+	cs := localkube.StartT(t, clusters...)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	t.Cleanup(cancel)
 	dir := t.TempDir()
 	e := &env{t: t, ctx: ctx, clusters: cs, appsDir: filepath.Join(dir, "apps"), dir: dir}
@@ -72,8 +82,7 @@ func newRolloutFleet(t *testing.T) *rolloutFleet {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.git.Stop)
-	app := appSpec{name: "api", prune: true, selfHeal: true, spec: rolloutSpec}
-	if err := localfleet.WriteFiles(e.appsDir, map[string]string{"api.yaml": app.render(e.git.URL(e.repo.Dir), "environments/staging/api")}); err != nil {
+	if err := localfleet.WriteFiles(e.appsDir, map[string]string{"api.yaml": manifest(e.git.URL(e.repo.Dir))}); err != nil {
 		t.Fatal(err)
 	}
 	recv := newNotifReceiver(t)
