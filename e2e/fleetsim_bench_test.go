@@ -49,7 +49,7 @@ func BenchmarkFleetSim(b *testing.B) {
 			b.Fatalf("%s=%q: want a positive number", EnvBenchAgents, v)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 55*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 85*time.Minute)
 	defer cancel()
 	bin := b.TempDir()
 	if err := localfleet.Build(ctx, bin, false); err != nil {

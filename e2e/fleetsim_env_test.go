@@ -105,7 +105,7 @@ func newSimEnv(tb testing.TB, ctx context.Context, binDir string, race bool, pol
 func (e *simEnv) prepare(n int) {
 	e.tb.Helper()
 	cmd := exec.CommandContext(e.ctx, filepath.Join(e.binDir, "fleetsim"), "prepare", "--hub", e.fleet.HubAddr,
-		"--flotilla", filepath.Join(e.binDir, "flotilla"), "--config", e.fleet.AdminConfig,
+		"--config", e.fleet.AdminConfig,
 		"--count", strconv.Itoa(n), "--dir", e.ids, "--labels", "env=staging")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		e.tb.Fatalf("fleetsim prepare: %v\n%s", err, out)

@@ -23,8 +23,8 @@ optional apply delay, reports its apps Synced and Healthy and sends heartbeats. 
 nothing. It records, per delivered bundle, the time from the commit (or from a marker set on
 the control endpoint) to the ACK.
 
-  fleetsim prepare --hub ADDR --flotilla BIN --config ADMIN.yaml --count N --dir D
-      registers N clusters (flotilla cluster add), enrols each with its join token like a real
+  fleetsim prepare --hub ADDR --config ADMIN.yaml --count N --dir D
+      registers N clusters over the operator API (as flotilla cluster add does), enrols each with its join token like a real
       agent and saves its key and certificate in D, so that run starts quickly.
   fleetsim prepare --hub ADDR --tokens FILE --dir D
       enrols with the join tokens in FILE, one a line.

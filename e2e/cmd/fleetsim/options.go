@@ -14,8 +14,7 @@ type PrepareOptions struct {
 	Hub        string
 	Dir        string
 	Tokens     string // a file of join tokens, one a line
-	Flotilla   string // the flotilla binary, to register clusters with `cluster add`
-	Config     string // the operator config for Flotilla
+	Config     string // the operator config, to register clusters over the operator API
 	Count      int
 	Prefix     string
 	Labels     string
@@ -28,12 +27,11 @@ func (o *PrepareOptions) AddFlags(cmd *cobra.Command) {
 	f.StringVar(&o.Hub, "hub", "", "the hub's agent address (host:port)")
 	f.StringVar(&o.Dir, "dir", "", "directory to save each agent's key and certificate in")
 	f.StringVar(&o.Tokens, "tokens", "", "file of join tokens, one a line (instead of registering clusters)")
-	f.StringVar(&o.Flotilla, "flotilla", "flotilla", "the flotilla binary, to register clusters with flotilla cluster add")
-	f.StringVar(&o.Config, "config", "", "operator config for flotilla (the hub writes DATA_DIR/admin.yaml)")
+	f.StringVar(&o.Config, "config", "", "operator config to register the clusters with (the hub writes DATA_DIR/admin.yaml)")
 	f.IntVar(&o.Count, "count", 0, "how many clusters to register and enrol (without --tokens)")
 	f.StringVar(&o.Prefix, "prefix", "sim-", "cluster name prefix; names are PREFIX00000, PREFIX00001, ...")
 	f.StringVar(&o.Labels, "labels", "env=staging", "labels of the registered clusters (k=v,k=v)")
-	f.IntVar(&o.Concurrent, "concurrent", 16, "enrolments in flight at once")
+	f.IntVar(&o.Concurrent, "concurrent", 16, "registrations and enrolments in flight at once")
 }
 
 // Validate checks the options.

@@ -3,10 +3,11 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"sigs.k8s.io/yaml"
 
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
 	"github.com/flotilla-dev/flotilla/shared/agentkey"
@@ -63,24 +65,83 @@ func (o *PrepareOptions) tokens(ctx context.Context) ([]string, error) {
 		}
 		return out, sc.Err()
 	}
+	conn, err := dialOperator(o.Config)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	op := flotillav1.NewOperatorClient(conn)
+	labels, err := parseLabels(o.Labels)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]string, o.Count)
 	g, ctx := errgroup.WithContext(ctx)
-	g.SetLimit(4) // each is a CLI process and a store transaction on the hub
+	g.SetLimit(o.Concurrent) // RPCs on one connection; each is a store transaction on the hub
 	for i := range out {
 		g.Go(func() error {
 			name := fmt.Sprintf("%s%05d", o.Prefix, i)
-			cmd := exec.CommandContext(ctx, o.Flotilla, "--config", o.Config, "cluster", "add", name, "--labels", o.Labels)
-			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			b, err := cmd.Output()
+			resp, err := op.AddCluster(ctx, &flotillav1.AddClusterRequest{Name: name, Labels: labels})
 			if err != nil {
-				return fmt.Errorf("flotilla cluster add %s: %w: %s", name, err, stderr.String())
+				return fmt.Errorf("register cluster %s: %w", name, err)
 			}
-			out[i] = strings.TrimSpace(string(b))
+			out[i] = resp.JoinToken
 			return nil
 		})
 	}
 	return out, g.Wait()
+}
+
+// operatorConfig is the part of the hub's DATA_DIR/admin.yaml fleetsim needs.
+type operatorConfig struct {
+	Hub  string `json:"hub"`
+	CA   string `json:"ca"`
+	Cert string `json:"cert"`
+	Key  string `json:"key"`
+}
+
+// dialOperator connects to the hub's operator API with the operator config at path: one
+// connection for every registration, where `flotilla cluster add` would start a process each.
+func dialOperator(path string) (*grpc.ClientConn, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var c operatorConfig
+	if err := yaml.Unmarshal(data, &c); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM([]byte(c.CA)) {
+		return nil, fmt.Errorf("%s: ca holds no certificate", path)
+	}
+	cert, err := tls.X509KeyPair([]byte(c.Cert), []byte(c.Key))
+	if err != nil {
+		return nil, fmt.Errorf("%s: cert/key: %w", path, err)
+	}
+	host, _, err := net.SplitHostPort(c.Hub)
+	if err != nil {
+		return nil, fmt.Errorf("%s: hub %q: %w", path, c.Hub, err)
+	}
+	return grpc.NewClient(c.Hub, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
+		RootCAs: pool, Certificates: []tls.Certificate{cert}, ServerName: host, MinVersion: tls.VersionTLS13,
+	})))
+}
+
+// parseLabels reads k=v,k=v.
+func parseLabels(s string) (map[string]string, error) {
+	out := map[string]string{}
+	for kv := range strings.SplitSeq(s, ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return nil, fmt.Errorf("--labels: %q is not key=value", kv)
+		}
+		out[k] = v
+	}
+	return out, nil
 }
 
 // enrol joins the hub with token like an agent: a new key, its certificate request, the hub
