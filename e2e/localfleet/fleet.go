@@ -291,9 +291,9 @@ type StatusItem struct {
 	CommitToAppliedMs int64             `json:"commitToAppliedMs"`
 }
 
-// Status returns `flotilla status -o json`.
-func (f *Fleet) Status(ctx context.Context) ([]StatusItem, error) {
-	out, err := f.CLI(ctx, "status", "-o", "json")
+// Status returns `flotilla status -o json` with flags (e.g. --cluster NAME).
+func (f *Fleet) Status(ctx context.Context, flags ...string) ([]StatusItem, error) {
+	out, err := f.CLI(ctx, append([]string{"status", "-o", "json"}, flags...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -309,8 +309,14 @@ func (f *Fleet) Status(ctx context.Context) ([]StatusItem, error) {
 // WaitStatus polls `flotilla status` until cond holds for the rows, or the timeout passes; the
 // error then shows the last rows.
 func (f *Fleet) WaitStatus(ctx context.Context, timeout time.Duration, cond func([]StatusItem) bool) ([]StatusItem, error) {
+	return f.WaitStatusEvery(ctx, 200*time.Millisecond, timeout, cond)
+}
+
+// WaitStatusEvery is WaitStatus polling every interval: a whole fleet's status costs the hub
+// more the larger the fleet, and polling it back to back would load the hub being measured.
+func (f *Fleet) WaitStatusEvery(ctx context.Context, interval, timeout time.Duration, cond func([]StatusItem) bool) ([]StatusItem, error) {
 	var last []StatusItem
-	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, interval, timeout, true, func(ctx context.Context) (bool, error) {
 		items, err := f.Status(ctx)
 		if err != nil {
 			return false, nil

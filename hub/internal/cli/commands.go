@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 	"sigs.k8s.io/yaml"
 
+	"github.com/flotilla-dev/flotilla/hub/internal/opclient"
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
 )
 
@@ -118,7 +119,7 @@ and the last good state stays applied, its health still shown.`,
 				return err
 			}
 			get := func(ctx context.Context, c *client) ([]byte, error) {
-				resp, err := c.op.Status(ctx, req)
+				resp, err := opclient.Status(ctx, c.op, req)
 				if err != nil {
 					return nil, err
 				}

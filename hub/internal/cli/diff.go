@@ -9,6 +9,7 @@ import (
 
 	"github.com/flotilla-dev/flotilla/hub/internal/drift"
 
+	"github.com/flotilla-dev/flotilla/hub/internal/opclient"
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
 )
 
@@ -29,7 +30,7 @@ self-heal backs off. It reads the drift the agents last reported; it measures no
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return o.run(cmd, func(ctx context.Context, c *client) error {
-				resp, err := c.op.Status(ctx, &flotillav1.StatusRequest{App: args[0], Cluster: cluster})
+				resp, err := opclient.Status(ctx, c.op, &flotillav1.StatusRequest{App: args[0], Cluster: cluster})
 				if err != nil {
 					return err
 				}

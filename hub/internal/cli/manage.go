@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/flotilla-dev/flotilla/hub/internal/opclient"
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
 	"github.com/flotilla-dev/flotilla/shared/jointoken"
 )
@@ -163,7 +164,7 @@ func waitSynced(cmd *cobra.Command, c *client, app string, clusters []string, ti
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
 	for {
-		resp, err := c.op.Status(ctx, &flotillav1.StatusRequest{App: app})
+		resp, err := opclient.Status(ctx, c.op, &flotillav1.StatusRequest{App: app})
 		if err == nil {
 			done, failed := map[string]bool{}, map[string]string{}
 			for _, s := range resp.Items {

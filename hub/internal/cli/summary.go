@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/flotilla-dev/flotilla/hub/internal/opclient"
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
 )
 
@@ -58,7 +59,7 @@ func tallies(rows []*flotillav1.AppClusterStatus, key func(*flotillav1.AppCluste
 // replicas that did not answer (their clusters count as last seen); on error it returns an
 // empty map (the aggregate columns then show "-").
 func statusTallies(ctx context.Context, c *client, key func(*flotillav1.AppClusterStatus) string) (map[string]tally, []string) {
-	resp, err := c.op.Status(ctx, &flotillav1.StatusRequest{})
+	resp, err := opclient.Status(ctx, c.op, &flotillav1.StatusRequest{})
 	if err != nil {
 		return map[string]tally{}, nil
 	}

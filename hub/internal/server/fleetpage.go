@@ -128,7 +128,7 @@ func (s *Server) fleetShare(q *fleetQuery, mine func(string) bool, replica func(
 		return k
 	}
 	out := &flotillav1.FleetPageResponse{Counts: &flotillav1.FleetCounts{}}
-	cells := map[string][]*matrixRow{}
+	cells := map[string][]*fleet.Row{}
 	apps := map[string]bool{}
 	for i := range m.rows {
 		r := &m.rows[i]
@@ -136,13 +136,13 @@ func (s *Server) fleetShare(q *fleetQuery, mine func(string) bool, replica func(
 			continue
 		}
 		stale := m.infos[r.Cluster].State != fleet.StateConnected
-		if !inState(q.req.State, r.Row, stale, r.rolledBack) {
+		if !inState(q.req.State, r, stale) {
 			continue
 		}
 		if rev := q.req.Revision; rev != "" && !strings.HasPrefix(r.DesiredRevision, rev) && !strings.HasPrefix(r.AppliedRevision, rev) {
 			continue
 		}
-		count(out.Counts, r.Row, stale, r.rolledBack)
+		count(out.Counts, r, stale)
 		cells[r.Cluster] = append(cells[r.Cluster], r)
 		apps[r.App] = true
 	}
@@ -178,7 +178,7 @@ func (s *Server) fleetShare(q *fleetQuery, mine func(string) bool, replica func(
 			row.Cluster.Replica = replica(n)
 		}
 		for _, r := range cells[n] {
-			it := s.statusItem(r.Row, false)
+			it := s.statusItem(r, false)
 			it.Drift = nil // drift_count says how many; the diffs are the app-on-cluster page's
 			row.Cells = append(row.Cells, it)
 		}
@@ -198,15 +198,10 @@ const matrixTTL = 250 * time.Millisecond
 // from), the registry, each cluster as this replica knows it, the apps.
 type matrix struct {
 	at, until time.Time
-	rows      []matrixRow
+	rows      []fleet.Row
 	registry  map[string]store.Cluster
 	infos     map[string]*flotillav1.Cluster
 	apps      []string
-}
-
-type matrixRow struct {
-	fleet.Row
-	rolledBack string
 }
 
 type matrixCache struct {
@@ -232,12 +227,8 @@ func (s *Server) fleetMatrix() (*matrix, error) {
 		m.infos[c.Name] = s.clusterItem(c)
 	}
 	rows := s.cfg.Fleet.Rows()
-	m.rows = make([]matrixRow, len(rows))
-	for i, r := range rows {
-		m.rows[i].Row = r
-		if rep, ok := s.cfg.Fleet.LatestReport(r.Cluster, r.App); ok {
-			m.rows[i].rolledBack = rep.RolledBackRevision
-		}
+	m.rows = rows
+	for _, r := range rows {
 		if m.infos[r.Cluster] == nil {
 			m.infos[r.Cluster] = s.clusterItem(store.Cluster{Name: r.Cluster})
 		}
@@ -258,7 +249,7 @@ func (s *Server) fleetMatrix() (*matrix, error) {
 }
 
 // inState tells whether a row is in the state asked for ("": any).
-func inState(state string, r fleet.Row, stale bool, rolledBack string) bool {
+func inState(state string, r *fleet.Row, stale bool) bool {
 	switch state {
 	case "":
 		return true
@@ -269,7 +260,7 @@ func inState(state string, r fleet.Row, stale bool, rolledBack string) bool {
 	case "Degraded":
 		return r.Health == "Degraded"
 	case "RolledBack":
-		return rolledBack != ""
+		return r.RolledBackRevision != ""
 	case "Pinned":
 		return r.Pinned != ""
 	case "OutOfSync":
@@ -278,7 +269,7 @@ func inState(state string, r fleet.Row, stale bool, rolledBack string) bool {
 	return false
 }
 
-func count(c *flotillav1.FleetCounts, r fleet.Row, stale bool, rolledBack string) {
+func count(c *flotillav1.FleetCounts, r *fleet.Row, stale bool) {
 	c.Cells++
 	if r.Sync == fleet.SyncSynced {
 		c.Synced++
@@ -299,7 +290,7 @@ func count(c *flotillav1.FleetCounts, r fleet.Row, stale bool, rolledBack string
 	if stale {
 		c.Stale++
 	}
-	if rolledBack != "" {
+	if r.RolledBackRevision != "" {
 		c.RolledBack++
 	}
 	if r.Pinned != "" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -82,14 +83,28 @@ func (s *Server) Join(ctx context.Context, req *flotillav1.JoinRequest) (*flotil
 	return &flotillav1.JoinResponse{Cluster: cluster, CertificatePem: cert, CaPem: s.cfg.CA.CertPEM()}, nil
 }
 
-// Status lists every cluster×app, optionally filtered.
+// Status lists every cluster×app, optionally filtered, a page at a time when asked to.
 func (s *Server) Status(ctx context.Context, req *flotillav1.StatusRequest) (*flotillav1.StatusResponse, error) {
 	inSelector, err := s.selectClusters(req.Selector)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	resp := &flotillav1.StatusResponse{}
-	for _, r := range s.cfg.Fleet.Rows() {
+	var all []fleet.Row
+	if req.Cluster != "" {
+		all = s.cfg.Fleet.ClusterRows(req.Cluster)
+	} else {
+		all = s.cfg.Fleet.Rows()
+	}
+	// Rows are sorted by cluster: a page starts after the cursor's cluster.
+	from := sort.Search(len(all), func(i int) bool { return all[i].Cluster > req.AfterCluster })
+	page := newStatusPage(req.PageSize)
+	for i := from; i < len(all); i++ {
+		r := &all[i]
+		if page.full(r.Cluster) {
+			resp.NextAfterCluster = page.last
+			break
+		}
 		if (req.App != "" && r.App != req.App) || (req.Cluster != "" && r.Cluster != req.Cluster) {
 			continue
 		}
@@ -107,51 +122,48 @@ func (s *Server) Status(ctx context.Context, req *flotillav1.StatusRequest) (*fl
 		if req.Revision != "" && !strings.HasPrefix(r.DesiredRevision, req.Revision) && !strings.HasPrefix(r.AppliedRevision, req.Revision) {
 			continue
 		}
-		resp.Items = append(resp.Items, s.statusItem(r, req.Resources))
+		it := s.statusItem(r, req.Resources)
+		page.add(it)
+		resp.Items = append(resp.Items, it)
 	}
 	return mapped(s.gatherStatus(ctx, req, resp))
 }
 
 // statusItem is one row of Status (and of a FleetPage): with resources, the app's objects and
 // the Warning Events of them, as the agent last reported (`flotilla status` asks for neither).
-func (s *Server) statusItem(r fleet.Row, resources bool) *flotillav1.AppClusterStatus {
+func (s *Server) statusItem(r *fleet.Row, resources bool) *flotillav1.AppClusterStatus {
 	item := &flotillav1.AppClusterStatus{
 		Cluster: r.Cluster, App: r.App, Sync: r.Sync, Health: r.Health,
 		DesiredRevision: r.DesiredRevision, AppliedRevision: r.AppliedRevision, HealthyRevision: r.HealthyRevision,
 		Message: r.Message, CommitToAppliedMs: r.CommitToApplied.Milliseconds(), LastError: r.LastError,
 		PinnedRevision: r.Pinned, Rollout: r.Rollout, DriftCount: int32(len(r.Drift)),
 	}
-	if !r.LastSeen.IsZero() {
-		item.LastSeenUnixMs = r.LastSeen.UnixMilli()
-	}
-	if rep, ok := s.cfg.Fleet.LatestReport(r.Cluster, r.App); ok {
-		item.RolledBackRevision = rep.RolledBackRevision
-		if !rep.HealthySince.IsZero() {
-			item.HealthySinceUnixMs = rep.HealthySince.UnixMilli()
-		}
-		item.AppliedAtUnixMs = unixMs(rep.AppliedAt)
-		if d := s.cfg.Fleet.DesiredOf(r.Cluster, r.App); d != nil {
-			item.DesiredSpec, item.AppliedDesired = d.Spec, rep.AppliedDigest == d.Digest()
-		}
-		if resources {
-			for _, o := range rep.Resources {
-				item.Resources = append(item.Resources, &flotillav1.ResourceStatus{
-					Object: &flotillav1.ObjectRef{Group: o.Group, Version: o.Version, Kind: o.Kind, Namespace: o.Namespace, Name: o.Name},
-					Health: o.Health, Message: o.Message,
-				})
-			}
-			for _, e := range rep.Events {
-				item.Events = append(item.Events, &flotillav1.ObjectEvent{
-					Object: &flotillav1.ObjectRef{Group: e.Group, Version: e.Version, Kind: e.Kind, Namespace: e.Namespace, Name: e.Name},
-					Type:   e.Type, Reason: e.Reason, Message: e.Message, Count: e.Count, LastSeenUnixMs: unixMs(e.LastSeen),
-				})
-			}
-		}
-	}
+	item.LastSeenUnixMs = unixMs(r.LastSeen)
+	item.RolledBackRevision, item.HealthySinceUnixMs, item.AppliedAtUnixMs = r.RolledBackRevision, unixMs(r.HealthySince), unixMs(r.AppliedAt)
+	item.DesiredSpec, item.AppliedDesired = r.DesiredSpec, r.AppliedDesired
 	for _, d := range r.Drift {
 		item.Drift = append(item.Drift, &flotillav1.DriftItem{
 			Object: &flotillav1.ObjectRef{Group: d.Group, Version: d.Version, Kind: d.Kind, Namespace: d.Namespace, Name: d.Name},
 			Type:   d.Type, Diff: d.Diff, Contested: d.Contested,
+		})
+	}
+	if !resources {
+		return item
+	}
+	rep, ok := s.cfg.Fleet.LatestReport(r.Cluster, r.App)
+	if !ok {
+		return item
+	}
+	for _, o := range rep.Resources {
+		item.Resources = append(item.Resources, &flotillav1.ResourceStatus{
+			Object: &flotillav1.ObjectRef{Group: o.Group, Version: o.Version, Kind: o.Kind, Namespace: o.Namespace, Name: o.Name},
+			Health: o.Health, Message: o.Message,
+		})
+	}
+	for _, e := range rep.Events {
+		item.Events = append(item.Events, &flotillav1.ObjectEvent{
+			Object: &flotillav1.ObjectRef{Group: e.Group, Version: e.Version, Kind: e.Kind, Namespace: e.Namespace, Name: e.Name},
+			Type:   e.Type, Reason: e.Reason, Message: e.Message, Count: e.Count, LastSeenUnixMs: unixMs(e.LastSeen),
 		})
 	}
 	return item

@@ -278,6 +278,13 @@ func (s *Server) gatherStatus(ctx context.Context, req *flotillav1.StatusRequest
 	slices.SortFunc(resp.Items, func(a, b *flotillav1.AppClusterStatus) int {
 		return cmpPair(a.Cluster, a.App, b.Cluster, b.App)
 	})
+	if req.PageSize > 0 {
+		reached := []string{local.NextAfterCluster}
+		for _, a := range answers {
+			reached = append(reached, a.resp.NextAfterCluster)
+		}
+		resp.Items, resp.NextAfterCluster = cutStatusPage(resp.Items, req.PageSize, reached)
+	}
 	return resp, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/flotilla-dev/flotilla/hub/internal/cluster"
+	"github.com/flotilla-dev/flotilla/hub/internal/opclient"
 	"github.com/flotilla-dev/flotilla/hub/internal/rollout"
 	"github.com/flotilla-dev/flotilla/hub/internal/store"
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
@@ -124,7 +125,7 @@ func (s *Server) Reports(ctx context.Context, app string) ([]rollout.Report, err
 		return nil, err
 	}
 	answers, unreachable := askPeers(ctx, s, func(ctx context.Context, conn *grpc.ClientConn) (*flotillav1.StatusResponse, error) {
-		return flotillav1.NewOperatorClient(conn).Status(ctx, &flotillav1.StatusRequest{App: app})
+		return opclient.Status(ctx, flotillav1.NewOperatorClient(conn), &flotillav1.StatusRequest{App: app})
 	})
 	var out []rollout.Report
 	for _, a := range answers {

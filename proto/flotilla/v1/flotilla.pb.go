@@ -2827,7 +2827,12 @@ type StatusRequest struct {
 	Revision string `protobuf:"bytes,6,opt,name=revision,proto3" json:"revision,omitempty"`
 	// Include each row's objects with their health, as its agent last reported them (the
 	// dashboard's page of one app on one cluster).
-	Resources     bool `protobuf:"varint,40,opt,name=resources,proto3" json:"resources,omitempty"`
+	Resources bool `protobuf:"varint,40,opt,name=resources,proto3" json:"resources,omitempty"`
+	// Paging, so that a large fleet's status fits in messages: with page_size > 0, the answer
+	// holds at most page_size rows (and about 2 MiB), of the clusters after after_cluster in name
+	// order; a cluster's rows are never split across pages. 0: every row in one answer.
+	PageSize      int32  `protobuf:"varint,41,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	AfterCluster  string `protobuf:"bytes,42,opt,name=after_cluster,json=afterCluster,proto3" json:"after_cluster,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2911,12 +2916,28 @@ func (x *StatusRequest) GetResources() bool {
 	return false
 }
 
+func (x *StatusRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *StatusRequest) GetAfterCluster() string {
+	if x != nil {
+		return x.AfterCluster
+	}
+	return ""
+}
+
 type StatusResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Items []*AppClusterStatus    `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
 	// Hub replicas that did not answer in time: rows of the clusters they own may be missing or
 	// stale.
 	UnreachablePeers []string `protobuf:"bytes,2,rep,name=unreachable_peers,json=unreachablePeers,proto3" json:"unreachable_peers,omitempty"`
+	// Set when rows follow: the after_cluster of the next page (the last cluster of this one).
+	NextAfterCluster string `protobuf:"bytes,3,opt,name=next_after_cluster,json=nextAfterCluster,proto3" json:"next_after_cluster,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -2963,6 +2984,13 @@ func (x *StatusResponse) GetUnreachablePeers() []string {
 		return x.UnreachablePeers
 	}
 	return nil
+}
+
+func (x *StatusResponse) GetNextAfterCluster() string {
+	if x != nil {
+		return x.NextAfterCluster
+	}
+	return ""
 }
 
 type AppClusterStatus struct {
@@ -6060,7 +6088,7 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\vrolled_back\x18\n" +
 	" \x01(\x05R\n" +
 	"rolledBack\x12\x16\n" +
-	"\x06pinned\x18\v \x01(\x05R\x06pinned\"\xc1\x01\n" +
+	"\x06pinned\x18\v \x01(\x05R\x06pinned\"\x83\x02\n" +
 	"\rStatusRequest\x12\x10\n" +
 	"\x03app\x18\x01 \x01(\tR\x03app\x12\x18\n" +
 	"\acluster\x18\x02 \x01(\tR\acluster\x12\x1a\n" +
@@ -6068,10 +6096,13 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x05stale\x18\x04 \x01(\bR\x05stale\x12\x18\n" +
 	"\adrifted\x18\x05 \x01(\bR\adrifted\x12\x1a\n" +
 	"\brevision\x18\x06 \x01(\tR\brevision\x12\x1c\n" +
-	"\tresources\x18( \x01(\bR\tresources\"r\n" +
+	"\tresources\x18( \x01(\bR\tresources\x12\x1b\n" +
+	"\tpage_size\x18) \x01(\x05R\bpageSize\x12#\n" +
+	"\rafter_cluster\x18* \x01(\tR\fafterCluster\"\xa0\x01\n" +
 	"\x0eStatusResponse\x123\n" +
 	"\x05items\x18\x01 \x03(\v2\x1d.flotilla.v1.AppClusterStatusR\x05items\x12+\n" +
-	"\x11unreachable_peers\x18\x02 \x03(\tR\x10unreachablePeers\"\xdd\x06\n" +
+	"\x11unreachable_peers\x18\x02 \x03(\tR\x10unreachablePeers\x12,\n" +
+	"\x12next_after_cluster\x18\x03 \x01(\tR\x10nextAfterCluster\"\xdd\x06\n" +
 	"\x10AppClusterStatus\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x10\n" +
 	"\x03app\x18\x02 \x01(\tR\x03app\x12\x12\n" +

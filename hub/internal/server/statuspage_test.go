@@ -1,0 +1,136 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
+	"github.com/flotilla-dev/flotilla/hub/internal/opclient"
+	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
+)
+
+// TestStatusPagesALargeFleet: a fleet whose status rows outgrow one message (3,000 clusters ×
+// 2 apps, each row with 1 KiB of drift) is read a page at a time: every row once, in order, no
+// cluster split across pages. In one answer, it is more than the message limit.
+func TestStatusPagesALargeFleet(t *testing.T) {
+	h := startHub(t)
+	const clusters = 3000
+	diff := strings.Repeat("x", 1024)
+	for i := range clusters {
+		c := fmt.Sprintf("c%05d", i)
+		for _, app := range []string{"api", "web"} {
+			h.fleet.RestoreReport(c, &fleet.Report{App: app, Sync: fleet.SyncOutOfSync, Reported: time.Now(),
+				Drift: []fleet.DriftItem{{Version: "v1", Kind: "ConfigMap", Name: app, Type: "Modified", Diff: diff}}})
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	op := flotillav1.NewOperatorClient(h.dial(t, h.adminCert(t)))
+
+	if _, err := op.Status(ctx, &flotillav1.StatusRequest{}); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("the whole fleet in one answer: %v, want ResourceExhausted (the rows outgrow a message)", err)
+	}
+
+	var rows []*flotillav1.AppClusterStatus
+	req := &flotillav1.StatusRequest{PageSize: 1001}
+	pages := 0
+	for {
+		resp, err := op.Status(ctx, req)
+		if err != nil {
+			t.Fatalf("page %d after %q: %v", pages+1, req.AfterCluster, err)
+		}
+		pages++
+		if n := len(resp.Items); n == 0 || n > 1002 {
+			t.Fatalf("page %d: %d rows, want 1..1002 (1001 asked, a cluster's two rows kept together)", pages, n)
+		}
+		if last := resp.Items[len(resp.Items)-1]; resp.NextAfterCluster != "" && resp.NextAfterCluster != last.Cluster {
+			t.Fatalf("page %d: next after %q, want its last cluster %q", pages, resp.NextAfterCluster, last.Cluster)
+		}
+		rows = append(rows, resp.Items...)
+		if resp.NextAfterCluster == "" {
+			break
+		}
+		req.AfterCluster = resp.NextAfterCluster
+	}
+	if pages < 6 {
+		t.Errorf("%d pages of at most 1,002 rows for 6,000 rows", pages)
+	}
+	checkAllRows(t, rows, clusters)
+
+	all, err := opclient.Status(ctx, op, &flotillav1.StatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAllRows(t, all.Items, clusters)
+
+	one, err := opclient.Status(ctx, op, &flotillav1.StatusRequest{Cluster: "c01234"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(one.Items) != 2 || one.Items[0].Cluster != "c01234" || one.Items[0].App != "api" || one.Items[1].App != "web" {
+		t.Fatalf("status of one cluster = %v, want its api and web rows", one.Items)
+	}
+}
+
+// checkAllRows checks rows are every cluster's api and web rows, once each, in order.
+func checkAllRows(t *testing.T, rows []*flotillav1.AppClusterStatus, clusters int) {
+	t.Helper()
+	if len(rows) != 2*clusters {
+		t.Fatalf("%d rows, want %d", len(rows), 2*clusters)
+	}
+	for i, r := range rows {
+		want := fmt.Sprintf("c%05d/%s", i/2, []string{"api", "web"}[i%2])
+		if got := r.Cluster + "/" + r.App; got != want || len(r.Drift) != 1 {
+			t.Fatalf("row %d = %s with %d drift items, want %s with 1", i, got, len(r.Drift), want)
+		}
+	}
+}
+
+// TestCutStatusPage: a page gathered from replicas ends where a replica's own page ended (it
+// may hold more clusters after it), and at the page size, never inside a cluster.
+func TestCutStatusPage(t *testing.T) {
+	items := func(names ...string) []*flotillav1.AppClusterStatus {
+		var out []*flotillav1.AppClusterStatus
+		for _, n := range names {
+			c, a, _ := strings.Cut(n, "/")
+			out = append(out, &flotillav1.AppClusterStatus{Cluster: c, App: a})
+		}
+		return out
+	}
+	names := func(its []*flotillav1.AppClusterStatus) string {
+		var out []string
+		for _, it := range its {
+			out = append(out, it.Cluster+"/"+it.App)
+		}
+		return strings.Join(out, " ")
+	}
+	all := items("a/x", "a/y", "b/x", "c/x", "c/y", "d/x")
+	for _, tc := range []struct {
+		name      string
+		size      int32
+		reached   []string
+		want      string
+		wantAfter string
+	}{
+		{"every replica done, all fit", 10, []string{"", ""}, "a/x a/y b/x c/x c/y d/x", ""},
+		{"a replica stopped at b", 10, []string{"", "b"}, "a/x a/y b/x", "b"},
+		{"the lowest stop counts", 10, []string{"c", "b"}, "a/x a/y b/x", "b"},
+		{"the size ends the page between clusters", 3, []string{"", ""}, "a/x a/y b/x", "b"},
+		{"a cluster's rows stay together", 4, []string{"", ""}, "a/x a/y b/x c/x c/y", "c"},
+		{"a replica stopped at a cluster none returned", 10, []string{"bb"}, "a/x a/y b/x", "bb"},
+		{"a replica stopped after every row here", 10, []string{"e"}, "a/x a/y b/x c/x c/y d/x", "e"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, after := cutStatusPage(all, tc.size, tc.reached)
+			if names(got) != tc.want || after != tc.wantAfter {
+				t.Fatalf("cut = %q, next after %q; want %q, %q", names(got), after, tc.want, tc.wantAfter)
+			}
+		})
+	}
+}
