@@ -2,7 +2,6 @@ package fleet
 
 import (
 	"fmt"
-	"iter"
 	"maps"
 	"slices"
 	"sort"
@@ -323,27 +322,35 @@ func (f *Fleet) Apps() []AppInfo {
 func (f *Fleet) Rows() []Row {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	// Each cluster's apps, from every map that may hold a row of it; rows are made in order,
-	// cluster by cluster, so that only each cluster's few apps are sorted, not every row.
-	apps := map[string][]string{}
-	add := func(cluster string, names iter.Seq[string]) {
-		for a := range names {
-			apps[cluster] = append(apps[cluster], a)
+	// The clusters of every map that may hold a row; rows are made cluster by cluster, so that
+	// only each cluster's few apps are sorted, not every row.
+	seen := make(map[string]bool, len(f.status))
+	var clusters []string
+	note := func(c string) {
+		if !seen[c] {
+			seen[c] = true
+			clusters = append(clusters, c)
 		}
 	}
-	for c, byApp := range f.targets {
-		add(c, maps.Keys(byApp))
+	for c := range f.targets {
+		note(c)
 	}
-	for c, byApp := range f.desired {
-		add(c, maps.Keys(byApp))
+	for c := range f.desired {
+		note(c)
 	}
-	for c, byApp := range f.status {
-		add(c, maps.Keys(byApp))
+	for c := range f.status {
+		note(c)
 	}
-	for c, byApp := range f.rm.since {
-		add(c, maps.Keys(byApp))
+	for c := range f.rm.since {
+		note(c)
 	}
-	return f.rowsLocked(apps)
+	slices.Sort(clusters)
+	rows := make([]Row, 0, 2*len(clusters))
+	var names []string
+	for _, c := range clusters {
+		rows, names = f.appendClusterRows(rows, names[:0], c)
+	}
+	return rows
 }
 
 // ClusterRows is Rows of one cluster: what a status call for one cluster reads, without
@@ -351,33 +358,22 @@ func (f *Fleet) Rows() []Row {
 func (f *Fleet) ClusterRows(cluster string) []Row {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	names := slices.Collect(maps.Keys(f.targets[cluster]))
-	names = slices.AppendSeq(names, maps.Keys(f.rm.since[cluster]))
-	names = slices.AppendSeq(names, maps.Keys(f.desired[cluster]))
-	names = slices.AppendSeq(names, maps.Keys(f.status[cluster]))
-	if len(names) == 0 {
-		return nil
-	}
-	return f.rowsLocked(map[string][]string{cluster: names})
+	rows, _ := f.appendClusterRows(nil, nil, cluster)
+	return rows
 }
 
-// rowsLocked makes the rows of each cluster's apps (names may repeat), sorted by cluster and
-// app. Called with f.mu held.
-func (f *Fleet) rowsLocked(apps map[string][]string) []Row {
-	clusters := slices.Sorted(maps.Keys(apps))
-	n := 0
-	for c, list := range apps {
-		slices.Sort(list)
-		apps[c] = slices.Compact(list)
-		n += len(apps[c])
+// appendClusterRows appends the rows of cluster's apps, sorted by app, using names as scratch
+// space; it returns both. Called with f.mu held.
+func (f *Fleet) appendClusterRows(rows []Row, names []string, cluster string) ([]Row, []string) {
+	names = slices.AppendSeq(names, maps.Keys(f.targets[cluster]))
+	names = slices.AppendSeq(names, maps.Keys(f.desired[cluster]))
+	names = slices.AppendSeq(names, maps.Keys(f.status[cluster]))
+	names = slices.AppendSeq(names, maps.Keys(f.rm.since[cluster]))
+	slices.Sort(names)
+	for _, a := range slices.Compact(names) {
+		rows = append(rows, f.rowLocked(cluster, a))
 	}
-	rows := make([]Row, 0, n)
-	for _, c := range clusters {
-		for _, a := range apps[c] {
-			rows = append(rows, f.rowLocked(c, a))
-		}
-	}
-	return rows
+	return rows, names
 }
 
 func (f *Fleet) rowLocked(cluster, app string) Row {

@@ -91,9 +91,12 @@ func (s *Server) Status(ctx context.Context, req *flotillav1.StatusRequest) (*fl
 	}
 	resp := &flotillav1.StatusResponse{}
 	var all []fleet.Row
-	if req.Cluster != "" {
+	switch {
+	case req.Cluster != "":
 		all = s.cfg.Fleet.ClusterRows(req.Cluster)
-	} else {
+	case req.PageSize > 0:
+		all = s.paged.rows(req.AfterCluster, s.cfg.Fleet.Rows)
+	default:
 		all = s.cfg.Fleet.Rows()
 	}
 	// Rows are sorted by cluster: a page starts after the cursor's cluster.
@@ -125,6 +128,9 @@ func (s *Server) Status(ctx context.Context, req *flotillav1.StatusRequest) (*fl
 		it := s.statusItem(r, req.Resources)
 		page.add(it)
 		resp.Items = append(resp.Items, it)
+	}
+	if req.PageSize > 0 && resp.NextAfterCluster == "" {
+		s.paged.done()
 	}
 	return mapped(s.gatherStatus(ctx, req, resp))
 }

@@ -120,6 +120,7 @@ type Server struct {
 	peers *peerConns // connections to the other hub replicas
 
 	matrix matrixCache // the fleet as FleetPage last read it (fleetpage.go)
+	paged  pagedRows   // the fleet's rows as the first page of a paged Status read them (statuspage.go)
 }
 
 // New returns a server; call Serve to run it.

@@ -147,7 +147,7 @@ func (h *hubUnderTest) agentCert(t testing.TB, cluster string) *tls.Certificate 
 	return &tls.Certificate{Certificate: [][]byte{block.Bytes}, PrivateKey: key}
 }
 
-func (h *hubUnderTest) adminCert(t *testing.T) *tls.Certificate {
+func (h *hubUnderTest) adminCert(t testing.TB) *tls.Certificate {
 	t.Helper()
 	certPEM, keyPEM, err := h.ca.IssueAdmin("admin", time.Hour)
 	if err != nil {

@@ -1,8 +1,12 @@
 package server
 
 import (
+	"sync"
+	"time"
+
 	"google.golang.org/protobuf/proto"
 
+	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
 )
 
@@ -55,4 +59,35 @@ func cutStatusPage(items []*flotillav1.AppClusterStatus, size int32, reached []s
 		page.add(it)
 	}
 	return items, limit
+}
+
+// pagedRowsReuse is how long the pages after the first of a paged Status read the fleet's rows
+// as the first page did: one read of the whole fleet for all its pages, and pages that fit
+// together.
+const pagedRowsReuse = 10 * time.Second
+
+// pagedRows keeps the fleet's rows read by the first page of a paged Status for the pages
+// after it. The first page always reads them afresh; the last page lets them go.
+type pagedRows struct {
+	mu   sync.Mutex
+	all  []fleet.Row
+	read time.Time
+}
+
+// rows returns the rows for a page starting after cluster after ("" for the first page).
+func (p *pagedRows) rows(after string, read func() []fleet.Row) []fleet.Row {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if after == "" || p.all == nil || time.Since(p.read) > pagedRowsReuse {
+		p.all, p.read = read(), time.Now()
+	}
+	return p.all
+}
+
+// done lets the rows go once a last page was served (another reader's next page reads them
+// again).
+func (p *pagedRows) done() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.all = nil
 }

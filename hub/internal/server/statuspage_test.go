@@ -69,6 +69,17 @@ func TestStatusPagesALargeFleet(t *testing.T) {
 	}
 	checkAllRows(t, all.Items, clusters)
 
+	// A new read starts from the fleet as it is now, not as the last pages read it.
+	h.fleet.RestoreReport("c00000", &fleet.Report{App: "api", Sync: fleet.SyncSynced, AppliedRevision: "5e6f", Reported: time.Now(),
+		Drift: []fleet.DriftItem{{Version: "v1", Kind: "ConfigMap", Name: "api", Type: "Modified", Diff: diff}}})
+	again, err := opclient.Status(ctx, op, &flotillav1.StatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := again.Items[0].AppliedRevision; got != "5e6f" {
+		t.Fatalf("c00000/api after its new report: applied %q, want 5e6f", got)
+	}
+
 	one, err := opclient.Status(ctx, op, &flotillav1.StatusRequest{Cluster: "c01234"})
 	if err != nil {
 		t.Fatal(err)
@@ -133,4 +144,38 @@ func TestCutStatusPage(t *testing.T) {
 			}
 		})
 	}
+}
+
+// BenchmarkStatus10kx2 reads the status of 10,000 connected clusters × 2 apps the way
+// `flotilla status` does (page by page over TLS gRPC), and of one cluster.
+func BenchmarkStatus10kx2(b *testing.B) {
+	h := startHub(b)
+	const clusters = 10000
+	for i := range clusters {
+		c := fmt.Sprintf("sim-%05d", i)
+		h.fleet.Seen(c, "bench", true)
+		for _, app := range []string{"api", "web"} {
+			h.fleet.RestoreReport(c, &fleet.Report{App: app, Sync: fleet.SyncSynced, Health: "Healthy",
+				AppliedRevision: "3f2a9c1e0b", HealthyRevision: "3f2a9c1e0b", Reported: time.Now(), AppliedAt: time.Now(), HealthySince: time.Now()})
+		}
+	}
+	ctx := context.Background()
+	op := flotillav1.NewOperatorClient(h.dial(b, h.adminCert(b)))
+	var whole, one time.Duration
+	for b.Loop() {
+		t := time.Now()
+		resp, err := opclient.Status(ctx, op, &flotillav1.StatusRequest{})
+		if err != nil || len(resp.Items) != 2*clusters {
+			b.Fatalf("status: %d rows, %v", len(resp.GetItems()), err)
+		}
+		whole += time.Since(t)
+		t = time.Now()
+		if _, err := opclient.Status(ctx, op, &flotillav1.StatusRequest{Cluster: "sim-04242"}); err != nil {
+			b.Fatal(err)
+		}
+		one += time.Since(t)
+	}
+	b.ReportMetric(float64(whole.Milliseconds())/float64(b.N), "whole-fleet-ms")
+	b.ReportMetric(float64(one.Microseconds())/1000/float64(b.N), "one-cluster-ms")
+	b.ReportMetric(0, "ns/op")
 }
