@@ -461,6 +461,26 @@ func TestFleetQueriesGatherFromPeers(t *testing.T) {
 		if want := []string{"c1/api", "c2/api", "c3/api", "c3/web"}; !slices.Equal(rows, want) || len(resp.UnreachablePeers) != 0 {
 			t.Errorf("status from %s: %v (unreachable %v), want %v", r.name, rows, resp.UnreachablePeers, want)
 		}
+		// A row a page: the same rows, each replica answering its own page and the one asked
+		// cutting where the first of them stopped (a cluster's two rows stay on one page).
+		rows = nil
+		req := &flotillav1.StatusRequest{PageSize: 1}
+		for pages := 1; ; pages++ {
+			resp, err := flotillav1.NewOperatorClient(dialTCP(t, ca, r.addr, adminOf(t, ca))).Status(ctx, req)
+			if err != nil || pages > 6 {
+				t.Fatalf("paged status from %s, page %d after %q: %v", r.name, pages, req.AfterCluster, err)
+			}
+			for _, it := range resp.Items {
+				rows = append(rows, it.Cluster+"/"+it.App)
+			}
+			if resp.NextAfterCluster == "" {
+				break
+			}
+			req.AfterCluster = resp.NextAfterCluster
+		}
+		if want := []string{"c1/api", "c2/api", "c3/api", "c3/web"}; !slices.Equal(rows, want) {
+			t.Errorf("paged status from %s: %v, want %v", r.name, rows, want)
+		}
 		cl, err := flotillav1.NewOperatorClient(dialTCP(t, ca, r.addr, adminOf(t, ca))).ListClusters(ctx, &flotillav1.ListClustersRequest{})
 		if err != nil {
 			t.Fatal(err)
