@@ -2,8 +2,8 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
-	"fmt"
 	"strings"
 	"time"
 
@@ -111,24 +111,18 @@ func (s *Server) checkExpiry(leaf *x509.Certificate, role, name, fullMethod stri
 }
 
 // verifyClientChain is the TLS handshake's check of a client certificate (tls.Config
-// VerifyPeerCertificate): its chain must lead to the hub CA, for client authentication, as of
+// VerifyConnection, also called for a resumed session): its chain must lead to the hub CA, for client authentication, as of
 // now or as of its expiry. Expiry itself is judged per method by authenticate, so that an
 // agent whose certificate expired while the hubs were away can still renew it, and everyone
 // else is told clearly why they are refused.
-func verifyClientChain(roots *x509.CertPool) func(rawCerts [][]byte, _ [][]*x509.Certificate) error {
-	return func(rawCerts [][]byte, _ [][]*x509.Certificate) error {
-		if len(rawCerts) == 0 {
+func verifyClientChain(roots *x509.CertPool) func(tls.ConnectionState) error {
+	return func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
 			return nil // no certificate: Enrollment needs none, authenticate refuses the rest
 		}
-		certs := make([]*x509.Certificate, 0, len(rawCerts))
-		for _, raw := range rawCerts {
-			c, err := x509.ParseCertificate(raw)
-			if err != nil {
-				return fmt.Errorf("parse client certificate: %w", err)
-			}
-			certs = append(certs, c)
-		}
-		return pki.VerifyClientChain(roots, certs, time.Now())
+		// The handshake parsed the certificates already; parsing them again cost every
+		// connection (a reconnect storm is thousands at once) a second parse.
+		return pki.VerifyClientChain(roots, cs.PeerCertificates, time.Now())
 	}
 }
 

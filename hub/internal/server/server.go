@@ -166,9 +166,9 @@ func (s *Server) GRPCServer() *grpc.Server {
 		ClientCAs:    s.roots,
 		// A client certificate is verified here, by verifyClientChain, up to its expiry;
 		// whether an expired one may still renew is decided per method by authenticate.
-		ClientAuth:            tls.RequestClientCert,
-		VerifyPeerCertificate: verifyClientChain(s.roots),
-		MinVersion:            tls.VersionTLS13,
+		ClientAuth:       tls.RequestClientCert,
+		VerifyConnection: verifyClientChain(s.roots),
+		MinVersion:       tls.VersionTLS13,
 	}
 	gs := grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(tlsCfg)),

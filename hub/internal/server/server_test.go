@@ -203,6 +203,38 @@ func connect(t testing.TB, conn *grpc.ClientConn, held ...*flotillav1.HeldApp) f
 	return stream
 }
 
+// TestCertificatesOfAnotherCAAreRefused: a client certificate the hub CA did not sign is
+// refused in the TLS handshake, for an agent of a registered cluster and for an operator alike,
+// whatever names it carries.
+func TestCertificatesOfAnotherCAAreRefused(t *testing.T) {
+	h := startHub(t)
+	h.register(t, "c1")
+	other, err := pki.LoadOrCreate(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := &hubUnderTest{ca: other}
+	agent, admin := forged.agentCert(t, "c1"), forged.adminCert(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	stream, err := flotillav1.NewAgentServiceClient(h.dial(t, agent)).Connect(ctx)
+	if err == nil {
+		_, err = stream.Recv()
+	}
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "bad certificate") {
+		t.Fatalf("agent stream with a certificate of another CA: %v, want the handshake refused", err)
+	}
+	_, err = flotillav1.NewOperatorClient(h.dial(t, admin)).Status(ctx, &flotillav1.StatusRequest{})
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "bad certificate") {
+		t.Fatalf("operator call with a certificate of another CA: %v, want the handshake refused", err)
+	}
+	// The hub's own certificates still pass on the same listener.
+	if _, err := flotillav1.NewOperatorClient(h.dial(t, h.adminCert(t))).Status(ctx, &flotillav1.StatusRequest{}); err != nil {
+		t.Fatalf("operator call with the hub's certificate: %v", err)
+	}
+}
+
 func TestIdentityIsRequired(t *testing.T) {
 	h := startHub(t)
 	h.register(t, "c1")
