@@ -14,8 +14,14 @@ import (
 // (renewal within a grace window) or not (everything else). A leaf not yet valid, signed by
 // another CA or not for client authentication is an error.
 func VerifyClientChain(roots *x509.CertPool, certs []*x509.Certificate, now time.Time) error {
+	_, err := verifyChains(roots, certs, now)
+	return err
+}
+
+// verifyChains is VerifyClientChain, returning the verified chains.
+func verifyChains(roots *x509.CertPool, certs []*x509.Certificate, now time.Time) ([][]*x509.Certificate, error) {
 	if len(certs) == 0 {
-		return errors.New("verify client certificate: none given")
+		return nil, errors.New("verify client certificate: none given")
 	}
 	leaf := certs[0]
 	at := now
@@ -31,10 +37,11 @@ func VerifyClientChain(roots *x509.CertPool, certs []*x509.Certificate, now time
 	for _, c := range certs[1:] {
 		opts.Intermediates.AddCert(c)
 	}
-	if _, err := leaf.Verify(opts); err != nil {
-		return fmt.Errorf("verify client certificate %q: %w", leaf.Subject.CommonName, err)
+	chains, err := leaf.Verify(opts)
+	if err != nil {
+		return nil, fmt.Errorf("verify client certificate %q: %w", leaf.Subject.CommonName, err)
 	}
-	return nil
+	return chains, nil
 }
 
 // Expired reports how long ago cert expired at now; zero when it has not.

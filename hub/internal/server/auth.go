@@ -53,10 +53,10 @@ func (s *Server) authenticate(ctx context.Context, fullMethod string) (context.C
 	if !ok || len(info.State.PeerCertificates) == 0 {
 		return nil, reword(errUnauthenticated, "a client certificate issued by this hub is required")
 	}
-	// The handshake verified the chain already (verifyClientChain); verifying again costs one
-	// signature check and keeps this check independent of the TLS configuration.
+	// The handshake verified the chain already (verifyClientChain); verifying again keeps this
+	// check independent of the TLS configuration, and costs nothing for a chain verified before.
 	now := time.Now()
-	if err := pki.VerifyClientChain(s.roots, info.State.PeerCertificates, now); err != nil {
+	if err := s.chains.Verify(info.State.PeerCertificates, now); err != nil {
 		return nil, reword(errUnauthenticated, "a client certificate issued by this hub is required")
 	}
 	leaf := info.State.PeerCertificates[0]
@@ -115,15 +115,13 @@ func (s *Server) checkExpiry(leaf *x509.Certificate, role, name, fullMethod stri
 // now or as of its expiry. Expiry itself is judged per method by authenticate, so that an
 // agent whose certificate expired while the hubs were away can still renew it, and everyone
 // else is told clearly why they are refused.
-func verifyClientChain(roots *x509.CertPool) func(tls.ConnectionState) error {
-	return func(cs tls.ConnectionState) error {
-		if len(cs.PeerCertificates) == 0 {
-			return nil // no certificate: Enrollment needs none, authenticate refuses the rest
-		}
-		// The handshake parsed the certificates already; parsing them again cost every
-		// connection (a reconnect storm is thousands at once) a second parse.
-		return pki.VerifyClientChain(roots, cs.PeerCertificates, time.Now())
+func (s *Server) verifyClientChain(cs tls.ConnectionState) error {
+	if len(cs.PeerCertificates) == 0 {
+		return nil // no certificate: Enrollment needs none, authenticate refuses the rest
 	}
+	// The handshake parsed the certificates already; a chain verified before (the same
+	// agent reconnecting) is not verified again (pki.ChainCache).
+	return s.chains.Verify(cs.PeerCertificates, time.Now())
 }
 
 func callerFrom(ctx context.Context) caller {

@@ -20,6 +20,7 @@ import (
 	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
 	"github.com/flotilla-dev/flotilla/hub/internal/metrics"
 	"github.com/flotilla-dev/flotilla/hub/internal/pins"
+	"github.com/flotilla-dev/flotilla/hub/internal/pki"
 	"github.com/flotilla-dev/flotilla/hub/internal/promote"
 	"github.com/flotilla-dev/flotilla/hub/internal/replicate"
 	"github.com/flotilla-dev/flotilla/hub/internal/store"
@@ -104,9 +105,10 @@ type Server struct {
 	flotillav1.UnimplementedOperatorServer
 	flotillav1.UnimplementedPeerServer
 
-	cfg   Config
-	log   *slog.Logger
-	roots *x509.CertPool // the CA, for client certificates
+	cfg    Config
+	log    *slog.Logger
+	roots  *x509.CertPool  // the CA, for client certificates
+	chains *pki.ChainCache // client chains verified against roots
 
 	mu      sync.Mutex
 	streams map[string]*agentStream // cluster → its current stream
@@ -144,6 +146,7 @@ func New(cfg Config) *Server {
 	if cfg.CA != nil {
 		s.roots = cfg.CA.Pool()
 	}
+	s.chains = pki.NewChainCache(s.roots)
 	if cfg.Git != nil {
 		s.promoter = promote.NewWriter(cfg.Git, cfg.Store, cfg.Logger)
 	}
@@ -167,7 +170,7 @@ func (s *Server) GRPCServer() *grpc.Server {
 		// A client certificate is verified here, by verifyClientChain, up to its expiry;
 		// whether an expired one may still renew is decided per method by authenticate.
 		ClientAuth:       tls.RequestClientCert,
-		VerifyConnection: verifyClientChain(s.roots),
+		VerifyConnection: s.verifyClientChain,
 		MinVersion:       tls.VersionTLS13,
 	}
 	gs := grpc.NewServer(

@@ -222,11 +222,13 @@ func TestCertificatesOfAnotherCAAreRefused(t *testing.T) {
 	if err == nil {
 		_, err = stream.Recv()
 	}
-	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "bad certificate") {
+	// The handshake fails (Unavailable: "bad certificate", or the pipe the hub closed), before
+	// any method could answer Unauthenticated.
+	if status.Code(err) != codes.Unavailable {
 		t.Fatalf("agent stream with a certificate of another CA: %v, want the handshake refused", err)
 	}
 	_, err = flotillav1.NewOperatorClient(h.dial(t, admin)).Status(ctx, &flotillav1.StatusRequest{})
-	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "bad certificate") {
+	if status.Code(err) != codes.Unavailable {
 		t.Fatalf("operator call with a certificate of another CA: %v, want the handshake refused", err)
 	}
 	// The hub's own certificates still pass on the same listener.
