@@ -2,7 +2,6 @@ package pki
 
 import (
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"strings"
 	"testing"
 	"time"
@@ -13,17 +12,7 @@ import (
 func TestChainCache(t *testing.T) {
 	now := time.Now()
 	ca, other := caSince(t, now.Add(-24*time.Hour)), caSince(t, now.Add(-24*time.Hour))
-	issue := func(ca *CA, at time.Time, ttl time.Duration) *x509.Certificate {
-		t.Helper()
-		saved := ca.now
-		ca.now = func() time.Time { return at }
-		defer func() { ca.now = saved }()
-		certPEM, err := ca.SignAgent(newCSR(t, newKey(t), pkix.Name{}), "c1", ttl)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return mustParseCert(t, certPEM)
-	}
+	issue := func(ca *CA, at time.Time, ttl time.Duration) *x509.Certificate { return issueAgentAt(t, ca, at, ttl) }
 	c := NewChainCache(ca.Pool())
 	calls := 0
 	c.verify = func(roots *x509.CertPool, certs []*x509.Certificate, now time.Time) ([][]*x509.Certificate, error) {

@@ -15,17 +15,7 @@ import (
 func TestVerifyClientChain(t *testing.T) {
 	now := time.Now()
 	ca, other := caSince(t, now.Add(-24*time.Hour)), caSince(t, now.Add(-24*time.Hour))
-	issue := func(ca *CA, at time.Time, ttl time.Duration) *x509.Certificate {
-		t.Helper()
-		saved := ca.now
-		ca.now = func() time.Time { return at }
-		defer func() { ca.now = saved }()
-		certPEM, err := ca.SignAgent(newCSR(t, newKey(t), pkix.Name{}), "c1", ttl)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return mustParseCert(t, certPEM)
-	}
+	issue := func(ca *CA, at time.Time, ttl time.Duration) *x509.Certificate { return issueAgentAt(t, ca, at, ttl) }
 	valid := issue(ca, now, time.Hour)
 	expired := issue(ca, now.Add(-3*time.Hour), time.Hour) // expired 2h ago
 	tests := []struct {
@@ -109,4 +99,17 @@ func TestCheckCSR(t *testing.T) {
 	if _, err := CheckCSR([]byte("hello")); err == nil || !strings.Contains(err.Error(), "no PEM") {
 		t.Errorf("not PEM: %v", err)
 	}
+}
+
+// issueAgentAt signs an agent certificate of cluster c1 as ca would at the time at.
+func issueAgentAt(t *testing.T, ca *CA, at time.Time, ttl time.Duration) *x509.Certificate {
+	t.Helper()
+	saved := ca.now
+	ca.now = func() time.Time { return at }
+	defer func() { ca.now = saved }()
+	certPEM, err := ca.SignAgent(newCSR(t, newKey(t), pkix.Name{}), "c1", ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mustParseCert(t, certPEM)
 }
