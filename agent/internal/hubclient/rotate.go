@@ -36,6 +36,11 @@ type Credentials struct {
 	id *identity.Identity
 	// obtained is when id was issued to this process; zero for an identity loaded at start.
 	obtained time.Time
+	// sessions are the TLS sessions the hubs gave id, to resume on reconnect: a resumed
+	// handshake spares the hub a certificate signature and its check of the agent's (a
+	// reconnect storm of 10,000 agents is 10,000 handshakes). A new identity starts with none,
+	// so a session never carries an older certificate.
+	sessions tls.ClientSessionCache
 	store    identitySaver
 	log      *slog.Logger
 }
@@ -45,8 +50,11 @@ func NewCredentials(id *identity.Identity, store identitySaver, log *slog.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Credentials{id: id, store: store, log: log}
+	return &Credentials{id: id, store: store, log: log, sessions: newSessionCache()}
 }
+
+// newSessionCache holds a TLS session per hub address (one per replica).
+func newSessionCache() tls.ClientSessionCache { return tls.NewLRUClientSessionCache(16) }
 
 // Current returns the identity in use.
 func (c *Credentials) Current() *identity.Identity {
@@ -57,7 +65,15 @@ func (c *Credentials) Current() *identity.Identity {
 
 // TLSConfig is the client TLS configuration of the current identity (hubclient Config.TLS).
 func (c *Credentials) TLSConfig(serverName string) (*tls.Config, error) {
-	return c.Current().TLSConfig(serverName)
+	c.mu.RLock()
+	id, sessions := c.id, c.sessions
+	c.mu.RUnlock()
+	cfg, err := id.TLSConfig(serverName)
+	if err != nil {
+		return nil, err
+	}
+	cfg.ClientSessionCache = sessions
+	return cfg, nil
 }
 
 // renewAt is when a certificate is renewed: two thirds into its validity, counted from when
@@ -144,13 +160,18 @@ func (c *Credentials) renew(ctx context.Context, addrs []string) error {
 		if err != nil {
 			return fmt.Errorf("save renewed identity: %w", err)
 		}
-		c.mu.Lock()
-		c.id, c.obtained = next, time.Now()
-		c.mu.Unlock()
+		c.use(next)
 		c.log.Info("agent certificate renewed", logging.KeyNotAfter, next.NotAfter().UTC().Format(time.RFC3339))
 		return nil
 	}
 	return errors.Join(errs...)
+}
+
+// use makes next the identity in use, with no TLS sessions yet.
+func (c *Credentials) use(next *identity.Identity) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.id, c.obtained, c.sessions = next, time.Now(), newSessionCache()
 }
 
 func (c *Credentials) renewAt(ctx context.Context, addr string, csrPEM []byte) (*flotillav1.RenewResponse, error) {

@@ -46,3 +46,49 @@ func certValid(t *testing.T, notBefore, notAfter time.Time) *identity.Identity {
 	}
 	return &identity.Identity{CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
 }
+
+// TestEachIdentityResumesOnlyItsOwnSessions: the agent's connections share one TLS session
+// cache, so that a reconnect resumes its session; a renewed identity starts a new one, so that
+// no resumed session carries the certificate it replaced.
+func TestEachIdentityResumesOnlyItsOwnSessions(t *testing.T) {
+	c := NewCredentials(keyedIdentity(t), nil, nil)
+	first, err := c.TLSConfig("hub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := c.TLSConfig("hub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.ClientSessionCache == nil || again.ClientSessionCache != first.ClientSessionCache {
+		t.Fatal("two connections of one identity do not share a session cache")
+	}
+	c.use(keyedIdentity(t))
+	renewed, err := c.TLSConfig("hub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if renewed.ClientSessionCache == nil || renewed.ClientSessionCache == first.ClientSessionCache {
+		t.Fatal("a renewed identity resumes the sessions of the one it replaced")
+	}
+}
+
+// keyedIdentity is an identity with a self-signed certificate, its key, and itself as the CA.
+func keyedIdentity(t *testing.T) *identity.Identity {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	return &identity.Identity{CertPEM: certPEM, CAPEM: certPEM, KeyPEM: pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), Cluster: "c1"}
+}

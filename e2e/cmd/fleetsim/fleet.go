@@ -172,7 +172,10 @@ func loadAgents(o *RunOptions) ([]*agent, error) {
 		}
 		out = append(out, &agent{
 			name: name, addr: o.Hub, held: map[string]*flotillav1.HeldApp{},
-			tls: &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: roots, Certificates: []tls.Certificate{pair}},
+			// Its own TLS session cache, as the agent keeps one (hubclient.Credentials): a
+			// reconnect resumes the session.
+			tls: &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: roots, Certificates: []tls.Certificate{pair},
+				ClientSessionCache: tls.NewLRUClientSessionCache(1)},
 		})
 	}
 	return out, nil

@@ -1,8 +1,9 @@
 package server
 
 import (
-	"github.com/flotilla-dev/flotilla/shared/testwait"
 	"slices"
+
+	"github.com/flotilla-dev/flotilla/shared/testwait"
 
 	"bytes"
 	"context"
@@ -25,6 +26,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -234,6 +236,45 @@ func TestCertificatesOfAnotherCAAreRefused(t *testing.T) {
 	// The hub's own certificates still pass on the same listener.
 	if _, err := flotillav1.NewOperatorClient(h.dial(t, h.adminCert(t))).Status(ctx, &flotillav1.StatusRequest{}); err != nil {
 		t.Fatalf("operator call with the hub's certificate: %v", err)
+	}
+}
+
+// TestClientsResumeTLSSessions: a client that kept the session of its last connection resumes
+// it on the next (no certificate signature or check on either side), and is still known by the
+// certificate it first presented, its chain and role checked on each call as before.
+func TestClientsResumeTLSSessions(t *testing.T) {
+	h := startHub(t)
+	h.register(t, "c1")
+	// statusWith calls Status on a new connection with cert, keeping sessions; it returns
+	// whether the connection resumed a session, and the call's error.
+	statusWith := func(cert *tls.Certificate, sessions tls.ClientSessionCache) (bool, error) {
+		t.Helper()
+		cfg := &tls.Config{RootCAs: h.ca.Pool(), ServerName: "localhost", MinVersion: tls.VersionTLS13,
+			Certificates: []tls.Certificate{*cert}, ClientSessionCache: sessions}
+		conn, err := grpc.NewClient("passthrough:///localhost",
+			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return h.lis.DialContext(ctx) }),
+			grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		var p peer.Peer
+		_, err = flotillav1.NewOperatorClient(conn).Status(context.Background(), &flotillav1.StatusRequest{}, grpc.Peer(&p))
+		info, ok := p.AuthInfo.(credentials.TLSInfo)
+		return ok && info.State.DidResume, err
+	}
+	admin, agent := h.adminCert(t), h.agentCert(t, "c1")
+	adminSessions, agentSessions := tls.NewLRUClientSessionCache(4), tls.NewLRUClientSessionCache(4)
+	for i, want := range []bool{false, true} {
+		resumed, err := statusWith(admin, adminSessions)
+		if err != nil || resumed != want {
+			t.Fatalf("operator, connection %d: resumed %v, %v; want resumed %v and an answer", i+1, resumed, err, want)
+		}
+		// Resumed, an agent's certificate is still refused for operator calls.
+		resumed, err = statusWith(agent, agentSessions)
+		if status.Code(err) != codes.PermissionDenied || resumed != want {
+			t.Fatalf("agent, connection %d: resumed %v, %v; want resumed %v and PermissionDenied", i+1, resumed, err, want)
+		}
 	}
 }
 
