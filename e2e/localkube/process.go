@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -110,6 +111,29 @@ func (p *Process) RSS() (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no VmRSS for %s", p.name)
+}
+
+// CPU returns the CPU time the process has used, user and system, from /proc (in clock
+// ticks of 10ms, as Linux counts them for USER_HZ 100).
+func (p *Process) CPU() (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command may hold spaces and parentheses: the fields follow the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	fields := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(fields) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat of %s: unreadable", p.cmd.Process.Pid, p.name)
+	}
+	var utime, stime int64
+	if _, err := fmt.Sscan(fields[11], &utime); err != nil { // field 14 of stat
+		return 0, err
+	}
+	if _, err := fmt.Sscan(fields[12], &stime); err != nil { // field 15
+		return 0, err
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
 }
 
 // Kill sends SIGKILL to the process group and waits for the process to end.
