@@ -38,8 +38,8 @@ const EnvBenchAgents = "FLOTILLA_BENCH_AGENTS"
 //     wanted: the agents hold matching digests);
 //
 //   - storm-status-p99-ms, storm-status-one-p99-ms, storm-welcome-max-ms: every agent
-//     reconnects at once while two operators' `flotilla status -o json` are timed back to
-//     back, one for the whole fleet and one for one cluster (with how many calls each made;
+//     reconnects at once while two operators' `flotilla status -o json` are timed every
+//     500ms (or back to back when slower), one for the whole fleet and one for one cluster (with how many calls each made;
 //     idle-status-p50-ms and idle-status-one-p50-ms: the same calls on the idle hub just
 //     before), the longest any agent waited for its Welcome, and the hub's CPU per reconnect
 //     (storm-hub-cpu-ms/agent, the status calls included).
@@ -137,7 +137,7 @@ func BenchmarkFleetSim(b *testing.B) {
 		}
 		b.ReportMetric(sent, "restart-resent")
 
-		// (d) reconnect storm while two operators call `flotilla status` back to back, one for
+		// (d) reconnect storm while two operators call `flotilla status` every 500ms, one for
 		// the whole fleet, one for one cluster; first the same calls on the idle hub.
 		whole, one := []string{}, []string{"--cluster", "sim-00000"}
 		idle := timeStatus(ctx, e.fleet, 5, nil, whole)
@@ -182,8 +182,12 @@ func (e *simEnv) waitAllAt(timeout time.Duration, n int, rev string) error {
 	return err
 }
 
+// statusEvery is how often an operator of the storm calls `flotilla status` (or as soon as
+// the last call returned, if that took longer): an operator watching, not a load test.
+const statusEvery = 500 * time.Millisecond
+
 // timeStatus times `flotilla status -o json` with flags count times (fewer when stop is set),
-// sorted; failed calls are left out.
+// starting one every statusEvery at most; sorted; failed calls are left out.
 func timeStatus(ctx context.Context, f *localfleet.Fleet, count int, stop *atomic.Bool, flags []string) []time.Duration {
 	var ds []time.Duration
 	for range count {
@@ -194,6 +198,7 @@ func timeStatus(ctx context.Context, f *localfleet.Fleet, count int, stop *atomi
 		if _, err := f.Status(ctx, flags...); err == nil {
 			ds = append(ds, time.Since(t))
 		}
+		time.Sleep(statusEvery - time.Since(t))
 	}
 	slices.Sort(ds)
 	return ds
