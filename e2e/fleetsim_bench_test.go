@@ -38,11 +38,11 @@ const EnvBenchAgents = "FLOTILLA_BENCH_AGENTS"
 //     wanted: the agents hold matching digests);
 //
 //   - storm-status-p99-ms, storm-status-one-p99-ms, storm-welcome-max-ms: every agent
-//     reconnects at once while two operators' `flotilla status -o json` are timed every
-//     500ms (or back to back when slower), one for the whole fleet and one for one cluster (with how many calls each made;
-//     idle-status-p50-ms and idle-status-one-p50-ms: the same calls on the idle hub just
-//     before), the longest any agent waited for its Welcome, and the hub's CPU per reconnect
-//     (storm-hub-cpu-ms/agent, the status calls included).
+//     reconnects at once while two operators time `flotilla status -o json` every 500ms (or
+//     back to back when slower), one for the whole fleet and one for one cluster (with how
+//     many calls each made; idle-status-p50-ms and idle-status-one-p50-ms: the same calls on
+//     the idle hub just before), the longest any agent waited for its Welcome, and the hub's
+//     CPU per reconnect (storm-hub-cpu-ms/agent, the status calls included).
 //
 // fleetsim runs at nice 19: its agents stand in for other machines and take only the CPU the
 // hub leaves.
