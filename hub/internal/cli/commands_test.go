@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -188,4 +190,39 @@ func TestChangeGolden(t *testing.T) {
 	succeeds(step("17_apps_removal_held", "apps"))
 	succeeds(step("18_apps_removal_held_json", "apps", "-o", "json"))
 	succeeds(step("19_apps_confirm_removal", "apps", "confirm-removal"))
+}
+
+// TestWriteJSONItemsMatchesTheEncoder: the CLI's JSON documents, written an item at a time,
+// are byte for byte what encoding/json writes for {"items": items} with a two-space indent.
+func TestWriteJSONItemsMatchesTheEncoder(t *testing.T) {
+	type nested struct {
+		Name   string            `json:"name"`
+		Labels map[string]string `json:"labels"`
+		Drift  []driftItem       `json:"drift"`
+		When   *time.Time        `json:"when"`
+	}
+	when := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	for name, items := range map[string]any{
+		"structs": []nested{
+			{Name: "a <b> & \"c\"\n", Labels: map[string]string{"z": "1", "a": "2"}, Drift: []driftItem{{Kind: "ConfigMap", Name: "x", Type: "Modified"}}, When: &when},
+			{Name: "", Labels: nil, Drift: []driftItem{}},
+		},
+		"one":    []statusItem{{Cluster: "c1", App: "api", Drift: []driftItem{}}},
+		"empty":  []statusItem{},
+		"nil":    []statusItem(nil),
+		"tallys": []tally{{}},
+	} {
+		var want, got bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(map[string]any{"items": items}); err != nil {
+			t.Fatal(err)
+		}
+		if err := writeJSONItems(&got, items); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if got.String() != want.String() {
+			t.Errorf("%s: got\n%s\nwant\n%s", name, got.String(), want.String())
+		}
+	}
 }

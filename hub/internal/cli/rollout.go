@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -53,14 +52,12 @@ func newRolloutStatusCmd(o *rootOptions) *cobra.Command {
 			if err := checkOutput(out); err != nil {
 				return err
 			}
-			get := func(ctx context.Context, c *client) ([]byte, error) {
+			get := func(ctx context.Context, c *client, w io.Writer) error {
 				resp, err := c.op.RolloutStatus(ctx, &flotillav1.RolloutStatusRequest{App: args[0]})
 				if err != nil {
-					return nil, err
+					return err
 				}
-				var b bytes.Buffer
-				err = printRollout(&b, resp.Rollout, out)
-				return b.Bytes(), err
+				return printRollout(w, resp.Rollout, out)
 			}
 			return o.show(cmd, watch, get)
 		},
