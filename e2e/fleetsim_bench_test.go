@@ -42,8 +42,10 @@ const EnvBenchAgents = "FLOTILLA_BENCH_AGENTS"
 //     reconnects at once while two operators time `flotilla status -o json` every 500ms (or
 //     back to back when slower), one for the whole fleet and one for one cluster (with how
 //     many calls each made; idle-status-p50-ms and idle-status-one-p50-ms: the same calls on
-//     the idle hub just before), the longest any agent waited for its Welcome, and the hub's
-//     CPU per reconnect (storm-hub-cpu-ms/agent, the status calls included).
+//     the idle hub just before), the longest any agent waited for its Welcome, the hub's
+//     CPU per reconnect (storm-hub-cpu-ms/agent, the status calls included), and how many of
+//     the hub's goroutines were waiting for a CPU (storm-runnable-p50/max, sampled every
+//     250ms from go_sched_goroutines_runnable_goroutines).
 //
 // fleetsim runs at nice 19: its agents stand in for other machines and take only the CPU the
 // hub leaves.
@@ -153,13 +155,15 @@ func BenchmarkFleetSim(b *testing.B) {
 		go func() { polls <- timeStatus(ctx, e.fleet, math.MaxInt, &done, whole) }()
 		pollsOne := make(chan []time.Duration)
 		go func() { pollsOne <- timeStatus(ctx, e.fleet, math.MaxInt, &done, one) }()
+		runnable := make(chan []float64)
+		go func() { runnable <- e.sampleRunnable(&done) }()
 		s = e.waitStats(20*time.Minute, "every agent reconnected after the storm", func(s simStats) bool { return s.Welcomes >= n && s.Connected == n })
 		cpuAfter, err := e.fleet.Hub.CPU()
 		if err != nil {
 			b.Fatal(err)
 		}
 		done.Store(true)
-		ds, dsOne := <-polls, <-pollsOne
+		ds, dsOne, rs := <-polls, <-pollsOne, <-runnable
 		// The hub's CPU per reconnect, the status calls of the storm included.
 		b.ReportMetric(float64((cpuAfter-cpuBefore).Microseconds())/1000/float64(n), "storm-hub-cpu-ms/agent")
 		b.ReportMetric(ms(percentile(idle, 50)), "idle-status-p50-ms")
@@ -169,6 +173,8 @@ func BenchmarkFleetSim(b *testing.B) {
 		b.ReportMetric(ms(percentile(dsOne, 99)), "storm-status-one-p99-ms")
 		b.ReportMetric(float64(len(dsOne)), "storm-status-one-calls")
 		b.ReportMetric(s.WelcomeWait.Max, "storm-welcome-max-ms")
+		b.ReportMetric(percentile(rs, 50), "storm-runnable-p50")
+		b.ReportMetric(percentile(rs, 100), "storm-runnable-max")
 		b.ReportMetric(float64(n), "agents")
 	}
 	b.ReportMetric(0, "ns/op")
@@ -210,6 +216,20 @@ func timeStatus(ctx context.Context, f *localfleet.Fleet, count int, stop *atomi
 	}
 	slices.Sort(ds)
 	return ds
+}
+
+// sampleRunnable reads the hub's count of runnable goroutines (go_sched_goroutines_runnable,
+// those waiting for a CPU) every 250ms until stop is set; sorted.
+func (e *simEnv) sampleRunnable(stop *atomic.Bool) []float64 {
+	var out []float64
+	for !stop.Load() {
+		if v, err := e.hubMetric("go_sched_goroutines_runnable_goroutines"); err == nil {
+			out = append(out, v)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	slices.Sort(out)
+	return out
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -153,9 +154,10 @@ func signedWebhook(tb testing.TB, addr, body, secret string) int {
 }
 
 // percentile returns the nearest-rank p-th percentile of sorted.
-func percentile(sorted []time.Duration, p int) time.Duration {
+func percentile[T cmp.Ordered](sorted []T, p int) T {
 	if len(sorted) == 0 {
-		return 0
+		var zero T
+		return zero
 	}
 	i := (p*len(sorted) + 99) / 100
 	return sorted[max(i, 1)-1]

@@ -32,7 +32,10 @@ type Presence func() (connected, stale int)
 // New registers the hub's metrics (and the Go and process collectors) on a new registry.
 func New(presence Presence) *Hub {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// The scheduler's metrics (go_sched_latencies_seconds above all: how long runnable
+	// goroutines wait for a CPU) show a hub whose CPU is short, as in a reconnect storm.
+	reg.MustRegister(collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.MetricsScheduler)),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	h := &Hub{
 		reg: reg,
 		streamMessages: prometheus.NewCounterVec(prometheus.CounterOpts{
