@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -264,9 +265,15 @@ func (f *Fleet) binary(process, name string) string {
 
 // CLI runs `flotilla` with the operator config and returns its standard output.
 func (f *Fleet) CLI(ctx context.Context, args ...string) ([]byte, error) {
+	return f.CLIWith(ctx, nil, args...)
+}
+
+// CLIWith is CLI with the command run through prefix, for example nice -n -10.
+func (f *Fleet) CLIWith(ctx context.Context, prefix []string, args ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(f.opts.BinDir, "flotilla"), append([]string{"--config", f.AdminConfig}, args...)...)
+	argv := append(append(slices.Clone(prefix), filepath.Join(f.opts.BinDir, "flotilla"), "--config", f.AdminConfig), args...)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
