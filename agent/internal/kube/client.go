@@ -1,7 +1,9 @@
 // Package kube is the agent's own Kubernetes client for what it reads and writes besides the
 // objects it applies (those go through the dynamic client): Secrets, Namespaces and Events of
-// core/v1. client-go's clientset would link the types, clients, informers and listers of
-// every API group, and the agent's executable, and so its memory, grew with them.
+// core/v1 (client.go), and the API server's version and served APIs (discovery.go).
+// client-go's clientset and discovery client would link the types, clients, informers,
+// listers and OpenAPI models of every API group, and the agent's executable, and so its
+// memory, grew with them.
 package kube
 
 import (
