@@ -17,13 +17,13 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/flotilla-dev/flotilla/agent/internal/apply"
 	"github.com/flotilla-dev/flotilla/agent/internal/hubclient"
 	"github.com/flotilla-dev/flotilla/agent/internal/identity"
+	"github.com/flotilla-dev/flotilla/agent/internal/kube"
 	"github.com/flotilla-dev/flotilla/agent/internal/metrics"
 	"github.com/flotilla-dev/flotilla/agent/internal/syncer"
 	"github.com/flotilla-dev/flotilla/shared/agentkey"
@@ -202,7 +202,7 @@ func run(ctx context.Context, o *Options, log *slog.Logger) error {
 		defer p.health.Close() // when run fails before serving it
 	}
 	cfg := p.rest
-	client, err := kubernetes.NewForConfig(cfg)
+	client, err := kube.NewForConfig(cfg)
 	if err != nil {
 		return err
 	}
@@ -255,7 +255,7 @@ func run(ctx context.Context, o *Options, log *slog.Logger) error {
 
 // loadOrJoin returns the identity kept in the cluster, or enrols with the join token.
 // The agent's namespace exists (run made sure of it).
-func loadOrJoin(ctx context.Context, o *Options, client kubernetes.Interface, ageRecipient string, log *slog.Logger) (*identity.Identity, error) {
+func loadOrJoin(ctx context.Context, o *Options, client *kube.Client, ageRecipient string, log *slog.Logger) (*identity.Identity, error) {
 	st := identity.NewStore(client, o.Namespace, IdentitySecret)
 	id, found, err := st.Load(ctx)
 	if err != nil {

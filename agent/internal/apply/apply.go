@@ -17,14 +17,12 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/restmapper"
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/flotilla-dev/flotilla/agent/internal/kube"
 	"github.com/flotilla-dev/flotilla/shared/ignore"
 	"github.com/flotilla-dev/flotilla/shared/syncoptions"
 )
@@ -52,7 +50,7 @@ var (
 // Applier applies revisions with server-side apply and prunes what they no longer hold.
 type Applier struct {
 	dyn          dynamic.Interface
-	mapper       *restmapper.DeferredDiscoveryRESTMapper
+	mapper       *mapper
 	fieldManager string
 	self         selfGuard // the zero value guards nothing
 	// cache serves live objects from informers (watch.go) instead of GETs once it runs.
@@ -97,13 +95,13 @@ func New(cfg *rest.Config, o Options) (*Applier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dynamic client: %w", err)
 	}
-	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	disc, err := kube.NewDiscovery(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("discovery client: %w", err)
+		return nil, err
 	}
 	a := &Applier{
 		dyn:          dyn,
-		mapper:       restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc)),
+		mapper:       &mapper{disc: disc},
 		fieldManager: o.FieldManager,
 		self:         selfGuard{namespace: o.GuardNamespace},
 		owners:       o.Owners,
@@ -388,7 +386,7 @@ func (a *Applier) scope(ctx context.Context, gvk schema.GroupVersionKind, crds m
 			m, err = a.restMapping(ctx, gvk)
 		case !*fresh:
 			*fresh = true
-			a.rediscover(ctx, 0)
+			a.rediscover(0)
 			m, err = a.lookup(ctx, gvk)
 		}
 	}
@@ -406,18 +404,18 @@ const rediscoverEvery = 5 * time.Second
 // rediscoverEvery: a type that really is missing must not cost a discovery on every call).
 func (a *Applier) restMapping(ctx context.Context, gvk schema.GroupVersionKind) (*meta.RESTMapping, error) {
 	m, err := a.lookup(ctx, gvk)
-	if err != nil && meta.IsNoMatchError(err) && a.rediscover(ctx, rediscoverEvery) {
+	if err != nil && meta.IsNoMatchError(err) && a.rediscover(rediscoverEvery) {
 		m, err = a.lookup(ctx, gvk)
 	}
 	return m, err
 }
 
 func (a *Applier) lookup(ctx context.Context, gvk schema.GroupVersionKind) (*meta.RESTMapping, error) {
-	return a.mapper.RESTMappingWithContext(ctx, gvk.GroupKind(), gvk.Version)
+	return a.mapper.RESTMapping(ctx, gvk.GroupKind(), gvk.Version)
 }
 
 // rediscover drops the cached discovery unless it was refreshed less than minAge ago.
-func (a *Applier) rediscover(ctx context.Context, minAge time.Duration) bool {
+func (a *Applier) rediscover(minAge time.Duration) bool {
 	a.mu.Lock()
 	if minAge > 0 && time.Since(a.lastDiscovery) < minAge {
 		a.mu.Unlock()
@@ -425,7 +423,7 @@ func (a *Applier) rediscover(ctx context.Context, minAge time.Duration) bool {
 	}
 	a.lastDiscovery = time.Now()
 	a.mu.Unlock()
-	a.mapper.ResetWithContext(ctx)
+	a.mapper.reset()
 	return true
 }
 
@@ -673,7 +671,7 @@ func (a *Applier) resolveDeferred(ctx context.Context, items []*item) error {
 		var last error
 		err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, crdWait, true, func(ctx context.Context) (bool, error) {
 			if !fresh {
-				a.rediscover(ctx, 0) // new types: discovery may lag a moment behind Established
+				a.rediscover(0) // new types: discovery may lag a moment behind Established
 			}
 			it.mapping, last = a.lookup(ctx, gvk)
 			fresh = last == nil

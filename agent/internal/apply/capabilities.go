@@ -2,12 +2,11 @@ package apply
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"slices"
 
-	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
+
+	"github.com/flotilla-dev/flotilla/agent/internal/kube"
 )
 
 // Capabilities are what the API server says of itself, for the hub's chart renders
@@ -25,16 +24,16 @@ func (c Capabilities) Equal(o Capabilities) bool {
 
 // CapabilitiesDiscoverer asks the API server for its Capabilities, uncached.
 type CapabilitiesDiscoverer struct {
-	dc discovery.DiscoveryInterface
+	disc *kube.Discovery
 }
 
 // NewCapabilitiesDiscoverer makes a discoverer with its own discovery client.
 func NewCapabilitiesDiscoverer(cfg *rest.Config) (*CapabilitiesDiscoverer, error) {
-	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	disc, err := kube.NewDiscovery(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("discovery client: %w", err)
+		return nil, err
 	}
-	return &CapabilitiesDiscoverer{dc: dc}, nil
+	return &CapabilitiesDiscoverer{disc: disc}, nil
 }
 
 // Discover returns the API server's version and served APIs, sorted. Groups whose discovery
@@ -43,17 +42,16 @@ func (d *CapabilitiesDiscoverer) Discover(ctx context.Context) (Capabilities, er
 	if err := ctx.Err(); err != nil {
 		return Capabilities{}, err
 	}
-	v, err := d.dc.ServerVersion()
+	v, err := d.disc.ServerVersion(ctx)
 	if err != nil {
-		return Capabilities{}, fmt.Errorf("server version: %w", err)
+		return Capabilities{}, err
 	}
-	_, lists, err := d.dc.ServerGroupsAndResources()
-	var partial *discovery.ErrGroupDiscoveryFailed
-	if err != nil && !errors.As(err, &partial) {
-		return Capabilities{}, fmt.Errorf("server APIs: %w", err)
+	apis, err := d.disc.APIs(ctx)
+	if err != nil {
+		return Capabilities{}, err
 	}
 	seen := map[string]bool{}
-	for _, l := range lists {
+	for _, l := range apis.Lists {
 		seen[l.GroupVersion] = true
 		for _, r := range l.APIResources {
 			if r.Kind != "" {

@@ -7,9 +7,10 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -19,21 +20,47 @@ import (
 // caches are also the Applier's view of live objects (liveCache): reading them instead of
 // the API server keeps health checks, drift checks and unchanged applies free of requests.
 type watcher struct {
-	factory dynamicinformer.DynamicSharedInformerFactory
 	applier *Applier
 	notify  func(app string, ref ObjectRef) // nil: nobody listens
 
-	mu       sync.Mutex
-	watched  map[schema.GroupVersionResource]cache.SharedIndexInformer
-	stop     <-chan struct{} // set by run; nil until then
-	startErr map[schema.GroupVersionResource]bool
+	mu      sync.Mutex
+	watched map[schema.GroupVersionResource]cache.SharedIndexInformer
+	started map[schema.GroupVersionResource]bool
+	stop    <-chan struct{} // set by run; nil until then
+	closed  bool            // run is returning: nothing more starts
+	running sync.WaitGroup  // the informers' goroutines
 }
 
 func newWatcher(a *Applier, notify func(app string, ref ObjectRef)) *watcher {
-	f := dynamicinformer.NewFilteredDynamicSharedInformerFactory(a.dyn, 0, metav1.NamespaceAll, func(o *metav1.ListOptions) {
+	return &watcher{
+		applier: a,
+		notify:  notify,
+		watched: map[schema.GroupVersionResource]cache.SharedIndexInformer{},
+		started: map[schema.GroupVersionResource]bool{},
+	}
+}
+
+// informer makes the informer of gvr: every namespace, objects labelled LabelApp, no resync,
+// indexed by namespace.
+func (w *watcher) informer(gvr schema.GroupVersionResource) cache.SharedIndexInformer {
+	dyn := w.applier.dyn
+	labelled := func(o metav1.ListOptions) metav1.ListOptions {
 		o.LabelSelector = LabelApp
-	})
-	return &watcher{factory: f, applier: a, notify: notify, watched: map[schema.GroupVersionResource]cache.SharedIndexInformer{}}
+		return o
+	}
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return dyn.Resource(gvr).List(ctx, labelled(o))
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return dyn.Resource(gvr).Watch(ctx, labelled(o))
+		},
+	}
+	return cache.NewSharedIndexInformerWithOptions(cache.ToListWatcherWithWatchListSemantics(lw, dyn), &unstructured.Unstructured{},
+		cache.SharedIndexInformerOptions{
+			Indexers:          cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc},
+			ObjectDescription: gvr.String(),
+		})
 }
 
 // Watch makes sure the kinds of refs are watched (once Run has started the watches, their
@@ -69,7 +96,7 @@ func (w *watcher) start(gvrs []schema.GroupVersionResource) []cache.SharedIndexI
 			out = append(out, inf)
 			continue
 		}
-		inf := w.factory.ForResource(gvr).Informer()
+		inf := w.informer(gvr)
 		if err := inf.SetTransform(compact(w.applier.fieldManager)); err != nil {
 			continue // started already: cannot happen, each kind's informer is made here once
 		}
@@ -81,19 +108,36 @@ func (w *watcher) start(gvrs []schema.GroupVersionResource) []cache.SharedIndexI
 		added = true
 	}
 	if added && w.stop != nil {
-		w.factory.Start(w.stop)
+		w.startLocked()
 	}
 	return out
+}
+
+// startLocked runs the informers not yet running until w.stop closes; w.mu is held.
+func (w *watcher) startLocked() {
+	if w.closed {
+		return
+	}
+	for gvr, inf := range w.watched {
+		if w.started[gvr] {
+			continue
+		}
+		w.started[gvr] = true
+		w.running.Go(func() { inf.Run(w.stop) })
+	}
 }
 
 // run starts the informers and stops them when ctx ends, returning once they have.
 func (w *watcher) run(ctx context.Context) {
 	w.mu.Lock()
 	w.stop = ctx.Done()
-	w.factory.Start(w.stop)
+	w.startLocked()
 	w.mu.Unlock()
 	<-ctx.Done()
-	w.factory.Shutdown()
+	w.mu.Lock()
+	w.closed = true
+	w.mu.Unlock()
+	w.running.Wait()
 }
 
 // cacheWait bounds how long an apply waits for a new informer to list its kind; past it the

@@ -10,7 +10,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+
+	"github.com/flotilla-dev/flotilla/agent/internal/kube"
 )
 
 // KeyAgeIdentity is the key of the age Secret that holds the agent's age X25519 identity
@@ -22,8 +23,8 @@ const KeyAgeIdentity = "identity"
 // identity never leaves the cluster (the hub learns only the recipient). The Secret is
 // immutable: replacing the key means deleting the Secret, restarting the agent and
 // re-encrypting every EncryptedSecret for the new recipient.
-func LoadOrCreateAge(ctx context.Context, client kubernetes.Interface, namespace, name string) (id *age.X25519Identity, created bool, err error) {
-	secrets := client.CoreV1().Secrets(namespace)
+func LoadOrCreateAge(ctx context.Context, client *kube.Client, namespace, name string) (id *age.X25519Identity, created bool, err error) {
+	secrets := client.Secrets(namespace)
 	sec, err := secrets.Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		fresh, err := age.GenerateX25519Identity()

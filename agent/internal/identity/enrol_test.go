@@ -8,7 +8,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/kubernetes"
+
+	"github.com/flotilla-dev/flotilla/agent/internal/kube"
 )
 
 // TestCheckWritable: the dry run writes nothing, passes where Save would succeed and fails,
@@ -22,12 +23,12 @@ func TestCheckWritable(t *testing.T) {
 	if err := NewStore(client, ns, "agent-identity").CheckWritable(ctx); err != nil {
 		t.Fatalf("CheckWritable with admin rights: %v", err)
 	}
-	if _, err := client.CoreV1().Secrets(ns).Get(ctx, "agent-identity", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+	if _, err := client.Secrets(ns).Get(ctx, "agent-identity", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("the dry run left a Secret behind (get: %v)", err)
 	}
 	cfg := *shared.Clusters(t)[0].Config
 	cfg.Impersonate.UserName = "someone-without-rbac"
-	nobody, err := kubernetes.NewForConfig(&cfg)
+	nobody, err := kube.NewForConfig(&cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,8 +11,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
+
+	"github.com/flotilla-dev/flotilla/agent/internal/kube"
 )
 
 // Keys of the identity Secret, besides tls.crt and tls.key of type kubernetes.io/tls.
@@ -27,20 +28,20 @@ var managedBy = map[string]string{"app.kubernetes.io/managed-by": "flotilla-agen
 // Store keeps the identity in a Secret of type kubernetes.io/tls (tls.crt, tls.key, plus
 // ca.crt and cluster) in the agent's namespace.
 type Store struct {
-	client    kubernetes.Interface
+	client    *kube.Client
 	namespace string
 	name      string
 }
 
 // NewStore returns a Store for the Secret namespace/secretName.
-func NewStore(client kubernetes.Interface, namespace, secretName string) *Store {
+func NewStore(client *kube.Client, namespace, secretName string) *Store {
 	return &Store{client: client, namespace: namespace, name: secretName}
 }
 
 // Load reads the identity. ok is false, with no error, when the Secret does not exist; a
 // Secret that exists but lacks a key is an error.
 func (s *Store) Load(ctx context.Context) (id *Identity, ok bool, err error) {
-	sec, err := s.client.CoreV1().Secrets(s.namespace).Get(ctx, s.name, metav1.GetOptions{})
+	sec, err := s.client.Secrets(s.namespace).Get(ctx, s.name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil, false, nil
 	}
@@ -77,7 +78,7 @@ func (s *Store) Save(ctx context.Context, id *Identity) error {
 		KeyCA:                   id.CAPEM,
 		KeyCluster:              []byte(id.Cluster),
 	}
-	secrets := s.client.CoreV1().Secrets(s.namespace)
+	secrets := s.client.Secrets(s.namespace)
 	create := func() error {
 		_, err := secrets.Create(ctx, &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Name: s.name, Namespace: s.namespace, Labels: maps.Clone(managedBy)},
@@ -123,7 +124,7 @@ func (s *Store) Save(ctx context.Context, id *Identity) error {
 // one (RBAC, quota, admission webhooks, an existing Secret of that name). The agent runs it
 // before it spends its join token.
 func (s *Store) CheckWritable(ctx context.Context) error {
-	_, err := s.client.CoreV1().Secrets(s.namespace).Create(ctx, &corev1.Secret{
+	_, err := s.client.Secrets(s.namespace).Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: s.name, Namespace: s.namespace, Labels: maps.Clone(managedBy)},
 		Type:       corev1.SecretTypeTLS,
 		Data:       map[string][]byte{corev1.TLSCertKey: []byte("-"), corev1.TLSPrivateKeyKey: []byte("-"), KeyCA: []byte("-"), KeyCluster: []byte("-")},
@@ -170,15 +171,15 @@ func validate(id *Identity) error {
 }
 
 // EnsureNamespace creates namespace if it does not exist.
-func EnsureNamespace(ctx context.Context, client kubernetes.Interface, namespace string) error {
-	_, err := client.CoreV1().Namespaces().Get(ctx, namespace, metav1.GetOptions{})
+func EnsureNamespace(ctx context.Context, client *kube.Client, namespace string) error {
+	_, err := client.Namespaces().Get(ctx, namespace, metav1.GetOptions{})
 	if err == nil {
 		return nil
 	}
 	if !apierrors.IsNotFound(err) {
 		return fmt.Errorf("get namespace %s: %w", namespace, err)
 	}
-	_, err = client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{
+	_, err = client.Namespaces().Create(ctx, &corev1.Namespace{
 		ObjectMeta: metav1.ObjectMeta{Name: namespace, Labels: maps.Clone(managedBy)},
 	}, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {

@@ -10,8 +10,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 
+	"github.com/flotilla-dev/flotilla/agent/internal/kube"
 	"github.com/flotilla-dev/flotilla/e2e/localkube"
 )
 
@@ -19,9 +19,9 @@ var shared = localkube.NewShared(localkube.Options{Name: "identity"})
 
 func TestMain(m *testing.M) { os.Exit(shared.Main(m)) }
 
-func kubeClient(t *testing.T) kubernetes.Interface {
+func kubeClient(t *testing.T) *kube.Client {
 	t.Helper()
-	client, err := shared.Clusters(t)[0].Client()
+	client, err := kube.NewForConfig(shared.Clusters(t)[0].Config)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +41,7 @@ func TestEnsureNamespace(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ns, err := client.CoreV1().Namespaces().Get(ctx, "flotilla-ns-test", metav1.GetOptions{})
+	ns, err := client.Namespaces().Get(ctx, "flotilla-ns-test", metav1.GetOptions{})
 	if err != nil {
 		t.Fatalf("namespace not created: %v", err)
 	}
@@ -71,7 +71,7 @@ func TestStoreSaveAndLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertLoads(ctx, t, store, first)
-	sec, err := client.CoreV1().Secrets(ns).Get(ctx, "agent-identity", metav1.GetOptions{})
+	sec, err := client.Secrets(ns).Get(ctx, "agent-identity", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func TestStoreSaveAndLoad(t *testing.T) {
 	// Renewal updates the Secret in place and keeps what else is in it.
 	sec.Data["note"] = []byte("kept")
 	sec.Annotations = map[string]string{"example.com/owner": "helm"}
-	if _, err := client.CoreV1().Secrets(ns).Update(ctx, sec, metav1.UpdateOptions{}); err != nil {
+	if _, err := client.Secrets(ns).Update(ctx, sec, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	renewed := newTestIdentity(t, ca, "prod-1", time.Now().Add(2*time.Hour))
@@ -95,7 +95,7 @@ func TestStoreSaveAndLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertLoads(ctx, t, store, renewed)
-	sec, err = client.CoreV1().Secrets(ns).Get(ctx, "agent-identity", metav1.GetOptions{})
+	sec, err = client.Secrets(ns).Get(ctx, "agent-identity", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +130,7 @@ func TestStoreErrors(t *testing.T) {
 
 	// A Secret of another type cannot become ours (the type is immutable).
 	opaque := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "opaque", Namespace: ns}, Data: map[string][]byte{"x": []byte("y")}}
-	if _, err := client.CoreV1().Secrets(ns).Create(ctx, opaque, metav1.CreateOptions{}); err != nil {
+	if _, err := client.Secrets(ns).Create(ctx, opaque, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := NewStore(client, ns, "opaque").Save(ctx, id); err == nil || !strings.Contains(err.Error(), "type") {
@@ -143,7 +143,7 @@ func TestStoreErrors(t *testing.T) {
 		Type:       corev1.SecretTypeTLS,
 		Data:       map[string][]byte{"tls.crt": id.CertPEM, "tls.key": id.KeyPEM},
 	}
-	if _, err := client.CoreV1().Secrets(ns).Create(ctx, partial, metav1.CreateOptions{}); err != nil {
+	if _, err := client.Secrets(ns).Create(ctx, partial, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	_, ok, err := NewStore(client, ns, "partial").Load(ctx)

@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
+	"github.com/flotilla-dev/flotilla/agent/internal/kube"
 	"github.com/flotilla-dev/flotilla/e2e/localkube"
 	"github.com/flotilla-dev/flotilla/shared/bundle"
 )
@@ -66,6 +67,7 @@ type Env struct {
 	Config *rest.Config // counts writes
 	Writes *Writes
 	Client kubernetes.Interface // admin, not counted
+	Kube   *kube.Client         // the agent's own client, admin, not counted
 }
 
 // NewEnv returns an Env on c.
@@ -78,7 +80,11 @@ func NewEnv(t testing.TB, c *localkube.Cluster) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Env{Config: cfg, Writes: wc, Client: client}
+	kc, err := kube.NewForConfig(c.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Env{Config: cfg, Writes: wc, Client: client, Kube: kc}
 }
 
 // WritesDuring returns how many write requests fn made, and what they were.

@@ -17,8 +17,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/flotilla-dev/flotilla/agent/internal/kube"
 )
 
 // bigState is an app state whose bundle carries n random bytes (base64 in a ConfigMap), so
@@ -46,9 +47,9 @@ func compressedSize(t *testing.T, st *AppState) int {
 }
 
 // stateSecrets returns the Secrets of app's state, by name.
-func stateSecrets(t *testing.T, ctx context.Context, cs kubernetes.Interface, ns, app string) map[string]*corev1.Secret {
+func stateSecrets(t *testing.T, ctx context.Context, cs *kube.Client, ns, app string) map[string]*corev1.Secret {
 	t.Helper()
-	list, err := cs.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{LabelSelector: LabelAppState + "=" + AppLabelValue(app)})
+	list, err := cs.Secrets(ns).List(ctx, metav1.ListOptions{LabelSelector: LabelAppState + "=" + AppLabelValue(app)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +200,7 @@ func TestLoadReportsCorruptPart(t *testing.T) {
 	if err := st.Save(ctx, sample("good")); err != nil {
 		t.Fatal(err)
 	}
-	secrets := cs.CoreV1().Secrets(ns)
+	secrets := cs.Secrets(ns)
 	head, err := secrets.Get(ctx, SecretName("shop"), metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -320,14 +321,14 @@ func (c faultTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // faultClient returns a clientset for the shared cluster whose writes pass through a
 // faultTransport, unarmed.
-func faultClient(t *testing.T) (kubernetes.Interface, *fault) {
+func faultClient(t *testing.T) (*kube.Client, *fault) {
 	t.Helper()
 	cfg := rest.CopyConfig(shared.Clusters(t)[0].Config)
 	f := &fault{}
 	f.disarm()
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return faultTransport{next: rt, f: f} })
 	cfg.QPS, cfg.Burst = -1, 0
-	cs, err := kubernetes.NewForConfig(cfg)
+	cs, err := kube.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -336,7 +337,7 @@ func faultClient(t *testing.T) (kubernetes.Interface, *fault) {
 
 // cutClient returns a clientset that passes as many writes as the returned counter allows,
 // then fails them all: a crash in the middle of a Save.
-func cutClient(t *testing.T) (kubernetes.Interface, *atomic.Int64) {
+func cutClient(t *testing.T) (*kube.Client, *atomic.Int64) {
 	cs, f := faultClient(t)
 	return cs, &f.allow
 }
@@ -552,7 +553,7 @@ func TestLoadStateWithoutParts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+	if _, err := cs.Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	legacy := &corev1.Secret{
@@ -560,7 +561,7 @@ func TestLoadStateWithoutParts(t *testing.T) {
 		Type:       SecretType,
 		Data:       map[string][]byte{DataKey: compress(doc)},
 	}
-	if _, err := cs.CoreV1().Secrets(ns).Create(ctx, legacy, metav1.CreateOptions{}); err != nil {
+	if _, err := cs.Secrets(ns).Create(ctx, legacy, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	st := NewStore(cs, ns)

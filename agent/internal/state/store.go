@@ -14,7 +14,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+
+	"github.com/flotilla-dev/flotilla/agent/internal/kube"
 )
 
 // Store reads and writes the state Secrets of one namespace. It is safe for concurrent use;
@@ -31,7 +32,7 @@ import (
 // its head names add up to the head's checksum. Parts that no head names (left by a write cut
 // short before or after its head) are ignored, and the app's next Save deletes them.
 type Store struct {
-	client    kubernetes.Interface
+	client    *kube.Client
 	namespace string
 
 	mu    sync.Mutex
@@ -48,7 +49,7 @@ type written struct {
 }
 
 // NewStore returns a Store keeping state Secrets in namespace.
-func NewStore(client kubernetes.Interface, namespace string) *Store {
+func NewStore(client *kube.Client, namespace string) *Store {
 	return &Store{client: client, namespace: namespace, saved: map[string]written{}}
 }
 
@@ -56,7 +57,7 @@ func NewStore(client kubernetes.Interface, namespace string) *Store {
 // checksum that does not match) is left out and named in the returned error, next to the
 // states that could be read: the caller decides what to do.
 func (s *Store) Load(ctx context.Context) (map[string]*AppState, error) {
-	list, err := s.client.CoreV1().Secrets(s.namespace).List(ctx, metav1.ListOptions{
+	list, err := s.client.Secrets(s.namespace).List(ctx, metav1.ListOptions{
 		LabelSelector: LabelState + "=" + LabelStateApp,
 	})
 	if err != nil {
@@ -183,7 +184,7 @@ func (s *Store) Save(ctx context.Context, st *AppState) error {
 // Delete removes app's state: the head first, so the state is gone at once, then its parts.
 // Deleting state that does not exist is not an error.
 func (s *Store) Delete(ctx context.Context, app string) error {
-	err := s.client.CoreV1().Secrets(s.namespace).Delete(ctx, SecretName(app), metav1.DeleteOptions{})
+	err := s.client.Secrets(s.namespace).Delete(ctx, SecretName(app), metav1.DeleteOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("delete state of %s: %w", app, err)
 	}
@@ -205,7 +206,7 @@ func (s *Store) remember(app string, w written) {
 // read returns what the cluster holds for app; a zero resourceVersion when it holds no head.
 // A head whose state cannot be read is reported with a zero sum: it will be overwritten.
 func (s *Store) read(ctx context.Context, app string) (written, error) {
-	secrets := s.client.CoreV1().Secrets(s.namespace)
+	secrets := s.client.Secrets(s.namespace)
 	head, err := secrets.Get(ctx, SecretName(app), metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return written{orphans: true}, nil // no head; parts of an interrupted write may exist
@@ -249,7 +250,7 @@ func (s *Store) read(ctx context.Context, app string) (written, error) {
 func (s *Store) writePart(ctx context.Context, part *corev1.Secret) error {
 	_, err := s.create(ctx, part)
 	if apierrors.IsAlreadyExists(err) {
-		_, err = s.client.CoreV1().Secrets(s.namespace).Update(ctx, part, metav1.UpdateOptions{})
+		_, err = s.client.Secrets(s.namespace).Update(ctx, part, metav1.UpdateOptions{})
 	}
 	return err
 }
@@ -258,7 +259,7 @@ func (s *Store) writePart(ctx context.Context, part *corev1.Secret) error {
 // head changed or went away meanwhile, this state replaces whatever is there, and replaced is
 // set.
 func (s *Store) writeHead(ctx context.Context, head *corev1.Secret, resourceVersion string) (out *corev1.Secret, replaced bool, err error) {
-	secrets := s.client.CoreV1().Secrets(s.namespace)
+	secrets := s.client.Secrets(s.namespace)
 	if resourceVersion != "" {
 		head.ResourceVersion = resourceVersion
 		out, err := secrets.Update(ctx, head, metav1.UpdateOptions{})
@@ -303,7 +304,7 @@ func (s *Store) deleteParts(ctx context.Context, app string, keep written) error
 		if _, set, i, ok := splitPartName(name); !ok || keep.names(set, i) {
 			continue
 		}
-		err := s.client.CoreV1().Secrets(s.namespace).Delete(ctx, name, metav1.DeleteOptions{})
+		err := s.client.Secrets(s.namespace).Delete(ctx, name, metav1.DeleteOptions{})
 		if err != nil && !apierrors.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("delete part %s: %w", name, err))
 		}
@@ -318,7 +319,7 @@ func (w written) names(set string, i int) bool {
 
 // listParts returns app's part Secrets by name.
 func (s *Store) listParts(ctx context.Context, app string) (map[string]*corev1.Secret, error) {
-	list, err := s.client.CoreV1().Secrets(s.namespace).List(ctx, metav1.ListOptions{
+	list, err := s.client.Secrets(s.namespace).List(ctx, metav1.ListOptions{
 		LabelSelector: LabelState + "=" + LabelStateApp + "," + LabelAppState + "=" + AppLabelValue(app) + "," + LabelPart,
 	})
 	if err != nil {
@@ -364,15 +365,15 @@ func (s *Store) secret(name, app string, data []byte) *corev1.Secret {
 
 // create creates secret, and its namespace first when that is missing.
 func (s *Store) create(ctx context.Context, secret *corev1.Secret) (*corev1.Secret, error) {
-	out, err := s.client.CoreV1().Secrets(s.namespace).Create(ctx, secret, metav1.CreateOptions{})
+	out, err := s.client.Secrets(s.namespace).Create(ctx, secret, metav1.CreateOptions{})
 	if err == nil || !apierrors.IsNotFound(err) {
 		return out, err
 	}
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: s.namespace}}
-	if _, err := s.client.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+	if _, err := s.client.Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return nil, fmt.Errorf("create namespace %s: %w", s.namespace, err)
 	}
-	return s.client.CoreV1().Secrets(s.namespace).Create(ctx, secret, metav1.CreateOptions{})
+	return s.client.Secrets(s.namespace).Create(ctx, secret, metav1.CreateOptions{})
 }
 
 var errMissingPart = errors.New("missing")

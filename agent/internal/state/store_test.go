@@ -14,8 +14,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/client-go/kubernetes"
 
+	"github.com/flotilla-dev/flotilla/agent/internal/kube"
 	"github.com/flotilla-dev/flotilla/agent/internal/kubetest"
 	"github.com/flotilla-dev/flotilla/e2e/localkube"
 )
@@ -25,10 +25,10 @@ var shared = localkube.NewShared(localkube.Options{Name: "state"})
 func TestMain(m *testing.M) { os.Exit(shared.Main(m)) }
 
 // client returns a clientset for the shared cluster that counts its writes (kubetest).
-func client(t *testing.T) (kubernetes.Interface, *kubetest.Writes) {
+func client(t *testing.T) (*kube.Client, *kubetest.Writes) {
 	t.Helper()
 	e := kubetest.NewEnv(t, shared.Clusters(t)[0])
-	cs, err := kubernetes.NewForConfig(e.Config)
+	cs, err := kube.NewForConfig(e.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 			t.Errorf("app %s: loaded\n%+v\nwant\n%+v", want.App, got[want.App], want)
 		}
 	}
-	sec, err := cs.CoreV1().Secrets(ns).Get(ctx, "flotilla-app-shop", metav1.GetOptions{})
+	sec, err := cs.Secrets(ns).Get(ctx, "flotilla-app-shop", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +197,7 @@ func TestDelete(t *testing.T) {
 	if err := st.Save(ctx, sample("a")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cs.CoreV1().Secrets(ns).Get(ctx, SecretName("a"), metav1.GetOptions{}); err != nil {
+	if _, err := cs.Secrets(ns).Get(ctx, SecretName("a"), metav1.GetOptions{}); err != nil {
 		t.Errorf("state of a not recreated: %v", err)
 	}
 }
@@ -214,7 +214,7 @@ func TestLoadSkipsCorrupt(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: SecretName("bad"), Namespace: ns, Labels: map[string]string{LabelState: LabelStateApp}},
 		Data:       map[string][]byte{DataKey: []byte("not gzip")},
 	}
-	if _, err := cs.CoreV1().Secrets(ns).Create(ctx, bad, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+	if _, err := cs.Secrets(ns).Create(ctx, bad, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
 	got, err := NewStore(cs, ns).Load(ctx)

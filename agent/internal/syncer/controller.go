@@ -13,11 +13,11 @@ import (
 	"filippo.io/age"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/flotilla-dev/flotilla/agent/internal/apply"
+	"github.com/flotilla-dev/flotilla/agent/internal/kube"
 	"github.com/flotilla-dev/flotilla/agent/internal/state"
 	"github.com/flotilla-dev/flotilla/shared/logging"
 )
@@ -88,7 +88,7 @@ type Controller struct {
 	log     *slog.Logger
 	applier *apply.Applier
 	store   *state.Store
-	kube    kubernetes.Interface
+	kube    *kube.Client
 	queue   workqueue.TypedDelayingInterface[string]
 	metrics *metrics
 	// warnings are each app's latest Warning Events (warnings.go).
@@ -123,7 +123,7 @@ func NewController(cfg Config) (*Controller, error) {
 	if cfg.SyncTimeout <= 0 {
 		cfg.SyncTimeout = DefaultSyncTimeout
 	}
-	client, err := kubernetes.NewForConfig(cfg.RESTConfig)
+	client, err := kube.NewForConfig(cfg.RESTConfig)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}

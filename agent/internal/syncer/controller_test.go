@@ -156,7 +156,7 @@ func TestControllerSyncsAndRestores(t *testing.T) {
 	}
 	// The healthy revision is in state, with its bundle.
 	testwait.For(t, 30*time.Second, "healthy revision saved", func(ctx context.Context) (bool, error) {
-		states, err := state.NewStore(e.Client, agentNS).Load(ctx)
+		states, err := state.NewStore(e.Kube, agentNS).Load(ctx)
 		st := states["shop"]
 		return err == nil && st != nil && st.HealthyRevision == d.Revision && len(st.HealthyBundle) > 0, err
 	})

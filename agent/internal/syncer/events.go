@@ -86,7 +86,7 @@ func (c *Controller) recordEvent(ctx context.Context, ev Event, ref apply.Object
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := c.kube.CoreV1().Events(eventNS).Create(ctx, e, metav1.CreateOptions{}); err != nil {
+	if _, err := c.kube.Events(eventNS).Create(ctx, e, metav1.CreateOptions{}); err != nil {
 		c.log.Warn("recording an event failed", logging.KeyApp, ev.App, keyReason, ev.Reason, logging.Err(err))
 	}
 }

@@ -113,7 +113,7 @@ func TestFailedPruneIsKeptAndRetried(t *testing.T) {
 		t.Fatal("the guarded ConfigMap is gone although its deletion was refused")
 	}
 	inInventory := func(ctx context.Context) (bool, error) {
-		states, err := state.NewStore(e.Client, agentNS).Load(ctx)
+		states, err := state.NewStore(e.Kube, agentNS).Load(ctx)
 		if err != nil || states["guard"] == nil {
 			return false, err
 		}

@@ -154,7 +154,7 @@ func TestControllerRollback(t *testing.T) {
 		t.Errorf("OnEvent got %+v", got)
 	}
 	// The mark is in the app's state: it survives a restart of the agent.
-	states, err := state.NewStore(e.Client, agentNS).Load(kubetest.Ctx(t))
+	states, err := state.NewStore(e.Kube, agentNS).Load(kubetest.Ctx(t))
 	if st := states["rb"]; err != nil || st == nil || st.Revision != a.Revision || st.RolledBack == nil ||
 		st.RolledBack.Revision != b.Revision || st.RolledBack.Digest != b.Digest || st.RolledBack.Failed {
 		t.Fatalf("state after rollback: %+v (%v)", st, err)
@@ -333,7 +333,7 @@ func TestControllerRollbackFailed(t *testing.T) {
 	if err != nil || podLabels(obj)[localkube.FailingPodLabel] == "" {
 		t.Errorf("Deployment changed after a failed rollback: %v %v", podLabels(obj), err)
 	}
-	states, err := state.NewStore(e.Client, agentNS).Load(kubetest.Ctx(t))
+	states, err := state.NewStore(e.Kube, agentNS).Load(kubetest.Ctx(t))
 	if st := states["rb"]; err != nil || st == nil || st.RolledBack == nil || !st.RolledBack.Failed || st.Revision != b.Revision {
 		t.Errorf("state %+v (%v)", st, err)
 	}

@@ -69,7 +69,7 @@ func TestStateSaveFailuresRetried(t *testing.T) {
 		_, exists := e.ConfigMapValue(t, ns, "dropped", "value")
 		return !exists, nil
 	})
-	if states, err := state.NewStore(e.Client, agentNS).Load(kubetest.Ctx(t)); err != nil || states["shop"] != nil {
+	if states, err := state.NewStore(e.Kube, agentNS).Load(kubetest.Ctx(t)); err != nil || states["shop"] != nil {
 		t.Fatalf("with saves failing, state holds %v (%v)", states["shop"] != nil, err)
 	}
 	if n := failed.Load(); n < 2 {
@@ -80,7 +80,7 @@ func TestStateSaveFailuresRetried(t *testing.T) {
 	s := rec.waitStatus(t, "shop", time.Minute, "saved: no longer Degraded", func(s AppStatus) bool {
 		return s.AppliedRevision == d2.Revision && s.Health == "Healthy" && !strings.Contains(s.Message, "state not saved")
 	})
-	states, err := state.NewStore(e.Client, agentNS).Load(kubetest.Ctx(t))
+	states, err := state.NewStore(e.Kube, agentNS).Load(kubetest.Ctx(t))
 	if err != nil || states["shop"] == nil {
 		t.Fatalf("after saves work again: no state (%v); status %+v", err, s)
 	}

@@ -101,7 +101,7 @@ func indexInvolved(obj any) ([]string, error) {
 // watchWarnings keeps every app's Warning Events until ctx ends. Without the right to list
 // Events (a namespace-scoped agent), the informer keeps retrying and apps report none.
 func (c *Controller) watchWarnings(ctx context.Context) {
-	lw := cache.NewFilteredListWatchFromClient(c.kube.CoreV1().RESTClient(), "events", metav1.NamespaceAll,
+	lw := cache.NewFilteredListWatchFromClient(c.kube.RESTClient(), "events", metav1.NamespaceAll,
 		func(o *metav1.ListOptions) { o.FieldSelector = "type=" + corev1.EventTypeWarning })
 	inf := cache.NewSharedIndexInformer(lw, &corev1.Event{}, 0, cache.Indexers{byInvolved: indexInvolved})
 	if err := inf.SetTransform(compactEvent); err != nil {
