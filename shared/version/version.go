@@ -17,11 +17,5 @@ const (
 	MinProtocol uint32 = 1
 )
 
-// AgentALPN is the protocol an agent offers in its TLS ClientHello beside gRPC's h2, which is
-// what the hub answers: it tells the hub that the handshake is an agent's before any costly
-// step, so that when thousands reconnect at once the hub takes them a few at a time and stays
-// responsive to operators (hub/internal/server/admission.go).
-const AgentALPN = "flotilla-agent"
-
 // String is the human form, "VERSION (commit COMMIT)".
 func String() string { return fmt.Sprintf("%s (commit %s)", Version, Commit) }

@@ -11,8 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
-
-	"github.com/flotilla-dev/flotilla/shared/version"
 )
 
 // Identity is the agent's private key, its client certificate and the hub CA, all PEM, and
@@ -47,8 +45,6 @@ func (id *Identity) TLSConfig(serverName string) (*tls.Config, error) {
 		ServerName:   serverName,
 		RootCAs:      roots,
 		Certificates: []tls.Certificate{cert},
-		// gRPC adds h2, which the hub answers; AgentALPN tells the hub this is an agent.
-		NextProtos: []string{version.AgentALPN},
 	}, nil
 }
 

@@ -12,13 +12,11 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/flotilla-dev/flotilla/shared/agentkey"
-	"github.com/flotilla-dev/flotilla/shared/version"
 )
 
 // testCA stands in for the hub's CA (the agent cannot import hub packages).
@@ -105,10 +103,6 @@ func TestTLSConfig(t *testing.T) {
 	}
 	if _, err := ca.cert.Verify(x509.VerifyOptions{Roots: cfg.RootCAs}); err != nil {
 		t.Errorf("RootCAs do not hold the hub ca: %v", err)
-	}
-	// The hub queues agents' handshakes when thousands reconnect at once, by this ALPN.
-	if !slices.Equal(cfg.NextProtos, []string{version.AgentALPN}) {
-		t.Errorf("NextProtos = %q, want [%s] (gRPC adds h2)", cfg.NextProtos, version.AgentALPN)
 	}
 	if !id.NotAfter().Equal(notAfter) {
 		t.Errorf("NotAfter = %s, want %s", id.NotAfter(), notAfter)

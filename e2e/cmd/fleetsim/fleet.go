@@ -22,7 +22,6 @@ import (
 
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
 	"github.com/flotilla-dev/flotilla/shared/logging"
-	"github.com/flotilla-dev/flotilla/shared/version"
 )
 
 // fleet is the simulated agents of one run and what they share: the mode, the marker, the
@@ -175,7 +174,7 @@ func loadAgents(o *RunOptions) ([]*agent, error) {
 			name: name, addr: o.Hub, held: map[string]*flotillav1.HeldApp{},
 			// Its own TLS session cache, as the agent keeps one (hubclient.Credentials): a
 			// reconnect resumes the session.
-			tls: &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: roots, Certificates: []tls.Certificate{pair}, NextProtos: []string{version.AgentALPN},
+			tls: &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: roots, Certificates: []tls.Certificate{pair},
 				ClientSessionCache: tls.NewLRUClientSessionCache(1)},
 		})
 	}

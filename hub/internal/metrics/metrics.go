@@ -21,7 +21,6 @@ type Hub struct {
 	render          *prometheus.HistogramVec
 	renderCache     *prometheus.CounterVec
 	commitToApplied prometheus.Histogram
-	handshakeWait   *prometheus.HistogramVec
 }
 
 // Presence reports, at scrape time, how many agents are connected to this hub and how many of
@@ -64,12 +63,7 @@ func New(presence Presence) *Hub {
 			Buckets: prometheus.ExponentialBuckets(0.25, 2, 14),
 		}),
 	}
-	h.handshakeWait = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "flotilla_hub_agent_handshake_wait_seconds",
-		Help:    "Time agents' TLS handshakes waited for the CPU when many reconnect at once, by result (admitted, or timeout: went on unqueued after 10s).",
-		Buckets: prometheus.ExponentialBuckets(0.001, 4, 8),
-	}, []string{"result"})
-	reg.MustRegister(h.streamMessages, h.streamBytes, h.syncs, h.gitFetch, h.render, h.renderCache, h.commitToApplied, h.handshakeWait)
+	reg.MustRegister(h.streamMessages, h.streamBytes, h.syncs, h.gitFetch, h.render, h.renderCache, h.commitToApplied)
 	if presence != nil {
 		reg.MustRegister(
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -83,28 +77,6 @@ func New(presence Presence) *Hub {
 		)
 	}
 	return h
-}
-
-// HandshakeWait observes how long an agent's handshake waited for the CPU; ok is false when
-// it went on unqueued because the wait ran out.
-func (h *Hub) HandshakeWait(d time.Duration, ok bool) {
-	if h != nil {
-		result := "admitted"
-		if !ok {
-			result = "timeout"
-		}
-		h.handshakeWait.WithLabelValues(result).Observe(d.Seconds())
-	}
-}
-
-// HandshakesQueued reports, at scrape time, how many agents' handshakes wait for the CPU.
-func (h *Hub) HandshakesQueued(queued func() int) {
-	if h != nil {
-		h.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "flotilla_hub_agent_handshakes_queued",
-			Help: "Agents' TLS handshakes waiting for the CPU now (many agents reconnecting at once).",
-		}, func() float64 { return float64(queued()) }))
-	}
 }
 
 // Handler serves the metrics.

@@ -80,9 +80,6 @@ type Config struct {
 	Logger          *slog.Logger
 	// Metrics may be nil.
 	Metrics *metrics.Hub
-	// AgentHandshakes is how many agents' TLS handshakes may compute at once (admission.go);
-	// 0 means two per CPU the hub may use.
-	AgentHandshakes int
 	// Git reads and pushes repositories for promotions; nil turns promotion off.
 	Git gitRepos
 	// HA makes this server one of several hub replicas (redirect.go); nil for a single hub.
@@ -126,8 +123,6 @@ type Server struct {
 
 	matrix matrixCache // the fleet as FleetPage last read it (fleetpage.go)
 	paged  pagedRows   // the fleet's rows as the first page of a paged Status read them (statuspage.go)
-
-	gate *handshakeGate // agents' TLS handshakes, a few at a time (admission.go)
 }
 
 // New returns a server; call Serve to run it.
@@ -152,8 +147,6 @@ func New(cfg Config) *Server {
 		s.roots = cfg.CA.Pool()
 	}
 	s.chains = pki.NewChainCache(s.roots)
-	s.gate = newHandshakeGate(cfg.AgentHandshakes, cfg.Metrics.HandshakeWait)
-	cfg.Metrics.HandshakesQueued(func() int { return int(s.gate.queued.Load()) })
 	if cfg.Git != nil {
 		s.promoter = promote.NewWriter(cfg.Git, cfg.Store, cfg.Logger)
 	}
@@ -176,13 +169,12 @@ func (s *Server) GRPCServer() *grpc.Server {
 		ClientCAs:    s.roots,
 		// A client certificate is verified here, by verifyClientChain, up to its expiry;
 		// whether an expired one may still renew is decided per method by authenticate.
-		ClientAuth:         tls.RequestClientCert,
-		VerifyConnection:   s.verifyClientChain,
-		GetConfigForClient: s.gate.admit,
-		MinVersion:         tls.VersionTLS13,
+		ClientAuth:       tls.RequestClientCert,
+		VerifyConnection: s.verifyClientChain,
+		MinVersion:       tls.VersionTLS13,
 	}
 	gs := grpc.NewServer(
-		grpc.Creds(gatedCreds{TransportCredentials: credentials.NewTLS(tlsCfg), gate: s.gate}),
+		grpc.Creds(credentials.NewTLS(tlsCfg)),
 		grpc.MaxRecvMsgSize(MaxMessageSize),
 		grpc.MaxSendMsgSize(MaxMessageSize+64<<10),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
