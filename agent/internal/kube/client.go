@@ -97,8 +97,11 @@ type Objects[T object, L runtime.Object] struct {
 	newList   func() L
 }
 
+// request is r for this resource, in protobuf unless the config asks for another content type,
+// as client-go's typed clients of built-in types speak (a state Secret of 900 KiB is a third
+// of a second of base64 and JSON each way under the race detector, and far less in protobuf).
 func (o Objects[T, L]) request(r *rest.Request) *rest.Request {
-	return r.NamespaceIfScoped(o.namespace, o.namespace != "").Resource(o.resource)
+	return r.UseProtobufAsDefault().NamespaceIfScoped(o.namespace, o.namespace != "").Resource(o.resource)
 }
 
 // Get reads the object name.

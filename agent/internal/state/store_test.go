@@ -41,8 +41,11 @@ var uniqSeq atomic.Int64
 // with -count).
 func uniq(base string) string { return fmt.Sprintf("%s-%d", base, uniqSeq.Add(1)) }
 
+// ctx bounds a test's calls: generously, as a bound on a hang and not a figure (make test
+// runs every package's control plane at once on two cores, and a 2 MiB state's Save under the
+// race detector took most of a minute there).
 func ctx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
 	return ctx
 }
