@@ -82,6 +82,10 @@ func WriteConfig(path string, c *Config) error {
 	return os.Rename(tmp, path)
 }
 
+// statusWindow is how much of an answer the hub may send before the CLI acknowledges it: a
+// whole page of status (at most 4 MiB) at once.
+const statusWindow = 8 << 20
+
 // Dial opens a TLS connection to the hub with the operator certificate (and opts).
 func (c *Config) Dial(opts ...grpc.DialOption) (*grpc.ClientConn, error) {
 	pool := x509.NewCertPool()
@@ -99,7 +103,11 @@ func (c *Config) Dial(opts ...grpc.DialOption) (*grpc.ClientConn, error) {
 	creds := credentials.NewTLS(&tls.Config{
 		RootCAs: pool, Certificates: []tls.Certificate{cert}, ServerName: host, MinVersion: tls.VersionTLS13,
 	})
-	return grpc.NewClient(c.Hub, append([]grpc.DialOption{grpc.WithTransportCredentials(creds)}, opts...)...)
+	return grpc.NewClient(c.Hub, append([]grpc.DialOption{
+		grpc.WithTransportCredentials(creds),
+		grpc.WithInitialWindowSize(statusWindow),
+		grpc.WithInitialConnWindowSize(statusWindow),
+	}, opts...)...)
 }
 
 // client is what commands use.
