@@ -4,7 +4,12 @@ package opclient
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
 )
@@ -13,34 +18,89 @@ import (
 // under the hub's message limit (the hub also ends a page at about 2 MiB).
 const StatusPageSize = 5000
 
-// Status reads every row req selects, a page at a time, into one answer (a hub that does not
-// page answers everything at once). The unreachable replicas are those of any page.
+// Status reads every row req selects into one answer: every page in one call (StatusPages),
+// or, from a hub that has no StatusPages, a page per call (a hub that does not page either
+// answers everything at once). The unreachable replicas are those of any page.
 func Status(ctx context.Context, op flotillav1.OperatorClient, req *flotillav1.StatusRequest) (*flotillav1.StatusResponse, error) {
 	page := &flotillav1.StatusRequest{
 		App: req.App, Cluster: req.Cluster, Selector: req.Selector, Stale: req.Stale, Drifted: req.Drifted,
 		Revision: req.Revision, Resources: req.Resources, PageSize: StatusPageSize,
 	}
-	out := &flotillav1.StatusResponse{}
-	seen := map[string]bool{}
+	out := &answer{seen: map[string]bool{}, StatusResponse: &flotillav1.StatusResponse{}}
+	err := out.streamed(ctx, op, page)
+	if status.Code(err) == codes.Unimplemented && !out.started {
+		err = out.paged(ctx, op, page)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return out.StatusResponse, nil
+}
+
+// answer collects the pages of one Status.
+type answer struct {
+	*flotillav1.StatusResponse
+	seen    map[string]bool // unreachable replicas already named
+	started bool            // a page arrived
+}
+
+// add takes one page, whose request started after cluster after; more tells whether another
+// page follows it.
+func (a *answer) add(resp *flotillav1.StatusResponse, after string) (more bool, err error) {
+	a.started = true
+	a.Items = append(a.Items, resp.Items...)
+	for _, p := range resp.UnreachablePeers {
+		if !a.seen[p] {
+			a.seen[p] = true
+			a.UnreachablePeers = append(a.UnreachablePeers, p)
+		}
+	}
+	next := resp.NextAfterCluster
+	if next != "" && next <= after {
+		return false, fmt.Errorf("status: the hub's next page starts at cluster %q, not after %q", next, after)
+	}
+	return next != "", nil
+}
+
+// streamed reads every page from one StatusPages call.
+func (a *answer) streamed(ctx context.Context, op flotillav1.OperatorClient, req *flotillav1.StatusRequest) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := op.StatusPages(ctx, req)
+	if err != nil {
+		return err
+	}
+	after := req.AfterCluster
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			if a.started {
+				return fmt.Errorf("status: the hub's answer ended after cluster %q, before its last page", after)
+			}
+			return errors.New("status: the hub's answer ended before its first page")
+		}
+		if err != nil {
+			return err
+		}
+		more, err := a.add(resp, after)
+		if err != nil || !more {
+			return err
+		}
+		after = resp.NextAfterCluster
+	}
+}
+
+// paged reads the pages one Status call each, moving page's cursor.
+func (a *answer) paged(ctx context.Context, op flotillav1.OperatorClient, page *flotillav1.StatusRequest) error {
 	for {
 		resp, err := op.Status(ctx, page)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		out.Items = append(out.Items, resp.Items...)
-		for _, p := range resp.UnreachablePeers {
-			if !seen[p] {
-				seen[p] = true
-				out.UnreachablePeers = append(out.UnreachablePeers, p)
-			}
+		more, err := a.add(resp, page.AfterCluster)
+		if err != nil || !more {
+			return err
 		}
-		next := resp.NextAfterCluster
-		if next == "" {
-			return out, nil
-		}
-		if next <= page.AfterCluster {
-			return nil, fmt.Errorf("status: the hub's next page starts at cluster %q, not after %q", next, page.AfterCluster)
-		}
-		page.AfterCluster = next
+		page.AfterCluster = resp.NextAfterCluster
 	}
 }

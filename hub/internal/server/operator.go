@@ -10,10 +10,12 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
+	"github.com/flotilla-dev/flotilla/hub/internal/opclient"
 	"github.com/flotilla-dev/flotilla/hub/internal/pki"
 	"github.com/flotilla-dev/flotilla/hub/internal/store"
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
@@ -85,11 +87,6 @@ func (s *Server) Join(ctx context.Context, req *flotillav1.JoinRequest) (*flotil
 
 // Status lists every cluster×app, optionally filtered, a page at a time when asked to.
 func (s *Server) Status(ctx context.Context, req *flotillav1.StatusRequest) (*flotillav1.StatusResponse, error) {
-	inSelector, err := s.selectClusters(req.Selector)
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	resp := &flotillav1.StatusResponse{}
 	var all []fleet.Row
 	switch {
 	case req.Cluster != "":
@@ -99,6 +96,53 @@ func (s *Server) Status(ctx context.Context, req *flotillav1.StatusRequest) (*fl
 	default:
 		all = s.cfg.Fleet.Rows()
 	}
+	resp, err := s.status(ctx, req, all)
+	if err == nil && req.PageSize > 0 && resp.NextAfterCluster == "" {
+		s.paged.done()
+	}
+	return resp, err
+}
+
+// StatusPages sends every page of a paged Status in one call, one page after another: a
+// caller reading a large fleet waits for one answer, not for one per page. The fleet's rows
+// are read once, for the first page.
+func (s *Server) StatusPages(req *flotillav1.StatusRequest, stream flotillav1.Operator_StatusPagesServer) error {
+	page := proto.CloneOf(req)
+	if page.PageSize <= 0 {
+		page.PageSize = opclient.StatusPageSize
+	}
+	var all []fleet.Row
+	if req.Cluster != "" {
+		all = s.cfg.Fleet.ClusterRows(req.Cluster)
+	} else {
+		all = s.cfg.Fleet.Rows()
+	}
+	for {
+		resp, err := s.status(stream.Context(), page, all)
+		if err != nil {
+			return err
+		}
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+		if resp.NextAfterCluster == "" {
+			return nil
+		}
+		if resp.NextAfterCluster <= page.AfterCluster {
+			return toStatus(reword(errInternal, "status: a page after %q ended at %q", page.AfterCluster, resp.NextAfterCluster))
+		}
+		page.AfterCluster = resp.NextAfterCluster
+	}
+}
+
+// status answers req (one page of it when paged) from all, the fleet's rows sorted by cluster,
+// with the rows the other replicas hold gathered in.
+func (s *Server) status(ctx context.Context, req *flotillav1.StatusRequest, all []fleet.Row) (*flotillav1.StatusResponse, error) {
+	inSelector, err := s.selectClusters(req.Selector)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &flotillav1.StatusResponse{}
 	// Rows are sorted by cluster: a page starts after the cursor's cluster.
 	from := sort.Search(len(all), func(i int) bool { return all[i].Cluster > req.AfterCluster })
 	page := newStatusPage(req.PageSize)
@@ -128,9 +172,6 @@ func (s *Server) Status(ctx context.Context, req *flotillav1.StatusRequest) (*fl
 		it := s.statusItem(r, req.Resources)
 		page.add(it)
 		resp.Items = append(resp.Items, it)
-	}
-	if req.PageSize > 0 && resp.NextAfterCluster == "" {
-		s.paged.done()
 	}
 	return mapped(s.gatherStatus(ctx, req, resp))
 }

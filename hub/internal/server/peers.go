@@ -39,6 +39,7 @@ const (
 // does).
 var peerCallable = map[string]bool{
 	"/flotilla.v1.Operator/Status":       true,
+	"/flotilla.v1.Operator/StatusPages":  true,
 	"/flotilla.v1.Operator/FleetPage":    true,
 	"/flotilla.v1.Operator/ListClusters": true,
 	"/flotilla.v1.Operator/History":      true,

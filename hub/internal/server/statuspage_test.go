@@ -2,12 +2,17 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
 	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
@@ -63,11 +68,42 @@ func TestStatusPagesALargeFleet(t *testing.T) {
 	}
 	checkAllRows(t, rows, clusters)
 
-	all, err := opclient.Status(ctx, op, &flotillav1.StatusRequest{})
+	// StatusPages sends the same pages in one call.
+	stream, err := op.StatusPages(ctx, &flotillav1.StatusRequest{PageSize: 1001})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var streamed []*flotillav1.AppClusterStatus
+	streamedPages := 0
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("StatusPages, page %d: %v", streamedPages+1, err)
+		}
+		streamedPages++
+		if resp.NextAfterCluster != "" && resp.NextAfterCluster != resp.Items[len(resp.Items)-1].Cluster {
+			t.Fatalf("StatusPages, page %d: next after %q, want its last cluster", streamedPages, resp.NextAfterCluster)
+		}
+		streamed = append(streamed, resp.Items...)
+	}
+	if streamedPages != pages {
+		t.Errorf("StatusPages sent %d pages, Status answered %d", streamedPages, pages)
+	}
+	checkAllRows(t, streamed, clusters)
+
+	// The CLI's reader takes every page in one StatusPages call.
+	counted := &countingOperator{OperatorClient: op}
+	all, err := opclient.Status(ctx, counted, &flotillav1.StatusRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	checkAllRows(t, all.Items, clusters)
+	if counted.pages != 1 || counted.status != 0 {
+		t.Errorf("opclient.Status made %d StatusPages and %d Status calls, want 1 and 0", counted.pages, counted.status)
+	}
 
 	// A new read starts from the fleet as it is now, not as the last pages read it.
 	h.fleet.RestoreReport("c00000", &fleet.Report{App: "api", Sync: fleet.SyncSynced, AppliedRevision: "5e6f", Reported: time.Now(),
@@ -87,6 +123,56 @@ func TestStatusPagesALargeFleet(t *testing.T) {
 	if len(one.Items) != 2 || one.Items[0].Cluster != "c01234" || one.Items[0].App != "api" || one.Items[1].App != "web" {
 		t.Fatalf("status of one cluster = %v, want its api and web rows", one.Items)
 	}
+}
+
+// TestStatusFromAHubBeforeStatusPages: against a hub whose Operator service has no
+// StatusPages (one from before it), opclient.Status reads the pages a Status call each.
+func TestStatusFromAHubBeforeStatusPages(t *testing.T) {
+	h, srv := newHubUnderTest(t, RateLimits{})
+	old := flotillav1.Operator_ServiceDesc
+	old.Streams = nil // StatusPages is the Operator service's only stream
+	gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{
+		Certificates: []tls.Certificate{srv.cfg.Serving}, ClientCAs: srv.roots, ClientAuth: tls.RequireAndVerifyClientCert,
+		MinVersion: tls.VersionTLS13,
+	})), grpc.UnaryInterceptor(srv.unaryAuth))
+	gs.RegisterService(&old, srv)
+	go func() { _ = gs.Serve(h.lis) }()
+	t.Cleanup(gs.Stop)
+
+	const clusters = 1500
+	for i := range clusters {
+		for _, app := range []string{"api", "web"} {
+			h.fleet.RestoreReport(fmt.Sprintf("c%05d", i), &fleet.Report{App: app, Sync: fleet.SyncOutOfSync, Reported: time.Now(),
+				Drift: []fleet.DriftItem{{Version: "v1", Kind: "ConfigMap", Name: app, Type: "Modified", Diff: "x"}}})
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	counted := &countingOperator{OperatorClient: flotillav1.NewOperatorClient(h.dial(t, h.adminCert(t)))}
+	all, err := opclient.Status(ctx, counted, &flotillav1.StatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAllRows(t, all.Items, clusters)
+	if counted.pages != 1 || counted.status != 1 {
+		t.Errorf("opclient.Status made %d StatusPages and %d Status calls, want 1 (refused) and 1 (3,000 rows in a page of 5,000)", counted.pages, counted.status)
+	}
+}
+
+// countingOperator counts the Status and StatusPages calls made through it.
+type countingOperator struct {
+	flotillav1.OperatorClient
+	status, pages int
+}
+
+func (c *countingOperator) Status(ctx context.Context, req *flotillav1.StatusRequest, opts ...grpc.CallOption) (*flotillav1.StatusResponse, error) {
+	c.status++
+	return c.OperatorClient.Status(ctx, req, opts...)
+}
+
+func (c *countingOperator) StatusPages(ctx context.Context, req *flotillav1.StatusRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[flotillav1.StatusResponse], error) {
+	c.pages++
+	return c.OperatorClient.StatusPages(ctx, req, opts...)
 }
 
 // checkAllRows checks rows are every cluster's api and web rows, once each, in order.

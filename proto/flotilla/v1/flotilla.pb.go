@@ -6342,9 +6342,10 @@ const file_flotilla_v1_flotilla_proto_rawDesc = "" +
 	"\x04Join\x12\x18.flotilla.v1.JoinRequest\x1a\x19.flotilla.v1.JoinResponse2\x91\x01\n" +
 	"\fAgentService\x12A\n" +
 	"\aConnect\x12\x19.flotilla.v1.AgentMessage\x1a\x17.flotilla.v1.HubMessage(\x010\x01\x12>\n" +
-	"\x05Renew\x12\x19.flotilla.v1.RenewRequest\x1a\x1a.flotilla.v1.RenewResponse2\xcd\b\n" +
+	"\x05Renew\x12\x19.flotilla.v1.RenewRequest\x1a\x1a.flotilla.v1.RenewResponse2\x97\t\n" +
 	"\bOperator\x12A\n" +
-	"\x06Status\x12\x1a.flotilla.v1.StatusRequest\x1a\x1b.flotilla.v1.StatusResponse\x12S\n" +
+	"\x06Status\x12\x1a.flotilla.v1.StatusRequest\x1a\x1b.flotilla.v1.StatusResponse\x12H\n" +
+	"\vStatusPages\x12\x1a.flotilla.v1.StatusRequest\x1a\x1b.flotilla.v1.StatusResponse0\x01\x12S\n" +
 	"\fListClusters\x12 .flotilla.v1.ListClustersRequest\x1a!.flotilla.v1.ListClustersResponse\x12G\n" +
 	"\bListApps\x12\x1c.flotilla.v1.ListAppsRequest\x1a\x1d.flotilla.v1.ListAppsResponse\x12M\n" +
 	"\n" +
@@ -6513,42 +6514,44 @@ var file_flotilla_v1_flotilla_proto_depIdxs = []int32{
 	4,  // 53: flotilla.v1.AgentService.Connect:input_type -> flotilla.v1.AgentMessage
 	2,  // 54: flotilla.v1.AgentService.Renew:input_type -> flotilla.v1.RenewRequest
 	33, // 55: flotilla.v1.Operator.Status:input_type -> flotilla.v1.StatusRequest
-	36, // 56: flotilla.v1.Operator.ListClusters:input_type -> flotilla.v1.ListClustersRequest
-	39, // 57: flotilla.v1.Operator.ListApps:input_type -> flotilla.v1.ListAppsRequest
-	45, // 58: flotilla.v1.Operator.AddCluster:input_type -> flotilla.v1.AddClusterRequest
-	47, // 59: flotilla.v1.Operator.CreateToken:input_type -> flotilla.v1.CreateTokenRequest
-	49, // 60: flotilla.v1.Operator.Sync:input_type -> flotilla.v1.SyncRequest
-	51, // 61: flotilla.v1.Operator.History:input_type -> flotilla.v1.HistoryRequest
-	54, // 62: flotilla.v1.Operator.Rollback:input_type -> flotilla.v1.RollbackRequest
-	56, // 63: flotilla.v1.Operator.RevokeCluster:input_type -> flotilla.v1.RevokeClusterRequest
-	58, // 64: flotilla.v1.Operator.Promote:input_type -> flotilla.v1.PromoteRequest
-	42, // 65: flotilla.v1.Operator.ConfirmRemoval:input_type -> flotilla.v1.ConfirmRemovalRequest
-	68, // 66: flotilla.v1.Operator.RolloutStatus:input_type -> flotilla.v1.RolloutStatusRequest
-	73, // 67: flotilla.v1.Operator.RolloutAction:input_type -> flotilla.v1.RolloutActionRequest
-	29, // 68: flotilla.v1.Operator.FleetPage:input_type -> flotilla.v1.FleetPageRequest
-	63, // 69: flotilla.v1.Peer.ExportRegistry:input_type -> flotilla.v1.ExportRegistryRequest
-	61, // 70: flotilla.v1.Peer.ExportRollout:input_type -> flotilla.v1.ExportRolloutRequest
-	1,  // 71: flotilla.v1.Enrollment.Join:output_type -> flotilla.v1.JoinResponse
-	5,  // 72: flotilla.v1.AgentService.Connect:output_type -> flotilla.v1.HubMessage
-	3,  // 73: flotilla.v1.AgentService.Renew:output_type -> flotilla.v1.RenewResponse
-	34, // 74: flotilla.v1.Operator.Status:output_type -> flotilla.v1.StatusResponse
-	37, // 75: flotilla.v1.Operator.ListClusters:output_type -> flotilla.v1.ListClustersResponse
-	40, // 76: flotilla.v1.Operator.ListApps:output_type -> flotilla.v1.ListAppsResponse
-	46, // 77: flotilla.v1.Operator.AddCluster:output_type -> flotilla.v1.AddClusterResponse
-	48, // 78: flotilla.v1.Operator.CreateToken:output_type -> flotilla.v1.CreateTokenResponse
-	50, // 79: flotilla.v1.Operator.Sync:output_type -> flotilla.v1.SyncResponse
-	52, // 80: flotilla.v1.Operator.History:output_type -> flotilla.v1.HistoryResponse
-	55, // 81: flotilla.v1.Operator.Rollback:output_type -> flotilla.v1.RollbackResponse
-	57, // 82: flotilla.v1.Operator.RevokeCluster:output_type -> flotilla.v1.RevokeClusterResponse
-	59, // 83: flotilla.v1.Operator.Promote:output_type -> flotilla.v1.PromoteResponse
-	43, // 84: flotilla.v1.Operator.ConfirmRemoval:output_type -> flotilla.v1.ConfirmRemovalResponse
-	69, // 85: flotilla.v1.Operator.RolloutStatus:output_type -> flotilla.v1.RolloutStatusResponse
-	74, // 86: flotilla.v1.Operator.RolloutAction:output_type -> flotilla.v1.RolloutActionResponse
-	30, // 87: flotilla.v1.Operator.FleetPage:output_type -> flotilla.v1.FleetPageResponse
-	64, // 88: flotilla.v1.Peer.ExportRegistry:output_type -> flotilla.v1.ExportRegistryResponse
-	62, // 89: flotilla.v1.Peer.ExportRollout:output_type -> flotilla.v1.ExportRolloutResponse
-	71, // [71:90] is the sub-list for method output_type
-	52, // [52:71] is the sub-list for method input_type
+	33, // 56: flotilla.v1.Operator.StatusPages:input_type -> flotilla.v1.StatusRequest
+	36, // 57: flotilla.v1.Operator.ListClusters:input_type -> flotilla.v1.ListClustersRequest
+	39, // 58: flotilla.v1.Operator.ListApps:input_type -> flotilla.v1.ListAppsRequest
+	45, // 59: flotilla.v1.Operator.AddCluster:input_type -> flotilla.v1.AddClusterRequest
+	47, // 60: flotilla.v1.Operator.CreateToken:input_type -> flotilla.v1.CreateTokenRequest
+	49, // 61: flotilla.v1.Operator.Sync:input_type -> flotilla.v1.SyncRequest
+	51, // 62: flotilla.v1.Operator.History:input_type -> flotilla.v1.HistoryRequest
+	54, // 63: flotilla.v1.Operator.Rollback:input_type -> flotilla.v1.RollbackRequest
+	56, // 64: flotilla.v1.Operator.RevokeCluster:input_type -> flotilla.v1.RevokeClusterRequest
+	58, // 65: flotilla.v1.Operator.Promote:input_type -> flotilla.v1.PromoteRequest
+	42, // 66: flotilla.v1.Operator.ConfirmRemoval:input_type -> flotilla.v1.ConfirmRemovalRequest
+	68, // 67: flotilla.v1.Operator.RolloutStatus:input_type -> flotilla.v1.RolloutStatusRequest
+	73, // 68: flotilla.v1.Operator.RolloutAction:input_type -> flotilla.v1.RolloutActionRequest
+	29, // 69: flotilla.v1.Operator.FleetPage:input_type -> flotilla.v1.FleetPageRequest
+	63, // 70: flotilla.v1.Peer.ExportRegistry:input_type -> flotilla.v1.ExportRegistryRequest
+	61, // 71: flotilla.v1.Peer.ExportRollout:input_type -> flotilla.v1.ExportRolloutRequest
+	1,  // 72: flotilla.v1.Enrollment.Join:output_type -> flotilla.v1.JoinResponse
+	5,  // 73: flotilla.v1.AgentService.Connect:output_type -> flotilla.v1.HubMessage
+	3,  // 74: flotilla.v1.AgentService.Renew:output_type -> flotilla.v1.RenewResponse
+	34, // 75: flotilla.v1.Operator.Status:output_type -> flotilla.v1.StatusResponse
+	34, // 76: flotilla.v1.Operator.StatusPages:output_type -> flotilla.v1.StatusResponse
+	37, // 77: flotilla.v1.Operator.ListClusters:output_type -> flotilla.v1.ListClustersResponse
+	40, // 78: flotilla.v1.Operator.ListApps:output_type -> flotilla.v1.ListAppsResponse
+	46, // 79: flotilla.v1.Operator.AddCluster:output_type -> flotilla.v1.AddClusterResponse
+	48, // 80: flotilla.v1.Operator.CreateToken:output_type -> flotilla.v1.CreateTokenResponse
+	50, // 81: flotilla.v1.Operator.Sync:output_type -> flotilla.v1.SyncResponse
+	52, // 82: flotilla.v1.Operator.History:output_type -> flotilla.v1.HistoryResponse
+	55, // 83: flotilla.v1.Operator.Rollback:output_type -> flotilla.v1.RollbackResponse
+	57, // 84: flotilla.v1.Operator.RevokeCluster:output_type -> flotilla.v1.RevokeClusterResponse
+	59, // 85: flotilla.v1.Operator.Promote:output_type -> flotilla.v1.PromoteResponse
+	43, // 86: flotilla.v1.Operator.ConfirmRemoval:output_type -> flotilla.v1.ConfirmRemovalResponse
+	69, // 87: flotilla.v1.Operator.RolloutStatus:output_type -> flotilla.v1.RolloutStatusResponse
+	74, // 88: flotilla.v1.Operator.RolloutAction:output_type -> flotilla.v1.RolloutActionResponse
+	30, // 89: flotilla.v1.Operator.FleetPage:output_type -> flotilla.v1.FleetPageResponse
+	64, // 90: flotilla.v1.Peer.ExportRegistry:output_type -> flotilla.v1.ExportRegistryResponse
+	62, // 91: flotilla.v1.Peer.ExportRollout:output_type -> flotilla.v1.ExportRolloutResponse
+	72, // [72:92] is the sub-list for method output_type
+	52, // [52:72] is the sub-list for method input_type
 	52, // [52:52] is the sub-list for extension type_name
 	52, // [52:52] is the sub-list for extension extendee
 	0,  // [0:52] is the sub-list for field type_name

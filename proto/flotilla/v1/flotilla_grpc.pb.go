@@ -276,6 +276,7 @@ var AgentService_ServiceDesc = grpc.ServiceDesc{
 
 const (
 	Operator_Status_FullMethodName         = "/flotilla.v1.Operator/Status"
+	Operator_StatusPages_FullMethodName    = "/flotilla.v1.Operator/StatusPages"
 	Operator_ListClusters_FullMethodName   = "/flotilla.v1.Operator/ListClusters"
 	Operator_ListApps_FullMethodName       = "/flotilla.v1.Operator/ListApps"
 	Operator_AddCluster_FullMethodName     = "/flotilla.v1.Operator/AddCluster"
@@ -298,6 +299,11 @@ const (
 // Operator is the CLI's service; callers present the admin client certificate.
 type OperatorClient interface {
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
+	// StatusPages answers what Status answers a page at a time, every page in one call: the hub
+	// sends the pages one after another, with no request between them (page_size 0: 5,000 rows;
+	// after_cluster: where the first page starts). Each page's next_after_cluster is set when
+	// another follows.
+	StatusPages(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StatusResponse], error)
 	ListClusters(ctx context.Context, in *ListClustersRequest, opts ...grpc.CallOption) (*ListClustersResponse, error)
 	ListApps(ctx context.Context, in *ListAppsRequest, opts ...grpc.CallOption) (*ListAppsResponse, error)
 	AddCluster(ctx context.Context, in *AddClusterRequest, opts ...grpc.CallOption) (*AddClusterResponse, error)
@@ -339,6 +345,25 @@ func (c *operatorClient) Status(ctx context.Context, in *StatusRequest, opts ...
 	}
 	return out, nil
 }
+
+func (c *operatorClient) StatusPages(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StatusResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Operator_ServiceDesc.Streams[0], Operator_StatusPages_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[StatusRequest, StatusResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Operator_StatusPagesClient = grpc.ServerStreamingClient[StatusResponse]
 
 func (c *operatorClient) ListClusters(ctx context.Context, in *ListClustersRequest, opts ...grpc.CallOption) (*ListClustersResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -477,6 +502,11 @@ func (c *operatorClient) FleetPage(ctx context.Context, in *FleetPageRequest, op
 // Operator is the CLI's service; callers present the admin client certificate.
 type OperatorServer interface {
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
+	// StatusPages answers what Status answers a page at a time, every page in one call: the hub
+	// sends the pages one after another, with no request between them (page_size 0: 5,000 rows;
+	// after_cluster: where the first page starts). Each page's next_after_cluster is set when
+	// another follows.
+	StatusPages(*StatusRequest, grpc.ServerStreamingServer[StatusResponse]) error
 	ListClusters(context.Context, *ListClustersRequest) (*ListClustersResponse, error)
 	ListApps(context.Context, *ListAppsRequest) (*ListAppsResponse, error)
 	AddCluster(context.Context, *AddClusterRequest) (*AddClusterResponse, error)
@@ -511,6 +541,9 @@ type UnimplementedOperatorServer struct{}
 
 func (UnimplementedOperatorServer) Status(context.Context, *StatusRequest) (*StatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Status not implemented")
+}
+func (UnimplementedOperatorServer) StatusPages(*StatusRequest, grpc.ServerStreamingServer[StatusResponse]) error {
+	return status.Error(codes.Unimplemented, "method StatusPages not implemented")
 }
 func (UnimplementedOperatorServer) ListClusters(context.Context, *ListClustersRequest) (*ListClustersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListClusters not implemented")
@@ -589,6 +622,17 @@ func _Operator_Status_Handler(srv interface{}, ctx context.Context, dec func(int
 	}
 	return interceptor(ctx, in, info, handler)
 }
+
+func _Operator_StatusPages_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(StatusRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(OperatorServer).StatusPages(m, &grpc.GenericServerStream[StatusRequest, StatusResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Operator_StatusPagesServer = grpc.ServerStreamingServer[StatusResponse]
 
 func _Operator_ListClusters_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListClustersRequest)
@@ -888,7 +932,13 @@ var Operator_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Operator_FleetPage_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "StatusPages",
+			Handler:       _Operator_StatusPages_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "flotilla/v1/flotilla.proto",
 }
 
