@@ -97,3 +97,46 @@ func TestProfilingFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestGCIdlePercentFlag: --gc-idle-percent defaults to 50 and tunes the collector; 0, or GOGC
+// set in the environment, leaves it to Go; a negative value is refused naming the flag.
+func TestGCIdlePercentFlag(t *testing.T) {
+	tests := []struct {
+		args    []string
+		gogc    string
+		want    int // the tuner's idle target; 0: no tuner
+		wantErr string
+	}{
+		{args: nil, want: 50},
+		{args: []string{"--gc-idle-percent=25"}, want: 25},
+		{args: []string{"--gc-idle-percent=0"}, want: 0},
+		{args: nil, gogc: "200", want: 0},
+		{args: []string{"--gc-idle-percent=-5"}, wantErr: "--gc-idle-percent -5"},
+	}
+	for _, tt := range tests {
+		o := NewOptions()
+		fs := pflag.NewFlagSet("hub", pflag.ContinueOnError)
+		o.AddFlags(fs)
+		if err := fs.Parse(append([]string{"--apps-dir", t.TempDir(), "--data-dir", t.TempDir()}, tt.args...)); err != nil {
+			t.Fatal(err)
+		}
+		err := o.Validate()
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("%v: error %v, want one naming %q", tt.args, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%v: %v", tt.args, err)
+		}
+		tuner := gcTuner(o, func(k string) string { return map[string]string{"GOGC": tt.gogc}[k] }, slog.New(slog.DiscardHandler))
+		got := 0
+		if tuner != nil {
+			got = tuner.Idle
+		}
+		if got != tt.want {
+			t.Errorf("%v with GOGC=%q: tuner's idle target %d, want %d (0: no tuner)", tt.args, tt.gogc, got, tt.want)
+		}
+	}
+}
