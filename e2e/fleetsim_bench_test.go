@@ -29,7 +29,8 @@ const EnvBenchAgents = "FLOTILLA_BENCH_AGENTS"
 //   - hub-KiB/agent: the hub's RSS growth per connected, synced, idle agent; and of it, the Go
 //     heap in use, goroutine stacks and goroutines per agent (from the hub's --profiling), with the
 //     heap profile kept in $FLOTILLA_BENCH_PROFILES (default: the temp dir's
-//     flotilla-bench-profiles) for `go tool pprof -top`;
+//     flotilla-bench-profiles) for `go tool pprof -top`; hub-gogc-idle: the hub's garbage
+//     collection target then (--gc-idle-percent);
 //
 //   - commit-ack-p50/p99/max-ms: from a signed push webhook for a commit changing one app
 //     (base/api) to each agent's ACK of it;
@@ -45,7 +46,9 @@ const EnvBenchAgents = "FLOTILLA_BENCH_AGENTS"
 //     the idle hub just before), the longest any agent waited for its Welcome, the hub's
 //     CPU per reconnect (storm-hub-cpu-ms/agent, the status calls included), and how many of
 //     the hub's goroutines were waiting for a CPU (storm-runnable-p50/max, sampled every
-//     250ms from go_sched_goroutines_runnable_goroutines).
+//     250ms from go_sched_goroutines_runnable_goroutines). With FLOTILLA_BENCH_STORM_CPU=seconds,
+//     a CPU profile of the hub over that long from the storm's start is kept beside the heap
+//     profile.
 //
 // fleetsim runs at nice 19: its agents stand in for other machines and take only the CPU the
 // hub leaves. The operators' CLI runs at nice -10 (operatorNice) for the same reason: it stands
@@ -87,7 +90,8 @@ func BenchmarkFleetSim(b *testing.B) {
 	}
 
 	for b.Loop() {
-		// (a) hub RSS per idle connected agent.
+		// (a) hub RSS per idle connected agent: the hub idle before and after.
+		time.Sleep(hubIdleAfter)
 		before, err := e.fleet.Hub.RSS()
 		if err != nil {
 			b.Fatal(err)
@@ -98,8 +102,14 @@ func BenchmarkFleetSim(b *testing.B) {
 			b.Fatal(err)
 		}
 		e.waitStats(10*time.Minute, "every agent connected", func(s simStats) bool { return s.Connected == n })
+		time.Sleep(hubIdleAfter)
 		after := steadyRSS(b, e.fleet.Hub) // idle: the delivery's garbage gone
 		b.ReportMetric(float64(after-before)/float64(n)/1024, "hub-KiB/agent")
+		gogc, err := e.hubMetric("go_gc_gogc_percent")
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(gogc, "hub-gogc-idle")
 		memAfter := e.hubMemory(b, fmt.Sprintf("hub-heap-%d-agents.pprof", n))
 		b.ReportMetric(float64(memAfter.heap-memBefore.heap)/float64(n)/1024, "hub-heap-KiB/agent")
 		b.ReportMetric(float64(memAfter.stack-memBefore.stack)/float64(n)/1024, "hub-stack-KiB/agent")
@@ -151,6 +161,9 @@ func BenchmarkFleetSim(b *testing.B) {
 			b.Fatal(err)
 		}
 		e.post("/storm")
+		if secs := os.Getenv(EnvBenchStormCPU); secs != "" {
+			go e.keepProfile(b, "/debug/pprof/profile?seconds="+secs, fmt.Sprintf("hub-cpu-storm-%d-agents.pprof", n))
+		}
 		var done atomic.Bool
 		polls := make(chan []time.Duration)
 		go func() { polls <- timeStatus(ctx, e.fleet, math.MaxInt, &done, whole) }()
@@ -195,6 +208,11 @@ func (e *simEnv) waitAllAt(timeout time.Duration, n int, rev string) error {
 // gets the CPU it asks for and its time is its own work plus the hub's answer. On the same two
 // cores at nice 0 it would share them with the hub in the storm and time the machine instead.
 var operatorNice = []string{"nice", "-n", "-10"}
+
+// hubIdleAfter is how long the hub takes to count itself idle after its last busy moment
+// (--gc-idle-percent: 30s under half a CPU, sampled every 5s), when its garbage collector's
+// target goes down; the hub's memory per idle agent is measured after it.
+const hubIdleAfter = 40 * time.Second
 
 // statusEvery is how often an operator of the storm calls `flotilla status` (or as soon as
 // the last call returned, if that took longer): an operator watching, not a load test.

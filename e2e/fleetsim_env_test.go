@@ -260,18 +260,43 @@ func (e *simEnv) hubMemory(b *testing.B, keep string) hubMem {
 		b.Fatalf("the hub's profiles unreadable: heap %d, stack %d, %q: %v", m.heap, m.stack, first, err)
 	}
 	if keep != "" {
-		dir := os.Getenv(EnvBenchProfiles)
-		if dir == "" {
-			dir = filepath.Join(os.TempDir(), "flotilla-bench-profiles")
-		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			b.Fatal(err)
-		}
-		path := filepath.Join(dir, keep)
-		if err := os.WriteFile(path, get("/debug/pprof/heap?gc=1"), 0o644); err != nil {
-			b.Fatal(err)
-		}
-		b.Logf("hub heap profile: %s (go tool pprof -top -sample_index=inuse_space %s)", path, path)
+		e.keepProfile(b, "/debug/pprof/heap?gc=1", keep)
 	}
 	return m
+}
+
+// EnvBenchStormCPU, set to a number of seconds, has BenchmarkFleetSim keep a CPU profile of the
+// hub over that long from the start of its reconnect storm (in EnvBenchProfiles).
+const EnvBenchStormCPU = "FLOTILLA_BENCH_STORM_CPU"
+
+// keepProfile keeps the hub's profile at path (under /debug/pprof) as file name in
+// EnvBenchProfiles, and logs where; a failure is logged, not fatal (it may run beside the
+// measurement, in its own goroutine).
+func (e *simEnv) keepProfile(b *testing.B, path, name string) {
+	dir := os.Getenv(EnvBenchProfiles)
+	if dir == "" {
+		dir = filepath.Join(os.TempDir(), "flotilla-bench-profiles")
+	}
+	resp, err := http.Get("http://" + e.fleet.HTTPAddr + path)
+	if err != nil {
+		b.Logf("hub profile %s: %v", path, err)
+		return
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("status %d", resp.StatusCode)
+	}
+	if err == nil {
+		err = os.MkdirAll(dir, 0o755)
+	}
+	file := filepath.Join(dir, name)
+	if err == nil {
+		err = os.WriteFile(file, body, 0o644)
+	}
+	if err != nil {
+		b.Logf("hub profile %s: %v", path, err)
+		return
+	}
+	b.Logf("hub profile: %s (go tool pprof -top %s)", file, file)
 }
