@@ -440,17 +440,27 @@ func writeJSONItems(w io.Writer, items any) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	bw.WriteString("{\n  \"items\": [\n")
 	var ind bytes.Buffer
+	var buf []byte
 	for i := range v.Len() {
-		b, err := json.Marshal(v.Index(i).Interface())
-		if err != nil {
-			return err
+		if a, ok := v.Index(i).Addr().Interface().(jsonAppender); ok {
+			var err error
+			if buf, err = a.appendJSON(buf[:0], "    "); err != nil {
+				return err
+			}
+			bw.WriteString("    ")
+			bw.Write(buf)
+		} else {
+			b, err := json.Marshal(v.Index(i).Interface())
+			if err != nil {
+				return err
+			}
+			ind.Reset()
+			if err := json.Indent(&ind, b, "    ", "  "); err != nil {
+				return err
+			}
+			bw.WriteString("    ")
+			bw.Write(ind.Bytes())
 		}
-		ind.Reset()
-		if err := json.Indent(&ind, b, "    ", "  "); err != nil {
-			return err
-		}
-		bw.WriteString("    ")
-		bw.Write(ind.Bytes())
 		if i < v.Len()-1 {
 			bw.WriteByte(',')
 		}
