@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
 	"github.com/flotilla-dev/flotilla/shared/testwait"
 )
 
@@ -269,4 +270,24 @@ func BenchmarkStatusJSON20k(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/20k-rows")
 		})
 	}
+}
+
+// BenchmarkStatusCommand10kx2: `flotilla status -o json` of 10,000 clusters × 2 apps run in
+// the test's process against a real hub (hubtest) over TLS gRPC: the CLI's own work and the
+// hub's answer, without starting a process.
+func BenchmarkStatusCommand10kx2(b *testing.B) {
+	h := startHub(b)
+	for i := range 10000 {
+		for _, app := range []string{"api", "web"} {
+			h.Fleet.RestoreReport(fmt.Sprintf("sim-%05d", i), &fleet.Report{App: app, Sync: fleet.SyncSynced, Health: "Healthy",
+				AppliedRevision: "3f2a9c1e5d7b9a0c2e4f6a8b0c1d3e5f7a9b1c3d", Reported: time.Now()})
+		}
+	}
+	ctx := context.Background()
+	for b.Loop() {
+		if err := h.execute(ctx, io.Discard, io.Discard, []string{"status", "-o", "json"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/status")
 }

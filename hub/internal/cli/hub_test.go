@@ -15,7 +15,7 @@ type testHub struct {
 }
 
 // startHub starts a hub for t, stopped when t ends, and writes the operator config for it.
-func startHub(t *testing.T) *testHub {
+func startHub(t testing.TB) *testHub {
 	t.Helper()
 	h := &testHub{Hub: hubtest.Start(t), config: filepath.Join(t.TempDir(), "admin.yaml")}
 	if err := WriteConfig(h.config, &Config{Hub: h.Addr, CA: string(h.CA.CertPEM()), Cert: string(h.AdminCert), Key: string(h.AdminKey)}); err != nil {
