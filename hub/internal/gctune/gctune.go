@@ -78,6 +78,15 @@ func (t *Tuner) Run(ctx context.Context) {
 		}
 		if want != current {
 			debug.SetGCPercent(want)
+			if want == t.Idle {
+				// What the busy hub's garbage took stays with the process otherwise: the
+				// runtime returns memory to the OS only above the new target's heap. The
+				// collection this forces is the tuner's own work, not the hub's: the next
+				// sample starts after it.
+				debug.FreeOSMemory()
+				lastCPU, _ = t.CPU()
+				last = time.Now()
+			}
 			t.Log.Debug("garbage collection target", "gogc", want)
 			current = want
 		}
