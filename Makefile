@@ -49,7 +49,7 @@ bench: k8s-bins ## run the benchmark suite (see BENCHMARKS.md) and print one tab
 	set -o pipefail; FLOTILLA_BENCH_AGENTS=$(BENCH_AGENTS) FLOTILLA_BENCH_CLUSTERS=$(BENCH_CLUSTERS) go test -p 1 -run '^$$' -bench '$(BENCH)' -benchtime 1x -timeout 20m ./e2e/ ./hub/internal/fleet/ ./hub/internal/server/ ./hub/internal/ui/ | .cache/benchtable
 
 .PHONY: bench-fleet
-bench-fleet: ## the fleet figures at 10,000 simulated agents (about 5 minutes; one table)
+bench-fleet: ## the fleet figures at 10,000 simulated agents (about 10 minutes; one table)
 	@mkdir -p .cache && go build -o .cache/benchtable ./hack/benchtable
 	set -o pipefail; FLOTILLA_BENCH_AGENTS=10000 go test -run '^$$' -bench 'FleetSim' -benchtime 1x -timeout 90m ./e2e/ | .cache/benchtable
 

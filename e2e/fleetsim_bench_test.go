@@ -29,7 +29,9 @@ const EnvBenchAgents = "FLOTILLA_BENCH_AGENTS"
 //   - hub-KiB/agent: the hub's RSS growth per connected, synced, idle agent, at its highest
 //     over 150s of idle (its heap grows with garbage up to its collector's target between
 //     collections); hub-KiB/agent-low, the same when it first settled after the delivery;
-//     hub-gogc-idle: the collector's target then (--gc-idle-percent); and the Go heap in use
+//     hub-gogc-idle: the collector's target then (--gc-idle-percent); hub-idle-cpu-%: the
+//     hub's CPU over those 150s, in percent of one CPU (heartbeats, reports, the benchmark's
+//     polls of status and its garbage collections); and the Go heap in use
 //     (after a collection), goroutine stacks and goroutines per agent (from the hub's
 //     --profiling), with the heap profile kept in $FLOTILLA_BENCH_PROFILES (default: the temp
 //     dir's flotilla-bench-profiles) for `go tool pprof -top`;
@@ -112,8 +114,17 @@ func BenchmarkFleetSim(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.ReportMetric(gogc, "hub-gogc-idle")
+		idleCPU, err := e.fleet.Hub.CPU()
+		if err != nil {
+			b.Fatal(err)
+		}
 		after := maxRSS(b, e.fleet.Hub, idleWindow)
 		b.ReportMetric(float64(after-before)/float64(n)/1024, "hub-KiB/agent")
+		idleCPUEnd, err := e.fleet.Hub.CPU()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(100*(idleCPUEnd-idleCPU).Seconds()/idleWindow.Seconds(), "hub-idle-cpu-%")
 		memAfter := e.hubMemory(b, fmt.Sprintf("hub-heap-%d-agents.pprof", n))
 		b.ReportMetric(float64(memAfter.heap-memBefore.heap)/float64(n)/1024, "hub-heap-KiB/agent")
 		b.ReportMetric(float64(memAfter.stack-memBefore.stack)/float64(n)/1024, "hub-stack-KiB/agent")
@@ -214,7 +225,7 @@ func (e *simEnv) waitAllAt(timeout time.Duration, n int, rev string) error {
 var operatorNice = []string{"nice", "-n", "-10"}
 
 // hubIdleAfter is how long the hub takes to count itself idle after its last busy moment
-// (--gc-idle-percent: 30s under half a CPU, sampled every 5s), when its garbage collector's
+// (--gc-idle-percent: 30s under half a CPU, sampled every second), when its garbage collector's
 // target goes down; the hub's memory per idle agent is measured after it.
 const hubIdleAfter = 40 * time.Second
 

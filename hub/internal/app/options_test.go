@@ -98,7 +98,7 @@ func TestProfilingFlag(t *testing.T) {
 	}
 }
 
-// TestGCIdlePercentFlag: --gc-idle-percent defaults to 50 and tunes the collector; 0, or GOGC
+// TestGCIdlePercentFlag: --gc-idle-percent defaults to 25 and tunes the collector; 0, or GOGC
 // set in the environment, leaves it to Go; a negative value is refused naming the flag.
 func TestGCIdlePercentFlag(t *testing.T) {
 	tests := []struct {
@@ -107,8 +107,8 @@ func TestGCIdlePercentFlag(t *testing.T) {
 		want    int // the tuner's idle target; 0: no tuner
 		wantErr string
 	}{
-		{args: nil, want: 50},
-		{args: []string{"--gc-idle-percent=25"}, want: 25},
+		{args: nil, want: 25},
+		{args: []string{"--gc-idle-percent=40"}, want: 40},
 		{args: []string{"--gc-idle-percent=0"}, want: 0},
 		{args: nil, gogc: "200", want: 0},
 		{args: []string{"--gc-idle-percent=-5"}, wantErr: "--gc-idle-percent -5"},

@@ -17,8 +17,8 @@ import (
 
 // Defaults of Tuner.
 const (
-	DefaultIdlePercent = 50
-	DefaultSampleEvery = 5 * time.Second
+	DefaultIdlePercent = 25
+	DefaultSampleEvery = time.Second
 	// DefaultBusyCPU: the hub is busy while it uses more than this share of one CPU.
 	DefaultBusyCPU = 0.5
 	// DefaultBusyHold is how long the hub counts as busy after its last busy sample.
