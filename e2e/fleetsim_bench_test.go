@@ -225,8 +225,9 @@ func (e *simEnv) waitAllAt(timeout time.Duration, n int, rev string) error {
 var operatorNice = []string{"nice", "-n", "-10"}
 
 // hubIdleAfter is how long the hub takes to count itself idle after its last busy moment
-// (--gc-idle-percent: 30s under half a CPU, sampled every second), when its garbage collector's
-// target goes down; the hub's memory per idle agent is measured after it.
+// (--gc-idle-percent: 30s of at most 10 agent streams opened and desired messages sent a
+// second), when its garbage collector's target goes down; the hub's memory per idle agent is
+// measured after it.
 const hubIdleAfter = 40 * time.Second
 
 // statusEvery is how often an operator of the storm calls `flotilla status` (or as soon as

@@ -69,13 +69,13 @@ its agent.`,
 	return cmd
 }
 
-// gcTuner is the tuner of the hub's garbage collection (--gc-idle-percent), or nil when it is
-// off or GOGC is set in the environment.
-func gcTuner(o *Options, getenv func(string) string, log *slog.Logger) *gctune.Tuner {
+// gcTuner is the tuner of the hub's garbage collection (--gc-idle-percent) by the hub's work,
+// or nil when it is off or GOGC is set in the environment.
+func gcTuner(o *Options, getenv func(string) string, work func() uint64, log *slog.Logger) *gctune.Tuner {
 	if o.GCIdlePercent <= 0 || getenv("GOGC") != "" {
 		return nil
 	}
-	return gctune.New(o.GCIdlePercent, log)
+	return gctune.New(o.GCIdlePercent, work, log)
 }
 
 // runHub runs the hub of the completed options until ctx ends.
@@ -84,9 +84,6 @@ func runHub(ctx context.Context, o *completedOptions, log *slog.Logger) error {
 		// A heap profile's figures per connection (a few KiB each) need finer samples than
 		// Go's default of one per 512 KiB allocated.
 		runtime.MemProfileRate = profilingMemRate
-	}
-	if t := gcTuner(o.Options, os.Getenv, log); t != nil {
-		go t.Run(ctx)
 	}
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
@@ -176,6 +173,9 @@ func runHub(ctx context.Context, o *completedOptions, log *slog.Logger) error {
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Serve(gctx, lis) })
+	if t := gcTuner(o.Options, os.Getenv, srv.Work, log); t != nil {
+		g.Go(func() error { t.Run(gctx); return nil })
+	}
 	g.Go(func() error { return rec.Run(gctx) })
 	g.Go(func() error { return rollouts.Run(gctx) })
 	g.Go(func() error { return notifier.Run(gctx) })

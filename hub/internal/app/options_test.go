@@ -130,7 +130,7 @@ func TestGCIdlePercentFlag(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%v: %v", tt.args, err)
 		}
-		tuner := gcTuner(o, func(k string) string { return map[string]string{"GOGC": tt.gogc}[k] }, slog.New(slog.DiscardHandler))
+		tuner := gcTuner(o, func(k string) string { return map[string]string{"GOGC": tt.gogc}[k] }, func() uint64 { return 0 }, slog.New(slog.DiscardHandler))
 		got := 0
 		if tuner != nil {
 			got = tuner.Idle

@@ -3,9 +3,12 @@
 //
 // An idle hub's heap is nearly all state that lives as long as its agents' connections, and at
 // Go's default target (GOGC=100) the collector lets as much again accumulate as garbage before
-// it collects: at 10,000 agents, a fifth of the hub's memory (BENCHMARKS.md). A lower target
-// costs the collections of a busy hub (a reconnect storm, a restart, a delivery to every
-// cluster) CPU it needs; an idle hub has that CPU to spare.
+// it collects (BENCHMARKS.md). A lower target costs the collections of a busy hub (a reconnect
+// storm, a restart, a delivery to every cluster) CPU it needs; an idle hub has it to spare.
+//
+// Busy is measured by the hub's work with its agents (streams opened, desired state sent), not
+// by its CPU: a garbage collection itself takes every idle CPU while it marks, and would make
+// an idle hub look busy.
 package gctune
 
 import (
@@ -19,8 +22,9 @@ import (
 const (
 	DefaultIdlePercent = 25
 	DefaultSampleEvery = time.Second
-	// DefaultBusyCPU: the hub is busy while it uses more than this share of one CPU.
-	DefaultBusyCPU = 0.5
+	// DefaultBusyWork: the hub is busy while it does more than this many units of work a
+	// second (agent streams opened, desired-state messages sent).
+	DefaultBusyWork = 10
 	// DefaultBusyHold is how long the hub counts as busy after its last busy sample.
 	DefaultBusyHold = 30 * time.Second
 )
@@ -29,26 +33,22 @@ const (
 // target it started with while it is busy.
 type Tuner struct {
 	Idle        int           // GC percent while idle
-	SampleEvery time.Duration // how often the hub's CPU is read
-	BusyCPU     float64       // share of one CPU over a sample above which the hub is busy
+	SampleEvery time.Duration // how often Work is read
+	BusyWork    float64       // units of work a second above which the hub is busy
 	BusyHold    time.Duration // how long it stays busy after that
-	// CPU is the process's CPU time so far (ProcessCPU where the platform has it).
-	CPU func() (time.Duration, bool)
-	Log *slog.Logger
+	// Work counts the hub's work so far (server.Server.Work).
+	Work func() uint64
+	Log  *slog.Logger
 }
 
-// New is a Tuner with the defaults and idle as its idle target.
-func New(idle int, log *slog.Logger) *Tuner {
-	return &Tuner{Idle: idle, SampleEvery: DefaultSampleEvery, BusyCPU: DefaultBusyCPU, BusyHold: DefaultBusyHold, CPU: ProcessCPU, Log: log}
+// New is a Tuner with the defaults, idle as its idle target and work as the hub's work.
+func New(idle int, work func() uint64, log *slog.Logger) *Tuner {
+	return &Tuner{Idle: idle, SampleEvery: DefaultSampleEvery, BusyWork: DefaultBusyWork, BusyHold: DefaultBusyHold, Work: work, Log: log}
 }
 
 // Run tunes until ctx ends, then leaves the target it started with. It starts busy (a hub
 // starting loads its state and its agents connect).
 func (t *Tuner) Run(ctx context.Context) {
-	if _, ok := t.CPU(); !ok {
-		t.Log.Info("garbage collection not tuned: the process's CPU time is not available here")
-		return
-	}
 	busy := debug.SetGCPercent(-1)
 	debug.SetGCPercent(busy)
 	if busy <= t.Idle || busy < 0 {
@@ -57,7 +57,7 @@ func (t *Tuner) Run(ctx context.Context) {
 	defer debug.SetGCPercent(busy)
 	current := busy
 	last, lastBusy := time.Now(), time.Now()
-	lastCPU, _ := t.CPU()
+	lastWork := t.Work()
 	tick := time.NewTicker(t.SampleEvery)
 	defer tick.Stop()
 	for {
@@ -66,34 +66,25 @@ func (t *Tuner) Run(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		cpu, _ := t.CPU()
-		now := time.Now()
-		if t.busy(cpu-lastCPU, now.Sub(last)) {
+		work, now := t.Work(), time.Now()
+		if elapsed := now.Sub(last).Seconds(); elapsed > 0 && float64(work-lastWork) > t.BusyWork*elapsed {
 			lastBusy = now
 		}
-		lastCPU, last = cpu, now
+		lastWork, last = work, now
 		want := t.Idle
 		if now.Sub(lastBusy) < t.BusyHold {
 			want = busy
 		}
-		if want != current {
-			debug.SetGCPercent(want)
-			if want == t.Idle {
-				// What the busy hub's garbage took stays with the process otherwise: the
-				// runtime returns memory to the OS only above the new target's heap. The
-				// collection this forces is the tuner's own work, not the hub's: the next
-				// sample starts after it.
-				debug.FreeOSMemory()
-				lastCPU, _ = t.CPU()
-				last = time.Now()
-			}
-			t.Log.Debug("garbage collection target", "gogc", want)
-			current = want
+		if want == current {
+			continue
 		}
+		debug.SetGCPercent(want)
+		if want == t.Idle {
+			// What the busy hub's garbage took stays with the process otherwise: the
+			// runtime returns memory to the OS only above the new target's heap.
+			debug.FreeOSMemory()
+		}
+		t.Log.Debug("garbage collection target", "gogc", want)
+		current = want
 	}
-}
-
-// busy tells whether the hub, having used cpu over elapsed, was busy.
-func (t *Tuner) busy(cpu, elapsed time.Duration) bool {
-	return elapsed > 0 && cpu.Seconds() > t.BusyCPU*elapsed.Seconds()
 }

@@ -2,7 +2,6 @@ package gctune
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"runtime/debug"
 	"runtime/metrics"
@@ -13,30 +12,34 @@ import (
 	"github.com/flotilla-dev/flotilla/shared/testwait"
 )
 
-// TestTunerFollowsTheProcessCPU: with the process idle, the collector's target goes to the
-// idle one; while the process burns CPU, back to the one it started with; when the process
-// is idle again, to the idle one after the hold; and when the tuner stops, to the one it
-// started with.
-func TestTunerFollowsTheProcessCPU(t *testing.T) {
+// TestTunerFollowsTheWork: with no work, the collector's target goes to the idle one; while
+// work comes in faster than BusyWork, back to the one it started with; when the work stops,
+// to the idle one after the hold; and when the tuner stops, to the one it started with.
+func TestTunerFollowsTheWork(t *testing.T) {
 	old := debug.SetGCPercent(100)
 	defer debug.SetGCPercent(old)
-	tu := New(50, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	tu.SampleEvery, tu.BusyCPU, tu.BusyHold = 50*time.Millisecond, 0.2, 300*time.Millisecond
+	var work atomic.Uint64
+	tu := New(25, func() uint64 { return work.Load() }, slog.New(slog.DiscardHandler))
+	tu.SampleEvery, tu.BusyHold = 20*time.Millisecond, 200*time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { tu.Run(ctx); close(done) }()
 
-	waitGOGC(t, 50, "idle")
-	var burn atomic.Bool
-	burn.Store(true)
-	go func() {
-		for x := 0; burn.Load(); x++ {
-			_ = x * x
+	waitGOGC(t, 25, "no work")
+	stop := make(chan struct{})
+	go func() { // 1,000 units a second, 100 times BusyWork
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+				work.Add(1)
+			}
 		}
 	}()
-	waitGOGC(t, 100, "burning CPU")
-	burn.Store(false)
-	waitGOGC(t, 50, "idle again")
+	waitGOGC(t, 100, "working")
+	close(stop)
+	waitGOGC(t, 25, "no work again")
 	cancel()
 	<-done
 	if got := gogc(t); got != 100 {
@@ -46,15 +49,13 @@ func TestTunerFollowsTheProcessCPU(t *testing.T) {
 
 // TestTunerLeavesALowerGOGC: a target already at or below the idle one is left alone.
 func TestTunerLeavesALowerGOGC(t *testing.T) {
-	old := debug.SetGCPercent(30)
+	old := debug.SetGCPercent(20)
 	defer debug.SetGCPercent(old)
-	tu := New(50, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	tu := New(25, func() uint64 { return 0 }, slog.New(slog.DiscardHandler))
 	tu.SampleEvery = 10 * time.Millisecond
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	tu.Run(ctx) // returns at once
-	if got := gogc(t); got != 30 {
-		t.Fatalf("GOGC=%d, want the 30 it was", got)
+	tu.Run(context.Background()) // returns at once
+	if got := gogc(t); got != 20 {
+		t.Fatalf("GOGC=%d, want the 20 it was", got)
 	}
 }
 

@@ -30,6 +30,7 @@ type agentStream struct {
 // NACKs, status reports and heartbeats flow the other way.
 func (s *Server) Connect(stream flotillav1.AgentService_ConnectServer) error {
 	cluster := callerFrom(stream.Context()).Name
+	s.work.Add(1)
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	me := &agentStream{cancel: cancel}
@@ -226,6 +227,7 @@ func (s *Server) sendDesired(stream flotillav1.AgentService_ConnectServer, d *fl
 				msg.CommitTimeUnixMs = d.CommitTime.UnixMilli()
 			}
 		}
+		s.work.Add(1)
 		if err := stream.Send(&flotillav1.HubMessage{Msg: &flotillav1.HubMessage_Desired{Desired: msg}}); err != nil {
 			return err
 		}

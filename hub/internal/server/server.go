@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -123,7 +124,14 @@ type Server struct {
 
 	matrix matrixCache // the fleet as FleetPage last read it (fleetpage.go)
 	paged  pagedRows   // the fleet's rows as the first page of a paged Status read them (statuspage.go)
+	// work counts agent streams opened and desired-state messages sent (Work).
+	work atomic.Uint64
 }
+
+// Work counts the hub's work with its agents so far: agent streams opened and desired-state
+// messages sent. Its rate tells a busy hub (a reconnect storm, a restart, a delivery) from an
+// idle one (hub/internal/gctune).
+func (s *Server) Work() uint64 { return s.work.Load() }
 
 // New returns a server; call Serve to run it.
 func New(cfg Config) *Server {

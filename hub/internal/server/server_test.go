@@ -515,3 +515,27 @@ func TestRevokeClosesTheStreamAndRefusesTheCluster(t *testing.T) {
 		t.Fatalf("revoked cluster reconnecting: %v, want PermissionDenied revoked", err)
 	}
 }
+
+// TestWorkCountsStreamsAndDesired: the hub's work (what tells hub/internal/gctune a busy hub)
+// counts each agent stream opened and each desired-state message sent, not heartbeats.
+func TestWorkCountsStreamsAndDesired(t *testing.T) {
+	h, srv := newHubUnderTest(t, RateLimits{})
+	gs := srv.GRPCServer()
+	go func() { _ = gs.Serve(h.lis) }()
+	t.Cleanup(gs.Stop)
+	h.register(t, "c1")
+	if w := srv.Work(); w != 0 {
+		t.Fatalf("work before any agent: %d", w)
+	}
+	stream := connect(t, h.dial(t, h.agentCert(t, "c1")))
+	if w := srv.Work(); w != 1 {
+		t.Fatalf("work after one stream opened: %d, want 1", w)
+	}
+	h.fleet.SetDesired(fleet.Desired{Cluster: "c1", App: "api", Revision: "r1", Bundle: configMapBundle(t, "api", "x")})
+	if m, err := stream.Recv(); err != nil || m.GetDesired() == nil {
+		t.Fatalf("after SetDesired: %v, %v; want Desired", m, err)
+	}
+	if w := srv.Work(); w != 2 {
+		t.Fatalf("work after one desired-state message: %d, want 2", w)
+	}
+}
