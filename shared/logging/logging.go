@@ -42,6 +42,7 @@ const (
 	KeyCreated      = "created"      // whether something was created now
 	KeyExpiredFor   = "expiredFor"   // how long ago a certificate expired
 	KeyFrom         = "from"         // the source environment of a promotion
+	KeyGOGC         = "gogc"         // the garbage collector's target
 	KeyGossip       = "gossip"       // the gossip address of a hub replica
 	KeyHubs         = "hubs"         // the hub addresses an agent knows
 	KeyHubVersion   = "hubVersion"   // the version a hub reports

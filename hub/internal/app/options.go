@@ -105,7 +105,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.Retention.AuditMax, "audit-keep", o.Retention.AuditMax, "audit records kept, the newest (0: no limit)")
 	fs.DurationVar(&o.Retention.AuditMaxAge, "audit-max-age", o.Retention.AuditMaxAge, "audit records older than this are deleted (0: no limit)")
 	fs.BoolVar(&o.Profiling, "profiling", o.Profiling, "serve Go's runtime profiles (heap, goroutines, CPU) on --http-listen under /debug/pprof/, to see where the hub's memory and time go (the heap sampled every 16 KiB allocated, finer than Go's default); they reveal internals, so keep --http-listen on a private address")
-	fs.IntVar(&o.GCIdlePercent, "gc-idle-percent", o.GCIdlePercent, "the garbage collector's target (as GOGC) while the hub is idle (for 30s at most 10 agent streams opened and desired-state messages sent a second): less memory per agent, for collections an idle hub has the CPU for; while busy (reconnects, a restart, a delivery to every cluster), Go's default or GOGC. 0: GOGC throughout; GOGC set in the environment also turns this off")
+	fs.IntVar(&o.GCIdlePercent, "gc-idle-percent", o.GCIdlePercent, "the garbage collector's target (as GOGC) while the hub is idle (for 30s at most 10 agent streams opened and desired-state messages sent a second) and its live heap is 64 MiB or more (about 2,000 agents): less memory per agent, for collections an idle hub has the CPU for; while busy (reconnects, a restart, a delivery to every cluster), Go's default or GOGC. 0: GOGC throughout; GOGC set in the environment also turns this off")
 	fs.StringVar(&o.Log.Level, "log-level", o.Log.Level, "debug, info, warn or error")
 	fs.StringVar(&o.Log.Format, "log-format", o.Log.Format, "text or json")
 	o.Replicas.AddFlags(fs)

@@ -15,7 +15,10 @@ import (
 	"context"
 	"log/slog"
 	"runtime/debug"
+	"runtime/metrics"
 	"time"
+
+	"github.com/flotilla-dev/flotilla/shared/logging"
 )
 
 // Defaults of Tuner.
@@ -27,6 +30,9 @@ const (
 	DefaultBusyWork = 10
 	// DefaultBusyHold is how long the hub counts as busy after its last busy sample.
 	DefaultBusyHold = 30 * time.Second
+	// DefaultMinLiveHeap: below this live heap (about 2,000 agents) the idle target is not
+	// worth its collections; a small hub keeps Go's default.
+	DefaultMinLiveHeap = 64 << 20
 )
 
 // Tuner sets the garbage collector's target to Idle while the hub is idle and back to the
@@ -36,6 +42,7 @@ type Tuner struct {
 	SampleEvery time.Duration // how often Work is read
 	BusyWork    float64       // units of work a second above which the hub is busy
 	BusyHold    time.Duration // how long it stays busy after that
+	MinLiveHeap uint64        // live heap bytes below which the hub keeps its busy target
 	// Work counts the hub's work so far (server.Server.Work).
 	Work func() uint64
 	Log  *slog.Logger
@@ -43,7 +50,8 @@ type Tuner struct {
 
 // New is a Tuner with the defaults, idle as its idle target and work as the hub's work.
 func New(idle int, work func() uint64, log *slog.Logger) *Tuner {
-	return &Tuner{Idle: idle, SampleEvery: DefaultSampleEvery, BusyWork: DefaultBusyWork, BusyHold: DefaultBusyHold, Work: work, Log: log}
+	return &Tuner{Idle: idle, SampleEvery: DefaultSampleEvery, BusyWork: DefaultBusyWork, BusyHold: DefaultBusyHold,
+		MinLiveHeap: DefaultMinLiveHeap, Work: work, Log: log}
 }
 
 // Run tunes until ctx ends, then leaves the target it started with. It starts busy (a hub
@@ -72,7 +80,7 @@ func (t *Tuner) Run(ctx context.Context) {
 		}
 		lastWork, last = work, now
 		want := t.Idle
-		if now.Sub(lastBusy) < t.BusyHold {
+		if now.Sub(lastBusy) < t.BusyHold || liveHeap() < t.MinLiveHeap {
 			want = busy
 		}
 		if want == current {
@@ -84,7 +92,17 @@ func (t *Tuner) Run(ctx context.Context) {
 			// runtime returns memory to the OS only above the new target's heap.
 			debug.FreeOSMemory()
 		}
-		t.Log.Debug("garbage collection target", "gogc", want)
+		t.Log.Debug("garbage collection target", logging.KeyGOGC, want)
 		current = want
 	}
+}
+
+// liveHeap is the heap the last garbage collection left live, in bytes.
+func liveHeap() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
 }

@@ -20,7 +20,7 @@ func TestTunerFollowsTheWork(t *testing.T) {
 	defer debug.SetGCPercent(old)
 	var work atomic.Uint64
 	tu := New(25, func() uint64 { return work.Load() }, slog.New(slog.DiscardHandler))
-	tu.SampleEvery, tu.BusyHold = 20*time.Millisecond, 200*time.Millisecond
+	tu.SampleEvery, tu.BusyHold, tu.MinLiveHeap = 20*time.Millisecond, 200*time.Millisecond, 0
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { tu.Run(ctx); close(done) }()
@@ -44,6 +44,30 @@ func TestTunerFollowsTheWork(t *testing.T) {
 	<-done
 	if got := gogc(t); got != 100 {
 		t.Fatalf("after the tuner stopped: GOGC=%d, want the 100 it started with", got)
+	}
+}
+
+// TestTunerKeepsASmallHubsTarget: a hub whose live heap is under MinLiveHeap keeps the
+// target it started with, idle or not: its collections would cost more than they save.
+func TestTunerKeepsASmallHubsTarget(t *testing.T) {
+	old := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(old)
+	tu := New(25, func() uint64 { return 0 }, slog.New(slog.DiscardHandler))
+	tu.SampleEvery, tu.BusyHold, tu.MinLiveHeap = 10*time.Millisecond, 0, 1<<40
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	samples, lowest := 0, 100
+	tu.Work = func() uint64 { // read at every sample, after the one before was acted on
+		samples++
+		lowest = min(lowest, gogc(t))
+		return 0
+	}
+	tu.Run(ctx)
+	if samples < 5 {
+		t.Fatalf("the tuner sampled %d times in 300ms", samples)
+	}
+	if lowest != 100 {
+		t.Fatalf("GOGC went to %d, want the 100 it started with throughout (the heap is far under MinLiveHeap)", lowest)
 	}
 }
 
