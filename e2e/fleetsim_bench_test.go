@@ -95,7 +95,7 @@ func BenchmarkFleetSim(b *testing.B) {
 
 	for b.Loop() {
 		// (a) hub RSS per idle connected agent: the hub idle before and after.
-		time.Sleep(hubIdleAfter)
+		e.waitHubIdle(b)
 		before, err := e.fleet.Hub.RSS()
 		if err != nil {
 			b.Fatal(err)
@@ -106,7 +106,7 @@ func BenchmarkFleetSim(b *testing.B) {
 			b.Fatal(err)
 		}
 		e.waitStats(10*time.Minute, "every agent connected", func(s simStats) bool { return s.Connected == n })
-		time.Sleep(hubIdleAfter)
+		e.waitHubIdle(b)
 		low := steadyRSS(b, e.fleet.Hub) // idle: the delivery's garbage gone
 		b.ReportMetric(float64(low-before)/float64(n)/1024, "hub-KiB/agent-low")
 		gogc, err := e.hubMetric("go_gc_gogc_percent")
@@ -227,7 +227,7 @@ var operatorNice = []string{"nice", "-n", "-10"}
 // hubIdleAfter is how long the hub takes to count itself idle after its last busy moment
 // (--gc-idle-percent: 30s of at most 10 agent streams opened and desired messages sent a
 // second), when its garbage collector's target goes down; the hub's memory per idle agent is
-// measured after it.
+// measured once the hub has been that long without agents connecting or desired state sent.
 const hubIdleAfter = 40 * time.Second
 
 // statusEvery is how often an operator of the storm calls `flotilla status` (or as soon as
@@ -284,7 +284,9 @@ const idleWindow = 150 * time.Second
 func maxRSS(b *testing.B, p *localkube.Process, d time.Duration) int64 {
 	b.Helper()
 	var peak int64
-	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(time.Second) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for end := time.Now().Add(d); time.Now().Before(end); <-tick.C {
 		rss, err := p.RSS()
 		if err != nil {
 			b.Fatal(err)
@@ -292,6 +294,27 @@ func maxRSS(b *testing.B, p *localkube.Process, d time.Duration) int64 {
 		peak = max(peak, rss)
 	}
 	return peak
+}
+
+// waitHubIdle polls the hub's desired-state messages and connected agents until neither has
+// changed for hubIdleAfter: the hub then counts itself idle (--gc-idle-percent).
+func (e *simEnv) waitHubIdle(b *testing.B) {
+	b.Helper()
+	last, since := "", time.Now()
+	testwait.For(b, 10*time.Minute, "the hub idle", func(context.Context) (bool, error) {
+		sent, err := e.hubMetric("flotilla_hub_stream_messages_total", `direction="out"`, `type="desired"`)
+		if err != nil {
+			return false, nil
+		}
+		connected, err := e.hubMetric("flotilla_hub_agents_connected")
+		if err != nil {
+			return false, nil
+		}
+		if now := fmt.Sprint(sent, connected); now != last {
+			last, since = now, time.Now()
+		}
+		return time.Since(since) >= hubIdleAfter, nil
+	})
 }
 
 // steadyRSS polls p's RSS until it has stayed within 1 % of one reading for 2 s, and returns
