@@ -58,13 +58,7 @@ func TestRemovalGraceFlag(t *testing.T) {
 		{args: []string{"--removal-grace=-1s"}, wantErr: "--removal-grace -1s"},
 	}
 	for _, tt := range tests {
-		o := NewOptions()
-		fs := pflag.NewFlagSet("hub", pflag.ContinueOnError)
-		o.AddFlags(fs)
-		if err := fs.Parse(append([]string{"--apps-dir", t.TempDir(), "--data-dir", t.TempDir()}, tt.args...)); err != nil {
-			t.Fatal(err)
-		}
-		err := o.Validate()
+		o, err := validated(t, tt.args)
 		if tt.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("%v: error %v, want one naming %q", tt.args, err, tt.wantErr)
@@ -114,13 +108,7 @@ func TestGCIdlePercentFlag(t *testing.T) {
 		{args: []string{"--gc-idle-percent=-5"}, wantErr: "--gc-idle-percent -5"},
 	}
 	for _, tt := range tests {
-		o := NewOptions()
-		fs := pflag.NewFlagSet("hub", pflag.ContinueOnError)
-		o.AddFlags(fs)
-		if err := fs.Parse(append([]string{"--apps-dir", t.TempDir(), "--data-dir", t.TempDir()}, tt.args...)); err != nil {
-			t.Fatal(err)
-		}
-		err := o.Validate()
+		o, err := validated(t, tt.args)
 		if tt.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("%v: error %v, want one naming %q", tt.args, err, tt.wantErr)
@@ -139,4 +127,17 @@ func TestGCIdlePercentFlag(t *testing.T) {
 			t.Errorf("%v with GOGC=%q: tuner's idle target %d, want %d (0: no tuner)", tt.args, tt.gogc, got, tt.want)
 		}
 	}
+}
+
+// validated parses args (with an apps dir and a data dir) as `flotilla hub` flags and
+// validates them.
+func validated(t *testing.T, args []string) (*Options, error) {
+	t.Helper()
+	o := NewOptions()
+	fs := pflag.NewFlagSet("hub", pflag.ContinueOnError)
+	o.AddFlags(fs)
+	if err := fs.Parse(append([]string{"--apps-dir", t.TempDir(), "--data-dir", t.TempDir()}, args...)); err != nil {
+		t.Fatal(err)
+	}
+	return o, o.Validate()
 }
