@@ -101,9 +101,9 @@ func TestDashboard(t *testing.T) {
 	b.screenshot(t, "diff")
 
 	// A sync from the page reaches the agent: it applies Git's Secret again, and the drift goes.
-	b.click(t, `a[href^="/confirm/sync?"]`)
+	b.click(t, `a[href^="/confirm/sync?"]`, `#confirm`)
 	b.screenshot(t, "confirm-sync")
-	b.click(t, `#confirm`)
+	b.click(t, `#confirm`, `#done`)
 	if done := b.text(t, "#done"); !strings.Contains(done, "sync of worker sent to staging") {
 		t.Errorf("after the sync: %q", done)
 	}
@@ -384,9 +384,11 @@ func (b *browser) open(t *testing.T, url string) {
 	})
 }
 
-func (b *browser) click(t *testing.T, sel string) {
+// click clicks sel and waits until the page it leads to shows next (an element only that page
+// has): the old page's body is ready at once, and a screenshot taken mid-navigation fails.
+func (b *browser) click(t *testing.T, sel, next string) {
 	t.Helper()
-	inTab(t, b, "click "+sel, chromedp.Steps(chromedp.WaitVisible(chromedp.CSS(sel)), chromedp.Click(chromedp.CSS(sel)), chromedp.WaitReady(chromedp.CSS("body"))))
+	inTab(t, b, "click "+sel, chromedp.Steps(chromedp.WaitVisible(chromedp.CSS(sel)), chromedp.Click(chromedp.CSS(sel)), chromedp.WaitVisible(chromedp.CSS(next))))
 }
 
 func (b *browser) text(t *testing.T, sel string) string {

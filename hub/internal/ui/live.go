@@ -185,8 +185,11 @@ func (l *live) readRollout(ctx context.Context, w *watched) {
 			return
 		}
 	}
+	changed := html != w.rolloutHTML || w.rolloutSeq == 0
 	w.rolloutKey, w.rolloutHTML = key, html
-	w.rolloutSeq++
+	if changed { // an answer that renders the same panel sends nothing
+		w.rolloutSeq++
+	}
 }
 
 // update sends s what changed on its page (w), when its last event was taken; else it keeps

@@ -204,6 +204,7 @@ func TestRolloutPanelLive(t *testing.T) {
 	d, op := startRollout(t)
 	escaped := "edge&lt;script&gt;alert(&#34;pwned&#34;)&lt;/script&gt;"
 	events := d.listen(t, "app=api&rollout=1")
+	latest := new(string) // the last panel the stream sent
 	panel := func(what string, ok func(string) bool) {
 		t.Helper()
 		deadline := time.After(30 * time.Second)
@@ -220,6 +221,7 @@ func TestRolloutPanelLive(t *testing.T) {
 				if !strings.Contains(*b.Rollout, `id="rollout"`) || !strings.Contains(*b.Rollout, ">"+escaped+"<") {
 					t.Errorf("the live rollout panel lacks the panel or the escaped cluster name:\n%s", *b.Rollout)
 				}
+				*latest = *b.Rollout
 				if ok(*b.Rollout) {
 					return
 				}
@@ -238,11 +240,18 @@ func TestRolloutPanelLive(t *testing.T) {
 	panel("step 2 running", func(p string) bool {
 		return strings.Contains(p, "Running at step 2 of 2") && !strings.Contains(p, "/confirm/rollout-approve")
 	})
-	// Nothing changed since: the stream sends no panel again (over several polls of 50 ms).
+	// The stream sends a panel only when it changed (over several polls of 50 ms). The panel's
+	// ages count seconds ("no report 1s"), so a panel may come again, but never the same one.
+	last := *latest
 	testwait.Stays(t, 500*time.Millisecond, "no panel sent again while the rollout does not change", func() bool {
 		select {
 		case b := <-events:
-			return b.Rollout == nil
+			if b.Rollout == nil {
+				return true
+			}
+			same := *b.Rollout == last
+			last = *b.Rollout
+			return !same
 		default:
 			return true
 		}
