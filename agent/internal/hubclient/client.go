@@ -194,7 +194,7 @@ func (c *Client) session(ctx context.Context, addr string) error {
 		if status.Code(err) == codes.FailedPrecondition {
 			c.log.Error("hub refused this agent; the last applied state stays", logging.Err(err))
 		}
-		return err
+		return hubEnded(ctx, err)
 	}
 	if r := first.GetRedirect(); r != nil {
 		return c.route.redirected(r.Address, r.Epoch, r.Replicas)
@@ -217,7 +217,20 @@ func (c *Client) session(ctx context.Context, addr string) error {
 	g.Go(func() error { return c.receive(gctx, stream) })
 	g.Go(func() error { return c.sendLoop(gctx, stream, heartbeat) })
 	g.Go(func() error { return c.watchCapabilities(gctx, caps) })
-	return g.Wait()
+	return hubEnded(ctx, g.Wait())
+}
+
+// errHubEnded is the end of a stream the hub cancelled: it does so when it stops, when the
+// cluster moved to another replica or connected again, and when it was revoked.
+var errHubEnded = errors.New("the hub ended the stream")
+
+// hubEnded rewords err when the hub cancelled the stream: its status, Canceled "context
+// canceled", would read as the agent's own doing.
+func hubEnded(ctx context.Context, err error) error {
+	if ctx.Err() == nil && status.Code(err) == codes.Canceled {
+		return errHubEnded
+	}
+	return err
 }
 
 func (c *Client) receive(ctx context.Context, stream flotillav1.AgentService_ConnectClient) error {

@@ -1,10 +1,14 @@
 package hubclient
 
 import (
+	"context"
+	"errors"
 	"reflect"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/flotilla-dev/flotilla/agent/internal/health"
@@ -90,5 +94,23 @@ func TestDesiredFromProtoIgnoreDifferences(t *testing.T) {
 	}
 	if p := d.Policy; !p.RespectIgnoreDifferences || p.PrunePropagation != "orphan" || !p.SkipValidation {
 		t.Errorf("sync policy %+v, want RespectIgnoreDifferences, orphan propagation, no validation", p)
+	}
+}
+
+// TestHubEndedStream: a stream the hub cancelled ends in words of the hub's doing; the agent's
+// own cancel and other statuses keep their error.
+func TestHubEndedStream(t *testing.T) {
+	canceled := status.Error(codes.Canceled, "context canceled")
+	if err := hubEnded(context.Background(), canceled); !errors.Is(err, errHubEnded) {
+		t.Errorf("the hub's cancel: %v, want %v", err, errHubEnded)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := hubEnded(ctx, canceled); err != canceled {
+		t.Errorf("the agent's own cancel: %v, want it unchanged", err)
+	}
+	unavailable := status.Error(codes.Unavailable, "transport is closing")
+	if err := hubEnded(context.Background(), unavailable); err != unavailable {
+		t.Errorf("a torn-down connection: %v, want it unchanged", err)
 	}
 }

@@ -84,7 +84,7 @@ type Fleet struct {
 	desired  map[string]map[string]*Desired // cluster → app
 	status   map[string]map[string]*Report  // cluster → app
 	presence map[string]*Presence
-	subs     map[string]chan struct{}
+	watchers map[string]*watcher // cluster → its agent stream's callback (Watch)
 	onReport func(cluster string, r *Report)
 	onForget func(cluster, app string)
 
@@ -107,7 +107,7 @@ func New(staleAge time.Duration) *Fleet {
 		held:     map[string]map[string]Held{},
 		status:   map[string]map[string]*Report{},
 		presence: map[string]*Presence{},
-		subs:     map[string]chan struct{}{},
+		watchers: map[string]*watcher{},
 		rm:       removals{grace: DefaultRemovalGrace},
 	}
 }
@@ -268,28 +268,30 @@ func (f *Fleet) Align(cluster string, held []Held) {
 	}
 }
 
-// Subscribe returns a channel that receives a value whenever the cluster's desired state
-// changes. Each cluster has one channel (one agent stream at a time).
-func (f *Fleet) Subscribe(cluster string) <-chan struct{} {
+// watcher is the callback of a cluster's agent stream.
+type watcher struct{ changed func() }
+
+// Watch calls changed whenever the cluster's desired state may have changed, until the stop
+// it returns is called. changed runs under the fleet's lock: it must not block nor call the
+// fleet. A cluster has one watcher (one agent stream at a time): a newer Watch replaces an
+// older one, whose stop then does nothing. Nothing is held for a cluster nobody watches.
+func (f *Fleet) Watch(cluster string, changed func()) (stop func()) {
+	w := &watcher{changed: changed}
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	ch := f.subs[cluster]
-	if ch == nil {
-		ch = make(chan struct{}, 1)
-		f.subs[cluster] = ch
+	f.watchers[cluster] = w
+	f.mu.Unlock()
+	return func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.watchers[cluster] == w {
+			delete(f.watchers, cluster)
+		}
 	}
-	return ch
 }
 
-// wake signals the cluster's subscriber without blocking. Called with f.mu held.
+// wake tells the cluster's watcher that its desired state changed. Called with f.mu held.
 func (f *Fleet) wake(cluster string) {
-	ch := f.subs[cluster]
-	if ch == nil {
-		ch = make(chan struct{}, 1)
-		f.subs[cluster] = ch
-	}
-	select {
-	case ch <- struct{}{}:
-	default:
+	if w := f.watchers[cluster]; w != nil {
+		w.changed()
 	}
 }

@@ -22,9 +22,21 @@ func testBundle(t *testing.T, name string) *bundle.Bundle {
 	return b
 }
 
+// watch is a channel that receives a value whenever the cluster's desired state changes.
+func watch(f *Fleet, cluster string) <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	f.Watch(cluster, func() {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	})
+	return ch
+}
+
 func TestSetDesiredMovesGenerationOnlyOnChange(t *testing.T) {
 	f := New(time.Minute)
-	wake := f.Subscribe("c1")
+	wake := watch(f, "c1")
 	b1, b2 := testBundle(t, "a"), testBundle(t, "b")
 	f.SetDesired(Desired{Cluster: "c1", App: "api", Revision: "r1", Bundle: b1})
 	if got := f.Snapshot("c1")["api"].Generation; got != 1 {
@@ -188,7 +200,7 @@ func TestAckEndsAnOperatorRequest(t *testing.T) {
 
 func TestACommitThatLeavesAnAppUnchangedSendsNothing(t *testing.T) {
 	f := New(time.Minute)
-	wake := f.Subscribe("c1")
+	wake := watch(f, "c1")
 	b := testBundle(t, "a")
 	f.SetDesired(Desired{Cluster: "c1", App: "worker", Revision: "r1", Bundle: b})
 	<-wake
@@ -209,5 +221,24 @@ func TestACommitThatLeavesAnAppUnchangedSendsNothing(t *testing.T) {
 	r := f.Rows()[0]
 	if r.Sync != SyncSynced || r.AppliedRevision != "r2" || r.HealthyRevision != "r2" {
 		t.Fatalf("row = %+v, want Synced at r2", r)
+	}
+}
+
+// TestWatchTheNewestStream: a cluster's watch is its newest agent stream's; the older one's
+// stop leaves it in place, and once stopped a change calls nobody.
+func TestWatchTheNewestStream(t *testing.T) {
+	f := New(time.Minute)
+	var old, newer int
+	stopOld := f.Watch("c1", func() { old++ })
+	stopNewer := f.Watch("c1", func() { newer++ })
+	stopOld()
+	f.SetDesired(Desired{Cluster: "c1", App: "api", Revision: "r1", Bundle: testBundle(t, "a")})
+	if old != 0 || newer != 1 {
+		t.Fatalf("after a change: the older stream called %d times, the newer %d, want 0 and 1", old, newer)
+	}
+	stopNewer()
+	f.SetDesired(Desired{Cluster: "c1", App: "api", Revision: "r2", Bundle: testBundle(t, "b")})
+	if newer != 1 {
+		t.Fatalf("a stopped watch was called again (%d)", newer)
 	}
 }

@@ -141,8 +141,8 @@ func (f *Fleet) SetTargets(targets map[string]map[string]bool) {
 	f.targets = targets
 	f.known = true
 	f.pruneRenderErrorsLocked(targets)
-	for c := range f.subs {
-		f.wake(c)
+	for _, w := range f.watchers {
+		w.changed()
 	}
 }
 

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 
 	"github.com/flotilla-dev/flotilla/hub/internal/apps"
 	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
@@ -31,7 +33,11 @@ type agentStream struct {
 func (s *Server) Connect(stream flotillav1.AgentService_ConnectServer) error {
 	cluster := callerFrom(stream.Context()).Name
 	s.work.Add(1)
-	ctx, cancel := context.WithCancel(stream.Context())
+	ctx := stream.Context()
+	cancel := streamCancel(ctx)
+	if cancel == nil {
+		return status.Error(codes.Internal, "agent streams are served only by the hub's gRPC server (GRPCServer)")
+	}
 	defer cancel()
 	me := &agentStream{cancel: cancel}
 	s.mu.Lock()
@@ -92,22 +98,14 @@ func (s *Server) Connect(stream flotillav1.AgentService_ConnectServer) error {
 		return err
 	}
 
-	// The first of receive and send to end ends the stream. Send runs on this handler's
-	// goroutine (one goroutine less per connected agent); receive runs beside it and, when it
-	// ends, cancels ctx, which ends send. A Recv blocked on the agent only returns once this
-	// handler has returned and gRPC closed the stream, so the handler does not wait for it, and
-	// a revoked or replaced stream closes at once.
-	received := make(chan error, 1)
-	go func() {
-		received <- s.receive(ctx, stream, cluster, heldApps)
-		cancel()
-	}()
-	err = s.send(ctx, stream, cluster, held)
-	cancel()
-	select {
-	case rerr := <-received: // receive ended first (its cancel ended send): its reason
-		err = rerr
-	default:
+	// This handler's goroutine receives; what goes to the agent is sent by a goroutine that
+	// runs only while there is something to send (outbox), so an idle agent costs the hub one
+	// goroutine of its own. The first of receive and send to fail ends the stream: a failed
+	// send cancels the stream, which ends the receive.
+	out := s.newOutbox(stream, cluster, held, cancel)
+	err = s.receive(ctx, stream, cluster, heldApps)
+	if serr := out.close(); serr != nil { // a send failed first: its reason
+		err = serr
 	}
 	log.Info("agent disconnected", logging.Err(err))
 	if errors.Is(err, io.EOF) || errors.Is(err, context.Canceled) || status.Code(err) == codes.Canceled {
@@ -143,33 +141,144 @@ func recvHello(ctx context.Context, stream flotillav1.AgentService_ConnectServer
 	}
 }
 
-// send keeps the agent's copy equal to the latest desired state. sent holds, per app, the
-// generation the agent has (from Hello) or was sent; only newer generations go out, so a slow
-// agent never gets a backlog: it gets the latest.
-func (s *Server) send(ctx context.Context, stream flotillav1.AgentService_ConnectServer, cluster string, held []fleet.Held) error {
-	sent := map[string]uint64{}
+// streamCancelKey holds, in an agent stream's context, the function that cancels it.
+type streamCancelKey struct{}
+
+// cancellableStreams gives each agent stream a context the hub can cancel (GRPCServer's tap
+// handle). gRPC's Recv waits on that context, so a handler blocked receiving returns when the
+// hub replaces, redirects, revokes or stops the stream.
+func cancellableStreams(ctx context.Context, info *tap.Info) (context.Context, error) {
+	if info.FullMethodName != flotillav1.AgentService_Connect_FullMethodName {
+		return ctx, nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	return context.WithValue(ctx, streamCancelKey{}, cancel), nil
+}
+
+// streamCancel is the function that cancels the agent stream of ctx (nil: not served by
+// GRPCServer).
+func streamCancel(ctx context.Context) context.CancelFunc {
+	cancel, _ := ctx.Value(streamCancelKey{}).(context.CancelFunc)
+	return cancel
+}
+
+// outbox keeps the agent's copy equal to the latest desired state, and sends the heartbeats.
+// Its goroutine runs only while there is something to send: the fleet's watch and the
+// heartbeat's timer start it. sent holds, per app, the generation the agent has (from Hello)
+// or was sent; only newer generations go out, so a slow agent never gets a backlog: it gets
+// the latest.
+type outbox struct {
+	s       *Server
+	stream  flotillav1.AgentService_ConnectServer
+	cluster string
+	cancel  context.CancelFunc
+	sent    map[string]uint64 // only the running goroutine reads and writes it
+	unwatch func()
+	running sync.WaitGroup
+
+	mu      sync.Mutex // guards what follows
+	beat    *time.Timer
+	diff    bool  // the desired state may have changed since the last diff
+	beatDue bool  // a heartbeat is due
+	busy    bool  // the goroutine runs
+	closed  bool  // the stream ended: nothing more is sent
+	err     error // the send that failed
+}
+
+// newOutbox starts sending to stream: the differences with what the agent holds now, then
+// each change and each heartbeat.
+func (s *Server) newOutbox(stream flotillav1.AgentService_ConnectServer, cluster string, held []fleet.Held, cancel context.CancelFunc) *outbox {
+	o := &outbox{s: s, stream: stream, cluster: cluster, cancel: cancel, sent: make(map[string]uint64, len(held))}
 	for _, h := range held {
-		sent[h.App] = h.Generation
+		o.sent[h.App] = h.Generation
 	}
-	wake := s.cfg.Fleet.Subscribe(cluster)
-	heartbeat := time.NewTicker(s.cfg.Heartbeat)
-	defer heartbeat.Stop()
+	o.mu.Lock()
+	o.beat = time.AfterFunc(s.cfg.Heartbeat, o.heartbeat)
+	o.mu.Unlock()
+	o.unwatch = s.cfg.Fleet.Watch(cluster, o.kick)
+	o.kick()
+	return o
+}
+
+// kick asks for a diff, starting the goroutine unless it runs. It never blocks: the fleet
+// calls it under its lock.
+func (o *outbox) kick() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.askLocked(false)
+}
+
+// heartbeat asks for a heartbeat (and a diff), and arms the next one.
+func (o *outbox) heartbeat() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.askLocked(true) {
+		o.beat.Reset(o.s.cfg.Heartbeat)
+	}
+}
+
+// askLocked asks for a diff and, with beat, a heartbeat; it reports whether the stream is
+// open. Caller holds o.mu.
+func (o *outbox) askLocked(beat bool) bool {
+	if o.closed {
+		return false
+	}
+	o.diff = true
+	o.beatDue = o.beatDue || beat
+	if !o.busy {
+		o.busy = true
+		o.running.Add(1)
+		go o.drain()
+	}
+	return true
+}
+
+// drain sends until nothing more is asked. A heartbeat also diffs: a removal whose grace
+// ended goes out with the next one.
+func (o *outbox) drain() {
+	defer o.running.Done()
 	for {
-		if err := s.sendDiff(stream, cluster, sent); err != nil {
-			return err
+		o.mu.Lock()
+		beat := o.beatDue
+		if !o.diff || o.closed {
+			o.busy = false
+			o.mu.Unlock()
+			return
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-wake:
-		case <-heartbeat.C:
-			if err := stream.Send(&flotillav1.HubMessage{Msg: &flotillav1.HubMessage_Heartbeat{
+		o.diff, o.beatDue = false, false
+		o.mu.Unlock()
+		err := o.s.sendDiff(o.stream, o.cluster, o.sent)
+		if err == nil && beat {
+			err = o.stream.Send(&flotillav1.HubMessage{Msg: &flotillav1.HubMessage_Heartbeat{
 				Heartbeat: &flotillav1.Heartbeat{SentUnixMs: time.Now().UnixMilli()},
-			}}); err != nil {
-				return err
+			}})
+		}
+		if err != nil {
+			o.mu.Lock()
+			if !o.closed { // not a send that close's cancel cut short
+				o.err = err
 			}
+			o.closed, o.busy = true, false
+			o.mu.Unlock()
+			o.cancel() // ends the receive, and so the stream
+			return
 		}
 	}
+}
+
+// close stops sending and waits for a send under way (the stream is not used once its handler
+// returned); it returns the send that failed first, if one did.
+func (o *outbox) close() error {
+	o.mu.Lock()
+	o.closed = true
+	o.beat.Stop()
+	o.mu.Unlock()
+	o.unwatch()
+	o.cancel() // a send blocked on the agent's flow control returns
+	o.running.Wait()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.err
 }
 
 func (s *Server) sendDiff(stream flotillav1.AgentService_ConnectServer, cluster string, sent map[string]uint64) error {

@@ -195,6 +195,7 @@ func (s *Server) GRPCServer() *grpc.Server {
 		grpc.SharedWriteBuffer(true),
 		grpc.UnaryInterceptor(s.unaryAuth),
 		grpc.StreamInterceptor(s.streamAuth),
+		grpc.InTapHandle(cancellableStreams), // agent.go: an agent stream the hub can end
 	)
 	flotillav1.RegisterEnrollmentServer(gs, s)
 	flotillav1.RegisterAgentServiceServer(gs, s)

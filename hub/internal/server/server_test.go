@@ -14,11 +14,12 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
@@ -86,8 +87,8 @@ func newHubUnderTest(t testing.TB, limits RateLimits) (*hubUnderTest, *Server) {
 }
 
 // TestStopEndsAgentStreamsCleanly: a stopping hub ends its agents' streams itself (the agents
-// see the stream end, not a connection torn down by a forced stop), so its graceful stop does
-// not wait for them.
+// see the hub cancel the stream, not a connection torn down by a forced stop, which they would
+// see as Unavailable), so its graceful stop does not wait for them.
 func TestStopEndsAgentStreamsCleanly(t *testing.T) {
 	h, srv := newHubUnderTest(t, RateLimits{})
 	ctx, stop := context.WithCancel(context.Background())
@@ -104,14 +105,58 @@ func TestStopEndsAgentStreamsCleanly(t *testing.T) {
 		if err == nil {
 			continue // heartbeats or desired state sent before the stop
 		}
-		if !errors.Is(err, io.EOF) {
-			t.Fatalf("stream ended with %v, want a clean end (io.EOF)", err)
+		if status.Code(err) != codes.Canceled {
+			t.Fatalf("stream ended with %v, want the hub's end of it (Canceled)", err)
 		}
 		break
 	}
 	if err := <-served; err != nil {
 		t.Fatalf("Serve = %v", err)
 	}
+}
+
+// TestAnIdleStreamHoldsOneGoroutine: an idle agent's stream holds one goroutine of the hub's
+// own, its handler receiving; what goes to the agent (here its heartbeats, each on time) is
+// sent by a goroutine that runs only while there is something to send.
+func TestAnIdleStreamHoldsOneGoroutine(t *testing.T) {
+	h, srv := newHubUnderTest(t, RateLimits{})
+	srv.cfg.Heartbeat = 50 * time.Millisecond
+	gs := srv.GRPCServer()
+	go func() { _ = gs.Serve(h.lis) }()
+	t.Cleanup(gs.Stop)
+	const agents = 8
+	for i := range agents {
+		name := fmt.Sprintf("c%d", i)
+		h.register(t, name)
+		stream := connect(t, h.dial(t, h.agentCert(t, name)))
+		for beats := 0; beats < 3; {
+			m, err := stream.Recv()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.GetHeartbeat() != nil {
+				beats++
+			}
+		}
+	}
+	// The hub's goroutines: those running a method of the Server or of an outbox.
+	ours := func() int {
+		var b strings.Builder
+		if err := pprof.Lookup("goroutine").WriteTo(&b, 2); err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, g := range strings.Split(b.String(), "\n\n") {
+			if strings.Contains(g, "hub/internal/server.(*Server).") || strings.Contains(g, "hub/internal/server.(*outbox).") {
+				n++
+			}
+		}
+		return n
+	}
+	// Between two heartbeats the senders are gone (polled: one may be sending just then).
+	testwait.Until(t, 10*time.Second, fmt.Sprintf("%d goroutines of the hub's for %d idle streams", agents, agents), func() bool {
+		return ours() == agents
+	})
 }
 
 // dial connects with the given client certificate (none when cert is nil).
