@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -40,45 +41,95 @@ func (s *Server) Connect(stream flotillav1.AgentService_ConnectServer) error {
 	}
 	defer cancel()
 	me := &agentStream{cancel: cancel}
-	s.mu.Lock()
-	if s.stopping {
-		s.mu.Unlock()
+	if !s.addStream(cluster, me) {
 		return toStatus(errors.New("the hub is stopping"))
 	}
+	defer s.dropStream(cluster, me)
+	log := s.log.With(logging.KeyCluster, cluster)
+	held, err := s.welcome(ctx, stream, cluster, log)
+	if held == nil {
+		return err
+	}
+
+	// This handler's goroutine receives; what goes to the agent is sent by a goroutine that
+	// runs only while there is something to send (outbox), so an idle agent costs the hub one
+	// goroutine of its own. The first of receive and send to fail ends the stream: a failed
+	// send cancels the stream, which ends the receive.
+	out := s.newOutbox(stream, cluster, held.apps, cancel)
+	err = s.receive(ctx, stream, cluster, held.names)
+	return disconnected(log, err, out.close())
+}
+
+// addStream makes me the cluster's stream, ending the one before (the newest wins); false
+// when the hub is stopping.
+func (s *Server) addStream(cluster string, me *agentStream) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping {
+		return false
+	}
 	if old := s.streams[cluster]; old != nil {
-		old.cancel() // one stream per cluster: the newest wins
+		old.cancel()
 	}
 	s.streams[cluster] = me
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		if s.streams[cluster] == me {
-			delete(s.streams, cluster)
-			s.cfg.Fleet.Seen(cluster, "", false)
-		}
-		s.mu.Unlock()
-	}()
-	log := s.log.With(logging.KeyCluster, cluster)
+	return true
+}
+
+// dropStream forgets me, unless a newer stream of the cluster replaced it.
+func (s *Server) dropStream(cluster string, me *agentStream) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.streams[cluster] == me {
+		delete(s.streams, cluster)
+		s.cfg.Fleet.Seen(cluster, "", false)
+	}
+}
+
+// disconnected logs a stream's end and returns its status: the send's error when a send
+// failed first (it ended the receive), none when the agent or the hub ended it.
+func disconnected(log *slog.Logger, received, sent error) error {
+	err := received
+	if sent != nil {
+		err = sent
+	}
+	log.Info("agent disconnected", logging.Err(err))
+	if errors.Is(err, io.EOF) || errors.Is(err, context.Canceled) || status.Code(err) == codes.Canceled {
+		return nil
+	}
+	return err
+}
+
+// heldNow is what an agent said it holds when it connected.
+type heldNow struct {
+	apps  []fleet.Held
+	names map[string]bool
+}
+
+// welcome claims the cluster's stream (or redirects it to the replica that owns it), reads
+// the agent's Hello and answers Welcome; it returns what the agent holds, nil when the stream
+// ends here. Apart from Connect, so that the handler's frame, which stays on its goroutine's
+// stack while it receives, is small (see receive).
+func (s *Server) welcome(ctx context.Context, stream flotillav1.AgentService_ConnectServer, cluster string, log *slog.Logger) (*heldNow, error) {
 	epoch, redirected, err := s.claim(stream, cluster)
 	if redirected {
-		return err
+		return nil, err
 	}
 
 	hello, err := recvHello(ctx, stream, 15*time.Second)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	s.cfg.Metrics.StreamMessage("in", "hello")
 	if hello.ProtocolVersion < version.MinProtocol {
-		return toStatus(reword(errProtocol,
+		return nil, toStatus(reword(errProtocol,
 			"agent protocol %d is older than this hub supports (%d..%d): upgrade the agent", hello.ProtocolVersion, version.MinProtocol, version.Protocol))
 	}
 	if hello.ProtocolVersion > version.Protocol {
-		return toStatus(reword(errProtocol,
+		return nil, toStatus(reword(errProtocol,
 			"agent protocol %d is newer than this hub supports (%d..%d): upgrade the hub", hello.ProtocolVersion, version.MinProtocol, version.Protocol))
 	}
 	if len(hello.Apps) > MaxAppsPerAgent {
-		return toStatus(reword(errTooMuch, "agent says it holds %d apps, more than the %d a hub takes from one agent", len(hello.Apps), MaxAppsPerAgent))
+		return nil, toStatus(reword(errTooMuch, "agent says it holds %d apps, more than the %d a hub takes from one agent", len(hello.Apps), MaxAppsPerAgent))
 	}
 	held := make([]fleet.Held, 0, len(hello.Apps))
 	heldApps := make(map[string]bool, len(hello.Apps))
@@ -95,23 +146,9 @@ func (s *Server) Connect(stream flotillav1.AgentService_ConnectServer) error {
 		Cluster: cluster, HubVersion: s.cfg.HubVersion, ProtocolVersion: version.Protocol,
 		HeartbeatSeconds: uint32(s.cfg.Heartbeat / time.Second), Replicas: s.replicaAddrs(), Epoch: epoch,
 	}}}); err != nil {
-		return err
+		return nil, err
 	}
-
-	// This handler's goroutine receives; what goes to the agent is sent by a goroutine that
-	// runs only while there is something to send (outbox), so an idle agent costs the hub one
-	// goroutine of its own. The first of receive and send to fail ends the stream: a failed
-	// send cancels the stream, which ends the receive.
-	out := s.newOutbox(stream, cluster, held, cancel)
-	err = s.receive(ctx, stream, cluster, heldApps)
-	if serr := out.close(); serr != nil { // a send failed first: its reason
-		err = serr
-	}
-	log.Info("agent disconnected", logging.Err(err))
-	if errors.Is(err, io.EOF) || errors.Is(err, context.Canceled) || status.Code(err) == codes.Canceled {
-		return nil
-	}
-	return err
+	return &heldNow{apps: held, names: heldApps}, nil
 }
 
 func recvHello(ctx context.Context, stream flotillav1.AgentService_ConnectServer, timeout time.Duration) (*flotillav1.Hello, error) {
@@ -385,76 +422,98 @@ func syncPolicyToProto(d *fleet.Desired) *flotillav1.SyncPolicy {
 // MaxAppsPerAgent bounds the apps an agent may say it holds when it connects.
 const MaxAppsPerAgent = 1000
 
-// receive records what the agent says. The cluster is the stream's, never a message field, and
-// the app must be one the hub sent this cluster (desired now, or already reported) or one the
-// agent held when it connected (held); reports on any other app are dropped.
+// receive records what the agent says (inbox.take), until the stream ends. Its goroutine waits
+// in Recv nearly always, and Go shrinks an idle goroutine's stack only while it uses less than
+// a quarter of it: this loop and Connect keep small frames (the work is in take and welcome),
+// so that the handler settles on 8 KiB of stack, not the 16 a report grew it to.
 func (s *Server) receive(ctx context.Context, stream flotillav1.AgentService_ConnectServer, cluster string, held map[string]bool) error {
-	limit := newStreamLimiter(s.cfg.AgentLimits)
-	dropped := map[string]bool{} // logged once per stream each, up to a bound
-	known := func(app string) bool {
-		if held[app] || s.cfg.Fleet.Knows(cluster, app) {
-			return true
-		}
-		if !dropped[app] && len(dropped) < 20 {
-			dropped[app] = true
-			s.log.Warn("report on an app the hub did not send this cluster dropped", logging.KeyCluster, cluster, logging.KeyApp, app)
-		}
-		return false
-	}
+	in := &inbox{s: s, cluster: cluster, held: held, limit: newStreamLimiter(s.cfg.AgentLimits)}
 	for {
 		msg, err := stream.Recv()
 		if err != nil {
 			return err
 		}
-		if err := limit.wait(ctx); err != nil {
+		if err := in.take(ctx, msg); err != nil {
 			return err
 		}
-		s.cfg.Fleet.Seen(cluster, "", true)
-		switch m := msg.Msg.(type) {
-		case *flotillav1.AgentMessage_Ack:
-			s.cfg.Metrics.StreamMessage("in", "ack")
-			a := m.Ack
-			if !known(a.App) {
-				continue
-			}
-			r, first := s.cfg.Fleet.Ack(cluster, a.App, a.Generation, a.Revision, a.Digest)
-			if first {
-				s.cfg.Metrics.Sync(true)
-				s.cfg.Metrics.CommitToApplied(r.CommitToApplied)
-				s.recordHistory(cluster, a.App, a.Revision, "Synced", r)
-			}
-		case *flotillav1.AgentMessage_Nack:
-			s.cfg.Metrics.StreamMessage("in", "nack")
-			s.cfg.Metrics.Sync(false)
-			n := m.Nack
-			if !known(n.App) {
-				continue
-			}
-			s.cfg.Fleet.Nack(cluster, n.App, n.Generation, n.Error)
-			s.recordHistory(cluster, n.App, "", "Failed: "+fleet.Truncate(n.Error, fleet.MaxMessageBytes), nil)
-		case *flotillav1.AgentMessage_Status:
-			s.cfg.Metrics.StreamMessage("in", "status")
-			if !known(m.Status.App) {
-				continue
-			}
-			s.cfg.Fleet.Status(cluster, reportFromProto(m.Status))
-		case *flotillav1.AgentMessage_HookRun:
-			s.cfg.Metrics.StreamMessage("in", "hook")
-			if h := m.HookRun; known(h.App) {
-				s.recordHistory(cluster, h.App, h.Revision, hookResult(h), nil)
-			}
-		case *flotillav1.AgentMessage_Heartbeat:
-			s.cfg.Metrics.StreamMessage("in", "heartbeat")
-		case *flotillav1.AgentMessage_Capabilities:
-			s.cfg.Metrics.StreamMessage("in", "capabilities")
-			s.setCapabilities(cluster, m.Capabilities)
-		case *flotillav1.AgentMessage_Hello:
-			return toStatus(invalidArgument("Hello sent twice"))
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
 	}
+}
+
+// inbox records an agent's messages. The cluster is the stream's, never a message field, and
+// the app must be one the hub sent this cluster (desired now, or already reported) or one the
+// agent held when it connected (held); reports on any other app are dropped.
+type inbox struct {
+	s       *Server
+	cluster string
+	held    map[string]bool
+	limit   *streamLimiter
+	dropped map[string]bool // logged once per stream each, up to a bound
+}
+
+// known reports whether the agent may report on app, and logs the first reports dropped.
+func (in *inbox) known(app string) bool {
+	if in.held[app] || in.s.cfg.Fleet.Knows(in.cluster, app) {
+		return true
+	}
+	if !in.dropped[app] && len(in.dropped) < 20 {
+		if in.dropped == nil {
+			in.dropped = map[string]bool{}
+		}
+		in.dropped[app] = true
+		in.s.log.Warn("report on an app the hub did not send this cluster dropped", logging.KeyCluster, in.cluster, logging.KeyApp, app)
+	}
+	return false
+}
+
+// take records one message; an error ends the stream.
+func (in *inbox) take(ctx context.Context, msg *flotillav1.AgentMessage) error {
+	s, cluster := in.s, in.cluster
+	if err := in.limit.wait(ctx); err != nil {
+		return err
+	}
+	s.cfg.Fleet.Seen(cluster, "", true)
+	switch m := msg.Msg.(type) {
+	case *flotillav1.AgentMessage_Ack:
+		s.cfg.Metrics.StreamMessage("in", "ack")
+		a := m.Ack
+		if !in.known(a.App) {
+			return nil
+		}
+		r, first := s.cfg.Fleet.Ack(cluster, a.App, a.Generation, a.Revision, a.Digest)
+		if first {
+			s.cfg.Metrics.Sync(true)
+			s.cfg.Metrics.CommitToApplied(r.CommitToApplied)
+			s.recordHistory(cluster, a.App, a.Revision, "Synced", r)
+		}
+	case *flotillav1.AgentMessage_Nack:
+		s.cfg.Metrics.StreamMessage("in", "nack")
+		s.cfg.Metrics.Sync(false)
+		n := m.Nack
+		if !in.known(n.App) {
+			return nil
+		}
+		s.cfg.Fleet.Nack(cluster, n.App, n.Generation, n.Error)
+		s.recordHistory(cluster, n.App, "", "Failed: "+fleet.Truncate(n.Error, fleet.MaxMessageBytes), nil)
+	case *flotillav1.AgentMessage_Status:
+		s.cfg.Metrics.StreamMessage("in", "status")
+		if !in.known(m.Status.App) {
+			return nil
+		}
+		s.cfg.Fleet.Status(cluster, reportFromProto(m.Status))
+	case *flotillav1.AgentMessage_HookRun:
+		s.cfg.Metrics.StreamMessage("in", "hook")
+		if h := m.HookRun; in.known(h.App) {
+			s.recordHistory(cluster, h.App, h.Revision, hookResult(h), nil)
+		}
+	case *flotillav1.AgentMessage_Heartbeat:
+		s.cfg.Metrics.StreamMessage("in", "heartbeat")
+	case *flotillav1.AgentMessage_Capabilities:
+		s.cfg.Metrics.StreamMessage("in", "capabilities")
+		s.setCapabilities(cluster, m.Capabilities)
+	case *flotillav1.AgentMessage_Hello:
+		return toStatus(invalidArgument("Hello sent twice"))
+	}
+	return ctx.Err()
 }
 
 // hookResult is a hook's outcome as `flotilla history` shows it: "PreSync hook
