@@ -118,7 +118,7 @@ func BenchmarkFleetSim(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		after := maxRSS(b, e.fleet.Hub, idleWindow)
+		after := peakRSS(b, e.ctx, e.fleet.Hub, idleWindow)
 		b.ReportMetric(float64(after-before)/float64(n)/1024, "hub-KiB/agent")
 		idleCPUEnd, err := e.fleet.Hub.CPU()
 		if err != nil {
@@ -279,22 +279,6 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // for its garbage collector to let the heap grow to its target and collect at least once
 // (every 2 minutes at the latest).
 const idleWindow = 150 * time.Second
-
-// maxRSS is p's highest RSS over d, read every second.
-func maxRSS(b *testing.B, p *localkube.Process, d time.Duration) int64 {
-	b.Helper()
-	var peak int64
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for end := time.Now().Add(d); time.Now().Before(end); <-tick.C {
-		rss, err := p.RSS()
-		if err != nil {
-			b.Fatal(err)
-		}
-		peak = max(peak, rss)
-	}
-	return peak
-}
 
 // waitHubIdle polls the hub's desired-state messages and connected agents until neither has
 // changed for hubIdleAfter: the hub then counts itself idle (--gc-idle-percent).

@@ -54,18 +54,18 @@ func TestTunerKeepsASmallHubsTarget(t *testing.T) {
 	defer debug.SetGCPercent(old)
 	tu := New(25, func() uint64 { return 0 }, slog.New(slog.DiscardHandler))
 	tu.SampleEvery, tu.BusyHold, tu.MinLiveHeap = 10*time.Millisecond, 0, 1<<40
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	samples, lowest := 0, 100
 	tu.Work = func() uint64 { // read at every sample, after the one before was acted on
 		samples++
 		lowest = min(lowest, gogc(t))
+		if samples == 10 {
+			cancel()
+		}
 		return 0
 	}
 	tu.Run(ctx)
-	if samples < 5 {
-		t.Fatalf("the tuner sampled %d times in 300ms", samples)
-	}
 	if lowest != 100 {
 		t.Fatalf("GOGC went to %d, want the 100 it started with throughout (the heap is far under MinLiveHeap)", lowest)
 	}

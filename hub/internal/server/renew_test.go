@@ -36,9 +36,7 @@ func (h *hubUnderTest) expiredAgentCert(t *testing.T, cluster string, ago time.D
 func TestRenewAfterExpiryWithinGrace(t *testing.T) {
 	h, srv := newHubUnderTest(t, RateLimits{})
 	srv.cfg.RenewalGrace = 2 * time.Minute
-	gs := srv.GRPCServer()
-	go func() { _ = gs.Serve(h.lis) }()
-	t.Cleanup(gs.Stop)
+	h.serve(t, srv)
 	h.register(t, "c1")
 	h.register(t, "gone")
 	ctx := context.Background()

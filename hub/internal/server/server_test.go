@@ -57,10 +57,16 @@ func startHub(t testing.TB) *hubUnderTest {
 func startHubLimited(t testing.TB, limits RateLimits) *hubUnderTest {
 	t.Helper()
 	h, srv := newHubUnderTest(t, limits)
+	h.serve(t, srv)
+	return h
+}
+
+// serve serves srv on h's listener until the test ends.
+func (h *hubUnderTest) serve(t testing.TB, srv *Server) {
+	t.Helper()
 	gs := srv.GRPCServer()
 	go func() { _ = gs.Serve(h.lis) }()
 	t.Cleanup(gs.Stop)
-	return h
 }
 
 // newHubUnderTest builds a hub on an in-memory listener, not yet serving.
@@ -121,9 +127,7 @@ func TestStopEndsAgentStreamsCleanly(t *testing.T) {
 func TestAnIdleStreamHoldsOneGoroutine(t *testing.T) {
 	h, srv := newHubUnderTest(t, RateLimits{})
 	srv.cfg.Heartbeat = 50 * time.Millisecond
-	gs := srv.GRPCServer()
-	go func() { _ = gs.Serve(h.lis) }()
-	t.Cleanup(gs.Stop)
+	h.serve(t, srv)
 	const agents = 8
 	for i := range agents {
 		name := fmt.Sprintf("c%d", i)
@@ -157,6 +161,43 @@ func TestAnIdleStreamHoldsOneGoroutine(t *testing.T) {
 	testwait.Until(t, 10*time.Second, fmt.Sprintf("%d goroutines of the hub's for %d idle streams", agents, agents), func() bool {
 		return ours() == agents
 	})
+}
+
+// TestANewerStreamReplacesTheOlder: one stream per cluster. An agent that connects again
+// (its old connection not yet seen dead) gets the desired state on the new stream; the hub
+// ends the old one, and its end does not mark the cluster disconnected.
+func TestANewerStreamReplacesTheOlder(t *testing.T) {
+	h := startHub(t)
+	h.register(t, "c1")
+	cert := h.agentCert(t, "c1")
+	older := connect(t, h.dial(t, cert))
+	newer := connect(t, h.dial(t, cert))
+	for {
+		_, err := older.Recv()
+		if err == nil {
+			continue // a heartbeat sent before the newer stream came
+		}
+		if status.Code(err) != codes.Canceled {
+			t.Fatalf("the older stream ended with %v, want the hub's end of it (Canceled)", err)
+		}
+		break
+	}
+	h.fleet.SetDesired(fleet.Desired{Cluster: "c1", App: "api", Revision: "r1", Bundle: configMapBundle(t, "api", "x")})
+	for {
+		m, err := newer.Recv()
+		if err != nil {
+			t.Fatalf("the newer stream: %v", err)
+		}
+		if d := m.GetDesired(); d != nil {
+			if d.App != "api" {
+				t.Fatalf("desired %s, want api", d.App)
+			}
+			break
+		}
+	}
+	if p, _ := h.fleet.Presence("c1"); !p.Connected {
+		t.Fatalf("c1 after its older stream ended: %+v, want connected", p)
+	}
 }
 
 // dial connects with the given client certificate (none when cert is nil).
@@ -565,9 +606,7 @@ func TestRevokeClosesTheStreamAndRefusesTheCluster(t *testing.T) {
 // counts each agent stream opened and each desired-state message sent, not heartbeats.
 func TestWorkCountsStreamsAndDesired(t *testing.T) {
 	h, srv := newHubUnderTest(t, RateLimits{})
-	gs := srv.GRPCServer()
-	go func() { _ = gs.Serve(h.lis) }()
-	t.Cleanup(gs.Stop)
+	h.serve(t, srv)
 	h.register(t, "c1")
 	if w := srv.Work(); w != 0 {
 		t.Fatalf("work before any agent: %d", w)
