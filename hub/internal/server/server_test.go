@@ -106,16 +106,7 @@ func TestStopEndsAgentStreamsCleanly(t *testing.T) {
 		t.Fatalf("first message = %v, want Welcome", first)
 	}
 	stop()
-	for {
-		_, err := stream.Recv()
-		if err == nil {
-			continue // heartbeats or desired state sent before the stop
-		}
-		if status.Code(err) != codes.Canceled {
-			t.Fatalf("stream ended with %v, want the hub's end of it (Canceled)", err)
-		}
-		break
-	}
+	endedByTheHub(t, "the stream", stream)
 	if err := <-served; err != nil {
 		t.Fatalf("Serve = %v", err)
 	}
@@ -172,16 +163,7 @@ func TestANewerStreamReplacesTheOlder(t *testing.T) {
 	cert := h.agentCert(t, "c1")
 	older := connect(t, h.dial(t, cert))
 	newer := connect(t, h.dial(t, cert))
-	for {
-		_, err := older.Recv()
-		if err == nil {
-			continue // a heartbeat sent before the newer stream came
-		}
-		if status.Code(err) != codes.Canceled {
-			t.Fatalf("the older stream ended with %v, want the hub's end of it (Canceled)", err)
-		}
-		break
-	}
+	endedByTheHub(t, "the older stream", older)
 	h.fleet.SetDesired(fleet.Desired{Cluster: "c1", App: "api", Revision: "r1", Bundle: configMapBundle(t, "api", "x")})
 	for {
 		m, err := newer.Recv()
@@ -197,6 +179,22 @@ func TestANewerStreamReplacesTheOlder(t *testing.T) {
 	}
 	if p, _ := h.fleet.Presence("c1"); !p.Connected {
 		t.Fatalf("c1 after its older stream ended: %+v, want connected", p)
+	}
+}
+
+// endedByTheHub reads stream to its end, which must be the hub's: Canceled (a connection torn
+// down would be Unavailable). Messages sent before it are skipped.
+func endedByTheHub(t *testing.T, what string, stream flotillav1.AgentService_ConnectClient) {
+	t.Helper()
+	for {
+		_, err := stream.Recv()
+		if err == nil {
+			continue
+		}
+		if status.Code(err) != codes.Canceled {
+			t.Fatalf("%s ended with %v, want the hub's end of it (Canceled)", what, err)
+		}
+		return
 	}
 }
 
