@@ -161,7 +161,7 @@ func runHub(ctx context.Context, o *completedOptions, log *slog.Logger) error {
 	srv := server.New(server.Config{
 		Fleet: fl, Store: st, Pins: st, Replication: st, CA: ca, Serving: serving, Reconcile: rec, Heartbeat: o.Heartbeat,
 		AgentCertTTL: o.AgentCertTTL, RenewalGrace: o.AgentCertRenewalGrace, HubVersion: version.Version, Logger: log, Metrics: m, Git: fetcher, HA: ha,
-		Ownership: own, Retention: o.Retention, Rollouts: rollouts,
+		Ownership: own, Retention: o.Retention, Rollouts: rollouts, MaxHandshakes: o.MaxHandshakes,
 	})
 
 	if ha != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/flotilla-dev/flotilla/hub/internal/apps"
 	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
 	"github.com/flotilla-dev/flotilla/hub/internal/gctune"
+	"github.com/flotilla-dev/flotilla/hub/internal/server"
 	"github.com/flotilla-dev/flotilla/hub/internal/store"
 	"github.com/flotilla-dev/flotilla/shared/logging"
 )
@@ -53,6 +54,8 @@ type Options struct {
 	// GCIdlePercent is the garbage collector's target while the hub is idle (gctune); 0 leaves
 	// it to Go (GOGC) throughout.
 	GCIdlePercent int
+	// MaxHandshakes bounds the TLS handshakes the hub runs at once (server.Config).
+	MaxHandshakes int
 }
 
 // NewOptions returns the defaults.
@@ -76,6 +79,7 @@ func NewOptions() *Options {
 		Log:                   logging.Options{Level: "info", Format: "text"},
 		Charts:                newChartOptions(),
 		GCIdlePercent:         gctune.DefaultIdlePercent,
+		MaxHandshakes:         server.DefaultMaxHandshakes,
 	}
 }
 
@@ -106,6 +110,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.Retention.AuditMaxAge, "audit-max-age", o.Retention.AuditMaxAge, "audit records older than this are deleted (0: no limit)")
 	fs.BoolVar(&o.Profiling, "profiling", o.Profiling, "serve Go's runtime profiles (heap, goroutines, CPU) on --http-listen under /debug/pprof/, to see where the hub's memory and time go (the heap sampled every 16 KiB allocated, finer than Go's default); they reveal internals, so keep --http-listen on a private address")
 	fs.IntVar(&o.GCIdlePercent, "gc-idle-percent", o.GCIdlePercent, "the garbage collector's target (as GOGC) while the hub is idle (for 30s at most 10 agent streams opened and desired-state messages sent a second) and its live heap is 64 MiB or more (about 2,000 agents): less memory per agent, for collections an idle hub has the CPU for; while busy (reconnects, a restart, a delivery to every cluster), Go's default or GOGC. 0: GOGC throughout; GOGC set in the environment also turns this off")
+	fs.IntVar(&o.MaxHandshakes, "max-handshakes", o.MaxHandshakes, "TLS handshakes of agents the hub runs at once; more wait, without taking CPU, so that a reconnect storm of thousands of agents leaves the hub responsive. Operators' CLI and dashboard and hub replicas skip the queue. Each handshake holds a slot for one round trip to its agent: raise it for agents far away (the hub then welcomes at most this many agents per round trip)")
 	fs.StringVar(&o.Log.Level, "log-level", o.Log.Level, "debug, info, warn or error")
 	fs.StringVar(&o.Log.Format, "log-format", o.Log.Format, "text or json")
 	o.Replicas.AddFlags(fs)
@@ -121,6 +126,9 @@ func (o *Options) Validate() error {
 	}
 	if o.GCIdlePercent < 0 {
 		errs = append(errs, fmt.Errorf("--gc-idle-percent %d: want 0 (off) or a percentage", o.GCIdlePercent))
+	}
+	if o.MaxHandshakes < 1 {
+		errs = append(errs, fmt.Errorf("--max-handshakes %d: want at least 1", o.MaxHandshakes))
 	}
 	if (o.AppsDir == "") == (o.AppsRepo == "") {
 		errs = append(errs, errors.New("exactly one of --apps-dir and --apps-repo is required"))

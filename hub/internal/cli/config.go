@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"sigs.k8s.io/yaml"
 
+	"github.com/flotilla-dev/flotilla/hub/internal/opclient"
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
 )
 
@@ -102,6 +103,7 @@ func (c *Config) Dial(opts ...grpc.DialOption) (*grpc.ClientConn, error) {
 	}
 	creds := credentials.NewTLS(&tls.Config{
 		RootCAs: pool, Certificates: []tls.Certificate{cert}, ServerName: host, MinVersion: tls.VersionTLS13,
+		NextProtos: []string{opclient.PriorityALPN}, // answered during a reconnect storm too
 	})
 	return grpc.NewClient(c.Hub, append([]grpc.DialOption{
 		grpc.WithTransportCredentials(creds),

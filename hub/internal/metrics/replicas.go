@@ -13,3 +13,15 @@ func (h *Hub) Replicas(count func() int) {
 		func() float64 { return float64(count()) },
 	))
 }
+
+// Handshakes registers flotilla_hub_handshakes_waiting, the TLS handshakes of agents waiting
+// for one of the hub's bounded slots (a reconnect storm), read from waiting at scrape time.
+func (h *Hub) Handshakes(waiting func() int64) {
+	if h == nil {
+		return
+	}
+	h.reg.MustRegister(prometheus.NewGaugeFunc(
+		prometheus.GaugeOpts{Name: "flotilla_hub_handshakes_waiting", Help: "TLS handshakes waiting for one of the hub's slots (--max-handshakes); operators' and replicas' never wait."},
+		func() float64 { return float64(waiting()) },
+	))
+}

@@ -14,6 +14,13 @@ import (
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
 )
 
+// PriorityALPN is the ALPN protocol that operators' and hub replicas' connections offer beside
+// "h2" (which the hub always chooses): the hub then runs their TLS handshake at once, ahead of
+// the agents' it bounds, so that an operator's command is answered during a reconnect storm
+// of thousands of agents (hub/internal/server: handshakes.go). It asks for priority; it
+// grants no access.
+const PriorityALPN = "flotilla-priority"
+
 // StatusPageSize is how many rows one Status page asks for: about 1.5 MiB of plain rows, well
 // under the hub's message limit (the hub also ends a page at about 2 MiB).
 const StatusPageSize = 5000

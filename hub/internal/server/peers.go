@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/flotilla-dev/flotilla/hub/internal/cluster"
+	"github.com/flotilla-dev/flotilla/hub/internal/opclient"
 	"github.com/flotilla-dev/flotilla/hub/internal/pki"
 	flotillav1 "github.com/flotilla-dev/flotilla/proto/flotilla/v1"
 	"github.com/flotilla-dev/flotilla/shared/logging"
@@ -84,6 +85,7 @@ func (p *peerConns) get(addr string) (*grpc.ClientConn, error) {
 	}
 	cfg := p.tls.Clone()
 	cfg.ServerName = host
+	cfg.NextProtos = []string{opclient.PriorityALPN} // ahead of agents' handshakes (handshakes.go)
 	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize+64<<10)))
 	if err != nil {

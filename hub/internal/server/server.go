@@ -94,6 +94,9 @@ type Config struct {
 	Retention store.Retention
 	// Rollouts runs the progressive rollouts (rollout.go); nil turns `flotilla rollout` off.
 	Rollouts rollouts
+	// MaxHandshakes bounds the TLS handshakes run at once, except operators' and replicas'
+	// (handshakes.go); 0: DefaultMaxHandshakes.
+	MaxHandshakes int
 	// FleetReadReuse is how long a read of the whole fleet serves FleetPage calls at least
 	// (0: matrixTTL; negative: never, every call reads the fleet: benchmarks of a first view).
 	FleetReadReuse time.Duration
@@ -121,6 +124,8 @@ type Server struct {
 	replicator *replicate.Replicator
 
 	peers *peerConns // connections to the other hub replicas
+	// handshakes bounds the TLS handshakes that run at once (handshakes.go).
+	handshakes *handshakes
 
 	matrix matrixCache // the fleet as FleetPage last read it (fleetpage.go)
 	paged  pagedRows   // the fleet's rows as the first page of a paged Status read them (statuspage.go)
@@ -150,7 +155,8 @@ func New(cfg Config) *Server {
 	if cfg.Ownership == nil {
 		cfg.Ownership = cluster.NewOwnership(nil, nil, cfg.Logger)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, streams: map[string]*agentStream{}, peers: newPeerConns(cfg.HA)}
+	s := &Server{cfg: cfg, log: cfg.Logger, streams: map[string]*agentStream{}, peers: newPeerConns(cfg.HA),
+		handshakes: newHandshakes(cfg.MaxHandshakes)}
 	if cfg.CA != nil {
 		s.roots = cfg.CA.Pool()
 	}
@@ -165,24 +171,27 @@ func New(cfg Config) *Server {
 		}
 	}
 	s.replicator = newReplicator(s)
+	cfg.Metrics.Handshakes(s.handshakes.waiting.Load)
 	cfg.Ownership.OnRelease(s.release)
 	return s
 }
 
 // GRPCServer builds the gRPC server with TLS (client certificates verified when given; each
-// method then requires the role it serves), message limits and keepalive.
+// method then requires the role it serves; at most Config.MaxHandshakes handshakes at once,
+// operators' and replicas' ahead of the others), message limits and keepalive.
 func (s *Server) GRPCServer() *grpc.Server {
 	tlsCfg := &tls.Config{
 		Certificates: []tls.Certificate{s.cfg.Serving},
 		ClientCAs:    s.roots,
 		// A client certificate is verified here, by verifyClientChain, up to its expiry;
 		// whether an expired one may still renew is decided per method by authenticate.
-		ClientAuth:       tls.RequestClientCert,
-		VerifyConnection: s.verifyClientChain,
-		MinVersion:       tls.VersionTLS13,
+		ClientAuth:         tls.RequestClientCert,
+		VerifyConnection:   s.verifyClientChain,
+		GetConfigForClient: s.handshakes.admit,
+		MinVersion:         tls.VersionTLS13,
 	}
 	gs := grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(tlsCfg)),
+		grpc.Creds(boundedCreds{TransportCredentials: credentials.NewTLS(tlsCfg), h: s.handshakes}),
 		grpc.MaxRecvMsgSize(MaxMessageSize),
 		grpc.MaxSendMsgSize(MaxMessageSize+64<<10),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
