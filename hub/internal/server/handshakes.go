@@ -53,8 +53,8 @@ func newHandshakes(limit int) *handshakes {
 // arrived, before any of the handshake's own work, and waits for a slot unless the caller asks
 // for priority. It changes nothing of the configuration.
 func (h *handshakes) admit(hello *tls.ClientHelloInfo) (*tls.Config, error) {
-	if slices.Contains(hello.SupportedProtos, opclient.PriorityALPN) {
-		return nil, nil
+	if slices.Contains(hello.SupportedProtos, opclient.PriorityALPN) || h.holds(hello.Conn) {
+		return nil, nil // priority, or a second ClientHello of a handshake that holds a slot
 	}
 	select {
 	case h.slots <- struct{}{}:
@@ -72,6 +72,13 @@ func (h *handshakes) admit(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 	h.held[hello.Conn] = true
 	h.mu.Unlock()
 	return nil, nil
+}
+
+// holds reports whether conn's handshake holds a slot.
+func (h *handshakes) holds(conn net.Conn) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.held[conn]
 }
 
 // done frees the slot conn's handshake held, if it held one.
