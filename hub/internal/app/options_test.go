@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/flotilla-dev/flotilla/hub/internal/metrics"
+	"github.com/flotilla-dev/flotilla/hub/internal/server"
 	"github.com/flotilla-dev/flotilla/shared/helpcheck"
 )
 
@@ -126,6 +127,21 @@ func TestGCIdlePercentFlag(t *testing.T) {
 		if got != tt.want {
 			t.Errorf("%v with GOGC=%q: tuner's idle target %d, want %d (0: no tuner)", tt.args, tt.gogc, got, tt.want)
 		}
+	}
+}
+
+// TestMaxHandshakesFlag: --max-handshakes defaults to server.DefaultMaxHandshakes; below 1 it
+// is refused naming the flag.
+func TestMaxHandshakesFlag(t *testing.T) {
+	o, err := validated(t, nil)
+	if err != nil || o.MaxHandshakes != server.DefaultMaxHandshakes {
+		t.Fatalf("default: %d, %v; want %d", o.MaxHandshakes, err, server.DefaultMaxHandshakes)
+	}
+	if o, err = validated(t, []string{"--max-handshakes=32"}); err != nil || o.MaxHandshakes != 32 {
+		t.Fatalf("--max-handshakes=32: %d, %v", o.MaxHandshakes, err)
+	}
+	if _, err := validated(t, []string{"--max-handshakes=0"}); err == nil || !strings.Contains(err.Error(), "--max-handshakes 0") {
+		t.Errorf("--max-handshakes=0: error %v, want one naming the flag", err)
 	}
 }
 

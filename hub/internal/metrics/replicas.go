@@ -8,10 +8,7 @@ func (h *Hub) Replicas(count func() int) {
 	if h == nil {
 		return
 	}
-	h.reg.MustRegister(prometheus.NewGaugeFunc(
-		prometheus.GaugeOpts{Name: "flotilla_hub_replicas", Help: "Live hub replicas seen by this one, itself included."},
-		func() float64 { return float64(count()) },
-	))
+	h.gauge("flotilla_hub_replicas", "Live hub replicas seen by this one, itself included.", func() float64 { return float64(count()) })
 }
 
 // Handshakes registers flotilla_hub_handshakes_waiting, the TLS handshakes of agents waiting
@@ -20,8 +17,11 @@ func (h *Hub) Handshakes(waiting func() int64) {
 	if h == nil {
 		return
 	}
-	h.reg.MustRegister(prometheus.NewGaugeFunc(
-		prometheus.GaugeOpts{Name: "flotilla_hub_handshakes_waiting", Help: "TLS handshakes waiting for one of the hub's slots (--max-handshakes); operators' and replicas' never wait."},
-		func() float64 { return float64(waiting()) },
-	))
+	h.gauge("flotilla_hub_handshakes_waiting", "TLS handshakes waiting for one of the hub's slots (--max-handshakes); operators' and replicas' never wait.",
+		func() float64 { return float64(waiting()) })
+}
+
+// gauge registers a gauge read from read at scrape time.
+func (h *Hub) gauge(name, help string, read func() float64) {
+	h.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, read))
 }

@@ -3,19 +3,25 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/flotilla-dev/flotilla/hub/internal/metrics"
 	"github.com/flotilla-dev/flotilla/hub/internal/opclient"
 	"github.com/flotilla-dev/flotilla/shared/testwait"
 )
 
 // TestHandshakesBoundedOperatorsFirst: the hub runs at most MaxHandshakes TLS handshakes at
-// once. One beyond waits for a slot (and is counted waiting); an operator's, which offers
+// once. One beyond waits for a slot (counted in flotilla_hub_handshakes_waiting); an operator's, which offers
 // opclient.PriorityALPN, does not wait; the waiting one goes on once the slot is free.
 func TestHandshakesBoundedOperatorsFirst(t *testing.T) {
-	h, srv := newHubUnderTest(t, RateLimits{})
-	srv.handshakes = newHandshakes(1)
+	h, built := newHubUnderTest(t, RateLimits{})
+	cfg := built.cfg
+	cfg.MaxHandshakes, cfg.Metrics = 1, metrics.New(nil)
+	srv := New(cfg)
 	h.serve(t, srv)
 
 	// The first holds the only slot: its client waits, before it answers the hub's request
@@ -28,6 +34,9 @@ func TestHandshakesBoundedOperatorsFirst(t *testing.T) {
 	testwait.Until(t, 10*time.Second, "the first handshake holding the only slot", func() bool { return len(srv.handshakes.slots) == 1 })
 	second := h.handshake(t, &tls.Config{})
 	testwait.Until(t, 10*time.Second, "the second handshake waiting for a slot", func() bool { return srv.handshakes.waiting.Load() == 1 })
+	if got := scrape(t, cfg.Metrics, "flotilla_hub_handshakes_waiting"); got != "1" {
+		t.Errorf("flotilla_hub_handshakes_waiting = %q, want 1", got)
+	}
 
 	if err := <-h.handshake(t, &tls.Config{NextProtos: []string{opclient.PriorityALPN}}); err != nil {
 		t.Fatalf("operator's handshake: %v", err)
@@ -47,6 +56,19 @@ func TestHandshakesBoundedOperatorsFirst(t *testing.T) {
 	testwait.Until(t, 10*time.Second, "every slot free", func() bool {
 		return len(srv.handshakes.slots) == 0 && srv.handshakes.waiting.Load() == 0
 	})
+}
+
+// scrape reads one metric's value from m's /metrics ("" when it is not there).
+func scrape(t *testing.T, m *metrics.Hub, name string) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	for _, line := range strings.Split(rec.Body.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 // handshake runs a TLS handshake with the hub, as cfg says (trusting the hub's CA), and
