@@ -334,10 +334,21 @@ func BenchmarkApply1000ConfigMaps(b *testing.B) {
 
 	// Managing them: automated with selfHeal, so the agent watches and checks them.
 	e.setApps(b, appSpec{name: "bench", path: "bench/configmaps", namespace: nsFlotilla, clusters: []string{"staging"}, prune: true, selfHeal: true})
-	const idle = 20 * time.Second
+	// The change's own peak is the 20s after it (the agent's watches and checks start, its
+	// garbage collector's headroom is in use); the steady state, the goal's figure, is the
+	// highest over 20s once settled: the agent's RSS is flat from about 10s after the change on
+	// (it was sampled every 2s for 150s while this was written), and settle leaves it three
+	// times that.
+	const idle, settle = 20 * time.Second, 30 * time.Second
 	getsBefore := apiserverRequests(b, e.ctx, client, "GET", "configmaps")
-	rssManaging := peakRSS(b, e.ctx, agent, idle)
+	rssChange := peakRSS(b, e.ctx, agent, idle)
 	getRate := (apiserverRequests(b, e.ctx, client, "GET", "configmaps") - getsBefore) / idle.Seconds()
+	select {
+	case <-time.After(settle):
+	case <-e.ctx.Done():
+		b.Fatal(e.ctx.Err())
+	}
+	rssManaging := peakRSS(b, e.ctx, agent, idle)
 	rssOther := peakRSS(b, e.ctx, e.fleet.Agents["production"], time.Second)
 	heap, heapTop := heapProfile(b, e.ctx, e.fleet.AgentHTTP["staging"], filepath.Join(e.dir, "agent-heap-1000.pprof"))
 	rssAnon, rssFile := rssParts(b, agent.Pid())
@@ -375,7 +386,8 @@ func BenchmarkApply1000ConfigMaps(b *testing.B) {
 	fmt.Fprintf(os.Stderr, "  %-58s %12.2f\n", "ratio flotilla / kubectl (wall)", ratio)
 	fmt.Fprintf(os.Stderr, "  %-58s %12.2f\n", "ratio agent apply / kubectl", agentApply.Seconds()/kubectlTime.Seconds())
 	fmt.Fprintf(os.Stderr, "  %-58s %9.1f MiB\n", "agent RSS, demo apps only (peak over 5s)", mib(rssBaseline))
-	fmt.Fprintf(os.Stderr, "  %-58s %9.1f MiB\n", "agent RSS managing +1,000 ConfigMaps (peak over 20s)", mib(rssManaging))
+	fmt.Fprintf(os.Stderr, "  %-58s %9.1f MiB\n", "agent RSS managing +1,000 ConfigMaps, steady (peak over 20s)", mib(rssManaging))
+	fmt.Fprintf(os.Stderr, "  %-58s %9.1f MiB\n", "  the 20s after selfHeal was turned on (peak)", mib(rssChange))
 	fmt.Fprintf(os.Stderr, "  %-58s %9.1f MiB\n", "production agent RSS, demo apps only", mib(rssOther))
 	fmt.Fprintf(os.Stderr, "  %-58s %9.1f MiB\n", "agent Go heap in use managing +1,000 ConfigMaps (after a GC)", mib(heap))
 	fmt.Fprintf(os.Stderr, "  %-58s %5.1f/%.1f MiB\n", "  agent RSS then: anonymous / file-backed (the binary's pages)", mib(rssAnon), mib(rssFile))
@@ -394,6 +406,7 @@ func BenchmarkApply1000ConfigMaps(b *testing.B) {
 	b.ReportMetric(ratio, "flotilla/kubectl")
 	b.ReportMetric(mib(rssBaseline), "MiB-rss-baseline")
 	b.ReportMetric(mib(rssManaging), "MiB-rss-1000")
+	b.ReportMetric(mib(rssChange), "MiB-rss-1000-change")
 	b.ReportMetric(mib(heap), "MiB-heap-1000")
 	b.ReportMetric(mib(rssAnon), "MiB-rss-anon-1000")
 	b.ReportMetric(agentCount.total()/n, "agent-requests/object")
