@@ -319,20 +319,13 @@ func (f *Fleet) Apps() []AppInfo {
 // (after a complete load of the apps), sorted by cluster and app. A cluster whose agent is not
 // connected, or stale, never shows Healthy: its health is Unknown and the message says since
 // when it has been silent. An app whose latest render for the cluster failed is RenderFailed.
-func (f *Fleet) Rows() []Row { return f.AppendRows(nil) }
-
-// AppendRows appends Rows to rows: a caller that reads the whole fleet often passes the
-// slice of its last read back, so that 10,000 clusters' rows (about 6 MiB) are not allocated
-// anew each time. An idle hub's collections are paced by what it allocates, and the status
-// calls were most of it: the call that crossed the collector's trigger waited for the
-// collection to start (BENCHMARKS.md).
-func (f *Fleet) AppendRows(rows []Row) []Row {
+func (f *Fleet) Rows() []Row {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	// The clusters of every map that may hold a row; rows are made cluster by cluster, so that
 	// only each cluster's few apps are sorted, not every row.
 	seen := make(map[string]bool, len(f.status))
-	clusters := make([]string, 0, len(f.status))
+	var clusters []string
 	note := func(c string) {
 		if !seen[c] {
 			seen[c] = true
@@ -352,7 +345,7 @@ func (f *Fleet) AppendRows(rows []Row) []Row {
 		note(c)
 	}
 	slices.Sort(clusters)
-	rows = slices.Grow(rows, 2*len(clusters))
+	rows := make([]Row, 0, 2*len(clusters))
 	var names []string
 	for _, c := range clusters {
 		rows, names = f.appendClusterRows(rows, names[:0], c)

@@ -96,7 +96,7 @@ func (s *Server) Status(ctx context.Context, req *flotillav1.StatusRequest) (*fl
 	default:
 		all = s.cfg.Fleet.Rows()
 	}
-	resp, err := s.status(ctx, req, all, nil)
+	resp, err := s.status(ctx, req, all)
 	if err == nil && req.PageSize > 0 && resp.NextAfterCluster == "" {
 		s.paged.done()
 	}
@@ -111,24 +111,20 @@ func (s *Server) StatusPages(req *flotillav1.StatusRequest, stream flotillav1.Op
 	if page.PageSize <= 0 {
 		page.PageSize = opclient.StatusPageSize
 	}
-	bufs := s.statusBufs.Get().(*statusBuffers)
-	defer s.statusBufs.Put(bufs.release())
 	var all []fleet.Row
 	if req.Cluster != "" {
 		all = s.cfg.Fleet.ClusterRows(req.Cluster)
 	} else {
-		bufs.rows = s.cfg.Fleet.AppendRows(bufs.rows)
-		all = bufs.rows
+		all = s.cfg.Fleet.Rows()
 	}
 	for {
-		resp, err := s.status(stream.Context(), page, all, bufs)
+		resp, err := s.status(stream.Context(), page, all)
 		if err != nil {
 			return err
 		}
 		if err := stream.Send(resp); err != nil {
 			return err
 		}
-		bufs.sent(resp.Items)
 		if resp.NextAfterCluster == "" {
 			return nil
 		}
@@ -140,8 +136,8 @@ func (s *Server) StatusPages(req *flotillav1.StatusRequest, stream flotillav1.Op
 }
 
 // status answers req (one page of it when paged) from all, the fleet's rows sorted by cluster,
-// with the rows the other replicas hold gathered in; its items come from bufs when set.
-func (s *Server) status(ctx context.Context, req *flotillav1.StatusRequest, all []fleet.Row, bufs *statusBuffers) (*flotillav1.StatusResponse, error) {
+// with the rows the other replicas hold gathered in.
+func (s *Server) status(ctx context.Context, req *flotillav1.StatusRequest, all []fleet.Row) (*flotillav1.StatusResponse, error) {
 	inSelector, err := s.selectClusters(req.Selector)
 	if err != nil {
 		return nil, toStatus(err)
@@ -173,7 +169,7 @@ func (s *Server) status(ctx context.Context, req *flotillav1.StatusRequest, all 
 		if req.Revision != "" && !strings.HasPrefix(r.DesiredRevision, req.Revision) && !strings.HasPrefix(r.AppliedRevision, req.Revision) {
 			continue
 		}
-		it := s.fillStatusItem(bufs.item(), r, req.Resources)
+		it := s.statusItem(r, req.Resources)
 		page.add(it)
 		resp.Items = append(resp.Items, it)
 	}
@@ -183,12 +179,7 @@ func (s *Server) status(ctx context.Context, req *flotillav1.StatusRequest, all 
 // statusItem is one row of Status (and of a FleetPage): with resources, the app's objects and
 // the Warning Events of them, as the agent last reported (`flotilla status` asks for neither).
 func (s *Server) statusItem(r *fleet.Row, resources bool) *flotillav1.AppClusterStatus {
-	return s.fillStatusItem(new(flotillav1.AppClusterStatus), r, resources)
-}
-
-// fillStatusItem is statusItem into item, whatever item held before.
-func (s *Server) fillStatusItem(item *flotillav1.AppClusterStatus, r *fleet.Row, resources bool) *flotillav1.AppClusterStatus {
-	*item = flotillav1.AppClusterStatus{
+	item := &flotillav1.AppClusterStatus{
 		Cluster: r.Cluster, App: r.App, Sync: r.Sync, Health: r.Health,
 		DesiredRevision: r.DesiredRevision, AppliedRevision: r.AppliedRevision, HealthyRevision: r.HealthyRevision,
 		Message: r.Message, CommitToAppliedMs: r.CommitToApplied.Milliseconds(), LastError: r.LastError,

@@ -129,8 +129,6 @@ type Server struct {
 
 	matrix matrixCache // the fleet as FleetPage last read it (fleetpage.go)
 	paged  pagedRows   // the fleet's rows as the first page of a paged Status read them (statuspage.go)
-	// statusBufs holds *statusBuffers: what StatusPages calls reuse (statuspage.go).
-	statusBufs sync.Pool
 	// work counts agent streams opened and desired-state messages sent (Work).
 	work atomic.Uint64
 }
@@ -173,7 +171,6 @@ func New(cfg Config) *Server {
 		}
 	}
 	s.replicator = newReplicator(s)
-	s.statusBufs.New = func() any { return new(statusBuffers) }
 	cfg.Metrics.Handshakes(s.handshakes.waiting.Load)
 	cfg.Ownership.OnRelease(s.release)
 	return s

@@ -14,7 +14,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/flotilla-dev/flotilla/hub/internal/fleet"
 	"github.com/flotilla-dev/flotilla/hub/internal/opclient"
@@ -123,62 +122,6 @@ func TestStatusPagesALargeFleet(t *testing.T) {
 	}
 	if len(one.Items) != 2 || one.Items[0].Cluster != "c01234" || one.Items[0].App != "api" || one.Items[1].App != "web" {
 		t.Fatalf("status of one cluster = %v, want its api and web rows", one.Items)
-	}
-}
-
-// TestStatusPagesReuseLeavesNothingBehind: StatusPages fills its pages with the items of the
-// pages and calls before it (statusBuffers); what a row had then (its drift, message, error)
-// never shows in a row read later. Each read is compared with Status in one answer, whose
-// items are new.
-func TestStatusPagesReuseLeavesNothingBehind(t *testing.T) {
-	h := startHub(t)
-	const clusters = 300
-	report := func(round int) {
-		for i := range clusters {
-			c := fmt.Sprintf("c%04d", i)
-			h.fleet.Seen(c, "v1", true)
-			for _, app := range []string{"api", "web"} {
-				r := &fleet.Report{App: app, Sync: fleet.SyncSynced, Health: "Healthy", Reported: time.Now(), AppliedRevision: fmt.Sprintf("r%d", round)}
-				if (i+round)%2 == 0 {
-					r.Sync, r.Message, r.LastError = fleet.SyncOutOfSync, fmt.Sprintf("round %d: drifted", round), "apply failed"
-					r.Drift = []fleet.DriftItem{{Version: "v1", Kind: "ConfigMap", Name: app, Type: "Modified", Diff: "-a\n+b"}}
-				}
-				h.fleet.RestoreReport(c, r)
-			}
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	op := flotillav1.NewOperatorClient(h.dial(t, h.adminCert(t)))
-	for round := range 3 {
-		report(round)
-		want, err := op.Status(ctx, &flotillav1.StatusRequest{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		stream, err := op.StatusPages(ctx, &flotillav1.StatusRequest{PageSize: 100})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got []*flotillav1.AppClusterStatus
-		for {
-			resp, err := stream.Recv()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				t.Fatalf("round %d: %v", round, err)
-			}
-			got = append(got, resp.Items...)
-		}
-		if len(got) != len(want.Items) {
-			t.Fatalf("round %d: StatusPages sent %d rows, Status %d", round, len(got), len(want.Items))
-		}
-		for i := range got {
-			if !proto.Equal(got[i], want.Items[i]) {
-				t.Fatalf("round %d, row %d: StatusPages sent\n%v\nStatus answers\n%v", round, i, got[i], want.Items[i])
-			}
-		}
 	}
 }
 
