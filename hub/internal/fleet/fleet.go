@@ -83,8 +83,14 @@ type Fleet struct {
 	apps     map[string]*AppInfo
 	desired  map[string]map[string]*Desired // cluster → app
 	status   map[string]map[string]*Report  // cluster → app
+	watchers map[string]*watcher            // cluster → its agent stream's callback (Watch)
+	// pmu guards presence, apart from mu: Seen runs for every message an agent sends, and a
+	// whole fleet's rows are read under mu in one hold (Rows). In a storm of 10,000 reconnects,
+	// goroutine dumps of the hub had 238–477 agents' streams queued for mu in Seen alone
+	// behind such a read, and operators' status calls behind them (BENCHMARKS.md). Lock order:
+	// mu, then pmu.
+	pmu      sync.Mutex
 	presence map[string]*Presence
-	watchers map[string]*watcher // cluster → its agent stream's callback (Watch)
 	onReport func(cluster string, r *Report)
 	onForget func(cluster, app string)
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/flotilla-dev/flotilla/hub/internal/apps"
 	"github.com/flotilla-dev/flotilla/shared/bundle"
+	"github.com/flotilla-dev/flotilla/shared/testwait"
 )
 
 func testBundle(t *testing.T, name string) *bundle.Bundle {
@@ -134,6 +135,32 @@ func TestRowsNeverShowStaleClustersHealthy(t *testing.T) {
 	f.Seen("c1", "", false)
 	if r := f.Rows()[0]; r.Health != HealthUnknown || !strings.Contains(r.Message, "agent disconnected") {
 		t.Fatalf("disconnected row = %+v", r)
+	}
+}
+
+// TestSeenWhileTheFleetIsRead: an agent's message is recorded while the fleet's lock is held
+// (as a whole fleet's status holds it for every row): presence has a lock of its own.
+func TestSeenWhileTheFleetIsRead(t *testing.T) {
+	f := New(time.Minute)
+	f.Seen("c1", "v1", false)
+	f.mu.Lock()
+	seen := make(chan struct{})
+	go func() {
+		f.Seen("c1", "v2", true)
+		close(seen)
+	}()
+	testwait.Until(t, 30*time.Second, "Seen returns while the fleet's lock is held", func() bool {
+		select {
+		case <-seen:
+			return true
+		default:
+			return false
+		}
+	})
+	p, state := f.Presence("c1")
+	f.mu.Unlock()
+	if !p.Connected || p.AgentVersion != "v2" || state != StateConnected {
+		t.Fatalf("presence = %+v, %s; want connected, v2", p, state)
 	}
 }
 

@@ -166,10 +166,11 @@ func (f *Fleet) RestoreReport(cluster string, r *Report) {
 	f.noteBaseline(r.App)
 }
 
-// Seen records that the cluster's agent said something now.
+// Seen records that the cluster's agent said something now. It takes the presence lock only
+// (see Fleet.pmu).
 func (f *Fleet) Seen(cluster, agentVersion string, connected bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.pmu.Lock()
+	defer f.pmu.Unlock()
 	p := f.presence[cluster]
 	if p == nil {
 		p = &Presence{}
@@ -184,11 +185,12 @@ func (f *Fleet) Seen(cluster, agentVersion string, connected bool) {
 
 // Presence returns what is known of the cluster's link and its state name.
 func (f *Fleet) Presence(cluster string) (Presence, string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.pmu.Lock()
+	defer f.pmu.Unlock()
 	return f.presenceLocked(cluster)
 }
 
+// presenceLocked is Presence with f.pmu held.
 func (f *Fleet) presenceLocked(cluster string) (Presence, string) {
 	p := f.presence[cluster]
 	if p == nil {
@@ -383,7 +385,7 @@ func (f *Fleet) rowLocked(cluster, app string) Row {
 		row.DesiredRevision = d.Revision
 	}
 	row.Pinned = f.pins[app][cluster]
-	p, state := f.presenceLocked(cluster)
+	p, state := f.Presence(cluster)
 	row.LastSeen = p.LastSeen
 	r := f.status[cluster][app]
 	if r != nil {
