@@ -51,10 +51,11 @@ func newHandshakes(limit int) *handshakes {
 
 // admit is the TLS server's GetConfigForClient: it runs once the caller's ClientHello has
 // arrived, before any of the handshake's own work, and waits for a slot unless the caller asks
-// for priority. It changes nothing of the configuration.
+// for priority. It changes nothing of the configuration. crypto/tls asks it once per
+// handshake (a TLS 1.3 retry's second ClientHello does not ask again).
 func (h *handshakes) admit(hello *tls.ClientHelloInfo) (*tls.Config, error) {
-	if slices.Contains(hello.SupportedProtos, opclient.PriorityALPN) || h.holds(hello.Conn) {
-		return nil, nil // priority, or a second ClientHello of a handshake that holds a slot
+	if slices.Contains(hello.SupportedProtos, opclient.PriorityALPN) {
+		return nil, nil
 	}
 	select {
 	case h.slots <- struct{}{}:
@@ -72,13 +73,6 @@ func (h *handshakes) admit(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 	h.held[hello.Conn] = true
 	h.mu.Unlock()
 	return nil, nil
-}
-
-// holds reports whether conn's handshake holds a slot.
-func (h *handshakes) holds(conn net.Conn) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.held[conn]
 }
 
 // done frees the slot conn's handshake held, if it held one.
